@@ -1,0 +1,908 @@
+//! The translator: one resource type's TOML mapping, compiled against its store.
+//!
+//! [`build`] takes a [`ResourceSpec`] (what the mapping file says), checks it against the SCIM
+//! schemas and the live store, and produces a [`MappedResource`] that serves the resource type
+//! through [`crate::scim::Provider`]. It converts SCIM JSON to store rows and back
+//! ([`convert`]), compiles SCIM filters into store predicates ([`filter`]), and maps store
+//! failures to SCIM errors in one place ([`error`]). It knows neither HTTP nor SQL.
+
+pub mod convert;
+pub mod error;
+pub mod filter;
+pub mod spec;
+
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+
+use crate::backend::{
+    Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldInfo, FieldSpec, FieldType, MemberChange,
+    MemberOf, MembersSpec, Row, Search, Sort, SpecPart, Table, TableSpec, Value,
+};
+use crate::scim::filter::eval;
+use crate::scim::patch::MemberOp;
+use crate::scim::resource::{Member, Object, Stored, UnknownPolicy};
+use crate::scim::schema::{
+    self, AttrType, Attribute, Extension, Home, Mutability, ResourceType, Returned, Schema, Uniqueness,
+};
+use crate::scim::{Check, Edit, Page, Provider, Query, ScimError};
+pub use convert::Conv;
+pub use spec::{AttrSpec, MemberMap, OnDelete, Origin, Problem, ResourceSpec};
+
+/// Receives store failures, for metrics (the mapping layer knows nothing of Prometheus).
+pub trait Observer: Send + Sync {
+    /// A store operation failed with an error of this kind (`unavailable`, `internal`, …).
+    fn store_error(&self, backend: &str, kind: &str);
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+
+impl Observer for NoObserver {
+    fn store_error(&self, _: &str, _: &str) {}
+}
+
+/// Settings that apply to every mapped resource.
+#[derive(Clone)]
+pub struct Settings {
+    /// What to do with values the mapping cannot store (e.g. an email of an unmapped type).
+    pub unknown_attributes: UnknownPolicy,
+    /// `Retry-After` seconds on 503.
+    pub retry_after: u32,
+    /// Where store failures are reported.
+    pub observer: Arc<dyn Observer>,
+}
+
+/// Where in a resource's JSON a binding's value lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A single-valued attribute, or a sub-attribute of a single-valued complex one.
+    Attr {
+        /// Extension URN, or `None` for core and common attributes.
+        ext: Option<String>,
+        /// Attribute name (canonical).
+        attr: String,
+        /// Sub-attribute name (canonical).
+        sub: Option<String>,
+    },
+    /// A sub-attribute of the value with this `type` of a multi-valued attribute.
+    Typed {
+        /// Extension URN, or `None`.
+        ext: Option<String>,
+        /// Attribute name.
+        attr: String,
+        /// The `type` value selecting the element.
+        type_value: String,
+        /// Sub-attribute name.
+        sub: String,
+    },
+    /// `meta.created`, written by the sidecar on create.
+    Created,
+    /// `meta.lastModified`, written by the sidecar on every change.
+    LastModified,
+}
+
+/// One attribute ⇄ field binding; its index is the field index in the [`TableSpec`].
+#[derive(Clone, Debug)]
+pub(crate) struct Binding {
+    pub(crate) target: Target,
+    pub(crate) conv: Conv,
+    /// Never returned (write-only attributes).
+    pub(crate) hidden: bool,
+}
+
+/// A served resource type: its schema, its table, and the bindings between them.
+#[derive(Clone)]
+pub struct MappedResource {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) rt: ResourceType,
+    table: Arc<dyn Table>,
+    backend: String,
+    pub(crate) bindings: Vec<Binding>,
+    created: Option<usize>,
+    modified: Option<usize>,
+    soft_delete: Option<Vec<(usize, Value)>>,
+    member_type: Option<String>,
+    policy: UnknownPolicy,
+    retry_after: u32,
+    observer: Arc<dyn Observer>,
+}
+
+/// The full (unfiltered) schemas a spec can refer to, plus the common attributes.
+fn full_type(spec: &ResourceSpec, custom: &[Schema]) -> ResourceType {
+    let core = schema::builtin(&spec.schema)
+        .cloned()
+        .or_else(|| custom.iter().find(|s| s.id.eq_ignore_ascii_case(&spec.schema)).cloned())
+        .unwrap_or(Schema { id: spec.schema.clone(), name: spec.name.clone(), description: String::new(), attributes: vec![] });
+    let mut extensions: Vec<Extension> = Vec::new();
+    for a in &spec.attrs {
+        let Some(urn) = &a.path.attr.urn else { continue };
+        if urn.eq_ignore_ascii_case(&core.id) || extensions.iter().any(|e| e.schema.id.eq_ignore_ascii_case(urn)) {
+            continue;
+        }
+        let s = schema::builtin(urn)
+            .cloned()
+            .or_else(|| custom.iter().find(|s| s.id.eq_ignore_ascii_case(urn)).cloned());
+        if let Some(s) = s {
+            extensions.push(Extension { schema: s, required: false });
+        }
+    }
+    let known = std::iter::once(core.clone()).chain(extensions.iter().map(|e| e.schema.clone())).collect();
+    let mut members_attr = None;
+    if spec.members.is_some() {
+        members_attr = Some("members".to_owned());
+    }
+    ResourceType {
+        name: spec.name.clone(),
+        endpoint: spec.endpoint.clone(),
+        description: spec.description.clone(),
+        schema: core,
+        extensions,
+        common: schema::common_attributes(true),
+        membership: members_attr,
+        known,
+    }
+}
+
+/// Schemas for URNs that are not built in, generated from the mapping entries that use them:
+/// each entry declares its attribute (`type`, `description`, characteristics).
+fn custom_schemas(spec: &ResourceSpec) -> Vec<Schema> {
+    let mut out: Vec<Schema> = Vec::new();
+    let core_builtin = schema::builtin(&spec.schema).is_some();
+    for a in &spec.attrs {
+        let urn = a.path.attr.urn.clone().unwrap_or_else(|| spec.schema.clone());
+        if schema::builtin(&urn).is_some() || (a.path.attr.urn.is_none() && core_builtin) {
+            continue;
+        }
+        let name = &a.path.attr.name;
+        if ["externalId", "id", "meta"].iter().any(|c| c.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        let s = match out.iter_mut().position(|s| s.id.eq_ignore_ascii_case(&urn)) {
+            Some(i) => &mut out[i],
+            None => {
+                let short = urn.rsplit(':').next().unwrap_or(&urn).to_owned();
+                out.push(Schema { id: urn.clone(), name: short, description: String::new(), attributes: vec![] });
+                let last = out.len() - 1;
+                &mut out[last]
+            }
+        };
+        let leaf = |n: &str| {
+            let mut at = Attribute::new(n, a.ty.unwrap_or(AttrType::String));
+            at.description = a.description.clone().unwrap_or_default();
+            at.case_exact = a.case_exact.unwrap_or(false);
+            at
+        };
+        let sub = a.path.sub.as_deref().or(a.path.attr.sub.as_deref());
+        let typed = a.path.filter.is_some();
+        let pos = s.attributes.iter().position(|x| x.name.eq_ignore_ascii_case(name));
+        match (sub, pos) {
+            (None, None) => s.attributes.push(leaf(name)),
+            (None, Some(_)) => {}
+            (Some(sub), pos) => {
+                let parent = match pos {
+                    Some(i) => &mut s.attributes[i],
+                    None => {
+                        let mut p = Attribute::new(name, AttrType::Complex);
+                        p.multi_valued = typed;
+                        if typed {
+                            let mut t = Attribute::new("type", AttrType::String);
+                            t.description = "A label indicating the value's function.".into();
+                            p.sub_attributes.push(t);
+                        }
+                        s.attributes.push(p);
+                        let last = s.attributes.len() - 1;
+                        &mut s.attributes[last]
+                    }
+                };
+                if parent.sub(sub).is_none() {
+                    parent.sub_attributes.push(leaf(sub));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Compiles one resource type against its store. `all` are every resource spec of the config
+/// (to find member tables). Errors carry the file and line of the setting at fault; warnings
+/// come back with the resource.
+pub async fn build(
+    spec: &ResourceSpec,
+    backend: &dyn Backend,
+    all: &[ResourceSpec],
+    settings: &Settings,
+) -> Result<(MappedResource, Vec<Problem>), Vec<Problem>> {
+    let custom = custom_schemas(spec);
+    let full = full_type(spec, &custom);
+    let mut problems = Vec::new();
+    let mut bindings: Vec<(Target, &AttrSpec, AttrType, bool, Option<Returned>)> = Vec::new();
+
+    // 1. Each map entry names an attribute the schemas define, in a shape a field can hold.
+    for a in &spec.attrs {
+        match target_of(&full, a) {
+            Ok((t, ty, multi)) => {
+                if bindings.iter().any(|(b, ..)| *b == t) {
+                    problems.push(Problem::error(
+                        &a.origin,
+                        format!("'{}' is mapped twice", a.key),
+                        Some("keep one of the two entries".into()),
+                    ));
+                    continue;
+                }
+                let returned = leaf_def(&full, &t).map(|d| d.returned);
+                bindings.push((t, a, ty, multi, returned));
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    if spec.on_delete == OnDelete::Soft
+        && !bindings.iter().any(|(t, ..)| matches!(t, Target::Attr { attr, ext: None, sub: None } if attr == "active"))
+    {
+        problems.push(Problem::error(
+            &spec.origin,
+            format!("`on_delete = \"soft\"` needs `active` mapped for {}", spec.name),
+            Some("map `active` to the column that marks accounts disabled, or use `on_delete = \"hard\"`".into()),
+        ));
+    }
+
+    // 2. Members live in a join table keyed by another resource type's table.
+    let member_spec = match &spec.members {
+        None => None,
+        Some(m) => match all.iter().find(|r| r.name.eq_ignore_ascii_case(&m.member_type)) {
+            Some(target) => Some(MembersSpec {
+                table: m.table.clone(),
+                group_column: m.group_column.clone(),
+                member_column: m.member_column.clone(),
+                member_table: target.table.clone(),
+                member_key: target.key.clone(),
+            }),
+            None => {
+                problems.push(Problem::error(
+                    &m.origin,
+                    format!("members are of type '{}', which no [resource.*] defines", m.member_type),
+                    Some(format!(
+                        "set `members.type` to one of: {}",
+                        all.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+                ));
+                None
+            }
+        },
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let member_of = all
+        .iter()
+        .filter_map(|r| r.members.as_ref())
+        .filter(|m| m.member_type.eq_ignore_ascii_case(&spec.name))
+        .map(|m| MemberOf { table: m.table.clone(), column: m.member_column.clone() })
+        .collect();
+
+    // 3. The store confirms tables, columns and types.
+    let fields: Vec<FieldSpec> = bindings
+        .iter()
+        .map(|(t, a, ..)| {
+            let def = leaf_def(&full, t);
+            let case_exact = a.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
+            let uniqueness = a.uniqueness.or(def.map(|d| d.uniqueness)).unwrap_or(Uniqueness::None);
+            FieldSpec { column: a.column.clone(), unique: uniqueness != Uniqueness::None, fold_case: !case_exact }
+        })
+        .collect();
+    let table_spec = TableSpec {
+        table: spec.table.clone(),
+        key: spec.key.clone(),
+        fields: fields.clone(),
+        members: member_spec,
+        member_of,
+    };
+    let locate = |part: &SpecPart| match part {
+        SpecPart::Table => spec.origin.clone(),
+        SpecPart::Field(i) => bindings.get(*i).map_or(spec.origin.clone(), |b| b.1.origin.clone()),
+        SpecPart::Members => spec.members.as_ref().map_or(spec.origin.clone(), |m| m.origin.clone()),
+    };
+    let opened = backend.open_table(table_spec).await.map_err(|ps| {
+        ps.into_iter()
+            .map(|p| Problem { origin: locate(&p.part), message: p.message, fix: p.fix, warning: p.warning })
+            .collect::<Vec<_>>()
+    })?;
+    let warnings: Vec<Problem> = opened
+        .warnings
+        .into_iter()
+        .map(|p| Problem { origin: locate(&p.part), message: p.message, fix: p.fix, warning: true })
+        .collect();
+
+    // 4. Each SCIM type fits its store type.
+    let mut compiled = Vec::with_capacity(bindings.len());
+    for ((t, a, ty, _, returned), info) in bindings.iter().zip(&opened.fields) {
+        if let Err(msg) = compatible(*ty, &info.ty, !a.values.is_empty()) {
+            problems.push(Problem::error(&a.origin, format!("'{}' → column '{}': {msg}", a.key, a.column), None));
+            continue;
+        }
+        for (scim_value, _) in &a.values {
+            if !json_fits(*ty, scim_value) {
+                problems.push(Problem::error(
+                    &a.origin,
+                    format!("value map of '{}' has key {scim_value}, which is not a SCIM {} value", a.key, ty.as_str()),
+                    Some(match ty {
+                        AttrType::Boolean => "use the keys `true` and `false`".into(),
+                        _ => "use keys of the attribute's type".into(),
+                    }),
+                ));
+            }
+        }
+        let def = leaf_def(&full, t);
+        let case_exact = a.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
+        compiled.push(Binding {
+            target: t.clone(),
+            conv: Conv { scim: *ty, field: info.ty.clone(), values: a.values.clone(), fold_case: !case_exact, shown: a.key.clone() },
+            hidden: *returned == Some(Returned::Never),
+        });
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+
+    let rt = publish(&full, spec, &compiled, &opened.fields);
+    let created = compiled.iter().position(|b| b.target == Target::Created);
+    let modified = compiled.iter().position(|b| b.target == Target::LastModified);
+    let soft_delete = match spec.on_delete {
+        OnDelete::Hard => None,
+        OnDelete::Soft => compiled
+            .iter()
+            .position(|b| matches!(&b.target, Target::Attr { attr, ext: None, sub: None } if attr == "active"))
+            .and_then(|i| compiled[i].conv.to_store(&Json::Bool(false)).ok().map(|v| vec![(i, v)])),
+    };
+    let inner = Inner {
+        rt,
+        table: opened.table,
+        backend: backend.name().to_owned(),
+        bindings: compiled,
+        created,
+        modified,
+        soft_delete,
+        member_type: spec.members.as_ref().map(|m| {
+            all.iter().find(|r| r.name.eq_ignore_ascii_case(&m.member_type)).map_or(m.member_type.clone(), |r| r.name.clone())
+        }),
+        policy: settings.unknown_attributes,
+        retry_after: settings.retry_after,
+        observer: settings.observer.clone(),
+    };
+    Ok((MappedResource { inner: Arc::new(inner) }, warnings))
+}
+
+/// Where a map entry points, with its SCIM type and whether it is part of a multi-valued
+/// attribute.
+fn target_of(full: &ResourceType, a: &AttrSpec) -> Result<(Target, AttrType, bool), Problem> {
+    let err = |msg: String, fix: Option<String>| Err(Problem::error(&a.origin, msg, fix));
+    let p = &a.path;
+    let name = p.attr.name.as_str();
+    if p.attr.urn.is_none() && name.eq_ignore_ascii_case("meta") {
+        return match p.attr.sub.as_deref() {
+            Some(s) if s.eq_ignore_ascii_case("created") => Ok((Target::Created, AttrType::DateTime, false)),
+            Some(s) if s.eq_ignore_ascii_case("lastModified") => Ok((Target::LastModified, AttrType::DateTime, false)),
+            _ => err(
+                format!("'{}' cannot be mapped: only meta.created and meta.lastModified are stored", a.key),
+                None,
+            ),
+        };
+    }
+    if p.attr.urn.is_none() && name.eq_ignore_ascii_case("id") {
+        return err(
+            "'id' is the table's key, not a mapped attribute".into(),
+            Some("set `key = \"<column>\"` in the [resource] table instead".into()),
+        );
+    }
+    let r = full.resolve(&p.attr).map_err(|e| {
+        let known: Vec<&str> = full.schema.attributes.iter().map(|a| a.name.as_str()).collect();
+        Problem::error(
+            &a.origin,
+            format!("'{}': {e}", a.key),
+            Some(format!("attributes of {}: {}", full.schema.id, known.join(", "))),
+        )
+    })?;
+    let attr = r.attr;
+    let ext = match r.home {
+        Home::Extension(u) => Some(u.to_owned()),
+        _ => None,
+    };
+    if full.membership.as_deref() == Some(attr.name.as_str()) || attr.name == "members" {
+        return err(
+            format!("'{}' is the membership: describe it with `members = {{ table, group, member }}`", a.key),
+            None,
+        );
+    }
+    if attr.name == "password" && ext.is_none() {
+        return err(
+            "mapping 'password' is not supported yet: the sidecar would have to know the app's password hash format".into(),
+            Some("remove the entry; passwords sent by the identity provider are ignored".into()),
+        );
+    }
+    if attr.mutability == Mutability::ReadOnly {
+        return err(format!("'{}' is read-only in SCIM and computed by the server; it cannot be mapped", a.key), None);
+    }
+    let ty_of = |d: &Attribute| a.ty.unwrap_or(d.ty);
+    match &p.filter {
+        None => {
+            if attr.multi_valued {
+                return err(
+                    format!("'{}' holds several values; map one value by its type", a.key),
+                    Some(format!("e.g. '{}[type eq \"work\"].value' = \"{}\"", attr.name, a.column)),
+                );
+            }
+            match r.sub {
+                Some(sub) => Ok((
+                    Target::Attr { ext, attr: attr.name.clone(), sub: Some(sub.name.clone()) },
+                    ty_of(sub),
+                    false,
+                )),
+                None if attr.is_complex() => match attr.sub("value") {
+                    // `manager` = column: the manager's id.
+                    Some(v) => Ok((Target::Attr { ext, attr: attr.name.clone(), sub: Some(v.name.clone()) }, v.ty, false)),
+                    None => err(
+                        format!("'{}' is complex; map its sub-attributes one by one", a.key),
+                        Some(format!(
+                            "e.g. '{}.{}'",
+                            attr.name,
+                            attr.sub_attributes.first().map_or("givenName", |s| s.name.as_str())
+                        )),
+                    ),
+                },
+                None => Ok((Target::Attr { ext, attr: attr.name.clone(), sub: None }, ty_of(attr), false)),
+            }
+        }
+        Some(f) => {
+            let type_value = match eval::equalities(f).as_deref() {
+                Some([(k, Json::String(v))]) if k.eq_ignore_ascii_case("type") => v.clone(),
+                _ => {
+                    return err(
+                        format!("'{}': only a filter on the type selects a mapped value", a.key),
+                        Some(format!("write '{}[type eq \"work\"].value'", attr.name)),
+                    );
+                }
+            };
+            if !attr.multi_valued || !attr.is_complex() {
+                return err(format!("'{}' is not multi-valued, so it takes no [type eq …]", attr.name), None);
+            }
+            let sub_name = p.sub.as_deref().unwrap_or("value");
+            let Some(sub) = attr.sub(sub_name) else {
+                return err(format!("'{}' has no sub-attribute '{sub_name}'", attr.name), None);
+            };
+            if sub.name == "type" {
+                return err(format!("'{}': the type is fixed by the filter and needs no column", a.key), None);
+            }
+            Ok((
+                Target::Typed { ext, attr: attr.name.clone(), type_value, sub: sub.name.clone() },
+                ty_of(sub),
+                true,
+            ))
+        }
+    }
+}
+
+/// The definition of the leaf a target points at.
+fn leaf_def<'a>(full: &'a ResourceType, t: &Target) -> Option<&'a Attribute> {
+    let (ext, attr, sub) = match t {
+        Target::Attr { ext, attr, sub } => (ext, attr, sub.as_deref()),
+        Target::Typed { ext, attr, sub, .. } => (ext, attr, Some(sub.as_str())),
+        Target::Created | Target::LastModified => return None,
+    };
+    let r = full.resolve_parts(ext.as_deref(), attr, sub).ok()?;
+    Some(r.leaf())
+}
+
+/// Whether a SCIM type can be kept in a store type.
+fn compatible(scim: AttrType, field: &FieldType, value_map: bool) -> Result<(), String> {
+    if value_map {
+        return Ok(());
+    }
+    let ok = match scim {
+        AttrType::String | AttrType::Reference | AttrType::Binary => {
+            matches!(field, FieldType::Text { .. } | FieldType::Integer)
+        }
+        AttrType::Boolean => matches!(field, FieldType::Boolean | FieldType::Integer | FieldType::Text { .. }),
+        AttrType::Integer | AttrType::Decimal => {
+            matches!(field, FieldType::Integer | FieldType::Real | FieldType::Text { .. })
+        }
+        AttrType::DateTime => matches!(field, FieldType::Timestamp | FieldType::Text { .. } | FieldType::Integer),
+        AttrType::Complex => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "a SCIM {} cannot be kept in a {} column (add a value map `values = {{ … }}` if the column codes it)",
+            scim.as_str(),
+            field.describe()
+        ))
+    }
+}
+
+fn json_fits(ty: AttrType, v: &Json) -> bool {
+    match ty {
+        AttrType::Boolean => v.is_boolean(),
+        AttrType::Integer | AttrType::Decimal => v.is_number(),
+        _ => v.is_string(),
+    }
+}
+
+/// The resource type as served: only the attributes (and sub-attributes) that are mapped,
+/// with the characteristics the mapping and the store give them.
+fn publish(full: &ResourceType, spec: &ResourceSpec, bindings: &[Binding], infos: &[FieldInfo]) -> ResourceType {
+    let spec_for = |t: &Target| spec.attrs.iter().find(|a| target_of(full, a).map(|x| x.0).as_ref() == Ok(t));
+    let filter_schema = |s: &Schema, ext: Option<&str>| -> Schema {
+        let mut out = Schema { attributes: Vec::new(), ..s.clone() };
+        for attr in &s.attributes {
+            let mine: Vec<(usize, &Binding)> = bindings
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| match &b.target {
+                    Target::Attr { ext: e, attr: a, .. } | Target::Typed { ext: e, attr: a, .. } => {
+                        e.as_deref() == ext && *a == attr.name
+                    }
+                    _ => false,
+                })
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut a = attr.clone();
+            let mut types: Vec<String> = Vec::new();
+            let mut subs: Vec<String> = Vec::new();
+            for (i, b) in &mine {
+                let info = &infos[*i];
+                let over = spec_for(&b.target);
+                match &b.target {
+                    Target::Attr { sub: None, .. } => apply_overrides(&mut a, over, info),
+                    Target::Attr { sub: Some(s), .. } => {
+                        subs.push(s.clone());
+                        if let Some(d) = a.sub_attributes.iter_mut().find(|d| &d.name == s) {
+                            apply_overrides(d, over, info);
+                        }
+                    }
+                    Target::Typed { type_value, sub, .. } => {
+                        subs.push(sub.clone());
+                        if !types.contains(type_value) {
+                            types.push(type_value.clone());
+                        }
+                        if let Some(d) = a.sub_attributes.iter_mut().find(|d| &d.name == sub) {
+                            apply_overrides(d, over, info);
+                            d.required = false;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if !types.is_empty() {
+                subs.push("type".into());
+            }
+            if a.is_complex() {
+                a.sub_attributes.retain(|d| subs.contains(&d.name));
+                if let Some(t) = a.sub_attributes.iter_mut().find(|d| d.name == "type") {
+                    t.canonical_values = types;
+                }
+            }
+            out.attributes.push(a);
+        }
+        out
+    };
+    let mut core = filter_schema(&full.schema, None);
+    if full.membership.is_some() {
+        if let Some(m) = schema::builtin(schema::GROUP_URN).and_then(|g| g.attribute("members")) {
+            let mut m = m.clone();
+            m.sub_attributes.retain(|s| s.name != "display");
+            core.attributes.push(m);
+        }
+    }
+    let extensions = full
+        .extensions
+        .iter()
+        .map(|e| Extension { schema: filter_schema(&e.schema, Some(&e.schema.id)), required: false })
+        .filter(|e| !e.schema.attributes.is_empty())
+        .collect();
+    let external_id = bindings
+        .iter()
+        .any(|b| matches!(&b.target, Target::Attr { ext: None, attr, .. } if attr == "externalId"));
+    ResourceType {
+        common: schema::common_attributes(external_id),
+        schema: core,
+        extensions,
+        ..full.clone()
+    }
+}
+
+/// Characteristics from the mapping entry and the store: a NOT NULL column without default
+/// makes the attribute required; a unique index makes it unique.
+fn apply_overrides(d: &mut Attribute, over: Option<&AttrSpec>, info: &FieldInfo) {
+    if !info.nullable && !info.has_default {
+        d.required = true;
+    }
+    if info.unique && d.uniqueness == Uniqueness::None {
+        d.uniqueness = Uniqueness::Server;
+    }
+    let Some(o) = over else { return };
+    if let Some(v) = o.required {
+        d.required = v;
+    }
+    if let Some(v) = o.case_exact {
+        d.case_exact = v;
+    }
+    if let Some(v) = o.mutability {
+        d.mutability = v;
+    }
+    if let Some(v) = o.returned {
+        d.returned = v;
+    }
+    if let Some(v) = o.uniqueness {
+        d.uniqueness = v;
+    }
+    if let Some(v) = &o.description {
+        d.description = v.clone();
+    }
+}
+
+// === impl Inner: records ⇄ resources ===
+
+impl Inner {
+    /// The field values for a resource's attributes (`Null` where it has none). Typed values
+    /// go to their slot; a value without `type` fills the first slot no typed value claims.
+    fn to_record(&self, attrs: &Object) -> Result<Vec<Value>, ScimError> {
+        let mut out = vec![Value::Null; self.bindings.len()];
+        for (i, b) in self.bindings.iter().enumerate() {
+            let v = match &b.target {
+                Target::Attr { ext, attr, sub } => {
+                    let container = container(attrs, ext.as_deref());
+                    let v = container.and_then(|c| c.get(attr));
+                    match sub {
+                        Some(s) => v.and_then(|v| v.get(s)),
+                        None => v,
+                    }
+                }
+                Target::Typed { ext, attr, type_value, sub } => {
+                    let list = container(attrs, ext.as_deref()).and_then(|c| c.get(attr)).and_then(Json::as_array);
+                    match list {
+                        Some(list) => self.slot_element(ext.as_deref(), attr, type_value, list)?.and_then(|e| e.get(sub)),
+                        None => None,
+                    }
+                }
+                Target::Created | Target::LastModified => None,
+            };
+            if let Some(v) = v {
+                out[i] = b.conv.to_store(v)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The element of a multi-valued attribute that the slot with `type_value` stores.
+    fn slot_element<'v>(
+        &self,
+        ext: Option<&str>,
+        attr: &str,
+        type_value: &str,
+        list: &'v [Json],
+    ) -> Result<Option<&'v Json>, ScimError> {
+        let slots: Vec<&str> = self
+            .bindings
+            .iter()
+            .filter_map(|b| match &b.target {
+                Target::Typed { ext: e, attr: a, type_value: t, .. } if e.as_deref() == ext && a == attr => Some(t.as_str()),
+                _ => None,
+            })
+            .fold(Vec::new(), |mut v, t| {
+                if !v.iter().any(|x: &&str| x.eq_ignore_ascii_case(t)) {
+                    v.push(t);
+                }
+                v
+            });
+        let type_of = |e: &Json| e.get("type").and_then(Json::as_str).map(str::to_owned);
+        if self.policy == UnknownPolicy::Reject {
+            if let Some(t) = list.iter().filter_map(type_of).find(|t| !slots.iter().any(|s| s.eq_ignore_ascii_case(t))) {
+                return Err(ScimError::invalid_value(format!(
+                    "{attr} of type '{t}' are not stored here (stored types: {})",
+                    slots.join(", ")
+                )));
+            }
+        }
+        if let Some(e) = list.iter().find(|e| type_of(e).is_some_and(|t| t.eq_ignore_ascii_case(type_value))) {
+            return Ok(Some(e));
+        }
+        // Untyped values fill the slots no typed value claims, in mapping order.
+        let free: Vec<&str> = slots
+            .iter()
+            .copied()
+            .filter(|s| !list.iter().any(|e| type_of(e).is_some_and(|t| t.eq_ignore_ascii_case(s))))
+            .collect();
+        let k = free.iter().position(|s| s.eq_ignore_ascii_case(type_value));
+        Ok(k.and_then(|k| list.iter().filter(|e| type_of(e).is_none()).nth(k)))
+    }
+
+    /// The resource for a row.
+    fn stored(&self, row: Row) -> Stored {
+        let mut attrs = Object::new();
+        for (b, v) in self.bindings.iter().zip(&row.values) {
+            if b.hidden {
+                continue;
+            }
+            let Some(json) = b.conv.from_store(v) else { continue };
+            match &b.target {
+                Target::Attr { ext, attr, sub } => {
+                    let Some(c) = container_mut(&mut attrs, ext.as_deref()) else { continue };
+                    match sub {
+                        None => {
+                            c.insert(attr.clone(), json);
+                        }
+                        Some(s) => {
+                            if let Some(o) = c.entry(attr.clone()).or_insert_with(|| Json::Object(Object::new())).as_object_mut() {
+                                o.insert(s.clone(), json);
+                            }
+                        }
+                    }
+                }
+                Target::Typed { ext, attr, type_value, sub } => {
+                    let Some(c) = container_mut(&mut attrs, ext.as_deref()) else { continue };
+                    let Some(list) = c.entry(attr.clone()).or_insert_with(|| Json::Array(vec![])).as_array_mut() else {
+                        continue;
+                    };
+                    let pos = list.iter().position(|e| e.get("type").and_then(Json::as_str) == Some(type_value));
+                    let i = pos.unwrap_or_else(|| {
+                        let mut o = Object::new();
+                        o.insert("type".into(), Json::String(type_value.clone()));
+                        list.push(Json::Object(o));
+                        list.len() - 1
+                    });
+                    if let Some(o) = list[i].as_object_mut() {
+                        o.insert(sub.clone(), json);
+                    }
+                }
+                Target::Created | Target::LastModified => {
+                    let key = if b.target == Target::Created { "created" } else { "lastModified" };
+                    if let Some(m) = attrs.entry("meta").or_insert_with(|| Json::Object(Object::new())).as_object_mut() {
+                        m.insert(key.into(), json);
+                    }
+                }
+            }
+        }
+        let members = row.members.map(|ids| {
+            ids.into_iter()
+                .map(|value| Member { value, resource_type: self.member_type.clone(), display: None })
+                .collect()
+        });
+        Stored { id: row.key, attrs, members }
+    }
+
+    /// The SCIM error for a store error; store failures are also counted and logged here.
+    fn fail(&self, e: BackendError, id: Option<&str>) -> ScimError {
+        error::to_scim(self, e, id)
+    }
+}
+
+fn container<'a>(attrs: &'a Object, ext: Option<&str>) -> Option<&'a Object> {
+    match ext {
+        None => Some(attrs),
+        Some(u) => attrs.get(u).and_then(Json::as_object),
+    }
+}
+
+fn container_mut<'a>(attrs: &'a mut Object, ext: Option<&str>) -> Option<&'a mut Object> {
+    match ext {
+        None => Some(attrs),
+        Some(u) => {
+            let slot = attrs.entry(u.to_owned()).or_insert_with(|| Json::Object(Object::new()));
+            if !slot.is_object() {
+                *slot = Json::Object(Object::new());
+            }
+            slot.as_object_mut()
+        }
+    }
+}
+
+fn member_changes(ops: Vec<MemberOp>) -> Vec<MemberChange> {
+    ops.into_iter()
+        .map(|op| match op {
+            MemberOp::Add(ids) => MemberChange::Add(ids),
+            MemberOp::Remove(ids) => MemberChange::Remove(ids),
+            MemberOp::RemoveAll => MemberChange::Clear,
+            MemberOp::Replace(ids) => MemberChange::Replace(ids),
+        })
+        .collect()
+}
+
+// === impl Provider ===
+
+impl MappedResource {
+    /// The backend this resource type is stored in.
+    pub fn backend(&self) -> &str {
+        &self.inner.backend
+    }
+}
+
+impl Provider for MappedResource {
+    fn resource_type(&self) -> &ResourceType {
+        &self.inner.rt
+    }
+
+    async fn create(&self, attrs: Object, members: Vec<String>, load_members: bool) -> Result<Stored, ScimError> {
+        let inner = &self.inner;
+        let mut values = inner.to_record(&attrs)?;
+        for f in [inner.created, inner.modified].into_iter().flatten() {
+            values[f] = convert::now_value(&inner.bindings[f].conv.field);
+        }
+        let row = inner.table.insert(values, members, load_members).await.map_err(|e| inner.fail(e, None))?;
+        Ok(inner.stored(row))
+    }
+
+    async fn get(&self, id: &str, load_members: bool) -> Result<Stored, ScimError> {
+        let inner = &self.inner;
+        match inner.table.fetch(id, load_members).await {
+            Ok(Some(row)) => Ok(inner.stored(row)),
+            Ok(None) => Err(inner.fail(BackendError::NotFound, Some(id))),
+            Err(e) => Err(inner.fail(e, Some(id))),
+        }
+    }
+
+    async fn list(&self, q: Query) -> Result<Page, ScimError> {
+        let inner = &self.inner;
+        let predicate = match &q.filter {
+            Some(f) => inner.compile(f)?,
+            None => crate::backend::Predicate::True,
+        };
+        let sort = match &q.sort_by {
+            Some(p) => inner.sort_for(p, q.descending)?,
+            None => Sort { field: None, fold_case: false, descending: q.descending },
+        };
+        let search = Search { predicate, sort, offset: q.offset, limit: q.limit, members: q.members };
+        let found = inner.table.search(search).await.map_err(|e| inner.fail(e, None))?;
+        Ok(Page { total: found.total, resources: found.rows.into_iter().map(|r| inner.stored(r)).collect() })
+    }
+
+    async fn update(&self, id: &str, load_members: bool, edit: Edit) -> Result<Stored, ScimError> {
+        let inner = self.inner.clone();
+        let f: EditFn = Box::new(move |row: &Row| {
+            let abort = |e: ScimError| BackendError::Aborted(Box::new(e));
+            let current = inner.stored(row.clone());
+            let update = edit(current).map_err(abort)?;
+            let new = inner.to_record(&update.attrs).map_err(abort)?;
+            let mut set: Vec<(usize, Value)> = Vec::new();
+            for (i, (old, new)) in row.values.iter().zip(new).enumerate() {
+                let b = &inner.bindings[i];
+                if matches!(b.target, Target::Created | Target::LastModified) || b.hidden && new.is_null() {
+                    continue;
+                }
+                if !convert::same_store(old, &new) {
+                    set.push((i, new));
+                }
+            }
+            let members = member_changes(update.members);
+            if let Some(m) = inner.modified {
+                if !set.is_empty() || !members.is_empty() {
+                    set.push((m, convert::now_value(&inner.bindings[m].conv.field)));
+                }
+            }
+            Ok(Change { set, members })
+        });
+        let row = self.inner.table.update(id, load_members, f).await.map_err(|e| self.inner.fail(e, Some(id)))?;
+        Ok(self.inner.stored(row))
+    }
+
+    async fn delete(&self, id: &str, check: Check) -> Result<(), ScimError> {
+        let inner = self.inner.clone();
+        let mode = match &inner.soft_delete {
+            None => DeleteMode::Hard,
+            Some(set) => {
+                let mut set = set.clone();
+                if let Some(m) = inner.modified {
+                    set.push((m, convert::now_value(&inner.bindings[m].conv.field)));
+                }
+                DeleteMode::Soft(set)
+            }
+        };
+        let c = inner.clone();
+        let f: CheckFn = Box::new(move |row: &Row| check(&c.stored(row.clone())).map_err(|e| BackendError::Aborted(Box::new(e))));
+        inner.table.delete(id, mode, f).await.map_err(|e| inner.fail(e, Some(id)))
+    }
+}

@@ -1,0 +1,136 @@
+//! What a mapping file says about one resource type, parsed and checked for shape but not yet
+//! checked against the store. The config loader builds these; [`super::build`] turns each into
+//! a served resource once the store has confirmed the tables and columns exist.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::backend::Value;
+use crate::scim::filter::PatchPath;
+use crate::scim::schema::{AttrType, Mutability, Returned, Uniqueness};
+
+/// Where a setting was written: file and line, for every message about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The config file.
+    pub file: Arc<str>,
+    /// 1-based line.
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// A problem with the configuration or the store it describes, with the fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Where it was written.
+    pub origin: Origin,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub fix: Option<String>,
+    /// Warnings are reported but do not stop start-up.
+    pub warning: bool,
+}
+
+impl Problem {
+    /// An error.
+    pub fn error(origin: &Origin, message: impl Into<String>, fix: Option<String>) -> Self {
+        Problem { origin: origin.clone(), message: message.into(), fix, warning: false }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.warning { "warning" } else { "error" };
+        write!(f, "{}: {kind}: {}", self.origin, self.message)?;
+        if let Some(fix) = &self.fix {
+            write!(f, "\n    fix: {fix}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How `DELETE` deprovisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnDelete {
+    /// Remove the row.
+    Hard,
+    /// Keep the row and store `active = false` through its mapping.
+    Soft,
+}
+
+/// One `[resource.X]` table.
+#[derive(Clone, Debug)]
+pub struct ResourceSpec {
+    /// Resource type name (`User`).
+    pub name: String,
+    /// Endpoint (`/Users`).
+    pub endpoint: String,
+    /// Description for `/ResourceTypes`.
+    pub description: String,
+    /// Core schema URN.
+    pub schema: String,
+    /// Name of the `[backend.NAME]` holding the table.
+    pub backend: String,
+    /// Table name.
+    pub table: String,
+    /// Key column (the SCIM `id`).
+    pub key: String,
+    /// Delete mode.
+    pub on_delete: OnDelete,
+    /// Attribute mappings, in file order.
+    pub attrs: Vec<AttrSpec>,
+    /// Group membership, when this type has members.
+    pub members: Option<MemberMap>,
+    /// Where the `[resource.X]` table starts.
+    pub origin: Origin,
+}
+
+/// One entry of `[resource.X.map]`.
+#[derive(Clone, Debug)]
+pub struct AttrSpec {
+    /// The key as written (`emails[type eq "work"].value`).
+    pub key: String,
+    /// The key, parsed.
+    pub path: PatchPath,
+    /// The store column.
+    pub column: String,
+    /// Override of the schema's `caseExact`.
+    pub case_exact: Option<bool>,
+    /// Override of `required`.
+    pub required: Option<bool>,
+    /// Override of `mutability`.
+    pub mutability: Option<Mutability>,
+    /// Override of `returned`.
+    pub returned: Option<Returned>,
+    /// Override of `uniqueness`.
+    pub uniqueness: Option<Uniqueness>,
+    /// The SCIM type, for attributes of schemas that are not built in.
+    pub ty: Option<AttrType>,
+    /// Description, for attributes of schemas that are not built in.
+    pub description: Option<String>,
+    /// Value map: SCIM value (JSON) and the store value it is kept as.
+    pub values: Vec<(serde_json::Value, Value)>,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+/// `members = { table, group, member }`: membership in a join table.
+#[derive(Clone, Debug)]
+pub struct MemberMap {
+    /// The join table.
+    pub table: String,
+    /// Column holding this resource's key.
+    pub group_column: String,
+    /// Column holding the member's key.
+    pub member_column: String,
+    /// The resource type members are (`User`).
+    pub member_type: String,
+    /// Where it was written.
+    pub origin: Origin,
+}

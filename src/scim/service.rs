@@ -1,0 +1,597 @@
+//! The SCIM service: one authenticated request under the base path in, one response out.
+//!
+//! The router calls [`Service::handle`] with the request's method, the path below the base
+//! path, the query, the conditional headers and the (size-limited) body. The service parses
+//! and validates the request, calls the [`Provider`] of the resource type, and builds the
+//! response: status, SCIM JSON, `Location` and `ETag`. It never sees HTTP connections, and it
+//! never sees a store: the mapping layer implements [`Provider`].
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use super::discovery::{self, Features};
+use super::error::ScimError;
+use super::filter::{AttrPath, Filter};
+use super::list::{self, ListParams};
+use super::patch::{self, MemberOp};
+use super::projection::Projection;
+use super::resource::{self, BaseUrl, Normalizer, Object, Stored, UnknownPolicy};
+use super::schema::ResourceType;
+
+/// Changes a resource inside the store's transaction: gets the current state (without
+/// members), returns the new attributes and membership changes, or an error that aborts the
+/// transaction with nothing written.
+pub type Edit = Box<dyn FnOnce(Stored) -> Result<Update, ScimError> + Send>;
+
+/// Checks a resource inside the store's transaction before it is deleted (`If-Match`).
+pub type Check = Box<dyn FnOnce(&Stored) -> Result<(), ScimError> + Send>;
+
+/// What an [`Edit`] produces.
+#[derive(Debug)]
+pub struct Update {
+    /// The complete new attributes (the store writes only those that differ).
+    pub attrs: Object,
+    /// Membership changes to run.
+    pub members: Vec<MemberOp>,
+}
+
+/// A list query as handed to a provider: paging already limited.
+#[derive(Clone, Debug)]
+pub struct Query {
+    /// The filter, if any (attribute names as the client wrote them).
+    pub filter: Option<Filter>,
+    /// The attribute to sort by.
+    pub sort_by: Option<AttrPath>,
+    /// Descending order.
+    pub descending: bool,
+    /// 0-based offset.
+    pub offset: u64,
+    /// Page size (0: only the total).
+    pub limit: u64,
+    /// Whether to load members of the returned resources.
+    pub members: bool,
+}
+
+/// One page of results.
+#[derive(Debug)]
+pub struct Page {
+    /// Number of resources matching the filter.
+    pub total: u64,
+    /// The resources of this page.
+    pub resources: Vec<Stored>,
+}
+
+/// The store side of one resource type, as the protocol layer needs it. Implemented by the
+/// mapping layer; every method runs in one store transaction and either fully happens or
+/// returns an error having changed nothing.
+pub trait Provider: Send + Sync + 'static {
+    /// The resource type served: only stored attributes.
+    fn resource_type(&self) -> &ResourceType;
+
+    /// Creates a resource from normalised attributes and initial members. `Ok` is the stored
+    /// resource as it reads back; a uniqueness clash is 409, an unreachable store 503.
+    fn create(
+        &self,
+        attrs: Object,
+        members: Vec<String>,
+        load_members: bool,
+    ) -> impl Future<Output = Result<Stored, ScimError>> + Send;
+
+    /// Reads one resource; 404 when there is none with this id.
+    fn get(&self, id: &str, load_members: bool) -> impl Future<Output = Result<Stored, ScimError>> + Send;
+
+    /// Runs a list query; a filter naming an attribute that is not stored is 400
+    /// `invalidFilter`.
+    fn list(&self, query: Query) -> impl Future<Output = Result<Page, ScimError>> + Send;
+
+    /// Loads the resource (locked), runs `edit` on it, writes what changed and the membership
+    /// changes, and returns the result; 404 when there is none with this id.
+    fn update(
+        &self,
+        id: &str,
+        load_members: bool,
+        edit: Edit,
+    ) -> impl Future<Output = Result<Stored, ScimError>> + Send;
+
+    /// Loads the resource (locked), runs `check`, and deletes it (hard or soft, as mapped);
+    /// 404 when there is none with this id.
+    fn delete(&self, id: &str, check: Check) -> impl Future<Output = Result<(), ScimError>> + Send;
+}
+
+/// Settings of the protocol layer.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Page size when a list request gives no `count`.
+    pub default_count: u64,
+    /// Page size cap (`filter.maxResults`); a larger `count` is reduced to it, as RFC 7644
+    /// §3.4.2.4 allows.
+    pub max_count: u64,
+    /// What to do with attributes the mapping does not store.
+    pub unknown_attributes: UnknownPolicy,
+    /// Published in `/ServiceProviderConfig`.
+    pub features: Features,
+}
+
+/// Called with the resource type and the attributes a request carried that are not stored.
+pub type IgnoredHook = Arc<dyn Fn(&str, &[String]) + Send + Sync>;
+
+/// The operation a request performed, for metrics and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// POST to an endpoint.
+    Create,
+    /// GET one resource.
+    Get,
+    /// GET an endpoint (list/filter).
+    List,
+    /// POST `/.search`.
+    Search,
+    /// PUT.
+    Replace,
+    /// PATCH.
+    Patch,
+    /// DELETE.
+    Delete,
+    /// A discovery endpoint.
+    Discovery,
+    /// Anything else (unknown paths, unsupported methods).
+    Other,
+}
+
+impl Operation {
+    /// The label used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Get => "get",
+            Operation::List => "list",
+            Operation::Search => "search",
+            Operation::Replace => "replace",
+            Operation::Patch => "patch",
+            Operation::Delete => "delete",
+            Operation::Discovery => "discovery",
+            Operation::Other => "other",
+        }
+    }
+}
+
+/// One SCIM request, as the router hands it over.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// HTTP method.
+    pub method: &'a Method,
+    /// Path below the base path, e.g. `/Users/42` (still percent-encoded).
+    pub path: &'a str,
+    /// Raw query string.
+    pub query: Option<&'a str>,
+    /// `If-Match` header.
+    pub if_match: Option<&'a str>,
+    /// `If-None-Match` header.
+    pub if_none_match: Option<&'a str>,
+    /// The body (already size-limited).
+    pub body: Bytes,
+    /// The public base URL, e.g. `https://app.example.com/scim/v2`.
+    pub base: BaseUrl,
+}
+
+/// A SCIM response, for the router to send.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: StatusCode,
+    /// JSON body (absent for 204 and 304).
+    pub body: Option<Vec<u8>>,
+    /// `Location` header (201).
+    pub location: Option<String>,
+    /// `ETag` header.
+    pub etag: Option<String>,
+    /// `Allow` header (405).
+    pub allow: Option<&'static str>,
+    /// `Retry-After` header, in seconds (503).
+    pub retry_after: Option<u32>,
+    /// Resource type name, for metrics (`-` when none).
+    pub resource_type: String,
+    /// Operation, for metrics.
+    pub operation: Operation,
+    /// The error detail, for the access log.
+    pub error: Option<String>,
+}
+
+impl Response {
+    fn json(status: StatusCode, body: &Value) -> Self {
+        Response {
+            status,
+            body: Some(serde_json::to_vec(body).unwrap_or_default()),
+            location: None,
+            etag: None,
+            allow: None,
+            retry_after: None,
+            resource_type: "-".into(),
+            operation: Operation::Other,
+            error: None,
+        }
+    }
+
+    fn empty(status: StatusCode) -> Self {
+        Response { body: None, ..Self::json(status, &Value::Null) }
+    }
+
+    /// The response for an error.
+    pub fn error(e: &ScimError) -> Self {
+        Response { retry_after: e.retry_after, error: Some(e.detail.clone()), ..Self::json(e.status, &e.body()) }
+    }
+
+    fn labelled(mut self, rt: &str, op: Operation) -> Self {
+        self.resource_type = rt.to_owned();
+        self.operation = op;
+        self
+    }
+}
+
+/// The SCIM service over a set of providers, one per resource type.
+pub struct Service<P> {
+    providers: Vec<P>,
+    settings: Settings,
+    on_ignored: IgnoredHook,
+}
+
+impl<P: Provider> Service<P> {
+    /// A service over these providers.
+    pub fn new(providers: Vec<P>, settings: Settings, on_ignored: IgnoredHook) -> Self {
+        Service { providers, settings, on_ignored }
+    }
+
+    /// The resource types served.
+    pub fn resource_types(&self) -> impl Iterator<Item = &ResourceType> {
+        self.providers.iter().map(Provider::resource_type)
+    }
+
+    /// Handles one request. Never fails: errors become SCIM error responses.
+    pub async fn handle(&self, req: Request<'_>) -> Response {
+        let path = req.path.trim_end_matches('/');
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        let m = req.method;
+        match segs.as_slice() {
+            ["ServiceProviderConfig"] => self.discovery(m, || {
+                Ok(discovery::service_provider_config(&self.settings.features, &req.base))
+            }),
+            ["ResourceTypes"] => self.discovery_list(m, &req, |b| {
+                self.resource_types().map(|rt| discovery::resource_type(rt, b)).collect()
+            }),
+            ["ResourceTypes", name] => self.discovery(m, || {
+                let name = decode(name);
+                self.resource_types()
+                    .find(|rt| rt.name.eq_ignore_ascii_case(&name))
+                    .map(|rt| discovery::resource_type(rt, &req.base))
+                    .ok_or_else(|| ScimError::not_found(format!("no resource type '{name}'")))
+            }),
+            ["Schemas"] => self.discovery_list(m, &req, |b| {
+                discovery::schemas(self.resource_types()).into_iter().map(|s| discovery::schema(s, b)).collect()
+            }),
+            ["Schemas", urn] => self.discovery(m, || {
+                let urn = decode(urn);
+                discovery::schemas(self.resource_types())
+                    .into_iter()
+                    .find(|s| s.id.eq_ignore_ascii_case(&urn))
+                    .map(|s| discovery::schema(s, &req.base))
+                    .ok_or_else(|| ScimError::not_found(format!("no schema '{urn}'")))
+            }),
+            ["Bulk"] => not_implemented("bulk operations are not supported (see /ServiceProviderConfig)"),
+            [".search"] => not_implemented(
+                "searching across resource types is not supported; POST {endpoint}/.search instead",
+            ),
+            ["Me"] => not_implemented("/Me is not supported: the caller is an identity provider, not a user"),
+            [endpoint, rest @ ..] => {
+                let Some(p) = self.provider(endpoint) else {
+                    return Response::error(&ScimError::not_found(format!(
+                        "no SCIM endpoint '/{endpoint}' (endpoints: {})",
+                        self.resource_types().map(|rt| rt.endpoint.as_str()).collect::<Vec<_>>().join(", ")
+                    )));
+                };
+                let name = p.resource_type().name.clone();
+                let (op, res) = match (rest, m) {
+                    ([], &Method::GET) => (Operation::List, self.list(p, &req).await),
+                    ([], &Method::POST) => (Operation::Create, self.create(p, &req).await),
+                    ([".search"], &Method::POST) => (Operation::Search, self.search(p, &req).await),
+                    ([id], &Method::GET) => (Operation::Get, self.get(p, &decode(id), &req).await),
+                    ([id], &Method::PUT) => (Operation::Replace, self.replace(p, &decode(id), &req).await),
+                    ([id], &Method::PATCH) => (Operation::Patch, self.patch(p, &decode(id), &req).await),
+                    ([id], &Method::DELETE) => (Operation::Delete, self.delete(p, &decode(id), &req).await),
+                    ([], _) => (Operation::Other, Err(method_not_allowed("GET, POST"))),
+                    ([".search"], _) => (Operation::Other, Err(method_not_allowed("POST"))),
+                    ([_], _) => (Operation::Other, Err(method_not_allowed("GET, PUT, PATCH, DELETE"))),
+                    _ => (Operation::Other, Err(ScimError::not_found(format!("no SCIM resource at '{path}'")))),
+                };
+                match res {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let mut r = Response::error(&e);
+                        if e.status == StatusCode::METHOD_NOT_ALLOWED {
+                            r.allow = Some(match rest {
+                                [] => "GET, POST",
+                                [".search"] => "POST",
+                                _ => "GET, PUT, PATCH, DELETE",
+                            });
+                        }
+                        r
+                    }
+                }
+                .labelled(&name, op)
+            }
+            [] => Response::error(&ScimError::not_found(
+                "this is the SCIM base URL; resources are under /Users, /Groups and the other endpoints in /ResourceTypes",
+            )),
+        }
+    }
+
+    fn provider(&self, endpoint: &str) -> Option<&P> {
+        self.providers
+            .iter()
+            .find(|p| p.resource_type().endpoint.trim_start_matches('/').eq_ignore_ascii_case(endpoint))
+    }
+
+    fn endpoint_of(&self, type_name: &str) -> Option<String> {
+        self.resource_types().find(|rt| rt.name == type_name).map(|rt| rt.endpoint.clone())
+    }
+
+    fn render(&self, rt: &ResourceType, stored: &Stored, base: &BaseUrl, proj: &Projection) -> Object {
+        let mut obj = resource::render(rt, stored, base, &|t| self.endpoint_of(t));
+        proj.apply(rt, &mut obj);
+        obj
+    }
+
+    fn report_ignored(&self, rt: &ResourceType, ignored: &[String]) {
+        if !ignored.is_empty() {
+            (self.on_ignored)(&rt.name, ignored);
+        }
+    }
+
+    fn discovery(&self, m: &Method, doc: impl FnOnce() -> Result<Value, ScimError>) -> Response {
+        if m != Method::GET {
+            let mut r = Response::error(&method_not_allowed("GET"));
+            r.allow = Some("GET");
+            return r.labelled("-", Operation::Discovery);
+        }
+        match doc() {
+            Ok(v) => Response::json(StatusCode::OK, &v),
+            Err(e) => Response::error(&e),
+        }
+        .labelled("-", Operation::Discovery)
+    }
+
+    fn discovery_list(&self, m: &Method, req: &Request<'_>, docs: impl FnOnce(&BaseUrl) -> Vec<Value>) -> Response {
+        // RFC 7644 §4: filtering discovery endpoints is not supported.
+        let filtered = form_urlencoded::parse(req.query.unwrap_or("").as_bytes())
+            .any(|(k, _)| k.eq_ignore_ascii_case("filter"));
+        if filtered && m == Method::GET {
+            return Response::error(&ScimError::new(
+                StatusCode::FORBIDDEN,
+                "discovery endpoints cannot be filtered (RFC 7644 §4)",
+            ))
+            .labelled("-", Operation::Discovery);
+        }
+        self.discovery(m, || {
+            let docs = docs(&req.base);
+            let n = docs.len() as u64;
+            Ok(list::list_response(n, 1, docs))
+        })
+    }
+
+    async fn create(&self, p: &P, req: &Request<'_>) -> Result<Response, ScimError> {
+        let rt = p.resource_type();
+        let body = json_body(&req.body)?;
+        let mut n = Normalizer::new(rt, self.settings.unknown_attributes);
+        let input = n.resource(body)?;
+        self.report_ignored(rt, &n.ignored);
+        resource::check_required(rt, &input.attrs, input.members.is_some())?;
+        let (a, e) = list::projection_params(req.query);
+        let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
+        let load = self.loads_members(rt, &proj);
+        let stored = p.create(input.attrs, input.members.unwrap_or_default(), load).await?;
+        let location = req.base.location(&rt.endpoint, &stored.id);
+        let etag = resource::version(&stored.attrs);
+        let mut r = Response::json(StatusCode::CREATED, &Value::Object(self.render(rt, &stored, &req.base, &proj)));
+        r.location = Some(location);
+        r.etag = Some(etag);
+        Ok(r)
+    }
+
+    async fn get(&self, p: &P, id: &str, req: &Request<'_>) -> Result<Response, ScimError> {
+        let rt = p.resource_type();
+        let (a, e) = list::projection_params(req.query);
+        let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
+        let stored = p.get(id, self.loads_members(rt, &proj)).await?;
+        let etag = resource::version(&stored.attrs);
+        // RFC 7644 §3.14 / RFC 7232 §3.2: a matching If-None-Match on GET is 304.
+        if req.if_none_match.is_some_and(|h| etag_matches(h, &etag)) {
+            let mut r = Response::empty(StatusCode::NOT_MODIFIED);
+            r.etag = Some(etag);
+            return Ok(r);
+        }
+        let mut r = Response::json(StatusCode::OK, &Value::Object(self.render(rt, &stored, &req.base, &proj)));
+        r.etag = Some(etag);
+        Ok(r)
+    }
+
+    async fn list(&self, p: &P, req: &Request<'_>) -> Result<Response, ScimError> {
+        let params = ListParams::from_query(req.query)?;
+        self.run_list(p, params, req).await
+    }
+
+    async fn search(&self, p: &P, req: &Request<'_>) -> Result<Response, ScimError> {
+        let params = ListParams::from_search(json_body(&req.body)?)?;
+        self.run_list(p, params, req).await
+    }
+
+    async fn run_list(&self, p: &P, params: ListParams, req: &Request<'_>) -> Result<Response, ScimError> {
+        let rt = p.resource_type();
+        let proj = Projection::new(rt, params.attributes.as_deref(), params.excluded.as_deref())?;
+        let limit = params.count.unwrap_or(self.settings.default_count).min(self.settings.max_count);
+        let query = Query {
+            filter: params.filter,
+            sort_by: params.sort_by,
+            descending: params.descending,
+            offset: params.start_index - 1,
+            limit,
+            members: self.loads_members(rt, &proj),
+        };
+        let page = p.list(query).await?;
+        let resources = page
+            .resources
+            .iter()
+            .map(|s| Value::Object(self.render(rt, s, &req.base, &proj)))
+            .collect();
+        Ok(Response::json(StatusCode::OK, &list::list_response(page.total, params.start_index, resources)))
+    }
+
+    async fn replace(&self, p: &P, id: &str, req: &Request<'_>) -> Result<Response, ScimError> {
+        let rt = p.resource_type();
+        let body = json_body(&req.body)?;
+        let mut n = Normalizer::new(rt, self.settings.unknown_attributes);
+        let input = n.resource(body)?;
+        self.report_ignored(rt, &n.ignored);
+        resource::check_required(rt, &input.attrs, true)?;
+        let (a, e) = list::projection_params(req.query);
+        let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
+        let if_match = req.if_match.map(str::to_owned);
+        let rt_owned = rt.clone();
+        let edit: Edit = Box::new(move |current: Stored| {
+            check_if_match(if_match.as_deref(), &current)?;
+            patch::check_immutable(&rt_owned, &current.attrs, &input.attrs)?;
+            // RFC 7644 §3.5.1 lets a server keep values a PUT omits. Attributes are replaced
+            // whole; members are replaced only when the body lists them, so that a PUT of a
+            // group's name never empties a 100,000-member group.
+            let members = input.members.map(MemberOp::Replace).into_iter().collect();
+            Ok(Update { attrs: input.attrs, members })
+        });
+        let stored = p.update(id, self.loads_members(rt, &proj), edit).await?;
+        Ok(self.updated(rt, &stored, req, &proj))
+    }
+
+    async fn patch(&self, p: &P, id: &str, req: &Request<'_>) -> Result<Response, ScimError> {
+        let rt = p.resource_type();
+        let ops = patch::parse(json_body(&req.body)?)?;
+        let (a, e) = list::projection_params(req.query);
+        let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
+        let if_match = req.if_match.map(str::to_owned);
+        let rt_owned = rt.clone();
+        let policy = self.settings.unknown_attributes;
+        let hook = self.on_ignored.clone();
+        let edit: Edit = Box::new(move |current: Stored| {
+            check_if_match(if_match.as_deref(), &current)?;
+            let mut attrs = current.attrs;
+            let applied = patch::apply(&rt_owned, &mut attrs, &ops, policy)?;
+            if !applied.ignored.is_empty() {
+                hook(&rt_owned.name, &applied.ignored);
+            }
+            resource::check_required(&rt_owned, &attrs, true)?;
+            Ok(Update { attrs, members: applied.members })
+        });
+        let stored = p.update(id, self.loads_members(rt, &proj), edit).await?;
+        Ok(self.updated(rt, &stored, req, &proj))
+    }
+
+    fn updated(&self, rt: &ResourceType, stored: &Stored, req: &Request<'_>, proj: &Projection) -> Response {
+        let etag = resource::version(&stored.attrs);
+        let mut r = Response::json(StatusCode::OK, &Value::Object(self.render(rt, stored, &req.base, proj)));
+        r.etag = Some(etag);
+        r
+    }
+
+    async fn delete(&self, p: &P, id: &str, req: &Request<'_>) -> Result<Response, ScimError> {
+        let if_match = req.if_match.map(str::to_owned);
+        let check: Check = Box::new(move |current: &Stored| check_if_match(if_match.as_deref(), current));
+        p.delete(id, check).await?;
+        Ok(Response::empty(StatusCode::NO_CONTENT))
+    }
+
+    fn loads_members(&self, rt: &ResourceType, proj: &Projection) -> bool {
+        rt.membership.as_deref().is_some_and(|m| proj.wants(rt, m))
+    }
+}
+
+/// Parses a request body as JSON: malformed JSON is 400 `invalidSyntax` with serde's position.
+fn json_body(body: &Bytes) -> Result<Value, ScimError> {
+    if body.is_empty() {
+        return Err(ScimError::invalid_syntax("the request needs a JSON body"));
+    }
+    serde_json::from_slice(body).map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")))
+}
+
+/// RFC 7232 §3.1 If-Match against the resource's current version: `*` or a list of tags.
+fn check_if_match(if_match: Option<&str>, current: &Stored) -> Result<(), ScimError> {
+    let Some(h) = if_match else { return Ok(()) };
+    let version = resource::version(&current.attrs);
+    if etag_matches(h, &version) {
+        Ok(())
+    } else {
+        Err(ScimError::precondition_failed(format!(
+            "the resource has changed: its version is {version}, the request expected {h}"
+        )))
+    }
+}
+
+/// Whether an `If-Match`/`If-None-Match` value matches a (weak) tag. Comparison is weak
+/// (RFC 7232 §2.3.2): `W/` prefixes are ignored on both sides.
+fn etag_matches(header: &str, tag: &str) -> bool {
+    let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let tag = strip(tag);
+    header.split(',').any(|t| t.trim() == "*" || strip(t) == tag)
+}
+
+fn method_not_allowed(allow: &str) -> ScimError {
+    ScimError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed here; allowed: {allow}"))
+}
+
+fn not_implemented(detail: &str) -> Response {
+    Response::error(&ScimError::new(StatusCode::NOT_IMPLEMENTED, detail)).labelled("-", Operation::Other)
+}
+
+/// Percent-decodes a path segment (an id or a URN).
+fn decode(seg: &str) -> String {
+    let bytes = seg.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(b) = hex {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ETag comparison is weak and handles lists and `*`.
+    #[test]
+    fn etags() {
+        assert!(etag_matches("W/\"abc\"", "W/\"abc\""));
+        assert!(etag_matches("\"abc\"", "W/\"abc\""));
+        assert!(etag_matches("\"x\", W/\"abc\"", "W/\"abc\""));
+        assert!(etag_matches("*", "W/\"abc\""));
+        assert!(!etag_matches("W/\"abd\"", "W/\"abc\""));
+    }
+
+    /// Path segments are percent-decoded; broken escapes are kept literally.
+    #[test]
+    fn decoding() {
+        assert_eq!(decode("a%20b"), "a b");
+        assert_eq!(decode("urn%3Aietf"), "urn:ietf");
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz"), "%zz");
+        assert_eq!(decode("%C3%BC"), "ü");
+    }
+}
