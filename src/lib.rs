@@ -1,8 +1,37 @@
-//! scim-sidecar: a reverse-proxy sidecar that adds SCIM 2.0 to applications that have none.
+//! scim-sidecar: a reverse-proxy sidecar that adds SCIM 2.0 (RFC 7643/7644) to applications
+//! that have none.
+//!
+//! # Layout
+//!
+//! A request travels top-down through four layers, each knowing only the one below it:
+//!
+//! ```text
+//! IdP ──► server (listener, TLS, router)  ── path outside /scim/v2 ──► proxy ──► the app
+//!            │ auth (bearer tokens)
+//!            ▼
+//!         scim   (protocol: schemas, filters, PATCH, paging, errors, discovery)
+//!            │ Provider trait
+//!            ▼
+//!         mapping (TOML mapping: attribute ⇄ field, value maps, filter → predicate)
+//!            │ Table trait
+//!            ▼
+//!         backend (sql: SQLite now, PostgreSQL as a dialect) ──► the app's own tables
+//! ```
+//!
+//! - [`server::router`] reads as the request flow; [`server`] owns listeners and shutdown.
+//! - [`scim`] is usable as a library with any store; [`backend`] is testable without HTTP.
+//! - [`config`] turns the TOML file into a validated [`config::Config`] (every problem at
+//!   once, with file and line); [`server::build`] checks it against the live stores.
+//! - [`admin`] serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]) on its own port.
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod admin;
+pub mod auth;
 pub mod backend;
+pub mod config;
 pub mod mapping;
+pub mod metrics;
 pub mod proxy;
 pub mod scim;
+pub mod server;

@@ -1,1 +1,161 @@
-fn main(){}
+//! The `scim-sidecar` command: `run` serves, `check` validates a config against its stores.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use scim_sidecar::config::{self, Config, LogFormat, ProcessEnv};
+use scim_sidecar::server;
+
+/// A reverse-proxy sidecar that adds SCIM 2.0 provisioning to applications that have none.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve SCIM under [scim].base_path and pass everything else to [upstream].url.
+    Run {
+        /// The config file.
+        #[arg(short, long, env = "SCIM_SIDECAR_CONFIG")]
+        config: PathBuf,
+        /// Log format (overrides [log].format).
+        #[arg(long, value_enum)]
+        log_format: Option<Format>,
+    },
+    /// Validate the config file and the live stores (tables, columns, types, indexes), print
+    /// every problem with file, line and fix, and exit non-zero if there is any.
+    Check {
+        /// The config file.
+        #[arg(short, long, env = "SCIM_SIDECAR_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One TLS crypto provider for the whole process (ring); see reference/crates-and-test-servers.md.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Check { config } => runtime.block_on(check(config)),
+        Command::Run { config, log_format } => runtime.block_on(run(config, log_format)),
+    }
+}
+
+fn load(path: &PathBuf) -> Option<Config> {
+    match config::load(path, &ProcessEnv) {
+        Ok(c) => Some(c),
+        Err(problems) => {
+            eprint!("{}", config::report(&problems));
+            eprintln!("{}: the configuration has problems; nothing was started", path.display());
+            None
+        }
+    }
+}
+
+async fn check(path: PathBuf) -> ExitCode {
+    let Some(config) = load(&path) else { return ExitCode::FAILURE };
+    let metrics = std::sync::Arc::new(scim_sidecar::metrics::Metrics::new());
+    match server::build(&config, metrics).await {
+        Ok((app, warnings)) => {
+            eprint!("{}", config::report(&warnings));
+            let served: Vec<String> = app
+                .scim
+                .resource_types()
+                .map(|rt| format!("{} ({} attributes)", rt.endpoint, rt.schema.attributes.len() + rt.extensions.iter().map(|e| e.schema.attributes.len()).sum::<usize>()))
+                .collect();
+            println!("{}: OK — serves {}", path.display(), served.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprint!("{}", config::report(&problems));
+            let n = problems.iter().filter(|p| !p.warning).count();
+            eprintln!("{}: {n} problem(s)", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(path: PathBuf, format: Option<Format>) -> ExitCode {
+    let started = Instant::now();
+    let Some(config) = load(&path) else { return ExitCode::FAILURE };
+    init_logging(&config, format);
+    let running = match server::start(&config).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("{e}");
+            eprintln!("{}: not started", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        listen = %running.addr,
+        scim = %config.scim.base_path,
+        upstream = config.upstream.as_ref().map(|u| u.url.to_string()).unwrap_or_else(|| "none".into()),
+        admin = running.admin_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        tls = config.listen.tls.is_some(),
+        startup_ms = started.elapsed().as_secs_f64() * 1e3,
+        "scim-sidecar ready"
+    );
+    shutdown_signal().await;
+    tracing::info!(timeout_s = config.listen.shutdown_timeout.as_secs(), "shutting down: finishing in-flight requests");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+fn init_logging(config: &Config, format: Option<Format>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let json = match format {
+        Some(Format::Json) => true,
+        Some(Format::Text) => false,
+        None => config.log.format == LogFormat::Json,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

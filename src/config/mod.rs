@@ -1,0 +1,169 @@
+//! Configuration: one TOML file, read in two phases.
+//!
+//! [`raw`] deserialises the file as written (unknown keys refused, positions kept);
+//! [`validate`] expands `${VAR}` references ([`interpolate`]), checks every value and returns
+//! either a [`Config`] or *every* problem found, each with file, line and fix. `main` calls
+//! [`load`]; the store-side checks (tables, columns) run later, when backends are opened.
+
+pub mod interpolate;
+pub mod raw;
+pub mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use interpolate::{Env, ProcessEnv};
+
+use crate::mapping::{Origin, Problem, ResourceSpec};
+use crate::proxy::UpstreamConfig;
+use crate::scim::UnknownPolicy;
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from.
+    pub file: Arc<str>,
+    /// `[listen]`
+    pub listen: Listen,
+    /// `[upstream]`: the application non-SCIM traffic goes to.
+    pub upstream: Option<UpstreamConfig>,
+    /// `[scim]`
+    pub scim: Scim,
+    /// `[auth]`: accepted bearer tokens.
+    pub tokens: Vec<Secret>,
+    /// `[admin]`: address of the admin listener.
+    pub admin: Option<String>,
+    /// `[log]`
+    pub log: Log,
+    /// `[backend.*]`
+    pub backends: Vec<BackendConfig>,
+    /// `[resource.*]`
+    pub resources: Vec<ResourceSpec>,
+    /// Things worth fixing that do not stop start-up.
+    pub warnings: Vec<Problem>,
+}
+
+/// `[listen]`
+#[derive(Clone, Debug)]
+pub struct Listen {
+    /// `host:port` to bind.
+    pub addr: String,
+    /// TLS termination, when configured.
+    pub tls: Option<Tls>,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// How long a client may take to send its request headers.
+    pub header_read_timeout: Duration,
+}
+
+/// PEM files for TLS termination.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// `[scim]`
+#[derive(Clone, Debug)]
+pub struct Scim {
+    /// Path prefix of SCIM requests (`/scim/v2`).
+    pub base_path: String,
+    /// Absolute base URL used in `meta.location`, when the sidecar cannot see it (behind a
+    /// TLS-terminating load balancer).
+    pub public_url: Option<String>,
+    /// Request body limit.
+    pub max_body_bytes: u64,
+    /// Page size when `count` is absent.
+    pub default_count: u64,
+    /// Page size cap.
+    pub max_count: u64,
+    /// What to do with attributes the mapping does not store.
+    pub unknown_attributes: UnknownPolicy,
+    /// `Retry-After` seconds on 503.
+    pub retry_after: u32,
+    /// Published in `/ServiceProviderConfig`.
+    pub documentation_uri: Option<String>,
+}
+
+/// A secret value: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Clone, Debug)]
+pub struct Log {
+    /// Format.
+    pub format: LogFormat,
+    /// Default filter when `RUST_LOG` is unset.
+    pub level: String,
+}
+
+/// `[backend.NAME]`
+#[derive(Clone, Debug)]
+pub struct BackendConfig {
+    /// Its name.
+    pub name: String,
+    /// Where it is configured.
+    pub origin: Origin,
+    /// What it is.
+    pub kind: BackendKind,
+}
+
+/// The kinds of stores.
+#[derive(Clone, Debug)]
+pub enum BackendKind {
+    /// An SQLite database file.
+    Sqlite {
+        /// The file.
+        path: PathBuf,
+        /// Schema to create it from when it does not exist.
+        create_from: Option<PathBuf>,
+        /// Reader connections.
+        readers: usize,
+    },
+}
+
+/// Reads and validates a config file. `Err` holds every problem found (warnings included).
+pub fn load(path: &Path, env: &dyn Env) -> Result<Config, Vec<Problem>> {
+    let file: Arc<str> = Arc::from(path.display().to_string());
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem::error(
+            &Origin { file: file.clone(), line: 0 },
+            format!("cannot read the config file: {e}"),
+            Some("pass the path of a TOML file with --config".into()),
+        )]
+    })?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    validate::from_str(&src, file, &dir, env)
+}
+
+/// Prints problems for a human, errors first.
+pub fn report(problems: &[Problem]) -> String {
+    let mut sorted: Vec<&Problem> = problems.iter().collect();
+    sorted.sort_by_key(|p| (p.warning, p.origin.line));
+    let mut out = String::new();
+    for p in sorted {
+        out.push_str(&p.to_string());
+        out.push('\n');
+    }
+    out
+}

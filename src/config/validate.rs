@@ -1,0 +1,698 @@
+//! From [`RawConfig`] to [`Config`]: expand variables, check every value, collect every
+//! problem with its line and a fix.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use super::raw::{BoolOrStr, NumOrStr, RawAttrTable, RawConfig, RawResource, S};
+use super::{BackendConfig, BackendKind, Config, Env, Listen, Log, LogFormat, Scim, Secret, Tls};
+use crate::backend::Value;
+use crate::backend::sql::valid_ident;
+use crate::mapping::{AttrSpec, MemberMap, OnDelete, Origin, Problem, ResourceSpec};
+use crate::proxy::UpstreamConfig;
+use crate::scim::UnknownPolicy;
+use crate::scim::filter::parse_patch_path;
+use crate::scim::schema::{self, AttrType, Mutability, Returned, Uniqueness};
+
+/// Validates a config file's text. `dir` is the directory relative paths are resolved from.
+pub fn from_str(src: &str, file: Arc<str>, dir: &Path, env: &dyn Env) -> Result<Config, Vec<Problem>> {
+    let raw: RawConfig = match toml::from_str(src) {
+        Ok(r) => r,
+        Err(e) => {
+            let line = e.span().map_or(0, |s| line_of(src, s.start));
+            return Err(vec![Problem::error(
+                &Origin { file, line },
+                e.message().to_owned(),
+                Some("see config/scim-sidecar.toml for every key and its meaning".into()),
+            )]);
+        }
+    };
+    let mut v = V { file, src, dir, env, problems: Vec::new() };
+    let config = v.config(raw);
+    if v.problems.iter().any(|p| !p.warning) {
+        return Err(v.problems);
+    }
+    let mut config = config;
+    config.warnings = v.problems;
+    Ok(config)
+}
+
+/// 1-based line of a byte offset.
+fn line_of(src: &str, offset: usize) -> usize {
+    src.as_bytes().iter().take(offset).filter(|&&b| b == b'\n').count() + 1
+}
+
+struct V<'a> {
+    file: Arc<str>,
+    src: &'a str,
+    dir: &'a Path,
+    env: &'a dyn Env,
+    problems: Vec<Problem>,
+}
+
+impl V<'_> {
+    fn origin(&self, span: std::ops::Range<usize>) -> Origin {
+        Origin { file: self.file.clone(), line: line_of(self.src, span.start) }
+    }
+
+    fn error(&mut self, origin: &Origin, message: impl Into<String>, fix: Option<&str>) {
+        self.problems.push(Problem::error(origin, message, fix.map(str::to_owned)));
+    }
+
+    fn warn(&mut self, origin: &Origin, message: impl Into<String>, fix: Option<&str>) {
+        self.problems.push(Problem { warning: true, ..Problem::error(origin, message, fix.map(str::to_owned)) });
+    }
+
+    /// A string value with `${VAR}` expanded.
+    fn string(&mut self, s: &S, what: &str) -> Option<String> {
+        match super::interpolate::expand(s.get_ref(), self.env) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let o = self.origin(s.span());
+                self.error(&o, format!("{what}: {e}"), None);
+                None
+            }
+        }
+    }
+
+    fn opt_string(&mut self, s: &Option<S>, what: &str) -> Option<String> {
+        s.as_ref().and_then(|s| self.string(s, what))
+    }
+
+    fn path(&mut self, s: &S, what: &str) -> Option<PathBuf> {
+        let p = PathBuf::from(self.string(s, what)?);
+        Some(if p.is_absolute() { p } else { self.dir.join(p) })
+    }
+
+    fn duration(&mut self, s: &Option<S>, what: &str, default: Duration) -> Duration {
+        let Some(s) = s else { return default };
+        let Some(text) = self.string(s, what) else { return default };
+        match parse_duration(&text) {
+            Some(d) => d,
+            None => {
+                let o = self.origin(s.span());
+                self.error(&o, format!("{what}: \"{text}\" is not a duration"), Some("write e.g. \"250ms\", \"5s\", \"2m\""));
+                default
+            }
+        }
+    }
+
+    fn number(&mut self, n: &Option<NumOrStr>, at: &Origin, what: &str, range: (i64, i64), default: i64) -> i64 {
+        let value = match n {
+            None => return default,
+            Some(NumOrStr::Num(i)) => Some(*i),
+            Some(NumOrStr::Str(s)) => match super::interpolate::expand(s, self.env) {
+                Ok(t) => t.trim().parse().ok(),
+                Err(e) => {
+                    self.error(at, format!("{what}: {e}"), None);
+                    return default;
+                }
+            },
+        };
+        match value {
+            Some(i) if (range.0..=range.1).contains(&i) => i,
+            _ => {
+                self.error(at, format!("{what} must be a whole number from {} to {}", range.0, range.1), None);
+                default
+            }
+        }
+    }
+
+    fn boolean(&mut self, b: &Option<BoolOrStr>, at: &Origin, what: &str, default: bool) -> bool {
+        match b {
+            None => default,
+            Some(BoolOrStr::Bool(b)) => *b,
+            Some(BoolOrStr::Str(s)) => match super::interpolate::expand(s, self.env).map(|t| t.trim().to_ascii_lowercase()) {
+                Ok(t) if t == "true" => true,
+                Ok(t) if t == "false" => false,
+                _ => {
+                    self.error(at, format!("{what} must be true or false"), None);
+                    default
+                }
+            },
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let top = Origin { file: self.file.clone(), line: 1 };
+        let listen = self.listen(&raw, &top);
+        let upstream = raw.upstream.as_ref().and_then(|u| self.upstream(u));
+        let scim = self.scim(&raw, &top);
+        let tokens = self.tokens(&raw, &top);
+        let admin = raw.admin.as_ref().and_then(|a| {
+            let addr = self.string(&a.get_ref().addr, "admin.addr")?;
+            let o = self.origin(a.get_ref().addr.span());
+            self.check_addr(&addr, &o, "admin.addr");
+            Some(addr)
+        });
+        let log = self.log(&raw);
+        let backends = self.backends(&raw, &top);
+        let resources = self.resources(&raw, &backends, &top);
+        if let (Some(a), Some(_)) = (&admin, Some(&listen)) {
+            if *a == listen.addr {
+                self.error(&top, "admin.addr and listen.addr are the same address", Some("give the admin listener its own port"));
+            }
+        }
+        Config {
+            file: self.file.clone(),
+            listen,
+            upstream,
+            scim,
+            tokens,
+            admin,
+            log,
+            backends,
+            resources,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn check_addr(&mut self, addr: &str, o: &Origin, what: &str) {
+        let ok = addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !ok {
+            self.error(o, format!("{what}: \"{addr}\" is not host:port"), Some("write e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8443\""));
+        }
+    }
+
+    fn listen(&mut self, raw: &RawConfig, top: &Origin) -> Listen {
+        let Some(l) = &raw.listen else {
+            self.error(top, "missing [listen]", Some("add [listen] with addr = \"127.0.0.1:8080\""));
+            return Listen {
+                addr: String::new(),
+                tls: None,
+                shutdown_timeout: Duration::from_secs(25),
+                header_read_timeout: Duration::from_secs(30),
+            };
+        };
+        let o = self.origin(l.span());
+        let l = l.get_ref();
+        let addr = match &l.addr {
+            Some(a) => {
+                let ao = self.origin(a.span());
+                let addr = self.string(a, "listen.addr").unwrap_or_default();
+                self.check_addr(&addr, &ao, "listen.addr");
+                addr
+            }
+            None => {
+                self.error(&o, "listen.addr is missing", Some("add addr = \"127.0.0.1:8080\""));
+                String::new()
+            }
+        };
+        let tls = l.tls.as_ref().and_then(|t| {
+            let t = t.get_ref();
+            let cert = self.path(&t.cert, "listen.tls.cert")?;
+            let key = self.path(&t.key, "listen.tls.key")?;
+            for (p, s, what) in [(&cert, &t.cert, "certificate"), (&key, &t.key, "key")] {
+                if !p.exists() {
+                    let o = self.origin(s.span());
+                    self.error(&o, format!("TLS {what} file {} does not exist", p.display()), None);
+                }
+            }
+            Some(Tls { cert, key })
+        });
+        Listen {
+            addr,
+            tls,
+            shutdown_timeout: self.duration(&l.shutdown_timeout, "listen.shutdown_timeout", Duration::from_secs(25)),
+            header_read_timeout: self.duration(&l.header_read_timeout, "listen.header_read_timeout", Duration::from_secs(30)),
+        }
+    }
+
+    fn upstream(&mut self, u: &toml::Spanned<super::raw::RawUpstream>) -> Option<UpstreamConfig> {
+        let o = self.origin(u.span());
+        let u = u.get_ref();
+        let uo = self.origin(u.url.span());
+        let text = self.string(&u.url, "upstream.url")?;
+        let url: http::Uri = match text.parse() {
+            Ok(url) => url,
+            Err(e) => {
+                self.error(&uo, format!("upstream.url \"{text}\" is not a URL: {e}"), Some("write e.g. \"http://127.0.0.1:3000\""));
+                return None;
+            }
+        };
+        if url.scheme_str() != Some("http") || url.authority().is_none() {
+            self.error(
+                &uo,
+                format!("upstream.url \"{text}\" must be http://host:port"),
+                Some("the sidecar runs next to the app: point it at the app's plain-HTTP port, e.g. http://127.0.0.1:3000"),
+            );
+            return None;
+        }
+        if !matches!(url.path(), "" | "/") || url.query().is_some() {
+            self.error(&uo, format!("upstream.url \"{text}\" must not have a path"), Some("requests keep their own path; use http://host:port"));
+        }
+        let preserve_host = self.boolean(&u.preserve_host, &o, "upstream.preserve_host", true);
+        let pool_max_idle = self.number(&u.pool_max_idle, &o, "upstream.pool_max_idle", (0, 10_000), 64);
+        Some(UpstreamConfig {
+            url,
+            connect_timeout: self.duration(&u.connect_timeout, "upstream.connect_timeout", Duration::from_secs(5)),
+            timeout: self.duration(&u.timeout, "upstream.timeout", Duration::from_secs(60)),
+            preserve_host,
+            pool_idle_timeout: self.duration(&u.pool_idle_timeout, "upstream.pool_idle_timeout", Duration::from_secs(90)),
+            pool_max_idle_per_host: usize::try_from(pool_max_idle).unwrap_or(64),
+        })
+    }
+
+    fn scim(&mut self, raw: &RawConfig, top: &Origin) -> Scim {
+        let empty = super::raw::RawScim {
+            base_path: None,
+            public_url: None,
+            max_body_bytes: None,
+            default_count: None,
+            max_count: None,
+            unknown_attributes: None,
+            retry_after: None,
+            documentation_uri: None,
+        };
+        let (s, o) = match &raw.scim {
+            Some(s) => (s.get_ref(), self.origin(s.span())),
+            None => (&empty, top.clone()),
+        };
+        let mut base_path = self.opt_string(&s.base_path, "scim.base_path").unwrap_or_else(|| "/scim/v2".into());
+        if !base_path.starts_with('/') || base_path.trim_end_matches('/').is_empty() || base_path.contains(['?', '#']) {
+            self.error(&o, format!("scim.base_path \"{base_path}\" must be a path below the root"), Some("write e.g. \"/scim/v2\""));
+        }
+        base_path = base_path.trim_end_matches('/').to_owned();
+        let public_url = self.opt_string(&s.public_url, "scim.public_url").map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(u) = &public_url {
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                self.error(&o, format!("scim.public_url \"{u}\" must be an absolute http(s) URL"), Some("write e.g. \"https://app.example.com/scim/v2\""));
+            }
+        }
+        let max_body_bytes = self.number(&s.max_body_bytes, &o, "scim.max_body_bytes", (1024, 64 << 20), 1 << 20);
+        let max_count = self.number(&s.max_count, &o, "scim.max_count", (1, 100_000), 1000);
+        let default_count = self.number(&s.default_count, &o, "scim.default_count", (1, 100_000), 100);
+        if default_count > max_count {
+            self.error(&o, "scim.default_count is larger than scim.max_count", None);
+        }
+        let unknown_attributes = match self.opt_string(&s.unknown_attributes, "scim.unknown_attributes").as_deref() {
+            None | Some("ignore") => UnknownPolicy::Ignore,
+            Some("reject") => UnknownPolicy::Reject,
+            Some(other) => {
+                self.error(&o, format!("scim.unknown_attributes \"{other}\" is not \"ignore\" or \"reject\""), None);
+                UnknownPolicy::Ignore
+            }
+        };
+        let retry_after = self.number(&s.retry_after, &o, "scim.retry_after", (1, 3600), 5);
+        Scim {
+            base_path,
+            public_url,
+            max_body_bytes: max_body_bytes as u64,
+            default_count: default_count as u64,
+            max_count: max_count as u64,
+            unknown_attributes,
+            retry_after: retry_after as u32,
+            documentation_uri: self.opt_string(&s.documentation_uri, "scim.documentation_uri"),
+        }
+    }
+
+    fn tokens(&mut self, raw: &RawConfig, top: &Origin) -> Vec<Secret> {
+        let Some(a) = &raw.auth else {
+            self.error(top, "missing [auth]: SCIM requests must be authenticated", Some("add [auth] with bearer_tokens = [\"${SCIM_TOKEN}\"]"));
+            return Vec::new();
+        };
+        let o = self.origin(a.span());
+        let a = a.get_ref();
+        let mut tokens = Vec::new();
+        for t in &a.bearer_tokens {
+            let to = self.origin(t.span());
+            if let Some(v) = self.string(t, "auth.bearer_tokens") {
+                tokens.push((v, to));
+            }
+        }
+        for f in &a.bearer_token_files {
+            let fo = self.origin(f.span());
+            let Some(p) = self.path(f, "auth.bearer_token_files") else { continue };
+            match std::fs::read_to_string(&p) {
+                Ok(v) => tokens.push((v.trim().to_owned(), fo)),
+                Err(e) => self.error(&fo, format!("cannot read token file {}: {e}", p.display()), None),
+            }
+        }
+        if tokens.is_empty() && self.problems.iter().all(|p| p.warning) {
+            self.error(&o, "no bearer token configured", Some("add bearer_tokens = [\"${SCIM_TOKEN}\"] or bearer_token_files"));
+        }
+        let mut out = Vec::new();
+        for (t, to) in tokens {
+            if t.is_empty() {
+                self.error(&to, "a bearer token is empty", Some("set the variable it reads to a long random value, e.g. `openssl rand -hex 32`"));
+            } else if t.chars().any(char::is_whitespace) {
+                self.error(&to, "a bearer token contains whitespace", None);
+            } else {
+                if t.len() < 16 {
+                    self.warn(&to, "a bearer token is shorter than 16 characters", Some("use a long random value, e.g. `openssl rand -hex 32`"));
+                }
+                out.push(Secret(t));
+            }
+        }
+        out
+    }
+
+    fn log(&mut self, raw: &RawConfig) -> Log {
+        let mut log = Log { format: LogFormat::Text, level: "info".into() };
+        if let Some(l) = &raw.log {
+            let o = self.origin(l.span());
+            let l = l.get_ref();
+            match self.opt_string(&l.format, "log.format").as_deref() {
+                None | Some("text") => {}
+                Some("json") => log.format = LogFormat::Json,
+                Some(other) => self.error(&o, format!("log.format \"{other}\" is not \"text\" or \"json\""), None),
+            }
+            if let Some(level) = self.opt_string(&l.level, "log.level") {
+                log.level = level;
+            }
+        }
+        log
+    }
+
+    fn backends(&mut self, raw: &RawConfig, top: &Origin) -> Vec<BackendConfig> {
+        if raw.backend.is_empty() {
+            self.error(top, "no [backend.*] configured", Some("add e.g. [backend.app] with type = \"sqlite\" and path = \"app.db\""));
+        }
+        let mut out = Vec::new();
+        for (name, b) in &raw.backend {
+            let o = self.origin(b.span());
+            let b = b.get_ref();
+            let kind = self.string(&b.kind, "backend type").unwrap_or_default();
+            match kind.as_str() {
+                "sqlite" => {
+                    let Some(path) = b.path.as_ref().and_then(|p| self.path(p, "backend path")) else {
+                        self.error(&o, format!("[backend.{name}] needs path = \"<database file>\""), None);
+                        continue;
+                    };
+                    let create_from = b.create_from.as_ref().and_then(|p| self.path(p, "backend create_from"));
+                    if let (Some(c), Some(s)) = (&create_from, &b.create_from) {
+                        if !c.exists() {
+                            let so = self.origin(s.span());
+                            self.error(&so, format!("schema file {} does not exist", c.display()), None);
+                        }
+                    }
+                    let readers = self.number(&b.readers, &o, "backend readers", (1, 64), 4) as usize;
+                    out.push(BackendConfig {
+                        name: name.clone(),
+                        origin: o,
+                        kind: BackendKind::Sqlite { path, create_from, readers },
+                    });
+                }
+                other => self.error(
+                    &o,
+                    format!("[backend.{name}] has type \"{other}\", which this build does not support"),
+                    Some("use type = \"sqlite\""),
+                ),
+            }
+        }
+        out
+    }
+
+    fn resources(&mut self, raw: &RawConfig, backends: &[BackendConfig], top: &Origin) -> Vec<ResourceSpec> {
+        if raw.resource.is_empty() {
+            self.error(top, "no [resource.*] configured: nothing would be served", Some("add [resource.User] (see config/scim-sidecar.toml)"));
+        }
+        let mut out: Vec<ResourceSpec> = Vec::new();
+        for (name, r) in &raw.resource {
+            let o = self.origin(r.span());
+            if let Some(spec) = self.resource(name, r.get_ref(), &o, backends, raw) {
+                if out.iter().any(|x| x.endpoint.eq_ignore_ascii_case(&spec.endpoint)) {
+                    self.error(&o, format!("endpoint {} is served twice", spec.endpoint), None);
+                }
+                out.push(spec);
+            }
+        }
+        out
+    }
+
+    fn ident(&mut self, s: &S, what: &str) -> Option<String> {
+        let v = self.string(s, what)?;
+        if valid_ident(&v) {
+            Some(v)
+        } else {
+            let o = self.origin(s.span());
+            self.error(&o, format!("{what} \"{v}\" is not a valid SQL identifier"), Some("use letters, digits and _ (schema.table at most)"));
+            None
+        }
+    }
+
+    fn resource(&mut self, name: &str, r: &RawResource, o: &Origin, backends: &[BackendConfig], raw: &RawConfig) -> Option<ResourceSpec> {
+        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            self.error(o, format!("resource name \"{name}\" must be letters and digits (e.g. User)"), None);
+        }
+        let at = |v: &Option<S>| v.as_ref().map_or(o.clone(), |s| Origin { file: o.file.clone(), line: line_of(self.src, s.span().start) });
+        let (delete_at, endpoint_at) = (at(&r.on_delete), at(&r.endpoint));
+        let backend = self.string(&r.backend, "backend")?;
+        if !backends.iter().any(|b| b.name == backend) && !raw.backend.contains_key(&backend) {
+            let bo = self.origin(r.backend.span());
+            let known: Vec<&str> = raw.backend.keys().map(String::as_str).collect();
+            self.error(&bo, format!("[resource.{name}] uses backend \"{backend}\", which is not configured"), Some(&format!("configured backends: {}", known.join(", "))));
+        }
+        let table = self.ident(&r.table, "table");
+        let key = match &r.key {
+            Some(k) => self.ident(k, "key"),
+            None => Some("id".to_owned()),
+        };
+        let schema = match self.opt_string(&r.schema, "schema") {
+            Some(s) => s,
+            None => match name {
+                "User" => schema::USER_URN.to_owned(),
+                "Group" => schema::GROUP_URN.to_owned(),
+                _ => {
+                    self.error(o, format!("[resource.{name}] needs schema = \"urn:…\" (only User and Group have a default)"), None);
+                    return None;
+                }
+            },
+        };
+        let endpoint = self.opt_string(&r.endpoint, "endpoint").unwrap_or_else(|| format!("/{name}s"));
+        if !endpoint.starts_with('/') || endpoint.len() < 2 || endpoint[1..].contains('/') {
+            self.error(&endpoint_at, format!("endpoint \"{endpoint}\" must be one path segment like \"/Users\""), None);
+        }
+        let on_delete = match self.opt_string(&r.on_delete, "on_delete").as_deref() {
+            None | Some("hard") => OnDelete::Hard,
+            Some("soft") => OnDelete::Soft,
+            Some(other) => {
+                self.error(&delete_at, format!("on_delete \"{other}\" is not \"hard\" or \"soft\""), Some("write on_delete = \"hard\" (delete the row) or \"soft\" (set active = false)"));
+                OnDelete::Hard
+            }
+        };
+        let members = r.members.as_ref().and_then(|m| {
+            let mo = self.origin(m.span());
+            let m = m.get_ref();
+            Some(MemberMap {
+                table: self.ident(&m.table, "members.table")?,
+                group_column: self.ident(&m.group, "members.group")?,
+                member_column: self.ident(&m.member, "members.member")?,
+                member_type: m.kind.as_ref().and_then(|k| self.string(k, "members.type")).unwrap_or_else(|| "User".into()),
+                origin: mo,
+            })
+        });
+        let mut attrs = Vec::new();
+        for (key, entry) in &r.map {
+            let eo = self.origin(key.span());
+            if let Some(a) = self.attr(key, &entry.get_ref().0, &eo) {
+                attrs.push(a);
+            }
+        }
+        if attrs.is_empty() {
+            self.error(o, format!("[resource.{name}.map] maps no attribute"), Some("map at least the attributes the app needs, e.g. userName = \"login\""));
+        }
+        Some(ResourceSpec {
+            name: name.to_owned(),
+            description: self.opt_string(&r.description, "description").unwrap_or_else(|| name.to_owned()),
+            endpoint,
+            schema,
+            backend,
+            table: table?,
+            key: key?,
+            on_delete,
+            attrs,
+            members,
+            origin: o.clone(),
+        })
+    }
+
+    fn attr(&mut self, key: &S, t: &RawAttrTable, o: &Origin) -> Option<AttrSpec> {
+        let k = key.get_ref();
+        let path = match parse_patch_path(k) {
+            Ok(p) => p,
+            Err(e) => {
+                self.error(o, format!("map key \"{k}\" is not a SCIM attribute path: {e}"), Some("write e.g. userName, name.givenName, 'emails[type eq \"work\"].value'"));
+                return None;
+            }
+        };
+        let column = self.string(&t.column, "column")?;
+        if !valid_ident(&column) || column.contains('.') {
+            self.error(o, format!("column \"{column}\" of \"{k}\" is not a valid column name"), Some("use letters, digits and _"));
+            return None;
+        }
+        let mut pick = |v: &Option<S>, what: &str, allowed: &[&str]| -> Option<String> {
+            let text = self.opt_string(v, what)?;
+            if allowed.contains(&text.as_str()) {
+                Some(text)
+            } else {
+                self.error(o, format!("{what} \"{text}\" of \"{k}\" is not one of: {}", allowed.join(", ")), None);
+                None
+            }
+        };
+        let mutability = pick(&t.mutability, "mutability", &["readWrite", "immutable", "writeOnly", "readOnly"]).map(|m| match m.as_str() {
+            "immutable" => Mutability::Immutable,
+            "writeOnly" => Mutability::WriteOnly,
+            "readOnly" => Mutability::ReadOnly,
+            _ => Mutability::ReadWrite,
+        });
+        let returned = pick(&t.returned, "returned", &["default", "always", "request", "never"]).map(|m| match m.as_str() {
+            "always" => Returned::Always,
+            "request" => Returned::Request,
+            "never" => Returned::Never,
+            _ => Returned::Default,
+        });
+        let uniqueness = pick(&t.uniqueness, "uniqueness", &["none", "server", "global"]).map(|m| match m.as_str() {
+            "server" => Uniqueness::Server,
+            "global" => Uniqueness::Global,
+            _ => Uniqueness::None,
+        });
+        let ty = pick(&t.ty, "type", &["string", "boolean", "integer", "decimal", "dateTime", "reference", "binary"]).map(|m| match m.as_str() {
+            "boolean" => AttrType::Boolean,
+            "integer" => AttrType::Integer,
+            "decimal" => AttrType::Decimal,
+            "dateTime" => AttrType::DateTime,
+            "reference" => AttrType::Reference,
+            "binary" => AttrType::Binary,
+            _ => AttrType::String,
+        });
+        let mut values = Vec::new();
+        for (scim, store) in t.values.iter().flatten() {
+            let scim = match scim.as_str() {
+                "true" => Json::Bool(true),
+                "false" => Json::Bool(false),
+                s => s.parse::<i64>().map(Json::from).unwrap_or_else(|_| Json::String(s.to_owned())),
+            };
+            let store = match store {
+                toml::Value::String(s) => Value::Text(super::interpolate::expand(s, self.env).unwrap_or_else(|_| s.clone())),
+                toml::Value::Integer(i) => Value::Int(*i),
+                toml::Value::Boolean(b) => Value::Bool(*b),
+                toml::Value::Float(f) => Value::Real(*f),
+                other => {
+                    self.error(o, format!("value map of \"{k}\": {other} cannot be stored"), Some("use strings, numbers or booleans"));
+                    continue;
+                }
+            };
+            values.push((scim, store));
+        }
+        Some(AttrSpec {
+            key: k.clone(),
+            path,
+            column,
+            case_exact: t.case_exact,
+            required: t.required,
+            mutability,
+            returned,
+            uniqueness,
+            ty,
+            description: self.opt_string(&t.description, "description"),
+            values,
+            origin: o.clone(),
+        })
+    }
+}
+
+/// `250ms`, `5s`, `2m`, `1h` (and a bare number of seconds).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n * 60)),
+        "h" => Some(Duration::from_secs(n * 3600)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(src: &str) -> Result<Config, Vec<Problem>> {
+        let env: HashMap<String, String> = [("SCIM_TOKEN".to_string(), "0123456789abcdef0123".to_string())].into();
+        from_str(src, Arc::from("t.toml"), Path::new("/tmp"), &env)
+    }
+
+    const GOOD: &str = r#"
+[listen]
+addr = "${LISTEN:-127.0.0.1:8080}"
+
+[auth]
+bearer_tokens = ["${SCIM_TOKEN}"]
+
+[backend.app]
+type = "sqlite"
+path = "app.db"
+
+[resource.User]
+backend = "app"
+table = "accounts"
+on_delete = "soft"
+
+[resource.User.map]
+userName = { column = "login", case_exact = false }
+"name.givenName" = "first_name"
+'emails[type eq "work"].value' = "email"
+active = { column = "status", values = { true = "A", false = "D" } }
+"#;
+
+    /// A good file validates, expanding variables and defaults and resolving paths.
+    #[test]
+    fn good_config() {
+        let c = load(GOOD).expect("valid");
+        assert_eq!(c.listen.addr, "127.0.0.1:8080");
+        assert_eq!(c.tokens, vec![Secret("0123456789abcdef0123".into())]);
+        assert_eq!(c.scim.base_path, "/scim/v2");
+        let r = &c.resources[0];
+        assert_eq!((r.endpoint.as_str(), r.key.as_str(), r.schema.as_str()), ("/Users", "id", schema::USER_URN));
+        assert_eq!(r.attrs.len(), 4);
+        assert_eq!(r.attrs[3].values, vec![(Json::Bool(true), Value::Text("A".into())), (Json::Bool(false), Value::Text("D".into()))]);
+        assert_eq!(r.attrs[2].origin.line, 20);
+        assert!(matches!(&c.backends[0].kind, BackendKind::Sqlite { path, .. } if path == Path::new("/tmp/app.db")));
+        assert!(format!("{:?}", c.tokens).contains("***"));
+    }
+
+    /// Every problem is reported at once, each with its line and a fix.
+    #[test]
+    fn all_problems_at_once() {
+        let bad = GOOD
+            .replace("${SCIM_TOKEN}", "${MISSING_TOKEN}")
+            .replace("table = \"accounts\"", "table = \"acc;ounts\"")
+            .replace("\"first_name\"", "\"first name\"")
+            .replace("on_delete = \"soft\"", "on_delete = \"sometimes\"");
+        let problems = load(&bad).expect_err("invalid");
+        let text = crate::config::report(&problems);
+        assert!(text.contains("t.toml:6: error: auth.bearer_tokens: environment variable MISSING_TOKEN is not set"), "{text}");
+        assert!(text.contains("t.toml:14: error: table \"acc;ounts\" is not a valid SQL identifier"), "{text}");
+        assert!(text.contains("t.toml:15: error: on_delete \"sometimes\""), "{text}");
+        assert!(text.contains("t.toml:19: error: column \"first name\""), "{text}");
+        assert!(problems.len() >= 4);
+    }
+
+    /// Structural mistakes (unknown keys) name the line.
+    #[test]
+    fn unknown_key() {
+        let bad = GOOD.replace("on_delete = \"soft\"", "on_delete = \"soft\"\ntabel = \"x\"");
+        let problems = load(&bad).expect_err("invalid");
+        assert_eq!(problems[0].origin.line, 16, "{}", problems[0]);
+        assert!(problems[0].message.contains("tabel"), "{}", problems[0]);
+    }
+
+    /// Durations.
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

@@ -1,0 +1,176 @@
+//! Prometheus metrics, rendered by the admin listener's `/metrics`.
+//!
+//! Names follow `scim_sidecar_<noun>_<unit>`; counters get `_total` from the exposition
+//! format. Recorded by the router (requests, latency, auth failures, pass-through) and by the
+//! mapping layer through [`crate::mapping::Observer`] (store errors).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    resource_type: String,
+    operation: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    resource_type: String,
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    backend: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabels {
+    resource_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms … 4 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    store_errors: Family<StoreLabels, Counter>,
+    ignored: Family<TypeLabels, Counter>,
+    auth_failures: Family<ReasonLabels, Counter>,
+    proxied: Family<StatusLabels, Counter>,
+    proxy_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<OperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let store_errors = Family::<StoreLabels, Counter>::default();
+        let ignored = Family::<TypeLabels, Counter>::default();
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        let proxied = Family::<StatusLabels, Counter>::default();
+        let proxy_latency = latency_histogram();
+        let info = Family::<VersionLabels, Gauge>::default();
+        info.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register(
+            "scim_sidecar_scim_requests",
+            "SCIM requests by resource type, operation and HTTP status",
+            requests.clone(),
+        );
+        registry.register(
+            "scim_sidecar_scim_request_duration_seconds",
+            "Time to answer a SCIM request, by resource type and operation",
+            latency.clone(),
+        );
+        registry.register(
+            "scim_sidecar_store_errors",
+            "Store operations that failed, by backend and kind (unavailable, internal)",
+            store_errors.clone(),
+        );
+        registry.register(
+            "scim_sidecar_ignored_attributes",
+            "Attributes in requests that the mapping does not store and that were ignored",
+            ignored.clone(),
+        );
+        registry.register(
+            "scim_sidecar_auth_failures",
+            "SCIM requests refused for authentication, by reason (missing, invalid)",
+            auth_failures.clone(),
+        );
+        registry.register("scim_sidecar_proxy_requests", "Requests passed through to the upstream app, by status", proxied.clone());
+        registry.register(
+            "scim_sidecar_proxy_request_duration_seconds",
+            "Time until the upstream app's response headers, for passed-through requests",
+            proxy_latency.clone(),
+        );
+        registry.register("scim_sidecar_build_info", "Version of the running sidecar", info);
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+            store_errors,
+            ignored,
+            auth_failures,
+            proxied,
+            proxy_latency,
+        }
+    }
+
+    /// One answered SCIM request.
+    pub fn scim_request(&self, resource_type: &str, operation: &'static str, status: u16, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { resource_type: resource_type.to_owned(), operation, status })
+            .inc();
+        self.latency
+            .get_or_create(&OperationLabels { resource_type: resource_type.to_owned(), operation })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Attributes ignored in one request.
+    pub fn ignored_attributes(&self, resource_type: &str, n: usize) {
+        self.ignored.get_or_create(&TypeLabels { resource_type: resource_type.to_owned() }).inc_by(n as u64);
+    }
+
+    /// A refused SCIM request.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// One passed-through request.
+    pub fn proxied(&self, status: u16, took: Duration) {
+        self.proxied.get_or_create(&StatusLabels { status }).inc();
+        self.proxy_latency.observe(took.as_secs_f64());
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+        }
+        out
+    }
+}
+
+impl crate::mapping::Observer for Metrics {
+    fn store_error(&self, backend: &str, kind: &str) {
+        self.store_errors.get_or_create(&StoreLabels { backend: backend.to_owned(), kind: kind.to_owned() }).inc();
+    }
+}

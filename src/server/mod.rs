@@ -1,0 +1,286 @@
+//! The server: start-up checks, listeners, and graceful shutdown.
+//!
+//! [`build`] opens every store and compiles every mapping (the checks `run` and `check`
+//! share). [`start`] binds the SCIM/proxy listener (optionally TLS) and the admin listener and
+//! runs their accept loops; each connection is served by hyper-util's auto builder (HTTP/1.1
+//! and HTTP/2, upgrades allowed) and every request goes through [`router::handle`].
+//! [`Running::shutdown`] stops accepting, lets in-flight requests finish within
+//! `listen.shutdown_timeout`, and returns.
+
+pub mod router;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin;
+use crate::auth::Authenticator;
+use crate::backend::Backend;
+use crate::config::{BackendKind, Config};
+use crate::mapping::{self, MappedResource, Origin, Problem};
+use crate::metrics::Metrics;
+use crate::proxy::Proxy;
+use crate::scim::discovery::Features;
+use crate::scim::{self, Service};
+
+/// Everything a request needs, shared by all connections.
+pub struct App {
+    /// The SCIM service over the mapped resource types.
+    pub scim: Service<MappedResource>,
+    /// Bearer token checks.
+    pub auth: Authenticator,
+    /// The pass-through proxy, when an upstream is configured.
+    pub proxy: Option<Proxy>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The opened stores (for readiness).
+    pub backends: Vec<Arc<dyn Backend>>,
+    /// `[scim].base_path`.
+    pub base_path: String,
+    /// `[scim].public_url`.
+    pub public_url: Option<String>,
+    /// Request body limit for SCIM requests.
+    pub max_body_bytes: u64,
+    /// Set when shutdown begins: `/readyz` then answers 503.
+    pub draining: AtomicBool,
+}
+
+/// Opens the stores and compiles the mappings. `Ok` carries warnings; `Err` every problem.
+pub async fn build(config: &Config, metrics: Arc<Metrics>) -> Result<(App, Vec<Problem>), Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut warnings = config.warnings.clone();
+    let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
+    for b in &config.backends {
+        match open_backend(&b.name, &b.kind, &b.origin) {
+            Ok(backend) => backends.push(backend),
+            Err(p) => problems.push(p),
+        }
+    }
+    let settings = mapping::Settings {
+        unknown_attributes: config.scim.unknown_attributes,
+        retry_after: config.scim.retry_after,
+        observer: metrics.clone(),
+    };
+    let mut providers = Vec::new();
+    for spec in &config.resources {
+        let Some(backend) = backends.iter().find(|b| b.name() == spec.backend) else {
+            continue;
+        };
+        match mapping::build(spec, backend.as_ref(), &config.resources, &settings).await {
+            Ok((resource, w)) => {
+                warnings.extend(w);
+                providers.push(resource);
+            }
+            Err(ps) => problems.extend(ps),
+        }
+    }
+    if !problems.is_empty() {
+        problems.extend(warnings);
+        return Err(problems);
+    }
+    let m = metrics.clone();
+    let on_ignored: scim::service::IgnoredHook = Arc::new(move |rt: &str, ignored: &[String]| {
+        tracing::debug!(resource_type = rt, attributes = ?ignored, "ignored attributes the mapping does not store");
+        m.ignored_attributes(rt, ignored.len());
+    });
+    let service = Service::new(
+        providers,
+        scim::Settings {
+            default_count: config.scim.default_count,
+            max_count: config.scim.max_count,
+            unknown_attributes: config.scim.unknown_attributes,
+            features: Features {
+                max_results: config.scim.max_count,
+                max_payload_bytes: config.scim.max_body_bytes,
+                documentation_uri: config.scim.documentation_uri.clone(),
+            },
+        },
+        on_ignored,
+    );
+    let app = App {
+        scim: service,
+        auth: Authenticator::new(&config.tokens),
+        proxy: config.upstream.clone().map(Proxy::new),
+        metrics,
+        backends,
+        base_path: config.scim.base_path.clone(),
+        public_url: config.scim.public_url.clone(),
+        max_body_bytes: config.scim.max_body_bytes,
+        draining: AtomicBool::new(false),
+    };
+    Ok((app, warnings))
+}
+
+fn open_backend(name: &str, kind: &BackendKind, origin: &Origin) -> Result<Arc<dyn Backend>, Problem> {
+    match kind {
+        #[cfg(feature = "sqlite")]
+        BackendKind::Sqlite { path, create_from, readers } => {
+            crate::backend::sql::sqlite::SqliteBackend::open(name, path, create_from.as_deref(), *readers)
+                .map(|b| Arc::new(b) as Arc<dyn Backend>)
+                .map_err(|e| Problem::error(origin, format!("[backend.{name}]: {e}"), None))
+        }
+        #[cfg(not(feature = "sqlite"))]
+        BackendKind::Sqlite { .. } => Err(Problem::error(
+            origin,
+            format!("[backend.{name}]: this build has no SQLite support"),
+            Some("build with --features sqlite".into()),
+        )),
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config or the stores have problems.
+    #[error("{}", crate::config::report(.0))]
+    Problems(Vec<Problem>),
+    /// A listener could not be bound or TLS could not be loaded.
+    #[error("{0}")]
+    Listen(String),
+}
+
+/// A running server.
+pub struct Running {
+    /// The SCIM/proxy listener's address.
+    pub addr: SocketAddr,
+    /// The admin listener's address.
+    pub admin_addr: Option<SocketAddr>,
+    /// The shared state.
+    pub app: Arc<App>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections, waits for in-flight requests (bounded by the shutdown
+    /// timeout), and returns.
+    pub async fn shutdown(self) {
+        self.app.draining.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Checks, binds and serves. Returns once both listeners accept connections.
+pub async fn start(config: &Config) -> Result<Running, StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let (app, warnings) = build(config, metrics).await.map_err(StartError::Problems)?;
+    for w in &warnings {
+        tracing::warn!(origin = %w.origin, fix = w.fix.as_deref().unwrap_or(""), "{}", w.message);
+    }
+    let app = Arc::new(app);
+    let tls = match &config.listen.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+            tls::load_server_config(&t.cert, &t.key).map_err(StartError::Listen)?,
+        )),
+        None => None,
+    };
+    let listener = TcpListener::bind(&config.listen.addr)
+        .await
+        .map_err(|e| StartError::Listen(format!("cannot listen on {}: {e}", config.listen.addr)))?;
+    let addr = listener.local_addr().map_err(|e| StartError::Listen(e.to_string()))?;
+    let admin_listener = match &config.admin {
+        Some(a) => Some(
+            TcpListener::bind(a).await.map_err(|e| StartError::Listen(format!("cannot listen on {a} (admin): {e}")))?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let grace = config.listen.shutdown_timeout;
+    tasks.push(tokio::spawn(serve(
+        listener,
+        tls,
+        app.clone(),
+        stop_rx.clone(),
+        grace,
+        config.listen.header_read_timeout,
+    )));
+    if let Some(l) = admin_listener {
+        tasks.push(tokio::spawn(admin::serve(l, app.clone(), stop_rx)));
+    }
+    Ok(Running { addr, admin_addr, app, stop, tasks })
+}
+
+/// The accept loop of the SCIM/proxy listener.
+async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Arc<App>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    header_read_timeout: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let is_tls = tls.is_some();
+        let app = app.clone();
+        let svc = hyper::service::service_fn(move |req| router::handle(app.clone(), req, peer, is_tls));
+        match &tls {
+            None => {
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
+                let fut = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = fut.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!(seconds = grace.as_secs(), "in-flight requests did not finish within the shutdown timeout"),
+    }
+}

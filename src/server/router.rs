@@ -1,0 +1,190 @@
+//! The request flow, top-down. Every request on the main listener comes through [`handle`].
+//!
+//! 1. **Route.** A path equal to `[scim].base_path` or below it is SCIM; anything else is
+//!    passed through to the app ([`pass_through`]). A SCIM failure never touches
+//!    pass-through traffic.
+//! 2. **Authenticate** (SCIM only). No or a wrong bearer token: 401 with
+//!    `WWW-Authenticate: Bearer`, before the body is read.
+//! 3. **Read the body** (SCIM only). A declared or actual size over `max_body_bytes`: 413;
+//!    a content type that is not JSON: 415. Nothing reaches the store.
+//! 4. **Serve.** [`crate::scim::Service::handle`] parses, validates and calls the mapping,
+//!    which runs one store transaction. Every error becomes an RFC 7644 §3.12 body.
+//! 5. **Record.** Metrics and one access-log line (method, path, status, time; never the
+//!    `Authorization` header or the body).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::App;
+use crate::proxy::{Body, ClientInfo, full};
+use crate::scim::{self, BaseUrl, ScimError};
+
+const SCIM_JSON: HeaderValue = HeaderValue::from_static("application/scim+json");
+
+/// Handles one request. Never fails: every outcome is a response.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Result<Response<Body>, Infallible> {
+    let below = req.uri().path().strip_prefix(app.base_path.as_str()).filter(|rest| rest.is_empty() || rest.starts_with('/'));
+    match below {
+        Some(rest) => {
+            let rest = rest.to_owned();
+            Ok(scim(&app, req, &rest, tls).await)
+        }
+        None => Ok(pass_through(&app, req, peer, tls).await),
+    }
+}
+
+/// Non-SCIM traffic: to the app, untouched.
+async fn pass_through(app: &App, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<Body> {
+    let Some(proxy) = &app.proxy else {
+        let mut r = Response::new(full("no upstream app is configured; SCIM is served under the base path\n"));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        return r;
+    };
+    let started = Instant::now();
+    let resp = proxy.forward(req, &ClientInfo { peer, tls }).await;
+    app.metrics.proxied(resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+/// A SCIM request: steps 2 to 5 of the module doc.
+async fn scim(app: &App, req: Request<Incoming>, rest: &str, tls: bool) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+
+    // 2. Authenticate.
+    if let Err(e) = app.auth.check(req.headers().get(header::AUTHORIZATION)) {
+        app.metrics.auth_failure(e.reason());
+        let err = ScimError::new(StatusCode::UNAUTHORIZED, e.detail());
+        let mut r = error_response(&err);
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(e.challenge()));
+        app.metrics.scim_request("-", "unauthenticated", 401, started.elapsed());
+        tracing::info!(%method, %path, status = 401, reason = e.reason(), "scim request refused");
+        return r;
+    }
+
+    // 3. Read the body, bounded.
+    let (parts, body) = req.into_parts();
+    let body = match read_body(&parts, body, app.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => {
+            app.metrics.scim_request("-", "invalid", e.status.as_u16(), started.elapsed());
+            tracing::info!(%method, %path, status = e.status.as_u16(), detail = %e.detail, "scim request refused");
+            return error_response(&e);
+        }
+    };
+
+    // 4. Serve.
+    let base = BaseUrl(base_url(app, &parts, tls));
+    let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let request = scim::Request {
+        method: &parts.method,
+        path: rest,
+        query: parts.uri.query(),
+        if_match: header(header::IF_MATCH),
+        if_none_match: header(header::IF_NONE_MATCH),
+        body,
+        base,
+    };
+    let answer = app.scim.handle(request).await;
+
+    // 5. Record.
+    let took = started.elapsed();
+    let status = answer.status.as_u16();
+    app.metrics.scim_request(&answer.resource_type, answer.operation.as_str(), status, took);
+    match (&answer.error, status >= 500) {
+        (Some(detail), true) => tracing::warn!(%method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, detail = %detail, "scim request failed"),
+        (Some(detail), false) => tracing::info!(%method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, detail = %detail, "scim request"),
+        (None, _) => tracing::info!(%method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, "scim request"),
+    }
+    to_http(answer)
+}
+
+/// Reads a SCIM request body, refusing oversized and non-JSON ones.
+async fn read_body(parts: &http::request::Parts, body: Incoming, limit: u64) -> Result<Bytes, ScimError> {
+    let too_large = || {
+        ScimError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than the {limit}-byte limit"))
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+        // RFC 7644 §3.1: application/scim+json, and application/json is accepted too.
+        let media = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let json = media == "application/json" || media.ends_with("+json") || media.is_empty();
+        if !json && declared != Some(0) {
+            return Err(ScimError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("Content-Type \"{media}\" is not JSON; send application/scim+json"),
+            ));
+        }
+    }
+    match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ScimError::invalid_syntax(format!("the request body could not be read: {e}"))),
+    }
+}
+
+/// The public base URL for `Location` and `meta.location`: `[scim].public_url`, or the
+/// scheme and host the client used.
+fn base_url(app: &App, parts: &http::request::Parts, tls: bool) -> String {
+    if let Some(u) = &app.public_url {
+        return u.clone();
+    }
+    let forwarded = parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+    let scheme = match forwarded {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        Some(p) if p.eq_ignore_ascii_case("http") => "http",
+        _ if tls => "https",
+        _ => "http",
+    };
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}{}", app.base_path)
+}
+
+fn error_response(e: &ScimError) -> Response<Body> {
+    to_http(scim::Response::error(e))
+}
+
+/// The HTTP response for a SCIM answer.
+fn to_http(a: scim::Response) -> Response<Body> {
+    let mut r = Response::new(match a.body {
+        Some(b) => full(b),
+        None => full(Bytes::new()),
+    });
+    *r.status_mut() = a.status;
+    let h = r.headers_mut();
+    if a.status != StatusCode::NO_CONTENT && a.status != StatusCode::NOT_MODIFIED {
+        h.insert(header::CONTENT_TYPE, SCIM_JSON);
+    }
+    let mut set = |name: header::HeaderName, v: Option<String>| {
+        if let Some(v) = v.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            h.insert(name, v);
+        }
+    };
+    set(header::LOCATION, a.location);
+    set(header::ETAG, a.etag);
+    set(header::ALLOW, a.allow.map(str::to_owned));
+    set(header::RETRY_AFTER, a.retry_after.map(|s| s.to_string()));
+    r
+}
