@@ -151,8 +151,9 @@ impl V<'_> {
         let log = self.log(&raw);
         let backends = self.backends(&raw, &top);
         let resources = self.resources(&raw, &backends, &top);
-        if let (Some(a), Some(_)) = (&admin, Some(&listen)) {
-            if *a == listen.addr {
+        if let Some(a) = &admin {
+            // Port 0 asks the OS for a free port, so two listeners may both say :0.
+            if *a == listen.addr && !a.ends_with(":0") {
                 self.error(&top, "admin.addr and listen.addr are the same address", Some("give the admin listener its own port"));
             }
         }

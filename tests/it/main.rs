@@ -1,0 +1,11 @@
+//! The integration tests: one binary (linking is the expensive part on two cores), one module
+//! per area. Each test starts the real sidecar on 127.0.0.1:0 in front of a real HTTP app and
+//! a fresh SQLite database (see `tests/support`).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod admin;
+mod proxy;
+mod tls;
+mod users;
