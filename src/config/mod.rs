@@ -139,6 +139,8 @@ pub enum BackendKind {
         create_from: Option<PathBuf>,
         /// Reader connections.
         readers: usize,
+        /// How long a write waits for a lock held by another process before it fails (503).
+        busy_timeout: Duration,
     },
 }
 

@@ -161,6 +161,8 @@ pub struct RawBackend {
     pub create_from: Option<S>,
     /// SQLite: reader connections.
     pub readers: Option<NumOrStr>,
+    /// SQLite: how long a write waits for a lock held by another process.
+    pub busy_timeout: Option<S>,
 }
 
 /// `[resource.NAME]`

@@ -391,10 +391,11 @@ impl V<'_> {
                         }
                     }
                     let readers = self.number(&b.readers, &o, "backend readers", (1, 64), 4) as usize;
+                    let busy_timeout = self.duration(&b.busy_timeout, "backend busy_timeout", Duration::from_secs(5));
                     out.push(BackendConfig {
                         name: name.clone(),
                         origin: o,
-                        kind: BackendKind::Sqlite { path, create_from, readers },
+                        kind: BackendKind::Sqlite { path, create_from, readers, busy_timeout },
                     });
                 }
                 other => self.error(

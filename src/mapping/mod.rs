@@ -273,9 +273,7 @@ pub async fn build(
             }
         },
     };
-    if !problems.is_empty() {
-        return Err(problems);
-    }
+    // Problems so far do not stop the store check: `check` reports everything at once.
     let member_of = all
         .iter()
         .filter_map(|r| r.members.as_ref())
@@ -305,11 +303,16 @@ pub async fn build(
         SpecPart::Field(i) => bindings.get(*i).map_or(spec.origin.clone(), |b| b.1.origin.clone()),
         SpecPart::Members => spec.members.as_ref().map_or(spec.origin.clone(), |m| m.origin.clone()),
     };
-    let opened = backend.open_table(table_spec).await.map_err(|ps| {
-        ps.into_iter()
-            .map(|p| Problem { origin: locate(&p.part), message: p.message, fix: p.fix, warning: p.warning })
-            .collect::<Vec<_>>()
-    })?;
+    let opened = match backend.open_table(table_spec).await {
+        Ok(o) if problems.is_empty() => o,
+        Ok(_) => return Err(problems),
+        Err(ps) => {
+            problems.extend(
+                ps.into_iter().map(|p| Problem { origin: locate(&p.part), message: p.message, fix: p.fix, warning: p.warning }),
+            );
+            return Err(problems);
+        }
+    };
     let warnings: Vec<Problem> = opened
         .warnings
         .into_iter()

@@ -123,8 +123,8 @@ pub async fn build(config: &Config, metrics: Arc<Metrics>) -> Result<(App, Vec<P
 fn open_backend(name: &str, kind: &BackendKind, origin: &Origin) -> Result<Arc<dyn Backend>, Problem> {
     match kind {
         #[cfg(feature = "sqlite")]
-        BackendKind::Sqlite { path, create_from, readers } => {
-            crate::backend::sql::sqlite::SqliteBackend::open(name, path, create_from.as_deref(), *readers)
+        BackendKind::Sqlite { path, create_from, readers, busy_timeout } => {
+            crate::backend::sql::sqlite::SqliteBackend::open(name, path, create_from.as_deref(), *readers, *busy_timeout)
                 .map(|b| Arc::new(b) as Arc<dyn Backend>)
                 .map_err(|e| Problem::error(origin, format!("[backend.{name}]: {e}"), None))
         }

@@ -6,6 +6,12 @@
 mod support;
 
 mod admin;
+mod cli;
+mod discovery;
+mod errors;
+mod filters;
+mod groups;
+mod patch;
 mod proxy;
 mod tls;
 mod users;

@@ -1,0 +1,97 @@
+//! The `scim-sidecar` command: `check` validates a config and its live store, printing every
+//! problem with file, line and fix; `run` refuses to start on the same problems.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_scim-sidecar");
+
+/// A copy of the quickstart in a temp dir, with `edit` applied to the config text.
+fn quickstart_copy(dir: &Path, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    std::fs::copy(src.join("schema.sql"), dir.join("schema.sql")).expect("schema");
+    let text = std::fs::read_to_string(src.join("scim-sidecar.toml")).expect("config");
+    let path = dir.join("scim-sidecar.toml");
+    std::fs::write(&path, edit(text)).expect("write");
+    path
+}
+
+fn check(config: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(config)
+        .env_remove("SCIM_TOKEN")
+        .env("QUICKSTART_DB", config.with_file_name("app.db"))
+        .output()
+        .expect("run check");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// The quickstart checks clean, and says what it serves.
+#[test]
+fn check_accepts_the_quickstart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = quickstart_copy(dir.path(), |t| t);
+    let (ok, out) = check(&config);
+    assert!(ok, "{out}");
+    assert!(out.contains("OK") && out.contains("/Users") && out.contains("/Groups"), "{out}");
+}
+
+/// Mistakes against the live store are all reported at once, each with the file, its line
+/// and a fix: a misspelt column (with a suggestion), an unknown table, an unknown attribute,
+/// a missing join table; the exit status is non-zero.
+#[test]
+fn check_reports_every_problem() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = quickstart_copy(dir.path(), |t| {
+        t.replace("\"name.givenName\" = \"first_name\"", "\"name.givenName\" = \"frist_name\"")
+            .replace("table = \"roles\"", "table = \"rolez\"")
+            .replace("title = \"job_title\"", "title = \"job_title\"\nshoeSize = \"mobile\"")
+            .replace("members = { table = \"account_roles\"", "members = { table = \"account_role\"")
+    });
+    let (ok, out) = check(&config);
+    assert!(!ok, "{out}");
+    let file = config.display().to_string();
+    assert!(out.contains("column 'frist_name' does not exist in table 'accounts'") && out.contains("did you mean \"first_name\""), "{out}");
+    assert!(out.contains("table 'rolez' does not exist") && out.contains("did you mean `table = \"roles\"`"), "{out}");
+    assert!(out.contains("unknown attribute 'shoeSize'"), "{out}");
+    assert!(out.contains("join table 'account_role' does not exist"), "{out}");
+    assert!(out.contains(&format!("{file}:")), "{out}");
+    let lines = out.lines().filter(|l| l.starts_with(&file) && l.contains("error:")).count();
+    assert!(lines >= 4, "every problem on its own line:\n{out}");
+}
+
+/// A broken file (a setting that does not exist, a variable that is not set) is refused by
+/// `run` before it listens, with the line and a fix, and a non-zero exit.
+#[test]
+fn run_refuses_a_broken_config() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = quickstart_copy(dir.path(), |t| {
+        t.replace("${SCIM_TOKEN:-quickstart-token-change-me}", "${SCIM_TOKEN}").replace("[scim]", "[scim]\nbase_pth = \"/x\"")
+    });
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("SCIM_TOKEN")
+        .env("SCIM_SIDECAR_LISTEN", "127.0.0.1:0")
+        .env("SCIM_SIDECAR_ADMIN_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("base_pth"), "{err}");
+    assert!(err.contains("not started") || err.contains("nothing was started"), "{err}");
+}
+
+/// `check` finds a variable that is not set, naming it and how to give it a default.
+#[test]
+fn check_names_unset_variables() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = quickstart_copy(dir.path(), |t| t.replace("${SCIM_TOKEN:-quickstart-token-change-me}", "${SCIM_TOKEN}"));
+    let (ok, out) = check(&config);
+    assert!(!ok);
+    assert!(out.contains("environment variable SCIM_TOKEN is not set") && out.contains("${SCIM_TOKEN:-default}"), "{out}");
+}
