@@ -60,12 +60,16 @@ fn digest(token: &[u8]) -> [u8; 32] {
 impl Authenticator {
     /// Accepts any of `tokens`.
     pub fn new(tokens: &[Secret]) -> Self {
-        Authenticator { digests: tokens.iter().map(|t| digest(t.0.as_bytes())).collect() }
+        Authenticator {
+            digests: tokens.iter().map(|t| digest(t.0.as_bytes())).collect(),
+        }
     }
 
     /// Checks an `Authorization` header value.
     pub fn check(&self, header: Option<&HeaderValue>) -> Result<(), AuthError> {
-        let Some(h) = header else { return Err(AuthError::Missing) };
+        let Some(h) = header else {
+            return Err(AuthError::Missing);
+        };
         let h = h.as_bytes();
         // RFC 6750 §2.1: the scheme is case-insensitive.
         if h.len() < 7 || !h[..7].eq_ignore_ascii_case(b"bearer ") {
@@ -81,7 +85,11 @@ impl Authenticator {
         for d in &self.digests {
             ok |= d.ct_eq(&presented);
         }
-        if bool::from(ok) { Ok(()) } else { Err(AuthError::Invalid) }
+        if bool::from(ok) {
+            Ok(())
+        } else {
+            Err(AuthError::Invalid)
+        }
     }
 }
 
@@ -90,7 +98,10 @@ mod tests {
     use super::*;
 
     fn auth() -> Authenticator {
-        Authenticator::new(&[Secret("old-token-0123456789".into()), Secret("new-token-0123456789".into())])
+        Authenticator::new(&[
+            Secret("old-token-0123456789".into()),
+            Secret("new-token-0123456789".into()),
+        ])
     }
 
     fn hv(s: &str) -> HeaderValue {
@@ -110,9 +121,18 @@ mod tests {
     fn refuses_others() {
         let a = auth();
         assert_eq!(a.check(None), Err(AuthError::Missing));
-        assert_eq!(a.check(Some(&hv("Basic dXNlcjpwYXNz"))), Err(AuthError::Missing));
+        assert_eq!(
+            a.check(Some(&hv("Basic dXNlcjpwYXNz"))),
+            Err(AuthError::Missing)
+        );
         assert_eq!(a.check(Some(&hv("Bearer "))), Err(AuthError::Missing));
-        assert_eq!(a.check(Some(&hv("Bearer old-token-012345678"))), Err(AuthError::Invalid));
-        assert_eq!(a.check(Some(&hv("Bearer old-token-01234567890"))), Err(AuthError::Invalid));
+        assert_eq!(
+            a.check(Some(&hv("Bearer old-token-012345678"))),
+            Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            a.check(Some(&hv("Bearer old-token-01234567890"))),
+            Err(AuthError::Invalid)
+        );
     }
 }

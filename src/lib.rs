@@ -24,7 +24,10 @@
 //!   once, with file and line); [`server::build`] checks it against the live stores.
 //! - [`admin`] serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]) on its own port.
 #![warn(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod admin;
 pub mod auth;

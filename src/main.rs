@@ -46,7 +46,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // One TLS crypto provider for the whole process (ring); see reference/crates-and-test-servers.md.
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -59,19 +62,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &PathBuf) -> Option<Config> {
+fn load(path: &std::path::Path) -> Option<Config> {
     match config::load(path, &ProcessEnv) {
         Ok(c) => Some(c),
         Err(problems) => {
             eprint!("{}", config::report(&problems));
-            eprintln!("{}: the configuration has problems; nothing was started", path.display());
+            eprintln!(
+                "{}: the configuration has problems; nothing was started",
+                path.display()
+            );
             None
         }
     }
 }
 
 async fn check(path: PathBuf) -> ExitCode {
-    let Some(config) = load(&path) else { return ExitCode::FAILURE };
+    let Some(config) = load(&path) else {
+        return ExitCode::FAILURE;
+    };
     let metrics = std::sync::Arc::new(scim_sidecar::metrics::Metrics::new());
     match server::build(&config, metrics).await {
         Ok((app, warnings)) => {
@@ -79,7 +87,17 @@ async fn check(path: PathBuf) -> ExitCode {
             let served: Vec<String> = app
                 .scim
                 .resource_types()
-                .map(|rt| format!("{} ({} attributes)", rt.endpoint, rt.schema.attributes.len() + rt.extensions.iter().map(|e| e.schema.attributes.len()).sum::<usize>()))
+                .map(|rt| {
+                    format!(
+                        "{} ({} attributes)",
+                        rt.endpoint,
+                        rt.schema.attributes.len()
+                            + rt.extensions
+                                .iter()
+                                .map(|e| e.schema.attributes.len())
+                                .sum::<usize>()
+                    )
+                })
                 .collect();
             println!("{}: OK — serves {}", path.display(), served.join(", "));
             ExitCode::SUCCESS
@@ -95,7 +113,9 @@ async fn check(path: PathBuf) -> ExitCode {
 
 async fn run(path: PathBuf, format: Option<Format>) -> ExitCode {
     let started = Instant::now();
-    let Some(config) = load(&path) else { return ExitCode::FAILURE };
+    let Some(config) = load(&path) else {
+        return ExitCode::FAILURE;
+    };
     init_logging(&config, format);
     let running = match server::start(&config).await {
         Ok(r) => r,
@@ -116,7 +136,10 @@ async fn run(path: PathBuf, format: Option<Format>) -> ExitCode {
         "scim-sidecar ready"
     );
     shutdown_signal().await;
-    tracing::info!(timeout_s = config.listen.shutdown_timeout.as_secs(), "shutting down: finishing in-flight requests");
+    tracing::info!(
+        timeout_s = config.listen.shutdown_timeout.as_secs(),
+        "shutting down: finishing in-flight requests"
+    );
     running.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
@@ -124,13 +147,16 @@ async fn run(path: PathBuf, format: Option<Format>) -> ExitCode {
 
 fn init_logging(config: &Config, format: Option<Format>) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     let json = match format {
         Some(Format::Json) => true,
         Some(Format::Text) => false,
         None => config.log.format == LogFormat::Json,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).init();
     } else {

@@ -81,14 +81,19 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<OperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let latency = Family::<OperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
         let store_errors = Family::<StoreLabels, Counter>::default();
         let ignored = Family::<TypeLabels, Counter>::default();
         let auth_failures = Family::<ReasonLabels, Counter>::default();
         let proxied = Family::<StatusLabels, Counter>::default();
         let proxy_latency = latency_histogram();
         let info = Family::<VersionLabels, Gauge>::default();
-        info.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        info.get_or_create(&VersionLabels {
+            version: env!("CARGO_PKG_VERSION"),
+        })
+        .set(1);
         registry.register(
             "scim_sidecar_scim_requests",
             "SCIM requests by resource type, operation and HTTP status",
@@ -114,13 +119,21 @@ impl Metrics {
             "SCIM requests refused for authentication, by reason (missing, invalid)",
             auth_failures.clone(),
         );
-        registry.register("scim_sidecar_proxy_requests", "Requests passed through to the upstream app, by status", proxied.clone());
+        registry.register(
+            "scim_sidecar_proxy_requests",
+            "Requests passed through to the upstream app, by status",
+            proxied.clone(),
+        );
         registry.register(
             "scim_sidecar_proxy_request_duration_seconds",
             "Time until the upstream app's response headers, for passed-through requests",
             proxy_latency.clone(),
         );
-        registry.register("scim_sidecar_build_info", "Version of the running sidecar", info);
+        registry.register(
+            "scim_sidecar_build_info",
+            "Version of the running sidecar",
+            info,
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
@@ -134,23 +147,42 @@ impl Metrics {
     }
 
     /// One answered SCIM request.
-    pub fn scim_request(&self, resource_type: &str, operation: &'static str, status: u16, took: Duration) {
+    pub fn scim_request(
+        &self,
+        resource_type: &str,
+        operation: &'static str,
+        status: u16,
+        took: Duration,
+    ) {
         self.requests
-            .get_or_create(&RequestLabels { resource_type: resource_type.to_owned(), operation, status })
+            .get_or_create(&RequestLabels {
+                resource_type: resource_type.to_owned(),
+                operation,
+                status,
+            })
             .inc();
         self.latency
-            .get_or_create(&OperationLabels { resource_type: resource_type.to_owned(), operation })
+            .get_or_create(&OperationLabels {
+                resource_type: resource_type.to_owned(),
+                operation,
+            })
             .observe(took.as_secs_f64());
     }
 
     /// Attributes ignored in one request.
     pub fn ignored_attributes(&self, resource_type: &str, n: usize) {
-        self.ignored.get_or_create(&TypeLabels { resource_type: resource_type.to_owned() }).inc_by(n as u64);
+        self.ignored
+            .get_or_create(&TypeLabels {
+                resource_type: resource_type.to_owned(),
+            })
+            .inc_by(n as u64);
     }
 
     /// A refused SCIM request.
     pub fn auth_failure(&self, reason: &'static str) {
-        self.auth_failures.get_or_create(&ReasonLabels { reason }).inc();
+        self.auth_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// One passed-through request.
@@ -171,6 +203,11 @@ impl Metrics {
 
 impl crate::mapping::Observer for Metrics {
     fn store_error(&self, backend: &str, kind: &str) {
-        self.store_errors.get_or_create(&StoreLabels { backend: backend.to_owned(), kind: kind.to_owned() }).inc();
+        self.store_errors
+            .get_or_create(&StoreLabels {
+                backend: backend.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .inc();
     }
 }

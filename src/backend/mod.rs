@@ -256,16 +256,27 @@ pub enum BackendError {
 pub trait Table: Send + Sync {
     /// Inserts a row (fields by index; `Null` leaves a field to its default) and its initial
     /// members, and returns the row as stored.
-    async fn insert(&self, values: Vec<Value>, members: Vec<String>, load_members: bool) -> Result<Row, BackendError>;
+    async fn insert(
+        &self,
+        values: Vec<Value>,
+        members: Vec<String>,
+        load_members: bool,
+    ) -> Result<Row, BackendError>;
     /// Reads one row; `Ok(None)` when there is no row with this key.
     async fn fetch(&self, key: &str, members: bool) -> Result<Option<Row>, BackendError>;
     /// Runs a search.
     async fn search(&self, search: Search) -> Result<Found, BackendError>;
     /// Locks the row, calls `edit` with it, writes the change, and returns the new row;
     /// [`BackendError::NotFound`] when there is no row with this key.
-    async fn update(&self, key: &str, load_members: bool, edit: EditFn) -> Result<Row, BackendError>;
+    async fn update(
+        &self,
+        key: &str,
+        load_members: bool,
+        edit: EditFn,
+    ) -> Result<Row, BackendError>;
     /// Locks the row, calls `check`, and deletes it as `mode` says.
-    async fn delete(&self, key: &str, mode: DeleteMode, check: CheckFn) -> Result<(), BackendError>;
+    async fn delete(&self, key: &str, mode: DeleteMode, check: CheckFn)
+    -> Result<(), BackendError>;
 }
 
 /// A field the mapping reads and writes.
@@ -398,7 +409,10 @@ mod tests {
     fn closest_names() {
         let cols = ["login", "email", "first_name"];
         assert_eq!(closest("emial", cols.iter().copied()), Some("email"));
-        assert_eq!(closest("firstname", cols.iter().copied()), Some("first_name"));
+        assert_eq!(
+            closest("firstname", cols.iter().copied()),
+            Some("first_name")
+        );
         assert_eq!(closest("zzz", cols.iter().copied()), None);
     }
 }

@@ -40,9 +40,9 @@ pub fn expand(s: &str, env: &dyn Env) -> Result<String, String> {
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
         let after = &rest[pos..];
-        if after.starts_with("$${") {
+        if let Some(tail) = after.strip_prefix("$${") {
             out.push_str("${");
-            rest = &after[3..];
+            rest = tail;
             continue;
         }
         if !after.starts_with("${") {
@@ -51,17 +51,24 @@ pub fn expand(s: &str, env: &dyn Env) -> Result<String, String> {
             continue;
         }
         let Some(end) = after.find('}') else {
-            return Err(format!("unterminated \"${{\" in \"{s}\" (write $${{ for a literal ${{)"));
+            return Err(format!(
+                "unterminated \"${{\" in \"{s}\" (write $${{ for a literal ${{)"
+            ));
         };
         let inner = &after[2..end];
         let (name, default) = match inner.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (inner, None),
         };
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(format!("\"${{{inner}}}\" does not name an environment variable"));
+            return Err(format!(
+                "\"${{{inner}}}\" does not name an environment variable"
+            ));
         }
         match (env.get(name), default) {
             (Some(v), Some(d)) if v.is_empty() => out.push_str(d),
@@ -84,7 +91,10 @@ mod tests {
     use super::*;
 
     fn env() -> HashMap<String, String> {
-        [("TOKEN", "s3cret"), ("EMPTY", "")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        [("TOKEN", "s3cret"), ("EMPTY", "")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     /// Variables, defaults, empty values, escapes and plain dollars.
@@ -93,10 +103,16 @@ mod tests {
         let e = env();
         assert_eq!(expand("${TOKEN}", &e).expect("set"), "s3cret");
         assert_eq!(expand("a-${TOKEN}-b", &e).expect("set"), "a-s3cret-b");
-        assert_eq!(expand("${NOPE:-127.0.0.1:8080}", &e).expect("default"), "127.0.0.1:8080");
+        assert_eq!(
+            expand("${NOPE:-127.0.0.1:8080}", &e).expect("default"),
+            "127.0.0.1:8080"
+        );
         assert_eq!(expand("${EMPTY:-x}", &e).expect("empty"), "x");
         assert_eq!(expand("${EMPTY}", &e).expect("empty"), "");
-        assert_eq!(expand("$${TOKEN} costs $5", &e).expect("escape"), "${TOKEN} costs $5");
+        assert_eq!(
+            expand("$${TOKEN} costs $5", &e).expect("escape"),
+            "${TOKEN} costs $5"
+        );
         assert_eq!(expand("${NOPE:-}", &e).expect("empty default"), "");
     }
 
@@ -105,8 +121,19 @@ mod tests {
     fn errors() {
         let e = env();
         let err = expand("${NOPE}", &e).expect_err("unset");
-        assert!(err.contains("NOPE is not set") && err.contains("${NOPE:-default}"), "{err}");
-        assert!(expand("${TOKEN", &e).expect_err("open").contains("unterminated"));
-        assert!(expand("${1X}", &e).expect_err("name").contains("does not name"));
+        assert!(
+            err.contains("NOPE is not set") && err.contains("${NOPE:-default}"),
+            "{err}"
+        );
+        assert!(
+            expand("${TOKEN", &e)
+                .expect_err("open")
+                .contains("unterminated")
+        );
+        assert!(
+            expand("${1X}", &e)
+                .expect_err("name")
+                .contains("does not name")
+        );
     }
 }

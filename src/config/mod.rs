@@ -149,7 +149,10 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, Vec<Problem>> {
     let file: Arc<str> = Arc::from(path.display().to_string());
     let src = std::fs::read_to_string(path).map_err(|e| {
         vec![Problem::error(
-            &Origin { file: file.clone(), line: 0 },
+            &Origin {
+                file: file.clone(),
+                line: 0,
+            },
             format!("cannot read the config file: {e}"),
             Some("pass the path of a TOML file with --config".into()),
         )]

@@ -240,7 +240,9 @@ impl<'de> Deserialize<'de> for RawAttr {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = RawAttr;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a column name, or a table such as { column = \"login\", case_exact = false }")
+                f.write_str(
+                    "a column name, or a table such as { column = \"login\", case_exact = false }",
+                )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawAttr, E> {
                 Ok(RawAttr(RawAttrTable {
@@ -256,7 +258,8 @@ impl<'de> Deserialize<'de> for RawAttr {
                 }))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawAttr, A::Error> {
-                RawAttrTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(RawAttr)
+                RawAttrTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawAttr)
             }
         }
         d.deserialize_any(V)

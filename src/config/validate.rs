@@ -18,7 +18,12 @@ use crate::scim::filter::parse_patch_path;
 use crate::scim::schema::{self, AttrType, Mutability, Returned, Uniqueness};
 
 /// Validates a config file's text. `dir` is the directory relative paths are resolved from.
-pub fn from_str(src: &str, file: Arc<str>, dir: &Path, env: &dyn Env) -> Result<Config, Vec<Problem>> {
+pub fn from_str(
+    src: &str,
+    file: Arc<str>,
+    dir: &Path,
+    env: &dyn Env,
+) -> Result<Config, Vec<Problem>> {
     let raw: RawConfig = match toml::from_str(src) {
         Ok(r) => r,
         Err(e) => {
@@ -30,7 +35,13 @@ pub fn from_str(src: &str, file: Arc<str>, dir: &Path, env: &dyn Env) -> Result<
             )]);
         }
     };
-    let mut v = V { file, src, dir, env, problems: Vec::new() };
+    let mut v = V {
+        file,
+        src,
+        dir,
+        env,
+        problems: Vec::new(),
+    };
     let config = v.config(raw);
     if v.problems.iter().any(|p| !p.warning) {
         return Err(v.problems);
@@ -42,7 +53,12 @@ pub fn from_str(src: &str, file: Arc<str>, dir: &Path, env: &dyn Env) -> Result<
 
 /// 1-based line of a byte offset.
 fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes().iter().take(offset).filter(|&&b| b == b'\n').count() + 1
+    src.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 struct V<'a> {
@@ -55,15 +71,22 @@ struct V<'a> {
 
 impl V<'_> {
     fn origin(&self, span: std::ops::Range<usize>) -> Origin {
-        Origin { file: self.file.clone(), line: line_of(self.src, span.start) }
+        Origin {
+            file: self.file.clone(),
+            line: line_of(self.src, span.start),
+        }
     }
 
     fn error(&mut self, origin: &Origin, message: impl Into<String>, fix: Option<&str>) {
-        self.problems.push(Problem::error(origin, message, fix.map(str::to_owned)));
+        self.problems
+            .push(Problem::error(origin, message, fix.map(str::to_owned)));
     }
 
     fn warn(&mut self, origin: &Origin, message: impl Into<String>, fix: Option<&str>) {
-        self.problems.push(Problem { warning: true, ..Problem::error(origin, message, fix.map(str::to_owned)) });
+        self.problems.push(Problem {
+            warning: true,
+            ..Problem::error(origin, message, fix.map(str::to_owned))
+        });
     }
 
     /// A string value with `${VAR}` expanded.
@@ -89,18 +112,31 @@ impl V<'_> {
 
     fn duration(&mut self, s: &Option<S>, what: &str, default: Duration) -> Duration {
         let Some(s) = s else { return default };
-        let Some(text) = self.string(s, what) else { return default };
+        let Some(text) = self.string(s, what) else {
+            return default;
+        };
         match parse_duration(&text) {
             Some(d) => d,
             None => {
                 let o = self.origin(s.span());
-                self.error(&o, format!("{what}: \"{text}\" is not a duration"), Some("write e.g. \"250ms\", \"5s\", \"2m\""));
+                self.error(
+                    &o,
+                    format!("{what}: \"{text}\" is not a duration"),
+                    Some("write e.g. \"250ms\", \"5s\", \"2m\""),
+                );
                 default
             }
         }
     }
 
-    fn number(&mut self, n: &Option<NumOrStr>, at: &Origin, what: &str, range: (i64, i64), default: i64) -> i64 {
+    fn number(
+        &mut self,
+        n: &Option<NumOrStr>,
+        at: &Origin,
+        what: &str,
+        range: (i64, i64),
+        default: i64,
+    ) -> i64 {
         let value = match n {
             None => return default,
             Some(NumOrStr::Num(i)) => Some(*i),
@@ -115,7 +151,14 @@ impl V<'_> {
         match value {
             Some(i) if (range.0..=range.1).contains(&i) => i,
             _ => {
-                self.error(at, format!("{what} must be a whole number from {} to {}", range.0, range.1), None);
+                self.error(
+                    at,
+                    format!(
+                        "{what} must be a whole number from {} to {}",
+                        range.0, range.1
+                    ),
+                    None,
+                );
                 default
             }
         }
@@ -125,7 +168,9 @@ impl V<'_> {
         match b {
             None => default,
             Some(BoolOrStr::Bool(b)) => *b,
-            Some(BoolOrStr::Str(s)) => match super::interpolate::expand(s, self.env).map(|t| t.trim().to_ascii_lowercase()) {
+            Some(BoolOrStr::Str(s)) => match super::interpolate::expand(s, self.env)
+                .map(|t| t.trim().to_ascii_lowercase())
+            {
                 Ok(t) if t == "true" => true,
                 Ok(t) if t == "false" => false,
                 _ => {
@@ -137,7 +182,10 @@ impl V<'_> {
     }
 
     fn config(&mut self, raw: RawConfig) -> Config {
-        let top = Origin { file: self.file.clone(), line: 1 };
+        let top = Origin {
+            file: self.file.clone(),
+            line: 1,
+        };
         let listen = self.listen(&raw, &top);
         let upstream = raw.upstream.as_ref().and_then(|u| self.upstream(u));
         let scim = self.scim(&raw, &top);
@@ -154,7 +202,11 @@ impl V<'_> {
         if let Some(a) = &admin {
             // Port 0 asks the OS for a free port, so two listeners may both say :0.
             if *a == listen.addr && !a.ends_with(":0") {
-                self.error(&top, "admin.addr and listen.addr are the same address", Some("give the admin listener its own port"));
+                self.error(
+                    &top,
+                    "admin.addr and listen.addr are the same address",
+                    Some("give the admin listener its own port"),
+                );
             }
         }
         Config {
@@ -172,15 +224,25 @@ impl V<'_> {
     }
 
     fn check_addr(&mut self, addr: &str, o: &Origin, what: &str) {
-        let ok = addr.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        let ok = addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
         if !ok {
-            self.error(o, format!("{what}: \"{addr}\" is not host:port"), Some("write e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8443\""));
+            self.error(
+                o,
+                format!("{what}: \"{addr}\" is not host:port"),
+                Some("write e.g. \"127.0.0.1:8080\" or \"0.0.0.0:8443\""),
+            );
         }
     }
 
     fn listen(&mut self, raw: &RawConfig, top: &Origin) -> Listen {
         let Some(l) = &raw.listen else {
-            self.error(top, "missing [listen]", Some("add [listen] with addr = \"127.0.0.1:8080\""));
+            self.error(
+                top,
+                "missing [listen]",
+                Some("add [listen] with addr = \"127.0.0.1:8080\""),
+            );
             return Listen {
                 addr: String::new(),
                 tls: None,
@@ -198,7 +260,11 @@ impl V<'_> {
                 addr
             }
             None => {
-                self.error(&o, "listen.addr is missing", Some("add addr = \"127.0.0.1:8080\""));
+                self.error(
+                    &o,
+                    "listen.addr is missing",
+                    Some("add addr = \"127.0.0.1:8080\""),
+                );
                 String::new()
             }
         };
@@ -209,7 +275,11 @@ impl V<'_> {
             for (p, s, what) in [(&cert, &t.cert, "certificate"), (&key, &t.key, "key")] {
                 if !p.exists() {
                     let o = self.origin(s.span());
-                    self.error(&o, format!("TLS {what} file {} does not exist", p.display()), None);
+                    self.error(
+                        &o,
+                        format!("TLS {what} file {} does not exist", p.display()),
+                        None,
+                    );
                 }
             }
             Some(Tls { cert, key })
@@ -217,8 +287,16 @@ impl V<'_> {
         Listen {
             addr,
             tls,
-            shutdown_timeout: self.duration(&l.shutdown_timeout, "listen.shutdown_timeout", Duration::from_secs(25)),
-            header_read_timeout: self.duration(&l.header_read_timeout, "listen.header_read_timeout", Duration::from_secs(30)),
+            shutdown_timeout: self.duration(
+                &l.shutdown_timeout,
+                "listen.shutdown_timeout",
+                Duration::from_secs(25),
+            ),
+            header_read_timeout: self.duration(
+                &l.header_read_timeout,
+                "listen.header_read_timeout",
+                Duration::from_secs(30),
+            ),
         }
     }
 
@@ -230,7 +308,11 @@ impl V<'_> {
         let url: http::Uri = match text.parse() {
             Ok(url) => url,
             Err(e) => {
-                self.error(&uo, format!("upstream.url \"{text}\" is not a URL: {e}"), Some("write e.g. \"http://127.0.0.1:3000\""));
+                self.error(
+                    &uo,
+                    format!("upstream.url \"{text}\" is not a URL: {e}"),
+                    Some("write e.g. \"http://127.0.0.1:3000\""),
+                );
                 return None;
             }
         };
@@ -243,16 +325,34 @@ impl V<'_> {
             return None;
         }
         if !matches!(url.path(), "" | "/") || url.query().is_some() {
-            self.error(&uo, format!("upstream.url \"{text}\" must not have a path"), Some("requests keep their own path; use http://host:port"));
+            self.error(
+                &uo,
+                format!("upstream.url \"{text}\" must not have a path"),
+                Some("requests keep their own path; use http://host:port"),
+            );
         }
         let preserve_host = self.boolean(&u.preserve_host, &o, "upstream.preserve_host", true);
-        let pool_max_idle = self.number(&u.pool_max_idle, &o, "upstream.pool_max_idle", (0, 10_000), 64);
+        let pool_max_idle = self.number(
+            &u.pool_max_idle,
+            &o,
+            "upstream.pool_max_idle",
+            (0, 10_000),
+            64,
+        );
         Some(UpstreamConfig {
             url,
-            connect_timeout: self.duration(&u.connect_timeout, "upstream.connect_timeout", Duration::from_secs(5)),
+            connect_timeout: self.duration(
+                &u.connect_timeout,
+                "upstream.connect_timeout",
+                Duration::from_secs(5),
+            ),
             timeout: self.duration(&u.timeout, "upstream.timeout", Duration::from_secs(60)),
             preserve_host,
-            pool_idle_timeout: self.duration(&u.pool_idle_timeout, "upstream.pool_idle_timeout", Duration::from_secs(90)),
+            pool_idle_timeout: self.duration(
+                &u.pool_idle_timeout,
+                "upstream.pool_idle_timeout",
+                Duration::from_secs(90),
+            ),
             pool_max_idle_per_host: usize::try_from(pool_max_idle).unwrap_or(64),
         })
     }
@@ -272,28 +372,62 @@ impl V<'_> {
             Some(s) => (s.get_ref(), self.origin(s.span())),
             None => (&empty, top.clone()),
         };
-        let mut base_path = self.opt_string(&s.base_path, "scim.base_path").unwrap_or_else(|| "/scim/v2".into());
-        if !base_path.starts_with('/') || base_path.trim_end_matches('/').is_empty() || base_path.contains(['?', '#']) {
-            self.error(&o, format!("scim.base_path \"{base_path}\" must be a path below the root"), Some("write e.g. \"/scim/v2\""));
+        let mut base_path = self
+            .opt_string(&s.base_path, "scim.base_path")
+            .unwrap_or_else(|| "/scim/v2".into());
+        if !base_path.starts_with('/')
+            || base_path.trim_end_matches('/').is_empty()
+            || base_path.contains(['?', '#'])
+        {
+            self.error(
+                &o,
+                format!("scim.base_path \"{base_path}\" must be a path below the root"),
+                Some("write e.g. \"/scim/v2\""),
+            );
         }
         base_path = base_path.trim_end_matches('/').to_owned();
-        let public_url = self.opt_string(&s.public_url, "scim.public_url").map(|u| u.trim_end_matches('/').to_owned());
+        let public_url = self
+            .opt_string(&s.public_url, "scim.public_url")
+            .map(|u| u.trim_end_matches('/').to_owned());
         if let Some(u) = &public_url {
             if !(u.starts_with("https://") || u.starts_with("http://")) {
-                self.error(&o, format!("scim.public_url \"{u}\" must be an absolute http(s) URL"), Some("write e.g. \"https://app.example.com/scim/v2\""));
+                self.error(
+                    &o,
+                    format!("scim.public_url \"{u}\" must be an absolute http(s) URL"),
+                    Some("write e.g. \"https://app.example.com/scim/v2\""),
+                );
             }
         }
-        let max_body_bytes = self.number(&s.max_body_bytes, &o, "scim.max_body_bytes", (1024, 64 << 20), 1 << 20);
+        let max_body_bytes = self.number(
+            &s.max_body_bytes,
+            &o,
+            "scim.max_body_bytes",
+            (1024, 64 << 20),
+            1 << 20,
+        );
         let max_count = self.number(&s.max_count, &o, "scim.max_count", (1, 100_000), 1000);
-        let default_count = self.number(&s.default_count, &o, "scim.default_count", (1, 100_000), 100);
+        let default_count = self.number(
+            &s.default_count,
+            &o,
+            "scim.default_count",
+            (1, 100_000),
+            100,
+        );
         if default_count > max_count {
             self.error(&o, "scim.default_count is larger than scim.max_count", None);
         }
-        let unknown_attributes = match self.opt_string(&s.unknown_attributes, "scim.unknown_attributes").as_deref() {
+        let unknown_attributes = match self
+            .opt_string(&s.unknown_attributes, "scim.unknown_attributes")
+            .as_deref()
+        {
             None | Some("ignore") => UnknownPolicy::Ignore,
             Some("reject") => UnknownPolicy::Reject,
             Some(other) => {
-                self.error(&o, format!("scim.unknown_attributes \"{other}\" is not \"ignore\" or \"reject\""), None);
+                self.error(
+                    &o,
+                    format!("scim.unknown_attributes \"{other}\" is not \"ignore\" or \"reject\""),
+                    None,
+                );
                 UnknownPolicy::Ignore
             }
         };
@@ -312,7 +446,11 @@ impl V<'_> {
 
     fn tokens(&mut self, raw: &RawConfig, top: &Origin) -> Vec<Secret> {
         let Some(a) = &raw.auth else {
-            self.error(top, "missing [auth]: SCIM requests must be authenticated", Some("add [auth] with bearer_tokens = [\"${SCIM_TOKEN}\"]"));
+            self.error(
+                top,
+                "missing [auth]: SCIM requests must be authenticated",
+                Some("add [auth] with bearer_tokens = [\"${SCIM_TOKEN}\"]"),
+            );
             return Vec::new();
         };
         let o = self.origin(a.span());
@@ -326,14 +464,24 @@ impl V<'_> {
         }
         for f in &a.bearer_token_files {
             let fo = self.origin(f.span());
-            let Some(p) = self.path(f, "auth.bearer_token_files") else { continue };
+            let Some(p) = self.path(f, "auth.bearer_token_files") else {
+                continue;
+            };
             match std::fs::read_to_string(&p) {
                 Ok(v) => tokens.push((v.trim().to_owned(), fo)),
-                Err(e) => self.error(&fo, format!("cannot read token file {}: {e}", p.display()), None),
+                Err(e) => self.error(
+                    &fo,
+                    format!("cannot read token file {}: {e}", p.display()),
+                    None,
+                ),
             }
         }
         if tokens.is_empty() && self.problems.iter().all(|p| p.warning) {
-            self.error(&o, "no bearer token configured", Some("add bearer_tokens = [\"${SCIM_TOKEN}\"] or bearer_token_files"));
+            self.error(
+                &o,
+                "no bearer token configured",
+                Some("add bearer_tokens = [\"${SCIM_TOKEN}\"] or bearer_token_files"),
+            );
         }
         let mut out = Vec::new();
         for (t, to) in tokens {
@@ -343,7 +491,11 @@ impl V<'_> {
                 self.error(&to, "a bearer token contains whitespace", None);
             } else {
                 if t.len() < 16 {
-                    self.warn(&to, "a bearer token is shorter than 16 characters", Some("use a long random value, e.g. `openssl rand -hex 32`"));
+                    self.warn(
+                        &to,
+                        "a bearer token is shorter than 16 characters",
+                        Some("use a long random value, e.g. `openssl rand -hex 32`"),
+                    );
                 }
                 out.push(Secret(t));
             }
@@ -352,14 +504,21 @@ impl V<'_> {
     }
 
     fn log(&mut self, raw: &RawConfig) -> Log {
-        let mut log = Log { format: LogFormat::Text, level: "info".into() };
+        let mut log = Log {
+            format: LogFormat::Text,
+            level: "info".into(),
+        };
         if let Some(l) = &raw.log {
             let o = self.origin(l.span());
             let l = l.get_ref();
             match self.opt_string(&l.format, "log.format").as_deref() {
                 None | Some("text") => {}
                 Some("json") => log.format = LogFormat::Json,
-                Some(other) => self.error(&o, format!("log.format \"{other}\" is not \"text\" or \"json\""), None),
+                Some(other) => self.error(
+                    &o,
+                    format!("log.format \"{other}\" is not \"text\" or \"json\""),
+                    None,
+                ),
             }
             if let Some(level) = self.opt_string(&l.level, "log.level") {
                 log.level = level;
@@ -370,7 +529,11 @@ impl V<'_> {
 
     fn backends(&mut self, raw: &RawConfig, top: &Origin) -> Vec<BackendConfig> {
         if raw.backend.is_empty() {
-            self.error(top, "no [backend.*] configured", Some("add e.g. [backend.app] with type = \"sqlite\" and path = \"app.db\""));
+            self.error(
+                top,
+                "no [backend.*] configured",
+                Some("add e.g. [backend.app] with type = \"sqlite\" and path = \"app.db\""),
+            );
         }
         let mut out = Vec::new();
         for (name, b) in &raw.backend {
@@ -379,28 +542,52 @@ impl V<'_> {
             let kind = self.string(&b.kind, "backend type").unwrap_or_default();
             match kind.as_str() {
                 "sqlite" => {
-                    let Some(path) = b.path.as_ref().and_then(|p| self.path(p, "backend path")) else {
-                        self.error(&o, format!("[backend.{name}] needs path = \"<database file>\""), None);
+                    let Some(path) = b.path.as_ref().and_then(|p| self.path(p, "backend path"))
+                    else {
+                        self.error(
+                            &o,
+                            format!("[backend.{name}] needs path = \"<database file>\""),
+                            None,
+                        );
                         continue;
                     };
-                    let create_from = b.create_from.as_ref().and_then(|p| self.path(p, "backend create_from"));
+                    let create_from = b
+                        .create_from
+                        .as_ref()
+                        .and_then(|p| self.path(p, "backend create_from"));
                     if let (Some(c), Some(s)) = (&create_from, &b.create_from) {
                         if !c.exists() {
                             let so = self.origin(s.span());
-                            self.error(&so, format!("schema file {} does not exist", c.display()), None);
+                            self.error(
+                                &so,
+                                format!("schema file {} does not exist", c.display()),
+                                None,
+                            );
                         }
                     }
-                    let readers = self.number(&b.readers, &o, "backend readers", (1, 64), 4) as usize;
-                    let busy_timeout = self.duration(&b.busy_timeout, "backend busy_timeout", Duration::from_secs(5));
+                    let readers =
+                        self.number(&b.readers, &o, "backend readers", (1, 64), 4) as usize;
+                    let busy_timeout = self.duration(
+                        &b.busy_timeout,
+                        "backend busy_timeout",
+                        Duration::from_secs(5),
+                    );
                     out.push(BackendConfig {
                         name: name.clone(),
                         origin: o,
-                        kind: BackendKind::Sqlite { path, create_from, readers, busy_timeout },
+                        kind: BackendKind::Sqlite {
+                            path,
+                            create_from,
+                            readers,
+                            busy_timeout,
+                        },
                     });
                 }
                 other => self.error(
                     &o,
-                    format!("[backend.{name}] has type \"{other}\", which this build does not support"),
+                    format!(
+                        "[backend.{name}] has type \"{other}\", which this build does not support"
+                    ),
                     Some("use type = \"sqlite\""),
                 ),
             }
@@ -408,16 +595,32 @@ impl V<'_> {
         out
     }
 
-    fn resources(&mut self, raw: &RawConfig, backends: &[BackendConfig], top: &Origin) -> Vec<ResourceSpec> {
+    fn resources(
+        &mut self,
+        raw: &RawConfig,
+        backends: &[BackendConfig],
+        top: &Origin,
+    ) -> Vec<ResourceSpec> {
         if raw.resource.is_empty() {
-            self.error(top, "no [resource.*] configured: nothing would be served", Some("add [resource.User] (see config/scim-sidecar.toml)"));
+            self.error(
+                top,
+                "no [resource.*] configured: nothing would be served",
+                Some("add [resource.User] (see config/scim-sidecar.toml)"),
+            );
         }
         let mut out: Vec<ResourceSpec> = Vec::new();
         for (name, r) in &raw.resource {
             let o = self.origin(r.span());
             if let Some(spec) = self.resource(name, r.get_ref(), &o, backends, raw) {
-                if out.iter().any(|x| x.endpoint.eq_ignore_ascii_case(&spec.endpoint)) {
-                    self.error(&o, format!("endpoint {} is served twice", spec.endpoint), None);
+                if out
+                    .iter()
+                    .any(|x| x.endpoint.eq_ignore_ascii_case(&spec.endpoint))
+                {
+                    self.error(
+                        &o,
+                        format!("endpoint {} is served twice", spec.endpoint),
+                        None,
+                    );
                 }
                 out.push(spec);
             }
@@ -431,23 +634,48 @@ impl V<'_> {
             Some(v)
         } else {
             let o = self.origin(s.span());
-            self.error(&o, format!("{what} \"{v}\" is not a valid SQL identifier"), Some("use letters, digits and _ (schema.table at most)"));
+            self.error(
+                &o,
+                format!("{what} \"{v}\" is not a valid SQL identifier"),
+                Some("use letters, digits and _ (schema.table at most)"),
+            );
             None
         }
     }
 
-    fn resource(&mut self, name: &str, r: &RawResource, o: &Origin, backends: &[BackendConfig], raw: &RawConfig) -> Option<ResourceSpec> {
-        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    fn resource(
+        &mut self,
+        name: &str,
+        r: &RawResource,
+        o: &Origin,
+        backends: &[BackendConfig],
+        raw: &RawConfig,
+    ) -> Option<ResourceSpec> {
+        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
-            self.error(o, format!("resource name \"{name}\" must be letters and digits (e.g. User)"), None);
+            self.error(
+                o,
+                format!("resource name \"{name}\" must be letters and digits (e.g. User)"),
+                None,
+            );
         }
-        let at = |v: &Option<S>| v.as_ref().map_or(o.clone(), |s| Origin { file: o.file.clone(), line: line_of(self.src, s.span().start) });
+        let at = |v: &Option<S>| {
+            v.as_ref().map_or(o.clone(), |s| Origin {
+                file: o.file.clone(),
+                line: line_of(self.src, s.span().start),
+            })
+        };
         let (delete_at, endpoint_at) = (at(&r.on_delete), at(&r.endpoint));
         let backend = self.string(&r.backend, "backend")?;
         if !backends.iter().any(|b| b.name == backend) && !raw.backend.contains_key(&backend) {
             let bo = self.origin(r.backend.span());
             let known: Vec<&str> = raw.backend.keys().map(String::as_str).collect();
-            self.error(&bo, format!("[resource.{name}] uses backend \"{backend}\", which is not configured"), Some(&format!("configured backends: {}", known.join(", "))));
+            self.error(
+                &bo,
+                format!("[resource.{name}] uses backend \"{backend}\", which is not configured"),
+                Some(&format!("configured backends: {}", known.join(", "))),
+            );
         }
         let table = self.ident(&r.table, "table");
         let key = match &r.key {
@@ -465,9 +693,15 @@ impl V<'_> {
                 }
             },
         };
-        let endpoint = self.opt_string(&r.endpoint, "endpoint").unwrap_or_else(|| format!("/{name}s"));
+        let endpoint = self
+            .opt_string(&r.endpoint, "endpoint")
+            .unwrap_or_else(|| format!("/{name}s"));
         if !endpoint.starts_with('/') || endpoint.len() < 2 || endpoint[1..].contains('/') {
-            self.error(&endpoint_at, format!("endpoint \"{endpoint}\" must be one path segment like \"/Users\""), None);
+            self.error(
+                &endpoint_at,
+                format!("endpoint \"{endpoint}\" must be one path segment like \"/Users\""),
+                None,
+            );
         }
         let on_delete = match self.opt_string(&r.on_delete, "on_delete").as_deref() {
             None | Some("hard") => OnDelete::Hard,
@@ -484,7 +718,11 @@ impl V<'_> {
                 table: self.ident(&m.table, "members.table")?,
                 group_column: self.ident(&m.group, "members.group")?,
                 member_column: self.ident(&m.member, "members.member")?,
-                member_type: m.kind.as_ref().and_then(|k| self.string(k, "members.type")).unwrap_or_else(|| "User".into()),
+                member_type: m
+                    .kind
+                    .as_ref()
+                    .and_then(|k| self.string(k, "members.type"))
+                    .unwrap_or_else(|| "User".into()),
                 origin: mo,
             })
         });
@@ -496,11 +734,17 @@ impl V<'_> {
             }
         }
         if attrs.is_empty() {
-            self.error(o, format!("[resource.{name}.map] maps no attribute"), Some("map at least the attributes the app needs, e.g. userName = \"login\""));
+            self.error(
+                o,
+                format!("[resource.{name}.map] maps no attribute"),
+                Some("map at least the attributes the app needs, e.g. userName = \"login\""),
+            );
         }
         Some(ResourceSpec {
             name: name.to_owned(),
-            description: self.opt_string(&r.description, "description").unwrap_or_else(|| name.to_owned()),
+            description: self
+                .opt_string(&r.description, "description")
+                .unwrap_or_else(|| name.to_owned()),
             endpoint,
             schema,
             backend,
@@ -518,13 +762,21 @@ impl V<'_> {
         let path = match parse_patch_path(k) {
             Ok(p) => p,
             Err(e) => {
-                self.error(o, format!("map key \"{k}\" is not a SCIM attribute path: {e}"), Some("write e.g. userName, name.givenName, 'emails[type eq \"work\"].value'"));
+                self.error(
+                    o,
+                    format!("map key \"{k}\" is not a SCIM attribute path: {e}"),
+                    Some("write e.g. userName, name.givenName, 'emails[type eq \"work\"].value'"),
+                );
                 return None;
             }
         };
         let column = self.string(&t.column, "column")?;
         if !valid_ident(&column) || column.contains('.') {
-            self.error(o, format!("column \"{column}\" of \"{k}\" is not a valid column name"), Some("use letters, digits and _"));
+            self.error(
+                o,
+                format!("column \"{column}\" of \"{k}\" is not a valid column name"),
+                Some("use letters, digits and _"),
+            );
             return None;
         }
         let mut pick = |v: &Option<S>, what: &str, allowed: &[&str]| -> Option<String> {
@@ -532,28 +784,61 @@ impl V<'_> {
             if allowed.contains(&text.as_str()) {
                 Some(text)
             } else {
-                self.error(o, format!("{what} \"{text}\" of \"{k}\" is not one of: {}", allowed.join(", ")), None);
+                self.error(
+                    o,
+                    format!(
+                        "{what} \"{text}\" of \"{k}\" is not one of: {}",
+                        allowed.join(", ")
+                    ),
+                    None,
+                );
                 None
             }
         };
-        let mutability = pick(&t.mutability, "mutability", &["readWrite", "immutable", "writeOnly", "readOnly"]).map(|m| match m.as_str() {
+        let mutability = pick(
+            &t.mutability,
+            "mutability",
+            &["readWrite", "immutable", "writeOnly", "readOnly"],
+        )
+        .map(|m| match m.as_str() {
             "immutable" => Mutability::Immutable,
             "writeOnly" => Mutability::WriteOnly,
             "readOnly" => Mutability::ReadOnly,
             _ => Mutability::ReadWrite,
         });
-        let returned = pick(&t.returned, "returned", &["default", "always", "request", "never"]).map(|m| match m.as_str() {
+        let returned = pick(
+            &t.returned,
+            "returned",
+            &["default", "always", "request", "never"],
+        )
+        .map(|m| match m.as_str() {
             "always" => Returned::Always,
             "request" => Returned::Request,
             "never" => Returned::Never,
             _ => Returned::Default,
         });
-        let uniqueness = pick(&t.uniqueness, "uniqueness", &["none", "server", "global"]).map(|m| match m.as_str() {
-            "server" => Uniqueness::Server,
-            "global" => Uniqueness::Global,
-            _ => Uniqueness::None,
-        });
-        let ty = pick(&t.ty, "type", &["string", "boolean", "integer", "decimal", "dateTime", "reference", "binary"]).map(|m| match m.as_str() {
+        let uniqueness =
+            pick(&t.uniqueness, "uniqueness", &["none", "server", "global"]).map(|m| {
+                match m.as_str() {
+                    "server" => Uniqueness::Server,
+                    "global" => Uniqueness::Global,
+                    _ => Uniqueness::None,
+                }
+            });
+        let ty = pick(
+            &t.ty,
+            "type",
+            &[
+                "string",
+                "boolean",
+                "integer",
+                "decimal",
+                "dateTime",
+                "reference",
+                "binary",
+            ],
+        )
+        .map(|m| match m.as_str() {
             "boolean" => AttrType::Boolean,
             "integer" => AttrType::Integer,
             "decimal" => AttrType::Decimal,
@@ -567,15 +852,24 @@ impl V<'_> {
             let scim = match scim.as_str() {
                 "true" => Json::Bool(true),
                 "false" => Json::Bool(false),
-                s => s.parse::<i64>().map(Json::from).unwrap_or_else(|_| Json::String(s.to_owned())),
+                s => s
+                    .parse::<i64>()
+                    .map(Json::from)
+                    .unwrap_or_else(|_| Json::String(s.to_owned())),
             };
             let store = match store {
-                toml::Value::String(s) => Value::Text(super::interpolate::expand(s, self.env).unwrap_or_else(|_| s.clone())),
+                toml::Value::String(s) => Value::Text(
+                    super::interpolate::expand(s, self.env).unwrap_or_else(|_| s.clone()),
+                ),
                 toml::Value::Integer(i) => Value::Int(*i),
                 toml::Value::Boolean(b) => Value::Bool(*b),
                 toml::Value::Float(f) => Value::Real(*f),
                 other => {
-                    self.error(o, format!("value map of \"{k}\": {other} cannot be stored"), Some("use strings, numbers or booleans"));
+                    self.error(
+                        o,
+                        format!("value map of \"{k}\": {other} cannot be stored"),
+                        Some("use strings, numbers or booleans"),
+                    );
                     continue;
                 }
             };
@@ -619,7 +913,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(src: &str) -> Result<Config, Vec<Problem>> {
-        let env: HashMap<String, String> = [("SCIM_TOKEN".to_string(), "0123456789abcdef0123".to_string())].into();
+        let env: HashMap<String, String> =
+            [("SCIM_TOKEN".to_string(), "0123456789abcdef0123".to_string())].into();
         from_str(src, Arc::from("t.toml"), Path::new("/tmp"), &env)
     }
 
@@ -654,11 +949,22 @@ active = { column = "status", values = { true = "A", false = "D" } }
         assert_eq!(c.tokens, vec![Secret("0123456789abcdef0123".into())]);
         assert_eq!(c.scim.base_path, "/scim/v2");
         let r = &c.resources[0];
-        assert_eq!((r.endpoint.as_str(), r.key.as_str(), r.schema.as_str()), ("/Users", "id", schema::USER_URN));
+        assert_eq!(
+            (r.endpoint.as_str(), r.key.as_str(), r.schema.as_str()),
+            ("/Users", "id", schema::USER_URN)
+        );
         assert_eq!(r.attrs.len(), 4);
-        assert_eq!(r.attrs[3].values, vec![(Json::Bool(true), Value::Text("A".into())), (Json::Bool(false), Value::Text("D".into()))]);
+        assert_eq!(
+            r.attrs[3].values,
+            vec![
+                (Json::Bool(true), Value::Text("A".into())),
+                (Json::Bool(false), Value::Text("D".into()))
+            ]
+        );
         assert_eq!(r.attrs[2].origin.line, 20);
-        assert!(matches!(&c.backends[0].kind, BackendKind::Sqlite { path, .. } if path == Path::new("/tmp/app.db")));
+        assert!(
+            matches!(&c.backends[0].kind, BackendKind::Sqlite { path, .. } if path == Path::new("/tmp/app.db"))
+        );
         assert!(format!("{:?}", c.tokens).contains("***"));
     }
 
@@ -672,17 +978,34 @@ active = { column = "status", values = { true = "A", false = "D" } }
             .replace("on_delete = \"soft\"", "on_delete = \"sometimes\"");
         let problems = load(&bad).expect_err("invalid");
         let text = crate::config::report(&problems);
-        assert!(text.contains("t.toml:6: error: auth.bearer_tokens: environment variable MISSING_TOKEN is not set"), "{text}");
-        assert!(text.contains("t.toml:14: error: table \"acc;ounts\" is not a valid SQL identifier"), "{text}");
-        assert!(text.contains("t.toml:15: error: on_delete \"sometimes\""), "{text}");
-        assert!(text.contains("t.toml:19: error: column \"first name\""), "{text}");
+        assert!(
+            text.contains(
+                "t.toml:6: error: auth.bearer_tokens: environment variable MISSING_TOKEN is not set"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("t.toml:14: error: table \"acc;ounts\" is not a valid SQL identifier"),
+            "{text}"
+        );
+        assert!(
+            text.contains("t.toml:15: error: on_delete \"sometimes\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("t.toml:19: error: column \"first name\""),
+            "{text}"
+        );
         assert!(problems.len() >= 4);
     }
 
     /// Structural mistakes (unknown keys) name the line.
     #[test]
     fn unknown_key() {
-        let bad = GOOD.replace("on_delete = \"soft\"", "on_delete = \"soft\"\ntabel = \"x\"");
+        let bad = GOOD.replace(
+            "on_delete = \"soft\"",
+            "on_delete = \"soft\"\ntabel = \"x\"",
+        );
         let problems = load(&bad).expect_err("invalid");
         assert_eq!(problems[0].origin.line, 16, "{}", problems[0]);
         assert!(problems[0].message.contains("tabel"), "{}", problems[0]);

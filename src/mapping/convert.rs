@@ -40,7 +40,8 @@ impl Conv {
                 .find(|(scim, _)| self.same_scim(scim, v))
                 .map(|(_, store)| store.clone())
                 .ok_or_else(|| {
-                    let allowed: Vec<String> = self.values.iter().map(|(s, _)| s.to_string()).collect();
+                    let allowed: Vec<String> =
+                        self.values.iter().map(|(s, _)| s.to_string()).collect();
                     ScimError::invalid_value(format!(
                         "attribute '{}' cannot be {v} here; allowed values: {}",
                         self.shown,
@@ -78,26 +79,41 @@ impl Conv {
             }
             FieldType::Integer => match v {
                 Json::Bool(b) => Ok(Value::Int(i64::from(*b))),
-                Json::Number(n) => n.as_i64().map(Value::Int).ok_or_else(|| bad("a whole number")),
+                Json::Number(n) => n
+                    .as_i64()
+                    .map(Value::Int)
+                    .ok_or_else(|| bad("a whole number")),
                 Json::String(s) if self.scim == AttrType::DateTime => {
                     crate::scim::resource::parse_datetime(s)
                         .map(|t| Value::Int(t.unix_timestamp()))
                         .ok_or_else(|| bad("a dateTime"))
                 }
-                Json::String(s) => s.trim().parse().map(Value::Int).map_err(|_| bad("a whole number")),
+                Json::String(s) => s
+                    .trim()
+                    .parse()
+                    .map(Value::Int)
+                    .map_err(|_| bad("a whole number")),
                 _ => Err(bad("a whole number")),
             },
             FieldType::Real => match v {
                 Json::Number(n) => n.as_f64().map(Value::Real).ok_or_else(|| bad("a number")),
-                Json::String(s) => s.trim().parse().map(Value::Real).map_err(|_| bad("a number")),
+                Json::String(s) => s
+                    .trim()
+                    .parse()
+                    .map(Value::Real)
+                    .map_err(|_| bad("a number")),
                 _ => Err(bad("a number")),
             },
             FieldType::Boolean => match v {
                 Json::Bool(b) => Ok(Value::Bool(*b)),
-                other => crate::scim::dialect::coerce_bool(other).map(Value::Bool).ok_or_else(|| bad("true or false")),
+                other => crate::scim::dialect::coerce_bool(other)
+                    .map(Value::Bool)
+                    .ok_or_else(|| bad("true or false")),
             },
             FieldType::Timestamp => match v {
-                Json::String(s) => canonical_datetime(s).map(Value::Text).ok_or_else(|| bad("a dateTime")),
+                Json::String(s) => canonical_datetime(s)
+                    .map(Value::Text)
+                    .ok_or_else(|| bad("a dateTime")),
                 _ => Err(bad("a dateTime")),
             },
         }
@@ -110,20 +126,26 @@ impl Conv {
             return None;
         }
         if !self.values.is_empty() {
-            let found = self.values.iter().find(|(_, store)| same_store(store, v)).map(|(scim, _)| scim.clone());
+            let found = self
+                .values
+                .iter()
+                .find(|(_, store)| same_store(store, v))
+                .map(|(scim, _)| scim.clone());
             if found.is_none() {
                 tracing::debug!(attribute = %self.shown, "stored value is outside the value map; not returned");
             }
             return found;
         }
         match self.scim {
-            AttrType::String | AttrType::Reference | AttrType::Binary => Some(Json::String(match v {
-                Value::Text(s) => s.clone(),
-                Value::Int(i) => i.to_string(),
-                Value::Real(f) => f.to_string(),
-                Value::Bool(b) => b.to_string(),
-                Value::Null => return None,
-            })),
+            AttrType::String | AttrType::Reference | AttrType::Binary => {
+                Some(Json::String(match v {
+                    Value::Text(s) => s.clone(),
+                    Value::Int(i) => i.to_string(),
+                    Value::Real(f) => f.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    Value::Null => return None,
+                }))
+            }
             AttrType::Boolean => match v {
                 Value::Bool(b) => Some(Json::Bool(*b)),
                 Value::Int(i) => Some(Json::Bool(*i != 0)),
@@ -144,12 +166,22 @@ impl Conv {
             AttrType::Decimal => match v {
                 Value::Int(i) => Some(Json::from(*i)),
                 Value::Real(f) => serde_json::Number::from_f64(*f).map(Json::Number),
-                Value::Text(t) => t.trim().parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Json::Number),
+                Value::Text(t) => t
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Json::Number),
                 _ => None,
             },
             AttrType::DateTime => match v {
-                Value::Text(t) => canonical_datetime(t).or_else(|| legacy_datetime(t)).map(Json::String),
-                Value::Int(secs) => OffsetDateTime::from_unix_timestamp(*secs).ok().and_then(|t| format(t)).map(Json::String),
+                Value::Text(t) => canonical_datetime(t)
+                    .or_else(|| legacy_datetime(t))
+                    .map(Json::String),
+                Value::Int(secs) => OffsetDateTime::from_unix_timestamp(*secs)
+                    .ok()
+                    .and_then(format)
+                    .map(Json::String),
                 _ => None,
             },
             AttrType::Complex => None,
@@ -166,7 +198,9 @@ impl Conv {
             CompValue::Str(s) => Json::String(s.clone()),
         };
         let type_ok = match self.scim {
-            AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime => json.is_string(),
+            AttrType::String | AttrType::Reference | AttrType::Binary | AttrType::DateTime => {
+                json.is_string()
+            }
             AttrType::Boolean => json.is_boolean(),
             AttrType::Integer | AttrType::Decimal => json.is_number(),
             AttrType::Complex => false,
@@ -183,14 +217,20 @@ impl Conv {
                 }
             )));
         }
-        if self.scim == AttrType::DateTime && crate::scim::resource::parse_datetime(json.as_str().unwrap_or("")).is_none() {
+        if self.scim == AttrType::DateTime
+            && crate::scim::resource::parse_datetime(json.as_str().unwrap_or("")).is_none()
+        {
             return Err(ScimError::invalid_filter(format!(
                 "'{}' is a dateTime; compare it with a value such as \"2024-05-01T00:00:00Z\"",
                 self.shown
             )));
         }
         if !self.values.is_empty() {
-            return Ok(self.values.iter().find(|(scim, _)| self.same_scim(scim, &json)).map(|(_, s)| s.clone()));
+            return Ok(self
+                .values
+                .iter()
+                .find(|(scim, _)| self.same_scim(scim, &json))
+                .map(|(_, s)| s.clone()));
         }
         match self.to_store(&json) {
             Ok(v) => Ok(Some(v)),
@@ -213,7 +253,9 @@ pub fn same_store(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Bool(x), Value::Int(y)) | (Value::Int(y), Value::Bool(x)) => i64::from(*x) == *y,
         (Value::Int(x), Value::Real(y)) | (Value::Real(y), Value::Int(x)) => (*x as f64) == *y,
-        (Value::Text(t), Value::Int(i)) | (Value::Int(i), Value::Text(t)) => t.trim().parse::<i64>().ok() == Some(*i),
+        (Value::Text(t), Value::Int(i)) | (Value::Int(i), Value::Text(t)) => {
+            t.trim().parse::<i64>().ok() == Some(*i)
+        }
         _ => a == b,
     }
 }
@@ -232,10 +274,16 @@ pub fn now_value(field: &FieldType) -> Value {
 /// RFC 3339 in UTC with milliseconds: one format, so text comparison orders correctly.
 fn format(t: OffsetDateTime) -> Option<String> {
     let t = t.to_offset(time::UtcOffset::UTC);
-    let t = t.replace_nanosecond(t.millisecond() as u32 * 1_000_000).ok()?;
+    let t = t
+        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+        .ok()?;
     let s = t.format(&Rfc3339).ok()?;
     // time prints `…00.123Z`, or `…00Z` when the fraction is zero: always keep three digits.
-    Some(if s.contains('.') { s } else { s.replacen('Z', ".000Z", 1) })
+    Some(if s.contains('.') {
+        s
+    } else {
+        s.replacen('Z', ".000Z", 1)
+    })
 }
 
 fn canonical_datetime(s: &str) -> Option<String> {
@@ -246,7 +294,9 @@ fn canonical_datetime(s: &str) -> Option<String> {
 fn legacy_datetime(s: &str) -> Option<String> {
     let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
     let base = s.get(..19)?;
-    time::PrimitiveDateTime::parse(base, &fmt).ok().and_then(|t| format(t.assume_utc()))
+    time::PrimitiveDateTime::parse(base, &fmt)
+        .ok()
+        .and_then(|t| format(t.assume_utc()))
 }
 
 #[cfg(test)]
@@ -255,22 +305,41 @@ mod tests {
     use serde_json::json;
 
     fn conv(scim: AttrType, field: FieldType) -> Conv {
-        Conv { scim, field, values: vec![], fold_case: true, shown: "attr".into() }
+        Conv {
+            scim,
+            field,
+            values: vec![],
+            fold_case: true,
+            shown: "attr".into(),
+        }
     }
 
     /// Value maps convert both ways and refuse values outside the map.
     #[test]
     fn value_maps() {
         let mut c = conv(AttrType::Boolean, FieldType::Text { max_len: Some(1) });
-        c.values = vec![(json!(true), Value::Text("A".into())), (json!(false), Value::Text("D".into()))];
-        assert_eq!(c.to_store(&json!(false)).expect("maps"), Value::Text("D".into()));
+        c.values = vec![
+            (json!(true), Value::Text("A".into())),
+            (json!(false), Value::Text("D".into())),
+        ];
+        assert_eq!(
+            c.to_store(&json!(false)).expect("maps"),
+            Value::Text("D".into())
+        );
         assert_eq!(c.from_store(&Value::Text("A".into())), Some(json!(true)));
         assert_eq!(c.from_store(&Value::Text("X".into())), None);
         let mut s = conv(AttrType::String, FieldType::Text { max_len: None });
         s.values = vec![(json!("Employee"), Value::Int(1))];
         assert!(s.to_store(&json!("Contractor")).is_err());
-        assert_eq!(s.filter_value(&CompValue::Str("employee".into())).expect("ok"), Some(Value::Int(1)));
-        assert_eq!(s.filter_value(&CompValue::Str("x".into())).expect("ok"), None);
+        assert_eq!(
+            s.filter_value(&CompValue::Str("employee".into()))
+                .expect("ok"),
+            Some(Value::Int(1))
+        );
+        assert_eq!(
+            s.filter_value(&CompValue::Str("x".into())).expect("ok"),
+            None
+        );
     }
 
     /// Lengths are enforced in characters, not bytes.
@@ -297,9 +366,14 @@ mod tests {
             t.to_store(&json!("2024-05-01T12:00:00+02:00")).expect("ok"),
             Value::Text("2024-05-01T10:00:00.000Z".into())
         );
-        assert_eq!(t.from_store(&Value::Text("2024-05-01 10:00:00".into())), Some(json!("2024-05-01T10:00:00.000Z")));
+        assert_eq!(
+            t.from_store(&Value::Text("2024-05-01 10:00:00".into())),
+            Some(json!("2024-05-01T10:00:00.000Z"))
+        );
         assert!(t.filter_value(&CompValue::Str("yesterday".into())).is_err());
-        assert!(matches!(now_value(&FieldType::Text { max_len: None }), Value::Text(s) if s.ends_with('Z')));
+        assert!(
+            matches!(now_value(&FieldType::Text { max_len: None }), Value::Text(s) if s.ends_with('Z'))
+        );
         assert!(same_store(&Value::Bool(true), &Value::Int(1)));
     }
 }

@@ -18,11 +18,13 @@ use super::{Inner, Target};
 pub(crate) fn to_scim(inner: &Inner, e: BackendError, id: Option<&str>) -> ScimError {
     let rt = &inner.rt.name;
     let attr = |field: Option<usize>| {
-        field.and_then(|f| inner.bindings.get(f)).map(|b| match &b.target {
-            Target::Created => "meta.created".to_owned(),
-            Target::LastModified => "meta.lastModified".to_owned(),
-            _ => b.conv.shown.clone(),
-        })
+        field
+            .and_then(|f| inner.bindings.get(f))
+            .map(|b| match &b.target {
+                Target::Created => "meta.created".to_owned(),
+                Target::LastModified => "meta.lastModified".to_owned(),
+                _ => b.conv.shown.clone(),
+            })
     };
     match e {
         BackendError::NotFound => ScimError::not_found(match id {
@@ -41,7 +43,10 @@ pub(crate) fn to_scim(inner: &Inner, e: BackendError, id: Option<&str>) -> ScimE
             inner.observer.store_error(&inner.backend, "unavailable");
             tracing::warn!(backend = %inner.backend, resource_type = %rt, error = %detail, "store unavailable");
             ScimError::unavailable(
-                format!("the application's store is unavailable; retry in {} s", inner.retry_after),
+                format!(
+                    "the application's store is unavailable; retry in {} s",
+                    inner.retry_after
+                ),
                 inner.retry_after,
             )
         }

@@ -41,17 +41,27 @@ impl Inner {
     }
 
     /// Bindings of attribute `attr` (in `ext`), restricted to sub-attribute `sub` when given.
-    fn bindings_of(&self, ext: Option<&str>, attr: &str, sub: Option<&str>) -> Vec<(usize, &Binding)> {
+    fn bindings_of(
+        &self,
+        ext: Option<&str>,
+        attr: &str,
+        sub: Option<&str>,
+    ) -> Vec<(usize, &Binding)> {
         self.bindings
             .iter()
             .enumerate()
             .filter(|(_, b)| match &b.target {
-                Target::Attr { ext: e, attr: a, sub: s } => {
-                    e.as_deref() == ext && a == attr && (sub.is_none() || s.as_deref() == sub)
-                }
-                Target::Typed { ext: e, attr: a, sub: s, .. } => {
-                    e.as_deref() == ext && a == attr && (sub.is_none() || Some(s.as_str()) == sub)
-                }
+                Target::Attr {
+                    ext: e,
+                    attr: a,
+                    sub: s,
+                } => e.as_deref() == ext && a == attr && (sub.is_none() || s.as_deref() == sub),
+                Target::Typed {
+                    ext: e,
+                    attr: a,
+                    sub: s,
+                    ..
+                } => e.as_deref() == ext && a == attr && (sub.is_none() || Some(s.as_str()) == sub),
                 _ => false,
             })
             .collect()
@@ -69,10 +79,13 @@ impl Inner {
         let r = self.resolve(p)?;
         if r.home == Home::Common {
             return match (r.attr.name.as_str(), r.sub.map(|s| s.name.as_str())) {
-                ("id", _) | ("meta", None) | ("meta", Some("resourceType" | "location" | "version")) => {
-                    Ok(Predicate::True)
-                }
-                ("meta", Some(s)) => self.meta_field(s).map(Predicate::Present).ok_or_else(|| not_stored(&r)),
+                ("id", _)
+                | ("meta", None)
+                | ("meta", Some("resourceType" | "location" | "version")) => Ok(Predicate::True),
+                ("meta", Some(s)) => self
+                    .meta_field(s)
+                    .map(Predicate::Present)
+                    .ok_or_else(|| not_stored(&r)),
                 _ => self.fields_present(&r),
             };
         }
@@ -92,7 +105,12 @@ impl Inner {
             }
             return Err(not_stored(r));
         }
-        Ok(Predicate::Or(found.into_iter().map(|(i, _)| Predicate::Present(i)).collect()))
+        Ok(Predicate::Or(
+            found
+                .into_iter()
+                .map(|(i, _)| Predicate::Present(i))
+                .collect(),
+        ))
     }
 
     fn compare(&self, p: &AttrPath, op: CompareOp, v: &CompValue) -> Result<Predicate, ScimError> {
@@ -102,7 +120,9 @@ impl Inner {
             match (r.attr.name.as_str(), r.sub.map(|s| s.name.as_str())) {
                 ("id", _) => {
                     let CompValue::Str(id) = v else {
-                        return Err(ScimError::invalid_filter("'id' is a string; compare it with a quoted value"));
+                        return Err(ScimError::invalid_filter(
+                            "'id' is a string; compare it with a quoted value",
+                        ));
                     };
                     return match op {
                         CompareOp::Eq => Ok(Predicate::KeyEq(id.clone())),
@@ -112,14 +132,20 @@ impl Inner {
                 }
                 ("meta", Some("resourceType")) => {
                     let hit = matches!(v, CompValue::Str(s) if text_op(op, &self.rt.name, s));
-                    return Ok(if hit { Predicate::True } else { Predicate::False });
+                    return Ok(if hit {
+                        Predicate::True
+                    } else {
+                        Predicate::False
+                    });
                 }
                 ("meta", Some(s @ ("created" | "lastModified"))) => {
                     let i = self.meta_field(s).ok_or_else(|| not_stored(&r))?;
                     return self.cmp(i, &self.bindings[i], op, v, &shown);
                 }
                 ("meta", _) => {
-                    return Err(ScimError::invalid_filter(format!("'{shown}' cannot be filtered on")));
+                    return Err(ScimError::invalid_filter(format!(
+                        "'{shown}' cannot be filtered on"
+                    )));
                 }
                 _ => {}
             }
@@ -134,7 +160,10 @@ impl Inner {
             (None, true) => {
                 return Err(ScimError::invalid_filter(format!(
                     "'{shown}' is complex: filter on one of its sub-attributes, e.g. {shown}.{}",
-                    r.attr.sub_attributes.first().map_or("value", |s| s.name.as_str())
+                    r.attr
+                        .sub_attributes
+                        .first()
+                        .map_or("value", |s| s.name.as_str())
                 )));
             }
             (None, false) => "",
@@ -147,7 +176,9 @@ impl Inner {
                 self.bindings_of(ext, &r.attr.name, None)
                     .into_iter()
                     .filter(|(_, b)| match (&b.target, v) {
-                        (Target::Typed { type_value, .. }, CompValue::Str(s)) => text_op(op, type_value, s),
+                        (Target::Typed { type_value, .. }, CompValue::Str(s)) => {
+                            text_op(op, type_value, s)
+                        }
                         _ => false,
                     })
                     .map(|(i, _)| Predicate::Present(i))
@@ -166,12 +197,21 @@ impl Inner {
     }
 
     /// One comparison on field `i`.
-    fn cmp(&self, i: usize, b: &Binding, op: CompareOp, v: &CompValue, shown: &str) -> Result<Predicate, ScimError> {
+    fn cmp(
+        &self,
+        i: usize,
+        b: &Binding,
+        op: CompareOp,
+        v: &CompValue,
+        shown: &str,
+    ) -> Result<Predicate, ScimError> {
         if matches!(v, CompValue::Null) {
             return match op {
                 CompareOp::Eq => Ok(Predicate::Not(Box::new(Predicate::Present(i)))),
                 CompareOp::Ne => Ok(Predicate::Present(i)),
-                _ => Err(ScimError::invalid_filter(format!("'{shown}' can be compared with null only by eq and ne"))),
+                _ => Err(ScimError::invalid_filter(format!(
+                    "'{shown}' can be compared with null only by eq and ne"
+                ))),
             };
         }
         let textual = b.conv.scim.is_textual();
@@ -181,7 +221,10 @@ impl Inner {
             CompareOp::Eq => CmpOp::Eq,
             CompareOp::Ne => CmpOp::Ne,
             CompareOp::Co | CompareOp::Sw | CompareOp::Ew => {
-                if !textual || mapped || !matches!(b.conv.field, crate::backend::FieldType::Text { .. }) {
+                if !textual
+                    || mapped
+                    || !matches!(b.conv.field, crate::backend::FieldType::Text { .. })
+                {
                     return Err(ScimError::invalid_filter(format!(
                         "'{shown}' supports eq, ne and pr; '{op}' needs a text attribute"
                     )));
@@ -195,7 +238,9 @@ impl Inner {
             CompareOp::Gt | CompareOp::Ge | CompareOp::Lt | CompareOp::Le => {
                 // RFC 7644 §3.4.2.2: ordering a boolean is an invalid filter.
                 if bool_like || mapped {
-                    return Err(ScimError::invalid_filter(format!("'{shown}' cannot be ordered; use eq or ne")));
+                    return Err(ScimError::invalid_filter(format!(
+                        "'{shown}' cannot be ordered; use eq or ne"
+                    )));
                 }
                 match op {
                     CompareOp::Gt => CmpOp::Gt,
@@ -206,16 +251,28 @@ impl Inner {
             }
         };
         match b.conv.filter_value(v)? {
-            Some(value) => Ok(Predicate::Cmp { field: i, op: cmp_op, value, fold_case: b.conv.fold_case && textual }),
+            Some(value) => Ok(Predicate::Cmp {
+                field: i,
+                op: cmp_op,
+                value,
+                fold_case: b.conv.fold_case && textual,
+            }),
             // A value no stored value can equal.
-            None => Ok(if cmp_op == CmpOp::Ne { Predicate::True } else { Predicate::False }),
+            None => Ok(if cmp_op == CmpOp::Ne {
+                Predicate::True
+            } else {
+                Predicate::False
+            }),
         }
     }
 
     fn value_path(&self, p: &AttrPath, inner: &Filter) -> Result<Predicate, ScimError> {
         let r = self.resolve(p)?;
         if !r.attr.is_complex() {
-            return Err(ScimError::invalid_filter(format!("'{}' is not complex, so it takes no [filter]", r.display())));
+            return Err(ScimError::invalid_filter(format!(
+                "'{}' is not complex, so it takes no [filter]",
+                r.display()
+            )));
         }
         if self.rt.membership.as_deref() == Some(r.attr.name.as_str()) {
             return self.member_filter(&r, inner);
@@ -250,7 +307,12 @@ impl Inner {
 
     /// The inner filter of a value path, over one value: the typed slot `type_value`, or the
     /// single value of a complex attribute.
-    fn slot(&self, r: &Resolved<'_>, type_value: Option<&str>, f: &Filter) -> Result<Predicate, ScimError> {
+    fn slot(
+        &self,
+        r: &Resolved<'_>,
+        type_value: Option<&str>,
+        f: &Filter,
+    ) -> Result<Predicate, ScimError> {
         let sub_path = |p: &AttrPath| -> Result<String, ScimError> {
             match r.attr.sub(&p.name) {
                 Some(s) if p.urn.is_none() && p.sub.is_none() => Ok(s.name.clone()),
@@ -263,17 +325,27 @@ impl Inner {
         };
         let ext = ext_of(r);
         let field = |sub: &str| {
-            self.bindings_of(ext, &r.attr.name, Some(sub)).into_iter().find(|(_, b)| match (&b.target, type_value) {
-                (Target::Typed { type_value: t, .. }, Some(want)) => t == want,
-                (Target::Attr { .. }, None) => true,
-                _ => false,
-            })
+            self.bindings_of(ext, &r.attr.name, Some(sub))
+                .into_iter()
+                .find(|(_, b)| match (&b.target, type_value) {
+                    (Target::Typed { type_value: t, .. }, Some(want)) => t == want,
+                    (Target::Attr { .. }, None) => true,
+                    _ => false,
+                })
         };
         match f {
-            Filter::And(a, b) => Ok(Predicate::And(vec![self.slot(r, type_value, a)?, self.slot(r, type_value, b)?])),
-            Filter::Or(a, b) => Ok(Predicate::Or(vec![self.slot(r, type_value, a)?, self.slot(r, type_value, b)?])),
+            Filter::And(a, b) => Ok(Predicate::And(vec![
+                self.slot(r, type_value, a)?,
+                self.slot(r, type_value, b)?,
+            ])),
+            Filter::Or(a, b) => Ok(Predicate::Or(vec![
+                self.slot(r, type_value, a)?,
+                self.slot(r, type_value, b)?,
+            ])),
             Filter::Not(a) => Ok(Predicate::Not(Box::new(self.slot(r, type_value, a)?))),
-            Filter::ValuePath(p, _) => Err(ScimError::invalid_filter(format!("value filters cannot be nested ('{p}')"))),
+            Filter::ValuePath(p, _) => Err(ScimError::invalid_filter(format!(
+                "value filters cannot be nested ('{p}')"
+            ))),
             Filter::Present(p) => {
                 let sub = sub_path(p)?;
                 match (sub.as_str(), type_value) {
@@ -285,12 +357,20 @@ impl Inner {
                 let sub = sub_path(p)?;
                 if let (Some(t), "type") = (type_value, sub.as_str()) {
                     let hit = matches!(v, CompValue::Str(s) if text_op(*op, t, s));
-                    return Ok(if hit { Predicate::True } else { Predicate::False });
+                    return Ok(if hit {
+                        Predicate::True
+                    } else {
+                        Predicate::False
+                    });
                 }
                 match field(&sub) {
                     Some((i, b)) => self.cmp(i, b, *op, v, &format!("{}.{sub}", r.display())),
                     // This value keeps no such field: it equals nothing (and `ne` anything).
-                    None => Ok(if *op == CompareOp::Ne { Predicate::True } else { Predicate::False }),
+                    None => Ok(if *op == CompareOp::Ne {
+                        Predicate::True
+                    } else {
+                        Predicate::False
+                    }),
                 }
             }
         }
@@ -299,11 +379,21 @@ impl Inner {
     /// `members[value eq "id"]` and friends.
     fn member_filter(&self, r: &Resolved<'_>, f: &Filter) -> Result<Predicate, ScimError> {
         match f {
-            Filter::And(a, b) => Ok(Predicate::And(vec![self.member_filter(r, a)?, self.member_filter(r, b)?])),
-            Filter::Or(a, b) => Ok(Predicate::Or(vec![self.member_filter(r, a)?, self.member_filter(r, b)?])),
+            Filter::And(a, b) => Ok(Predicate::And(vec![
+                self.member_filter(r, a)?,
+                self.member_filter(r, b)?,
+            ])),
+            Filter::Or(a, b) => Ok(Predicate::Or(vec![
+                self.member_filter(r, a)?,
+                self.member_filter(r, b)?,
+            ])),
             Filter::Not(a) => Ok(Predicate::Not(Box::new(self.member_filter(r, a)?))),
-            Filter::Present(p) if p.name.eq_ignore_ascii_case("value") => Ok(Predicate::HasMember(None)),
-            Filter::Compare(p, op, v) if p.name.eq_ignore_ascii_case("value") => member_compare(r, *op, v),
+            Filter::Present(p) if p.name.eq_ignore_ascii_case("value") => {
+                Ok(Predicate::HasMember(None))
+            }
+            Filter::Compare(p, op, v) if p.name.eq_ignore_ascii_case("value") => {
+                member_compare(r, *op, v)
+            }
             _ => Err(ScimError::invalid_filter(format!(
                 "members can be filtered only by id: {}[value eq \"<id>\"]",
                 r.attr.name
@@ -313,23 +403,46 @@ impl Inner {
 
     /// The sort order for `sortBy`.
     pub(crate) fn sort_for(&self, p: &AttrPath, descending: bool) -> Result<Sort, ScimError> {
-        let r = self.rt.resolve(p).map_err(|e| ScimError::invalid_value(format!("sortBy: {e}")))?;
+        let r = self
+            .rt
+            .resolve(p)
+            .map_err(|e| ScimError::invalid_value(format!("sortBy: {e}")))?;
         if r.home == Home::Common {
             match (r.attr.name.as_str(), r.sub.map(|s| s.name.as_str())) {
-                ("id", _) => return Ok(Sort { field: None, fold_case: false, descending }),
+                ("id", _) => {
+                    return Ok(Sort {
+                        field: None,
+                        fold_case: false,
+                        descending,
+                    });
+                }
                 ("meta", Some(s)) => {
                     if let Some(i) = self.meta_field(s) {
-                        return Ok(Sort { field: Some(i), fold_case: false, descending });
+                        return Ok(Sort {
+                            field: Some(i),
+                            fold_case: false,
+                            descending,
+                        });
                     }
                 }
                 _ => {}
             }
         }
-        let sub = r.sub.map(|s| s.name.as_str()).or(r.attr.is_complex().then_some("value"));
+        let sub = r
+            .sub
+            .map(|s| s.name.as_str())
+            .or(r.attr.is_complex().then_some("value"));
         // RFC 7644 §3.4.2.3: a multi-valued attribute sorts by its (first mapped) value.
         match self.bindings_of(ext_of(&r), &r.attr.name, sub).first() {
-            Some((i, b)) => Ok(Sort { field: Some(*i), fold_case: b.conv.fold_case, descending }),
-            None => Err(ScimError::invalid_value(format!("cannot sort by '{}': it is not stored", r.display()))),
+            Some((i, b)) => Ok(Sort {
+                field: Some(*i),
+                fold_case: b.conv.fold_case,
+                descending,
+            }),
+            None => Err(ScimError::invalid_value(format!(
+                "cannot sort by '{}': it is not stored",
+                r.display()
+            ))),
         }
     }
 }
@@ -350,14 +463,21 @@ fn not_stored(r: &Resolved<'_>) -> ScimError {
 
 fn member_compare(r: &Resolved<'_>, op: CompareOp, v: &CompValue) -> Result<Predicate, ScimError> {
     if r.sub.is_some_and(|s| s.name != "value") {
-        return Err(ScimError::invalid_filter(format!("members can be filtered only by id ({}.value)", r.attr.name)));
+        return Err(ScimError::invalid_filter(format!(
+            "members can be filtered only by id ({}.value)",
+            r.attr.name
+        )));
     }
     let CompValue::Str(id) = v else {
-        return Err(ScimError::invalid_filter("member ids are strings; compare them with a quoted value"));
+        return Err(ScimError::invalid_filter(
+            "member ids are strings; compare them with a quoted value",
+        ));
     };
     match op {
         CompareOp::Eq => Ok(Predicate::HasMember(Some(id.clone()))),
-        CompareOp::Ne => Ok(Predicate::Not(Box::new(Predicate::HasMember(Some(id.clone()))))),
+        CompareOp::Ne => Ok(Predicate::Not(Box::new(Predicate::HasMember(Some(
+            id.clone(),
+        ))))),
         _ => Err(ScimError::invalid_filter("members support only eq and ne")),
     }
 }

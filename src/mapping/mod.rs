@@ -16,14 +16,15 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use crate::backend::{
-    Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldInfo, FieldSpec, FieldType, MemberChange,
-    MemberOf, MembersSpec, Row, Search, Sort, SpecPart, Table, TableSpec, Value,
+    Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldInfo, FieldSpec, FieldType,
+    MemberChange, MemberOf, MembersSpec, Row, Search, Sort, SpecPart, Table, TableSpec, Value,
 };
 use crate::scim::filter::eval;
 use crate::scim::patch::MemberOp;
 use crate::scim::resource::{Member, Object, Stored, UnknownPolicy};
 use crate::scim::schema::{
-    self, AttrType, Attribute, Extension, Home, Mutability, ResourceType, Returned, Schema, Uniqueness,
+    self, AttrType, Attribute, Extension, Home, Mutability, ResourceType, Returned, Schema,
+    Uniqueness,
 };
 use crate::scim::{Check, Edit, Page, Provider, Query, ScimError};
 pub use convert::Conv;
@@ -115,22 +116,46 @@ pub(crate) struct Inner {
 fn full_type(spec: &ResourceSpec, custom: &[Schema]) -> ResourceType {
     let core = schema::builtin(&spec.schema)
         .cloned()
-        .or_else(|| custom.iter().find(|s| s.id.eq_ignore_ascii_case(&spec.schema)).cloned())
-        .unwrap_or(Schema { id: spec.schema.clone(), name: spec.name.clone(), description: String::new(), attributes: vec![] });
+        .or_else(|| {
+            custom
+                .iter()
+                .find(|s| s.id.eq_ignore_ascii_case(&spec.schema))
+                .cloned()
+        })
+        .unwrap_or(Schema {
+            id: spec.schema.clone(),
+            name: spec.name.clone(),
+            description: String::new(),
+            attributes: vec![],
+        });
     let mut extensions: Vec<Extension> = Vec::new();
     for a in &spec.attrs {
-        let Some(urn) = &a.path.attr.urn else { continue };
-        if urn.eq_ignore_ascii_case(&core.id) || extensions.iter().any(|e| e.schema.id.eq_ignore_ascii_case(urn)) {
+        let Some(urn) = &a.path.attr.urn else {
+            continue;
+        };
+        if urn.eq_ignore_ascii_case(&core.id)
+            || extensions
+                .iter()
+                .any(|e| e.schema.id.eq_ignore_ascii_case(urn))
+        {
             continue;
         }
-        let s = schema::builtin(urn)
-            .cloned()
-            .or_else(|| custom.iter().find(|s| s.id.eq_ignore_ascii_case(urn)).cloned());
+        let s = schema::builtin(urn).cloned().or_else(|| {
+            custom
+                .iter()
+                .find(|s| s.id.eq_ignore_ascii_case(urn))
+                .cloned()
+        });
         if let Some(s) = s {
-            extensions.push(Extension { schema: s, required: false });
+            extensions.push(Extension {
+                schema: s,
+                required: false,
+            });
         }
     }
-    let known = std::iter::once(core.clone()).chain(extensions.iter().map(|e| e.schema.clone())).collect();
+    let known = std::iter::once(core.clone())
+        .chain(extensions.iter().map(|e| e.schema.clone()))
+        .collect();
     let mut members_attr = None;
     if spec.members.is_some() {
         members_attr = Some("members".to_owned());
@@ -153,19 +178,32 @@ fn custom_schemas(spec: &ResourceSpec) -> Vec<Schema> {
     let mut out: Vec<Schema> = Vec::new();
     let core_builtin = schema::builtin(&spec.schema).is_some();
     for a in &spec.attrs {
-        let urn = a.path.attr.urn.clone().unwrap_or_else(|| spec.schema.clone());
+        let urn = a
+            .path
+            .attr
+            .urn
+            .clone()
+            .unwrap_or_else(|| spec.schema.clone());
         if schema::builtin(&urn).is_some() || (a.path.attr.urn.is_none() && core_builtin) {
             continue;
         }
         let name = &a.path.attr.name;
-        if ["externalId", "id", "meta"].iter().any(|c| c.eq_ignore_ascii_case(name)) {
+        if ["externalId", "id", "meta"]
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(name))
+        {
             continue;
         }
         let s = match out.iter_mut().position(|s| s.id.eq_ignore_ascii_case(&urn)) {
             Some(i) => &mut out[i],
             None => {
                 let short = urn.rsplit(':').next().unwrap_or(&urn).to_owned();
-                out.push(Schema { id: urn.clone(), name: short, description: String::new(), attributes: vec![] });
+                out.push(Schema {
+                    id: urn.clone(),
+                    name: short,
+                    description: String::new(),
+                    attributes: vec![],
+                });
                 let last = out.len() - 1;
                 &mut out[last]
             }
@@ -178,7 +216,10 @@ fn custom_schemas(spec: &ResourceSpec) -> Vec<Schema> {
         };
         let sub = a.path.sub.as_deref().or(a.path.attr.sub.as_deref());
         let typed = a.path.filter.is_some();
-        let pos = s.attributes.iter().position(|x| x.name.eq_ignore_ascii_case(name));
+        let pos = s
+            .attributes
+            .iter()
+            .position(|x| x.name.eq_ignore_ascii_case(name));
         match (sub, pos) {
             (None, None) => s.attributes.push(leaf(name)),
             (None, Some(_)) => {}
@@ -240,7 +281,9 @@ pub async fn build(
         }
     }
     if spec.on_delete == OnDelete::Soft
-        && !bindings.iter().any(|(t, ..)| matches!(t, Target::Attr { attr, ext: None, sub: None } if attr == "active"))
+        && !bindings.iter().any(
+            |(t, ..)| matches!(t, Target::Attr { attr, ext: None, sub: None } if attr == "active"),
+        )
     {
         problems.push(Problem::error(
             &spec.origin,
@@ -252,7 +295,10 @@ pub async fn build(
     // 2. Members live in a join table keyed by another resource type's table.
     let member_spec = match &spec.members {
         None => None,
-        Some(m) => match all.iter().find(|r| r.name.eq_ignore_ascii_case(&m.member_type)) {
+        Some(m) => match all
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(&m.member_type))
+        {
             Some(target) => Some(MembersSpec {
                 table: m.table.clone(),
                 group_column: m.group_column.clone(),
@@ -263,10 +309,16 @@ pub async fn build(
             None => {
                 problems.push(Problem::error(
                     &m.origin,
-                    format!("members are of type '{}', which no [resource.*] defines", m.member_type),
+                    format!(
+                        "members are of type '{}', which no [resource.*] defines",
+                        m.member_type
+                    ),
                     Some(format!(
                         "set `members.type` to one of: {}",
-                        all.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+                        all.iter()
+                            .map(|r| r.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                 ));
                 None
@@ -278,7 +330,10 @@ pub async fn build(
         .iter()
         .filter_map(|r| r.members.as_ref())
         .filter(|m| m.member_type.eq_ignore_ascii_case(&spec.name))
-        .map(|m| MemberOf { table: m.table.clone(), column: m.member_column.clone() })
+        .map(|m| MemberOf {
+            table: m.table.clone(),
+            column: m.member_column.clone(),
+        })
         .collect();
 
     // 3. The store confirms tables, columns and types.
@@ -287,8 +342,15 @@ pub async fn build(
         .map(|(t, a, ..)| {
             let def = leaf_def(&full, t);
             let case_exact = a.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
-            let uniqueness = a.uniqueness.or(def.map(|d| d.uniqueness)).unwrap_or(Uniqueness::None);
-            FieldSpec { column: a.column.clone(), unique: uniqueness != Uniqueness::None, fold_case: !case_exact }
+            let uniqueness = a
+                .uniqueness
+                .or(def.map(|d| d.uniqueness))
+                .unwrap_or(Uniqueness::None);
+            FieldSpec {
+                column: a.column.clone(),
+                unique: uniqueness != Uniqueness::None,
+                fold_case: !case_exact,
+            }
         })
         .collect();
     let table_spec = TableSpec {
@@ -300,37 +362,58 @@ pub async fn build(
     };
     let locate = |part: &SpecPart| match part {
         SpecPart::Table => spec.origin.clone(),
-        SpecPart::Field(i) => bindings.get(*i).map_or(spec.origin.clone(), |b| b.1.origin.clone()),
-        SpecPart::Members => spec.members.as_ref().map_or(spec.origin.clone(), |m| m.origin.clone()),
+        SpecPart::Field(i) => bindings
+            .get(*i)
+            .map_or(spec.origin.clone(), |b| b.1.origin.clone()),
+        SpecPart::Members => spec
+            .members
+            .as_ref()
+            .map_or(spec.origin.clone(), |m| m.origin.clone()),
     };
     let opened = match backend.open_table(table_spec).await {
         Ok(o) if problems.is_empty() => o,
         Ok(_) => return Err(problems),
         Err(ps) => {
-            problems.extend(
-                ps.into_iter().map(|p| Problem { origin: locate(&p.part), message: p.message, fix: p.fix, warning: p.warning }),
-            );
+            problems.extend(ps.into_iter().map(|p| Problem {
+                origin: locate(&p.part),
+                message: p.message,
+                fix: p.fix,
+                warning: p.warning,
+            }));
             return Err(problems);
         }
     };
     let warnings: Vec<Problem> = opened
         .warnings
         .into_iter()
-        .map(|p| Problem { origin: locate(&p.part), message: p.message, fix: p.fix, warning: true })
+        .map(|p| Problem {
+            origin: locate(&p.part),
+            message: p.message,
+            fix: p.fix,
+            warning: true,
+        })
         .collect();
 
     // 4. Each SCIM type fits its store type.
     let mut compiled = Vec::with_capacity(bindings.len());
     for ((t, a, ty, _, returned), info) in bindings.iter().zip(&opened.fields) {
         if let Err(msg) = compatible(*ty, &info.ty, !a.values.is_empty()) {
-            problems.push(Problem::error(&a.origin, format!("'{}' → column '{}': {msg}", a.key, a.column), None));
+            problems.push(Problem::error(
+                &a.origin,
+                format!("'{}' → column '{}': {msg}", a.key, a.column),
+                None,
+            ));
             continue;
         }
         for (scim_value, _) in &a.values {
             if !json_fits(*ty, scim_value) {
                 problems.push(Problem::error(
                     &a.origin,
-                    format!("value map of '{}' has key {scim_value}, which is not a SCIM {} value", a.key, ty.as_str()),
+                    format!(
+                        "value map of '{}' has key {scim_value}, which is not a SCIM {} value",
+                        a.key,
+                        ty.as_str()
+                    ),
                     Some(match ty {
                         AttrType::Boolean => "use the keys `true` and `false`".into(),
                         _ => "use keys of the attribute's type".into(),
@@ -342,7 +425,13 @@ pub async fn build(
         let case_exact = a.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
         compiled.push(Binding {
             target: t.clone(),
-            conv: Conv { scim: *ty, field: info.ty.clone(), values: a.values.clone(), fold_case: !case_exact, shown: a.key.clone() },
+            conv: Conv {
+                scim: *ty,
+                field: info.ty.clone(),
+                values: a.values.clone(),
+                fold_case: !case_exact,
+                shown: a.key.clone(),
+            },
             hidden: *returned == Some(Returned::Never),
         });
     }
@@ -352,7 +441,9 @@ pub async fn build(
 
     let rt = publish(&full, spec, &compiled, &opened.fields);
     let created = compiled.iter().position(|b| b.target == Target::Created);
-    let modified = compiled.iter().position(|b| b.target == Target::LastModified);
+    let modified = compiled
+        .iter()
+        .position(|b| b.target == Target::LastModified);
     let soft_delete = match spec.on_delete {
         OnDelete::Hard => None,
         OnDelete::Soft => compiled
@@ -369,13 +460,20 @@ pub async fn build(
         modified,
         soft_delete,
         member_type: spec.members.as_ref().map(|m| {
-            all.iter().find(|r| r.name.eq_ignore_ascii_case(&m.member_type)).map_or(m.member_type.clone(), |r| r.name.clone())
+            all.iter()
+                .find(|r| r.name.eq_ignore_ascii_case(&m.member_type))
+                .map_or(m.member_type.clone(), |r| r.name.clone())
         }),
         policy: settings.unknown_attributes,
         retry_after: settings.retry_after,
         observer: settings.observer.clone(),
     };
-    Ok((MappedResource { inner: Arc::new(inner) }, warnings))
+    Ok((
+        MappedResource {
+            inner: Arc::new(inner),
+        },
+        warnings,
+    ))
 }
 
 /// Where a map entry points, with its SCIM type and whether it is part of a multi-valued
@@ -386,10 +484,17 @@ fn target_of(full: &ResourceType, a: &AttrSpec) -> Result<(Target, AttrType, boo
     let name = p.attr.name.as_str();
     if p.attr.urn.is_none() && name.eq_ignore_ascii_case("meta") {
         return match p.attr.sub.as_deref() {
-            Some(s) if s.eq_ignore_ascii_case("created") => Ok((Target::Created, AttrType::DateTime, false)),
-            Some(s) if s.eq_ignore_ascii_case("lastModified") => Ok((Target::LastModified, AttrType::DateTime, false)),
+            Some(s) if s.eq_ignore_ascii_case("created") => {
+                Ok((Target::Created, AttrType::DateTime, false))
+            }
+            Some(s) if s.eq_ignore_ascii_case("lastModified") => {
+                Ok((Target::LastModified, AttrType::DateTime, false))
+            }
             _ => err(
-                format!("'{}' cannot be mapped: only meta.created and meta.lastModified are stored", a.key),
+                format!(
+                    "'{}' cannot be mapped: only meta.created and meta.lastModified are stored",
+                    a.key
+                ),
                 None,
             ),
         };
@@ -401,11 +506,20 @@ fn target_of(full: &ResourceType, a: &AttrSpec) -> Result<(Target, AttrType, boo
         );
     }
     let r = full.resolve(&p.attr).map_err(|e| {
-        let known: Vec<&str> = full.schema.attributes.iter().map(|a| a.name.as_str()).collect();
+        let known: Vec<&str> = full
+            .schema
+            .attributes
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
         Problem::error(
             &a.origin,
             format!("'{}': {e}", a.key),
-            Some(format!("attributes of {}: {}", full.schema.id, known.join(", "))),
+            Some(format!(
+                "attributes of {}: {}",
+                full.schema.id,
+                known.join(", ")
+            )),
         )
     })?;
     let attr = r.attr;
@@ -415,7 +529,10 @@ fn target_of(full: &ResourceType, a: &AttrSpec) -> Result<(Target, AttrType, boo
     };
     if full.membership.as_deref() == Some(attr.name.as_str()) || attr.name == "members" {
         return err(
-            format!("'{}' is the membership: describe it with `members = {{ table, group, member }}`", a.key),
+            format!(
+                "'{}' is the membership: describe it with `members = {{ table, group, member }}`",
+                a.key
+            ),
             None,
         );
     }
@@ -426,36 +543,70 @@ fn target_of(full: &ResourceType, a: &AttrSpec) -> Result<(Target, AttrType, boo
         );
     }
     if attr.mutability == Mutability::ReadOnly {
-        return err(format!("'{}' is read-only in SCIM and computed by the server; it cannot be mapped", a.key), None);
+        return err(
+            format!(
+                "'{}' is read-only in SCIM and computed by the server; it cannot be mapped",
+                a.key
+            ),
+            None,
+        );
     }
     let ty_of = |d: &Attribute| a.ty.unwrap_or(d.ty);
     match &p.filter {
         None => {
             if attr.multi_valued {
                 return err(
-                    format!("'{}' holds several values; map one value by its type", a.key),
-                    Some(format!("e.g. '{}[type eq \"work\"].value' = \"{}\"", attr.name, a.column)),
+                    format!(
+                        "'{}' holds several values; map one value by its type",
+                        a.key
+                    ),
+                    Some(format!(
+                        "e.g. '{}[type eq \"work\"].value' = \"{}\"",
+                        attr.name, a.column
+                    )),
                 );
             }
             match r.sub {
                 Some(sub) => Ok((
-                    Target::Attr { ext, attr: attr.name.clone(), sub: Some(sub.name.clone()) },
+                    Target::Attr {
+                        ext,
+                        attr: attr.name.clone(),
+                        sub: Some(sub.name.clone()),
+                    },
                     ty_of(sub),
                     false,
                 )),
                 None if attr.is_complex() => match attr.sub("value") {
                     // `manager` = column: the manager's id.
-                    Some(v) => Ok((Target::Attr { ext, attr: attr.name.clone(), sub: Some(v.name.clone()) }, v.ty, false)),
+                    Some(v) => Ok((
+                        Target::Attr {
+                            ext,
+                            attr: attr.name.clone(),
+                            sub: Some(v.name.clone()),
+                        },
+                        v.ty,
+                        false,
+                    )),
                     None => err(
                         format!("'{}' is complex; map its sub-attributes one by one", a.key),
                         Some(format!(
                             "e.g. '{}.{}'",
                             attr.name,
-                            attr.sub_attributes.first().map_or("givenName", |s| s.name.as_str())
+                            attr.sub_attributes
+                                .first()
+                                .map_or("givenName", |s| s.name.as_str())
                         )),
                     ),
                 },
-                None => Ok((Target::Attr { ext, attr: attr.name.clone(), sub: None }, ty_of(attr), false)),
+                None => Ok((
+                    Target::Attr {
+                        ext,
+                        attr: attr.name.clone(),
+                        sub: None,
+                    },
+                    ty_of(attr),
+                    false,
+                )),
             }
         }
         Some(f) => {
@@ -463,23 +614,46 @@ fn target_of(full: &ResourceType, a: &AttrSpec) -> Result<(Target, AttrType, boo
                 Some([(k, Json::String(v))]) if k.eq_ignore_ascii_case("type") => v.clone(),
                 _ => {
                     return err(
-                        format!("'{}': only a filter on the type selects a mapped value", a.key),
+                        format!(
+                            "'{}': only a filter on the type selects a mapped value",
+                            a.key
+                        ),
                         Some(format!("write '{}[type eq \"work\"].value'", attr.name)),
                     );
                 }
             };
             if !attr.multi_valued || !attr.is_complex() {
-                return err(format!("'{}' is not multi-valued, so it takes no [type eq …]", attr.name), None);
+                return err(
+                    format!(
+                        "'{}' is not multi-valued, so it takes no [type eq …]",
+                        attr.name
+                    ),
+                    None,
+                );
             }
             let sub_name = p.sub.as_deref().unwrap_or("value");
             let Some(sub) = attr.sub(sub_name) else {
-                return err(format!("'{}' has no sub-attribute '{sub_name}'", attr.name), None);
+                return err(
+                    format!("'{}' has no sub-attribute '{sub_name}'", attr.name),
+                    None,
+                );
             };
             if sub.name == "type" {
-                return err(format!("'{}': the type is fixed by the filter and needs no column", a.key), None);
+                return err(
+                    format!(
+                        "'{}': the type is fixed by the filter and needs no column",
+                        a.key
+                    ),
+                    None,
+                );
             }
             Ok((
-                Target::Typed { ext, attr: attr.name.clone(), type_value, sub: sub.name.clone() },
+                Target::Typed {
+                    ext,
+                    attr: attr.name.clone(),
+                    type_value,
+                    sub: sub.name.clone(),
+                },
                 ty_of(sub),
                 true,
             ))
@@ -507,11 +681,20 @@ fn compatible(scim: AttrType, field: &FieldType, value_map: bool) -> Result<(), 
         AttrType::String | AttrType::Reference | AttrType::Binary => {
             matches!(field, FieldType::Text { .. } | FieldType::Integer)
         }
-        AttrType::Boolean => matches!(field, FieldType::Boolean | FieldType::Integer | FieldType::Text { .. }),
+        AttrType::Boolean => matches!(
+            field,
+            FieldType::Boolean | FieldType::Integer | FieldType::Text { .. }
+        ),
         AttrType::Integer | AttrType::Decimal => {
-            matches!(field, FieldType::Integer | FieldType::Real | FieldType::Text { .. })
+            matches!(
+                field,
+                FieldType::Integer | FieldType::Real | FieldType::Text { .. }
+            )
         }
-        AttrType::DateTime => matches!(field, FieldType::Timestamp | FieldType::Text { .. } | FieldType::Integer),
+        AttrType::DateTime => matches!(
+            field,
+            FieldType::Timestamp | FieldType::Text { .. } | FieldType::Integer
+        ),
         AttrType::Complex => false,
     };
     if ok {
@@ -535,18 +718,33 @@ fn json_fits(ty: AttrType, v: &Json) -> bool {
 
 /// The resource type as served: only the attributes (and sub-attributes) that are mapped,
 /// with the characteristics the mapping and the store give them.
-fn publish(full: &ResourceType, spec: &ResourceSpec, bindings: &[Binding], infos: &[FieldInfo]) -> ResourceType {
-    let spec_for = |t: &Target| spec.attrs.iter().find(|a| target_of(full, a).map(|x| x.0).as_ref() == Ok(t));
+fn publish(
+    full: &ResourceType,
+    spec: &ResourceSpec,
+    bindings: &[Binding],
+    infos: &[FieldInfo],
+) -> ResourceType {
+    let spec_for = |t: &Target| {
+        spec.attrs
+            .iter()
+            .find(|a| target_of(full, a).map(|x| x.0).as_ref() == Ok(t))
+    };
     let filter_schema = |s: &Schema, ext: Option<&str>| -> Schema {
-        let mut out = Schema { attributes: Vec::new(), ..s.clone() };
+        let mut out = Schema {
+            attributes: Vec::new(),
+            ..s.clone()
+        };
         for attr in &s.attributes {
             let mine: Vec<(usize, &Binding)> = bindings
                 .iter()
                 .enumerate()
                 .filter(|(_, b)| match &b.target {
-                    Target::Attr { ext: e, attr: a, .. } | Target::Typed { ext: e, attr: a, .. } => {
-                        e.as_deref() == ext && *a == attr.name
+                    Target::Attr {
+                        ext: e, attr: a, ..
                     }
+                    | Target::Typed {
+                        ext: e, attr: a, ..
+                    } => e.as_deref() == ext && *a == attr.name,
                     _ => false,
                 })
                 .collect();
@@ -567,7 +765,9 @@ fn publish(full: &ResourceType, spec: &ResourceSpec, bindings: &[Binding], infos
                             apply_overrides(d, over, info);
                         }
                     }
-                    Target::Typed { type_value, sub, .. } => {
+                    Target::Typed {
+                        type_value, sub, ..
+                    } => {
                         subs.push(sub.clone());
                         if !types.contains(type_value) {
                             types.push(type_value.clone());
@@ -604,7 +804,10 @@ fn publish(full: &ResourceType, spec: &ResourceSpec, bindings: &[Binding], infos
     let extensions = full
         .extensions
         .iter()
-        .map(|e| Extension { schema: filter_schema(&e.schema, Some(&e.schema.id)), required: false })
+        .map(|e| Extension {
+            schema: filter_schema(&e.schema, Some(&e.schema.id)),
+            required: false,
+        })
         .filter(|e| !e.schema.attributes.is_empty())
         .collect();
     let external_id = bindings
@@ -665,10 +868,19 @@ impl Inner {
                         None => v,
                     }
                 }
-                Target::Typed { ext, attr, type_value, sub } => {
-                    let list = container(attrs, ext.as_deref()).and_then(|c| c.get(attr)).and_then(Json::as_array);
+                Target::Typed {
+                    ext,
+                    attr,
+                    type_value,
+                    sub,
+                } => {
+                    let list = container(attrs, ext.as_deref())
+                        .and_then(|c| c.get(attr))
+                        .and_then(Json::as_array);
                     match list {
-                        Some(list) => self.slot_element(ext.as_deref(), attr, type_value, list)?.and_then(|e| e.get(sub)),
+                        Some(list) => self
+                            .slot_element(ext.as_deref(), attr, type_value, list)?
+                            .and_then(|e| e.get(sub)),
                         None => None,
                     }
                 }
@@ -693,7 +905,12 @@ impl Inner {
             .bindings
             .iter()
             .filter_map(|b| match &b.target {
-                Target::Typed { ext: e, attr: a, type_value: t, .. } if e.as_deref() == ext && a == attr => Some(t.as_str()),
+                Target::Typed {
+                    ext: e,
+                    attr: a,
+                    type_value: t,
+                    ..
+                } if e.as_deref() == ext && a == attr => Some(t.as_str()),
                 _ => None,
             })
             .fold(Vec::new(), |mut v, t| {
@@ -704,21 +921,32 @@ impl Inner {
             });
         let type_of = |e: &Json| e.get("type").and_then(Json::as_str).map(str::to_owned);
         if self.policy == UnknownPolicy::Reject {
-            if let Some(t) = list.iter().filter_map(type_of).find(|t| !slots.iter().any(|s| s.eq_ignore_ascii_case(t))) {
+            if let Some(t) = list
+                .iter()
+                .filter_map(type_of)
+                .find(|t| !slots.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            {
                 return Err(ScimError::invalid_value(format!(
                     "{attr} of type '{t}' are not stored here (stored types: {})",
                     slots.join(", ")
                 )));
             }
         }
-        if let Some(e) = list.iter().find(|e| type_of(e).is_some_and(|t| t.eq_ignore_ascii_case(type_value))) {
+        if let Some(e) = list
+            .iter()
+            .find(|e| type_of(e).is_some_and(|t| t.eq_ignore_ascii_case(type_value)))
+        {
             return Ok(Some(e));
         }
         // Untyped values fill the slots no typed value claims, in mapping order.
         let free: Vec<&str> = slots
             .iter()
             .copied()
-            .filter(|s| !list.iter().any(|e| type_of(e).is_some_and(|t| t.eq_ignore_ascii_case(s))))
+            .filter(|s| {
+                !list
+                    .iter()
+                    .any(|e| type_of(e).is_some_and(|t| t.eq_ignore_ascii_case(s)))
+            })
             .collect();
         let k = free.iter().position(|s| s.eq_ignore_ascii_case(type_value));
         Ok(k.and_then(|k| list.iter().filter(|e| type_of(e).is_none()).nth(k)))
@@ -731,27 +959,48 @@ impl Inner {
             if b.hidden {
                 continue;
             }
-            let Some(json) = b.conv.from_store(v) else { continue };
+            let Some(json) = b.conv.from_store(v) else {
+                continue;
+            };
             match &b.target {
                 Target::Attr { ext, attr, sub } => {
-                    let Some(c) = container_mut(&mut attrs, ext.as_deref()) else { continue };
+                    let Some(c) = container_mut(&mut attrs, ext.as_deref()) else {
+                        continue;
+                    };
                     match sub {
                         None => {
                             c.insert(attr.clone(), json);
                         }
                         Some(s) => {
-                            if let Some(o) = c.entry(attr.clone()).or_insert_with(|| Json::Object(Object::new())).as_object_mut() {
+                            if let Some(o) = c
+                                .entry(attr.clone())
+                                .or_insert_with(|| Json::Object(Object::new()))
+                                .as_object_mut()
+                            {
                                 o.insert(s.clone(), json);
                             }
                         }
                     }
                 }
-                Target::Typed { ext, attr, type_value, sub } => {
-                    let Some(c) = container_mut(&mut attrs, ext.as_deref()) else { continue };
-                    let Some(list) = c.entry(attr.clone()).or_insert_with(|| Json::Array(vec![])).as_array_mut() else {
+                Target::Typed {
+                    ext,
+                    attr,
+                    type_value,
+                    sub,
+                } => {
+                    let Some(c) = container_mut(&mut attrs, ext.as_deref()) else {
                         continue;
                     };
-                    let pos = list.iter().position(|e| e.get("type").and_then(Json::as_str) == Some(type_value));
+                    let Some(list) = c
+                        .entry(attr.clone())
+                        .or_insert_with(|| Json::Array(vec![]))
+                        .as_array_mut()
+                    else {
+                        continue;
+                    };
+                    let pos = list
+                        .iter()
+                        .position(|e| e.get("type").and_then(Json::as_str) == Some(type_value));
                     let i = pos.unwrap_or_else(|| {
                         let mut o = Object::new();
                         o.insert("type".into(), Json::String(type_value.clone()));
@@ -763,8 +1012,16 @@ impl Inner {
                     }
                 }
                 Target::Created | Target::LastModified => {
-                    let key = if b.target == Target::Created { "created" } else { "lastModified" };
-                    if let Some(m) = attrs.entry("meta").or_insert_with(|| Json::Object(Object::new())).as_object_mut() {
+                    let key = if b.target == Target::Created {
+                        "created"
+                    } else {
+                        "lastModified"
+                    };
+                    if let Some(m) = attrs
+                        .entry("meta")
+                        .or_insert_with(|| Json::Object(Object::new()))
+                        .as_object_mut()
+                    {
                         m.insert(key.into(), json);
                     }
                 }
@@ -772,10 +1029,18 @@ impl Inner {
         }
         let members = row.members.map(|ids| {
             ids.into_iter()
-                .map(|value| Member { value, resource_type: self.member_type.clone(), display: None })
+                .map(|value| Member {
+                    value,
+                    resource_type: self.member_type.clone(),
+                    display: None,
+                })
                 .collect()
         });
-        Stored { id: row.key, attrs, members }
+        Stored {
+            id: row.key,
+            attrs,
+            members,
+        }
     }
 
     /// The SCIM error for a store error; store failures are also counted and logged here.
@@ -795,7 +1060,9 @@ fn container_mut<'a>(attrs: &'a mut Object, ext: Option<&str>) -> Option<&'a mut
     match ext {
         None => Some(attrs),
         Some(u) => {
-            let slot = attrs.entry(u.to_owned()).or_insert_with(|| Json::Object(Object::new()));
+            let slot = attrs
+                .entry(u.to_owned())
+                .or_insert_with(|| Json::Object(Object::new()));
             if !slot.is_object() {
                 *slot = Json::Object(Object::new());
             }
@@ -829,13 +1096,22 @@ impl Provider for MappedResource {
         &self.inner.rt
     }
 
-    async fn create(&self, attrs: Object, members: Vec<String>, load_members: bool) -> Result<Stored, ScimError> {
+    async fn create(
+        &self,
+        attrs: Object,
+        members: Vec<String>,
+        load_members: bool,
+    ) -> Result<Stored, ScimError> {
         let inner = &self.inner;
         let mut values = inner.to_record(&attrs)?;
         for f in [inner.created, inner.modified].into_iter().flatten() {
             values[f] = convert::now_value(&inner.bindings[f].conv.field);
         }
-        let row = inner.table.insert(values, members, load_members).await.map_err(|e| inner.fail(e, None))?;
+        let row = inner
+            .table
+            .insert(values, members, load_members)
+            .await
+            .map_err(|e| inner.fail(e, None))?;
         Ok(inner.stored(row))
     }
 
@@ -856,11 +1132,28 @@ impl Provider for MappedResource {
         };
         let sort = match &q.sort_by {
             Some(p) => inner.sort_for(p, q.descending)?,
-            None => Sort { field: None, fold_case: false, descending: q.descending },
+            None => Sort {
+                field: None,
+                fold_case: false,
+                descending: q.descending,
+            },
         };
-        let search = Search { predicate, sort, offset: q.offset, limit: q.limit, members: q.members };
-        let found = inner.table.search(search).await.map_err(|e| inner.fail(e, None))?;
-        Ok(Page { total: found.total, resources: found.rows.into_iter().map(|r| inner.stored(r)).collect() })
+        let search = Search {
+            predicate,
+            sort,
+            offset: q.offset,
+            limit: q.limit,
+            members: q.members,
+        };
+        let found = inner
+            .table
+            .search(search)
+            .await
+            .map_err(|e| inner.fail(e, None))?;
+        Ok(Page {
+            total: found.total,
+            resources: found.rows.into_iter().map(|r| inner.stored(r)).collect(),
+        })
     }
 
     async fn update(&self, id: &str, load_members: bool, edit: Edit) -> Result<Stored, ScimError> {
@@ -873,7 +1166,9 @@ impl Provider for MappedResource {
             let mut set: Vec<(usize, Value)> = Vec::new();
             for (i, (old, new)) in row.values.iter().zip(new).enumerate() {
                 let b = &inner.bindings[i];
-                if matches!(b.target, Target::Created | Target::LastModified) || b.hidden && new.is_null() {
+                if matches!(b.target, Target::Created | Target::LastModified)
+                    || b.hidden && new.is_null()
+                {
                     continue;
                 }
                 if !convert::same_store(old, &new) {
@@ -888,7 +1183,12 @@ impl Provider for MappedResource {
             }
             Ok(Change { set, members })
         });
-        let row = self.inner.table.update(id, load_members, f).await.map_err(|e| self.inner.fail(e, Some(id)))?;
+        let row = self
+            .inner
+            .table
+            .update(id, load_members, f)
+            .await
+            .map_err(|e| self.inner.fail(e, Some(id)))?;
         Ok(self.inner.stored(row))
     }
 
@@ -905,7 +1205,13 @@ impl Provider for MappedResource {
             }
         };
         let c = inner.clone();
-        let f: CheckFn = Box::new(move |row: &Row| check(&c.stored(row.clone())).map_err(|e| BackendError::Aborted(Box::new(e))));
-        inner.table.delete(id, mode, f).await.map_err(|e| inner.fail(e, Some(id)))
+        let f: CheckFn = Box::new(move |row: &Row| {
+            check(&c.stored(row.clone())).map_err(|e| BackendError::Aborted(Box::new(e)))
+        });
+        inner
+            .table
+            .delete(id, mode, f)
+            .await
+            .map_err(|e| inner.fail(e, Some(id)))
     }
 }

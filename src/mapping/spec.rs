@@ -40,7 +40,12 @@ pub struct Problem {
 impl Problem {
     /// An error.
     pub fn error(origin: &Origin, message: impl Into<String>, fix: Option<String>) -> Self {
-        Problem { origin: origin.clone(), message: message.into(), fix, warning: false }
+        Problem {
+            origin: origin.clone(),
+            message: message.into(),
+            fix,
+            warning: false,
+        }
     }
 }
 

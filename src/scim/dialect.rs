@@ -145,7 +145,10 @@ mod tests {
     /// Entra's manager shapes (bare string, one-element array) become `{value}`.
     #[test]
     fn manager_shapes() {
-        assert_eq!(coerce_single_complex(json!("m1"), true), json!({"value": "m1"}));
+        assert_eq!(
+            coerce_single_complex(json!("m1"), true),
+            json!({"value": "m1"})
+        );
         assert_eq!(
             coerce_single_complex(json!([{"$ref": null, "value": "m1"}]), true),
             json!({"$ref": null, "value": "m1"})
@@ -161,17 +164,31 @@ mod tests {
         let q = format!("{ENT}:employeeNumber");
         assert_eq!(
             split_key(&q, is_schema),
-            KeyPath::Qualified { urn: ENT, name: "employeeNumber", sub: None }
+            KeyPath::Qualified {
+                urn: ENT,
+                name: "employeeNumber",
+                sub: None
+            }
         );
         let m = format!("{ENT}:manager.value");
         assert_eq!(
             split_key(&m, is_schema),
-            KeyPath::Qualified { urn: ENT, name: "manager", sub: Some("value") }
+            KeyPath::Qualified {
+                urn: ENT,
+                name: "manager",
+                sub: Some("value")
+            }
         );
         assert_eq!(
             split_key("name.givenName", is_schema),
-            KeyPath::Plain { name: "name", sub: Some("givenName") }
+            KeyPath::Plain {
+                name: "name",
+                sub: Some("givenName")
+            }
         );
-        assert_eq!(split_key("urn:unknown:thing", is_schema), KeyPath::Urn("urn:unknown:thing"));
+        assert_eq!(
+            split_key("urn:unknown:thing", is_schema),
+            KeyPath::Urn("urn:unknown:thing")
+        );
     }
 }

@@ -72,7 +72,12 @@ pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 impl ScimError {
     /// An error with a status and detail but no `scimType`.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        ScimError { status, scim_type: None, detail: detail.into(), retry_after: None }
+        ScimError {
+            status,
+            scim_type: None,
+            detail: detail.into(),
+            retry_after: None,
+        }
     }
 
     /// A 400 with the given `scimType`.
@@ -163,7 +168,13 @@ impl ScimError {
 impl fmt::Display for ScimError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.scim_type {
-            Some(t) => write!(f, "{} {}: {}", self.status.as_u16(), t.as_str(), self.detail),
+            Some(t) => write!(
+                f,
+                "{} {}: {}",
+                self.status.as_u16(),
+                t.as_str(),
+                self.detail
+            ),
             None => write!(f, "{}: {}", self.status.as_u16(), self.detail),
         }
     }

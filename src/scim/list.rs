@@ -51,7 +51,10 @@ impl ListParams {
     /// `filter=userName+eq+%22x%22`. Parameter names are matched case-insensitively; unknown
     /// ones (such as Entra's `aadOptscim062020` flag) are ignored.
     pub fn from_query(query: Option<&str>) -> Result<Self, ScimError> {
-        let mut p = ListParams { start_index: 1, ..Default::default() };
+        let mut p = ListParams {
+            start_index: 1,
+            ..Default::default()
+        };
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             let v = v.as_ref();
             match k.to_ascii_lowercase().as_str() {
@@ -71,13 +74,20 @@ impl ListParams {
     /// Parses a `POST /.search` body (RFC 7644 §3.4.3).
     pub fn from_search(body: Value) -> Result<Self, ScimError> {
         let Value::Object(obj) = body else {
-            return Err(ScimError::invalid_syntax("the request body must be a JSON object"));
+            return Err(ScimError::invalid_syntax(
+                "the request body must be a JSON object",
+            ));
         };
-        let field = |name: &str| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        let field = |name: &str| {
+            obj.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        };
         let listed = match field("schemas") {
-            Some(Value::Array(items)) => {
-                items.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(SEARCH_URN)))
-            }
+            Some(Value::Array(items)) => items.iter().any(|s| {
+                s.as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case(SEARCH_URN))
+            }),
             _ => false,
         };
         if !listed {
@@ -85,7 +95,10 @@ impl ListParams {
                 "a search body must list \"{SEARCH_URN}\" in \"schemas\""
             )));
         }
-        let mut p = ListParams { start_index: 1, ..Default::default() };
+        let mut p = ListParams {
+            start_index: 1,
+            ..Default::default()
+        };
         let text = |name: &str, v: &Value| -> Result<String, ScimError> {
             v.as_str()
                 .map(str::to_owned)
@@ -98,18 +111,24 @@ impl ListParams {
                     .map(|i| i.as_str().map(str::to_owned))
                     .collect::<Option<Vec<_>>>()
                     .map(|v| v.join(","))
-                    .ok_or_else(|| ScimError::invalid_value(format!("\"{name}\" must be a list of strings"))),
+                    .ok_or_else(|| {
+                        ScimError::invalid_value(format!("\"{name}\" must be a list of strings"))
+                    }),
                 Value::String(s) => Ok(s.clone()),
-                _ => Err(ScimError::invalid_value(format!("\"{name}\" must be a list of strings"))),
+                _ => Err(ScimError::invalid_value(format!(
+                    "\"{name}\" must be a list of strings"
+                ))),
             }
         };
         let number = |name: &str, v: &Value| -> Result<i64, ScimError> {
             match v {
-                Value::Number(n) => n
-                    .as_i64()
-                    .ok_or_else(|| ScimError::invalid_value(format!("\"{name}\" must be an integer"))),
+                Value::Number(n) => n.as_i64().ok_or_else(|| {
+                    ScimError::invalid_value(format!("\"{name}\" must be an integer"))
+                }),
                 Value::String(s) => integer(name, s),
-                _ => Err(ScimError::invalid_value(format!("\"{name}\" must be an integer"))),
+                _ => Err(ScimError::invalid_value(format!(
+                    "\"{name}\" must be an integer"
+                ))),
             }
         };
         for (k, v) in &obj {
@@ -186,11 +205,17 @@ mod tests {
             "aadOptscim062020&filter=userName+eq+%22Test_User%22&startIndex=0&count=-5&SORTBY=userName&sortOrder=Descending",
         ))
         .expect("parses");
-        assert_eq!(p.filter.map(|f| f.to_string()).as_deref(), Some("userName eq \"Test_User\""));
+        assert_eq!(
+            p.filter.map(|f| f.to_string()).as_deref(),
+            Some("userName eq \"Test_User\"")
+        );
         assert_eq!(p.start_index, 1);
         assert_eq!(p.count, Some(0));
         assert!(p.descending);
-        assert_eq!(p.sort_by.map(|s| s.to_string()).as_deref(), Some("userName"));
+        assert_eq!(
+            p.sort_by.map(|s| s.to_string()).as_deref(),
+            Some("userName")
+        );
     }
 
     /// Bad parameters get precise 400s.

@@ -30,4 +30,6 @@ pub mod service;
 
 pub use error::{ScimError, ScimType};
 pub use resource::{BaseUrl, Member, Object, Stored, UnknownPolicy};
-pub use service::{Check, Edit, Operation, Page, Provider, Query, Request, Response, Service, Settings, Update};
+pub use service::{
+    Check, Edit, Operation, Page, Provider, Query, Request, Response, Service, Settings, Update,
+};

@@ -16,7 +16,7 @@ use super::dialect;
 use super::error::{ScimError, ScimType};
 use super::filter::{PatchPath, eval, parse_patch_path};
 use super::resource::{self, Entry, Normalizer, Object, UnknownPolicy, member_ids, put};
-use super::schema::{Attribute, Home, Mutability, ResourceType, Resolved};
+use super::schema::{Attribute, Home, Mutability, Resolved, ResourceType};
 
 /// The PatchOp message URN.
 pub const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -81,13 +81,20 @@ pub struct Applied {
 /// paths are parsed with the filter grammar.
 pub fn parse(body: Value) -> Result<Vec<PatchOp>, ScimError> {
     let Value::Object(obj) = body else {
-        return Err(ScimError::invalid_syntax("the request body must be a JSON object"));
+        return Err(ScimError::invalid_syntax(
+            "the request body must be a JSON object",
+        ));
     };
-    let field = |name: &str| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+    let field = |name: &str| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    };
     let has_urn = match field("schemas") {
-        Some(Value::Array(items)) => {
-            items.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_URN)))
-        }
+        Some(Value::Array(items)) => items.iter().any(|s| {
+            s.as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case(PATCH_URN))
+        }),
         _ => false,
     };
     if !has_urn {
@@ -106,9 +113,15 @@ pub fn parse(body: Value) -> Result<Vec<PatchOp>, ScimError> {
     let mut out = Vec::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
         let Value::Object(op) = op else {
-            return Err(ScimError::invalid_syntax(format!("Operations[{i}] must be an object")));
+            return Err(ScimError::invalid_syntax(format!(
+                "Operations[{i}] must be an object"
+            )));
         };
-        let get = |name: &str| op.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        let get = |name: &str| {
+            op.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        };
         let kind = match get("op") {
             Some(Value::String(s)) => dialect::op_kind(s).ok_or_else(|| {
                 ScimError::invalid_syntax(format!(
@@ -152,7 +165,12 @@ pub fn parse(body: Value) -> Result<Vec<PatchOp>, ScimError> {
             }
             _ => {}
         }
-        out.push(PatchOp { op: kind, path, raw_path, value });
+        out.push(PatchOp {
+            op: kind,
+            path,
+            raw_path,
+            value,
+        });
     }
     Ok(out)
 }
@@ -174,13 +192,20 @@ pub fn apply(
             Some(p) => apply_path(rt, attrs, op, p, &mut n, &mut members),
         };
         res.map_err(|mut e| {
-            let path = op.raw_path.as_deref().map(|p| format!(" {p}")).unwrap_or_default();
+            let path = op
+                .raw_path
+                .as_deref()
+                .map(|p| format!(" {p}"))
+                .unwrap_or_default();
             e.detail = format!("Operations[{i}] ({}{path}): {}", op.op.as_str(), e.detail);
             e
         })?;
     }
     check_immutable(rt, &before, attrs)?;
-    Ok(Applied { members, ignored: n.ignored })
+    Ok(Applied {
+        members,
+        ignored: n.ignored,
+    })
 }
 
 /// An operation without `path`: its value is an object of attributes (RFC 7644 §3.5.2.1 and
@@ -247,7 +272,10 @@ fn apply_path(
     if r.attr.mutability == Mutability::ReadOnly
         || r.sub.is_some_and(|s| s.mutability == Mutability::ReadOnly)
     {
-        return Err(ScimError::mutability(format!("attribute '{}' is read-only", r.display())));
+        return Err(ScimError::mutability(format!(
+            "attribute '{}' is read-only",
+            r.display()
+        )));
     }
     if rt.membership.as_deref() == Some(r.attr.name.as_str()) && r.home != Home::Common {
         members.push(member_op(op, p)?);
@@ -314,7 +342,11 @@ fn plain_path(
             }
         }
         list.retain(|e| !is_empty_value(e, r.attr));
-        put(attrs, &whole, (!list.is_empty()).then_some(Value::Array(list)));
+        put(
+            attrs,
+            &whole,
+            (!list.is_empty()).then_some(Value::Array(list)),
+        );
         return Ok(());
     }
     match op.op {
@@ -366,7 +398,9 @@ fn value_path(
             Some(d) => Some(d),
             None => {
                 let why = match known.sub(s) {
-                    Some(_) => super::schema::ResolveError::NotStored(format!("{}.{s}", r.display())),
+                    Some(_) => {
+                        super::schema::ResolveError::NotStored(format!("{}.{s}", r.display()))
+                    }
                     None => super::schema::ResolveError::Unknown(format!("{}.{s}", r.display())),
                 };
                 return n.skip(format!("{}.{s}", r.display()), why);
@@ -375,7 +409,9 @@ fn value_path(
     };
     let whole = Resolved { sub: None, ..*r };
     let mut list = current_list(attrs, &whole);
-    let hits: Vec<usize> = (0..list.len()).filter(|&i| eval::matches(filter, &list[i], known)).collect();
+    let hits: Vec<usize> = (0..list.len())
+        .filter(|&i| eval::matches(filter, &list[i], known))
+        .collect();
     match op.op {
         OpKind::Remove => {
             if let Some(sd) = sub_def {
@@ -393,7 +429,13 @@ fn value_path(
         kind => {
             let raw = op.value.clone().unwrap_or(Value::Null);
             let new = match sub_def {
-                Some(sd) => n.value(&Resolved { sub: Some(sd), ..whole }, raw)?,
+                Some(sd) => n.value(
+                    &Resolved {
+                        sub: Some(sd),
+                        ..whole
+                    },
+                    raw,
+                )?,
                 None => match n.value(&whole, Value::Array(vec![raw]))? {
                     Some(Value::Array(mut items)) if !items.is_empty() => Some(items.remove(0)),
                     Some(v) if !r.attr.multi_valued => Some(v),
@@ -428,7 +470,9 @@ fn value_path(
                 for &i in &hits {
                     match (sub_def, &new, kind) {
                         (Some(sd), v, _) => set_sub(&mut list[i], &sd.name, v.clone()),
-                        (None, Some(Value::Object(v)), OpKind::Add) => merge(&mut list[i], v.clone()),
+                        (None, Some(Value::Object(v)), OpKind::Add) => {
+                            merge(&mut list[i], v.clone())
+                        }
                         (None, Some(v), _) => list[i] = v.clone(),
                         (None, None, _) => list[i] = Value::Null,
                     }
@@ -505,7 +549,8 @@ fn is_empty_value(elem: &Value, attr: &Attribute) -> bool {
             o.is_empty()
                 || (attr.sub("value").is_some()
                     && !o.contains_key("value")
-                    && o.keys().all(|k| matches!(k.as_str(), "type" | "primary" | "display")))
+                    && o.keys()
+                        .all(|k| matches!(k.as_str(), "type" | "primary" | "display")))
         }
         _ => false,
     }
@@ -520,15 +565,25 @@ fn subset(want: &Value, have: &Value) -> bool {
 }
 
 /// RFC 7643 §2.2 `immutable`: once it has a value, an attribute cannot change.
-pub fn check_immutable(rt: &ResourceType, before: &Object, after: &Object) -> Result<(), ScimError> {
+pub fn check_immutable(
+    rt: &ResourceType,
+    before: &Object,
+    after: &Object,
+) -> Result<(), ScimError> {
     let core = rt.schema.attributes.iter().map(|a| (Home::Core, a));
     let common = rt.common.iter().map(|a| (Home::Common, a));
-    let ext = rt
-        .extensions
-        .iter()
-        .flat_map(|e| e.schema.attributes.iter().map(move |a| (Home::Extension(&e.schema.id), a)));
+    let ext = rt.extensions.iter().flat_map(|e| {
+        e.schema
+            .attributes
+            .iter()
+            .map(move |a| (Home::Extension(&e.schema.id), a))
+    });
     for (home, attr) in common.chain(core).chain(ext) {
-        let r = Resolved { home, attr, sub: None };
+        let r = Resolved {
+            home,
+            attr,
+            sub: None,
+        };
         if attr.mutability == Mutability::Immutable {
             if let Some(old) = resource::get(before, &r) {
                 if resource::get(after, &r) != Some(old) {
@@ -572,7 +627,9 @@ mod tests {
     }
 
     fn run(rt: &ResourceType, attrs: Value, ops: Value) -> Result<(Object, Applied), ScimError> {
-        let Value::Object(mut attrs) = attrs else { panic!("object") };
+        let Value::Object(mut attrs) = attrs else {
+            panic!("object")
+        };
         let ops = parse(body(ops))?;
         let applied = apply(rt, &mut attrs, &ops, UnknownPolicy::Ignore)?;
         Ok((attrs, applied))
@@ -599,7 +656,10 @@ mod tests {
         assert_eq!(a["active"], false);
         assert_eq!(a["emails"], json!([{"type": "work", "value": "a@x.org"}]));
         assert_eq!(a["name"], json!({"familyName": "Doe"}));
-        assert_eq!(a[ENT], json!({"department": "Ops", "manager": {"value": "m-9"}}));
+        assert_eq!(
+            a[ENT],
+            json!({"department": "Ops", "manager": {"value": "m-9"}})
+        );
         assert_eq!(applied.ignored, vec!["title"]);
     }
 
@@ -616,7 +676,10 @@ mod tests {
             }}]),
         )
         .expect("applies");
-        assert_eq!(a["name"], json!({"givenName": "Barbara", "familyName": "F"}));
+        assert_eq!(
+            a["name"],
+            json!({"givenName": "Barbara", "familyName": "F"})
+        );
         assert_eq!(a[ENT]["department"], "Retail");
         assert_eq!(a["active"], false);
     }
@@ -634,14 +697,26 @@ mod tests {
         )
         .expect("replace");
         assert_eq!(a["emails"][0], json!({"type": "work", "value": "w2@x"}));
-        let (a, _) = run(&rt, start.clone(), json!([{"op": "remove", "path": "emails[type eq \"home\"]"}]))
-            .expect("remove");
+        let (a, _) = run(
+            &rt,
+            start.clone(),
+            json!([{"op": "remove", "path": "emails[type eq \"home\"]"}]),
+        )
+        .expect("remove");
         assert_eq!(a["emails"], json!([{"type": "work", "value": "w@x"}]));
-        let (a, _) = run(&rt, start.clone(), json!([{"op": "remove", "path": "emails[type eq \"work\"].value"}]))
-            .expect("remove sub");
+        let (a, _) = run(
+            &rt,
+            start.clone(),
+            json!([{"op": "remove", "path": "emails[type eq \"work\"].value"}]),
+        )
+        .expect("remove sub");
         assert_eq!(a["emails"], json!([{"type": "home", "value": "h@x"}]));
-        let (a, _) = run(&rt, start.clone(), json!([{"op": "remove", "path": "emails[type eq \"other\"]"}]))
-            .expect("no-op");
+        let (a, _) = run(
+            &rt,
+            start.clone(),
+            json!([{"op": "remove", "path": "emails[type eq \"other\"]"}]),
+        )
+        .expect("no-op");
         assert_eq!(a["emails"].as_array().map(Vec::len), Some(2));
         let e = run(
             &rt,
@@ -670,7 +745,13 @@ mod tests {
             ]),
         )
         .expect("applies");
-        assert_eq!(a, json!({"displayName": "G2"}).as_object().cloned().expect("obj"));
+        assert_eq!(
+            a,
+            json!({"displayName": "G2"})
+                .as_object()
+                .cloned()
+                .expect("obj")
+        );
         assert_eq!(
             applied.members,
             vec![
@@ -681,8 +762,12 @@ mod tests {
                 MemberOp::RemoveAll,
             ]
         );
-        let e = run(&rt, json!({}), json!([{"op": "remove", "path": "members[display eq \"x\"]"}]))
-            .expect_err("only by value");
+        let e = run(
+            &rt,
+            json!({}),
+            json!([{"op": "remove", "path": "members[display eq \"x\"]"}]),
+        )
+        .expect_err("only by value");
         assert_eq!(e.scim_type, Some(ScimType::InvalidFilter));
     }
 
@@ -699,18 +784,33 @@ mod tests {
         assert!(e.detail.contains("needs a \"value\""));
         let e = parse(body(json!([{"op": "remove"}]))).expect_err("path");
         assert_eq!(e.scim_type, Some(ScimType::NoTarget));
-        let e = parse(body(json!([{"op": "add", "path": "emails[type eq", "value": 1}]))).expect_err("path");
+        let e = parse(body(
+            json!([{"op": "add", "path": "emails[type eq", "value": 1}]),
+        ))
+        .expect_err("path");
         assert_eq!(e.scim_type, Some(ScimType::InvalidPath));
         let rt = user_type();
-        let e = run(&rt, json!({"userName": "a"}), json!([{"op": "replace", "path": "id", "value": "9"}]))
-            .expect_err("read-only");
+        let e = run(
+            &rt,
+            json!({"userName": "a"}),
+            json!([{"op": "replace", "path": "id", "value": "9"}]),
+        )
+        .expect_err("read-only");
         assert_eq!(e.scim_type, Some(ScimType::Mutability));
-        let e = run(&rt, json!({"userName": "a"}), json!([
-            {"op": "replace", "path": "userName", "value": "b"},
-            {"op": "replace", "path": "active", "value": "perhaps"}
-        ]))
+        let e = run(
+            &rt,
+            json!({"userName": "a"}),
+            json!([
+                {"op": "replace", "path": "userName", "value": "b"},
+                {"op": "replace", "path": "active", "value": "perhaps"}
+            ]),
+        )
         .expect_err("second op fails");
-        assert!(e.detail.starts_with("Operations[1] (replace active)"), "{}", e.detail);
+        assert!(
+            e.detail.starts_with("Operations[1] (replace active)"),
+            "{}",
+            e.detail
+        );
     }
 
     /// Immutable attributes keep their value once set.
@@ -722,9 +822,18 @@ mod tests {
                 a.mutability = Mutability::Immutable;
             }
         }
-        let e = run(&rt, json!({"userName": "a"}), json!([{"op": "replace", "path": "userName", "value": "b"}]))
-            .expect_err("immutable");
+        let e = run(
+            &rt,
+            json!({"userName": "a"}),
+            json!([{"op": "replace", "path": "userName", "value": "b"}]),
+        )
+        .expect_err("immutable");
         assert_eq!(e.scim_type, Some(ScimType::Mutability));
-        run(&rt, json!({}), json!([{"op": "add", "path": "userName", "value": "b"}])).expect("first set");
+        run(
+            &rt,
+            json!({}),
+            json!([{"op": "add", "path": "userName", "value": "b"}]),
+        )
+        .expect("first set");
     }
 }

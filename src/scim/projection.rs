@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::error::ScimError;
 use super::filter::parse_attr_path;
 use super::resource::Object;
-use super::schema::{Attribute, Home, ResourceType, Resolved, Returned};
+use super::schema::{Attribute, Home, Resolved, ResourceType, Returned};
 
 /// A resolved `attributes` / `excludedAttributes` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,19 +37,31 @@ impl Projection {
         attributes: Option<&str>,
         excluded: Option<&str>,
     ) -> Result<Self, ScimError> {
-        Ok(Projection { include: parse_list(rt, attributes)?, exclude: parse_list(rt, excluded)? })
+        Ok(Projection {
+            include: parse_list(rt, attributes)?,
+            exclude: parse_list(rt, excluded)?,
+        })
     }
 
     /// Builds a projection from already split lists (a `.search` body's arrays).
-    pub fn from_lists(rt: &ResourceType, attributes: &[String], excluded: &[String]) -> Result<Self, ScimError> {
+    pub fn from_lists(
+        rt: &ResourceType,
+        attributes: &[String],
+        excluded: &[String],
+    ) -> Result<Self, ScimError> {
         Self::new(rt, Some(&attributes.join(",")), Some(&excluded.join(",")))
     }
 
     /// Whether the attribute `name` (top level) will be in the output: lets callers skip
     /// loading what nobody will see, such as a group's member list.
     pub fn wants(&self, rt: &ResourceType, name: &str) -> bool {
-        let Some(attr) = rt.schema.attribute(name) else { return false };
-        let named = |list: &[Sel]| list.iter().any(|s| s.ext_attr.is_none() && s.key == attr.name);
+        let Some(attr) = rt.schema.attribute(name) else {
+            return false;
+        };
+        let named = |list: &[Sel]| {
+            list.iter()
+                .any(|s| s.ext_attr.is_none() && s.key == attr.name)
+        };
         match attr.returned {
             Returned::Never => false,
             Returned::Always => true,
@@ -58,7 +70,10 @@ impl Projection {
                 if !self.include.is_empty() {
                     named(&self.include)
                 } else {
-                    !self.exclude.iter().any(|s| s.ext_attr.is_none() && s.sub.is_none() && s.key == attr.name)
+                    !self
+                        .exclude
+                        .iter()
+                        .any(|s| s.ext_attr.is_none() && s.sub.is_none() && s.key == attr.name)
                 }
             }
         }
@@ -72,10 +87,14 @@ impl Projection {
                 continue;
             }
             if let Some(ext) = rt.extension(&key) {
-                let Some(Value::Object(inner)) = obj.get_mut(&key) else { continue };
+                let Some(Value::Object(inner)) = obj.get_mut(&key) else {
+                    continue;
+                };
                 let names: Vec<String> = inner.keys().cloned().collect();
                 for name in names {
-                    let Some(attr) = ext.schema.attribute(&name) else { continue };
+                    let Some(attr) = ext.schema.attribute(&name) else {
+                        continue;
+                    };
                     match self.decide(&key, Some(&attr.name), attr) {
                         Keep::All => {}
                         Keep::Nothing => {
@@ -89,7 +108,9 @@ impl Projection {
                 }
                 continue;
             }
-            let attr = rt.common_attribute(&key).or_else(|| rt.schema.attribute(&key));
+            let attr = rt
+                .common_attribute(&key)
+                .or_else(|| rt.schema.attribute(&key));
             let Some(attr) = attr else { continue };
             match self.decide(&attr.name, None, attr) {
                 Keep::All => {}
@@ -134,7 +155,11 @@ impl Projection {
             return Keep::Nothing;
         }
         let subs: Vec<String> = exc.iter().filter_map(|s| s.sub.clone()).collect();
-        if subs.is_empty() { Keep::All } else { Keep::Subs(subs, true) }
+        if subs.is_empty() {
+            Keep::All
+        } else {
+            Keep::Subs(subs, true)
+        }
     }
 }
 
@@ -169,14 +194,24 @@ fn trim_subs(v: Option<&mut Value>, subs: &[String], drop: bool) {
 
 fn parse_list(rt: &ResourceType, list: Option<&str>) -> Result<Vec<Sel>, ScimError> {
     let mut out = Vec::new();
-    for raw in list.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for raw in list
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         // A bare extension URN selects the whole extension.
         if let Some(ext) = rt.extension(raw) {
-            out.push(Sel { key: ext.schema.id.clone(), ext_attr: None, sub: None });
+            out.push(Sel {
+                key: ext.schema.id.clone(),
+                ext_attr: None,
+                sub: None,
+            });
             continue;
         }
-        let path = parse_attr_path(raw)
-            .map_err(|e| ScimError::invalid_value(format!("attribute list entry \"{raw}\": {e}")))?;
+        let path = parse_attr_path(raw).map_err(|e| {
+            ScimError::invalid_value(format!("attribute list entry \"{raw}\": {e}"))
+        })?;
         let Ok(r) = rt.resolve(&path) else { continue };
         out.push(sel(&r));
     }
@@ -186,8 +221,16 @@ fn parse_list(rt: &ResourceType, list: Option<&str>) -> Result<Vec<Sel>, ScimErr
 fn sel(r: &Resolved<'_>) -> Sel {
     let sub = r.sub.map(|s| s.name.clone());
     match r.home {
-        Home::Extension(urn) => Sel { key: urn.to_owned(), ext_attr: Some(r.attr.name.clone()), sub },
-        _ => Sel { key: r.attr.name.clone(), ext_attr: None, sub },
+        Home::Extension(urn) => Sel {
+            key: urn.to_owned(),
+            ext_attr: Some(r.attr.name.clone()),
+            sub,
+        },
+        _ => Sel {
+            key: r.attr.name.clone(),
+            ext_attr: None,
+            sub,
+        },
     }
 }
 
@@ -230,7 +273,10 @@ mod tests {
         );
         let o = project(Some(&format!("{ENT}:department")), None);
         assert_eq!(o[ENT], json!({"department": "D"}));
-        assert_eq!(o["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENT]));
+        assert_eq!(
+            o["schemas"],
+            json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENT])
+        );
         let o = project(Some("EMAILS.value"), None);
         assert_eq!(o["emails"], json!([{"value": "a@x"}]));
     }
@@ -244,7 +290,10 @@ mod tests {
         assert_eq!(o["name"], json!({"givenName": "G"}));
         let o = project(None, Some(ENT));
         assert!(o.get(ENT).is_none());
-        assert_eq!(o["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User"]));
+        assert_eq!(
+            o["schemas"],
+            json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
+        );
     }
 
     /// Whether members would be shown decides whether they are loaded.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::dialect::{self, KeyPath};
 use super::error::ScimError;
-use super::schema::{AttrType, Attribute, Home, Mutability, ResolveError, ResourceType, Resolved};
+use super::schema::{AttrType, Attribute, Home, Mutability, ResolveError, Resolved, ResourceType};
 
 /// A JSON object: a resource's attributes in canonical form.
 pub type Object = Map<String, Value>;
@@ -80,21 +80,30 @@ pub struct Input {
 impl<'a> Normalizer<'a> {
     /// A normaliser for `rt` with the given policy for unknown attributes.
     pub fn new(rt: &'a ResourceType, policy: UnknownPolicy) -> Self {
-        Normalizer { rt, policy, ignored: Vec::new() }
+        Normalizer {
+            rt,
+            policy,
+            ignored: Vec::new(),
+        }
     }
 
     /// Normalises a full resource body (POST, PUT). The body must be an object listing the
     /// resource type's core schema in `schemas` (RFC 7643 §3); other URNs there are ignored.
     pub fn resource(&mut self, body: Value) -> Result<Input, ScimError> {
         let Value::Object(obj) = body else {
-            return Err(ScimError::invalid_syntax("the request body must be a JSON object"));
+            return Err(ScimError::invalid_syntax(
+                "the request body must be a JSON object",
+            ));
         };
         let core = &self.rt.schema.id;
-        let listed = obj.iter().find(|(k, _)| k.eq_ignore_ascii_case("schemas")).map(|(_, v)| v);
+        let listed = obj
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("schemas"))
+            .map(|(_, v)| v);
         let has_core = match listed {
-            Some(Value::Array(items)) => {
-                items.iter().any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(core)))
-            }
+            Some(Value::Array(items)) => items
+                .iter()
+                .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(core))),
             _ => false,
         };
         if !has_core {
@@ -166,7 +175,9 @@ impl<'a> Normalizer<'a> {
                 }
                 Ok(())
             }
-            _ => Err(ScimError::invalid_syntax(format!("\"{urn}\" must be a JSON object"))),
+            _ => Err(ScimError::invalid_syntax(format!(
+                "\"{urn}\" must be a JSON object"
+            ))),
         }
     }
 
@@ -223,7 +234,12 @@ impl<'a> Normalizer<'a> {
     }
 
     /// A whole attribute's value, multi-valued or not.
-    fn attr_value(&mut self, shown: &str, attr: &Attribute, value: Value) -> Result<Option<Value>, ScimError> {
+    fn attr_value(
+        &mut self,
+        shown: &str,
+        attr: &Attribute,
+        value: Value,
+    ) -> Result<Option<Value>, ScimError> {
         if value.is_null() {
             return Ok(None);
         }
@@ -246,12 +262,21 @@ impl<'a> Normalizer<'a> {
                 out.push(v);
             }
         }
-        Ok(if out.is_empty() { None } else { Some(Value::Array(out)) })
+        Ok(if out.is_empty() {
+            None
+        } else {
+            Some(Value::Array(out))
+        })
     }
 
     /// One value of `attr` (a single-valued attribute, one element of a multi-valued one, or a
     /// sub-attribute).
-    fn single(&mut self, shown: &str, attr: &Attribute, value: Value) -> Result<Option<Value>, ScimError> {
+    fn single(
+        &mut self,
+        shown: &str,
+        attr: &Attribute,
+        value: Value,
+    ) -> Result<Option<Value>, ScimError> {
         if value.is_null() {
             return Ok(None);
         }
@@ -292,7 +317,11 @@ impl<'a> Normalizer<'a> {
                         out.insert(sub.name.clone(), v);
                     }
                 }
-                return Ok(if out.is_empty() { None } else { Some(Value::Object(out)) });
+                return Ok(if out.is_empty() {
+                    None
+                } else {
+                    Some(Value::Object(out))
+                });
             }
         };
         if ok {
@@ -333,7 +362,9 @@ pub fn put(out: &mut Object, r: &Resolved<'_>, value: Option<Value>) {
     let container = match r.home {
         Home::Common | Home::Core => &mut *out,
         Home::Extension(urn) => {
-            let slot = out.entry(urn.to_owned()).or_insert_with(|| Value::Object(Object::new()));
+            let slot = out
+                .entry(urn.to_owned())
+                .or_insert_with(|| Value::Object(Object::new()));
             if !slot.is_object() {
                 *slot = Value::Object(Object::new());
             }
@@ -360,7 +391,9 @@ pub fn put(out: &mut Object, r: &Resolved<'_>, value: Option<Value>) {
             container.remove(name);
         }
         (Some(sub), Some(v)) => {
-            let slot = container.entry(name.clone()).or_insert_with(|| Value::Object(Object::new()));
+            let slot = container
+                .entry(name.clone())
+                .or_insert_with(|| Value::Object(Object::new()));
             if !slot.is_object() {
                 *slot = Value::Object(Object::new());
             }
@@ -378,7 +411,11 @@ pub fn put(out: &mut Object, r: &Resolved<'_>, value: Option<Value>) {
         }
     }
     if let Home::Extension(urn) = r.home {
-        if out.get(urn).and_then(Value::as_object).is_some_and(Map::is_empty) {
+        if out
+            .get(urn)
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
+        {
             out.remove(urn);
         }
     }
@@ -409,7 +446,10 @@ pub fn member_ids(attr: &str, value: Value) -> Result<Vec<String>, ScimError> {
     for item in items {
         match dialect::coerce_multi_complex_item(item, true) {
             Value::Object(o) => {
-                let v = o.iter().find(|(k, _)| k.eq_ignore_ascii_case("value")).map(|(_, v)| v);
+                let v = o
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("value"))
+                    .map(|(_, v)| v);
                 match v {
                     Some(Value::String(s)) if !s.is_empty() => ids.push(s.clone()),
                     _ => {
@@ -450,10 +490,12 @@ pub fn parse_datetime(s: &str) -> Option<time::OffsetDateTime> {
 /// (RFC 7643 §2.2 `required`), for POST and PUT.
 pub fn check_required(rt: &ResourceType, attrs: &Object, members: bool) -> Result<(), ScimError> {
     let core = rt.schema.attributes.iter().map(|a| (Home::Core, a));
-    let ext = rt
-        .extensions
-        .iter()
-        .flat_map(|e| e.schema.attributes.iter().map(move |a| (Home::Extension(&e.schema.id), a)));
+    let ext = rt.extensions.iter().flat_map(|e| {
+        e.schema
+            .attributes
+            .iter()
+            .map(move |a| (Home::Extension(&e.schema.id), a))
+    });
     for (home, attr) in core.chain(ext) {
         if !attr.required || attr.mutability == Mutability::ReadOnly {
             continue;
@@ -464,7 +506,11 @@ pub fn check_required(rt: &ResourceType, attrs: &Object, members: bool) -> Resul
             }
             continue;
         }
-        let r = Resolved { home, attr, sub: None };
+        let r = Resolved {
+            home,
+            attr,
+            sub: None,
+        };
         if get(attrs, &r).is_none() {
             return Err(required_error(home, attr));
         }
@@ -574,7 +620,10 @@ pub fn render(
     let mut full_meta = Object::new();
     full_meta.insert("resourceType".into(), Value::String(rt.name.clone()));
     full_meta.extend(meta);
-    full_meta.insert("location".into(), Value::String(base.location(&rt.endpoint, &stored.id)));
+    full_meta.insert(
+        "location".into(),
+        Value::String(base.location(&rt.endpoint, &stored.id)),
+    );
     full_meta.insert("version".into(), Value::String(version(&stored.attrs)));
     out.insert("meta".into(), Value::Object(full_meta));
     out
@@ -594,23 +643,30 @@ pub(crate) mod tests {
         let full = schema::builtin(schema::USER_URN).cloned().expect("user");
         let ent_full = schema::builtin(ENT).cloned().expect("ent");
         let mut core = full.clone();
-        core.attributes.retain(|a| ["userName", "name", "active", "emails"].contains(&a.name.as_str()));
+        core.attributes
+            .retain(|a| ["userName", "name", "active", "emails"].contains(&a.name.as_str()));
         for a in &mut core.attributes {
             if a.name == "name" {
-                a.sub_attributes.retain(|s| s.name == "givenName" || s.name == "familyName");
+                a.sub_attributes
+                    .retain(|s| s.name == "givenName" || s.name == "familyName");
             }
             if a.name == "emails" {
-                a.sub_attributes.retain(|s| s.name == "value" || s.name == "type");
+                a.sub_attributes
+                    .retain(|s| s.name == "value" || s.name == "type");
             }
         }
         let mut ent = ent_full.clone();
-        ent.attributes.retain(|a| a.name == "department" || a.name == "manager");
+        ent.attributes
+            .retain(|a| a.name == "department" || a.name == "manager");
         ResourceType {
             name: "User".into(),
             endpoint: "/Users".into(),
             description: String::new(),
             schema: core,
-            extensions: vec![Extension { schema: ent, required: false }],
+            extensions: vec![Extension {
+                schema: ent,
+                required: false,
+            }],
             common: schema::common_attributes(true),
             membership: None,
             known: vec![full, ent_full],
@@ -652,14 +708,26 @@ pub(crate) mod tests {
         assert_eq!(a["active"], true);
         assert_eq!(a["externalId"], "jdoe");
         assert!(a.get("id").is_none() && a.get("meta").is_none());
-        assert_eq!(a["emails"], json!([{"type": "work", "value": "jdoe@example.com"}]));
+        assert_eq!(
+            a["emails"],
+            json!([{"type": "work", "value": "jdoe@example.com"}])
+        );
         assert_eq!(a["name"], json!({"familyName": "Doe", "givenName": "J"}));
-        assert_eq!(a[ENT], json!({"department": "Sales", "manager": {"value": "m-1"}}));
+        assert_eq!(
+            a[ENT],
+            json!({"department": "Sales", "manager": {"value": "m-1"}})
+        );
         let mut ignored = n.ignored.clone();
         ignored.sort();
         assert_eq!(
             ignored,
-            vec!["costCenter", "emails.primary", "name.formatted", "roles", "title"]
+            vec![
+                "costCenter",
+                "emails.primary",
+                "name.formatted",
+                "roles",
+                "title"
+            ]
         );
     }
 
@@ -672,7 +740,11 @@ pub(crate) mod tests {
             .resource(json!({"schemas": [schema::USER_URN], "userName": "a", "title": "x"}))
             .expect_err("rejects");
         assert_eq!(err.status, 400);
-        assert!(err.detail.contains("'title' is not stored"), "{}", err.detail);
+        assert!(
+            err.detail.contains("'title' is not stored"),
+            "{}",
+            err.detail
+        );
     }
 
     /// Bodies without the core schema URN, non-objects and wrongly typed values are refused
@@ -681,7 +753,9 @@ pub(crate) mod tests {
     fn bad_bodies() {
         let rt = user_type();
         let mut n = Normalizer::new(&rt, UnknownPolicy::Ignore);
-        let e = n.resource(json!({"userName": "a"})).expect_err("no schemas");
+        let e = n
+            .resource(json!({"userName": "a"}))
+            .expect_err("no schemas");
         assert_eq!(e.scim_type, Some(crate::scim::ScimType::InvalidSyntax));
         assert!(e.detail.contains(schema::USER_URN));
         let e = n.resource(json!([1])).expect_err("array");
@@ -689,7 +763,10 @@ pub(crate) mod tests {
         let e = n
             .resource(json!({"schemas": [schema::USER_URN], "userName": 5}))
             .expect_err("number");
-        assert_eq!(e.detail, "attribute 'userName' must be a string, got a number");
+        assert_eq!(
+            e.detail,
+            "attribute 'userName' must be a string, got a number"
+        );
         let e = n
             .resource(json!({"schemas": [schema::USER_URN], "active": "maybe"}))
             .expect_err("bool");
@@ -712,8 +789,14 @@ pub(crate) mod tests {
         });
         let Value::Object(obj) = obj else { panic!() };
         n.attributes(obj, &mut input).expect("ok");
-        assert_eq!(input.attrs["name"], json!({"givenName": "Barbara", "familyName": "Jensen"}));
-        assert_eq!(input.attrs[ENT], json!({"department": "Ops", "manager": {"value": "m2"}}));
+        assert_eq!(
+            input.attrs["name"],
+            json!({"givenName": "Barbara", "familyName": "Jensen"})
+        );
+        assert_eq!(
+            input.attrs[ENT],
+            json!({"department": "Ops", "manager": {"value": "m2"}})
+        );
     }
 
     /// Group members are split out as ids; malformed member lists are refused.
@@ -761,7 +844,9 @@ pub(crate) mod tests {
             }]),
         };
         let base = BaseUrl("https://h/scim/v2".into());
-        let out = render(&rt, &stored, &base, &|t| (t == "User").then(|| "/Users".to_string()));
+        let out = render(&rt, &stored, &base, &|t| {
+            (t == "User").then(|| "/Users".to_string())
+        });
         assert_eq!(out["schemas"], json!([schema::GROUP_URN]));
         assert_eq!(out["meta"]["location"], "https://h/scim/v2/Groups/7");
         assert_eq!(out["members"][0]["$ref"], "https://h/scim/v2/Users/42");

@@ -58,7 +58,10 @@ impl AttrType {
 
     /// Whether values of this type are compared as strings (and `caseExact` applies).
     pub fn is_textual(self) -> bool {
-        matches!(self, AttrType::String | AttrType::Reference | AttrType::Binary)
+        matches!(
+            self,
+            AttrType::String | AttrType::Reference | AttrType::Binary
+        )
     }
 }
 
@@ -166,7 +169,9 @@ impl Attribute {
 
     /// The sub-attribute `name`, matched case-insensitively (RFC 7643 §2.1).
     pub fn sub(&self, name: &str) -> Option<&Attribute> {
-        self.sub_attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+        self.sub_attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 
     /// Whether this is a complex attribute.
@@ -193,7 +198,9 @@ pub struct Schema {
 impl Schema {
     /// The attribute `name`, matched case-insensitively.
     pub fn attribute(&self, name: &str) -> Option<&Attribute> {
-        self.attributes.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+        self.attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -321,12 +328,16 @@ impl ResourceType {
 
     /// The extension whose URN is `urn` (case-insensitive).
     pub fn extension(&self, urn: &str) -> Option<&Extension> {
-        self.extensions.iter().find(|e| e.schema.id.eq_ignore_ascii_case(urn))
+        self.extensions
+            .iter()
+            .find(|e| e.schema.id.eq_ignore_ascii_case(urn))
     }
 
     /// The common attribute `name`, if served.
     pub fn common_attribute(&self, name: &str) -> Option<&Attribute> {
-        self.common.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+        self.common
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 
     /// Resolves a path against this resource type (RFC 7643 §2.1: names are case-insensitive;
@@ -384,7 +395,10 @@ impl ResourceType {
         };
         let sub = match sub {
             None => None,
-            Some(s) => Some(attr.sub(s).ok_or_else(|| self.missing(urn, name, Some(s)))?),
+            Some(s) => Some(
+                attr.sub(s)
+                    .ok_or_else(|| self.missing(urn, name, Some(s)))?,
+            ),
         };
         Ok(Resolved { home, attr, sub })
     }
@@ -409,7 +423,11 @@ impl ResourceType {
                 (None, _) => false,
             }
         }) || (name.eq_ignore_ascii_case("externalId") && sub.is_none());
-        if known { ResolveError::NotStored(shown) } else { ResolveError::Unknown(shown) }
+        if known {
+            ResolveError::NotStored(shown)
+        } else {
+            ResolveError::Unknown(shown)
+        }
     }
 }
 
@@ -461,17 +479,30 @@ mod tests {
         assert_eq!(pw.mutability, Mutability::WriteOnly);
         let emails = user.attribute("emails").expect("emails");
         assert!(emails.multi_valued);
-        assert_eq!(emails.sub("TYPE").map(|a| a.canonical_values.len()), Some(3));
-        assert!(builtin(GROUP_URN).and_then(|g| g.attribute("members")).is_some());
+        assert_eq!(
+            emails.sub("TYPE").map(|a| a.canonical_values.len()),
+            Some(3)
+        );
+        assert!(
+            builtin(GROUP_URN)
+                .and_then(|g| g.attribute("members"))
+                .is_some()
+        );
         let ent = builtin(ENTERPRISE_USER_URN).expect("enterprise");
-        assert!(ent.attribute("manager").and_then(|m| m.sub("value")).is_some());
+        assert!(
+            ent.attribute("manager")
+                .and_then(|m| m.sub("value"))
+                .is_some()
+        );
     }
 
     fn user_type() -> ResourceType {
         let user = builtin(USER_URN).cloned().expect("user");
         let ent = builtin(ENTERPRISE_USER_URN).cloned().expect("ent");
         let mut stored = user.clone();
-        stored.attributes.retain(|a| a.name == "userName" || a.name == "name");
+        stored
+            .attributes
+            .retain(|a| a.name == "userName" || a.name == "name");
         let mut stored_ent = ent.clone();
         stored_ent.attributes.retain(|a| a.name == "department");
         ResourceType {
@@ -479,7 +510,10 @@ mod tests {
             endpoint: "/Users".into(),
             description: String::new(),
             schema: stored,
-            extensions: vec![Extension { schema: stored_ent, required: false }],
+            extensions: vec![Extension {
+                schema: stored_ent,
+                required: false,
+            }],
             common: common_attributes(false),
             membership: None,
             known: vec![user, ent],
@@ -487,7 +521,11 @@ mod tests {
     }
 
     fn path(urn: Option<&str>, name: &str, sub: Option<&str>) -> AttrPath {
-        AttrPath { urn: urn.map(Into::into), name: name.into(), sub: sub.map(Into::into) }
+        AttrPath {
+            urn: urn.map(Into::into),
+            name: name.into(),
+            sub: sub.map(Into::into),
+        }
     }
 
     /// Resolution is case-insensitive, finds extension attributes qualified or not, and tells
@@ -498,7 +536,9 @@ mod tests {
         let r = rt.resolve(&path(None, "username", None)).expect("userName");
         assert_eq!(r.attr.name, "userName");
         assert_eq!(r.home, Home::Core);
-        let r = rt.resolve(&path(None, "NAME", Some("givenname"))).expect("name.givenName");
+        let r = rt
+            .resolve(&path(None, "NAME", Some("givenname")))
+            .expect("name.givenName");
         assert_eq!(r.display(), "name.givenName");
         let r = rt
             .resolve(&path(Some(ENTERPRISE_USER_URN), "Department", None))
@@ -514,8 +554,11 @@ mod tests {
             Some(ResolveError::Unknown("shoeSize".into()))
         );
         assert_eq!(
-            rt.resolve(&path(Some(ENTERPRISE_USER_URN), "manager", None)).err(),
-            Some(ResolveError::NotStored(format!("{ENTERPRISE_USER_URN}:manager")))
+            rt.resolve(&path(Some(ENTERPRISE_USER_URN), "manager", None))
+                .err(),
+            Some(ResolveError::NotStored(format!(
+                "{ENTERPRISE_USER_URN}:manager"
+            )))
         );
         assert!(matches!(
             rt.resolve(&path(Some("urn:x:y"), "a", None)),
@@ -525,6 +568,9 @@ mod tests {
             rt.resolve(&path(None, "externalId", None)).err(),
             Some(ResolveError::NotStored("externalId".into()))
         );
-        assert!(rt.resolve(&path(None, "meta", Some("lastmodified"))).is_ok());
+        assert!(
+            rt.resolve(&path(None, "meta", Some("lastmodified")))
+                .is_ok()
+        );
     }
 }

@@ -82,7 +82,11 @@ pub trait Provider: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Stored, ScimError>> + Send;
 
     /// Reads one resource; 404 when there is none with this id.
-    fn get(&self, id: &str, load_members: bool) -> impl Future<Output = Result<Stored, ScimError>> + Send;
+    fn get(
+        &self,
+        id: &str,
+        load_members: bool,
+    ) -> impl Future<Output = Result<Stored, ScimError>> + Send;
 
     /// Runs a list query; a filter naming an attribute that is not stored is 400
     /// `invalidFilter`.
@@ -217,12 +221,19 @@ impl Response {
     }
 
     fn empty(status: StatusCode) -> Self {
-        Response { body: None, ..Self::json(status, &Value::Null) }
+        Response {
+            body: None,
+            ..Self::json(status, &Value::Null)
+        }
     }
 
     /// The response for an error.
     pub fn error(e: &ScimError) -> Self {
-        Response { retry_after: e.retry_after, error: Some(e.detail.clone()), ..Self::json(e.status, &e.body()) }
+        Response {
+            retry_after: e.retry_after,
+            error: Some(e.detail.clone()),
+            ..Self::json(e.status, &e.body())
+        }
     }
 
     fn labelled(mut self, rt: &str, op: Operation) -> Self {
@@ -242,7 +253,11 @@ pub struct Service<P> {
 impl<P: Provider> Service<P> {
     /// A service over these providers.
     pub fn new(providers: Vec<P>, settings: Settings, on_ignored: IgnoredHook) -> Self {
-        Service { providers, settings, on_ignored }
+        Service {
+            providers,
+            settings,
+            on_ignored,
+        }
     }
 
     /// The resource types served.
@@ -257,10 +272,15 @@ impl<P: Provider> Service<P> {
         let m = req.method;
         match segs.as_slice() {
             ["ServiceProviderConfig"] => self.discovery(m, || {
-                Ok(discovery::service_provider_config(&self.settings.features, &req.base))
+                Ok(discovery::service_provider_config(
+                    &self.settings.features,
+                    &req.base,
+                ))
             }),
             ["ResourceTypes"] => self.discovery_list(m, &req, |b| {
-                self.resource_types().map(|rt| discovery::resource_type(rt, b)).collect()
+                self.resource_types()
+                    .map(|rt| discovery::resource_type(rt, b))
+                    .collect()
             }),
             ["ResourceTypes", name] => self.discovery(m, || {
                 let name = decode(name);
@@ -270,7 +290,10 @@ impl<P: Provider> Service<P> {
                     .ok_or_else(|| ScimError::not_found(format!("no resource type '{name}'")))
             }),
             ["Schemas"] => self.discovery_list(m, &req, |b| {
-                discovery::schemas(self.resource_types()).into_iter().map(|s| discovery::schema(s, b)).collect()
+                discovery::schemas(self.resource_types())
+                    .into_iter()
+                    .map(|s| discovery::schema(s, b))
+                    .collect()
             }),
             ["Schemas", urn] => self.discovery(m, || {
                 let urn = decode(urn);
@@ -280,16 +303,23 @@ impl<P: Provider> Service<P> {
                     .map(|s| discovery::schema(s, &req.base))
                     .ok_or_else(|| ScimError::not_found(format!("no schema '{urn}'")))
             }),
-            ["Bulk"] => not_implemented("bulk operations are not supported (see /ServiceProviderConfig)"),
+            ["Bulk"] => {
+                not_implemented("bulk operations are not supported (see /ServiceProviderConfig)")
+            }
             [".search"] => not_implemented(
                 "searching across resource types is not supported; POST {endpoint}/.search instead",
             ),
-            ["Me"] => not_implemented("/Me is not supported: the caller is an identity provider, not a user"),
+            ["Me"] => not_implemented(
+                "/Me is not supported: the caller is an identity provider, not a user",
+            ),
             [endpoint, rest @ ..] => {
                 let Some(p) = self.provider(endpoint) else {
                     return Response::error(&ScimError::not_found(format!(
                         "no SCIM endpoint '/{endpoint}' (endpoints: {})",
-                        self.resource_types().map(|rt| rt.endpoint.as_str()).collect::<Vec<_>>().join(", ")
+                        self.resource_types()
+                            .map(|rt| rt.endpoint.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )));
                 };
                 let name = p.resource_type().name.clone();
@@ -298,13 +328,27 @@ impl<P: Provider> Service<P> {
                     ([], &Method::POST) => (Operation::Create, self.create(p, &req).await),
                     ([".search"], &Method::POST) => (Operation::Search, self.search(p, &req).await),
                     ([id], &Method::GET) => (Operation::Get, self.get(p, &decode(id), &req).await),
-                    ([id], &Method::PUT) => (Operation::Replace, self.replace(p, &decode(id), &req).await),
-                    ([id], &Method::PATCH) => (Operation::Patch, self.patch(p, &decode(id), &req).await),
-                    ([id], &Method::DELETE) => (Operation::Delete, self.delete(p, &decode(id), &req).await),
+                    ([id], &Method::PUT) => {
+                        (Operation::Replace, self.replace(p, &decode(id), &req).await)
+                    }
+                    ([id], &Method::PATCH) => {
+                        (Operation::Patch, self.patch(p, &decode(id), &req).await)
+                    }
+                    ([id], &Method::DELETE) => {
+                        (Operation::Delete, self.delete(p, &decode(id), &req).await)
+                    }
                     ([], _) => (Operation::Other, Err(method_not_allowed("GET, POST"))),
                     ([".search"], _) => (Operation::Other, Err(method_not_allowed("POST"))),
-                    ([_], _) => (Operation::Other, Err(method_not_allowed("GET, PUT, PATCH, DELETE"))),
-                    _ => (Operation::Other, Err(ScimError::not_found(format!("no SCIM resource at '{path}'")))),
+                    ([_], _) => (
+                        Operation::Other,
+                        Err(method_not_allowed("GET, PUT, PATCH, DELETE")),
+                    ),
+                    _ => (
+                        Operation::Other,
+                        Err(ScimError::not_found(format!(
+                            "no SCIM resource at '{path}'"
+                        ))),
+                    ),
                 };
                 match res {
                     Ok(r) => r,
@@ -329,16 +373,27 @@ impl<P: Provider> Service<P> {
     }
 
     fn provider(&self, endpoint: &str) -> Option<&P> {
-        self.providers
-            .iter()
-            .find(|p| p.resource_type().endpoint.trim_start_matches('/').eq_ignore_ascii_case(endpoint))
+        self.providers.iter().find(|p| {
+            p.resource_type()
+                .endpoint
+                .trim_start_matches('/')
+                .eq_ignore_ascii_case(endpoint)
+        })
     }
 
     fn endpoint_of(&self, type_name: &str) -> Option<String> {
-        self.resource_types().find(|rt| rt.name == type_name).map(|rt| rt.endpoint.clone())
+        self.resource_types()
+            .find(|rt| rt.name == type_name)
+            .map(|rt| rt.endpoint.clone())
     }
 
-    fn render(&self, rt: &ResourceType, stored: &Stored, base: &BaseUrl, proj: &Projection) -> Object {
+    fn render(
+        &self,
+        rt: &ResourceType,
+        stored: &Stored,
+        base: &BaseUrl,
+        proj: &Projection,
+    ) -> Object {
         let mut obj = resource::render(rt, stored, base, &|t| self.endpoint_of(t));
         proj.apply(rt, &mut obj);
         obj
@@ -363,7 +418,12 @@ impl<P: Provider> Service<P> {
         .labelled("-", Operation::Discovery)
     }
 
-    fn discovery_list(&self, m: &Method, req: &Request<'_>, docs: impl FnOnce(&BaseUrl) -> Vec<Value>) -> Response {
+    fn discovery_list(
+        &self,
+        m: &Method,
+        req: &Request<'_>,
+        docs: impl FnOnce(&BaseUrl) -> Vec<Value>,
+    ) -> Response {
         // RFC 7644 §4: filtering discovery endpoints is not supported.
         let filtered = form_urlencoded::parse(req.query.unwrap_or("").as_bytes())
             .any(|(k, _)| k.eq_ignore_ascii_case("filter"));
@@ -391,10 +451,15 @@ impl<P: Provider> Service<P> {
         let (a, e) = list::projection_params(req.query);
         let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
         let load = self.loads_members(rt, &proj);
-        let stored = p.create(input.attrs, input.members.unwrap_or_default(), load).await?;
+        let stored = p
+            .create(input.attrs, input.members.unwrap_or_default(), load)
+            .await?;
         let location = req.base.location(&rt.endpoint, &stored.id);
         let etag = resource::version(&stored.attrs);
-        let mut r = Response::json(StatusCode::CREATED, &Value::Object(self.render(rt, &stored, &req.base, &proj)));
+        let mut r = Response::json(
+            StatusCode::CREATED,
+            &Value::Object(self.render(rt, &stored, &req.base, &proj)),
+        );
         r.location = Some(location);
         r.etag = Some(etag);
         Ok(r)
@@ -412,7 +477,10 @@ impl<P: Provider> Service<P> {
             r.etag = Some(etag);
             return Ok(r);
         }
-        let mut r = Response::json(StatusCode::OK, &Value::Object(self.render(rt, &stored, &req.base, &proj)));
+        let mut r = Response::json(
+            StatusCode::OK,
+            &Value::Object(self.render(rt, &stored, &req.base, &proj)),
+        );
         r.etag = Some(etag);
         Ok(r)
     }
@@ -427,10 +495,18 @@ impl<P: Provider> Service<P> {
         self.run_list(p, params, req).await
     }
 
-    async fn run_list(&self, p: &P, params: ListParams, req: &Request<'_>) -> Result<Response, ScimError> {
+    async fn run_list(
+        &self,
+        p: &P,
+        params: ListParams,
+        req: &Request<'_>,
+    ) -> Result<Response, ScimError> {
         let rt = p.resource_type();
         let proj = Projection::new(rt, params.attributes.as_deref(), params.excluded.as_deref())?;
-        let limit = params.count.unwrap_or(self.settings.default_count).min(self.settings.max_count);
+        let limit = params
+            .count
+            .unwrap_or(self.settings.default_count)
+            .min(self.settings.max_count);
         let query = Query {
             filter: params.filter,
             sort_by: params.sort_by,
@@ -445,7 +521,10 @@ impl<P: Provider> Service<P> {
             .iter()
             .map(|s| Value::Object(self.render(rt, s, &req.base, &proj)))
             .collect();
-        Ok(Response::json(StatusCode::OK, &list::list_response(page.total, params.start_index, resources)))
+        Ok(Response::json(
+            StatusCode::OK,
+            &list::list_response(page.total, params.start_index, resources),
+        ))
     }
 
     async fn replace(&self, p: &P, id: &str, req: &Request<'_>) -> Result<Response, ScimError> {
@@ -466,7 +545,10 @@ impl<P: Provider> Service<P> {
             // whole; members are replaced only when the body lists them, so that a PUT of a
             // group's name never empties a 100,000-member group.
             let members = input.members.map(MemberOp::Replace).into_iter().collect();
-            Ok(Update { attrs: input.attrs, members })
+            Ok(Update {
+                attrs: input.attrs,
+                members,
+            })
         });
         let stored = p.update(id, self.loads_members(rt, &proj), edit).await?;
         Ok(self.updated(rt, &stored, req, &proj))
@@ -489,22 +571,35 @@ impl<P: Provider> Service<P> {
                 hook(&rt_owned.name, &applied.ignored);
             }
             resource::check_required(&rt_owned, &attrs, true)?;
-            Ok(Update { attrs, members: applied.members })
+            Ok(Update {
+                attrs,
+                members: applied.members,
+            })
         });
         let stored = p.update(id, self.loads_members(rt, &proj), edit).await?;
         Ok(self.updated(rt, &stored, req, &proj))
     }
 
-    fn updated(&self, rt: &ResourceType, stored: &Stored, req: &Request<'_>, proj: &Projection) -> Response {
+    fn updated(
+        &self,
+        rt: &ResourceType,
+        stored: &Stored,
+        req: &Request<'_>,
+        proj: &Projection,
+    ) -> Response {
         let etag = resource::version(&stored.attrs);
-        let mut r = Response::json(StatusCode::OK, &Value::Object(self.render(rt, stored, &req.base, proj)));
+        let mut r = Response::json(
+            StatusCode::OK,
+            &Value::Object(self.render(rt, stored, &req.base, proj)),
+        );
         r.etag = Some(etag);
         r
     }
 
     async fn delete(&self, p: &P, id: &str, req: &Request<'_>) -> Result<Response, ScimError> {
         let if_match = req.if_match.map(str::to_owned);
-        let check: Check = Box::new(move |current: &Stored| check_if_match(if_match.as_deref(), current));
+        let check: Check =
+            Box::new(move |current: &Stored| check_if_match(if_match.as_deref(), current));
         p.delete(id, check).await?;
         Ok(Response::empty(StatusCode::NO_CONTENT))
     }
@@ -519,7 +614,8 @@ fn json_body(body: &Bytes) -> Result<Value, ScimError> {
     if body.is_empty() {
         return Err(ScimError::invalid_syntax("the request needs a JSON body"));
     }
-    serde_json::from_slice(body).map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ScimError::invalid_syntax(format!("the body is not valid JSON: {e}")))
 }
 
 /// RFC 7232 §3.1 If-Match against the resource's current version: `*` or a list of tags.
@@ -540,15 +636,21 @@ fn check_if_match(if_match: Option<&str>, current: &Stored) -> Result<(), ScimEr
 fn etag_matches(header: &str, tag: &str) -> bool {
     let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
     let tag = strip(tag);
-    header.split(',').any(|t| t.trim() == "*" || strip(t) == tag)
+    header
+        .split(',')
+        .any(|t| t.trim() == "*" || strip(t) == tag)
 }
 
 fn method_not_allowed(allow: &str) -> ScimError {
-    ScimError::new(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed here; allowed: {allow}"))
+    ScimError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed here; allowed: {allow}"),
+    )
 }
 
 fn not_implemented(detail: &str) -> Response {
-    Response::error(&ScimError::new(StatusCode::NOT_IMPLEMENTED, detail)).labelled("-", Operation::Other)
+    Response::error(&ScimError::new(StatusCode::NOT_IMPLEMENTED, detail))
+        .labelled("-", Operation::Other)
 }
 
 /// Percent-decodes a path segment (an id or a URN).
@@ -558,7 +660,9 @@ fn decode(seg: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             if let Some(b) = hex {
                 out.push(b);
                 i += 3;

@@ -55,7 +55,10 @@ pub struct App {
 }
 
 /// Opens the stores and compiles the mappings. `Ok` carries warnings; `Err` every problem.
-pub async fn build(config: &Config, metrics: Arc<Metrics>) -> Result<(App, Vec<Problem>), Vec<Problem>> {
+pub async fn build(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<(App, Vec<Problem>), Vec<Problem>> {
     let mut problems = Vec::new();
     let mut warnings = config.warnings.clone();
     let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
@@ -120,14 +123,27 @@ pub async fn build(config: &Config, metrics: Arc<Metrics>) -> Result<(App, Vec<P
     Ok((app, warnings))
 }
 
-fn open_backend(name: &str, kind: &BackendKind, origin: &Origin) -> Result<Arc<dyn Backend>, Problem> {
+fn open_backend(
+    name: &str,
+    kind: &BackendKind,
+    origin: &Origin,
+) -> Result<Arc<dyn Backend>, Problem> {
     match kind {
         #[cfg(feature = "sqlite")]
-        BackendKind::Sqlite { path, create_from, readers, busy_timeout } => {
-            crate::backend::sql::sqlite::SqliteBackend::open(name, path, create_from.as_deref(), *readers, *busy_timeout)
-                .map(|b| Arc::new(b) as Arc<dyn Backend>)
-                .map_err(|e| Problem::error(origin, format!("[backend.{name}]: {e}"), None))
-        }
+        BackendKind::Sqlite {
+            path,
+            create_from,
+            readers,
+            busy_timeout,
+        } => crate::backend::sql::sqlite::SqliteBackend::open(
+            name,
+            path,
+            create_from.as_deref(),
+            *readers,
+            *busy_timeout,
+        )
+        .map(|b| Arc::new(b) as Arc<dyn Backend>)
+        .map_err(|e| Problem::error(origin, format!("[backend.{name}]: {e}"), None)),
         #[cfg(not(feature = "sqlite"))]
         BackendKind::Sqlite { .. } => Err(Problem::error(
             origin,
@@ -189,10 +205,14 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let listener = TcpListener::bind(&config.listen.addr)
         .await
         .map_err(|e| StartError::Listen(format!("cannot listen on {}: {e}", config.listen.addr)))?;
-    let addr = listener.local_addr().map_err(|e| StartError::Listen(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Listen(e.to_string()))?;
     let admin_listener = match &config.admin {
         Some(a) => Some(
-            TcpListener::bind(a).await.map_err(|e| StartError::Listen(format!("cannot listen on {a} (admin): {e}")))?,
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| StartError::Listen(format!("cannot listen on {a} (admin): {e}")))?,
         ),
         None => None,
     };
@@ -211,7 +231,13 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     if let Some(l) = admin_listener {
         tasks.push(tokio::spawn(admin::serve(l, app.clone(), stop_rx)));
     }
-    Ok(Running { addr, admin_addr, app, stop, tasks })
+    Ok(Running {
+        addr,
+        admin_addr,
+        app,
+        stop,
+        tasks,
+    })
 }
 
 /// The accept loop of the SCIM/proxy listener.
@@ -224,7 +250,10 @@ async fn serve(
     header_read_timeout: Duration,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     loop {
@@ -243,7 +272,8 @@ async fn serve(
         let _ = tcp.set_nodelay(true);
         let is_tls = tls.is_some();
         let app = app.clone();
-        let svc = hyper::service::service_fn(move |req| router::handle(app.clone(), req, peer, is_tls));
+        let svc =
+            hyper::service::service_fn(move |req| router::handle(app.clone(), req, peer, is_tls));
         match &tls {
             None => {
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
@@ -259,17 +289,20 @@ async fn serve(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
+                    let stream =
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -30,8 +30,17 @@ use crate::scim::{self, BaseUrl, ScimError};
 const SCIM_JSON: HeaderValue = HeaderValue::from_static("application/scim+json");
 
 /// Handles one request. Never fails: every outcome is a response.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Result<Response<Body>, Infallible> {
-    let below = req.uri().path().strip_prefix(app.base_path.as_str()).filter(|rest| rest.is_empty() || rest.starts_with('/'));
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Result<Response<Body>, Infallible> {
+    let below = req
+        .uri()
+        .path()
+        .strip_prefix(app.base_path.as_str())
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'));
     match below {
         Some(rest) => {
             let rest = rest.to_owned();
@@ -42,16 +51,25 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr, tls
 }
 
 /// Non-SCIM traffic: to the app, untouched.
-async fn pass_through(app: &App, req: Request<Incoming>, peer: SocketAddr, tls: bool) -> Response<Body> {
+async fn pass_through(
+    app: &App,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    tls: bool,
+) -> Response<Body> {
     let Some(proxy) = &app.proxy else {
-        let mut r = Response::new(full("no upstream app is configured; SCIM is served under the base path\n"));
+        let mut r = Response::new(full(
+            "no upstream app is configured; SCIM is served under the base path\n",
+        ));
         *r.status_mut() = StatusCode::NOT_FOUND;
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         return r;
     };
     let started = Instant::now();
     let resp = proxy.forward(req, &ClientInfo { peer, tls }).await;
-    app.metrics.proxied(resp.status().as_u16(), started.elapsed());
+    app.metrics
+        .proxied(resp.status().as_u16(), started.elapsed());
     resp
 }
 
@@ -66,8 +84,12 @@ async fn scim(app: &App, req: Request<Incoming>, rest: &str, tls: bool) -> Respo
         app.metrics.auth_failure(e.reason());
         let err = ScimError::new(StatusCode::UNAUTHORIZED, e.detail());
         let mut r = error_response(&err);
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(e.challenge()));
-        app.metrics.scim_request("-", "unauthenticated", 401, started.elapsed());
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(e.challenge()),
+        );
+        app.metrics
+            .scim_request("-", "unauthenticated", 401, started.elapsed());
         tracing::info!(%method, %path, status = 401, reason = e.reason(), "scim request refused");
         return r;
     }
@@ -77,7 +99,8 @@ async fn scim(app: &App, req: Request<Incoming>, rest: &str, tls: bool) -> Respo
     let body = match read_body(&parts, body, app.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
-            app.metrics.scim_request("-", "invalid", e.status.as_u16(), started.elapsed());
+            app.metrics
+                .scim_request("-", "invalid", e.status.as_u16(), started.elapsed());
             tracing::info!(%method, %path, status = e.status.as_u16(), detail = %e.detail, "scim request refused");
             return error_response(&e);
         }
@@ -100,19 +123,37 @@ async fn scim(app: &App, req: Request<Incoming>, rest: &str, tls: bool) -> Respo
     // 5. Record.
     let took = started.elapsed();
     let status = answer.status.as_u16();
-    app.metrics.scim_request(&answer.resource_type, answer.operation.as_str(), status, took);
+    app.metrics.scim_request(
+        &answer.resource_type,
+        answer.operation.as_str(),
+        status,
+        took,
+    );
     match (&answer.error, status >= 500) {
-        (Some(detail), true) => tracing::warn!(%method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, detail = %detail, "scim request failed"),
-        (Some(detail), false) => tracing::info!(%method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, detail = %detail, "scim request"),
-        (None, _) => tracing::info!(%method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, "scim request"),
+        (Some(detail), true) => {
+            tracing::warn!(%method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, detail = %detail, "scim request failed")
+        }
+        (Some(detail), false) => {
+            tracing::info!(%method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, detail = %detail, "scim request")
+        }
+        (None, _) => {
+            tracing::info!(%method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, "scim request")
+        }
     }
     to_http(answer)
 }
 
 /// Reads a SCIM request body, refusing oversized and non-JSON ones.
-async fn read_body(parts: &http::request::Parts, body: Incoming, limit: u64) -> Result<Bytes, ScimError> {
+async fn read_body(
+    parts: &http::request::Parts,
+    body: Incoming,
+    limit: u64,
+) -> Result<Bytes, ScimError> {
     let too_large = || {
-        ScimError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than the {limit}-byte limit"))
+        ScimError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than the {limit}-byte limit"),
+        )
     };
     let declared = parts
         .headers
@@ -124,7 +165,14 @@ async fn read_body(parts: &http::request::Parts, body: Incoming, limit: u64) -> 
     }
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
         // RFC 7644 §3.1: application/scim+json, and application/json is accepted too.
-        let media = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = ct
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         let json = media == "application/json" || media.ends_with("+json") || media.is_empty();
         if !json && declared != Some(0) {
             return Err(ScimError::new(
@@ -133,10 +181,15 @@ async fn read_body(parts: &http::request::Parts, body: Incoming, limit: u64) -> 
             ));
         }
     }
-    match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).collect().await {
+    match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect()
+        .await
+    {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ScimError::invalid_syntax(format!("the request body could not be read: {e}"))),
+        Err(e) => Err(ScimError::invalid_syntax(format!(
+            "the request body could not be read: {e}"
+        ))),
     }
 }
 
@@ -146,7 +199,10 @@ fn base_url(app: &App, parts: &http::request::Parts, tls: bool) -> String {
     if let Some(u) = &app.public_url {
         return u.clone();
     }
-    let forwarded = parts.headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok());
     let scheme = match forwarded {
         Some(p) if p.eq_ignore_ascii_case("https") => "https",
         Some(p) if p.eq_ignore_ascii_case("http") => "http",

@@ -25,7 +25,10 @@ fn check(config: &Path) -> (bool, String) {
         .env("QUICKSTART_DB", config.with_file_name("app.db"))
         .output()
         .expect("run check");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// The quickstart checks clean, and says what it serves.
@@ -35,7 +38,10 @@ fn check_accepts_the_quickstart() {
     let config = quickstart_copy(dir.path(), |t| t);
     let (ok, out) = check(&config);
     assert!(ok, "{out}");
-    assert!(out.contains("OK") && out.contains("/Users") && out.contains("/Groups"), "{out}");
+    assert!(
+        out.contains("OK") && out.contains("/Users") && out.contains("/Groups"),
+        "{out}"
+    );
 }
 
 /// Mistakes against the live store are all reported at once, each with the file, its line
@@ -45,20 +51,43 @@ fn check_accepts_the_quickstart() {
 fn check_reports_every_problem() {
     let dir = tempfile::tempdir().expect("tmp");
     let config = quickstart_copy(dir.path(), |t| {
-        t.replace("\"name.givenName\" = \"first_name\"", "\"name.givenName\" = \"frist_name\"")
-            .replace("table = \"roles\"", "table = \"rolez\"")
-            .replace("title = \"job_title\"", "title = \"job_title\"\nshoeSize = \"mobile\"")
-            .replace("members = { table = \"account_roles\"", "members = { table = \"account_role\"")
+        t.replace(
+            "\"name.givenName\" = \"first_name\"",
+            "\"name.givenName\" = \"frist_name\"",
+        )
+        .replace("table = \"roles\"", "table = \"rolez\"")
+        .replace(
+            "title = \"job_title\"",
+            "title = \"job_title\"\nshoeSize = \"mobile\"",
+        )
+        .replace(
+            "members = { table = \"account_roles\"",
+            "members = { table = \"account_role\"",
+        )
     });
     let (ok, out) = check(&config);
     assert!(!ok, "{out}");
     let file = config.display().to_string();
-    assert!(out.contains("column 'frist_name' does not exist in table 'accounts'") && out.contains("did you mean \"first_name\""), "{out}");
-    assert!(out.contains("table 'rolez' does not exist") && out.contains("did you mean `table = \"roles\"`"), "{out}");
+    assert!(
+        out.contains("column 'frist_name' does not exist in table 'accounts'")
+            && out.contains("did you mean \"first_name\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("table 'rolez' does not exist")
+            && out.contains("did you mean `table = \"roles\"`"),
+        "{out}"
+    );
     assert!(out.contains("unknown attribute 'shoeSize'"), "{out}");
-    assert!(out.contains("join table 'account_role' does not exist"), "{out}");
+    assert!(
+        out.contains("join table 'account_role' does not exist"),
+        "{out}"
+    );
     assert!(out.contains(&format!("{file}:")), "{out}");
-    let lines = out.lines().filter(|l| l.starts_with(&file) && l.contains("error:")).count();
+    let lines = out
+        .lines()
+        .filter(|l| l.starts_with(&file) && l.contains("error:"))
+        .count();
     assert!(lines >= 4, "every problem on its own line:\n{out}");
 }
 
@@ -68,7 +97,8 @@ fn check_reports_every_problem() {
 fn run_refuses_a_broken_config() {
     let dir = tempfile::tempdir().expect("tmp");
     let config = quickstart_copy(dir.path(), |t| {
-        t.replace("${SCIM_TOKEN:-quickstart-token-change-me}", "${SCIM_TOKEN}").replace("[scim]", "[scim]\nbase_pth = \"/x\"")
+        t.replace("${SCIM_TOKEN:-quickstart-token-change-me}", "${SCIM_TOKEN}")
+            .replace("[scim]", "[scim]\nbase_pth = \"/x\"")
     });
     let started = Instant::now();
     let out = Command::new(BIN)
@@ -83,15 +113,43 @@ fn run_refuses_a_broken_config() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("base_pth"), "{err}");
-    assert!(err.contains("not started") || err.contains("nothing was started"), "{err}");
+    assert!(
+        err.contains("not started") || err.contains("nothing was started"),
+        "{err}"
+    );
 }
 
 /// `check` finds a variable that is not set, naming it and how to give it a default.
 #[test]
 fn check_names_unset_variables() {
     let dir = tempfile::tempdir().expect("tmp");
-    let config = quickstart_copy(dir.path(), |t| t.replace("${SCIM_TOKEN:-quickstart-token-change-me}", "${SCIM_TOKEN}"));
+    let config = quickstart_copy(dir.path(), |t| {
+        t.replace("${SCIM_TOKEN:-quickstart-token-change-me}", "${SCIM_TOKEN}")
+    });
     let (ok, out) = check(&config);
     assert!(!ok);
-    assert!(out.contains("environment variable SCIM_TOKEN is not set") && out.contains("${SCIM_TOKEN:-default}"), "{out}");
+    assert!(
+        out.contains("environment variable SCIM_TOKEN is not set")
+            && out.contains("${SCIM_TOKEN:-default}"),
+        "{out}"
+    );
+}
+
+/// The annotated reference config (`config/scim-sidecar.toml`) is a valid file: every key
+/// it documents is a key the sidecar reads (unknown keys are errors).
+#[test]
+fn reference_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/scim-sidecar.toml");
+    let env: std::collections::HashMap<String, String> = [(
+        "SCIM_TOKEN".to_string(),
+        "reference-token-0123456789".to_string(),
+    )]
+    .into();
+    match scim_sidecar::config::load(&path, &env) {
+        Ok(c) => {
+            assert_eq!(c.resources.len(), 2);
+            assert!(c.upstream.is_some() && c.admin.is_some());
+        }
+        Err(p) => panic!("{}", scim_sidecar::config::report(&p)),
+    }
 }

@@ -14,15 +14,35 @@ use crate::support::{Options, Sidecar};
 async fn malformed_bodies() {
     let s = Sidecar::quickstart().await;
     let before = s.snapshot();
-    let d = s.client.raw(Method::POST, "/scim/v2/Users", "{\"userName\": ").await.scim_error(400, Some("invalidSyntax"));
-    assert!(d.contains("not valid JSON"), "{d}");
-    s.client.raw(Method::POST, "/scim/v2/Users", "[1, 2]").await.scim_error(400, Some("invalidSyntax"));
-    s.client.raw(Method::POST, "/scim/v2/Users", "").await.scim_error(400, Some("invalidSyntax"));
-    let d = s.client.post("/scim/v2/Users", &json!({"userName": "x"})).await.scim_error(400, Some("invalidSyntax"));
-    assert!(d.contains("urn:ietf:params:scim:schemas:core:2.0:User"), "{d}");
     let d = s
         .client
-        .post("/scim/v2/Users", &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "userName": "x"}))
+        .raw(Method::POST, "/scim/v2/Users", "{\"userName\": ")
+        .await
+        .scim_error(400, Some("invalidSyntax"));
+    assert!(d.contains("not valid JSON"), "{d}");
+    s.client
+        .raw(Method::POST, "/scim/v2/Users", "[1, 2]")
+        .await
+        .scim_error(400, Some("invalidSyntax"));
+    s.client
+        .raw(Method::POST, "/scim/v2/Users", "")
+        .await
+        .scim_error(400, Some("invalidSyntax"));
+    let d = s
+        .client
+        .post("/scim/v2/Users", &json!({"userName": "x"}))
+        .await
+        .scim_error(400, Some("invalidSyntax"));
+    assert!(
+        d.contains("urn:ietf:params:scim:schemas:core:2.0:User"),
+        "{d}"
+    );
+    let d = s
+        .client
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "userName": "x"}),
+        )
         .await
         .scim_error(400, Some("invalidSyntax"));
     assert!(d.contains("schemas"), "{d}");
@@ -34,13 +54,19 @@ async fn malformed_bodies() {
     assert_eq!(d, "attribute 'active' must be a boolean, got a number");
     let d = s
         .client
-        .post("/scim/v2/Users", &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": ["x"]}))
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": ["x"]}),
+        )
         .await
         .scim_error(400, Some("invalidValue"));
     assert!(d.contains("'userName' must be a string"), "{d}");
     let d = s
         .client
-        .post("/scim/v2/Users", &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "title": "x"}))
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "title": "x"}),
+        )
         .await
         .scim_error(400, Some("invalidValue"));
     assert_eq!(d, "attribute 'userName' is required");
@@ -51,7 +77,10 @@ async fn malformed_bodies() {
         .scim_error(400, Some("invalidValue"));
     assert!(d.contains("userName") && d.contains("at most 64"), "{d}");
     s.client
-        .patch("/scim/v2/Users/1", &json!({"Operations": [{"op": "replace", "path": "title", "value": "x"}]}))
+        .patch(
+            "/scim/v2/Users/1",
+            &json!({"Operations": [{"op": "replace", "path": "title", "value": "x"}]}),
+        )
         .await
         .scim_error(400, Some("invalidSyntax"));
     assert_eq!(s.snapshot(), before);
@@ -80,13 +109,23 @@ async fn read_only_attributes_in_bodies_are_ignored() {
 /// without one, and nothing is written.
 #[tokio::test]
 async fn oversized_bodies() {
-    let s = Sidecar::start(Options { tweak: Some(Box::new(|c| c.scim.max_body_bytes = 4096)), ..Default::default() }).await;
+    let s = Sidecar::start(Options {
+        tweak: Some(Box::new(|c| c.scim.max_body_bytes = 4096)),
+        ..Default::default()
+    })
+    .await;
     let before = s.snapshot();
     let big = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "big", "title": "x".repeat(5000)});
-    let d = s.client.post("/scim/v2/Users", &big).await.scim_error(413, None);
+    let d = s
+        .client
+        .post("/scim/v2/Users", &big)
+        .await
+        .scim_error(413, None);
     assert!(d.contains("4096"), "{d}");
     // Chunked, so no Content-Length: the limit applies while reading.
-    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+    let mut tcp = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let chunk = "x".repeat(3000);
     let req = format!(
@@ -97,7 +136,10 @@ async fn oversized_bodies() {
     );
     tcp.write_all(req.as_bytes()).await.expect("write");
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await.expect("answer in time").expect("read");
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("answer in time")
+        .expect("read");
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
     assert_eq!(s.snapshot(), before);
@@ -109,13 +151,27 @@ async fn oversized_bodies() {
 async fn authentication() {
     let s = Sidecar::quickstart().await;
     let r = s.anonymous().get("/scim/v2/Users").await;
-    assert_eq!(r.header("www-authenticate").as_deref(), Some("Bearer realm=\"scim-sidecar\""));
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"scim-sidecar\"")
+    );
     r.scim_error(401, None);
     let wrong = crate::support::Client::new(s.addr, Some("not-the-token-0123456789"));
     let r = wrong.post("/scim/v2/Users", &user("x")).await;
-    assert!(r.header("www-authenticate").is_some_and(|h| h.contains("invalid_token")));
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|h| h.contains("invalid_token"))
+    );
     r.scim_error(401, None);
-    let basic = s.anonymous().send(Method::GET, "/scim/v2/Nope", &[("authorization", "Basic dXNlcjpwYXNz")], None).await;
+    let basic = s
+        .anonymous()
+        .send(
+            Method::GET,
+            "/scim/v2/Nope",
+            &[("authorization", "Basic dXNlcjpwYXNz")],
+            None,
+        )
+        .await;
     basic.scim_error(401, None);
     assert_eq!(s.sql("SELECT count(*) FROM accounts"), vec![vec!["1"]]);
 }
@@ -127,28 +183,60 @@ async fn protocol_errors() {
     let s = Sidecar::quickstart().await;
     let d = s.client.get("/scim/v2/Widgets").await.scim_error(404, None);
     assert!(d.contains("/Users") && d.contains("/Groups"), "{d}");
-    s.client.get("/scim/v2/Users/1/extra").await.scim_error(404, None);
+    s.client
+        .get("/scim/v2/Users/1/extra")
+        .await
+        .scim_error(404, None);
     s.client.get("/scim/v2").await.scim_error(404, None);
-    let r = s.client.send(Method::PUT, "/scim/v2/Users", &[], None).await;
-    assert_eq!(r.header("allow").as_deref(), Some("GET, POST"));
-    r.scim_error(405, None);
-    let r = s.client.post("/scim/v2/ServiceProviderConfig", &json!({})).await;
-    assert_eq!(r.header("allow").as_deref(), Some("GET"));
-    r.scim_error(405, None);
-    s.client.delete("/scim/v2/Schemas").await.scim_error(405, None);
-    s.client.post("/scim/v2/Bulk", &json!({})).await.scim_error(501, None);
-    s.client.post("/scim/v2/.search", &json!({})).await.scim_error(501, None);
     let r = s
         .client
-        .send(Method::POST, "/scim/v2/Users", &[("content-type", "text/plain")], Some("userName=x".into()))
+        .send(Method::PUT, "/scim/v2/Users", &[], None)
+        .await;
+    assert_eq!(r.header("allow").as_deref(), Some("GET, POST"));
+    r.scim_error(405, None);
+    let r = s
+        .client
+        .post("/scim/v2/ServiceProviderConfig", &json!({}))
+        .await;
+    assert_eq!(r.header("allow").as_deref(), Some("GET"));
+    r.scim_error(405, None);
+    s.client
+        .delete("/scim/v2/Schemas")
+        .await
+        .scim_error(405, None);
+    s.client
+        .post("/scim/v2/Bulk", &json!({}))
+        .await
+        .scim_error(501, None);
+    s.client
+        .post("/scim/v2/.search", &json!({}))
+        .await
+        .scim_error(501, None);
+    let r = s
+        .client
+        .send(
+            Method::POST,
+            "/scim/v2/Users",
+            &[("content-type", "text/plain")],
+            Some("userName=x".into()),
+        )
         .await;
     r.scim_error(415, None);
     // application/json is accepted as well as application/scim+json (RFC 7644 §3.1).
     s.client
-        .send(Method::POST, "/scim/v2/Users", &[("content-type", "application/json; charset=utf-8")], Some(user("js").to_string().into()))
+        .send(
+            Method::POST,
+            "/scim/v2/Users",
+            &[("content-type", "application/json; charset=utf-8")],
+            Some(user("js").to_string().into()),
+        )
         .await
         .expect(201);
-    assert_eq!(s.upstream.connection_count(), 0, "no SCIM request reached the app");
+    assert_eq!(
+        s.upstream.connection_count(),
+        0,
+        "no SCIM request reached the app"
+    );
 }
 
 /// The store unavailable (here: locked by another process longer than `busy_timeout`) is 503
@@ -173,8 +261,14 @@ async fn store_unavailable_is_503() {
     let d = r.scim_error(503, None);
     assert!(d.contains("unavailable"), "{d}");
     lock.execute_batch("ROLLBACK").expect("unlock");
-    assert_eq!(s.sql("SELECT count(*) FROM accounts WHERE login = 'waiting'"), vec![vec!["0"]]);
-    s.client.post("/scim/v2/Users", &user("waiting")).await.expect(201);
+    assert_eq!(
+        s.sql("SELECT count(*) FROM accounts WHERE login = 'waiting'"),
+        vec![vec!["0"]]
+    );
+    s.client
+        .post("/scim/v2/Users", &user("waiting"))
+        .await
+        .expect(201);
 }
 
 /// Values a client sends are bound parameters: SQL in every attribute is stored as text.
@@ -194,6 +288,17 @@ async fn injection_in_values() {
         .json();
     assert_eq!(r["userName"], evil);
     assert_eq!(s.sql("SELECT count(*) FROM roles"), vec![vec!["1"]]);
-    let got = s.sql(&format!("SELECT login, job_title, first_name, external_ref FROM accounts WHERE id = {}", r["id"].as_str().expect("id")));
-    assert_eq!(got, vec![vec![evil, "\" OR 1=1 --", "Robert'); DROP TABLE roles;--", "%_*?["]]);
+    let got = s.sql(&format!(
+        "SELECT login, job_title, first_name, external_ref FROM accounts WHERE id = {}",
+        r["id"].as_str().expect("id")
+    ));
+    assert_eq!(
+        got,
+        vec![vec![
+            evil,
+            "\" OR 1=1 --",
+            "Robert'); DROP TABLE roles;--",
+            "%_*?["
+        ]]
+    );
 }

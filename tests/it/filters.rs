@@ -30,8 +30,20 @@ async fn people() -> Sidecar {
 /// spaces, as Entra does.
 async fn names(s: &Sidecar, filter: &str) -> Vec<String> {
     let encoded: String = form_encode(filter);
-    let r = s.client.get(&format!("/scim/v2/Users?sortBy=userName&count=100&filter={encoded}")).await.expect(200).json();
-    r["Resources"].as_array().expect("Resources").iter().map(|u| u["userName"].as_str().unwrap_or("").to_owned()).collect()
+    let r = s
+        .client
+        .get(&format!(
+            "/scim/v2/Users?sortBy=userName&count=100&filter={encoded}"
+        ))
+        .await
+        .expect(200)
+        .json();
+    r["Resources"]
+        .as_array()
+        .expect("Resources")
+        .iter()
+        .map(|u| u["userName"].as_str().unwrap_or("").to_owned())
+        .collect()
 }
 
 fn form_encode(s: &str) -> String {
@@ -48,32 +60,90 @@ fn form_encode(s: &str) -> String {
 #[tokio::test]
 async fn operators() {
     let s = people().await;
-    assert_eq!(names(&s, r#"userName eq "ALICE@example.com""#).await, vec!["alice@example.com"]);
-    assert_eq!(names(&s, r#"userName ne "alice@example.com""#).await, vec!["app-admin", "bob@example.org", "carol%_x@example.com"]);
-    assert_eq!(names(&s, r#"userName co "@EXAMPLE.""#).await, vec!["alice@example.com", "bob@example.org", "carol%_x@example.com"]);
-    assert_eq!(names(&s, r#"userName sw "B""#).await, vec!["bob@example.org"]);
-    assert_eq!(names(&s, r#"userName ew ".org""#).await, vec!["bob@example.org"]);
-    assert_eq!(names(&s, r#"userName gt "bob@example.org""#).await, vec!["carol%_x@example.com"]);
-    assert_eq!(names(&s, r#"userName ge "bob@example.org""#).await, vec!["bob@example.org", "carol%_x@example.com"]);
-    assert_eq!(names(&s, r#"userName lt "app-admin""#).await, vec!["alice@example.com"]);
-    assert_eq!(names(&s, r#"userName le "app-admin""#).await, vec!["alice@example.com", "app-admin"]);
+    assert_eq!(
+        names(&s, r#"userName eq "ALICE@example.com""#).await,
+        vec!["alice@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"userName ne "alice@example.com""#).await,
+        vec!["app-admin", "bob@example.org", "carol%_x@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"userName co "@EXAMPLE.""#).await,
+        vec![
+            "alice@example.com",
+            "bob@example.org",
+            "carol%_x@example.com"
+        ]
+    );
+    assert_eq!(
+        names(&s, r#"userName sw "B""#).await,
+        vec!["bob@example.org"]
+    );
+    assert_eq!(
+        names(&s, r#"userName ew ".org""#).await,
+        vec!["bob@example.org"]
+    );
+    assert_eq!(
+        names(&s, r#"userName gt "bob@example.org""#).await,
+        vec!["carol%_x@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"userName ge "bob@example.org""#).await,
+        vec!["bob@example.org", "carol%_x@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"userName lt "app-admin""#).await,
+        vec!["alice@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"userName le "app-admin""#).await,
+        vec!["alice@example.com", "app-admin"]
+    );
     // LIKE wildcards in the value are literal characters.
-    assert_eq!(names(&s, r#"userName co "%_""#).await, vec!["carol%_x@example.com"]);
-    assert_eq!(names(&s, r#"title pr"#).await, vec!["alice@example.com", "carol%_x@example.com"]);
+    assert_eq!(
+        names(&s, r#"userName co "%_""#).await,
+        vec!["carol%_x@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"title pr"#).await,
+        vec!["alice@example.com", "carol%_x@example.com"]
+    );
 }
 
 /// `and`, `or`, `not`, parentheses and precedence.
 #[tokio::test]
 async fn logic() {
     let s = people().await;
-    assert_eq!(names(&s, r#"title pr and userName sw "a""#).await, vec!["alice@example.com"]);
-    assert_eq!(names(&s, r#"userName sw "a" or userName sw "b""#).await, vec!["alice@example.com", "app-admin", "bob@example.org"]);
-    assert_eq!(names(&s, r#"userName sw "b" or userName sw "c" and title pr"#).await, vec!["bob@example.org", "carol%_x@example.com"]);
-    assert_eq!(names(&s, r#"(userName sw "b" or userName sw "c") and title pr"#).await, vec!["carol%_x@example.com"]);
+    assert_eq!(
+        names(&s, r#"title pr and userName sw "a""#).await,
+        vec!["alice@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"userName sw "a" or userName sw "b""#).await,
+        vec!["alice@example.com", "app-admin", "bob@example.org"]
+    );
+    assert_eq!(
+        names(&s, r#"userName sw "b" or userName sw "c" and title pr"#).await,
+        vec!["bob@example.org", "carol%_x@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"(userName sw "b" or userName sw "c") and title pr"#).await,
+        vec!["carol%_x@example.com"]
+    );
     // `not` includes users without a title (no SQL NULL surprises).
-    assert_eq!(names(&s, r#"not (title co "Engineer")"#).await, vec!["app-admin", "bob@example.org"]);
-    assert_eq!(names(&s, r#"title ne "Engineer""#).await, vec!["app-admin", "bob@example.org", "carol%_x@example.com"]);
-    assert_eq!(names(&s, r#"not (title pr)"#).await, vec!["app-admin", "bob@example.org"]);
+    assert_eq!(
+        names(&s, r#"not (title co "Engineer")"#).await,
+        vec!["app-admin", "bob@example.org"]
+    );
+    assert_eq!(
+        names(&s, r#"title ne "Engineer""#).await,
+        vec!["app-admin", "bob@example.org", "carol%_x@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"not (title pr)"#).await,
+        vec!["app-admin", "bob@example.org"]
+    );
 }
 
 /// Sub-attributes, value paths, multi-valued attributes, extension URNs, value maps,
@@ -81,26 +151,94 @@ async fn logic() {
 #[tokio::test]
 async fn attribute_kinds() {
     let s = people().await;
-    assert_eq!(names(&s, r#"name.givenName eq "bob""#).await, vec!["bob@example.org"]);
-    assert_eq!(names(&s, r#"name[givenName sw "C"]"#).await, vec!["carol%_x@example.com"]);
-    assert_eq!(names(&s, r#"emails[type eq "work" and value co "@corp"]"#).await, vec!["carol%_x@example.com"]);
-    assert_eq!(names(&s, r#"emails[type eq "home"]"#).await, Vec::<String>::new());
-    assert_eq!(names(&s, r#"emails.value ew "example.com""#).await, vec!["alice@example.com"]);
-    assert_eq!(names(&s, r#"emails co "corp""#).await, vec!["carol%_x@example.com"]);
-    assert_eq!(names(&s, r#"emails pr"#).await, vec!["alice@example.com", "carol%_x@example.com"]);
-    assert_eq!(names(&s, r#"phoneNumbers[type eq "mobile"].value pr"#.replace(".value pr", "").as_str()).await, vec!["bob@example.org"]);
-    assert_eq!(names(&s, r#"emails.type eq "work""#).await, vec!["alice@example.com", "carol%_x@example.com"]);
-    assert_eq!(names(&s, &format!(r#"{ENT}:department eq "sales""#)).await, vec!["bob@example.org"]);
-    assert_eq!(names(&s, r#"department eq "R&D""#).await, vec!["alice@example.com"]);
-    assert_eq!(names(&s, r#"active eq false"#).await, vec!["bob@example.org"]);
-    assert_eq!(names(&s, r#"active eq true and title pr"#).await, vec!["alice@example.com", "carol%_x@example.com"]);
-    assert_eq!(names(&s, r#"externalId eq "A-1""#).await, vec!["alice@example.com"]);
-    assert_eq!(names(&s, r#"externalId eq "a-1""#).await, Vec::<String>::new(), "externalId is caseExact");
+    assert_eq!(
+        names(&s, r#"name.givenName eq "bob""#).await,
+        vec!["bob@example.org"]
+    );
+    assert_eq!(
+        names(&s, r#"name[givenName sw "C"]"#).await,
+        vec!["carol%_x@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"emails[type eq "work" and value co "@corp"]"#).await,
+        vec!["carol%_x@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"emails[type eq "home"]"#).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names(&s, r#"emails.value ew "example.com""#).await,
+        vec!["alice@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"emails co "corp""#).await,
+        vec!["carol%_x@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"emails pr"#).await,
+        vec!["alice@example.com", "carol%_x@example.com"]
+    );
+    assert_eq!(
+        names(
+            &s,
+            r#"phoneNumbers[type eq "mobile"].value pr"#.replace(".value pr", "").as_str()
+        )
+        .await,
+        vec!["bob@example.org"]
+    );
+    assert_eq!(
+        names(&s, r#"emails.type eq "work""#).await,
+        vec!["alice@example.com", "carol%_x@example.com"]
+    );
+    assert_eq!(
+        names(&s, &format!(r#"{ENT}:department eq "sales""#)).await,
+        vec!["bob@example.org"]
+    );
+    assert_eq!(
+        names(&s, r#"department eq "R&D""#).await,
+        vec!["alice@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"active eq false"#).await,
+        vec!["bob@example.org"]
+    );
+    assert_eq!(
+        names(&s, r#"active eq true and title pr"#).await,
+        vec!["alice@example.com", "carol%_x@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"externalId eq "A-1""#).await,
+        vec!["alice@example.com"]
+    );
+    assert_eq!(
+        names(&s, r#"externalId eq "a-1""#).await,
+        Vec::<String>::new(),
+        "externalId is caseExact"
+    );
     assert_eq!(names(&s, r#"id eq "1""#).await, vec!["app-admin"]);
-    assert_eq!(names(&s, r#"meta.resourceType eq "User" and id eq "1""#).await, vec!["app-admin"]);
-    assert_eq!(names(&s, r#"meta.lastModified gt "2025-01-01T00:00:00Z""#).await.len(), 3);
-    assert_eq!(names(&s, r#"meta.created lt "2025-01-01T00:00:00Z""#).await, vec!["app-admin"]);
-    assert_eq!(names(&s, r#"USERNAME EQ "bob@example.org" AND NOT (ACTIVE EQ TRUE)"#).await, vec!["bob@example.org"]);
+    assert_eq!(
+        names(&s, r#"meta.resourceType eq "User" and id eq "1""#).await,
+        vec!["app-admin"]
+    );
+    assert_eq!(
+        names(&s, r#"meta.lastModified gt "2025-01-01T00:00:00Z""#)
+            .await
+            .len(),
+        3
+    );
+    assert_eq!(
+        names(&s, r#"meta.created lt "2025-01-01T00:00:00Z""#).await,
+        vec!["app-admin"]
+    );
+    assert_eq!(
+        names(
+            &s,
+            r#"USERNAME EQ "bob@example.org" AND NOT (ACTIVE EQ TRUE)"#
+        )
+        .await,
+        vec!["bob@example.org"]
+    );
 }
 
 /// Entra's Test Connection probe: a random GUID matches nothing and is a 200 empty list.
@@ -112,7 +250,10 @@ async fn test_connection_probe() {
         .get("/scim/v2/Users?filter=userName+eq+%22b1e0b6c6-0a46-4f6c-b3e5-1e3a7e0d9b2f%22")
         .await
         .expect(200);
-    assert_eq!(r.header("content-type").as_deref(), Some("application/scim+json"));
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/scim+json")
+    );
     assert_eq!(
         r.json(),
         json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], "totalResults": 0, "itemsPerPage": 0, "startIndex": 1, "Resources": []})
@@ -138,14 +279,27 @@ async fn bad_filters() {
         (r#"active co "t""#.into(), "supports eq"),
         (r#"userName eq 42"#.into(), "quoted string"),
         (r#"meta.lastModified gt "yesterday""#.into(), "dateTime"),
-        (format!("{}userName eq \"a\"{}", "(".repeat(1000), ")".repeat(1000)), "filter"),
-        (format!("userName eq \"a\"{}", " or userName eq \"b\"".repeat(400)), "filter"),
+        (
+            format!("{}userName eq \"a\"{}", "(".repeat(1000), ")".repeat(1000)),
+            "filter",
+        ),
+        (
+            format!("userName eq \"a\"{}", " or userName eq \"b\"".repeat(400)),
+            "filter",
+        ),
         ("urn:example:nope:foo eq \"x\"".into(), "urn:example:nope"),
     ];
     for (filter, needle) in cases {
-        let r = s.client.get(&format!("/scim/v2/Users?filter={}", form_encode(&filter))).await;
+        let r = s
+            .client
+            .get(&format!("/scim/v2/Users?filter={}", form_encode(&filter)))
+            .await;
         let d = r.scim_error(400, Some("invalidFilter"));
-        assert!(d.contains(needle), "filter {:.60}… gave {d:?}, expected it to mention {needle:?}", filter);
+        assert!(
+            d.contains(needle),
+            "filter {:.60}… gave {d:?}, expected it to mention {needle:?}",
+            filter
+        );
     }
     assert_eq!(s.snapshot(), before);
 }
@@ -162,10 +316,20 @@ async fn injection_in_filters() {
         r#"title sw "'; DELETE FROM accounts; --""#,
         r#"emails[value eq "a' UNION SELECT * FROM accounts --"]"#,
     ] {
-        let r = s.client.get(&format!("/scim/v2/Users?filter={}", form_encode(evil))).await.expect(200).json();
+        let r = s
+            .client
+            .get(&format!("/scim/v2/Users?filter={}", form_encode(evil)))
+            .await
+            .expect(200)
+            .json();
         assert_eq!(r["totalResults"], 0, "{evil}");
     }
     assert_eq!(s.snapshot(), before);
-    let v: Value = s.client.get("/scim/v2/Users?count=0").await.expect(200).json();
+    let v: Value = s
+        .client
+        .get("/scim/v2/Users?count=0")
+        .await
+        .expect(200)
+        .json();
     assert_eq!(v["totalResults"], 4);
 }

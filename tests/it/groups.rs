@@ -10,21 +10,31 @@ const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 async fn users(s: &Sidecar, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
-        let r = s.client.post("/scim/v2/Users", &user(&format!("member{i}"))).await.expect(201);
+        let r = s
+            .client
+            .post("/scim/v2/Users", &user(&format!("member{i}")))
+            .await
+            .expect(201);
         ids.push(r.json()["id"].as_str().expect("id").to_owned());
     }
     ids
 }
 
 fn members(s: &Sidecar, group: &str) -> Vec<String> {
-    s.sql(&format!("SELECT account_id FROM account_roles WHERE role_id = {group} ORDER BY account_id"))
-        .into_iter()
-        .map(|r| r[0].clone())
-        .collect()
+    s.sql(&format!(
+        "SELECT account_id FROM account_roles WHERE role_id = {group} ORDER BY account_id"
+    ))
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect()
 }
 
 fn member_values(v: &Value) -> Vec<String> {
-    v["members"].as_array().map_or(Vec::new(), |m| m.iter().map(|m| m["value"].as_str().unwrap_or("").to_owned()).collect())
+    v["members"].as_array().map_or(Vec::new(), |m| {
+        m.iter()
+            .map(|m| m["value"].as_str().unwrap_or("").to_owned())
+            .collect()
+    })
 }
 
 /// A group created with members (Okta's group push) lands in `roles` and `account_roles`;
@@ -52,7 +62,12 @@ async fn create_group_with_members() {
         json!({"value": ids[0], "$ref": format!("http://{}/scim/v2/Users/{}", s.addr, ids[0]), "type": "User"})
     );
     assert_eq!(members(&s, &gid), ids);
-    assert_eq!(s.sql(&format!("SELECT name, external_ref FROM roles WHERE id = {gid}")), vec![vec!["Engineering", "aad-1"]]);
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT name, external_ref FROM roles WHERE id = {gid}"
+        )),
+        vec![vec!["Engineering", "aad-1"]]
+    );
 }
 
 /// Entra's group probe and reads: `excludedAttributes=members` leaves members out (and they
@@ -62,13 +77,20 @@ async fn excluded_members() {
     let s = Sidecar::quickstart().await;
     let q = s
         .client
-        .get("/scim/v2/Groups?excludedAttributes=members&filter=displayName+eq+%22administrators%22")
+        .get(
+            "/scim/v2/Groups?excludedAttributes=members&filter=displayName+eq+%22administrators%22",
+        )
         .await
         .expect(200)
         .json();
     assert_eq!(q["totalResults"], 1);
     assert!(q["Resources"][0].get("members").is_none());
-    let g = s.client.get("/scim/v2/Groups/1?excludedAttributes=members").await.expect(200).json();
+    let g = s
+        .client
+        .get("/scim/v2/Groups/1?excludedAttributes=members")
+        .await
+        .expect(200)
+        .json();
     assert!(g.get("members").is_none());
     let g = s.client.get("/scim/v2/Groups/1").await.expect(200).json();
     assert_eq!(member_values(&g), vec!["1"]);
@@ -83,21 +105,43 @@ async fn membership_patches() {
     let ids = users(&s, 4).await;
     let add = json!([{"op": "Add", "path": "members", "value": [
         {"$ref": null, "value": ids[0]}, {"$ref": null, "value": ids[1]}, {"$ref": null, "value": ids[2]}, {"value": "1"}]}]);
-    s.client.patch("/scim/v2/Groups/1", &patch_body(add.clone())).await.expect(200);
-    assert_eq!(members(&s, "1"), vec!["1".to_string(), ids[0].clone(), ids[1].clone(), ids[2].clone()]);
-    s.client.patch("/scim/v2/Groups/1", &patch_body(add)).await.expect(200);
+    s.client
+        .patch("/scim/v2/Groups/1", &patch_body(add.clone()))
+        .await
+        .expect(200);
+    assert_eq!(
+        members(&s, "1"),
+        vec![
+            "1".to_string(),
+            ids[0].clone(),
+            ids[1].clone(),
+            ids[2].clone()
+        ]
+    );
+    s.client
+        .patch("/scim/v2/Groups/1", &patch_body(add))
+        .await
+        .expect(200);
     assert_eq!(members(&s, "1").len(), 4, "adding again changes nothing");
     s.client
         .patch("/scim/v2/Groups/1", &patch_body(json!([{"op": "Remove", "path": "members", "value": [{"$ref": null, "value": ids[0]}]}])))
         .await
         .expect(200);
     s.client
-        .patch("/scim/v2/Groups/1", &patch_body(json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", ids[1])}])))
+        .patch(
+            "/scim/v2/Groups/1",
+            &patch_body(
+                json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", ids[1])}]),
+            ),
+        )
         .await
         .expect(200);
     assert_eq!(members(&s, "1"), vec!["1".to_string(), ids[2].clone()]);
     s.client
-        .patch("/scim/v2/Groups/1", &patch_body(json!([{"op": "remove", "path": "members[value eq \"424242\"]"}])))
+        .patch(
+            "/scim/v2/Groups/1",
+            &patch_body(json!([{"op": "remove", "path": "members[value eq \"424242\"]"}])),
+        )
         .await
         .expect(200);
     let r = s
@@ -107,7 +151,13 @@ async fn membership_patches() {
         .expect(200)
         .json();
     assert_eq!(member_values(&r), vec![ids[3].clone()]);
-    s.client.patch("/scim/v2/Groups/1", &patch_body(json!([{"op": "remove", "path": "members"}]))).await.expect(200);
+    s.client
+        .patch(
+            "/scim/v2/Groups/1",
+            &patch_body(json!([{"op": "remove", "path": "members"}])),
+        )
+        .await
+        .expect(200);
     assert!(members(&s, "1").is_empty());
 }
 
@@ -155,7 +205,10 @@ async fn unknown_member_changes_nothing() {
     assert_eq!(s.snapshot(), before);
     let d = s
         .client
-        .post("/scim/v2/Groups", &json!({"schemas": [GROUP], "displayName": "new", "members": [{"value": "555"}]}))
+        .post(
+            "/scim/v2/Groups",
+            &json!({"schemas": [GROUP], "displayName": "new", "members": [{"value": "555"}]}),
+        )
         .await
         .scim_error(400, Some("invalidValue"));
     assert!(d.contains("'555'"), "{d}");
@@ -168,18 +221,53 @@ async fn unknown_member_changes_nothing() {
 async fn membership_filters() {
     let s = Sidecar::quickstart().await;
     let ids = users(&s, 1).await;
-    let g2 = s.client.post("/scim/v2/Groups", &json!({"schemas": [GROUP], "displayName": "two", "members": [{"value": ids[0]}]})).await.expect(201);
+    let g2 = s
+        .client
+        .post(
+            "/scim/v2/Groups",
+            &json!({"schemas": [GROUP], "displayName": "two", "members": [{"value": ids[0]}]}),
+        )
+        .await
+        .expect(201);
     let g2 = g2.json()["id"].as_str().expect("id").to_owned();
     let q = |f: &str| {
-        let path = format!("/scim/v2/Groups?attributes=displayName&filter={}", f.replace(' ', "+").replace('"', "%22"));
+        let path = format!(
+            "/scim/v2/Groups?attributes=displayName&filter={}",
+            f.replace(' ', "+").replace('"', "%22")
+        );
         let c = s.client.clone();
         async move { c.get(&path).await.expect(200).json() }
     };
-    let names = |v: Value| -> Vec<String> { v["Resources"].as_array().expect("list").iter().map(|r| r["displayName"].as_str().unwrap_or("").to_owned()).collect() };
-    assert_eq!(names(q(&format!("members eq \"{}\"", ids[0])).await), vec!["two"]);
-    assert_eq!(names(q(&format!("members[value eq \"{}\"]", ids[0])).await), vec!["two"]);
-    assert_eq!(names(q(&format!("id eq \"{g2}\" and members.value eq \"{}\"", ids[0])).await), vec!["two"]);
-    assert_eq!(names(q(&format!("id eq \"1\" and members eq \"{}\"", ids[0])).await), Vec::<String>::new());
+    let names = |v: Value| -> Vec<String> {
+        v["Resources"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|r| r["displayName"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(q(&format!("members eq \"{}\"", ids[0])).await),
+        vec!["two"]
+    );
+    assert_eq!(
+        names(q(&format!("members[value eq \"{}\"]", ids[0])).await),
+        vec!["two"]
+    );
+    assert_eq!(
+        names(
+            q(&format!(
+                "id eq \"{g2}\" and members.value eq \"{}\"",
+                ids[0]
+            ))
+            .await
+        ),
+        vec!["two"]
+    );
+    assert_eq!(
+        names(q(&format!("id eq \"1\" and members eq \"{}\"", ids[0])).await),
+        Vec::<String>::new()
+    );
     assert_eq!(names(q("not (members eq \"1\")").await), vec!["two"]);
     assert_eq!(names(q("members pr").await), vec!["administrators", "two"]);
 }
@@ -188,7 +276,13 @@ async fn membership_filters() {
 #[tokio::test]
 async fn duplicate_group_is_409() {
     let s = Sidecar::quickstart().await;
-    s.client.post("/scim/v2/Groups", &json!({"schemas": [GROUP], "displayName": "ADMINISTRATORS"})).await.scim_error(409, Some("uniqueness"));
+    s.client
+        .post(
+            "/scim/v2/Groups",
+            &json!({"schemas": [GROUP], "displayName": "ADMINISTRATORS"}),
+        )
+        .await
+        .scim_error(409, Some("uniqueness"));
 }
 
 /// PUT of a group replaces its members when the body lists them, and leaves them alone when
@@ -199,7 +293,15 @@ async fn put_group() {
     let ids = users(&s, 2).await;
     s.client.put("/scim/v2/Groups/1", &json!({"schemas": [GROUP], "displayName": "a", "members": [{"value": ids[0]}, {"value": ids[1]}]})).await.expect(200);
     assert_eq!(members(&s, "1"), ids);
-    let r = s.client.put("/scim/v2/Groups/1", &json!({"schemas": [GROUP], "displayName": "b"})).await.expect(200).json();
+    let r = s
+        .client
+        .put(
+            "/scim/v2/Groups/1",
+            &json!({"schemas": [GROUP], "displayName": "b"}),
+        )
+        .await
+        .expect(200)
+        .json();
     assert_eq!(r["displayName"], "b");
     assert_eq!(members(&s, "1"), ids);
 }
@@ -211,7 +313,10 @@ async fn delete_group() {
     s.client.delete("/scim/v2/Groups/1").await.expect(204);
     assert_eq!(s.sql("SELECT count(*) FROM account_roles"), vec![vec!["0"]]);
     assert_eq!(s.sql("SELECT count(*) FROM accounts"), vec![vec!["1"]]);
-    s.client.get("/scim/v2/Groups/1").await.scim_error(404, None);
+    s.client
+        .get("/scim/v2/Groups/1")
+        .await
+        .scim_error(404, None);
 }
 
 /// A thousand members in one PATCH land in one transaction, and read back.
@@ -224,14 +329,24 @@ async fn many_members_in_one_patch() {
          INSERT INTO accounts (login) SELECT 'bulk' || i FROM n;",
     )
     .expect("seed");
-    let ids: Vec<String> = s.sql("SELECT id FROM accounts WHERE login LIKE 'bulk%'").into_iter().map(|r| r[0].clone()).collect();
+    let ids: Vec<String> = s
+        .sql("SELECT id FROM accounts WHERE login LIKE 'bulk%'")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
     let value: Vec<Value> = ids.iter().map(|i| json!({"value": i})).collect();
     let r = s
         .client
-        .patch("/scim/v2/Groups/1?excludedAttributes=members", &patch_body(json!([{"op": "add", "path": "members", "value": value}])))
+        .patch(
+            "/scim/v2/Groups/1?excludedAttributes=members",
+            &patch_body(json!([{"op": "add", "path": "members", "value": value}])),
+        )
         .await
         .expect(200)
         .json();
     assert!(r.get("members").is_none());
-    assert_eq!(s.sql("SELECT count(*) FROM account_roles WHERE role_id = 1"), vec![vec!["1001"]]);
+    assert_eq!(
+        s.sql("SELECT count(*) FROM account_roles WHERE role_id = 1"),
+        vec![vec!["1001"]]
+    );
 }

@@ -9,11 +9,22 @@ use crate::support::client::{patch_body, user};
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
 async fn new_user(s: &Sidecar, name: &str) -> String {
-    s.client.post("/scim/v2/Users", &user(name)).await.expect(201).json()["id"].as_str().expect("id").to_owned()
+    s.client
+        .post("/scim/v2/Users", &user(name))
+        .await
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .expect("id")
+        .to_owned()
 }
 
 async fn patch(s: &Sidecar, id: &str, ops: Value) -> Value {
-    s.client.patch(&format!("/scim/v2/Users/{id}"), &patch_body(ops)).await.expect(200).json()
+    s.client
+        .patch(&format!("/scim/v2/Users/{id}"), &patch_body(ops))
+        .await
+        .expect(200)
+        .json()
 }
 
 /// Entra's default dialect: capitalised ops, `"False"` as a string, typed values that do not
@@ -40,17 +51,32 @@ async fn entra_default_dialect() {
     )
     .await;
     assert_eq!(r["active"], false);
-    assert_eq!(r["emails"], json!([{"type": "work", "value": "entra@contoso.com"}]));
-    assert_eq!(r["phoneNumbers"], json!([{"type": "mobile", "value": "55555555555"}]), "stored exactly as sent");
+    assert_eq!(
+        r["emails"],
+        json!([{"type": "work", "value": "entra@contoso.com"}])
+    );
+    assert_eq!(
+        r["phoneNumbers"],
+        json!([{"type": "mobile", "value": "55555555555"}]),
+        "stored exactly as sent"
+    );
     assert_eq!(r["name"]["familyName"], "Doe");
     assert_eq!(r["externalId"], "entra");
-    assert_eq!(r[ENT], json!({"department": "Retail", "manager": {"value": "1"}}));
+    assert_eq!(
+        r[ENT],
+        json!({"department": "Retail", "manager": {"value": "1"}})
+    );
     assert!(r.get("addresses").is_none() && r.get("nickName").is_none());
     assert_eq!(
         s.sql(&format!("SELECT status, email, mobile, last_name, department, manager_id FROM accounts WHERE id = {id}")),
         vec![vec!["D", "entra@contoso.com", "55555555555", "Doe", "Retail", "1"]]
     );
-    let r = patch(&s, &id, json!([{"op": "Replace", "path": "active", "value": "True"}])).await;
+    let r = patch(
+        &s,
+        &id,
+        json!([{"op": "Replace", "path": "active", "value": "True"}]),
+    )
+    .await;
     assert_eq!(r["active"], true);
 }
 
@@ -70,7 +96,10 @@ async fn entra_compliant_dialect() {
     )
     .await;
     assert_eq!(r["displayName"], "Barbara Jensen");
-    assert_eq!(r["name"], json!({"givenName": "Barbara", "familyName": "Jensen"}));
+    assert_eq!(
+        r["name"],
+        json!({"givenName": "Barbara", "familyName": "Jensen"})
+    );
     assert_eq!(r[ENT]["employeeNumber"], "701984");
     assert_eq!(r["active"], false);
 }
@@ -80,14 +109,29 @@ async fn entra_compliant_dialect() {
 async fn okta_and_removals() {
     let s = Sidecar::quickstart().await;
     let id = new_user(&s, "okta@example.com").await;
-    let r = patch(&s, &id, json!([{"op": "replace", "value": {"active": false}}])).await;
+    let r = patch(
+        &s,
+        &id,
+        json!([{"op": "replace", "value": {"active": false}}]),
+    )
+    .await;
     assert_eq!(r["active"], false);
     patch(&s, &id, json!([{"op": "add", "value": {"title": "T", "emails": [{"type": "work", "value": "o@x"}]}}])).await;
     let r = patch(&s, &id, json!([{"op": "remove", "path": "title"}, {"op": "remove", "path": "emails[type eq \"work\"]"}])).await;
     assert!(r.get("title").is_none() && r.get("emails").is_none());
-    assert_eq!(s.sql(&format!("SELECT job_title, email FROM accounts WHERE id = {id}")), vec![vec!["NULL", "NULL"]]);
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT job_title, email FROM accounts WHERE id = {id}"
+        )),
+        vec![vec!["NULL", "NULL"]]
+    );
     // Removing what is not there succeeds.
-    patch(&s, &id, json!([{"op": "remove", "path": "emails[type eq \"work\"]"}])).await;
+    patch(
+        &s,
+        &id,
+        json!([{"op": "remove", "path": "emails[type eq \"work\"]"}]),
+    )
+    .await;
 }
 
 /// A PATCH whose second operation fails keeps nothing of the first: the store is exactly as
@@ -100,18 +144,64 @@ async fn all_or_nothing() {
     new_user(&s, "taken").await;
     let before = s.snapshot();
     let cases = [
-        (json!({"op": "replace", "path": "active", "value": "perhaps"}), 400, "invalidValue", "active"),
-        (json!({"op": "replace", "path": "userName", "value": "x".repeat(65)}), 400, "invalidValue", "64"),
-        (json!({"op": "replace", "path": "userName", "value": "TAKEN"}), 409, "uniqueness", "userName"),
-        (json!({"op": "add", "path": format!("{ENT}:manager"), "value": "4040"}), 400, "invalidValue", ""),
-        (json!({"op": "replace", "path": "meta.created", "value": "2020-01-01T00:00:00Z"}), 400, "mutability", "meta"),
-        (json!({"op": "remove", "path": "userName"}), 400, "invalidValue", "userName"),
-        (json!({"op": "move", "path": "title"}), 400, "invalidSyntax", "move"),
-        (json!({"op": "add", "path": "emails[type eq", "value": "x"}), 400, "invalidPath", "emails"),
+        (
+            json!({"op": "replace", "path": "active", "value": "perhaps"}),
+            400,
+            "invalidValue",
+            "active",
+        ),
+        (
+            json!({"op": "replace", "path": "userName", "value": "x".repeat(65)}),
+            400,
+            "invalidValue",
+            "64",
+        ),
+        (
+            json!({"op": "replace", "path": "userName", "value": "TAKEN"}),
+            409,
+            "uniqueness",
+            "userName",
+        ),
+        (
+            json!({"op": "add", "path": format!("{ENT}:manager"), "value": "4040"}),
+            400,
+            "invalidValue",
+            "",
+        ),
+        (
+            json!({"op": "replace", "path": "meta.created", "value": "2020-01-01T00:00:00Z"}),
+            400,
+            "mutability",
+            "meta",
+        ),
+        (
+            json!({"op": "remove", "path": "userName"}),
+            400,
+            "invalidValue",
+            "userName",
+        ),
+        (
+            json!({"op": "move", "path": "title"}),
+            400,
+            "invalidSyntax",
+            "move",
+        ),
+        (
+            json!({"op": "add", "path": "emails[type eq", "value": "x"}),
+            400,
+            "invalidPath",
+            "emails",
+        ),
     ];
     for (second, status, scim_type, needle) in cases {
-        let body = patch_body(json!([{"op": "replace", "path": "title", "value": "SHOULD NOT STAY"}, second]));
-        let d = s.client.patch(&format!("/scim/v2/Users/{id}"), &body).await.scim_error(status, Some(scim_type));
+        let body = patch_body(
+            json!([{"op": "replace", "path": "title", "value": "SHOULD NOT STAY"}, second]),
+        );
+        let d = s
+            .client
+            .patch(&format!("/scim/v2/Users/{id}"), &body)
+            .await
+            .scim_error(status, Some(scim_type));
         assert!(d.contains(needle), "{second}: {d}");
         assert_eq!(s.snapshot(), before, "{second} left a change behind");
     }

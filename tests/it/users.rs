@@ -37,19 +37,47 @@ async fn create_user_writes_the_apps_row() {
         .expect(201);
     let body = r.json();
     let id = body["id"].as_str().expect("id").to_owned();
-    assert_eq!(r.header("location"), Some(format!("http://{}/scim/v2/Users/{id}", s.addr)));
-    assert_eq!(r.header("etag").as_deref(), body["meta"]["version"].as_str());
-    assert_eq!(body["meta"]["location"], format!("http://{}/scim/v2/Users/{id}", s.addr));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://{}/scim/v2/Users/{id}", s.addr))
+    );
+    assert_eq!(
+        r.header("etag").as_deref(),
+        body["meta"]["version"].as_str()
+    );
+    assert_eq!(
+        body["meta"]["location"],
+        format!("http://{}/scim/v2/Users/{id}", s.addr)
+    );
     assert_eq!(body["meta"]["resourceType"], "User");
-    assert_eq!(body["schemas"], json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENT]));
+    assert_eq!(
+        body["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User", ENT])
+    );
     assert_eq!(body["userName"], "bjensen@example.com");
     assert_eq!(body["active"], false);
     assert_eq!(body["externalId"], "bjensen");
-    assert_eq!(body["name"], json!({"givenName": "Barbara", "familyName": "Jensen"}));
-    assert_eq!(body["emails"], json!([{"type": "work", "value": "bjensen@example.com"}]));
-    assert_eq!(body["phoneNumbers"], json!([{"type": "mobile", "value": "555-555-8377"}]));
-    assert_eq!(body[ENT], json!({"department": "Tour Operations", "employeeNumber": "701984"}));
-    assert!(body["meta"]["created"].as_str().is_some_and(|c| c.ends_with('Z')));
+    assert_eq!(
+        body["name"],
+        json!({"givenName": "Barbara", "familyName": "Jensen"})
+    );
+    assert_eq!(
+        body["emails"],
+        json!([{"type": "work", "value": "bjensen@example.com"}])
+    );
+    assert_eq!(
+        body["phoneNumbers"],
+        json!([{"type": "mobile", "value": "555-555-8377"}])
+    );
+    assert_eq!(
+        body[ENT],
+        json!({"department": "Tour Operations", "employeeNumber": "701984"})
+    );
+    assert!(
+        body["meta"]["created"]
+            .as_str()
+            .is_some_and(|c| c.ends_with('Z'))
+    );
     let rows = s.sql(&format!(
         "SELECT login, first_name, last_name, email, mobile, status, department, employee_no, external_ref FROM accounts WHERE id = {id}"
     ));
@@ -78,7 +106,12 @@ async fn existing_rows_are_served() {
     let one = one.json();
     assert_eq!(one["userName"], "app-admin");
     assert_eq!(one["active"], true);
-    let list = s.client.get("/scim/v2/Users?filter=userName+eq+%22app-admin%22").await.expect(200).json();
+    let list = s
+        .client
+        .get("/scim/v2/Users?filter=userName+eq+%22app-admin%22")
+        .await
+        .expect(200)
+        .json();
     assert_eq!(list["Resources"][0], one);
 }
 
@@ -87,10 +120,23 @@ async fn existing_rows_are_served() {
 async fn unknown_ids_are_404() {
     let s = Sidecar::quickstart().await;
     for id in ["99", "abc", "1%20OR%201=1"] {
-        let d = s.client.get(&format!("/scim/v2/Users/{id}")).await.scim_error(404, None);
+        let d = s
+            .client
+            .get(&format!("/scim/v2/Users/{id}"))
+            .await
+            .scim_error(404, None);
         assert!(d.contains("no User with id"), "{d}");
-        s.client.delete(&format!("/scim/v2/Users/{id}")).await.scim_error(404, None);
-        s.client.patch(&format!("/scim/v2/Users/{id}"), &patch_body(json!([{"op": "replace", "path": "title", "value": "x"}]))).await.scim_error(404, None);
+        s.client
+            .delete(&format!("/scim/v2/Users/{id}"))
+            .await
+            .scim_error(404, None);
+        s.client
+            .patch(
+                &format!("/scim/v2/Users/{id}"),
+                &patch_body(json!([{"op": "replace", "path": "title", "value": "x"}])),
+            )
+            .await
+            .scim_error(404, None);
     }
 }
 
@@ -106,20 +152,59 @@ async fn paging() {
     for i in 0..6 {
         create(&s, user(&format!("user{i}"))).await;
     }
-    let page = s.client.get("/scim/v2/Users?startIndex=2&count=3").await.expect(200).json();
+    let page = s
+        .client
+        .get("/scim/v2/Users?startIndex=2&count=3")
+        .await
+        .expect(200)
+        .json();
     assert_eq!(page["totalResults"], 7);
     assert_eq!(page["startIndex"], 2);
     assert_eq!(page["itemsPerPage"], 3);
-    let names: Vec<&str> = page["Resources"].as_array().expect("list").iter().filter_map(|r| r["userName"].as_str()).collect();
+    let names: Vec<&str> = page["Resources"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r["userName"].as_str())
+        .collect();
     assert_eq!(names, vec!["user0", "user1", "user2"]);
-    let zero = s.client.get("/scim/v2/Users?count=0").await.expect(200).json();
-    assert_eq!((zero["totalResults"].clone(), zero["Resources"].clone()), (json!(7), json!([])));
-    let capped = s.client.get("/scim/v2/Users?count=1000000").await.expect(200).json();
+    let zero = s
+        .client
+        .get("/scim/v2/Users?count=0")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        (zero["totalResults"].clone(), zero["Resources"].clone()),
+        (json!(7), json!([]))
+    );
+    let capped = s
+        .client
+        .get("/scim/v2/Users?count=1000000")
+        .await
+        .expect(200)
+        .json();
     assert_eq!(capped["itemsPerPage"], 4);
-    let past = s.client.get("/scim/v2/Users?startIndex=50").await.expect(200).json();
-    assert_eq!((past["totalResults"].clone(), past["itemsPerPage"].clone()), (json!(7), json!(0)));
-    let neg = s.client.get("/scim/v2/Users?startIndex=-3&count=-1").await.expect(200).json();
-    assert_eq!((neg["startIndex"].clone(), neg["itemsPerPage"].clone()), (json!(1), json!(0)));
+    let past = s
+        .client
+        .get("/scim/v2/Users?startIndex=50")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        (past["totalResults"].clone(), past["itemsPerPage"].clone()),
+        (json!(7), json!(0))
+    );
+    let neg = s
+        .client
+        .get("/scim/v2/Users?startIndex=-3&count=-1")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        (neg["startIndex"].clone(), neg["itemsPerPage"].clone()),
+        (json!(1), json!(0))
+    );
 }
 
 /// sortBy/sortOrder sort in the store; ties and the default order are by id.
@@ -130,13 +215,32 @@ async fn sorting() {
         create(&s, user(n)).await;
     }
     let names = |v: Value| -> Vec<String> {
-        v["Resources"].as_array().expect("list").iter().map(|r| r["userName"].as_str().unwrap_or("").to_owned()).collect()
+        v["Resources"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|r| r["userName"].as_str().unwrap_or("").to_owned())
+            .collect()
     };
-    let asc = s.client.get("/scim/v2/Users?sortBy=userName").await.expect(200).json();
+    let asc = s
+        .client
+        .get("/scim/v2/Users?sortBy=userName")
+        .await
+        .expect(200)
+        .json();
     assert_eq!(names(asc), vec!["Alice", "app-admin", "bob", "carol"]);
-    let desc = s.client.get("/scim/v2/Users?sortBy=USERNAME&sortOrder=descending").await.expect(200).json();
+    let desc = s
+        .client
+        .get("/scim/v2/Users?sortBy=USERNAME&sortOrder=descending")
+        .await
+        .expect(200)
+        .json();
     assert_eq!(names(desc), vec!["carol", "bob", "app-admin", "Alice"]);
-    let d = s.client.get("/scim/v2/Users?sortBy=nickName").await.scim_error(400, Some("invalidValue"));
+    let d = s
+        .client
+        .get("/scim/v2/Users?sortBy=nickName")
+        .await
+        .scim_error(400, Some("invalidValue"));
     assert!(d.contains("nickName"), "{d}");
 }
 
@@ -146,13 +250,38 @@ async fn projection() {
     let s = Sidecar::quickstart().await;
     let id = create(&s, json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "p", "title": "T",
         "name": {"givenName": "G", "familyName": "F"}})).await;
-    let only = s.client.get(&format!("/scim/v2/Users/{id}?attributes=userName,name.familyName")).await.expect(200).json();
-    assert_eq!(only, json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": id, "userName": "p", "name": {"familyName": "F"}}));
-    let without = s.client.get(&format!("/scim/v2/Users/{id}?excludedAttributes=title,meta")).await.expect(200).json();
+    let only = s
+        .client
+        .get(&format!(
+            "/scim/v2/Users/{id}?attributes=userName,name.familyName"
+        ))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        only,
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": id, "userName": "p", "name": {"familyName": "F"}})
+    );
+    let without = s
+        .client
+        .get(&format!(
+            "/scim/v2/Users/{id}?excludedAttributes=title,meta"
+        ))
+        .await
+        .expect(200)
+        .json();
     assert!(without.get("title").is_none() && without.get("meta").is_none());
     assert_eq!(without["userName"], "p");
-    let listed = s.client.get("/scim/v2/Users?filter=userName+eq+%22p%22&attributes=title").await.expect(200).json();
-    assert_eq!(listed["Resources"][0], json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": id, "title": "T"}));
+    let listed = s
+        .client
+        .get("/scim/v2/Users?filter=userName+eq+%22p%22&attributes=title")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        listed["Resources"][0],
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "id": id, "title": "T"})
+    );
 }
 
 /// PUT replaces the resource: attributes left out are cleared, `id` and `meta` in the body
@@ -175,27 +304,52 @@ async fn put_replaces() {
     assert_eq!(r["userName"], "r2");
     assert!(r.get("title").is_none());
     assert_ne!(r["meta"]["created"], "1999-01-01T00:00:00Z");
-    assert_eq!(s.sql(&format!("SELECT login, job_title, display_name, status FROM accounts WHERE id = {id}")), vec![vec!["r2", "NULL", "R2", "D"]]);
-    let e = s.client.put(&format!("/scim/v2/Users/{id}"), &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "title": "x"})).await;
-    assert!(e.scim_error(400, Some("invalidValue")).contains("'userName' is required"));
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT login, job_title, display_name, status FROM accounts WHERE id = {id}"
+        )),
+        vec![vec!["r2", "NULL", "R2", "D"]]
+    );
+    let e = s
+        .client
+        .put(
+            &format!("/scim/v2/Users/{id}"),
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "title": "x"}),
+        )
+        .await;
+    assert!(
+        e.scim_error(400, Some("invalidValue"))
+            .contains("'userName' is required")
+    );
 }
 
 /// PATCH answers 200 with the whole resource; lastModified and the version move.
 #[tokio::test]
 async fn patch_answers_the_resource() {
     let s = Sidecar::quickstart().await;
-    let created = s.client.post("/scim/v2/Users", &user("pa")).await.expect(201).json();
+    let created = s
+        .client
+        .post("/scim/v2/Users", &user("pa"))
+        .await
+        .expect(201)
+        .json();
     let id = created["id"].as_str().expect("id");
     let r = s
         .client
-        .patch(&format!("/scim/v2/Users/{id}"), &patch_body(json!([{"op": "add", "path": "title", "value": "Boss"}])))
+        .patch(
+            &format!("/scim/v2/Users/{id}"),
+            &patch_body(json!([{"op": "add", "path": "title", "value": "Boss"}])),
+        )
         .await
         .expect(200);
     let body = r.json();
     assert_eq!(body["title"], "Boss");
     assert_eq!(body["userName"], "pa");
     assert_ne!(body["meta"]["version"], created["meta"]["version"]);
-    assert_eq!(r.header("etag").as_deref(), body["meta"]["version"].as_str());
+    assert_eq!(
+        r.header("etag").as_deref(),
+        body["meta"]["version"].as_str()
+    );
     assert!(body["meta"]["lastModified"].as_str() >= created["meta"]["lastModified"].as_str());
 }
 
@@ -205,15 +359,38 @@ async fn delete_removes_row_and_memberships() {
     let s = Sidecar::quickstart().await;
     let id = create(&s, user("gone")).await;
     s.client
-        .patch("/scim/v2/Groups/1", &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": id}]}])))
+        .patch(
+            "/scim/v2/Groups/1",
+            &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": id}]}])),
+        )
         .await
         .expect(200);
-    assert_eq!(s.sql(&format!("SELECT count(*) FROM account_roles WHERE account_id = {id}")), vec![vec!["1"]]);
-    let r = s.client.delete(&format!("/scim/v2/Users/{id}")).await.expect(204);
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT count(*) FROM account_roles WHERE account_id = {id}"
+        )),
+        vec![vec!["1"]]
+    );
+    let r = s
+        .client
+        .delete(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(204);
     assert!(r.body.is_empty());
-    s.client.get(&format!("/scim/v2/Users/{id}")).await.scim_error(404, None);
-    assert_eq!(s.sql(&format!("SELECT count(*) FROM accounts WHERE id = {id}")), vec![vec!["0"]]);
-    assert_eq!(s.sql(&format!("SELECT count(*) FROM account_roles WHERE account_id = {id}")), vec![vec!["0"]]);
+    s.client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .scim_error(404, None);
+    assert_eq!(
+        s.sql(&format!("SELECT count(*) FROM accounts WHERE id = {id}")),
+        vec![vec!["0"]]
+    );
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT count(*) FROM account_roles WHERE account_id = {id}"
+        )),
+        vec![vec!["0"]]
+    );
 }
 
 /// `on_delete = "soft"` keeps the row and sets the mapped `active` column; the user stays
@@ -230,9 +407,20 @@ async fn soft_delete() {
     })
     .await;
     let id = create(&s, user("soft")).await;
-    s.client.delete(&format!("/scim/v2/Users/{id}")).await.expect(204);
-    assert_eq!(s.sql(&format!("SELECT status FROM accounts WHERE id = {id}")), vec![vec!["D"]]);
-    let u = s.client.get(&format!("/scim/v2/Users/{id}")).await.expect(200).json();
+    s.client
+        .delete(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(204);
+    assert_eq!(
+        s.sql(&format!("SELECT status FROM accounts WHERE id = {id}")),
+        vec![vec!["D"]]
+    );
+    let u = s
+        .client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200)
+        .json();
     assert_eq!(u["active"], false);
 }
 
@@ -241,19 +429,46 @@ async fn soft_delete() {
 #[tokio::test]
 async fn etags() {
     let s = Sidecar::quickstart().await;
-    let r = s.client.post("/scim/v2/Users", &user("etag")).await.expect(201);
+    let r = s
+        .client
+        .post("/scim/v2/Users", &user("etag"))
+        .await
+        .expect(201);
     let id = r.json()["id"].as_str().expect("id").to_owned();
     let tag = r.header("etag").expect("etag");
     let path = format!("/scim/v2/Users/{id}");
-    let nm = s.client.send(http::Method::GET, &path, &[("if-none-match", &tag)], None).await.expect(304);
+    let nm = s
+        .client
+        .send(http::Method::GET, &path, &[("if-none-match", &tag)], None)
+        .await
+        .expect(304);
     assert!(nm.body.is_empty());
     let body = patch_body(json!([{"op": "replace", "path": "title", "value": "A"}])).to_string();
     let before = s.snapshot();
     let stale = "W/\"0000000000000000\"";
-    s.client.send(http::Method::PATCH, &path, &[("if-match", stale)], Some(body.clone().into())).await.scim_error(412, None);
-    s.client.send(http::Method::DELETE, &path, &[("if-match", stale)], None).await.scim_error(412, None);
+    s.client
+        .send(
+            http::Method::PATCH,
+            &path,
+            &[("if-match", stale)],
+            Some(body.clone().into()),
+        )
+        .await
+        .scim_error(412, None);
+    s.client
+        .send(http::Method::DELETE, &path, &[("if-match", stale)], None)
+        .await
+        .scim_error(412, None);
     assert_eq!(s.snapshot(), before);
-    s.client.send(http::Method::PATCH, &path, &[("if-match", &tag)], Some(body.into())).await.expect(200);
+    s.client
+        .send(
+            http::Method::PATCH,
+            &path,
+            &[("if-match", &tag)],
+            Some(body.into()),
+        )
+        .await
+        .expect(200);
 }
 
 /// userName is unique case-insensitively: a second create is 409 `uniqueness` and the table
@@ -262,15 +477,28 @@ async fn etags() {
 async fn duplicate_user_name_is_409() {
     let s = Sidecar::quickstart().await;
     let id = create(&s, user("Dup@Example.com")).await;
-    let d = s.client.post("/scim/v2/Users", &user("dup@example.COM")).await.scim_error(409, Some("uniqueness"));
-    assert!(d.contains("userName"), "{d}");
-    assert_eq!(s.sql("SELECT count(*) FROM accounts WHERE login = 'dup@example.com' COLLATE NOCASE"), vec![vec!["1"]]);
-    let other = create(&s, user("other")).await;
-    s.client
-        .patch(&format!("/scim/v2/Users/{other}"), &patch_body(json!([{"op": "replace", "path": "userName", "value": "DUP@example.com"}])))
+    let d = s
+        .client
+        .post("/scim/v2/Users", &user("dup@example.COM"))
         .await
         .scim_error(409, Some("uniqueness"));
-    assert_eq!(s.sql(&format!("SELECT login FROM accounts WHERE id = {other}")), vec![vec!["other"]]);
+    assert!(d.contains("userName"), "{d}");
+    assert_eq!(
+        s.sql("SELECT count(*) FROM accounts WHERE login = 'dup@example.com' COLLATE NOCASE"),
+        vec![vec!["1"]]
+    );
+    let other = create(&s, user("other")).await;
+    s.client
+        .patch(
+            &format!("/scim/v2/Users/{other}"),
+            &patch_body(json!([{"op": "replace", "path": "userName", "value": "DUP@example.com"}])),
+        )
+        .await
+        .scim_error(409, Some("uniqueness"));
+    assert_eq!(
+        s.sql(&format!("SELECT login FROM accounts WHERE id = {other}")),
+        vec![vec!["other"]]
+    );
     let _ = id;
 }
 
@@ -309,7 +537,14 @@ async fn unstored_attributes_are_ignored() {
         .await
         .expect(201)
         .json();
-    for k in ["password", "nickName", "addresses", "roles", "preferredLanguage", "urn:example:unknown:2.0:User"] {
+    for k in [
+        "password",
+        "nickName",
+        "addresses",
+        "roles",
+        "preferredLanguage",
+        "urn:example:unknown:2.0:User",
+    ] {
         assert!(r.get(k).is_none(), "{k} returned: {r}");
     }
     assert!(!r.to_string().contains("Secret!1"));
@@ -320,7 +555,9 @@ async fn unstored_attributes_are_ignored() {
 #[tokio::test]
 async fn unstored_attributes_rejected_by_policy() {
     let s = Sidecar::start(Options {
-        tweak: Some(Box::new(|c| c.scim.unknown_attributes = scim_sidecar::scim::UnknownPolicy::Reject)),
+        tweak: Some(Box::new(|c| {
+            c.scim.unknown_attributes = scim_sidecar::scim::UnknownPolicy::Reject
+        })),
         ..Default::default()
     })
     .await;

@@ -41,7 +41,10 @@ impl Resp {
 
     /// A header as text.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 
     /// The body as text.
@@ -52,7 +55,12 @@ impl Resp {
     /// Asserts the status, showing the body when it differs.
     #[track_caller]
     pub fn expect(self, status: u16) -> Self {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text());
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text()
+        );
         self
     }
 
@@ -61,10 +69,16 @@ impl Resp {
     pub fn scim_error(self, status: u16, scim_type: Option<&str>) -> String {
         let r = self.expect(status);
         let j = r.json();
-        assert_eq!(j["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error", "{j}");
+        assert_eq!(
+            j["schemas"][0], "urn:ietf:params:scim:api:messages:2.0:Error",
+            "{j}"
+        );
         assert_eq!(j["status"], status.to_string(), "{j}");
         assert_eq!(j.get("scimType").and_then(Value::as_str), scim_type, "{j}");
-        assert!(r.header("content-type").is_some_and(|c| c.starts_with("application/scim+json")));
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("application/scim+json"))
+        );
         j["detail"].as_str().unwrap_or_default().to_owned()
     }
 }
@@ -80,12 +94,24 @@ impl Client {
     }
 
     /// Sends a request; `path` is absolute (`/scim/v2/Users`).
-    pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Option<Bytes>) -> Resp {
-        let mut b = Request::builder().method(method).uri(format!("http://{}{path}", self.addr));
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Resp {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.addr));
         if let Some(t) = &self.token {
             b = b.header("authorization", format!("Bearer {t}"));
         }
-        if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if body.is_some()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             b = b.header("content-type", "application/scim+json");
         }
         for (k, v) in headers {
@@ -95,7 +121,11 @@ impl Client {
         let resp = self.inner.request(req).await.expect("response");
         let (parts, body) = resp.into_parts();
         let body = body.collect().await.expect("body").to_bytes();
-        Resp { status: parts.status, headers: parts.headers, body }
+        Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
     }
 
     /// GET.
@@ -105,17 +135,20 @@ impl Client {
 
     /// POST JSON.
     pub async fn post(&self, path: &str, body: &Value) -> Resp {
-        self.send(Method::POST, path, &[], Some(body.to_string().into())).await
+        self.send(Method::POST, path, &[], Some(body.to_string().into()))
+            .await
     }
 
     /// PUT JSON.
     pub async fn put(&self, path: &str, body: &Value) -> Resp {
-        self.send(Method::PUT, path, &[], Some(body.to_string().into())).await
+        self.send(Method::PUT, path, &[], Some(body.to_string().into()))
+            .await
     }
 
     /// PATCH JSON.
     pub async fn patch(&self, path: &str, body: &Value) -> Resp {
-        self.send(Method::PATCH, path, &[], Some(body.to_string().into())).await
+        self.send(Method::PATCH, path, &[], Some(body.to_string().into()))
+            .await
     }
 
     /// DELETE.
@@ -125,7 +158,8 @@ impl Client {
 
     /// Sends raw bytes as the body.
     pub async fn raw(&self, method: Method, path: &str, body: &str) -> Resp {
-        self.send(method, path, &[], Some(Bytes::from(body.to_owned()))).await
+        self.send(method, path, &[], Some(Bytes::from(body.to_owned())))
+            .await
     }
 }
 

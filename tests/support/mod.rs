@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use scim_sidecar::config::{self, Config};
 use scim_sidecar::server::{self, Running};
 
-pub use client::{Client, Resp};
+pub use client::Client;
 pub use upstream::Upstream;
 
 /// The token every test sidecar accepts.
@@ -40,6 +40,9 @@ pub struct Sidecar {
     _dir: tempfile::TempDir,
 }
 
+/// A change to a loaded config, applied before the sidecar starts.
+pub type Tweak = Box<dyn FnOnce(&mut Config)>;
+
 /// How to start a sidecar.
 #[derive(Default)]
 pub struct Options {
@@ -48,7 +51,7 @@ pub struct Options {
     /// A config file other than the quickstart's.
     pub config: Option<PathBuf>,
     /// Changes to apply to the loaded config.
-    pub tweak: Option<Box<dyn FnOnce(&mut Config)>>,
+    pub tweak: Option<Tweak>,
 }
 
 /// The environment the quickstart config reads, pointing at test resources.

@@ -64,7 +64,10 @@ pub fn valid_ident(id: &str) -> bool {
 
 /// Double-quotes an identifier (each part of `schema.table`), doubling embedded quotes.
 pub fn quote_ident(id: &str) -> String {
-    id.split('.').map(|p| format!("\"{}\"", p.replace('"', "\"\""))).collect::<Vec<_>>().join(".")
+    id.split('.')
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// A column as the compiler needs it.
@@ -156,7 +159,9 @@ fn compile(d: Dialect, shape: &Shape<'_>, p: &Predicate, neg: bool, sql: &mut Sq
         }
         Predicate::KeyEq(id) => match key_value(id, shape.int_key) {
             Some(v) => {
-                sql.push(shape.key).push(if neg { " <> " } else { " = " }).param(d, v);
+                sql.push(shape.key)
+                    .push(if neg { " <> " } else { " = " })
+                    .param(d, v);
             }
             None => {
                 sql.push(if neg { "1=1" } else { "1=0" });
@@ -177,14 +182,27 @@ fn compile(d: Dialect, shape: &Shape<'_>, p: &Predicate, neg: bool, sql: &mut Sq
                 },
                 None => None,
             };
-            sql.push(if neg { "NOT EXISTS (SELECT 1 FROM " } else { "EXISTS (SELECT 1 FROM " });
-            sql.push(join).push(" j WHERE j.").push(g).push(" = ").push(shape.key);
+            sql.push(if neg {
+                "NOT EXISTS (SELECT 1 FROM "
+            } else {
+                "EXISTS (SELECT 1 FROM "
+            });
+            sql.push(join)
+                .push(" j WHERE j.")
+                .push(g)
+                .push(" = ")
+                .push(shape.key);
             if let Some(v) = value {
                 sql.push(" AND j.").push(m).push(" = ").param(d, v);
             }
             sql.push(")");
         }
-        Predicate::Cmp { field, op, value, fold_case } => {
+        Predicate::Cmp {
+            field,
+            op,
+            value,
+            fold_case,
+        } => {
             let Some(col) = shape.columns.get(*field) else {
                 sql.push(if neg { "1=1" } else { "1=0" });
                 return;
@@ -211,7 +229,15 @@ fn compile(d: Dialect, shape: &Shape<'_>, p: &Predicate, neg: bool, sql: &mut Sq
 }
 
 /// One positive comparison `c op value`.
-fn comparison(d: Dialect, c: &str, op: CmpOp, value: &Value, fold: bool, text: bool, sql: &mut Sql) {
+fn comparison(
+    d: Dialect,
+    c: &str,
+    op: CmpOp,
+    value: &Value,
+    fold: bool,
+    text: bool,
+    sql: &mut Sql,
+) {
     let rel = match op {
         CmpOp::Eq | CmpOp::Ne => "=",
         CmpOp::Gt => ">",
@@ -231,15 +257,20 @@ fn comparison(d: Dialect, c: &str, op: CmpOp, value: &Value, fold: bool, text: b
             match (d, fold) {
                 // SQLite's LIKE ignores ASCII case; GLOB does not.
                 (Dialect::Sqlite, true) => {
-                    sql.push(c).push(" LIKE ").param(d, Value::Text(like_pattern(s, pre, post)));
+                    sql.push(c)
+                        .push(" LIKE ")
+                        .param(d, Value::Text(like_pattern(s, pre, post)));
                     sql.push(" ESCAPE '\\'");
                 }
                 (Dialect::Sqlite, false) => {
-                    sql.push(c).push(" GLOB ").param(d, Value::Text(glob_pattern(s, pre, post)));
+                    sql.push(c)
+                        .push(" GLOB ")
+                        .param(d, Value::Text(glob_pattern(s, pre, post)));
                 }
                 (Dialect::Postgres, fold) => {
                     sql.push(c).push(if fold { " ILIKE " } else { " LIKE " });
-                    sql.param(d, Value::Text(like_pattern(s, pre, post))).push(" ESCAPE '\\'");
+                    sql.param(d, Value::Text(like_pattern(s, pre, post)))
+                        .push(" ESCAPE '\\'");
                 }
             }
             return;
@@ -247,16 +278,36 @@ fn comparison(d: Dialect, c: &str, op: CmpOp, value: &Value, fold: bool, text: b
     };
     match (d, fold) {
         (Dialect::Sqlite, true) => {
-            sql.push(c).push(" ").push(rel).push(" ").param(d, value.clone()).push(" COLLATE NOCASE");
+            sql.push(c)
+                .push(" ")
+                .push(rel)
+                .push(" ")
+                .param(d, value.clone())
+                .push(" COLLATE NOCASE");
         }
         (Dialect::Sqlite, false) if text => {
-            sql.push(c).push(" ").push(rel).push(" ").param(d, value.clone()).push(" COLLATE BINARY");
+            sql.push(c)
+                .push(" ")
+                .push(rel)
+                .push(" ")
+                .param(d, value.clone())
+                .push(" COLLATE BINARY");
         }
         (Dialect::Postgres, true) => {
-            sql.push("lower(").push(c).push(") ").push(rel).push(" lower(").param(d, value.clone()).push(")");
+            sql.push("lower(")
+                .push(c)
+                .push(") ")
+                .push(rel)
+                .push(" lower(")
+                .param(d, value.clone())
+                .push(")");
         }
         _ => {
-            sql.push(c).push(" ").push(rel).push(" ").param(d, value.clone());
+            sql.push(c)
+                .push(" ")
+                .push(rel)
+                .push(" ")
+                .param(d, value.clone());
         }
     }
 }
@@ -332,13 +383,24 @@ mod tests {
 
     fn cols() -> Vec<Column> {
         vec![
-            Column { qualified: "t.\"login\"".into(), ty: FieldType::Text { max_len: None } },
-            Column { qualified: "t.\"age\"".into(), ty: FieldType::Integer },
+            Column {
+                qualified: "t.\"login\"".into(),
+                ty: FieldType::Text { max_len: None },
+            },
+            Column {
+                qualified: "t.\"age\"".into(),
+                ty: FieldType::Integer,
+            },
         ]
     }
 
     fn cmp(field: usize, op: CmpOp, value: Value, fold_case: bool) -> Predicate {
-        Predicate::Cmp { field, op, value, fold_case }
+        Predicate::Cmp {
+            field,
+            op,
+            value,
+            fold_case,
+        }
     }
 
     /// Client values only ever appear as parameters; identifiers are quoted.
@@ -347,16 +409,28 @@ mod tests {
         let c = cols();
         let mut sql = Sql::default();
         let evil = "x' OR '1'='1";
-        compile_predicate(Dialect::Sqlite, &shape(&c), &cmp(0, CmpOp::Eq, Value::Text(evil.into()), true), &mut sql);
+        compile_predicate(
+            Dialect::Sqlite,
+            &shape(&c),
+            &cmp(0, CmpOp::Eq, Value::Text(evil.into()), true),
+            &mut sql,
+        );
         assert_eq!(sql.text, "t.\"login\" = ?1 COLLATE NOCASE");
         assert_eq!(sql.params, vec![Value::Text(evil.into())]);
         let mut sql = Sql::default();
-        compile_predicate(Dialect::Postgres, &shape(&c), &cmp(0, CmpOp::Eq, Value::Text(evil.into()), true), &mut sql);
+        compile_predicate(
+            Dialect::Postgres,
+            &shape(&c),
+            &cmp(0, CmpOp::Eq, Value::Text(evil.into()), true),
+            &mut sql,
+        );
         assert_eq!(sql.text, "lower(t.\"login\") = lower($1)");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(quote_ident("app.users"), "\"app\".\"users\"");
         assert!(valid_ident("app.users") && valid_ident("_x1$"));
-        assert!(!valid_ident("a;b") && !valid_ident("1a") && !valid_ident("a.b.c") && !valid_ident(""));
+        assert!(
+            !valid_ident("a;b") && !valid_ident("1a") && !valid_ident("a.b.c") && !valid_ident("")
+        );
     }
 
     /// Negation is pushed to the leaves with SCIM's treatment of missing values.
@@ -374,7 +448,12 @@ mod tests {
             "((t.\"login\" IS NULL OR NOT (t.\"login\" = ?1 COLLATE BINARY)) OR t.\"age\" IS NULL)"
         );
         let mut sql = Sql::default();
-        compile_predicate(Dialect::Sqlite, &shape(&c), &cmp(1, CmpOp::Ne, Value::Int(3), false), &mut sql);
+        compile_predicate(
+            Dialect::Sqlite,
+            &shape(&c),
+            &cmp(1, CmpOp::Ne, Value::Int(3), false),
+            &mut sql,
+        );
         assert_eq!(sql.text, "(t.\"age\" IS NULL OR NOT (t.\"age\" = ?1))");
     }
 
@@ -383,11 +462,21 @@ mod tests {
     fn patterns() {
         let c = cols();
         let mut sql = Sql::default();
-        compile_predicate(Dialect::Sqlite, &shape(&c), &cmp(0, CmpOp::Contains, Value::Text("50%_a".into()), true), &mut sql);
+        compile_predicate(
+            Dialect::Sqlite,
+            &shape(&c),
+            &cmp(0, CmpOp::Contains, Value::Text("50%_a".into()), true),
+            &mut sql,
+        );
         assert_eq!(sql.text, "t.\"login\" LIKE ?1 ESCAPE '\\'");
         assert_eq!(sql.params, vec![Value::Text("%50\\%\\_a%".into())]);
         let mut sql = Sql::default();
-        compile_predicate(Dialect::Sqlite, &shape(&c), &cmp(0, CmpOp::StartsWith, Value::Text("a*[".into()), false), &mut sql);
+        compile_predicate(
+            Dialect::Sqlite,
+            &shape(&c),
+            &cmp(0, CmpOp::StartsWith, Value::Text("a*[".into()), false),
+            &mut sql,
+        );
         assert_eq!(sql.params, vec![Value::Text("a[*][[]*".into())]);
     }
 
@@ -396,13 +485,38 @@ mod tests {
     fn membership_and_keys() {
         let c = cols();
         let mut sql = Sql::default();
-        compile_predicate(Dialect::Sqlite, &shape(&c), &Predicate::HasMember(Some("7".into())), &mut sql);
-        assert_eq!(sql.text, "EXISTS (SELECT 1 FROM \"account_roles\" j WHERE j.\"role_id\" = t.\"id\" AND j.\"account_id\" = ?1)");
+        compile_predicate(
+            Dialect::Sqlite,
+            &shape(&c),
+            &Predicate::HasMember(Some("7".into())),
+            &mut sql,
+        );
+        assert_eq!(
+            sql.text,
+            "EXISTS (SELECT 1 FROM \"account_roles\" j WHERE j.\"role_id\" = t.\"id\" AND j.\"account_id\" = ?1)"
+        );
         let mut sql = Sql::default();
-        compile_predicate(Dialect::Sqlite, &shape(&c), &Predicate::KeyEq("abc".into()), &mut sql);
+        compile_predicate(
+            Dialect::Sqlite,
+            &shape(&c),
+            &Predicate::KeyEq("abc".into()),
+            &mut sql,
+        );
         assert_eq!(sql.text, "1=0");
         let mut sql = Sql::default();
-        order_by(Dialect::Sqlite, &shape(&c), &Sort { field: Some(0), fold_case: true, descending: true }, &mut sql);
-        assert_eq!(sql.text, " ORDER BY t.\"login\" COLLATE NOCASE DESC NULLS LAST, t.\"id\" DESC");
+        order_by(
+            Dialect::Sqlite,
+            &shape(&c),
+            &Sort {
+                field: Some(0),
+                fold_case: true,
+                descending: true,
+            },
+            &mut sql,
+        );
+        assert_eq!(
+            sql.text,
+            " ORDER BY t.\"login\" COLLATE NOCASE DESC NULLS LAST, t.\"id\" DESC"
+        );
     }
 }

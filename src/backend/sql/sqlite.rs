@@ -18,8 +18,8 @@ use tokio::sync::Semaphore;
 
 use super::{Column, Dialect, Shape, Sql, compile_predicate, key_value, order_by, quote_ident};
 use crate::backend::{
-    Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldInfo, FieldType, Found, MemberChange,
-    Opened, Row, Search, SpecPart, SpecProblem, Table, TableSpec, Value, closest,
+    Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldInfo, FieldType, Found,
+    MemberChange, Opened, Row, Search, SpecPart, SpecProblem, Table, TableSpec, Value, closest,
 };
 
 const D: Dialect = Dialect::Sqlite;
@@ -41,7 +41,9 @@ fn from_ref(v: ValueRef<'_>) -> Value {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Int(i),
         ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(t) | ValueRef::Blob(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => {
+            Value::Text(String::from_utf8_lossy(t).into_owned())
+        }
     }
 }
 
@@ -71,11 +73,18 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, BackendError> + Send + 'static,
     {
-        let permit = self.write_gate.clone().acquire_owned().await.map_err(|_| closed())?;
+        let permit = self
+            .write_gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
         let conn = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let mut c = conn.lock().map_err(|_| BackendError::Internal("writer connection poisoned".into()))?;
+            let mut c = conn
+                .lock()
+                .map_err(|_| BackendError::Internal("writer connection poisoned".into()))?;
             f(&mut c)
         })
         .await
@@ -87,7 +96,12 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, BackendError> + Send + 'static,
     {
-        let permit = self.read_gate.clone().acquire_owned().await.map_err(|_| closed())?;
+        let permit = self
+            .read_gate
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| closed())?;
         let readers = self.readers.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -126,18 +140,28 @@ fn error(e: rusqlite::Error, columns: &[String]) -> BackendError {
         .and_then(|col| columns.iter().position(|c| c.eq_ignore_ascii_case(col)));
     match f.code {
         C::ConstraintViolation => match f.extended_code {
-            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
                 BackendError::Conflict { field, detail: msg }
             }
-            rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => {
-                BackendError::Rejected { field, detail: format!("a value is required ({msg})") }
-            }
-            _ => BackendError::Rejected { field, detail: format!("the store refused the value ({msg})") },
+            rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => BackendError::Rejected {
+                field,
+                detail: format!("a value is required ({msg})"),
+            },
+            _ => BackendError::Rejected {
+                field,
+                detail: format!("the store refused the value ({msg})"),
+            },
         },
-        C::DatabaseBusy | C::DatabaseLocked => BackendError::Unavailable(format!("database busy: {msg}")),
-        C::CannotOpen | C::SystemIoFailure | C::DiskFull | C::ReadOnly | C::NotADatabase | C::DatabaseCorrupt => {
-            BackendError::Unavailable(format!("{e}"))
+        C::DatabaseBusy | C::DatabaseLocked => {
+            BackendError::Unavailable(format!("database busy: {msg}"))
         }
+        C::CannotOpen
+        | C::SystemIoFailure
+        | C::DiskFull
+        | C::ReadOnly
+        | C::NotADatabase
+        | C::DatabaseCorrupt => BackendError::Unavailable(format!("{e}")),
         _ => BackendError::Internal(format!("{e}")),
     }
 }
@@ -171,7 +195,8 @@ impl SqliteBackend {
             };
             let sql = std::fs::read_to_string(schema)
                 .map_err(|e| format!("cannot read schema file {}: {e}", schema.display()))?;
-            let mut conn = Connection::open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            let mut conn = Connection::open(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             let created = conn
                 .transaction()
                 .and_then(|tx| tx.execute_batch(&sql).and_then(|()| tx.commit()));
@@ -182,11 +207,16 @@ impl SqliteBackend {
             }
             tracing::info!(db = %path.display(), schema = %schema.display(), "created SQLite database from schema");
         }
-        let open = |flags| connect(path, flags, busy_timeout).map_err(|e| format!("cannot open SQLite database {}: {e}", path.display()));
+        let open = |flags| {
+            connect(path, flags, busy_timeout)
+                .map_err(|e| format!("cannot open SQLite database {}: {e}", path.display()))
+        };
         let writer = open(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         let mut pool = Vec::new();
         for _ in 0..readers.max(1) {
-            pool.push(open(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?);
+            pool.push(open(
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?);
         }
         let n = pool.len();
         Ok(SqliteBackend {
@@ -223,7 +253,10 @@ impl Backend for SqliteBackend {
 
     async fn ping(&self) -> Result<(), BackendError> {
         self.pool
-            .read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(|e| error(e, &[])))
+            .read(|c| {
+                c.query_row("SELECT 1", [], |_| Ok(()))
+                    .map_err(|e| error(e, &[]))
+            })
             .await
     }
 
@@ -233,12 +266,19 @@ impl Backend for SqliteBackend {
         let checked = self.pool.read(move |c| Ok(check(c, &spec, &path))).await;
         match checked {
             Ok(Ok((sql, fields, warnings))) => Ok(Opened {
-                table: Arc::new(SqliteTable { pool, sql: Arc::new(sql) }),
+                table: Arc::new(SqliteTable {
+                    pool,
+                    sql: Arc::new(sql),
+                }),
                 fields,
                 warnings,
             }),
             Ok(Err(problems)) => Err(problems),
-            Err(e) => Err(vec![problem(SpecPart::Table, format!("cannot inspect the database: {e}"), None)]),
+            Err(e) => Err(vec![problem(
+                SpecPart::Table,
+                format!("cannot inspect the database: {e}"),
+                None,
+            )]),
         }
     }
 }
@@ -262,11 +302,17 @@ struct IndexInfo {
 }
 
 fn problem(part: SpecPart, message: String, fix: Option<String>) -> SpecProblem {
-    SpecProblem { part, message, fix, warning: false }
+    SpecProblem {
+        part,
+        message,
+        fix,
+        warning: false,
+    }
 }
 
 fn columns_of(c: &Connection, table: &str) -> rusqlite::Result<Vec<ColInfo>> {
-    let mut st = c.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)")?;
+    let mut st =
+        c.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)")?;
     let rows = st.query_map([table], |r| {
         Ok(ColInfo {
             name: r.get(0)?,
@@ -282,20 +328,41 @@ fn columns_of(c: &Connection, table: &str) -> rusqlite::Result<Vec<ColInfo>> {
 fn indexes_of(c: &Connection, table: &str) -> rusqlite::Result<Vec<IndexInfo>> {
     let mut st = c.prepare("SELECT name, \"unique\", partial FROM pragma_index_list(?1)")?;
     let list: Vec<(String, bool, bool)> = st
-        .query_map([table], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0, r.get::<_, i64>(2)? != 0)))?
+        .query_map([table], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, i64>(1)? != 0,
+                r.get::<_, i64>(2)? != 0,
+            ))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::new();
     for (name, unique, partial) in list {
-        let mut st = c.prepare("SELECT name, coll FROM pragma_index_xinfo(?1) WHERE key = 1 ORDER BY seqno")?;
+        let mut st = c.prepare(
+            "SELECT name, coll FROM pragma_index_xinfo(?1) WHERE key = 1 ORDER BY seqno",
+        )?;
         let cols = st
             .query_map([&name], |r| {
-                Ok((r.get::<_, Option<String>>(0)?.map(|n| n.to_ascii_lowercase()), r.get::<_, Option<String>>(1)?.unwrap_or_default()))
+                Ok((
+                    r.get::<_, Option<String>>(0)?
+                        .map(|n| n.to_ascii_lowercase()),
+                    r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let sql: String = c
-            .query_row("SELECT coalesce(sql, '') FROM sqlite_master WHERE type = 'index' AND name = ?1", [&name], |r| r.get(0))
+            .query_row(
+                "SELECT coalesce(sql, '') FROM sqlite_master WHERE type = 'index' AND name = ?1",
+                [&name],
+                |r| r.get(0),
+            )
             .unwrap_or_default();
-        out.push(IndexInfo { unique, partial, cols, sql: sql.to_ascii_lowercase() });
+        out.push(IndexInfo {
+            unique,
+            partial,
+            cols,
+            sql: sql.to_ascii_lowercase(),
+        });
     }
     Ok(out)
 }
@@ -313,7 +380,10 @@ fn field_type(decl: &str) -> FieldType {
         FieldType::Integer
     } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
         FieldType::Text { max_len: max_len() }
-    } else if ["REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL"].iter().any(|k| t.contains(k)) {
+    } else if ["REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL"]
+        .iter()
+        .any(|k| t.contains(k))
+    {
         FieldType::Real
     } else if t.contains("DATE") || t.contains("TIME") {
         FieldType::Timestamp
@@ -329,10 +399,16 @@ fn unique_covered(col: &ColInfo, pk_cols: usize, indexes: &[IndexInfo], fold: bo
     if !fold && col.pk == 1 && pk_cols == 1 {
         return true;
     }
-    indexes.iter().filter(|i| i.unique && !i.partial && i.cols.len() == 1).any(|i| match &i.cols[0] {
-        (Some(name), coll) => *name == lname && (!fold || coll.eq_ignore_ascii_case("NOCASE")),
-        (None, _) => fold && i.sql.contains(&format!("lower({lname})")) || i.sql.contains(&format!("lower(\"{lname}\")")),
-    })
+    indexes
+        .iter()
+        .filter(|i| i.unique && !i.partial && i.cols.len() == 1)
+        .any(|i| match &i.cols[0] {
+            (Some(name), coll) => *name == lname && (!fold || coll.eq_ignore_ascii_case("NOCASE")),
+            (None, _) => {
+                fold && i.sql.contains(&format!("lower({lname})"))
+                    || i.sql.contains(&format!("lower(\"{lname}\")"))
+            }
+        })
 }
 
 type Checked = (TableSql, Vec<FieldInfo>, Vec<SpecProblem>);
@@ -341,7 +417,13 @@ type Checked = (TableSql, Vec<FieldInfo>, Vec<SpecProblem>);
 fn check(c: &Connection, spec: &TableSpec, path: &Path) -> Result<Checked, Vec<SpecProblem>> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
-    let ioerr = |e: rusqlite::Error| vec![problem(SpecPart::Table, format!("cannot inspect the database: {e}"), None)];
+    let ioerr = |e: rusqlite::Error| {
+        vec![problem(
+            SpecPart::Table,
+            format!("cannot inspect the database: {e}"),
+            None,
+        )]
+    };
     if spec.table.contains('.') {
         return Err(vec![problem(
             SpecPart::Table,
@@ -360,7 +442,11 @@ fn check(c: &Connection, spec: &TableSpec, path: &Path) -> Result<Checked, Vec<S
             .unwrap_or_else(|| format!("tables in {}: {}", path.display(), tables.join(", ")));
         let mut problems = vec![problem(
             SpecPart::Table,
-            format!("table '{}' does not exist in {}", spec.table, path.display()),
+            format!(
+                "table '{}' does not exist in {}",
+                spec.table,
+                path.display()
+            ),
             Some(hint),
         )];
         if let Some(m) = &spec.members {
@@ -372,21 +458,39 @@ fn check(c: &Connection, spec: &TableSpec, path: &Path) -> Result<Checked, Vec<S
     let pk_cols = cols.iter().filter(|c| c.pk > 0).count();
     let find = |name: &str| cols.iter().find(|c| c.name.eq_ignore_ascii_case(name));
     let names = || cols.iter().map(|c| c.name.as_str());
-    let missing = |part: SpecPart, what: &str, name: &str, table: &str, names: &mut dyn Iterator<Item = &str>| {
+    let missing = |part: SpecPart,
+                   what: &str,
+                   name: &str,
+                   table: &str,
+                   names: &mut dyn Iterator<Item = &str>| {
         let list: Vec<&str> = names.collect();
         let fix = match closest(name, list.iter().copied()) {
             Some(n) => format!("did you mean \"{n}\"? (columns: {})", list.join(", ")),
             None => format!("columns of {table}: {}", list.join(", ")),
         };
-        let what = if what.is_empty() { "column".to_owned() } else { format!("{what} column") };
-        problem(part, format!("{what} '{name}' does not exist in table '{table}'"), Some(fix))
+        let what = if what.is_empty() {
+            "column".to_owned()
+        } else {
+            format!("{what} column")
+        };
+        problem(
+            part,
+            format!("{what} '{name}' does not exist in table '{table}'"),
+            Some(fix),
+        )
     };
 
     // The key: unique, and generated by the database or by us.
     let mut key_int = true;
     let mut key_uuid = false;
     match find(&spec.key) {
-        None => problems.push(missing(SpecPart::Table, "key", &spec.key, &spec.table, &mut names())),
+        None => problems.push(missing(
+            SpecPart::Table,
+            "key",
+            &spec.key,
+            &spec.table,
+            &mut names(),
+        )),
         Some(k) => {
             let ty = field_type(&k.decl);
             key_int = ty == FieldType::Integer;
@@ -395,14 +499,19 @@ fn check(c: &Connection, spec: &TableSpec, path: &Path) -> Result<Checked, Vec<S
                 problems.push(problem(
                     SpecPart::Table,
                     format!("key column '{}' of '{}' is not unique", k.name, spec.table),
-                    Some("use the table's primary key, or a column with a UNIQUE constraint".into()),
+                    Some(
+                        "use the table's primary key, or a column with a UNIQUE constraint".into(),
+                    ),
                 ));
             }
             if !rowid && !k.has_default {
                 if key_int {
                     problems.push(problem(
                         SpecPart::Table,
-                        format!("key column '{}' is an integer the database does not generate", k.name),
+                        format!(
+                            "key column '{}' is an integer the database does not generate",
+                            k.name
+                        ),
                         Some("declare it INTEGER PRIMARY KEY, or give it a DEFAULT".into()),
                     ));
                 } else {
@@ -417,8 +526,19 @@ fn check(c: &Connection, spec: &TableSpec, path: &Path) -> Result<Checked, Vec<S
     let mut unique_checks = Vec::new();
     for (i, f) in spec.fields.iter().enumerate() {
         let Some(col) = find(&f.column) else {
-            problems.push(missing(SpecPart::Field(i), "", &f.column, &spec.table, &mut names()));
-            infos.push(FieldInfo { ty: FieldType::Text { max_len: None }, nullable: true, has_default: false, unique: false });
+            problems.push(missing(
+                SpecPart::Field(i),
+                "",
+                &f.column,
+                &spec.table,
+                &mut names(),
+            ));
+            infos.push(FieldInfo {
+                ty: FieldType::Text { max_len: None },
+                nullable: true,
+                has_default: false,
+                unique: false,
+            });
             continue;
         };
         let covered = unique_covered(col, pk_cols, &indexes, f.fold_case);
@@ -451,7 +571,10 @@ fn check(c: &Connection, spec: &TableSpec, path: &Path) -> Result<Checked, Vec<S
 
     // A NOT NULL column without default that nothing writes makes every insert fail.
     for col in &cols {
-        let mapped = spec.fields.iter().any(|f| f.column.eq_ignore_ascii_case(&col.name))
+        let mapped = spec
+            .fields
+            .iter()
+            .any(|f| f.column.eq_ignore_ascii_case(&col.name))
             || col.name.eq_ignore_ascii_case(&spec.key);
         if col.notnull && !col.has_default && !mapped && col.pk == 0 {
             problems.push(problem(
@@ -472,7 +595,10 @@ fn check(c: &Connection, spec: &TableSpec, path: &Path) -> Result<Checked, Vec<S
                 if !unique_pair {
                     warnings.push(SpecProblem {
                         part: SpecPart::Members,
-                        message: format!("no unique index on {}({}, {})", m.table, m.group_column, m.member_column),
+                        message: format!(
+                            "no unique index on {}({}, {})",
+                            m.table, m.group_column, m.member_column
+                        ),
                         fix: Some(format!(
                             "CREATE UNIQUE INDEX {t}_pair ON {t} ({}, {});",
                             m.group_column,
@@ -496,7 +622,8 @@ fn check(c: &Connection, spec: &TableSpec, path: &Path) -> Result<Checked, Vec<S
         .member_of
         .iter()
         .filter(|mo| {
-            columns_of(c, &mo.table).is_ok_and(|cols| cols.iter().any(|c| c.name.eq_ignore_ascii_case(&mo.column)))
+            columns_of(c, &mo.table)
+                .is_ok_and(|cols| cols.iter().any(|c| c.name.eq_ignore_ascii_case(&mo.column)))
         })
         .map(|mo| (quote_ident(&mo.table), quote_ident(&mo.column)))
         .collect();
@@ -509,7 +636,10 @@ fn check(c: &Connection, spec: &TableSpec, path: &Path) -> Result<Checked, Vec<S
     let columns: Vec<Column> = raw_cols
         .iter()
         .zip(&infos)
-        .map(|(c, i)| Column { qualified: format!("t.{c}"), ty: i.ty.clone() })
+        .map(|(c, i)| Column {
+            qualified: format!("t.{c}"),
+            ty: i.ty.clone(),
+        })
         .collect();
     let mut select_list = format!("t.{key}");
     let mut returning = key.clone();
@@ -535,12 +665,25 @@ fn check(c: &Connection, spec: &TableSpec, path: &Path) -> Result<Checked, Vec<S
     Ok((sql, infos, warnings))
 }
 
-fn check_members(c: &Connection, m: &crate::backend::MembersSpec) -> Result<(MembersSql, bool), Vec<SpecProblem>> {
+fn check_members(
+    c: &Connection,
+    m: &crate::backend::MembersSpec,
+) -> Result<(MembersSql, bool), Vec<SpecProblem>> {
     let mut problems = Vec::new();
-    let io = |e: rusqlite::Error| vec![problem(SpecPart::Members, format!("cannot inspect the database: {e}"), None)];
+    let io = |e: rusqlite::Error| {
+        vec![problem(
+            SpecPart::Members,
+            format!("cannot inspect the database: {e}"),
+            None,
+        )]
+    };
     let jcols = columns_of(c, &m.table).map_err(io)?;
     if jcols.is_empty() {
-        return Err(vec![problem(SpecPart::Members, format!("join table '{}' does not exist", m.table), None)]);
+        return Err(vec![problem(
+            SpecPart::Members,
+            format!("join table '{}' does not exist", m.table),
+            None,
+        )]);
     }
     for col in [&m.group_column, &m.member_column] {
         if !jcols.iter().any(|c| c.name.eq_ignore_ascii_case(col)) {
@@ -553,12 +696,18 @@ fn check_members(c: &Connection, m: &crate::backend::MembersSpec) -> Result<(Mem
         }
     }
     let mcols = columns_of(c, &m.member_table).map_err(io)?;
-    let member_int = match mcols.iter().find(|c| c.name.eq_ignore_ascii_case(&m.member_key)) {
+    let member_int = match mcols
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case(&m.member_key))
+    {
         Some(k) => field_type(&k.decl) == FieldType::Integer,
         None => {
             problems.push(problem(
                 SpecPart::Members,
-                format!("member table '{}' has no key column '{}'", m.member_table, m.member_key),
+                format!(
+                    "member table '{}' has no key column '{}'",
+                    m.member_table, m.member_key
+                ),
                 None,
             ));
             true
@@ -568,21 +717,29 @@ fn check_members(c: &Connection, m: &crate::backend::MembersSpec) -> Result<(Mem
         return Err(problems);
     }
     let idx = indexes_of(c, &m.table).map_err(io)?;
-    let (g, mm) = (m.group_column.to_ascii_lowercase(), m.member_column.to_ascii_lowercase());
+    let (g, mm) = (
+        m.group_column.to_ascii_lowercase(),
+        m.member_column.to_ascii_lowercase(),
+    );
     let pair = |cols: &[(Option<String>, String)]| {
         cols.len() == 2
             && cols.iter().any(|(n, _)| n.as_deref() == Some(g.as_str()))
             && cols.iter().any(|(n, _)| n.as_deref() == Some(mm.as_str()))
     };
-    let pk: Vec<(Option<String>, String)> =
-        jcols.iter().filter(|c| c.pk > 0).map(|c| (Some(c.name.to_ascii_lowercase()), String::new())).collect();
+    let pk: Vec<(Option<String>, String)> = jcols
+        .iter()
+        .filter(|c| c.pk > 0)
+        .map(|c| (Some(c.name.to_ascii_lowercase()), String::new()))
+        .collect();
     let unique_pair = pair(&pk) || idx.iter().any(|i| i.unique && !i.partial && pair(&i.cols));
     let join = quote_ident(&m.table);
     let (gq, mq) = (quote_ident(&m.group_column), quote_ident(&m.member_column));
     let insert = if unique_pair {
         format!("INSERT OR IGNORE INTO {join} ({gq}, {mq}) VALUES (?1, ?2)")
     } else {
-        format!("INSERT INTO {join} ({gq}, {mq}) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM {join} WHERE {gq} = ?1 AND {mq} = ?2)")
+        format!(
+            "INSERT INTO {join} ({gq}, {mq}) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM {join} WHERE {gq} = ?1 AND {mq} = ?2)"
+        )
     };
     Ok((
         MembersSql {
@@ -649,7 +806,14 @@ impl TableSql {
             key: "t.__key__",
             int_key: self.key_int,
             columns: &self.columns,
-            members: self.members.as_ref().map(|m| (m.join.as_str(), m.group.as_str(), m.member.as_str(), m.member_int)),
+            members: self.members.as_ref().map(|m| {
+                (
+                    m.join.as_str(),
+                    m.group.as_str(),
+                    m.member.as_str(),
+                    m.member_int,
+                )
+            }),
         }
     }
 
@@ -663,11 +827,17 @@ impl TableSql {
         for i in 0..self.raw_cols.len() {
             values.push(from_ref(r.get_ref(i + 1)?));
         }
-        Ok(Row { key, values, members: None })
+        Ok(Row {
+            key,
+            values,
+            members: None,
+        })
     }
 
     fn fetch(&self, c: &Connection, key: &Value) -> Result<Option<Row>, BackendError> {
-        let mut st = c.prepare_cached(&self.select_by_key).map_err(|e| self.err(e))?;
+        let mut st = c
+            .prepare_cached(&self.select_by_key)
+            .map_err(|e| self.err(e))?;
         let mut rows = st.query([key]).map_err(|e| self.err(e))?;
         match rows.next().map_err(|e| self.err(e))? {
             Some(r) => Ok(Some(self.read_row(r).map_err(|e| self.err(e))?)),
@@ -676,7 +846,9 @@ impl TableSql {
     }
 
     fn members_of(&self, c: &Connection, key: &Value) -> Result<Option<Vec<String>>, BackendError> {
-        let Some(m) = &self.members else { return Ok(None) };
+        let Some(m) = &self.members else {
+            return Ok(None);
+        };
         let mut st = c.prepare_cached(&m.select).map_err(|e| self.err(e))?;
         let ids = st
             .query_map([key], |r| Ok(key_string(r.get_ref(0)?)))
@@ -686,14 +858,24 @@ impl TableSql {
     }
 
     /// Refuses the write when another row already holds a value that must be unique.
-    fn check_unique(&self, c: &Connection, values: &[(usize, &Value)], except: Option<&Value>) -> Result<(), BackendError> {
+    fn check_unique(
+        &self,
+        c: &Connection,
+        values: &[(usize, &Value)],
+        except: Option<&Value>,
+    ) -> Result<(), BackendError> {
         for &(i, fold) in &self.unique_checks {
-            let Some((_, v)) = values.iter().find(|(j, _)| *j == i) else { continue };
+            let Some((_, v)) = values.iter().find(|(j, _)| *j == i) else {
+                continue;
+            };
             if v.is_null() {
                 continue;
             }
             let coll = if fold { " COLLATE NOCASE" } else { "" };
-            let mut q = format!("SELECT 1 FROM {} WHERE {} = ?1{coll}", self.table, self.raw_cols[i]);
+            let mut q = format!(
+                "SELECT 1 FROM {} WHERE {} = ?1{coll}",
+                self.table, self.raw_cols[i]
+            );
             if except.is_some() {
                 q.push_str(&format!(" AND {} <> ?2", self.key));
             }
@@ -714,29 +896,41 @@ impl TableSql {
         Ok(())
     }
 
-    fn change_members(&self, c: &Connection, group: &Value, changes: &[MemberChange]) -> Result<(), BackendError> {
+    fn change_members(
+        &self,
+        c: &Connection,
+        group: &Value,
+        changes: &[MemberChange],
+    ) -> Result<(), BackendError> {
         let Some(m) = &self.members else {
             return if changes.is_empty() {
                 Ok(())
             } else {
-                Err(BackendError::Internal("membership change on a table without members".into()))
+                Err(BackendError::Internal(
+                    "membership change on a table without members".into(),
+                ))
             };
         };
         for change in changes {
             match change {
                 MemberChange::Add(ids) => self.add_members(c, m, group, ids)?,
                 MemberChange::Replace(ids) => {
-                    c.prepare_cached(&m.clear).and_then(|mut s| s.execute([group])).map_err(|e| self.err(e))?;
+                    c.prepare_cached(&m.clear)
+                        .and_then(|mut s| s.execute([group]))
+                        .map_err(|e| self.err(e))?;
                     self.add_members(c, m, group, ids)?;
                 }
                 MemberChange::Clear => {
-                    c.prepare_cached(&m.clear).and_then(|mut s| s.execute([group])).map_err(|e| self.err(e))?;
+                    c.prepare_cached(&m.clear)
+                        .and_then(|mut s| s.execute([group]))
+                        .map_err(|e| self.err(e))?;
                 }
                 MemberChange::Remove(ids) => {
                     let mut st = c.prepare_cached(&m.delete_one).map_err(|e| self.err(e))?;
                     for id in ids {
                         if let Some(v) = key_value(id, m.member_int) {
-                            st.execute(rusqlite::params![group, v]).map_err(|e| self.err(e))?;
+                            st.execute(rusqlite::params![group, v])
+                                .map_err(|e| self.err(e))?;
                         }
                     }
                 }
@@ -745,7 +939,13 @@ impl TableSql {
         Ok(())
     }
 
-    fn add_members(&self, c: &Connection, m: &MembersSql, group: &Value, ids: &[String]) -> Result<(), BackendError> {
+    fn add_members(
+        &self,
+        c: &Connection,
+        m: &MembersSql,
+        group: &Value,
+        ids: &[String],
+    ) -> Result<(), BackendError> {
         let mut exists = c.prepare_cached(&m.exists).map_err(|e| self.err(e))?;
         let mut values = Vec::with_capacity(ids.len());
         let mut unknown = Vec::new();
@@ -757,7 +957,11 @@ impl TableSql {
         }
         if !unknown.is_empty() {
             let shown: Vec<String> = unknown.iter().take(5).map(|s| format!("'{s}'")).collect();
-            let more = if unknown.len() > 5 { format!(" and {} more", unknown.len() - 5) } else { String::new() };
+            let more = if unknown.len() > 5 {
+                format!(" and {} more", unknown.len() - 5)
+            } else {
+                String::new()
+            };
             return Err(BackendError::Rejected {
                 field: None,
                 detail: format!("members {}{more} do not exist", shown.join(", ")),
@@ -765,7 +969,8 @@ impl TableSql {
         }
         let mut ins = c.prepare_cached(&m.insert).map_err(|e| self.err(e))?;
         for v in &values {
-            ins.execute(rusqlite::params![group, v]).map_err(|e| self.err(e))?;
+            ins.execute(rusqlite::params![group, v])
+                .map_err(|e| self.err(e))?;
         }
         Ok(())
     }
@@ -773,11 +978,18 @@ impl TableSql {
 
 #[async_trait]
 impl Table for SqliteTable {
-    async fn insert(&self, values: Vec<Value>, members: Vec<String>, load_members: bool) -> Result<Row, BackendError> {
+    async fn insert(
+        &self,
+        values: Vec<Value>,
+        members: Vec<String>,
+        load_members: bool,
+    ) -> Result<Row, BackendError> {
         let sql = self.sql.clone();
         self.pool
             .write(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| sql.err(e))?;
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(|e| sql.err(e))?;
                 let indexed: Vec<(usize, &Value)> = values.iter().enumerate().collect();
                 sql.check_unique(&tx, &indexed, None)?;
                 let mut cols = Vec::new();
@@ -793,7 +1005,10 @@ impl Table for SqliteTable {
                     }
                 }
                 let text = if cols.is_empty() {
-                    format!("INSERT INTO {} DEFAULT VALUES RETURNING {}", sql.table, sql.returning)
+                    format!(
+                        "INSERT INTO {} DEFAULT VALUES RETURNING {}",
+                        sql.table, sql.returning
+                    )
                 } else {
                     let marks: Vec<String> = (1..=cols.len()).map(|n| format!("?{n}")).collect();
                     format!(
@@ -806,8 +1021,10 @@ impl Table for SqliteTable {
                 };
                 let mut row = {
                     let mut st = tx.prepare_cached(&text).map_err(|e| sql.err(e))?;
-                    st.query_row(rusqlite::params_from_iter(params.iter()), |r| sql.read_row(r))
-                        .map_err(|e| sql.err(e))?
+                    st.query_row(rusqlite::params_from_iter(params.iter()), |r| {
+                        sql.read_row(r)
+                    })
+                    .map_err(|e| sql.err(e))?
                 };
                 let key = key_value(&row.key, sql.key_int).unwrap_or(Value::Null);
                 if !members.is_empty() {
@@ -824,7 +1041,9 @@ impl Table for SqliteTable {
 
     async fn fetch(&self, key: &str, members: bool) -> Result<Option<Row>, BackendError> {
         let sql = self.sql.clone();
-        let Some(key) = key_value(key, sql.key_int) else { return Ok(None) };
+        let Some(key) = key_value(key, sql.key_int) else {
+            return Ok(None);
+        };
         self.pool
             .read(move |c| {
                 let tx = c.transaction().map_err(|e| sql.err(e))?;
@@ -843,29 +1062,48 @@ impl Table for SqliteTable {
             .read(move |c| {
                 let tx = c.transaction().map_err(|e| sql.err(e))?;
                 let key_q = format!("t.{}", sql.key);
-                let shape = Shape { key: &key_q, ..sql.shape() };
+                let shape = Shape {
+                    key: &key_q,
+                    ..sql.shape()
+                };
                 let mut filter = Sql::default();
                 compile_predicate(D, &shape, &search.predicate, &mut filter);
                 let count = |tx: &rusqlite::Transaction<'_>| -> Result<u64, BackendError> {
                     let q = format!("SELECT count(*) FROM {} t WHERE {}", sql.table, filter.text);
                     let mut st = tx.prepare_cached(&q).map_err(|e| sql.err(e))?;
-                    st.query_row(rusqlite::params_from_iter(filter.params.iter()), |r| r.get::<_, i64>(0))
-                        .map(|n| u64::try_from(n).unwrap_or(0))
-                        .map_err(|e| sql.err(e))
+                    st.query_row(rusqlite::params_from_iter(filter.params.iter()), |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map(|n| u64::try_from(n).unwrap_or(0))
+                    .map_err(|e| sql.err(e))
                 };
                 if search.limit == 0 {
-                    return Ok(Found { total: count(&tx)?, rows: Vec::new() });
+                    return Ok(Found {
+                        total: count(&tx)?,
+                        rows: Vec::new(),
+                    });
                 }
                 let mut q = filter.clone();
-                q.text = format!("SELECT {} FROM {} t WHERE {}", sql.select_list, sql.table, q.text);
+                q.text = format!(
+                    "SELECT {} FROM {} t WHERE {}",
+                    sql.select_list, sql.table, q.text
+                );
                 order_by(D, &shape, &search.sort, &mut q);
-                q.push(" LIMIT ").param(D, Value::Int(i64::try_from(search.limit).unwrap_or(i64::MAX)));
-                q.push(" OFFSET ").param(D, Value::Int(i64::try_from(search.offset).unwrap_or(i64::MAX)));
+                q.push(" LIMIT ").param(
+                    D,
+                    Value::Int(i64::try_from(search.limit).unwrap_or(i64::MAX)),
+                );
+                q.push(" OFFSET ").param(
+                    D,
+                    Value::Int(i64::try_from(search.offset).unwrap_or(i64::MAX)),
+                );
                 let mut rows = {
                     let mut st = tx.prepare_cached(&q.text).map_err(|e| sql.err(e))?;
-                    st.query_map(rusqlite::params_from_iter(q.params.iter()), |r| sql.read_row(r))
-                        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Row>>>())
-                        .map_err(|e| sql.err(e))?
+                    st.query_map(rusqlite::params_from_iter(q.params.iter()), |r| {
+                        sql.read_row(r)
+                    })
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Row>>>())
+                    .map_err(|e| sql.err(e))?
                 };
                 // The common case (a lookup by userName, a short list) needs no count query.
                 let total = if search.offset == 0 && (rows.len() as u64) < search.limit {
@@ -884,19 +1122,31 @@ impl Table for SqliteTable {
             .await
     }
 
-    async fn update(&self, key: &str, load_members: bool, edit: EditFn) -> Result<Row, BackendError> {
+    async fn update(
+        &self,
+        key: &str,
+        load_members: bool,
+        edit: EditFn,
+    ) -> Result<Row, BackendError> {
         let sql = self.sql.clone();
-        let Some(key) = key_value(key, sql.key_int) else { return Err(BackendError::NotFound) };
+        let Some(key) = key_value(key, sql.key_int) else {
+            return Err(BackendError::NotFound);
+        };
         self.pool
             .write(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| sql.err(e))?;
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(|e| sql.err(e))?;
                 let current = sql.fetch(&tx, &key)?.ok_or(BackendError::NotFound)?;
                 let Change { set, members } = edit(&current)?;
                 if !set.is_empty() {
                     let refs: Vec<(usize, &Value)> = set.iter().map(|(i, v)| (*i, v)).collect();
                     sql.check_unique(&tx, &refs, Some(&key))?;
-                    let assigns: Vec<String> =
-                        set.iter().enumerate().map(|(n, (i, _))| format!("{} = ?{}", sql.raw_cols[*i], n + 1)).collect();
+                    let assigns: Vec<String> = set
+                        .iter()
+                        .enumerate()
+                        .map(|(n, (i, _))| format!("{} = ?{}", sql.raw_cols[*i], n + 1))
+                        .collect();
                     let text = format!(
                         "UPDATE {} SET {} WHERE {} = ?{}",
                         sql.table,
@@ -904,9 +1154,12 @@ impl Table for SqliteTable {
                         sql.key,
                         set.len() + 1
                     );
-                    let mut params: Vec<&dyn ToSql> = set.iter().map(|(_, v)| v as &dyn ToSql).collect();
+                    let mut params: Vec<&dyn ToSql> =
+                        set.iter().map(|(_, v)| v as &dyn ToSql).collect();
                     params.push(&key);
-                    tx.prepare_cached(&text).and_then(|mut st| st.execute(params.as_slice())).map_err(|e| sql.err(e))?;
+                    tx.prepare_cached(&text)
+                        .and_then(|mut st| st.execute(params.as_slice()))
+                        .map_err(|e| sql.err(e))?;
                 }
                 sql.change_members(&tx, &key, &members)?;
                 let mut row = sql.fetch(&tx, &key)?.ok_or(BackendError::NotFound)?;
@@ -919,33 +1172,60 @@ impl Table for SqliteTable {
             .await
     }
 
-    async fn delete(&self, key: &str, mode: DeleteMode, check: CheckFn) -> Result<(), BackendError> {
+    async fn delete(
+        &self,
+        key: &str,
+        mode: DeleteMode,
+        check: CheckFn,
+    ) -> Result<(), BackendError> {
         let sql = self.sql.clone();
-        let Some(key) = key_value(key, sql.key_int) else { return Err(BackendError::NotFound) };
+        let Some(key) = key_value(key, sql.key_int) else {
+            return Err(BackendError::NotFound);
+        };
         self.pool
             .write(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| sql.err(e))?;
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(|e| sql.err(e))?;
                 let current = sql.fetch(&tx, &key)?.ok_or(BackendError::NotFound)?;
                 check(&current)?;
                 match mode {
                     DeleteMode::Hard => {
                         for (t, col) in &sql.member_of {
                             let q = format!("DELETE FROM {t} WHERE {col} = ?1");
-                            tx.prepare_cached(&q).and_then(|mut s| s.execute([&key])).map_err(|e| sql.err(e))?;
+                            tx.prepare_cached(&q)
+                                .and_then(|mut s| s.execute([&key]))
+                                .map_err(|e| sql.err(e))?;
                         }
                         if let Some(m) = &sql.members {
-                            tx.prepare_cached(&m.clear).and_then(|mut s| s.execute([&key])).map_err(|e| sql.err(e))?;
+                            tx.prepare_cached(&m.clear)
+                                .and_then(|mut s| s.execute([&key]))
+                                .map_err(|e| sql.err(e))?;
                         }
                         let q = format!("DELETE FROM {} WHERE {} = ?1", sql.table, sql.key);
-                        tx.prepare_cached(&q).and_then(|mut s| s.execute([&key])).map_err(|e| sql.err(e))?;
+                        tx.prepare_cached(&q)
+                            .and_then(|mut s| s.execute([&key]))
+                            .map_err(|e| sql.err(e))?;
                     }
                     DeleteMode::Soft(set) => {
-                        let assigns: Vec<String> =
-                            set.iter().enumerate().map(|(n, (i, _))| format!("{} = ?{}", sql.raw_cols[*i], n + 1)).collect();
-                        let q = format!("UPDATE {} SET {} WHERE {} = ?{}", sql.table, assigns.join(", "), sql.key, set.len() + 1);
-                        let mut params: Vec<&dyn ToSql> = set.iter().map(|(_, v)| v as &dyn ToSql).collect();
+                        let assigns: Vec<String> = set
+                            .iter()
+                            .enumerate()
+                            .map(|(n, (i, _))| format!("{} = ?{}", sql.raw_cols[*i], n + 1))
+                            .collect();
+                        let q = format!(
+                            "UPDATE {} SET {} WHERE {} = ?{}",
+                            sql.table,
+                            assigns.join(", "),
+                            sql.key,
+                            set.len() + 1
+                        );
+                        let mut params: Vec<&dyn ToSql> =
+                            set.iter().map(|(_, v)| v as &dyn ToSql).collect();
                         params.push(&key);
-                        tx.prepare_cached(&q).and_then(|mut s| s.execute(params.as_slice())).map_err(|e| sql.err(e))?;
+                        tx.prepare_cached(&q)
+                            .and_then(|mut s| s.execute(params.as_slice()))
+                            .map_err(|e| sql.err(e))?;
                     }
                 }
                 tx.commit().map_err(|e| sql.err(e))?;
@@ -965,7 +1245,14 @@ fn uuid_v4() -> Result<String, BackendError> {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
 }
 
 #[cfg(test)]
@@ -975,7 +1262,10 @@ mod tests {
     /// Declared SQLite types map to field types, with varchar lengths.
     #[test]
     fn types() {
-        assert_eq!(field_type("VARCHAR(64)"), FieldType::Text { max_len: Some(64) });
+        assert_eq!(
+            field_type("VARCHAR(64)"),
+            FieldType::Text { max_len: Some(64) }
+        );
         assert_eq!(field_type("integer"), FieldType::Integer);
         assert_eq!(field_type("BOOLEAN"), FieldType::Boolean);
         assert_eq!(field_type("DATETIME"), FieldType::Timestamp);

@@ -102,7 +102,10 @@ pub fn value_equalities(filter: &Filter) -> Option<Vec<String>> {
 
 fn field<'v>(elem: &'v Value, name: &str) -> Option<&'v Value> {
     match elem {
-        Value::Object(o) => o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v),
+        Value::Object(o) => o
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v),
         // A value of a multi-valued simple attribute is its own `value`.
         other if name.eq_ignore_ascii_case("value") => Some(other),
         _ => None,
@@ -120,7 +123,13 @@ fn present(v: &Value) -> bool {
     }
 }
 
-fn compare(have: Option<&Value>, op: CompareOp, want: &CompValue, ty: AttrType, case_exact: bool) -> bool {
+fn compare(
+    have: Option<&Value>,
+    op: CompareOp,
+    want: &CompValue,
+    ty: AttrType,
+    case_exact: bool,
+) -> bool {
     let have = have.filter(|v| !v.is_null());
     let ord = match (have, want) {
         (None, CompValue::Null) => return op == CompareOp::Eq,
@@ -130,17 +139,16 @@ fn compare(have: Option<&Value>, op: CompareOp, want: &CompValue, ty: AttrType, 
             Some(hb) => hb.cmp(b),
             None => return op == CompareOp::Ne,
         },
-        (Some(Value::Number(h)), CompValue::Number(w)) => {
-            match (h.as_f64(), w.as_f64()) {
-                (Some(h), Some(w)) => h.partial_cmp(&w).unwrap_or(Ordering::Less),
-                _ => return op == CompareOp::Ne,
-            }
-        }
+        (Some(Value::Number(h)), CompValue::Number(w)) => match (h.as_f64(), w.as_f64()) {
+            (Some(h), Some(w)) => h.partial_cmp(&w).unwrap_or(Ordering::Less),
+            _ => return op == CompareOp::Ne,
+        },
         (Some(Value::String(h)), CompValue::Str(w)) => {
             if ty == AttrType::DateTime {
-                if let (Some(h), Some(w)) =
-                    (crate::scim::resource::parse_datetime(h), crate::scim::resource::parse_datetime(w))
-                {
+                if let (Some(h), Some(w)) = (
+                    crate::scim::resource::parse_datetime(h),
+                    crate::scim::resource::parse_datetime(w),
+                ) {
                     return ordered(op, h.cmp(&w));
                 }
             }
@@ -215,7 +223,12 @@ mod tests {
     fn validation() {
         let f = parse_filter(r#"kind eq "work""#).expect("parses");
         let err = validate(&f, &emails()).expect_err("unknown");
-        assert!(err.detail.contains("'kind' is not a sub-attribute of 'emails'"), "{}", err.detail);
+        assert!(
+            err.detail
+                .contains("'kind' is not a sub-attribute of 'emails'"),
+            "{}",
+            err.detail
+        );
     }
 
     /// Equality constraints are what a created value must hold; member filters give ids.
@@ -224,11 +237,20 @@ mod tests {
         let f = parse_filter(r#"type eq "work" and primary eq true"#).expect("parses");
         assert_eq!(
             equalities(&f),
-            Some(vec![("type".into(), json!("work")), ("primary".into(), json!(true))])
+            Some(vec![
+                ("type".into(), json!("work")),
+                ("primary".into(), json!(true))
+            ])
         );
-        assert_eq!(equalities(&parse_filter(r#"type eq "a" or type eq "b""#).expect("p")), None);
+        assert_eq!(
+            equalities(&parse_filter(r#"type eq "a" or type eq "b""#).expect("p")),
+            None
+        );
         let f = parse_filter(r#"value eq "1" or value eq "2""#).expect("parses");
         assert_eq!(value_equalities(&f), Some(vec!["1".into(), "2".into()]));
-        assert_eq!(value_equalities(&parse_filter(r#"display eq "1""#).expect("p")), None);
+        assert_eq!(
+            value_equalities(&parse_filter(r#"display eq "1""#).expect("p")),
+            None
+        );
     }
 }
