@@ -54,7 +54,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiv
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n"));
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Ok(r);
     }
     Ok(match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),

@@ -54,6 +54,8 @@ pub struct Listen {
     pub tls: Option<Tls>,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// How long to keep accepting after SIGTERM, with `/readyz` already answering 503.
+    pub drain_delay: Duration,
     /// How long a client may take to send its request headers.
     pub header_read_timeout: Duration,
 }

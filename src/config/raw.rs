@@ -64,6 +64,8 @@ pub struct RawListen {
     pub tls: Option<Spanned<RawTls>>,
     /// Grace period for in-flight requests on SIGTERM.
     pub shutdown_timeout: Option<S>,
+    /// Time to keep accepting after SIGTERM while `/readyz` answers 503.
+    pub drain_delay: Option<S>,
     /// Time a client has to send its request headers.
     pub header_read_timeout: Option<S>,
 }

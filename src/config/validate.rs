@@ -247,6 +247,7 @@ impl V<'_> {
                 addr: String::new(),
                 tls: None,
                 shutdown_timeout: Duration::from_secs(25),
+                drain_delay: Duration::ZERO,
                 header_read_timeout: Duration::from_secs(30),
             };
         };
@@ -292,6 +293,7 @@ impl V<'_> {
                 "listen.shutdown_timeout",
                 Duration::from_secs(25),
             ),
+            drain_delay: self.duration(&l.drain_delay, "listen.drain_delay", Duration::ZERO),
             header_read_timeout: self.duration(
                 &l.header_read_timeout,
                 "listen.header_read_timeout",

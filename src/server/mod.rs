@@ -172,18 +172,28 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// The shared state.
     pub app: Arc<App>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    drain_delay: Duration,
+    stop_main: watch::Sender<bool>,
+    stop_admin: watch::Sender<bool>,
+    main: JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting connections, waits for in-flight requests (bounded by the shutdown
-    /// timeout), and returns.
+    /// Shuts down in order: `/readyz` turns 503 (so Kubernetes stops routing here) while the
+    /// listener keeps serving for `drain_delay`; then the listener stops accepting and
+    /// in-flight requests finish (bounded by the shutdown timeout); the admin listener closes
+    /// last, so probes see the drain.
     pub async fn shutdown(self) {
         self.app.draining.store(true, Ordering::SeqCst);
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
+        if !self.drain_delay.is_zero() {
+            tokio::time::sleep(self.drain_delay).await;
+        }
+        let _ = self.stop_main.send(true);
+        let _ = self.main.await;
+        let _ = self.stop_admin.send(true);
+        if let Some(a) = self.admin {
+            let _ = a.await;
         }
     }
 }
@@ -217,26 +227,26 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         None => None,
     };
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let (stop, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    let grace = config.listen.shutdown_timeout;
-    tasks.push(tokio::spawn(serve(
+    let (stop_main, main_rx) = watch::channel(false);
+    let (stop_admin, admin_rx) = watch::channel(false);
+    let main = tokio::spawn(serve(
         listener,
         tls,
         app.clone(),
-        stop_rx.clone(),
-        grace,
+        main_rx,
+        config.listen.shutdown_timeout,
         config.listen.header_read_timeout,
-    )));
-    if let Some(l) = admin_listener {
-        tasks.push(tokio::spawn(admin::serve(l, app.clone(), stop_rx)));
-    }
+    ));
+    let admin = admin_listener.map(|l| tokio::spawn(admin::serve(l, app.clone(), admin_rx)));
     Ok(Running {
         addr,
         admin_addr,
         app,
-        stop,
-        tasks,
+        drain_delay: config.listen.drain_delay,
+        stop_main,
+        stop_admin,
+        main,
+        admin,
     })
 }
 

@@ -1,1 +1,499 @@
-//! (being written)
+//! Pass-through traffic end to end: everything outside `/scim/v2` goes through the real
+//! sidecar to the app (`tests/support/upstream.rs`) untouched, streamed, pooled and upgraded;
+//! upstream failures become 502/504; and SCIM traffic never reaches the app.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use scim_sidecar::proxy::{Body, full};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::upstream::{ByteStream, websocket_accept};
+use crate::support::{Options, Sidecar};
+
+/// Serialises the tests that move hundreds of MiB, so the RSS measurement is not disturbed by
+/// a concurrent big transfer.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const MIB: u64 = 1024 * 1024;
+
+/// Bound on any single exchange, so that a broken proxy fails the test instead of hanging it.
+const GUARD: Duration = Duration::from_secs(60);
+
+fn http1_client() -> Client<HttpConnector, Body> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn h2c_client() -> Client<HttpConnector, Body> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+fn get(addr: SocketAddr, path: &str) -> Request<Body> {
+    Request::get(format!("http://{addr}{path}"))
+        .body(full(Bytes::new()))
+        .expect("request")
+}
+
+/// Sends `req` and reads the whole answer.
+async fn send(
+    client: &Client<HttpConnector, Body>,
+    req: Request<Body>,
+) -> (http::response::Parts, Bytes) {
+    tokio::time::timeout(GUARD, async {
+        let resp = client.request(req).await.expect("response");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        (parts, body)
+    })
+    .await
+    .expect("answer within the guard time")
+}
+
+fn json(body: &Bytes) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
+}
+
+/// Polls `cond` every 20 ms for up to 10 s.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// A GET outside `/scim/v2` reaches the app with its path and query byte-identical, the
+/// client's `Host` kept, every hop-by-hop header (fixed list and those named by `Connection`)
+/// removed, end-to-end headers (including a foreign `Authorization`) kept, and
+/// `X-Forwarded-For` appended to, `X-Forwarded-Proto: http` and `X-Forwarded-Host` set. With
+/// `upstream.preserve_host = false` the app sees its own address as `Host` instead.
+#[tokio::test]
+async fn get_passes_through_with_header_rewrites() {
+    let s = Sidecar::quickstart().await;
+    let client = http1_client();
+    let pq = "/echo/a%2Fb/../c;p?x=%20y&z=%E2%82%AC&&flag";
+
+    let mut req = get(s.addr, pq);
+    let h = req.headers_mut();
+    for (k, v) in [
+        ("host", "app.example.test:8080"),
+        ("connection", "x-foo, keep-alive"),
+        ("x-foo", "secret-hop"),
+        ("keep-alive", "timeout=5"),
+        ("te", "trailers"),
+        ("upgrade", "h2c"),
+        ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-proto", "https"),
+        ("authorization", "Bearer end-to-end"),
+        ("x-end-to-end", "kept"),
+    ] {
+        h.insert(k, v.parse().expect("header value"));
+    }
+
+    let (parts, body) = send(&client, req).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    let v = json(&body);
+    assert_eq!(v["method"], "GET");
+    assert_eq!(v["path"], pq);
+    assert_eq!(v["version"], "HTTP/1.1");
+    let hs = &v["headers"];
+    for hop in [
+        "connection",
+        "x-foo",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "proxy-authorization",
+        "transfer-encoding",
+    ] {
+        assert!(
+            hs.get(hop).is_none(),
+            "hop-by-hop header {hop} leaked: {hs}"
+        );
+    }
+    assert_eq!(hs["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(hs["x-forwarded-proto"], "http");
+    assert_eq!(hs["x-forwarded-host"], "app.example.test:8080");
+    assert_eq!(hs["host"], "app.example.test:8080");
+    assert_eq!(hs["authorization"], "Bearer end-to-end");
+    assert_eq!(hs["x-end-to-end"], "kept");
+
+    // The same request through a sidecar that does not preserve Host.
+    let s2 = Sidecar::start(Options {
+        tweak: Some(Box::new(|c| {
+            c.upstream.as_mut().expect("[upstream]").preserve_host = false;
+        })),
+        ..Options::default()
+    })
+    .await;
+    let mut req = get(s2.addr, pq);
+    req.headers_mut()
+        .insert("host", "app.example.test:8080".parse().expect("host"));
+    let (parts, body) = send(&client, req).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    let v = json(&body);
+    assert_eq!(v["path"], pq);
+    let hs = &v["headers"];
+    assert_eq!(hs["host"], s2.upstream.addr.to_string());
+    assert_eq!(hs["x-forwarded-host"], "app.example.test:8080");
+    assert_eq!(hs["x-forwarded-for"], "127.0.0.1");
+}
+
+/// A 64 MiB request body is streamed through the sidecar to the app, which counts exactly the
+/// bytes the client sent (no truncation, no duplication, no body-size limit on pass-through).
+#[tokio::test]
+async fn upload_64_mib_streams_exact_count() {
+    let _heavy = HEAVY.lock().await;
+    let s = Sidecar::quickstart().await;
+    let n = 64 * MIB + 123;
+    let req = Request::post(format!("http://{}/upload", s.addr))
+        .body(ByteStream::new(n).boxed())
+        .expect("request");
+    let (parts, body) = send(&http1_client(), req).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(body, n.to_string());
+}
+
+/// A 512 MiB download passes through complete, with the app's `Content-Length`, while the
+/// process (client, sidecar and app together) grows its RSS by less than 64 MiB: the body is
+/// streamed, never buffered.
+#[tokio::test]
+async fn download_512_mib_with_flat_memory() {
+    let _heavy = HEAVY.lock().await;
+    let s = Sidecar::quickstart().await;
+    let client = http1_client();
+    // Warm up allocator, pools and connections before the baseline.
+    let (parts, body) = send(&client, get(s.addr, &format!("/bytes/{}", 4 * MIB))).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(body.len() as u64, 4 * MIB);
+    drop(body);
+
+    let baseline = vm_rss_kib();
+    let n = 512 * MIB;
+    let (total, peak) = tokio::time::timeout(Duration::from_secs(300), async {
+        let resp = client
+            .request(get(s.addr, &format!("/bytes/{n}")))
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-length"], n.to_string());
+        let mut body = resp.into_body();
+        let mut total = 0u64;
+        let mut peak = baseline;
+        let mut next_sample = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.expect("body frame");
+            if let Some(d) = frame.data_ref() {
+                total += d.len() as u64;
+            }
+            if total >= next_sample {
+                peak = peak.max(vm_rss_kib());
+                next_sample += 16 * MIB;
+            }
+        }
+        (total, peak.max(vm_rss_kib()))
+    })
+    .await
+    .expect("download within the guard time");
+    assert_eq!(total, n);
+    let growth_mib = peak.saturating_sub(baseline) / 1024;
+    assert!(
+        growth_mib < 64,
+        "RSS grew by {growth_mib} MiB (baseline {baseline} kB, peak {peak} kB)"
+    );
+}
+
+/// An HTTP/2 prior-knowledge (h2c) client is served on the main listener, and the app sees an
+/// HTTP/1.1 request whose `Host` and `X-Forwarded-Host` are the client's `:authority`; a
+/// streamed request body also crosses the h2 to h1 boundary intact.
+#[tokio::test]
+async fn http2_client_is_downgraded_to_http11_upstream() {
+    let s = Sidecar::quickstart().await;
+    let h2 = h2c_client();
+    let (parts, body) = send(&h2, get(s.addr, "/echo?h2=1")).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.version, Version::HTTP_2);
+    let v = json(&body);
+    assert_eq!(v["version"], "HTTP/1.1");
+    assert_eq!(v["path"], "/echo?h2=1");
+    let authority = s.addr.to_string();
+    assert_eq!(v["headers"]["host"], authority.as_str());
+    assert_eq!(v["headers"]["x-forwarded-host"], authority.as_str());
+
+    let req = Request::post(format!("http://{}/upload", s.addr))
+        .body(ByteStream::new(MIB + 7).boxed())
+        .expect("request");
+    let (parts, body) = send(&h2, req).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(body, (MIB + 7).to_string());
+}
+
+/// 50 sequential pass-through requests, each from a new client (so a new client connection),
+/// reuse the sidecar's pooled keep-alive connections to the app: the app accepts at most 2
+/// TCP connections for all of them.
+#[tokio::test]
+async fn keep_alive_pool_reuses_upstream_connections() {
+    let s = Sidecar::quickstart().await;
+    for i in 0..50 {
+        let r = s.anonymous().get(&format!("/echo?i={i}")).await.expect(200);
+        assert_eq!(r.json()["path"], format!("/echo?i={i}"));
+    }
+    let used = s.upstream.connection_count();
+    assert!(
+        (1..=2).contains(&used),
+        "{used} upstream connections for 50 requests"
+    );
+}
+
+/// A WebSocket handshake through the sidecar gets the app's 101 with the RFC 6455 §4.2.2
+/// `Sec-WebSocket-Accept` and `Upgrade`/`Connection` headers, and then bytes (text and
+/// binary) are tunnelled both ways on the same TCP connection.
+#[tokio::test]
+async fn websocket_upgrade_is_tunnelled() {
+    // RFC 6455 §1.3 example: the helper the app uses computes the right value.
+    assert_eq!(
+        websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    );
+    let s = Sidecar::quickstart().await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let handshake = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        s.addr
+    );
+    tcp.write_all(handshake.as_bytes()).await.expect("write");
+
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 16 * 1024, "response head too long");
+        let n = tokio::time::timeout(GUARD, tcp.read(&mut byte))
+            .await
+            .expect("101 in time")
+            .expect("read");
+        assert_eq!(
+            n,
+            1,
+            "connection closed during handshake: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head)
+        .expect("ASCII head")
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("\r\nsec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nupgrade: websocket\r\n"), "{head}");
+    assert!(head.contains("\r\nconnection: upgrade\r\n"), "{head}");
+
+    for msg in [
+        &b"hello through the tunnel"[..],
+        &[0u8, 0x81, 0xff, 1, 2, 3][..],
+    ] {
+        tcp.write_all(msg).await.expect("write");
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(GUARD, tcp.read_exact(&mut got))
+            .await
+            .expect("echo in time")
+            .expect("read");
+        assert_eq!(got, msg);
+    }
+}
+
+/// With nothing listening at `upstream.url`, a pass-through request gets 502
+/// `upstream unavailable` (text/plain) rather than a hang or a dropped connection, while SCIM
+/// on the same sidecar keeps working: SCIM does not depend on the app.
+#[tokio::test]
+async fn upstream_down_gives_502() {
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let s = Sidecar::start(Options {
+        env: vec![("UPSTREAM_URL", format!("http://{dead}"))],
+        ..Options::default()
+    })
+    .await;
+    let r = s.anonymous().get("/anything?x=1").await.expect(502);
+    assert_eq!(r.header("content-type").as_deref(), Some("text/plain"));
+    assert_eq!(r.text(), "upstream unavailable");
+
+    let r = s.client.get("/scim/v2/Users").await.expect(200);
+    assert_eq!(
+        r.json()["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+    );
+}
+
+/// When the app sends no response headers within `upstream.timeout`, the client gets 504
+/// `upstream timed out` (text/plain); a fast request through the same sidecar afterwards
+/// still gets the app's answer.
+#[tokio::test]
+async fn slow_upstream_gives_504() {
+    let s = Sidecar::start(Options {
+        tweak: Some(Box::new(|c| {
+            c.upstream.as_mut().expect("[upstream]").timeout = Duration::from_millis(200);
+        })),
+        ..Options::default()
+    })
+    .await;
+    let r = s.anonymous().get("/slow?ms=5000").await.expect(504);
+    assert_eq!(r.header("content-type").as_deref(), Some("text/plain"));
+    assert_eq!(r.text(), "upstream timed out");
+
+    let r = s.anonymous().get("/slow?ms=0").await.expect(200);
+    assert_eq!(r.text(), "slow done");
+}
+
+/// The app's status codes, bodies and end-to-end response headers (including repeated
+/// `Set-Cookie`) reach the client unchanged, and the app's hop-by-hop response headers
+/// (`Keep-Alive`, headers named by `Connection`) are dropped.
+#[tokio::test]
+async fn status_codes_and_response_headers_pass_through() {
+    let s = Sidecar::quickstart().await;
+    let c = s.anonymous();
+    for code in [404u16, 500, 201, 418, 503] {
+        let r = c.get(&format!("/status/{code}")).await.expect(code);
+        assert_eq!(r.text(), format!("status {code}"));
+        let h = &r.headers;
+        assert_eq!(h["x-custom"], "abc");
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["content-type"], "text/plain");
+        let cookies: Vec<_> = h.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1; Path=/", "b=2; Path=/"]);
+        assert!(h.get("x-drop").is_none(), "Connection-named header leaked");
+        assert!(h.get("keep-alive").is_none(), "keep-alive leaked");
+    }
+    let r = c.get("/nope").await.expect(404);
+    assert_eq!(r.text(), "not found");
+}
+
+/// Only `/scim/v2` and paths below it (`/scim/v2/...`) are SCIM: they are answered by the
+/// sidecar (401 with `WWW-Authenticate: Bearer` without a token, SCIM JSON with one) and the
+/// app never receives a connection for them. Paths that merely share the prefix
+/// (`/scim/v2x/foo`, `/scimfoo`, `/scim`) are the app's and pass through unauthenticated.
+#[tokio::test]
+async fn only_the_scim_base_path_and_below_is_scim() {
+    let s = Sidecar::quickstart().await;
+    let anon = s.anonymous();
+    for path in [
+        "/scim/v2",
+        "/scim/v2/",
+        "/scim/v2?x=1",
+        "/scim/v2/Users",
+        "/scim/v2/anything",
+        "/scim/v2/echo",
+    ] {
+        let r = anon.get(path).await;
+        assert!(
+            r.header("www-authenticate")
+                .is_some_and(|v| v.starts_with("Bearer")),
+            "{path}: {:?}",
+            r.headers
+        );
+        r.scim_error(401, None);
+    }
+    let r = anon
+        .send(
+            Method::POST,
+            "/scim/v2/Users",
+            &[("content-type", "application/scim+json")],
+            Some(Bytes::from_static(b"{}")),
+        )
+        .await;
+    r.scim_error(401, None);
+    // With the token, an unknown path below the base is SCIM's own 404, not the app's.
+    let r = s.client.get("/scim/v2/echo").await;
+    r.scim_error(404, None);
+    assert_eq!(
+        s.upstream.connection_count(),
+        0,
+        "a SCIM request reached the app"
+    );
+
+    for path in ["/scim/v2x/foo", "/scimfoo", "/scim"] {
+        let r = anon.get(path).await.expect(404);
+        assert_eq!(r.text(), "not found", "{path} was not answered by the app");
+        assert_eq!(r.header("content-type").as_deref(), Some("text/plain"));
+        assert!(r.header("www-authenticate").is_none(), "{path}");
+    }
+    assert!(s.upstream.connection_count() >= 1);
+}
+
+/// SCIM failures (malformed JSON, missing token, unknown resource) on the same HTTP/2
+/// connection as an in-flight pass-through request do not disturb it: the app's answer
+/// arrives complete, and the connection keeps serving pass-through traffic afterwards.
+#[tokio::test]
+async fn scim_failure_does_not_affect_concurrent_pass_through() {
+    let s = Sidecar::quickstart().await;
+    let h2 = h2c_client();
+    let slow = {
+        let h2 = h2.clone();
+        let req = get(s.addr, "/slow?ms=500");
+        tokio::spawn(async move { send(&h2, req).await })
+    };
+    // The pass-through request is in flight once the sidecar has connected to the app.
+    wait_until("the slow request reaches the app", || {
+        s.upstream.connection_count() >= 1
+    })
+    .await;
+
+    let scim = |method: Method, path: &str, token: bool, body: &'static [u8]| {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", s.addr))
+            .header("content-type", "application/scim+json");
+        if token {
+            b = b.header("authorization", format!("Bearer {}", crate::support::TOKEN));
+        }
+        b.body(full(Bytes::from_static(body))).expect("request")
+    };
+    let (parts, body) = send(
+        &h2,
+        scim(Method::POST, "/scim/v2/Users", true, b"{not json"),
+    )
+    .await;
+    assert_eq!(parts.status, StatusCode::BAD_REQUEST, "{body:?}");
+    assert_eq!(json(&body)["scimType"], "invalidSyntax");
+    let (parts, _) = send(&h2, scim(Method::GET, "/scim/v2/Users", false, b"")).await;
+    assert_eq!(parts.status, StatusCode::UNAUTHORIZED);
+    let (parts, _) = send(&h2, scim(Method::GET, "/scim/v2/Users/999999", true, b"")).await;
+    assert_eq!(parts.status, StatusCode::NOT_FOUND);
+
+    let (parts, body) = slow.await.expect("slow request task");
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(parts.version, Version::HTTP_2);
+    assert_eq!(body, "slow done");
+
+    let (parts, body) = send(&h2, get(s.addr, "/echo?after=1")).await;
+    assert_eq!(parts.status, StatusCode::OK);
+    assert_eq!(json(&body)["path"], "/echo?after=1");
+}
