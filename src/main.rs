@@ -26,6 +26,10 @@ enum Command {
         /// Log format (overrides [log].format).
         #[arg(long, value_enum)]
         log_format: Option<Format>,
+        /// Worker threads of the async runtime (default: the CPUs available to the process,
+        /// cgroup limits included). A sidecar given one CPU or less does best with 1.
+        #[arg(long, env = "SCIM_SIDECAR_WORKERS")]
+        workers: Option<usize>,
     },
     /// Validate the config file and the live stores (tables, columns, types, indexes), print
     /// every problem with file, line and fix, and exit non-zero if there is any.
@@ -58,7 +62,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { config } => runtime.block_on(check(config)),
-        Command::Run { config, log_format } => runtime.block_on(run(config, log_format)),
+        Command::Run {
+            config, log_format, ..
+        } => runtime.block_on(run(config, log_format)),
     }
 }
 

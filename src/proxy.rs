@@ -48,12 +48,24 @@ pub struct UpstreamConfig {
 }
 
 /// Facts about the inbound client connection that the proxy reports upstream.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     /// Remote address of the client's TCP connection.
     pub peer: SocketAddr,
     /// Whether the client connection was TLS-terminated by us.
     pub tls: bool,
+    /// The peer's IP as a header value, formatted once per connection (IPv4-mapped IPv6
+    /// addresses shown as IPv4), for `X-Forwarded-For`.
+    pub peer_ip: HeaderValue,
+}
+
+impl ClientInfo {
+    /// Describes a client connection.
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        let ip = peer.ip().to_canonical().to_string();
+        let peer_ip = HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown"));
+        ClientInfo { peer, tls, peer_ip }
+    }
 }
 
 /// A cheap-to-clone handle on the pooled upstream client.
@@ -64,19 +76,22 @@ pub struct Proxy {
     authority: Option<Authority>,
     timeout: Duration,
     preserve_host: bool,
+    /// `Host` for requests when the client's is not preserved.
+    upstream_host: Option<HeaderValue>,
 }
 
-/// Headers that describe a single connection and are never forwarded.
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Headers that describe a single connection and are never forwarded. `HeaderName`s, not
+/// strings: a lookup by name is a hash of a known header, not a parse.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -105,6 +120,10 @@ impl Proxy {
             authority: cfg.url.authority().cloned(),
             timeout: cfg.timeout,
             preserve_host: cfg.preserve_host,
+            upstream_host: cfg
+                .url
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
         }
     }
 
@@ -160,7 +179,7 @@ impl Proxy {
 
         let host = match (self.preserve_host, original_host) {
             (true, Some(h)) => Some(h),
-            _ => HeaderValue::from_str(authority.as_str()).ok(),
+            _ => self.upstream_host.clone(),
         };
         if let Some(host) = host {
             parts.headers.insert(header::HOST, host);
@@ -293,46 +312,39 @@ fn original_host(version: &Version, uri: &Uri, headers: &HeaderMap) -> Option<He
 /// Removes the fixed hop-by-hop headers and every header the `Connection`
 /// header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in HOP_BY_HOP {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in named {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
 
 fn add_forwarded_headers(headers: &mut HeaderMap, client: &ClientInfo, host: Option<&HeaderValue>) {
-    let ip = client.peer.ip().to_canonical().to_string();
-    let mut xff: Vec<u8> = Vec::new();
-    for v in headers.get_all(&X_FORWARDED_FOR) {
-        if !xff.is_empty() {
-            xff.extend_from_slice(b", ");
+    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
+        // Append to the chain the client sent (several headers fold into one).
+        let mut chain: Vec<u8> = Vec::new();
+        for v in headers.get_all(&X_FORWARDED_FOR) {
+            chain.extend_from_slice(v.as_bytes());
+            chain.extend_from_slice(b", ");
         }
-        xff.extend_from_slice(v.as_bytes());
-    }
-    if !xff.is_empty() {
-        xff.extend_from_slice(b", ");
-    }
-    xff.extend_from_slice(ip.as_bytes());
-    match HeaderValue::from_bytes(&xff) {
-        Ok(v) => {
-            headers.insert(X_FORWARDED_FOR, v);
-        }
-        Err(_) => {
-            // Unreachable in practice (inputs were valid header values); fall
-            // back to the peer alone rather than forward a bogus chain.
-            if let Ok(v) = HeaderValue::from_str(&ip) {
-                headers.insert(X_FORWARDED_FOR, v);
-            }
-        }
-    }
+        chain.extend_from_slice(client.peer_ip.as_bytes());
+        // The inputs were valid header values, so this cannot fail; if it did, the peer alone
+        // is forwarded rather than a bogus chain.
+        HeaderValue::from_bytes(&chain).unwrap_or_else(|_| client.peer_ip.clone())
+    } else {
+        client.peer_ip.clone()
+    };
+    headers.insert(X_FORWARDED_FOR, xff);
 
     let proto = if client.tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));

@@ -280,10 +280,11 @@ async fn serve(
             _ = stop.changed() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let is_tls = tls.is_some();
         let app = app.clone();
+        // Formatted once per connection, not per request (X-Forwarded-For).
+        let client = Arc::new(crate::proxy::ClientInfo::new(peer, tls.is_some()));
         let svc =
-            hyper::service::service_fn(move |req| router::handle(app.clone(), req, peer, is_tls));
+            hyper::service::service_fn(move |req| router::handle(app.clone(), req, client.clone()));
         match &tls {
             None => {
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);

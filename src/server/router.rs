@@ -13,7 +13,6 @@
 //!    `Authorization` header or the body).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,8 +32,7 @@ const SCIM_JSON: HeaderValue = HeaderValue::from_static("application/scim+json")
 pub async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
-    peer: SocketAddr,
-    tls: bool,
+    client: Arc<ClientInfo>,
 ) -> Result<Response<Body>, Infallible> {
     let below = req
         .uri()
@@ -44,19 +42,16 @@ pub async fn handle(
     match below {
         Some(rest) => {
             let rest = rest.to_owned();
-            Ok(scim(&app, req, &rest, tls).await)
+            // Boxed: the SCIM future is ~3 KiB, and hyper moves the service future per
+            // request; pass-through requests should not pay for copying it.
+            Ok(Box::pin(scim(&app, req, &rest, client.tls)).await)
         }
-        None => Ok(pass_through(&app, req, peer, tls).await),
+        None => Ok(pass_through(&app, req, &client).await),
     }
 }
 
 /// Non-SCIM traffic: to the app, untouched.
-async fn pass_through(
-    app: &App,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    tls: bool,
-) -> Response<Body> {
+async fn pass_through(app: &App, req: Request<Incoming>, client: &ClientInfo) -> Response<Body> {
     let Some(proxy) = &app.proxy else {
         let mut r = Response::new(full(
             "no upstream app is configured; SCIM is served under the base path\n",
@@ -67,7 +62,7 @@ async fn pass_through(
         return r;
     };
     let started = Instant::now();
-    let resp = proxy.forward(req, &ClientInfo { peer, tls }).await;
+    let resp = proxy.forward(req, client).await;
     app.metrics
         .proxied(resp.status().as_u16(), started.elapsed());
     resp
