@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OpenFlags, ToSql, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::Semaphore;
 
 use super::{Column, Dialect, Shape, Sql, compile_predicate, key_value, order_by, quote_ident};
@@ -166,6 +166,52 @@ fn error(e: rusqlite::Error, columns: &[String]) -> BackendError {
     }
 }
 
+/// A transaction on a pooled connection, with `BEGIN`/`COMMIT`/`ROLLBACK` as cached
+/// statements (rusqlite's own `Transaction` re-parses them on every call). Dropped without
+/// [`Tx::commit`], it rolls back: an error anywhere leaves the store as it was.
+struct Tx<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl<'c> Tx<'c> {
+    /// `BEGIN IMMEDIATE` for writes (take the write lock now, so check-then-write cannot race
+    /// another writer), `BEGIN` for reads (one snapshot for the page and its count).
+    fn begin(conn: &'c Connection, immediate: bool) -> rusqlite::Result<Self> {
+        let sql = if immediate {
+            "BEGIN IMMEDIATE"
+        } else {
+            "BEGIN"
+        };
+        conn.prepare_cached(sql)?.execute([])?;
+        Ok(Tx { conn, open: true })
+    }
+
+    fn commit(mut self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self
+                .conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut st| st.execute([]));
+        }
+    }
+}
+
 // === impl SqliteBackend ===
 
 /// An SQLite database file.
@@ -219,15 +265,26 @@ impl SqliteBackend {
             )?);
         }
         let n = pool.len();
+        let pool = Arc::new(Pool {
+            writer: Arc::new(Mutex::new(writer)),
+            write_gate: Arc::new(Semaphore::new(1)),
+            readers: Arc::new(Mutex::new(pool)),
+            read_gate: Arc::new(Semaphore::new(n)),
+        });
+        // SQLite's automatic checkpoint (every 1000 WAL pages) stays: it runs in the commit
+        // that crosses the threshold, completes, and lets the WAL restart, so the WAL stays
+        // ~4 MiB. (A background PASSIVE checkpointer was measured: it cannot finish while
+        // writes keep coming, and tails got no better.) After an unusually large transaction
+        // the file is truncated back to this size.
+        if let Ok(w) = pool.writer.lock() {
+            let _ = w.pragma_update_and_check(None, "journal_size_limit", 64 << 20, |r| {
+                r.get::<_, i64>(0)
+            });
+        }
         Ok(SqliteBackend {
             name: name.to_owned(),
             path: path.to_owned(),
-            pool: Arc::new(Pool {
-                writer: Arc::new(Mutex::new(writer)),
-                write_gate: Arc::new(Semaphore::new(1)),
-                readers: Arc::new(Mutex::new(pool)),
-                read_gate: Arc::new(Semaphore::new(n)),
-            }),
+            pool,
         })
     }
 }
@@ -987,9 +1044,7 @@ impl Table for SqliteTable {
         let sql = self.sql.clone();
         self.pool
             .write(move |c| {
-                let tx = c
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(|e| sql.err(e))?;
+                let tx = Tx::begin(c, true).map_err(|e| sql.err(e))?;
                 let indexed: Vec<(usize, &Value)> = values.iter().enumerate().collect();
                 sql.check_unique(&tx, &indexed, None)?;
                 let mut cols = Vec::new();
@@ -1046,7 +1101,7 @@ impl Table for SqliteTable {
         };
         self.pool
             .read(move |c| {
-                let tx = c.transaction().map_err(|e| sql.err(e))?;
+                let tx = Tx::begin(c, false).map_err(|e| sql.err(e))?;
                 let mut row = sql.fetch(&tx, &key)?;
                 if let (Some(r), true) = (row.as_mut(), members) {
                     r.members = sql.members_of(&tx, &key)?;
@@ -1060,7 +1115,7 @@ impl Table for SqliteTable {
         let sql = self.sql.clone();
         self.pool
             .read(move |c| {
-                let tx = c.transaction().map_err(|e| sql.err(e))?;
+                let tx = Tx::begin(c, false).map_err(|e| sql.err(e))?;
                 let key_q = format!("t.{}", sql.key);
                 let shape = Shape {
                     key: &key_q,
@@ -1068,7 +1123,7 @@ impl Table for SqliteTable {
                 };
                 let mut filter = Sql::default();
                 compile_predicate(D, &shape, &search.predicate, &mut filter);
-                let count = |tx: &rusqlite::Transaction<'_>| -> Result<u64, BackendError> {
+                let count = |tx: &Tx<'_>| -> Result<u64, BackendError> {
                     let q = format!("SELECT count(*) FROM {} t WHERE {}", sql.table, filter.text);
                     let mut st = tx.prepare_cached(&q).map_err(|e| sql.err(e))?;
                     st.query_row(rusqlite::params_from_iter(filter.params.iter()), |r| {
@@ -1089,14 +1144,14 @@ impl Table for SqliteTable {
                     sql.select_list, sql.table, q.text
                 );
                 order_by(D, &shape, &search.sort, &mut q);
-                q.push(" LIMIT ").param(
-                    D,
-                    Value::Int(i64::try_from(search.limit).unwrap_or(i64::MAX)),
-                );
-                q.push(" OFFSET ").param(
-                    D,
-                    Value::Int(i64::try_from(search.offset).unwrap_or(i64::MAX)),
-                );
+                // LIMIT and OFFSET are integers the sidecar computed, never client text, and
+                // are written as literals: bound, they make SQLite re-prepare the statement on
+                // every step (the limit can change the plan), a full SQL parse per request.
+                q.push(&format!(
+                    " LIMIT {} OFFSET {}",
+                    i64::try_from(search.limit).unwrap_or(i64::MAX),
+                    i64::try_from(search.offset).unwrap_or(i64::MAX)
+                ));
                 let mut rows = {
                     let mut st = tx.prepare_cached(&q.text).map_err(|e| sql.err(e))?;
                     st.query_map(rusqlite::params_from_iter(q.params.iter()), |r| {
@@ -1134,9 +1189,7 @@ impl Table for SqliteTable {
         };
         self.pool
             .write(move |c| {
-                let tx = c
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(|e| sql.err(e))?;
+                let tx = Tx::begin(c, true).map_err(|e| sql.err(e))?;
                 let current = sql.fetch(&tx, &key)?.ok_or(BackendError::NotFound)?;
                 let Change { set, members } = edit(&current)?;
                 if !set.is_empty() {
@@ -1184,9 +1237,7 @@ impl Table for SqliteTable {
         };
         self.pool
             .write(move |c| {
-                let tx = c
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(|e| sql.err(e))?;
+                let tx = Tx::begin(c, true).map_err(|e| sql.err(e))?;
                 let current = sql.fetch(&tx, &key)?.ok_or(BackendError::NotFound)?;
                 check(&current)?;
                 match mode {
