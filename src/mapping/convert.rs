@@ -3,7 +3,6 @@
 
 use serde_json::Value as Json;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::backend::{FieldType, Value};
 use crate::scim::ScimError;
@@ -273,17 +272,22 @@ pub fn now_value(field: &FieldType) -> Value {
 
 /// RFC 3339 in UTC with milliseconds: one format, so text comparison orders correctly.
 fn format(t: OffsetDateTime) -> Option<String> {
+    // Fixed width, always three fraction digits: `time`'s RFC 3339 printer trims trailing
+    // zeros (`.05Z`), and then text order is no longer time order.
     let t = t.to_offset(time::UtcOffset::UTC);
-    let t = t
-        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .ok()?;
-    let s = t.format(&Rfc3339).ok()?;
-    // time prints `…00.123Z`, or `…00Z` when the fraction is zero: always keep three digits.
-    Some(if s.contains('.') {
-        s
-    } else {
-        s.replacen('Z', ".000Z", 1)
-    })
+    if !(0..=9999).contains(&t.year()) {
+        return None;
+    }
+    Some(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    ))
 }
 
 fn canonical_datetime(s: &str) -> Option<String> {

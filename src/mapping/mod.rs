@@ -1161,7 +1161,7 @@ impl Provider for MappedResource {
         let f: EditFn = Box::new(move |row: &Row| {
             let abort = |e: ScimError| BackendError::Aborted(Box::new(e));
             let current = inner.stored(row.clone());
-            let update = edit(current).map_err(abort)?;
+            let update = edit(current, &inner.rt).map_err(abort)?;
             let new = inner.to_record(&update.attrs).map_err(abort)?;
             let mut set: Vec<(usize, Value)> = Vec::new();
             for (i, (old, new)) in row.values.iter().zip(new).enumerate() {

@@ -23,9 +23,9 @@ use super::resource::{self, BaseUrl, Normalizer, Object, Stored, UnknownPolicy};
 use super::schema::ResourceType;
 
 /// Changes a resource inside the store's transaction: gets the current state (without
-/// members), returns the new attributes and membership changes, or an error that aborts the
-/// transaction with nothing written.
-pub type Edit = Box<dyn FnOnce(Stored) -> Result<Update, ScimError> + Send>;
+/// members) and the provider's resource type, returns the new attributes and membership
+/// changes, or an error that aborts the transaction with nothing written.
+pub type Edit = Box<dyn FnOnce(Stored, &ResourceType) -> Result<Update, ScimError> + Send>;
 
 /// Checks a resource inside the store's transaction before it is deleted (`If-Match`).
 pub type Check = Box<dyn FnOnce(&Stored) -> Result<(), ScimError> + Send>;
@@ -537,10 +537,9 @@ impl<P: Provider> Service<P> {
         let (a, e) = list::projection_params(req.query);
         let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
         let if_match = req.if_match.map(str::to_owned);
-        let rt_owned = rt.clone();
-        let edit: Edit = Box::new(move |current: Stored| {
+        let edit: Edit = Box::new(move |current: Stored, rt: &ResourceType| {
             check_if_match(if_match.as_deref(), &current)?;
-            patch::check_immutable(&rt_owned, &current.attrs, &input.attrs)?;
+            patch::check_immutable(rt, &current.attrs, &input.attrs)?;
             // RFC 7644 §3.5.1 lets a server keep values a PUT omits. Attributes are replaced
             // whole; members are replaced only when the body lists them, so that a PUT of a
             // group's name never empties a 100,000-member group.
@@ -560,17 +559,16 @@ impl<P: Provider> Service<P> {
         let (a, e) = list::projection_params(req.query);
         let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
         let if_match = req.if_match.map(str::to_owned);
-        let rt_owned = rt.clone();
         let policy = self.settings.unknown_attributes;
         let hook = self.on_ignored.clone();
-        let edit: Edit = Box::new(move |current: Stored| {
+        let edit: Edit = Box::new(move |current: Stored, rt: &ResourceType| {
             check_if_match(if_match.as_deref(), &current)?;
             let mut attrs = current.attrs;
-            let applied = patch::apply(&rt_owned, &mut attrs, &ops, policy)?;
+            let applied = patch::apply(rt, &mut attrs, &ops, policy)?;
             if !applied.ignored.is_empty() {
-                hook(&rt_owned.name, &applied.ignored);
+                hook(&rt.name, &applied.ignored);
             }
-            resource::check_required(&rt_owned, &attrs, true)?;
+            resource::check_required(rt, &attrs, true)?;
             Ok(Update {
                 attrs,
                 members: applied.members,

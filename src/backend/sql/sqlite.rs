@@ -148,6 +148,10 @@ fn error(e: rusqlite::Error, columns: &[String]) -> BackendError {
                 field,
                 detail: format!("a value is required ({msg})"),
             },
+            rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => BackendError::Rejected {
+                field: None,
+                detail: "a value refers to a row that does not exist in the application (a FOREIGN KEY constraint failed), e.g. a manager id".into(),
+            },
             _ => BackendError::Rejected {
                 field,
                 detail: format!("the store refused the value ({msg})"),
