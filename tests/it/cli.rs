@@ -153,3 +153,14 @@ fn reference_config_is_valid() {
         Err(p) => panic!("{}", scim_sidecar::config::report(&p)),
     }
 }
+
+/// A zero-length database file (what `sqlite3 app.db` leaves behind when run first) gets the
+/// quickstart's schema like a missing one.
+#[test]
+fn empty_database_file_gets_the_schema() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = quickstart_copy(dir.path(), |t| t);
+    std::fs::write(config.with_file_name("app.db"), b"").expect("empty db");
+    let (ok, out) = check(&config);
+    assert!(ok, "{out}");
+}

@@ -236,7 +236,10 @@ impl SqliteBackend {
         readers: usize,
         busy_timeout: Duration,
     ) -> Result<Self, String> {
-        if !path.exists() {
+        // A zero-length file is an empty database too (opening a path with the sqlite3 shell
+        // creates one): the schema is applied to it as to a missing file.
+        let empty = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+        if empty && create_from.is_some() || !path.exists() {
             let Some(schema) = create_from else {
                 return Err(format!(
                     "SQLite database {} does not exist (set `path` to the app's database file, or `create_from` to an SQL schema to create it)",
