@@ -73,28 +73,7 @@ impl ListParams {
 
     /// Parses a `POST /.search` body (RFC 7644 §3.4.3).
     pub fn from_search(body: Value) -> Result<Self, ScimError> {
-        let Value::Object(obj) = body else {
-            return Err(ScimError::invalid_syntax(
-                "the request body must be a JSON object",
-            ));
-        };
-        let field = |name: &str| {
-            obj.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        };
-        let listed = match field("schemas") {
-            Some(Value::Array(items)) => items.iter().any(|s| {
-                s.as_str()
-                    .is_some_and(|s| s.eq_ignore_ascii_case(SEARCH_URN))
-            }),
-            _ => false,
-        };
-        if !listed {
-            return Err(ScimError::invalid_syntax(format!(
-                "a search body must list \"{SEARCH_URN}\" in \"schemas\""
-            )));
-        }
+        let obj = super::resource::message(body, SEARCH_URN, "a search body")?;
         let mut p = ListParams {
             start_index: 1,
             ..Default::default()

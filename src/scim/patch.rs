@@ -80,28 +80,8 @@ pub struct Applied {
 /// Parses a PatchOp body (RFC 7644 §3.5.2). Op names are matched case-insensitively (Entra);
 /// paths are parsed with the filter grammar.
 pub fn parse(body: Value) -> Result<Vec<PatchOp>, ScimError> {
-    let Value::Object(obj) = body else {
-        return Err(ScimError::invalid_syntax(
-            "the request body must be a JSON object",
-        ));
-    };
-    let field = |name: &str| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    };
-    let has_urn = match field("schemas") {
-        Some(Value::Array(items)) => items.iter().any(|s| {
-            s.as_str()
-                .is_some_and(|s| s.eq_ignore_ascii_case(PATCH_URN))
-        }),
-        _ => false,
-    };
-    if !has_urn {
-        return Err(ScimError::invalid_syntax(format!(
-            "a PATCH body must list \"{PATCH_URN}\" in \"schemas\""
-        )));
-    }
+    let obj = resource::message(body, PATCH_URN, "a PATCH body")?;
+    let field = |name: &str| resource::field(&obj, name);
     let ops = match field("Operations") {
         Some(Value::Array(ops)) if !ops.is_empty() => ops,
         _ => {
@@ -570,15 +550,7 @@ pub fn check_immutable(
     before: &Object,
     after: &Object,
 ) -> Result<(), ScimError> {
-    let core = rt.schema.attributes.iter().map(|a| (Home::Core, a));
-    let common = rt.common.iter().map(|a| (Home::Common, a));
-    let ext = rt.extensions.iter().flat_map(|e| {
-        e.schema
-            .attributes
-            .iter()
-            .map(move |a| (Home::Extension(&e.schema.id), a))
-    });
-    for (home, attr) in common.chain(core).chain(ext) {
+    for (home, attr) in rt.attributes_with_home(true) {
         let r = Resolved {
             home,
             attr,

@@ -90,27 +90,7 @@ impl<'a> Normalizer<'a> {
     /// Normalises a full resource body (POST, PUT). The body must be an object listing the
     /// resource type's core schema in `schemas` (RFC 7643 §3); other URNs there are ignored.
     pub fn resource(&mut self, body: Value) -> Result<Input, ScimError> {
-        let Value::Object(obj) = body else {
-            return Err(ScimError::invalid_syntax(
-                "the request body must be a JSON object",
-            ));
-        };
-        let core = &self.rt.schema.id;
-        let listed = obj
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("schemas"))
-            .map(|(_, v)| v);
-        let has_core = match listed {
-            Some(Value::Array(items)) => items
-                .iter()
-                .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(core))),
-            _ => false,
-        };
-        if !has_core {
-            return Err(ScimError::invalid_syntax(format!(
-                "the request body must list \"{core}\" in \"schemas\""
-            )));
-        }
+        let obj = message(body, &self.rt.schema.id, "the request body")?;
         let mut input = Input::default();
         self.attributes(obj, &mut input)?;
         Ok(input)
@@ -356,6 +336,36 @@ impl<'a> Normalizer<'a> {
     }
 }
 
+/// A member of a JSON object by name, matched case-insensitively (clients send `Operations`
+/// and `operations`, `schemas` and `Schemas`).
+pub fn field<'a>(obj: &'a Object, name: &str) -> Option<&'a Value> {
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// A request body that must be a JSON object listing `urn` in its `schemas` (RFC 7643 §3,
+/// RFC 7644 §3.5.2, §3.4.3); `what` names it in the error. Other URNs listed are ignored.
+pub fn message(body: Value, urn: &str, what: &str) -> Result<Object, ScimError> {
+    let Value::Object(obj) = body else {
+        return Err(ScimError::invalid_syntax(format!(
+            "{what} must be a JSON object"
+        )));
+    };
+    let listed = match field(&obj, "schemas") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(urn))),
+        _ => false,
+    };
+    if !listed {
+        return Err(ScimError::invalid_syntax(format!(
+            "{what} must list \"{urn}\" in \"schemas\""
+        )));
+    }
+    Ok(obj)
+}
+
 /// Puts a normalised value at a resolved path in `out`, merging complex values with what is
 /// already there (so `name` and `name.familyName` in one body combine). `None` removes.
 pub fn put(out: &mut Object, r: &Resolved<'_>, value: Option<Value>) {
@@ -489,14 +499,7 @@ pub fn parse_datetime(s: &str) -> Option<time::OffsetDateTime> {
 /// Checks that every required attribute of the core schema and extensions is present
 /// (RFC 7643 §2.2 `required`), for POST and PUT.
 pub fn check_required(rt: &ResourceType, attrs: &Object, members: bool) -> Result<(), ScimError> {
-    let core = rt.schema.attributes.iter().map(|a| (Home::Core, a));
-    let ext = rt.extensions.iter().flat_map(|e| {
-        e.schema
-            .attributes
-            .iter()
-            .map(move |a| (Home::Extension(&e.schema.id), a))
-    });
-    for (home, attr) in core.chain(ext) {
+    for (home, attr) in rt.attributes_with_home(false) {
         if !attr.required || attr.mutability == Mutability::ReadOnly {
             continue;
         }

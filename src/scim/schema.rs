@@ -326,6 +326,27 @@ impl ResourceType {
             .chain(self.extensions.iter().map(|e| e.schema.id.as_str()))
     }
 
+    /// Every top-level attribute of the core schema and the extensions, with where it lives;
+    /// the common attributes first when `common`.
+    pub fn attributes_with_home(
+        &self,
+        common: bool,
+    ) -> impl Iterator<Item = (Home<'_>, &Attribute)> {
+        let common = self
+            .common
+            .iter()
+            .filter(move |_| common)
+            .map(|a| (Home::Common, a));
+        let core = self.schema.attributes.iter().map(|a| (Home::Core, a));
+        let ext = self.extensions.iter().flat_map(|e| {
+            e.schema
+                .attributes
+                .iter()
+                .map(move |a| (Home::Extension(&e.schema.id), a))
+        });
+        common.chain(core).chain(ext)
+    }
+
     /// The extension whose URN is `urn` (case-insensitive).
     pub fn extension(&self, urn: &str) -> Option<&Extension> {
         self.extensions

@@ -909,6 +909,33 @@ impl TableSql {
         }
     }
 
+    /// `UPDATE table SET field = value, … WHERE key = ?`.
+    fn set_fields(
+        &self,
+        c: &Connection,
+        set: &[(usize, Value)],
+        key: &Value,
+    ) -> Result<(), BackendError> {
+        let assigns: Vec<String> = set
+            .iter()
+            .enumerate()
+            .map(|(n, (i, _))| format!("{} = ?{}", self.raw_cols[*i], n + 1))
+            .collect();
+        let text = format!(
+            "UPDATE {} SET {} WHERE {} = ?{}",
+            self.table,
+            assigns.join(", "),
+            self.key,
+            set.len() + 1
+        );
+        let mut params: Vec<&dyn ToSql> = set.iter().map(|(_, v)| v as &dyn ToSql).collect();
+        params.push(key);
+        c.prepare_cached(&text)
+            .and_then(|mut st| st.execute(params.as_slice()))
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     fn members_of(&self, c: &Connection, key: &Value) -> Result<Option<Vec<String>>, BackendError> {
         let Some(m) = &self.members else {
             return Ok(None);
@@ -1202,24 +1229,7 @@ impl Table for SqliteTable {
                 if !set.is_empty() {
                     let refs: Vec<(usize, &Value)> = set.iter().map(|(i, v)| (*i, v)).collect();
                     sql.check_unique(&tx, &refs, Some(&key))?;
-                    let assigns: Vec<String> = set
-                        .iter()
-                        .enumerate()
-                        .map(|(n, (i, _))| format!("{} = ?{}", sql.raw_cols[*i], n + 1))
-                        .collect();
-                    let text = format!(
-                        "UPDATE {} SET {} WHERE {} = ?{}",
-                        sql.table,
-                        assigns.join(", "),
-                        sql.key,
-                        set.len() + 1
-                    );
-                    let mut params: Vec<&dyn ToSql> =
-                        set.iter().map(|(_, v)| v as &dyn ToSql).collect();
-                    params.push(&key);
-                    tx.prepare_cached(&text)
-                        .and_then(|mut st| st.execute(params.as_slice()))
-                        .map_err(|e| sql.err(e))?;
+                    sql.set_fields(&tx, &set, &key)?;
                 }
                 sql.change_members(&tx, &key, &members)?;
                 let mut row = sql.fetch(&tx, &key)?.ok_or(BackendError::NotFound)?;
@@ -1265,26 +1275,7 @@ impl Table for SqliteTable {
                             .and_then(|mut s| s.execute([&key]))
                             .map_err(|e| sql.err(e))?;
                     }
-                    DeleteMode::Soft(set) => {
-                        let assigns: Vec<String> = set
-                            .iter()
-                            .enumerate()
-                            .map(|(n, (i, _))| format!("{} = ?{}", sql.raw_cols[*i], n + 1))
-                            .collect();
-                        let q = format!(
-                            "UPDATE {} SET {} WHERE {} = ?{}",
-                            sql.table,
-                            assigns.join(", "),
-                            sql.key,
-                            set.len() + 1
-                        );
-                        let mut params: Vec<&dyn ToSql> =
-                            set.iter().map(|(_, v)| v as &dyn ToSql).collect();
-                        params.push(&key);
-                        tx.prepare_cached(&q)
-                            .and_then(|mut s| s.execute(params.as_slice()))
-                            .map_err(|e| sql.err(e))?;
-                    }
+                    DeleteMode::Soft(set) => sql.set_fields(&tx, &set, &key)?,
                 }
                 tx.commit().map_err(|e| sql.err(e))?;
                 Ok(())
