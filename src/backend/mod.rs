@@ -50,9 +50,16 @@ pub enum FieldType {
     Boolean,
     /// A date and time.
     Timestamp,
+    /// A PostgreSQL enum: text restricted to these labels.
+    Enum(Vec<String>),
 }
 
 impl FieldType {
+    /// Whether values are text (compared as strings, `co`/`sw`/`ew` apply).
+    pub fn is_text(&self) -> bool {
+        matches!(self, FieldType::Text { .. } | FieldType::Enum(_))
+    }
+
     /// A short name for messages.
     pub fn describe(&self) -> String {
         match self {
@@ -62,6 +69,7 @@ impl FieldType {
             FieldType::Real => "number".into(),
             FieldType::Boolean => "boolean".into(),
             FieldType::Timestamp => "timestamp".into(),
+            FieldType::Enum(labels) => format!("enum ({})", labels.join(", ")),
         }
     }
 }
@@ -279,30 +287,111 @@ pub trait Table: Send + Sync {
     -> Result<(), BackendError>;
 }
 
-/// A field the mapping reads and writes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldSpec {
-    /// Column name.
+/// Where a field's value is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// A column of the resource's own table.
+    Column(String),
+    /// A column of a row in another table that points at the resource: a child table
+    /// (`user_emails(user_id, address, is_primary)`), an entity–attribute–value table
+    /// (`wp_usermeta(user_id, meta_key, meta_value)`), or the sidecar's own attribute table.
+    /// There is at most one such row per resource and `select`.
+    Child(ChildSpec),
+}
+
+/// A value kept in another table; see [`Source::Child`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChildSpec {
+    /// The other table.
+    pub table: String,
+    /// Its column holding the resource's key.
+    pub link: String,
+    /// Its column holding the value.
     pub column: String,
+    /// Fixed column values that pick the row (`meta_key = 'first_name'`, `is_primary = true`);
+    /// written when the row is created.
+    pub select: Vec<(String, Value)>,
+}
+
+/// A field the mapping reads and writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldSpec {
+    /// Where the value is kept.
+    pub source: Source,
     /// Whether values must be unique in the table (SCIM `uniqueness: server`).
     pub unique: bool,
     /// Whether comparisons (and uniqueness) ignore case.
     pub fold_case: bool,
 }
 
-/// Membership stored in a join table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MembersSpec {
-    /// The join table.
-    pub table: String,
-    /// Its column holding the group key.
-    pub group_column: String,
-    /// Its column holding the member key.
-    pub member_column: String,
-    /// The table members live in (their existence is checked on add).
-    pub member_table: String,
-    /// That table's key column.
-    pub member_key: String,
+impl FieldSpec {
+    /// The column a field is kept in (in its own table), for messages.
+    pub fn column(&self) -> &str {
+        match &self.source {
+            Source::Column(c) => c,
+            Source::Child(c) => &c.column,
+        }
+    }
+}
+
+/// A column the sidecar writes on its own: a constant the app needs, or a timestamp.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConstSpec {
+    /// The column.
+    pub column: String,
+    /// What is written.
+    pub value: ConstValue,
+    /// When.
+    pub on: When,
+}
+
+/// A value the sidecar writes by itself.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConstValue {
+    /// This value.
+    Value(Value),
+    /// The current time, in the column's type.
+    Now,
+}
+
+/// When a [`ConstSpec`] is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// On insert only.
+    Insert,
+    /// On insert and on every update.
+    Always,
+}
+
+/// How a group-like resource's members are kept.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MembersSpec {
+    /// One row per membership in a join table.
+    Join {
+        /// The join table.
+        table: String,
+        /// Its column holding the group's key.
+        group_column: String,
+        /// Its column holding the member's key.
+        member_column: String,
+        /// The table members live in.
+        member_table: String,
+        /// That table's key column.
+        member_key: String,
+        /// The member resource type's discriminator, if its table holds other rows too.
+        member_filter: Vec<(String, Value)>,
+    },
+    /// A column on the member's row holding the key of its one group (`users.role_id`).
+    Column {
+        /// The table members live in.
+        member_table: String,
+        /// That table's key column.
+        member_key: String,
+        /// The member table's column holding the group's key.
+        column: String,
+        /// The member resource type's discriminator.
+        member_filter: Vec<(String, Value)>,
+    },
 }
 
 /// A join table that references rows of this table as members: rows there are deleted with a
@@ -316,14 +405,19 @@ pub struct MemberOf {
 }
 
 /// What the mapping needs from a table.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TableSpec {
     /// Table name (optionally `schema.table`).
     pub table: String,
     /// Key column: the SCIM `id`.
     pub key: String,
+    /// Discriminator: column values that select this resource type's rows in a table shared
+    /// with others (users and groups in one table). Written on insert, added to every query.
+    pub filter: Vec<(String, Value)>,
     /// Fields read and written, by index.
     pub fields: Vec<FieldSpec>,
+    /// Columns the sidecar writes by itself.
+    pub constants: Vec<ConstSpec>,
     /// Membership, for group-like resources.
     pub members: Option<MembersSpec>,
     /// Join tables listing rows of this table as members.
@@ -339,6 +433,8 @@ pub enum SpecPart {
     Field(usize),
     /// The membership description.
     Members,
+    /// The discriminator or a constant column.
+    Filter,
 }
 
 /// A problem found while checking a [`TableSpec`] against the live store.
@@ -364,6 +460,27 @@ pub trait Backend: Send + Sync {
     /// Validates a table description against the live store and opens it. On success, also
     /// returns what the store says of each field, and any warnings.
     async fn open_table(&self, spec: TableSpec) -> Result<Opened, Vec<SpecProblem>>;
+    /// The sidecar's own attribute table (for attributes the app has no column for), as a
+    /// child table: `(table, link column, value column, type column, name column)`.
+    fn kept_table(&self) -> KeptTable;
+    /// Creates the sidecar's own schema objects when missing; returns what it did. Run only by
+    /// `scim-sidecar migrate`, never implicitly.
+    async fn migrate(&self) -> Result<Vec<String>, BackendError>;
+}
+
+/// Where the sidecar keeps attributes the app has no column for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptTable {
+    /// The table (`scim_sidecar.attributes`).
+    pub table: String,
+    /// Column with the resource's id, as text.
+    pub link: String,
+    /// Column with the value, as text.
+    pub value: String,
+    /// Column with the resource type name.
+    pub resource_type: String,
+    /// Column with the attribute path.
+    pub name: String,
 }
 
 /// An opened table.
@@ -374,6 +491,37 @@ pub struct Opened {
     pub fields: Vec<FieldInfo>,
     /// Warnings (problems that do not stop start-up).
     pub warnings: Vec<SpecProblem>,
+}
+
+/// The current time as a field of type `ty` keeps it: seconds for integers, the canonical text
+/// form otherwise (PostgreSQL casts it to its timestamp types).
+pub fn now(ty: &FieldType) -> Value {
+    let t = time::OffsetDateTime::now_utc();
+    match ty {
+        FieldType::Integer => Value::Int(t.unix_timestamp()),
+        FieldType::Real => Value::Real(t.unix_timestamp_nanos() as f64 / 1e9),
+        _ => Value::Text(timestamp_text(t).unwrap_or_default()),
+    }
+}
+
+/// A timestamp as the sidecar writes it: RFC 3339 in UTC, always three fraction digits
+/// (`2024-05-01T10:00:00.050Z`), so that text order is time order. `time`'s own RFC 3339
+/// printer trims trailing zeros, which breaks that.
+pub fn timestamp_text(t: time::OffsetDateTime) -> Option<String> {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    if !(0..=9999).contains(&t.year()) {
+        return None;
+    }
+    Some(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    ))
 }
 
 /// Edit distance between two short names, for "did you mean" hints.

@@ -185,23 +185,90 @@ pub struct RawResource {
     pub description: Option<S>,
     /// `hard` or `soft`.
     pub on_delete: Option<S>,
+    /// Discriminator: `where = { kind = "U" }`.
+    #[serde(rename = "where")]
+    pub filter: Option<Spanned<IndexMap<String, toml::Value>>>,
     /// Group membership.
     pub members: Option<Spanned<RawMembers>>,
     /// Attribute mappings.
     #[serde(default)]
     pub map: IndexMap<S, Spanned<RawAttr>>,
+    /// Columns the sidecar writes by itself.
+    #[serde(default)]
+    pub set: IndexMap<S, Spanned<RawSet>>,
 }
 
-/// `members = { table, group, member, type }`
+/// One `[resource.X.set]` entry: a constant, or `{ value | now | template, on }`.
+#[derive(Debug)]
+pub struct RawSet(pub RawSetTable);
+
+/// The table form of a `set` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSetTable {
+    /// A constant.
+    pub value: Option<toml::Value>,
+    /// The current time.
+    pub now: Option<bool>,
+    /// Text built from attributes.
+    pub template: Option<S>,
+    /// `insert` or `always`.
+    pub on: Option<S>,
+}
+
+impl<'de> Deserialize<'de> for RawSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawSet;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a value, or a table such as { now = true, on = \"always\" } or { template = \"{userName|lower}\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawSet, E> {
+                Ok(RawSet(RawSetTable {
+                    value: Some(toml::Value::String(v.to_owned())),
+                    ..Default::default()
+                }))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawSet, E> {
+                Ok(RawSet(RawSetTable {
+                    value: Some(toml::Value::Integer(v)),
+                    ..Default::default()
+                }))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawSet, E> {
+                Ok(RawSet(RawSetTable {
+                    value: Some(toml::Value::Boolean(v)),
+                    ..Default::default()
+                }))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RawSet, E> {
+                Ok(RawSet(RawSetTable {
+                    value: Some(toml::Value::Float(v)),
+                    ..Default::default()
+                }))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawSet, A::Error> {
+                RawSetTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawSet)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `members = { table, group, member, type }` or `members = { column, type }`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMembers {
     /// Join table.
-    pub table: S,
+    pub table: Option<S>,
     /// Column with the group's key.
-    pub group: S,
+    pub group: Option<S>,
     /// Column with the member's key.
-    pub member: S,
+    pub member: Option<S>,
+    /// Or: the member table's column holding the group's key.
+    pub column: Option<S>,
     /// Member resource type (default `User`).
     #[serde(rename = "type")]
     pub kind: Option<S>,
@@ -212,11 +279,20 @@ pub struct RawMembers {
 pub struct RawAttr(pub RawAttrTable);
 
 /// The table form of a map entry.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAttrTable {
-    /// Column.
-    pub column: S,
+    /// Column (of the resource's table, or of `table`).
+    pub column: Option<S>,
+    /// Another table holding the value (a child or entity–attribute–value table).
+    pub table: Option<S>,
+    /// That table's column holding the resource's key.
+    pub link: Option<S>,
+    /// Fixed column values that pick the row in `table`.
+    #[serde(rename = "where")]
+    pub filter: Option<IndexMap<String, toml::Value>>,
+    /// Kept in the sidecar's own table.
+    pub kept: Option<bool>,
     /// Case-sensitive comparison.
     pub case_exact: Option<bool>,
     /// Required on create.
@@ -248,15 +324,8 @@ impl<'de> Deserialize<'de> for RawAttr {
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawAttr, E> {
                 Ok(RawAttr(RawAttrTable {
-                    column: Spanned::new(0..0, v.to_owned()),
-                    case_exact: None,
-                    required: None,
-                    mutability: None,
-                    returned: None,
-                    uniqueness: None,
-                    ty: None,
-                    description: None,
-                    values: None,
+                    column: Some(Spanned::new(0..0, v.to_owned())),
+                    ..Default::default()
                 }))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawAttr, A::Error> {

@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use super::raw::{BoolOrStr, NumOrStr, RawAttrTable, RawConfig, RawResource, S};
+use super::raw::{BoolOrStr, NumOrStr, RawAttrTable, RawConfig, RawResource, RawSetTable, S};
 use super::{BackendConfig, BackendKind, Config, Env, Listen, Log, LogFormat, Scim, Secret, Tls};
-use crate::backend::Value;
 use crate::backend::sql::valid_ident;
-use crate::mapping::{AttrSpec, MemberMap, OnDelete, Origin, Problem, ResourceSpec};
+use crate::backend::{Value, When};
+use crate::mapping::{
+    AttrSource, AttrSpec, MemberMap, MemberStore, OnDelete, Origin, Problem, ResourceSpec, SetSpec,
+    SetValue,
+};
 use crate::proxy::UpstreamConfig;
 use crate::scim::UnknownPolicy;
 use crate::scim::filter::parse_patch_path;
@@ -716,18 +719,42 @@ impl V<'_> {
         let members = r.members.as_ref().and_then(|m| {
             let mo = self.origin(m.span());
             let m = m.get_ref();
+            let store = match (&m.column, &m.table, &m.group, &m.member) {
+                (Some(c), None, None, None) => MemberStore::Column(self.ident(c, "members.column")?),
+                (None, Some(t), Some(g), Some(mm)) => MemberStore::Join {
+                    table: self.ident(t, "members.table")?,
+                    group_column: self.ident(g, "members.group")?,
+                    member_column: self.ident(mm, "members.member")?,
+                },
+                _ => {
+                    self.error(
+                        &mo,
+                        "members needs either { table, group, member } (a join table) or { column } (a group column on the member's row)",
+                        Some("e.g. members = { table = \"account_roles\", group = \"role_id\", member = \"account_id\" }"),
+                    );
+                    return None;
+                }
+            };
             Some(MemberMap {
-                table: self.ident(&m.table, "members.table")?,
-                group_column: self.ident(&m.group, "members.group")?,
-                member_column: self.ident(&m.member, "members.member")?,
-                member_type: m
-                    .kind
-                    .as_ref()
-                    .and_then(|k| self.string(k, "members.type"))
-                    .unwrap_or_else(|| "User".into()),
+                store,
+                member_type: m.kind.as_ref().and_then(|k| self.string(k, "members.type")).unwrap_or_else(|| "User".into()),
                 origin: mo,
             })
         });
+        let filter = match &r.filter {
+            Some(f) => {
+                let fo = self.origin(f.span());
+                self.fixed(f.get_ref(), &fo, "where")
+            }
+            None => Vec::new(),
+        };
+        let mut set = Vec::new();
+        for (col, entry) in &r.set {
+            let so = self.origin(col.span());
+            if let Some(e) = self.set_entry(col, &entry.get_ref().0, &so) {
+                set.push(e);
+            }
+        }
         let mut attrs = Vec::new();
         for (key, entry) in &r.map {
             let eo = self.origin(key.span());
@@ -753,8 +780,161 @@ impl V<'_> {
             table: table?,
             key: key?,
             on_delete,
+            filter,
             attrs,
+            set,
             members,
+            origin: o.clone(),
+        })
+    }
+
+    /// A column name (no schema part).
+    fn column_name(&mut self, s: &S, what: &str, o: &Origin) -> Option<String> {
+        let c = self.string(s, what)?;
+        if valid_ident(&c) && !c.contains('.') {
+            Some(c)
+        } else {
+            self.error(
+                o,
+                format!("{what} \"{c}\" is not a valid column name"),
+                Some("use letters, digits and _"),
+            );
+            None
+        }
+    }
+
+    /// A TOML scalar as a store value.
+    fn store_value(&mut self, v: &toml::Value, o: &Origin, what: &str) -> Option<Value> {
+        Some(match v {
+            toml::Value::String(s) => match super::interpolate::expand(s, self.env) {
+                Ok(t) => Value::Text(t),
+                Err(e) => {
+                    self.error(o, format!("{what}: {e}"), None);
+                    return None;
+                }
+            },
+            toml::Value::Integer(i) => Value::Int(*i),
+            toml::Value::Boolean(b) => Value::Bool(*b),
+            toml::Value::Float(f) => Value::Real(*f),
+            other => {
+                self.error(
+                    o,
+                    format!("{what}: {other} cannot be stored"),
+                    Some("use strings, numbers or booleans"),
+                );
+                return None;
+            }
+        })
+    }
+
+    /// `{ column = value, … }`: fixed column values (a discriminator or a row selector).
+    fn fixed(
+        &mut self,
+        map: &indexmap::IndexMap<String, toml::Value>,
+        o: &Origin,
+        what: &str,
+    ) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for (c, v) in map {
+            if !valid_ident(c) || c.contains('.') {
+                self.error(
+                    o,
+                    format!("{what}: \"{c}\" is not a valid column name"),
+                    None,
+                );
+                continue;
+            }
+            if let Some(v) = self.store_value(v, o, what) {
+                out.push((c.clone(), v));
+            }
+        }
+        out
+    }
+
+    /// Where a map entry's value is kept: a column, a row of another table, or the sidecar's
+    /// own table.
+    fn attr_source(&mut self, k: &str, t: &RawAttrTable, o: &Origin) -> Option<AttrSource> {
+        if t.kept == Some(true) {
+            if t.column.is_some() || t.table.is_some() || t.link.is_some() || t.filter.is_some() {
+                self.error(o, format!("\"{k}\": `kept = true` keeps the value in the sidecar's own table; drop column/table/link/where"), None);
+                return None;
+            }
+            return Some(AttrSource::Kept);
+        }
+        let Some(column) = &t.column else {
+            self.error(o, format!("\"{k}\" needs a column"), Some("write \"column_name\", { column = \"…\" }, or { kept = true } for the sidecar's own table"));
+            return None;
+        };
+        let column = self.column_name(column, "column", o)?;
+        match (&t.table, &t.link) {
+            (None, None) => {
+                if t.filter.is_some() {
+                    self.error(o, format!("\"{k}\": `where` picks a row of another `table`; name the table and its `link` column"), None);
+                }
+                Some(AttrSource::Column(column))
+            }
+            (Some(table), Some(link)) => {
+                let table = self.ident(table, "table")?;
+                let link = self.column_name(link, "link", o)?;
+                let select = match &t.filter {
+                    Some(f) => self.fixed(f, o, "where"),
+                    None => Vec::new(),
+                };
+                Some(AttrSource::Child {
+                    table,
+                    link,
+                    column,
+                    select,
+                })
+            }
+            _ => {
+                self.error(
+                    o,
+                    format!("\"{k}\": a value in another table needs both `table` and `link`"),
+                    Some("e.g. { table = \"user_emails\", link = \"user_id\", column = \"address\", where = { is_primary = true } }"),
+                );
+                None
+            }
+        }
+    }
+
+    /// One `[resource.X.set]` entry.
+    fn set_entry(&mut self, col: &S, t: &RawSetTable, o: &Origin) -> Option<SetSpec> {
+        let column = self.column_name(col, "set column", o)?;
+        let value = match (&t.value, t.now, &t.template) {
+            (Some(v), None, None) => SetValue::Value(self.store_value(v, o, "set value")?),
+            (None, Some(true), None) => SetValue::Now,
+            (None, None, Some(tpl)) => SetValue::Template(self.string(tpl, "template")?),
+            _ => {
+                self.error(
+                    o,
+                    format!("set \"{column}\" needs exactly one of: a value, now = true, template = \"…\""),
+                    Some("e.g. password_hash = \"!\", updated_at = { now = true, on = \"always\" }, display_name = { template = \"{name.givenName} {name.familyName}\" }"),
+                );
+                return None;
+            }
+        };
+        let default = match value {
+            SetValue::Template(_) => When::Always,
+            _ => When::Insert,
+        };
+        let on = match self.opt_string(&t.on, "on").as_deref() {
+            None => default,
+            Some("insert") => When::Insert,
+            Some("always") => When::Always,
+            Some(other) => {
+                self.error(
+                    o,
+                    format!("set \"{column}\": on = \"{other}\" is not \"insert\" or \"always\""),
+                    None,
+                );
+                default
+            }
+        };
+        Some(SetSpec {
+            column,
+            value,
+            on,
             origin: o.clone(),
         })
     }
@@ -772,15 +952,7 @@ impl V<'_> {
                 return None;
             }
         };
-        let column = self.string(&t.column, "column")?;
-        if !valid_ident(&column) || column.contains('.') {
-            self.error(
-                o,
-                format!("column \"{column}\" of \"{k}\" is not a valid column name"),
-                Some("use letters, digits and _"),
-            );
-            return None;
-        }
+        let source = self.attr_source(k, t, o)?;
         let mut pick = |v: &Option<S>, what: &str, allowed: &[&str]| -> Option<String> {
             let text = self.opt_string(v, what)?;
             if allowed.contains(&text.as_str()) {
@@ -859,28 +1031,15 @@ impl V<'_> {
                     .map(Json::from)
                     .unwrap_or_else(|_| Json::String(s.to_owned())),
             };
-            let store = match store {
-                toml::Value::String(s) => Value::Text(
-                    super::interpolate::expand(s, self.env).unwrap_or_else(|_| s.clone()),
-                ),
-                toml::Value::Integer(i) => Value::Int(*i),
-                toml::Value::Boolean(b) => Value::Bool(*b),
-                toml::Value::Float(f) => Value::Real(*f),
-                other => {
-                    self.error(
-                        o,
-                        format!("value map of \"{k}\": {other} cannot be stored"),
-                        Some("use strings, numbers or booleans"),
-                    );
-                    continue;
-                }
+            let Some(store) = self.store_value(store, o, &format!("value map of \"{k}\"")) else {
+                continue;
             };
             values.push((scim, store));
         }
         Some(AttrSpec {
             key: k.clone(),
             path,
-            column,
+            source,
             case_exact: t.case_exact,
             required: t.required,
             mutability,

@@ -76,6 +76,15 @@ impl Conv {
                 }
                 Ok(Value::Text(s))
             }
+            FieldType::Enum(labels) => match v {
+                Json::String(s) if labels.contains(s) => Ok(Value::Text(s.clone())),
+                Json::String(s) => Err(ScimError::invalid_value(format!(
+                    "attribute '{}' cannot be \"{s}\" here; allowed values: {}",
+                    self.shown,
+                    labels.join(", ")
+                ))),
+                _ => Err(bad("text")),
+            },
             FieldType::Integer => match v {
                 Json::Bool(b) => Ok(Value::Int(i64::from(*b))),
                 Json::Number(n) => n
@@ -250,6 +259,16 @@ impl Conv {
 /// Store values compared loosely across SQLite's storage classes (`1` and `true`, `'1'`).
 pub fn same_store(a: &Value, b: &Value) -> bool {
     match (a, b) {
+        // PostgreSQL values come back as text.
+        (Value::Bool(x), Value::Text(t)) | (Value::Text(t), Value::Bool(x)) => {
+            matches!(
+                (x, t.as_str()),
+                (true, "true" | "t" | "1") | (false, "false" | "f" | "0")
+            )
+        }
+        (Value::Real(x), Value::Text(t)) | (Value::Text(t), Value::Real(x)) => {
+            t.trim().parse::<f64>().ok() == Some(*x)
+        }
         (Value::Bool(x), Value::Int(y)) | (Value::Int(y), Value::Bool(x)) => i64::from(*x) == *y,
         (Value::Int(x), Value::Real(y)) | (Value::Real(y), Value::Int(x)) => (*x as f64) == *y,
         (Value::Text(t), Value::Int(i)) | (Value::Int(i), Value::Text(t)) => {
@@ -262,32 +281,11 @@ pub fn same_store(a: &Value, b: &Value) -> bool {
 /// The timestamp the sidecar writes for `meta.created`/`meta.lastModified`, in the field's
 /// type.
 pub fn now_value(field: &FieldType) -> Value {
-    let now = OffsetDateTime::now_utc();
-    match field {
-        FieldType::Integer => Value::Int(now.unix_timestamp()),
-        FieldType::Real => Value::Real(now.unix_timestamp_nanos() as f64 / 1e9),
-        _ => Value::Text(format(now).unwrap_or_default()),
-    }
+    crate::backend::now(field)
 }
 
-/// RFC 3339 in UTC with milliseconds: one format, so text comparison orders correctly.
 fn format(t: OffsetDateTime) -> Option<String> {
-    // Fixed width, always three fraction digits: `time`'s RFC 3339 printer trims trailing
-    // zeros (`.05Z`), and then text order is no longer time order.
-    let t = t.to_offset(time::UtcOffset::UTC);
-    if !(0..=9999).contains(&t.year()) {
-        return None;
-    }
-    Some(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    ))
+    crate::backend::timestamp_text(t)
 }
 
 fn canonical_datetime(s: &str) -> Option<String> {

@@ -10,14 +10,16 @@ pub mod convert;
 pub mod error;
 pub mod filter;
 pub mod spec;
+pub mod template;
 
 use std::sync::Arc;
 
 use serde_json::Value as Json;
 
 use crate::backend::{
-    Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldInfo, FieldSpec, FieldType,
-    MemberChange, MemberOf, MembersSpec, Row, Search, Sort, SpecPart, Table, TableSpec, Value,
+    Backend, BackendError, Change, CheckFn, ChildSpec, ConstSpec, ConstValue, DeleteMode, EditFn,
+    FieldInfo, FieldSpec, FieldType, MemberChange, MemberOf, MembersSpec, Row, Search, Sort,
+    Source, SpecPart, Table, TableSpec, Value,
 };
 use crate::scim::filter::eval;
 use crate::scim::patch::MemberOp;
@@ -28,7 +30,10 @@ use crate::scim::schema::{
 };
 use crate::scim::{Check, Edit, Page, Provider, Query, ScimError};
 pub use convert::Conv;
-pub use spec::{AttrSpec, MemberMap, OnDelete, Origin, Problem, ResourceSpec};
+pub use spec::{
+    AttrSource, AttrSpec, MemberMap, MemberStore, OnDelete, Origin, Problem, ResourceSpec, SetSpec,
+    SetValue,
+};
 
 /// Receives store failures, for metrics (the mapping layer knows nothing of Prometheus).
 pub trait Observer: Send + Sync {
@@ -81,6 +86,9 @@ pub(crate) enum Target {
     Created,
     /// `meta.lastModified`, written by the sidecar on every change.
     LastModified,
+    /// A computed column (`[resource.X.set]` template): written from the attributes, never
+    /// read back.
+    Template(template::Template),
 }
 
 /// One attribute ⇄ field binding; its index is the field index in the [`TableSpec`].
@@ -248,6 +256,52 @@ fn custom_schemas(spec: &ResourceSpec) -> Vec<Schema> {
     out
 }
 
+/// One planned binding before the store is consulted.
+struct Plan<'a> {
+    target: Target,
+    ty: AttrType,
+    source: Source,
+    origin: &'a Origin,
+    shown: String,
+    values: Vec<(Json, Value)>,
+    case_exact: Option<bool>,
+    uniqueness: Option<Uniqueness>,
+    returned: Option<Returned>,
+    /// The template text, for computed columns.
+    template: Option<&'a str>,
+}
+
+/// The name a kept attribute has in the sidecar's table: its canonical path.
+fn kept_name(t: &Target) -> String {
+    match t {
+        Target::Attr { ext, attr, sub } => {
+            let base = match ext {
+                Some(u) => format!("{u}:{attr}"),
+                None => attr.clone(),
+            };
+            match sub {
+                Some(s) => format!("{base}.{s}"),
+                None => base,
+            }
+        }
+        Target::Typed {
+            ext,
+            attr,
+            type_value,
+            sub,
+        } => {
+            let base = match ext {
+                Some(u) => format!("{u}:{attr}"),
+                None => attr.clone(),
+            };
+            format!("{base}[type eq \"{type_value}\"].{sub}")
+        }
+        Target::Created => "meta.created".into(),
+        Target::LastModified => "meta.lastModified".into(),
+        Target::Template(_) => String::new(),
+    }
+}
+
 /// Compiles one resource type against its store. `all` are every resource spec of the config
 /// (to find member tables). Errors carry the file and line of the setting at fault; warnings
 /// come back with the resource.
@@ -260,13 +314,14 @@ pub async fn build(
     let custom = custom_schemas(spec);
     let full = full_type(spec, &custom);
     let mut problems = Vec::new();
-    let mut bindings: Vec<(Target, &AttrSpec, AttrType, bool, Option<Returned>)> = Vec::new();
+    let kept = backend.kept_table();
 
     // 1. Each map entry names an attribute the schemas define, in a shape a field can hold.
+    let mut plans: Vec<Plan<'_>> = Vec::new();
     for a in &spec.attrs {
         match target_of(&full, a) {
-            Ok((t, ty, multi)) => {
-                if bindings.iter().any(|(b, ..)| *b == t) {
+            Ok((t, ty, _)) => {
+                if plans.iter().any(|p| p.target == t) {
                     problems.push(Problem::error(
                         &a.origin,
                         format!("'{}' is mapped twice", a.key),
@@ -274,17 +329,93 @@ pub async fn build(
                     ));
                     continue;
                 }
-                let returned = leaf_def(&full, &t).map(|d| d.returned);
-                bindings.push((t, a, ty, multi, returned));
+                let source = match &a.source {
+                    AttrSource::Column(c) => Source::Column(c.clone()),
+                    AttrSource::Child {
+                        table,
+                        link,
+                        column,
+                        select,
+                    } => Source::Child(ChildSpec {
+                        table: table.clone(),
+                        link: link.clone(),
+                        column: column.clone(),
+                        select: select.clone(),
+                    }),
+                    AttrSource::Kept => Source::Child(ChildSpec {
+                        table: kept.table.clone(),
+                        link: kept.link.clone(),
+                        column: kept.value.clone(),
+                        select: vec![
+                            (kept.resource_type.clone(), Value::Text(spec.name.clone())),
+                            (kept.name.clone(), Value::Text(kept_name(&t))),
+                        ],
+                    }),
+                };
+                let returned = a.returned.or(leaf_def(&full, &t).map(|d| d.returned));
+                plans.push(Plan {
+                    target: t,
+                    ty,
+                    source,
+                    origin: &a.origin,
+                    shown: a.key.clone(),
+                    values: a.values.clone(),
+                    case_exact: a.case_exact,
+                    uniqueness: a.uniqueness,
+                    returned,
+                    template: None,
+                });
             }
             Err(p) => problems.push(p),
         }
     }
-    if spec.on_delete == OnDelete::Soft
-        && !bindings.iter().any(
-            |(t, ..)| matches!(t, Target::Attr { attr, ext: None, sub: None } if attr == "active"),
-        )
-    {
+    // Columns written by the sidecar: constants and timestamps go to the store as such;
+    // templates become write-only bindings rendered from the resource.
+    let mut constants = Vec::new();
+    for e in &spec.set {
+        let taken = plans
+            .iter()
+            .any(|p| matches!(&p.source, Source::Column(c) if c.eq_ignore_ascii_case(&e.column)));
+        if taken {
+            problems.push(Problem::error(
+                &e.origin,
+                format!("column '{}' is both mapped and set", e.column),
+                Some("keep it in one of [resource.….map] and [resource.….set]".into()),
+            ));
+            continue;
+        }
+        match &e.value {
+            SetValue::Value(v) => constants.push(ConstSpec {
+                column: e.column.clone(),
+                value: ConstValue::Value(v.clone()),
+                on: e.on,
+            }),
+            SetValue::Now => constants.push(ConstSpec {
+                column: e.column.clone(),
+                value: ConstValue::Now,
+                on: e.on,
+            }),
+            SetValue::Template(text) => plans.push(Plan {
+                target: Target::Template(
+                    template::Template::parse("{id}", &full)
+                        .unwrap_or_else(|_| placeholder_template()),
+                ),
+                ty: AttrType::String,
+                source: Source::Column(e.column.clone()),
+                origin: &e.origin,
+                shown: e.column.clone(),
+                values: Vec::new(),
+                case_exact: Some(true),
+                uniqueness: None,
+                returned: Some(Returned::Never),
+                template: Some(text),
+            }),
+        }
+    }
+    let has_active = plans.iter().any(
+        |p| matches!(&p.target, Target::Attr { attr, ext: None, sub: None } if attr == "active"),
+    );
+    if spec.on_delete == OnDelete::Soft && !has_active {
         problems.push(Problem::error(
             &spec.origin,
             format!("`on_delete = \"soft\"` needs `active` mapped for {}", spec.name),
@@ -292,19 +423,32 @@ pub async fn build(
         ));
     }
 
-    // 2. Members live in a join table keyed by another resource type's table.
+    // 2. Members are rows of another resource type: in a join table or with a group column.
     let member_spec = match &spec.members {
         None => None,
         Some(m) => match all
             .iter()
             .find(|r| r.name.eq_ignore_ascii_case(&m.member_type))
         {
-            Some(target) => Some(MembersSpec {
-                table: m.table.clone(),
-                group_column: m.group_column.clone(),
-                member_column: m.member_column.clone(),
-                member_table: target.table.clone(),
-                member_key: target.key.clone(),
+            Some(target) => Some(match &m.store {
+                MemberStore::Join {
+                    table,
+                    group_column,
+                    member_column,
+                } => MembersSpec::Join {
+                    table: table.clone(),
+                    group_column: group_column.clone(),
+                    member_column: member_column.clone(),
+                    member_table: target.table.clone(),
+                    member_key: target.key.clone(),
+                    member_filter: target.filter.clone(),
+                },
+                MemberStore::Column(column) => MembersSpec::Column {
+                    member_table: target.table.clone(),
+                    member_key: target.key.clone(),
+                    column: column.clone(),
+                    member_filter: target.filter.clone(),
+                },
             }),
             None => {
                 problems.push(Problem::error(
@@ -330,24 +474,31 @@ pub async fn build(
         .iter()
         .filter_map(|r| r.members.as_ref())
         .filter(|m| m.member_type.eq_ignore_ascii_case(&spec.name))
-        .map(|m| MemberOf {
-            table: m.table.clone(),
-            column: m.member_column.clone(),
+        .filter_map(|m| match &m.store {
+            MemberStore::Join {
+                table,
+                member_column,
+                ..
+            } => Some(MemberOf {
+                table: table.clone(),
+                column: member_column.clone(),
+            }),
+            MemberStore::Column(_) => None,
         })
         .collect();
 
     // 3. The store confirms tables, columns and types.
-    let fields: Vec<FieldSpec> = bindings
+    let fields: Vec<FieldSpec> = plans
         .iter()
-        .map(|(t, a, ..)| {
-            let def = leaf_def(&full, t);
-            let case_exact = a.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
-            let uniqueness = a
+        .map(|p| {
+            let def = leaf_def(&full, &p.target);
+            let case_exact = p.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
+            let uniqueness = p
                 .uniqueness
                 .or(def.map(|d| d.uniqueness))
                 .unwrap_or(Uniqueness::None);
             FieldSpec {
-                column: a.column.clone(),
+                source: p.source.clone(),
                 unique: uniqueness != Uniqueness::None,
                 fold_case: !case_exact,
             }
@@ -356,15 +507,17 @@ pub async fn build(
     let table_spec = TableSpec {
         table: spec.table.clone(),
         key: spec.key.clone(),
-        fields: fields.clone(),
+        filter: spec.filter.clone(),
+        fields,
+        constants,
         members: member_spec,
         member_of,
     };
     let locate = |part: &SpecPart| match part {
-        SpecPart::Table => spec.origin.clone(),
-        SpecPart::Field(i) => bindings
+        SpecPart::Table | SpecPart::Filter => spec.origin.clone(),
+        SpecPart::Field(i) => plans
             .get(*i)
-            .map_or(spec.origin.clone(), |b| b.1.origin.clone()),
+            .map_or(spec.origin.clone(), |p| p.origin.clone()),
         SpecPart::Members => spec
             .members
             .as_ref()
@@ -395,44 +548,53 @@ pub async fn build(
         .collect();
 
     // 4. Each SCIM type fits its store type.
-    let mut compiled = Vec::with_capacity(bindings.len());
-    for ((t, a, ty, _, returned), info) in bindings.iter().zip(&opened.fields) {
-        if let Err(msg) = compatible(*ty, &info.ty, !a.values.is_empty()) {
+    let mut compiled = Vec::with_capacity(plans.len());
+    for (p, info) in plans.iter().zip(&opened.fields) {
+        if let Err(msg) = compatible(p.ty, &info.ty, !p.values.is_empty()) {
             problems.push(Problem::error(
-                &a.origin,
-                format!("'{}' → column '{}': {msg}", a.key, a.column),
+                p.origin,
+                format!("'{}' → column '{}': {msg}", p.shown, p.source_column()),
                 None,
             ));
             continue;
         }
-        for (scim_value, _) in &a.values {
-            if !json_fits(*ty, scim_value) {
+        for (scim_value, store_value) in &p.values {
+            if !json_fits(p.ty, scim_value) {
                 problems.push(Problem::error(
-                    &a.origin,
+                    p.origin,
                     format!(
                         "value map of '{}' has key {scim_value}, which is not a SCIM {} value",
-                        a.key,
-                        ty.as_str()
+                        p.shown,
+                        p.ty.as_str()
                     ),
-                    Some(match ty {
+                    Some(match p.ty {
                         AttrType::Boolean => "use the keys `true` and `false`".into(),
                         _ => "use keys of the attribute's type".into(),
                     }),
                 ));
             }
+            if let (FieldType::Enum(labels), Value::Text(v)) = (&info.ty, store_value) {
+                if !labels.contains(v) {
+                    problems.push(Problem::error(
+                        p.origin,
+                        format!("value map of '{}' stores '{v}', which is not a label of the column's enum", p.shown),
+                        Some(format!("labels: {}", labels.join(", "))),
+                    ));
+                }
+            }
         }
-        let def = leaf_def(&full, t);
-        let case_exact = a.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
+        let def = leaf_def(&full, &p.target);
+        let case_exact = p.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
         compiled.push(Binding {
-            target: t.clone(),
+            target: p.target.clone(),
             conv: Conv {
-                scim: *ty,
+                scim: p.ty,
                 field: info.ty.clone(),
-                values: a.values.clone(),
+                values: p.values.clone(),
                 fold_case: !case_exact,
-                shown: a.key.clone(),
+                shown: p.shown.clone(),
             },
-            hidden: *returned == Some(Returned::Never),
+            hidden: p.returned == Some(Returned::Never),
         });
     }
     if !problems.is_empty() {
@@ -440,6 +602,23 @@ pub async fn build(
     }
 
     let rt = publish(&full, spec, &compiled, &opened.fields);
+    // Templates read the published (stored) attributes: an attribute that is not stored is
+    // dropped from requests, so a template could never see it.
+    for (p, b) in plans.iter().zip(compiled.iter_mut()) {
+        if let Some(text) = p.template {
+            match template::Template::parse(text, &rt) {
+                Ok(t) => b.target = Target::Template(t),
+                Err(e) => problems.push(Problem::error(
+                    p.origin,
+                    format!("template of '{}': {e}", p.shown),
+                    Some("templates may use attributes this resource type maps".into()),
+                )),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     let created = compiled.iter().position(|b| b.target == Target::Created);
     let modified = compiled
         .iter()
@@ -474,6 +653,21 @@ pub async fn build(
         },
         warnings,
     ))
+}
+
+impl Plan<'_> {
+    fn source_column(&self) -> &str {
+        match &self.source {
+            Source::Column(c) => c,
+            Source::Child(c) => &c.column,
+        }
+    }
+}
+
+/// A template that renders nothing, until the real one is parsed against the published
+/// schema.
+fn placeholder_template() -> template::Template {
+    template::Template::empty()
 }
 
 /// Where a map entry points, with its SCIM type and whether it is part of a multi-valued
@@ -562,7 +756,8 @@ fn target_of(full: &ResourceType, a: &AttrSpec) -> Result<(Target, AttrType, boo
                     ),
                     Some(format!(
                         "e.g. '{}[type eq \"work\"].value' = \"{}\"",
-                        attr.name, a.column
+                        attr.name,
+                        a.source.column()
                     )),
                 );
             }
@@ -666,7 +861,7 @@ fn leaf_def<'a>(full: &'a ResourceType, t: &Target) -> Option<&'a Attribute> {
     let (ext, attr, sub) = match t {
         Target::Attr { ext, attr, sub } => (ext, attr, sub.as_deref()),
         Target::Typed { ext, attr, sub, .. } => (ext, attr, Some(sub.as_str())),
-        Target::Created | Target::LastModified => return None,
+        Target::Created | Target::LastModified | Target::Template(_) => return None,
     };
     let r = full.resolve_parts(ext.as_deref(), attr, sub).ok()?;
     Some(r.leaf())
@@ -679,7 +874,10 @@ fn compatible(scim: AttrType, field: &FieldType, value_map: bool) -> Result<(), 
     }
     let ok = match scim {
         AttrType::String | AttrType::Reference | AttrType::Binary => {
-            matches!(field, FieldType::Text { .. } | FieldType::Integer)
+            matches!(
+                field,
+                FieldType::Text { .. } | FieldType::Integer | FieldType::Enum(_)
+            )
         }
         AttrType::Boolean => matches!(
             field,
@@ -884,6 +1082,10 @@ impl Inner {
                         None => None,
                     }
                 }
+                Target::Template(t) => {
+                    out[i] = Value::Text(t.render(attrs));
+                    continue;
+                }
                 Target::Created | Target::LastModified => None,
             };
             if let Some(v) = v {
@@ -1025,6 +1227,8 @@ impl Inner {
                         m.insert(key.into(), json);
                     }
                 }
+                // Computed columns are written, never read back.
+                Target::Template(_) => {}
             }
         }
         let members = row.members.map(|ids| {

@@ -88,8 +88,12 @@ pub struct ResourceSpec {
     pub key: String,
     /// Delete mode.
     pub on_delete: OnDelete,
+    /// Discriminator: column values that pick this type's rows in a shared table.
+    pub filter: Vec<(String, Value)>,
     /// Attribute mappings, in file order.
     pub attrs: Vec<AttrSpec>,
+    /// Columns the sidecar writes by itself (`[resource.X.set]`).
+    pub set: Vec<SetSpec>,
     /// Group membership, when this type has members.
     pub members: Option<MemberMap>,
     /// Where the `[resource.X]` table starts.
@@ -103,8 +107,8 @@ pub struct AttrSpec {
     pub key: String,
     /// The key, parsed.
     pub path: PatchPath,
-    /// The store column.
-    pub column: String,
+    /// Where the value is kept.
+    pub source: AttrSource,
     /// Override of the schema's `caseExact`.
     pub case_exact: Option<bool>,
     /// Override of `required`.
@@ -125,15 +129,82 @@ pub struct AttrSpec {
     pub origin: Origin,
 }
 
-/// `members = { table, group, member }`: membership in a join table.
+/// Where a mapped attribute's value is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrSource {
+    /// A column of the resource's table.
+    Column(String),
+    /// A column of a row in another table: `{ table, link, column, where }`.
+    Child {
+        /// The other table.
+        table: String,
+        /// Its column holding the resource's key.
+        link: String,
+        /// Its column holding the value.
+        column: String,
+        /// Fixed column values that pick the row.
+        select: Vec<(String, Value)>,
+    },
+    /// The sidecar's own attribute table (`{ kept = true }`), created by `scim-sidecar
+    /// migrate`.
+    Kept,
+}
+
+impl AttrSource {
+    /// The column, for messages.
+    pub fn column(&self) -> &str {
+        match self {
+            AttrSource::Column(c) | AttrSource::Child { column: c, .. } => c,
+            AttrSource::Kept => "value",
+        }
+    }
+}
+
+/// One entry of `[resource.X.set]`: a column the sidecar writes by itself.
+#[derive(Clone, Debug)]
+pub struct SetSpec {
+    /// The column.
+    pub column: String,
+    /// What is written.
+    pub value: SetValue,
+    /// On insert only, or on every write.
+    pub on: crate::backend::When,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+/// What a `[resource.X.set]` entry writes.
+#[derive(Clone, Debug)]
+pub enum SetValue {
+    /// A constant.
+    Value(Value),
+    /// The current time.
+    Now,
+    /// A text built from attributes: `"{name.givenName} {name.familyName}"`.
+    Template(String),
+}
+
+/// How members are kept.
+#[derive(Clone, Debug)]
+pub enum MemberStore {
+    /// One row per membership: `{ table, group, member }`.
+    Join {
+        /// The join table.
+        table: String,
+        /// Column holding this resource's key.
+        group_column: String,
+        /// Column holding the member's key.
+        member_column: String,
+    },
+    /// A column on the member's row holding its one group's key: `{ column }`.
+    Column(String),
+}
+
+/// `members = { … }`: how a group's members are kept.
 #[derive(Clone, Debug)]
 pub struct MemberMap {
-    /// The join table.
-    pub table: String,
-    /// Column holding this resource's key.
-    pub group_column: String,
-    /// Column holding the member's key.
-    pub member_column: String,
+    /// How.
+    pub store: MemberStore,
     /// The resource type members are (`User`).
     pub member_type: String,
     /// Where it was written.

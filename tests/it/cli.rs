@@ -74,13 +74,13 @@ fn check_reports_every_problem() {
         "{out}"
     );
     assert!(
-        out.contains("table 'rolez' does not exist")
-            && out.contains("did you mean `table = \"roles\"`"),
+        out.contains("table 'rolez' does not exist") && out.contains("did you mean \"roles\""),
         "{out}"
     );
     assert!(out.contains("unknown attribute 'shoeSize'"), "{out}");
     assert!(
-        out.contains("join table 'account_role' does not exist"),
+        out.contains("table 'account_role' (members) does not exist")
+            && out.contains("did you mean \"account_roles\""),
         "{out}"
     );
     assert!(out.contains(&format!("{file}:")), "{out}");

@@ -1,24 +1,43 @@
 //! SQL stores: statement building shared by every SQL dialect, and the dialects themselves.
 //!
 //! Everything a client sends reaches SQL as a bound parameter. Identifiers (table and column
-//! names) come only from the mapping file, are checked by [`valid_ident`] at config load, and
-//! are double-quoted by [`quote_ident`]. A dialect differs only in placeholders, case-folding
-//! comparisons and pattern matching; PostgreSQL is another [`Dialect`], not another compiler.
+//! names) come only from the mapping file, are checked by [`valid_ident`] at config load and
+//! against the live schema at start-up, and are double-quoted by [`quote_ident`]. [`model`]
+//! compiles a mapped table against the live schema; this module compiles filters and sort
+//! orders over it. A dialect differs only in placeholders, casts, case folding and pattern
+//! matching: PostgreSQL is another [`Dialect`], not another compiler.
+//!
+//! PostgreSQL parameters are always sent as text and cast in SQL to the column's type
+//! (`$1::text::bigint`), and values are read back as text: one encoding for integers,
+//! booleans, enums, `citext`, timestamps and `uuid` alike.
 
+pub mod model;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use std::fmt::Write as _;
 
 use super::{CmpOp, FieldType, Predicate, Sort, Value};
+use model::{Col, Field, Members, Model};
 
 /// The SQL dialects the compiler speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
-    /// SQLite 3.35+ (RETURNING, NULLS LAST).
+    /// SQLite 3.35+ (RETURNING, NULLS LAST, JSON1).
     Sqlite,
-    /// PostgreSQL.
+    /// PostgreSQL 12+.
     Postgres,
+}
+
+/// A bound parameter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Param {
+    /// A single value.
+    Value(Value),
+    /// A text array (PostgreSQL `= ANY($n)` and `unnest($n)`).
+    TextArray(Vec<String>),
 }
 
 /// A statement under construction: SQL text plus its bound parameters, in order.
@@ -27,7 +46,7 @@ pub struct Sql {
     /// The SQL text.
     pub text: String,
     /// Parameters, bound in order to the placeholders in `text`.
-    pub params: Vec<Value>,
+    pub params: Vec<Param>,
 }
 
 impl Sql {
@@ -37,15 +56,50 @@ impl Sql {
         self
     }
 
-    /// Binds a parameter and appends its placeholder.
+    /// Binds a parameter and appends its placeholder (`?N`, or `$N::text` in PostgreSQL).
     pub fn param(&mut self, d: Dialect, v: Value) -> &mut Self {
-        self.params.push(v);
+        self.params.push(Param::Value(v));
         let n = self.params.len();
         let _ = match d {
             Dialect::Sqlite => write!(self.text, "?{n}"),
-            Dialect::Postgres => write!(self.text, "${n}"),
+            Dialect::Postgres => write!(self.text, "${n}::text"),
         };
         self
+    }
+
+    /// Binds a text array (PostgreSQL) and appends `$N::text[]`.
+    pub fn param_array(&mut self, values: Vec<String>) -> &mut Self {
+        self.params.push(Param::TextArray(values));
+        let n = self.params.len();
+        let _ = write!(self.text, "${n}::text[]");
+        self
+    }
+
+    /// Appends another statement's text and parameters, renumbering SQLite placeholders
+    /// (PostgreSQL placeholders are renumbered the same way).
+    pub fn append(&mut self, other: &Sql) {
+        let offset = self.params.len();
+        let mut rest = other.text.as_str();
+        while let Some(pos) = rest.find(['?', '$']) {
+            self.text.push_str(&rest[..pos]);
+            let sigil = &rest[pos..pos + 1];
+            let digits: String = rest[pos + 1..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            match digits.parse::<usize>() {
+                Ok(n) => {
+                    let _ = write!(self.text, "{sigil}{}", n + offset);
+                    rest = &rest[pos + 1 + digits.len()..];
+                }
+                Err(_) => {
+                    self.text.push_str(sigil);
+                    rest = &rest[pos + 1..];
+                }
+            }
+        }
+        self.text.push_str(rest);
+        self.params.extend(other.params.iter().cloned());
     }
 }
 
@@ -70,37 +124,6 @@ pub fn quote_ident(id: &str) -> String {
         .join(".")
 }
 
-/// A column as the compiler needs it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Column {
-    /// The quoted, table-qualified name (`"t"."login"`).
-    pub qualified: String,
-    /// Its type.
-    pub ty: FieldType,
-}
-
-impl Column {
-    fn is_text(&self) -> bool {
-        matches!(self.ty, FieldType::Text { .. })
-    }
-}
-
-/// What the predicate compiler needs to know about a table.
-#[derive(Clone, Debug)]
-pub struct Shape<'a> {
-    /// The table's quoted name.
-    pub table: &'a str,
-    /// The quoted, table-qualified key column.
-    pub key: &'a str,
-    /// Whether the key is an integer (SCIM ids that are not integers then match nothing).
-    pub int_key: bool,
-    /// The fields, by index.
-    pub columns: &'a [Column],
-    /// Membership join table: (quoted table, quoted group column, quoted member column,
-    /// integer member key).
-    pub members: Option<(&'a str, &'a str, &'a str, bool)>,
-}
-
 /// A key parameter from a SCIM id: `None` when the id cannot be a key of this table (an
 /// integer key and a non-numeric id), which matches no row.
 pub fn key_value(id: &str, int_key: bool) -> Option<Value> {
@@ -111,27 +134,29 @@ pub fn key_value(id: &str, int_key: bool) -> Option<Value> {
     }
 }
 
-/// Appends the SQL condition for `p` to `sql`.
+/// Appends the SQL condition for `p` over the model's rows (alias `t`) to `sql`.
 ///
 /// Negation is pushed down to the leaves, so SQL's three-valued logic never surfaces: `not
-/// (title eq "x")` matches rows whose title is empty, as SCIM expects.
-pub fn compile_predicate(d: Dialect, shape: &Shape<'_>, p: &Predicate, sql: &mut Sql) {
-    compile(d, shape, p, false, sql);
+/// (title eq "x")` matches rows whose title is empty, as SCIM expects. Conditions on values
+/// kept in other tables are `EXISTS` subqueries, so the store can use its indexes.
+pub fn compile_predicate(m: &Model, p: &Predicate, sql: &mut Sql) {
+    compile(m, p, false, sql);
 }
 
-fn compile(d: Dialect, shape: &Shape<'_>, p: &Predicate, neg: bool, sql: &mut Sql) {
+fn constant(truth: bool, sql: &mut Sql) {
+    sql.push(if truth { "1=1" } else { "1=0" });
+}
+
+fn compile(m: &Model, p: &Predicate, neg: bool, sql: &mut Sql) {
+    let d = m.d;
     match p {
-        Predicate::True => {
-            sql.push(if neg { "1=0" } else { "1=1" });
-        }
-        Predicate::False => {
-            sql.push(if neg { "1=1" } else { "1=0" });
-        }
-        Predicate::Not(inner) => compile(d, shape, inner, !neg, sql),
+        Predicate::True => constant(!neg, sql),
+        Predicate::False => constant(neg, sql),
+        Predicate::Not(inner) => compile(m, inner, !neg, sql),
         Predicate::And(items) | Predicate::Or(items) => {
             let is_and = matches!(p, Predicate::And(_)) != neg;
             if items.is_empty() {
-                sql.push(if is_and { "1=1" } else { "1=0" });
+                constant(is_and, sql);
                 return;
             }
             sql.push("(");
@@ -139,44 +164,53 @@ fn compile(d: Dialect, shape: &Shape<'_>, p: &Predicate, neg: bool, sql: &mut Sq
                 if i > 0 {
                     sql.push(if is_and { " AND " } else { " OR " });
                 }
-                compile(d, shape, item, neg, sql);
+                compile(m, item, neg, sql);
             }
             sql.push(")");
         }
-        Predicate::Present(f) => {
-            let Some(col) = shape.columns.get(*f) else {
-                sql.push(if neg { "1=1" } else { "1=0" });
-                return;
-            };
-            let c = &col.qualified;
-            let text = match (col.is_text(), neg) {
-                (true, false) => format!("({c} IS NOT NULL AND {c} <> '')"),
-                (true, true) => format!("({c} IS NULL OR {c} = '')"),
-                (false, false) => format!("{c} IS NOT NULL"),
-                (false, true) => format!("{c} IS NULL"),
-            };
-            sql.push(&text);
-        }
-        Predicate::KeyEq(id) => match key_value(id, shape.int_key) {
-            Some(v) => {
-                sql.push(shape.key)
-                    .push(if neg { " <> " } else { " = " })
-                    .param(d, v);
+        Predicate::Present(f) => match m.fields.get(*f) {
+            None => constant(neg, sql),
+            Some(Field::Column(c)) => {
+                let e = format!("t.{}", c.name);
+                sql.push(&match (c.ty.is_text(), neg) {
+                    (true, false) => format!("({e} IS NOT NULL AND {e}::text <> '')")
+                        .replace("::text", text_cast(d)),
+                    (true, true) => {
+                        format!("({e} IS NULL OR {e}::text = '')").replace("::text", text_cast(d))
+                    }
+                    (false, false) => format!("{e} IS NOT NULL"),
+                    (false, true) => format!("{e} IS NULL"),
+                });
             }
-            None => {
-                sql.push(if neg { "1=1" } else { "1=0" });
+            Some(Field::Child(ch)) => {
+                child_exists(m, ch, neg, sql, |sql| {
+                    let e = format!("c.{}", ch.col.name);
+                    sql.push(&e).push(" IS NOT NULL");
+                    if ch.col.ty.is_text() {
+                        sql.push(" AND ").push(&e).push(text_cast(d)).push(" <> ''");
+                    }
+                });
             }
         },
+        Predicate::KeyEq(id) => match m.key_value(id) {
+            Some(v) => {
+                sql.push("t.")
+                    .push(&m.key.name)
+                    .push(if neg { " <> " } else { " = " });
+                m.key.param(d, sql, v);
+            }
+            None => constant(neg, sql),
+        },
         Predicate::HasMember(member) => {
-            let Some((join, g, m, int_member)) = shape.members else {
-                sql.push(if neg { "1=1" } else { "1=0" });
+            let Some(members) = &m.members else {
+                constant(neg, sql);
                 return;
             };
             let value = match member {
-                Some(id) => match key_value(id, int_member) {
+                Some(id) => match model_key_value(members.member_key(), id) {
                     Some(v) => Some(v),
                     None => {
-                        sql.push(if neg { "1=1" } else { "1=0" });
+                        constant(neg, sql);
                         return;
                     }
                 },
@@ -187,13 +221,40 @@ fn compile(d: Dialect, shape: &Shape<'_>, p: &Predicate, neg: bool, sql: &mut Sq
             } else {
                 "EXISTS (SELECT 1 FROM "
             });
-            sql.push(join)
-                .push(" j WHERE j.")
-                .push(g)
-                .push(" = ")
-                .push(shape.key);
-            if let Some(v) = value {
-                sql.push(" AND j.").push(m).push(" = ").param(d, v);
+            match members {
+                Members::Join {
+                    table,
+                    group,
+                    member,
+                    ..
+                } => {
+                    sql.push(table)
+                        .push(" j WHERE j.")
+                        .push(&group.name)
+                        .push(" = t.")
+                        .push(&m.key.name);
+                    if let Some(v) = value {
+                        sql.push(" AND j.").push(&member.name).push(" = ");
+                        member.param(d, sql, v);
+                    }
+                }
+                Members::Column {
+                    member_table,
+                    member_key,
+                    column,
+                    member_filter,
+                } => {
+                    sql.push(member_table)
+                        .push(" j WHERE j.")
+                        .push(&column.name)
+                        .push(" = t.")
+                        .push(&m.key.name);
+                    if let Some(v) = value {
+                        sql.push(" AND j.").push(&member_key.name).push(" = ");
+                        member_key.param(d, sql, v);
+                    }
+                    m.push_fixed(sql, "j", member_filter);
+                }
             }
             sql.push(")");
         }
@@ -202,42 +263,92 @@ fn compile(d: Dialect, shape: &Shape<'_>, p: &Predicate, neg: bool, sql: &mut Sq
             op,
             value,
             fold_case,
-        } => {
-            let Some(col) = shape.columns.get(*field) else {
-                sql.push(if neg { "1=1" } else { "1=0" });
-                return;
-            };
-            let c = col.qualified.as_str();
-            let fold = *fold_case && col.is_text();
-            match (op, neg) {
-                // SCIM `ne`: a field without a value is not equal either.
-                (CmpOp::Ne, false) => {
-                    sql.push("(").push(c).push(" IS NULL OR NOT (");
-                    comparison(d, c, CmpOp::Eq, value, fold, col.is_text(), sql);
-                    sql.push("))");
-                }
-                (CmpOp::Ne, true) => comparison(d, c, CmpOp::Eq, value, fold, col.is_text(), sql),
-                (op, false) => comparison(d, c, *op, value, fold, col.is_text(), sql),
-                (op, true) => {
-                    sql.push("(").push(c).push(" IS NULL OR NOT (");
-                    comparison(d, c, *op, value, fold, col.is_text(), sql);
-                    sql.push("))");
+        } => match m.fields.get(*field) {
+            None => constant(neg, sql),
+            Some(Field::Column(c)) => {
+                let e = format!("t.{}", c.name);
+                let fold = *fold_case && c.ty.is_text();
+                match (op, neg) {
+                    // SCIM `ne`: a field without a value is not equal either.
+                    (CmpOp::Ne, false) => {
+                        sql.push("(").push(&e).push(" IS NULL OR NOT (");
+                        comparison(d, &e, c, CmpOp::Eq, value, fold, sql);
+                        sql.push("))");
+                    }
+                    (CmpOp::Ne, true) => comparison(d, &e, c, CmpOp::Eq, value, fold, sql),
+                    (op, false) => comparison(d, &e, c, *op, value, fold, sql),
+                    (op, true) => {
+                        sql.push("(").push(&e).push(" IS NULL OR NOT (");
+                        comparison(d, &e, c, *op, value, fold, sql);
+                        sql.push("))");
+                    }
                 }
             }
-        }
+            Some(Field::Child(ch)) => {
+                // One child row per resource: "no row with an equal value" is SCIM's `ne`.
+                let (op, neg) = if *op == CmpOp::Ne {
+                    (CmpOp::Eq, !neg)
+                } else {
+                    (*op, neg)
+                };
+                let fold = *fold_case && ch.col.ty.is_text();
+                child_exists(m, ch, neg, sql, |sql| {
+                    comparison(
+                        d,
+                        &format!("c.{}", ch.col.name),
+                        &ch.col,
+                        op,
+                        value,
+                        fold,
+                        sql,
+                    );
+                });
+            }
+        },
     }
 }
 
-/// One positive comparison `c op value`.
-fn comparison(
-    d: Dialect,
-    c: &str,
-    op: CmpOp,
-    value: &Value,
-    fold: bool,
-    text: bool,
+fn text_cast(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => "::text",
+    }
+}
+
+/// A key parameter for a member id, by the member key column's type.
+fn model_key_value(key: &Col, id: &str) -> Option<Value> {
+    key_value(id, key.ty == FieldType::Integer)
+}
+
+/// `t.key [NOT] IN (SELECT link FROM child c WHERE selector AND <cond>)`: an IN-subquery
+/// rather than a correlated EXISTS, so SQLite (like PostgreSQL) can drive it from an index on
+/// the child table instead of probing once per parent row.
+fn child_exists(
+    m: &Model,
+    ch: &model::Child,
+    neg: bool,
     sql: &mut Sql,
+    cond: impl FnOnce(&mut Sql),
 ) {
+    sql.push("t.").push(&m.key.name).push(if neg {
+        " NOT IN (SELECT "
+    } else {
+        " IN (SELECT "
+    });
+    sql.push(&m.link_as_key(ch, "c"))
+        .push(" FROM ")
+        .push(&ch.table)
+        .push(" c WHERE c.")
+        .push(&ch.link.name);
+    sql.push(" IS NOT NULL");
+    m.push_fixed(sql, "c", &ch.select);
+    sql.push(" AND ");
+    cond(sql);
+    sql.push(")");
+}
+
+/// One positive comparison `e op value`, `e` being column `c`.
+fn comparison(d: Dialect, e: &str, c: &Col, op: CmpOp, value: &Value, fold: bool, sql: &mut Sql) {
     let rel = match op {
         CmpOp::Eq | CmpOp::Ne => "=",
         CmpOp::Gt => ">",
@@ -257,18 +368,20 @@ fn comparison(
             match (d, fold) {
                 // SQLite's LIKE ignores ASCII case; GLOB does not.
                 (Dialect::Sqlite, true) => {
-                    sql.push(c)
+                    sql.push(e)
                         .push(" LIKE ")
                         .param(d, Value::Text(like_pattern(s, pre, post)));
                     sql.push(" ESCAPE '\\'");
                 }
                 (Dialect::Sqlite, false) => {
-                    sql.push(c)
+                    sql.push(e)
                         .push(" GLOB ")
                         .param(d, Value::Text(glob_pattern(s, pre, post)));
                 }
                 (Dialect::Postgres, fold) => {
-                    sql.push(c).push(if fold { " ILIKE " } else { " LIKE " });
+                    sql.push(e)
+                        .push("::text")
+                        .push(if fold { " ILIKE " } else { " LIKE " });
                     sql.param(d, Value::Text(like_pattern(s, pre, post)))
                         .push(" ESCAPE '\\'");
                 }
@@ -277,25 +390,31 @@ fn comparison(
         }
     };
     match (d, fold) {
+        // Explicit in both directions: the column may be declared NOCASE or not.
         (Dialect::Sqlite, true) => {
-            sql.push(c)
+            sql.push(e)
                 .push(" ")
                 .push(rel)
                 .push(" ")
                 .param(d, value.clone())
                 .push(" COLLATE NOCASE");
         }
-        (Dialect::Sqlite, false) if text => {
-            sql.push(c)
+        (Dialect::Sqlite, false) if c.ty.is_text() => {
+            sql.push(e)
                 .push(" ")
                 .push(rel)
                 .push(" ")
                 .param(d, value.clone())
                 .push(" COLLATE BINARY");
         }
+        // citext compares case-insensitively by itself (and its index is on the column).
+        (Dialect::Postgres, true) if c.ci => {
+            sql.push(e).push(" ").push(rel).push(" ");
+            c.param(d, sql, value.clone());
+        }
         (Dialect::Postgres, true) => {
             sql.push("lower(")
-                .push(c)
+                .push(e)
                 .push(") ")
                 .push(rel)
                 .push(" lower(")
@@ -303,30 +422,57 @@ fn comparison(
                 .push(")");
         }
         _ => {
-            sql.push(c)
-                .push(" ")
-                .push(rel)
-                .push(" ")
-                .param(d, value.clone());
+            sql.push(e).push(" ").push(rel).push(" ");
+            c.param(d, sql, value.clone());
         }
     }
 }
 
 /// `ORDER BY …` for a sort, with the key as the tie-breaker so pages are stable.
-pub fn order_by(d: Dialect, shape: &Shape<'_>, sort: &Sort, sql: &mut Sql) {
+pub fn order_by(m: &Model, sort: &Sort, sql: &mut Sql) {
+    let d = m.d;
     let dir = if sort.descending { "DESC" } else { "ASC" };
     sql.push(" ORDER BY ");
-    if let Some(col) = sort.field.and_then(|f| shape.columns.get(f)) {
-        let fold = sort.fold_case && col.is_text();
+    if let Some(f) = sort.field.and_then(|f| m.fields.get(f)) {
+        let (expr, c) = match f {
+            Field::Column(c) => (format!("t.{}", c.name), c),
+            Field::Child(ch) => {
+                let mut sub = Sql::default();
+                sub.push("(SELECT c.")
+                    .push(&ch.col.name)
+                    .push(" FROM ")
+                    .push(&ch.table)
+                    .push(" c WHERE ");
+                sub.push(&m.link_cond(ch, "c", "t"));
+                m.push_fixed(&mut sub, "c", &ch.select);
+                sub.push(" LIMIT 1)");
+                sql.append_expr(sub);
+                sql.push(" ")
+                    .push(dir)
+                    .push(" NULLS LAST, t.")
+                    .push(&m.key.name)
+                    .push(" ")
+                    .push(dir);
+                return;
+            }
+        };
+        let fold = sort.fold_case && c.ty.is_text();
         match (d, fold) {
-            (Dialect::Sqlite, true) => sql.push(&col.qualified).push(" COLLATE NOCASE"),
-            (Dialect::Postgres, true) => sql.push("lower(").push(&col.qualified).push(")"),
-            _ => sql.push(&col.qualified),
+            (Dialect::Sqlite, true) => sql.push(&expr).push(" COLLATE NOCASE"),
+            (Dialect::Postgres, true) if !c.ci => sql.push("lower(").push(&expr).push(")"),
+            _ => sql.push(&expr),
         };
         // RFC 7644 §3.4.2.3: resources without a value sort last.
         sql.push(" ").push(dir).push(" NULLS LAST, ");
     }
-    sql.push(shape.key).push(" ").push(dir);
+    sql.push("t.").push(&m.key.name).push(" ").push(dir);
+}
+
+impl Sql {
+    /// Appends an expression built separately (its parameters renumbered).
+    fn append_expr(&mut self, other: Sql) {
+        self.append(&other);
+    }
 }
 
 /// A LIKE pattern matching `s` literally, with `%` before and/or after.
@@ -369,29 +515,115 @@ fn glob_pattern(s: &str, pre: bool, post: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::model::{Catalog, ColumnInfo, TableInfo, UniqueInfo};
     use super::*;
+    use crate::backend::{ChildSpec, FieldSpec, MembersSpec, Source, TableSpec};
 
-    fn shape(columns: &[Column]) -> Shape<'_> {
-        Shape {
-            table: "\"accounts\"",
-            key: "t.\"id\"",
-            int_key: true,
-            columns,
-            members: Some(("\"account_roles\"", "\"role_id\"", "\"account_id\"", true)),
+    fn col(name: &str, ty: FieldType, pk: bool) -> ColumnInfo {
+        ColumnInfo {
+            name: name.into(),
+            ty: ty.clone(),
+            cast: match ty {
+                FieldType::Integer => Some("bigint".into()),
+                _ => None,
+            },
+            notnull: pk,
+            has_default: false,
+            pk,
+            generated: pk,
+            ci: false,
         }
     }
 
-    fn cols() -> Vec<Column> {
-        vec![
-            Column {
-                qualified: "t.\"login\"".into(),
-                ty: FieldType::Text { max_len: None },
-            },
-            Column {
-                qualified: "t.\"age\"".into(),
-                ty: FieldType::Integer,
-            },
-        ]
+    fn catalog() -> Catalog {
+        let text = FieldType::Text { max_len: None };
+        let accounts = TableInfo {
+            columns: vec![
+                col("id", FieldType::Integer, true),
+                col("login", text.clone(), false),
+                col("age", FieldType::Integer, false),
+            ],
+            uniques: vec![UniqueInfo {
+                columns: vec![None],
+                fold: true,
+                lower_of: Some("login".into()),
+                partial: false,
+            }],
+            indexed: vec!["id".into()],
+        };
+        let emails = TableInfo {
+            columns: vec![
+                col("user_id", FieldType::Integer, false),
+                col("address", text.clone(), false),
+                col("kind", text, false),
+            ],
+            uniques: vec![],
+            indexed: vec!["user_id".into()],
+        };
+        let join = TableInfo {
+            columns: vec![
+                col("role_id", FieldType::Integer, true),
+                col("account_id", FieldType::Integer, true),
+            ],
+            uniques: vec![],
+            indexed: vec!["role_id".into()],
+        };
+        Catalog {
+            tables: [
+                ("accounts".to_string(), Some(accounts)),
+                ("emails".to_string(), Some(emails)),
+                ("account_roles".to_string(), Some(join)),
+            ]
+            .into_iter()
+            .collect(),
+            all: vec!["accounts".into(), "emails".into(), "account_roles".into()],
+            store: "db".into(),
+            kept_table: "scim_sidecar_attributes".into(),
+        }
+    }
+
+    fn model(d: Dialect) -> Model {
+        let spec = TableSpec {
+            table: "accounts".into(),
+            key: "id".into(),
+            filter: vec![],
+            fields: vec![
+                FieldSpec {
+                    source: Source::Column("login".into()),
+                    unique: true,
+                    fold_case: true,
+                },
+                FieldSpec {
+                    source: Source::Column("age".into()),
+                    unique: false,
+                    fold_case: false,
+                },
+                FieldSpec {
+                    source: Source::Child(ChildSpec {
+                        table: "emails".into(),
+                        link: "user_id".into(),
+                        column: "address".into(),
+                        select: vec![("kind".into(), Value::Text("work".into()))],
+                    }),
+                    unique: false,
+                    fold_case: true,
+                },
+            ],
+            constants: vec![],
+            members: Some(MembersSpec::Join {
+                table: "account_roles".into(),
+                group_column: "role_id".into(),
+                member_column: "account_id".into(),
+                member_table: "accounts".into(),
+                member_key: "id".into(),
+                member_filter: vec![],
+            }),
+            member_of: vec![],
+        };
+        match Model::build(d, &spec, &catalog()) {
+            Ok((m, _, _)) => m,
+            Err(p) => panic!("{p:?}"),
+        }
     }
 
     fn cmp(field: usize, op: CmpOp, value: Value, fold_case: bool) -> Predicate {
@@ -403,28 +635,43 @@ mod tests {
         }
     }
 
-    /// Client values only ever appear as parameters; identifiers are quoted.
+    fn values(sql: &Sql) -> Vec<Value> {
+        sql.params
+            .iter()
+            .filter_map(|p| match p {
+                Param::Value(v) => Some(v.clone()),
+                Param::TextArray(_) => None,
+            })
+            .collect()
+    }
+
+    /// Client values only ever appear as parameters; identifiers are quoted; PostgreSQL
+    /// parameters are text cast to the column's type.
     #[test]
     fn values_are_bound() {
-        let c = cols();
-        let mut sql = Sql::default();
         let evil = "x' OR '1'='1";
+        let mut sql = Sql::default();
         compile_predicate(
-            Dialect::Sqlite,
-            &shape(&c),
+            &model(Dialect::Sqlite),
             &cmp(0, CmpOp::Eq, Value::Text(evil.into()), true),
             &mut sql,
         );
         assert_eq!(sql.text, "t.\"login\" = ?1 COLLATE NOCASE");
-        assert_eq!(sql.params, vec![Value::Text(evil.into())]);
+        assert_eq!(values(&sql), vec![Value::Text(evil.into())]);
         let mut sql = Sql::default();
         compile_predicate(
-            Dialect::Postgres,
-            &shape(&c),
+            &model(Dialect::Postgres),
             &cmp(0, CmpOp::Eq, Value::Text(evil.into()), true),
             &mut sql,
         );
-        assert_eq!(sql.text, "lower(t.\"login\") = lower($1)");
+        assert_eq!(sql.text, "lower(t.\"login\") = lower($1::text)");
+        let mut sql = Sql::default();
+        compile_predicate(
+            &model(Dialect::Postgres),
+            &cmp(1, CmpOp::Gt, Value::Int(3), false),
+            &mut sql,
+        );
+        assert_eq!(sql.text, "t.\"age\" > $1::text::bigint");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(quote_ident("app.users"), "\"app\".\"users\"");
         assert!(valid_ident("app.users") && valid_ident("_x1$"));
@@ -436,77 +683,83 @@ mod tests {
     /// Negation is pushed to the leaves with SCIM's treatment of missing values.
     #[test]
     fn negation() {
-        let c = cols();
+        let m = model(Dialect::Sqlite);
         let p = Predicate::Not(Box::new(Predicate::And(vec![
             cmp(0, CmpOp::Eq, Value::Text("a".into()), false),
             Predicate::Present(1),
         ])));
         let mut sql = Sql::default();
-        compile_predicate(Dialect::Sqlite, &shape(&c), &p, &mut sql);
+        compile_predicate(&m, &p, &mut sql);
         assert_eq!(
             sql.text,
             "((t.\"login\" IS NULL OR NOT (t.\"login\" = ?1 COLLATE BINARY)) OR t.\"age\" IS NULL)"
         );
         let mut sql = Sql::default();
+        compile_predicate(&m, &cmp(1, CmpOp::Ne, Value::Int(3), false), &mut sql);
+        assert_eq!(sql.text, "(t.\"age\" IS NULL OR NOT (t.\"age\" = ?1))");
+    }
+
+    /// Values kept in child tables are filtered with EXISTS, `ne` as NOT EXISTS.
+    #[test]
+    fn child_fields() {
+        let m = model(Dialect::Postgres);
+        let mut sql = Sql::default();
         compile_predicate(
-            Dialect::Sqlite,
-            &shape(&c),
-            &cmp(1, CmpOp::Ne, Value::Int(3), false),
+            &m,
+            &cmp(2, CmpOp::Eq, Value::Text("a@x".into()), true),
             &mut sql,
         );
-        assert_eq!(sql.text, "(t.\"age\" IS NULL OR NOT (t.\"age\" = ?1))");
+        assert_eq!(
+            sql.text,
+            "t.\"id\" IN (SELECT c.\"user_id\" FROM \"emails\" c WHERE c.\"user_id\" IS NOT NULL AND c.\"kind\" = $1::text AND lower(c.\"address\") = lower($2::text))"
+        );
+        let mut sql = Sql::default();
+        compile_predicate(
+            &m,
+            &cmp(2, CmpOp::Ne, Value::Text("a@x".into()), true),
+            &mut sql,
+        );
+        assert!(sql.text.starts_with("t.\"id\" NOT IN"), "{}", sql.text);
     }
 
     /// Substring operators escape pattern characters of the value.
     #[test]
     fn patterns() {
-        let c = cols();
+        let m = model(Dialect::Sqlite);
         let mut sql = Sql::default();
         compile_predicate(
-            Dialect::Sqlite,
-            &shape(&c),
+            &m,
             &cmp(0, CmpOp::Contains, Value::Text("50%_a".into()), true),
             &mut sql,
         );
         assert_eq!(sql.text, "t.\"login\" LIKE ?1 ESCAPE '\\'");
-        assert_eq!(sql.params, vec![Value::Text("%50\\%\\_a%".into())]);
+        assert_eq!(values(&sql), vec![Value::Text("%50\\%\\_a%".into())]);
         let mut sql = Sql::default();
         compile_predicate(
-            Dialect::Sqlite,
-            &shape(&c),
+            &m,
             &cmp(0, CmpOp::StartsWith, Value::Text("a*[".into()), false),
             &mut sql,
         );
-        assert_eq!(sql.params, vec![Value::Text("a[*][[]*".into())]);
+        assert_eq!(values(&sql), vec![Value::Text("a[*][[]*".into())]);
     }
 
-    /// Membership tests are EXISTS subqueries; an id that cannot be a key matches nothing.
+    /// Membership tests are EXISTS subqueries; an id that cannot be a key matches nothing;
+    /// sorting ends with the key.
     #[test]
     fn membership_and_keys() {
-        let c = cols();
+        let m = model(Dialect::Sqlite);
         let mut sql = Sql::default();
-        compile_predicate(
-            Dialect::Sqlite,
-            &shape(&c),
-            &Predicate::HasMember(Some("7".into())),
-            &mut sql,
-        );
+        compile_predicate(&m, &Predicate::HasMember(Some("7".into())), &mut sql);
         assert_eq!(
             sql.text,
             "EXISTS (SELECT 1 FROM \"account_roles\" j WHERE j.\"role_id\" = t.\"id\" AND j.\"account_id\" = ?1)"
         );
         let mut sql = Sql::default();
-        compile_predicate(
-            Dialect::Sqlite,
-            &shape(&c),
-            &Predicate::KeyEq("abc".into()),
-            &mut sql,
-        );
+        compile_predicate(&m, &Predicate::KeyEq("abc".into()), &mut sql);
         assert_eq!(sql.text, "1=0");
         let mut sql = Sql::default();
         order_by(
-            Dialect::Sqlite,
-            &shape(&c),
+            &m,
             &Sort {
                 field: Some(0),
                 fold_case: true,
@@ -518,5 +771,17 @@ mod tests {
             sql.text,
             " ORDER BY t.\"login\" COLLATE NOCASE DESC NULLS LAST, t.\"id\" DESC"
         );
+    }
+
+    /// Appending renumbers placeholders.
+    #[test]
+    fn append_renumbers() {
+        let mut a = Sql::default();
+        a.push("a = ").param(Dialect::Postgres, Value::Int(1));
+        let mut b = Sql::default();
+        b.push(" AND b = ").param(Dialect::Postgres, Value::Int(2));
+        a.append(&b);
+        assert_eq!(a.text, "a = $1::text AND b = $2::text");
+        assert_eq!(a.params.len(), 2);
     }
 }

@@ -16,13 +16,12 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::Semaphore;
 
-use super::{Column, Dialect, Shape, Sql, compile_predicate, key_value, order_by, quote_ident};
+use super::model::{self, Catalog, Col, ColumnInfo, Field, Members, Model, TableInfo, UniqueInfo};
+use super::{Dialect, Param, Sql, compile_predicate, order_by};
 use crate::backend::{
-    Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldInfo, FieldType, Found,
-    MemberChange, Opened, Row, Search, SpecPart, SpecProblem, Table, TableSpec, Value, closest,
+    Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldType, Found, KeptTable,
+    MemberChange, Opened, Row, Search, SpecPart, SpecProblem, Table, TableSpec, Value,
 };
-
-const D: Dialect = Dialect::Sqlite;
 
 impl ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -326,70 +325,137 @@ impl Backend for SqliteBackend {
 
     async fn open_table(&self, spec: TableSpec) -> Result<Opened, Vec<SpecProblem>> {
         let path = self.path.clone();
-        let pool = self.pool.clone();
-        let checked = self.pool.read(move |c| Ok(check(c, &spec, &path))).await;
-        match checked {
-            Ok(Ok((sql, fields, warnings))) => Ok(Opened {
-                table: Arc::new(SqliteTable {
-                    pool,
-                    sql: Arc::new(sql),
-                }),
-                fields,
-                warnings,
+        let names: Vec<String> = spec.fields.iter().map(|f| f.column().to_owned()).collect();
+        let cat = self
+            .pool
+            .read(move |c| {
+                catalog(c, &spec, &path)
+                    .map(|cat| (cat, spec))
+                    .map_err(|e| error(e, &[]))
+            })
+            .await;
+        let (cat, spec) = cat.map_err(|e| {
+            vec![SpecProblem {
+                part: SpecPart::Table,
+                message: format!("cannot inspect the database: {e}"),
+                fix: None,
+                warning: false,
+            }]
+        })?;
+        let (m, fields, warnings) = Model::build(Dialect::Sqlite, &spec, &cat)?;
+        Ok(Opened {
+            table: Arc::new(SqliteTable {
+                pool: self.pool.clone(),
+                m: Arc::new(m),
+                names: Arc::new(names),
             }),
-            Ok(Err(problems)) => Err(problems),
-            Err(e) => Err(vec![problem(
-                SpecPart::Table,
-                format!("cannot inspect the database: {e}"),
-                None,
-            )]),
+            fields,
+            warnings,
+        })
+    }
+
+    fn kept_table(&self) -> KeptTable {
+        KeptTable {
+            table: KEPT_TABLE.into(),
+            link: "resource_id".into(),
+            value: "value".into(),
+            resource_type: "resource_type".into(),
+            name: "name".into(),
         }
+    }
+
+    async fn migrate(&self) -> Result<Vec<String>, BackendError> {
+        self.pool
+            .write(|c| {
+                let existed: bool = c
+                    .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [KEPT_TABLE], |r| r.get::<_, i64>(0))
+                    .map(|n| n > 0)
+                    .map_err(|e| error(e, &[]))?;
+                c.execute_batch(&format!(
+                    "CREATE TABLE IF NOT EXISTS {KEPT_TABLE} (
+                        resource_type TEXT NOT NULL,
+                        resource_id   TEXT NOT NULL,
+                        name          TEXT NOT NULL,
+                        value         TEXT,
+                        PRIMARY KEY (resource_type, resource_id, name)
+                    );
+                    CREATE INDEX IF NOT EXISTS {KEPT_TABLE}_value ON {KEPT_TABLE} (resource_type, name, value);"
+                ))
+                .map_err(|e| error(e, &[]))?;
+                Ok(if existed { Vec::new() } else { vec![format!("created table {KEPT_TABLE}")] })
+            })
+            .await
     }
 }
 
 // === Start-up checks ===
 
-struct ColInfo {
-    name: String,
-    decl: String,
-    notnull: bool,
-    has_default: bool,
-    pk: i64,
-}
-
-struct IndexInfo {
-    unique: bool,
-    partial: bool,
-    /// Key columns (lower-cased names; `None` for an expression) and their collations.
-    cols: Vec<(Option<String>, String)>,
-    sql: String,
-}
-
-fn problem(part: SpecPart, message: String, fix: Option<String>) -> SpecProblem {
-    SpecProblem {
-        part,
-        message,
-        fix,
-        warning: false,
+/// Reads what SQLite says about each table a spec needs.
+fn catalog(c: &Connection, spec: &TableSpec, path: &Path) -> rusqlite::Result<Catalog> {
+    let mut cat = Catalog {
+        store: path.display().to_string(),
+        kept_table: KEPT_TABLE.to_owned(),
+        ..Default::default()
+    };
+    cat.all = c
+        .prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for name in model::tables_needed(spec) {
+        let info = if name.contains('.') {
+            None
+        } else {
+            table_info(c, &name)?
+        };
+        cat.tables.insert(name, info);
     }
+    Ok(cat)
 }
 
-fn columns_of(c: &Connection, table: &str) -> rusqlite::Result<Vec<ColInfo>> {
+fn table_info(c: &Connection, table: &str) -> rusqlite::Result<Option<TableInfo>> {
+    let create_sql: String = c
+        .query_row(
+            "SELECT coalesce(sql, '') FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1 COLLATE NOCASE",
+            [table],
+            |r| r.get(0),
+        )
+        .unwrap_or_default();
     let mut st =
         c.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)")?;
-    let rows = st.query_map([table], |r| {
-        Ok(ColInfo {
-            name: r.get(0)?,
-            decl: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-            notnull: r.get::<_, i64>(2)? != 0,
-            has_default: r.get::<_, Option<String>>(3)?.is_some(),
-            pk: r.get(4)?,
+    let raw: Vec<(String, String, bool, bool, i64)> = st
+        .query_map([table], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                r.get::<_, i64>(2)? != 0,
+                r.get::<_, Option<String>>(3)?.is_some(),
+                r.get(4)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let pks = raw.iter().filter(|c| c.4 > 0).count();
+    let columns = raw
+        .into_iter()
+        .map(|(name, decl, notnull, has_default, pk)| {
+            // INTEGER PRIMARY KEY is the rowid: SQLite generates it.
+            let rowid = pk == 1 && pks == 1 && decl.eq_ignore_ascii_case("INTEGER");
+            ColumnInfo {
+                ci: declared_nocase(&create_sql, &name),
+                ty: field_type(&decl),
+                cast: None,
+                notnull: notnull && !rowid,
+                has_default,
+                pk: pk > 0,
+                generated: rowid,
+                name,
+            }
         })
-    })?;
-    rows.collect()
-}
-
-fn indexes_of(c: &Connection, table: &str) -> rusqlite::Result<Vec<IndexInfo>> {
+        .collect();
+    let mut uniques = Vec::new();
+    let mut indexed = Vec::new();
     let mut st = c.prepare("SELECT name, \"unique\", partial FROM pragma_index_list(?1)")?;
     let list: Vec<(String, bool, bool)> = st
         .query_map([table], |r| {
@@ -400,12 +466,11 @@ fn indexes_of(c: &Connection, table: &str) -> rusqlite::Result<Vec<IndexInfo>> {
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let mut out = Vec::new();
     for (name, unique, partial) in list {
         let mut st = c.prepare(
             "SELECT name, coll FROM pragma_index_xinfo(?1) WHERE key = 1 ORDER BY seqno",
         )?;
-        let cols = st
+        let cols: Vec<(Option<String>, String)> = st
             .query_map([&name], |r| {
                 Ok((
                     r.get::<_, Option<String>>(0)?
@@ -413,7 +478,7 @@ fn indexes_of(c: &Connection, table: &str) -> rusqlite::Result<Vec<IndexInfo>> {
                     r.get::<_, Option<String>>(1)?.unwrap_or_default(),
                 ))
             })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+            .collect::<rusqlite::Result<_>>()?;
         let sql: String = c
             .query_row(
                 "SELECT coalesce(sql, '') FROM sqlite_master WHERE type = 'index' AND name = ?1",
@@ -421,14 +486,78 @@ fn indexes_of(c: &Connection, table: &str) -> rusqlite::Result<Vec<IndexInfo>> {
                 |r| r.get(0),
             )
             .unwrap_or_default();
-        out.push(IndexInfo {
-            unique,
-            partial,
-            cols,
-            sql: sql.to_ascii_lowercase(),
-        });
+        if let Some(Some(first)) = cols.first().map(|c| c.0.clone()) {
+            indexed.push(first);
+        }
+        if unique {
+            uniques.push(UniqueInfo {
+                fold: cols.len() == 1 && cols[0].1.eq_ignore_ascii_case("NOCASE"),
+                lower_of: lower_of(&sql),
+                columns: cols.into_iter().map(|(n, _)| n).collect(),
+                partial,
+            });
+        }
     }
-    Ok(out)
+    let info = TableInfo {
+        columns,
+        uniques,
+        indexed,
+    };
+    let mut info = info;
+    if let Some(pk) = info.columns.iter().find(|c| c.pk) {
+        info.indexed.push(pk.name.to_ascii_lowercase());
+    }
+    Ok(Some(info))
+}
+
+/// Whether `CREATE TABLE` declares column `name` with `COLLATE NOCASE`.
+fn declared_nocase(create_sql: &str, name: &str) -> bool {
+    let lower = create_sql.to_ascii_lowercase();
+    let Some(body) = lower.find('(').map(|i| &lower[i + 1..]) else {
+        return false;
+    };
+    let mut depth = 0;
+    let mut start = 0;
+    let mut parts = Vec::new();
+    for (i, ch) in body.char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' if depth == 0 => {
+                parts.push(&body[start..i]);
+                break;
+            }
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&body[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let name = name.to_ascii_lowercase();
+    parts.iter().any(|p| {
+        let p = p.trim();
+        let first = p
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .trim_matches(['"', '`', '[', ']']);
+        first == name && p.contains("collate nocase")
+    })
+}
+
+/// The column of an expression index on `lower(column)`.
+fn lower_of(index_sql: &str) -> Option<String> {
+    let l = index_sql.to_ascii_lowercase();
+    let i = l.find("lower(")?;
+    let rest = &l[i + 6..];
+    let end = rest.find(')')?;
+    Some(
+        rest[..end]
+            .trim()
+            .trim_matches(['"', '`', '[', ']'])
+            .to_owned(),
+    )
 }
 
 fn field_type(decl: &str) -> FieldType {
@@ -456,544 +585,154 @@ fn field_type(decl: &str) -> FieldType {
     }
 }
 
-/// Whether some unique index (or the primary key) makes `col` unique, case-insensitively when
-/// `fold` (a NOCASE collation, or an expression index on `lower(col)`).
-fn unique_covered(col: &ColInfo, pk_cols: usize, indexes: &[IndexInfo], fold: bool) -> bool {
-    let lname = col.name.to_ascii_lowercase();
-    if !fold && col.pk == 1 && pk_cols == 1 {
-        return true;
-    }
-    indexes
-        .iter()
-        .filter(|i| i.unique && !i.partial && i.cols.len() == 1)
-        .any(|i| match &i.cols[0] {
-            (Some(name), coll) => *name == lname && (!fold || coll.eq_ignore_ascii_case("NOCASE")),
-            (None, _) => {
-                fold && i.sql.contains(&format!("lower({lname})"))
-                    || i.sql.contains(&format!("lower(\"{lname}\")"))
-            }
-        })
-}
-
-type Checked = (TableSql, Vec<FieldInfo>, Vec<SpecProblem>);
-
-/// Checks a spec against the live schema and builds its statements.
-fn check(c: &Connection, spec: &TableSpec, path: &Path) -> Result<Checked, Vec<SpecProblem>> {
-    let mut problems = Vec::new();
-    let mut warnings = Vec::new();
-    let ioerr = |e: rusqlite::Error| {
-        vec![problem(
-            SpecPart::Table,
-            format!("cannot inspect the database: {e}"),
-            None,
-        )]
-    };
-    if spec.table.contains('.') {
-        return Err(vec![problem(
-            SpecPart::Table,
-            format!("SQLite table names have no schema part: '{}'", spec.table),
-            Some("name the table alone, e.g. `table = \"accounts\"`".into()),
-        )]);
-    }
-    let cols = columns_of(c, &spec.table).map_err(ioerr)?;
-    if cols.is_empty() {
-        let tables: Vec<String> = c
-            .prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' ORDER BY name")
-            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
-            .unwrap_or_default();
-        let hint = closest(&spec.table, tables.iter().map(String::as_str))
-            .map(|t| format!("did you mean `table = \"{t}\"`?"))
-            .unwrap_or_else(|| format!("tables in {}: {}", path.display(), tables.join(", ")));
-        let mut problems = vec![problem(
-            SpecPart::Table,
-            format!(
-                "table '{}' does not exist in {}",
-                spec.table,
-                path.display()
-            ),
-            Some(hint),
-        )];
-        if let Some(m) = &spec.members {
-            problems.extend(check_members(c, m).err().unwrap_or_default());
-        }
-        return Err(problems);
-    }
-    let indexes = indexes_of(c, &spec.table).map_err(ioerr)?;
-    let pk_cols = cols.iter().filter(|c| c.pk > 0).count();
-    let find = |name: &str| cols.iter().find(|c| c.name.eq_ignore_ascii_case(name));
-    let names = || cols.iter().map(|c| c.name.as_str());
-    let missing = |part: SpecPart,
-                   what: &str,
-                   name: &str,
-                   table: &str,
-                   names: &mut dyn Iterator<Item = &str>| {
-        let list: Vec<&str> = names.collect();
-        let fix = match closest(name, list.iter().copied()) {
-            Some(n) => format!("did you mean \"{n}\"? (columns: {})", list.join(", ")),
-            None => format!("columns of {table}: {}", list.join(", ")),
-        };
-        let what = if what.is_empty() {
-            "column".to_owned()
-        } else {
-            format!("{what} column")
-        };
-        problem(
-            part,
-            format!("{what} '{name}' does not exist in table '{table}'"),
-            Some(fix),
-        )
-    };
-
-    // The key: unique, and generated by the database or by us.
-    let mut key_int = true;
-    let mut key_uuid = false;
-    match find(&spec.key) {
-        None => problems.push(missing(
-            SpecPart::Table,
-            "key",
-            &spec.key,
-            &spec.table,
-            &mut names(),
-        )),
-        Some(k) => {
-            let ty = field_type(&k.decl);
-            key_int = ty == FieldType::Integer;
-            let rowid = k.pk == 1 && pk_cols == 1 && k.decl.eq_ignore_ascii_case("INTEGER");
-            if !unique_covered(k, pk_cols, &indexes, false) {
-                problems.push(problem(
-                    SpecPart::Table,
-                    format!("key column '{}' of '{}' is not unique", k.name, spec.table),
-                    Some(
-                        "use the table's primary key, or a column with a UNIQUE constraint".into(),
-                    ),
-                ));
-            }
-            if !rowid && !k.has_default {
-                if key_int {
-                    problems.push(problem(
-                        SpecPart::Table,
-                        format!(
-                            "key column '{}' is an integer the database does not generate",
-                            k.name
-                        ),
-                        Some("declare it INTEGER PRIMARY KEY, or give it a DEFAULT".into()),
-                    ));
-                } else {
-                    // A text key nobody generates: the sidecar makes a UUID.
-                    key_uuid = true;
-                }
-            }
-        }
-    }
-
-    let mut infos = Vec::with_capacity(spec.fields.len());
-    let mut unique_checks = Vec::new();
-    for (i, f) in spec.fields.iter().enumerate() {
-        let Some(col) = find(&f.column) else {
-            problems.push(missing(
-                SpecPart::Field(i),
-                "",
-                &f.column,
-                &spec.table,
-                &mut names(),
-            ));
-            infos.push(FieldInfo {
-                ty: FieldType::Text { max_len: None },
-                nullable: true,
-                has_default: false,
-                unique: false,
-            });
-            continue;
-        };
-        let covered = unique_covered(col, pk_cols, &indexes, f.fold_case);
-        if f.unique && !covered {
-            unique_checks.push((i, f.fold_case));
-            let coll = if f.fold_case { " COLLATE NOCASE" } else { "" };
-            warnings.push(SpecProblem {
-                part: SpecPart::Field(i),
-                message: format!(
-                    "no unique index on {}.{}{}: the sidecar checks uniqueness itself on every write, but writes of the app itself are not checked",
-                    spec.table,
-                    col.name,
-                    if f.fold_case { " (case-insensitive)" } else { "" }
-                ),
-                fix: Some(format!(
-                    "CREATE UNIQUE INDEX {t}_{c}_key ON {t} ({c}{coll});",
-                    t = spec.table,
-                    c = col.name
-                )),
-                warning: true,
-            });
-        }
-        infos.push(FieldInfo {
-            ty: field_type(&col.decl),
-            nullable: !col.notnull,
-            has_default: col.has_default,
-            unique: covered || f.unique,
-        });
-    }
-
-    // A NOT NULL column without default that nothing writes makes every insert fail.
-    for col in &cols {
-        let mapped = spec
-            .fields
-            .iter()
-            .any(|f| f.column.eq_ignore_ascii_case(&col.name))
-            || col.name.eq_ignore_ascii_case(&spec.key);
-        if col.notnull && !col.has_default && !mapped && col.pk == 0 {
-            problems.push(problem(
-                SpecPart::Table,
-                format!(
-                    "column '{}.{}' is NOT NULL without a default, and no attribute maps to it: every create would fail",
-                    spec.table, col.name
-                ),
-                Some(format!("map an attribute to \"{}\", or give the column a DEFAULT", col.name)),
-            ));
-        }
-    }
-
-    let members = match &spec.members {
-        None => None,
-        Some(m) => match check_members(c, m) {
-            Ok((sql, unique_pair)) => {
-                if !unique_pair {
-                    warnings.push(SpecProblem {
-                        part: SpecPart::Members,
-                        message: format!(
-                            "no unique index on {}({}, {})",
-                            m.table, m.group_column, m.member_column
-                        ),
-                        fix: Some(format!(
-                            "CREATE UNIQUE INDEX {t}_pair ON {t} ({}, {});",
-                            m.group_column,
-                            m.member_column,
-                            t = m.table
-                        )),
-                        warning: true,
-                    });
-                }
-                Some(sql)
-            }
-            Err(mut p) => {
-                problems.append(&mut p);
-                None
-            }
-        },
-    };
-    // Join tables that list this table's rows as members. A missing one is reported by the
-    // resource that owns the membership, not here.
-    let member_of = spec
-        .member_of
-        .iter()
-        .filter(|mo| {
-            columns_of(c, &mo.table)
-                .is_ok_and(|cols| cols.iter().any(|c| c.name.eq_ignore_ascii_case(&mo.column)))
-        })
-        .map(|mo| (quote_ident(&mo.table), quote_ident(&mo.column)))
-        .collect();
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let table = quote_ident(&spec.table);
-    let key = quote_ident(&spec.key);
-    let raw_cols: Vec<String> = spec.fields.iter().map(|f| quote_ident(&f.column)).collect();
-    let columns: Vec<Column> = raw_cols
-        .iter()
-        .zip(&infos)
-        .map(|(c, i)| Column {
-            qualified: format!("t.{c}"),
-            ty: i.ty.clone(),
-        })
-        .collect();
-    let mut select_list = format!("t.{key}");
-    let mut returning = key.clone();
-    for c in &raw_cols {
-        select_list.push_str(&format!(", t.{c}"));
-        returning.push_str(&format!(", {c}"));
-    }
-    let sql = TableSql {
-        select_by_key: format!("SELECT {select_list} FROM {table} t WHERE t.{key} = ?1"),
-        table,
-        key,
-        key_int,
-        key_uuid,
-        raw_cols,
-        col_names: spec.fields.iter().map(|f| f.column.clone()).collect(),
-        columns,
-        select_list,
-        returning,
-        unique_checks,
-        members,
-        member_of,
-    };
-    Ok((sql, infos, warnings))
-}
-
-fn check_members(
-    c: &Connection,
-    m: &crate::backend::MembersSpec,
-) -> Result<(MembersSql, bool), Vec<SpecProblem>> {
-    let mut problems = Vec::new();
-    let io = |e: rusqlite::Error| {
-        vec![problem(
-            SpecPart::Members,
-            format!("cannot inspect the database: {e}"),
-            None,
-        )]
-    };
-    let jcols = columns_of(c, &m.table).map_err(io)?;
-    if jcols.is_empty() {
-        return Err(vec![problem(
-            SpecPart::Members,
-            format!("join table '{}' does not exist", m.table),
-            None,
-        )]);
-    }
-    for col in [&m.group_column, &m.member_column] {
-        if !jcols.iter().any(|c| c.name.eq_ignore_ascii_case(col)) {
-            let list: Vec<&str> = jcols.iter().map(|c| c.name.as_str()).collect();
-            problems.push(problem(
-                SpecPart::Members,
-                format!("column '{col}' does not exist in join table '{}'", m.table),
-                Some(format!("columns of {}: {}", m.table, list.join(", "))),
-            ));
-        }
-    }
-    let mcols = columns_of(c, &m.member_table).map_err(io)?;
-    let member_int = match mcols
-        .iter()
-        .find(|c| c.name.eq_ignore_ascii_case(&m.member_key))
-    {
-        Some(k) => field_type(&k.decl) == FieldType::Integer,
-        None => {
-            problems.push(problem(
-                SpecPart::Members,
-                format!(
-                    "member table '{}' has no key column '{}'",
-                    m.member_table, m.member_key
-                ),
-                None,
-            ));
-            true
-        }
-    };
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let idx = indexes_of(c, &m.table).map_err(io)?;
-    let (g, mm) = (
-        m.group_column.to_ascii_lowercase(),
-        m.member_column.to_ascii_lowercase(),
-    );
-    let pair = |cols: &[(Option<String>, String)]| {
-        cols.len() == 2
-            && cols.iter().any(|(n, _)| n.as_deref() == Some(g.as_str()))
-            && cols.iter().any(|(n, _)| n.as_deref() == Some(mm.as_str()))
-    };
-    let pk: Vec<(Option<String>, String)> = jcols
-        .iter()
-        .filter(|c| c.pk > 0)
-        .map(|c| (Some(c.name.to_ascii_lowercase()), String::new()))
-        .collect();
-    let unique_pair = pair(&pk) || idx.iter().any(|i| i.unique && !i.partial && pair(&i.cols));
-    let join = quote_ident(&m.table);
-    let (gq, mq) = (quote_ident(&m.group_column), quote_ident(&m.member_column));
-    let insert = if unique_pair {
-        format!("INSERT OR IGNORE INTO {join} ({gq}, {mq}) VALUES (?1, ?2)")
-    } else {
-        format!(
-            "INSERT INTO {join} ({gq}, {mq}) SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM {join} WHERE {gq} = ?1 AND {mq} = ?2)"
-        )
-    };
-    Ok((
-        MembersSql {
-            select: format!("SELECT {mq} FROM {join} WHERE {gq} = ?1 ORDER BY {mq}"),
-            delete_one: format!("DELETE FROM {join} WHERE {gq} = ?1 AND {mq} = ?2"),
-            clear: format!("DELETE FROM {join} WHERE {gq} = ?1"),
-            exists: format!(
-                "SELECT 1 FROM {} WHERE {} = ?1",
-                quote_ident(&m.member_table),
-                quote_ident(&m.member_key)
-            ),
-            insert,
-            join,
-            group: gq,
-            member: mq,
-            member_int,
-        },
-        unique_pair,
-    ))
-}
-
 // === impl SqliteTable ===
 
-/// Prebuilt SQL of one mapped table.
-struct TableSql {
-    table: String,
-    key: String,
-    key_int: bool,
-    /// The sidecar generates the key (a UUID) because nothing else does.
-    key_uuid: bool,
-    raw_cols: Vec<String>,
-    col_names: Vec<String>,
-    columns: Vec<Column>,
-    select_list: String,
-    returning: String,
-    select_by_key: String,
-    /// Fields whose uniqueness no index guarantees: checked inside each write.
-    unique_checks: Vec<(usize, bool)>,
-    members: Option<MembersSql>,
-    member_of: Vec<(String, String)>,
-}
-
-struct MembersSql {
-    join: String,
-    group: String,
-    member: String,
-    member_int: bool,
-    select: String,
-    insert: String,
-    delete_one: String,
-    clear: String,
-    exists: String,
-}
+/// The sidecar's own attribute table in SQLite (no schemas there).
+const KEPT_TABLE: &str = "scim_sidecar_attributes";
 
 struct SqliteTable {
     pool: Arc<Pool>,
-    sql: Arc<TableSql>,
+    m: Arc<Model>,
+    names: Arc<Vec<String>>,
 }
 
-impl TableSql {
-    fn shape(&self) -> Shape<'_> {
-        Shape {
-            table: &self.table,
-            key: "t.__key__",
-            int_key: self.key_int,
-            columns: &self.columns,
-            members: self.members.as_ref().map(|m| {
-                (
-                    m.join.as_str(),
-                    m.group.as_str(),
-                    m.member.as_str(),
-                    m.member_int,
-                )
-            }),
+fn params(sql: &Sql) -> impl Iterator<Item = &Param> {
+    sql.params.iter()
+}
+
+impl ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Param::Value(v) => v.to_sql(),
+            Param::TextArray(items) => Ok(ToSqlOutput::Owned(rusqlite::types::Value::Text(
+                serde_json::to_string(items).unwrap_or_default(),
+            ))),
         }
     }
+}
 
+/// Store work on one connection, with errors mapped.
+struct Run<'a> {
+    c: &'a Connection,
+    m: &'a Model,
+    names: &'a [String],
+}
+
+impl Run<'_> {
     fn err(&self, e: rusqlite::Error) -> BackendError {
-        error(e, &self.col_names)
+        error(e, self.names)
     }
 
-    fn read_row(&self, r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-        let key = key_string(r.get_ref(0)?);
-        let mut values = Vec::with_capacity(self.raw_cols.len());
-        for i in 0..self.raw_cols.len() {
-            values.push(from_ref(r.get_ref(i + 1)?));
-        }
-        Ok(Row {
-            key,
-            values,
-            members: None,
+    fn exec(&self, sql: &Sql) -> Result<usize, BackendError> {
+        let mut st = self.c.prepare_cached(&sql.text).map_err(|e| self.err(e))?;
+        st.execute(rusqlite::params_from_iter(params(sql)))
+            .map_err(|e| self.err(e))
+    }
+
+    fn exists(&self, sql: &Sql) -> Result<bool, BackendError> {
+        let mut st = self.c.prepare_cached(&sql.text).map_err(|e| self.err(e))?;
+        st.exists(rusqlite::params_from_iter(params(sql)))
+            .map_err(|e| self.err(e))
+    }
+
+    fn strings(&self, sql: &Sql) -> Result<Vec<Vec<String>>, BackendError> {
+        let mut st = self.c.prepare_cached(&sql.text).map_err(|e| self.err(e))?;
+        let n = st.column_count();
+        st.query_map(rusqlite::params_from_iter(params(sql)), |r| {
+            (0..n).map(|i| Ok(key_string(r.get_ref(i)?))).collect()
         })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Vec<String>>>>())
+        .map_err(|e| self.err(e))
     }
 
-    fn fetch(&self, c: &Connection, key: &Value) -> Result<Option<Row>, BackendError> {
-        let mut st = c
-            .prepare_cached(&self.select_by_key)
-            .map_err(|e| self.err(e))?;
-        let mut rows = st.query([key]).map_err(|e| self.err(e))?;
-        match rows.next().map_err(|e| self.err(e))? {
-            Some(r) => Ok(Some(self.read_row(r).map_err(|e| self.err(e))?)),
-            None => Ok(None),
+    fn rows(&self, sql: &Sql) -> Result<Vec<Row>, BackendError> {
+        let mut st = self.c.prepare_cached(&sql.text).map_err(|e| self.err(e))?;
+        let n = self.m.fields.len();
+        st.query_map(rusqlite::params_from_iter(params(sql)), |r| {
+            let key = key_string(r.get_ref(0)?);
+            let mut values = Vec::with_capacity(n);
+            for i in 0..n {
+                values.push(from_ref(r.get_ref(i + 1)?));
+            }
+            Ok(Row {
+                key,
+                values,
+                members: None,
+            })
+        })
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Row>>>())
+        .map_err(|e| self.err(e))
+    }
+
+    fn fetch(&self, key: &Value) -> Result<Option<Row>, BackendError> {
+        Ok(self.rows(&self.m.fetch(key, false))?.into_iter().next())
+    }
+
+    /// Loads the members of these rows (one statement for all of them).
+    fn load_members(&self, rows: &mut [Row]) -> Result<(), BackendError> {
+        let Some(mm) = &self.m.members else {
+            return Ok(());
+        };
+        if rows.is_empty() {
+            return Ok(());
         }
-    }
-
-    /// `UPDATE table SET field = value, … WHERE key = ?`.
-    fn set_fields(
-        &self,
-        c: &Connection,
-        set: &[(usize, Value)],
-        key: &Value,
-    ) -> Result<(), BackendError> {
-        let assigns: Vec<String> = set
+        let keys: Vec<Value> = rows
             .iter()
-            .enumerate()
-            .map(|(n, (i, _))| format!("{} = ?{}", self.raw_cols[*i], n + 1))
+            .filter_map(|r| self.m.key_value(&r.key))
             .collect();
-        let text = format!(
-            "UPDATE {} SET {} WHERE {} = ?{}",
-            self.table,
-            assigns.join(", "),
-            self.key,
-            set.len() + 1
-        );
-        let mut params: Vec<&dyn ToSql> = set.iter().map(|(_, v)| v as &dyn ToSql).collect();
-        params.push(key);
-        c.prepare_cached(&text)
-            .and_then(|mut st| st.execute(params.as_slice()))
-            .map_err(|e| self.err(e))?;
+        let pairs = self.strings(&self.m.members_of(mm, &keys))?;
+        for r in rows.iter_mut() {
+            r.members = Some(
+                pairs
+                    .iter()
+                    .filter(|p| p[0] == r.key)
+                    .map(|p| p[1].clone())
+                    .collect(),
+            );
+        }
         Ok(())
     }
 
-    fn members_of(&self, c: &Connection, key: &Value) -> Result<Option<Vec<String>>, BackendError> {
-        let Some(m) = &self.members else {
-            return Ok(None);
-        };
-        let mut st = c.prepare_cached(&m.select).map_err(|e| self.err(e))?;
-        let ids = st
-            .query_map([key], |r| Ok(key_string(r.get_ref(0)?)))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
-            .map_err(|e| self.err(e))?;
-        Ok(Some(ids))
-    }
-
-    /// Refuses the write when another row already holds a value that must be unique.
+    /// Refuses the write when another row holds a value that must be unique.
     fn check_unique(
         &self,
-        c: &Connection,
         values: &[(usize, &Value)],
         except: Option<&Value>,
     ) -> Result<(), BackendError> {
-        for &(i, fold) in &self.unique_checks {
+        for &(i, fold) in &self.m.unique_checks {
             let Some((_, v)) = values.iter().find(|(j, _)| *j == i) else {
                 continue;
             };
             if v.is_null() {
                 continue;
             }
-            let coll = if fold { " COLLATE NOCASE" } else { "" };
-            let mut q = format!(
-                "SELECT 1 FROM {} WHERE {} = ?1{coll}",
-                self.table, self.raw_cols[i]
-            );
-            if except.is_some() {
-                q.push_str(&format!(" AND {} <> ?2", self.key));
-            }
-            q.push_str(" LIMIT 1");
-            let mut st = c.prepare_cached(&q).map_err(|e| self.err(e))?;
-            let taken = match except {
-                Some(k) => st.exists(rusqlite::params![v, k]),
-                None => st.exists([v]),
-            }
-            .map_err(|e| self.err(e))?;
-            if taken {
-                return Err(BackendError::Conflict {
-                    field: Some(i),
-                    detail: format!("another row has the same {}", self.col_names[i]),
-                });
+            if let Some(sql) = self.m.unique_taken(i, v, fold, except) {
+                if self.exists(&sql)? {
+                    return Err(BackendError::Conflict {
+                        field: Some(i),
+                        detail: format!("another row has the same {}", self.names[i]),
+                    });
+                }
             }
         }
         Ok(())
     }
 
-    fn change_members(
-        &self,
-        c: &Connection,
-        group: &Value,
-        changes: &[MemberChange],
-    ) -> Result<(), BackendError> {
-        let Some(m) = &self.members else {
+    /// Writes child field `i`: update its row, or insert it when there is none.
+    fn write_child(&self, i: usize, key: &Value, v: &Value) -> Result<(), BackendError> {
+        if let Some(sql) = self.m.child_write(i, key, v) {
+            let changed = self.exec(&sql)?;
+            if changed == 0 && !v.is_null() {
+                if let Some(ins) = self.m.child_insert(i, key, v) {
+                    self.exec(&ins)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn change_members(&self, key: &Value, changes: &[MemberChange]) -> Result<(), BackendError> {
+        let Some(mm) = &self.m.members else {
             return if changes.is_empty() {
                 Ok(())
             } else {
@@ -1004,25 +743,18 @@ impl TableSql {
         };
         for change in changes {
             match change {
-                MemberChange::Add(ids) => self.add_members(c, m, group, ids)?,
+                MemberChange::Add(ids) => self.add_members(mm, key, ids)?,
                 MemberChange::Replace(ids) => {
-                    c.prepare_cached(&m.clear)
-                        .and_then(|mut s| s.execute([group]))
-                        .map_err(|e| self.err(e))?;
-                    self.add_members(c, m, group, ids)?;
+                    self.exec(&self.m.members_clear(mm, key))?;
+                    self.add_members(mm, key, ids)?;
                 }
                 MemberChange::Clear => {
-                    c.prepare_cached(&m.clear)
-                        .and_then(|mut s| s.execute([group]))
-                        .map_err(|e| self.err(e))?;
+                    self.exec(&self.m.members_clear(mm, key))?;
                 }
                 MemberChange::Remove(ids) => {
-                    let mut st = c.prepare_cached(&m.delete_one).map_err(|e| self.err(e))?;
-                    for id in ids {
-                        if let Some(v) = key_value(id, m.member_int) {
-                            st.execute(rusqlite::params![group, v])
-                                .map_err(|e| self.err(e))?;
-                        }
+                    let (valid, _) = split_ids(mm.member_key(), ids);
+                    if !valid.is_empty() {
+                        self.exec(&self.m.members_remove(mm, key, &valid))?;
                     }
                 }
             }
@@ -1030,40 +762,93 @@ impl TableSql {
         Ok(())
     }
 
-    fn add_members(
-        &self,
-        c: &Connection,
-        m: &MembersSql,
-        group: &Value,
-        ids: &[String],
-    ) -> Result<(), BackendError> {
-        let mut exists = c.prepare_cached(&m.exists).map_err(|e| self.err(e))?;
-        let mut values = Vec::with_capacity(ids.len());
-        let mut unknown = Vec::new();
-        for id in ids {
-            match key_value(id, m.member_int) {
-                Some(v) if exists.exists([&v]).map_err(|e| self.err(e))? => values.push(v),
-                _ => unknown.push(id.as_str()),
-            }
+    /// Adds members, refusing the whole change when any of them does not exist.
+    fn add_members(&self, mm: &Members, key: &Value, ids: &[String]) -> Result<(), BackendError> {
+        if ids.is_empty() {
+            return Ok(());
         }
-        if !unknown.is_empty() {
-            let shown: Vec<String> = unknown.iter().take(5).map(|s| format!("'{s}'")).collect();
-            let more = if unknown.len() > 5 {
-                format!(" and {} more", unknown.len() - 5)
-            } else {
-                String::new()
-            };
-            return Err(BackendError::Rejected {
-                field: None,
-                detail: format!("members {}{more} do not exist", shown.join(", ")),
-            });
+        let (valid, mut missing) = split_ids(mm.member_key(), ids);
+        if !valid.is_empty() {
+            missing.extend(
+                self.strings(&self.m.missing_members(mm, &valid))?
+                    .into_iter()
+                    .filter_map(|r| r.into_iter().next()),
+            );
         }
-        let mut ins = c.prepare_cached(&m.insert).map_err(|e| self.err(e))?;
-        for v in &values {
-            ins.execute(rusqlite::params![group, v])
-                .map_err(|e| self.err(e))?;
+        if !missing.is_empty() {
+            return Err(missing_members(&missing));
         }
+        self.exec(&self.m.members_add(mm, key, &valid))?;
         Ok(())
+    }
+}
+
+/// Ids that can be keys of `key`'s type, and those that cannot (which exist nowhere).
+pub(crate) fn split_ids(key: &Col, ids: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter()
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
+        .partition(|id| key.ty != FieldType::Integer || id.parse::<i64>().is_ok())
+}
+
+/// The 400 for member ids that do not exist.
+pub(crate) fn missing_members(missing: &[String]) -> BackendError {
+    let shown: Vec<String> = missing.iter().take(5).map(|s| format!("'{s}'")).collect();
+    let more = if missing.len() > 5 {
+        format!(" and {} more", missing.len() - 5)
+    } else {
+        String::new()
+    };
+    BackendError::Rejected {
+        field: None,
+        detail: if missing.len() == 1 {
+            format!("member {} does not exist", shown.join(", "))
+        } else {
+            format!("members {}{more} do not exist", shown.join(", "))
+        },
+    }
+}
+
+impl SqliteTable {
+    async fn write<T, F>(&self, f: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Run<'_>) -> Result<T, BackendError> + Send + 'static,
+    {
+        let (m, names) = (self.m.clone(), self.names.clone());
+        self.pool
+            .write(move |c| {
+                let tx = Tx::begin(c, true).map_err(|e| error(e, &names))?;
+                let run = Run {
+                    c: &tx,
+                    m: &m,
+                    names: &names,
+                };
+                let out = f(&run)?;
+                tx.commit().map_err(|e| error(e, &names))?;
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Run<'_>) -> Result<T, BackendError> + Send + 'static,
+    {
+        let (m, names) = (self.m.clone(), self.names.clone());
+        self.pool
+            .read(move |c| {
+                let tx = Tx::begin(c, false).map_err(|e| error(e, &names))?;
+                let run = Run {
+                    c: &tx,
+                    m: &m,
+                    names: &names,
+                };
+                f(&run)
+            })
+            .await
     }
 }
 
@@ -1075,140 +860,103 @@ impl Table for SqliteTable {
         members: Vec<String>,
         load_members: bool,
     ) -> Result<Row, BackendError> {
-        let sql = self.sql.clone();
-        self.pool
-            .write(move |c| {
-                let tx = Tx::begin(c, true).map_err(|e| sql.err(e))?;
-                let indexed: Vec<(usize, &Value)> = values.iter().enumerate().collect();
-                sql.check_unique(&tx, &indexed, None)?;
-                let mut cols = Vec::new();
-                let mut params = Vec::new();
-                if sql.key_uuid {
-                    cols.push(sql.key.clone());
-                    params.push(Value::Text(uuid_v4()?));
+        self.write(move |run| {
+            let m = run.m;
+            let indexed: Vec<(usize, &Value)> = values.iter().enumerate().collect();
+            run.check_unique(&indexed, None)?;
+            let uuid = if m.key_uuid { Some(uuid_v4()?) } else { None };
+            let key = run
+                .strings(&m.insert(&values, uuid))?
+                .into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next());
+            let key = key
+                .and_then(|k| m.key_value(&k))
+                .ok_or_else(|| BackendError::Internal("insert returned no key".into()))?;
+            for (i, v) in values.iter().enumerate() {
+                if matches!(m.fields[i], Field::Child(_)) && !v.is_null() {
+                    run.write_child(i, &key, v)?;
                 }
-                for (i, v) in values.iter().enumerate() {
-                    if !v.is_null() {
-                        cols.push(sql.raw_cols[i].clone());
-                        params.push(v.clone());
-                    }
-                }
-                let text = if cols.is_empty() {
-                    format!(
-                        "INSERT INTO {} DEFAULT VALUES RETURNING {}",
-                        sql.table, sql.returning
-                    )
-                } else {
-                    let marks: Vec<String> = (1..=cols.len()).map(|n| format!("?{n}")).collect();
-                    format!(
-                        "INSERT INTO {} ({}) VALUES ({}) RETURNING {}",
-                        sql.table,
-                        cols.join(", "),
-                        marks.join(", "),
-                        sql.returning
-                    )
-                };
-                let mut row = {
-                    let mut st = tx.prepare_cached(&text).map_err(|e| sql.err(e))?;
-                    st.query_row(rusqlite::params_from_iter(params.iter()), |r| {
-                        sql.read_row(r)
-                    })
-                    .map_err(|e| sql.err(e))?
-                };
-                let key = key_value(&row.key, sql.key_int).unwrap_or(Value::Null);
-                if !members.is_empty() {
-                    sql.change_members(&tx, &key, &[MemberChange::Add(members)])?;
-                }
-                if load_members {
-                    row.members = sql.members_of(&tx, &key)?;
-                }
-                tx.commit().map_err(|e| sql.err(e))?;
-                Ok(row)
-            })
-            .await
+            }
+            if !members.is_empty() {
+                run.change_members(&key, &[MemberChange::Add(members)])?;
+            }
+            let mut rows: Vec<Row> = run.fetch(&key)?.into_iter().collect();
+            if load_members {
+                run.load_members(&mut rows)?;
+            }
+            rows.pop()
+                .ok_or_else(|| BackendError::Internal("inserted row not found".into()))
+        })
+        .await
     }
 
     async fn fetch(&self, key: &str, members: bool) -> Result<Option<Row>, BackendError> {
-        let sql = self.sql.clone();
-        let Some(key) = key_value(key, sql.key_int) else {
+        let Some(key) = self.m.key_value(key) else {
             return Ok(None);
         };
-        self.pool
-            .read(move |c| {
-                let tx = Tx::begin(c, false).map_err(|e| sql.err(e))?;
-                let mut row = sql.fetch(&tx, &key)?;
-                if let (Some(r), true) = (row.as_mut(), members) {
-                    r.members = sql.members_of(&tx, &key)?;
-                }
-                Ok(row)
-            })
-            .await
+        self.read(move |run| {
+            let mut rows: Vec<Row> = run.fetch(&key)?.into_iter().collect();
+            if members {
+                run.load_members(&mut rows)?;
+            }
+            Ok(rows.pop())
+        })
+        .await
     }
 
     async fn search(&self, search: Search) -> Result<Found, BackendError> {
-        let sql = self.sql.clone();
-        self.pool
-            .read(move |c| {
-                let tx = Tx::begin(c, false).map_err(|e| sql.err(e))?;
-                let key_q = format!("t.{}", sql.key);
-                let shape = Shape {
-                    key: &key_q,
-                    ..sql.shape()
-                };
-                let mut filter = Sql::default();
-                compile_predicate(D, &shape, &search.predicate, &mut filter);
-                let count = |tx: &Tx<'_>| -> Result<u64, BackendError> {
-                    let q = format!("SELECT count(*) FROM {} t WHERE {}", sql.table, filter.text);
-                    let mut st = tx.prepare_cached(&q).map_err(|e| sql.err(e))?;
-                    st.query_row(rusqlite::params_from_iter(filter.params.iter()), |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .map(|n| u64::try_from(n).unwrap_or(0))
-                    .map_err(|e| sql.err(e))
-                };
-                if search.limit == 0 {
-                    return Ok(Found {
-                        total: count(&tx)?,
-                        rows: Vec::new(),
-                    });
-                }
-                let mut q = filter.clone();
-                q.text = format!(
-                    "SELECT {} FROM {} t WHERE {}",
-                    sql.select_list, sql.table, q.text
-                );
-                order_by(D, &shape, &search.sort, &mut q);
-                // LIMIT and OFFSET are integers the sidecar computed, never client text, and
-                // are written as literals: bound, they make SQLite re-prepare the statement on
-                // every step (the limit can change the plan), a full SQL parse per request.
-                q.push(&format!(
-                    " LIMIT {} OFFSET {}",
-                    i64::try_from(search.limit).unwrap_or(i64::MAX),
-                    i64::try_from(search.offset).unwrap_or(i64::MAX)
-                ));
-                let mut rows = {
-                    let mut st = tx.prepare_cached(&q.text).map_err(|e| sql.err(e))?;
-                    st.query_map(rusqlite::params_from_iter(q.params.iter()), |r| {
-                        sql.read_row(r)
-                    })
-                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Row>>>())
-                    .map_err(|e| sql.err(e))?
-                };
-                // The common case (a lookup by userName, a short list) needs no count query.
-                let total = if search.offset == 0 && (rows.len() as u64) < search.limit {
-                    rows.len() as u64
-                } else {
-                    count(&tx)?
-                };
-                if search.members {
-                    for r in &mut rows {
-                        let key = key_value(&r.key, sql.key_int).unwrap_or(Value::Null);
-                        r.members = sql.members_of(&tx, &key)?;
-                    }
-                }
-                Ok(Found { total, rows })
-            })
-            .await
+        self.read(move |run| {
+            let m = run.m;
+            let mut filter = Sql::default();
+            compile_predicate(m, &search.predicate, &mut filter);
+            let count = || -> Result<u64, BackendError> {
+                let mut q = Sql::default();
+                q.push("SELECT count(*) FROM ")
+                    .push(&m.table)
+                    .push(" t WHERE 1=1");
+                m.push_fixed(&mut q, "t", &m.filter);
+                q.push(" AND ");
+                q.append(&filter);
+                let n = run
+                    .strings(&q)?
+                    .into_iter()
+                    .next()
+                    .and_then(|r| r.into_iter().next());
+                Ok(n.and_then(|n| n.parse().ok()).unwrap_or(0))
+            };
+            if search.limit == 0 {
+                return Ok(Found {
+                    total: count()?,
+                    rows: Vec::new(),
+                });
+            }
+            let mut q = Sql::default();
+            m.select_from(&mut q);
+            q.push(" AND ");
+            q.append(&filter);
+            order_by(m, &search.sort, &mut q);
+            // LIMIT and OFFSET are integers the sidecar computed, never client text, and are
+            // written as literals: bound, they make SQLite re-prepare the statement on every
+            // step (the limit can change the plan), a full SQL parse per request.
+            q.push(&format!(
+                " LIMIT {} OFFSET {}",
+                i64::try_from(search.limit).unwrap_or(i64::MAX),
+                i64::try_from(search.offset).unwrap_or(i64::MAX)
+            ));
+            let mut rows = run.rows(&q)?;
+            // The common case (a lookup by userName, a short list) needs no count query.
+            let total = if search.offset == 0 && (rows.len() as u64) < search.limit {
+                rows.len() as u64
+            } else {
+                count()?
+            };
+            if search.members {
+                run.load_members(&mut rows)?;
+            }
+            Ok(Found { total, rows })
+        })
+        .await
     }
 
     async fn update(
@@ -1217,29 +965,32 @@ impl Table for SqliteTable {
         load_members: bool,
         edit: EditFn,
     ) -> Result<Row, BackendError> {
-        let sql = self.sql.clone();
-        let Some(key) = key_value(key, sql.key_int) else {
+        let Some(key) = self.m.key_value(key) else {
             return Err(BackendError::NotFound);
         };
-        self.pool
-            .write(move |c| {
-                let tx = Tx::begin(c, true).map_err(|e| sql.err(e))?;
-                let current = sql.fetch(&tx, &key)?.ok_or(BackendError::NotFound)?;
-                let Change { set, members } = edit(&current)?;
-                if !set.is_empty() {
-                    let refs: Vec<(usize, &Value)> = set.iter().map(|(i, v)| (*i, v)).collect();
-                    sql.check_unique(&tx, &refs, Some(&key))?;
-                    sql.set_fields(&tx, &set, &key)?;
+        self.write(move |run| {
+            let m = run.m;
+            let current = run.fetch(&key)?.ok_or(BackendError::NotFound)?;
+            let Change { set, members } = edit(&current)?;
+            let refs: Vec<(usize, &Value)> = set.iter().map(|(i, v)| (*i, v)).collect();
+            run.check_unique(&refs, Some(&key))?;
+            let touched = !set.is_empty() || !members.is_empty();
+            if let Some(sql) = m.update(&set, &key, touched) {
+                run.exec(&sql)?;
+            }
+            for (i, v) in &set {
+                if matches!(m.fields.get(*i), Some(Field::Child(_))) {
+                    run.write_child(*i, &key, v)?;
                 }
-                sql.change_members(&tx, &key, &members)?;
-                let mut row = sql.fetch(&tx, &key)?.ok_or(BackendError::NotFound)?;
-                if load_members {
-                    row.members = sql.members_of(&tx, &key)?;
-                }
-                tx.commit().map_err(|e| sql.err(e))?;
-                Ok(row)
-            })
-            .await
+            }
+            run.change_members(&key, &members)?;
+            let mut rows: Vec<Row> = run.fetch(&key)?.into_iter().collect();
+            if load_members {
+                run.load_members(&mut rows)?;
+            }
+            rows.pop().ok_or(BackendError::NotFound)
+        })
+        .await
     }
 
     async fn delete(
@@ -1248,39 +999,33 @@ impl Table for SqliteTable {
         mode: DeleteMode,
         check: CheckFn,
     ) -> Result<(), BackendError> {
-        let sql = self.sql.clone();
-        let Some(key) = key_value(key, sql.key_int) else {
+        let Some(key) = self.m.key_value(key) else {
             return Err(BackendError::NotFound);
         };
-        self.pool
-            .write(move |c| {
-                let tx = Tx::begin(c, true).map_err(|e| sql.err(e))?;
-                let current = sql.fetch(&tx, &key)?.ok_or(BackendError::NotFound)?;
-                check(&current)?;
-                match mode {
-                    DeleteMode::Hard => {
-                        for (t, col) in &sql.member_of {
-                            let q = format!("DELETE FROM {t} WHERE {col} = ?1");
-                            tx.prepare_cached(&q)
-                                .and_then(|mut s| s.execute([&key]))
-                                .map_err(|e| sql.err(e))?;
-                        }
-                        if let Some(m) = &sql.members {
-                            tx.prepare_cached(&m.clear)
-                                .and_then(|mut s| s.execute([&key]))
-                                .map_err(|e| sql.err(e))?;
-                        }
-                        let q = format!("DELETE FROM {} WHERE {} = ?1", sql.table, sql.key);
-                        tx.prepare_cached(&q)
-                            .and_then(|mut s| s.execute([&key]))
-                            .map_err(|e| sql.err(e))?;
+        self.write(move |run| {
+            let m = run.m;
+            let current = run.fetch(&key)?.ok_or(BackendError::NotFound)?;
+            check(&current)?;
+            match mode {
+                DeleteMode::Hard => {
+                    for sql in m.delete(&key) {
+                        run.exec(&sql)?;
                     }
-                    DeleteMode::Soft(set) => sql.set_fields(&tx, &set, &key)?,
                 }
-                tx.commit().map_err(|e| sql.err(e))?;
-                Ok(())
-            })
-            .await
+                DeleteMode::Soft(set) => {
+                    if let Some(sql) = m.update(&set, &key, true) {
+                        run.exec(&sql)?;
+                    }
+                    for (i, v) in &set {
+                        if matches!(m.fields.get(*i), Some(Field::Child(_))) {
+                            run.write_child(*i, &key, v)?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -1308,9 +1053,10 @@ fn uuid_v4() -> Result<String, BackendError> {
 mod tests {
     use super::*;
 
-    /// Declared SQLite types map to field types, with varchar lengths.
+    /// Declared SQLite types map to field types, with varchar lengths; NOCASE columns and
+    /// lower() indexes are recognised.
     #[test]
-    fn types() {
+    fn types_and_collations() {
         assert_eq!(
             field_type("VARCHAR(64)"),
             FieldType::Text { max_len: Some(64) }
@@ -1320,6 +1066,13 @@ mod tests {
         assert_eq!(field_type("DATETIME"), FieldType::Timestamp);
         assert_eq!(field_type("decimal(10,2)"), FieldType::Real);
         assert_eq!(field_type(""), FieldType::Text { max_len: None });
+        let create = "CREATE TABLE a (id INTEGER PRIMARY KEY, \"login\" VARCHAR(64) NOT NULL COLLATE NOCASE, b TEXT CHECK (b IN ('x', 'y')))";
+        assert!(declared_nocase(create, "login"));
+        assert!(!declared_nocase(create, "b"));
+        assert_eq!(
+            lower_of("CREATE UNIQUE INDEX x ON a (lower(\"Login\"))").as_deref(),
+            Some("login")
+        );
         let u = uuid_v4().expect("uuid");
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");

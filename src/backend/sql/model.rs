@@ -1,0 +1,1434 @@
+//! A mapped table compiled against the live schema: every name checked and quoted, every type
+//! known, and the SQL that reads and writes it, in either dialect.
+//!
+//! A dialect's backend introspects the tables a [`TableSpec`] names into a [`Catalog`];
+//! [`Model::build`] checks the spec against it (all problems at once) and returns the model the
+//! backend executes. The checks and the statement shapes are shared: SQLite and PostgreSQL
+//! differ only in introspection, placeholders, casts and a few statement forms.
+
+use std::collections::HashMap;
+
+use super::{Dialect, Sql, key_value, quote_ident};
+use crate::backend::{
+    ConstValue, FieldInfo, FieldType, MembersSpec, Source, SpecPart, SpecProblem, TableSpec, Value,
+    When, closest,
+};
+
+/// What the live store says about one table.
+#[derive(Clone, Debug, Default)]
+pub struct TableInfo {
+    /// Columns, in table order.
+    pub columns: Vec<ColumnInfo>,
+    /// Unique indexes and constraints (the primary key included).
+    pub uniques: Vec<UniqueInfo>,
+    /// The lower-cased first column of every index (unique or not), the primary key's too.
+    pub indexed: Vec<String>,
+}
+
+/// One column of a [`TableInfo`].
+#[derive(Clone, Debug)]
+pub struct ColumnInfo {
+    /// Name as the store spells it.
+    pub name: String,
+    /// Type.
+    pub ty: FieldType,
+    /// PostgreSQL: the type text parameters are cast to (`bigint`, `public.status`); `None`
+    /// for text types.
+    pub cast: Option<String>,
+    /// NOT NULL.
+    pub notnull: bool,
+    /// Has a default (or is generated: identity, serial, rowid).
+    pub has_default: bool,
+    /// Part of the primary key.
+    pub pk: bool,
+    /// The store generates it on insert (rowid alias, identity, serial or a key default).
+    pub generated: bool,
+    /// Compares case-insensitively by itself (`citext`, `COLLATE NOCASE`).
+    pub ci: bool,
+}
+
+/// A unique index or constraint.
+#[derive(Clone, Debug)]
+pub struct UniqueInfo {
+    /// Key columns, lower-cased; `None` for an expression.
+    pub columns: Vec<Option<String>>,
+    /// Case-insensitive: a NOCASE collation, or an expression on `lower(column)`.
+    pub fold: bool,
+    /// The lower-cased column inside `lower(…)` for an expression index on it.
+    pub lower_of: Option<String>,
+    /// Has a WHERE clause.
+    pub partial: bool,
+}
+
+/// The introspected tables a spec needs, by the name the spec uses.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    /// `None` for a table that does not exist.
+    pub tables: HashMap<String, Option<TableInfo>>,
+    /// Every table of the store, for "did you mean".
+    pub all: Vec<String>,
+    /// How to name the store in messages (a file, a database).
+    pub store: String,
+    /// The sidecar's own attribute table: its rows are shared by resource types, so a hard
+    /// delete clears them by type, not by the link alone.
+    pub kept_table: String,
+}
+
+impl TableInfo {
+    fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    fn pk_columns(&self) -> usize {
+        self.columns.iter().filter(|c| c.pk).count()
+    }
+
+    /// Whether a unique index (or the primary key) makes `col` unique, case-insensitively when
+    /// `fold`.
+    fn unique(&self, col: &ColumnInfo, fold: bool) -> bool {
+        let lname = col.name.to_ascii_lowercase();
+        if col.pk && self.pk_columns() == 1 && (!fold || col.ci) {
+            return true;
+        }
+        self.uniques
+            .iter()
+            .filter(|u| !u.partial && u.columns.len() == 1)
+            .any(|u| match &u.columns[0] {
+                Some(name) => *name == lname && (!fold || u.fold || col.ci),
+                None => fold && u.lower_of.as_deref() == Some(lname.as_str()),
+            })
+    }
+}
+
+/// The tables a spec refers to (the table itself, child tables, member and join tables).
+pub fn tables_needed(spec: &TableSpec) -> Vec<String> {
+    let mut out = vec![spec.table.clone()];
+    for f in &spec.fields {
+        if let Source::Child(c) = &f.source {
+            out.push(c.table.clone());
+        }
+    }
+    match &spec.members {
+        Some(MembersSpec::Join {
+            table,
+            member_table,
+            ..
+        }) => {
+            out.push(table.clone());
+            out.push(member_table.clone());
+        }
+        Some(MembersSpec::Column { member_table, .. }) => out.push(member_table.clone()),
+        None => {}
+    }
+    out.extend(spec.member_of.iter().map(|m| m.table.clone()));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A column as statements use it.
+#[derive(Clone, Debug)]
+pub struct Col {
+    /// Quoted name.
+    pub name: String,
+    /// Name as configured, for messages.
+    pub raw: String,
+    /// Type.
+    pub ty: FieldType,
+    /// PostgreSQL cast for parameters.
+    pub cast: Option<String>,
+    /// Compares case-insensitively by itself.
+    pub ci: bool,
+}
+
+impl Col {
+    fn from_info(raw: &str, info: &ColumnInfo) -> Self {
+        Col {
+            name: quote_ident(raw),
+            raw: raw.to_owned(),
+            ty: info.ty.clone(),
+            cast: info.cast.clone(),
+            ci: info.ci,
+        }
+    }
+
+    /// Binds `v` as a value for this column.
+    pub fn param(&self, d: Dialect, sql: &mut Sql, v: Value) {
+        sql.param(d, v);
+        if let (Dialect::Postgres, Some(cast)) = (d, &self.cast) {
+            sql.push("::").push(cast);
+        }
+    }
+}
+
+/// A fixed column value: a discriminator, or the selector of a child row.
+#[derive(Clone, Debug)]
+pub struct Fixed {
+    /// The column.
+    pub col: Col,
+    /// Its value.
+    pub value: Value,
+}
+
+/// A field of a [`Model`].
+#[derive(Clone, Debug)]
+pub enum Field {
+    /// A column of the table.
+    Column(Col),
+    /// A value in a row of another table.
+    Child(Child),
+}
+
+/// A value kept in another table.
+#[derive(Clone, Debug)]
+pub struct Child {
+    /// Quoted table name.
+    pub table: String,
+    /// The column holding the resource's key.
+    pub link: Col,
+    /// The column holding the value.
+    pub col: Col,
+    /// What picks the row.
+    pub select: Vec<Fixed>,
+}
+
+/// A column the sidecar writes by itself.
+#[derive(Clone, Debug)]
+pub struct Constant {
+    /// The column.
+    pub col: Col,
+    /// What it writes.
+    pub value: ConstValue,
+    /// When.
+    pub on: When,
+}
+
+/// Membership, compiled.
+#[derive(Clone, Debug)]
+pub enum Members {
+    /// A join table.
+    Join {
+        /// Quoted join table.
+        table: String,
+        /// Its group column.
+        group: Col,
+        /// Its member column.
+        member: Col,
+        /// Quoted member table.
+        member_table: String,
+        /// The member table's key.
+        member_key: Col,
+        /// The member type's discriminator.
+        member_filter: Vec<Fixed>,
+        /// A unique index on (group, member) exists: `ON CONFLICT DO NOTHING` is enough.
+        unique_pair: bool,
+    },
+    /// A group column on the member's row.
+    Column {
+        /// Quoted member table.
+        member_table: String,
+        /// The member table's key.
+        member_key: Col,
+        /// The group column.
+        column: Col,
+        /// The member type's discriminator.
+        member_filter: Vec<Fixed>,
+    },
+}
+
+impl Members {
+    /// The member key column.
+    pub fn member_key(&self) -> &Col {
+        match self {
+            Members::Join { member_key, .. } | Members::Column { member_key, .. } => member_key,
+        }
+    }
+}
+
+/// A join table column pointing at this table's rows as members.
+#[derive(Clone, Debug)]
+pub struct Ref {
+    /// Quoted table.
+    pub table: String,
+    /// The column.
+    pub column: Col,
+}
+
+/// A mapped table, ready to execute.
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// The dialect statements are built for.
+    pub d: Dialect,
+    /// Quoted table name.
+    pub table: String,
+    /// The key column.
+    pub key: Col,
+    /// The sidecar generates the key (a UUID), because the store does not.
+    pub key_uuid: bool,
+    /// Discriminator.
+    pub filter: Vec<Fixed>,
+    /// Fields, by index.
+    pub fields: Vec<Field>,
+    /// Columns written by the sidecar.
+    pub constants: Vec<Constant>,
+    /// Membership.
+    pub members: Option<Members>,
+    /// Join tables pointing at this table's rows.
+    pub member_of: Vec<Ref>,
+    /// Fields whose uniqueness the sidecar checks itself (no index guarantees it), with their
+    /// case folding.
+    pub unique_checks: Vec<(usize, bool)>,
+    /// Child tables to clear on hard delete: table, link, and the selector columns every
+    /// field of that table shares.
+    pub child_tables: Vec<(String, Col, Vec<Fixed>)>,
+}
+
+fn problem(part: SpecPart, message: String, fix: Option<String>) -> SpecProblem {
+    SpecProblem {
+        part,
+        message,
+        fix,
+        warning: false,
+    }
+}
+
+fn warning(part: SpecPart, message: String, fix: Option<String>) -> SpecProblem {
+    SpecProblem {
+        part,
+        message,
+        fix,
+        warning: true,
+    }
+}
+
+/// What a build returns: the model, what the store says of each field, and warnings.
+pub type Built = (Model, Vec<FieldInfo>, Vec<SpecProblem>);
+
+impl Model {
+    /// Checks `spec` against the catalog and compiles it. Every problem is returned at once.
+    pub fn build(d: Dialect, spec: &TableSpec, cat: &Catalog) -> Result<Built, Vec<SpecProblem>> {
+        let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+        let table_of = |name: &str,
+                        part: SpecPart,
+                        problems: &mut Vec<SpecProblem>|
+         -> Option<TableInfo> {
+            match cat.tables.get(name) {
+                Some(Some(t)) => Some(t.clone()),
+                _ => {
+                    let hint = if name == cat.kept_table {
+                        "create it with `scim-sidecar migrate --config <this file>` (the sidecar never creates it by itself)".to_owned()
+                    } else {
+                        closest(name, cat.all.iter().map(String::as_str))
+                            .map(|t| format!("did you mean \"{t}\"?"))
+                            .unwrap_or_else(|| {
+                                format!("tables in {}: {}", cat.store, cat.all.join(", "))
+                            })
+                    };
+                    problems.push(problem(
+                        part,
+                        format!("table '{name}' does not exist in {}", cat.store),
+                        Some(hint),
+                    ));
+                    None
+                }
+            }
+        };
+        let column_of = |t: &TableInfo,
+                         tname: &str,
+                         name: &str,
+                         what: &str,
+                         part: SpecPart,
+                         problems: &mut Vec<SpecProblem>| {
+            let found = t.column(name).cloned();
+            if found.is_none() {
+                let list: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+                let fix = match closest(name, list.iter().copied()) {
+                    Some(n) => format!("did you mean \"{n}\"? (columns: {})", list.join(", ")),
+                    None => format!("columns of {tname}: {}", list.join(", ")),
+                };
+                problems.push(problem(
+                    part,
+                    format!("{what}'{name}' does not exist in table '{tname}'"),
+                    Some(fix),
+                ));
+            }
+            found
+        };
+        let main = table_of(&spec.table, SpecPart::Table, &mut problems);
+
+        // The table's own columns: key, discriminator, constants, mapped columns.
+        let mut key = None;
+        let mut key_uuid = false;
+        let mut filter = Vec::new();
+        let mut constants = Vec::new();
+        let mut written: Vec<String> = Vec::new();
+        if let Some(t) = &main {
+            if let Some(k) = column_of(
+                t,
+                &spec.table,
+                &spec.key,
+                "key column ",
+                SpecPart::Table,
+                &mut problems,
+            ) {
+                if !t.unique(&k, false) {
+                    problems.push(problem(
+                        SpecPart::Table,
+                        format!("key column '{}' of '{}' is not unique", k.name, spec.table),
+                        Some(
+                            "use the table's primary key, or a column with a UNIQUE constraint"
+                                .into(),
+                        ),
+                    ));
+                }
+                if !k.generated && !k.has_default {
+                    if k.ty == FieldType::Integer {
+                        problems.push(problem(
+                            SpecPart::Table,
+                            format!("key column '{}' is an integer the database does not generate", k.name),
+                            Some("declare it INTEGER PRIMARY KEY (SQLite), identity or serial (PostgreSQL), or give it a DEFAULT".into()),
+                        ));
+                    } else {
+                        key_uuid = true;
+                    }
+                }
+                written.push(k.name.to_ascii_lowercase());
+                key = Some(Col::from_info(&spec.key, &k));
+            }
+            for (c, v) in &spec.filter {
+                if let Some(info) = column_of(
+                    t,
+                    &spec.table,
+                    c,
+                    "discriminator column ",
+                    SpecPart::Filter,
+                    &mut problems,
+                ) {
+                    written.push(info.name.to_ascii_lowercase());
+                    filter.push(Fixed {
+                        col: Col::from_info(c, &info),
+                        value: v.clone(),
+                    });
+                }
+            }
+            for k in &spec.constants {
+                if let Some(info) = column_of(
+                    t,
+                    &spec.table,
+                    &k.column,
+                    "column ",
+                    SpecPart::Filter,
+                    &mut problems,
+                ) {
+                    written.push(info.name.to_ascii_lowercase());
+                    constants.push(Constant {
+                        col: Col::from_info(&k.column, &info),
+                        value: k.value.clone(),
+                        on: k.on,
+                    });
+                }
+            }
+        }
+
+        let mut fields = Vec::with_capacity(spec.fields.len());
+        let mut infos = Vec::with_capacity(spec.fields.len());
+        let mut unique_checks = Vec::new();
+        let unknown = FieldInfo {
+            ty: FieldType::Text { max_len: None },
+            nullable: true,
+            has_default: false,
+            unique: false,
+        };
+        for (i, f) in spec.fields.iter().enumerate() {
+            let part = SpecPart::Field(i);
+            match &f.source {
+                Source::Column(c) => {
+                    let Some(t) = &main else {
+                        infos.push(unknown.clone());
+                        continue;
+                    };
+                    let Some(info) =
+                        column_of(t, &spec.table, c, "column ", part.clone(), &mut problems)
+                    else {
+                        infos.push(unknown.clone());
+                        continue;
+                    };
+                    written.push(info.name.to_ascii_lowercase());
+                    let covered = t.unique(&info, f.fold_case);
+                    if f.unique && !covered {
+                        unique_checks.push((i, f.fold_case));
+                        let fix = match (d, f.fold_case) {
+                            (Dialect::Sqlite, true) => format!(
+                                "CREATE UNIQUE INDEX {0}_{1}_key ON {0} ({1} COLLATE NOCASE);",
+                                spec.table, info.name
+                            ),
+                            (Dialect::Postgres, true) => format!(
+                                "CREATE UNIQUE INDEX {0}_{1}_key ON {0} (lower({1}));",
+                                spec.table.replace('.', "_"),
+                                info.name
+                            ),
+                            (_, false) => format!(
+                                "CREATE UNIQUE INDEX {0}_{1}_key ON {0} ({1});",
+                                spec.table.replace('.', "_"),
+                                info.name
+                            ),
+                        };
+                        warnings.push(warning(
+                            part,
+                            format!(
+                                "no unique index on {}.{}{}: the sidecar checks uniqueness itself inside each write, but the app's own writes are not checked",
+                                spec.table,
+                                info.name,
+                                if f.fold_case { " (case-insensitive)" } else { "" }
+                            ),
+                            Some(fix),
+                        ));
+                    }
+                    infos.push(FieldInfo {
+                        ty: info.ty.clone(),
+                        nullable: !info.notnull,
+                        has_default: info.has_default,
+                        unique: covered || f.unique,
+                    });
+                    fields.push(Field::Column(Col::from_info(c, &info)));
+                }
+                Source::Child(c) => {
+                    let Some(t) = table_of(&c.table, part.clone(), &mut problems) else {
+                        infos.push(unknown.clone());
+                        continue;
+                    };
+                    let link = column_of(
+                        &t,
+                        &c.table,
+                        &c.link,
+                        "link column ",
+                        part.clone(),
+                        &mut problems,
+                    );
+                    let col = column_of(
+                        &t,
+                        &c.table,
+                        &c.column,
+                        "column ",
+                        part.clone(),
+                        &mut problems,
+                    );
+                    let mut select = Vec::new();
+                    for (sc, v) in &c.select {
+                        if let Some(info) =
+                            column_of(&t, &c.table, sc, "column ", part.clone(), &mut problems)
+                        {
+                            select.push(Fixed {
+                                col: Col::from_info(sc, &info),
+                                value: v.clone(),
+                            });
+                        }
+                    }
+                    // Columns of the child row nobody writes must be nullable or defaulted.
+                    for ci in &t.columns {
+                        let named = [&c.link, &c.column]
+                            .iter()
+                            .any(|n| n.eq_ignore_ascii_case(&ci.name))
+                            || c.select
+                                .iter()
+                                .any(|(n, _)| n.eq_ignore_ascii_case(&ci.name));
+                        if ci.notnull && !ci.has_default && !ci.generated && !named {
+                            problems.push(problem(
+                                part.clone(),
+                                format!("column '{}.{}' is NOT NULL without a default, and the mapping does not write it", c.table, ci.name),
+                                Some(format!("add it to `where = {{ {} = … }}`, or give it a DEFAULT", ci.name)),
+                            ));
+                        }
+                    }
+                    let (Some(link), Some(col)) = (link, col) else {
+                        infos.push(unknown.clone());
+                        continue;
+                    };
+                    if !t.indexed.contains(&link.name.to_ascii_lowercase())
+                        && c.table != cat.kept_table
+                    {
+                        warnings.push(warning(
+                            part.clone(),
+                            format!(
+                                "no index on {}({}): every read of this value scans the table",
+                                c.table, c.link
+                            ),
+                            Some(format!(
+                                "CREATE INDEX {0}_{1} ON {2} ({1});",
+                                c.table.replace('.', "_"),
+                                c.link,
+                                c.table
+                            )),
+                        ));
+                    }
+                    if f.unique {
+                        warnings.push(warning(
+                            part.clone(),
+                            format!("uniqueness of a value kept in '{}' is not checked", c.table),
+                            None,
+                        ));
+                    }
+                    infos.push(FieldInfo {
+                        ty: col.ty.clone(),
+                        nullable: true,
+                        has_default: false,
+                        unique: false,
+                    });
+                    fields.push(Field::Child(Child {
+                        table: quote_ident(&c.table),
+                        link: Col::from_info(&c.link, &link),
+                        col: Col::from_info(&c.column, &col),
+                        select,
+                    }));
+                }
+            }
+        }
+
+        // A NOT NULL column without default that nothing writes makes every insert fail.
+        if let Some(t) = &main {
+            for col in &t.columns {
+                let lname = col.name.to_ascii_lowercase();
+                if col.notnull && !col.has_default && !col.generated && !written.contains(&lname) {
+                    problems.push(problem(
+                        SpecPart::Table,
+                        format!(
+                            "column '{}.{}' is NOT NULL without a default, and nothing maps to it: every create would fail",
+                            spec.table, col.name
+                        ),
+                        Some(format!(
+                            "map an attribute to \"{0}\", or set it in [resource.….set] (e.g. {0} = \"…\"), or give the column a DEFAULT",
+                            col.name
+                        )),
+                    ));
+                }
+            }
+        }
+
+        let members = match &spec.members {
+            None => None,
+            Some(m) => Self::members(m, cat, &mut problems, &mut warnings),
+        };
+        let member_of = spec
+            .member_of
+            .iter()
+            .filter_map(|m| {
+                let t = cat.tables.get(&m.table)?.as_ref()?;
+                let c = t.column(&m.column)?;
+                Some(Ref {
+                    table: quote_ident(&m.table),
+                    column: Col::from_info(&m.column, c),
+                })
+            })
+            .collect();
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let Some(key) = key else {
+            return Err(vec![problem(
+                SpecPart::Table,
+                "the key column is missing".into(),
+                None,
+            )]);
+        };
+        let child_tables = child_tables(&fields, &quote_ident(&cat.kept_table));
+        let model = Model {
+            d,
+            table: quote_ident(&spec.table),
+            key,
+            key_uuid,
+            filter,
+            fields,
+            constants,
+            members,
+            member_of,
+            unique_checks,
+            child_tables,
+        };
+        Ok((model, infos, warnings))
+    }
+
+    fn members(
+        m: &MembersSpec,
+        cat: &Catalog,
+        problems: &mut Vec<SpecProblem>,
+        warnings: &mut Vec<SpecProblem>,
+    ) -> Option<Members> {
+        let part = SpecPart::Members;
+        let get = |name: &str, problems: &mut Vec<SpecProblem>| match cat.tables.get(name) {
+            Some(Some(t)) => Some(t.clone()),
+            _ => {
+                let hint = closest(name, cat.all.iter().map(String::as_str))
+                    .map(|t| format!("did you mean \"{t}\"?"));
+                problems.push(problem(
+                    part.clone(),
+                    format!("table '{name}' (members) does not exist in {}", cat.store),
+                    hint,
+                ));
+                None
+            }
+        };
+        let col = |t: &TableInfo, tname: &str, name: &str, problems: &mut Vec<SpecProblem>| {
+            let c = t.column(name).map(|i| Col::from_info(name, i));
+            if c.is_none() {
+                let list: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+                problems.push(problem(
+                    part.clone(),
+                    format!("column '{name}' does not exist in table '{tname}'"),
+                    Some(format!("columns of {tname}: {}", list.join(", "))),
+                ));
+            }
+            c
+        };
+        let fixed = |t: &TableInfo,
+                     tname: &str,
+                     f: &[(String, Value)],
+                     problems: &mut Vec<SpecProblem>|
+         -> Vec<Fixed> {
+            f.iter()
+                .filter_map(|(c, v)| {
+                    col(t, tname, c, problems).map(|col| Fixed {
+                        col,
+                        value: v.clone(),
+                    })
+                })
+                .collect()
+        };
+        match m {
+            MembersSpec::Join {
+                table,
+                group_column,
+                member_column,
+                member_table,
+                member_key,
+                member_filter,
+            } => {
+                let jt = get(table, problems);
+                let mt = get(member_table, problems);
+                let (jt, mt) = (jt?, mt?);
+                let group = col(&jt, table, group_column, problems);
+                let member = col(&jt, table, member_column, problems);
+                let key = col(&mt, member_table, member_key, problems);
+                let member_filter = fixed(&mt, member_table, member_filter, problems);
+                let (g, mm) = (
+                    group_column.to_ascii_lowercase(),
+                    member_column.to_ascii_lowercase(),
+                );
+                let pair = |cols: &[Option<String>]| {
+                    cols.len() == 2
+                        && cols.iter().any(|c| c.as_deref() == Some(g.as_str()))
+                        && cols.iter().any(|c| c.as_deref() == Some(mm.as_str()))
+                };
+                let pk: Vec<Option<String>> = jt
+                    .columns
+                    .iter()
+                    .filter(|c| c.pk)
+                    .map(|c| Some(c.name.to_ascii_lowercase()))
+                    .collect();
+                let unique_pair =
+                    pair(&pk) || jt.uniques.iter().any(|u| !u.partial && pair(&u.columns));
+                if !unique_pair {
+                    warnings.push(warning(
+                        part.clone(),
+                        format!("no unique index on {table}({group_column}, {member_column})"),
+                        Some(format!("CREATE UNIQUE INDEX {0}_pair ON {table} ({group_column}, {member_column});", table.replace('.', "_"))),
+                    ));
+                }
+                Some(Members::Join {
+                    table: quote_ident(table),
+                    group: group?,
+                    member: member?,
+                    member_table: quote_ident(member_table),
+                    member_key: key?,
+                    member_filter,
+                    unique_pair,
+                })
+            }
+            MembersSpec::Column {
+                member_table,
+                member_key,
+                column,
+                member_filter,
+            } => {
+                let mt = get(member_table, problems)?;
+                let key = col(&mt, member_table, member_key, problems);
+                let column = col(&mt, member_table, column, problems);
+                let member_filter = fixed(&mt, member_table, member_filter, problems);
+                Some(Members::Column {
+                    member_table: quote_ident(member_table),
+                    member_key: key?,
+                    column: column?,
+                    member_filter,
+                })
+            }
+        }
+    }
+
+    /// The key as a parameter value, or `None` when `id` cannot be a key of this table.
+    pub fn key_value(&self, id: &str) -> Option<Value> {
+        key_value(id, self.key.ty == FieldType::Integer)
+    }
+
+    /// `t."key"` as the select list and joins read it (text in PostgreSQL).
+    pub fn key_expr(&self, alias: &str) -> String {
+        match self.d {
+            Dialect::Sqlite => format!("{alias}.{}", self.key.name),
+            Dialect::Postgres => format!("{alias}.{}::text", self.key.name),
+        }
+    }
+
+    /// The expression reading column `c` of `alias`, as the mapping expects it.
+    pub fn read_expr(&self, alias: &str, c: &Col) -> String {
+        match (self.d, &c.ty) {
+            (Dialect::Sqlite, _) => format!("{alias}.{}", c.name),
+            // One text form for every timestamp, the one the sidecar writes (UTC, ms).
+            (Dialect::Postgres, FieldType::Timestamp) => format!(
+                "to_char({alias}.{} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+                c.name
+            ),
+            (Dialect::Postgres, _) => format!("{alias}.{}::text", c.name),
+        }
+    }
+
+    /// The condition linking a child row `c` to the resource row `t`. When the link column's
+    /// type differs from the key's (the sidecar's text table), the key is cast.
+    pub fn link_cond(&self, child: &Child, c: &str, t: &str) -> String {
+        let cast = child.link.ty != self.key.ty;
+        let key = match (self.d, cast) {
+            (_, false) => format!("{t}.{}", self.key.name),
+            (Dialect::Sqlite, true) => format!("CAST({t}.{} AS TEXT)", self.key.name),
+            (Dialect::Postgres, true) => format!("{t}.{}::text", self.key.name),
+        };
+        format!("{c}.{} = {key}", child.link.name)
+    }
+
+    /// The child's link column as a value of the key's type, for `t.key IN (SELECT …)`.
+    pub fn link_as_key(&self, child: &Child, c: &str) -> String {
+        let link = format!("{c}.{}", child.link.name);
+        if child.link.ty == self.key.ty {
+            return link;
+        }
+        match (self.d, &self.key.ty, &self.key.cast) {
+            (Dialect::Sqlite, FieldType::Integer, _) => format!("CAST({link} AS INTEGER)"),
+            (Dialect::Postgres, _, Some(cast)) => format!("{link}::{cast}"),
+            _ => link,
+        }
+    }
+
+    /// Appends `AND col = v …` for fixed values.
+    pub fn push_fixed(&self, sql: &mut Sql, alias: &str, fixed: &[Fixed]) {
+        for f in fixed {
+            sql.push(" AND ")
+                .push(alias)
+                .push(".")
+                .push(&f.col.name)
+                .push(" = ");
+            f.col.param(self.d, sql, f.value.clone());
+        }
+    }
+
+    /// `SELECT key, field… FROM table t` with the discriminator as the start of the WHERE.
+    pub fn select_from(&self, sql: &mut Sql) {
+        sql.push("SELECT ").push(&self.key_expr("t"));
+        for f in &self.fields {
+            sql.push(", ");
+            match f {
+                Field::Column(c) => {
+                    sql.push(&self.read_expr("t", c));
+                }
+                Field::Child(ch) => {
+                    sql.push("(SELECT ")
+                        .push(&self.read_expr("c", &ch.col))
+                        .push(" FROM ")
+                        .push(&ch.table);
+                    sql.push(" c WHERE ").push(&self.link_cond(ch, "c", "t"));
+                    self.push_fixed(sql, "c", &ch.select);
+                    sql.push(" LIMIT 1)");
+                }
+            }
+        }
+        sql.push(" FROM ").push(&self.table).push(" t WHERE 1=1");
+        self.push_fixed(sql, "t", &self.filter);
+    }
+
+    /// The statement reading one row by key (`FOR UPDATE` locks it in PostgreSQL).
+    pub fn fetch(&self, key: &Value, lock: bool) -> Sql {
+        let mut sql = Sql::default();
+        self.select_from(&mut sql);
+        sql.push(" AND t.").push(&self.key.name).push(" = ");
+        self.key.param(self.d, &mut sql, key.clone());
+        if lock && self.d == Dialect::Postgres {
+            sql.push(" FOR UPDATE OF t");
+        }
+        sql
+    }
+
+    /// Values for the constants written at this moment (`insert` or an update).
+    pub fn constants_for(&self, insert: bool) -> Vec<(Col, Value)> {
+        self.constants
+            .iter()
+            .filter(|k| insert || k.on == When::Always)
+            .map(|k| {
+                let v = match &k.value {
+                    ConstValue::Value(v) => v.clone(),
+                    ConstValue::Now => crate::backend::now(&k.col.ty),
+                };
+                (k.col.clone(), v)
+            })
+            .collect()
+    }
+
+    /// `INSERT INTO table (…) VALUES (…) RETURNING key`: mapped columns with a value, the
+    /// discriminator, the constants and a generated key.
+    pub fn insert(&self, values: &[Value], uuid: Option<String>) -> Sql {
+        let mut cols: Vec<(Col, Value)> = Vec::new();
+        if let Some(u) = uuid {
+            cols.push((self.key.clone(), Value::Text(u)));
+        }
+        for (f, v) in self.fields.iter().zip(values) {
+            if let (Field::Column(c), false) = (f, v.is_null()) {
+                cols.push((c.clone(), v.clone()));
+            }
+        }
+        cols.extend(self.filter.iter().map(|f| (f.col.clone(), f.value.clone())));
+        cols.extend(self.constants_for(true));
+        let mut sql = Sql::default();
+        sql.push("INSERT INTO ").push(&self.table);
+        if cols.is_empty() {
+            sql.push(" DEFAULT VALUES");
+        } else {
+            let names: Vec<&str> = cols.iter().map(|(c, _)| c.name.as_str()).collect();
+            sql.push(" (").push(&names.join(", ")).push(") VALUES (");
+            for (i, (c, v)) in cols.into_iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                c.param(self.d, &mut sql, v);
+            }
+            sql.push(")");
+        }
+        sql.push(" RETURNING ").push(&match self.d {
+            Dialect::Sqlite => self.key.name.clone(),
+            Dialect::Postgres => format!("{}::text", self.key.name),
+        });
+        sql
+    }
+
+    /// `UPDATE table SET … WHERE key = ?` for the table's own columns in `set`, plus the
+    /// constants written on every change when `touched` (something changed, maybe only in a
+    /// child table or the membership). `None` when there is nothing to write.
+    pub fn update(&self, set: &[(usize, Value)], key: &Value, touched: bool) -> Option<Sql> {
+        let mut cols: Vec<(Col, Value)> = set
+            .iter()
+            .filter_map(|(i, v)| match self.fields.get(*i) {
+                Some(Field::Column(c)) => Some((c.clone(), v.clone())),
+                _ => None,
+            })
+            .collect();
+        if touched || !cols.is_empty() {
+            cols.extend(self.constants_for(false));
+        }
+        if cols.is_empty() {
+            return None;
+        }
+        let mut sql = Sql::default();
+        sql.push("UPDATE ").push(&self.table).push(" SET ");
+        for (i, (c, v)) in cols.into_iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push(&c.name).push(" = ");
+            c.param(self.d, &mut sql, v);
+        }
+        sql.push(" WHERE ").push(&self.key.name).push(" = ");
+        self.key.param(self.d, &mut sql, key.clone());
+        Some(sql)
+    }
+
+    /// The statements that make child field `i` hold `v` for the resource `key`: delete the
+    /// row for no value; otherwise update it, or insert it when there is none (PostgreSQL in
+    /// one statement; SQLite as update-then-insert, see [`Model::child_insert`]).
+    pub fn child_write(&self, i: usize, key: &Value, v: &Value) -> Option<Sql> {
+        let Some(Field::Child(ch)) = self.fields.get(i) else {
+            return None;
+        };
+        let d = self.d;
+        let mut sql = Sql::default();
+        let link_param = |sql: &mut Sql| {
+            ch.link.param(d, sql, link_value(key, &ch.link));
+        };
+        if v.is_null() {
+            sql.push("DELETE FROM ")
+                .push(&ch.table)
+                .push(" WHERE ")
+                .push(&ch.link.name)
+                .push(" = ");
+            link_param(&mut sql);
+            for f in &ch.select {
+                sql.push(" AND ").push(&f.col.name).push(" = ");
+                f.col.param(d, &mut sql, f.value.clone());
+            }
+            return Some(sql);
+        }
+        let update = |sql: &mut Sql| {
+            sql.push("UPDATE ")
+                .push(&ch.table)
+                .push(" SET ")
+                .push(&ch.col.name)
+                .push(" = ");
+            ch.col.param(d, sql, v.clone());
+            sql.push(" WHERE ").push(&ch.link.name).push(" = ");
+            link_param(sql);
+            for f in &ch.select {
+                sql.push(" AND ").push(&f.col.name).push(" = ");
+                f.col.param(d, sql, f.value.clone());
+            }
+        };
+        match d {
+            Dialect::Sqlite => update(&mut sql),
+            Dialect::Postgres => {
+                sql.push("WITH up AS (");
+                update(&mut sql);
+                sql.push(" RETURNING 1) ");
+                self.child_insert_into(ch, key, v, &mut sql);
+                sql.push(" WHERE NOT EXISTS (SELECT 1 FROM up)");
+            }
+        }
+        Some(sql)
+    }
+
+    /// SQLite's second step of [`Model::child_write`]: insert the row when the update changed
+    /// none.
+    pub fn child_insert(&self, i: usize, key: &Value, v: &Value) -> Option<Sql> {
+        let Some(Field::Child(ch)) = self.fields.get(i) else {
+            return None;
+        };
+        let mut sql = Sql::default();
+        self.child_insert_into(ch, key, v, &mut sql);
+        Some(sql)
+    }
+
+    fn child_insert_into(&self, ch: &Child, key: &Value, v: &Value, sql: &mut Sql) {
+        let mut names = vec![ch.link.name.as_str(), ch.col.name.as_str()];
+        names.extend(ch.select.iter().map(|f| f.col.name.as_str()));
+        sql.push("INSERT INTO ")
+            .push(&ch.table)
+            .push(" (")
+            .push(&names.join(", "))
+            .push(") SELECT ");
+        ch.link.param(self.d, sql, link_value(key, &ch.link));
+        sql.push(", ");
+        ch.col.param(self.d, sql, v.clone());
+        for f in &ch.select {
+            sql.push(", ");
+            f.col.param(self.d, sql, f.value.clone());
+        }
+    }
+
+    /// The statements a hard delete runs, in order: child rows, memberships, the row.
+    pub fn delete(&self, key: &Value) -> Vec<Sql> {
+        let d = self.d;
+        let mut out = Vec::new();
+        for (table, link, common) in &self.child_tables {
+            let mut sql = Sql::default();
+            sql.push("DELETE FROM ")
+                .push(table)
+                .push(" WHERE ")
+                .push(&link.name)
+                .push(" = ");
+            link.param(d, &mut sql, link_value(key, link));
+            for f in common {
+                sql.push(" AND ").push(&f.col.name).push(" = ");
+                f.col.param(d, &mut sql, f.value.clone());
+            }
+            out.push(sql);
+        }
+        for r in &self.member_of {
+            let mut sql = Sql::default();
+            sql.push("DELETE FROM ")
+                .push(&r.table)
+                .push(" WHERE ")
+                .push(&r.column.name)
+                .push(" = ");
+            r.column.param(d, &mut sql, key.clone());
+            out.push(sql);
+        }
+        if let Some(m) = &self.members {
+            out.push(self.members_clear(m, key));
+        }
+        let mut sql = Sql::default();
+        sql.push("DELETE FROM ")
+            .push(&self.table)
+            .push(" WHERE ")
+            .push(&self.key.name)
+            .push(" = ");
+        self.key.param(d, &mut sql, key.clone());
+        out.push(sql);
+        out
+    }
+
+    /// Removes every member of group `key`.
+    pub fn members_clear(&self, m: &Members, key: &Value) -> Sql {
+        let d = self.d;
+        let mut sql = Sql::default();
+        match m {
+            Members::Join { table, group, .. } => {
+                sql.push("DELETE FROM ")
+                    .push(table)
+                    .push(" WHERE ")
+                    .push(&group.name)
+                    .push(" = ");
+                group.param(d, &mut sql, key.clone());
+            }
+            Members::Column {
+                member_table,
+                column,
+                ..
+            } => {
+                sql.push("UPDATE ")
+                    .push(member_table)
+                    .push(" SET ")
+                    .push(&column.name)
+                    .push(" = NULL WHERE ");
+                sql.push(&column.name).push(" = ");
+                column.param(d, &mut sql, key.clone());
+            }
+        }
+        sql
+    }
+
+    /// Member ids of the groups `keys`: `(group key, member id)` rows, ordered.
+    pub fn members_of(&self, m: &Members, keys: &[Value]) -> Sql {
+        let d = self.d;
+        let mut sql = Sql::default();
+        let (source, group, member) = match m {
+            Members::Join {
+                table,
+                group,
+                member,
+                ..
+            } => (table.clone(), group, member),
+            Members::Column {
+                member_table,
+                column,
+                member_key,
+                ..
+            } => (member_table.clone(), column, member_key),
+        };
+        let text = |c: &Col| match d {
+            Dialect::Sqlite => format!("j.{}", c.name),
+            Dialect::Postgres => format!("j.{}::text", c.name),
+        };
+        sql.push("SELECT ")
+            .push(&text(group))
+            .push(", ")
+            .push(&text(member))
+            .push(" FROM ")
+            .push(&source)
+            .push(" j WHERE ");
+        sql.push("j.").push(&group.name);
+        self.push_in(&mut sql, group, keys.iter().map(value_text).collect());
+        if let Members::Column { member_filter, .. } = m {
+            self.push_fixed(&mut sql, "j", member_filter);
+        }
+        sql.push(" ORDER BY ")
+            .push(&format!("j.{}", group.name))
+            .push(", ")
+            .push(&format!("j.{}", member.name));
+        sql
+    }
+
+    /// ` IN (…)` over a list of values, as one parameter: a JSON array in SQLite, a text
+    /// array in PostgreSQL. One statement whatever the number of values.
+    pub fn push_in(&self, sql: &mut Sql, col: &Col, values: Vec<String>) {
+        match self.d {
+            Dialect::Sqlite => {
+                sql.push(" IN (SELECT value FROM json_each(")
+                    .param(self.d, Value::Text(json_ids(col, &values)))
+                    .push("))");
+            }
+            Dialect::Postgres => {
+                sql.push(" = ANY(");
+                sql.param_array(values);
+                match &col.cast {
+                    Some(c) => sql.push("::").push(c).push("[])"),
+                    None => sql.push(")"),
+                };
+            }
+        }
+    }
+
+    /// The ids of `ids` that are not members-to-be: not rows of the member table (with its
+    /// discriminator). `ids` that cannot be keys are left to the caller.
+    pub fn missing_members(&self, m: &Members, ids: &[String]) -> Sql {
+        let d = self.d;
+        let (member_table, key, filter) = match m {
+            Members::Join {
+                member_table,
+                member_key,
+                member_filter,
+                ..
+            }
+            | Members::Column {
+                member_table,
+                member_key,
+                member_filter,
+                ..
+            } => (member_table, member_key, member_filter),
+        };
+        let mut sql = Sql::default();
+        match d {
+            Dialect::Sqlite => {
+                sql.push("SELECT i.value FROM json_each(");
+                sql.param(d, Value::Text(json_ids(key, ids)));
+                sql.push(") i WHERE NOT EXISTS (SELECT 1 FROM ")
+                    .push(member_table)
+                    .push(" mt WHERE mt.")
+                    .push(&key.name);
+                sql.push(" = i.value");
+            }
+            Dialect::Postgres => {
+                sql.push("SELECT i.v FROM unnest(");
+                sql.param_array(ids.to_vec());
+                sql.push(") AS i(v) WHERE NOT EXISTS (SELECT 1 FROM ")
+                    .push(member_table)
+                    .push(" mt WHERE mt.")
+                    .push(&key.name);
+                sql.push(" = i.v");
+                if let Some(c) = &key.cast {
+                    sql.push("::").push(c);
+                }
+            }
+        }
+        self.push_fixed(&mut sql, "mt", filter);
+        sql.push(")");
+        sql
+    }
+
+    /// Adds members `ids` (all known to exist) to group `key`; ones already there are kept.
+    pub fn members_add(&self, m: &Members, key: &Value, ids: &[String]) -> Sql {
+        let d = self.d;
+        let mut sql = Sql::default();
+        match m {
+            Members::Join {
+                table,
+                group,
+                member,
+                unique_pair,
+                ..
+            } => {
+                sql.push("INSERT INTO ")
+                    .push(table)
+                    .push(" (")
+                    .push(&group.name)
+                    .push(", ")
+                    .push(&member.name)
+                    .push(") SELECT ");
+                group.param(d, &mut sql, key.clone());
+                match d {
+                    Dialect::Sqlite => {
+                        sql.push(", i.value FROM json_each(");
+                        sql.param(d, Value::Text(json_ids(member, ids)));
+                        sql.push(") i");
+                    }
+                    Dialect::Postgres => {
+                        sql.push(", i.v");
+                        if let Some(c) = &member.cast {
+                            sql.push("::").push(c);
+                        }
+                        sql.push(" FROM unnest(");
+                        sql.param_array(ids.to_vec());
+                        sql.push(") AS i(v)");
+                    }
+                }
+                let member_value = match d {
+                    Dialect::Sqlite => "i.value".to_owned(),
+                    Dialect::Postgres => match &member.cast {
+                        Some(c) => format!("i.v::{c}"),
+                        None => "i.v".to_owned(),
+                    },
+                };
+                if *unique_pair {
+                    sql.push(" WHERE true ON CONFLICT DO NOTHING");
+                } else {
+                    sql.push(" WHERE NOT EXISTS (SELECT 1 FROM ")
+                        .push(table)
+                        .push(" x WHERE x.")
+                        .push(&group.name)
+                        .push(" = ");
+                    group.param(d, &mut sql, key.clone());
+                    sql.push(" AND x.")
+                        .push(&member.name)
+                        .push(" = ")
+                        .push(&member_value)
+                        .push(")");
+                }
+            }
+            Members::Column {
+                member_table,
+                member_key,
+                column,
+                ..
+            } => {
+                sql.push("UPDATE ")
+                    .push(member_table)
+                    .push(" SET ")
+                    .push(&column.name)
+                    .push(" = ");
+                column.param(d, &mut sql, key.clone());
+                sql.push(" WHERE ").push(&member_key.name);
+                self.push_in(&mut sql, member_key, ids.to_vec());
+            }
+        }
+        sql
+    }
+
+    /// Removes members `ids` from group `key` (absent ones are ignored).
+    pub fn members_remove(&self, m: &Members, key: &Value, ids: &[String]) -> Sql {
+        let d = self.d;
+        let mut sql = Sql::default();
+        match m {
+            Members::Join {
+                table,
+                group,
+                member,
+                ..
+            } => {
+                sql.push("DELETE FROM ")
+                    .push(table)
+                    .push(" WHERE ")
+                    .push(&group.name)
+                    .push(" = ");
+                group.param(d, &mut sql, key.clone());
+                sql.push(" AND ").push(&member.name);
+                self.push_in(&mut sql, member, ids.to_vec());
+            }
+            Members::Column {
+                member_table,
+                member_key,
+                column,
+                ..
+            } => {
+                sql.push("UPDATE ")
+                    .push(member_table)
+                    .push(" SET ")
+                    .push(&column.name)
+                    .push(" = NULL WHERE ");
+                sql.push(&column.name).push(" = ");
+                column.param(d, &mut sql, key.clone());
+                sql.push(" AND ").push(&member_key.name);
+                self.push_in(&mut sql, member_key, ids.to_vec());
+            }
+        }
+        sql
+    }
+
+    /// `SELECT 1 FROM table WHERE col = ? [AND key <> ?] LIMIT 1`: another row has this
+    /// value of unique field `i` (case-insensitively when `fold`).
+    pub fn unique_taken(
+        &self,
+        i: usize,
+        v: &Value,
+        fold: bool,
+        except: Option<&Value>,
+    ) -> Option<Sql> {
+        let Some(Field::Column(c)) = self.fields.get(i) else {
+            return None;
+        };
+        let d = self.d;
+        let mut sql = Sql::default();
+        sql.push("SELECT 1 FROM ")
+            .push(&self.table)
+            .push(" t WHERE ");
+        match (d, fold && (d == Dialect::Sqlite || !c.ci)) {
+            (Dialect::Sqlite, true) => {
+                sql.push("t.")
+                    .push(&c.name)
+                    .push(" = ")
+                    .param(d, v.clone())
+                    .push(" COLLATE NOCASE");
+            }
+            (Dialect::Postgres, true) => {
+                sql.push("lower(t.")
+                    .push(&c.name)
+                    .push(") = lower(")
+                    .param(d, v.clone())
+                    .push(")");
+            }
+            _ => {
+                sql.push("t.").push(&c.name).push(" = ");
+                c.param(d, &mut sql, v.clone());
+            }
+        }
+        self.push_fixed(&mut sql, "t", &self.filter);
+        if let Some(k) = except {
+            sql.push(" AND t.").push(&self.key.name).push(" <> ");
+            self.key.param(d, &mut sql, k.clone());
+        }
+        sql.push(" LIMIT 1");
+        Some(sql)
+    }
+}
+
+/// The key as the link column holds it (text when the link is text and the key is not).
+fn link_value(key: &Value, link: &Col) -> Value {
+    match (key, &link.ty) {
+        (Value::Int(i), FieldType::Text { .. }) => Value::Text(i.to_string()),
+        (v, _) => v.clone(),
+    }
+}
+
+/// A value as text (for arrays of ids).
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Real(f) => f.to_string(),
+        Value::Text(s) => s.clone(),
+    }
+}
+
+/// Child tables to clear on hard delete. A child table's rows belong to their parent: all of
+/// them go (an app's other e-mail rows of the user too). The sidecar's own table is shared by
+/// resource types, so there the selector columns every field shares (the type) restrict it.
+fn child_tables(fields: &[Field], kept: &str) -> Vec<(String, Col, Vec<Fixed>)> {
+    let mut out: Vec<(String, Col, Vec<Fixed>)> = Vec::new();
+    for f in fields {
+        let Field::Child(ch) = f else { continue };
+        let own = if ch.table == kept {
+            ch.select.clone()
+        } else {
+            Vec::new()
+        };
+        match out
+            .iter_mut()
+            .find(|(t, l, _)| *t == ch.table && l.name == ch.link.name)
+        {
+            Some((_, _, common)) => {
+                common.retain(|c| {
+                    own.iter()
+                        .any(|s| s.col.name == c.col.name && s.value == c.value)
+                });
+            }
+            None => out.push((ch.table.clone(), ch.link.clone(), own)),
+        }
+    }
+    out
+}
+
+/// A JSON array of ids for SQLite's `json_each`: numbers for integer columns (so comparisons
+/// never depend on type affinity), strings otherwise.
+pub fn json_ids(col: &Col, ids: &[String]) -> String {
+    let items: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|id| match (&col.ty, id.parse::<i64>()) {
+            (FieldType::Integer, Ok(n)) => serde_json::Value::from(n),
+            _ => serde_json::Value::String(id.clone()),
+        })
+        .collect();
+    serde_json::Value::Array(items).to_string()
+}
