@@ -38,6 +38,14 @@ enum Command {
         #[arg(short, long, env = "SCIM_SIDECAR_CONFIG")]
         config: PathBuf,
     },
+    /// Create the sidecar's own table for attributes the app has no column for (those mapped
+    /// with `kept = true`), in the stores that need it. Safe to run again; never run
+    /// implicitly.
+    Migrate {
+        /// The config file.
+        #[arg(short, long, env = "SCIM_SIDECAR_CONFIG")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -62,6 +70,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { config } => runtime.block_on(check(config)),
+        Command::Migrate { config } => runtime.block_on(migrate(config)),
         Command::Run {
             config, log_format, ..
         } => runtime.block_on(run(config, log_format)),
@@ -115,6 +124,51 @@ async fn check(path: PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn migrate(path: PathBuf) -> ExitCode {
+    let Some(config) = load(&path) else {
+        return ExitCode::FAILURE;
+    };
+    let needed: Vec<&str> = config
+        .resources
+        .iter()
+        .filter(|r| {
+            r.attrs
+                .iter()
+                .any(|a| a.source == scim_sidecar::mapping::AttrSource::Kept)
+        })
+        .map(|r| r.backend.as_str())
+        .collect();
+    if needed.is_empty() {
+        println!(
+            "{}: no attribute is kept by the sidecar (kept = true); nothing to create",
+            path.display()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let backends = match server::open_backends(&config).await {
+        Ok(b) => b,
+        Err(problems) => {
+            eprint!("{}", config::report(&problems));
+            return ExitCode::FAILURE;
+        }
+    };
+    for b in backends.iter().filter(|b| needed.contains(&b.name())) {
+        match b.migrate().await {
+            Ok(done) if done.is_empty() => println!("[backend.{}]: up to date", b.name()),
+            Ok(done) => {
+                for d in done {
+                    println!("[backend.{}]: {d}", b.name());
+                }
+            }
+            Err(e) => {
+                eprintln!("[backend.{}]: migration failed: {e}", b.name());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 async fn run(path: PathBuf, format: Option<Format>) -> ExitCode {

@@ -144,6 +144,19 @@ pub enum BackendKind {
         /// How long a write waits for a lock held by another process before it fails (503).
         busy_timeout: Duration,
     },
+    /// A PostgreSQL database.
+    Postgres {
+        /// Connection URL (holds the password: never printed).
+        url: Secret,
+        /// Connections in the pool.
+        pool_size: usize,
+        /// Time to connect and to wait for a free connection.
+        connect_timeout: Duration,
+        /// `statement_timeout` of every session.
+        statement_timeout: Duration,
+        /// CA file for TLS (`verify-full`); `None` for plain TCP or a Unix socket.
+        ca_file: Option<PathBuf>,
+    },
 }
 
 /// Reads and validates a config file. `Err` holds every problem found (warnings included).

@@ -165,6 +165,24 @@ pub struct RawBackend {
     pub readers: Option<NumOrStr>,
     /// SQLite: how long a write waits for a lock held by another process.
     pub busy_timeout: Option<S>,
+    /// PostgreSQL: connection URL.
+    pub url: Option<S>,
+    /// PostgreSQL: connections in the pool.
+    pub pool_size: Option<NumOrStr>,
+    /// PostgreSQL: time to connect (and to wait for a free connection).
+    pub connect_timeout: Option<S>,
+    /// PostgreSQL: `statement_timeout` of every session.
+    pub statement_timeout: Option<S>,
+    /// PostgreSQL: `{ ca = "…" }` to connect with TLS, verifying the server against it.
+    pub tls: Option<Spanned<RawPgTls>>,
+}
+
+/// `tls = { ca = "…" }` of a PostgreSQL backend.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPgTls {
+    /// CA certificate (PEM) the server's certificate must chain to; its name is verified too.
+    pub ca: S,
 }
 
 /// `[resource.NAME]`

@@ -588,12 +588,61 @@ impl V<'_> {
                         },
                     });
                 }
+                "postgres" => {
+                    let Some(url) = b.url.as_ref().and_then(|u| self.string(u, "backend url"))
+                    else {
+                        self.error(
+                            &o,
+                            format!("[backend.{name}] needs url = \"${{DATABASE_URL}}\""),
+                            Some("e.g. postgres://app:secret@127.0.0.1:5432/app"),
+                        );
+                        continue;
+                    };
+                    if !pg_url_ok(&url) {
+                        self.error(&o, format!("[backend.{name}]: url is not a PostgreSQL connection string"), Some("write postgres://user:password@host:5432/dbname (or key=value pairs)"));
+                    }
+                    let pool_size =
+                        self.number(&b.pool_size, &o, "backend pool_size", (1, 1000), 16) as usize;
+                    let connect_timeout = self.duration(
+                        &b.connect_timeout,
+                        "backend connect_timeout",
+                        Duration::from_secs(5),
+                    );
+                    let statement_timeout = self.duration(
+                        &b.statement_timeout,
+                        "backend statement_timeout",
+                        Duration::from_secs(10),
+                    );
+                    let ca_file = b.tls.as_ref().and_then(|t| {
+                        let to = self.origin(t.span());
+                        let p = self.path(&t.get_ref().ca, "backend tls.ca")?;
+                        if !p.exists() {
+                            self.error(
+                                &to,
+                                format!("CA file {} does not exist", p.display()),
+                                None,
+                            );
+                        }
+                        Some(p)
+                    });
+                    out.push(BackendConfig {
+                        name: name.clone(),
+                        origin: o,
+                        kind: BackendKind::Postgres {
+                            url: Secret(url),
+                            pool_size,
+                            connect_timeout,
+                            statement_timeout,
+                            ca_file,
+                        },
+                    });
+                }
                 other => self.error(
                     &o,
                     format!(
                         "[backend.{name}] has type \"{other}\", which this build does not support"
                     ),
-                    Some("use type = \"sqlite\""),
+                    Some("use type = \"sqlite\" or \"postgres\""),
                 ),
             }
         }
@@ -1050,6 +1099,18 @@ impl V<'_> {
             values,
             origin: o.clone(),
         })
+    }
+}
+
+/// Whether `url` parses as a PostgreSQL connection string.
+fn pg_url_ok(url: &str) -> bool {
+    #[cfg(feature = "postgres")]
+    {
+        url.parse::<tokio_postgres::Config>().is_ok()
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        !url.is_empty()
     }
 }
 

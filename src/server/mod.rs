@@ -63,7 +63,7 @@ pub async fn build(
     let mut warnings = config.warnings.clone();
     let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
     for b in &config.backends {
-        match open_backend(&b.name, &b.kind, &b.origin) {
+        match open_backend(&b.name, &b.kind, &b.origin).await {
             Ok(backend) => backends.push(backend),
             Err(p) => problems.push(p),
         }
@@ -123,11 +123,12 @@ pub async fn build(
     Ok((app, warnings))
 }
 
-fn open_backend(
+async fn open_backend(
     name: &str,
     kind: &BackendKind,
     origin: &Origin,
 ) -> Result<Arc<dyn Backend>, Problem> {
+    let fail = |e: String| Problem::error(origin, format!("[backend.{name}]: {e}"), None);
     match kind {
         #[cfg(feature = "sqlite")]
         BackendKind::Sqlite {
@@ -143,13 +144,50 @@ fn open_backend(
             *busy_timeout,
         )
         .map(|b| Arc::new(b) as Arc<dyn Backend>)
-        .map_err(|e| Problem::error(origin, format!("[backend.{name}]: {e}"), None)),
-        #[cfg(not(feature = "sqlite"))]
-        BackendKind::Sqlite { .. } => Err(Problem::error(
+        .map_err(fail),
+        #[cfg(feature = "postgres")]
+        BackendKind::Postgres {
+            url,
+            pool_size,
+            connect_timeout,
+            statement_timeout,
+            ca_file,
+        } => {
+            let options = crate::backend::sql::postgres::PgOptions {
+                url: url.0.clone(),
+                pool_size: *pool_size,
+                connect_timeout: *connect_timeout,
+                statement_timeout: *statement_timeout,
+                ca_file: ca_file.clone(),
+            };
+            crate::backend::sql::postgres::PgBackend::open(name, &options)
+                .await
+                .map(|b| Arc::new(b) as Arc<dyn Backend>)
+                .map_err(fail)
+        }
+        #[allow(unreachable_patterns)] // reason: reachable only in builds without a store
+        _ => Err(Problem::error(
             origin,
-            format!("[backend.{name}]: this build has no SQLite support"),
-            Some("build with --features sqlite".into()),
+            format!("[backend.{name}]: this build does not include this kind of store"),
+            Some("build with the default features".into()),
         )),
+    }
+}
+
+/// Opens every configured store (for `migrate`).
+pub async fn open_backends(config: &Config) -> Result<Vec<Arc<dyn Backend>>, Vec<Problem>> {
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for b in &config.backends {
+        match open_backend(&b.name, &b.kind, &b.origin).await {
+            Ok(x) => out.push(x),
+            Err(p) => problems.push(p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
     }
 }
 

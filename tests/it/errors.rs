@@ -247,8 +247,10 @@ async fn store_unavailable_is_503() {
     let s = Sidecar::start(Options {
         tweak: Some(Box::new(|c| {
             for b in &mut c.backends {
-                let scim_sidecar::config::BackendKind::Sqlite { busy_timeout, .. } = &mut b.kind;
-                *busy_timeout = Duration::from_millis(100);
+                if let scim_sidecar::config::BackendKind::Sqlite { busy_timeout, .. } = &mut b.kind
+                {
+                    *busy_timeout = Duration::from_millis(100);
+                }
             }
         })),
         ..Default::default()

@@ -12,6 +12,7 @@ mod errors;
 mod filters;
 mod groups;
 mod patch;
+mod postgres;
 mod proxy;
 mod tls;
 mod users;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod postgres;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -32,8 +33,10 @@ pub struct Sidecar {
     pub admin: SocketAddr,
     /// The app behind it.
     pub upstream: Upstream,
-    /// The SQLite database file.
+    /// The SQLite database file (unused by PostgreSQL sidecars).
     pub db: PathBuf,
+    /// The PostgreSQL database, for sidecars started with [`Sidecar::postgres`].
+    pub pg: Option<postgres::Db>,
     /// A client with the right token, talking to `addr`.
     pub client: Client,
     running: Option<Running>,
@@ -103,9 +106,38 @@ impl Sidecar {
             admin,
             upstream,
             db,
+            pg: None,
             client: Client::new(addr, Some(TOKEN)),
             running: Some(running),
             _dir: dir,
+        }
+    }
+
+    /// An example's sidecar on a fresh PostgreSQL database: `examples/<example>/schema.sql`
+    /// loaded, `migrate` run as a user would before the first start, then started from
+    /// `examples/<example>/scim-sidecar.toml`. `None` when PostgreSQL is not installed (the
+    /// caller skips; `scripts/test.sh` installs it and makes that a failure).
+    pub async fn postgres(example: &str, tweak: Option<Tweak>) -> Option<Sidecar> {
+        let db = pg_database(example).await?;
+        let config = example_config(example);
+        let env = vec![("DATABASE_URL", db.url.clone())];
+        migrate(&config, &env).await;
+        let mut s = Self::start(Options {
+            env,
+            config: Some(config),
+            tweak,
+        })
+        .await;
+        s.pg = Some(db);
+        Some(s)
+    }
+
+    /// Rows of a query against the app's own database (SQLite or PostgreSQL), every column
+    /// as text, `NULL` for null.
+    pub async fn rows(&self, query: &str) -> Vec<Vec<String>> {
+        match &self.pg {
+            Some(db) => db.rows(query).await,
+            None => self.sql(query),
         }
     }
 
@@ -158,6 +190,42 @@ impl Sidecar {
             r.shutdown().await;
         }
     }
+}
+
+/// `examples/<name>/scim-sidecar.toml`.
+pub fn example_config(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}/scim-sidecar.toml"))
+}
+
+/// A fresh database on the shared test cluster holding `examples/<example>/schema.sql`, or
+/// `None` when PostgreSQL is not installed.
+pub async fn pg_database(example: &str) -> Option<postgres::Db> {
+    let cluster = postgres::cluster()?;
+    let db = cluster.database(example).await;
+    let schema =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{example}/schema.sql"));
+    db.exec(&std::fs::read_to_string(&schema).expect("schema.sql"))
+        .await;
+    Some(db)
+}
+
+/// What `scim-sidecar migrate` does, through the library: the sidecar's own tables.
+pub async fn migrate(config: &Path, env: &[(&'static str, String)]) -> Vec<String> {
+    init();
+    let mut vars = quickstart_env(Path::new("unused.db"), "127.0.0.1:9".parse().expect("addr"));
+    for (k, v) in env {
+        vars.insert(k.to_string(), v.clone());
+    }
+    let config =
+        config::load(config, &vars).unwrap_or_else(|p| panic!("config:\n{}", config::report(&p)));
+    let mut done = Vec::new();
+    for b in server::open_backends(&config)
+        .await
+        .unwrap_or_else(|p| panic!("{}", config::report(&p)))
+    {
+        done.extend(b.migrate().await.expect("migrate"));
+    }
+    done
 }
 
 /// Process-wide set-up: the TLS crypto provider, and logs when `RUST_LOG` asks for them.

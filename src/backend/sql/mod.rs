@@ -134,6 +134,53 @@ pub fn key_value(id: &str, int_key: bool) -> Option<Value> {
     }
 }
 
+/// Ids that can be keys of `key`'s type, and those that cannot (which exist nowhere).
+pub(crate) fn split_ids(key: &Col, ids: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter()
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
+        .partition(|id| key.ty != FieldType::Integer || id.parse::<i64>().is_ok())
+}
+
+/// The 400 for member ids that do not exist.
+pub(crate) fn missing_members(missing: &[String]) -> crate::backend::BackendError {
+    let shown: Vec<String> = missing.iter().take(5).map(|s| format!("'{s}'")).collect();
+    let more = if missing.len() > 5 {
+        format!(" and {} more", missing.len() - 5)
+    } else {
+        String::new()
+    };
+    crate::backend::BackendError::Rejected {
+        field: None,
+        detail: if missing.len() == 1 {
+            format!("member {} does not exist", shown.join(", "))
+        } else {
+            format!("members {}{more} do not exist", shown.join(", "))
+        },
+    }
+}
+
+/// A random (version 4) UUID, for text keys nothing else generates.
+pub(crate) fn uuid_v4() -> Result<String, crate::backend::BackendError> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut b).map_err(|_| {
+        crate::backend::BackendError::Internal("no randomness for a new key".into())
+    })?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
 /// Appends the SQL condition for `p` over the model's rows (alias `t`) to `sql`.
 ///
 /// Negation is pushed down to the leaves, so SQL's three-valued logic never surfaces: `not

@@ -830,6 +830,22 @@ impl Model {
         }
     }
 
+    /// `key, column…` over `alias` when every field is a column of the table (for `RETURNING`);
+    /// `None` when a field lives in another table.
+    pub fn column_list(&self, alias: &str) -> Option<String> {
+        let mut out = self.key_expr(alias);
+        for f in &self.fields {
+            match f {
+                Field::Column(c) => {
+                    out.push_str(", ");
+                    out.push_str(&self.read_expr(alias, c));
+                }
+                Field::Child(_) => return None,
+            }
+        }
+        Some(out)
+    }
+
     /// `SELECT key, field… FROM table t` with the discriminator as the start of the WHERE.
     pub fn select_from(&self, sql: &mut Sql) {
         sql.push("SELECT ").push(&self.key_expr("t"));

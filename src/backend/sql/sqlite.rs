@@ -16,7 +16,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::Semaphore;
 
-use super::model::{self, Catalog, Col, ColumnInfo, Field, Members, Model, TableInfo, UniqueInfo};
+use super::model::{self, Catalog, ColumnInfo, Field, Members, Model, TableInfo, UniqueInfo};
 use super::{Dialect, Param, Sql, compile_predicate, order_by};
 use crate::backend::{
     Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldType, Found, KeptTable,
@@ -752,7 +752,7 @@ impl Run<'_> {
                     self.exec(&self.m.members_clear(mm, key))?;
                 }
                 MemberChange::Remove(ids) => {
-                    let (valid, _) = split_ids(mm.member_key(), ids);
+                    let (valid, _) = super::split_ids(mm.member_key(), ids);
                     if !valid.is_empty() {
                         self.exec(&self.m.members_remove(mm, key, &valid))?;
                     }
@@ -767,7 +767,7 @@ impl Run<'_> {
         if ids.is_empty() {
             return Ok(());
         }
-        let (valid, mut missing) = split_ids(mm.member_key(), ids);
+        let (valid, mut missing) = super::split_ids(mm.member_key(), ids);
         if !valid.is_empty() {
             missing.extend(
                 self.strings(&self.m.missing_members(mm, &valid))?
@@ -776,37 +776,10 @@ impl Run<'_> {
             );
         }
         if !missing.is_empty() {
-            return Err(missing_members(&missing));
+            return Err(super::missing_members(&missing));
         }
         self.exec(&self.m.members_add(mm, key, &valid))?;
         Ok(())
-    }
-}
-
-/// Ids that can be keys of `key`'s type, and those that cannot (which exist nowhere).
-pub(crate) fn split_ids(key: &Col, ids: &[String]) -> (Vec<String>, Vec<String>) {
-    let mut seen = std::collections::HashSet::new();
-    ids.iter()
-        .filter(|id| seen.insert(id.as_str()))
-        .cloned()
-        .partition(|id| key.ty != FieldType::Integer || id.parse::<i64>().is_ok())
-}
-
-/// The 400 for member ids that do not exist.
-pub(crate) fn missing_members(missing: &[String]) -> BackendError {
-    let shown: Vec<String> = missing.iter().take(5).map(|s| format!("'{s}'")).collect();
-    let more = if missing.len() > 5 {
-        format!(" and {} more", missing.len() - 5)
-    } else {
-        String::new()
-    };
-    BackendError::Rejected {
-        field: None,
-        detail: if missing.len() == 1 {
-            format!("member {} does not exist", shown.join(", "))
-        } else {
-            format!("members {}{more} do not exist", shown.join(", "))
-        },
     }
 }
 
@@ -864,7 +837,11 @@ impl Table for SqliteTable {
             let m = run.m;
             let indexed: Vec<(usize, &Value)> = values.iter().enumerate().collect();
             run.check_unique(&indexed, None)?;
-            let uuid = if m.key_uuid { Some(uuid_v4()?) } else { None };
+            let uuid = if m.key_uuid {
+                Some(super::uuid_v4()?)
+            } else {
+                None
+            };
             let key = run
                 .strings(&m.insert(&values, uuid))?
                 .into_iter()
@@ -1029,26 +1006,6 @@ impl Table for SqliteTable {
     }
 }
 
-/// A random (version 4) UUID, for text keys nothing else generates.
-fn uuid_v4() -> Result<String, BackendError> {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 16];
-    ring::rand::SystemRandom::new()
-        .fill(&mut b)
-        .map_err(|_| BackendError::Internal("no randomness for a new key".into()))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1073,7 +1030,7 @@ mod tests {
             lower_of("CREATE UNIQUE INDEX x ON a (lower(\"Login\"))").as_deref(),
             Some("login")
         );
-        let u = uuid_v4().expect("uuid");
+        let u = crate::backend::sql::uuid_v4().expect("uuid");
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
     }

@@ -1,0 +1,350 @@
+//! A throwaway PostgreSQL for the tests: `initdb` and `postgres` in a temp dir, on a free
+//! loopback port, started once per test binary; each test gets a database of its own.
+//!
+//! As root (CI), the server runs as the `postgres` OS user (initdb refuses root), switched to
+//! in the child itself. The child gets SIGQUIT when the test process dies, so no server
+//! outlives the tests. When PostgreSQL is not installed the tests that need it are skipped
+//! with a reason, unless `SCIM_SIDECAR_REQUIRE_PG=1` (set by `scripts/test.sh`, which installs
+//! it) makes that a failure.
+#![allow(dead_code)]
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A running cluster.
+pub struct Cluster {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its data and socket directory.
+    pub dir: PathBuf,
+    bin: PathBuf,
+    user: Option<(u32, u32)>,
+    child: Mutex<Option<Child>>,
+}
+
+/// A database of one test.
+pub struct Db {
+    /// `postgres://postgres@127.0.0.1:PORT/NAME`.
+    pub url: String,
+    /// Its name.
+    pub name: String,
+}
+
+static SHARED: OnceLock<Option<Cluster>> = OnceLock::new();
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// The PostgreSQL bin directory: the newest `/usr/lib/postgresql/*/bin`, or `initdb` on PATH.
+fn bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions.pop()
+}
+
+/// The shared cluster, or `None` (the caller skips) when PostgreSQL is not installed.
+pub fn cluster() -> Option<&'static Cluster> {
+    SHARED
+        .get_or_init(|| match Cluster::start() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                if std::env::var_os("SCIM_SIDECAR_REQUIRE_PG").is_some() {
+                    panic!(
+                        "PostgreSQL is required (SCIM_SIDECAR_REQUIRE_PG) but could not start: {e}"
+                    );
+                }
+                eprintln!("skipping PostgreSQL tests: {e} (scripts/test.sh installs PostgreSQL)");
+                None
+            }
+        })
+        .as_ref()
+}
+
+/// The uid/gid of the `postgres` user when running as root.
+fn postgres_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new("postgres").ok()?;
+    // SAFETY: getpwnam gets a valid C string; the result is read before any other call.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return None;
+    }
+    // SAFETY: pw is non-null and points to a static passwd entry.
+    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(55432)
+}
+
+impl Cluster {
+    /// initdb and start a new cluster in a fresh temp dir.
+    pub fn start() -> Result<Cluster, String> {
+        let bin =
+            bin_dir().ok_or("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb)")?;
+        let user = postgres_user();
+        if unsafe { libc::geteuid() } == 0 && user.is_none() {
+            return Err(
+                "running as root but there is no 'postgres' user to run the server as".into(),
+            );
+        }
+        cleanup_stale();
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("scim-sidecar-pg-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+                .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+        }
+        let out = as_user(Command::new(bin.join("initdb")), user)
+            .args(["-D"])
+            .arg(dir.join("data"))
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ])
+            .output()
+            .map_err(|e| format!("cannot run initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let c = Cluster {
+            port: free_port(),
+            dir,
+            bin,
+            user,
+            child: Mutex::new(None),
+        };
+        c.run()?;
+        Ok(c)
+    }
+
+    /// Starts the server (again) and waits until it accepts connections.
+    pub fn run(&self) -> Result<(), String> {
+        let child = as_user(Command::new(self.bin.join("postgres")), self.user)
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-k",
+            ])
+            .arg(&self.dir)
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .args(["-c", "max_connections=300", "-c", "shared_buffers=32MB"])
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(self.dir.join("server.log"))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            )
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))?;
+        if let Ok(mut slot) = self.child.lock() {
+            *slot = Some(child);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args([
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                return Err(format!("postgres did not become ready within 30 s:\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected) and waits for it to exit.
+    pub fn stop(&self) {
+        if let Ok(mut slot) = self.child.lock() {
+            if let Some(mut child) = slot.take() {
+                // SAFETY: sending a signal to our own child process.
+                unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/name`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// A new, empty database.
+    pub async fn database(&self, hint: &str) -> Db {
+        let name = format!(
+            "t{}_{}",
+            NEXT.fetch_add(1, Ordering::SeqCst),
+            hint.to_ascii_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        );
+        let (client, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create database");
+        Db {
+            url: self.url(&name),
+            name,
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Db {
+    /// Runs SQL (a schema file's content) in this database.
+    pub async fn exec(&self, sql: &str) {
+        let client = self.client().await;
+        if let Err(e) = client.batch_execute(sql).await {
+            panic!(
+                "SQL failed: {e}: {:?}",
+                e.as_db_error().map(|d| d.message().to_owned())
+            );
+        }
+    }
+
+    /// A client on this database.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client
+    }
+
+    /// Rows of a query, every column as text (`NULL` for null).
+    pub async fn rows(&self, query: &str) -> Vec<Vec<String>> {
+        let client = self.client().await;
+        let wrapped = format!("SELECT row_to_json(q)::text FROM ({query}) q");
+        let rows = client
+            .query(&wrapped, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        rows.iter()
+            .map(|r| {
+                let text: String = r.get(0);
+                let v: serde_json::Value = serde_json::from_str(&text).expect("row_to_json");
+                v.as_object()
+                    .map(|o| {
+                        o.values()
+                            .map(|x| match x {
+                                serde_json::Value::Null => "NULL".to_string(),
+                                serde_json::Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+/// Runs the command as the `postgres` user when running as root, and makes it die with us.
+fn as_user(mut cmd: Command, user: Option<(u32, u32)>) -> Command {
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some((uid, gid)) = user {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // After setuid (which clears it): the server dies with the test process.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// Removes clusters of earlier test runs whose process is gone.
+fn cleanup_stale() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("scim-sidecar-pg-") else {
+            continue;
+        };
+        let pid: i32 = rest
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        if pid > 0 && unsafe { libc::kill(pid, 0) } != 0 {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Whether a path exists (for skips with a reason).
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
