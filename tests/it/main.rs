@@ -11,6 +11,7 @@ mod discovery;
 mod errors;
 mod filters;
 mod groups;
+mod mapping;
 mod patch;
 mod postgres;
 mod proxy;

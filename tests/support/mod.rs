@@ -88,13 +88,20 @@ impl Sidecar {
             env.insert(k.to_string(), v);
         }
         let path = opts.config.unwrap_or_else(quickstart_config);
-        let mut config = match config::load(&path, &env) {
-            Ok(c) => c,
-            Err(p) => panic!("config does not load:\n{}", config::report(&p)),
-        };
+        let mut config = load(&path, &env);
         if let Some(t) = opts.tweak {
             t(&mut config);
         }
+        Self::launch(config, dir, db, upstream, None).await
+    }
+
+    async fn launch(
+        config: Config,
+        dir: tempfile::TempDir,
+        db: PathBuf,
+        upstream: Upstream,
+        pg: Option<postgres::Db>,
+    ) -> Sidecar {
         let running = match server::start(&config).await {
             Ok(r) => r,
             Err(e) => panic!("sidecar does not start: {e}"),
@@ -106,30 +113,61 @@ impl Sidecar {
             admin,
             upstream,
             db,
-            pg: None,
+            pg,
             client: Client::new(addr, Some(TOKEN)),
             running: Some(running),
             _dir: dir,
         }
     }
 
-    /// An example's sidecar on a fresh PostgreSQL database: `examples/<example>/schema.sql`
-    /// loaded, `migrate` run as a user would before the first start, then started from
-    /// `examples/<example>/scim-sidecar.toml`. `None` when PostgreSQL is not installed (the
-    /// caller skips; `scripts/test.sh` installs it and makes that a failure).
+    /// An example's sidecar (`examples/<example>/scim-sidecar.toml`, unchanged) on a fresh
+    /// store holding the example's app schema, after `migrate` as a user would run it before
+    /// the first start.
+    ///
+    /// On PostgreSQL the store is a new database on the shared test cluster with
+    /// `examples/<example>/schema.sql`; `None` when PostgreSQL is not installed (the caller
+    /// skips; `scripts/test.sh` installs it and makes that a failure). On SQLite the same
+    /// mapping runs against `tests/fixtures/<example>.sqlite.sql`, the same app schema in
+    /// SQLite's dialect: every mapping shape must work on both stores.
+    pub async fn example(example: &str, store: Store, tweak: Option<Tweak>) -> Option<Sidecar> {
+        init();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("app.db");
+        let upstream = Upstream::start().await;
+        let mut env = quickstart_env(&db, upstream.addr);
+        let pg = match store {
+            Store::Postgres => Some(pg_database(example).await?),
+            Store::Sqlite => None,
+        };
+        let url = pg
+            .as_ref()
+            .map_or("postgres://unused@127.0.0.1:1/unused".into(), |d| {
+                d.url.clone()
+            });
+        env.insert("DATABASE_URL".into(), url);
+        let mut config = load(&example_config(example), &env);
+        if store == Store::Sqlite {
+            let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("tests/fixtures/{example}.sqlite.sql"));
+            for b in &mut config.backends {
+                b.kind = config::BackendKind::Sqlite {
+                    path: db.clone(),
+                    create_from: Some(fixture.clone()),
+                    readers: 4,
+                    busy_timeout: std::time::Duration::from_secs(5),
+                };
+            }
+        }
+        if let Some(t) = tweak {
+            t(&mut config);
+        }
+        migrate_config(&config).await;
+        Some(Self::launch(config, dir, db, upstream, pg).await)
+    }
+
+    /// [`Sidecar::example`] on PostgreSQL.
     pub async fn postgres(example: &str, tweak: Option<Tweak>) -> Option<Sidecar> {
-        let db = pg_database(example).await?;
-        let config = example_config(example);
-        let env = vec![("DATABASE_URL", db.url.clone())];
-        migrate(&config, &env).await;
-        let mut s = Self::start(Options {
-            env,
-            config: Some(config),
-            tweak,
-        })
-        .await;
-        s.pg = Some(db);
-        Some(s)
+        Self::example(example, Store::Postgres, tweak).await
     }
 
     /// Rows of a query against the app's own database (SQLite or PostgreSQL), every column
@@ -209,17 +247,27 @@ pub async fn pg_database(example: &str) -> Option<postgres::Db> {
     Some(db)
 }
 
-/// What `scim-sidecar migrate` does, through the library: the sidecar's own tables.
-pub async fn migrate(config: &Path, env: &[(&'static str, String)]) -> Vec<String> {
-    init();
-    let mut vars = quickstart_env(Path::new("unused.db"), "127.0.0.1:9".parse().expect("addr"));
-    for (k, v) in env {
-        vars.insert(k.to_string(), v.clone());
+/// Which store an example runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// SQLite, from `tests/fixtures/<example>.sqlite.sql`.
+    Sqlite,
+    /// PostgreSQL, from `examples/<example>/schema.sql` on the shared test cluster.
+    Postgres,
+}
+
+/// Loads a config file or fails the test with the problems.
+pub fn load(path: &Path, env: &HashMap<String, String>) -> Config {
+    match config::load(path, env) {
+        Ok(c) => c,
+        Err(p) => panic!("config does not load:\n{}", config::report(&p)),
     }
-    let config =
-        config::load(config, &vars).unwrap_or_else(|p| panic!("config:\n{}", config::report(&p)));
+}
+
+/// What `scim-sidecar migrate` does, through the library: the sidecar's own tables.
+pub async fn migrate_config(config: &Config) -> Vec<String> {
     let mut done = Vec::new();
-    for b in server::open_backends(&config)
+    for b in server::open_backends(config)
         .await
         .unwrap_or_else(|p| panic!("{}", config::report(&p)))
     {

@@ -150,8 +150,8 @@ impl Cluster {
 
     /// Starts the server (again) and waits until it accepts connections.
     pub fn run(&self) -> Result<(), String> {
-        let child = as_user(Command::new(self.bin.join("postgres")), self.user)
-            .arg("-D")
+        let mut cmd = as_user(Command::new(self.bin.join("postgres")), self.user);
+        cmd.arg("-D")
             .arg(self.dir.join("data"))
             .args([
                 "-c",
@@ -175,9 +175,8 @@ impl Cluster {
                 std::fs::File::create(self.dir.join("server.log"))
                     .map(Stdio::from)
                     .unwrap_or(Stdio::null()),
-            )
-            .spawn()
-            .map_err(|e| format!("cannot start postgres: {e}"))?;
+            );
+        let child = spawn_kept(cmd).map_err(|e| format!("cannot start postgres: {e}"))?;
         if let Ok(mut slot) = self.child.lock() {
             *slot = Some(child);
         }
@@ -299,6 +298,29 @@ impl Db {
             })
             .collect()
     }
+}
+
+/// Spawns a server from one long-lived thread. The death signal set in [`as_user`] fires when
+/// the *thread* that forked the child exits, and a test's thread ends with its test: a server
+/// forked there would die under the next test.
+fn spawn_kept(cmd: Command) -> std::io::Result<Child> {
+    type Job = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static KEEPER: OnceLock<std::sync::mpsc::Sender<Job>> = OnceLock::new();
+    let keeper = KEEPER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::spawn(move || {
+            for (mut cmd, reply) in rx {
+                let _ = reply.send(cmd.spawn());
+            }
+        });
+        tx
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    keeper
+        .send((cmd, tx))
+        .map_err(|_| std::io::Error::other("spawner thread gone"))?;
+    rx.recv()
+        .map_err(|_| std::io::Error::other("spawner thread gone"))?
 }
 
 /// Runs the command as the `postgres` user when running as root, and makes it die with us.

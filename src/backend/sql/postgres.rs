@@ -116,17 +116,9 @@ fn error(e: &tokio_postgres::Error, names: &[String]) -> BackendError {
             field: None,
             detail: "a value refers to a row that does not exist in the application (a FOREIGN KEY constraint failed), e.g. a manager id".into(),
         }
-    } else if [
-        SqlState::CHECK_VIOLATION,
-        SqlState::STRING_DATA_RIGHT_TRUNCATION,
-        SqlState::INVALID_TEXT_REPRESENTATION,
-        SqlState::INVALID_DATETIME_FORMAT,
-        SqlState::DATETIME_FIELD_OVERFLOW,
-        SqlState::NUMERIC_VALUE_OUT_OF_RANGE,
-        SqlState::INVALID_PARAMETER_VALUE,
-    ]
-    .contains(code)
-    {
+    } else if *code == SqlState::CHECK_VIOLATION || code.code().starts_with("22") {
+        // Class 22, data exception: too long for varchar(n), not an integer, a NUL byte, an
+        // unknown enum label, any other value the column cannot hold.
         BackendError::Rejected {
             field,
             detail: format!("the store refused the value ({msg})"),
