@@ -459,7 +459,7 @@ pub trait Backend: Send + Sync {
     async fn ping(&self) -> Result<(), BackendError>;
     /// Validates a table description against the live store and opens it. On success, also
     /// returns what the store says of each field, and any warnings.
-    async fn open_table(&self, spec: TableSpec) -> Result<Opened, Vec<SpecProblem>>;
+    async fn open_table(&self, spec: TableSpec) -> Result<Opened, Refused>;
     /// The sidecar's own attribute table (for attributes the app has no column for), as a
     /// child table: `(table, link column, value column, type column, name column)`.
     fn kept_table(&self) -> KeptTable;
@@ -491,6 +491,26 @@ pub struct Opened {
     pub fields: Vec<FieldInfo>,
     /// Warnings (problems that do not stop start-up).
     pub warnings: Vec<SpecProblem>,
+}
+
+/// Why a table cannot be served: every problem, and what the store says of each field that
+/// was found (one per field of the spec, or empty when the table itself is missing), so the
+/// caller can report its own problems with them too.
+#[derive(Debug, Default)]
+pub struct Refused {
+    /// The problems.
+    pub problems: Vec<SpecProblem>,
+    /// Field information, where it could be read.
+    pub fields: Vec<FieldInfo>,
+}
+
+impl From<Vec<SpecProblem>> for Refused {
+    fn from(problems: Vec<SpecProblem>) -> Self {
+        Refused {
+            problems,
+            fields: Vec::new(),
+        }
+    }
 }
 
 /// The current time as a field of type `ty` keeps it: seconds for integers, the canonical text

@@ -1106,7 +1106,7 @@ impl V<'_> {
 fn pg_url_ok(url: &str) -> bool {
     #[cfg(feature = "postgres")]
     {
-        url.parse::<tokio_postgres::Config>().is_ok()
+        crate::backend::sql::postgres::parse_url(url).is_ok()
     }
     #[cfg(not(feature = "postgres"))]
     {

@@ -525,14 +525,21 @@ pub async fn build(
     };
     let opened = match backend.open_table(table_spec).await {
         Ok(o) if problems.is_empty() => o,
-        Ok(_) => return Err(problems),
-        Err(ps) => {
-            problems.extend(ps.into_iter().map(|p| Problem {
+        Ok(o) => {
+            // Still check the types of what was found, so every problem shows at once.
+            fit_types(&full, &plans, &o.fields, &mut problems);
+            return Err(problems);
+        }
+        Err(refused) => {
+            problems.extend(refused.problems.into_iter().map(|p| Problem {
                 origin: locate(&p.part),
                 message: p.message,
                 fix: p.fix,
                 warning: p.warning,
             }));
+            if refused.fields.len() == plans.len() {
+                fit_types(&full, &plans, &refused.fields, &mut problems);
+            }
             return Err(problems);
         }
     };
@@ -548,55 +555,7 @@ pub async fn build(
         .collect();
 
     // 4. Each SCIM type fits its store type.
-    let mut compiled = Vec::with_capacity(plans.len());
-    for (p, info) in plans.iter().zip(&opened.fields) {
-        if let Err(msg) = compatible(p.ty, &info.ty, !p.values.is_empty()) {
-            problems.push(Problem::error(
-                p.origin,
-                format!("'{}' → column '{}': {msg}", p.shown, p.source_column()),
-                None,
-            ));
-            continue;
-        }
-        for (scim_value, store_value) in &p.values {
-            if !json_fits(p.ty, scim_value) {
-                problems.push(Problem::error(
-                    p.origin,
-                    format!(
-                        "value map of '{}' has key {scim_value}, which is not a SCIM {} value",
-                        p.shown,
-                        p.ty.as_str()
-                    ),
-                    Some(match p.ty {
-                        AttrType::Boolean => "use the keys `true` and `false`".into(),
-                        _ => "use keys of the attribute's type".into(),
-                    }),
-                ));
-            }
-            if let (FieldType::Enum(labels), Value::Text(v)) = (&info.ty, store_value) {
-                if !labels.contains(v) {
-                    problems.push(Problem::error(
-                        p.origin,
-                        format!("value map of '{}' stores '{v}', which is not a label of the column's enum", p.shown),
-                        Some(format!("labels: {}", labels.join(", "))),
-                    ));
-                }
-            }
-        }
-        let def = leaf_def(&full, &p.target);
-        let case_exact = p.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
-        compiled.push(Binding {
-            target: p.target.clone(),
-            conv: Conv {
-                scim: p.ty,
-                field: info.ty.clone(),
-                values: p.values.clone(),
-                fold_case: !case_exact,
-                shown: p.shown.clone(),
-            },
-            hidden: p.returned == Some(Returned::Never),
-        });
-    }
+    let mut compiled = fit_types(&full, &plans, &opened.fields, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -1418,4 +1377,63 @@ impl Provider for MappedResource {
             .await
             .map_err(|e| inner.fail(e, Some(id)))
     }
+}
+/// Step 4 of [`build`]: each SCIM type fits the store type of its field (`infos`, one per
+/// plan); the bindings of those that do.
+fn fit_types(
+    full: &ResourceType,
+    plans: &[Plan<'_>],
+    infos: &[FieldInfo],
+    problems: &mut Vec<Problem>,
+) -> Vec<Binding> {
+    let mut compiled = Vec::with_capacity(plans.len());
+    for (p, info) in plans.iter().zip(infos) {
+        if let Err(msg) = compatible(p.ty, &info.ty, !p.values.is_empty()) {
+            problems.push(Problem::error(
+                p.origin,
+                format!("'{}' → column '{}': {msg}", p.shown, p.source_column()),
+                None,
+            ));
+            continue;
+        }
+        for (scim_value, store_value) in &p.values {
+            if !json_fits(p.ty, scim_value) {
+                problems.push(Problem::error(
+                    p.origin,
+                    format!(
+                        "value map of '{}' has key {scim_value}, which is not a SCIM {} value",
+                        p.shown,
+                        p.ty.as_str()
+                    ),
+                    Some(match p.ty {
+                        AttrType::Boolean => "use the keys `true` and `false`".into(),
+                        _ => "use keys of the attribute's type".into(),
+                    }),
+                ));
+            }
+            if let (FieldType::Enum(labels), Value::Text(v)) = (&info.ty, store_value) {
+                if !labels.contains(v) {
+                    problems.push(Problem::error(
+                        p.origin,
+                        format!("value map of '{}' stores '{v}', which is not a label of the column's enum", p.shown),
+                        Some(format!("labels: {}", labels.join(", "))),
+                    ));
+                }
+            }
+        }
+        let def = leaf_def(full, &p.target);
+        let case_exact = p.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
+        compiled.push(Binding {
+            target: p.target.clone(),
+            conv: Conv {
+                scim: p.ty,
+                field: info.ty.clone(),
+                values: p.values.clone(),
+                fold_case: !case_exact,
+                shown: p.shown.clone(),
+            },
+            hidden: p.returned == Some(Returned::Never),
+        });
+    }
+    compiled
 }

@@ -1,3 +1,533 @@
 //! What only PostgreSQL has: statement timeouts, a server that goes away and comes back, TLS,
 //! Unix sockets, `migrate` and `check` against a live catalog, very large groups. The mapping
 //! shapes shared with SQLite are in `mapping.rs`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use scim_sidecar::config::BackendKind;
+use serde_json::json;
+
+use crate::support::client::patch_body;
+use crate::support::postgres::{self, Cluster};
+use crate::support::{Sidecar, Tweak, example_database};
+
+const BIN: &str = env!("CARGO_BIN_EXE_scim-sidecar");
+
+/// A minimal helpdesk user (the app requires a display name).
+fn user(name: &str) -> serde_json::Value {
+    json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name, "displayName": name})
+}
+
+/// Sets the PostgreSQL backend's options before the sidecar starts.
+fn pg_options(
+    f: impl Fn(&mut std::time::Duration, &mut Option<std::path::PathBuf>) + 'static,
+) -> Option<Tweak> {
+    Some(Box::new(move |c| {
+        for b in &mut c.backends {
+            if let BackendKind::Postgres {
+                statement_timeout,
+                ca_file,
+                ..
+            } = &mut b.kind
+            {
+                f(statement_timeout, ca_file);
+            }
+        }
+    }))
+}
+
+/// A private cluster (for tests that stop it or reconfigure it), or `None` to skip.
+fn private_cluster() -> Option<Cluster> {
+    postgres::cluster()?;
+    Some(Cluster::start().expect("a second cluster"))
+}
+
+/// A statement that outlives `statement_timeout` (here: waiting on a table the app locked) is
+/// 503 with Retry-After and writes nothing; once the lock is gone the same request succeeds.
+#[tokio::test]
+async fn statement_timeout_is_503() {
+    let Some(s) = Sidecar::example(
+        "postgres",
+        crate::support::Store::Postgres,
+        pg_options(|t, _| *t = Duration::from_millis(300)),
+    )
+    .await
+    else {
+        return;
+    };
+    let db = s.pg.as_ref().expect("pg");
+    let mut app = db.client().await;
+    let tx = app.transaction().await.expect("begin");
+    tx.batch_execute("LOCK TABLE principals IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let started = Instant::now();
+    let r = s.client.post("/scim/v2/Users", &user("waiting")).await;
+    assert_eq!(r.header("retry-after").as_deref(), Some("5"));
+    let d = r.scim_error(503, None);
+    assert!(d.contains("unavailable"), "{d}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the timeout did not apply"
+    );
+    s.client
+        .get("/scim/v2/Users?filter=userName%20eq%20%22waiting%22")
+        .await
+        .scim_error(503, None);
+    tx.rollback().await.expect("unlock");
+    s.client
+        .post("/scim/v2/Users", &user("waiting"))
+        .await
+        .expect(201);
+    assert_eq!(
+        db.rows("SELECT count(*) FROM principals WHERE login = 'waiting'")
+            .await,
+        vec![vec!["1"]]
+    );
+}
+
+/// PostgreSQL stopped under load: every request that fails is 503 with Retry-After (never a
+/// 500), no user is half-written, /readyz says so, and the sidecar serves again by itself once
+/// the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_restart_under_load() {
+    let Some(cluster) = private_cluster() else {
+        return;
+    };
+    let db = example_database(&cluster, "postgres").await;
+    let s = Sidecar::example_on("postgres", Some(db), None).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let client = s.client.clone();
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let (mut created, mut refused, mut others) = (Vec::new(), 0, Vec::new());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                i += 1;
+                let mut body = user(&format!("load-{w}-{i}"));
+                body["emails"] =
+                    json!([{"type": "work", "value": format!("load-{w}-{i}@example.com")}]);
+                let r = client.post("/scim/v2/Users", &body).await;
+                match r.status.as_u16() {
+                    201 => created.push(r.json()["id"].as_str().expect("id").to_owned()),
+                    503 if r.header("retry-after").is_some() => refused += 1,
+                    _ => others.push(format!("{} {}", r.status, r.text())),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (created, refused, others)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::task::block_in_place(|| cluster.stop());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let ready = s.admin_client().get("/readyz").await;
+    assert_eq!(ready.status.as_u16(), 503, "{}", ready.text());
+    let down = s.client.post("/scim/v2/Users", &user("while-down")).await;
+    assert_eq!(down.header("retry-after").as_deref(), Some("5"));
+    down.scim_error(503, None);
+    tokio::task::block_in_place(|| cluster.run()).expect("restart");
+    // It recovers on its own: no restart of the sidecar.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = s
+            .client
+            .post("/scim/v2/Users", &user("after-restart"))
+            .await;
+        if r.status.as_u16() == 201 {
+            break;
+        }
+        assert_eq!(r.status.as_u16(), 503, "{}", r.text());
+        assert!(
+            Instant::now() < deadline,
+            "no recovery within 20 s: {}",
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.admin_client().get("/readyz").await.expect(200);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut created, mut refused) = (Vec::new(), 0);
+    for w in workers {
+        let (c, r, others) = w.await.expect("worker");
+        assert!(
+            others.is_empty(),
+            "answers other than 201 and 503 + Retry-After: {others:?}"
+        );
+        created.extend(c);
+        refused += r;
+    }
+    assert!(refused > 0, "the database was never seen down");
+    assert!(!created.is_empty());
+    let db = s.pg.as_ref().expect("pg");
+    // Every user the sidecar confirmed is there, with its e-mail; no user lacks its e-mail.
+    let ids = created.join(",");
+    assert_eq!(
+        db.rows(&format!("SELECT count(*) FROM principals p JOIN user_emails e ON e.user_id = p.id WHERE p.id IN ({ids})")).await,
+        vec![vec![created.len().to_string()]]
+    );
+    assert_eq!(
+        db.rows("SELECT count(*) FROM principals p WHERE kind = 'U' AND login LIKE 'load-%' AND NOT EXISTS (SELECT 1 FROM user_emails e WHERE e.user_id = p.id)").await,
+        vec![vec!["0"]]
+    );
+}
+
+/// A self-signed CA and a server certificate for 127.0.0.1 and localhost, as PEM files in
+/// the cluster's data directory (owned by its OS user).
+fn server_pki(cluster: &Cluster, dir: &Path) -> std::path::PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("leaf");
+    let data = cluster.dir.join("data");
+    for (name, pem) in [
+        ("server.crt", leaf.pem()),
+        ("server.key", key.serialize_pem()),
+    ] {
+        let p = data.join(name);
+        std::fs::write(&p, pem).expect("write");
+        std::os::unix::fs::PermissionsExt::set_mode(
+            &mut std::fs::metadata(&p).expect("meta").permissions(),
+            0o600,
+        );
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .expect("chmod");
+        cluster.give(&p);
+    }
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).expect("ca");
+    ca_file
+}
+
+/// TLS to PostgreSQL through rustls, verify-full: the app's role may connect over TLS only.
+/// With the CA the sidecar connects and serves; without TLS, with `sslmode=verify-full` but no
+/// CA, or with the wrong CA, it refuses to start and says why.
+#[tokio::test]
+async fn tls_verify_full() {
+    let Some(cluster) = private_cluster() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = server_pki(&cluster, tmp.path());
+    let db = example_database(&cluster, "postgres").await;
+    db.exec("CREATE ROLE app LOGIN SUPERUSER").await;
+    cluster.stop();
+    let data = cluster.dir.join("data");
+    let hba = "local all all trust\n\
+               hostssl all app 127.0.0.1/32 trust\n\
+               hostnossl all app 127.0.0.1/32 reject\n\
+               host all postgres 127.0.0.1/32 trust\n";
+    std::fs::write(data.join("pg_hba.conf"), hba).expect("hba");
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .expect("conf");
+    std::io::Write::write_all(
+        &mut conf,
+        b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+    )
+    .expect("conf");
+    cluster.run().expect("restart with ssl");
+
+    let app_url = db.url.replace("postgres://postgres@", "postgres://app@");
+    let (url, ca2) = (app_url.clone(), ca.clone());
+    let tweak: Tweak = Box::new(move |c| {
+        for b in &mut c.backends {
+            if let BackendKind::Postgres {
+                url: u, ca_file, ..
+            } = &mut b.kind
+            {
+                u.0 = url.clone();
+                *ca_file = Some(ca2.clone());
+            }
+        }
+    });
+    let s = Sidecar::example_on("postgres", Some(db), Some(tweak)).await;
+    s.client
+        .post("/scim/v2/Users", &user("over-tls"))
+        .await
+        .expect(201);
+    let db = s.pg.as_ref().expect("pg");
+    let ssl = db
+        .rows("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'scim-sidecar' AND s.ssl AND a.usename = 'app'")
+        .await;
+    assert_ne!(ssl, vec![vec!["0"]], "no TLS connection from the sidecar");
+
+    let (ok, out) = run_cli("check", &[("DATABASE_URL", app_url.clone())], None);
+    assert!(!ok && out.contains("no encryption"), "{out}");
+    let (ok, out) = run_cli(
+        "check",
+        &[("DATABASE_URL", app_url.clone() + "?sslmode=verify-full")],
+        None,
+    );
+    assert!(!ok && out.contains("tls = { ca"), "{out}");
+    let (ok, out) = run_cli(
+        "check",
+        &[("DATABASE_URL", app_url.clone())],
+        Some(&server_pki_ca_only(tmp.path())),
+    );
+    assert!(!ok && out.to_lowercase().contains("certificate"), "{out}");
+    let (ok, out) = run_cli(
+        "check",
+        &[("DATABASE_URL", app_url + "?sslmode=verify-full")],
+        Some(&ca),
+    );
+    assert!(ok, "{out}");
+}
+
+fn server_pki_ca_only(dir: &Path) -> std::path::PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let p = dir.join("other-ca.pem");
+    std::fs::write(&p, ca.self_signed(&key).expect("ca").pem()).expect("write");
+    p
+}
+
+/// Runs the binary on the helpdesk example (optionally with `tls = { ca }` added to its
+/// backend); returns success and stdout + stderr.
+fn run_cli(cmd: &str, env: &[(&str, String)], ca: Option<&Path>) -> (bool, String) {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/postgres/scim-sidecar.toml");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = match ca {
+        None => example,
+        Some(ca) => {
+            let text = std::fs::read_to_string(&example).expect("config");
+            let text = text.replace(
+                "statement_timeout = \"10s\"",
+                &format!(
+                    "statement_timeout = \"10s\"\ntls = {{ ca = \"{}\" }}",
+                    ca.display()
+                ),
+            );
+            let p = tmp.path().join("scim-sidecar.toml");
+            std::fs::write(&p, text).expect("write");
+            p
+        }
+    };
+    let mut c = Command::new(BIN);
+    c.args([cmd, "--config"])
+        .arg(&config)
+        .env("SCIM_TOKEN", "a-token-long-enough-for-no-warning-0123");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().expect("run");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// The url may name a Unix-socket directory instead of a TCP host.
+#[tokio::test]
+async fn unix_socket_host() {
+    let Some(cluster) = postgres::cluster() else {
+        return;
+    };
+    let db = example_database(cluster, "postgres").await;
+    let url = format!(
+        "postgresql:///{}?host={}&port={}&user=postgres",
+        db.name,
+        cluster.dir.display(),
+        cluster.port
+    );
+    let s = Sidecar::example_on(
+        "postgres",
+        Some(db),
+        Some(Box::new(move |c| {
+            for b in &mut c.backends {
+                if let BackendKind::Postgres { url: u, .. } = &mut b.kind {
+                    u.0 = url.clone();
+                }
+            }
+        })),
+    )
+    .await;
+    s.client
+        .post("/scim/v2/Users", &user("via-socket"))
+        .await
+        .expect(201);
+    let db = s.pg.as_ref().expect("pg");
+    let tcp = db.rows("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'scim-sidecar' AND client_addr IS NULL").await;
+    assert_ne!(tcp, vec![vec!["0"]], "the sidecar did not use the socket");
+}
+
+/// `migrate` is explicit: before it, `check` and `run` name the missing table and the command
+/// that creates it; it creates the sidecar's own schema and table, and is idempotent.
+#[tokio::test]
+async fn migrate_is_explicit_and_idempotent() {
+    let Some(cluster) = postgres::cluster() else {
+        return;
+    };
+    let db = example_database(cluster, "postgres").await;
+    let env = [("DATABASE_URL", db.url.clone())];
+    let (ok, out) = run_cli("check", &env, None);
+    assert!(!ok, "{out}");
+    assert!(out.contains("scim-sidecar migrate"), "{out}");
+    assert!(
+        out.contains("scim-sidecar.toml:"),
+        "no file and line: {out}"
+    );
+    let (ok, out) = run_cli("run", &env, None);
+    assert!(!ok && out.contains("scim-sidecar migrate"), "{out}");
+    assert!(
+        db.rows("SELECT nspname FROM pg_namespace WHERE nspname = 'scim_sidecar'")
+            .await
+            .is_empty(),
+        "run created the schema"
+    );
+    let (ok, out) = run_cli("migrate", &env, None);
+    assert!(ok, "{out}");
+    assert!(out.contains("scim_sidecar.attributes"), "{out}");
+    let (ok, out) = run_cli("migrate", &env, None);
+    assert!(ok && out.contains("up to date"), "{out}");
+    let (ok, out) = run_cli("check", &env, None);
+    assert!(ok, "{out}");
+    assert!(out.contains("OK"), "{out}");
+}
+
+/// `check` against the live catalog reports every problem at once with file and line: the
+/// missing sidecar table, an unknown column, an unknown child table, a value map storing a
+/// label the enum does not have, a column whose type cannot hold the attribute.
+#[tokio::test]
+async fn check_reports_catalog_problems() {
+    let Some(cluster) = postgres::cluster() else {
+        return;
+    };
+    let db = example_database(cluster, "postgres").await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/postgres/scim-sidecar.toml");
+    let text = std::fs::read_to_string(example)
+        .expect("config")
+        .replace("title = \"job_title\"", "title = \"jobtitle\"")
+        .replace(
+            "active = { column = \"state\", values = { true = \"active\", false = \"disabled\" } }",
+            "active = { column = \"state\", values = { true = \"active\", false = \"gone\" } }",
+        )
+        .replace("table = \"user_emails\"", "table = \"user_mails\"")
+        .replace(
+            "\"name.familyName\" = \"last_name\"",
+            "\"name.familyName\" = \"created_at\"",
+        );
+    let config = tmp.path().join("scim-sidecar.toml");
+    std::fs::write(&config, &text).expect("write");
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("DATABASE_URL", &db.url)
+        .env("SCIM_TOKEN", "a-token-long-enough-for-no-warning-0123")
+        .output()
+        .expect("check");
+    let all =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{all}");
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).expect("line") + 1;
+    for (needle, what) in [
+        ("\"jobtitle\"", "jobtitle"),
+        ("false = \"gone\"", "gone"),
+        ("user_mails", "user_mails"),
+        ("\"created_at\"", "created_at"),
+    ] {
+        let line = line_of(needle.trim_end());
+        let wanted = format!("scim-sidecar.toml:{line}:");
+        assert!(
+            all.lines().any(|l| l.contains(&wanted) && l.contains(what)),
+            "{what} at line {line} not reported:\n{all}"
+        );
+    }
+}
+
+/// A group of 100,000 members takes 1,000 more in one PATCH (Entra's batch), counted without
+/// loading the list; removing them with Entra's value array takes them all out again; a
+/// thousand ids with one unknown among them changes nothing.
+#[tokio::test]
+async fn large_group_membership() {
+    let Some(s) = Sidecar::postgres("postgres", None).await else {
+        return;
+    };
+    let db = s.pg.as_ref().expect("pg");
+    db.exec(
+        "INSERT INTO principals (kind, login, display_name, password_hash)
+           SELECT 'U', 'bulk' || g, 'Bulk ' || g, '!' FROM generate_series(1, 101000) g;
+         INSERT INTO principals (kind, display_name, password_hash) VALUES ('G', 'Everyone', '!');
+         INSERT INTO group_members (group_id, member_id)
+           SELECT (SELECT id FROM principals WHERE display_name = 'Everyone'), p.id
+             FROM principals p WHERE login LIKE 'bulk%' ORDER BY p.id LIMIT 100000;
+         ANALYZE;",
+    )
+    .await;
+    let g = &db
+        .rows("SELECT id FROM principals WHERE display_name = 'Everyone'")
+        .await[0][0];
+    let fresh: Vec<String> = db
+        .rows("SELECT id FROM principals p WHERE login LIKE 'bulk%' AND NOT EXISTS (SELECT 1 FROM group_members m WHERE m.member_id = p.id) ORDER BY id")
+        .await
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(fresh.len(), 1000);
+    let count = format!("SELECT count(*) FROM group_members WHERE group_id = {g}");
+    let values: Vec<_> = fresh.iter().map(|id| json!({"value": id})).collect();
+    let path = format!("/scim/v2/Groups/{g}");
+    let mut bad = values.clone();
+    bad.push(json!({"value": "987654321"}));
+    let d = s
+        .client
+        .patch(
+            &path,
+            &patch_body(json!([{"op": "add", "path": "members", "value": bad}])),
+        )
+        .await
+        .scim_error(400, Some("invalidValue"));
+    assert!(d.contains("987654321"), "{d}");
+    assert_eq!(db.rows(&count).await, vec![vec!["100000"]]);
+    let r = s
+        .client
+        .send(
+            http::Method::PATCH,
+            &format!("{path}?excludedAttributes=members"),
+            &[],
+            Some(
+                serde_json::to_vec(&patch_body(
+                    json!([{"op": "Add", "path": "members", "value": values}]),
+                ))
+                .expect("json")
+                .into(),
+            ),
+        )
+        .await
+        .expect(200);
+    assert!(r.json().get("members").is_none());
+    assert_eq!(db.rows(&count).await, vec![vec!["101000"]]);
+    let r = s
+        .client
+        .get(&format!(
+            "/scim/v2/Groups?filter=displayName%20eq%20%22Everyone%22&excludedAttributes=members"
+        ))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(r["totalResults"], 1);
+    s.client
+        .patch(
+            &path,
+            &patch_body(json!([{"op": "Remove", "path": "members", "value": values}])),
+        )
+        .await
+        .expect(200);
+    assert_eq!(db.rows(&count).await, vec![vec!["100000"]]);
+}

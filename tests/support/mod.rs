@@ -130,15 +130,30 @@ impl Sidecar {
     /// mapping runs against `tests/fixtures/<example>.sqlite.sql`, the same app schema in
     /// SQLite's dialect: every mapping shape must work on both stores.
     pub async fn example(example: &str, store: Store, tweak: Option<Tweak>) -> Option<Sidecar> {
-        init();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("app.db");
-        let upstream = Upstream::start().await;
-        let mut env = quickstart_env(&db, upstream.addr);
         let pg = match store {
             Store::Postgres => Some(pg_database(example).await?),
             Store::Sqlite => None,
         };
+        Some(Self::example_on(example, pg, tweak).await)
+    }
+
+    /// [`Sidecar::example`] on a given PostgreSQL database (one of a private cluster, say),
+    /// or on SQLite when `pg` is `None`.
+    pub async fn example_on(
+        example: &str,
+        pg: Option<postgres::Db>,
+        tweak: Option<Tweak>,
+    ) -> Sidecar {
+        init();
+        let store = if pg.is_some() {
+            Store::Postgres
+        } else {
+            Store::Sqlite
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("app.db");
+        let upstream = Upstream::start().await;
+        let mut env = quickstart_env(&db, upstream.addr);
         let url = pg
             .as_ref()
             .map_or("postgres://unused@127.0.0.1:1/unused".into(), |d| {
@@ -162,7 +177,7 @@ impl Sidecar {
             t(&mut config);
         }
         migrate_config(&config).await;
-        Some(Self::launch(config, dir, db, upstream, pg).await)
+        Self::launch(config, dir, db, upstream, pg).await
     }
 
     /// [`Sidecar::example`] on PostgreSQL.
@@ -238,13 +253,17 @@ pub fn example_config(name: &str) -> PathBuf {
 /// A fresh database on the shared test cluster holding `examples/<example>/schema.sql`, or
 /// `None` when PostgreSQL is not installed.
 pub async fn pg_database(example: &str) -> Option<postgres::Db> {
-    let cluster = postgres::cluster()?;
+    Some(example_database(postgres::cluster()?, example).await)
+}
+
+/// A fresh database on `cluster` holding `examples/<example>/schema.sql`.
+pub async fn example_database(cluster: &postgres::Cluster, example: &str) -> postgres::Db {
     let db = cluster.database(example).await;
     let schema =
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{example}/schema.sql"));
     db.exec(&std::fs::read_to_string(&schema).expect("schema.sql"))
         .await;
-    Some(db)
+    db
 }
 
 /// Which store an example runs on.

@@ -38,7 +38,7 @@ static SHARED: OnceLock<Option<Cluster>> = OnceLock::new();
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// The PostgreSQL bin directory: the newest `/usr/lib/postgresql/*/bin`, or `initdb` on PATH.
-fn bin_dir() -> Option<PathBuf> {
+pub fn bin_dir() -> Option<PathBuf> {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
@@ -213,6 +213,13 @@ impl Cluster {
                 unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
                 let _ = child.wait();
             }
+        }
+    }
+
+    /// Hands a file written by the test (a certificate, a key) to the server's OS user.
+    pub fn give(&self, path: &Path) {
+        if let Some((uid, gid)) = self.user {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
         }
     }
 

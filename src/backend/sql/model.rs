@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use super::{Dialect, Sql, key_value, quote_ident};
 use crate::backend::{
-    ConstValue, FieldInfo, FieldType, MembersSpec, Source, SpecPart, SpecProblem, TableSpec, Value,
-    When, closest,
+    ConstValue, FieldInfo, FieldType, MembersSpec, Refused, Source, SpecPart, SpecProblem,
+    TableSpec, Value, When, closest,
 };
 
 /// What the live store says about one table.
@@ -75,10 +75,13 @@ pub struct Catalog {
 }
 
 impl TableInfo {
+    /// The column named `name`: spelled exactly so, or else in any case.
     fn column(&self, name: &str) -> Option<&ColumnInfo> {
-        self.columns
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(name))
+        self.columns.iter().find(|c| c.name == name).or_else(|| {
+            self.columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(name))
+        })
     }
 
     fn pk_columns(&self) -> usize {
@@ -146,7 +149,9 @@ pub struct Col {
 impl Col {
     fn from_info(raw: &str, info: &ColumnInfo) -> Self {
         Col {
-            name: quote_ident(raw),
+            // The store's spelling: the column was found ignoring case, and a quoted name
+            // matches only its own case (PostgreSQL: `"ID"` is not `"id"`).
+            name: quote_ident(&info.name),
             raw: raw.to_owned(),
             ty: info.ty.clone(),
             cast: info.cast.clone(),
@@ -308,7 +313,7 @@ pub type Built = (Model, Vec<FieldInfo>, Vec<SpecProblem>);
 
 impl Model {
     /// Checks `spec` against the catalog and compiles it. Every problem is returned at once.
-    pub fn build(d: Dialect, spec: &TableSpec, cat: &Catalog) -> Result<Built, Vec<SpecProblem>> {
+    pub fn build(d: Dialect, spec: &TableSpec, cat: &Catalog) -> Result<Built, Refused> {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
         let table_of = |name: &str,
@@ -465,16 +470,19 @@ impl Model {
                                 "CREATE UNIQUE INDEX {0}_{1}_key ON {0} ({1} COLLATE NOCASE);",
                                 spec.table, info.name
                             ),
-                            (Dialect::Postgres, true) => format!(
-                                "CREATE UNIQUE INDEX {0}_{1}_key ON {0} (lower({1}));",
-                                spec.table.replace('.', "_"),
-                                info.name
-                            ),
-                            (_, false) => format!(
+                            (Dialect::Sqlite, false) => format!(
                                 "CREATE UNIQUE INDEX {0}_{1}_key ON {0} ({1});",
-                                spec.table.replace('.', "_"),
-                                info.name
+                                spec.table, info.name
                             ),
+                            // Unnamed: PostgreSQL picks a free name. Any name we make up may
+                            // be taken (WordPress's non-unique index is wp_users_user_login_key).
+                            (Dialect::Postgres, true) => format!(
+                                "CREATE UNIQUE INDEX ON {} (lower({}));",
+                                spec.table, info.name
+                            ),
+                            (Dialect::Postgres, false) => {
+                                format!("CREATE UNIQUE INDEX ON {} ({});", spec.table, info.name)
+                            }
                         };
                         warnings.push(warning(
                             part,
@@ -625,14 +633,17 @@ impl Model {
             .collect();
 
         if !problems.is_empty() {
-            return Err(problems);
+            return Err(Refused {
+                problems,
+                fields: infos,
+            });
         }
         let Some(key) = key else {
-            return Err(vec![problem(
+            return Err(Refused::from(vec![problem(
                 SpecPart::Table,
                 "the key column is missing".into(),
                 None,
-            )]);
+            )]));
         };
         let child_tables = child_tables(&fields, &quote_ident(&cat.kept_table));
         let model = Model {
@@ -1447,4 +1458,41 @@ pub fn json_ids(col: &Col, ids: &[String]) -> String {
         })
         .collect();
     serde_json::Value::Array(items).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str) -> ColumnInfo {
+        ColumnInfo {
+            name: name.into(),
+            ty: FieldType::Integer,
+            cast: None,
+            notnull: false,
+            has_default: false,
+            pk: false,
+            generated: false,
+            ci: false,
+        }
+    }
+
+    /// A configured name finds its column in any case, the exact spelling first, and
+    /// statements name it as the store spells it (in PostgreSQL a quoted "id" is not "ID").
+    #[test]
+    fn columns_are_found_ignoring_case_and_named_as_stored() {
+        let t = TableInfo {
+            columns: ["ID", "user_login", "Mixed", "mixed"].map(column).to_vec(),
+            uniques: Vec::new(),
+            indexed: Vec::new(),
+        };
+        let id = t.column("id").expect("id");
+        assert_eq!(Col::from_info("id", id).name, "\"ID\"");
+        assert_eq!(Col::from_info("id", id).raw, "id");
+        let name = |n: &str| t.column(n).map(|c| c.name.clone());
+        assert_eq!(name("USER_LOGIN").as_deref(), Some("user_login"));
+        assert_eq!(name("mixed").as_deref(), Some("mixed"));
+        assert_eq!(name("Mixed").as_deref(), Some("Mixed"));
+        assert_eq!(name("nope"), None);
+    }
 }

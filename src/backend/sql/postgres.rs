@@ -23,7 +23,7 @@ use super::model::{self, Catalog, ColumnInfo, Field, Members, Model, TableInfo, 
 use super::{Dialect, Param, Sql, compile_predicate, order_by, quote_ident};
 use crate::backend::{
     Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldType, Found, KeptTable,
-    MemberChange, Opened, Row, Search, SpecPart, SpecProblem, Table, TableSpec, Value,
+    MemberChange, Opened, Refused, Row, Search, SpecPart, SpecProblem, Table, TableSpec, Value,
 };
 
 /// The sidecar's own attribute table, in its own schema.
@@ -165,7 +165,7 @@ pub struct PgBackend {
 impl PgBackend {
     /// Builds the pool and checks that the database answers (a start-up error otherwise).
     pub async fn open(name: &str, o: &PgOptions) -> Result<Self, String> {
-        let mut cfg: tokio_postgres::Config = o.url.parse().map_err(|e| {
+        let mut cfg: tokio_postgres::Config = parse_url(&o.url).map_err(|e| {
             format!("the url is not a PostgreSQL connection string ({e}); write postgres://user:password@host:5432/dbname")
         })?;
         cfg.application_name("scim-sidecar");
@@ -175,6 +175,13 @@ impl PgBackend {
             o.statement_timeout.as_millis()
         ));
         let shown = describe(&cfg);
+        if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require && o.ca_file.is_none() {
+            return Err(format!(
+                "the url asks for TLS (sslmode) but names no CA to verify {shown} against; set \
+                 tls = {{ ca = \"/path/to/ca.pem\" }} in [backend.{name}] (the sidecar never \
+                 connects with TLS it cannot verify)"
+            ));
+        }
         let tls = match &o.ca_file {
             Some(ca) => {
                 cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
@@ -220,6 +227,15 @@ impl PgBackend {
             shown,
         })
     }
+}
+
+/// Parses a connection URL (or key-value string). libpq's `sslmode=verify-full` and
+/// `verify-ca`, which the driver does not know, mean TLS with the server verified — what the
+/// sidecar does whenever it uses TLS — so they are read as `require`, and then need `tls.ca`.
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, tokio_postgres::Error> {
+    url.replace("sslmode=verify-full", "sslmode=require")
+        .replace("sslmode=verify-ca", "sslmode=require")
+        .parse()
 }
 
 fn chain(e: &(dyn StdError + 'static)) -> String {
@@ -287,7 +303,7 @@ impl Backend for PgBackend {
         Ok(())
     }
 
-    async fn open_table(&self, spec: TableSpec) -> Result<Opened, Vec<SpecProblem>> {
+    async fn open_table(&self, spec: TableSpec) -> Result<Opened, Refused> {
         let fail = |e: String| {
             vec![SpecProblem {
                 part: SpecPart::Table,

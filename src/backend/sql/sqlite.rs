@@ -20,7 +20,7 @@ use super::model::{self, Catalog, ColumnInfo, Field, Members, Model, TableInfo, 
 use super::{Dialect, Param, Sql, compile_predicate, order_by};
 use crate::backend::{
     Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldType, Found, KeptTable,
-    MemberChange, Opened, Row, Search, SpecPart, SpecProblem, Table, TableSpec, Value,
+    MemberChange, Opened, Refused, Row, Search, SpecPart, SpecProblem, Table, TableSpec, Value,
 };
 
 impl ToSql for Value {
@@ -323,7 +323,7 @@ impl Backend for SqliteBackend {
             .await
     }
 
-    async fn open_table(&self, spec: TableSpec) -> Result<Opened, Vec<SpecProblem>> {
+    async fn open_table(&self, spec: TableSpec) -> Result<Opened, Refused> {
         let path = self.path.clone();
         let names: Vec<String> = spec.fields.iter().map(|f| f.column().to_owned()).collect();
         let cat = self
