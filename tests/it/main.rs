@@ -17,3 +17,4 @@ mod postgres;
 mod proxy;
 mod tls;
 mod users;
+mod wordpress;

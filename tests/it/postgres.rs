@@ -515,9 +515,7 @@ async fn large_group_membership() {
     assert_eq!(db.rows(&count).await, vec![vec!["101000"]]);
     let r = s
         .client
-        .get(&format!(
-            "/scim/v2/Groups?filter=displayName%20eq%20%22Everyone%22&excludedAttributes=members"
-        ))
+        .get("/scim/v2/Groups?filter=displayName%20eq%20%22Everyone%22&excludedAttributes=members")
         .await
         .expect(200)
         .json();
