@@ -129,8 +129,10 @@ impl Conv {
 
     /// The SCIM value of a store value; `None` when the field is empty or holds something the
     /// attribute cannot show (a status outside the value map).
+    /// An empty string is no value too: legacy apps keep "nothing" as `''` in NOT NULL
+    /// columns, and `pr` treats it as absent (RFC 7643 §2.5: unassigned and null are one).
     pub fn from_store(&self, v: &Value) -> Option<Json> {
-        if v.is_null() {
+        if v.is_null() || matches!(v, Value::Text(t) if t.is_empty()) && self.values.is_empty() {
             return None;
         }
         if !self.values.is_empty() {

@@ -98,6 +98,10 @@ pub(crate) struct Binding {
     pub(crate) conv: Conv,
     /// Never returned (write-only attributes).
     pub(crate) hidden: bool,
+    /// What clearing the attribute writes: `''` for a NOT NULL text column of the row (legacy
+    /// apps such as WordPress keep "nothing" as an empty string and refuse NULL); `Null`
+    /// otherwise (a child row is deleted).
+    pub(crate) blank: Value,
 }
 
 /// A served resource type: its schema, its table, and the bindings between them.
@@ -1334,6 +1338,7 @@ impl Provider for MappedResource {
                 {
                     continue;
                 }
+                let new = if new.is_null() { b.blank.clone() } else { new };
                 if !convert::same_store(old, &new) {
                     set.push((i, new));
                 }
@@ -1433,6 +1438,12 @@ fn fit_types(
                 shown: p.shown.clone(),
             },
             hidden: p.returned == Some(Returned::Never),
+            blank: match (&p.source, &info.ty) {
+                (Source::Column(_), FieldType::Text { .. }) if !info.nullable => {
+                    Value::Text(String::new())
+                }
+                _ => Value::Null,
+            },
         });
     }
     compiled

@@ -487,3 +487,50 @@ async fn column_names_are_matched_to_the_database_ignoring_case() {
         .json();
     assert_eq!(list["Resources"][0]["id"], "1", "{list}");
 }
+
+/// WordPress keeps "nothing" as `''` in NOT NULL columns. The seeded admin's empty names read
+/// as absent; clearing an attribute (Okta's PUT without it, a PATCH remove) writes `''`
+/// instead of a NULL the column refuses; the user reads back without it.
+#[tokio::test]
+async fn empty_strings_are_no_value() {
+    let s = wordpress!();
+    let admin = s
+        .client
+        .get(&filtered("userName eq \"admin\""))
+        .await
+        .expect(200)
+        .json();
+    assert!(admin["Resources"][0].get("name").is_none(), "{admin}");
+    let id = create_barbara(&s.client).await;
+    let path = format!("/scim/v2/Users/{id}");
+    let mut put = barbara();
+    let o = put.as_object_mut().expect("object");
+    o.remove("displayName");
+    o.remove("emails");
+    let r = s.client.put(&path, &put).await.expect(200).json();
+    assert!(
+        r.get("displayName").is_none() && r.get("emails").is_none(),
+        "{r}"
+    );
+    assert_eq!(
+        s.rows(&format!(
+            "SELECT display_name, user_email FROM wp_users WHERE \"ID\" = {id}"
+        ))
+        .await,
+        vec![vec!["", ""]]
+    );
+    s.client
+        .patch(&path, &patch_body(json!([{"op": "remove", "path": "nickName"}, {"op": "remove", "path": "name.givenName"}])))
+        .await
+        .expect(200);
+    let r = s.client.get(&path).await.expect(200).json();
+    assert_eq!(r["name"], json!({"familyName": "Jensen"}));
+    assert!(r.get("nickName").is_none(), "{r}");
+    let gone = s
+        .client
+        .get(&filtered("displayName pr and userName eq \"bjensen\""))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(gone["totalResults"], 0, "{gone}");
+}
