@@ -705,3 +705,90 @@ async fn concurrent_creates_of_one_user_name(store: Store) {
         vec![vec!["2"]]
     );
 }
+
+both!(membership_as_a_column_on_the_member);
+
+/// Membership kept as a group column on the member's row (`members = { column = "team_id" }`):
+/// adding sets the column, removing clears it, an agent added to another team moves there,
+/// unknown ids change nothing, deleting the team leaves its agents without one.
+async fn membership_as_a_column_on_the_member(store: Store) {
+    let Some(s) = Sidecar::example("teams", store, None).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for n in ["ann", "bob", "cy"] {
+        ids.push(create(&s, &named(n)).await);
+    }
+    let red = create_group(&s, "Red", &[&ids[0], &ids[1]]).await;
+    let blue = create_group(&s, "Blue", &[]).await;
+    let teams = "SELECT username, coalesce(CAST(team_id AS TEXT), '-') FROM agents ORDER BY id";
+    assert_eq!(
+        s.rows(teams).await,
+        vec![
+            vec!["ann".to_string(), red.clone()],
+            vec!["bob".into(), red.clone()],
+            vec!["cy".into(), "-".into()]
+        ]
+    );
+    let g = s
+        .client
+        .get(&format!("/scim/v2/Groups/{red}"))
+        .await
+        .expect(200)
+        .json();
+    let mut members: Vec<&str> = g["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["value"].as_str())
+        .collect();
+    members.sort();
+    assert_eq!(members, vec![ids[0].as_str(), ids[1].as_str()]);
+    let before = s.rows(teams).await;
+    s.client
+        .patch(&format!("/scim/v2/Groups/{blue}"), &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": ids[2]}, {"value": "4040"}]}])))
+        .await
+        .scim_error(400, Some("invalidValue"));
+    assert_eq!(s.rows(teams).await, before);
+    s.client
+        .patch(&format!("/scim/v2/Groups/{blue}"), &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": ids[2]}, {"value": ids[1]}]}])))
+        .await
+        .expect(200);
+    s.client
+        .patch(
+            &format!("/scim/v2/Groups/{red}"),
+            &patch_body(
+                json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])}]),
+            ),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        s.rows(teams).await,
+        vec![
+            vec!["ann".to_string(), "-".into()],
+            vec!["bob".into(), blue.clone()],
+            vec!["cy".into(), blue.clone()]
+        ]
+    );
+    let f = s
+        .client
+        .get(&format!(
+            "/scim/v2/Groups?filter=members.value%20eq%20%22{}%22",
+            ids[1]
+        ))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(f["Resources"][0]["id"], blue.as_str(), "{f}");
+    s.client
+        .delete(&format!("/scim/v2/Groups/{blue}"))
+        .await
+        .expect(204);
+    assert_eq!(
+        s.rows("SELECT count(*) FROM agents WHERE team_id IS NOT NULL")
+            .await,
+        vec![vec!["0"]]
+    );
+    assert_eq!(s.rows("SELECT count(*) FROM agents").await, vec![vec!["3"]]);
+}

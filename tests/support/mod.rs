@@ -162,8 +162,7 @@ impl Sidecar {
         env.insert("DATABASE_URL".into(), url);
         let mut config = load(&example_config(example), &env);
         if store == Store::Sqlite {
-            let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join(format!("tests/fixtures/{example}.sqlite.sql"));
+            let fixture = example_dir(example).1;
             for b in &mut config.backends {
                 b.kind = config::BackendKind::Sqlite {
                     path: db.clone(),
@@ -245,9 +244,27 @@ impl Sidecar {
     }
 }
 
-/// `examples/<name>/scim-sidecar.toml`.
+/// Where an example lives, and its app schema in SQLite's dialect: `examples/<name>/` with
+/// `tests/fixtures/<name>.sqlite.sql`, or a test-only one in `tests/fixtures/<name>/` with
+/// its `schema.sqlite.sql` beside `schema.sql`.
+pub fn example_dir(name: &str) -> (PathBuf, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = root.join("examples").join(name);
+    if example.is_dir() {
+        (
+            example,
+            root.join(format!("tests/fixtures/{name}.sqlite.sql")),
+        )
+    } else {
+        let dir = root.join("tests/fixtures").join(name);
+        let sqlite = dir.join("schema.sqlite.sql");
+        (dir, sqlite)
+    }
+}
+
+/// `examples/<name>/scim-sidecar.toml` (or the test-only example's).
 pub fn example_config(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}/scim-sidecar.toml"))
+    example_dir(name).0.join("scim-sidecar.toml")
 }
 
 /// A fresh database on the shared test cluster holding `examples/<example>/schema.sql`, or
@@ -259,8 +276,7 @@ pub async fn pg_database(example: &str) -> Option<postgres::Db> {
 /// A fresh database on `cluster` holding `examples/<example>/schema.sql`.
 pub async fn example_database(cluster: &postgres::Cluster, example: &str) -> postgres::Db {
     let db = cluster.database(example).await;
-    let schema =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{example}/schema.sql"));
+    let schema = example_dir(example).0.join("schema.sql");
     db.exec(&std::fs::read_to_string(&schema).expect("schema.sql"))
         .await;
     db
