@@ -1046,7 +1046,15 @@ impl Inner {
                     }
                 }
                 Target::Template(t) => {
-                    out[i] = Value::Text(t.render(attrs));
+                    let mut text = t.render(attrs);
+                    // A derived column is cut to fit, as apps do themselves (WordPress cuts
+                    // user_nicename to 50 characters): its source was already checked.
+                    if let FieldType::Text { max_len: Some(n) } = b.conv.field {
+                        if let Some((cut, _)) = text.char_indices().nth(n as usize) {
+                            text.truncate(cut);
+                        }
+                    }
+                    out[i] = Value::Text(text);
                     continue;
                 }
                 Target::Created | Target::LastModified => None,

@@ -379,6 +379,25 @@ async fn too_long_user_name_is_refused_and_nothing_is_written() {
         .scim_error(400, Some("invalidValue"));
     assert!(detail.contains("userName"), "{detail}");
     assert_eq!(s.rows(count).await, before);
+    // 60 characters fit user_login; the derived author slug is cut to its 50, as WordPress
+    // cuts it.
+    body["userName"] = json!(format!("{}Z", "x".repeat(59)));
+    let id = s
+        .client
+        .post("/scim/v2/Users", &body)
+        .await
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(
+        s.rows(&format!(
+            "SELECT user_nicename FROM wp_users WHERE \"ID\" = {id}"
+        ))
+        .await,
+        vec![vec!["x".repeat(50)]]
+    );
 }
 
 /// The administrator a fresh WordPress install created, before the sidecar existed, is a
