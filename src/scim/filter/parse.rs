@@ -516,11 +516,20 @@ impl<'a> Parser<'a> {
             }
             let (filter, tree) = self.value_filter(&path, depth)?;
             if self.peek() == Some(b'.') {
-                return Err(self.error(
-                    self.pos,
-                    "a sub-attribute after a value path (\"].name\") is only allowed in PATCH \
-                     paths, not in filters",
-                ));
+                // Not RFC 7644 ABNF, but Entra filters on matching attributes written as PATCH
+                // paths, `emails[type eq "work"].value eq "…"` (ENTRA-TUT "/Users",
+                // idp-behaviour.md §1.3): read as `emails[type eq "work" and value eq "…"]`.
+                let at = self.pos;
+                self.pos += 1;
+                let sub_start = self.pos;
+                let sub_end = self.path_end(sub_start);
+                let sub = self.attr_path(sub_start, sub_end, true)?;
+                self.pos = sub_end;
+                let (cond, sub_tree) = self.attr_expression(sub, sub_start, depth, true)?;
+                let tree = 2 + tree.max(sub_tree);
+                self.check_tree(tree, at)?;
+                let both = Filter::And(Box::new(filter), Box::new(cond));
+                return Ok((Filter::ValuePath(path, Box::new(both)), tree));
             }
             return Ok((Filter::ValuePath(path, Box::new(filter)), tree + 1));
         }
@@ -1477,10 +1486,26 @@ mod tests {
     }
 
     #[test]
-    fn value_path_sub_attribute_only_in_patch() {
+    fn value_path_sub_attribute_is_read_as_and() {
+        // Entra's matching-attribute filter (idp-behaviour.md §1.3).
+        assert_eq!(
+            parse_filter("emails[type eq \"work\"].value eq \"x\"").expect("parses"),
+            parse_filter("emails[type eq \"work\" and value eq \"x\"]").expect("parses")
+        );
+        assert_eq!(
+            parse_filter("emails[type eq \"work\"].value pr and userName eq \"a\"")
+                .expect("parses"),
+            parse_filter("emails[type eq \"work\" and value pr] and userName eq \"a\"")
+                .expect("parses")
+        );
         fails(
-            "emails[type eq \"work\"].value eq \"x\"",
-            "only allowed in PATCH paths",
+            "emails[type eq \"work\"]. eq \"x\"",
+            "missing attribute name",
+        );
+        fails("emails[type eq \"work\"].value[a pr]", "nested value path");
+        fails(
+            "emails[type eq \"work\"].value.x eq \"y\"",
+            "inside \"[...]\"",
         );
     }
 
