@@ -27,3 +27,5 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
+echo "== scripts/conformance.sh (scim2-tester against the quickstart and examples/postgres)"
+scripts/conformance.sh

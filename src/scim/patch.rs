@@ -16,7 +16,7 @@ use super::dialect;
 use super::error::{ScimError, ScimType};
 use super::filter::{PatchPath, eval, parse_patch_path};
 use super::resource::{self, Entry, Normalizer, Object, UnknownPolicy, member_ids, put};
-use super::schema::{Attribute, Home, Mutability, Resolved, ResourceType};
+use super::schema::{Attribute, Extension, Home, Mutability, Resolved, ResourceType};
 
 /// The PatchOp message URN.
 pub const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -243,6 +243,9 @@ fn apply_path(
     n: &mut Normalizer<'_>,
     members: &mut Vec<MemberOp>,
 ) -> Result<(), ScimError> {
+    if let Some(ext) = extension_target(rt, p) {
+        return extension_path(attrs, op, ext, n, members);
+    }
     let r = match rt.resolve(&p.attr) {
         Ok(r) => r,
         // Not stored here: ignored (or rejected) like an unstored attribute in a body. Entra
@@ -265,6 +268,51 @@ fn apply_path(
         None => plain_path(attrs, op, &r, n),
         Some(filter) => value_path(rt, attrs, op, &r, filter, p.sub.as_deref(), n),
     }
+}
+
+/// The extension a path names as a whole (`"path": "urn:…:enterprise:2.0:User"`), if it does.
+/// The path grammar reads such a URN as an attribute (`User`) of the schema `urn:…:2.0`, which
+/// does not resolve.
+fn extension_target<'r>(rt: &'r ResourceType, p: &PatchPath) -> Option<&'r Extension> {
+    let urn = p.attr.urn.as_deref()?;
+    if p.filter.is_some() || p.sub.is_some() || p.attr.sub.is_some() {
+        return None;
+    }
+    rt.extension(&format!("{urn}:{}", p.attr.name))
+}
+
+/// An operation on a whole extension (RFC 7644 §3.5.2.1, §3.5.2.3: the target is complex, so
+/// the value is an object of its sub-attributes, merged with what is there): `add` and
+/// `replace` apply as a body `{"<urn>": value}` would; `remove` clears every writable
+/// attribute of the extension.
+fn extension_path(
+    attrs: &mut Object,
+    op: &PatchOp,
+    ext: &Extension,
+    n: &mut Normalizer<'_>,
+    members: &mut Vec<MemberOp>,
+) -> Result<(), ScimError> {
+    let urn = ext.schema.id.as_str();
+    if op.op == OpKind::Remove {
+        for attr in &ext.schema.attributes {
+            if attr.mutability != Mutability::ReadOnly {
+                let r = Resolved {
+                    home: Home::Extension(urn),
+                    attr,
+                    sub: None,
+                };
+                put(attrs, &r, None);
+            }
+        }
+        return Ok(());
+    }
+    let mut body = Object::new();
+    body.insert(urn.to_owned(), op.value.clone().unwrap_or(Value::Null));
+    let whole = PatchOp {
+        value: Some(Value::Object(body)),
+        ..op.clone()
+    };
+    apply_pathless(attrs, &whole, n, members)
 }
 
 /// The membership attribute: `members` (add, replace, remove all, or remove a value array as

@@ -206,3 +206,52 @@ async fn all_or_nothing() {
         assert_eq!(s.snapshot(), before, "{second} left a change behind");
     }
 }
+
+/// A path naming the enterprise extension itself (`"path": "urn:…:enterprise:2.0:User"`)
+/// targets the whole extension as one complex value (RFC 7644 §3.5.2.1, §3.5.2.3): `add` and
+/// `replace` merge the object's attributes with what is stored, a non-object value is
+/// `400 invalidSyntax`, and `remove` clears every extension attribute. It used to resolve as an
+/// unknown attribute `User` and be ignored, answering 200 with nothing written.
+// Found by: scim2-tester 0.5.2, check_add_attribute and check_replace_attribute (scripts/conformance.sh).
+#[tokio::test]
+async fn extension_urn_as_path() {
+    let s = Sidecar::quickstart().await;
+    let id = new_user(&s, "ext@example.com").await;
+    let row = |s: &Sidecar| {
+        s.sql(&format!(
+            "SELECT employee_no, department, manager_id FROM accounts WHERE id = {id}"
+        ))
+    };
+    let r = patch(
+        &s,
+        &id,
+        json!([{"op": "add", "path": ENT, "value": {"employeeNumber": "42", "department": "Ops", "manager": {"value": "1"}}}]),
+    )
+    .await;
+    assert_eq!(
+        r[ENT],
+        json!({"employeeNumber": "42", "department": "Ops", "manager": {"value": "1"}})
+    );
+    assert_eq!(row(&s), vec![vec!["42", "Ops", "1"]]);
+    // The URN is case-insensitive, and replace leaves unnamed attributes alone.
+    let r = patch(
+        &s,
+        &id,
+        json!([{"op": "replace", "path": ENT.to_uppercase(), "value": {"department": "Sales"}}]),
+    )
+    .await;
+    assert_eq!(r[ENT]["department"], "Sales");
+    assert_eq!(row(&s), vec![vec!["42", "Sales", "1"]]);
+    let before = s.snapshot();
+    s.client
+        .patch(
+            &format!("/scim/v2/Users/{id}"),
+            &patch_body(json!([{"op": "add", "path": ENT, "value": "Ops"}])),
+        )
+        .await
+        .scim_error(400, Some("invalidSyntax"));
+    assert_eq!(s.snapshot(), before);
+    let r = patch(&s, &id, json!([{"op": "remove", "path": ENT}])).await;
+    assert!(r.get(ENT).is_none(), "{r}");
+    assert_eq!(row(&s), vec![vec!["NULL", "NULL", "NULL"]]);
+}

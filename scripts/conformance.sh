@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# SCIM conformance: the public suite scim2-tester (PyPI) against the sidecar running the
+# shipped examples, the quickstart (SQLite) and examples/postgres (a throwaway PostgreSQL).
+#
+# Installs the pinned suite in a virtualenv under target/conformance-venv (once), builds the
+# debug binary (the profile `cargo test` already built), starts each example on free loopback
+# ports with a random token, runs scripts/conformance.py against it, and stops everything on
+# exit. Prints the count per status for each example; exits non-zero if any check failed.
+# Called by scripts/test.sh after `cargo test`; adds well under a minute once the venv exists.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# scim2-tester and everything it pulls in, exactly (as `pip freeze` spells them), so a new
+# release of the suite cannot change the result of an old commit.
+PINS=(
+    annotated-types==0.8.0
+    anyio==4.16.0
+    dnspython==2.9.2
+    email-validator==2.4.0
+    h11==0.16.0
+    httpcore2==2.16.2
+    httpx2==2.16.2
+    idna==3.20
+    lark==1.3.1
+    pydantic==2.14.3
+    pydantic_core==2.50.4
+    scim2-client==0.13.2
+    scim2-models==0.12.3
+    scim2-tester==0.5.2
+    truststore==0.10.5
+    typing-inspection==0.4.5
+    typing_extensions==4.16.0
+)
+
+VENV=target/conformance-venv
+PY="$VENV/bin/python"
+BIN=target/debug/scim-sidecar
+
+# === the suite ===
+if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "== installing python3-venv"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+fi
+if [ ! -x "$PY" ]; then
+    python3 -m venv "$VENV"
+fi
+installed="$("$PY" -m pip freeze --all 2>/dev/null || true)"
+missing=0
+for pin in "${PINS[@]}"; do
+    grep -qxF "$pin" <<<"$installed" || missing=1
+done
+if [ "$missing" -eq 1 ]; then
+    echo "== installing scim2-tester into $VENV"
+    "$PY" -m pip install -q --disable-pip-version-check "${PINS[@]}"
+fi
+
+echo "== cargo build --locked"
+cargo build --locked --quiet
+
+# === processes, stopped on exit ===
+WORK="$(mktemp -d -t scim-conformance.XXXXXX)"
+PIDS=()
+PG_DATA=""
+as_pg=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ -n "$PG_DATA" ]; then
+        "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# run_example LABEL CONFIG [VAR=value ...]: starts the sidecar on CONFIG with the given
+# environment plus listen addresses and a token, waits for /readyz, runs the suite, stops it.
+run_example() {
+    local label="$1" config="$2"
+    shift 2
+    local port admin token log pid
+    port="$(free_port)"
+    admin="$(free_port)"
+    token="$("$PY" -c 'import secrets; print(secrets.token_hex(32))')"
+    log="$WORK/$label.log"
+    env "$@" SCIM_SIDECAR_LISTEN="127.0.0.1:$port" SCIM_SIDECAR_ADMIN_LISTEN="127.0.0.1:$admin" \
+        SCIM_TOKEN="$token" RUST_LOG="${RUST_LOG:-warn}" \
+        "$BIN" run --config "$config" >"$log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    # Poll readiness every 50 ms for up to 10 s.
+    local tries=0
+    until curl -fs -o /dev/null "http://127.0.0.1:$admin/readyz"; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 200 ] || ! kill -0 "$pid" 2>/dev/null; then
+            echo "$label: the sidecar did not become ready; its log:" >&2
+            cat "$log" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+    echo "== conformance: $label ($config)"
+    local rc=0
+    "$PY" scripts/conformance.py "http://127.0.0.1:$port/scim/v2" "$token" --label "$label" || rc=$?
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    if [ "$rc" -ne 0 ]; then
+        echo "$label: the sidecar's log:" >&2
+        tail -n 50 "$log" >&2
+    fi
+    return "$rc"
+}
+
+# === PostgreSQL: a throwaway cluster, as in tests/support/postgres.rs ===
+start_postgres() {
+    PG_BIN="$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -n 1 || true)"
+    if [ -z "$PG_BIN" ] || [ ! -x "$PG_BIN/initdb" ]; then
+        echo "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb)" >&2
+        return 1
+    fi
+    local dir="$WORK/pg"
+    mkdir -p "$dir"
+    if [ "$(id -u)" -eq 0 ]; then
+        # initdb refuses to run as root.
+        chown postgres: "$dir"
+        chmod 755 "$WORK"
+        as_pg=(runuser -u postgres --)
+    fi
+    PG_PORT="$(free_port)"
+    "${as_pg[@]}" "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 \
+        --locale=C.UTF-8 --no-sync >"$dir/initdb.log" 2>&1 || {
+        cat "$dir/initdb.log" >&2
+        return 1
+    }
+    PG_DATA="$dir/data"
+    "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$dir/server.log" -w -t 30 start \
+        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $dir -c fsync=off" >/dev/null || {
+        cat "$dir/server.log" >&2
+        return 1
+    }
+    "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres helpdesk
+    "$PG_BIN/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d helpdesk \
+        -f examples/postgres/schema.sql >/dev/null
+}
+
+failed=0
+
+run_example quickstart examples/quickstart/scim-sidecar.toml QUICKSTART_DB="$WORK/app.db" ||
+    failed=1
+
+if start_postgres; then
+    db="postgres://postgres@127.0.0.1:$PG_PORT/helpdesk"
+    if env DATABASE_URL="$db" SCIM_TOKEN=unused \
+        "$BIN" migrate --config examples/postgres/scim-sidecar.toml >"$WORK/migrate.log" 2>&1; then
+        run_example postgres examples/postgres/scim-sidecar.toml DATABASE_URL="$db" || failed=1
+    else
+        echo "postgres: scim-sidecar migrate failed:" >&2
+        cat "$WORK/migrate.log" >&2
+        failed=1
+    fi
+else
+    failed=1
+fi
+
+if [ "$failed" -ne 0 ]; then
+    echo "== conformance: FAILED" >&2
+    exit 1
+fi
+echo "== conformance: ok"
