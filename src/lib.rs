@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! IdP ──► server (listener, TLS, router)  ── path outside /scim/v2 ──► proxy ──► the app
-//!            │ auth (bearer tokens)
+//!            │ auth (bearer tokens, JWTs, own OAuth tokens; read-only scope)
 //!            ▼
 //!         scim   (protocol: schemas, filters, PATCH, paging, errors, discovery)
 //!            │ Provider trait

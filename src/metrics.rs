@@ -44,6 +44,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: u16,
 }
@@ -66,6 +71,7 @@ pub struct Metrics {
     store_errors: Family<StoreLabels, Counter>,
     ignored: Family<TypeLabels, Counter>,
     auth_failures: Family<ReasonLabels, Counter>,
+    oauth_tokens: Family<OutcomeLabels, Counter>,
     proxied: Family<StatusLabels, Counter>,
     proxy_latency: Histogram,
 }
@@ -87,6 +93,7 @@ impl Metrics {
         let store_errors = Family::<StoreLabels, Counter>::default();
         let ignored = Family::<TypeLabels, Counter>::default();
         let auth_failures = Family::<ReasonLabels, Counter>::default();
+        let oauth_tokens = Family::<OutcomeLabels, Counter>::default();
         let proxied = Family::<StatusLabels, Counter>::default();
         let proxy_latency = latency_histogram();
         let info = Family::<VersionLabels, Gauge>::default();
@@ -116,8 +123,15 @@ impl Metrics {
         );
         registry.register(
             "scim_sidecar_auth_failures",
-            "SCIM requests refused for authentication, by reason (missing, invalid)",
+            "SCIM requests refused for authentication or authorisation, by reason (missing, \
+             invalid, expired, bad_signature, wrong_audience, read_only, ...)",
             auth_failures.clone(),
+        );
+        registry.register(
+            "scim_sidecar_oauth_token_requests",
+            "Requests to the OAuth token endpoint, by outcome (issued, invalid_client, \
+             invalid_request, unsupported_grant_type, rate_limited)",
+            oauth_tokens.clone(),
         );
         registry.register(
             "scim_sidecar_proxy_requests",
@@ -141,6 +155,7 @@ impl Metrics {
             store_errors,
             ignored,
             auth_failures,
+            oauth_tokens,
             proxied,
             proxy_latency,
         }
@@ -182,6 +197,13 @@ impl Metrics {
     pub fn auth_failure(&self, reason: &'static str) {
         self.auth_failures
             .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// One answered token request.
+    pub fn oauth_token_request(&self, outcome: &'static str) {
+        self.oauth_tokens
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 

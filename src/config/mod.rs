@@ -31,8 +31,8 @@ pub struct Config {
     pub upstream: Option<UpstreamConfig>,
     /// `[scim]`
     pub scim: Scim,
-    /// `[auth]`: accepted bearer tokens.
-    pub tokens: Vec<Secret>,
+    /// `[auth]`: accepted credentials.
+    pub auth: Auth,
     /// `[admin]`: address of the admin listener.
     pub admin: Option<String>,
     /// `[log]`
@@ -89,6 +89,90 @@ pub struct Scim {
     pub retry_after: u32,
     /// Published in `/ServiceProviderConfig`.
     pub documentation_uri: Option<String>,
+}
+
+/// `[auth]`: every way a client may authenticate.
+#[derive(Clone, Debug, Default)]
+pub struct Auth {
+    /// `bearer_tokens` and `bearer_token_files`.
+    pub tokens: Vec<StaticToken>,
+    /// `[[auth.jwt]]`: external token issuers.
+    pub jwt: Vec<JwtIssuer>,
+    /// `[auth.oauth]`: the sidecar's own token endpoint.
+    pub oauth: Option<OAuth>,
+}
+
+/// One accepted static bearer token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticToken {
+    /// The token.
+    pub secret: Secret,
+    /// May read and search, never write.
+    pub read_only: bool,
+}
+
+/// One `[[auth.jwt]]` issuer.
+#[derive(Clone, Debug)]
+pub struct JwtIssuer {
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// Accepted `aud` values (one must be in the token).
+    pub audiences: Vec<String>,
+    /// Accepted `alg` values.
+    pub algorithms: Vec<crate::auth::jwt::Alg>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Where the signing keys come from.
+    pub keys: KeySource,
+    /// Least time between two fetches of `jwks_url`.
+    pub refresh_min: Duration,
+    /// A scope (in `scope`, `scp` or `roles`) a token needs to write; without it the token is
+    /// read-only. `None`: every valid token may write.
+    pub write_scope: Option<String>,
+    /// Every token of this issuer is read-only.
+    pub read_only: bool,
+}
+
+/// Where an issuer's JWK set comes from.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// Fetched over HTTP(S).
+    Url {
+        /// `jwks_url`.
+        url: http::Uri,
+        /// CA bundle for `https` (PEM).
+        ca: Option<PathBuf>,
+    },
+    /// Read once from a file.
+    File(PathBuf),
+}
+
+/// `[auth.oauth]`: the client-credentials token endpoint.
+#[derive(Clone, Debug)]
+pub struct OAuth {
+    /// Absolute path of the endpoint.
+    pub path: String,
+    /// Accepted clients.
+    pub clients: Vec<OAuthClient>,
+    /// HMAC key of issued tokens; `None`: a random key per process.
+    pub signing_key: Option<Secret>,
+    /// Lifetime of issued tokens.
+    pub token_lifetime: Duration,
+    /// Failed attempts one client IP may make at once.
+    pub failed_attempts_burst: u32,
+    /// Failed attempts per minute one client IP regains.
+    pub failed_attempts_per_minute: u32,
+}
+
+/// One OAuth client.
+#[derive(Clone, Debug)]
+pub struct OAuthClient {
+    /// `client_id`.
+    pub client_id: String,
+    /// `client_secret`.
+    pub secret: Secret,
+    /// Its tokens may read and search, never write.
+    pub read_only: bool,
 }
 
 /// A secret value: never printed.

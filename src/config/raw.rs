@@ -124,12 +124,137 @@ pub struct RawScim {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
-    /// Accepted bearer tokens.
+    /// Accepted bearer tokens: `"${T}"` or `{ token = "${T}", read_only = true }`.
     #[serde(default)]
-    pub bearer_tokens: Vec<S>,
-    /// Files each holding one bearer token.
+    pub bearer_tokens: Vec<Spanned<RawCredential>>,
+    /// Files each holding one bearer token: `"/path"` or `{ file = "/path", read_only = true }`.
     #[serde(default)]
-    pub bearer_token_files: Vec<S>,
+    pub bearer_token_files: Vec<Spanned<RawCredential>>,
+    /// `[[auth.jwt]]`: external token issuers.
+    #[serde(default)]
+    pub jwt: Vec<Spanned<RawJwt>>,
+    /// `[auth.oauth]`: the client-credentials token endpoint.
+    pub oauth: Option<Spanned<RawOAuth>>,
+}
+
+/// A credential entry: a plain string, or a table.
+#[derive(Debug, Default)]
+pub struct RawCredential {
+    /// The plain-string form.
+    pub plain: Option<String>,
+    /// The table form.
+    pub table: RawCredentialTable,
+}
+
+/// The table form of a credential entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredentialTable {
+    /// The token (in `bearer_tokens`).
+    pub token: Option<String>,
+    /// The file (in `bearer_token_files`).
+    pub file: Option<String>,
+    /// Read and search only.
+    pub read_only: Option<BoolOrStr>,
+}
+
+impl<'de> Deserialize<'de> for RawCredential {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawCredential;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a string, or a table such as { token = \"${SCIM_TOKEN}\", read_only = true }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawCredential, E> {
+                Ok(RawCredential {
+                    plain: Some(v.to_owned()),
+                    ..Default::default()
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawCredential, A::Error> {
+                RawCredentialTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|table| RawCredential { plain: None, table })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StrOrList {
+    /// `"a"`
+    One(String),
+    /// `["a", "b"]`
+    Many(Vec<String>),
+}
+
+/// `[[auth.jwt]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    /// `entra`: fills issuer, audience, jwks_url and algorithms from `tenant`.
+    pub preset: Option<S>,
+    /// Entra tenant id (with `preset = "entra"`).
+    pub tenant: Option<S>,
+    /// Exact `iss`.
+    pub issuer: Option<S>,
+    /// Accepted `aud` values.
+    pub audience: Option<Spanned<StrOrList>>,
+    /// Accepted `alg` values.
+    pub algorithms: Option<Vec<S>>,
+    /// Clock skew on `exp`/`nbf`.
+    pub leeway: Option<S>,
+    /// JWK set URL.
+    pub jwks_url: Option<S>,
+    /// JWK set file.
+    pub jwks_file: Option<S>,
+    /// CA bundle for an https `jwks_url`.
+    pub ca: Option<S>,
+    /// Least time between two fetches of `jwks_url`.
+    pub jwks_refresh_min: Option<S>,
+    /// Scope needed to write.
+    pub write_scope: Option<S>,
+    /// Every token of this issuer is read-only.
+    pub read_only: Option<BoolOrStr>,
+}
+
+/// `[auth.oauth]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth {
+    /// Path of the token endpoint.
+    pub path: Option<S>,
+    /// `[[auth.oauth.clients]]`
+    #[serde(default)]
+    pub clients: Vec<Spanned<RawOAuthClient>>,
+    /// HMAC key for issued tokens.
+    pub signing_key: Option<S>,
+    /// Lifetime of issued tokens.
+    pub token_lifetime: Option<S>,
+    /// Failed attempts one client IP may make at once.
+    pub failed_attempts_burst: Option<NumOrStr>,
+    /// Failed attempts one client IP regains per minute.
+    pub failed_attempts_per_minute: Option<NumOrStr>,
+}
+
+/// One `[[auth.oauth.clients]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuthClient {
+    /// `client_id`.
+    pub client_id: S,
+    /// `client_secret`, as `${VAR}`.
+    pub client_secret: S,
+    /// Its tokens are read-only.
+    pub read_only: Option<BoolOrStr>,
 }
 
 /// `[admin]`

@@ -7,8 +7,15 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use super::raw::{BoolOrStr, NumOrStr, RawAttrTable, RawConfig, RawResource, RawSetTable, S};
-use super::{BackendConfig, BackendKind, Config, Env, Listen, Log, LogFormat, Scim, Secret, Tls};
+use super::raw::{
+    BoolOrStr, NumOrStr, RawAttrTable, RawAuth, RawConfig, RawCredential, RawJwt, RawOAuth,
+    RawResource, RawSetTable, S, StrOrList,
+};
+use super::{
+    Auth, BackendConfig, BackendKind, Config, Env, JwtIssuer, KeySource, Listen, Log, LogFormat,
+    OAuth, OAuthClient, Scim, Secret, StaticToken, Tls,
+};
+use crate::auth::jwt::Alg;
 use crate::backend::sql::valid_ident;
 use crate::backend::{Value, When};
 use crate::mapping::{
@@ -192,7 +199,7 @@ impl V<'_> {
         let listen = self.listen(&raw, &top);
         let upstream = raw.upstream.as_ref().and_then(|u| self.upstream(u));
         let scim = self.scim(&raw, &top);
-        let tokens = self.tokens(&raw, &top);
+        let auth = self.auth(&raw, &top, &scim.base_path);
         let admin = raw.admin.as_ref().and_then(|a| {
             let addr = self.string(&a.get_ref().addr, "admin.addr")?;
             let o = self.origin(a.get_ref().addr.span());
@@ -217,7 +224,7 @@ impl V<'_> {
             listen,
             upstream,
             scim,
-            tokens,
+            auth,
             admin,
             log,
             backends,
@@ -449,31 +456,98 @@ impl V<'_> {
         }
     }
 
-    fn tokens(&mut self, raw: &RawConfig, top: &Origin) -> Vec<Secret> {
+    fn auth(&mut self, raw: &RawConfig, top: &Origin, base_path: &str) -> Auth {
         let Some(a) = &raw.auth else {
             self.error(
                 top,
                 "missing [auth]: SCIM requests must be authenticated",
                 Some("add [auth] with bearer_tokens = [\"${SCIM_TOKEN}\"]"),
             );
-            return Vec::new();
+            return Auth::default();
         };
         let o = self.origin(a.span());
         let a = a.get_ref();
+        let tokens = self.tokens(a);
+        let mut jwt = Vec::new();
+        for j in &a.jwt {
+            let jo = self.origin(j.span());
+            if let Some(issuer) = self.jwt(j.get_ref(), &jo) {
+                if jwt.iter().any(|x: &JwtIssuer| x.issuer == issuer.issuer) {
+                    self.error(
+                        &jo,
+                        format!(
+                            "[[auth.jwt]] issuer \"{}\" is configured twice",
+                            issuer.issuer
+                        ),
+                        Some("list every audience of one issuer in one entry's `audience`"),
+                    );
+                } else {
+                    jwt.push(issuer);
+                }
+            }
+        }
+        let oauth = a.oauth.as_ref().and_then(|x| {
+            let oo = self.origin(x.span());
+            self.oauth(x.get_ref(), &oo, base_path)
+        });
+        let none = tokens.is_empty() && jwt.is_empty() && oauth.is_none();
+        if none && self.problems.iter().all(|p| p.warning) {
+            self.error(
+                &o,
+                "no credential configured",
+                Some("add bearer_tokens = [\"${SCIM_TOKEN}\"], bearer_token_files, [[auth.jwt]] or [auth.oauth]"),
+            );
+        }
+        Auth { tokens, jwt, oauth }
+    }
+
+    /// `read_only` of a credential table.
+    fn read_only(&mut self, c: &RawCredential, o: &Origin, what: &str) -> bool {
+        self.boolean(&c.table.read_only, o, what, false)
+    }
+
+    fn tokens(&mut self, a: &RawAuth) -> Vec<StaticToken> {
         let mut tokens = Vec::new();
         for t in &a.bearer_tokens {
             let to = self.origin(t.span());
-            if let Some(v) = self.string(t, "auth.bearer_tokens") {
-                tokens.push((v, to));
+            let c = t.get_ref();
+            let text = match (&c.plain, &c.table.token, &c.table.file) {
+                (Some(p), None, None) | (None, Some(p), None) => p,
+                _ => {
+                    self.error(
+                        &to,
+                        "auth.bearer_tokens: an entry needs `token` (and no `file`)",
+                        Some("write \"${SCIM_TOKEN}\" or { token = \"${SCIM_TOKEN}\", read_only = true }"),
+                    );
+                    continue;
+                }
+            };
+            let read_only = self.read_only(c, &to, "auth.bearer_tokens read_only");
+            if let Some(v) = self.expand(text, &to, "auth.bearer_tokens") {
+                tokens.push((v, read_only, to));
             }
         }
         for f in &a.bearer_token_files {
             let fo = self.origin(f.span());
-            let Some(p) = self.path(f, "auth.bearer_token_files") else {
+            let c = f.get_ref();
+            let text = match (&c.plain, &c.table.file, &c.table.token) {
+                (Some(p), None, None) | (None, Some(p), None) => p,
+                _ => {
+                    self.error(
+                        &fo,
+                        "auth.bearer_token_files: an entry needs `file` (and no `token`)",
+                        Some("write \"/run/secrets/scim-token\" or { file = \"/run/secrets/scim-token\", read_only = true }"),
+                    );
+                    continue;
+                }
+            };
+            let read_only = self.read_only(c, &fo, "auth.bearer_token_files read_only");
+            let Some(p) = self.expand(text, &fo, "auth.bearer_token_files") else {
                 continue;
             };
+            let p = self.resolve(PathBuf::from(p));
             match std::fs::read_to_string(&p) {
-                Ok(v) => tokens.push((v.trim().to_owned(), fo)),
+                Ok(v) => tokens.push((v.trim().to_owned(), read_only, fo)),
                 Err(e) => self.error(
                     &fo,
                     format!("cannot read token file {}: {e}", p.display()),
@@ -481,15 +555,8 @@ impl V<'_> {
                 ),
             }
         }
-        if tokens.is_empty() && self.problems.iter().all(|p| p.warning) {
-            self.error(
-                &o,
-                "no bearer token configured",
-                Some("add bearer_tokens = [\"${SCIM_TOKEN}\"] or bearer_token_files"),
-            );
-        }
         let mut out = Vec::new();
-        for (t, to) in tokens {
+        for (t, read_only, to) in tokens {
             if t.is_empty() {
                 self.error(&to, "a bearer token is empty", Some("set the variable it reads to a long random value, e.g. `openssl rand -hex 32`"));
             } else if t.chars().any(char::is_whitespace) {
@@ -502,10 +569,358 @@ impl V<'_> {
                         Some("use a long random value, e.g. `openssl rand -hex 32`"),
                     );
                 }
-                out.push(Secret(t));
+                out.push(StaticToken {
+                    secret: Secret(t),
+                    read_only,
+                });
             }
         }
         out
+    }
+
+    /// A string with `${VAR}` expanded, reported at `o`.
+    fn expand(&mut self, text: &str, o: &Origin, what: &str) -> Option<String> {
+        match super::interpolate::expand(text, self.env) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error(o, format!("{what}: {e}"), None);
+                None
+            }
+        }
+    }
+
+    fn resolve(&self, p: PathBuf) -> PathBuf {
+        if p.is_absolute() { p } else { self.dir.join(p) }
+    }
+
+    /// One `[[auth.jwt]]` issuer.
+    fn jwt(&mut self, j: &RawJwt, o: &Origin) -> Option<JwtIssuer> {
+        let preset = self.opt_string(&j.preset, "auth.jwt.preset");
+        let tenant = self.opt_string(&j.tenant, "auth.jwt.tenant");
+        // Preset values fill what the entry does not set itself.
+        let (mut issuer, mut audiences, mut url, mut algs) = (None, Vec::new(), None, Vec::new());
+        match (preset.as_deref(), &tenant) {
+            (None, None) => {}
+            (None, Some(_)) => self.error(
+                o,
+                "auth.jwt.tenant is only used with preset = \"entra\"",
+                None,
+            ),
+            (Some("entra"), Some(t)) => {
+                let ok = !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+                if !ok {
+                    self.error(
+                        o,
+                        format!("auth.jwt.tenant \"{t}\" is not a tenant id"),
+                        Some("use the Directory (tenant) ID, a GUID"),
+                    );
+                }
+                issuer = Some(format!("https://sts.windows.net/{t}/"));
+                // The audience Entra uses for every non-gallery app's tokens.
+                audiences.push("8adf8e6e-67b2-4cf2-a259-e3dc5476c621".to_owned());
+                url = Some(format!(
+                    "https://login.microsoftonline.com/{t}/discovery/v2.0/keys"
+                ));
+                algs.push(Alg::RS256);
+            }
+            (Some("entra"), None) => {
+                self.error(o, "preset = \"entra\" needs tenant = \"<tenant id>\"", None);
+                return None;
+            }
+            (Some(other), _) => {
+                self.error(
+                    o,
+                    format!("auth.jwt.preset \"{other}\" is not \"entra\""),
+                    None,
+                );
+                return None;
+            }
+        }
+        if let Some(i) = self.opt_string(&j.issuer, "auth.jwt.issuer") {
+            issuer = Some(i);
+        }
+        let Some(issuer) = issuer.filter(|i| !i.is_empty()) else {
+            self.error(
+                o,
+                "[[auth.jwt]] needs issuer = \"…\" (the tokens' exact iss)",
+                Some("or preset = \"entra\" with tenant"),
+            );
+            return None;
+        };
+        if issuer == crate::auth::oauth::OWN_ISSUER {
+            self.error(
+                o,
+                format!("auth.jwt.issuer \"{issuer}\" is the sidecar's own issuer"),
+                Some("tokens of [auth.oauth] are accepted without [[auth.jwt]]"),
+            );
+        }
+        if let Some(a) = &j.audience {
+            let list = match a.get_ref() {
+                StrOrList::One(s) => vec![s.clone()],
+                StrOrList::Many(l) => l.clone(),
+            };
+            audiences.clear();
+            for x in list {
+                if let Some(v) = self.expand(&x, o, "auth.jwt.audience") {
+                    audiences.push(v);
+                }
+            }
+        }
+        audiences.retain(|a| !a.is_empty());
+        if audiences.is_empty() {
+            self.error(o, format!("[[auth.jwt]] {issuer}: audience is missing"), Some("set audience = \"…\" (or a list): the aud your issuer puts in tokens for this app"));
+        }
+        if let Some(list) = &j.algorithms {
+            algs.clear();
+            for a in list {
+                let ao = self.origin(a.span());
+                let Some(name) = self.string(a, "auth.jwt.algorithms") else {
+                    continue;
+                };
+                match Alg::parse(&name) {
+                    Some(alg) => algs.push(alg),
+                    None => self.error(
+                        &ao,
+                        format!("auth.jwt.algorithms: \"{name}\" is not accepted"),
+                        Some("use RS256, RS384, RS512, PS256, ES256 or ES384 (never none or HS*: an external issuer's tokens must be verified with its public key)"),
+                    ),
+                }
+            }
+        }
+        if algs.is_empty() {
+            if j.algorithms.is_some() {
+                self.error(o, "auth.jwt.algorithms is empty", None);
+            } else {
+                algs.push(Alg::RS256);
+            }
+        }
+        let leeway = self.duration(&j.leeway, "auth.jwt.leeway", Duration::from_secs(60));
+        if leeway > Duration::from_secs(600) {
+            self.error(
+                o,
+                "auth.jwt.leeway is over 10 minutes",
+                Some("clock skew is seconds; the default is 60s"),
+            );
+        }
+        let refresh_min = self.duration(
+            &j.jwks_refresh_min,
+            "auth.jwt.jwks_refresh_min",
+            Duration::from_secs(60),
+        );
+        if let Some(u) = self.opt_string(&j.jwks_url, "auth.jwt.jwks_url") {
+            url = Some(u);
+        }
+        let file = self
+            .opt_string(&j.jwks_file, "auth.jwt.jwks_file")
+            .map(|f| self.resolve(PathBuf::from(f)));
+        let ca = self
+            .opt_string(&j.ca, "auth.jwt.ca")
+            .map(|f| self.resolve(PathBuf::from(f)));
+        let keys = match (url, file) {
+            (Some(_), Some(_)) if j.jwks_url.is_some() => {
+                self.error(
+                    o,
+                    "[[auth.jwt]] has both jwks_url and jwks_file",
+                    Some("keep one"),
+                );
+                return None;
+            }
+            (_, Some(f)) => {
+                if !f.exists() {
+                    self.error(
+                        o,
+                        format!("auth.jwt.jwks_file {} does not exist", f.display()),
+                        None,
+                    );
+                }
+                KeySource::File(f)
+            }
+            (Some(u), None) => {
+                let uri: http::Uri = match u.parse() {
+                    Ok(x) => x,
+                    Err(e) => {
+                        self.error(
+                            o,
+                            format!("auth.jwt.jwks_url \"{u}\" is not a URL: {e}"),
+                            None,
+                        );
+                        return None;
+                    }
+                };
+                let https = match uri.scheme_str() {
+                    Some("https") => true,
+                    Some("http") => false,
+                    _ => {
+                        self.error(
+                            o,
+                            format!("auth.jwt.jwks_url \"{u}\" must be http:// or https://"),
+                            None,
+                        );
+                        return None;
+                    }
+                };
+                if uri.host().is_none() {
+                    self.error(o, format!("auth.jwt.jwks_url \"{u}\" has no host"), None);
+                }
+                let ca = match ca {
+                    Some(c) => {
+                        if !c.exists() {
+                            self.error(
+                                o,
+                                format!("auth.jwt.ca {} does not exist", c.display()),
+                                None,
+                            );
+                        }
+                        Some(c)
+                    }
+                    None if https => {
+                        let found = SYSTEM_CA_BUNDLES
+                            .iter()
+                            .map(PathBuf::from)
+                            .find(|p| p.exists());
+                        if found.is_none() {
+                            self.error(
+                                o,
+                                format!("auth.jwt.jwks_url \"{u}\" is https, but no CA bundle is configured and none of {} exists", SYSTEM_CA_BUNDLES.join(", ")),
+                                Some("set ca = \"/path/to/ca-bundle.pem\" (the sidecar has no built-in root store)"),
+                            );
+                        }
+                        found
+                    }
+                    None => None,
+                };
+                KeySource::Url { url: uri, ca }
+            }
+            (None, None) => {
+                self.error(
+                    o,
+                    format!("[[auth.jwt]] {issuer}: no keys"),
+                    Some("set jwks_url = \"https://…/keys\" or jwks_file = \"jwks.json\""),
+                );
+                return None;
+            }
+        };
+        let write_scope = self
+            .opt_string(&j.write_scope, "auth.jwt.write_scope")
+            .filter(|s| !s.is_empty());
+        let read_only = self.boolean(&j.read_only, o, "auth.jwt.read_only", false);
+        Some(JwtIssuer {
+            issuer,
+            audiences,
+            algorithms: algs,
+            leeway,
+            keys,
+            refresh_min,
+            write_scope,
+            read_only,
+        })
+    }
+
+    /// `[auth.oauth]`.
+    fn oauth(&mut self, r: &RawOAuth, o: &Origin, base_path: &str) -> Option<OAuth> {
+        let path = self
+            .opt_string(&r.path, "auth.oauth.path")
+            .unwrap_or_else(|| format!("{base_path}/oauth/token"));
+        if !path.starts_with('/') || path.contains(['?', '#']) || path.len() < 2 {
+            self.error(
+                o,
+                format!("auth.oauth.path \"{path}\" must be an absolute path"),
+                Some("e.g. \"/scim/v2/oauth/token\""),
+            );
+        }
+        let mut clients: Vec<OAuthClient> = Vec::new();
+        for c in &r.clients {
+            let co = self.origin(c.span());
+            let c = c.get_ref();
+            let (Some(id), Some(secret)) = (
+                self.string(&c.client_id, "auth.oauth.clients.client_id"),
+                self.string(&c.client_secret, "auth.oauth.clients.client_secret"),
+            ) else {
+                continue;
+            };
+            if id.is_empty() || secret.is_empty() {
+                self.error(
+                    &co,
+                    "an OAuth client's client_id or client_secret is empty",
+                    None,
+                );
+                continue;
+            }
+            if secret.len() < 16 {
+                self.warn(
+                    &co,
+                    format!("client \"{id}\": client_secret is shorter than 16 characters"),
+                    Some("use a long random value, e.g. `openssl rand -hex 32`"),
+                );
+            }
+            if clients.iter().any(|x| x.client_id == id) {
+                self.error(
+                    &co,
+                    format!("client_id \"{id}\" is configured twice"),
+                    Some("to rotate a secret, issue a second client"),
+                );
+                continue;
+            }
+            let read_only = self.boolean(&c.read_only, &co, "auth.oauth.clients.read_only", false);
+            clients.push(OAuthClient {
+                client_id: id,
+                secret: Secret(secret),
+                read_only,
+            });
+        }
+        if clients.is_empty() {
+            self.error(o, "[auth.oauth] has no client", Some("add [[auth.oauth.clients]] with client_id and client_secret = \"${OAUTH_CLIENT_SECRET}\""));
+        }
+        let signing_key = match self.opt_string(&r.signing_key, "auth.oauth.signing_key") {
+            Some(k) if k.is_empty() => None,
+            Some(k) if k.len() < 32 => {
+                self.error(
+                    o,
+                    "auth.oauth.signing_key is shorter than 32 bytes",
+                    Some("use e.g. `openssl rand -hex 32`"),
+                );
+                None
+            }
+            Some(k) => Some(Secret(k)),
+            None => None,
+        };
+        if signing_key.is_none() {
+            self.warn(o, "auth.oauth.signing_key is not set: tokens are signed with a random key per process, so they do not survive a restart and are not shared between replicas", Some("set signing_key = \"${OAUTH_SIGNING_KEY}\" to a random value of 32+ bytes shared by all replicas"));
+        }
+        let token_lifetime = self.duration(
+            &r.token_lifetime,
+            "auth.oauth.token_lifetime",
+            Duration::from_secs(3600),
+        );
+        if token_lifetime < Duration::from_secs(60)
+            || token_lifetime > Duration::from_secs(24 * 3600)
+        {
+            self.error(o, "auth.oauth.token_lifetime must be from 1m to 24h", None);
+        }
+        let burst = self.number(
+            &r.failed_attempts_burst,
+            o,
+            "auth.oauth.failed_attempts_burst",
+            (1, 10_000),
+            10,
+        );
+        let per_minute = self.number(
+            &r.failed_attempts_per_minute,
+            o,
+            "auth.oauth.failed_attempts_per_minute",
+            (0, 10_000),
+            10,
+        );
+        Some(OAuth {
+            path,
+            clients,
+            signing_key,
+            token_lifetime,
+            failed_attempts_burst: burst as u32,
+            failed_attempts_per_minute: per_minute as u32,
+        })
     }
 
     fn log(&mut self, raw: &RawConfig) -> Log {
@@ -1102,6 +1517,15 @@ impl V<'_> {
     }
 }
 
+/// Where Linux distributions keep the system CA bundle, tried in order for an https
+/// `jwks_url` without `ca`.
+const SYSTEM_CA_BUNDLES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
 /// Whether `url` parses as a PostgreSQL connection string.
 fn pg_url_ok(url: &str) -> bool {
     #[cfg(feature = "postgres")]
@@ -1168,7 +1592,13 @@ active = { column = "status", values = { true = "A", false = "D" } }
     fn good_config() {
         let c = load(GOOD).expect("valid");
         assert_eq!(c.listen.addr, "127.0.0.1:8080");
-        assert_eq!(c.tokens, vec![Secret("0123456789abcdef0123".into())]);
+        assert_eq!(
+            c.auth.tokens,
+            vec![StaticToken {
+                secret: Secret("0123456789abcdef0123".into()),
+                read_only: false
+            }]
+        );
         assert_eq!(c.scim.base_path, "/scim/v2");
         let r = &c.resources[0];
         assert_eq!(
@@ -1187,7 +1617,7 @@ active = { column = "status", values = { true = "A", false = "D" } }
         assert!(
             matches!(&c.backends[0].kind, BackendKind::Sqlite { path, .. } if path == Path::new("/tmp/app.db"))
         );
-        assert!(format!("{:?}", c.tokens).contains("***"));
+        assert!(format!("{:?}", c.auth.tokens).contains("***"));
     }
 
     /// Every problem is reported at once, each with its line and a fix.
@@ -1231,6 +1661,91 @@ active = { column = "status", values = { true = "A", false = "D" } }
         let problems = load(&bad).expect_err("invalid");
         assert_eq!(problems[0].origin.line, 16, "{}", problems[0]);
         assert!(problems[0].message.contains("tabel"), "{}", problems[0]);
+    }
+
+    /// `[auth]`: token tables with read_only, the Entra preset, an OAuth client; plain
+    /// strings keep working.
+    #[test]
+    fn auth_section() {
+        let src = GOOD.replace(
+            "bearer_tokens = [\"${SCIM_TOKEN}\"]",
+            r#"bearer_tokens = ["${SCIM_TOKEN}", { token = "reader-token-0123456789", read_only = true }]
+
+[[auth.jwt]]
+preset = "entra"
+tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+ca = "/tmp"
+
+[[auth.jwt]]
+issuer = "https://okta.example/oauth2/default"
+audience = ["api://scim", "scim"]
+algorithms = ["RS256", "ES256"]
+jwks_url = "http://127.0.0.1:1/keys"
+leeway = "30s"
+write_scope = "scim.write"
+
+[auth.oauth]
+signing_key = "0123456789abcdef0123456789abcdef"
+token_lifetime = "2h"
+clients = [{ client_id = "entra", client_secret = "${SCIM_TOKEN}", read_only = "false" }]"#,
+        );
+        let c = load(&src).expect("valid");
+        assert_eq!(c.auth.tokens.len(), 2);
+        assert!(!c.auth.tokens[0].read_only && c.auth.tokens[1].read_only);
+        let e = &c.auth.jwt[0];
+        assert_eq!(
+            e.issuer,
+            "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/"
+        );
+        assert_eq!(e.audiences, vec!["8adf8e6e-67b2-4cf2-a259-e3dc5476c621"]);
+        assert_eq!(e.algorithms, vec![Alg::RS256]);
+        assert_eq!(e.leeway, Duration::from_secs(60));
+        assert!(matches!(&e.keys, KeySource::Url { url, ca: Some(_) }
+            if *url == "https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/discovery/v2.0/keys"));
+        let o = &c.auth.jwt[1];
+        assert_eq!(o.audiences.len(), 2);
+        assert_eq!(o.write_scope.as_deref(), Some("scim.write"));
+        let oauth = c.auth.oauth.as_ref().expect("oauth");
+        assert_eq!(oauth.path, "/scim/v2/oauth/token");
+        assert_eq!(oauth.token_lifetime, Duration::from_secs(7200));
+        assert_eq!(oauth.clients[0].client_id, "entra");
+        assert_eq!(
+            (
+                oauth.failed_attempts_burst,
+                oauth.failed_attempts_per_minute
+            ),
+            (10, 10)
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    /// `none` and HS256 are refused for external issuers; an issuer needs keys and an
+    /// audience; an OAuth section needs clients; all reported at once.
+    #[test]
+    fn auth_mistakes() {
+        let src = GOOD.replace(
+            "bearer_tokens = [\"${SCIM_TOKEN}\"]",
+            r#"bearer_tokens = [{ token = "${SCIM_TOKEN}", read_only = "maybe" }]
+
+[[auth.jwt]]
+issuer = "https://a.example/"
+algorithms = ["none", "HS256"]
+
+[auth.oauth]
+signing_key = "short""#,
+        );
+        let text = crate::config::report(&load(&src).expect_err("invalid"));
+        for want in [
+            "read_only must be true or false",
+            "\"none\" is not accepted",
+            "\"HS256\" is not accepted",
+            "audience is missing",
+            "no keys",
+            "has no client",
+            "signing_key is shorter than 32 bytes",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
     }
 
     /// Durations.

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin;
 use crate::auth::Authenticator;
+use crate::auth::oauth::{Signer, TokenEndpoint};
 use crate::backend::Backend;
 use crate::config::{BackendKind, Config};
 use crate::mapping::{self, MappedResource, Origin, Problem};
@@ -36,8 +37,10 @@ use crate::scim::{self, Service};
 pub struct App {
     /// The SCIM service over the mapped resource types.
     pub scim: Service<MappedResource>,
-    /// Bearer token checks.
+    /// Credential checks.
     pub auth: Authenticator,
+    /// The OAuth token endpoint, when `[auth.oauth]` is configured.
+    pub oauth: Option<TokenEndpoint>,
     /// The pass-through proxy, when an upstream is configured.
     pub proxy: Option<Proxy>,
     /// Metrics.
@@ -50,6 +53,8 @@ pub struct App {
     pub public_url: Option<String>,
     /// Request body limit for SCIM requests.
     pub max_body_bytes: u64,
+    /// `Retry-After` seconds on 503.
+    pub retry_after: u32,
     /// Set when shutdown begins: `/readyz` then answers 503.
     pub draining: AtomicBool,
 }
@@ -86,10 +91,51 @@ pub async fn build(
             Err(ps) => problems.extend(ps),
         }
     }
-    if !problems.is_empty() {
+    let auth_origin = Origin {
+        file: config.file.clone(),
+        line: 0,
+    };
+    let signer = match &config.auth.oauth {
+        Some(o) => match Signer::new(
+            o.signing_key.as_ref().map(|k| k.0.as_bytes()),
+            o.token_lifetime,
+        ) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                problems.push(Problem::error(
+                    &auth_origin,
+                    format!("[auth.oauth]: {e}"),
+                    None,
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    let auth = match Authenticator::new(&config.auth, signer.clone()) {
+        Ok(a) => Some(a),
+        Err((i, e)) => {
+            problems.push(Problem::error(
+                &auth_origin,
+                format!(
+                    "[[auth.jwt]] #{} ({}): {e}",
+                    i + 1,
+                    config.auth.jwt[i].issuer
+                ),
+                None,
+            ));
+            None
+        }
+    };
+    let oauth = match (&config.auth.oauth, signer) {
+        (Some(o), Some(s)) => Some(TokenEndpoint::new(o, s)),
+        _ => None,
+    };
+    let (false, Some(auth)) = (!problems.is_empty(), auth) else {
         problems.extend(warnings);
         return Err(problems);
-    }
+    };
+    auth.prefetch().await;
     let m = metrics.clone();
     let on_ignored: scim::service::IgnoredHook = Arc::new(move |rt: &str, ignored: &[String]| {
         tracing::debug!(resource_type = rt, attributes = ?ignored, "ignored attributes the mapping does not store");
@@ -111,13 +157,15 @@ pub async fn build(
     );
     let app = App {
         scim: service,
-        auth: Authenticator::new(&config.tokens),
+        auth,
+        oauth,
         proxy: config.upstream.clone().map(Proxy::new),
         metrics,
         backends,
         base_path: config.scim.base_path.clone(),
         public_url: config.scim.public_url.clone(),
         max_body_bytes: config.scim.max_body_bytes,
+        retry_after: config.scim.retry_after,
         draining: AtomicBool::new(false),
     };
     Ok((app, warnings))

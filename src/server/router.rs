@@ -1,10 +1,14 @@
 //! The request flow, top-down. Every request on the main listener comes through [`handle`].
 //!
-//! 1. **Route.** A path equal to `[scim].base_path` or below it is SCIM; anything else is
-//!    passed through to the app ([`pass_through`]). A SCIM failure never touches
-//!    pass-through traffic.
-//! 2. **Authenticate** (SCIM only). No or a wrong bearer token: 401 with
-//!    `WWW-Authenticate: Bearer`, before the body is read.
+//! 1. **Route.** The path of `[auth.oauth]`, when configured, is the OAuth token endpoint
+//!    ([`crate::auth::oauth::TokenEndpoint::handle`]: RFC 6749 errors, never SCIM ones). A
+//!    path equal to `[scim].base_path` or below it is SCIM; anything else is passed through
+//!    to the app ([`pass_through`]). A SCIM failure never touches pass-through traffic.
+//! 2. **Authenticate** (SCIM only). No or a wrong credential (static token, JWT, or one of
+//!    the sidecar's own access tokens): 401 with `WWW-Authenticate: Bearer`, before the body
+//!    is read (503 with `Retry-After` when a JWT issuer's keys cannot be fetched). A read-only
+//!    credential asking for anything but a read or a `POST …/.search`: 403, before the body
+//!    is read, so nothing changes.
 //! 3. **Read the body** (SCIM only). A declared or actual size over `max_body_bytes`: 413;
 //!    a content type that is not JSON: 415. Nothing reaches the store.
 //! 4. **Serve.** [`crate::scim::Service::handle`] parses, validates and calls the mapping,
@@ -34,6 +38,12 @@ pub async fn handle(
     req: Request<Incoming>,
     client: Arc<ClientInfo>,
 ) -> Result<Response<Body>, Infallible> {
+    if let Some(oauth) = &app.oauth {
+        if req.uri().path() == oauth.path {
+            let peer = client.peer.ip().to_canonical();
+            return Ok(Box::pin(oauth.handle(req, peer, &app.metrics)).await);
+        }
+    }
     let below = req
         .uri()
         .path()
@@ -74,19 +84,45 @@ async fn scim(app: &App, req: Request<Incoming>, rest: &str, tls: bool) -> Respo
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
 
-    // 2. Authenticate.
-    if let Err(e) = app.auth.check(req.headers().get(header::AUTHORIZATION)) {
-        app.metrics.auth_failure(e.reason());
-        let err = ScimError::new(StatusCode::UNAUTHORIZED, e.detail());
-        let mut r = error_response(&err);
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(e.challenge()),
+    // 2. Authenticate, then authorise writes.
+    let principal = match app
+        .auth
+        .check(req.headers().get(header::AUTHORIZATION))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            app.metrics.auth_failure(e.reason());
+            let status = e.status();
+            let err = ScimError::new(status, e.detail());
+            let mut r = error_response(&err);
+            if status == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(e.challenge()),
+                );
+            } else {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(app.retry_after));
+            }
+            app.metrics
+                .scim_request("-", "unauthenticated", status.as_u16(), started.elapsed());
+            tracing::info!(%method, %path, status = status.as_u16(), reason = e.reason(), "scim request refused");
+            return r;
+        }
+    };
+    if principal.read_only && is_write(&method, rest) {
+        app.metrics.auth_failure("read_only");
+        // RFC 7644 §3.12: 403 "operation is not permitted based on the supplied
+        // authorization"; no scimType fits.
+        let err = ScimError::new(
+            StatusCode::FORBIDDEN,
+            "this credential is read-only: it may read and search, not change resources",
         );
         app.metrics
-            .scim_request("-", "unauthenticated", 401, started.elapsed());
-        tracing::info!(%method, %path, status = 401, reason = e.reason(), "scim request refused");
-        return r;
+            .scim_request("-", "forbidden", 403, started.elapsed());
+        tracing::info!(%method, %path, status = 403, via = ?principal.via, "scim write refused for a read-only credential");
+        return error_response(&err);
     }
 
     // 3. Read the body, bounded.
@@ -136,6 +172,13 @@ async fn scim(app: &App, req: Request<Incoming>, rest: &str, tls: bool) -> Respo
         }
     }
     to_http(answer)
+}
+
+/// Whether a SCIM request may change something: anything but GET/HEAD and a `POST` to a
+/// `/.search` endpoint (RFC 7644 §3.4.3, a query sent in a body).
+fn is_write(method: &http::Method, rest: &str) -> bool {
+    let search = *method == http::Method::POST && rest.trim_end_matches('/').ends_with("/.search");
+    !(search || *method == http::Method::GET || *method == http::Method::HEAD)
 }
 
 /// Reads a SCIM request body, refusing oversized and non-JSON ones.
