@@ -792,3 +792,66 @@ async fn membership_as_a_column_on_the_member(store: Store) {
     );
     assert_eq!(s.rows("SELECT count(*) FROM agents").await, vec![vec!["3"]]);
 }
+
+both!(entity_attribute_value_rows_and_templates);
+
+/// The WordPress mapping on both stores: names as `wp_usermeta` rows (entity–attribute–value),
+/// the author slug from a template, a value map onto an integer column, no unique index on
+/// the login (the sidecar's own check keeps it unique).
+async fn entity_attribute_value_rows_and_templates(store: Store) {
+    let Some(s) = Sidecar::example("wordpress", store, None).await else {
+        return;
+    };
+    let body = json!({
+        "schemas": [USER], "userName": "BJensen", "displayName": "Barbara Jensen", "nickName": "Babs",
+        "name": {"givenName": "Barbara", "familyName": "Jensen"}, "active": true
+    });
+    let id = create(&s, &body).await;
+    let meta = format!(
+        "SELECT meta_key, meta_value FROM wp_usermeta WHERE user_id = {id} ORDER BY meta_key"
+    );
+    assert_eq!(
+        s.rows(&meta).await,
+        vec![
+            vec!["first_name", "Barbara"],
+            vec!["last_name", "Jensen"],
+            vec!["nickname", "Babs"]
+        ]
+    );
+    let user = format!("SELECT user_nicename, user_status FROM wp_users WHERE \"ID\" = {id}");
+    assert_eq!(s.rows(&user).await, vec![vec!["bjensen", "0"]]);
+    let path = format!("/scim/v2/Users/{id}");
+    s.client
+        .patch(
+            &path,
+            &patch_body(json!([
+                {"op": "replace", "path": "name.givenName", "value": "Babs"},
+                {"op": "remove", "path": "nickName"},
+                {"op": "replace", "path": "userName", "value": "BarbaraJ"},
+                {"op": "replace", "path": "active", "value": false}
+            ])),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        s.rows(&meta).await,
+        vec![vec!["first_name", "Babs"], vec!["last_name", "Jensen"]]
+    );
+    assert_eq!(s.rows(&user).await, vec![vec!["barbaraj", "1"]]);
+    let f = s
+        .client
+        .get("/scim/v2/Users?filter=name.givenName%20eq%20%22Babs%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(f["totalResults"], 1, "{f}");
+    s.client
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "userName": "barbaraJ"}),
+        )
+        .await
+        .scim_error(409, Some("uniqueness"));
+    s.client.delete(&path).await.expect(204);
+    assert!(s.rows(&meta).await.is_empty());
+}
