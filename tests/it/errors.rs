@@ -304,3 +304,35 @@ async fn injection_in_values() {
         ]]
     );
 }
+
+/// JSON nested far deeper than any SCIM body (an attacker's, not an identity provider's) is
+/// 400 invalidSyntax, for a resource and for a PATCH, without exhausting the stack; nothing
+/// changes.
+#[tokio::test]
+async fn deeply_nested_json() {
+    let s = Sidecar::quickstart().await;
+    let before = s.snapshot();
+    let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
+    let body = format!(
+        r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"deep","title":{deep}}}"#
+    );
+    let d = s
+        .client
+        .raw(Method::POST, "/scim/v2/Users", &body)
+        .await
+        .scim_error(400, Some("invalidSyntax"));
+    assert!(d.contains("not valid JSON"), "{d}");
+    let patch = format!(
+        r#"{{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{{"op":"add","path":"title","value":{deep}}}]}}"#
+    );
+    s.client
+        .raw(Method::PATCH, "/scim/v2/Users/1", &patch)
+        .await
+        .scim_error(400, Some("invalidSyntax"));
+    let objects = format!("{}{}", r#"{"a":"#.repeat(50_000), "}".repeat(50_000));
+    s.client
+        .raw(Method::POST, "/scim/v2/Groups", &objects)
+        .await
+        .scim_error(400, Some("invalidSyntax"));
+    assert_eq!(s.snapshot(), before);
+}
