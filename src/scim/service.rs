@@ -574,7 +574,19 @@ impl<P: Provider> Service<P> {
                 members: applied.members,
             })
         });
-        let stored = p.update(id, self.loads_members(rt, &proj), edit).await?;
+        // A resource with members (a group) answers PATCH with 204, as RFC 7644 §3.5.2
+        // allows and Entra prefers for groups, unless the request names attributes to
+        // return: rendering a 100,000-member group after each membership change would read
+        // and send megabytes that no identity provider reads.
+        let quiet = rt.membership.is_some() && a.is_none() && e.is_none();
+        let stored = p
+            .update(id, !quiet && self.loads_members(rt, &proj), edit)
+            .await?;
+        if quiet {
+            let mut r = Response::empty(StatusCode::NO_CONTENT);
+            r.etag = Some(resource::version(&stored.attrs));
+            return Ok(r);
+        }
         Ok(self.updated(rt, &stored, req, &proj))
     }
 

@@ -392,7 +392,7 @@ async fn kept_attribute_round_trips(store: Store) {
             &patch_body(json!([{"op": "add", "path": "externalId", "value": "grp-1"}])),
         )
         .await
-        .expect(200);
+        .expect(204);
     let r = s
         .client
         .get("/scim/v2/Groups?filter=externalId%20eq%20%22grp-1%22")
@@ -406,7 +406,7 @@ async fn kept_attribute_round_trips(store: Store) {
             &patch_body(json!([{"op": "replace", "path": "externalId", "value": "grp-2"}])),
         )
         .await
-        .expect(200);
+        .expect(204);
     let r = s
         .client
         .get("/scim/v2/Groups?filter=externalId%20eq%20%22grp-1%22")
@@ -471,7 +471,7 @@ async fn members_are_checked_and_atomic(store: Store) {
         s.client
             .patch(&path, &patch_body(json!([{"op": "Add", "path": "members", "value": [{"value": "1"}, {"value": u}]}])))
             .await
-            .expect(200);
+            .expect(204);
     }
     assert_eq!(
         s.rows(&members).await,
@@ -480,7 +480,7 @@ async fn members_are_checked_and_atomic(store: Store) {
     s.client
         .patch(&path, &patch_body(json!([{"op": "Remove", "path": "members", "value": [{"value": "1"}, {"value": u}]}])))
         .await
-        .expect(200);
+        .expect(204);
     assert!(s.rows(&members).await.is_empty());
 }
 
@@ -753,7 +753,7 @@ async fn membership_as_a_column_on_the_member(store: Store) {
     s.client
         .patch(&format!("/scim/v2/Groups/{blue}"), &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": ids[2]}, {"value": ids[1]}]}])))
         .await
-        .expect(200);
+        .expect(204);
     s.client
         .patch(
             &format!("/scim/v2/Groups/{red}"),
@@ -762,7 +762,7 @@ async fn membership_as_a_column_on_the_member(store: Store) {
             ),
         )
         .await
-        .expect(200);
+        .expect(204);
     assert_eq!(
         s.rows(teams).await,
         vec![

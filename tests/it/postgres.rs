@@ -526,6 +526,6 @@ async fn large_group_membership() {
             &patch_body(json!([{"op": "Remove", "path": "members", "value": values}])),
         )
         .await
-        .expect(200);
+        .expect(204);
     assert_eq!(db.rows(&count).await, vec![vec!["100000"]]);
 }

@@ -364,7 +364,7 @@ async fn delete_removes_row_and_memberships() {
             &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": id}]}])),
         )
         .await
-        .expect(200);
+        .expect(204);
     assert_eq!(
         s.sql(&format!(
             "SELECT count(*) FROM account_roles WHERE account_id = {id}"
