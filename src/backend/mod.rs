@@ -483,6 +483,19 @@ pub struct KeptTable {
     pub name: String,
 }
 
+impl KeptTable {
+    /// The sidecar's table `table` with the column names `scim-sidecar migrate` creates.
+    pub fn named(table: &str) -> Self {
+        KeptTable {
+            table: table.into(),
+            link: "resource_id".into(),
+            value: "value".into(),
+            resource_type: "resource_type".into(),
+            name: "name".into(),
+        }
+    }
+}
+
 /// An opened table.
 pub struct Opened {
     /// The handle.

@@ -7,8 +7,9 @@
 use http::Method;
 use serde_json::{Value, json};
 
+use crate::support::Sidecar;
 use crate::support::client::{Resp, patch_body};
-use crate::support::{Sidecar, Store};
+use crate::support::idp::{Target, group_name, members, strings};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -20,34 +21,7 @@ const ADSCIM: &str = "http://schemas.microsoft.com/2006/11/ResourceManagement/AD
 /// A custom extension: Entra sends its attributes without listing its URI in `schemas`.
 const CUSTOM: &str = "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User";
 
-/// Which example app a test runs against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Target {
-    /// `examples/quickstart` on SQLite: `accounts`, `roles`, `account_roles`; hard delete.
-    Quickstart,
-    /// `examples/postgres` on PostgreSQL: `principals`, `user_emails`, `group_members`;
-    /// users are soft-deleted.
-    Helpdesk,
-}
-
-/// One test per app: `both!(name)` runs `async fn name(target)` as `name::sqlite` (the
-/// quickstart) and `name::postgres` (the helpdesk, skipped when PostgreSQL is not installed).
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(super::Target::Quickstart).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(super::Target::Helpdesk).await
-            }
-        }
-    )*};
-}
-
-both!(
+per_target!(
     test_connection_probe,
     match_by_user_name_and_external_id,
     create_in_default_shape,
@@ -64,24 +38,6 @@ both!(
     group_membership,
     group_rename_and_delete,
 );
-
-/// The target's sidecar, or `None` (skip) when PostgreSQL is not installed.
-async fn start(target: Target) -> Option<Sidecar> {
-    match target {
-        Target::Quickstart => Some(Sidecar::quickstart().await),
-        Target::Helpdesk => Sidecar::example("postgres", Store::Postgres, None).await,
-    }
-}
-
-/// Unwraps the sidecar or returns from the test (PostgreSQL not installed: skipped).
-macro_rules! start {
-    ($target:expr) => {
-        match start($target).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 /// A random GUID, as Entra's Test Connection puts in its probe filter.
 fn guid() -> String {
@@ -231,38 +187,6 @@ async fn user_row(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
     s.rows(&q).await.into_iter().next().unwrap_or_default()
 }
 
-/// A group's name in the app, or `None` when the row is gone.
-async fn group_name(s: &Sidecar, t: Target, id: &str) -> Option<String> {
-    let q = match t {
-        Target::Quickstart => format!("SELECT name FROM roles WHERE id = {id}"),
-        Target::Helpdesk => {
-            format!("SELECT display_name FROM principals WHERE id = {id} AND kind = 'G'")
-        }
-    };
-    s.rows(&q).await.into_iter().next().map(|mut r| r.remove(0))
-}
-
-/// A group's member ids in the app's join table, in id order.
-async fn members(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
-    let q = match t {
-        Target::Quickstart => {
-            format!("SELECT account_id FROM account_roles WHERE role_id = {id} ORDER BY 1")
-        }
-        Target::Helpdesk => {
-            format!("SELECT member_id FROM group_members WHERE group_id = {id} ORDER BY 1")
-        }
-    };
-    s.rows(&q)
-        .await
-        .into_iter()
-        .map(|mut r| r.remove(0))
-        .collect()
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
 /// The `value` of the element of a multi-valued attribute with this `type`.
 fn typed<'a>(user: &'a Value, attr: &str, ty: &str) -> &'a Value {
     user[attr]
@@ -276,7 +200,7 @@ fn typed<'a>(user: &'a Value, attr: &str, ty: &str) -> &'a Value {
 /// `%20`, is `200` with the documented empty ListResponse (`totalResults` 0, `Resources` [],
 /// `startIndex` 1), never 400 or 404 (gallery rule, line 88); the random-group probe likewise.
 async fn test_connection_probe(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let g = guid();
     let plus_form = format!("/scim/v2/Users?filter=userName+eq+%22{g}%22");
     let pct_form = format!("/scim/v2/Users?filter=userName%20eq%20%22{g}%22");
@@ -310,7 +234,7 @@ async fn test_connection_probe(t: Target) {
 /// miss is `200` with `totalResults` 0, and after the create the same queries find exactly
 /// the created user, with its `id`.
 async fn match_by_user_name_and_external_id(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let upn = "Test_User_00aa00aa@contoso.com";
     for f in [
         format!("userName eq \"{upn}\""),
@@ -355,7 +279,7 @@ async fn match_by_user_name_and_external_id(t: Target) {
 /// every stored attribute exactly as sent (line 177: `55555555555` is not reformatted), the
 /// app's row holds them, and the same POST again is `409 uniqueness` (line 198).
 async fn create_in_default_shape(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let body = entra_user("bjensen@contoso.com", "bjensen");
     let r = s.client.post("/scim/v2/Users", &body).await.expect(201);
     assert!(
@@ -425,7 +349,7 @@ async fn create_in_default_shape(t: Target) {
 /// Get by id (idp-behaviour.md §1.4 U3, lines 204–206): `GET /Users/{id}` is `200` with the
 /// user; an id that does not exist is `404` with the Error schema and `status` "404".
 async fn get_by_id_and_missing(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let id = create(&s, &minimal_user("get.me@contoso.com", "getme")).await;
     let u = get_user(&s, &id).await;
     assert_eq!(u["id"], id.as_str());
@@ -447,7 +371,7 @@ async fn get_by_id_and_missing(t: Target) {
 /// inside `value`, line 223), which are ignored. The answer is `200` with the user; every
 /// stored value reads back exactly as sent.
 async fn update_default_dialect(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let id = create(&s, &minimal_user("upd@contoso.com", "upd")).await;
     let u = patch_user(
         &s,
@@ -517,7 +441,7 @@ async fn update_default_dialect(t: Target) {
 /// sidecar splits itself; `add` of a single-valued string; `AssertiveAppRoleAssignmentsComplex`
 /// roles (line 223), ignored as the app has no column for them. Read back exactly as sent.
 async fn update_compliant_dialect(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let id = create(&s, &minimal_user("flag@contoso.com", "flag")).await;
     let u = patch_user(
         &s,
@@ -581,7 +505,7 @@ async fn update_compliant_dialect(t: Target) {
 /// (line 233). Every form is stored as the manager's id and reads back as `{"value": id}`;
 /// the manager check (line 242) filters on `id` and the manager with `and`.
 async fn manager_as_bare_string(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let boss = create(&s, &minimal_user("boss@contoso.com", "boss")).await;
     let boss2 = create(&s, &minimal_user("boss2@contoso.com", "boss2")).await;
     let emp = create(&s, &minimal_user("emp@contoso.com", "emp")).await;
@@ -656,7 +580,7 @@ async fn manager_as_bare_string(t: Target) {
 /// (never 400 `noTarget`), stored exactly as sent (line 177); a later `Remove` of a typed
 /// value the user lacks is a no-op success.
 async fn add_phone_the_user_lacks(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let id = create(&s, &minimal_user("nophone@contoso.com", "nophone")).await;
     assert!(get_user(&s, &id).await.get("phoneNumbers").is_none());
     let u = patch_user(
@@ -703,7 +627,7 @@ async fn add_phone_the_user_lacks(t: Target) {
 /// boolean and `replace` of `…].display` are accepted; a typed value the app has no column
 /// for (`emails[type eq "home"].value`) is ignored. The work address reads back as sent.
 async fn validator_patch_shapes(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let body = json!({
         "schemas": [USER], "userName": "validator@contoso.com", "displayName": "Validator",
         "name": {"givenName": "Val", "familyName": "Idator"}, "active": true
@@ -752,7 +676,7 @@ async fn validator_patch_shapes(t: Target) {
 /// example 2): `null` means "no value" (RFC 7643 §2.5), so the create is `201`, the null
 /// attributes read back absent and their columns stay NULL.
 async fn older_job_sends_nulls(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let mut body = minimal_user("nulls@contoso.com", "nulls");
     body["title"] = Value::Null;
     body["preferredLanguage"] = Value::Null;
@@ -792,7 +716,7 @@ async fn older_job_sends_nulls(t: Target) {
 /// a boolean, and the tutorial's capitalised op with a boolean. Each answers `200` with a JSON
 /// boolean `active`; the disabled user is still returned by GET and by filter (line 253).
 async fn disable_and_enable(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let id = create(&s, &minimal_user("dis@contoso.com", "dis")).await;
     let steps = [
         (
@@ -832,7 +756,7 @@ async fn disable_and_enable(t: Target) {
 /// GET is `404` and the match query finds nothing; the helpdesk's config says
 /// `on_delete = "soft"`, so there the row stays, disabled, and reads back `active: false`.
 async fn delete_user(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let id = create(&s, &minimal_user("gone@contoso.com", "gone")).await;
     let r = s
         .client
@@ -865,7 +789,7 @@ async fn delete_user(t: Target) {
 /// is `201` with `id`, `displayName` and `"members": []`; the match query and the GET with
 /// `excludedAttributes=members` then find it without `members`.
 async fn group_create_and_probe(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let oid = guid();
     let j = query(
         &s,
@@ -932,7 +856,7 @@ async fn group_create_and_probe(t: Target) {
 /// `204` or `200`, and the app's join table follows. The membership check (line 279, `id eq`
 /// `and members eq`) finds a member and not a removed one.
 async fn group_membership(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let mut ids = Vec::new();
     for i in 0..6 {
         ids.push(
@@ -1032,7 +956,7 @@ async fn group_membership(t: Target) {
 /// members untouched; the match query finds the new name only; `DELETE /Groups/{id}` is `204`,
 /// then GET is `404` and the row and its memberships are gone, the member users unharmed.
 async fn group_rename_and_delete(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let uid = create(&s, &minimal_user("member@contoso.com", "member")).await;
     let r = s
         .client

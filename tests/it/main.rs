@@ -3,6 +3,7 @@
 //! a fresh SQLite database (see `tests/support`).
 
 #[path = "../support/mod.rs"]
+#[macro_use]
 mod support;
 
 mod admin;

@@ -9,41 +9,16 @@ use bytes::Bytes;
 use http::Method;
 use serde_json::{Value, json};
 
+use crate::support::Sidecar;
 use crate::support::client::{Resp, patch_body};
-use crate::support::{Sidecar, Store};
+use crate::support::idp::{Target, group_name, members, strings};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
-/// Which example app a test runs against.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Target {
-    /// `examples/quickstart` on SQLite: `accounts`, `roles`, `account_roles`.
-    Quickstart,
-    /// `examples/postgres` on PostgreSQL: `principals`, `user_emails`, `group_members`.
-    Helpdesk,
-}
-
-/// One test per app: `both!(name)` runs `async fn name(target)` as `name::sqlite` (the
-/// quickstart) and `name::postgres` (the helpdesk, skipped when PostgreSQL is not installed).
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(super::Target::Quickstart).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(super::Target::Helpdesk).await
-            }
-        }
-    )*};
-}
-
-both!(
+per_target!(
     test_credentials_probe,
     exists_then_create,
     user_name_lookup_ignores_case,
@@ -55,24 +30,6 @@ both!(
     group_push_with_patch,
     group_push_with_put,
 );
-
-/// The target's sidecar, or `None` (skip) when PostgreSQL is not installed.
-async fn start(target: Target) -> Option<Sidecar> {
-    match target {
-        Target::Quickstart => Some(Sidecar::quickstart().await),
-        Target::Helpdesk => Sidecar::example("postgres", Store::Postgres, None).await,
-    }
-}
-
-/// Unwraps the sidecar or returns from the test (PostgreSQL not installed: skipped).
-macro_rules! start {
-    ($target:expr) => {
-        match start($target).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 /// Sends a request as Okta does, with its User-Agent and the Spec Test's headers (§2.1,
 /// lines 303–305).
@@ -157,34 +114,6 @@ async fn user_row(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
     s.rows(&q).await.into_iter().next().unwrap_or_default()
 }
 
-/// A group's name in the app, or `None` when the row is gone.
-async fn group_name(s: &Sidecar, t: Target, id: &str) -> Option<String> {
-    let q = match t {
-        Target::Quickstart => format!("SELECT name FROM roles WHERE id = {id}"),
-        Target::Helpdesk => {
-            format!("SELECT display_name FROM principals WHERE id = {id} AND kind = 'G'")
-        }
-    };
-    s.rows(&q).await.into_iter().next().map(|mut r| r.remove(0))
-}
-
-/// A group's member ids in the app's join table, in id order.
-async fn members(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
-    let q = match t {
-        Target::Quickstart => {
-            format!("SELECT account_id FROM account_roles WHERE role_id = {id} ORDER BY 1")
-        }
-        Target::Helpdesk => {
-            format!("SELECT member_id FROM group_members WHERE group_id = {id} ORDER BY 1")
-        }
-    };
-    s.rows(&q)
-        .await
-        .into_iter()
-        .map(|mut r| r.remove(0))
-        .collect()
-}
-
 /// The member ids a group resource lists, in id order.
 fn listed(group: &Value) -> Vec<String> {
     let mut v: Vec<String> = group["members"]
@@ -197,10 +126,6 @@ fn listed(group: &Value) -> Vec<String> {
         .unwrap_or_default();
     v.sort_by_key(|v| v.parse::<u64>().unwrap_or(u64::MAX));
     v
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
 }
 
 /// `200` with the resource, or `204` (§2.3, lines 339 and 345–347). The body, if any.
@@ -220,7 +145,7 @@ fn ok(r: Resp) -> Option<Value> {
 /// created carries `id`, `name.familyName`, `name.givenName`, `userName`, `active` and
 /// `emails[0].value`.
 async fn test_credentials_probe(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let created = create(&s, &okta_user("test.user@okta.local", "Test", "User")).await;
     let id = created["id"].as_str().expect("id").to_owned();
     for count in [2, 1] {
@@ -254,7 +179,7 @@ async fn test_credentials_probe(t: Target) {
 /// (`active` true, `id`, the name, the core schema, `userName`; never the password); the
 /// query then finds it; the same POST again is `409` with an Error body.
 async fn exists_then_create(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let j = find(&s, "test.user@okta.local").await;
     assert_eq!(j["totalResults"], 0, "{j}");
     assert_eq!(j["Resources"], json!([]), "{j}");
@@ -302,7 +227,7 @@ async fn exists_then_create(t: Target) {
 /// Username case sensitivity check (idp-behaviour.md §2.3, line 335): `userName` is
 /// `caseExact: false`, so the upper-cased name finds the user (`200`, `totalResults` 1).
 async fn user_name_lookup_ignores_case(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let u = create(&s, &okta_user("Case.Check@okta.local", "Case", "Check")).await;
     for name in [
         "Case.Check@okta.local",
@@ -322,7 +247,7 @@ async fn user_name_lookup_ignores_case(t: Target) {
 /// Get by id (idp-behaviour.md §2.3, line 336): `200` with the user as created; an unknown
 /// id is `404` with the Error schema and a non-empty `detail`.
 async fn get_by_id_and_missing(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let u = create(&s, &okta_user("get@okta.local", "Get", "Me")).await;
     let id = u["id"].as_str().expect("id");
     assert_eq!(get(&s, &format!("/scim/v2/Users/{id}")).await, u);
@@ -338,7 +263,7 @@ async fn get_by_id_and_missing(t: Target) {
 /// `startIndex+count`…, and the same for `/Groups`, page through every resource exactly once
 /// with integer paging fields, in a stable order whatever the page size.
 async fn import_pages_are_stable(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     for i in 0..5 {
         create(
             &s,
@@ -395,7 +320,7 @@ async fn import_pages_are_stable(t: Target) {
 /// — with the changes; `200` with the updated user, which reads back and lands in the app's
 /// row exactly as sent.
 async fn profile_update_by_put(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let u = create(&s, &okta_user("put@okta.local", "Put", "Before")).await;
     let id = u["id"].as_str().expect("id").to_owned();
     let mut body = get(&s, &format!("/scim/v2/Users/{id}")).await;
@@ -446,7 +371,7 @@ async fn profile_update_by_put(t: Target) {
 /// answers `200` with the user (or `204`); the user is still found by GET and by the userName
 /// query; `{"active": true}` reactivates; a path-less password replace is accepted.
 async fn deactivate_by_patch(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let u = create(&s, &okta_user("oin@okta.local", "Oin", "User")).await;
     let id = u["id"].as_str().expect("id").to_owned();
     let path = format!("/scim/v2/Users/{id}");
@@ -484,7 +409,7 @@ async fn deactivate_by_patch(t: Target) {
 /// with the whole user and `"active": false` is `200`; everything else stays as it was; a PUT
 /// with `"active": true` reactivates.
 async fn deactivate_by_put(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let u = create(&s, &okta_user("aiw@okta.local", "Aiw", "User")).await;
     let id = u["id"].as_str().expect("id").to_owned();
     let path = format!("/scim/v2/Users/{id}");
@@ -524,7 +449,7 @@ async fn deactivate_by_put(t: Target) {
 /// (line 346); the full push replaces all members (line 347); each is `200` or `204` and the
 /// join table follows; `DELETE /Groups/{id}` is `204`, then GET is `404`.
 async fn group_push_with_patch(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let mut uids = Vec::new();
     for i in 0..4 {
         let u = create(
@@ -610,7 +535,7 @@ async fn group_push_with_patch(t: Target) {
 /// group, replaces the member list entirely, and the app's rows follow; DELETE is `204`
 /// (line 349).
 async fn group_push_with_put(t: Target) {
-    let s = start!(t);
+    let s = start_target!(t);
     let mut uids = Vec::new();
     for i in 0..3 {
         let u = create(

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod client;
+#[macro_use]
+pub mod idp;
 pub mod jwks;
 pub mod postgres;
 pub mod upstream;

@@ -962,7 +962,8 @@ impl Model {
             return None;
         }
         let mut sql = Sql::default();
-        sql.push("UPDATE ").push(&self.table).push(" SET ");
+        // Aliased `t`, so PostgreSQL can append `RETURNING` + [`Model::column_list`].
+        sql.push("UPDATE ").push(&self.table).push(" AS t SET ");
         for (i, (c, v)) in cols.into_iter().enumerate() {
             if i > 0 {
                 sql.push(", ");

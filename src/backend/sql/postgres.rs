@@ -334,13 +334,7 @@ impl Backend for PgBackend {
     }
 
     fn kept_table(&self) -> KeptTable {
-        KeptTable {
-            table: KEPT_TABLE.into(),
-            link: "resource_id".into(),
-            value: "value".into(),
-            resource_type: "resource_type".into(),
-            name: "name".into(),
-        }
+        KeptTable::named(KEPT_TABLE)
     }
 
     async fn migrate(&self) -> Result<Vec<String>, BackendError> {
@@ -1015,11 +1009,6 @@ impl Table for PgTable {
             // of the table (otherwise the row is read again after the child writes).
             Some(mut upd) => match m.column_list("t") {
                 Some(list) if !children => {
-                    upd.text = upd.text.replacen(
-                        &format!("UPDATE {} SET", m.table),
-                        &format!("UPDATE {} AS t SET", m.table),
-                        1,
-                    );
                     upd.push(" RETURNING ").push(&list);
                     run.rows(&upd).await?.into_iter().next()
                 }

@@ -355,13 +355,7 @@ impl Backend for SqliteBackend {
     }
 
     fn kept_table(&self) -> KeptTable {
-        KeptTable {
-            table: KEPT_TABLE.into(),
-            link: "resource_id".into(),
-            value: "value".into(),
-            resource_type: "resource_type".into(),
-            name: "name".into(),
-        }
+        KeptTable::named(KEPT_TABLE)
     }
 
     async fn migrate(&self) -> Result<Vec<String>, BackendError> {
