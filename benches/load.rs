@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --bench load                 # 1 s warm-up + 5 s measured per phase
 //! BENCH_SECS=10 cargo bench --bench load   # a longer measured window
+//! BENCH_BINARY=/tmp/old/scim-sidecar cargo bench --bench load   # measure another build
 //! ```
 //!
 //! It starts the real `scim-sidecar` binary (`run --config examples/quickstart/scim-sidecar.toml`)

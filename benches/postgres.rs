@@ -300,7 +300,7 @@ fn example(name: &str) -> PathBuf {
 
 /// `scim-sidecar migrate`: the sidecar's own table (where it keeps `externalId`).
 fn migrate(env: &[(&str, String)]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_scim-sidecar"))
+    let out = Command::new(support::binary())
         .arg("migrate")
         .arg("--config")
         .arg(example("scim-sidecar.toml"))

@@ -48,10 +48,18 @@ pub const MAX_ERROR_RATE: f64 = 0.01;
 /// Concurrency levels of every phase.
 pub const CONNS: [usize; 2] = [1, 32];
 
+/// The binary under test: `BENCH_BINARY` when set (to measure an older build with this same
+/// bench, back to back on the same machine), else the release binary cargo built.
+pub fn binary() -> PathBuf {
+    std::env::var_os("BENCH_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_scim-sidecar")))
+}
+
 /// Prints the bench's title, the binary under test and its config file.
 pub fn print_intro(title: &str, config: &Path) {
     println!("{title}");
-    println!("  binary:  {}", env!("CARGO_BIN_EXE_scim-sidecar"));
+    println!("  binary:  {}", binary().display());
     println!("  config:  {}", config.display());
 }
 
@@ -160,7 +168,7 @@ impl Sidecar {
         let addr = free_port();
         let admin = free_port();
         let t0 = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_scim-sidecar"))
+        let child = Command::new(binary())
             .arg("run")
             .arg("--config")
             .arg(config)
