@@ -2,8 +2,10 @@
 //! scrapes never share a listener (or auth) with SCIM and the app.
 //!
 //! - `/healthz`: 200 while the process serves requests (liveness).
-//! - `/readyz`: 200 when every store answers within 2 s, 503 otherwise or while shutting down
-//!   (readiness: Kubernetes stops routing to a draining pod).
+//! - `/readyz`: 200 when every store answers, 503 otherwise or while shutting down
+//!   (readiness: Kubernetes stops routing to a draining pod). The stores are pinged at once,
+//!   under one deadline of [`READY_DEADLINE`]: below the 1 s a probe's `timeoutSeconds` allows
+//!   at least, so a slow store is a 503 naming it, never a probe timeout.
 //! - `/metrics`: Prometheus/OpenMetrics text.
 
 use std::convert::Infallible;
@@ -19,11 +21,19 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::app::{Current, Process};
 use crate::proxy::{Body, full};
-use crate::server::App;
+
+/// How long `/readyz` waits for the stores, all of them at once.
+pub const READY_DEADLINE: Duration = Duration::from_millis(800);
 
 /// Serves the admin listener until `stop` changes.
-pub async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    current: Arc<Current>,
+    process: Arc<Process>,
+    mut stop: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -40,8 +50,9 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiv
             },
             _ = stop.changed() => break,
         };
-        let app = app.clone();
-        let svc = hyper::service::service_fn(move |req| handle(app.clone(), req));
+        let (current, process) = (current.clone(), process.clone());
+        let svc =
+            hyper::service::service_fn(move |req| handle(current.clone(), process.clone(), req));
         let conn = builder.serve_connection(TokioIo::new(tcp), svc);
         let fut = graceful.watch(conn);
         tokio::spawn(async move {
@@ -52,7 +63,11 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiv
     let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
 }
 
-async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    current: Arc<Current>,
+    process: Arc<Process>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
         r.headers_mut()
@@ -61,9 +76,9 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
     }
     Ok(match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => ready(&app).await,
+        "/readyz" => ready(&current, &process).await,
         "/metrics" => {
-            let mut r = Response::new(full(app.metrics.render()));
+            let mut r = Response::new(full(process.metrics.render()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(
@@ -80,25 +95,16 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>,
 }
 
 /// Every store answers, and the server is not shutting down.
-async fn ready(app: &App) -> Response<Body> {
-    if app.draining.load(Ordering::SeqCst) {
+async fn ready(current: &Current, process: &Process) -> Response<Body> {
+    if process.draining.load(Ordering::SeqCst) {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
-    let mut failures = Vec::new();
-    for b in &app.backends {
-        match tokio::time::timeout(Duration::from_secs(2), b.ping()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failures.push(format!("backend {}: {e}", b.name())),
-            Err(_) => failures.push(format!("backend {}: no answer within 2 s", b.name())),
-        }
-    }
-    if failures.is_empty() {
-        text(StatusCode::OK, "ready\n")
-    } else {
-        text(
+    match crate::app::ping_all(&current.load().backends, READY_DEADLINE).await {
+        Ok(()) => text(StatusCode::OK, "ready\n"),
+        Err(failures) => text(
             StatusCode::SERVICE_UNAVAILABLE,
             &(failures.join("\n") + "\n"),
-        )
+        ),
     }
 }
 

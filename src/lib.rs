@@ -15,13 +15,15 @@
 //!         mapping (TOML mapping: attribute ⇄ field, value maps, filter → predicate)
 //!            │ Table trait
 //!            ▼
-//!         backend (sql: SQLite now, PostgreSQL as a dialect) ──► the app's own tables
+//!         backend (sql: SQLite and PostgreSQL, one shared flow) ──► the app's own tables
 //! ```
 //!
 //! - [`server::router`] reads as the request flow; [`server`] owns listeners and shutdown.
 //! - [`scim`] is usable as a library with any store; [`backend`] is testable without HTTP.
+//!   Each kind of store parses and checks its own part of the config ([`backend::kind`]).
 //! - [`config`] turns the TOML file into a validated [`config::Config`] (every problem at
-//!   once, with file and line); [`server::build`] checks it against the live stores.
+//!   once, with file and line); [`app::build`], the composition root, opens the stores,
+//!   checks the mappings against them and builds the swappable [`app::App`].
 //! - [`admin`] serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]) on its own port.
 #![warn(missing_docs)]
 #![cfg_attr(
@@ -30,6 +32,7 @@
 )]
 
 pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod backend;
 pub mod config;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use scim_sidecar::config::{self, Config, LogFormat, ProcessEnv};
-use scim_sidecar::server;
+use scim_sidecar::{app, server};
 
 /// A reverse-proxy sidecar that adds SCIM 2.0 provisioning to applications that have none.
 #[derive(Parser)]
@@ -39,8 +39,8 @@ enum Command {
         config: PathBuf,
     },
     /// Create the sidecar's own table for attributes the app has no column for (those mapped
-    /// with `kept = true`), in the stores that need it. Safe to run again; never run
-    /// implicitly.
+    /// with `kept = true`), in the store that keeps them (each resource's own, or
+    /// `[state] backend`). Safe to run again; never run implicitly.
     Migrate {
         /// The config file.
         #[arg(short, long, env = "SCIM_SIDECAR_CONFIG")]
@@ -58,10 +58,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // One TLS crypto provider for the whole process (ring); see reference/crates-and-test-servers.md.
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Run {
+        workers: Some(n), ..
+    } = &cli.command
     {
+        if *n == 0 {
+            eprintln!("--workers (SCIM_SIDECAR_WORKERS) must be at least 1");
+            return ExitCode::FAILURE;
+        }
+        builder.worker_threads(*n);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -96,8 +104,9 @@ async fn check(path: PathBuf) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let metrics = std::sync::Arc::new(scim_sidecar::metrics::Metrics::new());
-    match server::build(&config, metrics).await {
-        Ok((app, warnings)) => {
+    match app::build(&config, metrics).await {
+        Ok((app, mut warnings)) => {
+            warnings.extend(replica_warnings(&config));
             eprint!("{}", config::report(&warnings));
             let served: Vec<String> = app
                 .scim
@@ -133,12 +142,8 @@ async fn migrate(path: PathBuf) -> ExitCode {
     let needed: Vec<&str> = config
         .resources
         .iter()
-        .filter(|r| {
-            r.attrs
-                .iter()
-                .any(|a| a.source == scim_sidecar::mapping::AttrSource::Kept)
-        })
-        .map(|r| r.backend.as_str())
+        .filter(|r| r.attrs.iter().any(|a| a.source.is_kept()))
+        .map(|r| config.state_backend(&r.backend))
         .collect();
     if needed.is_empty() {
         println!(
@@ -147,7 +152,7 @@ async fn migrate(path: PathBuf) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let backends = match server::open_backends(&config).await {
+    let backends = match app::open_backends(&config).await {
         Ok(b) => b,
         Err(problems) => {
             eprint!("{}", config::report(&problems));
@@ -169,6 +174,39 @@ async fn migrate(path: PathBuf) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Where the config cannot be shared by several sidecar replicas: state the sidecar keeps in
+/// a store local to one machine would differ from replica to replica.
+fn replica_warnings(config: &Config) -> Vec<scim_sidecar::mapping::Problem> {
+    let mut out = Vec::new();
+    for r in &config.resources {
+        if !r.attrs.iter().any(|a| a.source.is_kept()) {
+            continue;
+        }
+        let holder = config.state_backend(&r.backend);
+        let Some(b) = config.backends.iter().find(|b| b.name == holder) else {
+            continue;
+        };
+        if let Err(why) = b.store.shared() {
+            let mut p = scim_sidecar::mapping::Problem::error(
+                &b.origin,
+                format!(
+                    "[resource.{}] keeps attributes in [backend.{holder}]: {why}, so several sidecar replicas would each keep their own (run one replica, or keep them in PostgreSQL)",
+                    r.name
+                ),
+                Some("add [state] with backend = \"<a PostgreSQL backend>\" before running more than one replica".into()),
+            );
+            p.warning = true;
+            if !out
+                .iter()
+                .any(|x: &scim_sidecar::mapping::Problem| x.message == p.message)
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 async fn run(path: PathBuf, format: Option<Format>) -> ExitCode {

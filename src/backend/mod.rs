@@ -1,16 +1,32 @@
-//! Stores: the application's own SQL tables (and, later, LDAP directories and REST APIs).
+//! Stores: the application's own SQL tables (and, next, LDAP directories and REST APIs).
 //!
-//! A backend knows its store and nothing of SCIM. The mapping layer describes each mapped
-//! resource as a [`TableSpec`] (table, key, the fields it reads and writes, membership); the
-//! backend validates it against the live store and returns a [`Table`] handle that speaks in
-//! [`Row`]s (one typed [`Value`] per field) and [`Predicate`]s (a filter over fields). Every
-//! `Table` method is one store transaction: it fully happens or fails with nothing changed.
+//! A backend knows its store and nothing of SCIM. It has two faces:
+//!
+//! - **Configuration** ([`kind`]): each kind of store ([`StoreKind`], registered in
+//!   [`kind::KINDS`]) parses its own `[backend.NAME]` table and, through the [`StoreConfig`] it
+//!   returns, its own part of every `[resource.X]` that uses it: where the resource, each
+//!   mapped value and the membership live (tables and columns; DNs; URL templates). The layers
+//!   above hold those as opaque [`Loc`]s: a location is something the store handed back, not a
+//!   column name.
+//! - **Requests**: an opened [`Backend`] turns a [`TableSpec`] (the locations of one resource
+//!   type's fields) into a [`Table`] handle that speaks in [`Row`]s (one typed [`Value`] per
+//!   field) and [`Predicate`]s (a filter over fields). Every `Table` method is one store
+//!   transaction: it fully happens or fails with nothing changed.
+//!
+//! Attributes the app has no place for are kept in the sidecar's own [`state`] store, which
+//! an SQL store can hold (in the same transaction as the app's rows) for any kind of store.
 
+pub mod kind;
 pub mod sql;
+pub mod state;
 
+use std::any::Any;
+use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+
+pub use kind::{StoreConfig, StoreKind};
 
 /// A typed value of one field.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,12 +41,29 @@ pub enum Value {
     Real(f64),
     /// Text.
     Text(String),
+    /// Bytes (a binary LDAP attribute such as `objectGUID`, an SQL `BLOB`/`bytea`).
+    Bytes(Vec<u8>),
+    /// Several values of one field (a multi-valued LDAP attribute such as `mail`), in the
+    /// store's order. Never nested, never holding `Null`.
+    List(Vec<Value>),
 }
 
 impl Value {
-    /// Whether this is [`Value::Null`].
+    /// Whether this is [`Value::Null`] (or an empty list: a field with no values).
     pub fn is_null(&self) -> bool {
-        matches!(self, Value::Null)
+        match self {
+            Value::Null => true,
+            Value::List(l) => l.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// The single value a single-valued reader sees: the first of a list, or the value itself.
+    pub fn first(&self) -> &Value {
+        match self {
+            Value::List(l) => l.first().unwrap_or(&Value::Null),
+            v => v,
+        }
     }
 }
 
@@ -52,6 +85,8 @@ pub enum FieldType {
     Timestamp,
     /// A PostgreSQL enum: text restricted to these labels.
     Enum(Vec<String>),
+    /// Bytes.
+    Binary,
 }
 
 impl FieldType {
@@ -70,6 +105,7 @@ impl FieldType {
             FieldType::Boolean => "boolean".into(),
             FieldType::Timestamp => "timestamp".into(),
             FieldType::Enum(labels) => format!("enum ({})", labels.join(", ")),
+            FieldType::Binary => "binary".into(),
         }
     }
 }
@@ -85,6 +121,8 @@ pub struct FieldInfo {
     pub has_default: bool,
     /// Whether a unique constraint covers it alone.
     pub unique: bool,
+    /// Whether it holds several values (a multi-valued directory attribute).
+    pub multi_valued: bool,
 }
 
 /// A comparison operator of a [`Predicate`].
@@ -139,6 +177,9 @@ pub enum Predicate {
     Present(usize),
     /// The row's key equals this SCIM id.
     KeyEq(String),
+    /// The row's key is one of these SCIM ids (resolved elsewhere, e.g. from values the
+    /// sidecar keeps in its own state store).
+    KeyIn(Vec<String>),
     /// The row (a group) has this member id, or any member when `None`.
     HasMember(Option<String>),
 }
@@ -154,6 +195,49 @@ pub struct Sort {
     pub descending: bool,
 }
 
+/// How a store pages through search results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Paging {
+    /// By position: any page can be asked for directly (SQL `OFFSET`).
+    Offset,
+    /// By an opaque cursor the store returned with the previous page (LDAP paged results,
+    /// REST APIs with a `next` link): pages are read in order from the first.
+    Cursor,
+}
+
+/// Which page of a search to return.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PageRequest {
+    /// `limit` rows after skipping `offset` (0-based); `limit` 0 asks only for the total.
+    Offset {
+        /// Rows to skip.
+        offset: u64,
+        /// Rows to return.
+        limit: u64,
+    },
+    /// `limit` rows following the page that returned `after` (the first page when `None`).
+    Cursor {
+        /// The cursor the previous page returned.
+        after: Option<String>,
+        /// Rows to return.
+        limit: u64,
+    },
+}
+
+impl PageRequest {
+    /// The page as an offset and a limit, for stores that page by position. A cursor of such
+    /// a store is the decimal offset it handed out.
+    pub fn offset_limit(&self) -> (u64, u64) {
+        match self {
+            PageRequest::Offset { offset, limit } => (*offset, *limit),
+            PageRequest::Cursor { after, limit } => (
+                after.as_deref().and_then(|a| a.parse().ok()).unwrap_or(0),
+                *limit,
+            ),
+        }
+    }
+}
+
 /// A search: condition, order and page.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Search {
@@ -161,10 +245,8 @@ pub struct Search {
     pub predicate: Predicate,
     /// Their order (ties and the default order are by key, so pages are stable).
     pub sort: Sort,
-    /// Rows to skip.
-    pub offset: u64,
-    /// Rows to return (0: only count).
-    pub limit: u64,
+    /// Which page.
+    pub page: PageRequest,
     /// Load each row's members.
     pub members: bool,
 }
@@ -183,10 +265,14 @@ pub struct Row {
 /// The result of a search.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Found {
-    /// Rows matching the predicate, in total.
-    pub total: u64,
+    /// Rows matching the predicate, in total, when the store knows it without reading them
+    /// all (`None`: it does not; the mapping layer then answers `totalResults` as documented
+    /// in [`crate::mapping`]).
+    pub total: Option<u64>,
     /// The page.
     pub rows: Vec<Row>,
+    /// The cursor of the next page, for a [`PageRequest::Cursor`] search with more rows.
+    pub next: Option<String>,
 }
 
 /// A change to a group's membership; ids are the members' SCIM ids.
@@ -251,6 +337,16 @@ pub enum BackendError {
         /// Why.
         detail: String,
     },
+    /// The store cannot evaluate this part of a search (a filter operator or a sort on a field
+    /// it cannot compare): the request is refused, never answered by scanning. `detail` says
+    /// what, in the store's terms and without values.
+    #[error("unsupported: {detail}")]
+    Unsupported {
+        /// The field at fault, if known.
+        field: Option<usize>,
+        /// What the store cannot do.
+        detail: String,
+    },
     /// The caller's edit or check function failed; its error is passed back unchanged.
     #[error("aborted: {0}")]
     Aborted(Box<dyn std::error::Error + Send + Sync>),
@@ -285,60 +381,58 @@ pub trait Table: Send + Sync {
     /// Locks the row, calls `check`, and deletes it as `mode` says.
     async fn delete(&self, key: &str, mode: DeleteMode, check: CheckFn)
     -> Result<(), BackendError>;
+    /// How this table pages; [`Search::page`] must be of that kind.
+    fn paging(&self) -> Paging {
+        Paging::Offset
+    }
 }
+
+/// Where something lives in a store, as that store's kind parsed it from the mapping file: a
+/// resource's table (or base DN, or URL), a mapped value's column (or attribute, or JSON
+/// field), a membership. Created by the store's [`StoreConfig`], read back only by the same
+/// kind of store (by downcasting [`Location::as_any`]); every layer above passes it along
+/// unread.
+pub trait Location: Any + fmt::Debug + Send + Sync {
+    /// How to name it in messages (`column 'login'`).
+    fn describe(&self) -> String;
+    /// For the store's own downcast.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A shared [`Location`].
+pub type Loc = Arc<dyn Location>;
 
 /// Where a field's value is kept.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Source {
-    /// A column of the resource's own table.
-    Column(String),
-    /// A column of a row in another table that points at the resource: a child table
-    /// (`user_emails(user_id, address, is_primary)`), an entity–attribute–value table
-    /// (`wp_usermeta(user_id, meta_key, meta_value)`), or the sidecar's own attribute table.
-    /// There is at most one such row per resource and `select`.
-    Child(ChildSpec),
-}
-
-/// A value kept in another table; see [`Source::Child`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChildSpec {
-    /// The other table.
-    pub table: String,
-    /// Its column holding the resource's key.
-    pub link: String,
-    /// Its column holding the value.
-    pub column: String,
-    /// Fixed column values that pick the row (`meta_key = 'first_name'`, `is_primary = true`);
-    /// written when the row is created.
-    pub select: Vec<(String, Value)>,
+#[derive(Clone, Debug)]
+pub enum FieldSource {
+    /// Where the store's kind said (a column, a child table row, …).
+    Store(Loc),
+    /// In the sidecar's own state, held by this store (see [`Backend::holds_state`]) in the
+    /// same transactions as the resource's own rows.
+    Kept {
+        /// The resource type.
+        resource_type: String,
+        /// The attribute's canonical path (`externalId`).
+        name: String,
+    },
 }
 
 /// A field the mapping reads and writes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct FieldSpec {
     /// Where the value is kept.
-    pub source: Source,
-    /// Whether values must be unique in the table (SCIM `uniqueness: server`).
+    pub source: FieldSource,
+    /// Whether values must be unique among the resource's rows (SCIM `uniqueness: server`).
     pub unique: bool,
     /// Whether comparisons (and uniqueness) ignore case.
     pub fold_case: bool,
 }
 
-impl FieldSpec {
-    /// The column a field is kept in (in its own table), for messages.
-    pub fn column(&self) -> &str {
-        match &self.source {
-            Source::Column(c) => c,
-            Source::Child(c) => &c.column,
-        }
-    }
-}
-
-/// A column the sidecar writes on its own: a constant the app needs, or a timestamp.
-#[derive(Clone, Debug, PartialEq)]
+/// A value the store writes on its own: a constant the app needs, or a timestamp.
+#[derive(Clone, Debug)]
 pub struct ConstSpec {
-    /// The column.
-    pub column: String,
+    /// Where (a `[resource.X.set]` key, as the store parsed it).
+    pub target: Loc,
     /// What is written.
     pub value: ConstValue,
     /// When.
@@ -350,7 +444,7 @@ pub struct ConstSpec {
 pub enum ConstValue {
     /// This value.
     Value(Value),
-    /// The current time, in the column's type.
+    /// The current time, in the field's type.
     Now,
 }
 
@@ -364,63 +458,38 @@ pub enum When {
 }
 
 /// How a group-like resource's members are kept.
-#[derive(Clone, Debug, PartialEq)]
-pub enum MembersSpec {
-    /// One row per membership in a join table.
-    Join {
-        /// The join table.
-        table: String,
-        /// Its column holding the group's key.
-        group_column: String,
-        /// Its column holding the member's key.
-        member_column: String,
-        /// The table members live in.
-        member_table: String,
-        /// That table's key column.
-        member_key: String,
-        /// The member resource type's discriminator, if its table holds other rows too.
-        member_filter: Vec<(String, Value)>,
-    },
-    /// A column on the member's row holding the key of its one group (`users.role_id`).
-    Column {
-        /// The table members live in.
-        member_table: String,
-        /// That table's key column.
-        member_key: String,
-        /// The member table's column holding the group's key.
-        column: String,
-        /// The member resource type's discriminator.
-        member_filter: Vec<(String, Value)>,
-    },
+#[derive(Clone, Debug)]
+pub struct MembersSpec {
+    /// The membership, as the store parsed `members = { … }`.
+    pub loc: Loc,
+    /// Where the member resource type lives (its own resource location, in the same store).
+    pub member: Loc,
 }
 
-/// A join table that references rows of this table as members: rows there are deleted with a
-/// hard-deleted row, so a deleted user leaves no membership behind.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Another resource type whose membership lists rows of this one: the store removes those
+/// memberships with a hard-deleted row, so a deleted user leaves none behind.
+#[derive(Clone, Debug)]
 pub struct MemberOf {
-    /// The join table.
-    pub table: String,
-    /// Its column holding this table's key.
-    pub column: String,
+    /// That type's membership.
+    pub loc: Loc,
+    /// That type's resource location.
+    pub group: Loc,
 }
 
-/// What the mapping needs from a table.
-#[derive(Clone, Debug, PartialEq)]
+/// What the mapping needs from one resource type's store.
+#[derive(Clone, Debug)]
 pub struct TableSpec {
-    /// Table name (optionally `schema.table`).
-    pub table: String,
-    /// Key column: the SCIM `id`.
-    pub key: String,
-    /// Discriminator: column values that select this resource type's rows in a table shared
-    /// with others (users and groups in one table). Written on insert, added to every query.
-    pub filter: Vec<(String, Value)>,
+    /// The resource type's name, for the store's messages and its kept rows.
+    pub resource_type: String,
+    /// Where the resource lives (its `[resource.X]` keys, as the store parsed them).
+    pub resource: Loc,
     /// Fields read and written, by index.
     pub fields: Vec<FieldSpec>,
-    /// Columns the sidecar writes by itself.
+    /// Values the store writes by itself.
     pub constants: Vec<ConstSpec>,
     /// Membership, for group-like resources.
     pub members: Option<MembersSpec>,
-    /// Join tables listing rows of this table as members.
+    /// Memberships listing rows of this resource type.
     pub member_of: Vec<MemberOf>,
 }
 
@@ -433,8 +502,10 @@ pub enum SpecPart {
     Field(usize),
     /// The membership description.
     Members,
-    /// The discriminator or a constant column.
+    /// The discriminator (or another part of the resource's own location).
     Filter,
+    /// Value `i` the store writes by itself ([`TableSpec::constants`]).
+    Constant(usize),
 }
 
 /// A problem found while checking a [`TableSpec`] against the live store.
@@ -450,49 +521,26 @@ pub struct SpecProblem {
     pub warning: bool,
 }
 
-/// A store the sidecar writes to.
+/// A store the sidecar writes to, opened.
 #[async_trait]
 pub trait Backend: Send + Sync {
     /// The backend's name in the config (`[backend.NAME]`).
     fn name(&self) -> &str;
-    /// Whether the store answers (for `/readyz`).
+    /// Whether the store answers (for `/readyz`). The caller bounds the wait.
     async fn ping(&self) -> Result<(), BackendError>;
-    /// Validates a table description against the live store and opens it. On success, also
-    /// returns what the store says of each field, and any warnings.
+    /// Validates a resource type's locations against the live store and opens it. On
+    /// success, also returns what the store says of each field, and any warnings.
     async fn open_table(&self, spec: TableSpec) -> Result<Opened, Refused>;
-    /// The sidecar's own attribute table (for attributes the app has no column for), as a
-    /// child table: `(table, link column, value column, type column, name column)`.
-    fn kept_table(&self) -> KeptTable;
+    /// The sidecar's own state (attributes the app has no place for), when this store can
+    /// hold it: resource types of this store keep theirs in the same transactions as their
+    /// rows ([`FieldSource::Kept`]); other stores use it through [`state::Overlay`].
+    fn state(&self) -> Option<Arc<dyn state::StateStore>> {
+        None
+    }
     /// Creates the sidecar's own schema objects when missing; returns what it did. Run only by
     /// `scim-sidecar migrate`, never implicitly.
-    async fn migrate(&self) -> Result<Vec<String>, BackendError>;
-}
-
-/// Where the sidecar keeps attributes the app has no column for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeptTable {
-    /// The table (`scim_sidecar.attributes`).
-    pub table: String,
-    /// Column with the resource's id, as text.
-    pub link: String,
-    /// Column with the value, as text.
-    pub value: String,
-    /// Column with the resource type name.
-    pub resource_type: String,
-    /// Column with the attribute path.
-    pub name: String,
-}
-
-impl KeptTable {
-    /// The sidecar's table `table` with the column names `scim-sidecar migrate` creates.
-    pub fn named(table: &str) -> Self {
-        KeptTable {
-            table: table.into(),
-            link: "resource_id".into(),
-            value: "value".into(),
-            resource_type: "resource_type".into(),
-            name: "name".into(),
-        }
+    async fn migrate(&self) -> Result<Vec<String>, BackendError> {
+        Ok(Vec::new())
     }
 }
 

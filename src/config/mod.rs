@@ -6,6 +6,7 @@
 //! [`load`]; the store-side checks (tables, columns) run later, when backends are opened.
 
 pub mod interpolate;
+pub mod mapping;
 pub mod raw;
 pub mod validate;
 
@@ -15,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use interpolate::{Env, ProcessEnv};
+pub use validate::Cx;
 
+use crate::backend::StoreConfig;
 use crate::mapping::{Origin, Problem, ResourceSpec};
 use crate::proxy::UpstreamConfig;
 use crate::scim::UnknownPolicy;
@@ -41,6 +44,8 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     /// `[resource.*]`
     pub resources: Vec<ResourceSpec>,
+    /// `[state]`: where kept attributes live, when not in each resource's own store.
+    pub state: Option<StateConfig>,
     /// Things worth fixing that do not stop start-up.
     pub warnings: Vec<Problem>,
 }
@@ -210,37 +215,25 @@ pub struct BackendConfig {
     pub name: String,
     /// Where it is configured.
     pub origin: Origin,
-    /// What it is.
-    pub kind: BackendKind,
+    /// The store, as its kind parsed it.
+    pub store: Arc<dyn StoreConfig>,
 }
 
-/// The kinds of stores.
+/// `[state]`: the backend holding the sidecar's own state for every resource type.
 #[derive(Clone, Debug)]
-pub enum BackendKind {
-    /// An SQLite database file.
-    Sqlite {
-        /// The file.
-        path: PathBuf,
-        /// Schema to create it from when it does not exist.
-        create_from: Option<PathBuf>,
-        /// Reader connections.
-        readers: usize,
-        /// How long a write waits for a lock held by another process before it fails (503).
-        busy_timeout: Duration,
-    },
-    /// A PostgreSQL database.
-    Postgres {
-        /// Connection URL (holds the password: never printed).
-        url: Secret,
-        /// Connections in the pool.
-        pool_size: usize,
-        /// Time to connect and to wait for a free connection.
-        connect_timeout: Duration,
-        /// `statement_timeout` of every session.
-        statement_timeout: Duration,
-        /// CA file for TLS (`verify-full`); `None` for plain TCP or a Unix socket.
-        ca_file: Option<PathBuf>,
-    },
+pub struct StateConfig {
+    /// The `[backend.NAME]`.
+    pub backend: String,
+    /// Where it is configured.
+    pub origin: Origin,
+}
+
+impl Config {
+    /// The backend that keeps the sidecar's state for resources of `backend`: `[state]`'s,
+    /// else the resource's own.
+    pub fn state_backend<'a>(&'a self, backend: &'a str) -> &'a str {
+        self.state.as_ref().map_or(backend, |s| s.backend.as_str())
+    }
 }
 
 /// Reads and validates a config file. `Err` holds every problem found (warnings included).

@@ -10,6 +10,10 @@ use toml::Spanned;
 /// A string with its position in the file.
 pub type S = Spanned<String>;
 
+/// A part of the file as parsed, every value with its position: what a kind of store gets to
+/// parse its own keys from ([`crate::backend::StoreKind`]).
+pub type RawValue<'a> = Spanned<toml::de::DeValue<'a>>;
+
 /// A number written as a number or as a string (so `"${POOL_SIZE:-4}"` works).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(untagged)]
@@ -46,12 +50,23 @@ pub struct RawConfig {
     pub admin: Option<Spanned<RawAdmin>>,
     /// `[log]`
     pub log: Option<Spanned<RawLog>>,
-    /// `[backend.NAME]`
+    /// `[backend.NAME]`: each parsed by its kind of store from the spanned document
+    /// ([`super::mapping`]), so only its presence is read here.
     #[serde(default)]
-    pub backend: IndexMap<String, Spanned<RawBackend>>,
-    /// `[resource.NAME]`
+    pub backend: IndexMap<String, serde::de::IgnoredAny>,
+    /// `[resource.NAME]`: parsed from the spanned document, like `backend`.
     #[serde(default)]
-    pub resource: IndexMap<String, Spanned<RawResource>>,
+    pub resource: IndexMap<String, serde::de::IgnoredAny>,
+    /// `[state]`
+    pub state: Option<Spanned<RawState>>,
+}
+
+/// `[state]`: where the sidecar keeps attributes the app has no place for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// An SQL `[backend.NAME]`.
+    pub backend: S,
 }
 
 /// `[listen]`
@@ -275,51 +290,12 @@ pub struct RawLog {
     pub level: Option<S>,
 }
 
-/// `[backend.NAME]`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawBackend {
-    /// `sqlite`
-    #[serde(rename = "type")]
-    pub kind: S,
-    /// SQLite: database file.
-    pub path: Option<S>,
-    /// SQLite: schema to create the database from when the file does not exist.
-    pub create_from: Option<S>,
-    /// SQLite: reader connections.
-    pub readers: Option<NumOrStr>,
-    /// SQLite: how long a write waits for a lock held by another process.
-    pub busy_timeout: Option<S>,
-    /// PostgreSQL: connection URL.
-    pub url: Option<S>,
-    /// PostgreSQL: connections in the pool.
-    pub pool_size: Option<NumOrStr>,
-    /// PostgreSQL: time to connect (and to wait for a free connection).
-    pub connect_timeout: Option<S>,
-    /// PostgreSQL: `statement_timeout` of every session.
-    pub statement_timeout: Option<S>,
-    /// PostgreSQL: `{ ca = "…" }` to connect with TLS, verifying the server against it.
-    pub tls: Option<Spanned<RawPgTls>>,
-}
-
-/// `tls = { ca = "…" }` of a PostgreSQL backend.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPgTls {
-    /// CA certificate (PEM) the server's certificate must chain to; its name is verified too.
-    pub ca: S,
-}
-
-/// `[resource.NAME]`
+/// The keys every `[resource.NAME]` has, whatever its store; the others are the store's.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawResource {
-    /// `[backend.NAME]` holding the table.
+    /// `[backend.NAME]` holding the resource.
     pub backend: S,
-    /// Table.
-    pub table: S,
-    /// Key column.
-    pub key: Option<S>,
     /// Core schema URN.
     pub schema: Option<S>,
     /// Endpoint path.
@@ -328,17 +304,6 @@ pub struct RawResource {
     pub description: Option<S>,
     /// `hard` or `soft`.
     pub on_delete: Option<S>,
-    /// Discriminator: `where = { kind = "U" }`.
-    #[serde(rename = "where")]
-    pub filter: Option<Spanned<IndexMap<String, toml::Value>>>,
-    /// Group membership.
-    pub members: Option<Spanned<RawMembers>>,
-    /// Attribute mappings.
-    #[serde(default)]
-    pub map: IndexMap<S, Spanned<RawAttr>>,
-    /// Columns the sidecar writes by itself.
-    #[serde(default)]
-    pub set: IndexMap<S, Spanned<RawSet>>,
 }
 
 /// One `[resource.X.set]` entry: a constant, or `{ value | now | template, on }`.
@@ -400,41 +365,21 @@ impl<'de> Deserialize<'de> for RawSet {
     }
 }
 
-/// `members = { table, group, member, type }` or `members = { column, type }`
-#[derive(Debug, Deserialize)]
+/// The key of `members = { … }` every store shares; the others are the store's.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMembers {
-    /// Join table.
-    pub table: Option<S>,
-    /// Column with the group's key.
-    pub group: Option<S>,
-    /// Column with the member's key.
-    pub member: Option<S>,
-    /// Or: the member table's column holding the group's key.
-    pub column: Option<S>,
+pub struct RawMembersCommon {
     /// Member resource type (default `User`).
     #[serde(rename = "type")]
     pub kind: Option<S>,
 }
 
-/// One map entry: `"column"` or `{ column = …, … }`.
-#[derive(Debug)]
-pub struct RawAttr(pub RawAttrTable);
-
-/// The table form of a map entry.
+/// The keys of a `[resource.X.map]` entry that describe the SCIM attribute; the others say
+/// where the store keeps it.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawAttrTable {
-    /// Column (of the resource's table, or of `table`).
-    pub column: Option<S>,
-    /// Another table holding the value (a child or entity–attribute–value table).
-    pub table: Option<S>,
-    /// That table's column holding the resource's key.
-    pub link: Option<S>,
-    /// Fixed column values that pick the row in `table`.
-    #[serde(rename = "where")]
-    pub filter: Option<IndexMap<String, toml::Value>>,
-    /// Kept in the sidecar's own table.
+pub struct RawAttrCommon {
+    /// Kept in the sidecar's own state.
     pub kept: Option<bool>,
     /// Case-sensitive comparison.
     pub case_exact: Option<bool>,
@@ -453,29 +398,4 @@ pub struct RawAttrTable {
     pub description: Option<S>,
     /// Value map: SCIM value → stored value.
     pub values: Option<IndexMap<String, toml::Value>>,
-}
-
-impl<'de> Deserialize<'de> for RawAttr {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = RawAttr;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(
-                    "a column name, or a table such as { column = \"login\", case_exact = false }",
-                )
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawAttr, E> {
-                Ok(RawAttr(RawAttrTable {
-                    column: Some(Spanned::new(0..0, v.to_owned())),
-                    ..Default::default()
-                }))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawAttr, A::Error> {
-                RawAttrTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(RawAttr)
-            }
-        }
-        d.deserialize_any(V)
-    }
 }

@@ -5,27 +5,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value as Json;
-
 use super::raw::{
-    BoolOrStr, NumOrStr, RawAttrTable, RawAuth, RawConfig, RawCredential, RawJwt, RawOAuth,
-    RawResource, RawSetTable, S, StrOrList,
+    BoolOrStr, NumOrStr, RawAuth, RawConfig, RawCredential, RawJwt, RawOAuth, S, StrOrList,
 };
 use super::{
-    Auth, BackendConfig, BackendKind, Config, Env, JwtIssuer, KeySource, Listen, Log, LogFormat,
-    OAuth, OAuthClient, Scim, Secret, StaticToken, Tls,
+    Auth, Config, Env, JwtIssuer, KeySource, Listen, Log, LogFormat, OAuth, OAuthClient, Scim,
+    Secret, StaticToken, Tls,
 };
 use crate::auth::jwt::Alg;
-use crate::backend::sql::valid_ident;
-use crate::backend::{Value, When};
-use crate::mapping::{
-    AttrSource, AttrSpec, MemberMap, MemberStore, OnDelete, Origin, Problem, ResourceSpec, SetSpec,
-    SetValue,
-};
+use crate::mapping::{Origin, Problem};
 use crate::proxy::UpstreamConfig;
 use crate::scim::UnknownPolicy;
-use crate::scim::filter::parse_patch_path;
-use crate::scim::schema::{self, AttrType, Mutability, Returned, Uniqueness};
 
 /// Validates a config file's text. `dir` is the directory relative paths are resolved from.
 pub fn from_str(
@@ -34,6 +24,19 @@ pub fn from_str(
     dir: &Path,
     env: &dyn Env,
 ) -> Result<Config, Vec<Problem>> {
+    // Twice: typed for the sections the sidecar itself reads, and as a spanned document for
+    // the parts each kind of store reads itself (`[backend.*]`, `[resource.*]`).
+    let doc = match toml::de::DeTable::parse(src) {
+        Ok(d) => d,
+        Err(e) => {
+            let line = e.span().map_or(0, |s| line_of(src, s.start));
+            return Err(vec![Problem::error(
+                &Origin { file, line },
+                e.message().to_owned(),
+                Some("see config/scim-sidecar.toml for every key and its meaning".into()),
+            )]);
+        }
+    };
     let raw: RawConfig = match toml::from_str(src) {
         Ok(r) => r,
         Err(e) => {
@@ -45,14 +48,14 @@ pub fn from_str(
             )]);
         }
     };
-    let mut v = V {
+    let mut v = Cx {
         file,
         src,
         dir,
         env,
         problems: Vec::new(),
     };
-    let config = v.config(raw);
+    let config = v.config(raw, doc.get_ref());
     if v.problems.iter().any(|p| !p.warning) {
         return Err(v.problems);
     }
@@ -71,28 +74,34 @@ fn line_of(src: &str, offset: usize) -> usize {
         + 1
 }
 
-struct V<'a> {
-    file: Arc<str>,
-    src: &'a str,
-    dir: &'a Path,
-    env: &'a dyn Env,
-    problems: Vec<Problem>,
+/// The config checker: expands variables, checks values, and collects every problem with
+/// its file and line. The config loader drives it; each kind of store uses it to parse its own
+/// part of the file ([`crate::backend::StoreKind`]).
+pub struct Cx<'a> {
+    pub(crate) file: Arc<str>,
+    pub(crate) src: &'a str,
+    pub(crate) dir: &'a Path,
+    pub(crate) env: &'a dyn Env,
+    pub(crate) problems: Vec<Problem>,
 }
 
-impl V<'_> {
-    fn origin(&self, span: std::ops::Range<usize>) -> Origin {
+impl Cx<'_> {
+    /// The file and line of a byte range of the file.
+    pub fn origin(&self, span: std::ops::Range<usize>) -> Origin {
         Origin {
             file: self.file.clone(),
             line: line_of(self.src, span.start),
         }
     }
 
-    fn error(&mut self, origin: &Origin, message: impl Into<String>, fix: Option<&str>) {
+    /// Reports an error at `origin`.
+    pub fn error(&mut self, origin: &Origin, message: impl Into<String>, fix: Option<&str>) {
         self.problems
             .push(Problem::error(origin, message, fix.map(str::to_owned)));
     }
 
-    fn warn(&mut self, origin: &Origin, message: impl Into<String>, fix: Option<&str>) {
+    /// Reports a warning at `origin`.
+    pub fn warn(&mut self, origin: &Origin, message: impl Into<String>, fix: Option<&str>) {
         self.problems.push(Problem {
             warning: true,
             ..Problem::error(origin, message, fix.map(str::to_owned))
@@ -100,7 +109,7 @@ impl V<'_> {
     }
 
     /// A string value with `${VAR}` expanded.
-    fn string(&mut self, s: &S, what: &str) -> Option<String> {
+    pub fn string(&mut self, s: &S, what: &str) -> Option<String> {
         match super::interpolate::expand(s.get_ref(), self.env) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -111,16 +120,19 @@ impl V<'_> {
         }
     }
 
-    fn opt_string(&mut self, s: &Option<S>, what: &str) -> Option<String> {
+    /// [`Cx::string`] of an optional value.
+    pub fn opt_string(&mut self, s: &Option<S>, what: &str) -> Option<String> {
         s.as_ref().and_then(|s| self.string(s, what))
     }
 
-    fn path(&mut self, s: &S, what: &str) -> Option<PathBuf> {
+    /// A path, relative ones resolved from the config file's directory.
+    pub fn path(&mut self, s: &S, what: &str) -> Option<PathBuf> {
         let p = PathBuf::from(self.string(s, what)?);
         Some(if p.is_absolute() { p } else { self.dir.join(p) })
     }
 
-    fn duration(&mut self, s: &Option<S>, what: &str, default: Duration) -> Duration {
+    /// A duration (`"250ms"`, `"5s"`), or `default` when absent or wrong (wrong is reported).
+    pub fn duration(&mut self, s: &Option<S>, what: &str, default: Duration) -> Duration {
         let Some(s) = s else { return default };
         let Some(text) = self.string(s, what) else {
             return default;
@@ -139,7 +151,8 @@ impl V<'_> {
         }
     }
 
-    fn number(
+    /// A whole number in `range`, written as a number or a string with variables.
+    pub fn number(
         &mut self,
         n: &Option<NumOrStr>,
         at: &Origin,
@@ -174,7 +187,14 @@ impl V<'_> {
         }
     }
 
-    fn boolean(&mut self, b: &Option<BoolOrStr>, at: &Origin, what: &str, default: bool) -> bool {
+    /// A boolean, written as one or as a string with variables.
+    pub fn boolean(
+        &mut self,
+        b: &Option<BoolOrStr>,
+        at: &Origin,
+        what: &str,
+        default: bool,
+    ) -> bool {
         match b {
             None => default,
             Some(BoolOrStr::Bool(b)) => *b,
@@ -191,7 +211,7 @@ impl V<'_> {
         }
     }
 
-    fn config(&mut self, raw: RawConfig) -> Config {
+    fn config(&mut self, raw: RawConfig, doc: &toml::de::DeTable<'_>) -> Config {
         let top = Origin {
             file: self.file.clone(),
             line: 1,
@@ -207,8 +227,9 @@ impl V<'_> {
             Some(addr)
         });
         let log = self.log(&raw);
-        let backends = self.backends(&raw, &top);
-        let resources = self.resources(&raw, &backends, &top);
+        let backends = self.backends(doc, &top);
+        let resources = self.resources(doc, &top);
+        let state = self.state(&raw, &backends, &resources);
         if let Some(a) = &admin {
             // Port 0 asks the OS for a free port, so two listeners may both say :0.
             if *a == listen.addr && !a.ends_with(":0") {
@@ -229,6 +250,7 @@ impl V<'_> {
             log,
             backends,
             resources,
+            state,
             warnings: Vec::new(),
         }
     }
@@ -946,575 +968,6 @@ impl V<'_> {
         }
         log
     }
-
-    fn backends(&mut self, raw: &RawConfig, top: &Origin) -> Vec<BackendConfig> {
-        if raw.backend.is_empty() {
-            self.error(
-                top,
-                "no [backend.*] configured",
-                Some("add e.g. [backend.app] with type = \"sqlite\" and path = \"app.db\""),
-            );
-        }
-        let mut out = Vec::new();
-        for (name, b) in &raw.backend {
-            let o = self.origin(b.span());
-            let b = b.get_ref();
-            let kind = self.string(&b.kind, "backend type").unwrap_or_default();
-            match kind.as_str() {
-                "sqlite" => {
-                    let Some(path) = b.path.as_ref().and_then(|p| self.path(p, "backend path"))
-                    else {
-                        self.error(
-                            &o,
-                            format!("[backend.{name}] needs path = \"<database file>\""),
-                            None,
-                        );
-                        continue;
-                    };
-                    let create_from = b
-                        .create_from
-                        .as_ref()
-                        .and_then(|p| self.path(p, "backend create_from"));
-                    if let (Some(c), Some(s)) = (&create_from, &b.create_from) {
-                        if !c.exists() {
-                            let so = self.origin(s.span());
-                            self.error(
-                                &so,
-                                format!("schema file {} does not exist", c.display()),
-                                None,
-                            );
-                        }
-                    }
-                    let readers =
-                        self.number(&b.readers, &o, "backend readers", (1, 64), 4) as usize;
-                    let busy_timeout = self.duration(
-                        &b.busy_timeout,
-                        "backend busy_timeout",
-                        Duration::from_secs(5),
-                    );
-                    out.push(BackendConfig {
-                        name: name.clone(),
-                        origin: o,
-                        kind: BackendKind::Sqlite {
-                            path,
-                            create_from,
-                            readers,
-                            busy_timeout,
-                        },
-                    });
-                }
-                "postgres" => {
-                    let Some(url) = b.url.as_ref().and_then(|u| self.string(u, "backend url"))
-                    else {
-                        self.error(
-                            &o,
-                            format!("[backend.{name}] needs url = \"${{DATABASE_URL}}\""),
-                            Some("e.g. postgres://app:secret@127.0.0.1:5432/app"),
-                        );
-                        continue;
-                    };
-                    if !pg_url_ok(&url) {
-                        self.error(&o, format!("[backend.{name}]: url is not a PostgreSQL connection string"), Some("write postgres://user:password@host:5432/dbname (or key=value pairs)"));
-                    }
-                    let pool_size =
-                        self.number(&b.pool_size, &o, "backend pool_size", (1, 1000), 16) as usize;
-                    let connect_timeout = self.duration(
-                        &b.connect_timeout,
-                        "backend connect_timeout",
-                        Duration::from_secs(5),
-                    );
-                    let statement_timeout = self.duration(
-                        &b.statement_timeout,
-                        "backend statement_timeout",
-                        Duration::from_secs(10),
-                    );
-                    let ca_file = b.tls.as_ref().and_then(|t| {
-                        let to = self.origin(t.span());
-                        let p = self.path(&t.get_ref().ca, "backend tls.ca")?;
-                        if !p.exists() {
-                            self.error(
-                                &to,
-                                format!("CA file {} does not exist", p.display()),
-                                None,
-                            );
-                        }
-                        Some(p)
-                    });
-                    out.push(BackendConfig {
-                        name: name.clone(),
-                        origin: o,
-                        kind: BackendKind::Postgres {
-                            url: Secret(url),
-                            pool_size,
-                            connect_timeout,
-                            statement_timeout,
-                            ca_file,
-                        },
-                    });
-                }
-                other => self.error(
-                    &o,
-                    format!(
-                        "[backend.{name}] has type \"{other}\", which this build does not support"
-                    ),
-                    Some("use type = \"sqlite\" or \"postgres\""),
-                ),
-            }
-        }
-        out
-    }
-
-    fn resources(
-        &mut self,
-        raw: &RawConfig,
-        backends: &[BackendConfig],
-        top: &Origin,
-    ) -> Vec<ResourceSpec> {
-        if raw.resource.is_empty() {
-            self.error(
-                top,
-                "no [resource.*] configured: nothing would be served",
-                Some("add [resource.User] (see config/scim-sidecar.toml)"),
-            );
-        }
-        let mut out: Vec<ResourceSpec> = Vec::new();
-        for (name, r) in &raw.resource {
-            let o = self.origin(r.span());
-            if let Some(spec) = self.resource(name, r.get_ref(), &o, backends, raw) {
-                if out
-                    .iter()
-                    .any(|x| x.endpoint.eq_ignore_ascii_case(&spec.endpoint))
-                {
-                    self.error(
-                        &o,
-                        format!("endpoint {} is served twice", spec.endpoint),
-                        None,
-                    );
-                }
-                out.push(spec);
-            }
-        }
-        out
-    }
-
-    fn ident(&mut self, s: &S, what: &str) -> Option<String> {
-        let v = self.string(s, what)?;
-        if valid_ident(&v) {
-            Some(v)
-        } else {
-            let o = self.origin(s.span());
-            self.error(
-                &o,
-                format!("{what} \"{v}\" is not a valid SQL identifier"),
-                Some("use letters, digits and _ (schema.table at most)"),
-            );
-            None
-        }
-    }
-
-    fn resource(
-        &mut self,
-        name: &str,
-        r: &RawResource,
-        o: &Origin,
-        backends: &[BackendConfig],
-        raw: &RawConfig,
-    ) -> Option<ResourceSpec> {
-        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_name {
-            self.error(
-                o,
-                format!("resource name \"{name}\" must be letters and digits (e.g. User)"),
-                None,
-            );
-        }
-        let at = |v: &Option<S>| {
-            v.as_ref().map_or(o.clone(), |s| Origin {
-                file: o.file.clone(),
-                line: line_of(self.src, s.span().start),
-            })
-        };
-        let (delete_at, endpoint_at) = (at(&r.on_delete), at(&r.endpoint));
-        let backend = self.string(&r.backend, "backend")?;
-        if !backends.iter().any(|b| b.name == backend) && !raw.backend.contains_key(&backend) {
-            let bo = self.origin(r.backend.span());
-            let known: Vec<&str> = raw.backend.keys().map(String::as_str).collect();
-            self.error(
-                &bo,
-                format!("[resource.{name}] uses backend \"{backend}\", which is not configured"),
-                Some(&format!("configured backends: {}", known.join(", "))),
-            );
-        }
-        let table = self.ident(&r.table, "table");
-        let key = match &r.key {
-            Some(k) => self.ident(k, "key"),
-            None => Some("id".to_owned()),
-        };
-        let schema = match self.opt_string(&r.schema, "schema") {
-            Some(s) => s,
-            None => match name {
-                "User" => schema::USER_URN.to_owned(),
-                "Group" => schema::GROUP_URN.to_owned(),
-                _ => {
-                    self.error(o, format!("[resource.{name}] needs schema = \"urn:…\" (only User and Group have a default)"), None);
-                    return None;
-                }
-            },
-        };
-        let endpoint = self
-            .opt_string(&r.endpoint, "endpoint")
-            .unwrap_or_else(|| format!("/{name}s"));
-        if !endpoint.starts_with('/') || endpoint.len() < 2 || endpoint[1..].contains('/') {
-            self.error(
-                &endpoint_at,
-                format!("endpoint \"{endpoint}\" must be one path segment like \"/Users\""),
-                None,
-            );
-        }
-        let on_delete = match self.opt_string(&r.on_delete, "on_delete").as_deref() {
-            None | Some("hard") => OnDelete::Hard,
-            Some("soft") => OnDelete::Soft,
-            Some(other) => {
-                self.error(&delete_at, format!("on_delete \"{other}\" is not \"hard\" or \"soft\""), Some("write on_delete = \"hard\" (delete the row) or \"soft\" (set active = false)"));
-                OnDelete::Hard
-            }
-        };
-        let members = r.members.as_ref().and_then(|m| {
-            let mo = self.origin(m.span());
-            let m = m.get_ref();
-            let store = match (&m.column, &m.table, &m.group, &m.member) {
-                (Some(c), None, None, None) => MemberStore::Column(self.ident(c, "members.column")?),
-                (None, Some(t), Some(g), Some(mm)) => MemberStore::Join {
-                    table: self.ident(t, "members.table")?,
-                    group_column: self.ident(g, "members.group")?,
-                    member_column: self.ident(mm, "members.member")?,
-                },
-                _ => {
-                    self.error(
-                        &mo,
-                        "members needs either { table, group, member } (a join table) or { column } (a group column on the member's row)",
-                        Some("e.g. members = { table = \"account_roles\", group = \"role_id\", member = \"account_id\" }"),
-                    );
-                    return None;
-                }
-            };
-            Some(MemberMap {
-                store,
-                member_type: m.kind.as_ref().and_then(|k| self.string(k, "members.type")).unwrap_or_else(|| "User".into()),
-                origin: mo,
-            })
-        });
-        let filter = match &r.filter {
-            Some(f) => {
-                let fo = self.origin(f.span());
-                self.fixed(f.get_ref(), &fo, "where")
-            }
-            None => Vec::new(),
-        };
-        let mut set = Vec::new();
-        for (col, entry) in &r.set {
-            let so = self.origin(col.span());
-            if let Some(e) = self.set_entry(col, &entry.get_ref().0, &so) {
-                set.push(e);
-            }
-        }
-        let mut attrs = Vec::new();
-        for (key, entry) in &r.map {
-            let eo = self.origin(key.span());
-            if let Some(a) = self.attr(key, &entry.get_ref().0, &eo) {
-                attrs.push(a);
-            }
-        }
-        if attrs.is_empty() {
-            self.error(
-                o,
-                format!("[resource.{name}.map] maps no attribute"),
-                Some("map at least the attributes the app needs, e.g. userName = \"login\""),
-            );
-        }
-        Some(ResourceSpec {
-            name: name.to_owned(),
-            description: self
-                .opt_string(&r.description, "description")
-                .unwrap_or_else(|| name.to_owned()),
-            endpoint,
-            schema,
-            backend,
-            table: table?,
-            key: key?,
-            on_delete,
-            filter,
-            attrs,
-            set,
-            members,
-            origin: o.clone(),
-        })
-    }
-
-    /// A column name (no schema part).
-    fn column_name(&mut self, s: &S, what: &str, o: &Origin) -> Option<String> {
-        let c = self.string(s, what)?;
-        if valid_ident(&c) && !c.contains('.') {
-            Some(c)
-        } else {
-            self.error(
-                o,
-                format!("{what} \"{c}\" is not a valid column name"),
-                Some("use letters, digits and _"),
-            );
-            None
-        }
-    }
-
-    /// A TOML scalar as a store value.
-    fn store_value(&mut self, v: &toml::Value, o: &Origin, what: &str) -> Option<Value> {
-        Some(match v {
-            toml::Value::String(s) => match super::interpolate::expand(s, self.env) {
-                Ok(t) => Value::Text(t),
-                Err(e) => {
-                    self.error(o, format!("{what}: {e}"), None);
-                    return None;
-                }
-            },
-            toml::Value::Integer(i) => Value::Int(*i),
-            toml::Value::Boolean(b) => Value::Bool(*b),
-            toml::Value::Float(f) => Value::Real(*f),
-            other => {
-                self.error(
-                    o,
-                    format!("{what}: {other} cannot be stored"),
-                    Some("use strings, numbers or booleans"),
-                );
-                return None;
-            }
-        })
-    }
-
-    /// `{ column = value, … }`: fixed column values (a discriminator or a row selector).
-    fn fixed(
-        &mut self,
-        map: &indexmap::IndexMap<String, toml::Value>,
-        o: &Origin,
-        what: &str,
-    ) -> Vec<(String, Value)> {
-        let mut out = Vec::new();
-        for (c, v) in map {
-            if !valid_ident(c) || c.contains('.') {
-                self.error(
-                    o,
-                    format!("{what}: \"{c}\" is not a valid column name"),
-                    None,
-                );
-                continue;
-            }
-            if let Some(v) = self.store_value(v, o, what) {
-                out.push((c.clone(), v));
-            }
-        }
-        out
-    }
-
-    /// Where a map entry's value is kept: a column, a row of another table, or the sidecar's
-    /// own table.
-    fn attr_source(&mut self, k: &str, t: &RawAttrTable, o: &Origin) -> Option<AttrSource> {
-        if t.kept == Some(true) {
-            if t.column.is_some() || t.table.is_some() || t.link.is_some() || t.filter.is_some() {
-                self.error(o, format!("\"{k}\": `kept = true` keeps the value in the sidecar's own table; drop column/table/link/where"), None);
-                return None;
-            }
-            return Some(AttrSource::Kept);
-        }
-        let Some(column) = &t.column else {
-            self.error(o, format!("\"{k}\" needs a column"), Some("write \"column_name\", { column = \"…\" }, or { kept = true } for the sidecar's own table"));
-            return None;
-        };
-        let column = self.column_name(column, "column", o)?;
-        match (&t.table, &t.link) {
-            (None, None) => {
-                if t.filter.is_some() {
-                    self.error(o, format!("\"{k}\": `where` picks a row of another `table`; name the table and its `link` column"), None);
-                }
-                Some(AttrSource::Column(column))
-            }
-            (Some(table), Some(link)) => {
-                let table = self.ident(table, "table")?;
-                let link = self.column_name(link, "link", o)?;
-                let select = match &t.filter {
-                    Some(f) => self.fixed(f, o, "where"),
-                    None => Vec::new(),
-                };
-                Some(AttrSource::Child {
-                    table,
-                    link,
-                    column,
-                    select,
-                })
-            }
-            _ => {
-                self.error(
-                    o,
-                    format!("\"{k}\": a value in another table needs both `table` and `link`"),
-                    Some("e.g. { table = \"user_emails\", link = \"user_id\", column = \"address\", where = { is_primary = true } }"),
-                );
-                None
-            }
-        }
-    }
-
-    /// One `[resource.X.set]` entry.
-    fn set_entry(&mut self, col: &S, t: &RawSetTable, o: &Origin) -> Option<SetSpec> {
-        let column = self.column_name(col, "set column", o)?;
-        let value = match (&t.value, t.now, &t.template) {
-            (Some(v), None, None) => SetValue::Value(self.store_value(v, o, "set value")?),
-            (None, Some(true), None) => SetValue::Now,
-            (None, None, Some(tpl)) => SetValue::Template(self.string(tpl, "template")?),
-            _ => {
-                self.error(
-                    o,
-                    format!("set \"{column}\" needs exactly one of: a value, now = true, template = \"…\""),
-                    Some("e.g. password_hash = \"!\", updated_at = { now = true, on = \"always\" }, display_name = { template = \"{name.givenName} {name.familyName}\" }"),
-                );
-                return None;
-            }
-        };
-        let default = match value {
-            SetValue::Template(_) => When::Always,
-            _ => When::Insert,
-        };
-        let on = match self.opt_string(&t.on, "on").as_deref() {
-            None => default,
-            Some("insert") => When::Insert,
-            Some("always") => When::Always,
-            Some(other) => {
-                self.error(
-                    o,
-                    format!("set \"{column}\": on = \"{other}\" is not \"insert\" or \"always\""),
-                    None,
-                );
-                default
-            }
-        };
-        Some(SetSpec {
-            column,
-            value,
-            on,
-            origin: o.clone(),
-        })
-    }
-
-    fn attr(&mut self, key: &S, t: &RawAttrTable, o: &Origin) -> Option<AttrSpec> {
-        let k = key.get_ref();
-        let path = match parse_patch_path(k) {
-            Ok(p) => p,
-            Err(e) => {
-                self.error(
-                    o,
-                    format!("map key \"{k}\" is not a SCIM attribute path: {e}"),
-                    Some("write e.g. userName, name.givenName, 'emails[type eq \"work\"].value'"),
-                );
-                return None;
-            }
-        };
-        let source = self.attr_source(k, t, o)?;
-        let mut pick = |v: &Option<S>, what: &str, allowed: &[&str]| -> Option<String> {
-            let text = self.opt_string(v, what)?;
-            if allowed.contains(&text.as_str()) {
-                Some(text)
-            } else {
-                self.error(
-                    o,
-                    format!(
-                        "{what} \"{text}\" of \"{k}\" is not one of: {}",
-                        allowed.join(", ")
-                    ),
-                    None,
-                );
-                None
-            }
-        };
-        let mutability = pick(
-            &t.mutability,
-            "mutability",
-            &["readWrite", "immutable", "writeOnly", "readOnly"],
-        )
-        .map(|m| match m.as_str() {
-            "immutable" => Mutability::Immutable,
-            "writeOnly" => Mutability::WriteOnly,
-            "readOnly" => Mutability::ReadOnly,
-            _ => Mutability::ReadWrite,
-        });
-        let returned = pick(
-            &t.returned,
-            "returned",
-            &["default", "always", "request", "never"],
-        )
-        .map(|m| match m.as_str() {
-            "always" => Returned::Always,
-            "request" => Returned::Request,
-            "never" => Returned::Never,
-            _ => Returned::Default,
-        });
-        let uniqueness =
-            pick(&t.uniqueness, "uniqueness", &["none", "server", "global"]).map(|m| {
-                match m.as_str() {
-                    "server" => Uniqueness::Server,
-                    "global" => Uniqueness::Global,
-                    _ => Uniqueness::None,
-                }
-            });
-        let ty = pick(
-            &t.ty,
-            "type",
-            &[
-                "string",
-                "boolean",
-                "integer",
-                "decimal",
-                "dateTime",
-                "reference",
-                "binary",
-            ],
-        )
-        .map(|m| match m.as_str() {
-            "boolean" => AttrType::Boolean,
-            "integer" => AttrType::Integer,
-            "decimal" => AttrType::Decimal,
-            "dateTime" => AttrType::DateTime,
-            "reference" => AttrType::Reference,
-            "binary" => AttrType::Binary,
-            _ => AttrType::String,
-        });
-        let mut values = Vec::new();
-        for (scim, store) in t.values.iter().flatten() {
-            let scim = match scim.as_str() {
-                "true" => Json::Bool(true),
-                "false" => Json::Bool(false),
-                s => s
-                    .parse::<i64>()
-                    .map(Json::from)
-                    .unwrap_or_else(|_| Json::String(s.to_owned())),
-            };
-            let Some(store) = self.store_value(store, o, &format!("value map of \"{k}\"")) else {
-                continue;
-            };
-            values.push((scim, store));
-        }
-        Some(AttrSpec {
-            key: k.clone(),
-            path,
-            source,
-            case_exact: t.case_exact,
-            required: t.required,
-            mutability,
-            returned,
-            uniqueness,
-            ty,
-            description: self.opt_string(&t.description, "description"),
-            values,
-            origin: o.clone(),
-        })
-    }
 }
 
 /// Where Linux distributions keep the system CA bundle, tried in order for an https
@@ -1525,18 +978,6 @@ const SYSTEM_CA_BUNDLES: [&str; 4] = [
     "/etc/ssl/ca-bundle.pem",
     "/etc/ssl/cert.pem",
 ];
-
-/// Whether `url` parses as a PostgreSQL connection string.
-fn pg_url_ok(url: &str) -> bool {
-    #[cfg(feature = "postgres")]
-    {
-        crate::backend::sql::postgres::parse_url(url).is_ok()
-    }
-    #[cfg(not(feature = "postgres"))]
-    {
-        !url.is_empty()
-    }
-}
 
 /// `250ms`, `5s`, `2m`, `1h` (and a bare number of seconds).
 pub fn parse_duration(s: &str) -> Option<Duration> {
@@ -1601,22 +1042,34 @@ active = { column = "status", values = { true = "A", false = "D" } }
         );
         assert_eq!(c.scim.base_path, "/scim/v2");
         let r = &c.resources[0];
+        let store = r
+            .store
+            .as_any()
+            .downcast_ref::<crate::backend::sql::config::SqlResource>()
+            .expect("an SQL resource");
         assert_eq!(
-            (r.endpoint.as_str(), r.key.as_str(), r.schema.as_str()),
-            ("/Users", "id", schema::USER_URN)
+            (r.endpoint.as_str(), store.key.as_str(), r.schema.as_str()),
+            ("/Users", "id", crate::scim::schema::USER_URN)
         );
         assert_eq!(r.attrs.len(), 4);
         assert_eq!(
             r.attrs[3].values,
             vec![
-                (Json::Bool(true), Value::Text("A".into())),
-                (Json::Bool(false), Value::Text("D".into()))
+                (
+                    serde_json::Value::Bool(true),
+                    crate::backend::Value::Text("A".into())
+                ),
+                (
+                    serde_json::Value::Bool(false),
+                    crate::backend::Value::Text("D".into())
+                )
             ]
         );
         assert_eq!(r.attrs[2].origin.line, 20);
-        assert!(
-            matches!(&c.backends[0].kind, BackendKind::Sqlite { path, .. } if path == Path::new("/tmp/app.db"))
-        );
+        assert!(matches!(
+            c.backends[0].store.as_any().downcast_ref::<crate::backend::sql::sqlite::SqliteConfig>(),
+            Some(s) if s.path == Path::new("/tmp/app.db")
+        ));
         assert!(format!("{:?}", c.auth.tokens).contains("***"));
     }
 

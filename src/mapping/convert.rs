@@ -124,6 +124,15 @@ impl Conv {
                     .ok_or_else(|| bad("a dateTime")),
                 _ => Err(bad("a dateTime")),
             },
+            // RFC 7643 §2.3.6: a SCIM binary is base64; other attributes are kept as their
+            // UTF-8 bytes.
+            FieldType::Binary => match (v, self.scim) {
+                (Json::String(s), AttrType::Binary) => base64_decode(s)
+                    .map(Value::Bytes)
+                    .ok_or_else(|| bad("base64 (a SCIM binary value)")),
+                (Json::String(s), _) => Ok(Value::Bytes(s.as_bytes().to_vec())),
+                _ => Err(bad("text")),
+            },
         }
     }
 
@@ -132,6 +141,8 @@ impl Conv {
     /// An empty string is no value too: legacy apps keep "nothing" as `''` in NOT NULL
     /// columns, and `pr` treats it as absent (RFC 7643 §2.5: unassigned and null are one).
     pub fn from_store(&self, v: &Value) -> Option<Json> {
+        // Every mapped attribute is single-valued: of several stored values, the first.
+        let v = v.first();
         if v.is_null() || matches!(v, Value::Text(t) if t.is_empty()) && self.values.is_empty() {
             return None;
         }
@@ -153,7 +164,9 @@ impl Conv {
                     Value::Int(i) => i.to_string(),
                     Value::Real(f) => f.to_string(),
                     Value::Bool(b) => b.to_string(),
-                    Value::Null => return None,
+                    Value::Bytes(b) if self.scim == AttrType::Binary => base64_encode(b),
+                    Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+                    Value::Null | Value::List(_) => return None,
                 }))
             }
             AttrType::Boolean => match v {
@@ -258,9 +271,27 @@ impl Conv {
     }
 }
 
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .ok()
+}
+
 /// Store values compared loosely across SQLite's storage classes (`1` and `true`, `'1'`).
 pub fn same_store(a: &Value, b: &Value) -> bool {
     match (a, b) {
+        (Value::Bytes(x), Value::Text(t)) | (Value::Text(t), Value::Bytes(x)) => {
+            x.as_slice() == t.as_bytes()
+        }
+        (Value::List(l), v) | (v, Value::List(l)) if !matches!(v, Value::List(_)) => {
+            l.len() == 1 && same_store(&l[0], v)
+        }
         // PostgreSQL values come back as text.
         (Value::Bool(x), Value::Text(t)) | (Value::Text(t), Value::Bool(x)) => {
             matches!(

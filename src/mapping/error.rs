@@ -5,6 +5,7 @@
 //! | no such row | 404 |
 //! | unique constraint | 409 `uniqueness`, naming the attribute |
 //! | a value refused (length, NOT NULL, CHECK, unknown member) | 400 `invalidValue` |
+//! | a filter or sort the store cannot evaluate | 400 `invalidFilter`, naming the attribute |
 //! | unreachable, busy, timed out | 503 with `Retry-After`: the identity provider retries |
 //! | the request's own edit failed | that error, unchanged |
 //! | anything else | 500; the detail goes to the log only |
@@ -39,6 +40,12 @@ pub(crate) fn to_scim(inner: &Inner, e: BackendError, id: Option<&str>) -> ScimE
             Some(a) => format!("'{a}': {detail}"),
             None => detail,
         }),
+        BackendError::Unsupported { field, detail } => {
+            ScimError::invalid_filter(match attr(field) {
+                Some(a) => format!("'{a}' cannot be used in this search: {detail}"),
+                None => format!("this search cannot be answered by the store: {detail}"),
+            })
+        }
         BackendError::Unavailable(detail) => {
             inner.observer.store_error(&inner.backend, "unavailable");
             tracing::warn!(backend = %inner.backend, resource_type = %rt, error = %detail, "store unavailable");

@@ -9,6 +9,7 @@
 pub mod convert;
 pub mod error;
 pub mod filter;
+pub mod paging;
 pub mod spec;
 pub mod template;
 
@@ -16,10 +17,11 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
+use crate::backend::state::{Overlay, StateStore};
 use crate::backend::{
-    Backend, BackendError, Change, CheckFn, ChildSpec, ConstSpec, ConstValue, DeleteMode, EditFn,
-    FieldInfo, FieldSpec, FieldType, MemberChange, MemberOf, MembersSpec, Row, Search, Sort,
-    Source, SpecPart, Table, TableSpec, Value,
+    Backend, BackendError, Change, CheckFn, ConstSpec, ConstValue, DeleteMode, EditFn, FieldInfo,
+    FieldSource, FieldSpec, FieldType, MemberChange, MemberOf, MembersSpec, Row, Sort, SpecPart,
+    Table, TableSpec, Value,
 };
 use crate::scim::filter::eval;
 use crate::scim::patch::MemberOp;
@@ -31,8 +33,7 @@ use crate::scim::schema::{
 use crate::scim::{Check, Edit, Page, Provider, Query, ScimError};
 pub use convert::Conv;
 pub use spec::{
-    AttrSource, AttrSpec, MemberMap, MemberStore, OnDelete, Origin, Problem, ResourceSpec, SetSpec,
-    SetValue,
+    AttrSource, AttrSpec, MemberMap, OnDelete, Origin, Problem, ResourceSpec, SetSpec, SetValue,
 };
 
 /// Receives store failures, for metrics (the mapping layer knows nothing of Prometheus).
@@ -264,7 +265,7 @@ fn custom_schemas(spec: &ResourceSpec) -> Vec<Schema> {
 struct Plan<'a> {
     target: Target,
     ty: AttrType,
-    source: Source,
+    source: PlanSource,
     origin: &'a Origin,
     shown: String,
     values: Vec<(Json, Value)>,
@@ -306,19 +307,33 @@ fn kept_name(t: &Target) -> String {
     }
 }
 
+/// Where a planned binding's value lives.
+#[derive(Clone, Debug)]
+enum PlanSource {
+    /// In the resource's store (or its kept values held by that store).
+    Field(FieldSource),
+    /// Kept in another store's state, through [`crate::backend::state::Overlay`].
+    Overlay(String),
+}
+
+/// The state store of another backend, for resource types whose own store cannot keep
+/// values the sidecar keeps.
+pub type ExternalState = Option<Arc<dyn StateStore>>;
+
 /// Compiles one resource type against its store. `all` are every resource spec of the config
-/// (to find member tables). Errors carry the file and line of the setting at fault; warnings
-/// come back with the resource.
+/// (to find member resources); `state` is the state store holding this type's kept values
+/// when that is not its own store. Errors carry the file and line of the setting at fault;
+/// warnings come back with the resource.
 pub async fn build(
     spec: &ResourceSpec,
     backend: &dyn Backend,
     all: &[ResourceSpec],
     settings: &Settings,
+    state: ExternalState,
 ) -> Result<(MappedResource, Vec<Problem>), Vec<Problem>> {
     let custom = custom_schemas(spec);
     let full = full_type(spec, &custom);
     let mut problems = Vec::new();
-    let kept = backend.kept_table();
 
     // 1. Each map entry names an attribute the schemas define, in a shape a field can hold.
     let mut plans: Vec<Plan<'_>> = Vec::new();
@@ -333,28 +348,15 @@ pub async fn build(
                     ));
                     continue;
                 }
-                let source = match &a.source {
-                    AttrSource::Column(c) => Source::Column(c.clone()),
-                    AttrSource::Child {
-                        table,
-                        link,
-                        column,
-                        select,
-                    } => Source::Child(ChildSpec {
-                        table: table.clone(),
-                        link: link.clone(),
-                        column: column.clone(),
-                        select: select.clone(),
+                let source = match (&a.source, &state) {
+                    (AttrSource::Store(loc), _) => {
+                        PlanSource::Field(FieldSource::Store(loc.clone()))
+                    }
+                    (AttrSource::Kept, None) => PlanSource::Field(FieldSource::Kept {
+                        resource_type: spec.name.clone(),
+                        name: kept_name(&t),
                     }),
-                    AttrSource::Kept => Source::Child(ChildSpec {
-                        table: kept.table.clone(),
-                        link: kept.link.clone(),
-                        column: kept.value.clone(),
-                        select: vec![
-                            (kept.resource_type.clone(), Value::Text(spec.name.clone())),
-                            (kept.name.clone(), Value::Text(kept_name(&t))),
-                        ],
-                    }),
+                    (AttrSource::Kept, Some(_)) => PlanSource::Overlay(kept_name(&t)),
                 };
                 let returned = a.returned.or(leaf_def(&full, &t).map(|d| d.returned));
                 plans.push(Plan {
@@ -373,41 +375,37 @@ pub async fn build(
             Err(p) => problems.push(p),
         }
     }
-    // Columns written by the sidecar: constants and timestamps go to the store as such;
+    // Values written by the sidecar: constants and timestamps go to the store as such;
     // templates become write-only bindings rendered from the resource.
     let mut constants = Vec::new();
+    let mut constant_origins = Vec::new();
     for e in &spec.set {
-        let taken = plans
-            .iter()
-            .any(|p| matches!(&p.source, Source::Column(c) if c.eq_ignore_ascii_case(&e.column)));
-        if taken {
-            problems.push(Problem::error(
-                &e.origin,
-                format!("column '{}' is both mapped and set", e.column),
-                Some("keep it in one of [resource.….map] and [resource.….set]".into()),
-            ));
-            continue;
-        }
         match &e.value {
-            SetValue::Value(v) => constants.push(ConstSpec {
-                column: e.column.clone(),
-                value: ConstValue::Value(v.clone()),
-                on: e.on,
-            }),
-            SetValue::Now => constants.push(ConstSpec {
-                column: e.column.clone(),
-                value: ConstValue::Now,
-                on: e.on,
-            }),
+            SetValue::Value(v) => {
+                constants.push(ConstSpec {
+                    target: e.target.clone(),
+                    value: ConstValue::Value(v.clone()),
+                    on: e.on,
+                });
+                constant_origins.push(&e.origin);
+            }
+            SetValue::Now => {
+                constants.push(ConstSpec {
+                    target: e.target.clone(),
+                    value: ConstValue::Now,
+                    on: e.on,
+                });
+                constant_origins.push(&e.origin);
+            }
             SetValue::Template(text) => plans.push(Plan {
                 target: Target::Template(
                     template::Template::parse("{id}", &full)
                         .unwrap_or_else(|_| placeholder_template()),
                 ),
                 ty: AttrType::String,
-                source: Source::Column(e.column.clone()),
+                source: PlanSource::Field(FieldSource::Store(e.target.clone())),
                 origin: &e.origin,
-                shown: e.column.clone(),
+                shown: e.shown.clone(),
                 values: Vec::new(),
                 case_exact: Some(true),
                 uniqueness: None,
@@ -427,32 +425,27 @@ pub async fn build(
         ));
     }
 
-    // 2. Members are rows of another resource type: in a join table or with a group column.
+    // 2. Members are resources of another type, in the same store.
     let member_spec = match &spec.members {
         None => None,
         Some(m) => match all
             .iter()
             .find(|r| r.name.eq_ignore_ascii_case(&m.member_type))
         {
-            Some(target) => Some(match &m.store {
-                MemberStore::Join {
-                    table,
-                    group_column,
-                    member_column,
-                } => MembersSpec::Join {
-                    table: table.clone(),
-                    group_column: group_column.clone(),
-                    member_column: member_column.clone(),
-                    member_table: target.table.clone(),
-                    member_key: target.key.clone(),
-                    member_filter: target.filter.clone(),
-                },
-                MemberStore::Column(column) => MembersSpec::Column {
-                    member_table: target.table.clone(),
-                    member_key: target.key.clone(),
-                    column: column.clone(),
-                    member_filter: target.filter.clone(),
-                },
+            Some(target) if target.backend != spec.backend => {
+                problems.push(Problem::error(
+                    &m.origin,
+                    format!(
+                        "members are of type '{}', which lives in [backend.{}]; a group's members must be in its own store ([backend.{}])",
+                        target.name, target.backend, spec.backend
+                    ),
+                    None,
+                ));
+                None
+            }
+            Some(target) => Some(MembersSpec {
+                loc: m.loc.clone(),
+                member: target.store.clone(),
             }),
             None => {
                 problems.push(Problem::error(
@@ -476,42 +469,39 @@ pub async fn build(
     // Problems so far do not stop the store check: `check` reports everything at once.
     let member_of = all
         .iter()
-        .filter_map(|r| r.members.as_ref())
-        .filter(|m| m.member_type.eq_ignore_ascii_case(&spec.name))
-        .filter_map(|m| match &m.store {
-            MemberStore::Join {
-                table,
-                member_column,
-                ..
-            } => Some(MemberOf {
-                table: table.clone(),
-                column: member_column.clone(),
-            }),
-            MemberStore::Column(_) => None,
+        .filter(|r| r.backend == spec.backend)
+        .filter_map(|r| Some((r, r.members.as_ref()?)))
+        .filter(|(_, m)| m.member_type.eq_ignore_ascii_case(&spec.name))
+        .map(|(r, m)| MemberOf {
+            loc: m.loc.clone(),
+            group: r.store.clone(),
         })
         .collect();
 
-    // 3. The store confirms tables, columns and types.
-    let fields: Vec<FieldSpec> = plans
-        .iter()
-        .map(|p| {
-            let def = leaf_def(&full, &p.target);
-            let case_exact = p.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
-            let uniqueness = p
-                .uniqueness
-                .or(def.map(|d| d.uniqueness))
-                .unwrap_or(Uniqueness::None);
-            FieldSpec {
-                source: p.source.clone(),
-                unique: uniqueness != Uniqueness::None,
-                fold_case: !case_exact,
-            }
-        })
-        .collect();
+    // 3. The store confirms where every value lives, and their types.
+    let mut fields = Vec::new();
+    // The plan each field of the store's table spec belongs to.
+    let mut field_plan = Vec::new();
+    for (i, p) in plans.iter().enumerate() {
+        let PlanSource::Field(source) = &p.source else {
+            continue;
+        };
+        let def = leaf_def(&full, &p.target);
+        let case_exact = p.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
+        let uniqueness = p
+            .uniqueness
+            .or(def.map(|d| d.uniqueness))
+            .unwrap_or(Uniqueness::None);
+        fields.push(FieldSpec {
+            source: source.clone(),
+            unique: uniqueness != Uniqueness::None,
+            fold_case: !case_exact,
+        });
+        field_plan.push(i);
+    }
     let table_spec = TableSpec {
-        table: spec.table.clone(),
-        key: spec.key.clone(),
-        filter: spec.filter.clone(),
+        resource_type: spec.name.clone(),
+        resource: spec.store.clone(),
         fields,
         constants,
         members: member_spec,
@@ -519,19 +509,37 @@ pub async fn build(
     };
     let locate = |part: &SpecPart| match part {
         SpecPart::Table | SpecPart::Filter => spec.origin.clone(),
-        SpecPart::Field(i) => plans
+        SpecPart::Field(i) => field_plan
             .get(*i)
+            .and_then(|p| plans.get(*p))
             .map_or(spec.origin.clone(), |p| p.origin.clone()),
+        SpecPart::Constant(i) => constant_origins
+            .get(*i)
+            .map_or(spec.origin.clone(), |o| (*o).clone()),
         SpecPart::Members => spec
             .members
             .as_ref()
             .map_or(spec.origin.clone(), |m| m.origin.clone()),
     };
+    // What the store says of each plan: its own fields', and plain text for values kept in
+    // another store's state.
+    let infos_of = |store: &[FieldInfo]| -> Option<Vec<FieldInfo>> {
+        if store.len() != field_plan.len() {
+            return None;
+        }
+        let mut out = vec![kept_info(); plans.len()];
+        for (f, info) in field_plan.iter().zip(store) {
+            out[*f] = info.clone();
+        }
+        Some(out)
+    };
     let opened = match backend.open_table(table_spec).await {
         Ok(o) if problems.is_empty() => o,
         Ok(o) => {
             // Still check the types of what was found, so every problem shows at once.
-            fit_types(&full, &plans, &o.fields, &mut problems);
+            if let Some(infos) = infos_of(&o.fields) {
+                fit_types(&full, &plans, &infos, &mut problems);
+            }
             return Err(problems);
         }
         Err(refused) => {
@@ -541,13 +549,13 @@ pub async fn build(
                 fix: p.fix,
                 warning: p.warning,
             }));
-            if refused.fields.len() == plans.len() {
-                fit_types(&full, &plans, &refused.fields, &mut problems);
+            if let Some(infos) = infos_of(&refused.fields) {
+                fit_types(&full, &plans, &infos, &mut problems);
             }
             return Err(problems);
         }
     };
-    let warnings: Vec<Problem> = opened
+    let mut warnings: Vec<Problem> = opened
         .warnings
         .into_iter()
         .map(|p| Problem {
@@ -557,14 +565,61 @@ pub async fn build(
             warning: true,
         })
         .collect();
+    let Some(infos) = infos_of(&opened.fields) else {
+        problems.push(Problem::error(
+            &spec.origin,
+            "the store described a different number of fields than were mapped",
+            None,
+        ));
+        return Err(problems);
+    };
+    let table: Arc<dyn Table> = match &state {
+        Some(state)
+            if plans
+                .iter()
+                .any(|p| matches!(p.source, PlanSource::Overlay(_))) =>
+        {
+            for p in &plans {
+                if matches!(p.source, PlanSource::Overlay(_))
+                    && p.uniqueness.is_some_and(|u| u != Uniqueness::None)
+                {
+                    warnings.push(Problem {
+                        warning: true,
+                        ..Problem::error(
+                            p.origin,
+                            format!(
+                                "uniqueness of '{}' is not checked: it is kept in {}",
+                                p.shown,
+                                state.describe()
+                            ),
+                            None,
+                        )
+                    });
+                }
+            }
+            Arc::new(Overlay::new(
+                opened.table,
+                state.clone(),
+                &spec.name,
+                plans
+                    .iter()
+                    .map(|p| match &p.source {
+                        PlanSource::Overlay(name) => Some(name.clone()),
+                        PlanSource::Field(_) => None,
+                    })
+                    .collect(),
+            ))
+        }
+        _ => opened.table,
+    };
 
     // 4. Each SCIM type fits its store type.
-    let mut compiled = fit_types(&full, &plans, &opened.fields, &mut problems);
+    let mut compiled = fit_types(&full, &plans, &infos, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
 
-    let rt = publish(&full, spec, &compiled, &opened.fields);
+    let rt = publish(&full, spec, &compiled, &infos);
     // Templates read the published (stored) attributes: an attribute that is not stored is
     // dropped from requests, so a template could never see it.
     for (p, b) in plans.iter().zip(compiled.iter_mut()) {
@@ -595,7 +650,7 @@ pub async fn build(
     };
     let inner = Inner {
         rt,
-        table: opened.table,
+        table,
         backend: backend.name().to_owned(),
         bindings: compiled,
         created,
@@ -618,11 +673,25 @@ pub async fn build(
     ))
 }
 
+/// What a value kept in another store's state is, to the mapping: text of any length.
+fn kept_info() -> FieldInfo {
+    FieldInfo {
+        ty: FieldType::Text { max_len: None },
+        nullable: true,
+        has_default: false,
+        unique: false,
+        multi_valued: false,
+    }
+}
+
 impl Plan<'_> {
-    fn source_column(&self) -> &str {
+    /// Where the value lives, for messages.
+    fn describe_source(&self) -> String {
         match &self.source {
-            Source::Column(c) => c,
-            Source::Child(c) => &c.column,
+            PlanSource::Field(FieldSource::Store(loc)) => loc.describe(),
+            PlanSource::Field(FieldSource::Kept { .. }) | PlanSource::Overlay(_) => {
+                "the sidecar's own state".into()
+            }
         }
     }
 }
@@ -718,9 +787,9 @@ fn target_of(full: &ResourceType, a: &AttrSpec) -> Result<(Target, AttrType, boo
                         a.key
                     ),
                     Some(format!(
-                        "e.g. '{}[type eq \"work\"].value' = \"{}\"",
+                        "e.g. '{}[type eq \"work\"].value' = … ({})",
                         attr.name,
-                        a.source.column()
+                        a.source.describe()
                     )),
                 );
             }
@@ -1313,21 +1382,19 @@ impl Provider for MappedResource {
                 descending: q.descending,
             },
         };
-        let search = Search {
+        let (total, rows) = paging::page(
+            inner.table.as_ref(),
             predicate,
             sort,
-            offset: q.offset,
-            limit: q.limit,
-            members: q.members,
-        };
-        let found = inner
-            .table
-            .search(search)
-            .await
-            .map_err(|e| inner.fail(e, None))?;
+            q.offset,
+            q.limit,
+            q.members,
+        )
+        .await
+        .map_err(|e| inner.fail(e, None))?;
         Ok(Page {
-            total: found.total,
-            resources: found.rows.into_iter().map(|r| inner.stored(r)).collect(),
+            total,
+            resources: rows.into_iter().map(|r| inner.stored(r)).collect(),
         })
     }
 
@@ -1404,7 +1471,7 @@ fn fit_types(
         if let Err(msg) = compatible(p.ty, &info.ty, !p.values.is_empty()) {
             problems.push(Problem::error(
                 p.origin,
-                format!("'{}' → column '{}': {msg}", p.shown, p.source_column()),
+                format!("'{}' → {}: {msg}", p.shown, p.describe_source()),
                 None,
             ));
             continue;
@@ -1446,10 +1513,10 @@ fn fit_types(
                 shown: p.shown.clone(),
             },
             hidden: p.returned == Some(Returned::Never),
-            blank: match (&p.source, &info.ty) {
-                (Source::Column(_), FieldType::Text { .. }) if !info.nullable => {
-                    Value::Text(String::new())
-                }
+            // A field of the resource's own row that may not be empty (a child row or a kept
+            // value is deleted instead, and reads as nullable).
+            blank: match &info.ty {
+                FieldType::Text { .. } if !info.nullable => Value::Text(String::new()),
                 _ => Value::Null,
             },
         });

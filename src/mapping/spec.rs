@@ -1,11 +1,12 @@
 //! What a mapping file says about one resource type, parsed and checked for shape but not yet
 //! checked against the store. The config loader builds these; [`super::build`] turns each into
-//! a served resource once the store has confirmed the tables and columns exist.
+//! a served resource once the store has confirmed that what the mapping names exists. Where a
+//! value lives in the store is a [`Loc`] the store's kind parsed: nothing here reads it.
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::backend::Value;
+use crate::backend::{Loc, Value};
 use crate::scim::filter::PatchPath;
 use crate::scim::schema::{AttrType, Mutability, Returned, Uniqueness};
 
@@ -80,19 +81,15 @@ pub struct ResourceSpec {
     pub description: String,
     /// Core schema URN.
     pub schema: String,
-    /// Name of the `[backend.NAME]` holding the table.
+    /// Name of the `[backend.NAME]` holding the resource.
     pub backend: String,
-    /// Table name.
-    pub table: String,
-    /// Key column (the SCIM `id`).
-    pub key: String,
+    /// Where the resource lives in that store (its table, key and discriminator; …).
+    pub store: Loc,
     /// Delete mode.
     pub on_delete: OnDelete,
-    /// Discriminator: column values that pick this type's rows in a shared table.
-    pub filter: Vec<(String, Value)>,
     /// Attribute mappings, in file order.
     pub attrs: Vec<AttrSpec>,
-    /// Columns the sidecar writes by itself (`[resource.X.set]`).
+    /// Values the sidecar writes by itself (`[resource.X.set]`).
     pub set: Vec<SetSpec>,
     /// Group membership, when this type has members.
     pub members: Option<MemberMap>,
@@ -130,41 +127,36 @@ pub struct AttrSpec {
 }
 
 /// Where a mapped attribute's value is kept.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum AttrSource {
-    /// A column of the resource's table.
-    Column(String),
-    /// A column of a row in another table: `{ table, link, column, where }`.
-    Child {
-        /// The other table.
-        table: String,
-        /// Its column holding the resource's key.
-        link: String,
-        /// Its column holding the value.
-        column: String,
-        /// Fixed column values that pick the row.
-        select: Vec<(String, Value)>,
-    },
-    /// The sidecar's own attribute table (`{ kept = true }`), created by `scim-sidecar
-    /// migrate`.
+    /// In the resource's store, where the store's kind parsed it to be.
+    Store(Loc),
+    /// In the sidecar's own state (`{ kept = true }`), created by `scim-sidecar migrate`.
     Kept,
 }
 
 impl AttrSource {
-    /// The column, for messages.
-    pub fn column(&self) -> &str {
+    /// Whether the sidecar keeps the value itself.
+    pub fn is_kept(&self) -> bool {
+        matches!(self, AttrSource::Kept)
+    }
+
+    /// Where the value is, for messages.
+    pub fn describe(&self) -> String {
         match self {
-            AttrSource::Column(c) | AttrSource::Child { column: c, .. } => c,
-            AttrSource::Kept => "value",
+            AttrSource::Store(loc) => loc.describe(),
+            AttrSource::Kept => "the sidecar's own state".into(),
         }
     }
 }
 
-/// One entry of `[resource.X.set]`: a column the sidecar writes by itself.
+/// One entry of `[resource.X.set]`: a value the sidecar writes by itself.
 #[derive(Clone, Debug)]
 pub struct SetSpec {
-    /// The column.
-    pub column: String,
+    /// Where it goes, as the store parsed the key.
+    pub target: Loc,
+    /// The key as written, for messages.
+    pub shown: String,
     /// What is written.
     pub value: SetValue,
     /// On insert only, or on every write.
@@ -184,27 +176,11 @@ pub enum SetValue {
     Template(String),
 }
 
-/// How members are kept.
-#[derive(Clone, Debug)]
-pub enum MemberStore {
-    /// One row per membership: `{ table, group, member }`.
-    Join {
-        /// The join table.
-        table: String,
-        /// Column holding this resource's key.
-        group_column: String,
-        /// Column holding the member's key.
-        member_column: String,
-    },
-    /// A column on the member's row holding its one group's key: `{ column }`.
-    Column(String),
-}
-
 /// `members = { … }`: how a group's members are kept.
 #[derive(Clone, Debug)]
 pub struct MemberMap {
-    /// How.
-    pub store: MemberStore,
+    /// Where, as the store parsed the table.
+    pub loc: Loc,
     /// The resource type members are (`User`).
     pub member_type: String,
     /// Where it was written.

@@ -1,18 +1,20 @@
-//! The server: start-up checks, listeners, and graceful shutdown.
+//! The server: listeners, connections and graceful shutdown.
 //!
-//! [`build`] opens every store and compiles every mapping (the checks `run` and `check`
-//! share). [`start`] binds the SCIM/proxy listener (optionally TLS) and the admin listener and
-//! runs their accept loops; each connection is served by hyper-util's auto builder (HTTP/1.1
-//! and HTTP/2, upgrades allowed) and every request goes through [`router::handle`].
-//! [`Running::shutdown`] stops accepting, lets in-flight requests finish within
-//! `listen.shutdown_timeout`, and returns.
+//! [`start`] builds the [`App`] for a config ([`crate::app::build`]: the checks `run` and
+//! `check` share), binds the SCIM/proxy listener and the admin listener and runs their
+//! accept loops. Each connection is served by hyper-util's auto builder (HTTP/1.1 and HTTP/2,
+//! upgrades allowed), TLS-terminated with the current app's acceptor when configured, and
+//! every request goes through [`router::handle`] with the app current when it arrived.
+//! [`Running::replace`] swaps in an app built from another config; [`Running::shutdown`]
+//! stops accepting, lets in-flight requests finish within `listen.shutdown_timeout`, and
+//! returns.
 
 pub mod router;
 pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,222 +24,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin;
-use crate::auth::Authenticator;
-use crate::auth::oauth::{Signer, TokenEndpoint};
-use crate::backend::Backend;
-use crate::config::{BackendKind, Config};
-use crate::mapping::{self, MappedResource, Origin, Problem};
-use crate::metrics::Metrics;
-use crate::proxy::Proxy;
-use crate::scim::discovery::Features;
-use crate::scim::{self, Service};
-
-/// Everything a request needs, shared by all connections.
-pub struct App {
-    /// The SCIM service over the mapped resource types.
-    pub scim: Service<MappedResource>,
-    /// Credential checks.
-    pub auth: Authenticator,
-    /// The OAuth token endpoint, when `[auth.oauth]` is configured.
-    pub oauth: Option<TokenEndpoint>,
-    /// The pass-through proxy, when an upstream is configured.
-    pub proxy: Option<Proxy>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// The opened stores (for readiness).
-    pub backends: Vec<Arc<dyn Backend>>,
-    /// `[scim].base_path`.
-    pub base_path: String,
-    /// `[scim].public_url`.
-    pub public_url: Option<String>,
-    /// Request body limit for SCIM requests.
-    pub max_body_bytes: u64,
-    /// `Retry-After` seconds on 503.
-    pub retry_after: u32,
-    /// Set when shutdown begins: `/readyz` then answers 503.
-    pub draining: AtomicBool,
-}
-
-/// Opens the stores and compiles the mappings. `Ok` carries warnings; `Err` every problem.
-pub async fn build(
-    config: &Config,
-    metrics: Arc<Metrics>,
-) -> Result<(App, Vec<Problem>), Vec<Problem>> {
-    let mut problems = Vec::new();
-    let mut warnings = config.warnings.clone();
-    let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
-    for b in &config.backends {
-        match open_backend(&b.name, &b.kind, &b.origin).await {
-            Ok(backend) => backends.push(backend),
-            Err(p) => problems.push(p),
-        }
-    }
-    let settings = mapping::Settings {
-        unknown_attributes: config.scim.unknown_attributes,
-        retry_after: config.scim.retry_after,
-        observer: metrics.clone(),
-    };
-    let mut providers = Vec::new();
-    for spec in &config.resources {
-        let Some(backend) = backends.iter().find(|b| b.name() == spec.backend) else {
-            continue;
-        };
-        match mapping::build(spec, backend.as_ref(), &config.resources, &settings).await {
-            Ok((resource, w)) => {
-                warnings.extend(w);
-                providers.push(resource);
-            }
-            Err(ps) => problems.extend(ps),
-        }
-    }
-    let auth_origin = Origin {
-        file: config.file.clone(),
-        line: 0,
-    };
-    let signer = match &config.auth.oauth {
-        Some(o) => match Signer::new(
-            o.signing_key.as_ref().map(|k| k.0.as_bytes()),
-            o.token_lifetime,
-        ) {
-            Ok(s) => Some(Arc::new(s)),
-            Err(e) => {
-                problems.push(Problem::error(
-                    &auth_origin,
-                    format!("[auth.oauth]: {e}"),
-                    None,
-                ));
-                None
-            }
-        },
-        None => None,
-    };
-    let auth = match Authenticator::new(&config.auth, signer.clone()) {
-        Ok(a) => Some(a),
-        Err((i, e)) => {
-            problems.push(Problem::error(
-                &auth_origin,
-                format!(
-                    "[[auth.jwt]] #{} ({}): {e}",
-                    i + 1,
-                    config.auth.jwt[i].issuer
-                ),
-                None,
-            ));
-            None
-        }
-    };
-    let oauth = match (&config.auth.oauth, signer) {
-        (Some(o), Some(s)) => Some(TokenEndpoint::new(o, s)),
-        _ => None,
-    };
-    let (false, Some(auth)) = (!problems.is_empty(), auth) else {
-        problems.extend(warnings);
-        return Err(problems);
-    };
-    auth.prefetch().await;
-    let m = metrics.clone();
-    let on_ignored: scim::service::IgnoredHook = Arc::new(move |rt: &str, ignored: &[String]| {
-        tracing::debug!(resource_type = rt, attributes = ?ignored, "ignored attributes the mapping does not store");
-        m.ignored_attributes(rt, ignored.len());
-    });
-    let service = Service::new(
-        providers,
-        scim::Settings {
-            default_count: config.scim.default_count,
-            max_count: config.scim.max_count,
-            unknown_attributes: config.scim.unknown_attributes,
-            features: Features {
-                max_results: config.scim.max_count,
-                max_payload_bytes: config.scim.max_body_bytes,
-                documentation_uri: config.scim.documentation_uri.clone(),
-            },
-        },
-        on_ignored,
-    );
-    let app = App {
-        scim: service,
-        auth,
-        oauth,
-        proxy: config.upstream.clone().map(Proxy::new),
-        metrics,
-        backends,
-        base_path: config.scim.base_path.clone(),
-        public_url: config.scim.public_url.clone(),
-        max_body_bytes: config.scim.max_body_bytes,
-        retry_after: config.scim.retry_after,
-        draining: AtomicBool::new(false),
-    };
-    Ok((app, warnings))
-}
-
-async fn open_backend(
-    name: &str,
-    kind: &BackendKind,
-    origin: &Origin,
-) -> Result<Arc<dyn Backend>, Problem> {
-    let fail = |e: String| Problem::error(origin, format!("[backend.{name}]: {e}"), None);
-    match kind {
-        #[cfg(feature = "sqlite")]
-        BackendKind::Sqlite {
-            path,
-            create_from,
-            readers,
-            busy_timeout,
-        } => crate::backend::sql::sqlite::SqliteBackend::open(
-            name,
-            path,
-            create_from.as_deref(),
-            *readers,
-            *busy_timeout,
-        )
-        .map(|b| Arc::new(b) as Arc<dyn Backend>)
-        .map_err(fail),
-        #[cfg(feature = "postgres")]
-        BackendKind::Postgres {
-            url,
-            pool_size,
-            connect_timeout,
-            statement_timeout,
-            ca_file,
-        } => {
-            let options = crate::backend::sql::postgres::PgOptions {
-                url: url.0.clone(),
-                pool_size: *pool_size,
-                connect_timeout: *connect_timeout,
-                statement_timeout: *statement_timeout,
-                ca_file: ca_file.clone(),
-            };
-            crate::backend::sql::postgres::PgBackend::open(name, &options)
-                .await
-                .map(|b| Arc::new(b) as Arc<dyn Backend>)
-                .map_err(fail)
-        }
-        #[allow(unreachable_patterns)] // reason: reachable only in builds without a store
-        _ => Err(Problem::error(
-            origin,
-            format!("[backend.{name}]: this build does not include this kind of store"),
-            Some("build with the default features".into()),
-        )),
-    }
-}
-
-/// Opens every configured store (for `migrate`).
-pub async fn open_backends(config: &Config) -> Result<Vec<Arc<dyn Backend>>, Vec<Problem>> {
-    let mut out = Vec::new();
-    let mut problems = Vec::new();
-    for b in &config.backends {
-        match open_backend(&b.name, &b.kind, &b.origin).await {
-            Ok(x) => out.push(x),
-            Err(p) => problems.push(p),
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
-}
+pub use crate::app::App;
+use crate::app::{Current, Process};
+use crate::config::Config;
+use crate::mapping::Problem;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -256,8 +46,10 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The admin listener's address.
     pub admin_addr: Option<SocketAddr>,
-    /// The shared state.
-    pub app: Arc<App>,
+    /// What lives as long as the process (metrics, drain state).
+    pub process: Arc<Process>,
+    /// The config-derived state new requests are served from.
+    pub current: Arc<Current>,
     drain_delay: Duration,
     stop_main: watch::Sender<bool>,
     stop_admin: watch::Sender<bool>,
@@ -266,12 +58,26 @@ pub struct Running {
 }
 
 impl Running {
+    /// The app new requests are served from.
+    pub fn app(&self) -> Arc<App> {
+        self.current.load()
+    }
+
+    /// Builds everything `config` derives and serves new requests from it; requests in
+    /// flight finish on the app they started with. `Err` (every problem) keeps the current
+    /// app. The listeners' addresses and deadlines are those the server started with.
+    pub async fn replace(&self, config: &Config) -> Result<Vec<Problem>, Vec<Problem>> {
+        let (app, warnings) = crate::app::build(config, self.process.metrics.clone()).await?;
+        self.current.replace(app);
+        Ok(warnings)
+    }
+
     /// Shuts down in order: `/readyz` turns 503 (so Kubernetes stops routing here) while the
     /// listener keeps serving for `drain_delay`; then the listener stops accepting and
     /// in-flight requests finish (bounded by the shutdown timeout); the admin listener closes
     /// last, so probes see the drain.
     pub async fn shutdown(self) {
-        self.app.draining.store(true, Ordering::SeqCst);
+        self.process.draining.store(true, Ordering::SeqCst);
         if !self.drain_delay.is_zero() {
             tokio::time::sleep(self.drain_delay).await;
         }
@@ -286,18 +92,14 @@ impl Running {
 
 /// Checks, binds and serves. Returns once both listeners accept connections.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
-    let metrics = Arc::new(Metrics::new());
-    let (app, warnings) = build(config, metrics).await.map_err(StartError::Problems)?;
+    let process = Arc::new(Process::new());
+    let (app, warnings) = crate::app::build(config, process.metrics.clone())
+        .await
+        .map_err(StartError::Problems)?;
     for w in &warnings {
         tracing::warn!(origin = %w.origin, fix = w.fix.as_deref().unwrap_or(""), "{}", w.message);
     }
-    let app = Arc::new(app);
-    let tls = match &config.listen.tls {
-        Some(t) => Some(tokio_rustls::TlsAcceptor::from(
-            tls::load_server_config(&t.cert, &t.key).map_err(StartError::Listen)?,
-        )),
-        None => None,
-    };
+    let current = Arc::new(Current::new(app));
     let listener = TcpListener::bind(&config.listen.addr)
         .await
         .map_err(|e| StartError::Listen(format!("cannot listen on {}: {e}", config.listen.addr)))?;
@@ -317,17 +119,24 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     let (stop_admin, admin_rx) = watch::channel(false);
     let main = tokio::spawn(serve(
         listener,
-        tls,
-        app.clone(),
+        current.clone(),
         main_rx,
         config.listen.shutdown_timeout,
         config.listen.header_read_timeout,
     ));
-    let admin = admin_listener.map(|l| tokio::spawn(admin::serve(l, app.clone(), admin_rx)));
+    let admin = admin_listener.map(|l| {
+        tokio::spawn(crate::admin::serve(
+            l,
+            current.clone(),
+            process.clone(),
+            admin_rx,
+        ))
+    });
     Ok(Running {
         addr,
         admin_addr,
-        app,
+        process,
+        current,
         drain_delay: config.listen.drain_delay,
         stop_main,
         stop_admin,
@@ -339,8 +148,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
 /// The accept loop of the SCIM/proxy listener.
 async fn serve(
     listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    app: Arc<App>,
+    current: Arc<Current>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     header_read_timeout: Duration,
@@ -366,11 +174,15 @@ async fn serve(
             _ = stop.changed() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let app = app.clone();
+        // TLS as configured when the connection arrived; each request is served by the app
+        // current when it arrives.
+        let tls = current.load().tls.clone();
+        let requests = current.clone();
         // Formatted once per connection, not per request (X-Forwarded-For).
         let client = Arc::new(crate::proxy::ClientInfo::new(peer, tls.is_some()));
-        let svc =
-            hyper::service::service_fn(move |req| router::handle(app.clone(), req, client.clone()));
+        let svc = hyper::service::service_fn(move |req| {
+            router::handle(requests.load(), req, client.clone())
+        });
         match &tls {
             None => {
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);

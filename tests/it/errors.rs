@@ -246,12 +246,7 @@ async fn protocol_errors() {
 async fn store_unavailable_is_503() {
     let s = Sidecar::start(Options {
         tweak: Some(Box::new(|c| {
-            for b in &mut c.backends {
-                if let scim_sidecar::config::BackendKind::Sqlite { busy_timeout, .. } = &mut b.kind
-                {
-                    *busy_timeout = Duration::from_millis(100);
-                }
-            }
+            crate::support::with_sqlite(c, |s| s.busy_timeout = Duration::from_millis(100));
         })),
         ..Default::default()
     })

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use scim_sidecar::config::BackendKind;
 use serde_json::json;
 
 use crate::support::client::patch_body;
@@ -25,16 +24,7 @@ fn pg_options(
     f: impl Fn(&mut std::time::Duration, &mut Option<std::path::PathBuf>) + 'static,
 ) -> Option<Tweak> {
     Some(Box::new(move |c| {
-        for b in &mut c.backends {
-            if let BackendKind::Postgres {
-                statement_timeout,
-                ca_file,
-                ..
-            } = &mut b.kind
-            {
-                f(statement_timeout, ca_file);
-            }
-        }
+        crate::support::with_postgres(c, |o| f(&mut o.statement_timeout, &mut o.ca_file));
     }))
 }
 
@@ -244,15 +234,10 @@ async fn tls_verify_full() {
     let app_url = db.url.replace("postgres://postgres@", "postgres://app@");
     let (url, ca2) = (app_url.clone(), ca.clone());
     let tweak: Tweak = Box::new(move |c| {
-        for b in &mut c.backends {
-            if let BackendKind::Postgres {
-                url: u, ca_file, ..
-            } = &mut b.kind
-            {
-                u.0 = url.clone();
-                *ca_file = Some(ca2.clone());
-            }
-        }
+        crate::support::with_postgres(c, |o| {
+            o.url.0 = url.clone();
+            o.ca_file = Some(ca2.clone());
+        });
     });
     let s = Sidecar::example_on("postgres", Some(db), Some(tweak)).await;
     s.client
@@ -349,11 +334,7 @@ async fn unix_socket_host() {
         "postgres",
         Some(db),
         Some(Box::new(move |c| {
-            for b in &mut c.backends {
-                if let BackendKind::Postgres { url: u, .. } = &mut b.kind {
-                    u.0 = url.clone();
-                }
-            }
+            crate::support::with_postgres(c, |o| o.url.0 = url.clone());
         })),
     )
     .await;

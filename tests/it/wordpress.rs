@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
+use scim_sidecar::backend::sql::config::{SqlField, SqlResource};
 use scim_sidecar::config::{self, Config};
 use scim_sidecar::mapping::{AttrSource, Problem};
 use scim_sidecar::metrics::Metrics;
-use scim_sidecar::server;
 use serde_json::{Value, json};
 
 use crate::support::client::patch_body;
@@ -431,7 +431,7 @@ fn wordpress_config(s: &Sidecar) -> Config {
 
 /// What `scim-sidecar check` prints about `wp_users.user_login`.
 async fn user_login_warnings(config: &Config) -> Vec<Problem> {
-    let (_, warnings) = server::build(config, Arc::new(Metrics::new()))
+    let (_, warnings) = scim_sidecar::app::build(config, Arc::new(Metrics::new()))
         .await
         .unwrap_or_else(|p| panic!("{}", config::report(&p)));
     warnings
@@ -480,10 +480,22 @@ async fn unique_index_advice_runs_on_wordpress() {
 async fn column_names_are_matched_to_the_database_ignoring_case() {
     let tweak: crate::support::Tweak = Box::new(|c: &mut Config| {
         let users = &mut c.resources[0];
-        users.key = "id".into();
+        let mut store = users
+            .store
+            .as_any()
+            .downcast_ref::<SqlResource>()
+            .expect("an SQL resource")
+            .clone();
+        store.key = "id".into();
+        users.store = Arc::new(store);
         for a in &mut users.attrs {
-            if a.source == AttrSource::Column("user_login".into()) {
-                a.source = AttrSource::Column("USER_LOGIN".into());
+            let AttrSource::Store(loc) = &a.source else {
+                continue;
+            };
+            if loc.as_any().downcast_ref::<SqlField>()
+                == Some(&SqlField::Column("user_login".into()))
+            {
+                a.source = AttrSource::Store(Arc::new(SqlField::Column("USER_LOGIN".into())));
             }
         }
     });

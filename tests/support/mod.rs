@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use scim_sidecar::backend::sql::postgres::PgOptions;
+use scim_sidecar::backend::sql::sqlite::SqliteConfig;
 use scim_sidecar::config::{self, Config};
 use scim_sidecar::server::{self, Running};
 
@@ -167,12 +169,12 @@ impl Sidecar {
         if store == Store::Sqlite {
             let fixture = example_dir(example).1;
             for b in &mut config.backends {
-                b.kind = config::BackendKind::Sqlite {
+                b.store = std::sync::Arc::new(SqliteConfig {
                     path: db.clone(),
                     create_from: Some(fixture.clone()),
                     readers: 4,
                     busy_timeout: std::time::Duration::from_secs(5),
-                };
+                });
             }
         }
         if let Some(t) = tweak {
@@ -305,13 +307,35 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Config {
 /// What `scim-sidecar migrate` does, through the library: the sidecar's own tables.
 pub async fn migrate_config(config: &Config) -> Vec<String> {
     let mut done = Vec::new();
-    for b in server::open_backends(config)
+    for b in scim_sidecar::app::open_backends(config)
         .await
         .unwrap_or_else(|p| panic!("{}", config::report(&p)))
     {
         done.extend(b.migrate().await.expect("migrate"));
     }
     done
+}
+
+/// Changes the settings of every SQLite backend of a loaded config.
+pub fn with_sqlite(c: &mut Config, f: impl Fn(&mut SqliteConfig)) {
+    for b in &mut c.backends {
+        if let Some(s) = b.store.as_any().downcast_ref::<SqliteConfig>() {
+            let mut s = s.clone();
+            f(&mut s);
+            b.store = std::sync::Arc::new(s);
+        }
+    }
+}
+
+/// Changes the settings of every PostgreSQL backend of a loaded config.
+pub fn with_postgres(c: &mut Config, f: impl Fn(&mut PgOptions)) {
+    for b in &mut c.backends {
+        if let Some(s) = b.store.as_any().downcast_ref::<PgOptions>() {
+            let mut s = s.clone();
+            f(&mut s);
+            b.store = std::sync::Arc::new(s);
+        }
+    }
 }
 
 /// Process-wide set-up: the TLS crypto provider, and logs when `RUST_LOG` asks for them.

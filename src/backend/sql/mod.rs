@@ -11,11 +11,14 @@
 //! (`$1::text::bigint`), and values are read back as text: one encoding for integers,
 //! booleans, enums, `citext`, timestamps and `uuid` alike.
 
+pub mod config;
 pub mod model;
+pub(crate) mod ops;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+pub(crate) mod state;
 
 use std::fmt::Write as _;
 
@@ -41,15 +44,30 @@ pub enum Param {
 }
 
 /// A statement under construction: SQL text plus its bound parameters, in order.
+///
+/// Every placeholder the builder writes is recorded (where its number sits in the text and
+/// which parameter it binds), so that [`Sql::append`] can renumber the placeholders of another
+/// statement from those records: never by searching the text, where a quoted identifier may
+/// contain `$1` or `?`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sql {
-    /// The SQL text.
-    pub text: String,
-    /// Parameters, bound in order to the placeholders in `text`.
-    pub params: Vec<Param>,
+    text: String,
+    params: Vec<Param>,
+    /// The byte range of each placeholder's number in `text`, in order.
+    marks: Vec<std::ops::Range<usize>>,
 }
 
 impl Sql {
+    /// The SQL text, placeholders included.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The parameters, bound in order to the placeholders.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
     /// Appends SQL text (never client data).
     pub fn push(&mut self, s: &str) -> &mut Self {
         self.text.push_str(s);
@@ -59,46 +77,46 @@ impl Sql {
     /// Binds a parameter and appends its placeholder (`?N`, or `$N::text` in PostgreSQL).
     pub fn param(&mut self, d: Dialect, v: Value) -> &mut Self {
         self.params.push(Param::Value(v));
-        let n = self.params.len();
-        let _ = match d {
-            Dialect::Sqlite => write!(self.text, "?{n}"),
-            Dialect::Postgres => write!(self.text, "${n}::text"),
+        let sigil = match d {
+            Dialect::Sqlite => "?",
+            Dialect::Postgres => "$",
         };
+        self.placeholder(sigil);
+        if d == Dialect::Postgres {
+            self.text.push_str("::text");
+        }
         self
     }
 
     /// Binds a text array (PostgreSQL) and appends `$N::text[]`.
     pub fn param_array(&mut self, values: Vec<String>) -> &mut Self {
         self.params.push(Param::TextArray(values));
-        let n = self.params.len();
-        let _ = write!(self.text, "${n}::text[]");
+        self.placeholder("$");
+        self.text.push_str("::text[]");
         self
     }
 
-    /// Appends another statement's text and parameters, renumbering SQLite placeholders
-    /// (PostgreSQL placeholders are renumbered the same way).
+    /// Writes `sigil` and the number of the last parameter, recording where the number is.
+    fn placeholder(&mut self, sigil: &str) {
+        self.text.push_str(sigil);
+        let start = self.text.len();
+        let _ = write!(self.text, "{}", self.params.len());
+        self.marks.push(start..self.text.len());
+    }
+
+    /// Appends another statement's text and parameters, its placeholders renumbered after
+    /// this statement's own.
     pub fn append(&mut self, other: &Sql) {
         let offset = self.params.len();
-        let mut rest = other.text.as_str();
-        while let Some(pos) = rest.find(['?', '$']) {
-            self.text.push_str(&rest[..pos]);
-            let sigil = &rest[pos..pos + 1];
-            let digits: String = rest[pos + 1..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            match digits.parse::<usize>() {
-                Ok(n) => {
-                    let _ = write!(self.text, "{sigil}{}", n + offset);
-                    rest = &rest[pos + 1 + digits.len()..];
-                }
-                Err(_) => {
-                    self.text.push_str(sigil);
-                    rest = &rest[pos + 1..];
-                }
-            }
+        let mut last = 0;
+        for (i, mark) in other.marks.iter().enumerate() {
+            self.text.push_str(&other.text[last..mark.start]);
+            let start = self.text.len();
+            let _ = write!(self.text, "{}", offset + i + 1);
+            self.marks.push(start..self.text.len());
+            last = mark.end;
         }
-        self.text.push_str(rest);
+        self.text.push_str(&other.text[last..]);
         self.params.extend(other.params.iter().cloned());
     }
 }
@@ -248,6 +266,17 @@ fn compile(m: &Model, p: &Predicate, neg: bool, sql: &mut Sql) {
             }
             None => constant(neg, sql),
         },
+        Predicate::KeyIn(ids) => {
+            let (valid, _) = split_ids(&m.key, ids);
+            if valid.is_empty() {
+                constant(neg, sql);
+                return;
+            }
+            sql.push(if neg { "NOT (t." } else { "(t." })
+                .push(&m.key.name);
+            m.push_in(sql, &m.key, valid);
+            sql.push(")");
+        }
         Predicate::HasMember(member) => {
             let Some(members) = &m.members else {
                 constant(neg, sql);
@@ -395,7 +424,15 @@ fn child_exists(
 }
 
 /// One positive comparison `e op value`, `e` being column `c`.
-fn comparison(d: Dialect, e: &str, c: &Col, op: CmpOp, value: &Value, fold: bool, sql: &mut Sql) {
+pub(crate) fn comparison(
+    d: Dialect,
+    e: &str,
+    c: &Col,
+    op: CmpOp,
+    value: &Value,
+    fold: bool,
+    sql: &mut Sql,
+) {
     let rel = match op {
         CmpOp::Eq | CmpOp::Ne => "=",
         CmpOp::Gt => ">",
@@ -493,7 +530,7 @@ pub fn order_by(m: &Model, sort: &Sort, sql: &mut Sql) {
                 sub.push(&m.link_cond(ch, "c", "t"));
                 m.push_fixed(&mut sub, "c", &ch.select);
                 sub.push(" LIMIT 1)");
-                sql.append_expr(sub);
+                sql.append(&sub);
                 sql.push(" ")
                     .push(dir)
                     .push(" NULLS LAST, t.")
@@ -513,13 +550,6 @@ pub fn order_by(m: &Model, sort: &Sort, sql: &mut Sql) {
         sql.push(" ").push(dir).push(" NULLS LAST, ");
     }
     sql.push("t.").push(&m.key.name).push(" ").push(dir);
-}
-
-impl Sql {
-    /// Appends an expression built separately (its parameters renumbered).
-    fn append_expr(&mut self, other: Sql) {
-        self.append(&other);
-    }
 }
 
 /// A LIKE pattern matching `s` literally, with `%` before and/or after.
@@ -562,9 +592,9 @@ fn glob_pattern(s: &str, pre: bool, post: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::config::{ChildSpec, FieldSpec, MembersSpec, RelSpec, Source};
     use super::model::{Catalog, ColumnInfo, TableInfo, UniqueInfo};
     use super::*;
-    use crate::backend::{ChildSpec, FieldSpec, MembersSpec, Source, TableSpec};
 
     fn col(name: &str, ty: FieldType, pk: bool) -> ColumnInfo {
         ColumnInfo {
@@ -630,7 +660,7 @@ mod tests {
     }
 
     fn model(d: Dialect) -> Model {
-        let spec = TableSpec {
+        let spec = RelSpec {
             table: "accounts".into(),
             key: "id".into(),
             filter: vec![],
@@ -820,7 +850,8 @@ mod tests {
         );
     }
 
-    /// Appending renumbers placeholders.
+    /// Appending renumbers placeholders from their recorded positions, so text that looks
+    /// like a placeholder (a quoted identifier may contain `$1` or `?2`) is never touched.
     #[test]
     fn append_renumbers() {
         let mut a = Sql::default();
@@ -830,5 +861,37 @@ mod tests {
         a.append(&b);
         assert_eq!(a.text, "a = $1::text AND b = $2::text");
         assert_eq!(a.params.len(), 2);
+
+        for d in [Dialect::Sqlite, Dialect::Postgres] {
+            let mut a = Sql::default();
+            a.push("SELECT ").param(d, Value::Int(1));
+            let mut b = Sql::default();
+            b.push(" FROM \"t$1\" WHERE \"c?2\" = ")
+                .param(d, Value::Int(2))
+                .push(" AND \"$3x\" = ")
+                .param(d, Value::Int(3));
+            a.append(&b);
+            let (p, c) = match d {
+                Dialect::Sqlite => ("?", ""),
+                Dialect::Postgres => ("$", "::text"),
+            };
+            assert_eq!(
+                a.text,
+                format!(
+                    "SELECT {p}1{c} FROM \"t$1\" WHERE \"c?2\" = {p}2{c} AND \"$3x\" = {p}3{c}"
+                )
+            );
+            assert_eq!(a.params.len(), 3);
+            // Appending twice keeps counting.
+            let mut twice = Sql::default();
+            twice.append(&a);
+            twice.append(&a);
+            assert_eq!(twice.params.len(), 6);
+            assert!(
+                twice.text.ends_with(&format!("= {p}6{c}")),
+                "{}",
+                twice.text
+            );
+        }
     }
 }

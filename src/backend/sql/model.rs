@@ -1,17 +1,17 @@
 //! A mapped table compiled against the live schema: every name checked and quoted, every type
 //! known, and the SQL that reads and writes it, in either dialect.
 //!
-//! A dialect's backend introspects the tables a [`TableSpec`] names into a [`Catalog`];
+//! A dialect's backend introspects the tables a [`RelSpec`] names into a [`Catalog`];
 //! [`Model::build`] checks the spec against it (all problems at once) and returns the model the
 //! backend executes. The checks and the statement shapes are shared: SQLite and PostgreSQL
 //! differ only in introspection, placeholders, casts and a few statement forms.
 
 use std::collections::HashMap;
 
+use super::config::{MembersSpec, RelSpec, Source};
 use super::{Dialect, Sql, key_value, quote_ident};
 use crate::backend::{
-    ConstValue, FieldInfo, FieldType, MembersSpec, Refused, Source, SpecPart, SpecProblem,
-    TableSpec, Value, When, closest,
+    ConstValue, FieldInfo, FieldType, Refused, SpecPart, SpecProblem, Value, When, closest,
 };
 
 /// What the live store says about one table.
@@ -106,7 +106,7 @@ impl TableInfo {
 }
 
 /// The tables a spec refers to (the table itself, child tables, member and join tables).
-pub fn tables_needed(spec: &TableSpec) -> Vec<String> {
+pub fn tables_needed(spec: &RelSpec) -> Vec<String> {
     let mut out = vec![spec.table.clone()];
     for f in &spec.fields {
         if let Source::Child(c) = &f.source {
@@ -313,7 +313,7 @@ pub type Built = (Model, Vec<FieldInfo>, Vec<SpecProblem>);
 
 impl Model {
     /// Checks `spec` against the catalog and compiles it. Every problem is returned at once.
-    pub fn build(d: Dialect, spec: &TableSpec, cat: &Catalog) -> Result<Built, Refused> {
+    pub fn build(d: Dialect, spec: &RelSpec, cat: &Catalog) -> Result<Built, Refused> {
         let mut problems = Vec::new();
         let mut warnings = Vec::new();
         let table_of = |name: &str,
@@ -419,13 +419,24 @@ impl Model {
                     });
                 }
             }
-            for k in &spec.constants {
+            for (i, k) in spec.constants.iter().enumerate() {
+                let mapped = spec.fields.iter().any(
+                    |f| matches!(&f.source, Source::Column(c) if c.eq_ignore_ascii_case(&k.column)),
+                );
+                if mapped {
+                    problems.push(problem(
+                        SpecPart::Constant(i),
+                        format!("column '{}' is both mapped and set", k.column),
+                        Some("keep it in one of [resource.….map] and [resource.….set]".into()),
+                    ));
+                    continue;
+                }
                 if let Some(info) = column_of(
                     t,
                     &spec.table,
                     &k.column,
                     "column ",
-                    SpecPart::Filter,
+                    SpecPart::Constant(i),
                     &mut problems,
                 ) {
                     written.push(info.name.to_ascii_lowercase());
@@ -446,6 +457,7 @@ impl Model {
             nullable: true,
             has_default: false,
             unique: false,
+            multi_valued: false,
         };
         for (i, f) in spec.fields.iter().enumerate() {
             let part = SpecPart::Field(i);
@@ -500,6 +512,7 @@ impl Model {
                         nullable: !info.notnull,
                         has_default: info.has_default,
                         unique: covered || f.unique,
+                        multi_valued: false,
                     });
                     fields.push(Field::Column(Col::from_info(c, &info)));
                 }
@@ -584,6 +597,7 @@ impl Model {
                         nullable: true,
                         has_default: false,
                         unique: false,
+                        multi_valued: false,
                     });
                     fields.push(Field::Child(Child {
                         table: quote_ident(&c.table),
@@ -807,13 +821,17 @@ impl Model {
     /// The condition linking a child row `c` to the resource row `t`. When the link column's
     /// type differs from the key's (the sidecar's text table), the key is cast.
     pub fn link_cond(&self, child: &Child, c: &str, t: &str) -> String {
-        let cast = child.link.ty != self.key.ty;
-        let key = match (self.d, cast) {
+        format!("{c}.{} = {}", child.link.name, self.link_from_key(child, t))
+    }
+
+    /// Row `t`'s key as the child's link column holds it (cast to text when the link is text
+    /// and the key is not: the sidecar's own table).
+    pub fn link_from_key(&self, child: &Child, t: &str) -> String {
+        match (self.d, child.link.ty != self.key.ty) {
             (_, false) => format!("{t}.{}", self.key.name),
             (Dialect::Sqlite, true) => format!("CAST({t}.{} AS TEXT)", self.key.name),
             (Dialect::Postgres, true) => format!("{t}.{}::text", self.key.name),
-        };
-        format!("{c}.{} = {key}", child.link.name)
+        }
     }
 
     /// The child's link column as a value of the key's type, for `t.key IN (SELECT …)`.
@@ -908,8 +926,8 @@ impl Model {
             .collect()
     }
 
-    /// `INSERT INTO table (…) VALUES (…) RETURNING key`: mapped columns with a value, the
-    /// discriminator, the constants and a generated key.
+    /// `INSERT INTO table (…) VALUES (…)`: mapped columns with a value, the discriminator, the
+    /// constants and a generated key. The caller adds `RETURNING` as its dialect needs.
     pub fn insert(&self, values: &[Value], uuid: Option<String>) -> Sql {
         let mut cols: Vec<(Col, Value)> = Vec::new();
         if let Some(u) = uuid {
@@ -937,10 +955,6 @@ impl Model {
             }
             sql.push(")");
         }
-        sql.push(" RETURNING ").push(&match self.d {
-            Dialect::Sqlite => self.key.name.clone(),
-            Dialect::Postgres => format!("{}::text", self.key.name),
-        });
         sql
     }
 
@@ -1237,7 +1251,15 @@ impl Model {
     }
 
     /// Adds members `ids` (all known to exist) to group `key`; ones already there are kept.
-    pub fn members_add(&self, m: &Members, key: &Value, ids: &[String]) -> Sql {
+    /// `only_if`, when given, is a condition (SQL text, no parameters) every inserted row must
+    /// also meet: PostgreSQL's one-statement add inserts only when no id is missing.
+    pub fn members_add(
+        &self,
+        m: &Members,
+        key: &Value,
+        ids: &[String],
+        only_if: Option<&str>,
+    ) -> Sql {
         let d = self.d;
         let mut sql = Sql::default();
         match m {
@@ -1279,10 +1301,14 @@ impl Model {
                         None => "i.v".to_owned(),
                     },
                 };
+                sql.push(" WHERE ");
+                if let Some(cond) = only_if {
+                    sql.push(cond).push(" AND ");
+                }
                 if *unique_pair {
-                    sql.push(" WHERE true ON CONFLICT DO NOTHING");
+                    sql.push("true ON CONFLICT DO NOTHING");
                 } else {
-                    sql.push(" WHERE NOT EXISTS (SELECT 1 FROM ")
+                    sql.push("NOT EXISTS (SELECT 1 FROM ")
                         .push(table)
                         .push(" x WHERE x.")
                         .push(&group.name)
@@ -1307,7 +1333,11 @@ impl Model {
                     .push(&column.name)
                     .push(" = ");
                 column.param(d, &mut sql, key.clone());
-                sql.push(" WHERE ").push(&member_key.name);
+                sql.push(" WHERE ");
+                if let Some(cond) = only_if {
+                    sql.push(cond).push(" AND ");
+                }
+                sql.push(&member_key.name);
                 self.push_in(&mut sql, member_key, ids.to_vec());
             }
         }
@@ -1368,7 +1398,8 @@ impl Model {
         };
         let d = self.d;
         let mut sql = Sql::default();
-        sql.push("SELECT 1 FROM ")
+        // Text, so every driver reads the answer the same way.
+        sql.push("SELECT '1' FROM ")
             .push(&self.table)
             .push(" t WHERE ");
         match (d, fold && (d == Dialect::Sqlite || !c.ci)) {
@@ -1417,6 +1448,10 @@ pub fn value_text(v: &Value) -> String {
         Value::Int(i) => i.to_string(),
         Value::Real(f) => f.to_string(),
         Value::Text(s) => s.clone(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::List(items) => {
+            serde_json::Value::from(items.iter().map(value_text).collect::<Vec<_>>()).to_string()
+        }
     }
 }
 

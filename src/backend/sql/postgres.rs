@@ -19,22 +19,150 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
-use super::model::{self, Catalog, ColumnInfo, Field, Members, Model, TableInfo, UniqueInfo};
-use super::{Dialect, Param, Sql, compile_predicate, order_by, quote_ident};
+use serde::Deserialize;
+
+use super::config::RelSpec;
+use super::model::{self, Catalog, ColumnInfo, Model, TableInfo, UniqueInfo};
+use super::ops::{self, Conn};
+use super::state::{Exec, SqlStateStore};
+use super::{Dialect, Param, Sql, quote_ident};
+use crate::backend::state::StateStore;
 use crate::backend::{
-    Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldType, Found, KeptTable,
-    MemberChange, Opened, Refused, Row, Search, SpecPart, SpecProblem, Table, TableSpec, Value,
+    Backend, BackendError, CheckFn, DeleteMode, EditFn, FieldType, Found, Loc, Opened, Refused,
+    Row, Search, SpecPart, SpecProblem, StoreConfig, StoreKind, Table, TableSpec, Value,
 };
+use crate::config::raw::{NumOrStr, RawValue, S};
+use crate::config::{Cx, Secret};
 
 /// The sidecar's own attribute table, in its own schema.
 const KEPT_SCHEMA: &str = "scim_sidecar";
 const KEPT_TABLE: &str = "scim_sidecar.attributes";
 
-/// How to reach the database.
+// === The kind ===
+
+/// `type = "postgres"`: a PostgreSQL database.
+pub struct Postgres;
+
+/// `[backend.NAME]` of type `postgres`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPg {
+    #[serde(rename = "type")]
+    _kind: S,
+    url: Option<S>,
+    pool_size: Option<NumOrStr>,
+    connect_timeout: Option<S>,
+    statement_timeout: Option<S>,
+    tls: Option<toml::Spanned<RawPgTls>>,
+}
+
+/// `tls = { ca = "…" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPgTls {
+    ca: S,
+}
+
+impl StoreKind for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn backend(
+        &self,
+        name: &str,
+        raw: &RawValue<'_>,
+        cx: &mut Cx<'_>,
+    ) -> Option<Arc<dyn StoreConfig>> {
+        let o = cx.origin(raw.span());
+        let b: RawPg = cx.deserialize(raw, &format!("[backend.{name}]"))?;
+        let Some(url) = b.url.as_ref().and_then(|u| cx.string(u, "backend url")) else {
+            cx.error(
+                &o,
+                format!("[backend.{name}] needs url = \"${{DATABASE_URL}}\""),
+                Some("e.g. postgres://app:secret@127.0.0.1:5432/app"),
+            );
+            return None;
+        };
+        if parse_url(&url).is_err() {
+            cx.error(
+                &o,
+                format!("[backend.{name}]: url is not a PostgreSQL connection string"),
+                Some("write postgres://user:password@host:5432/dbname (or key=value pairs)"),
+            );
+        }
+        let pool_size = cx.number(&b.pool_size, &o, "backend pool_size", (1, 1000), 16) as usize;
+        let connect_timeout = cx.duration(
+            &b.connect_timeout,
+            "backend connect_timeout",
+            Duration::from_secs(5),
+        );
+        let statement_timeout = cx.duration(
+            &b.statement_timeout,
+            "backend statement_timeout",
+            Duration::from_secs(10),
+        );
+        let ca_file = b.tls.as_ref().and_then(|t| {
+            let to = cx.origin(t.span());
+            let p = cx.path(&t.get_ref().ca, "backend tls.ca")?;
+            if !p.exists() {
+                cx.error(&to, format!("CA file {} does not exist", p.display()), None);
+            }
+            Some(p)
+        });
+        Some(Arc::new(PgOptions {
+            url: Secret(url),
+            pool_size,
+            connect_timeout,
+            statement_timeout,
+            ca_file,
+        }))
+    }
+
+    fn resource(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
+        super::config::parse_resource(raw, what, cx)
+    }
+
+    fn field(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
+        super::config::parse_field(raw, what, cx)
+    }
+
+    fn members(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
+        super::config::parse_members(raw, what, cx)
+    }
+
+    fn set_target(&self, key: &S, cx: &mut Cx<'_>) -> Option<Loc> {
+        super::config::parse_set_target(key, cx)
+    }
+}
+
+#[async_trait]
+impl StoreConfig for PgOptions {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn holds_state(&self) -> bool {
+        true
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    async fn open(&self, name: &str) -> Result<Arc<dyn Backend>, String> {
+        PgBackend::open(name, self)
+            .await
+            .map(|b| Arc::new(b) as Arc<dyn Backend>)
+    }
+}
+
+/// How to reach the database (`[backend.NAME]` of type `postgres`).
 #[derive(Clone, Debug)]
 pub struct PgOptions {
-    /// A `postgres://` URL or a `key=value` connection string.
-    pub url: String,
+    /// A `postgres://` URL or a `key=value` connection string (holds the password: never
+    /// printed).
+    pub url: Secret,
     /// Connections in the pool.
     pub pool_size: usize,
     /// Time to establish a connection (and to wait for a free one).
@@ -53,7 +181,15 @@ impl ToSql for Param {
         out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
         match self {
-            Param::Value(Value::Null) => Ok(IsNull::Yes),
+            Param::Value(v) if v.is_null() => Ok(IsNull::Yes),
+            Param::Value(Value::Bytes(b)) => {
+                // bytea's text input form: `\x` and hex digits.
+                out.extend_from_slice(b"\\x");
+                for byte in b {
+                    out.extend_from_slice(format!("{byte:02x}").as_bytes());
+                }
+                Ok(IsNull::No)
+            }
             Param::Value(v) => {
                 // Every placeholder is `$n::text`: the value travels as text and SQL casts it.
                 out.extend_from_slice(model::value_text(v).as_bytes());
@@ -165,7 +301,7 @@ pub struct PgBackend {
 impl PgBackend {
     /// Builds the pool and checks that the database answers (a start-up error otherwise).
     pub async fn open(name: &str, o: &PgOptions) -> Result<Self, String> {
-        let mut cfg: tokio_postgres::Config = parse_url(&o.url).map_err(|e| {
+        let mut cfg: tokio_postgres::Config = parse_url(&o.url.0).map_err(|e| {
             format!("the url is not a PostgreSQL connection string ({e}); write postgres://user:password@host:5432/dbname")
         })?;
         cfg.application_name("scim-sidecar");
@@ -317,6 +453,7 @@ impl Backend for PgBackend {
             .get()
             .await
             .map_err(|e| fail(format!("cannot connect to {}: {e}", self.shown)))?;
+        let spec = super::config::rel_spec(&spec, KEPT_TABLE)?;
         let cat = catalog(&client, &spec, &self.shown)
             .await
             .map_err(|e| fail(format!("cannot inspect the database: {}", explain(&e))))?;
@@ -333,8 +470,13 @@ impl Backend for PgBackend {
         })
     }
 
-    fn kept_table(&self) -> KeptTable {
-        KeptTable::named(KEPT_TABLE)
+    fn state(&self) -> Option<Arc<dyn StateStore>> {
+        Some(Arc::new(SqlStateStore {
+            exec: PgExec(self.pool.clone()),
+            d: Dialect::Postgres,
+            table: quote_ident(KEPT_TABLE),
+            shown: format!("[backend.{}] (PostgreSQL {})", self.name, self.shown),
+        }))
     }
 
     async fn migrate(&self) -> Result<Vec<String>, BackendError> {
@@ -371,7 +513,7 @@ impl Backend for PgBackend {
 
 async fn catalog(
     c: &deadpool_postgres::Client,
-    spec: &TableSpec,
+    spec: &RelSpec,
     shown: &str,
 ) -> Result<Catalog, tokio_postgres::Error> {
     let mut cat = Catalog {
@@ -530,56 +672,52 @@ struct PgTable {
 }
 
 fn refs(sql: &Sql) -> Vec<&(dyn ToSql + Sync)> {
-    sql.params
+    sql.params()
         .iter()
         .map(|p| p as &(dyn ToSql + Sync))
         .collect()
 }
 
-/// Statements on one connection (or transaction), with errors mapped.
-struct Run<'a, C: deadpool_postgres::GenericClient> {
+/// A connection (or transaction) as the shared flows use it.
+struct PgConn<'a, C: deadpool_postgres::GenericClient> {
     c: &'a C,
     m: &'a Model,
     names: &'a [String],
 }
 
-impl<C: deadpool_postgres::GenericClient + Sync> Run<'_, C> {
-    fn err(&self, e: tokio_postgres::Error) -> BackendError {
-        error(&e, self.names)
-    }
-
+impl<C: deadpool_postgres::GenericClient + Sync> PgConn<'_, C> {
     async fn query(&self, sql: &Sql) -> Result<Vec<tokio_postgres::Row>, BackendError> {
         let st = self
             .c
-            .prepare_cached(&sql.text)
+            .prepare_cached(sql.text())
             .await
-            .map_err(|e| self.err(e))?;
-        self.c.query(&st, &refs(sql)).await.map_err(|e| self.err(e))
+            .map_err(|e| error(&e, self.names))?;
+        self.c
+            .query(&st, &refs(sql))
+            .await
+            .map_err(|e| error(&e, self.names))
+    }
+}
+
+impl<C: deadpool_postgres::GenericClient + Sync> Conn for PgConn<'_, C> {
+    fn model(&self) -> &Model {
+        self.m
+    }
+
+    fn names(&self) -> &[String] {
+        self.names
     }
 
     async fn exec(&self, sql: &Sql) -> Result<u64, BackendError> {
         let st = self
             .c
-            .prepare_cached(&sql.text)
+            .prepare_cached(sql.text())
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| error(&e, self.names))?;
         self.c
             .execute(&st, &refs(sql))
             .await
-            .map_err(|e| self.err(e))
-    }
-
-    async fn strings(&self, sql: &Sql) -> Result<Vec<Vec<String>>, BackendError> {
-        Ok(self
-            .query(sql)
-            .await?
-            .iter()
-            .map(|r| {
-                (0..r.len())
-                    .map(|i| r.get::<_, Option<String>>(i).unwrap_or_default())
-                    .collect()
-            })
-            .collect())
+            .map_err(|e| error(&e, self.names))
     }
 
     async fn rows(&self, sql: &Sql) -> Result<Vec<Row>, BackendError> {
@@ -592,167 +730,37 @@ impl<C: deadpool_postgres::GenericClient + Sync> Run<'_, C> {
             .collect())
     }
 
-    async fn fetch(&self, key: &Value, lock: bool) -> Result<Option<Row>, BackendError> {
-        Ok(self
-            .rows(&self.m.fetch(key, lock))
-            .await?
-            .into_iter()
-            .next())
+    async fn strings(&self, sql: &Sql) -> Result<Vec<Vec<String>>, BackendError> {
+        Ok(self.query(sql).await?.iter().map(row_strings).collect())
     }
 
-    async fn load_members(&self, rows: &mut [Row]) -> Result<(), BackendError> {
-        let Some(mm) = &self.m.members else {
-            return Ok(());
-        };
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let keys: Vec<Value> = rows
-            .iter()
-            .filter_map(|r| self.m.key_value(&r.key))
-            .collect();
-        let pairs = self.strings(&self.m.members_of(mm, &keys)).await?;
-        for r in rows.iter_mut() {
-            r.members = Some(
-                pairs
-                    .iter()
-                    .filter(|p| p[0] == r.key)
-                    .map(|p| p[1].clone())
-                    .collect(),
-            );
-        }
-        Ok(())
-    }
-
-    /// Where no unique index guarantees uniqueness: a transaction-scoped advisory lock on the
-    /// value, then a check, so concurrent writers of one value queue instead of racing.
-    async fn check_unique(
-        &self,
-        values: &[(usize, &Value)],
-        except: Option<&Value>,
-    ) -> Result<(), BackendError> {
-        for &(i, fold) in &self.m.unique_checks {
-            let Some((_, v)) = values.iter().find(|(j, _)| *j == i) else {
-                continue;
-            };
-            if v.is_null() {
-                continue;
-            }
-            let text = model::value_text(v);
-            let lock_key = format!(
-                "{}:{}:{}",
-                self.m.table,
-                self.names[i],
-                if fold { text.to_lowercase() } else { text }
-            );
-            let mut lock = Sql::default();
-            lock.push("SELECT pg_advisory_xact_lock(hashtext(")
-                .param(Dialect::Postgres, Value::Text(lock_key))
-                .push("))::text");
-            self.query(&lock).await?;
-            if let Some(sql) = self.m.unique_taken(i, v, fold, except) {
-                if !self.query(&sql).await?.is_empty() {
-                    return Err(BackendError::Conflict {
-                        field: Some(i),
-                        detail: format!("another row has the same {}", self.names[i]),
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn write_child(&self, i: usize, key: &Value, v: &Value) -> Result<(), BackendError> {
-        if let Some(sql) = self.m.child_write(i, key, v) {
-            self.exec(&sql).await?;
-        }
-        Ok(())
-    }
-
-    async fn change_members(
-        &self,
-        key: &Value,
-        changes: &[MemberChange],
-    ) -> Result<(), BackendError> {
-        let Some(mm) = &self.m.members else {
-            return if changes.is_empty() {
-                Ok(())
-            } else {
-                Err(BackendError::Internal(
-                    "membership change on a table without members".into(),
-                ))
-            };
-        };
-        for change in changes {
-            match change {
-                MemberChange::Add(ids) => self.add_members(mm, key, ids).await?,
-                MemberChange::Replace(ids) => {
-                    self.exec(&self.m.members_clear(mm, key)).await?;
-                    self.add_members(mm, key, ids).await?;
-                }
-                MemberChange::Clear => {
-                    self.exec(&self.m.members_clear(mm, key)).await?;
-                }
-                MemberChange::Remove(ids) => {
-                    let (valid, _) = super::split_ids(mm.member_key(), ids);
-                    if !valid.is_empty() {
-                        self.exec(&self.m.members_remove(mm, key, &valid)).await?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// One statement: which ids do not exist, and insert them all only if none is missing.
-    async fn add_members(
-        &self,
-        mm: &Members,
-        key: &Value,
-        ids: &[String],
-    ) -> Result<(), BackendError> {
-        let (valid, mut missing) = super::split_ids(mm.member_key(), ids);
-        if !valid.is_empty() {
-            let mut sql = Sql::default();
-            sql.push("WITH missing AS (");
-            sql.append(&self.m.missing_members(mm, &valid));
-            sql.push("), ins AS (");
-            sql.append(&self.m.members_add(mm, key, &valid));
-            sql.push(" RETURNING 1) SELECT * FROM missing");
-            let guarded = guard_insert(sql);
-            missing.extend(
-                self.strings(&guarded)
-                    .await?
-                    .into_iter()
-                    .filter_map(|r| r.into_iter().next()),
-            );
-        }
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(super::missing_members(&missing))
-        }
+    /// A transaction-scoped advisory lock on the value: concurrent writers of one value
+    /// queue instead of racing between their check and their write.
+    async fn lock(&self, key: &str) -> Result<(), BackendError> {
+        let mut lock = Sql::default();
+        lock.push("SELECT pg_advisory_xact_lock(hashtext(")
+            .param(Dialect::Postgres, Value::Text(key.to_owned()))
+            .push("))::text");
+        self.query(&lock).await.map(|_| ())
     }
 }
 
-/// Makes the `ins` CTE of a member add conditional on `missing` being empty: the insert's own
-/// WHERE gets `NOT EXISTS (SELECT 1 FROM missing)`.
-fn guard_insert(mut sql: Sql) -> Sql {
-    if let Some(ins) = sql.text.find("), ins AS (") {
-        let tail = &sql.text[ins..];
-        if let Some(w) = tail.find(" WHERE ") {
-            let at = ins + w + " WHERE ".len();
-            sql.text
-                .insert_str(at, "NOT EXISTS (SELECT 1 FROM missing) AND ");
-        }
-    }
-    sql
+/// Column `i` as text. Every statement the model builds selects text (`::text` casts); a
+/// column of another type reads as no value rather than failing the request.
+fn text_at(r: &tokio_postgres::Row, i: usize) -> Option<String> {
+    r.try_get::<_, Option<String>>(i).ok().flatten()
+}
+
+fn row_strings(r: &tokio_postgres::Row) -> Vec<String> {
+    (0..r.len())
+        .map(|i| text_at(r, i).unwrap_or_default())
+        .collect()
 }
 
 fn to_row(r: &tokio_postgres::Row, n: usize) -> Row {
-    let key: Option<String> = r.get(0);
+    let key = text_at(r, 0);
     let values = (1..=n)
-        .map(|i| match r.get::<_, Option<String>>(i) {
+        .map(|i| match text_at(r, i) {
             Some(s) => Value::Text(s),
             None => Value::Null,
         })
@@ -769,54 +777,31 @@ impl PgTable {
         self.pool.get().await.map_err(pool_error)
     }
 
-    /// `INSERT … RETURNING` the whole row in one statement; child rows in CTEs of the same
-    /// statement, their values read back from what was written.
-    fn insert_statement(&self, values: &[Value], uuid: Option<String>) -> Sql {
-        let m = &self.m;
-        let insert = m.insert(values, uuid);
-        let mut sql = Sql::default();
-        sql.push("WITH t AS (");
-        sql.append(&insert);
-        // RETURNING the key only; replace it by the row's columns.
-        if let Some(pos) = sql.text.rfind(" RETURNING ") {
-            sql.text.truncate(pos);
+    fn conn<'a, C: deadpool_postgres::GenericClient>(&'a self, c: &'a C) -> PgConn<'a, C> {
+        PgConn {
+            c,
+            m: &self.m,
+            names: &self.names,
         }
-        sql.push(" RETURNING *)");
-        for (i, (f, v)) in m.fields.iter().zip(values).enumerate() {
-            if let (Field::Child(ch), false) = (f, v.is_null()) {
-                let mut names = vec![ch.link.name.as_str(), ch.col.name.as_str()];
-                names.extend(ch.select.iter().map(|s| s.col.name.as_str()));
-                sql.push(&format!(
-                    ", c{i} AS (INSERT INTO {} ({}) SELECT ",
-                    ch.table,
-                    names.join(", ")
-                ));
-                let link = if ch.link.ty == m.key.ty {
-                    format!("t.{}", m.key.name)
-                } else {
-                    format!("t.{}::text", m.key.name)
-                };
-                sql.push(&link).push(", ");
-                ch.col.param(Dialect::Postgres, &mut sql, v.clone());
-                for s in &ch.select {
-                    sql.push(", ");
-                    s.col.param(Dialect::Postgres, &mut sql, s.value.clone());
-                }
-                sql.push(" FROM t)");
-            }
-        }
-        sql.push(" SELECT ").push(&m.key_expr("t"));
-        for f in &m.fields {
-            sql.push(", ");
-            match f {
-                Field::Column(c) => sql.push(&m.read_expr("t", c)),
-                // Written above from `values`; filled in from them after the statement.
-                Field::Child(_) => sql.push("NULL::text"),
-            };
-        }
-        sql.push(" FROM t");
-        sql
     }
+}
+
+/// Runs a flow in a transaction: committed when it succeeds; rolled back by the driver when
+/// it fails or is dropped half-way (the client went away).
+macro_rules! in_tx {
+    ($table:expr, |$conn:ident| $flow:expr) => {{
+        let mut client = $table.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| error(&e, &$table.names))?;
+        let out = {
+            let $conn = $table.conn(&tx);
+            $flow.await?
+        };
+        tx.commit().await.map_err(|e| error(&e, &$table.names))?;
+        Ok(out)
+    }};
 }
 
 #[async_trait]
@@ -827,68 +812,12 @@ impl Table for PgTable {
         members: Vec<String>,
         load_members: bool,
     ) -> Result<Row, BackendError> {
-        let m = &self.m;
-        let mut client = self.client().await?;
-        let uuid = if m.key_uuid {
-            Some(super::uuid_v4()?)
-        } else {
-            None
-        };
-        let stmt = self.insert_statement(&values, uuid);
-        let fill = |mut row: Row| {
-            for (i, f) in m.fields.iter().enumerate() {
-                if matches!(f, Field::Child(_)) {
-                    row.values[i] = values[i].clone();
-                }
-            }
-            row
-        };
-        // The fast path: one statement, atomic by itself.
-        if members.is_empty() && m.unique_checks.is_empty() && !load_members {
-            let run = Run {
-                c: &client,
-                m,
-                names: &self.names,
-            };
-            let row = run
-                .rows(&stmt)
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| BackendError::Internal("insert returned no row".into()))?;
-            return Ok(fill(row));
+        if !ops::insert_needs_tx(&self.m, &members, load_members) {
+            // One statement, atomic by itself.
+            let client = self.client().await?;
+            return ops::insert(&self.conn(&client), values, members, load_members).await;
         }
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| error(&e, &self.names))?;
-        let run = Run {
-            c: &tx,
-            m,
-            names: &self.names,
-        };
-        let indexed: Vec<(usize, &Value)> = values.iter().enumerate().collect();
-        run.check_unique(&indexed, None).await?;
-        let row = run
-            .rows(&stmt)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| BackendError::Internal("insert returned no row".into()))?;
-        let mut rows = vec![fill(row)];
-        if !members.is_empty() {
-            let key = m
-                .key_value(&rows[0].key)
-                .ok_or_else(|| BackendError::Internal("bad key".into()))?;
-            run.change_members(&key, &[MemberChange::Add(members)])
-                .await?;
-        }
-        if load_members {
-            run.load_members(&mut rows).await?;
-        }
-        tx.commit().await.map_err(|e| error(&e, &self.names))?;
-        rows.pop()
-            .ok_or_else(|| BackendError::Internal("insert returned no row".into()))
+        in_tx!(self, |c| ops::insert(&c, values, members, load_members))
     }
 
     async fn fetch(&self, key: &str, members: bool) -> Result<Option<Row>, BackendError> {
@@ -896,78 +825,12 @@ impl Table for PgTable {
             return Ok(None);
         };
         let client = self.client().await?;
-        let run = Run {
-            c: &client,
-            m: &self.m,
-            names: &self.names,
-        };
-        let mut rows: Vec<Row> = run.fetch(&key, false).await?.into_iter().collect();
-        if members {
-            run.load_members(&mut rows).await?;
-        }
-        Ok(rows.pop())
+        ops::fetch_with_members(&self.conn(&client), &key, members).await
     }
 
     async fn search(&self, search: Search) -> Result<Found, BackendError> {
-        let m = &self.m;
         let client = self.client().await?;
-        let run = Run {
-            c: &client,
-            m,
-            names: &self.names,
-        };
-        let mut filter = Sql::default();
-        compile_predicate(m, &search.predicate, &mut filter);
-        let count = || async {
-            let mut q = Sql::default();
-            q.push("SELECT count(*)::text FROM ")
-                .push(&m.table)
-                .push(" t WHERE 1=1");
-            m.push_fixed(&mut q, "t", &m.filter);
-            q.push(" AND ");
-            q.append(&filter);
-            let n = run
-                .strings(&q)
-                .await?
-                .into_iter()
-                .next()
-                .and_then(|r| r.into_iter().next());
-            Ok::<u64, BackendError>(n.and_then(|n| n.parse().ok()).unwrap_or(0))
-        };
-        if search.limit == 0 {
-            return Ok(Found {
-                total: count().await?,
-                rows: Vec::new(),
-            });
-        }
-        let mut q = Sql::default();
-        m.select_from(&mut q);
-        q.push(" AND ");
-        q.append(&filter);
-        order_by(m, &search.sort, &mut q);
-        // Bound, so paging reuses one prepared statement.
-        q.push(" LIMIT ")
-            .param(
-                Dialect::Postgres,
-                Value::Int(i64::try_from(search.limit).unwrap_or(i64::MAX)),
-            )
-            .push("::bigint");
-        q.push(" OFFSET ")
-            .param(
-                Dialect::Postgres,
-                Value::Int(i64::try_from(search.offset).unwrap_or(i64::MAX)),
-            )
-            .push("::bigint");
-        let mut rows = run.rows(&q).await?;
-        let total = if search.offset == 0 && (rows.len() as u64) < search.limit {
-            rows.len() as u64
-        } else {
-            count().await?
-        };
-        if search.members {
-            run.load_members(&mut rows).await?;
-        }
-        Ok(Found { total, rows })
+        ops::search(&self.conn(&client), &search).await
     }
 
     async fn update(
@@ -976,55 +839,10 @@ impl Table for PgTable {
         load_members: bool,
         edit: EditFn,
     ) -> Result<Row, BackendError> {
-        let m = &self.m;
-        let Some(key) = m.key_value(key) else {
+        let Some(key) = self.m.key_value(key) else {
             return Err(BackendError::NotFound);
         };
-        let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| error(&e, &self.names))?;
-        let run = Run {
-            c: &tx,
-            m,
-            names: &self.names,
-        };
-        let current = run.fetch(&key, true).await?.ok_or(BackendError::NotFound)?;
-        let Change { set, members } = edit(&current)?;
-        let refs: Vec<(usize, &Value)> = set.iter().map(|(i, v)| (*i, v)).collect();
-        run.check_unique(&refs, Some(&key)).await?;
-        let children = set
-            .iter()
-            .any(|(i, _)| matches!(m.fields.get(*i), Some(Field::Child(_))));
-        for (i, v) in &set {
-            if matches!(m.fields.get(*i), Some(Field::Child(_))) {
-                run.write_child(*i, &key, v).await?;
-            }
-        }
-        run.change_members(&key, &members).await?;
-        let touched = !set.is_empty() || !members.is_empty();
-        let row = match m.update(&set, &key, touched) {
-            // One UPDATE that returns the row as it now reads, when every field is a column
-            // of the table (otherwise the row is read again after the child writes).
-            Some(mut upd) => match m.column_list("t") {
-                Some(list) if !children => {
-                    upd.push(" RETURNING ").push(&list);
-                    run.rows(&upd).await?.into_iter().next()
-                }
-                _ => {
-                    run.exec(&upd).await?;
-                    run.fetch(&key, false).await?
-                }
-            },
-            None => run.fetch(&key, false).await?,
-        };
-        let mut rows: Vec<Row> = row.into_iter().collect();
-        if load_members {
-            run.load_members(&mut rows).await?;
-        }
-        tx.commit().await.map_err(|e| error(&e, &self.names))?;
-        rows.pop().ok_or(BackendError::NotFound)
+        in_tx!(self, |c| ops::update(&c, &key, load_members, edit))
     }
 
     async fn delete(
@@ -1033,41 +851,45 @@ impl Table for PgTable {
         mode: DeleteMode,
         check: CheckFn,
     ) -> Result<(), BackendError> {
-        let m = &self.m;
-        let Some(key) = m.key_value(key) else {
+        let Some(key) = self.m.key_value(key) else {
             return Err(BackendError::NotFound);
         };
-        let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| error(&e, &self.names))?;
-        let run = Run {
-            c: &tx,
-            m,
-            names: &self.names,
-        };
-        let current = run.fetch(&key, true).await?.ok_or(BackendError::NotFound)?;
-        check(&current)?;
-        match mode {
-            DeleteMode::Hard => {
-                for sql in m.delete(&key) {
-                    run.exec(&sql).await?;
-                }
-            }
-            DeleteMode::Soft(set) => {
-                for (i, v) in &set {
-                    if matches!(m.fields.get(*i), Some(Field::Child(_))) {
-                        run.write_child(*i, &key, v).await?;
-                    }
-                }
-                if let Some(sql) = m.update(&set, &key, true) {
-                    run.exec(&sql).await?;
-                }
-            }
+        in_tx!(self, |c| ops::delete(&c, &key, mode, check))
+    }
+}
+
+/// The state store's statements on the pool.
+struct PgExec(Pool);
+
+impl Exec for PgExec {
+    async fn write(&self, stmts: Vec<Sql>) -> Result<(), BackendError> {
+        let mut client = self.0.get().await.map_err(pool_error)?;
+        let tx = client.transaction().await.map_err(|e| error(&e, &[]))?;
+        for sql in &stmts {
+            let st = tx
+                .prepare_cached(sql.text())
+                .await
+                .map_err(|e| error(&e, &[]))?;
+            tx.execute(&st, &refs(sql))
+                .await
+                .map_err(|e| error(&e, &[]))?;
         }
-        tx.commit().await.map_err(|e| error(&e, &self.names))?;
-        Ok(())
+        tx.commit().await.map_err(|e| error(&e, &[]))
+    }
+
+    async fn read(&self, sql: Sql) -> Result<Vec<Vec<String>>, BackendError> {
+        let client = self.0.get().await.map_err(pool_error)?;
+        let st = client
+            .prepare_cached(sql.text())
+            .await
+            .map_err(|e| error(&e, &[]))?;
+        Ok(client
+            .query(&st, &refs(&sql))
+            .await
+            .map_err(|e| error(&e, &[]))?
+            .iter()
+            .map(row_strings)
+            .collect())
     }
 }
 
@@ -1103,14 +925,5 @@ mod tests {
             lower_of("CREATE UNIQUE INDEX u ON t USING btree (lower(\"Login\"))").as_deref(),
             Some("login")
         );
-    }
-
-    /// The member-add CTE inserts only when no id is missing.
-    #[test]
-    fn guarded_member_insert() {
-        let mut sql = Sql::default();
-        sql.push("WITH missing AS (SELECT 1 WHERE false), ins AS (INSERT INTO j (g, m) SELECT 1, 2 WHERE true ON CONFLICT DO NOTHING");
-        let g = guard_insert(sql);
-        assert!(g.text.contains("ins AS (INSERT INTO j (g, m) SELECT 1, 2 WHERE NOT EXISTS (SELECT 1 FROM missing) AND true"), "{}", g.text);
     }
 }

@@ -16,12 +16,156 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::Semaphore;
 
-use super::model::{self, Catalog, ColumnInfo, Field, Members, Model, TableInfo, UniqueInfo};
-use super::{Dialect, Param, Sql, compile_predicate, order_by};
+use serde::Deserialize;
+
+use super::config::RelSpec;
+use super::model::{self, Catalog, ColumnInfo, Model, TableInfo, UniqueInfo};
+use super::ops::{self, Conn, run_ready};
+use super::state::{Exec, SqlStateStore};
+use super::{Dialect, Param, Sql};
+use crate::backend::state::StateStore;
 use crate::backend::{
-    Backend, BackendError, Change, CheckFn, DeleteMode, EditFn, FieldType, Found, KeptTable,
-    MemberChange, Opened, Refused, Row, Search, SpecPart, SpecProblem, Table, TableSpec, Value,
+    Backend, BackendError, CheckFn, DeleteMode, EditFn, FieldType, Found, Loc, Opened, Refused,
+    Row, Search, SpecPart, SpecProblem, StoreConfig, StoreKind, Table, TableSpec, Value,
 };
+use crate::config::Cx;
+use crate::config::raw::{NumOrStr, RawValue, S};
+
+// === The kind ===
+
+/// `type = "sqlite"`: an SQLite database file.
+pub struct Sqlite;
+
+/// `[backend.NAME]` of type `sqlite`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSqlite {
+    #[serde(rename = "type")]
+    _kind: S,
+    path: Option<S>,
+    create_from: Option<S>,
+    readers: Option<NumOrStr>,
+    busy_timeout: Option<S>,
+}
+
+/// An SQLite backend's settings.
+#[derive(Clone, Debug)]
+pub struct SqliteConfig {
+    /// The database file.
+    pub path: PathBuf,
+    /// Schema to create it from when it does not exist.
+    pub create_from: Option<PathBuf>,
+    /// Reader connections.
+    pub readers: usize,
+    /// How long a write waits for a lock held by another process before it fails (503).
+    pub busy_timeout: Duration,
+}
+
+impl StoreKind for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn backend(
+        &self,
+        name: &str,
+        raw: &RawValue<'_>,
+        cx: &mut Cx<'_>,
+    ) -> Option<Arc<dyn StoreConfig>> {
+        let o = cx.origin(raw.span());
+        let b: RawSqlite = cx.deserialize(raw, &format!("[backend.{name}]"))?;
+        let Some(path) = b.path.as_ref().and_then(|p| cx.path(p, "backend path")) else {
+            cx.error(
+                &o,
+                format!("[backend.{name}] needs path = \"<database file>\""),
+                None,
+            );
+            return None;
+        };
+        let create_from = b
+            .create_from
+            .as_ref()
+            .and_then(|p| cx.path(p, "backend create_from"));
+        if let (Some(c), Some(s)) = (&create_from, &b.create_from) {
+            if !c.exists() {
+                let so = cx.origin(s.span());
+                cx.error(
+                    &so,
+                    format!("schema file {} does not exist", c.display()),
+                    None,
+                );
+            }
+        }
+        let readers = cx.number(&b.readers, &o, "backend readers", (1, 64), 4) as usize;
+        let busy_timeout = cx.duration(
+            &b.busy_timeout,
+            "backend busy_timeout",
+            Duration::from_secs(5),
+        );
+        Some(Arc::new(SqliteConfig {
+            path,
+            create_from,
+            readers,
+            busy_timeout,
+        }))
+    }
+
+    fn resource(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
+        super::config::parse_resource(raw, what, cx)
+    }
+
+    fn field(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
+        super::config::parse_field(raw, what, cx)
+    }
+
+    fn members(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
+        super::config::parse_members(raw, what, cx)
+    }
+
+    fn set_target(&self, key: &S, cx: &mut Cx<'_>) -> Option<Loc> {
+        super::config::parse_set_target(key, cx)
+    }
+}
+
+#[async_trait]
+impl StoreConfig for SqliteConfig {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn holds_state(&self) -> bool {
+        true
+    }
+
+    fn shared(&self) -> Result<(), String> {
+        Err(format!(
+            "SQLite file {} is local to one machine",
+            self.path.display()
+        ))
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    async fn open(&self, name: &str) -> Result<Arc<dyn Backend>, String> {
+        let c = self.clone();
+        let name = name.to_owned();
+        // Opening reads (and may create) the file: blocking work.
+        tokio::task::spawn_blocking(move || {
+            SqliteBackend::open(
+                &name,
+                &c.path,
+                c.create_from.as_deref(),
+                c.readers,
+                c.busy_timeout,
+            )
+            .map(|b| Arc::new(b) as Arc<dyn Backend>)
+        })
+        .await
+        .map_err(|e| format!("opening the database failed: {e}"))?
+    }
+}
 
 impl ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -31,6 +175,14 @@ impl ToSql for Value {
             Value::Int(i) => ToSqlOutput::Owned(rusqlite::types::Value::Integer(*i)),
             Value::Real(f) => ToSqlOutput::Owned(rusqlite::types::Value::Real(*f)),
             Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            // A column holds one value: several are stored as their JSON array.
+            Value::List(items) => ToSqlOutput::Owned(rusqlite::types::Value::Text(
+                serde_json::Value::from(
+                    items.iter().map(model::value_text).collect::<Vec<String>>(),
+                )
+                .to_string(),
+            )),
         })
     }
 }
@@ -40,19 +192,16 @@ fn from_ref(v: ValueRef<'_>) -> Value {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Int(i),
         ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(t) | ValueRef::Blob(t) => {
-            Value::Text(String::from_utf8_lossy(t).into_owned())
-        }
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
     }
 }
 
 fn key_string(v: ValueRef<'_>) -> String {
-    match from_ref(v) {
-        Value::Int(i) => i.to_string(),
-        Value::Text(s) => s,
-        Value::Real(f) => f.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Null => String::new(),
+    match v {
+        ValueRef::Null => String::new(),
+        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+        other => model::value_text(&from_ref(other)),
     }
 }
 
@@ -324,6 +473,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn open_table(&self, spec: TableSpec) -> Result<Opened, Refused> {
+        let spec = super::config::rel_spec(&spec, KEPT_TABLE)?;
         let path = self.path.clone();
         let names: Vec<String> = spec.fields.iter().map(|f| f.column().to_owned()).collect();
         let cat = self
@@ -354,8 +504,13 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn kept_table(&self) -> KeptTable {
-        KeptTable::named(KEPT_TABLE)
+    fn state(&self) -> Option<Arc<dyn StateStore>> {
+        Some(Arc::new(SqlStateStore {
+            exec: SqliteExec(self.pool.clone()),
+            d: Dialect::Sqlite,
+            table: super::quote_ident(KEPT_TABLE),
+            shown: format!("[backend.{}] ({})", self.name, self.path.display()),
+        }))
     }
 
     async fn migrate(&self) -> Result<Vec<String>, BackendError> {
@@ -382,10 +537,33 @@ impl Backend for SqliteBackend {
     }
 }
 
+/// The state store's statements on the pool.
+struct SqliteExec(Arc<Pool>);
+
+impl Exec for SqliteExec {
+    async fn write(&self, stmts: Vec<Sql>) -> Result<(), BackendError> {
+        self.0
+            .write(move |c| {
+                let tx = Tx::begin(c, true).map_err(|e| error(e, &[]))?;
+                for sql in &stmts {
+                    let mut st = tx.prepare_cached(sql.text()).map_err(|e| error(e, &[]))?;
+                    st.execute(rusqlite::params_from_iter(sql.params()))
+                        .map_err(|e| error(e, &[]))?;
+                }
+                tx.commit().map_err(|e| error(e, &[]))
+            })
+            .await
+    }
+
+    async fn read(&self, sql: Sql) -> Result<Vec<Vec<String>>, BackendError> {
+        self.0.read(move |c| strings(c, &sql, &[])).await
+    }
+}
+
 // === Start-up checks ===
 
 /// Reads what SQLite says about each table a spec needs.
-fn catalog(c: &Connection, spec: &TableSpec, path: &Path) -> rusqlite::Result<Catalog> {
+fn catalog(c: &Connection, spec: &RelSpec, path: &Path) -> rusqlite::Result<Catalog> {
     let mut cat = Catalog {
         store: path.display().to_string(),
         kept_table: KEPT_TABLE.to_owned(),
@@ -590,10 +768,6 @@ struct SqliteTable {
     names: Arc<Vec<String>>,
 }
 
-fn params(sql: &Sql) -> impl Iterator<Item = &Param> {
-    sql.params.iter()
-}
-
 impl ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         match self {
@@ -605,44 +779,51 @@ impl ToSql for Param {
     }
 }
 
-/// Store work on one connection, with errors mapped.
-struct Run<'a> {
+/// Every row of a query, each column as text.
+fn strings(c: &Connection, sql: &Sql, names: &[String]) -> Result<Vec<Vec<String>>, BackendError> {
+    let mut st = c.prepare_cached(sql.text()).map_err(|e| error(e, names))?;
+    let n = st.column_count();
+    st.query_map(rusqlite::params_from_iter(sql.params()), |r| {
+        (0..n).map(|i| Ok(key_string(r.get_ref(i)?))).collect()
+    })
+    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Vec<String>>>>())
+    .map_err(|e| error(e, names))
+}
+
+/// A connection inside a transaction, as the shared flows use it. Every call blocks this
+/// thread until SQLite answers, so the flows' futures are always ready ([`run_ready`]).
+struct SqliteConn<'a> {
     c: &'a Connection,
     m: &'a Model,
     names: &'a [String],
 }
 
-impl Run<'_> {
-    fn err(&self, e: rusqlite::Error) -> BackendError {
-        error(e, self.names)
+impl Conn for SqliteConn<'_> {
+    fn model(&self) -> &Model {
+        self.m
     }
 
-    fn exec(&self, sql: &Sql) -> Result<usize, BackendError> {
-        let mut st = self.c.prepare_cached(&sql.text).map_err(|e| self.err(e))?;
-        st.execute(rusqlite::params_from_iter(params(sql)))
-            .map_err(|e| self.err(e))
+    fn names(&self) -> &[String] {
+        self.names
     }
 
-    fn exists(&self, sql: &Sql) -> Result<bool, BackendError> {
-        let mut st = self.c.prepare_cached(&sql.text).map_err(|e| self.err(e))?;
-        st.exists(rusqlite::params_from_iter(params(sql)))
-            .map_err(|e| self.err(e))
+    async fn exec(&self, sql: &Sql) -> Result<u64, BackendError> {
+        let mut st = self
+            .c
+            .prepare_cached(sql.text())
+            .map_err(|e| error(e, self.names))?;
+        st.execute(rusqlite::params_from_iter(sql.params()))
+            .map(|n| n as u64)
+            .map_err(|e| error(e, self.names))
     }
 
-    fn strings(&self, sql: &Sql) -> Result<Vec<Vec<String>>, BackendError> {
-        let mut st = self.c.prepare_cached(&sql.text).map_err(|e| self.err(e))?;
-        let n = st.column_count();
-        st.query_map(rusqlite::params_from_iter(params(sql)), |r| {
-            (0..n).map(|i| Ok(key_string(r.get_ref(i)?))).collect()
-        })
-        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Vec<String>>>>())
-        .map_err(|e| self.err(e))
-    }
-
-    fn rows(&self, sql: &Sql) -> Result<Vec<Row>, BackendError> {
-        let mut st = self.c.prepare_cached(&sql.text).map_err(|e| self.err(e))?;
+    async fn rows(&self, sql: &Sql) -> Result<Vec<Row>, BackendError> {
+        let mut st = self
+            .c
+            .prepare_cached(sql.text())
+            .map_err(|e| error(e, self.names))?;
         let n = self.m.fields.len();
-        st.query_map(rusqlite::params_from_iter(params(sql)), |r| {
+        st.query_map(rusqlite::params_from_iter(sql.params()), |r| {
             let key = key_string(r.get_ref(0)?);
             let mut values = Vec::with_capacity(n);
             for i in 0..n {
@@ -655,165 +836,56 @@ impl Run<'_> {
             })
         })
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Row>>>())
-        .map_err(|e| self.err(e))
+        .map_err(|e| error(e, self.names))
     }
 
-    fn fetch(&self, key: &Value) -> Result<Option<Row>, BackendError> {
-        Ok(self.rows(&self.m.fetch(key, false))?.into_iter().next())
+    async fn strings(&self, sql: &Sql) -> Result<Vec<Vec<String>>, BackendError> {
+        strings(self.c, sql, self.names)
     }
 
-    /// Loads the members of these rows (one statement for all of them).
-    fn load_members(&self, rows: &mut [Row]) -> Result<(), BackendError> {
-        let Some(mm) = &self.m.members else {
-            return Ok(());
-        };
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let keys: Vec<Value> = rows
-            .iter()
-            .filter_map(|r| self.m.key_value(&r.key))
-            .collect();
-        let pairs = self.strings(&self.m.members_of(mm, &keys))?;
-        for r in rows.iter_mut() {
-            r.members = Some(
-                pairs
-                    .iter()
-                    .filter(|p| p[0] == r.key)
-                    .map(|p| p[1].clone())
-                    .collect(),
-            );
-        }
-        Ok(())
-    }
-
-    /// Refuses the write when another row holds a value that must be unique.
-    fn check_unique(
-        &self,
-        values: &[(usize, &Value)],
-        except: Option<&Value>,
-    ) -> Result<(), BackendError> {
-        for &(i, fold) in &self.m.unique_checks {
-            let Some((_, v)) = values.iter().find(|(j, _)| *j == i) else {
-                continue;
-            };
-            if v.is_null() {
-                continue;
-            }
-            if let Some(sql) = self.m.unique_taken(i, v, fold, except) {
-                if self.exists(&sql)? {
-                    return Err(BackendError::Conflict {
-                        field: Some(i),
-                        detail: format!("another row has the same {}", self.names[i]),
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes child field `i`: update its row, or insert it when there is none.
-    fn write_child(&self, i: usize, key: &Value, v: &Value) -> Result<(), BackendError> {
-        if let Some(sql) = self.m.child_write(i, key, v) {
-            let changed = self.exec(&sql)?;
-            if changed == 0 && !v.is_null() {
-                if let Some(ins) = self.m.child_insert(i, key, v) {
-                    self.exec(&ins)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn change_members(&self, key: &Value, changes: &[MemberChange]) -> Result<(), BackendError> {
-        let Some(mm) = &self.m.members else {
-            return if changes.is_empty() {
-                Ok(())
-            } else {
-                Err(BackendError::Internal(
-                    "membership change on a table without members".into(),
-                ))
-            };
-        };
-        for change in changes {
-            match change {
-                MemberChange::Add(ids) => self.add_members(mm, key, ids)?,
-                MemberChange::Replace(ids) => {
-                    self.exec(&self.m.members_clear(mm, key))?;
-                    self.add_members(mm, key, ids)?;
-                }
-                MemberChange::Clear => {
-                    self.exec(&self.m.members_clear(mm, key))?;
-                }
-                MemberChange::Remove(ids) => {
-                    let (valid, _) = super::split_ids(mm.member_key(), ids);
-                    if !valid.is_empty() {
-                        self.exec(&self.m.members_remove(mm, key, &valid))?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Adds members, refusing the whole change when any of them does not exist.
-    fn add_members(&self, mm: &Members, key: &Value, ids: &[String]) -> Result<(), BackendError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let (valid, mut missing) = super::split_ids(mm.member_key(), ids);
-        if !valid.is_empty() {
-            missing.extend(
-                self.strings(&self.m.missing_members(mm, &valid))?
-                    .into_iter()
-                    .filter_map(|r| r.into_iter().next()),
-            );
-        }
-        if !missing.is_empty() {
-            return Err(super::missing_members(&missing));
-        }
-        self.exec(&self.m.members_add(mm, key, &valid))?;
+    /// Every write holds SQLite's write lock (`BEGIN IMMEDIATE`): nothing to add.
+    async fn lock(&self, _key: &str) -> Result<(), BackendError> {
         Ok(())
     }
 }
 
 impl SqliteTable {
+    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`: check-then-write cannot race).
     async fn write<T, F>(&self, f: F) -> Result<T, BackendError>
     where
         T: Send + 'static,
-        F: FnOnce(&Run<'_>) -> Result<T, BackendError> + Send + 'static,
+        F: FnOnce(&SqliteConn<'_>) -> Result<T, BackendError> + Send + 'static,
     {
         let (m, names) = (self.m.clone(), self.names.clone());
         self.pool
             .write(move |c| {
                 let tx = Tx::begin(c, true).map_err(|e| error(e, &names))?;
-                let run = Run {
+                let out = f(&SqliteConn {
                     c: &tx,
                     m: &m,
                     names: &names,
-                };
-                let out = f(&run)?;
+                })?;
                 tx.commit().map_err(|e| error(e, &names))?;
                 Ok(out)
             })
             .await
     }
 
+    /// Runs `f` in a read transaction (one snapshot for a page and its count).
     async fn read<T, F>(&self, f: F) -> Result<T, BackendError>
     where
         T: Send + 'static,
-        F: FnOnce(&Run<'_>) -> Result<T, BackendError> + Send + 'static,
+        F: FnOnce(&SqliteConn<'_>) -> Result<T, BackendError> + Send + 'static,
     {
         let (m, names) = (self.m.clone(), self.names.clone());
         self.pool
             .read(move |c| {
                 let tx = Tx::begin(c, false).map_err(|e| error(e, &names))?;
-                let run = Run {
+                f(&SqliteConn {
                     c: &tx,
                     m: &m,
                     names: &names,
-                };
-                f(&run)
+                })
             })
             .await
     }
@@ -827,107 +899,20 @@ impl Table for SqliteTable {
         members: Vec<String>,
         load_members: bool,
     ) -> Result<Row, BackendError> {
-        self.write(move |run| {
-            let m = run.m;
-            let indexed: Vec<(usize, &Value)> = values.iter().enumerate().collect();
-            run.check_unique(&indexed, None)?;
-            let uuid = if m.key_uuid {
-                Some(super::uuid_v4()?)
-            } else {
-                None
-            };
-            let key = run
-                .strings(&m.insert(&values, uuid))?
-                .into_iter()
-                .next()
-                .and_then(|r| r.into_iter().next());
-            let key = key
-                .and_then(|k| m.key_value(&k))
-                .ok_or_else(|| BackendError::Internal("insert returned no key".into()))?;
-            for (i, v) in values.iter().enumerate() {
-                if matches!(m.fields[i], Field::Child(_)) && !v.is_null() {
-                    run.write_child(i, &key, v)?;
-                }
-            }
-            if !members.is_empty() {
-                run.change_members(&key, &[MemberChange::Add(members)])?;
-            }
-            let mut rows: Vec<Row> = run.fetch(&key)?.into_iter().collect();
-            if load_members {
-                run.load_members(&mut rows)?;
-            }
-            rows.pop()
-                .ok_or_else(|| BackendError::Internal("inserted row not found".into()))
-        })
-        .await
+        self.write(move |c| run_ready(ops::insert(c, values, members, load_members)))
+            .await
     }
 
     async fn fetch(&self, key: &str, members: bool) -> Result<Option<Row>, BackendError> {
         let Some(key) = self.m.key_value(key) else {
             return Ok(None);
         };
-        self.read(move |run| {
-            let mut rows: Vec<Row> = run.fetch(&key)?.into_iter().collect();
-            if members {
-                run.load_members(&mut rows)?;
-            }
-            Ok(rows.pop())
-        })
-        .await
+        self.read(move |c| run_ready(ops::fetch_with_members(c, &key, members)))
+            .await
     }
 
     async fn search(&self, search: Search) -> Result<Found, BackendError> {
-        self.read(move |run| {
-            let m = run.m;
-            let mut filter = Sql::default();
-            compile_predicate(m, &search.predicate, &mut filter);
-            let count = || -> Result<u64, BackendError> {
-                let mut q = Sql::default();
-                q.push("SELECT count(*) FROM ")
-                    .push(&m.table)
-                    .push(" t WHERE 1=1");
-                m.push_fixed(&mut q, "t", &m.filter);
-                q.push(" AND ");
-                q.append(&filter);
-                let n = run
-                    .strings(&q)?
-                    .into_iter()
-                    .next()
-                    .and_then(|r| r.into_iter().next());
-                Ok(n.and_then(|n| n.parse().ok()).unwrap_or(0))
-            };
-            if search.limit == 0 {
-                return Ok(Found {
-                    total: count()?,
-                    rows: Vec::new(),
-                });
-            }
-            let mut q = Sql::default();
-            m.select_from(&mut q);
-            q.push(" AND ");
-            q.append(&filter);
-            order_by(m, &search.sort, &mut q);
-            // LIMIT and OFFSET are integers the sidecar computed, never client text, and are
-            // written as literals: bound, they make SQLite re-prepare the statement on every
-            // step (the limit can change the plan), a full SQL parse per request.
-            q.push(&format!(
-                " LIMIT {} OFFSET {}",
-                i64::try_from(search.limit).unwrap_or(i64::MAX),
-                i64::try_from(search.offset).unwrap_or(i64::MAX)
-            ));
-            let mut rows = run.rows(&q)?;
-            // The common case (a lookup by userName, a short list) needs no count query.
-            let total = if search.offset == 0 && (rows.len() as u64) < search.limit {
-                rows.len() as u64
-            } else {
-                count()?
-            };
-            if search.members {
-                run.load_members(&mut rows)?;
-            }
-            Ok(Found { total, rows })
-        })
-        .await
+        self.read(move |c| run_ready(ops::search(c, &search))).await
     }
 
     async fn update(
@@ -939,29 +924,8 @@ impl Table for SqliteTable {
         let Some(key) = self.m.key_value(key) else {
             return Err(BackendError::NotFound);
         };
-        self.write(move |run| {
-            let m = run.m;
-            let current = run.fetch(&key)?.ok_or(BackendError::NotFound)?;
-            let Change { set, members } = edit(&current)?;
-            let refs: Vec<(usize, &Value)> = set.iter().map(|(i, v)| (*i, v)).collect();
-            run.check_unique(&refs, Some(&key))?;
-            let touched = !set.is_empty() || !members.is_empty();
-            if let Some(sql) = m.update(&set, &key, touched) {
-                run.exec(&sql)?;
-            }
-            for (i, v) in &set {
-                if matches!(m.fields.get(*i), Some(Field::Child(_))) {
-                    run.write_child(*i, &key, v)?;
-                }
-            }
-            run.change_members(&key, &members)?;
-            let mut rows: Vec<Row> = run.fetch(&key)?.into_iter().collect();
-            if load_members {
-                run.load_members(&mut rows)?;
-            }
-            rows.pop().ok_or(BackendError::NotFound)
-        })
-        .await
+        self.write(move |c| run_ready(ops::update(c, &key, load_members, edit)))
+            .await
     }
 
     async fn delete(
@@ -973,30 +937,8 @@ impl Table for SqliteTable {
         let Some(key) = self.m.key_value(key) else {
             return Err(BackendError::NotFound);
         };
-        self.write(move |run| {
-            let m = run.m;
-            let current = run.fetch(&key)?.ok_or(BackendError::NotFound)?;
-            check(&current)?;
-            match mode {
-                DeleteMode::Hard => {
-                    for sql in m.delete(&key) {
-                        run.exec(&sql)?;
-                    }
-                }
-                DeleteMode::Soft(set) => {
-                    if let Some(sql) = m.update(&set, &key, true) {
-                        run.exec(&sql)?;
-                    }
-                    for (i, v) in &set {
-                        if matches!(m.fields.get(*i), Some(Field::Child(_))) {
-                            run.write_child(*i, &key, v)?;
-                        }
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await
+        self.write(move |c| run_ready(ops::delete(c, &key, mode, check)))
+            .await
     }
 }
 

@@ -1,0 +1,554 @@
+//! The SQL stores' part of the mapping file, and its translation into the relational
+//! description [`super::model::Model`] compiles.
+//!
+//! Shared by every SQL dialect. In `[resource.X]`: `table`, `key` (default `id`) and `where`
+//! (a discriminator). A `[resource.X.map]` entry: a column name, or `{ column }`, or a value in
+//! another table `{ table, link, column, where }`. `members`: a join table `{ table, group,
+//! member }` or a column on the member's row `{ column }`. A `[resource.X.set]` key: a column.
+//! Identifiers are checked here ([`super::valid_ident`]) and against the live catalog when the
+//! store opens the resource.
+
+use std::any::Any;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use super::valid_ident;
+use crate::backend::{
+    ConstValue, FieldSource, Loc, Location, SpecPart, SpecProblem, TableSpec, Value, When,
+};
+use crate::config::Cx;
+use crate::config::raw::{RawValue, S};
+use crate::mapping::Origin;
+
+// === What the mapping file says ===
+
+/// Where a resource lives: `table`, `key`, `where`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SqlResource {
+    /// Table name (optionally `schema.table`).
+    pub table: String,
+    /// Key column: the SCIM `id`.
+    pub key: String,
+    /// Discriminator: column values that select this resource type's rows in a table shared
+    /// with others (users and groups in one table). Written on insert, added to every query.
+    pub filter: Vec<(String, Value)>,
+}
+
+/// Where a mapped value lives.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlField {
+    /// A column of the resource's own table.
+    Column(String),
+    /// A column of a row in another table that points at the resource.
+    Child(ChildSpec),
+}
+
+/// A value kept in another table: a child table (`user_emails(user_id, address,
+/// is_primary)`), an entity–attribute–value table (`wp_usermeta(user_id, meta_key,
+/// meta_value)`), or the sidecar's own attribute table. At most one such row per resource
+/// and `select`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChildSpec {
+    /// The other table.
+    pub table: String,
+    /// Its column holding the resource's key.
+    pub link: String,
+    /// Its column holding the value.
+    pub column: String,
+    /// Fixed column values that pick the row (`meta_key = 'first_name'`, `is_primary = true`);
+    /// written when the row is created.
+    pub select: Vec<(String, Value)>,
+}
+
+/// How a group's members are kept.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlMembers {
+    /// One row per membership: `{ table, group, member }`.
+    Join {
+        /// The join table.
+        table: String,
+        /// Its column holding the group's key.
+        group_column: String,
+        /// Its column holding the member's key.
+        member_column: String,
+    },
+    /// A column on the member's row holding its one group's key: `{ column }`.
+    Column(String),
+}
+
+/// A column the sidecar writes by itself (a `[resource.X.set]` key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqlColumn(pub String);
+
+impl Location for SqlResource {
+    fn describe(&self) -> String {
+        format!("table '{}'", self.table)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Location for SqlField {
+    fn describe(&self) -> String {
+        match self {
+            SqlField::Column(c) => format!("column '{c}'"),
+            SqlField::Child(c) => format!("column '{}' of table '{}'", c.column, c.table),
+        }
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Location for SqlMembers {
+    fn describe(&self) -> String {
+        match self {
+            SqlMembers::Join { table, .. } => format!("join table '{table}'"),
+            SqlMembers::Column(c) => format!("column '{c}' of the members' table"),
+        }
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Location for SqlColumn {
+    fn describe(&self) -> String {
+        format!("column '{}'", self.0)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+// === Parsing ===
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResource {
+    table: S,
+    key: Option<S>,
+    #[serde(rename = "where")]
+    filter: Option<toml::Spanned<IndexMap<String, toml::Value>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    column: Option<S>,
+    table: Option<S>,
+    link: Option<S>,
+    #[serde(rename = "where")]
+    filter: Option<IndexMap<String, toml::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMembers {
+    table: Option<S>,
+    group: Option<S>,
+    member: Option<S>,
+    column: Option<S>,
+}
+
+/// A table or column name: one or two dot-separated SQL identifiers.
+fn ident(cx: &mut Cx<'_>, s: &S, what: &str) -> Option<String> {
+    let v = cx.string(s, what)?;
+    if valid_ident(&v) {
+        Some(v)
+    } else {
+        let o = cx.origin(s.span());
+        cx.error(
+            &o,
+            format!("{what} \"{v}\" is not a valid SQL identifier"),
+            Some("use letters, digits and _ (schema.table at most)"),
+        );
+        None
+    }
+}
+
+/// A column name (no schema part).
+fn column_name(cx: &mut Cx<'_>, s: &S, what: &str) -> Option<String> {
+    let c = cx.string(s, what)?;
+    if valid_ident(&c) && !c.contains('.') {
+        Some(c)
+    } else {
+        let o = cx.origin(s.span());
+        cx.error(
+            &o,
+            format!("{what} \"{c}\" is not a valid column name"),
+            Some("use letters, digits and _"),
+        );
+        None
+    }
+}
+
+/// `{ column = value, … }`: fixed column values (a discriminator or a row selector).
+fn fixed(
+    cx: &mut Cx<'_>,
+    map: &IndexMap<String, toml::Value>,
+    o: &Origin,
+    what: &str,
+) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for (c, v) in map {
+        if !valid_ident(c) || c.contains('.') {
+            cx.error(
+                o,
+                format!("{what}: \"{c}\" is not a valid column name"),
+                None,
+            );
+            continue;
+        }
+        if let Some(v) = cx.store_value(v, o, what) {
+            out.push((c.clone(), v));
+        }
+    }
+    out
+}
+
+/// The store's keys of `[resource.X]`.
+pub fn parse_resource(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
+    let r: RawResource = cx.deserialize(raw, what)?;
+    let table = ident(cx, &r.table, "table");
+    let key = match &r.key {
+        Some(k) => ident(cx, k, "key"),
+        None => Some("id".to_owned()),
+    };
+    let filter = match &r.filter {
+        Some(f) => {
+            let fo = cx.origin(f.span());
+            fixed(cx, f.get_ref(), &fo, "where")
+        }
+        None => Vec::new(),
+    };
+    Some(std::sync::Arc::new(SqlResource {
+        table: table?,
+        key: key?,
+        filter,
+    }))
+}
+
+/// Where a map entry's value lives.
+pub fn parse_field(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
+    let o = cx.origin(raw.span());
+    if let Some(s) = raw.get_ref().as_str() {
+        let c = column_name(cx, &toml::Spanned::new(raw.span(), s.to_owned()), "column")?;
+        return Some(std::sync::Arc::new(SqlField::Column(c)));
+    }
+    let t: RawField = cx.deserialize(raw, what)?;
+    let Some(column) = &t.column else {
+        cx.error(
+            &o,
+            format!("{what} needs a column"),
+            Some("write \"column_name\", { column = \"…\" }, or { kept = true } for the sidecar's own table"),
+        );
+        return None;
+    };
+    let column = column_name(cx, column, "column")?;
+    match (&t.table, &t.link) {
+        (None, None) => {
+            if t.filter.is_some() {
+                cx.error(
+                    &o,
+                    "`where` picks a row of another `table`; name the table and its `link` column",
+                    None,
+                );
+            }
+            Some(std::sync::Arc::new(SqlField::Column(column)))
+        }
+        (Some(table), Some(link)) => {
+            let table = ident(cx, table, "table")?;
+            let link = column_name(cx, link, "link")?;
+            let select = match &t.filter {
+                Some(f) => fixed(cx, f, &o, "where"),
+                None => Vec::new(),
+            };
+            Some(std::sync::Arc::new(SqlField::Child(ChildSpec {
+                table,
+                link,
+                column,
+                select,
+            })))
+        }
+        _ => {
+            cx.error(
+                &o,
+                format!("{what}: a value in another table needs both `table` and `link`"),
+                Some("e.g. { table = \"user_emails\", link = \"user_id\", column = \"address\", where = { is_primary = true } }"),
+            );
+            None
+        }
+    }
+}
+
+/// `members = { table, group, member }` or `{ column }`.
+pub fn parse_members(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
+    let mo = cx.origin(raw.span());
+    let m: RawMembers = cx.deserialize(raw, what)?;
+    let store = match (&m.column, &m.table, &m.group, &m.member) {
+        (Some(c), None, None, None) => SqlMembers::Column(ident(cx, c, "members.column")?),
+        (None, Some(t), Some(g), Some(mm)) => {
+            let table = ident(cx, t, "members.table");
+            let group_column = ident(cx, g, "members.group");
+            let member_column = ident(cx, mm, "members.member");
+            SqlMembers::Join {
+                table: table?,
+                group_column: group_column?,
+                member_column: member_column?,
+            }
+        }
+        _ => {
+            cx.error(
+                &mo,
+                format!("{what} needs either {{ table, group, member }} (a join table) or {{ column }} (a group column on the member's row)"),
+                Some("e.g. members = { table = \"account_roles\", group = \"role_id\", member = \"account_id\" }"),
+            );
+            return None;
+        }
+    };
+    Some(std::sync::Arc::new(store))
+}
+
+/// A `[resource.X.set]` key: a column of the resource's table.
+pub fn parse_set_target(key: &S, cx: &mut Cx<'_>) -> Option<Loc> {
+    column_name(cx, key, "set column").map(|c| std::sync::Arc::new(SqlColumn(c)) as Loc)
+}
+
+// === The relational description ===
+
+/// Where a field's value is kept, relationally.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// A column of the resource's own table.
+    Column(String),
+    /// A column of a row in another table.
+    Child(ChildSpec),
+}
+
+/// A field the mapping reads and writes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldSpec {
+    /// Where the value is kept.
+    pub source: Source,
+    /// Whether values must be unique in the table.
+    pub unique: bool,
+    /// Whether comparisons (and uniqueness) ignore case.
+    pub fold_case: bool,
+}
+
+impl FieldSpec {
+    /// The column a field is kept in (in its own table), for messages.
+    pub fn column(&self) -> &str {
+        match &self.source {
+            Source::Column(c) => c,
+            Source::Child(c) => &c.column,
+        }
+    }
+}
+
+/// A column the sidecar writes on its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConstSpec {
+    /// The column.
+    pub column: String,
+    /// What is written.
+    pub value: ConstValue,
+    /// When.
+    pub on: When,
+}
+
+/// How a group's members are kept, with the member table resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MembersSpec {
+    /// One row per membership in a join table.
+    Join {
+        /// The join table.
+        table: String,
+        /// Its column holding the group's key.
+        group_column: String,
+        /// Its column holding the member's key.
+        member_column: String,
+        /// The table members live in.
+        member_table: String,
+        /// That table's key column.
+        member_key: String,
+        /// The member resource type's discriminator.
+        member_filter: Vec<(String, Value)>,
+    },
+    /// A column on the member's row holding the key of its one group.
+    Column {
+        /// The table members live in.
+        member_table: String,
+        /// That table's key column.
+        member_key: String,
+        /// The member table's column holding the group's key.
+        column: String,
+        /// The member resource type's discriminator.
+        member_filter: Vec<(String, Value)>,
+    },
+}
+
+/// A join table that references rows of this table as members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberOf {
+    /// The join table.
+    pub table: String,
+    /// Its column holding this table's key.
+    pub column: String,
+}
+
+/// A resource type's tables and columns, as [`super::model::Model::build`] checks them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelSpec {
+    /// Table name (optionally `schema.table`).
+    pub table: String,
+    /// Key column.
+    pub key: String,
+    /// Discriminator.
+    pub filter: Vec<(String, Value)>,
+    /// Fields, by index.
+    pub fields: Vec<FieldSpec>,
+    /// Columns the sidecar writes by itself.
+    pub constants: Vec<ConstSpec>,
+    /// Membership.
+    pub members: Option<MembersSpec>,
+    /// Join tables listing rows of this table as members.
+    pub member_of: Vec<MemberOf>,
+}
+
+/// Reads back a location this module parsed.
+fn own<'a, T: 'static>(
+    loc: &'a Loc,
+    part: SpecPart,
+    problems: &mut Vec<SpecProblem>,
+) -> Option<&'a T> {
+    let found = loc.as_any().downcast_ref::<T>();
+    if found.is_none() {
+        problems.push(SpecProblem {
+            part,
+            message: format!(
+                "{} is not an SQL location (it belongs to another kind of store)",
+                loc.describe()
+            ),
+            fix: Some(
+                "a resource, its map entries and its members must use one SQL backend".into(),
+            ),
+            warning: false,
+        });
+    }
+    found
+}
+
+/// The relational description of a resource type. Kept values become a child row of the
+/// sidecar's own attribute table `kept_table`, selected by resource type and attribute name.
+pub fn rel_spec(spec: &TableSpec, kept_table: &str) -> Result<RelSpec, Vec<SpecProblem>> {
+    let mut problems = Vec::new();
+    let res = own::<SqlResource>(&spec.resource, SpecPart::Table, &mut problems).cloned();
+    let mut fields = Vec::with_capacity(spec.fields.len());
+    for (i, f) in spec.fields.iter().enumerate() {
+        let source = match &f.source {
+            // A `set` column computed from a template is a field too.
+            FieldSource::Store(loc) => match loc.as_any().downcast_ref::<SqlColumn>() {
+                Some(SqlColumn(c)) => Source::Column(c.clone()),
+                None => match own::<SqlField>(loc, SpecPart::Field(i), &mut problems) {
+                    Some(SqlField::Column(c)) => Source::Column(c.clone()),
+                    Some(SqlField::Child(c)) => Source::Child(c.clone()),
+                    None => continue,
+                },
+            },
+            FieldSource::Kept {
+                resource_type,
+                name,
+            } => Source::Child(ChildSpec {
+                table: kept_table.to_owned(),
+                link: "resource_id".into(),
+                column: "value".into(),
+                select: vec![
+                    ("resource_type".into(), Value::Text(resource_type.clone())),
+                    ("name".into(), Value::Text(name.clone())),
+                ],
+            }),
+        };
+        fields.push(FieldSpec {
+            source,
+            unique: f.unique,
+            fold_case: f.fold_case,
+        });
+    }
+    let mut constants = Vec::new();
+    for (i, c) in spec.constants.iter().enumerate() {
+        if let Some(col) = own::<SqlColumn>(&c.target, SpecPart::Constant(i), &mut problems) {
+            constants.push(ConstSpec {
+                column: col.0.clone(),
+                value: c.value.clone(),
+                on: c.on,
+            });
+        }
+    }
+    let members = match &spec.members {
+        None => None,
+        Some(m) => {
+            let how = own::<SqlMembers>(&m.loc, SpecPart::Members, &mut problems);
+            let target = own::<SqlResource>(&m.member, SpecPart::Members, &mut problems);
+            match (how, target) {
+                (
+                    Some(SqlMembers::Join {
+                        table,
+                        group_column,
+                        member_column,
+                    }),
+                    Some(t),
+                ) => Some(MembersSpec::Join {
+                    table: table.clone(),
+                    group_column: group_column.clone(),
+                    member_column: member_column.clone(),
+                    member_table: t.table.clone(),
+                    member_key: t.key.clone(),
+                    member_filter: t.filter.clone(),
+                }),
+                (Some(SqlMembers::Column(column)), Some(t)) => Some(MembersSpec::Column {
+                    member_table: t.table.clone(),
+                    member_key: t.key.clone(),
+                    column: column.clone(),
+                    member_filter: t.filter.clone(),
+                }),
+                _ => None,
+            }
+        }
+    };
+    // A membership kept as a column on the member's row goes with the row; a join table's
+    // rows must be deleted with it.
+    let member_of = spec
+        .member_of
+        .iter()
+        .filter_map(|m| match m.loc.as_any().downcast_ref::<SqlMembers>()? {
+            SqlMembers::Join {
+                table,
+                member_column,
+                ..
+            } => Some(MemberOf {
+                table: table.clone(),
+                column: member_column.clone(),
+            }),
+            SqlMembers::Column(_) => None,
+        })
+        .collect();
+    let Some(res) = res else {
+        return Err(problems);
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(RelSpec {
+        table: res.table,
+        key: res.key,
+        filter: res.filter,
+        fields,
+        constants,
+        members,
+        member_of,
+    })
+}

@@ -1,0 +1,527 @@
+//! The flows every SQL store runs, written once over a driver's connection.
+//!
+//! A driver (SQLite, PostgreSQL) opens a transaction and hands [`Conn`] to one of these
+//! functions; each is one [`crate::backend::Table`] operation, in one fixed order of steps:
+//!
+//! - **insert**: uniqueness checks the store cannot make → the row (with its child rows) →
+//!   members → read back.
+//! - **update**: read and lock the row → the caller's edit → uniqueness checks → the row's own
+//!   columns → child rows → members → read back.
+//! - **delete**: read and lock the row → the caller's check → hard: child rows, memberships,
+//!   the row; soft: the row's columns, then child rows (the same order as an update).
+//!
+//! What differs between stores is in [`Conn`] (how a statement runs, how a value is locked)
+//! and in the statements [`Model`] builds for the dialect; where a dialect can do a step in
+//! one statement (PostgreSQL's writable CTEs) the flow asks [`Dialect::writable_ctes`], but
+//! the steps and their order stay the same.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use super::model::{self, Field, Members, Model};
+use super::{Dialect, Sql, compile_predicate, order_by};
+use crate::backend::{
+    BackendError, Change, CheckFn, DeleteMode, EditFn, Found, MemberChange, Row, Search, Value,
+};
+
+/// A connection (inside the transaction the driver opened) as the flows use it.
+///
+/// Futures of these methods need not be `Send`: SQLite runs a whole flow on one blocking
+/// thread ([`run_ready`]); PostgreSQL's are `Send` because its connection is.
+pub(crate) trait Conn {
+    /// The table's compiled model.
+    fn model(&self) -> &Model;
+    /// The column of each field, for messages.
+    fn names(&self) -> &[String];
+    /// Runs a statement; the number of rows it changed.
+    fn exec(&self, sql: &Sql) -> impl Future<Output = Result<u64, BackendError>>;
+    /// Runs a query whose columns are the key and the model's fields.
+    fn rows(&self, sql: &Sql) -> impl Future<Output = Result<Vec<Row>, BackendError>>;
+    /// Runs a query; every column as text (`NULL` as empty).
+    fn strings(&self, sql: &Sql) -> impl Future<Output = Result<Vec<Vec<String>>, BackendError>>;
+    /// Serialises writers of one value until the transaction ends, where the store does not
+    /// already serialise every write (PostgreSQL: a transaction-scoped advisory lock).
+    fn lock(&self, key: &str) -> impl Future<Output = Result<(), BackendError>>;
+}
+
+/// Runs a flow whose awaits never wait (SQLite: every step is a blocking call already made
+/// on this thread) to its end.
+pub(crate) fn run_ready<T>(
+    flow: impl Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    let mut flow = pin!(flow);
+    match flow.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => Err(BackendError::Internal(
+            "a store step waited on a connection that never waits".into(),
+        )),
+    }
+}
+
+/// Whether [`insert`] needs a transaction around it: PostgreSQL's one-statement insert is
+/// atomic by itself unless something else is written or read with it.
+pub(crate) fn insert_needs_tx(m: &Model, members: &[String], load_members: bool) -> bool {
+    !m.d.writable_ctes() || !members.is_empty() || !m.unique_checks.is_empty() || load_members
+}
+
+/// Inserts a row with its child rows and initial members and returns it as stored.
+pub(crate) async fn insert<C: Conn>(
+    c: &C,
+    values: Vec<Value>,
+    members: Vec<String>,
+    load_members: bool,
+) -> Result<Row, BackendError> {
+    let m = c.model();
+    let indexed: Vec<(usize, &Value)> = values.iter().enumerate().collect();
+    check_unique(c, &indexed, None).await?;
+    let uuid = if m.key_uuid {
+        Some(super::uuid_v4()?)
+    } else {
+        None
+    };
+    let mut row = if m.d.writable_ctes() {
+        // One statement: the row, its child rows in CTEs, and the row read back.
+        let mut row = c
+            .rows(&insert_with_children(m, &values, uuid))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| BackendError::Internal("insert returned no row".into()))?;
+        for (i, f) in m.fields.iter().enumerate() {
+            if matches!(f, Field::Child(_)) {
+                row.values[i] = values[i].clone();
+            }
+        }
+        row
+    } else {
+        let mut sql = m.insert(&values, uuid);
+        sql.push(" RETURNING ").push(&m.key.name);
+        let key = c
+            .strings(&sql)
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .and_then(|k| m.key_value(&k))
+            .ok_or_else(|| BackendError::Internal("insert returned no key".into()))?;
+        for (i, v) in values.iter().enumerate() {
+            if matches!(m.fields[i], Field::Child(_)) && !v.is_null() {
+                write_child(c, i, &key, v).await?;
+            }
+        }
+        fetch(c, &key, false)
+            .await?
+            .ok_or_else(|| BackendError::Internal("inserted row not found".into()))?
+    };
+    if !members.is_empty() {
+        let key = m.key_value(&row.key).ok_or_else(|| {
+            BackendError::Internal("insert returned a key of another type".into())
+        })?;
+        change_members(c, &key, &[MemberChange::Add(members)]).await?;
+    }
+    if load_members {
+        load_members_of(c, std::slice::from_mut(&mut row)).await?;
+    }
+    Ok(row)
+}
+
+/// PostgreSQL's insert: `WITH t AS (INSERT … RETURNING *), c1 AS (INSERT child …) SELECT …`.
+fn insert_with_children(m: &Model, values: &[Value], uuid: Option<String>) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("WITH t AS (");
+    sql.append(&m.insert(values, uuid));
+    sql.push(" RETURNING *)");
+    for (i, (f, v)) in m.fields.iter().zip(values).enumerate() {
+        if let (Field::Child(ch), false) = (f, v.is_null()) {
+            let mut names = vec![ch.link.name.as_str(), ch.col.name.as_str()];
+            names.extend(ch.select.iter().map(|s| s.col.name.as_str()));
+            sql.push(&format!(
+                ", c{i} AS (INSERT INTO {} ({}) SELECT ",
+                ch.table,
+                names.join(", ")
+            ));
+            sql.push(&m.link_from_key(ch, "t")).push(", ");
+            ch.col.param(m.d, &mut sql, v.clone());
+            for s in &ch.select {
+                sql.push(", ");
+                s.col.param(m.d, &mut sql, s.value.clone());
+            }
+            sql.push(" FROM t)");
+        }
+    }
+    sql.push(" SELECT ").push(&m.key_expr("t"));
+    for f in &m.fields {
+        sql.push(", ");
+        match f {
+            Field::Column(col) => sql.push(&m.read_expr("t", col)),
+            // Written above from `values`; the caller fills them in from there.
+            Field::Child(_) => sql.push("NULL::text"),
+        };
+    }
+    sql.push(" FROM t");
+    sql
+}
+
+/// Reads one row by key (`lock`: and locks it for the rest of the transaction, where the
+/// store locks rows).
+pub(crate) async fn fetch<C: Conn>(
+    c: &C,
+    key: &Value,
+    lock: bool,
+) -> Result<Option<Row>, BackendError> {
+    Ok(c.rows(&c.model().fetch(key, lock))
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// Reads one row and, when asked, its members.
+pub(crate) async fn fetch_with_members<C: Conn>(
+    c: &C,
+    key: &Value,
+    members: bool,
+) -> Result<Option<Row>, BackendError> {
+    let Some(mut row) = fetch(c, key, false).await? else {
+        return Ok(None);
+    };
+    if members {
+        load_members_of(c, std::slice::from_mut(&mut row)).await?;
+    }
+    Ok(Some(row))
+}
+
+/// Runs a search: the page in one statement, and a count only when the page does not tell it.
+pub(crate) async fn search<C: Conn>(c: &C, search: &Search) -> Result<Found, BackendError> {
+    let m = c.model();
+    let (offset, limit) = search.page.offset_limit();
+    let mut filter = Sql::default();
+    compile_predicate(m, &search.predicate, &mut filter);
+    if limit == 0 {
+        return Ok(Found {
+            total: Some(count(c, &filter).await?),
+            rows: Vec::new(),
+            next: None,
+        });
+    }
+    let mut q = Sql::default();
+    m.select_from(&mut q);
+    q.push(" AND ");
+    q.append(&filter);
+    order_by(m, &search.sort, &mut q);
+    m.d.limit_offset(&mut q, limit, offset);
+    let mut rows = c.rows(&q).await?;
+    // The common case (a lookup by userName, a short list) needs no count query.
+    let total = if offset == 0 && (rows.len() as u64) < limit {
+        rows.len() as u64
+    } else {
+        count(c, &filter).await?
+    };
+    if search.members {
+        load_members_of(c, &mut rows).await?;
+    }
+    Ok(Found {
+        total: Some(total),
+        rows,
+        next: None,
+    })
+}
+
+async fn count<C: Conn>(c: &C, filter: &Sql) -> Result<u64, BackendError> {
+    let m = c.model();
+    let mut q = Sql::default();
+    q.push("SELECT ")
+        .push(m.d.count_expr())
+        .push(" FROM ")
+        .push(&m.table)
+        .push(" t WHERE 1=1");
+    m.push_fixed(&mut q, "t", &m.filter);
+    q.push(" AND ");
+    q.append(filter);
+    let n = c
+        .strings(&q)
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next());
+    Ok(n.and_then(|n| n.parse().ok()).unwrap_or(0))
+}
+
+/// Locks the row, runs `edit`, writes what changed, and returns the row as it now reads.
+pub(crate) async fn update<C: Conn>(
+    c: &C,
+    key: &Value,
+    load_members: bool,
+    edit: EditFn,
+) -> Result<Row, BackendError> {
+    let m = c.model();
+    let current = fetch(c, key, true).await?.ok_or(BackendError::NotFound)?;
+    let Change { set, members } = edit(&current)?;
+    let refs: Vec<(usize, &Value)> = set.iter().map(|(i, v)| (*i, v)).collect();
+    check_unique(c, &refs, Some(key)).await?;
+    let children = set
+        .iter()
+        .any(|(i, _)| matches!(m.fields.get(*i), Some(Field::Child(_))));
+    let touched = !set.is_empty() || !members.is_empty();
+    let mut row = None;
+    if let Some(mut upd) = m.update(&set, key, touched) {
+        // One UPDATE that returns the row as it now reads, when nothing else changes it.
+        match m.column_list("t") {
+            Some(list) if m.d.returning_updates() && !children => {
+                upd.push(" RETURNING ").push(&list);
+                row = c.rows(&upd).await?.into_iter().next();
+            }
+            _ => {
+                c.exec(&upd).await?;
+            }
+        }
+    }
+    for (i, v) in &set {
+        if matches!(m.fields.get(*i), Some(Field::Child(_))) {
+            write_child(c, *i, key, v).await?;
+        }
+    }
+    change_members(c, key, &members).await?;
+    let mut row = match row {
+        Some(r) => r,
+        None => fetch(c, key, false).await?.ok_or(BackendError::NotFound)?,
+    };
+    if load_members {
+        load_members_of(c, std::slice::from_mut(&mut row)).await?;
+    }
+    Ok(row)
+}
+
+/// Locks the row, runs `check`, and deletes it as `mode` says.
+pub(crate) async fn delete<C: Conn>(
+    c: &C,
+    key: &Value,
+    mode: DeleteMode,
+    check: CheckFn,
+) -> Result<(), BackendError> {
+    let m = c.model();
+    let current = fetch(c, key, true).await?.ok_or(BackendError::NotFound)?;
+    check(&current)?;
+    match mode {
+        DeleteMode::Hard => {
+            for sql in m.delete(key) {
+                c.exec(&sql).await?;
+            }
+        }
+        DeleteMode::Soft(set) => {
+            if let Some(sql) = m.update(&set, key, true) {
+                c.exec(&sql).await?;
+            }
+            for (i, v) in &set {
+                if matches!(m.fields.get(*i), Some(Field::Child(_))) {
+                    write_child(c, *i, key, v).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads the members of these rows, one statement for all of them.
+async fn load_members_of<C: Conn>(c: &C, rows: &mut [Row]) -> Result<(), BackendError> {
+    let m = c.model();
+    let Some(mm) = &m.members else {
+        return Ok(());
+    };
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<Value> = rows.iter().filter_map(|r| m.key_value(&r.key)).collect();
+    let pairs = c.strings(&m.members_of(mm, &keys)).await?;
+    for r in rows.iter_mut() {
+        r.members = Some(
+            pairs
+                .iter()
+                .filter(|p| p[0] == r.key)
+                .map(|p| p[1].clone())
+                .collect(),
+        );
+    }
+    Ok(())
+}
+
+/// Refuses the write when another row holds a value that must be unique and no index
+/// guarantees it: the value is locked first (where the store needs it), then looked up.
+async fn check_unique<C: Conn>(
+    c: &C,
+    values: &[(usize, &Value)],
+    except: Option<&Value>,
+) -> Result<(), BackendError> {
+    let m = c.model();
+    for &(i, fold) in &m.unique_checks {
+        let Some((_, v)) = values.iter().find(|(j, _)| *j == i) else {
+            continue;
+        };
+        if v.is_null() {
+            continue;
+        }
+        let text = model::value_text(v);
+        let name = c.names().get(i).map_or("", String::as_str);
+        c.lock(&format!(
+            "{}:{}:{}",
+            m.table,
+            name,
+            if fold { text.to_lowercase() } else { text }
+        ))
+        .await?;
+        if let Some(sql) = m.unique_taken(i, v, fold, except) {
+            if !c.strings(&sql).await?.is_empty() {
+                return Err(BackendError::Conflict {
+                    field: Some(i),
+                    detail: format!("another row has the same {name}"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes child field `i` of row `key` hold `v`: deletes its row for no value, else updates
+/// it or inserts it when there is none.
+async fn write_child<C: Conn>(c: &C, i: usize, key: &Value, v: &Value) -> Result<(), BackendError> {
+    let m = c.model();
+    let Some(sql) = m.child_write(i, key, v) else {
+        return Ok(());
+    };
+    let changed = c.exec(&sql).await?;
+    if changed == 0 && !v.is_null() && !m.d.writable_ctes() {
+        if let Some(ins) = m.child_insert(i, key, v) {
+            c.exec(&ins).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs membership changes in order.
+async fn change_members<C: Conn>(
+    c: &C,
+    key: &Value,
+    changes: &[MemberChange],
+) -> Result<(), BackendError> {
+    let m = c.model();
+    let Some(mm) = &m.members else {
+        return if changes.is_empty() {
+            Ok(())
+        } else {
+            Err(BackendError::Internal(
+                "membership change on a table without members".into(),
+            ))
+        };
+    };
+    for change in changes {
+        match change {
+            MemberChange::Add(ids) => add_members(c, mm, key, ids).await?,
+            MemberChange::Replace(ids) => {
+                c.exec(&m.members_clear(mm, key)).await?;
+                add_members(c, mm, key, ids).await?;
+            }
+            MemberChange::Clear => {
+                c.exec(&m.members_clear(mm, key)).await?;
+            }
+            MemberChange::Remove(ids) => {
+                let (valid, _) = super::split_ids(mm.member_key(), ids);
+                if !valid.is_empty() {
+                    c.exec(&m.members_remove(mm, key, &valid)).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Adds members, refusing the whole change when any of them does not exist. With writable
+/// CTEs, one statement finds the missing ids and inserts only when there are none.
+async fn add_members<C: Conn>(
+    c: &C,
+    mm: &Members,
+    key: &Value,
+    ids: &[String],
+) -> Result<(), BackendError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let m = c.model();
+    let (valid, mut missing) = super::split_ids(mm.member_key(), ids);
+    if !valid.is_empty() {
+        if m.d.writable_ctes() {
+            let mut sql = Sql::default();
+            sql.push("WITH missing AS (");
+            sql.append(&m.missing_members(mm, &valid));
+            sql.push("), ins AS (");
+            sql.append(&m.members_add(mm, key, &valid, Some("NOT EXISTS (SELECT 1 FROM missing)")));
+            sql.push(" RETURNING 1) SELECT * FROM missing");
+            missing.extend(
+                c.strings(&sql)
+                    .await?
+                    .into_iter()
+                    .filter_map(|r| r.into_iter().next()),
+            );
+        } else {
+            missing.extend(
+                c.strings(&m.missing_members(mm, &valid))
+                    .await?
+                    .into_iter()
+                    .filter_map(|r| r.into_iter().next()),
+            );
+            if missing.is_empty() {
+                c.exec(&m.members_add(mm, key, &valid, None)).await?;
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(super::missing_members(&missing))
+    }
+}
+
+impl Dialect {
+    /// Data-modifying statements in `WITH` (PostgreSQL): a write and what depends on it in
+    /// one statement.
+    pub fn writable_ctes(self) -> bool {
+        self == Dialect::Postgres
+    }
+
+    /// `UPDATE … RETURNING` is used to read the row back in the same statement.
+    pub fn returning_updates(self) -> bool {
+        self == Dialect::Postgres
+    }
+
+    /// The expression counting rows, as text or integer the driver reads.
+    fn count_expr(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "count(*)",
+            Dialect::Postgres => "count(*)::text",
+        }
+    }
+
+    /// ` LIMIT … OFFSET …` for a page.
+    fn limit_offset(self, q: &mut Sql, limit: u64, offset: u64) {
+        let (limit, offset) = (
+            i64::try_from(limit).unwrap_or(i64::MAX),
+            i64::try_from(offset).unwrap_or(i64::MAX),
+        );
+        match self {
+            // Integers the sidecar computed, never client text, written as literals: bound,
+            // they make SQLite re-prepare the statement on every step (the limit can change
+            // the plan), a full SQL parse per request.
+            Dialect::Sqlite => {
+                q.push(&format!(" LIMIT {limit} OFFSET {offset}"));
+            }
+            // Bound, so paging reuses one prepared statement.
+            Dialect::Postgres => {
+                q.push(" LIMIT ")
+                    .param(self, Value::Int(limit))
+                    .push("::bigint");
+                q.push(" OFFSET ")
+                    .param(self, Value::Int(offset))
+                    .push("::bigint");
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The sidecar's own state in an SQL database: one table (`scim_sidecar_attributes` in SQLite,
+//! `scim_sidecar.attributes` in PostgreSQL, created by `scim-sidecar migrate`) of
+//! `(resource_type, resource_id, name, value)` rows, all text, keyed by the first three.
+//!
+//! Resource types of the same database read and write it as a child table of their own rows,
+//! in their own transactions ([`super::config::rel_spec`]). This module is the
+//! [`StateStore`] other stores use through [`crate::backend::state::Overlay`]; each driver
+//! runs its statements ([`Exec`]).
+
+use std::future::Future;
+
+use async_trait::async_trait;
+
+use super::{Dialect, Sql};
+use crate::backend::state::{Cond, StateStore};
+use crate::backend::{BackendError, FieldType, Value};
+
+/// Runs statements on a driver's pool.
+pub(crate) trait Exec: Send + Sync {
+    /// Runs every statement in one transaction.
+    fn write(&self, stmts: Vec<Sql>) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Runs a query; every column as text.
+    fn read(&self, sql: Sql)
+    -> impl Future<Output = Result<Vec<Vec<String>>, BackendError>> + Send;
+}
+
+/// The state table of one SQL database.
+pub(crate) struct SqlStateStore<E> {
+    /// How statements run.
+    pub exec: E,
+    /// The dialect.
+    pub d: Dialect,
+    /// The table, quoted.
+    pub table: String,
+    /// How to name it in messages.
+    pub shown: String,
+}
+
+impl<E> SqlStateStore<E> {
+    /// `WHERE resource_type = ? AND resource_id …` for one resource.
+    fn of(&self, sql: &mut Sql, resource_type: &str, id: &str) {
+        sql.push(" WHERE resource_type = ")
+            .param(self.d, Value::Text(resource_type.to_owned()))
+            .push(" AND resource_id = ")
+            .param(self.d, Value::Text(id.to_owned()));
+    }
+
+    /// ` IN (…)` over text values, as one parameter whatever their number.
+    fn any_of(&self, sql: &mut Sql, values: &[String]) {
+        match self.d {
+            Dialect::Sqlite => {
+                sql.push(" IN (SELECT value FROM json_each(")
+                    .param(
+                        self.d,
+                        Value::Text(serde_json::Value::from(values.to_vec()).to_string()),
+                    )
+                    .push("))");
+            }
+            Dialect::Postgres => {
+                sql.push(" = ANY(").param_array(values.to_vec()).push(")");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<E: Exec> StateStore for SqlStateStore<E> {
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    async fn load(
+        &self,
+        resource_type: &str,
+        ids: &[String],
+        names: &[String],
+    ) -> Result<Vec<(String, String, Value)>, BackendError> {
+        let mut sql = Sql::default();
+        sql.push("SELECT resource_id, name, value FROM ")
+            .push(&self.table)
+            .push(" WHERE resource_type = ")
+            .param(self.d, Value::Text(resource_type.to_owned()))
+            .push(" AND resource_id");
+        self.any_of(&mut sql, ids);
+        sql.push(" AND name");
+        self.any_of(&mut sql, names);
+        Ok(self
+            .exec
+            .read(sql)
+            .await?
+            .into_iter()
+            .filter_map(|mut r| {
+                let value = r.pop()?;
+                let name = r.pop()?;
+                let id = r.pop()?;
+                Some((id, name, Value::Text(value)))
+            })
+            .collect())
+    }
+
+    async fn save(
+        &self,
+        resource_type: &str,
+        id: &str,
+        values: &[(String, Value)],
+    ) -> Result<(), BackendError> {
+        let mut stmts = Vec::new();
+        for (name, v) in values {
+            let mut del = Sql::default();
+            del.push("DELETE FROM ").push(&self.table);
+            self.of(&mut del, resource_type, id);
+            del.push(" AND name = ")
+                .param(self.d, Value::Text(name.clone()));
+            stmts.push(del);
+            if v.is_null() {
+                continue;
+            }
+            let mut ins = Sql::default();
+            ins.push("INSERT INTO ")
+                .push(&self.table)
+                .push(" (resource_type, resource_id, name, value) VALUES (")
+                .param(self.d, Value::Text(resource_type.to_owned()))
+                .push(", ")
+                .param(self.d, Value::Text(id.to_owned()))
+                .push(", ")
+                .param(self.d, Value::Text(name.clone()))
+                .push(", ")
+                .param(self.d, Value::Text(super::model::value_text(v)))
+                .push(")");
+            stmts.push(ins);
+        }
+        if stmts.is_empty() {
+            return Ok(());
+        }
+        self.exec.write(stmts).await
+    }
+
+    async fn forget(&self, resource_type: &str, id: &str) -> Result<(), BackendError> {
+        let mut sql = Sql::default();
+        sql.push("DELETE FROM ").push(&self.table);
+        self.of(&mut sql, resource_type, id);
+        self.exec.write(vec![sql]).await
+    }
+
+    async fn find(
+        &self,
+        resource_type: &str,
+        name: &str,
+        cond: Option<&Cond>,
+    ) -> Result<Vec<String>, BackendError> {
+        let mut sql = Sql::default();
+        sql.push("SELECT resource_id FROM ")
+            .push(&self.table)
+            .push(" WHERE resource_type = ")
+            .param(self.d, Value::Text(resource_type.to_owned()))
+            .push(" AND name = ")
+            .param(self.d, Value::Text(name.to_owned()))
+            .push(" AND value IS NOT NULL AND value <> ''");
+        if let Some(c) = cond {
+            sql.push(" AND ");
+            self.compare(&mut sql, c)?;
+        }
+        Ok(self
+            .exec
+            .read(sql)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .collect())
+    }
+}
+
+impl<E> SqlStateStore<E> {
+    /// `value <op> ?` on the text column, as the predicate compiler compares text.
+    fn compare(&self, sql: &mut Sql, c: &Cond) -> Result<(), BackendError> {
+        let col = super::model::Col {
+            name: "value".into(),
+            raw: "value".into(),
+            ty: FieldType::Text { max_len: None },
+            cast: None,
+            ci: false,
+        };
+        let value = Value::Text(super::model::value_text(&c.value));
+        super::comparison(self.d, "value", &col, c.op, &value, c.fold_case, sql);
+        Ok(())
+    }
+}
