@@ -1333,6 +1333,18 @@ impl MappedResource {
     pub fn backend(&self) -> &str {
         &self.inner.backend
     }
+
+    /// The store's table behind this resource type: what the store contract tests exercise
+    /// without HTTP.
+    pub fn table(&self) -> Arc<dyn Table> {
+        self.inner.table.clone()
+    }
+
+    /// The field index of a `[resource.X.map]` entry, by its key as written (`userName`),
+    /// in the table's rows.
+    pub fn field(&self, key: &str) -> Option<usize> {
+        self.inner.bindings.iter().position(|b| b.conv.shown == key)
+    }
 }
 
 impl Provider for MappedResource {

@@ -9,6 +9,7 @@ mod support;
 mod admin;
 mod auth;
 mod cli;
+mod contract;
 mod discovery;
 mod entra;
 mod errors;

@@ -231,13 +231,7 @@ fn error(e: &tokio_postgres::Error, names: &[String]) -> BackendError {
     let field = db
         .column()
         .map(str::to_owned)
-        .or_else(|| {
-            // "Key (login)=(x) already exists." names the column.
-            let d = db.detail()?;
-            let start = d.find('(')? + 1;
-            let end = d[start..].find(')')? + start;
-            Some(d[start..end].trim_matches('"').to_owned())
-        })
+        .or_else(|| key_column(db.detail()?))
         .and_then(|c| names.iter().position(|n| n.eq_ignore_ascii_case(&c)));
     let msg = db.message().to_owned();
     if *code == SqlState::UNIQUE_VIOLATION {
@@ -279,6 +273,21 @@ fn error(e: &tokio_postgres::Error, names: &[String]) -> BackendError {
     } else {
         BackendError::Internal(format!("{}: {msg}", code.code()))
     }
+}
+
+/// The column a unique violation names: `Key (login)=(x) already exists.`, or for an index
+/// on an expression, `Key (lower(login::text))=(x) …`: the identifier inside.
+fn key_column(detail: &str) -> Option<String> {
+    let inner = detail.strip_prefix("Key (")?;
+    let end = inner.find(")=(")?;
+    let expr = &inner[..end];
+    let expr = expr.trim_start_matches("lower(").trim_start_matches('(');
+    let name: String = expr
+        .trim_start_matches('"')
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> BackendError {
@@ -896,6 +905,28 @@ impl Exec for PgExec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A unique violation names its column, also through an index on `lower(column)`.
+    #[test]
+    fn unique_violation_names_the_column() {
+        assert_eq!(
+            key_column("Key (login)=(ann) already exists.").as_deref(),
+            Some("login")
+        );
+        assert_eq!(
+            key_column("Key (lower(login))=(ann) already exists.").as_deref(),
+            Some("login")
+        );
+        assert_eq!(
+            key_column("Key (lower((\"Login\")::text))=(ann) already exists.").as_deref(),
+            Some("Login")
+        );
+        assert_eq!(
+            key_column("Key (a, b)=(1, 2) already exists.").as_deref(),
+            Some("a")
+        );
+        assert_eq!(key_column("something else"), None);
+    }
 
     /// PostgreSQL types map to field types and parameter casts.
     #[test]
