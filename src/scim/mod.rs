@@ -22,6 +22,8 @@ pub mod discovery;
 pub mod error;
 pub mod filter;
 pub mod list;
+#[cfg(test)]
+mod memory;
 pub mod patch;
 pub mod projection;
 pub mod resource;
