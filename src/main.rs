@@ -216,7 +216,12 @@ async fn run(path: PathBuf, format: Option<Format>) -> ExitCode {
     };
     init_logging(&config, format);
     let running = match server::start(&config).await {
-        Ok(r) => r,
+        Ok(r) => {
+            r.process
+                .metrics
+                .runtime_workers(tokio::runtime::Handle::current().metrics().num_workers());
+            r
+        }
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("{e}");
@@ -252,8 +257,11 @@ fn init_logging(config: &Config, format: Option<Format>) {
         Some(Format::Text) => false,
         None => config.log.format == LogFormat::Json,
     };
+    // Colour only for a person at a terminal: a log file or `kubectl logs` gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).init();

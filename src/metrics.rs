@@ -161,6 +161,19 @@ impl Metrics {
         }
     }
 
+    /// Records the async runtime's worker threads (`--workers`), once, at start-up.
+    pub fn runtime_workers(&self, n: usize) {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(n).unwrap_or(i64::MAX));
+        if let Ok(mut r) = self.registry.lock() {
+            r.register(
+                "scim_sidecar_runtime_workers",
+                "Worker threads of the async runtime (--workers / SCIM_SIDECAR_WORKERS)",
+                g,
+            );
+        }
+    }
+
     /// One answered SCIM request.
     pub fn scim_request(
         &self,

@@ -164,3 +164,59 @@ fn empty_database_file_gets_the_schema() {
     let (ok, out) = check(&config);
     assert!(ok, "{out}");
 }
+
+/// The worker threads a running `scim-sidecar run` started with `args` and `env` reports in
+/// its metrics, read once it says it is ready (the log line names the admin address).
+fn worker_threads(args: &[&str], env: &[(&str, &str)]) -> usize {
+    use std::io::{BufRead, Read, Write};
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = quickstart_copy(dir.path(), |t| t);
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("SCIM_SIDECAR_LISTEN", "127.0.0.1:0")
+        .env("SCIM_SIDECAR_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("QUICKSTART_DB", config.with_file_name("app.db"))
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let stderr = child.stderr.take().expect("stderr");
+    let ready = std::io::BufReader::new(stderr)
+        .lines()
+        .take(200)
+        .map_while(Result::ok)
+        .find(|l| l.contains("scim-sidecar ready"));
+    let admin = ready.as_deref().and_then(|l| {
+        let at = l.find("admin=\"")? + 7;
+        Some(l[at..].split('"').next()?.to_owned())
+    });
+    let metrics = admin.map(|a| {
+        let mut s = std::net::TcpStream::connect(a).expect("admin");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("request");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("response");
+        out
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let metrics = metrics.expect("the sidecar started and served /metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("scim_sidecar_runtime_workers "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no worker gauge in:\n{metrics}"))
+}
+
+/// `--workers N` and `SCIM_SIDECAR_WORKERS=N` size the runtime (a sidecar given one CPU does
+/// best with one worker); without either it uses the CPUs it may run on. See: issue #8.
+#[test]
+fn r008_workers_sets_the_runtime_threads() {
+    assert_eq!(worker_threads(&["--workers", "1"], &[]), 1);
+    assert_eq!(worker_threads(&[], &[("SCIM_SIDECAR_WORKERS", "3")]), 3);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(worker_threads(&[], &[]), cpus);
+}

@@ -20,6 +20,7 @@ mod okta;
 mod patch;
 mod postgres;
 mod proxy;
+mod swap;
 mod tls;
 mod users;
 mod wordpress;

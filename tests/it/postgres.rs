@@ -510,3 +510,70 @@ async fn large_group_membership() {
         .expect(204);
     assert_eq!(db.rows(&count).await, vec![vec!["100000"]]);
 }
+
+/// Thaws a frozen cluster when the test ends, even by a failed assertion (a stopped server
+/// would not stop when the cluster is dropped).
+struct Thaw<'a>(&'a Cluster);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        self.0.signal_all(libc::SIGCONT);
+    }
+}
+
+/// `/readyz` asks every store at once, under one deadline shorter than a Kubernetes probe's
+/// one-second timeout: with three frozen databases it answers 503 naming each of them (an
+/// answer the probe receives, with the reason) instead of asking one after another until the
+/// probe gives up; once they are thawed it is 200 again. See: issue #8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r008_readiness_names_every_frozen_store_within_a_probe_timeout() {
+    let Some(cluster) = private_cluster() else {
+        return;
+    };
+    let db = example_database(&cluster, "postgres").await;
+    let s = Sidecar::example_on(
+        "postgres",
+        Some(db),
+        Some(Box::new(|c| {
+            let pg = c.backends[0].clone();
+            for name in ["reports", "audit"] {
+                c.backends.push(scim_sidecar::config::BackendConfig {
+                    name: name.into(),
+                    ..pg.clone()
+                });
+            }
+        })),
+    )
+    .await;
+    let admin = s.admin_client();
+    admin.get("/readyz").await.expect(200);
+
+    cluster.signal_all(libc::SIGSTOP);
+    let thaw = Thaw(&cluster);
+    let r = tokio::time::timeout(Duration::from_secs(2), admin.get("/readyz"))
+        .await
+        .expect("/readyz answers while every store is frozen");
+    let text = r.text();
+    assert_eq!(r.status.as_u16(), 503, "{text}");
+    for name in ["helpdesk", "reports", "audit"] {
+        assert!(
+            text.contains(&format!("backend {name}: no answer")),
+            "{text}"
+        );
+    }
+
+    drop(thaw);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = admin.get("/readyz").await;
+        if r.status.as_u16() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready after thawing: {}",
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

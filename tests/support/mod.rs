@@ -198,6 +198,11 @@ impl Sidecar {
         }
     }
 
+    /// The running server (to swap its config).
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("running")
+    }
+
     /// A client without a token.
     pub fn anonymous(&self) -> Client {
         Client::new(self.addr, None)

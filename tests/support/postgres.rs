@@ -216,6 +216,38 @@ impl Cluster {
         }
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server and every one of its processes: a
+    /// database that neither answers nor refuses, as a hung host or a stalled disk leaves it.
+    pub fn signal_all(&self, signal: i32) {
+        let Some(pid) = self
+            .child
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.id()))
+        else {
+            return;
+        };
+        let mut pids = vec![pid];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+                continue;
+            };
+            let parent = status
+                .lines()
+                .find_map(|l| l.strip_prefix("PPid:"))
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            if parent == Some(pid) {
+                if let Some(child) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                    pids.push(child);
+                }
+            }
+        }
+        for p in pids {
+            // SAFETY: signalling processes this test started.
+            unsafe { libc::kill(p as i32, signal) };
+        }
+    }
+
     /// Hands a file written by the test (a certificate, a key) to the server's OS user.
     pub fn give(&self, path: &Path) {
         if let Some((uid, gid)) = self.user {
