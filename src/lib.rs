@@ -41,3 +41,4 @@ pub mod metrics;
 pub mod proxy;
 pub mod scim;
 pub mod server;
+pub mod tls;

@@ -20,7 +20,6 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, RootCertStore};
 
 use super::AuthError;
 use super::jwt::{self, Alg, Jwk};
@@ -177,28 +176,7 @@ impl Issuer {
 
 /// A rustls client trusting the certificates in `ca` (PEM).
 fn tls_connector(ca: &Path) -> Result<TlsConnector, String> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("CA file {} is not PEM: {e}", ca.display()))?;
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(format!(
-            "CA file {} holds no usable certificate",
-            ca.display()
-        ));
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS set-up failed: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(TlsConnector::from(Arc::new(crate::tls::client_config(ca)?)))
 }
 
 /// GETs `url` and returns the body of a 200 answer.

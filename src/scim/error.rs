@@ -1,8 +1,9 @@
 //! SCIM errors (RFC 7644 §3.12): the one error type of the protocol layer and its wire form.
 //!
 //! Everything below the router that can fail a SCIM request ends up as a [`ScimError`]; the
-//! router turns it into a response with [`ScimError::body`] and [`ScimError::headers`]. Store
-//! errors are mapped to it once, in `mapping::error`.
+//! service turns it into a response (`scim::Response::error`): [`ScimError::body`] as the
+//! body, and `Retry-After` from [`ScimError::retry_after`] on a 503. Store errors are mapped to
+//! it once, in `mapping::error`.
 
 use std::fmt;
 

@@ -9,7 +9,6 @@
 //! check-then-write safe, and SQLSTATE mapping.
 
 use std::error::Error as StdError;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -330,17 +329,11 @@ impl PgBackend {
         let tls = match &o.ca_file {
             Some(ca) => {
                 cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
-                tls_config(ca)?
+                crate::tls::client_config(ca)?
             }
             None => {
                 cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
-                tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
-                    tokio_rustls::rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS set-up failed: {e}"))?
-                .with_root_certificates(tokio_rustls::rustls::RootCertStore::empty())
-                .with_no_client_auth()
+                crate::tls::no_roots()?
             }
         };
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
@@ -407,32 +400,6 @@ fn describe(cfg: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or("postgres"))
 }
 
-fn tls_config(ca: &Path) -> Result<tokio_rustls::rustls::ClientConfig, String> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca)
-        .map_err(|e| format!("cannot read CA file {}: {e}", ca.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("CA file {} is not PEM: {e}", ca.display()))?;
-    if certs.is_empty() {
-        return Err(format!("CA file {} holds no certificate", ca.display()));
-    }
-    for c in certs {
-        roots
-            .add(c)
-            .map_err(|e| format!("CA file {}: {e}", ca.display()))?;
-    }
-    Ok(
-        tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
-            tokio_rustls::rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
-}
 
 #[async_trait]
 impl Backend for PgBackend {
