@@ -185,7 +185,7 @@ pub enum Predicate {
 }
 
 /// Sort order of a search.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Sort {
     /// Field index; `None` sorts by key.
     pub field: Option<usize>,
@@ -193,6 +193,11 @@ pub struct Sort {
     pub fold_case: bool,
     /// Descending.
     pub descending: bool,
+    /// When not empty, the field's values sort by their position in this list rather than
+    /// by the store's own order (a value map's stored codes, in the order of the SCIM values
+    /// they stand for: `'D'` before `'A'` when they mean `false` and `true`); values not in
+    /// the list sort after those that are.
+    pub ranks: Vec<Value>,
 }
 
 /// How a store pages through search results.

@@ -262,6 +262,26 @@ impl Conv {
         }
     }
 
+    /// The stored values of the value map in the order of the SCIM values they stand for,
+    /// so a sort follows SCIM's order (`false` before `true`), not the store's codes. Empty
+    /// without a value map.
+    pub fn ranks(&self) -> Vec<Value> {
+        let mut pairs: Vec<&(Json, Value)> = self.values.iter().collect();
+        pairs.sort_by(|(a, _), (b, _)| match (a, b) {
+            (Json::Bool(x), Json::Bool(y)) => x.cmp(y),
+            (Json::Number(x), Json::Number(y)) => x
+                .as_f64()
+                .partial_cmp(&y.as_f64())
+                .unwrap_or(std::cmp::Ordering::Equal),
+            (Json::String(x), Json::String(y)) if self.fold_case => {
+                x.to_lowercase().cmp(&y.to_lowercase())
+            }
+            (Json::String(x), Json::String(y)) => x.cmp(y),
+            _ => std::cmp::Ordering::Equal,
+        });
+        pairs.into_iter().map(|(_, v)| v.clone()).collect()
+    }
+
     fn same_scim(&self, a: &Json, b: &Json) -> bool {
         match (a, b) {
             (Json::String(x), Json::String(y)) if self.fold_case => x.eq_ignore_ascii_case(y),

@@ -414,6 +414,7 @@ impl Inner {
                         field: None,
                         fold_case: false,
                         descending,
+                        ranks: Vec::new(),
                     });
                 }
                 ("meta", Some(s)) => {
@@ -422,6 +423,7 @@ impl Inner {
                             field: Some(i),
                             fold_case: false,
                             descending,
+                            ranks: Vec::new(),
                         });
                     }
                 }
@@ -438,6 +440,7 @@ impl Inner {
                 field: Some(*i),
                 fold_case: b.conv.fold_case,
                 descending,
+                ranks: b.conv.ranks(),
             }),
             None => Err(ScimError::invalid_value(format!(
                 "cannot sort by '{}': it is not stored",

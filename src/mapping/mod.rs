@@ -1392,6 +1392,7 @@ impl Provider for MappedResource {
                 field: None,
                 fold_case: false,
                 descending: q.descending,
+                ranks: Vec::new(),
             },
         };
         let (total, rows) = paging::page(

@@ -153,6 +153,7 @@ mod tests {
             field: None,
             fold_case: false,
             descending: false,
+            ranks: Vec::new(),
         }
     }
 

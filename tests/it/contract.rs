@@ -239,6 +239,7 @@ fn by_key() -> Sort {
         field: None,
         fold_case: false,
         descending: false,
+        ranks: Vec::new(),
     }
 }
 
@@ -504,6 +505,7 @@ async fn pages_cover_every_row_once_in_order(s: &Subject) {
             field: Some(s.field("userName")),
             fold_case: true,
             descending,
+            ranks: Vec::new(),
         };
         let mut got = Vec::new();
         let mut last_total = 0;

@@ -333,3 +333,32 @@ async fn injection_in_filters() {
         .json();
     assert_eq!(v["totalResults"], 4);
 }
+
+/// Sorting by an attribute kept through a value map follows the SCIM values, not the stored
+/// codes: `active` ascending puts `false` (stored `'D'`) before `true` (stored `'A'`), and
+/// descending the reverse. See: issue #14.
+#[tokio::test]
+async fn r014_sort_by_a_value_mapped_attribute_follows_scim_order() {
+    let s = people().await;
+    for (order, first) in [("ascending", false), ("descending", true)] {
+        let r = s
+            .client
+            .get(&format!("/scim/v2/Users?sortBy=active&sortOrder={order}"))
+            .await
+            .expect(200)
+            .json();
+        let actives: Vec<bool> = r["Resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .map(|u| u["active"].as_bool().expect("active"))
+            .collect();
+        assert_eq!(actives.first(), Some(&first), "{order}: {actives:?}");
+        let mut sorted = actives.clone();
+        sorted.sort_unstable();
+        if order == "descending" {
+            sorted.reverse();
+        }
+        assert_eq!(actives, sorted, "{order}");
+    }
+}

@@ -20,6 +20,7 @@ mod okta;
 mod patch;
 mod postgres;
 mod proxy;
+mod schema_fuzz;
 mod swap;
 mod tls;
 mod users;

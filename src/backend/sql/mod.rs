@@ -497,8 +497,15 @@ pub(crate) fn comparison(
             c.param(d, sql, value.clone());
         }
         (Dialect::Postgres, true) => {
+            // An enum has no lower(): compare its label as text.
+            let cast = if matches!(c.ty, FieldType::Enum(_)) {
+                "::text"
+            } else {
+                ""
+            };
             sql.push("lower(")
                 .push(e)
+                .push(cast)
                 .push(") ")
                 .push(rel)
                 .push(" lower(")
@@ -518,8 +525,13 @@ pub fn order_by(m: &Model, sort: &Sort, sql: &mut Sql) {
     let dir = if sort.descending { "DESC" } else { "ASC" };
     sql.push(" ORDER BY ");
     if let Some(f) = sort.field.and_then(|f| m.fields.get(f)) {
-        let (expr, c) = match f {
-            Field::Column(c) => (format!("t.{}", c.name), c),
+        // The value to sort by: a column of the row, or a child row's value.
+        let (mut expr, c) = match f {
+            Field::Column(c) => {
+                let mut e = Sql::default();
+                e.push(&format!("t.{}", c.name));
+                (e, c)
+            }
             Field::Child(ch) => {
                 let mut sub = Sql::default();
                 sub.push("(SELECT c.")
@@ -530,22 +542,44 @@ pub fn order_by(m: &Model, sort: &Sort, sql: &mut Sql) {
                 sub.push(&m.link_cond(ch, "c", "t"));
                 m.push_fixed(&mut sub, "c", &ch.select);
                 sub.push(" LIMIT 1)");
-                sql.append(&sub);
-                sql.push(" ")
-                    .push(dir)
-                    .push(" NULLS LAST, t.")
-                    .push(&m.key.name)
-                    .push(" ")
-                    .push(dir);
-                return;
+                (sub, &ch.col)
             }
         };
-        let fold = sort.fold_case && c.ty.is_text();
-        match (d, fold) {
-            (Dialect::Sqlite, true) => sql.push(&expr).push(" COLLATE NOCASE"),
-            (Dialect::Postgres, true) if !c.ci => sql.push("lower(").push(&expr).push(")"),
-            _ => sql.push(&expr),
-        };
+        if !sort.ranks.is_empty() {
+            // A value map: rank the stored codes in the order of their SCIM values.
+            let mut case = Sql::default();
+            case.push("CASE");
+            for (i, v) in sort.ranks.iter().enumerate() {
+                case.push(" WHEN ");
+                case.append(&expr);
+                case.push(" = ");
+                c.param(d, &mut case, v.clone());
+                case.push(&format!(" THEN {i}"));
+            }
+            case.push(" WHEN ");
+            case.append(&expr);
+            case.push(&format!(" IS NOT NULL THEN {} END", sort.ranks.len()));
+            expr = case;
+        } else if sort.fold_case && c.ty.is_text() {
+            match d {
+                Dialect::Sqlite => {
+                    expr.push(" COLLATE NOCASE");
+                }
+                Dialect::Postgres if !c.ci => {
+                    let mut lower = Sql::default();
+                    lower.push("lower(");
+                    lower.append(&expr);
+                    // An enum has no lower(): its label as text.
+                    if matches!(c.ty, FieldType::Enum(_)) {
+                        lower.push("::text");
+                    }
+                    lower.push(")");
+                    expr = lower;
+                }
+                Dialect::Postgres => {}
+            }
+        }
+        sql.append(&expr);
         // RFC 7644 §3.4.2.3: resources without a value sort last.
         sql.push(" ").push(dir).push(" NULLS LAST, ");
     }
@@ -841,6 +875,7 @@ mod tests {
                 field: Some(0),
                 fold_case: true,
                 descending: true,
+                ranks: Vec::new(),
             },
             &mut sql,
         );

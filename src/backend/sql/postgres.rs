@@ -400,7 +400,6 @@ fn describe(cfg: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or("postgres"))
 }
 
-
 #[async_trait]
 impl Backend for PgBackend {
     fn name(&self) -> &str {
