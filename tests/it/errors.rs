@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::Method;
 use serde_json::json;
 
-use crate::support::client::user;
+use crate::support::client::{patch_body, user};
 use crate::support::{Options, Sidecar};
 
 /// Malformed bodies: not JSON, not an object, no core schema URN, wrong types, unknown
@@ -329,5 +329,41 @@ async fn deeply_nested_json() {
         .raw(Method::POST, "/scim/v2/Groups", &objects)
         .await
         .scim_error(400, Some("invalidSyntax"));
+    assert_eq!(s.snapshot(), before);
+}
+
+/// A value the app's own database refuses (here: clearing `active`, whose NOT NULL status
+/// column has a CHECK constraint) is 400 `invalidValue` naming the attribute in the product's
+/// words; the database's message, which quotes the app's schema, stays in the log. The row is
+/// unchanged. See: issue #14.
+#[tokio::test]
+async fn r014_store_refusals_name_the_attribute_not_the_schema() {
+    let s = Sidecar::quickstart().await;
+    let id = s
+        .client
+        .post("/scim/v2/Users", &user("checked"))
+        .await
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let before = s.snapshot();
+    let d = s
+        .client
+        .patch(
+            &format!("/scim/v2/Users/{id}"),
+            &patch_body(json!([{"op": "remove", "path": "active"}])),
+        )
+        .await
+        .scim_error(400, Some("invalidValue"));
+    assert!(d.contains("'active'"), "{d}");
+    assert!(d.contains("CHECK"), "{d}");
+    for leaked in ["status", "IN (", "constraint failed"] {
+        assert!(
+            !d.contains(leaked),
+            "the store's text reached the client: {d}"
+        );
+    }
     assert_eq!(s.snapshot(), before);
 }

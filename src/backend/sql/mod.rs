@@ -161,6 +161,42 @@ pub(crate) fn split_ids(key: &Col, ids: &[String]) -> (Vec<String>, Vec<String>)
         .partition(|id| key.ty != FieldType::Integer || id.parse::<i64>().is_ok())
 }
 
+/// The field whose column a store's message mentions (a CHECK constraint's expression or
+/// name: `status IN ('A','D')`, `accounts_status_check`), the longest match winning, so
+/// `display_name` is found before `name`.
+pub(crate) fn field_mentioned(message: &str, columns: &[String]) -> Option<usize> {
+    let text = message.to_ascii_lowercase();
+    let bounded = |at: usize, len: usize| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + len..].chars().next();
+        let sep = |c: Option<char>| c.is_none_or(|c| !c.is_ascii_alphanumeric());
+        sep(before) && sep(after)
+    };
+    columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            let c = c.to_ascii_lowercase();
+            !c.is_empty() && text.match_indices(&c).any(|(at, _)| bounded(at, c.len()))
+        })
+        .max_by_key(|(_, c)| c.len())
+        .map(|(i, _)| i)
+}
+
+/// A value the application's database refused, in the product's words; the database's own
+/// message (which may quote the app's schema) goes to the log, not to the client.
+pub(crate) fn refused(
+    field: Option<usize>,
+    why: &str,
+    store_message: &str,
+) -> crate::backend::BackendError {
+    tracing::info!(store_message, "the database refused a value: {why}");
+    crate::backend::BackendError::Rejected {
+        field,
+        detail: why.to_owned(),
+    }
+}
+
 /// The 400 for member ids that do not exist.
 pub(crate) fn missing_members(missing: &[String]) -> crate::backend::BackendError {
     let shown: Vec<String> = missing.iter().take(5).map(|s| format!("'{s}'")).collect();

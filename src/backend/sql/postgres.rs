@@ -236,22 +236,33 @@ fn error(e: &tokio_postgres::Error, names: &[String]) -> BackendError {
     if *code == SqlState::UNIQUE_VIOLATION {
         BackendError::Conflict { field, detail: msg }
     } else if *code == SqlState::NOT_NULL_VIOLATION {
-        BackendError::Rejected {
-            field,
-            detail: format!("a value is required ({msg})"),
-        }
+        super::refused(field, "a value is required", &msg)
     } else if *code == SqlState::FOREIGN_KEY_VIOLATION {
-        BackendError::Rejected {
-            field: None,
-            detail: "a value refers to a row that does not exist in the application (a FOREIGN KEY constraint failed), e.g. a manager id".into(),
-        }
-    } else if *code == SqlState::CHECK_VIOLATION || code.code().starts_with("22") {
-        // Class 22, data exception: too long for varchar(n), not an integer, a NUL byte, an
-        // unknown enum label, any other value the column cannot hold.
-        BackendError::Rejected {
-            field,
-            detail: format!("the store refused the value ({msg})"),
-        }
+        super::refused(
+            None,
+            "a value refers to a row that does not exist in the application (e.g. a manager id)",
+            &msg,
+        )
+    } else if *code == SqlState::CHECK_VIOLATION {
+        let named = field.or_else(|| super::field_mentioned(db.constraint().unwrap_or(""), names));
+        super::refused(
+            named,
+            "the application does not accept this value (one of its CHECK constraints refuses it)",
+            &msg,
+        )
+    } else if code.code().starts_with("22") {
+        // Class 22, data exception: a value the column cannot hold.
+        let why = match code.code() {
+            "22001" => "the value is too long for the application's column",
+            "22021" | "22P05" => {
+                "the value holds a character the application's database cannot store"
+            }
+            "22P02" | "22003" | "22008" | "22007" => {
+                "the value is not of the application's column type (or not one of its labels)"
+            }
+            _ => "the application's database cannot hold this value",
+        };
+        super::refused(field, why, &msg)
     } else if *code == SqlState::QUERY_CANCELED {
         BackendError::Unavailable(format!("statement timeout: {msg}"))
     } else if [

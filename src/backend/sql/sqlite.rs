@@ -292,18 +292,20 @@ fn error(e: rusqlite::Error, columns: &[String]) -> BackendError {
             | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
                 BackendError::Conflict { field, detail: msg }
             }
-            rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => BackendError::Rejected {
-                field,
-                detail: format!("a value is required ({msg})"),
-            },
-            rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => BackendError::Rejected {
-                field: None,
-                detail: "a value refers to a row that does not exist in the application (a FOREIGN KEY constraint failed), e.g. a manager id".into(),
-            },
-            _ => BackendError::Rejected {
-                field,
-                detail: format!("the store refused the value ({msg})"),
-            },
+            rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => {
+                super::refused(field, "a value is required", &msg)
+            }
+            rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => super::refused(
+                None,
+                "a value refers to a row that does not exist in the application (e.g. a manager id)",
+                &msg,
+            ),
+            rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => super::refused(
+                field.or_else(|| super::field_mentioned(&msg, columns)),
+                "the application does not accept this value (one of its CHECK constraints refuses it)",
+                &msg,
+            ),
+            _ => super::refused(field, "the application's database refused the value", &msg),
         },
         C::DatabaseBusy | C::DatabaseLocked => {
             BackendError::Unavailable(format!("database busy: {msg}"))
