@@ -533,6 +533,13 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &str;
     /// Whether the store answers (for `/readyz`). The caller bounds the wait.
     async fn ping(&self) -> Result<(), BackendError>;
+    /// The longest one [`Table`] operation may take, waiting for a connection included. The
+    /// mapping layer enforces it on the client side, so a store that stops answering (a
+    /// frozen server, which no server-side timeout can stop) costs a request no more than
+    /// this before it is a 503.
+    fn deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(30)
+    }
     /// Validates a resource type's locations against the live store and opens it. On
     /// success, also returns what the store says of each field, and any warnings.
     async fn open_table(&self, spec: TableSpec) -> Result<Opened, Refused>;

@@ -123,6 +123,8 @@ pub(crate) struct Inner {
     policy: UnknownPolicy,
     retry_after: u32,
     observer: Arc<dyn Observer>,
+    /// The longest a store operation may take ([`Backend::deadline`]).
+    deadline: std::time::Duration,
 }
 
 /// The full (unfiltered) schemas a spec can refer to, plus the common attributes.
@@ -664,6 +666,7 @@ pub async fn build(
         policy: settings.unknown_attributes,
         retry_after: settings.retry_after,
         observer: settings.observer.clone(),
+        deadline: backend.deadline(),
     };
     Ok((
         MappedResource {
@@ -1291,6 +1294,23 @@ impl Inner {
     fn fail(&self, e: BackendError, id: Option<&str>) -> ScimError {
         error::to_scim(self, e, id)
     }
+
+    /// Runs one store operation under the store's deadline ([`Backend::deadline`]): a store
+    /// that neither answers nor fails (a frozen database, a hung host) becomes `Unavailable`
+    /// (503 with `Retry-After`) instead of holding the request. A write may still complete
+    /// in the store after its deadline; the identity provider's retry then finds it done.
+    async fn bounded<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        match tokio::time::timeout(self.deadline, op).await {
+            Ok(r) => r,
+            Err(_) => Err(BackendError::Unavailable(format!(
+                "no answer from the store within {} ms",
+                self.deadline.as_millis()
+            ))),
+        }
+    }
 }
 
 fn container<'a>(attrs: &'a Object, ext: Option<&str>) -> Option<&'a Object> {
@@ -1364,8 +1384,7 @@ impl Provider for MappedResource {
             values[f] = convert::now_value(&inner.bindings[f].conv.field);
         }
         let row = inner
-            .table
-            .insert(values, members, load_members)
+            .bounded(inner.table.insert(values, members, load_members))
             .await
             .map_err(|e| inner.fail(e, None))?;
         Ok(inner.stored(row))
@@ -1373,7 +1392,7 @@ impl Provider for MappedResource {
 
     async fn get(&self, id: &str, load_members: bool) -> Result<Stored, ScimError> {
         let inner = &self.inner;
-        match inner.table.fetch(id, load_members).await {
+        match inner.bounded(inner.table.fetch(id, load_members)).await {
             Ok(Some(row)) => Ok(inner.stored(row)),
             Ok(None) => Err(inner.fail(BackendError::NotFound, Some(id))),
             Err(e) => Err(inner.fail(e, Some(id))),
@@ -1395,16 +1414,17 @@ impl Provider for MappedResource {
                 ranks: Vec::new(),
             },
         };
-        let (total, rows) = paging::page(
-            inner.table.as_ref(),
-            predicate,
-            sort,
-            q.offset,
-            q.limit,
-            q.members,
-        )
-        .await
-        .map_err(|e| inner.fail(e, None))?;
+        let (total, rows) = inner
+            .bounded(paging::page(
+                inner.table.as_ref(),
+                predicate,
+                sort,
+                q.offset,
+                q.limit,
+                q.members,
+            ))
+            .await
+            .map_err(|e| inner.fail(e, None))?;
         Ok(Page {
             total,
             resources: rows.into_iter().map(|r| inner.stored(r)).collect(),
@@ -1441,8 +1461,7 @@ impl Provider for MappedResource {
         });
         let row = self
             .inner
-            .table
-            .update(id, load_members, f)
+            .bounded(self.inner.table.update(id, load_members, f))
             .await
             .map_err(|e| self.inner.fail(e, Some(id)))?;
         Ok(self.inner.stored(row))
@@ -1465,8 +1484,7 @@ impl Provider for MappedResource {
             check(&c.stored(row.clone())).map_err(|e| BackendError::Aborted(Box::new(e)))
         });
         inner
-            .table
-            .delete(id, mode, f)
+            .bounded(inner.table.delete(id, mode, f))
             .await
             .map_err(|e| inner.fail(e, Some(id)))
     }

@@ -577,3 +577,90 @@ async fn r008_readiness_names_every_frozen_store_within_a_probe_timeout() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A frozen database (SIGSTOP: it neither answers nor refuses, so its own statement_timeout
+/// cannot fire) costs a request at most the backend's connection wait plus statement
+/// timeout: requests in flight and new ones answer 503 with Retry-After instead of hanging,
+/// `/readyz` says so, and once the database is thawed the sidecar serves again by itself.
+/// No user is half-written by a request cut off by the deadline. See: issue #14.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r014_frozen_database_answers_503_instead_of_hanging() {
+    let Some(cluster) = private_cluster() else {
+        return;
+    };
+    let db = example_database(&cluster, "postgres").await;
+    let s = Sidecar::example_on(
+        "postgres",
+        Some(db),
+        Some(Box::new(|c| {
+            crate::support::with_postgres(c, |o| {
+                o.statement_timeout = Duration::from_secs(1);
+                o.connect_timeout = Duration::from_secs(1);
+                o.pool_size = 4;
+            });
+        })),
+    )
+    .await;
+    s.client
+        .post("/scim/v2/Users", &user("before"))
+        .await
+        .expect(201);
+
+    cluster.signal_all(libc::SIGSTOP);
+    let thaw = Thaw(&cluster);
+    let mut requests = Vec::new();
+    for i in 0..8 {
+        let client = s.client.clone();
+        requests.push(tokio::spawn(async move {
+            let mut body = user(&format!("frozen-{i}"));
+            body["emails"] = json!([{"type": "work", "value": format!("frozen-{i}@example.com")}]);
+            let r = if i % 2 == 0 {
+                client.post("/scim/v2/Users", &body).await
+            } else {
+                client
+                    .get("/scim/v2/Users?filter=userName%20eq%20%22before%22")
+                    .await
+            };
+            (r.status.as_u16(), r.header("retry-after"))
+        }));
+    }
+    for r in requests {
+        let (status, retry) = tokio::time::timeout(Duration::from_secs(15), r)
+            .await
+            .expect("a request answers while the database is frozen")
+            .expect("request task");
+        assert_eq!((status, retry.is_some()), (503, true));
+    }
+    let ready = tokio::time::timeout(Duration::from_secs(2), s.admin_client().get("/readyz"))
+        .await
+        .expect("/readyz answers");
+    assert_eq!(ready.status.as_u16(), 503, "{}", ready.text());
+
+    drop(thaw);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = s.client.post("/scim/v2/Users", &user("after")).await;
+        if r.status.as_u16() == 201 {
+            break;
+        }
+        assert_eq!(r.status.as_u16(), 503, "{}", r.text());
+        assert!(Instant::now() < deadline, "no recovery after thawing");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Creates cut off by the deadline may have committed once the database woke up: if so,
+    // whole (with the e-mail row written in the same statement).
+    let all = s
+        .client
+        .get("/scim/v2/Users?filter=userName%20sw%20%22frozen-%22")
+        .await
+        .expect(200)
+        .json();
+    for u in all["Resources"].as_array().into_iter().flatten() {
+        let name = u["userName"].as_str().expect("userName");
+        assert_eq!(
+            u["emails"][0]["value"],
+            format!("{name}@example.com"),
+            "{u}"
+        );
+    }
+}

@@ -315,6 +315,8 @@ pub struct PgBackend {
     pool: Pool,
     /// `host:port/db` for messages (never the password).
     shown: String,
+    /// `connect_timeout` (for a connection) plus `statement_timeout` (for the work).
+    deadline: Duration,
 }
 
 impl PgBackend {
@@ -374,6 +376,7 @@ impl PgBackend {
             name: name.to_owned(),
             pool,
             shown,
+            deadline: o.connect_timeout + o.statement_timeout,
         })
     }
 }
@@ -415,6 +418,12 @@ fn describe(cfg: &tokio_postgres::Config) -> String {
 impl Backend for PgBackend {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// `statement_timeout` is enforced by the server, which cannot enforce it while it is
+    /// frozen: the client side gives up after a connection wait and a statement's time.
+    fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     async fn ping(&self) -> Result<(), BackendError> {

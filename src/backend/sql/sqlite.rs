@@ -373,6 +373,8 @@ pub struct SqliteBackend {
     name: String,
     path: PathBuf,
     pool: Arc<Pool>,
+    /// How long a write waits for another process's lock, plus time for the work.
+    deadline: Duration,
 }
 
 impl SqliteBackend {
@@ -442,6 +444,7 @@ impl SqliteBackend {
             name: name.to_owned(),
             path: path.to_owned(),
             pool,
+            deadline: busy_timeout + Duration::from_secs(5),
         })
     }
 }
@@ -463,6 +466,12 @@ fn connect(path: &Path, flags: OpenFlags, busy_timeout: Duration) -> rusqlite::R
 impl Backend for SqliteBackend {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A write may wait `busy_timeout` for the app's own lock; a few seconds more for a disk
+    /// that stalls.
+    fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     async fn ping(&self) -> Result<(), BackendError> {
