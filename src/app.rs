@@ -140,6 +140,7 @@ pub async fn build(
         unknown_attributes: config.scim.unknown_attributes,
         retry_after: config.scim.retry_after,
         observer: metrics.clone(),
+        max_members: Some(config.scim.max_members),
     };
     let mut providers = Vec::new();
     for spec in &config.resources {
@@ -236,6 +237,9 @@ pub async fn build(
         scim::Settings {
             default_count: config.scim.default_count,
             max_count: config.scim.max_count,
+            max_members: config.scim.max_members,
+            members_in_flight: config.scim.members_in_flight,
+            retry_after: config.scim.retry_after,
             unknown_attributes: config.scim.unknown_attributes,
             features: Features {
                 max_results: config.scim.max_count,

@@ -37,6 +37,7 @@ pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod mapping;
+pub mod memory;
 pub mod metrics;
 pub mod proxy;
 pub mod scim;

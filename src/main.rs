@@ -58,6 +58,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // One TLS crypto provider for the whole process (ring); see reference/crates-and-test-servers.md.
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    scim_sidecar::memory::tune();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Command::Run {
         workers: Some(n), ..

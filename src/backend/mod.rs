@@ -352,6 +352,13 @@ pub enum BackendError {
         /// What the store cannot do.
         detail: String,
     },
+    /// What a read would return is larger than the configured limit (members of a group).
+    /// `detail` says what and how large, without values.
+    #[error("too large: {detail}")]
+    TooLarge {
+        /// What.
+        detail: String,
+    },
     /// The caller's edit or check function failed; its error is passed back unchanged.
     #[error("aborted: {0}")]
     Aborted(Box<dyn std::error::Error + Send + Sync>),
@@ -496,6 +503,10 @@ pub struct TableSpec {
     pub members: Option<MembersSpec>,
     /// Memberships listing rows of this resource type.
     pub member_of: Vec<MemberOf>,
+    /// The most members one read may load, over every row it returns: a read that would load
+    /// more fails with [`BackendError::TooLarge`] having loaded at most one more. `None`: no
+    /// limit.
+    pub max_members: Option<u64>,
 }
 
 /// Where in a [`TableSpec`] a problem lies.

@@ -88,6 +88,13 @@ pub struct Scim {
     pub default_count: u64,
     /// Page size cap.
     pub max_count: u64,
+    /// The most members one response carries (a group's, or a page of groups'); a read
+    /// that would carry more is 400 `tooMany`.
+    pub max_members: u64,
+    /// The most members held by responses being built or sent at once, across requests:
+    /// what bounds the memory large groups can take, whatever their size and the number of
+    /// readers. A request over the budget waits for it.
+    pub members_in_flight: u64,
     /// What to do with attributes the mapping does not store.
     pub unknown_attributes: UnknownPolicy,
     /// `Retry-After` seconds on 503.

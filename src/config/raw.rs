@@ -127,6 +127,10 @@ pub struct RawScim {
     pub default_count: Option<NumOrStr>,
     /// Page size cap.
     pub max_count: Option<NumOrStr>,
+    /// Most members one response carries.
+    pub max_members: Option<NumOrStr>,
+    /// Most members held by responses at once.
+    pub members_in_flight: Option<NumOrStr>,
     /// `ignore` or `reject`.
     pub unknown_attributes: Option<S>,
     /// `Retry-After` on 503, in seconds.

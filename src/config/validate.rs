@@ -398,6 +398,8 @@ impl Cx<'_> {
             max_body_bytes: None,
             default_count: None,
             max_count: None,
+            max_members: None,
+            members_in_flight: None,
             unknown_attributes: None,
             retry_after: None,
             documentation_uri: None,
@@ -450,6 +452,27 @@ impl Cx<'_> {
         if default_count > max_count {
             self.error(&o, "scim.default_count is larger than scim.max_count", None);
         }
+        let max_members = self.number(
+            &s.max_members,
+            &o,
+            "scim.max_members",
+            (1, 100_000_000),
+            100_000,
+        );
+        let members_in_flight = self.number(
+            &s.members_in_flight,
+            &o,
+            "scim.members_in_flight",
+            (1, 1_000_000_000),
+            200_000,
+        );
+        if members_in_flight < max_members {
+            self.error(
+                &o,
+                "scim.members_in_flight is smaller than scim.max_members: a group at the limit could never be read",
+                Some("make members_in_flight at least max_members (the default is twice it)"),
+            );
+        }
         let unknown_attributes = match self
             .opt_string(&s.unknown_attributes, "scim.unknown_attributes")
             .as_deref()
@@ -472,6 +495,8 @@ impl Cx<'_> {
             max_body_bytes: max_body_bytes as u64,
             default_count: default_count as u64,
             max_count: max_count as u64,
+            max_members: max_members as u64,
+            members_in_flight: members_in_flight as u64,
             unknown_attributes,
             retry_after: retry_after as u32,
             documentation_uri: self.opt_string(&s.documentation_uri, "scim.documentation_uri"),

@@ -6,6 +6,7 @@
 //! | unique constraint | 409 `uniqueness`, naming the attribute |
 //! | a value refused (length, NOT NULL, CHECK, unknown member) | 400 `invalidValue` |
 //! | a filter or sort the store cannot evaluate | 400 `invalidFilter`, naming the attribute |
+//! | more members than one response may carry | 400 `tooMany`, with how to read it instead |
 //! | unreachable, busy, timed out | 503 with `Retry-After`: the identity provider retries |
 //! | the request's own edit failed | that error, unchanged |
 //! | anything else | 500; the detail goes to the log only |
@@ -46,6 +47,12 @@ pub(crate) fn to_scim(inner: &Inner, e: BackendError, id: Option<&str>) -> ScimE
                 None => format!("this search cannot be answered by the store: {detail}"),
             })
         }
+        BackendError::TooLarge { detail } => ScimError::bad_request(
+            crate::scim::ScimType::TooMany,
+            format!(
+                "{detail}, more than one response carries ([scim].max_members); read the {rt} with excludedAttributes=members (as Entra ID does) and change members with PATCH"
+            ),
+        ),
         BackendError::Unavailable(detail) => {
             inner.observer.store_error(&inner.backend, "unavailable");
             tracing::warn!(backend = %inner.backend, resource_type = %rt, error = %detail, "store unavailable");

@@ -58,6 +58,8 @@ pub struct Settings {
     pub retry_after: u32,
     /// Where store failures are reported.
     pub observer: Arc<dyn Observer>,
+    /// The most members one response may carry (`[scim].max_members`); `None`: no limit.
+    pub max_members: Option<u64>,
 }
 
 /// Where in a resource's JSON a binding's value lives.
@@ -119,7 +121,7 @@ pub(crate) struct Inner {
     created: Option<usize>,
     modified: Option<usize>,
     soft_delete: Option<Vec<(usize, Value)>>,
-    member_type: Option<String>,
+    member_type: Option<Arc<str>>,
     policy: UnknownPolicy,
     retry_after: u32,
     observer: Arc<dyn Observer>,
@@ -508,6 +510,7 @@ pub async fn build(
         constants,
         members: member_spec,
         member_of,
+        max_members: settings.max_members,
     };
     let locate = |part: &SpecPart| match part {
         SpecPart::Table | SpecPart::Filter => spec.origin.clone(),
@@ -659,9 +662,11 @@ pub async fn build(
         modified,
         soft_delete,
         member_type: spec.members.as_ref().map(|m| {
-            all.iter()
-                .find(|r| r.name.eq_ignore_ascii_case(&m.member_type))
-                .map_or(m.member_type.clone(), |r| r.name.clone())
+            Arc::from(
+                all.iter()
+                    .find(|r| r.name.eq_ignore_ascii_case(&m.member_type))
+                    .map_or(m.member_type.as_str(), |r| r.name.as_str()),
+            )
         }),
         policy: settings.unknown_attributes,
         retry_after: settings.retry_after,

@@ -173,6 +173,30 @@ pub fn list_response(total: u64, start_index: u64, resources: Vec<Value>) -> Val
     })
 }
 
+/// A ListResponse (RFC 7644 §3.4.2) of resources serialised as they are written, in the
+/// same form as [`list_response`].
+pub struct ListResponse<T> {
+    /// `totalResults`.
+    pub total: u64,
+    /// `startIndex` (1-based).
+    pub start_index: u64,
+    /// The page.
+    pub resources: Vec<T>,
+}
+
+impl<T: serde::Serialize> serde::Serialize for ListResponse<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(5))?;
+        map.serialize_entry("schemas", &[LIST_URN])?;
+        map.serialize_entry("totalResults", &self.total)?;
+        map.serialize_entry("itemsPerPage", &self.resources.len())?;
+        map.serialize_entry("startIndex", &self.start_index)?;
+        map.serialize_entry("Resources", &self.resources)?;
+        map.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -243,6 +243,10 @@ mod tests {
     use crate::scim::{BaseUrl, Request, Response, UnknownPolicy};
 
     fn service() -> Service<Either> {
+        service_with(1000, 4000)
+    }
+
+    fn service_with(max_members: u64, members_in_flight: u64) -> Service<Either> {
         Service::new(
             vec![
                 Either::Users(Memory::new(schema::USER_URN, "User", "/Users", false)),
@@ -251,6 +255,9 @@ mod tests {
             Settings {
                 default_count: 100,
                 max_count: 2,
+                max_members,
+                members_in_flight,
+                retry_after: 1,
                 unknown_attributes: UnknownPolicy::Ignore,
                 features: Features {
                     max_results: 2,
@@ -481,5 +488,63 @@ mod tests {
         assert_eq!(spc["patch"]["supported"], true);
         let (_, types) = call(&s, Method::GET, "/ResourceTypes", None, None, None).await;
         assert_eq!(types["totalResults"], 2);
+    }
+
+    /// A response with members holds its share of the members budget until its body has
+    /// been sent (the response dropped): another request that must reserve the whole budget
+    /// waits for it instead of building a second large response beside it, and then
+    /// completes. See: issue #14.
+    #[tokio::test]
+    async fn members_budget_is_held_until_the_response_is_sent() {
+        let s = service_with(1000, 1000);
+        let mut ids = Vec::new();
+        for n in ["a", "b", "c"] {
+            let (_, u) = call(
+                &s,
+                Method::POST,
+                "/Users",
+                None,
+                None,
+                Some(json!({"schemas": [schema::USER_URN], "userName": n})),
+            )
+            .await;
+            ids.push(json!({"value": u["id"]}));
+        }
+        let (_, g) = call(
+            &s,
+            Method::POST,
+            "/Groups",
+            None,
+            None,
+            Some(json!({"schemas": [schema::GROUP_URN], "displayName": "team", "members": ids})),
+        )
+        .await;
+        let path = format!("/Groups/{}", g["id"].as_str().expect("id"));
+        let (first, body) = call(&s, Method::GET, &path, None, None, None).await;
+        assert_eq!(body["members"].as_array().map(Vec::len), Some(3));
+        assert_eq!(first.hold.as_ref().map(|h| h.num_permits()), Some(3));
+
+        let second = call(&s, Method::GET, &path, None, None, None);
+        let mut second = Box::pin(second);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(100), &mut second).await;
+        assert!(
+            waited.is_err(),
+            "the second response did not wait for the budget"
+        );
+        drop(first);
+        let (r, body) = second.await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(body["members"].as_array().map(Vec::len), Some(3));
+        // Without members, nothing is reserved.
+        let (r, _) = call(
+            &s,
+            Method::GET,
+            &path,
+            Some("excludedAttributes=members"),
+            None,
+            None,
+        )
+        .await;
+        assert!(r.hold.is_none());
     }
 }

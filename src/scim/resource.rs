@@ -8,6 +8,8 @@
 //! stored resource: `schemas`, `id`, attributes, members with `$ref`, and `meta` with
 //! `location` and `version`.
 
+use std::fmt;
+
 use serde_json::{Map, Value};
 
 use super::dialect::{self, KeyPath};
@@ -44,8 +46,8 @@ pub struct Stored {
 pub struct Member {
     /// The member's SCIM id.
     pub value: String,
-    /// The member's resource type name (`User`, `Group`).
-    pub resource_type: Option<String>,
+    /// The member's resource type name (`User`, `Group`), shared by the members of a list.
+    pub resource_type: Option<std::sync::Arc<str>>,
     /// A display name, when the store provides one.
     pub display: Option<String>,
 }
@@ -581,6 +583,44 @@ pub fn render(
     base: &BaseUrl,
     endpoint_of: &dyn Fn(&str) -> Option<String>,
 ) -> Object {
+    let mut out = render_without_members(rt, stored, base);
+    if let (Some(attr), Some(members)) = (&rt.membership, &stored.members) {
+        let list = members
+            .iter()
+            .map(|m| member_json(m, base, endpoint_of))
+            .collect();
+        insert_before_meta(&mut out, attr, Value::Array(list));
+    }
+    out
+}
+
+/// One member as JSON: `value`, `$ref`, `type`, `display`.
+fn member_json(m: &Member, base: &BaseUrl, endpoint_of: &dyn Fn(&str) -> Option<String>) -> Value {
+    let mut o = Object::new();
+    o.insert("value".into(), Value::String(m.value.clone()));
+    if let Some(t) = &m.resource_type {
+        if let Some(ep) = endpoint_of(t) {
+            o.insert("$ref".into(), Value::String(base.location(&ep, &m.value)));
+        }
+        o.insert("type".into(), Value::String(t.to_string()));
+    }
+    if let Some(d) = &m.display {
+        o.insert("display".into(), Value::String(d.clone()));
+    }
+    Value::Object(o)
+}
+
+/// Inserts `key` just before `meta` (where it would be had it been rendered in order).
+fn insert_before_meta(out: &mut Object, key: &str, value: Value) {
+    let meta = out.remove("meta");
+    out.insert(key.to_owned(), value);
+    if let Some(m) = meta {
+        out.insert("meta".into(), m);
+    }
+}
+
+/// [`render`] without the membership attribute.
+pub fn render_without_members(rt: &ResourceType, stored: &Stored, base: &BaseUrl) -> Object {
     let mut out = Object::new();
     let mut schemas = vec![Value::String(rt.schema.id.clone())];
     for ext in &rt.extensions {
@@ -600,26 +640,6 @@ pub fn render(
         }
         out.insert(k.clone(), v.clone());
     }
-    if let (Some(attr), Some(members)) = (&rt.membership, &stored.members) {
-        let list = members
-            .iter()
-            .map(|m| {
-                let mut o = Object::new();
-                o.insert("value".into(), Value::String(m.value.clone()));
-                if let Some(t) = &m.resource_type {
-                    if let Some(ep) = endpoint_of(t) {
-                        o.insert("$ref".into(), Value::String(base.location(&ep, &m.value)));
-                    }
-                    o.insert("type".into(), Value::String(t.clone()));
-                }
-                if let Some(d) = &m.display {
-                    o.insert("display".into(), Value::String(d.clone()));
-                }
-                Value::Object(o)
-            })
-            .collect();
-        out.insert(attr.clone(), Value::Array(list));
-    }
     let mut full_meta = Object::new();
     full_meta.insert("resourceType".into(), Value::String(rt.name.clone()));
     full_meta.extend(meta);
@@ -630,6 +650,104 @@ pub fn render(
     full_meta.insert("version".into(), Value::String(version(&stored.attrs)));
     out.insert("meta".into(), Value::Object(full_meta));
     out
+}
+
+/// A resource ready to serialise: its attributes, and its members written straight from the
+/// stored list when they are sent whole. A 100,000-member group costs the bytes it is sent
+/// as, not a JSON object per member (several allocations each) held until serialisation.
+pub struct Rendered<'a> {
+    /// Every attribute but the membership (after projection); when `members` is set, the
+    /// membership attribute is in it as a placeholder that marks its position.
+    pub obj: Object,
+    /// The membership attribute's name and values, written in place of the placeholder.
+    pub members: Option<MembersOut<'a>>,
+}
+
+/// A membership list written as it is serialised.
+pub struct MembersOut<'a> {
+    /// The attribute's name (`members`).
+    pub attr: &'a str,
+    /// The members.
+    pub list: &'a [Member],
+    /// The base URL for `$ref`.
+    pub base: &'a BaseUrl,
+    /// Each resource type's endpoint, by name (`User` → `/Users`).
+    pub endpoints: &'a [(String, String)],
+}
+
+/// `$ref` of a member, written into the output without a string of its own.
+struct Ref<'a>(&'a BaseUrl, &'a str, &'a str);
+
+impl fmt::Display for Ref<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.0)?;
+        f.write_str(self.1)?;
+        f.write_str("/")?;
+        for b in self.2.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                fmt::Write::write_char(f, b as char)?;
+            } else {
+                write!(f, "%{b:02X}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for Rendered<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.obj.len()))?;
+        for (k, v) in &self.obj {
+            match &self.members {
+                Some(m) if k == m.attr => map.serialize_entry(k, m)?,
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+impl serde::Serialize for MembersOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct One<'b>(&'b Member, &'b MembersOut<'b>);
+        impl serde::Serialize for One<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                struct AsStr<T>(T);
+                impl<T: fmt::Display> serde::Serialize for AsStr<T> {
+                    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                        s.collect_str(&self.0)
+                    }
+                }
+                let (m, out) = (self.0, self.1);
+                let mut map = s.serialize_map(None)?;
+                map.serialize_entry("value", &m.value)?;
+                if let Some(t) = &m.resource_type {
+                    if let Some((_, ep)) = out.endpoints.iter().find(|(n, _)| **n == **t) {
+                        map.serialize_entry("$ref", &AsStr(Ref(out.base, ep, &m.value)))?;
+                    }
+                    map.serialize_entry("type", &**t)?;
+                }
+                if let Some(d) = &m.display {
+                    map.serialize_entry("display", d)?;
+                }
+                map.end()
+            }
+        }
+        let mut seq = s.serialize_seq(Some(self.list.len()))?;
+        for m in self.list {
+            seq.serialize_element(&One(m, self))?;
+        }
+        seq.end()
+    }
+}
+
+impl Rendered<'_> {
+    /// Marks where the members go, before `meta`.
+    pub fn place_members(obj: &mut Object, attr: &str) {
+        insert_before_meta(obj, attr, Value::Array(Vec::new()));
+    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,9 @@ use super::filter::{AttrPath, Filter};
 use super::list::{self, ListParams};
 use super::patch::{self, MemberOp};
 use super::projection::Projection;
-use super::resource::{self, BaseUrl, Normalizer, Object, Stored, UnknownPolicy};
+use super::resource::{
+    self, BaseUrl, MembersOut, Normalizer, Object, Rendered, Stored, UnknownPolicy,
+};
 use super::schema::ResourceType;
 
 /// Changes a resource inside the store's transaction: gets the current state (without
@@ -114,11 +116,22 @@ pub struct Settings {
     /// Page size cap (`filter.maxResults`); a larger `count` is reduced to it, as RFC 7644
     /// §3.4.2.4 allows.
     pub max_count: u64,
+    /// The most members one response carries (the provider refuses more: 400 `tooMany`).
+    pub max_members: u64,
+    /// The most members held by responses at once: a response with members reserves
+    /// `max_members` before reading, keeps what it read until its body has been sent, and
+    /// waits (or answers 503) when others hold the budget.
+    pub members_in_flight: u64,
+    /// `Retry-After` seconds when the budget stays taken.
+    pub retry_after: u32,
     /// What to do with attributes the mapping does not store.
     pub unknown_attributes: UnknownPolicy,
     /// Published in `/ServiceProviderConfig`.
     pub features: Features,
 }
+
+/// How long a request with members waits for the members budget before answering 503.
+const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Called with the resource type and the attributes a request carried that are not stored.
 pub type IgnoredHook = Arc<dyn Fn(&str, &[String]) + Send + Sync>;
@@ -203,10 +216,13 @@ pub struct Response {
     pub operation: Operation,
     /// The error detail, for the access log.
     pub error: Option<String>,
+    /// The share of the members budget this response holds: to be dropped once its body has
+    /// been sent.
+    pub hold: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Response {
-    fn json(status: StatusCode, body: &Value) -> Self {
+    fn json(status: StatusCode, body: &impl serde::Serialize) -> Self {
         Response {
             status,
             body: Some(serde_json::to_vec(body).unwrap_or_default()),
@@ -217,6 +233,7 @@ impl Response {
             resource_type: "-".into(),
             operation: Operation::Other,
             error: None,
+            hold: None,
         }
     }
 
@@ -248,15 +265,33 @@ pub struct Service<P> {
     providers: Vec<P>,
     settings: Settings,
     on_ignored: IgnoredHook,
+    /// Each resource type's endpoint by name, for members' `$ref`.
+    endpoints: Vec<(String, String)>,
+    /// The members budget ([`Settings::members_in_flight`]).
+    budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl<P: Provider> Service<P> {
     /// A service over these providers.
     pub fn new(providers: Vec<P>, settings: Settings, on_ignored: IgnoredHook) -> Self {
+        let endpoints = providers
+            .iter()
+            .map(|p| {
+                let rt = p.resource_type();
+                (rt.name.clone(), rt.endpoint.clone())
+            })
+            .collect();
+        let budget = Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(settings.members_in_flight)
+                .unwrap_or(usize::MAX)
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         Service {
             providers,
             settings,
             on_ignored,
+            endpoints,
+            budget,
         }
     }
 
@@ -387,16 +422,41 @@ impl<P: Provider> Service<P> {
             .map(|rt| rt.endpoint.clone())
     }
 
-    fn render(
-        &self,
-        rt: &ResourceType,
-        stored: &Stored,
-        base: &BaseUrl,
+    /// A resource as it is sent: projected, with its members (when sent whole) written
+    /// straight from the stored list at serialisation.
+    fn render<'a>(
+        &'a self,
+        rt: &'a ResourceType,
+        stored: &'a Stored,
+        base: &'a BaseUrl,
         proj: &Projection,
-    ) -> Object {
-        let mut obj = resource::render(rt, stored, base, &|t| self.endpoint_of(t));
+    ) -> Rendered<'a> {
+        let mut obj = resource::render_without_members(rt, stored, base);
+        let (Some(attr), Some(list)) = (rt.membership.as_deref(), stored.members.as_deref()) else {
+            proj.apply(rt, &mut obj);
+            return Rendered { obj, members: None };
+        };
+        // Ask the projection about the membership with an empty placeholder.
+        Rendered::place_members(&mut obj, attr);
         proj.apply(rt, &mut obj);
-        obj
+        match obj.get(attr) {
+            None => Rendered { obj, members: None },
+            Some(Value::Array(a)) if a.is_empty() => Rendered {
+                obj,
+                members: Some(MembersOut {
+                    attr,
+                    list,
+                    base,
+                    endpoints: &self.endpoints,
+                }),
+            },
+            // Some of the members' sub-attributes asked for: the general path.
+            Some(_) => {
+                let mut obj = resource::render(rt, stored, base, &|t| self.endpoint_of(t));
+                proj.apply(rt, &mut obj);
+                Rendered { obj, members: None }
+            }
+        }
     }
 
     fn report_ignored(&self, rt: &ResourceType, ignored: &[String]) {
@@ -451,17 +511,20 @@ impl<P: Provider> Service<P> {
         let (a, e) = list::projection_params(req.query);
         let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
         let load = self.loads_members(rt, &proj);
+        let hold = self.reserve(load).await?;
         let stored = p
             .create(input.attrs, input.members.unwrap_or_default(), load)
             .await?;
+        let hold = keep(hold, members_of(&stored));
         let location = req.base.location(&rt.endpoint, &stored.id);
         let etag = resource::version(&stored.attrs);
         let mut r = Response::json(
             StatusCode::CREATED,
-            &Value::Object(self.render(rt, &stored, &req.base, &proj)),
+            &self.render(rt, &stored, &req.base, &proj),
         );
         r.location = Some(location);
         r.etag = Some(etag);
+        r.hold = hold;
         Ok(r)
     }
 
@@ -469,7 +532,10 @@ impl<P: Provider> Service<P> {
         let rt = p.resource_type();
         let (a, e) = list::projection_params(req.query);
         let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
-        let stored = p.get(id, self.loads_members(rt, &proj)).await?;
+        let load = self.loads_members(rt, &proj);
+        let hold = self.reserve(load).await?;
+        let stored = p.get(id, load).await?;
+        let hold = keep(hold, members_of(&stored));
         let etag = resource::version(&stored.attrs);
         // RFC 7644 §3.14 / RFC 7232 §3.2: a matching If-None-Match on GET is 304.
         if req.if_none_match.is_some_and(|h| etag_matches(h, &etag)) {
@@ -477,11 +543,9 @@ impl<P: Provider> Service<P> {
             r.etag = Some(etag);
             return Ok(r);
         }
-        let mut r = Response::json(
-            StatusCode::OK,
-            &Value::Object(self.render(rt, &stored, &req.base, &proj)),
-        );
+        let mut r = Response::json(StatusCode::OK, &self.render(rt, &stored, &req.base, &proj));
         r.etag = Some(etag);
+        r.hold = hold;
         Ok(r)
     }
 
@@ -515,16 +579,24 @@ impl<P: Provider> Service<P> {
             limit,
             members: self.loads_members(rt, &proj),
         };
+        let hold = self.reserve(query.members).await?;
         let page = p.list(query).await?;
-        let resources = page
+        let hold = keep(hold, page.resources.iter().map(members_of).sum());
+        let resources: Vec<Rendered<'_>> = page
             .resources
             .iter()
-            .map(|s| Value::Object(self.render(rt, s, &req.base, &proj)))
+            .map(|s| self.render(rt, s, &req.base, &proj))
             .collect();
-        Ok(Response::json(
+        let mut r = Response::json(
             StatusCode::OK,
-            &list::list_response(page.total, params.start_index, resources),
-        ))
+            &list::ListResponse {
+                total: page.total,
+                start_index: params.start_index,
+                resources,
+            },
+        );
+        r.hold = hold;
+        Ok(r)
     }
 
     async fn replace(&self, p: &P, id: &str, req: &Request<'_>) -> Result<Response, ScimError> {
@@ -549,8 +621,12 @@ impl<P: Provider> Service<P> {
                 members,
             })
         });
-        let stored = p.update(id, self.loads_members(rt, &proj), edit).await?;
-        Ok(self.updated(rt, &stored, req, &proj))
+        let load = self.loads_members(rt, &proj);
+        let hold = self.reserve(load).await?;
+        let stored = p.update(id, load, edit).await?;
+        let mut r = self.updated(rt, &stored, req, &proj);
+        r.hold = keep(hold, members_of(&stored));
+        Ok(r)
     }
 
     async fn patch(&self, p: &P, id: &str, req: &Request<'_>) -> Result<Response, ScimError> {
@@ -579,15 +655,17 @@ impl<P: Provider> Service<P> {
         // return: rendering a 100,000-member group after each membership change would read
         // and send megabytes that no identity provider reads.
         let quiet = rt.membership.is_some() && a.is_none() && e.is_none();
-        let stored = p
-            .update(id, !quiet && self.loads_members(rt, &proj), edit)
-            .await?;
+        let load = !quiet && self.loads_members(rt, &proj);
+        let hold = self.reserve(load).await?;
+        let stored = p.update(id, load, edit).await?;
         if quiet {
             let mut r = Response::empty(StatusCode::NO_CONTENT);
             r.etag = Some(resource::version(&stored.attrs));
             return Ok(r);
         }
-        Ok(self.updated(rt, &stored, req, &proj))
+        let mut r = self.updated(rt, &stored, req, &proj);
+        r.hold = keep(hold, members_of(&stored));
+        Ok(r)
     }
 
     fn updated(
@@ -598,10 +676,7 @@ impl<P: Provider> Service<P> {
         proj: &Projection,
     ) -> Response {
         let etag = resource::version(&stored.attrs);
-        let mut r = Response::json(
-            StatusCode::OK,
-            &Value::Object(self.render(rt, stored, &req.base, proj)),
-        );
+        let mut r = Response::json(StatusCode::OK, &self.render(rt, stored, &req.base, proj));
         r.etag = Some(etag);
         r
     }
@@ -614,9 +689,50 @@ impl<P: Provider> Service<P> {
         Ok(Response::empty(StatusCode::NO_CONTENT))
     }
 
+    /// Reserves the most members one response may carry, before a read that loads them.
+    async fn reserve(
+        &self,
+        load: bool,
+    ) -> Result<Option<tokio::sync::OwnedSemaphorePermit>, ScimError> {
+        if !load {
+            return Ok(None);
+        }
+        let n = self
+            .settings
+            .max_members
+            .min(self.settings.members_in_flight)
+            .min(u64::from(u32::MAX)) as u32;
+        match tokio::time::timeout(BUDGET_WAIT, self.budget.clone().acquire_many_owned(n)).await {
+            Ok(Ok(p)) => Ok(Some(p)),
+            _ => Err(ScimError::unavailable(
+                format!(
+                    "other responses hold every member this service sends at once ([scim].members_in_flight); retry in {} s",
+                    self.settings.retry_after
+                ),
+                self.settings.retry_after,
+            )),
+        }
+    }
+
     fn loads_members(&self, rt: &ResourceType, proj: &Projection) -> bool {
         rt.membership.as_deref().is_some_and(|m| proj.wants(rt, m))
     }
+}
+
+/// Keeps of a reservation only what the response holds (`members`), giving the rest back.
+fn keep(
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    members: usize,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let mut p = permit?;
+    let spare = p.num_permits().saturating_sub(members.max(1));
+    drop(p.split(spare));
+    Some(p)
+}
+
+/// The members a response carries.
+fn members_of(stored: &Stored) -> usize {
+    stored.members.as_ref().map_or(0, Vec::len)
 }
 
 /// Parses a request body as JSON: malformed JSON is 400 `invalidSyntax` with serde's position.

@@ -100,6 +100,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         tracing::warn!(origin = %w.origin, fix = w.fix.as_deref().unwrap_or(""), "{}", w.message);
     }
     let current = Arc::new(Current::new(app));
+    crate::memory::spawn_trimmer();
     let listener = TcpListener::bind(&config.listen.addr)
         .await
         .map_err(|e| StartError::Listen(format!("cannot listen on {}: {e}", config.listen.addr)))?;

@@ -256,15 +256,55 @@ fn base_url(app: &App, parts: &http::request::Parts, tls: bool) -> String {
     format!("{scheme}://{host}{}", app.base_path)
 }
 
+/// A body that keeps something alive until it is dropped.
+struct Holding {
+    body: http_body_util::Full<Bytes>,
+    _hold: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl hyper::body::Body for Holding {
+    type Data = Bytes;
+    type Error = crate::proxy::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body)
+            .poll_frame(cx)
+            .map_err(|never| match never {})
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 fn error_response(e: &ScimError) -> Response<Body> {
     to_http(scim::Response::error(e))
 }
 
-/// The HTTP response for a SCIM answer.
+/// The HTTP response for a SCIM answer. A share of the members budget it holds is given
+/// back when hyper drops the body, i.e. once it has been sent (or the client went away).
 fn to_http(a: scim::Response) -> Response<Body> {
-    let mut r = Response::new(match a.body {
-        Some(b) => full(b),
-        None => full(Bytes::new()),
+    if a.body
+        .as_ref()
+        .is_some_and(|b| b.len() >= crate::memory::LARGE_BYTES)
+    {
+        crate::memory::note_large();
+    }
+    let body = a.body.map(Bytes::from).unwrap_or_default();
+    let mut r = Response::new(match a.hold {
+        Some(hold) => Holding {
+            body: http_body_util::Full::new(body),
+            _hold: hold,
+        }
+        .boxed(),
+        None => full(body),
     });
     *r.status_mut() = a.status;
     let h = r.headers_mut();

@@ -121,6 +121,7 @@ async fn subject(kind: Kind) -> Option<Subject> {
         unknown_attributes: scim_sidecar::scim::UnknownPolicy::Ignore,
         retry_after: 1,
         observer: Arc::new(mapping::NoObserver),
+        max_members: None,
     };
     let mut built = Vec::new();
     for spec in &config.resources {

@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::support::Sidecar;
 use crate::support::client::{patch_body, user};
+use crate::support::{Options, Sidecar};
 
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
@@ -353,4 +353,79 @@ async fn many_members_in_one_patch() {
         s.sql("SELECT count(*) FROM account_roles WHERE role_id = 1"),
         vec![vec!["1001"]]
     );
+}
+
+/// A group with more members than one response carries (`[scim].max_members`, here 5) is
+/// read with `excludedAttributes=members`, as Entra ID reads groups, and changed with PATCH;
+/// asked for whole, alone or in a page, it is 400 `tooMany` saying so, having loaded at most
+/// one member more than the limit. A group within the limit reads whole. See: issue #14.
+#[tokio::test]
+async fn r014_groups_larger_than_a_response_are_refused_whole_and_read_without_members() {
+    let s = Sidecar::start(Options {
+        tweak: Some(Box::new(|c| {
+            c.scim.max_members = 5;
+            c.scim.members_in_flight = 20;
+        })),
+        ..Default::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let r = s
+            .client
+            .post("/scim/v2/Users", &user(&format!("m{i}")))
+            .await
+            .expect(201);
+        ids.push(r.json()["id"].as_str().expect("id").to_owned());
+    }
+    let members = |ids: &[String]| ids.iter().map(|i| json!({"value": i})).collect::<Vec<_>>();
+    // The create stands; its answer leaves out the members it cannot carry.
+    let big = s
+        .client
+        .post(
+            "/scim/v2/Groups",
+            &json!({"schemas": [GROUP], "displayName": "big", "members": members(&ids[..6])}),
+        )
+        .await
+        .expect(201)
+        .json();
+    assert!(big.get("members").is_none(), "{big}");
+    let id = big["id"].as_str().expect("id").to_owned();
+    let path = format!("/scim/v2/Groups/{id}");
+    let d = s.client.get(&path).await.scim_error(400, Some("tooMany"));
+    assert!(d.contains("excludedAttributes=members"), "{d}");
+    s.client
+        .get("/scim/v2/Groups")
+        .await
+        .scim_error(400, Some("tooMany"));
+    let g = s
+        .client
+        .get(&format!("{path}?excludedAttributes=members"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(g["displayName"], "big");
+    s.client
+        .patch(
+            &path,
+            &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": ids[6]}]}])),
+        )
+        .await
+        .expect(204);
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT count(*) FROM account_roles WHERE role_id = {id}"
+        )),
+        vec![vec!["7"]]
+    );
+    let small = s
+        .client
+        .post(
+            "/scim/v2/Groups",
+            &json!({"schemas": [GROUP], "displayName": "small", "members": members(&ids[..3])}),
+        )
+        .await
+        .expect(201)
+        .json();
+    assert_eq!(small["members"].as_array().map(Vec::len), Some(3));
 }

@@ -417,6 +417,8 @@ pub struct RelSpec {
     pub members: Option<MembersSpec>,
     /// Join tables listing rows of this table as members.
     pub member_of: Vec<MemberOf>,
+    /// The most members one read loads ([`TableSpec::max_members`]).
+    pub max_members: Option<u64>,
 }
 
 /// Reads back a location this module parsed.
@@ -550,5 +552,6 @@ pub fn rel_spec(spec: &TableSpec, kept_table: &str) -> Result<RelSpec, Vec<SpecP
         constants,
         members,
         member_of,
+        max_members: spec.max_members,
     })
 }

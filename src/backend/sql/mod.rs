@@ -766,6 +766,7 @@ mod tests {
                 member_filter: vec![],
             }),
             member_of: vec![],
+            max_members: None,
         };
         match Model::build(d, &spec, &catalog()) {
             Ok((m, _, _)) => m,

@@ -288,6 +288,8 @@ pub struct Model {
     /// Child tables to clear on hard delete: table, link, and the selector columns every
     /// field of that table shares.
     pub child_tables: Vec<(String, Col, Vec<Fixed>)>,
+    /// The most members one read loads.
+    pub max_members: Option<u64>,
 }
 
 fn problem(part: SpecPart, message: String, fix: Option<String>) -> SpecProblem {
@@ -672,6 +674,7 @@ impl Model {
             member_of,
             unique_checks,
             child_tables,
+            max_members: spec.max_members,
         };
         Ok((model, infos, warnings))
     }
@@ -1180,6 +1183,10 @@ impl Model {
             .push(&format!("j.{}", group.name))
             .push(", ")
             .push(&format!("j.{}", member.name));
+        // One more than the limit: enough to know it is exceeded, never the whole group.
+        if let Some(max) = self.max_members {
+            sql.push(&format!(" LIMIT {}", max.saturating_add(1)));
+        }
         sql
     }
 

@@ -121,7 +121,7 @@ pub(crate) async fn insert<C: Conn>(
         change_members(c, &key, &[MemberChange::Add(members)]).await?;
     }
     if load_members {
-        load_members_of(c, std::slice::from_mut(&mut row)).await?;
+        members_after_write(c, &mut row).await?;
     }
     Ok(row)
 }
@@ -287,7 +287,7 @@ pub(crate) async fn update<C: Conn>(
         None => fetch(c, key, false).await?.ok_or(BackendError::NotFound)?,
     };
     if load_members {
-        load_members_of(c, std::slice::from_mut(&mut row)).await?;
+        members_after_write(c, &mut row).await?;
     }
     Ok(row)
 }
@@ -322,6 +322,18 @@ pub(crate) async fn delete<C: Conn>(
     Ok(())
 }
 
+/// Loads a written row's members for the answer. The write stands whatever the answer: a
+/// group with more members than one response carries answers without them.
+async fn members_after_write<C: Conn>(c: &C, row: &mut Row) -> Result<(), BackendError> {
+    match load_members_of(c, std::slice::from_mut(row)).await {
+        Err(BackendError::TooLarge { .. }) => {
+            row.members = None;
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// Loads the members of these rows, one statement for all of them.
 async fn load_members_of<C: Conn>(c: &C, rows: &mut [Row]) -> Result<(), BackendError> {
     let m = c.model();
@@ -333,14 +345,32 @@ async fn load_members_of<C: Conn>(c: &C, rows: &mut [Row]) -> Result<(), Backend
     }
     let keys: Vec<Value> = rows.iter().filter_map(|r| m.key_value(&r.key)).collect();
     let pairs = c.strings(&m.members_of(mm, &keys)).await?;
+    if let Some(max) = m.max_members {
+        if pairs.len() as u64 > max {
+            return Err(BackendError::TooLarge {
+                detail: format!(
+                    "{} hold{} more than {max} members in all",
+                    if rows.len() == 1 {
+                        "the group"
+                    } else {
+                        "the groups of this page"
+                    },
+                    if rows.len() == 1 { "s" } else { "" }
+                ),
+            });
+        }
+    }
+    // Member ids are moved, not copied: a 100,000-member group holds each id once.
+    let mut by_group: std::collections::HashMap<String, Vec<String>> =
+        std::collections::HashMap::with_capacity(rows.len());
+    for pair in pairs {
+        let mut it = pair.into_iter();
+        if let (Some(group), Some(member)) = (it.next(), it.next()) {
+            by_group.entry(group).or_default().push(member);
+        }
+    }
     for r in rows.iter_mut() {
-        r.members = Some(
-            pairs
-                .iter()
-                .filter(|p| p[0] == r.key)
-                .map(|p| p[1].clone())
-                .collect(),
-        );
+        r.members = Some(by_group.remove(&r.key).unwrap_or_default());
     }
     Ok(())
 }
