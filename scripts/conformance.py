@@ -72,13 +72,6 @@ NOT_OFFERED = (
 
 # (example label, resource type, check title, attribute path or None) -> why it does not apply.
 EXCLUDED: dict[tuple[str, str | None, str, str | None], str] = {
-    # examples/postgres maps User with on_delete = "soft": DELETE keeps the row and sets
-    # state = 'disabled', and the user reads back with active = false, as the operator chose
-    # (DESIGN.md "Deprovisioning"; tests/it/mapping.rs soft_delete_disables). RFC 7644 §3.6
-    # wants a deleted resource to answer 404, but a soft-deleted row cannot be told apart from
-    # a deactivated one in the app's table. The quickstart (on_delete = "hard") runs this
-    # check and must pass it.
-    ("postgres", "User", "object_deletion", None): "on_delete = \"soft\" keeps deleted users",
     # `remove active` asks for active to become unassigned (RFC 7644 §3.5.2.2). Both legacy
     # tables store it in a NOT NULL column with two values (quickstart: status CHAR(1) NOT
     # NULL CHECK (status IN ('A', 'D')); postgres: state account_state NOT NULL), so "neither

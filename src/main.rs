@@ -143,12 +143,12 @@ async fn migrate(path: PathBuf) -> ExitCode {
     let needed: Vec<&str> = config
         .resources
         .iter()
-        .filter(|r| r.attrs.iter().any(|a| a.source.is_kept()))
+        .filter(|r| r.keeps_state())
         .map(|r| config.state_backend(&r.backend))
         .collect();
     if needed.is_empty() {
         println!(
-            "{}: no attribute is kept by the sidecar (kept = true); nothing to create",
+            "{}: the sidecar keeps nothing (no kept = true, no on_delete = \"soft\"); nothing to create",
             path.display()
         );
         return ExitCode::SUCCESS;
@@ -182,7 +182,7 @@ async fn migrate(path: PathBuf) -> ExitCode {
 fn replica_warnings(config: &Config) -> Vec<scim_sidecar::mapping::Problem> {
     let mut out = Vec::new();
     for r in &config.resources {
-        if !r.attrs.iter().any(|a| a.source.is_kept()) {
+        if !r.keeps_state() {
             continue;
         }
         let holder = config.state_backend(&r.backend);
@@ -193,7 +193,7 @@ fn replica_warnings(config: &Config) -> Vec<scim_sidecar::mapping::Problem> {
             let mut p = scim_sidecar::mapping::Problem::error(
                 &b.origin,
                 format!(
-                    "[resource.{}] keeps attributes in [backend.{holder}]: {why}, so several sidecar replicas would each keep their own (run one replica, or keep them in PostgreSQL)",
+                    "[resource.{}] keeps attributes or soft-delete state in [backend.{holder}]: {why}, so several sidecar replicas would each keep their own (run one replica, or keep them in PostgreSQL)",
                     r.name
                 ),
                 Some("add [state] with backend = \"<a PostgreSQL backend>\" before running more than one replica".into()),

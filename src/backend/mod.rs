@@ -312,7 +312,9 @@ pub type CheckFn = Box<dyn FnOnce(&Row) -> Result<(), BackendError> + Send>;
 pub enum DeleteMode {
     /// Remove the row (and its memberships).
     Hard,
-    /// Keep the row and set these fields (e.g. `status = 'D'`).
+    /// Keep the row, set these fields (e.g. `status = 'D'`) and the values written on
+    /// delete ([`When::Delete`]), remove its memberships, and leave a tombstone when the
+    /// table keeps them ([`TableSpec::tombstones`]).
     Soft(Vec<(usize, Value)>),
 }
 
@@ -397,6 +399,31 @@ pub trait Table: Send + Sync {
     fn paging(&self) -> Paging {
         Paging::Offset
     }
+    /// Rewrites existing row `key` as an [`Table::insert`] of `values` and `members` would
+    /// have written it (a soft-deleted resource brought back by a create): given fields
+    /// written, absent ones as an insert leaves them (cleared, or the store's default).
+    /// The default writes every field (`Null` for absent ones) and replaces the members
+    /// when there are some to set (a store without membership takes no member change).
+    async fn revive(
+        &self,
+        key: &str,
+        values: Vec<Value>,
+        members: Vec<String>,
+        load_members: bool,
+    ) -> Result<Row, BackendError> {
+        let set: Vec<(usize, Value)> = values.into_iter().enumerate().collect();
+        let members = if members.is_empty() {
+            Vec::new()
+        } else {
+            vec![MemberChange::Replace(members)]
+        };
+        self.update(
+            key,
+            load_members,
+            Box::new(move |_| Ok(Change { set, members })),
+        )
+        .await
+    }
 }
 
 /// Where something lives in a store, as that store's kind parsed it from the mapping file: a
@@ -467,6 +494,8 @@ pub enum When {
     Insert,
     /// On insert and on every update.
     Always,
+    /// When the row is soft-deleted ([`DeleteMode::Soft`]).
+    Delete,
 }
 
 /// How a group-like resource's members are kept.
@@ -476,6 +505,8 @@ pub struct MembersSpec {
     pub loc: Loc,
     /// Where the member resource type lives (its own resource location, in the same store).
     pub member: Loc,
+    /// The member resource type's name (for its tombstones).
+    pub member_type: String,
 }
 
 /// Another resource type whose membership lists rows of this one: the store removes those
@@ -507,6 +538,14 @@ pub struct TableSpec {
     /// more fails with [`BackendError::TooLarge`] having loaded at most one more. `None`: no
     /// limit.
     pub max_members: Option<u64>,
+    /// Soft deletes leave a tombstone in the sidecar's state (RFC 7644 §3.6): a tombstoned
+    /// row is absent from every read, write and membership, though it stays in the app; an
+    /// insert that would clash with one on a unique field brings that row back instead (its
+    /// key unchanged, its fields rewritten, the tombstone removed).
+    pub tombstones: bool,
+    /// The member resource type soft-deletes too: tombstoned rows are not members to add
+    /// and not listed as members.
+    pub member_tombstones: bool,
 }
 
 /// Where in a [`TableSpec`] a problem lies.
@@ -594,6 +633,24 @@ impl From<Vec<SpecProblem>> for Refused {
             problems,
             fields: Vec::new(),
         }
+    }
+}
+
+/// The 400 for member ids that do not exist (the first five named).
+pub fn missing_members(missing: &[String]) -> BackendError {
+    let shown: Vec<String> = missing.iter().take(5).map(|s| format!("'{s}'")).collect();
+    let more = if missing.len() > 5 {
+        format!(" and {} more", missing.len() - 5)
+    } else {
+        String::new()
+    };
+    BackendError::Rejected {
+        field: None,
+        detail: if missing.len() == 1 {
+            format!("member {} does not exist", shown.join(", "))
+        } else {
+            format!("members {}{more} do not exist", shown.join(", "))
+        },
     }
 }
 

@@ -91,7 +91,20 @@ pub struct Overlay {
     state: Arc<dyn StateStore>,
     resource_type: String,
     slots: Vec<Slot>,
+    /// Soft deletes leave tombstones here ([`super::TableSpec::tombstones`]).
+    tombstones: bool,
+    /// Outer fields whose values are unique, with their case folding: what a create may
+    /// clash with a tombstoned resource on.
+    unique: Vec<(usize, bool)>,
+    /// The resource type has members.
+    membership: bool,
+    /// The member type, when its soft deletes leave tombstones here too: a tombstoned
+    /// resource is no member to add.
+    member_tombstones: Option<String>,
 }
+
+/// The name of a tombstone among a resource's kept values.
+pub const TOMBSTONE: &str = "meta.deleted";
 
 impl Overlay {
     /// Wraps `inner`, whose fields are the `None` entries of `fields` in order; the `Some`
@@ -118,7 +131,41 @@ impl Overlay {
             state,
             resource_type: resource_type.to_owned(),
             slots,
+            tombstones: false,
+            unique: Vec::new(),
+            membership: false,
+            member_tombstones: None,
         }
+    }
+
+    /// The resource type has members; `member_tombstones` names the member type when it
+    /// soft-deletes through this state store too.
+    pub fn with_members(mut self, member_tombstones: Option<String>) -> Self {
+        self.membership = true;
+        self.member_tombstones = member_tombstones;
+        self
+    }
+
+    /// Soft deletes leave a tombstone in the state store: the resource is gone for every
+    /// read and write, and a create that clashes with it on one of the `unique` fields
+    /// (outer indices, with case folding) brings it back.
+    pub fn with_tombstones(mut self, unique: Vec<(usize, bool)>) -> Self {
+        self.tombstones = true;
+        self.unique = unique;
+        self
+    }
+
+    /// Whether `key` is tombstoned, from what [`Overlay::load`] read.
+    fn dead(&self, key: &str, kept: &[(String, String, Value)]) -> bool {
+        self.tombstones && kept.iter().any(|(id, n, _)| id == key && n == TOMBSTONE)
+    }
+
+    /// The ids of tombstoned resources.
+    async fn dead_ids(&self) -> Result<Vec<String>, BackendError> {
+        if !self.tombstones {
+            return Ok(Vec::new());
+        }
+        self.state.find(&self.resource_type, TOMBSTONE, None).await
     }
 
     fn kept_names(&self) -> Vec<String> {
@@ -174,7 +221,10 @@ impl Overlay {
     }
 
     async fn load(&self, ids: &[String]) -> Result<Vec<(String, String, Value)>, BackendError> {
-        let names = self.kept_names();
+        let mut names = self.kept_names();
+        if self.tombstones {
+            names.push(TOMBSTONE.to_owned());
+        }
         if ids.is_empty() || names.is_empty() {
             return Ok(Vec::new());
         }
@@ -245,6 +295,93 @@ impl Overlay {
     }
 }
 
+impl Overlay {
+    /// A tombstoned resource a create of `values` would clash with on a unique field.
+    async fn tombstoned_clash(&self, values: &[Value]) -> Result<Option<String>, BackendError> {
+        if !self.tombstones || self.unique.is_empty() {
+            return Ok(None);
+        }
+        let conds: Vec<Predicate> = self
+            .unique
+            .iter()
+            .filter_map(|&(f, fold)| {
+                let v = values.get(f)?;
+                (!v.is_null()).then(|| Predicate::Cmp {
+                    field: f,
+                    op: CmpOp::Eq,
+                    value: v.clone(),
+                    fold_case: fold,
+                })
+            })
+            .collect();
+        if conds.is_empty() {
+            return Ok(None);
+        }
+        let dead = self.dead_ids().await?;
+        if dead.is_empty() {
+            return Ok(None);
+        }
+        let found = self
+            .inner
+            .search(Search {
+                predicate: Predicate::And(vec![
+                    Predicate::KeyIn(dead),
+                    self.lower(&Predicate::Or(conds)).await?,
+                ]),
+                sort: Default::default(),
+                page: super::PageRequest::Offset {
+                    offset: 0,
+                    limit: 1,
+                },
+                members: false,
+            })
+            .await
+            .map_err(|e| self.lift(e))?;
+        Ok(found.rows.into_iter().next().map(|r| r.key))
+    }
+
+    /// Refuses member ids that name tombstoned resources: they are no one.
+    async fn check_members_alive(&self, ids: &[String]) -> Result<(), BackendError> {
+        let Some(member_type) = &self.member_tombstones else {
+            return Ok(());
+        };
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let dead = self.state.find(member_type, TOMBSTONE, None).await?;
+        let gone: Vec<String> = ids.iter().filter(|i| dead.contains(i)).cloned().collect();
+        if gone.is_empty() {
+            Ok(())
+        } else {
+            Err(super::missing_members(&gone))
+        }
+    }
+
+    /// Brings back tombstoned resource `key` as a create of `values` would have written it.
+    async fn revive(
+        &self,
+        key: &str,
+        values: Vec<Value>,
+        members: Vec<String>,
+        load_members: bool,
+    ) -> Result<Row, BackendError> {
+        self.check_members_alive(&members).await?;
+        let (inner, mut kept) = self.split(values);
+        let row = self
+            .inner
+            .revive(key, inner, members, load_members)
+            .await
+            .map_err(|e| self.lift(e))?;
+        kept.push((TOMBSTONE.to_owned(), Value::Null));
+        self.state.save(&self.resource_type, key, &kept).await?;
+        let kept: Vec<(String, String, Value)> = kept
+            .into_iter()
+            .map(|(n, v)| (row.key.clone(), n, v))
+            .collect();
+        Ok(self.merge(row, &kept))
+    }
+}
+
 #[async_trait]
 impl Table for Overlay {
     async fn insert(
@@ -253,6 +390,10 @@ impl Table for Overlay {
         members: Vec<String>,
         load_members: bool,
     ) -> Result<Row, BackendError> {
+        if let Some(key) = self.tombstoned_clash(&values).await? {
+            return self.revive(&key, values, members, load_members).await;
+        }
+        self.check_members_alive(&members).await?;
         let (inner, kept) = self.split(values);
         let row = self
             .inner
@@ -288,6 +429,9 @@ impl Table for Overlay {
             return Ok(None);
         };
         let kept = self.load(std::slice::from_ref(&row.key)).await?;
+        if self.dead(&row.key, &kept) {
+            return Ok(None);
+        }
         Ok(Some(self.merge(row, &kept)))
     }
 
@@ -307,8 +451,16 @@ impl Table for Overlay {
                 }
             },
         };
+        let mut predicate = self.lower(&search.predicate).await?;
+        let dead = self.dead_ids().await?;
+        if !dead.is_empty() {
+            predicate = Predicate::And(vec![
+                predicate,
+                Predicate::Not(Box::new(Predicate::KeyIn(dead))),
+            ]);
+        }
         let lowered = Search {
-            predicate: self.lower(&search.predicate).await?,
+            predicate,
             sort: crate::backend::Sort {
                 field: sort_field,
                 ..search.sort
@@ -337,14 +489,35 @@ impl Table for Overlay {
         edit: EditFn,
     ) -> Result<Row, BackendError> {
         let kept = self.load(&[key.to_owned()]).await?;
+        if self.dead(key, &kept) {
+            return Err(BackendError::NotFound);
+        }
         let slots = self.slots.clone();
         let kept_set: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
         let out = kept_set.clone();
         let merged_kept = kept.clone();
         let overlay_slots = slots.clone();
+        let dead_members = match &self.member_tombstones {
+            Some(t) => self.state.find(t, TOMBSTONE, None).await?,
+            None => Vec::new(),
+        };
         let wrapped: EditFn = Box::new(move |row: &Row| {
             let merged = merge_with(&overlay_slots, row.clone(), &merged_kept);
             let Change { set, members } = edit(&merged)?;
+            let gone: Vec<String> = members
+                .iter()
+                .flat_map(|m| match m {
+                    super::MemberChange::Add(ids) | super::MemberChange::Replace(ids) => {
+                        ids.as_slice()
+                    }
+                    _ => &[],
+                })
+                .filter(|i| dead_members.contains(i))
+                .cloned()
+                .collect();
+            if !gone.is_empty() {
+                return Err(super::missing_members(&gone));
+            }
             let mut inner_set = Vec::new();
             let mut kept = Vec::new();
             for (f, v) in set {
@@ -397,6 +570,9 @@ impl Table for Overlay {
         check: CheckFn,
     ) -> Result<(), BackendError> {
         let kept = self.load(&[key.to_owned()]).await?;
+        if self.dead(key, &kept) {
+            return Err(BackendError::NotFound);
+        }
         let slots = self.slots.clone();
         let wrapped: CheckFn =
             Box::new(move |row: &Row| check(&merge_with(&slots, row.clone(), &kept)));
@@ -419,6 +595,20 @@ impl Table for Overlay {
             .map_err(|e| self.lift(e))?;
         if hard {
             self.state.forget(&self.resource_type, key).await?;
+        } else if self.tombstones {
+            let now = super::timestamp_text(time::OffsetDateTime::now_utc()).unwrap_or_default();
+            self.state
+                .save(
+                    &self.resource_type,
+                    key,
+                    &[(TOMBSTONE.to_owned(), Value::Text(now))],
+                )
+                .await
+                .map_err(|e| {
+                    BackendError::Unavailable(format!(
+                        "the resource was disabled but not marked deleted ({e}); a retry completes it"
+                    ))
+                })?;
         }
         Ok(())
     }

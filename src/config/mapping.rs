@@ -452,10 +452,11 @@ impl Cx<'_> {
             None => default,
             Some("insert") => When::Insert,
             Some("always") => When::Always,
+            Some("delete") => When::Delete,
             Some(other) => {
                 self.error(
                     &o,
-                    format!("set \"{shown}\": on = \"{other}\" is not \"insert\" or \"always\""),
+                    format!("set \"{shown}\": on = \"{other}\" is not \"insert\", \"always\" or \"delete\""),
                     None,
                 );
                 default
@@ -654,8 +655,21 @@ impl Cx<'_> {
             }
         });
         for r in resources {
-            let Some(kept) = r.attrs.iter().find(|a| a.source.is_kept()) else {
+            if !r.keeps_state() {
                 continue;
+            }
+            let (what, at) = match r.attrs.iter().find(|a| a.source.is_kept()) {
+                Some(kept) => (
+                    format!("'{}' is kept by the sidecar", kept.key),
+                    &kept.origin,
+                ),
+                None => (
+                    format!(
+                        "[resource.{}] deletes softly (the sidecar keeps its tombstones)",
+                        r.name
+                    ),
+                    &r.origin,
+                ),
             };
             let holder = state
                 .as_ref()
@@ -663,10 +677,9 @@ impl Cx<'_> {
             if let Some(b) = backends.iter().find(|b| b.name == holder) {
                 if !b.store.holds_state() {
                     self.error(
-                        &kept.origin,
+                        at,
                         format!(
-                            "'{}' is kept by the sidecar, but [backend.{holder}] is a {} store, which cannot hold the sidecar's state",
-                            kept.key,
+                            "{what}, but [backend.{holder}] is a {} store, which cannot hold the sidecar's state",
                             b.store.kind()
                         ),
                         Some("add [state] with backend = \"<an SQL backend>\" (a PostgreSQL database shared by every replica, or an SQLite file)"),

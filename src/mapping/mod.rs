@@ -418,16 +418,6 @@ pub async fn build(
             }),
         }
     }
-    let has_active = plans.iter().any(
-        |p| matches!(&p.target, Target::Attr { attr, ext: None, sub: None } if attr == "active"),
-    );
-    if spec.on_delete == OnDelete::Soft && !has_active {
-        problems.push(Problem::error(
-            &spec.origin,
-            format!("`on_delete = \"soft\"` needs `active` mapped for {}", spec.name),
-            Some("map `active` to the column that marks accounts disabled, or use `on_delete = \"hard\"`".into()),
-        ));
-    }
 
     // 2. Members are resources of another type, in the same store.
     let member_spec = match &spec.members {
@@ -450,6 +440,7 @@ pub async fn build(
             Some(target) => Some(MembersSpec {
                 loc: m.loc.clone(),
                 member: target.store.clone(),
+                member_type: target.name.clone(),
             }),
             None => {
                 problems.push(Problem::error(
@@ -503,7 +494,15 @@ pub async fn build(
         });
         field_plan.push(i);
     }
+    let member_soft = spec.members.as_ref().is_some_and(|m| {
+        all.iter()
+            .any(|r| r.name.eq_ignore_ascii_case(&m.member_type) && r.on_delete == OnDelete::Soft)
+    });
     let table_spec = TableSpec {
+        // Tombstones are the store's own when it keeps this type's state; another store's
+        // state keeps them through the overlay.
+        tombstones: spec.on_delete == OnDelete::Soft && state.is_none(),
+        member_tombstones: member_soft && state.is_none(),
         resource_type: spec.name.clone(),
         resource: spec.store.clone(),
         fields,
@@ -602,19 +601,23 @@ pub async fn build(
                     });
                 }
             }
-            Arc::new(Overlay::new(
+            Arc::new(overlay(
                 opened.table,
                 state.clone(),
-                &spec.name,
-                plans
-                    .iter()
-                    .map(|p| match &p.source {
-                        PlanSource::Overlay(name) => Some(name.clone()),
-                        PlanSource::Field(_) => None,
-                    })
-                    .collect(),
+                spec,
+                all,
+                &plans,
+                &infos,
             ))
         }
+        Some(state) if spec.on_delete == OnDelete::Soft || member_soft => Arc::new(overlay(
+            opened.table,
+            state.clone(),
+            spec,
+            all,
+            &plans,
+            &infos,
+        )),
         _ => opened.table,
     };
 
@@ -646,12 +649,17 @@ pub async fn build(
     let modified = compiled
         .iter()
         .position(|b| b.target == Target::LastModified);
+    // A soft delete writes `active = false` when it is mapped (and the `set` values written
+    // on delete); the tombstone is what makes the resource gone (RFC 7644 §3.6).
     let soft_delete = match spec.on_delete {
         OnDelete::Hard => None,
-        OnDelete::Soft => compiled
-            .iter()
-            .position(|b| matches!(&b.target, Target::Attr { attr, ext: None, sub: None } if attr == "active"))
-            .and_then(|i| compiled[i].conv.to_store(&Json::Bool(false)).ok().map(|v| vec![(i, v)])),
+        OnDelete::Soft => Some(
+            compiled
+                .iter()
+                .position(|b| matches!(&b.target, Target::Attr { attr, ext: None, sub: None } if attr == "active"))
+                .and_then(|i| compiled[i].conv.to_store(&Json::Bool(false)).ok().map(|v| vec![(i, v)]))
+                .unwrap_or_default(),
+        ),
     };
     let inner = Inner {
         rt,
@@ -679,6 +687,51 @@ pub async fn build(
         },
         warnings,
     ))
+}
+
+/// The resource's own table with what the sidecar keeps for it in another store's state:
+/// kept values, and the tombstones of soft deletes (its own and its members').
+fn overlay(
+    table: Arc<dyn Table>,
+    state: Arc<dyn StateStore>,
+    spec: &ResourceSpec,
+    all: &[ResourceSpec],
+    plans: &[Plan<'_>],
+    infos: &[FieldInfo],
+) -> Overlay {
+    let mut o = Overlay::new(
+        table,
+        state,
+        &spec.name,
+        plans
+            .iter()
+            .map(|p| match &p.source {
+                PlanSource::Overlay(name) => Some(name.clone()),
+                PlanSource::Field(_) => None,
+            })
+            .collect(),
+    );
+    if spec.on_delete == OnDelete::Soft {
+        let unique = plans
+            .iter()
+            .zip(infos)
+            .enumerate()
+            .filter(|(_, (p, info))| {
+                info.unique || p.uniqueness.is_some_and(|u| u != Uniqueness::None)
+            })
+            .map(|(i, (p, _))| (i, p.case_exact != Some(true)))
+            .collect();
+        o = o.with_tombstones(unique);
+    }
+    if let Some(m) = &spec.members {
+        let soft = all
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(&m.member_type))
+            .filter(|r| r.on_delete == OnDelete::Soft)
+            .map(|r| r.name.clone());
+        o = o.with_members(soft);
+    }
+    o
 }
 
 /// What a value kept in another store's state is, to the mapping: text of any length.

@@ -97,6 +97,14 @@ pub struct ResourceSpec {
     pub origin: Origin,
 }
 
+impl ResourceSpec {
+    /// Whether the sidecar keeps state for this type: kept attributes, or the tombstones of
+    /// soft deletes.
+    pub fn keeps_state(&self) -> bool {
+        self.on_delete == OnDelete::Soft || self.attrs.iter().any(|a| a.source.is_kept())
+    }
+}
+
 /// One entry of `[resource.X.map]`.
 #[derive(Clone, Debug)]
 pub struct AttrSpec {

@@ -514,8 +514,10 @@ async fn too_long_value_names_the_attribute(store: Store) {
     assert_eq!(snapshot(&s).await, before);
 }
 
-/// `on_delete = "soft"`: the row and its e-mail stay, the enum state becomes 'disabled', and
-/// the user reads back inactive.
+/// `on_delete = "soft"`: the row and its e-mail stay in the app, the enum state becomes
+/// 'disabled', and for SCIM the user is gone (RFC 7644 §3.6): GET, PATCH and DELETE answer
+/// 404 and filters do not find it. A later create with the same userName brings the same row
+/// back, active and with the new values, under its old id (201). See: issue #9.
 async fn soft_delete_disables(store: Store) {
     let s = start!(store);
     let id = create(&s, &barbara()).await;
@@ -535,25 +537,44 @@ async fn soft_delete_disables(store: Store) {
         .await,
         vec![vec!["1"]]
     );
-    let u = s
-        .client
-        .get(&format!("/scim/v2/Users/{id}"))
-        .await
-        .expect(200)
-        .json();
-    assert_eq!(u["active"], false);
+    let path = format!("/scim/v2/Users/{id}");
+    s.client.get(&path).await.scim_error(404, None);
     s.client
         .patch(
-            &format!("/scim/v2/Users/{id}"),
+            &path,
             &patch_body(json!([{"op": "replace", "path": "active", "value": "True"}])),
         )
         .await
-        .expect(200);
+        .scim_error(404, None);
+    s.client.delete(&path).await.scim_error(404, None);
+    let found = s
+        .client
+        .get("/scim/v2/Users?filter=userName%20eq%20%22bjensen@example.com%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(found["totalResults"], 0, "{found}");
     assert_eq!(
         s.rows(&format!("SELECT state FROM principals WHERE id = {id}"))
             .await,
-        vec![vec!["active"]]
+        vec![vec!["disabled"]]
     );
+
+    let mut again = barbara();
+    again["title"] = json!("Head of Tours");
+    let r = s.client.post("/scim/v2/Users", &again).await.expect(201);
+    let back = r.json();
+    assert_eq!(back["id"], id.as_str(), "the same row comes back");
+    assert_eq!(back["active"], true);
+    assert_eq!(back["title"], "Head of Tours");
+    assert_eq!(
+        s.rows(&format!(
+            "SELECT state, job_title FROM principals WHERE id = {id}"
+        ))
+        .await,
+        vec![vec!["active", "Head of Tours"]]
+    );
+    s.client.get(&path).await.expect(200);
 }
 
 const PAYLOADS: [&str; 6] = [

@@ -393,8 +393,11 @@ async fn delete_removes_row_and_memberships() {
     );
 }
 
-/// `on_delete = "soft"` keeps the row and sets the mapped `active` column; the user stays
-/// visible to GET and filter (Entra re-creates users it cannot find).
+/// `on_delete = "soft"` keeps the row and sets the mapped `active` column, and the user is
+/// gone for SCIM (RFC 7644 §3.6): GET is 404 and the filter Entra sends before a create does
+/// not find it, so Entra's create that follows brings the same row back (201, same id)
+/// instead of a 409 it could not resolve. Its role membership went with the delete. See:
+/// issue #9.
 #[tokio::test]
 async fn soft_delete() {
     let s = Sidecar::start(Options {
@@ -403,10 +406,18 @@ async fn soft_delete() {
                 u.on_delete = scim_sidecar::mapping::OnDelete::Soft;
             }
         })),
+        migrate: true,
         ..Default::default()
     })
     .await;
     let id = create(&s, user("soft")).await;
+    s.client
+        .patch(
+            "/scim/v2/Groups/1",
+            &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": id}]}])),
+        )
+        .await
+        .expect(204);
     s.client
         .delete(&format!("/scim/v2/Users/{id}"))
         .await
@@ -415,13 +426,37 @@ async fn soft_delete() {
         s.sql(&format!("SELECT status FROM accounts WHERE id = {id}")),
         vec![vec!["D"]]
     );
-    let u = s
-        .client
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT count(*) FROM account_roles WHERE account_id = {id}"
+        )),
+        vec![vec!["0"]]
+    );
+    s.client
         .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .scim_error(404, None);
+    let j = s
+        .client
+        .get("/scim/v2/Users?filter=userName%20eq%20%22soft%22")
         .await
         .expect(200)
         .json();
-    assert_eq!(u["active"], false);
+    assert_eq!(j["totalResults"], 0, "{j}");
+    // Adding the deleted user to a group is refused: it is no one.
+    s.client
+        .patch(
+            "/scim/v2/Groups/1",
+            &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": id}]}])),
+        )
+        .await
+        .scim_error(400, Some("invalidValue"));
+    let back = create(&s, user("soft")).await;
+    assert_eq!(back, id);
+    assert_eq!(
+        s.sql(&format!("SELECT status FROM accounts WHERE id = {id}")),
+        vec![vec!["A"]]
+    );
 }
 
 /// Conditional requests (RFC 7644 §3.14): If-None-Match gives 304, a stale If-Match gives 412
@@ -569,4 +604,98 @@ async fn unstored_attributes_rejected_by_policy() {
         .scim_error(400, Some("invalidValue"));
     assert!(d.contains("nickName"), "{d}");
     assert_eq!(s.snapshot(), before);
+}
+
+/// Soft delete with the sidecar's state in another database (`[state]`: the path a
+/// directory or an API takes): the app's database gets no table of the sidecar's, the
+/// tombstone lives in the state database, and the user is gone for SCIM just the same — 404,
+/// out of filters, out of its groups, not addable as a member — until a create with its
+/// userName brings the same row back. See: issue #9.
+#[tokio::test]
+async fn soft_delete_with_state_elsewhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_db = dir.path().join("state.db");
+    std::fs::write(&state_db, "").expect("state db");
+    let text = std::fs::read_to_string(crate::support::quickstart_config())
+        .expect("config")
+        .replace("on_delete = \"hard\"", "on_delete = \"soft\"")
+        + &format!(
+            "\n[state]\nbackend = \"state\"\n\n[backend.state]\ntype = \"sqlite\"\npath = \"{}\"\n",
+            state_db.display()
+        );
+    let path = crate::support::quickstart_config()
+        .parent()
+        .expect("dir")
+        .join(format!("soft-state-{}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("write config");
+    let s = Sidecar::start(Options {
+        config: Some(path.clone()),
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    let _ = std::fs::remove_file(&path);
+    let id = create(&s, user("elsewhere")).await;
+    s.client
+        .patch(
+            "/scim/v2/Groups/1",
+            &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": id}]}])),
+        )
+        .await
+        .expect(204);
+    s.client
+        .delete(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(204);
+    s.client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .scim_error(404, None);
+    let j = s
+        .client
+        .get("/scim/v2/Users?filter=userName%20eq%20%22elsewhere%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(j["totalResults"], 0, "{j}");
+    assert_eq!(
+        s.sql(&format!("SELECT status FROM accounts WHERE id = {id}")),
+        vec![vec!["D"]]
+    );
+    assert_eq!(
+        s.sql(&format!(
+            "SELECT count(*) FROM account_roles WHERE account_id = {id}"
+        )),
+        vec![vec!["0"]]
+    );
+    s.client
+        .patch(
+            "/scim/v2/Groups/1",
+            &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": id}]}])),
+        )
+        .await
+        .scim_error(400, Some("invalidValue"));
+    assert!(
+        s.sql("SELECT name FROM sqlite_master WHERE name LIKE 'scim_sidecar%'")
+            .is_empty(),
+        "the app's database got a table of the sidecar's"
+    );
+    let state = rusqlite::Connection::open(&state_db).expect("state db");
+    let tombs: i64 = state
+        .query_row(
+            "SELECT count(*) FROM scim_sidecar_attributes WHERE name = 'meta.deleted'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("tombstones");
+    assert_eq!(tombs, 1);
+    assert_eq!(create(&s, user("elsewhere")).await, id);
+    assert_eq!(
+        s.sql(&format!("SELECT status FROM accounts WHERE id = {id}")),
+        vec![vec!["A"]]
+    );
+    s.client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200);
 }

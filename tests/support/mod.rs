@@ -60,6 +60,8 @@ pub struct Options {
     pub config: Option<PathBuf>,
     /// Changes to apply to the loaded config.
     pub tweak: Option<Tweak>,
+    /// Run `scim-sidecar migrate` (the sidecar's own table) before starting.
+    pub migrate: bool,
 }
 
 /// The environment the quickstart config reads, pointing at test resources.
@@ -96,6 +98,9 @@ impl Sidecar {
         let mut config = load(&path, &env);
         if let Some(t) = opts.tweak {
             t(&mut config);
+        }
+        if opts.migrate {
+            migrate_config(&config).await;
         }
         Self::launch(config, dir, db, upstream, None).await
     }
@@ -309,14 +314,23 @@ pub fn load(path: &Path, env: &HashMap<String, String>) -> Config {
     }
 }
 
-/// What `scim-sidecar migrate` does, through the library: the sidecar's own tables.
+/// What `scim-sidecar migrate` does, through the library: the sidecar's own table, in the
+/// stores that keep state for some resource type.
 pub async fn migrate_config(config: &Config) -> Vec<String> {
+    let needed: Vec<&str> = config
+        .resources
+        .iter()
+        .filter(|r| r.keeps_state())
+        .map(|r| config.state_backend(&r.backend))
+        .collect();
     let mut done = Vec::new();
     for b in scim_sidecar::app::open_backends(config)
         .await
         .unwrap_or_else(|p| panic!("{}", config::report(&p)))
     {
-        done.extend(b.migrate().await.expect("migrate"));
+        if needed.contains(&b.name()) {
+            done.extend(b.migrate().await.expect("migrate"));
+        }
     }
     done
 }

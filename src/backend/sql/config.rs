@@ -419,6 +419,30 @@ pub struct RelSpec {
     pub member_of: Vec<MemberOf>,
     /// The most members one read loads ([`TableSpec::max_members`]).
     pub max_members: Option<u64>,
+    /// Tombstones of soft-deleted rows: rows of the sidecar's attribute table
+    /// ([`tombstone`]); `None` when the resource type deletes for good.
+    pub tombstone: Option<ChildSpec>,
+    /// The member resource type's tombstones, when it soft-deletes.
+    pub member_tombstone: Option<ChildSpec>,
+}
+
+/// The name a tombstone has among a resource's kept values.
+pub const TOMBSTONE: &str = "meta.deleted";
+
+/// A resource type's tombstones, as rows of the sidecar's attribute table.
+pub fn tombstone(kept_table: &str, resource_type: &str) -> ChildSpec {
+    ChildSpec {
+        table: kept_table.to_owned(),
+        link: "resource_id".into(),
+        column: "value".into(),
+        select: vec![
+            (
+                "resource_type".into(),
+                Value::Text(resource_type.to_owned()),
+            ),
+            ("name".into(), Value::Text(TOMBSTONE.into())),
+        ],
+    }
 }
 
 /// Reads back a location this module parsed.
@@ -465,13 +489,11 @@ pub fn rel_spec(spec: &TableSpec, kept_table: &str) -> Result<RelSpec, Vec<SpecP
                 resource_type,
                 name,
             } => Source::Child(ChildSpec {
-                table: kept_table.to_owned(),
-                link: "resource_id".into(),
-                column: "value".into(),
                 select: vec![
                     ("resource_type".into(), Value::Text(resource_type.clone())),
                     ("name".into(), Value::Text(name.clone())),
                 ],
+                ..tombstone(kept_table, resource_type)
             }),
         };
         fields.push(FieldSpec {
@@ -553,5 +575,12 @@ pub fn rel_spec(spec: &TableSpec, kept_table: &str) -> Result<RelSpec, Vec<SpecP
         members,
         member_of,
         max_members: spec.max_members,
+        tombstone: spec
+            .tombstones
+            .then(|| tombstone(kept_table, &spec.resource_type)),
+        member_tombstone: match &spec.members {
+            Some(m) if spec.member_tombstones => Some(tombstone(kept_table, &m.member_type)),
+            _ => None,
+        },
     })
 }

@@ -199,20 +199,7 @@ pub(crate) fn refused(
 
 /// The 400 for member ids that do not exist.
 pub(crate) fn missing_members(missing: &[String]) -> crate::backend::BackendError {
-    let shown: Vec<String> = missing.iter().take(5).map(|s| format!("'{s}'")).collect();
-    let more = if missing.len() > 5 {
-        format!(" and {} more", missing.len() - 5)
-    } else {
-        String::new()
-    };
-    crate::backend::BackendError::Rejected {
-        field: None,
-        detail: if missing.len() == 1 {
-            format!("member {} does not exist", shown.join(", "))
-        } else {
-            format!("members {}{more} do not exist", shown.join(", "))
-        },
-    }
+    crate::backend::missing_members(missing)
 }
 
 /// A random (version 4) UUID, for text keys nothing else generates.
@@ -668,6 +655,7 @@ mod tests {
 
     fn col(name: &str, ty: FieldType, pk: bool) -> ColumnInfo {
         ColumnInfo {
+            default_sql: None,
             name: name.into(),
             ty: ty.clone(),
             cast: match ty {
@@ -767,6 +755,8 @@ mod tests {
             }),
             member_of: vec![],
             max_members: None,
+            tombstone: None,
+            member_tombstone: None,
         };
         match Model::build(d, &spec, &catalog()) {
             Ok((m, _, _)) => m,

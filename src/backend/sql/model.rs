@@ -39,6 +39,9 @@ pub struct ColumnInfo {
     pub notnull: bool,
     /// Has a default (or is generated: identity, serial, rowid).
     pub has_default: bool,
+    /// The SQL that writes the column's default in an `UPDATE` (`DEFAULT` in PostgreSQL;
+    /// SQLite has no such keyword there, so its declared default expression).
+    pub default_sql: Option<String>,
     /// Part of the primary key.
     pub pk: bool,
     /// The store generates it on insert (rowid alias, identity, serial or a key default).
@@ -108,6 +111,12 @@ impl TableInfo {
 /// The tables a spec refers to (the table itself, child tables, member and join tables).
 pub fn tables_needed(spec: &RelSpec) -> Vec<String> {
     let mut out = vec![spec.table.clone()];
+    for t in [&spec.tombstone, &spec.member_tombstone]
+        .into_iter()
+        .flatten()
+    {
+        out.push(t.table.clone());
+    }
     for f in &spec.fields {
         if let Source::Child(c) = &f.source {
             out.push(c.table.clone());
@@ -144,6 +153,10 @@ pub struct Col {
     pub cast: Option<String>,
     /// Compares case-insensitively by itself.
     pub ci: bool,
+    /// NOT NULL.
+    pub notnull: bool,
+    /// How an `UPDATE` writes the column's default ([`ColumnInfo::default_sql`]).
+    pub default_sql: Option<String>,
 }
 
 impl Col {
@@ -156,6 +169,8 @@ impl Col {
             ty: info.ty.clone(),
             cast: info.cast.clone(),
             ci: info.ci,
+            notnull: info.notnull,
+            default_sql: info.default_sql.clone(),
         }
     }
 
@@ -197,6 +212,17 @@ pub struct Child {
     pub col: Col,
     /// What picks the row.
     pub select: Vec<Fixed>,
+}
+
+/// When a write happens, for the values the sidecar writes by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    /// A new row (or a revived one).
+    Insert,
+    /// A change.
+    Update,
+    /// A soft delete.
+    Delete,
 }
 
 /// A column the sidecar writes by itself.
@@ -290,6 +316,13 @@ pub struct Model {
     pub child_tables: Vec<(String, Col, Vec<Fixed>)>,
     /// The most members one read loads.
     pub max_members: Option<u64>,
+    /// Tombstones of soft-deleted rows (rows of the sidecar's own table).
+    pub tomb: Option<Child>,
+    /// The member type's tombstones.
+    pub member_tomb: Option<Child>,
+    /// Every field whose values are unique (by index or declaration), with its case
+    /// folding: what an insert may clash with a tombstoned row on.
+    pub unique_fields: Vec<(usize, bool)>,
 }
 
 fn problem(part: SpecPart, message: String, fix: Option<String>) -> SpecProblem {
@@ -454,6 +487,7 @@ impl Model {
         let mut fields = Vec::with_capacity(spec.fields.len());
         let mut infos = Vec::with_capacity(spec.fields.len());
         let mut unique_checks = Vec::new();
+        let mut unique_fields = Vec::new();
         let unknown = FieldInfo {
             ty: FieldType::Text { max_len: None },
             nullable: true,
@@ -508,6 +542,9 @@ impl Model {
                             ),
                             Some(fix),
                         ));
+                    }
+                    if covered || f.unique {
+                        unique_fields.push((i, f.fold_case));
                     }
                     infos.push(FieldInfo {
                         ty: info.ty.clone(),
@@ -662,6 +699,43 @@ impl Model {
             )]));
         };
         let child_tables = child_tables(&fields, &quote_ident(&cat.kept_table));
+        // Tombstones live in the sidecar's own table: missing, it is reported like a kept
+        // attribute's (create it with `migrate`).
+        let tomb_of = |t: &super::config::ChildSpec, problems: &mut Vec<SpecProblem>| {
+            let info = table_of(&t.table, SpecPart::Table, problems)?;
+            let link = info.column(&t.link)?;
+            let col = info.column(&t.column)?;
+            let select = t
+                .select
+                .iter()
+                .filter_map(|(c, v)| {
+                    info.column(c).map(|i| Fixed {
+                        col: Col::from_info(c, i),
+                        value: v.clone(),
+                    })
+                })
+                .collect();
+            Some(Child {
+                table: quote_ident(&t.table),
+                link: Col::from_info(&t.link, link),
+                col: Col::from_info(&t.column, col),
+                select,
+            })
+        };
+        let tomb = spec
+            .tombstone
+            .as_ref()
+            .and_then(|t| tomb_of(t, &mut problems));
+        let member_tomb = spec
+            .member_tombstone
+            .as_ref()
+            .and_then(|t| tomb_of(t, &mut problems));
+        if !problems.is_empty() {
+            return Err(Refused {
+                problems,
+                fields: Vec::new(),
+            });
+        }
         let model = Model {
             d,
             table: quote_ident(&spec.table),
@@ -675,6 +749,9 @@ impl Model {
             unique_checks,
             child_tables,
             max_members: spec.max_members,
+            tomb,
+            member_tomb,
+            unique_fields,
         };
         Ok((model, infos, warnings))
     }
@@ -899,7 +976,7 @@ impl Model {
             }
         }
         sql.push(" FROM ").push(&self.table).push(" t WHERE 1=1");
-        self.push_fixed(sql, "t", &self.filter);
+        self.push_scope(sql, "t");
     }
 
     /// The statement reading one row by key (`FOR UPDATE` locks it in PostgreSQL).
@@ -915,10 +992,14 @@ impl Model {
     }
 
     /// Values for the constants written at this moment (`insert` or an update).
-    pub fn constants_for(&self, insert: bool) -> Vec<(Col, Value)> {
+    pub fn constants_for(&self, moment: Moment) -> Vec<(Col, Value)> {
         self.constants
             .iter()
-            .filter(|k| insert || k.on == When::Always)
+            .filter(|k| match moment {
+                Moment::Insert => k.on != When::Delete,
+                Moment::Update => k.on == When::Always,
+                Moment::Delete => k.on == When::Always || k.on == When::Delete,
+            })
             .map(|k| {
                 let v = match &k.value {
                     ConstValue::Value(v) => v.clone(),
@@ -942,7 +1023,7 @@ impl Model {
             }
         }
         cols.extend(self.filter.iter().map(|f| (f.col.clone(), f.value.clone())));
-        cols.extend(self.constants_for(true));
+        cols.extend(self.constants_for(Moment::Insert));
         let mut sql = Sql::default();
         sql.push("INSERT INTO ").push(&self.table);
         if cols.is_empty() {
@@ -965,6 +1046,18 @@ impl Model {
     /// constants written on every change when `touched` (something changed, maybe only in a
     /// child table or the membership). `None` when there is nothing to write.
     pub fn update(&self, set: &[(usize, Value)], key: &Value, touched: bool) -> Option<Sql> {
+        self.update_at(set, key, touched, Moment::Update)
+    }
+
+    /// [`Model::update`] at `moment`: a soft delete also writes the values set on delete; a
+    /// revival those set on insert.
+    pub fn update_at(
+        &self,
+        set: &[(usize, Value)],
+        key: &Value,
+        touched: bool,
+        moment: Moment,
+    ) -> Option<Sql> {
         let mut cols: Vec<(Col, Value)> = set
             .iter()
             .filter_map(|(i, v)| match self.fields.get(*i) {
@@ -973,7 +1066,12 @@ impl Model {
             })
             .collect();
         if touched || !cols.is_empty() {
-            cols.extend(self.constants_for(false));
+            for (c, v) in self.constants_for(moment) {
+                // A value the caller writes wins over a constant of the same column.
+                if !cols.iter().any(|(x, _)| x.name == c.name) {
+                    cols.push((c, v));
+                }
+            }
         }
         if cols.is_empty() {
             return None;
@@ -1091,16 +1189,7 @@ impl Model {
             }
             out.push(sql);
         }
-        for r in &self.member_of {
-            let mut sql = Sql::default();
-            sql.push("DELETE FROM ")
-                .push(&r.table)
-                .push(" WHERE ")
-                .push(&r.column.name)
-                .push(" = ");
-            r.column.param(d, &mut sql, key.clone());
-            out.push(sql);
-        }
+        out.extend(self.memberships_clear(key));
         if let Some(m) = &self.members {
             out.push(self.members_clear(m, key));
         }
@@ -1113,6 +1202,186 @@ impl Model {
         self.key.param(d, &mut sql, key.clone());
         out.push(sql);
         out
+    }
+
+    /// The memberships listing row `key` as a member, removed (with the row when it is
+    /// deleted, or when it is soft-deleted: a deleted resource is no one's member).
+    pub fn memberships_clear(&self, key: &Value) -> Vec<Sql> {
+        self.member_of
+            .iter()
+            .map(|r| {
+                let mut sql = Sql::default();
+                sql.push("DELETE FROM ")
+                    .push(&r.table)
+                    .push(" WHERE ")
+                    .push(&r.column.name)
+                    .push(" = ");
+                r.column.param(self.d, &mut sql, key.clone());
+                sql
+            })
+            .collect()
+    }
+
+    /// ` AND NOT EXISTS (…)`: row `alias` has no tombstone `tomb`.
+    fn push_alive(&self, sql: &mut Sql, alias: &str, key_col: &Col, tomb: &Child) {
+        sql.push(" AND NOT EXISTS (SELECT 1 FROM ")
+            .push(&tomb.table)
+            .push(" k WHERE k.")
+            .push(&tomb.link.name)
+            .push(" = ");
+        let key = format!("{alias}.{}", key_col.name);
+        sql.push(&match (self.d, tomb.link.ty != key_col.ty) {
+            (_, false) => key,
+            (Dialect::Sqlite, true) => format!("CAST({key} AS TEXT)"),
+            (Dialect::Postgres, true) => format!("{key}::text"),
+        });
+        self.push_fixed(sql, "k", &tomb.select);
+        sql.push(")");
+    }
+
+    /// The rows this resource type reads: ` AND <discriminator> AND <not tombstoned>`.
+    pub fn push_scope(&self, sql: &mut Sql, alias: &str) {
+        self.push_fixed(sql, alias, &self.filter);
+        if let Some(t) = &self.tomb {
+            self.push_alive(sql, alias, &self.key, t);
+        }
+    }
+
+    /// The tombstone of row `key`, written by a soft delete.
+    pub fn tombstone_insert(&self, key: &Value) -> Option<Sql> {
+        let t = self.tomb.as_ref()?;
+        let d = self.d;
+        let mut names = vec![t.link.name.as_str(), t.col.name.as_str()];
+        names.extend(t.select.iter().map(|f| f.col.name.as_str()));
+        let mut sql = Sql::default();
+        sql.push("INSERT INTO ")
+            .push(&t.table)
+            .push(" (")
+            .push(&names.join(", "))
+            .push(") VALUES (");
+        t.link.param(d, &mut sql, link_value(key, &t.link));
+        sql.push(", ");
+        t.col.param(d, &mut sql, crate::backend::now(&t.col.ty));
+        for f in &t.select {
+            sql.push(", ");
+            f.col.param(d, &mut sql, f.value.clone());
+        }
+        sql.push(")");
+        Some(sql)
+    }
+
+    /// Removes the tombstone of row `key` (a revival).
+    pub fn tombstone_delete(&self, key: &Value) -> Option<Sql> {
+        let t = self.tomb.as_ref()?;
+        let mut sql = Sql::default();
+        sql.push("DELETE FROM ")
+            .push(&t.table)
+            .push(" WHERE ")
+            .push(&t.link.name)
+            .push(" = ");
+        t.link.param(self.d, &mut sql, link_value(key, &t.link));
+        for f in &t.select {
+            sql.push(" AND ").push(&f.col.name).push(" = ");
+            f.col.param(self.d, &mut sql, f.value.clone());
+        }
+        Some(sql)
+    }
+
+    /// A tombstoned row an insert of `values` would clash with on a unique field (its key as
+    /// text), or `None` when this type keeps no tombstones or has no unique field.
+    pub fn tombstoned_clash(&self, values: &[Value]) -> Option<Sql> {
+        let t = self.tomb.as_ref()?;
+        let d = self.d;
+        let mut conds = Vec::new();
+        for &(i, fold) in &self.unique_fields {
+            let (Some(Field::Column(c)), Some(v)) = (self.fields.get(i), values.get(i)) else {
+                continue;
+            };
+            if v.is_null() {
+                continue;
+            }
+            let mut cond = Sql::default();
+            super::comparison(
+                d,
+                &format!("t.{}", c.name),
+                c,
+                crate::backend::CmpOp::Eq,
+                v,
+                fold && c.ty.is_text(),
+                &mut cond,
+            );
+            conds.push(cond);
+        }
+        if conds.is_empty() {
+            return None;
+        }
+        let mut sql = Sql::default();
+        sql.push("SELECT ")
+            .push(&self.key_expr("t"))
+            .push(" FROM ")
+            .push(&self.table)
+            .push(" t WHERE 1=1");
+        self.push_fixed(&mut sql, "t", &self.filter);
+        sql.push(" AND EXISTS (SELECT 1 FROM ")
+            .push(&t.table)
+            .push(" k WHERE ")
+            .push(&self.link_cond(t, "k", "t"));
+        self.push_fixed(&mut sql, "k", &t.select);
+        sql.push(") AND (");
+        for (i, c) in conds.iter().enumerate() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            sql.append(c);
+        }
+        sql.push(") LIMIT 1");
+        if d == Dialect::Postgres {
+            sql.push(" FOR UPDATE OF t");
+        }
+        Some(sql)
+    }
+
+    /// What reviving row `key` with an insert's `values` writes to the row itself: every
+    /// column field (an absent value as an insert would leave it: the column's default,
+    /// else `NULL`, else `''` in a NOT NULL text column; a NOT NULL column of another type
+    /// without a default keeps its value) and the values set on insert.
+    pub fn revive_update(&self, values: &[Value], key: &Value) -> Option<Sql> {
+        let d = self.d;
+        let mut sql = Sql::default();
+        sql.push("UPDATE ").push(&self.table).push(" AS t SET ");
+        let mut written: Vec<&str> = Vec::new();
+        for (f, v) in self.fields.iter().zip(values) {
+            let Field::Column(c) = f else { continue };
+            let sep = if written.is_empty() { "" } else { ", " };
+            if !v.is_null() {
+                sql.push(sep).push(&c.name).push(" = ");
+                c.param(d, &mut sql, v.clone());
+            } else if let Some(default) = &c.default_sql {
+                sql.push(sep).push(&c.name).push(" = ").push(default);
+            } else if !c.notnull {
+                sql.push(sep).push(&c.name).push(" = NULL");
+            } else if matches!(c.ty, FieldType::Text { .. }) {
+                sql.push(sep).push(&c.name).push(" = ''");
+            } else {
+                continue;
+            }
+            written.push(&c.name);
+        }
+        for (c, v) in self.constants_for(Moment::Insert) {
+            if written.contains(&c.name.as_str()) {
+                continue;
+            }
+            let sep = if written.is_empty() { "" } else { ", " };
+            sql.push(sep).push(&c.name).push(" = ");
+            c.param(d, &mut sql, v);
+            written.push("");
+        }
+        if written.is_empty() {
+            return None;
+        }
+        sql.push(" WHERE ").push(&self.key.name).push(" = ");
+        self.key.param(d, &mut sql, key.clone());
+        Some(sql)
     }
 
     /// Removes every member of group `key`.
@@ -1253,6 +1522,10 @@ impl Model {
             }
         }
         self.push_fixed(&mut sql, "mt", filter);
+        // A soft-deleted member is no member to add.
+        if let Some(t) = &self.member_tomb {
+            self.push_alive(&mut sql, "mt", key, t);
+        }
         sql.push(")");
         sql
     }
@@ -1509,6 +1782,7 @@ mod tests {
 
     fn column(name: &str) -> ColumnInfo {
         ColumnInfo {
+            default_sql: None,
             name: name.into(),
             ty: FieldType::Integer,
             cast: None,

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use super::model::{self, Field, Members, Model};
+use super::model::{self, Field, Members, Model, Moment};
 use super::{Dialect, Sql, compile_predicate, order_by};
 use crate::backend::{
     BackendError, Change, CheckFn, DeleteMode, EditFn, Found, MemberChange, Row, Search, Value,
@@ -62,7 +62,11 @@ pub(crate) fn run_ready<T>(
 /// Whether [`insert`] needs a transaction around it: PostgreSQL's one-statement insert is
 /// atomic by itself unless something else is written or read with it.
 pub(crate) fn insert_needs_tx(m: &Model, members: &[String], load_members: bool) -> bool {
-    !m.d.writable_ctes() || !members.is_empty() || !m.unique_checks.is_empty() || load_members
+    !m.d.writable_ctes()
+        || !members.is_empty()
+        || !m.unique_checks.is_empty()
+        || load_members
+        || m.tomb.is_some()
 }
 
 /// Inserts a row with its child rows and initial members and returns it as stored.
@@ -73,6 +77,19 @@ pub(crate) async fn insert<C: Conn>(
     load_members: bool,
 ) -> Result<Row, BackendError> {
     let m = c.model();
+    // RFC 7644 §3.6: a deleted resource takes no part in conflicts. A soft-deleted row that
+    // holds a unique value of the new one is brought back instead, under its own key.
+    if let Some(clash) = m.tombstoned_clash(&values) {
+        let found = c
+            .strings(&clash)
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next());
+        if let Some(key) = found.and_then(|k| m.key_value(&k)) {
+            return revive(c, &key, values, members, load_members).await;
+        }
+    }
     let indexed: Vec<(usize, &Value)> = values.iter().enumerate().collect();
     check_unique(c, &indexed, None).await?;
     let uuid = if m.key_uuid {
@@ -120,6 +137,42 @@ pub(crate) async fn insert<C: Conn>(
         })?;
         change_members(c, &key, &[MemberChange::Add(members)]).await?;
     }
+    if load_members {
+        members_after_write(c, &mut row).await?;
+    }
+    Ok(row)
+}
+
+/// Brings back soft-deleted row `key` as an insert of `values` would have written it: its
+/// fields rewritten (absent ones cleared, or set to the column's default), its members
+/// replaced, its tombstone (when this table keeps them) removed.
+pub(crate) async fn revive<C: Conn>(
+    c: &C,
+    key: &Value,
+    values: Vec<Value>,
+    members: Vec<String>,
+    load_members: bool,
+) -> Result<Row, BackendError> {
+    let m = c.model();
+    let indexed: Vec<(usize, &Value)> = values.iter().enumerate().collect();
+    check_unique(c, &indexed, Some(key)).await?;
+    if let Some(upd) = m.revive_update(&values, key) {
+        c.exec(&upd).await?;
+    }
+    for (i, v) in values.iter().enumerate() {
+        if matches!(m.fields[i], Field::Child(_)) {
+            write_child(c, i, key, v).await?;
+        }
+    }
+    if let Some(t) = m.tombstone_delete(key) {
+        c.exec(&t).await?;
+    }
+    if m.members.is_some() {
+        change_members(c, key, &[MemberChange::Replace(members)]).await?;
+    }
+    let mut row = fetch(c, key, false)
+        .await?
+        .ok_or_else(|| BackendError::Internal("revived row not found".into()))?;
     if load_members {
         members_after_write(c, &mut row).await?;
     }
@@ -235,7 +288,7 @@ async fn count<C: Conn>(c: &C, filter: &Sql) -> Result<u64, BackendError> {
         .push(" FROM ")
         .push(&m.table)
         .push(" t WHERE 1=1");
-    m.push_fixed(&mut q, "t", &m.filter);
+    m.push_scope(&mut q, "t");
     q.push(" AND ");
     q.append(filter);
     let n = c
@@ -309,13 +362,21 @@ pub(crate) async fn delete<C: Conn>(
             }
         }
         DeleteMode::Soft(set) => {
-            if let Some(sql) = m.update(&set, key, true) {
+            if let Some(sql) = m.update_at(&set, key, true, Moment::Delete) {
                 c.exec(&sql).await?;
             }
             for (i, v) in &set {
                 if matches!(m.fields.get(*i), Some(Field::Child(_))) {
                     write_child(c, *i, key, v).await?;
                 }
+            }
+            // RFC 7644 §3.6: gone for SCIM, though the row stays in the app; a deleted
+            // resource is no one's member.
+            for sql in m.memberships_clear(key) {
+                c.exec(&sql).await?;
+            }
+            if let Some(t) = m.tombstone_insert(key) {
+                c.exec(&t).await?;
             }
         }
     }

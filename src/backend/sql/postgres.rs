@@ -552,7 +552,8 @@ async fn table_info(
                     (a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid), '') LIKE 'nextval(%'),
                     CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4 THEN a.atttypmod - 4 END,
                     coalesce((SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = a.atttypid), '{}'),
-                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey))
+                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary AND a.attnum = ANY(i.indkey)),
+                    a.atthasdef
              FROM pg_attribute a
              JOIN pg_type t ON t.oid = a.atttypid
              LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -576,6 +577,7 @@ async fn table_info(
                 cast,
                 notnull: r.get(4),
                 has_default: r.get(5),
+                default_sql: r.get::<_, bool>(10).then(|| "DEFAULT".to_owned()),
                 generated: r.get(6),
                 pk: r.get(9),
                 ci: typname == "citext",
@@ -850,6 +852,25 @@ impl Table for PgTable {
             return Err(BackendError::NotFound);
         };
         in_tx!(self, |c| ops::delete(&c, &key, mode, check))
+    }
+
+    async fn revive(
+        &self,
+        key: &str,
+        values: Vec<Value>,
+        members: Vec<String>,
+        load_members: bool,
+    ) -> Result<Row, BackendError> {
+        let Some(key) = self.m.key_value(key) else {
+            return Err(BackendError::NotFound);
+        };
+        in_tx!(self, |c| ops::revive(
+            &c,
+            &key,
+            values,
+            members,
+            load_members
+        ))
     }
 }
 

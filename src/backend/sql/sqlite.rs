@@ -605,13 +605,13 @@ fn table_info(c: &Connection, table: &str) -> rusqlite::Result<Option<TableInfo>
         .unwrap_or_default();
     let mut st =
         c.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)")?;
-    let raw: Vec<(String, String, bool, bool, i64)> = st
+    let raw: Vec<(String, String, bool, Option<String>, i64)> = st
         .query_map([table], |r| {
             Ok((
                 r.get(0)?,
                 r.get::<_, Option<String>>(1)?.unwrap_or_default(),
                 r.get::<_, i64>(2)? != 0,
-                r.get::<_, Option<String>>(3)?.is_some(),
+                r.get::<_, Option<String>>(3)?,
                 r.get(4)?,
             ))
         })?
@@ -622,7 +622,7 @@ fn table_info(c: &Connection, table: &str) -> rusqlite::Result<Option<TableInfo>
     let pks = raw.iter().filter(|c| c.4 > 0).count();
     let columns = raw
         .into_iter()
-        .map(|(name, decl, notnull, has_default, pk)| {
+        .map(|(name, decl, notnull, default, pk)| {
             // INTEGER PRIMARY KEY is the rowid: SQLite generates it.
             let rowid = pk == 1 && pks == 1 && decl.eq_ignore_ascii_case("INTEGER");
             ColumnInfo {
@@ -630,7 +630,9 @@ fn table_info(c: &Connection, table: &str) -> rusqlite::Result<Option<TableInfo>
                 ty: field_type(&decl),
                 cast: None,
                 notnull: notnull && !rowid,
-                has_default,
+                has_default: default.is_some(),
+                // The app's own schema text (never client data), bracketed.
+                default_sql: default.map(|d| format!("({d})")),
                 pk: pk > 0,
                 generated: rowid,
                 name,
@@ -949,6 +951,20 @@ impl Table for SqliteTable {
             return Err(BackendError::NotFound);
         };
         self.write(move |c| run_ready(ops::delete(c, &key, mode, check)))
+            .await
+    }
+
+    async fn revive(
+        &self,
+        key: &str,
+        values: Vec<Value>,
+        members: Vec<String>,
+        load_members: bool,
+    ) -> Result<Row, BackendError> {
+        let Some(key) = self.m.key_value(key) else {
+            return Err(BackendError::NotFound);
+        };
+        self.write(move |c| run_ready(ops::revive(c, &key, values, members, load_members)))
             .await
     }
 }

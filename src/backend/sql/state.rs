@@ -179,6 +179,8 @@ impl<E> SqlStateStore<E> {
             ty: FieldType::Text { max_len: None },
             cast: None,
             ci: false,
+            notnull: false,
+            default_sql: None,
         };
         let value = Value::Text(super::model::value_text(&c.value));
         super::comparison(self.d, "value", &col, c.op, &value, c.fold_case, sql);
