@@ -459,6 +459,9 @@ pub enum FieldSource {
 /// A field the mapping reads and writes.
 #[derive(Clone, Debug)]
 pub struct FieldSpec {
+    /// The field's name in the mapping file (the map key, `userName`, or a `set` key), for
+    /// the store's own templates and parameters (an SQL hook's `:userName`).
+    pub name: String,
     /// Where the value is kept.
     pub source: FieldSource,
     /// Whether values must be unique among the resource's rows (SCIM `uniqueness: server`).
@@ -561,6 +564,8 @@ pub enum SpecPart {
     Filter,
     /// Value `i` the store writes by itself ([`TableSpec::constants`]).
     Constant(usize),
+    /// A part of the store's own location with a position of its own (an SQL hook).
+    At(crate::mapping::Origin),
 }
 
 /// A problem found while checking a [`TableSpec`] against the live store.

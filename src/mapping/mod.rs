@@ -488,6 +488,7 @@ pub async fn build(
             .or(def.map(|d| d.uniqueness))
             .unwrap_or(Uniqueness::None);
         fields.push(FieldSpec {
+            name: p.shown.clone(),
             source: source.clone(),
             unique: uniqueness != Uniqueness::None,
             fold_case: !case_exact,
@@ -524,6 +525,7 @@ pub async fn build(
             .members
             .as_ref()
             .map_or(spec.origin.clone(), |m| m.origin.clone()),
+        SpecPart::At(o) => o.clone(),
     };
     // What the store says of each plan: its own fields', and plain text for values kept in
     // another store's state.

@@ -91,6 +91,53 @@ fn check_reports_every_problem() {
     assert!(lines >= 4, "every problem on its own line:\n{out}");
 }
 
+/// Hooks and cascades are checked against the live database without being run: a statement
+/// that names a missing table, a parameter that is no attribute, an event that does not exist
+/// and a cascade into a missing table each get their own line, pointing at the hook.
+#[test]
+fn check_reports_hook_mistakes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = quickstart_copy(dir.path(), |t| {
+        t.replace(
+            "members = { table = \"account_roles\", group = \"role_id\", member = \"account_id\" }\n",
+            "members = { table = \"account_roles\", group = \"role_id\", member = \"account_id\" }\n\
+             cascade = [{ table = \"role_grants\", column = \"role_id\" }]\n\n\
+             [[resource.Group.hook]]\n\
+             on = \"member_add\"\n\
+             sql = \"INSERT INTO audit_log (who) VALUES (:member)\"\n\n\
+             [[resource.Group.hook]]\n\
+             on = \"create\"\n\
+             sql = \"UPDATE roles SET name = :shoeSize WHERE id = :id\"\n",
+        )
+    });
+    let (ok, out) = check(&config);
+    assert!(!ok, "{out}");
+    for expected in [
+        "no such table: audit_log",
+        "parameter :shoeSize is not :id, :member or a mapped attribute",
+        "table 'role_grants' does not exist",
+    ] {
+        assert!(out.contains(expected), "{expected}:\n{out}");
+    }
+    let file = config.display().to_string();
+    let lines = out
+        .lines()
+        .filter(|l| l.starts_with(&file) && l.contains("error:"))
+        .count();
+    assert!(lines >= 3, "every problem on its own line:\n{out}");
+
+    let config = quickstart_copy(dir.path(), |t| {
+        t + "\n[[resource.Group.hook]]\non = \"renamed\"\nsql = \"SELECT 1\"\n"
+    });
+    let (ok, out) = check(&config);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("hook on \"renamed\" is not an event")
+            && out.contains("events: create, update, delete, member_add, member_remove"),
+        "{out}"
+    );
+}
+
 /// A broken file (a setting that does not exist, a variable that is not set) is refused by
 /// `run` before it listens, with the line and a fix, and a non-zero exit.
 #[test]

@@ -10,6 +10,7 @@ mod admin;
 mod auth;
 mod cli;
 mod contract;
+mod derived;
 mod discovery;
 mod entra;
 mod errors;

@@ -203,6 +203,17 @@ impl Sidecar {
         }
     }
 
+    /// Runs statements against the app's own database, as the app itself would write.
+    pub async fn exec(&self, sql: &str) {
+        match &self.pg {
+            Some(db) => db.exec(sql).await,
+            None => rusqlite::Connection::open(&self.db)
+                .expect("open db")
+                .execute_batch(sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
+    }
+
     /// The running server (to swap its config).
     pub fn running(&self) -> &Running {
         self.running.as_ref().expect("running")

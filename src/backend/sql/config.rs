@@ -23,7 +23,8 @@ use crate::mapping::Origin;
 
 // === What the mapping file says ===
 
-/// Where a resource lives: `table`, `key`, `where`.
+/// Where a resource lives: `table`, `key`, `where`; and what its writes bring with them in
+/// the app's other tables: `cascade` and `hook`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SqlResource {
     /// Table name (optionally `schema.table`).
@@ -33,6 +34,53 @@ pub struct SqlResource {
     /// Discriminator: column values that select this resource type's rows in a table shared
     /// with others (users and groups in one table). Written on insert, added to every query.
     pub filter: Vec<(String, Value)>,
+    /// Rows of other tables that reference a deleted row: removed, or their reference
+    /// cleared, in the delete's transaction.
+    pub cascade: Vec<Cascade>,
+    /// Statements of the app's own logic, run in the same transaction after a write.
+    pub hooks: Vec<Hook>,
+}
+
+/// `cascade = [{ table, column, action }]`: what a hard delete does to rows that reference
+/// the deleted row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cascade {
+    /// The referencing table.
+    pub table: String,
+    /// Its column holding the deleted row's key.
+    pub column: String,
+    /// Delete those rows, or set the column to NULL.
+    pub null: bool,
+    /// Where it is written, for messages.
+    pub origin: Origin,
+}
+
+/// When a hook runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// After a create (`:id` is the new row's key).
+    Create,
+    /// After a replace or a change (PUT, PATCH) that wrote something.
+    Update,
+    /// Before a delete removes the row (hard) or after it marks it (soft).
+    Delete,
+    /// After each member is added to a group (`:member`).
+    MemberAdd,
+    /// After each member is removed from a group (`:member`).
+    MemberRemove,
+}
+
+/// `[[resource.X.hook]]`: SQL of the app's own logic, with named parameters bound, never
+/// interpolated: `:id` (the resource's key), `:member` (a member's key, in member hooks),
+/// and `:<map key>` (a mapped attribute's value after the write, e.g. `:userName`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hook {
+    /// When it runs.
+    pub on: Vec<Event>,
+    /// Its statements, run in order.
+    pub sql: Vec<String>,
+    /// Where it is written.
+    pub origin: Origin,
 }
 
 /// Where a mapped value lives.
@@ -59,6 +107,9 @@ pub struct ChildSpec {
     /// Fixed column values that pick the row (`meta_key = 'first_name'`, `is_primary = true`);
     /// written when the row is created.
     pub select: Vec<(String, Value)>,
+    /// Values written into the row, never read: `created_on = { now = true }` when it is
+    /// created, `updated_on = { now = true, on = "always" }` whenever its value changes.
+    pub set: Vec<(String, ConstValue, When)>,
 }
 
 /// How a group's members are kept.
@@ -132,6 +183,43 @@ struct RawResource {
     key: Option<S>,
     #[serde(rename = "where")]
     filter: Option<toml::Spanned<IndexMap<String, toml::Value>>>,
+    #[serde(default)]
+    cascade: Vec<toml::Spanned<RawCascade>>,
+    #[serde(default)]
+    hook: Vec<toml::Spanned<RawHook>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCascade {
+    table: S,
+    column: S,
+    action: Option<S>,
+}
+
+/// A string or a list of strings. Plain strings: serde's untagged enums cannot carry spans,
+/// so errors point at the enclosing hook.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn items(&self) -> Vec<&String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v.iter().collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHook {
+    on: OneOrMany,
+    sql: OneOrMany,
 }
 
 #[derive(Deserialize)]
@@ -142,6 +230,19 @@ struct RawField {
     link: Option<S>,
     #[serde(rename = "where")]
     filter: Option<IndexMap<String, toml::Value>>,
+    set: Option<IndexMap<String, RawChildSet>>,
+}
+
+/// A value written into a child row: a constant, or `{ now = true, on = "always" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawChildSet {
+    Table {
+        value: Option<toml::Value>,
+        now: Option<bool>,
+        on: Option<String>,
+    },
+    Value(toml::Value),
 }
 
 #[derive(Deserialize)]
@@ -224,11 +325,133 @@ pub fn parse_resource(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option
         }
         None => Vec::new(),
     };
+    let mut cascade = Vec::new();
+    for c in &r.cascade {
+        let co = cx.origin(c.span());
+        let c = c.get_ref();
+        let table = ident(cx, &c.table, "cascade table");
+        let column = column_name(cx, &c.column, "cascade column");
+        let null = match c
+            .action
+            .as_ref()
+            .and_then(|a| cx.string(a, "cascade action"))
+            .as_deref()
+        {
+            None | Some("delete") => false,
+            Some("null") => true,
+            Some(other) => {
+                cx.error(
+                    &co,
+                    format!("{what}: cascade action \"{other}\" is not \"delete\" or \"null\""),
+                    Some("\"delete\" removes the referencing rows, \"null\" clears their column"),
+                );
+                false
+            }
+        };
+        if let (Some(table), Some(column)) = (table, column) {
+            cascade.push(Cascade {
+                table,
+                column,
+                null,
+                origin: co,
+            });
+        }
+    }
+    let mut hooks = Vec::new();
+    for h in &r.hook {
+        let ho = cx.origin(h.span());
+        let h = h.get_ref();
+        let mut on = Vec::new();
+        for e in h.on.items() {
+            match e.as_str() {
+                "create" => on.push(Event::Create),
+                "update" | "replace" => on.push(Event::Update),
+                "delete" => on.push(Event::Delete),
+                "member_add" => on.push(Event::MemberAdd),
+                "member_remove" => on.push(Event::MemberRemove),
+                other => {
+                    cx.error(
+                        &ho,
+                        format!("{what}: hook on \"{other}\" is not an event"),
+                        Some("events: create, update, delete, member_add, member_remove"),
+                    );
+                }
+            }
+        }
+        let sql: Vec<String> = h.sql.items().into_iter().cloned().collect();
+        if sql.iter().any(|s| s.trim().is_empty()) {
+            cx.error(&ho, format!("{what}: a hook statement is empty"), None);
+        }
+        hooks.push(Hook {
+            on,
+            sql,
+            origin: ho,
+        });
+    }
     Some(std::sync::Arc::new(SqlResource {
         table: table?,
         key: key?,
         filter,
+        cascade,
+        hooks,
     }))
+}
+
+/// `set = { column = value | { now = true, on = "insert" | "always" } }` of a child row.
+fn child_set(
+    cx: &mut Cx<'_>,
+    set: &IndexMap<String, RawChildSet>,
+    o: &Origin,
+    what: &str,
+) -> Vec<(String, ConstValue, When)> {
+    let mut out = Vec::new();
+    for (c, v) in set {
+        if !valid_ident(c) || c.contains('.') {
+            cx.error(
+                o,
+                format!("{what}: set \"{c}\" is not a valid column name"),
+                None,
+            );
+            continue;
+        }
+        let (value, when) = match v {
+            RawChildSet::Value(v) => match cx.store_value(v, o, what) {
+                Some(v) => (ConstValue::Value(v), When::Insert),
+                None => continue,
+            },
+            RawChildSet::Table { value, now, on } => {
+                let when = match on.as_deref() {
+                    None | Some("insert") => When::Insert,
+                    Some("always") => When::Always,
+                    Some(other) => {
+                        cx.error(
+                            o,
+                            format!("{what}: set \"{c}\": on = \"{other}\" is not \"insert\" or \"always\""),
+                            None,
+                        );
+                        continue;
+                    }
+                };
+                match (value, now) {
+                    (Some(v), None) => match cx.store_value(v, o, what) {
+                        Some(v) => (ConstValue::Value(v), when),
+                        None => continue,
+                    },
+                    (None, Some(true)) => (ConstValue::Now, when),
+                    _ => {
+                        cx.error(
+                            o,
+                            format!("{what}: set \"{c}\" needs exactly one of value = …, now = true"),
+                            Some("e.g. set = { created_on = { now = true }, updated_on = { now = true, on = \"always\" } }"),
+                        );
+                        continue;
+                    }
+                }
+            }
+        };
+        out.push((c.clone(), value, when));
+    }
+    out
 }
 
 /// Where a map entry's value lives.
@@ -266,11 +489,16 @@ pub fn parse_field(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Lo
                 Some(f) => fixed(cx, f, &o, "where"),
                 None => Vec::new(),
             };
+            let set = match &t.set {
+                Some(set) => child_set(cx, set, &o, what),
+                None => Vec::new(),
+            };
             Some(std::sync::Arc::new(SqlField::Child(ChildSpec {
                 table,
                 link,
                 column,
                 select,
+                set,
             })))
         }
         _ => {
@@ -331,6 +559,8 @@ pub enum Source {
 /// A field the mapping reads and writes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FieldSpec {
+    /// The field's name in the mapping (a hook's `:name`).
+    pub name: String,
     /// Where the value is kept.
     pub source: Source,
     /// Whether values must be unique in the table.
@@ -398,6 +628,11 @@ pub struct MemberOf {
     pub table: String,
     /// Its column holding this table's key.
     pub column: String,
+    /// Its column holding the group's key.
+    pub group_column: String,
+    /// The group type's `member_remove` hooks: a row that is deleted leaves its groups as
+    /// a member removed by PATCH does, and the app's derived rows follow.
+    pub hooks: Vec<Hook>,
 }
 
 /// A resource type's tables and columns, as [`super::model::Model::build`] checks them.
@@ -424,6 +659,10 @@ pub struct RelSpec {
     pub tombstone: Option<ChildSpec>,
     /// The member resource type's tombstones, when it soft-deletes.
     pub member_tombstone: Option<ChildSpec>,
+    /// What a hard delete does to rows referencing the deleted one.
+    pub cascade: Vec<Cascade>,
+    /// Statements of the app's logic run after writes.
+    pub hooks: Vec<Hook>,
 }
 
 /// The name a tombstone has among a resource's kept values.
@@ -442,6 +681,7 @@ pub fn tombstone(kept_table: &str, resource_type: &str) -> ChildSpec {
             ),
             ("name".into(), Value::Text(TOMBSTONE.into())),
         ],
+        set: Vec::new(),
     }
 }
 
@@ -497,6 +737,7 @@ pub fn rel_spec(spec: &TableSpec, kept_table: &str) -> Result<RelSpec, Vec<SpecP
             }),
         };
         fields.push(FieldSpec {
+            name: f.name.clone(),
             source,
             unique: f.unique,
             fold_case: f.fold_case,
@@ -552,10 +793,23 @@ pub fn rel_spec(spec: &TableSpec, kept_table: &str) -> Result<RelSpec, Vec<SpecP
             SqlMembers::Join {
                 table,
                 member_column,
-                ..
+                group_column,
             } => Some(MemberOf {
                 table: table.clone(),
                 column: member_column.clone(),
+                group_column: group_column.clone(),
+                hooks: m
+                    .group
+                    .as_any()
+                    .downcast_ref::<SqlResource>()
+                    .map(|g| {
+                        g.hooks
+                            .iter()
+                            .filter(|h| h.on.contains(&Event::MemberRemove))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             }),
             SqlMembers::Column(_) => None,
         })
@@ -582,5 +836,7 @@ pub fn rel_spec(spec: &TableSpec, kept_table: &str) -> Result<RelSpec, Vec<SpecP
             Some(m) if spec.member_tombstones => Some(tombstone(kept_table, &m.member_type)),
             _ => None,
         },
+        cascade: res.cascade,
+        hooks: res.hooks,
     })
 }

@@ -12,6 +12,7 @@
 //! booleans, enums, `citext`, timestamps and `uuid` alike.
 
 pub mod config;
+pub mod hooks;
 pub mod model;
 pub(crate) mod ops;
 #[cfg(feature = "postgres")]
@@ -37,8 +38,11 @@ pub enum Dialect {
 /// A bound parameter.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Param {
-    /// A single value.
+    /// A single value (PostgreSQL: sent as text, cast in the statement).
     Value(Value),
+    /// A single value whose type the database infers from where the placeholder stands (a
+    /// hook's `:name`): encoded as that type.
+    Inferred(Value),
     /// A text array (PostgreSQL `= ANY($n)` and `unnest($n)`).
     TextArray(Vec<String>),
 }
@@ -88,6 +92,17 @@ impl Sql {
         self
     }
 
+    /// Binds a value whose type the database infers, and appends `?N` / `$N` (no cast).
+    pub fn param_inferred(&mut self, d: Dialect, v: Value) -> &mut Self {
+        self.params.push(Param::Inferred(v));
+        let sigil = match d {
+            Dialect::Sqlite => "?",
+            Dialect::Postgres => "$",
+        };
+        self.placeholder(sigil);
+        self
+    }
+
     /// Binds a text array (PostgreSQL) and appends `$N::text[]`.
     pub fn param_array(&mut self, values: Vec<String>) -> &mut Self {
         self.params.push(Param::TextArray(values));
@@ -118,6 +133,15 @@ impl Sql {
         }
         self.text.push_str(&other.text[last..]);
         self.params.extend(other.params.iter().cloned());
+    }
+}
+
+/// A statement cut to one line of reasonable length, for messages.
+pub(crate) fn shorten(sql: &str) -> String {
+    let one: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &one[..i]),
+        None => one,
     }
 }
 
@@ -724,21 +748,25 @@ mod tests {
             filter: vec![],
             fields: vec![
                 FieldSpec {
+                    name: "userName".into(),
                     source: Source::Column("login".into()),
                     unique: true,
                     fold_case: true,
                 },
                 FieldSpec {
+                    name: "age".into(),
                     source: Source::Column("age".into()),
                     unique: false,
                     fold_case: false,
                 },
                 FieldSpec {
+                    name: "email".into(),
                     source: Source::Child(ChildSpec {
                         table: "emails".into(),
                         link: "user_id".into(),
                         column: "address".into(),
                         select: vec![("kind".into(), Value::Text("work".into()))],
+                        set: vec![],
                     }),
                     unique: false,
                     fold_case: true,
@@ -757,6 +785,8 @@ mod tests {
             max_members: None,
             tombstone: None,
             member_tombstone: None,
+            cascade: vec![],
+            hooks: vec![],
         };
         match Model::build(d, &spec, &catalog()) {
             Ok((m, _, _)) => m,
@@ -777,7 +807,7 @@ mod tests {
         sql.params
             .iter()
             .filter_map(|p| match p {
-                Param::Value(v) => Some(v.clone()),
+                Param::Value(v) | Param::Inferred(v) => Some(v.clone()),
                 Param::TextArray(_) => None,
             })
             .collect()

@@ -108,6 +108,33 @@ impl TableInfo {
     }
 }
 
+/// Every statement of the spec's hooks that compiles, with placeholders for its parameters
+/// and where its hook is written: what a store prepares (never runs) against the live
+/// database when it opens the table. Independent of the model, so that a hook's mistake is
+/// reported together with the rest of the spec's.
+pub fn hook_statements(d: Dialect, spec: &RelSpec) -> Vec<(crate::mapping::Origin, Sql, String)> {
+    let names: Vec<String> = spec.fields.iter().map(|f| f.name.clone()).collect();
+    spec.hooks
+        .iter()
+        .filter_map(|h| super::hooks::compile(h, &names).ok())
+        .flat_map(|h| h.statements)
+        .map(|st| (st.origin.clone(), st.placeholders(d), st.shown))
+        .collect()
+}
+
+/// A hook statement that does not prepare, as a problem at its hook.
+pub fn unprepared(origin: crate::mapping::Origin, shown: &str, error: &str) -> SpecProblem {
+    SpecProblem {
+        part: SpecPart::At(origin),
+        message: format!(
+            "hook statement `{}` does not prepare: {error}",
+            super::shorten(shown)
+        ),
+        fix: None,
+        warning: false,
+    }
+}
+
 /// The tables a spec refers to (the table itself, child tables, member and join tables).
 pub fn tables_needed(spec: &RelSpec) -> Vec<String> {
     let mut out = vec![spec.table.clone()];
@@ -116,6 +143,9 @@ pub fn tables_needed(spec: &RelSpec) -> Vec<String> {
         .flatten()
     {
         out.push(t.table.clone());
+    }
+    for c in &spec.cascade {
+        out.push(c.table.clone());
     }
     for f in &spec.fields {
         if let Source::Child(c) = &f.source {
@@ -212,6 +242,40 @@ pub struct Child {
     pub col: Col,
     /// What picks the row.
     pub select: Vec<Fixed>,
+    /// Values written into the row by the sidecar (timestamps the app requires).
+    pub set: Vec<Constant>,
+}
+
+impl Child {
+    /// The columns a new child row is written with: link, value, selector, set values.
+    pub fn insert_columns(&self) -> String {
+        let mut names = vec![self.link.name.as_str(), self.col.name.as_str()];
+        names.extend(self.select.iter().map(|f| f.col.name.as_str()));
+        names.extend(self.set.iter().map(|k| k.col.name.as_str()));
+        names.join(", ")
+    }
+
+    /// `, selector…, set value…`: what follows the link and the value in a new row.
+    pub fn push_insert_values(&self, d: Dialect, sql: &mut Sql) {
+        for f in &self.select {
+            sql.push(", ");
+            f.col.param(d, sql, f.value.clone());
+        }
+        for k in &self.set {
+            sql.push(", ");
+            k.col.param(d, sql, k.value_now());
+        }
+    }
+}
+
+impl Constant {
+    /// The value to write now.
+    pub fn value_now(&self) -> Value {
+        match &self.value {
+            ConstValue::Value(v) => v.clone(),
+            ConstValue::Now => crate::backend::now(&self.col.ty),
+        }
+    }
 }
 
 /// When a write happens, for the values the sidecar writes by itself.
@@ -285,6 +349,10 @@ pub struct Ref {
     pub table: String,
     /// The column.
     pub column: Col,
+    /// The group's column.
+    pub group: Option<Col>,
+    /// The group type's `member_remove` hooks (`:id` the group, `:member` this row).
+    pub hooks: Vec<super::hooks::Compiled>,
 }
 
 /// A mapped table, ready to execute.
@@ -323,6 +391,10 @@ pub struct Model {
     /// Every field whose values are unique (by index or declaration), with its case
     /// folding: what an insert may clash with a tombstoned row on.
     pub unique_fields: Vec<(usize, bool)>,
+    /// Rows of other tables a hard delete removes (`false`) or detaches (`true`).
+    pub cascade: Vec<(String, Col, bool)>,
+    /// The app's logic run after writes.
+    pub hooks: Vec<super::hooks::Compiled>,
 }
 
 fn problem(part: SpecPart, message: String, fix: Option<String>) -> SpecProblem {
@@ -587,6 +659,33 @@ impl Model {
                             });
                         }
                     }
+                    let mut set = Vec::new();
+                    for (sc, value, on) in &c.set {
+                        let taken = [&c.link, &c.column]
+                            .iter()
+                            .any(|n| n.eq_ignore_ascii_case(sc))
+                            || c.select.iter().any(|(n, _)| n.eq_ignore_ascii_case(sc));
+                        if taken {
+                            problems.push(problem(
+                                part.clone(),
+                                format!(
+                                    "column '{}.{sc}' is both set and read (link, column or where)",
+                                    c.table
+                                ),
+                                None,
+                            ));
+                            continue;
+                        }
+                        if let Some(info) =
+                            column_of(&t, &c.table, sc, "set column ", part.clone(), &mut problems)
+                        {
+                            set.push(Constant {
+                                col: Col::from_info(sc, &info),
+                                value: value.clone(),
+                                on: *on,
+                            });
+                        }
+                    }
                     // Columns of the child row nobody writes must be nullable or defaulted.
                     for ci in &t.columns {
                         let named = [&c.link, &c.column]
@@ -594,12 +693,18 @@ impl Model {
                             .any(|n| n.eq_ignore_ascii_case(&ci.name))
                             || c.select
                                 .iter()
-                                .any(|(n, _)| n.eq_ignore_ascii_case(&ci.name));
+                                .any(|(n, _)| n.eq_ignore_ascii_case(&ci.name))
+                            || c.set
+                                .iter()
+                                .any(|(n, _, _)| n.eq_ignore_ascii_case(&ci.name));
                         if ci.notnull && !ci.has_default && !ci.generated && !named {
                             problems.push(problem(
                                 part.clone(),
                                 format!("column '{}.{}' is NOT NULL without a default, and the mapping does not write it", c.table, ci.name),
-                                Some(format!("add it to `where = {{ {} = … }}`, or give it a DEFAULT", ci.name)),
+                                Some(format!(
+                                    "write it with the row: `set = {{ {0} = {{ now = true }} }}` (a timestamp) or `set = {{ {0} = … }}` (a constant) in the map entry, or give the column a DEFAULT",
+                                    ci.name
+                                )),
                             ));
                         }
                     }
@@ -643,6 +748,7 @@ impl Model {
                         link: Col::from_info(&c.link, &link),
                         col: Col::from_info(&c.column, &col),
                         select,
+                        set,
                     }));
                 }
             }
@@ -672,18 +778,35 @@ impl Model {
             None => None,
             Some(m) => Self::members(m, cat, &mut problems, &mut warnings),
         };
-        let member_of = spec
-            .member_of
-            .iter()
-            .filter_map(|m| {
-                let t = cat.tables.get(&m.table)?.as_ref()?;
-                let c = t.column(&m.column)?;
-                Some(Ref {
-                    table: quote_ident(&m.table),
-                    column: Col::from_info(&m.column, c),
-                })
-            })
-            .collect();
+        let mut member_of = Vec::new();
+        for m in &spec.member_of {
+            let Some(t) = cat.tables.get(&m.table).and_then(Option::as_ref) else {
+                continue;
+            };
+            let Some(c) = t.column(&m.column) else {
+                continue;
+            };
+            let mut hooks = Vec::new();
+            for h in &m.hooks {
+                // Run from the member's side, only the group's key and the member's are known.
+                match super::hooks::compile(h, &[]) {
+                    Ok(c) => hooks.push(c),
+                    Err(e) => problems.push(problem(
+                        SpecPart::At(h.origin.clone()),
+                        format!("hook: {e} — a member_remove hook also runs when a member is deleted, where only :id and :member are known"),
+                        None,
+                    )),
+                }
+            }
+            member_of.push(Ref {
+                table: quote_ident(&m.table),
+                column: Col::from_info(&m.column, c),
+                group: t
+                    .column(&m.group_column)
+                    .map(|g| Col::from_info(&m.group_column, g)),
+                hooks,
+            });
+        }
 
         if !problems.is_empty() {
             return Err(Refused {
@@ -720,6 +843,7 @@ impl Model {
                 link: Col::from_info(&t.link, link),
                 col: Col::from_info(&t.column, col),
                 select,
+                set: Vec::new(),
             })
         };
         let tomb = spec
@@ -730,6 +854,32 @@ impl Model {
             .member_tombstone
             .as_ref()
             .and_then(|t| tomb_of(t, &mut problems));
+        let mut cascade = Vec::new();
+        for c in &spec.cascade {
+            let part = SpecPart::At(c.origin.clone());
+            let Some(t) = table_of(&c.table, part.clone(), &mut problems) else {
+                continue;
+            };
+            if let Some(col) = column_of(&t, &c.table, &c.column, "column ", part, &mut problems) {
+                cascade.push((
+                    quote_ident(&c.table),
+                    Col::from_info(&c.column, &col),
+                    c.null,
+                ));
+            }
+        }
+        let names: Vec<String> = spec.fields.iter().map(|f| f.name.clone()).collect();
+        let mut hooks = Vec::new();
+        for h in &spec.hooks {
+            match super::hooks::compile(h, &names) {
+                Ok(c) => hooks.push(c),
+                Err(e) => problems.push(problem(
+                    SpecPart::At(h.origin.clone()),
+                    format!("hook: {e}"),
+                    None,
+                )),
+            }
+        }
         if !problems.is_empty() {
             return Err(Refused {
                 problems,
@@ -752,6 +902,8 @@ impl Model {
             tomb,
             member_tomb,
             unique_fields,
+            cascade,
+            hooks,
         };
         Ok((model, infos, warnings))
     }
@@ -1123,6 +1275,10 @@ impl Model {
                 .push(&ch.col.name)
                 .push(" = ");
             ch.col.param(d, sql, v.clone());
+            for k in ch.set.iter().filter(|k| k.on == When::Always) {
+                sql.push(", ").push(&k.col.name).push(" = ");
+                k.col.param(d, sql, k.value_now());
+            }
             sql.push(" WHERE ").push(&ch.link.name).push(" = ");
             link_param(sql);
             for f in &ch.select {
@@ -1155,26 +1311,23 @@ impl Model {
     }
 
     fn child_insert_into(&self, ch: &Child, key: &Value, v: &Value, sql: &mut Sql) {
-        let mut names = vec![ch.link.name.as_str(), ch.col.name.as_str()];
-        names.extend(ch.select.iter().map(|f| f.col.name.as_str()));
         sql.push("INSERT INTO ")
             .push(&ch.table)
             .push(" (")
-            .push(&names.join(", "))
+            .push(&ch.insert_columns())
             .push(") SELECT ");
         ch.link.param(self.d, sql, link_value(key, &ch.link));
         sql.push(", ");
         ch.col.param(self.d, sql, v.clone());
-        for f in &ch.select {
-            sql.push(", ");
-            f.col.param(self.d, sql, f.value.clone());
-        }
+        ch.push_insert_values(self.d, sql);
     }
 
-    /// The statements a hard delete runs, in order: child rows, memberships, the row.
+    /// The statements a hard delete runs, in order: rows referencing it (`cascade`), child
+    /// rows, its own members, the row. (Leaving its groups is the caller's first step, with
+    /// their hooks: [`Model::memberships_clear`].)
     pub fn delete(&self, key: &Value) -> Vec<Sql> {
         let d = self.d;
-        let mut out = Vec::new();
+        let mut out = self.cascade_stmts(key);
         for (table, link, common) in &self.child_tables {
             let mut sql = Sql::default();
             sql.push("DELETE FROM ")
@@ -1189,7 +1342,6 @@ impl Model {
             }
             out.push(sql);
         }
-        out.extend(self.memberships_clear(key));
         if let Some(m) = &self.members {
             out.push(self.members_clear(m, key));
         }
@@ -1202,6 +1354,57 @@ impl Model {
         self.key.param(d, &mut sql, key.clone());
         out.push(sql);
         out
+    }
+
+    /// What a hard delete of row `key` does to the rows referencing it (`cascade`).
+    pub fn cascade_stmts(&self, key: &Value) -> Vec<Sql> {
+        self.cascade
+            .iter()
+            .map(|(table, col, null)| {
+                let mut sql = Sql::default();
+                if *null {
+                    sql.push("UPDATE ")
+                        .push(table)
+                        .push(" SET ")
+                        .push(&col.name)
+                        .push(" = NULL WHERE ");
+                } else {
+                    sql.push("DELETE FROM ").push(table).push(" WHERE ");
+                }
+                sql.push(&col.name).push(" = ");
+                col.param(self.d, &mut sql, link_value(key, col));
+                sql
+            })
+            .collect()
+    }
+
+    /// The hook statements that run on `event`, in order.
+    pub fn hooks_on(
+        &self,
+        event: super::config::Event,
+    ) -> impl Iterator<Item = &super::hooks::Statement> {
+        self.hooks
+            .iter()
+            .filter(move |h| h.on.contains(&event))
+            .flat_map(|h| h.statements.iter())
+    }
+
+    /// The groups row `key` is a member of through join table `r` (their keys as text).
+    pub fn groups_of(&self, r: &Ref, key: &Value) -> Option<Sql> {
+        let g = r.group.as_ref()?;
+        let mut sql = Sql::default();
+        sql.push("SELECT ")
+            .push(&match self.d {
+                Dialect::Sqlite => format!("j.{}", g.name),
+                Dialect::Postgres => format!("j.{}::text", g.name),
+            })
+            .push(" FROM ")
+            .push(&r.table)
+            .push(" j WHERE j.")
+            .push(&r.column.name)
+            .push(" = ");
+        r.column.param(self.d, &mut sql, key.clone());
+        Some(sql)
     }
 
     /// The memberships listing row `key` as a member, removed (with the row when it is
@@ -1416,6 +1619,12 @@ impl Model {
 
     /// Member ids of the groups `keys`: `(group key, member id)` rows, ordered.
     pub fn members_of(&self, m: &Members, keys: &[Value]) -> Sql {
+        self.members_of_up_to(m, keys, self.max_members)
+    }
+
+    /// [`Model::members_of`] with another limit (`None`: every member, for the hooks of a
+    /// membership replaced whole).
+    pub fn members_of_up_to(&self, m: &Members, keys: &[Value], max: Option<u64>) -> Sql {
         let d = self.d;
         let mut sql = Sql::default();
         let (source, group, member) = match m {
@@ -1453,7 +1662,7 @@ impl Model {
             .push(", ")
             .push(&format!("j.{}", member.name));
         // One more than the limit: enough to know it is exceeded, never the whole group.
-        if let Some(max) = self.max_members {
+        if let Some(max) = max {
             sql.push(&format!(" LIMIT {}", max.saturating_add(1)));
         }
         sql

@@ -19,6 +19,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+use super::config::Event;
 use super::model::{self, Field, Members, Model, Moment};
 use super::{Dialect, Sql, compile_predicate, order_by};
 use crate::backend::{
@@ -67,6 +68,7 @@ pub(crate) fn insert_needs_tx(m: &Model, members: &[String], load_members: bool)
         || !m.unique_checks.is_empty()
         || load_members
         || m.tomb.is_some()
+        || !m.hooks.is_empty()
 }
 
 /// Inserts a row with its child rows and initial members and returns it as stored.
@@ -131,12 +133,13 @@ pub(crate) async fn insert<C: Conn>(
             .await?
             .ok_or_else(|| BackendError::Internal("inserted row not found".into()))?
     };
+    let key = m
+        .key_value(&row.key)
+        .ok_or_else(|| BackendError::Internal("insert returned a key of another type".into()))?;
     if !members.is_empty() {
-        let key = m.key_value(&row.key).ok_or_else(|| {
-            BackendError::Internal("insert returned a key of another type".into())
-        })?;
-        change_members(c, &key, &[MemberChange::Add(members)]).await?;
+        change_members(c, &key, &[MemberChange::Add(members)], Some(&row)).await?;
     }
+    run_hooks(c, Event::Create, &key, Some(&row)).await?;
     if load_members {
         members_after_write(c, &mut row).await?;
     }
@@ -167,12 +170,13 @@ pub(crate) async fn revive<C: Conn>(
     if let Some(t) = m.tombstone_delete(key) {
         c.exec(&t).await?;
     }
-    if m.members.is_some() {
-        change_members(c, key, &[MemberChange::Replace(members)]).await?;
-    }
     let mut row = fetch(c, key, false)
         .await?
         .ok_or_else(|| BackendError::Internal("revived row not found".into()))?;
+    if m.members.is_some() {
+        change_members(c, key, &[MemberChange::Replace(members)], Some(&row)).await?;
+    }
+    run_hooks(c, Event::Create, key, Some(&row)).await?;
     if load_members {
         members_after_write(c, &mut row).await?;
     }
@@ -187,19 +191,14 @@ fn insert_with_children(m: &Model, values: &[Value], uuid: Option<String>) -> Sq
     sql.push(" RETURNING *)");
     for (i, (f, v)) in m.fields.iter().zip(values).enumerate() {
         if let (Field::Child(ch), false) = (f, v.is_null()) {
-            let mut names = vec![ch.link.name.as_str(), ch.col.name.as_str()];
-            names.extend(ch.select.iter().map(|s| s.col.name.as_str()));
             sql.push(&format!(
                 ", c{i} AS (INSERT INTO {} ({}) SELECT ",
                 ch.table,
-                names.join(", ")
+                ch.insert_columns()
             ));
             sql.push(&m.link_from_key(ch, "t")).push(", ");
             ch.col.param(m.d, &mut sql, v.clone());
-            for s in &ch.select {
-                sql.push(", ");
-                s.col.param(m.d, &mut sql, s.value.clone());
-            }
+            ch.push_insert_values(m.d, &mut sql);
             sql.push(" FROM t)");
         }
     }
@@ -334,11 +333,14 @@ pub(crate) async fn update<C: Conn>(
             write_child(c, *i, key, v).await?;
         }
     }
-    change_members(c, key, &members).await?;
+    change_members(c, key, &members, Some(&current)).await?;
     let mut row = match row {
         Some(r) => r,
         None => fetch(c, key, false).await?.ok_or(BackendError::NotFound)?,
     };
+    if !set.is_empty() {
+        run_hooks(c, Event::Update, key, Some(&row)).await?;
+    }
     if load_members {
         members_after_write(c, &mut row).await?;
     }
@@ -357,6 +359,14 @@ pub(crate) async fn delete<C: Conn>(
     check(&current)?;
     match mode {
         DeleteMode::Hard => {
+            // The app's logic first, while the row still exists: it leaves its groups (their
+            // member_remove hooks), its own members leave it (its member_remove hooks, while
+            // what they inherited can still be traced to it), then its delete hooks.
+            leave_groups(c, key).await?;
+            if m.members.is_some() {
+                change_members(c, key, &[MemberChange::Clear], Some(&current)).await?;
+            }
+            run_hooks(c, Event::Delete, key, Some(&current)).await?;
             for sql in m.delete(key) {
                 c.exec(&sql).await?;
             }
@@ -371,13 +381,15 @@ pub(crate) async fn delete<C: Conn>(
                 }
             }
             // RFC 7644 §3.6: gone for SCIM, though the row stays in the app; a deleted
-            // resource is no one's member.
-            for sql in m.memberships_clear(key) {
-                c.exec(&sql).await?;
+            // resource is no one's member, and a deleted group grants nothing.
+            leave_groups(c, key).await?;
+            if m.members.is_some() {
+                change_members(c, key, &[MemberChange::Clear], Some(&current)).await?;
             }
             if let Some(t) = m.tombstone_insert(key) {
                 c.exec(&t).await?;
             }
+            run_hooks(c, Event::Delete, key, Some(&current)).await?;
         }
     }
     Ok(())
@@ -493,6 +505,7 @@ async fn change_members<C: Conn>(
     c: &C,
     key: &Value,
     changes: &[MemberChange],
+    row: Option<&Row>,
 ) -> Result<(), BackendError> {
     let m = c.model();
     let Some(mm) = &m.members else {
@@ -504,22 +517,149 @@ async fn change_members<C: Conn>(
             ))
         };
     };
+    let hooked = m.hooks_on(Event::MemberAdd).next().is_some()
+        || m.hooks_on(Event::MemberRemove).next().is_some();
     for change in changes {
         match change {
-            MemberChange::Add(ids) => add_members(c, mm, key, ids).await?,
+            MemberChange::Add(ids) => {
+                add_members(c, mm, key, ids).await?;
+                member_hooks(c, Event::MemberAdd, key, ids, row).await?;
+            }
+            MemberChange::Replace(ids) if hooked => {
+                // The hooks see the difference, not a clear and a refill: a member kept
+                // keeps what the app derived from its membership.
+                let before = current_members(c, mm, key).await?;
+                let gone: Vec<String> = before
+                    .iter()
+                    .filter(|b| !ids.contains(b))
+                    .cloned()
+                    .collect();
+                let new: Vec<String> = ids
+                    .iter()
+                    .filter(|i| !before.contains(i))
+                    .cloned()
+                    .collect();
+                c.exec(&m.members_clear(mm, key)).await?;
+                add_members(c, mm, key, ids).await?;
+                member_hooks(c, Event::MemberRemove, key, &gone, row).await?;
+                member_hooks(c, Event::MemberAdd, key, &new, row).await?;
+            }
             MemberChange::Replace(ids) => {
                 c.exec(&m.members_clear(mm, key)).await?;
                 add_members(c, mm, key, ids).await?;
             }
             MemberChange::Clear => {
+                let before = if hooked {
+                    current_members(c, mm, key).await?
+                } else {
+                    Vec::new()
+                };
                 c.exec(&m.members_clear(mm, key)).await?;
+                member_hooks(c, Event::MemberRemove, key, &before, row).await?;
             }
             MemberChange::Remove(ids) => {
                 let (valid, _) = super::split_ids(mm.member_key(), ids);
                 if !valid.is_empty() {
                     c.exec(&m.members_remove(mm, key, &valid)).await?;
+                    member_hooks(c, Event::MemberRemove, key, &valid, row).await?;
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Removes row `key` from every group it is a member of, running each group type's
+/// `member_remove` hooks as a PATCH removing it would.
+async fn leave_groups<C: Conn>(c: &C, key: &Value) -> Result<(), BackendError> {
+    let m = c.model();
+    let sqls = m.memberships_clear(key);
+    for (r, clear) in m.member_of.iter().zip(sqls) {
+        let groups = match (r.hooks.is_empty(), m.groups_of(r, key)) {
+            (false, Some(q)) => c.strings(&q).await?,
+            _ => Vec::new(),
+        };
+        c.exec(&clear).await?;
+        let Some(g) = &r.group else { continue };
+        for group in groups.into_iter().filter_map(|r| r.into_iter().next()) {
+            let Some(gk) = super::key_value(&group, g.ty == crate::backend::FieldType::Integer)
+            else {
+                continue;
+            };
+            for h in &r.hooks {
+                for st in &h.statements {
+                    hook(c, st, &gk, Some(key), None).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every member id of group `key` (for hooks that must see who leaves).
+async fn current_members<C: Conn>(
+    c: &C,
+    mm: &Members,
+    key: &Value,
+) -> Result<Vec<String>, BackendError> {
+    let m = c.model();
+    Ok(
+        c.strings(&m.members_of_up_to(mm, std::slice::from_ref(key), None))
+            .await?
+            .into_iter()
+            .filter_map(|r| r.into_iter().nth(1))
+            .collect(),
+    )
+}
+
+/// Runs the hooks of `event` for the resource `key` (its row after the write, when known).
+async fn run_hooks<C: Conn>(
+    c: &C,
+    event: Event,
+    key: &Value,
+    row: Option<&Row>,
+) -> Result<(), BackendError> {
+    let m = c.model();
+    for st in m.hooks_on(event) {
+        hook(c, st, key, None, row).await?;
+    }
+    Ok(())
+}
+
+/// Runs one hook statement with its parameters bound.
+async fn hook<C: Conn>(
+    c: &C,
+    st: &super::hooks::Statement,
+    key: &Value,
+    member: Option<&Value>,
+    row: Option<&Row>,
+) -> Result<(), BackendError> {
+    c.exec(&st.bind(c.model().d, key, member, row))
+        .await
+        .map(drop)
+        .map_err(|e| st.failed(e))
+}
+
+/// Runs the member hooks of `event` once per member id.
+async fn member_hooks<C: Conn>(
+    c: &C,
+    event: Event,
+    key: &Value,
+    ids: &[String],
+    row: Option<&Row>,
+) -> Result<(), BackendError> {
+    let m = c.model();
+    let (Some(mm), true) = (&m.members, m.hooks_on(event).next().is_some()) else {
+        return Ok(());
+    };
+    for id in ids {
+        let Some(member) =
+            super::key_value(id, mm.member_key().ty == crate::backend::FieldType::Integer)
+        else {
+            continue;
+        };
+        for st in m.hooks_on(event) {
+            hook(c, st, key, Some(&member), row).await?;
         }
     }
     Ok(())

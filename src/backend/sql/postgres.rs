@@ -195,6 +195,7 @@ impl ToSql for Param {
                 Ok(IsNull::No)
             }
             Param::TextArray(items) => items.to_sql(ty, out),
+            Param::Inferred(v) => inferred(v, ty, out),
         }
     }
 
@@ -203,6 +204,35 @@ impl ToSql for Param {
     }
 
     to_sql_checked!();
+}
+
+/// A hook parameter, encoded as the type PostgreSQL inferred for its placeholder.
+fn inferred(
+    v: &Value,
+    ty: &Type,
+    out: &mut BytesMut,
+) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    if v.is_null() {
+        return Ok(IsNull::Yes);
+    }
+    let text = model::value_text(v.first());
+    let number =
+        || -> Result<i64, Box<dyn StdError + Sync + Send>> { Ok(text.trim().parse::<i64>()?) };
+    match *ty {
+        Type::INT2 => i16::try_from(number()?)?.to_sql(ty, out),
+        Type::INT4 => i32::try_from(number()?)?.to_sql(ty, out),
+        Type::INT8 => number()?.to_sql(ty, out),
+        Type::FLOAT4 => text.trim().parse::<f32>()?.to_sql(ty, out),
+        Type::FLOAT8 => text.trim().parse::<f64>()?.to_sql(ty, out),
+        Type::BOOL => matches!(text.as_str(), "true" | "t" | "1").to_sql(ty, out),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+            text.as_str().to_sql(ty, out)
+        }
+        _ => Err(format!(
+            "a hook parameter used as {ty}: cast it in the statement (e.g. :name::text::{ty})"
+        )
+        .into()),
+    }
 }
 
 /// A PostgreSQL error as a person reads it: the server's message and detail, or the
@@ -453,7 +483,22 @@ impl Backend for PgBackend {
             .await
             .map_err(|e| fail(format!("cannot inspect the database: {}", explain(&e))))?;
         let names: Vec<String> = spec.fields.iter().map(|f| f.column().to_owned()).collect();
-        let (m, fields, warnings) = Model::build(Dialect::Postgres, &spec, &cat)?;
+        // Hooks are prepared (never run) against the live database: a wrong table, column or
+        // type is a start-up problem at the hook's line, not a failed write.
+        let mut problems = Vec::new();
+        for (origin, sql, shown) in model::hook_statements(Dialect::Postgres, &spec) {
+            if let Err(e) = client.prepare(sql.text()).await {
+                problems.push(model::unprepared(origin, &shown, &explain(&e)));
+            }
+        }
+        let (m, fields, warnings) = match Model::build(Dialect::Postgres, &spec, &cat) {
+            Ok(built) if problems.is_empty() => built,
+            Ok((_, fields, _)) => return Err(Refused { problems, fields }),
+            Err(mut refused) => {
+                refused.problems.extend(problems);
+                return Err(refused);
+            }
+        };
         Ok(Opened {
             table: Arc::new(PgTable {
                 pool: self.pool.clone(),

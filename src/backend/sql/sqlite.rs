@@ -503,7 +503,29 @@ impl Backend for SqliteBackend {
                 warning: false,
             }]
         })?;
-        let (m, fields, warnings) = Model::build(Dialect::Sqlite, &spec, &cat)?;
+        // Hooks are prepared (never run) against the live database.
+        let stmts = model::hook_statements(Dialect::Sqlite, &spec);
+        let problems = self
+            .pool
+            .read(move |c| {
+                Ok(stmts
+                    .into_iter()
+                    .filter_map(|(origin, sql, shown)| {
+                        let e = c.prepare(sql.text()).err()?;
+                        Some(model::unprepared(origin, &shown, &e.to_string()))
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await
+            .unwrap_or_default();
+        let (m, fields, warnings) = match Model::build(Dialect::Sqlite, &spec, &cat) {
+            Ok(built) if problems.is_empty() => built,
+            Ok((_, fields, _)) => return Err(Refused { problems, fields }),
+            Err(mut refused) => {
+                refused.problems.extend(problems);
+                return Err(refused);
+            }
+        };
         Ok(Opened {
             table: Arc::new(SqliteTable {
                 pool: self.pool.clone(),
@@ -784,7 +806,7 @@ struct SqliteTable {
 impl ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         match self {
-            Param::Value(v) => v.to_sql(),
+            Param::Value(v) | Param::Inferred(v) => v.to_sql(),
             Param::TextArray(items) => Ok(ToSqlOutput::Owned(rusqlite::types::Value::Text(
                 serde_json::to_string(items).unwrap_or_default(),
             ))),
