@@ -168,7 +168,7 @@ pub fn apply(
     let mut members = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let res = match &op.path {
-            None => apply_pathless(attrs, op, &mut n, &mut members),
+            None => apply_pathless(rt, attrs, op, &mut n, &mut members),
             Some(p) => apply_path(rt, attrs, op, p, &mut n, &mut members),
         };
         res.map_err(|mut e| {
@@ -189,18 +189,34 @@ pub fn apply(
 }
 
 /// An operation without `path`: its value is an object of attributes (RFC 7644 §3.5.2.1 and
-/// §3.5.2.3), whose keys may be dotted or URN-qualified (Entra).
+/// §3.5.2.3), whose keys may be dotted or URN-qualified (Entra). A key with a value filter
+/// (`"emails[type eq \"work\"].value"`) is a path: it applies as the same operation with
+/// that path would, never silently ignored.
 fn apply_pathless(
+    rt: &ResourceType,
     attrs: &mut Object,
     op: &PatchOp,
     n: &mut Normalizer<'_>,
     members: &mut Vec<MemberOp>,
 ) -> Result<(), ScimError> {
-    let Some(Value::Object(obj)) = op.value.clone() else {
+    let Some(Value::Object(mut obj)) = op.value.clone() else {
         return Err(ScimError::invalid_value(
             "an operation without \"path\" needs an object \"value\" of attributes",
         ));
     };
+    let filtered: Vec<String> = obj.keys().filter(|k| k.contains('[')).cloned().collect();
+    for key in filtered {
+        let value = obj.remove(&key);
+        let path = parse_patch_path(&key)
+            .map_err(|e| ScimError::invalid_path(format!("value key \"{key}\": {e}")))?;
+        let keyed = PatchOp {
+            op: op.op,
+            path: Some(path.clone()),
+            raw_path: Some(key),
+            value,
+        };
+        apply_path(rt, attrs, &keyed, &path, n, members)?;
+    }
     for entry in n.entries(obj)? {
         match entry {
             Entry::Members(ids) => members.push(match op.op {
@@ -244,7 +260,7 @@ fn apply_path(
     members: &mut Vec<MemberOp>,
 ) -> Result<(), ScimError> {
     if let Some(ext) = extension_target(rt, p) {
-        return extension_path(attrs, op, ext, n, members);
+        return extension_path(rt, attrs, op, ext, n, members);
     }
     let r = match rt.resolve(&p.attr) {
         Ok(r) => r,
@@ -286,6 +302,7 @@ fn extension_target<'r>(rt: &'r ResourceType, p: &PatchPath) -> Option<&'r Exten
 /// `replace` apply as a body `{"<urn>": value}` would; `remove` clears every writable
 /// attribute of the extension.
 fn extension_path(
+    rt: &ResourceType,
     attrs: &mut Object,
     op: &PatchOp,
     ext: &Extension,
@@ -312,7 +329,7 @@ fn extension_path(
         value: Some(Value::Object(body)),
         ..op.clone()
     };
-    apply_pathless(attrs, &whole, n, members)
+    apply_pathless(rt, attrs, &whole, n, members)
 }
 
 /// The membership attribute: `members` (add, replace, remove all, or remove a value array as
@@ -702,6 +719,38 @@ mod tests {
         );
         assert_eq!(a[ENT]["department"], "Retail");
         assert_eq!(a["active"], false);
+    }
+
+    /// A path-less value whose keys carry a value filter applies each key as a path (issue
+    /// #9: it answered 200 and changed nothing), with or without the core schema's URN, and
+    /// next to plain keys; a malformed filtered key is a 400 naming it.
+    #[test]
+    fn pathless_values_with_filtered_keys() {
+        let rt = user_type();
+        let start = json!({"userName": "a", "emails": [{"type": "work", "value": "w@x"}]});
+        let (a, _) = run(
+            &rt,
+            start.clone(),
+            json!([{"op": "replace", "value": {
+                "emails[type eq \"work\"].value": "w2@x",
+                "urn:ietf:params:scim:schemas:core:2.0:User:emails[type eq \"home\"].value": "h@x",
+                "active": false
+            }}]),
+        )
+        .expect("applies");
+        assert_eq!(
+            a["emails"],
+            json!([{"type": "work", "value": "w2@x"}, {"type": "home", "value": "h@x"}])
+        );
+        assert_eq!(a["active"], false);
+        let e = run(
+            &rt,
+            start,
+            json!([{"op": "replace", "value": {"emails[type eq].value": "x"}}]),
+        )
+        .expect_err("malformed");
+        assert_eq!(e.scim_type, Some(ScimType::InvalidPath), "{}", e.detail);
+        assert!(e.detail.contains("emails[type eq].value"), "{}", e.detail);
     }
 
     /// Replacing and removing through value filters; removing what is not there is fine.

@@ -298,6 +298,22 @@ async fn child_table_follows_patch_and_put(store: Store) {
         s.rows(&emails).await,
         vec![vec!["b@example.net", truth(store, true)]]
     );
+    // The same change without a path: the value's key carries the filter (issue #9: it was
+    // answered 200 and ignored).
+    let r = s
+        .client
+        .patch(&path, &patch_body(json!([{"op": "replace", "value": {"emails[type eq \"work\"].value": "c@example.net", "title": "CTO"}}])))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(
+        r["emails"],
+        json!([{"type": "work", "value": "c@example.net"}])
+    );
+    assert_eq!(
+        s.rows(&emails).await,
+        vec![vec!["c@example.net", truth(store, true)]]
+    );
     let mut put = barbara();
     put.as_object_mut().expect("object").remove("emails");
     s.client.put(&path, &put).await.expect(200);
