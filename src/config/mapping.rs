@@ -17,6 +17,7 @@ use super::raw::{
 use super::validate::Cx;
 use super::{BackendConfig, StateConfig};
 use crate::backend::{self, StoreKind, Value, When};
+use crate::mapping::spec::AttrDefault;
 use crate::mapping::{
     AttrSource, AttrSpec, MemberMap, OnDelete, Origin, ResourceSpec, SetSpec, SetValue,
 };
@@ -37,8 +38,12 @@ const RESOURCE_KEYS: [&str; 8] = [
 
 /// Keys of a `[resource.X.map]` entry that describe the SCIM attribute; every other key says
 /// where the store keeps the value.
-const ATTR_KEYS: [&str; 9] = [
+const ATTR_KEYS: [&str; 13] = [
     "kept",
+    "default",
+    "fallback",
+    "overflow",
+    "template",
     "case_exact",
     "required",
     "mutability",
@@ -48,6 +53,17 @@ const ATTR_KEYS: [&str; 9] = [
     "description",
     "values",
 ];
+
+/// A TOML scalar as the SCIM (JSON) value it stands for; `None` for tables, arrays and dates.
+fn toml_json(v: &toml::Value) -> Option<Json> {
+    match v {
+        toml::Value::String(s) => Some(Json::String(s.clone())),
+        toml::Value::Integer(i) => Some(Json::from(*i)),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(Json::Number),
+        toml::Value::Boolean(b) => Some(Json::Bool(*b)),
+        _ => None,
+    }
+}
 
 /// A table's entries split in two: those whose key is in `keys`, and the others, each as a
 /// table spanning the original.
@@ -500,7 +516,14 @@ impl Cx<'_> {
             }
             _ => (RawAttrCommon::default(), value.clone()),
         };
-        let source = if t.kept == Some(true) {
+        let source = if let Some(tpl) = &t.template {
+            let text = self.string(tpl, "template")?;
+            if t.kept.is_some() || !is_empty(&store_raw) || t.default.is_some() {
+                self.error(&o, format!("\"{k}\": `template` computes the attribute on every read and stores it nowhere; drop column/table/kept/default"), Some("to write a computed value into a column, use [resource.X.set] with { template = \"…\" }"));
+                return None;
+            }
+            AttrSource::Derived(text)
+        } else if t.kept == Some(true) {
             if !is_empty(&store_raw) {
                 self.error(&o, format!("\"{k}\": `kept = true` keeps the value in the sidecar's own table; drop column/table/link/where"), None);
                 return None;
@@ -584,6 +607,8 @@ impl Cx<'_> {
             "binary" => AttrType::Binary,
             _ => AttrType::String,
         });
+        let truncate =
+            pick(&t.overflow, "overflow", &["reject", "truncate"]).as_deref() == Some("truncate");
         let mut values = Vec::new();
         for (scim, store) in t.values.iter().flatten() {
             let scim = match scim.as_str() {
@@ -594,11 +619,58 @@ impl Cx<'_> {
                     .map(Json::from)
                     .unwrap_or_else(|_| Json::String(s.to_owned())),
             };
-            let Some(store) = self.store_value(store, &o, &format!("value map of \"{k}\"")) else {
-                continue;
+            // `false = [3, 2]`: several stored values read as one SCIM value; the first is
+            // the one written.
+            let stored = match store {
+                toml::Value::Array(list) if !list.is_empty() => list.iter().collect(),
+                toml::Value::Array(_) => {
+                    self.error(
+                        &o,
+                        format!("value map of \"{k}\": {scim} lists no stored value"),
+                        None,
+                    );
+                    continue;
+                }
+                one => vec![one],
             };
-            values.push((scim, store));
+            for store in stored {
+                let Some(store) = self.store_value(store, &o, &format!("value map of \"{k}\""))
+                else {
+                    continue;
+                };
+                values.push((scim.clone(), store));
+            }
         }
+        let fallback = t.fallback.as_ref().and_then(|f| {
+            if values.is_empty() {
+                self.error(&o, format!("\"{k}\": `fallback` is what a stored value the value map does not list reads as, but there is no `values` map"), Some("add values = { … } or drop fallback"));
+            }
+            toml_json(f).or_else(|| {
+                self.error(&o, format!("\"{k}\": fallback must be a SCIM value (text, number or boolean)"), None);
+                None
+            })
+        });
+        let default = match &t.default {
+            None => None,
+            Some(toml::Value::Table(tbl)) => {
+                match (tbl.get("template"), tbl.len()) {
+                    (Some(toml::Value::String(text)), 1) => {
+                        Some(AttrDefault::Template(text.clone()))
+                    }
+                    _ => {
+                        self.error(&o, format!("\"{k}\": default must be a value or {{ template = \"…\" }}"), Some("e.g. default = { template = \"{name.givenName} {name.familyName}\" }"));
+                        None
+                    }
+                }
+            }
+            Some(v) => match toml_json(v) {
+                Some(j) => Some(AttrDefault::Value(j)),
+                None => {
+                    self.error(&o, format!("\"{k}\": default must be a SCIM value (text, number or boolean) or {{ template = \"…\" }}"), None);
+                    None
+                }
+            },
+        };
         Some(AttrSpec {
             key: k.clone(),
             path,
@@ -611,6 +683,9 @@ impl Cx<'_> {
             ty,
             description: self.opt_string(&t.description, "description"),
             values,
+            fallback,
+            default,
+            truncate,
             origin: o,
         })
     }

@@ -400,6 +400,14 @@ pub struct RawAttrCommon {
     pub ty: Option<S>,
     /// Description, for attributes of custom schemas.
     pub description: Option<S>,
-    /// Value map: SCIM value → stored value.
+    /// Value map: SCIM value → stored value, or a list of them (the first is written).
     pub values: Option<IndexMap<String, toml::Value>>,
+    /// What a stored value the value map does not list reads as.
+    pub fallback: Option<toml::Value>,
+    /// Written when the attribute is absent: a value, or `{ template = "…" }`.
+    pub default: Option<toml::Value>,
+    /// `reject` (default) or `truncate`: a text longer than its column.
+    pub overflow: Option<S>,
+    /// A read-only attribute computed from others: `"{name.givenName} {name.familyName}"`.
+    pub template: Option<S>,
 }

@@ -22,6 +22,19 @@ pub struct Conv {
     pub fold_case: bool,
     /// The attribute as shown in messages.
     pub shown: String,
+    /// What a stored value outside the value map reads as (`None`: it reads as absent).
+    pub fallback: Option<Json>,
+    /// A text longer than its field is cut to fit instead of refused.
+    pub truncate: bool,
+}
+
+/// The stored values a value-mapped attribute's SCIM value stands for, for a filter.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Matches {
+    /// Any of these (none: no stored value).
+    AnyOf(Vec<Value>),
+    /// Any value but these: the fallback, which every unlisted stored value reads as.
+    NoneOf(Vec<Value>),
 }
 
 impl Conv {
@@ -65,9 +78,14 @@ impl Conv {
                     Json::Number(n) => n.to_string(),
                     _ => return Err(bad("text")),
                 };
+                let mut s = s;
                 if let Some(max) = max_len {
                     let n = s.chars().count();
-                    if n > *max as usize {
+                    if n > *max as usize && self.truncate {
+                        if let Some((cut, _)) = s.char_indices().nth(*max as usize) {
+                            s.truncate(cut);
+                        }
+                    } else if n > *max as usize {
                         return Err(ScimError::invalid_value(format!(
                             "attribute '{}' is {n} characters long; its store field holds at most {max}",
                             self.shown
@@ -152,10 +170,10 @@ impl Conv {
                 .iter()
                 .find(|(_, store)| same_store(store, v))
                 .map(|(scim, _)| scim.clone());
-            if found.is_none() {
+            if found.is_none() && self.fallback.is_none() {
                 tracing::debug!(attribute = %self.shown, "stored value is outside the value map; not returned");
             }
-            return found;
+            return found.or_else(|| self.fallback.clone());
         }
         match self.scim {
             AttrType::String | AttrType::Reference | AttrType::Binary => {
@@ -262,6 +280,27 @@ impl Conv {
         }
     }
 
+    /// The stored values a value-mapped attribute's SCIM value `v` stands for: those the map
+    /// lists for it, or, for the fallback, every value but those listed for other values.
+    pub fn matches(&self, v: &Json) -> Matches {
+        let listed: Vec<Value> = self
+            .values
+            .iter()
+            .filter(|(scim, _)| self.same_scim(scim, v))
+            .map(|(_, s)| s.clone())
+            .collect();
+        match &self.fallback {
+            Some(f) if self.same_scim(f, v) => Matches::NoneOf(
+                self.values
+                    .iter()
+                    .filter(|(scim, _)| !self.same_scim(scim, v))
+                    .map(|(_, s)| s.clone())
+                    .collect(),
+            ),
+            _ => Matches::AnyOf(listed),
+        }
+    }
+
     /// The stored values of the value map in the order of the SCIM values they stand for,
     /// so a sort follows SCIM's order (`false` before `true`), not the store's codes. Empty
     /// without a value map.
@@ -361,6 +400,8 @@ mod tests {
 
     fn conv(scim: AttrType, field: FieldType) -> Conv {
         Conv {
+            fallback: None,
+            truncate: false,
             scim,
             field,
             values: vec![],

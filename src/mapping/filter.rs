@@ -4,11 +4,14 @@
 //! `invalidFilter` naming the attribute. Nothing is ever evaluated by scanning rows in the
 //! sidecar: the store runs the whole predicate.
 
-use crate::backend::{CmpOp, Predicate, Sort};
+use serde_json::Value as Json;
+
+use crate::backend::{CmpOp, Predicate, Sort, Value};
 use crate::scim::ScimError;
 use crate::scim::filter::{AttrPath, CompValue, CompareOp, Filter};
 use crate::scim::schema::{Home, ResolveError, Resolved};
 
+use super::convert::Matches;
 use super::{Binding, Inner, Target};
 
 impl Inner {
@@ -85,7 +88,7 @@ impl Inner {
                 ("meta", Some(s)) => self
                     .meta_field(s)
                     .map(Predicate::Present)
-                    .ok_or_else(|| not_stored(&r)),
+                    .ok_or_else(|| self.unfilterable(&r)),
                 _ => self.fields_present(&r),
             };
         }
@@ -103,7 +106,7 @@ impl Inner {
             if r.sub.is_some_and(|s| s.name == "type") {
                 return self.fields_present(&Resolved { sub: None, ..*r });
             }
-            return Err(not_stored(r));
+            return Err(self.unfilterable(r));
         }
         Ok(Predicate::Or(
             found
@@ -139,7 +142,7 @@ impl Inner {
                     });
                 }
                 ("meta", Some(s @ ("created" | "lastModified"))) => {
-                    let i = self.meta_field(s).ok_or_else(|| not_stored(&r))?;
+                    let i = self.meta_field(s).ok_or_else(|| self.unfilterable(&r))?;
                     return self.cmp(i, &self.bindings[i], op, v, &shown);
                 }
                 ("meta", _) => {
@@ -187,7 +190,7 @@ impl Inner {
         }
         let found = self.bindings_of(ext, &r.attr.name, (!sub.is_empty()).then_some(sub));
         if found.is_empty() {
-            return Err(not_stored(&r));
+            return Err(self.unfilterable(&r));
         }
         let mut out = Vec::with_capacity(found.len());
         for (i, b) in found {
@@ -250,6 +253,44 @@ impl Inner {
                 }
             }
         };
+        if mapped {
+            // Validates the value's type, as for any attribute.
+            b.conv.filter_value(v)?;
+            let json = match v {
+                CompValue::Null => Json::Null,
+                CompValue::Bool(x) => Json::Bool(*x),
+                CompValue::Number(n) => Json::Number(n.clone()),
+                CompValue::Str(s) => Json::String(s.clone()),
+            };
+            let cmp = |op: CmpOp, value: Value| Predicate::Cmp {
+                field: i,
+                op,
+                value,
+                fold_case: b.conv.fold_case && textual,
+            };
+            let eq = cmp_op == CmpOp::Eq;
+            return Ok(match b.conv.matches(&json) {
+                // A value no stored value stands for.
+                Matches::AnyOf(vs) if vs.is_empty() && eq => Predicate::False,
+                Matches::AnyOf(vs) if vs.is_empty() => Predicate::True,
+                Matches::AnyOf(mut vs) if vs.len() == 1 => cmp(cmp_op, vs.remove(0)),
+                Matches::AnyOf(vs) if eq => {
+                    Predicate::Or(vs.into_iter().map(|v| cmp(CmpOp::Eq, v)).collect())
+                }
+                Matches::AnyOf(vs) => {
+                    Predicate::And(vs.into_iter().map(|v| cmp(CmpOp::Ne, v)).collect())
+                }
+                // The fallback: a value, but none the map lists for another SCIM value.
+                Matches::NoneOf(others) if eq => Predicate::And(
+                    std::iter::once(Predicate::Present(i))
+                        .chain(others.into_iter().map(|v| cmp(CmpOp::Ne, v)))
+                        .collect(),
+                ),
+                Matches::NoneOf(others) => {
+                    Predicate::Or(others.into_iter().map(|v| cmp(CmpOp::Eq, v)).collect())
+                }
+            });
+        }
         match b.conv.filter_value(v)? {
             Some(value) => Ok(Predicate::Cmp {
                 field: i,
@@ -442,6 +483,10 @@ impl Inner {
                 descending,
                 ranks: b.conv.ranks(),
             }),
+            None if self.is_derived(&r) => Err(ScimError::invalid_value(format!(
+                "cannot sort by '{}': it is computed on every read; sort by an attribute it is made of",
+                r.display()
+            ))),
             None => Err(ScimError::invalid_value(format!(
                 "cannot sort by '{}': it is not stored",
                 r.display()
@@ -454,6 +499,30 @@ fn ext_of<'a>(r: &Resolved<'a>) -> Option<&'a str> {
     match r.home {
         Home::Extension(u) => Some(u),
         _ => None,
+    }
+}
+
+impl Inner {
+    /// The error for an attribute no field holds: computed ones say so (a filter or a sort
+    /// cannot reach what is stored nowhere).
+    fn unfilterable(&self, r: &Resolved<'_>) -> ScimError {
+        if self.is_derived(r) {
+            return ScimError::invalid_filter(format!(
+                "attribute '{}' is computed from other attributes on every read, so it cannot be filtered on; filter on the attributes it is made of",
+                r.display()
+            ));
+        }
+        not_stored(r)
+    }
+
+    /// Whether `r` is an attribute computed on read.
+    fn is_derived(&self, r: &Resolved<'_>) -> bool {
+        let ext = ext_of(r);
+        self.derived.iter().any(|d| {
+            matches!(&d.target, Target::Attr { ext: e, attr, sub }
+                if e.as_deref() == ext && *attr == r.attr.name
+                    && sub.as_deref() == r.sub.map(|s| s.name.as_str()))
+        })
     }
 }
 

@@ -105,6 +105,25 @@ pub(crate) struct Binding {
     /// apps such as WordPress keep "nothing" as an empty string and refuse NULL); `Null`
     /// otherwise (a child row is deleted).
     pub(crate) blank: Value,
+    /// Required on create and replace: the mapping says so, or the store cannot do without
+    /// it (a NOT NULL column without a default, where the mapping gives none).
+    pub(crate) required: bool,
+    /// Written when a create or replace leaves the attribute absent (`default`).
+    pub(crate) default: Option<Fill>,
+}
+
+/// A `default`: a store value, or a template rendered from the resource.
+#[derive(Clone, Debug)]
+pub(crate) enum Fill {
+    Value(Value),
+    Template(template::Template),
+}
+
+/// A read-only attribute computed on every read (`{ template = "…" }` in the map).
+#[derive(Clone, Debug)]
+pub(crate) struct Derived {
+    pub(crate) target: Target,
+    pub(crate) template: template::Template,
 }
 
 /// A served resource type: its schema, its table, and the bindings between them.
@@ -127,6 +146,11 @@ pub(crate) struct Inner {
     observer: Arc<dyn Observer>,
     /// The longest a store operation may take ([`Backend::deadline`]).
     deadline: std::time::Duration,
+    /// Attributes computed on read.
+    pub(crate) derived: Vec<Derived>,
+    /// Multi-valued attributes stored as one value, which is therefore the primary one
+    /// (`emails` kept in one column): (extension, attribute).
+    primary: Vec<(Option<String>, String)>,
 }
 
 /// The full (unfiltered) schemas a spec can refer to, plus the common attributes.
@@ -278,6 +302,11 @@ struct Plan<'a> {
     returned: Option<Returned>,
     /// The template text, for computed columns.
     template: Option<&'a str>,
+    /// The map entry's `required`, `default`, `fallback` and `overflow`.
+    required: Option<bool>,
+    default: Option<&'a spec::AttrDefault>,
+    fallback: Option<Json>,
+    truncate: bool,
 }
 
 /// The name a kept attribute has in the sidecar's table: its canonical path.
@@ -341,10 +370,11 @@ pub async fn build(
 
     // 1. Each map entry names an attribute the schemas define, in a shape a field can hold.
     let mut plans: Vec<Plan<'_>> = Vec::new();
+    let mut derived: Vec<(Target, &str, &Origin, &str)> = Vec::new();
     for a in &spec.attrs {
         match target_of(&full, a) {
             Ok((t, ty, _)) => {
-                if plans.iter().any(|p| p.target == t) {
+                if plans.iter().any(|p| p.target == t) || derived.iter().any(|d| d.0 == t) {
                     problems.push(Problem::error(
                         &a.origin,
                         format!("'{}' is mapped twice", a.key),
@@ -353,6 +383,21 @@ pub async fn build(
                     continue;
                 }
                 let source = match (&a.source, &state) {
+                    (AttrSource::Derived(text), _) => {
+                        if ty != AttrType::String && ty != AttrType::Reference {
+                            problems.push(Problem::error(
+                                &a.origin,
+                                format!(
+                                    "'{}' is a {} attribute; a template makes text",
+                                    a.key,
+                                    ty.as_str()
+                                ),
+                                None,
+                            ));
+                        }
+                        derived.push((t, text, &a.origin, &a.key));
+                        continue;
+                    }
                     (AttrSource::Store(loc), _) => {
                         PlanSource::Field(FieldSource::Store(loc.clone()))
                     }
@@ -374,6 +419,10 @@ pub async fn build(
                     uniqueness: a.uniqueness,
                     returned,
                     template: None,
+                    required: a.required,
+                    default: a.default.as_ref(),
+                    fallback: a.fallback.clone(),
+                    truncate: a.truncate,
                 });
             }
             Err(p) => problems.push(p),
@@ -415,6 +464,10 @@ pub async fn build(
                 uniqueness: None,
                 returned: Some(Returned::Never),
                 template: Some(text),
+                required: Some(false),
+                default: None,
+                fallback: None,
+                truncate: true,
             }),
         }
     }
@@ -629,19 +682,47 @@ pub async fn build(
         return Err(problems);
     }
 
-    let rt = publish(&full, spec, &compiled, &infos);
+    let derived_targets: Vec<Target> = derived.iter().map(|d| d.0.clone()).collect();
+    let rt = publish(&full, spec, &compiled, &infos, &derived_targets);
     // Templates read the published (stored) attributes: an attribute that is not stored is
     // dropped from requests, so a template could never see it.
+    let parse = |text: &str, shown: &str, origin: &Origin, problems: &mut Vec<Problem>| {
+        template::Template::parse(text, &rt)
+            .map_err(|e| {
+                problems.push(Problem::error(
+                    origin,
+                    format!("template of '{shown}': {e}"),
+                    Some("templates may use attributes this resource type maps".into()),
+                ))
+            })
+            .ok()
+    };
     for (p, b) in plans.iter().zip(compiled.iter_mut()) {
-        if let Some(text) = p.template {
-            match template::Template::parse(text, &rt) {
-                Ok(t) => b.target = Target::Template(t),
+        if let Some(t) = p
+            .template
+            .and_then(|t| parse(t, &p.shown, p.origin, &mut problems))
+        {
+            b.target = Target::Template(t);
+        }
+        match p.default {
+            Some(spec::AttrDefault::Template(text)) => {
+                b.default = parse(text, &p.shown, p.origin, &mut problems).map(Fill::Template);
+            }
+            Some(spec::AttrDefault::Value(v)) => match b.conv.to_store(v) {
+                Ok(v) => b.default = Some(Fill::Value(v)),
                 Err(e) => problems.push(Problem::error(
                     p.origin,
-                    format!("template of '{}': {e}", p.shown),
-                    Some("templates may use attributes this resource type maps".into()),
+                    format!("default of '{}': {}", p.shown, e.detail),
+                    None,
                 )),
-            }
+            },
+            None => {}
+        }
+    }
+    let mut computed = Vec::new();
+    for (target, text, origin, shown) in derived {
+        if let Some(template) = parse(text, shown, origin, &mut problems) {
+            computed.push(Derived { target, template });
         }
     }
     if !problems.is_empty() {
@@ -663,6 +744,7 @@ pub async fn build(
                 .unwrap_or_default(),
         ),
     };
+    let primary = primary_of(&full, &compiled);
     let inner = Inner {
         rt,
         table,
@@ -682,6 +764,8 @@ pub async fn build(
         retry_after: settings.retry_after,
         observer: settings.observer.clone(),
         deadline: backend.deadline(),
+        derived: computed,
+        primary,
     };
     Ok((
         MappedResource {
@@ -1009,6 +1093,44 @@ fn json_fits(ty: AttrType, v: &Json) -> bool {
     }
 }
 
+/// The multi-valued attributes whose values are all kept in one typed slot (`emails` in one
+/// column): the value stored is the primary one, so `primary` is published and read back as
+/// `true` (RFC 7643 §2.4), and accepted from clients that send it.
+fn primary_of(full: &ResourceType, bindings: &[Binding]) -> Vec<(Option<String>, String)> {
+    let mut slots: Vec<(Option<String>, String, Vec<&str>)> = Vec::new();
+    for b in bindings {
+        if let Target::Typed {
+            ext,
+            attr,
+            type_value,
+            ..
+        } = &b.target
+        {
+            match slots.iter_mut().find(|(e, a, _)| e == ext && a == attr) {
+                Some((_, _, types)) if !types.contains(&type_value.as_str()) => {
+                    types.push(type_value)
+                }
+                Some(_) => {}
+                None => slots.push((ext.clone(), attr.clone(), vec![type_value])),
+            }
+        }
+    }
+    slots
+        .into_iter()
+        .filter(|(ext, attr, types)| {
+            let home = match ext {
+                Some(u) => full.extension(u).map(|e| &e.schema),
+                None => Some(&full.schema),
+            };
+            types.len() == 1
+                && home
+                    .and_then(|s| s.attribute(attr))
+                    .is_some_and(|a| a.sub("primary").is_some())
+        })
+        .map(|(ext, attr, _)| (ext, attr))
+        .collect()
+}
+
 /// The resource type as served: only the attributes (and sub-attributes) that are mapped,
 /// with the characteristics the mapping and the store give them.
 fn publish(
@@ -1016,7 +1138,9 @@ fn publish(
     spec: &ResourceSpec,
     bindings: &[Binding],
     infos: &[FieldInfo],
+    derived: &[Target],
 ) -> ResourceType {
+    let primary = primary_of(full, bindings);
     let spec_for = |t: &Target| {
         spec.attrs
             .iter()
@@ -1041,7 +1165,11 @@ fn publish(
                     _ => false,
                 })
                 .collect();
-            if mine.is_empty() {
+            let computed: Vec<&Target> = derived
+                .iter()
+                .filter(|t| matches!(t, Target::Attr { ext: e, attr: a, .. } if e.as_deref() == ext && *a == attr.name))
+                .collect();
+            if mine.is_empty() && computed.is_empty() {
                 continue;
             }
             let mut a = attr.clone();
@@ -1051,12 +1179,16 @@ fn publish(
                 let info = &infos[*i];
                 let over = spec_for(&b.target);
                 match &b.target {
-                    Target::Attr { sub: None, .. } => apply_overrides(&mut a, over, info),
+                    Target::Attr { sub: None, .. } => {
+                        apply_overrides(&mut a, over, info, b.required)
+                    }
                     Target::Attr { sub: Some(s), .. } => {
                         subs.push(s.clone());
                         if let Some(d) = a.sub_attributes.iter_mut().find(|d| &d.name == s) {
-                            apply_overrides(d, over, info);
+                            apply_overrides(d, over, info, b.required);
                         }
+                        // A required part makes the whole required: a client must send it.
+                        a.required |= b.required;
                     }
                     Target::Typed {
                         type_value, sub, ..
@@ -1066,15 +1198,37 @@ fn publish(
                             types.push(type_value.clone());
                         }
                         if let Some(d) = a.sub_attributes.iter_mut().find(|d| &d.name == sub) {
-                            apply_overrides(d, over, info);
-                            d.required = false;
+                            apply_overrides(d, over, info, false);
                         }
+                        a.required |= b.required;
                     }
                     _ => {}
                 }
             }
+            for t in computed {
+                let Target::Attr { sub, .. } = t else {
+                    continue;
+                };
+                let d = match sub {
+                    None => Some(&mut a),
+                    Some(s) => {
+                        subs.push(s.clone());
+                        a.sub_attributes.iter_mut().find(|d| &d.name == s)
+                    }
+                };
+                if let Some(d) = d {
+                    d.mutability = Mutability::ReadOnly;
+                    d.required = false;
+                }
+            }
             if !types.is_empty() {
                 subs.push("type".into());
+            }
+            if primary
+                .iter()
+                .any(|(e, n)| e.as_deref() == ext && *n == attr.name)
+            {
+                subs.push("primary".into());
             }
             if a.is_complex() {
                 a.sub_attributes.retain(|d| subs.contains(&d.name));
@@ -1114,19 +1268,14 @@ fn publish(
     }
 }
 
-/// Characteristics from the mapping entry and the store: a NOT NULL column without default
-/// makes the attribute required; a unique index makes it unique.
-fn apply_overrides(d: &mut Attribute, over: Option<&AttrSpec>, info: &FieldInfo) {
-    if !info.nullable && !info.has_default {
-        d.required = true;
-    }
+/// Characteristics from the mapping entry and the store: `required` as the binding has it
+/// (see [`Binding::required`]); a unique index makes it unique.
+fn apply_overrides(d: &mut Attribute, over: Option<&AttrSpec>, info: &FieldInfo, required: bool) {
+    d.required = required;
     if info.unique && d.uniqueness == Uniqueness::None {
         d.uniqueness = Uniqueness::Server;
     }
     let Some(o) = over else { return };
-    if let Some(v) = o.required {
-        d.required = v;
-    }
     if let Some(v) = o.case_exact {
         d.case_exact = v;
     }
@@ -1196,6 +1345,38 @@ impl Inner {
             }
         }
         Ok(out)
+    }
+
+    /// Completes a record for a create (`old` is `None`) or a replace of row `old`: an absent
+    /// attribute gets its `default`; a required one still absent is refused, naming it. A
+    /// replace lets be a required value the row already lacks (a legacy row stays editable),
+    /// and a write-only one it does not send (it keeps what is stored).
+    fn complete(
+        &self,
+        attrs: &Object,
+        values: &mut [Value],
+        old: Option<&[Value]>,
+    ) -> Result<(), ScimError> {
+        for (i, b) in self.bindings.iter().enumerate() {
+            if !values[i].is_null() || old.is_some() && b.hidden {
+                continue;
+            }
+            match &b.default {
+                Some(Fill::Value(v)) => values[i] = v.clone(),
+                Some(Fill::Template(t)) => {
+                    values[i] = b.conv.to_store(&Json::String(t.render(attrs)))?;
+                }
+                None => {}
+            }
+            let had = old.is_none_or(|o| o.get(i).is_some_and(|v| !v.first().is_null()));
+            if values[i].is_null() && b.required && had {
+                return Err(ScimError::invalid_value(format!(
+                    "attribute '{}' is required",
+                    b.conv.shown
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The element of a multi-valued attribute that the slot with `type_value` stores.
@@ -1334,6 +1515,40 @@ impl Inner {
                 Target::Template(_) => {}
             }
         }
+        for d in &self.derived {
+            let text = d.template.render(&attrs);
+            let Target::Attr { ext, attr, sub } = &d.target else {
+                continue;
+            };
+            let Some(c) = container_mut(&mut attrs, ext.as_deref()).filter(|_| !text.is_empty())
+            else {
+                continue;
+            };
+            match sub {
+                None => {
+                    c.insert(attr.clone(), Json::String(text));
+                }
+                Some(s) => {
+                    if let Some(o) = c
+                        .entry(attr.clone())
+                        .or_insert_with(|| Json::Object(Object::new()))
+                        .as_object_mut()
+                    {
+                        o.insert(s.clone(), Json::String(text));
+                    }
+                }
+            }
+        }
+        for (ext, attr) in &self.primary {
+            let list = container_mut(&mut attrs, ext.as_deref())
+                .and_then(|c| c.get_mut(attr))
+                .and_then(Json::as_array_mut);
+            for e in list.into_iter().flatten() {
+                if let Some(o) = e.as_object_mut() {
+                    o.insert("primary".into(), Json::Bool(true));
+                }
+            }
+        }
         let members = row.members.map(|ids| {
             ids.into_iter()
                 .map(|value| Member {
@@ -1440,6 +1655,7 @@ impl Provider for MappedResource {
     ) -> Result<Stored, ScimError> {
         let inner = &self.inner;
         let mut values = inner.to_record(&attrs)?;
+        inner.complete(&attrs, &mut values, None)?;
         for f in [inner.created, inner.modified].into_iter().flatten() {
             values[f] = convert::now_value(&inner.bindings[f].conv.field);
         }
@@ -1497,7 +1713,10 @@ impl Provider for MappedResource {
             let abort = |e: ScimError| BackendError::Aborted(Box::new(e));
             let current = inner.stored(row.clone());
             let update = edit(current, &inner.rt).map_err(abort)?;
-            let new = inner.to_record(&update.attrs).map_err(abort)?;
+            let mut new = inner.to_record(&update.attrs).map_err(abort)?;
+            inner
+                .complete(&update.attrs, &mut new, Some(&row.values))
+                .map_err(abort)?;
             let mut set: Vec<(usize, Value)> = Vec::new();
             for (i, (old, new)) in row.values.iter().zip(new).enumerate() {
                 let b = &inner.bindings[i];
@@ -1594,6 +1813,7 @@ fn fit_types(
         }
         let def = leaf_def(full, &p.target);
         let case_exact = p.case_exact.or(def.map(|d| d.case_exact)).unwrap_or(false);
+        let value_slot = matches!(p.target, Target::Attr { .. } | Target::Typed { .. });
         compiled.push(Binding {
             target: p.target.clone(),
             conv: Conv {
@@ -1602,7 +1822,13 @@ fn fit_types(
                 values: p.values.clone(),
                 fold_case: !case_exact,
                 shown: p.shown.clone(),
+                fallback: p.fallback.clone(),
+                truncate: p.truncate,
             },
+            required: value_slot
+                && p.required
+                    .unwrap_or(!info.nullable && !info.has_default && p.default.is_none()),
+            default: None,
             hidden: p.returned == Some(Returned::Never),
             // A field of the resource's own row that may not be empty (a child row or a kept
             // value is deleted instead, and reads as nullable).

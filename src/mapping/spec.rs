@@ -128,10 +128,27 @@ pub struct AttrSpec {
     pub ty: Option<AttrType>,
     /// Description, for attributes of schemas that are not built in.
     pub description: Option<String>,
-    /// Value map: SCIM value (JSON) and the store value it is kept as.
+    /// Value map: SCIM value (JSON) and a store value it is kept as. A SCIM value may have
+    /// several: the first is written, every one reads as it.
     pub values: Vec<(serde_json::Value, Value)>,
+    /// What a stored value the value map does not list reads as (`fallback`).
+    pub fallback: Option<serde_json::Value>,
+    /// What is written when the attribute is absent (`default`).
+    pub default: Option<AttrDefault>,
+    /// A text longer than its column is cut to fit (`overflow = "truncate"`) instead of
+    /// refused.
+    pub truncate: bool,
     /// Where it was written.
     pub origin: Origin,
+}
+
+/// `default` of a map entry: written when a create or replace leaves the attribute absent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrDefault {
+    /// A SCIM value (converted like one the client sent: a value map applies).
+    Value(serde_json::Value),
+    /// Text built from the resource's other attributes: `"{name.givenName} {name.familyName}"`.
+    Template(String),
 }
 
 /// Where a mapped attribute's value is kept.
@@ -141,6 +158,9 @@ pub enum AttrSource {
     Store(Loc),
     /// In the sidecar's own state (`{ kept = true }`), created by `scim-sidecar migrate`.
     Kept,
+    /// Stored nowhere: computed on every read from the resource's other attributes
+    /// (`{ template = "…" }`), and read-only.
+    Derived(String),
 }
 
 impl AttrSource {
@@ -154,6 +174,7 @@ impl AttrSource {
         match self {
             AttrSource::Store(loc) => loc.describe(),
             AttrSource::Kept => "the sidecar's own state".into(),
+            AttrSource::Derived(t) => format!("the template \"{t}\""),
         }
     }
 }

@@ -182,6 +182,7 @@ pub fn apply(
         })?;
     }
     check_immutable(rt, &before, attrs)?;
+    resource::check_required_kept(rt, &before, attrs)?;
     Ok(Applied {
         members,
         ignored: n.ignored,

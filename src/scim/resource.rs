@@ -523,6 +523,33 @@ pub fn check_required(rt: &ResourceType, attrs: &Object, members: bool) -> Resul
     Ok(())
 }
 
+/// For PATCH: a required attribute the resource had may not be removed (RFC 7643 §2.2); one
+/// it never had (a row the app wrote without it) does not block other changes, such as the
+/// identity provider's disable.
+pub fn check_required_kept(
+    rt: &ResourceType,
+    before: &Object,
+    after: &Object,
+) -> Result<(), ScimError> {
+    for (home, attr) in rt.attributes_with_home(false) {
+        if !attr.required
+            || attr.mutability == Mutability::ReadOnly
+            || rt.membership.as_deref() == Some(attr.name.as_str())
+        {
+            continue;
+        }
+        let r = Resolved {
+            home,
+            attr,
+            sub: None,
+        };
+        if get(after, &r).is_none() && get(before, &r).is_some() {
+            return Err(required_error(home, attr));
+        }
+    }
+    Ok(())
+}
+
 fn required_error(home: Home<'_>, attr: &Attribute) -> ScimError {
     let shown = match home {
         Home::Extension(u) => format!("{u}:{}", attr.name),

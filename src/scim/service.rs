@@ -644,7 +644,6 @@ impl<P: Provider> Service<P> {
             if !applied.ignored.is_empty() {
                 hook(&rt.name, &applied.ignored);
             }
-            resource::check_required(rt, &attrs, true)?;
             Ok(Update {
                 attrs,
                 members: applied.members,

@@ -25,4 +25,5 @@ mod schema_fuzz;
 mod swap;
 mod tls;
 mod users;
+mod values;
 mod wordpress;

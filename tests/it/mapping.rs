@@ -139,7 +139,7 @@ async fn create_writes_the_apps_rows(store: Store) {
         ("title", json!("Tour Guide")),
         (
             "emails",
-            json!([{"type": "work", "value": "bjensen@example.com"}]),
+            json!([{"type": "work", "value": "bjensen@example.com", "primary": true}]),
         ),
         (
             "phoneNumbers",
@@ -202,7 +202,7 @@ async fn discriminator_separates_users_and_groups(store: Store) {
     assert_eq!(users["Resources"][0]["userName"], "helpdesk-admin");
     assert_eq!(
         users["Resources"][0]["emails"],
-        json!([{"type": "work", "value": "admin@helpdesk.example"}])
+        json!([{"type": "work", "value": "admin@helpdesk.example", "primary": true}])
     );
     let groups = s.client.get("/scim/v2/Groups").await.expect(200).json();
     assert_eq!(groups["totalResults"], 1, "{groups}");
@@ -273,7 +273,7 @@ async fn child_table_follows_patch_and_put(store: Store) {
         .json();
     assert_eq!(
         r["emails"],
-        json!([{"type": "work", "value": "barbara@example.org"}])
+        json!([{"type": "work", "value": "barbara@example.org", "primary": true}])
     );
     assert_eq!(
         s.rows(&emails).await,
@@ -308,7 +308,7 @@ async fn child_table_follows_patch_and_put(store: Store) {
         .json();
     assert_eq!(
         r["emails"],
-        json!([{"type": "work", "value": "c@example.net"}])
+        json!([{"type": "work", "value": "c@example.net", "primary": true}])
     );
     assert_eq!(
         s.rows(&emails).await,

@@ -53,7 +53,7 @@ async fn entra_default_dialect() {
     assert_eq!(r["active"], false);
     assert_eq!(
         r["emails"],
-        json!([{"type": "work", "value": "entra@contoso.com"}])
+        json!([{"type": "work", "value": "entra@contoso.com", "primary": true}])
     );
     assert_eq!(
         r["phoneNumbers"],

@@ -63,7 +63,7 @@ async fn create_user_writes_the_apps_row() {
     );
     assert_eq!(
         body["emails"],
-        json!([{"type": "work", "value": "bjensen@example.com"}])
+        json!([{"type": "work", "value": "bjensen@example.com", "primary": true}])
     );
     assert_eq!(
         body["phoneNumbers"],

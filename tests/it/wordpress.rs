@@ -33,7 +33,7 @@ fn barbara() -> Value {
         "displayName": "Barbara Jensen",
         "nickName": "Babs",
         "name": {"givenName": "Barbara", "familyName": "Jensen"},
-        "emails": [{"type": "work", "value": "bjensen@example.com"}],
+        "emails": [{"type": "work", "value": "bjensen@example.com", "primary": true}],
         "active": true
     })
 }
@@ -414,7 +414,7 @@ async fn seeded_admin_is_listed() {
     assert_eq!(admin["nickName"], "admin");
     assert_eq!(
         admin["emails"],
-        json!([{"type": "work", "value": "admin@wordpress.example"}])
+        json!([{"type": "work", "value": "admin@wordpress.example", "primary": true}])
     );
     assert_eq!(admin["active"], true);
     assert_eq!(admin["meta"]["created"], "2024-01-15T09:30:00.000Z");
