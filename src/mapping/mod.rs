@@ -110,6 +110,10 @@ pub(crate) struct Binding {
     pub(crate) required: bool,
     /// Written when a create or replace leaves the attribute absent (`default`).
     pub(crate) default: Option<Fill>,
+    /// A replace that leaves the attribute absent keeps the stored value: its column cannot
+    /// be empty (NOT NULL, not text) and the mapping gives no `default`. Writing the column's
+    /// own default instead could re-enable a disabled account (`status DEFAULT 1`).
+    pub(crate) keep_when_absent: bool,
 }
 
 /// A `default`: a store value, or a template rendered from the resource.
@@ -1725,6 +1729,9 @@ impl Provider for MappedResource {
                 {
                     continue;
                 }
+                if new.is_null() && b.keep_when_absent {
+                    continue;
+                }
                 let new = if new.is_null() { b.blank.clone() } else { new };
                 if !convert::same_store(old, &new) {
                     set.push((i, new));
@@ -1829,6 +1836,10 @@ fn fit_types(
                 && p.required
                     .unwrap_or(!info.nullable && !info.has_default && p.default.is_none()),
             default: None,
+            keep_when_absent: value_slot
+                && !info.nullable
+                && p.default.is_none()
+                && !matches!(info.ty, FieldType::Text { .. }),
             hidden: p.returned == Some(Returned::Never),
             // A field of the resource's own row that may not be empty (a child row or a kept
             // value is deleted instead, and reads as nullable).

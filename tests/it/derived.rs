@@ -34,6 +34,7 @@ both!(
     deleting_a_user_leaves_its_groups_and_their_grants,
     child_rows_get_their_timestamps,
     a_refused_hook_undoes_the_whole_write,
+    a_put_without_active_keeps_the_account_locked,
 );
 
 async fn app(store: Store) -> Option<Sidecar> {
@@ -320,4 +321,27 @@ async fn a_refused_hook_undoes_the_whole_write(store: Store) {
             .await,
         vec![vec!["alice"]]
     );
+}
+
+/// Okta's PUT carries no `active` when the profile changes; `status` is NOT NULL with the
+/// app's default 1 (active). The PUT keeps the stored state, so a locked account stays
+/// locked (writing the column's default would unlock it; writing NULL was a raw 400).
+async fn a_put_without_active_keeps_the_account_locked(store: Store) {
+    let s = start!(store);
+    let alice = user(&s, "alice").await;
+    let path = format!("/scim/v2/Users/{alice}");
+    s.client
+        .patch(
+            &path,
+            &patch_body(json!([{"op": "replace", "path": "active", "value": false}])),
+        )
+        .await
+        .expect(200);
+    let status = format!("SELECT status, lastname FROM principals WHERE id = {alice}");
+    assert_eq!(s.rows(&status).await, vec![vec!["3", "alice"]]);
+    let put = json!({"schemas": [USER], "userName": "alice", "name": {"familyName": "Smith"},
+                     "emails": [{"type": "work", "value": "alice@example.com"}]});
+    let r = s.client.put(&path, &put).await.expect(200).json();
+    assert_eq!(r["active"], false, "{r}");
+    assert_eq!(s.rows(&status).await, vec![vec!["3", "Smith"]]);
 }

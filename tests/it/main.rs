@@ -24,6 +24,7 @@ mod proxy;
 mod schema_fuzz;
 mod swap;
 mod tls;
+mod uniqueness;
 mod users;
 mod values;
 mod wordpress;

@@ -155,38 +155,27 @@ impl Sidecar {
         tweak: Option<Tweak>,
     ) -> Sidecar {
         init();
-        let store = if pg.is_some() {
-            Store::Postgres
-        } else {
-            Store::Sqlite
-        };
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("app.db");
         let upstream = Upstream::start().await;
-        let mut env = quickstart_env(&db, upstream.addr);
-        let url = pg
-            .as_ref()
-            .map_or("postgres://unused@127.0.0.1:1/unused".into(), |d| {
-                d.url.clone()
-            });
-        env.insert("DATABASE_URL".into(), url);
-        let mut config = load(&example_config(example), &env);
-        if store == Store::Sqlite {
-            let fixture = example_dir(example).1;
-            for b in &mut config.backends {
-                b.store = std::sync::Arc::new(SqliteConfig {
-                    path: db.clone(),
-                    create_from: Some(fixture.clone()),
-                    readers: 4,
-                    busy_timeout: std::time::Duration::from_secs(5),
-                });
-            }
-        }
+        let mut config = example_loaded(example, pg.as_ref(), &db, upstream.addr, true);
         if let Some(t) = tweak {
             t(&mut config);
         }
         migrate_config(&config).await;
         Self::launch(config, dir, db, upstream, pg).await
+    }
+
+    /// The example's config as this sidecar loaded it (same database), without tweaks: what
+    /// `scim-sidecar check` would read.
+    pub fn example_config(&self, example: &str) -> Config {
+        example_loaded(
+            example,
+            self.pg.as_ref(),
+            &self.db,
+            self.upstream.addr,
+            false,
+        )
     }
 
     /// [`Sidecar::example`] on PostgreSQL.
@@ -297,6 +286,34 @@ pub fn example_config(name: &str) -> PathBuf {
 /// `None` when PostgreSQL is not installed.
 pub async fn pg_database(example: &str) -> Option<postgres::Db> {
     Some(example_database(postgres::cluster()?, example).await)
+}
+
+/// `examples/<example>/scim-sidecar.toml` loaded with the test environment, on `pg` (or on
+/// the SQLite file `db` when `None`, created from the example's SQLite schema if `create`).
+fn example_loaded(
+    example: &str,
+    pg: Option<&postgres::Db>,
+    db: &Path,
+    upstream: SocketAddr,
+    create: bool,
+) -> Config {
+    let mut env = quickstart_env(db, upstream);
+    let url = pg.map_or("postgres://unused@127.0.0.1:1/unused".into(), |d| {
+        d.url.clone()
+    });
+    env.insert("DATABASE_URL".into(), url);
+    let mut config = load(&example_config(example), &env);
+    if pg.is_none() {
+        for b in &mut config.backends {
+            b.store = std::sync::Arc::new(SqliteConfig {
+                path: db.to_path_buf(),
+                create_from: create.then(|| example_dir(example).1),
+                readers: 4,
+                busy_timeout: std::time::Duration::from_secs(5),
+            });
+        }
+    }
+    config
 }
 
 /// A fresh database on `cluster` holding `examples/<example>/schema.sql`.

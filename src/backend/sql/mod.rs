@@ -707,6 +707,7 @@ mod tests {
                 fold: true,
                 lower_of: Some("login".into()),
                 partial: false,
+                predicate: None,
             }],
             indexed: vec!["id".into()],
         };

@@ -61,6 +61,155 @@ pub struct UniqueInfo {
     pub lower_of: Option<String>,
     /// Has a WHERE clause.
     pub partial: bool,
+    /// A partial index's WHERE clause as `column = literal` conjuncts (lower-cased column,
+    /// literal text), when it is that simple; `None` otherwise.
+    pub predicate: Option<Vec<(String, String)>>,
+}
+
+/// A partial index's condition, from its definition (`… WHERE type = 'User'`; PostgreSQL's
+/// `WHERE ((type)::text = 'User'::text)`), as `column = literal` conjuncts; `None` unless it
+/// is such a conjunction.
+pub fn index_predicate(def: &str) -> Option<Vec<(String, String)>> {
+    let lower = def.to_ascii_lowercase();
+    let at = lower.rfind(" where ")?;
+    let text = strip_casts(&def[at + 7..]);
+    let mut out = Vec::new();
+    for part in split_and(&text) {
+        let (lhs, rhs) = part.split_once('=')?;
+        let col = lhs
+            .trim()
+            .trim_matches(['"', '`', '[', ']'])
+            .to_ascii_lowercase();
+        if col.is_empty() || !col.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return None;
+        }
+        let rhs = rhs.trim();
+        let lit = if rhs.len() >= 2 && rhs.starts_with('\'') && rhs.ends_with('\'') {
+            rhs[1..rhs.len() - 1].replace("''", "'")
+        } else if rhs
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            rhs.to_ascii_lowercase()
+        } else {
+            return None;
+        };
+        out.push((col, lit));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// `text` without PostgreSQL casts (`::text`, `::character varying`) and parentheses.
+fn strip_casts(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("::") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let skip = if after.to_ascii_lowercase().starts_with("character varying") {
+            "character varying".len()
+        } else {
+            after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '"' || c == '.'))
+                .unwrap_or(after.len())
+        };
+        rest = &after[skip..];
+    }
+    out.push_str(rest);
+    out.replace(['(', ')'], " ")
+        .trim()
+        .trim_end_matches(';')
+        .to_owned()
+}
+
+/// Splits on ` AND ` (any case), outside string literals.
+fn split_and(text: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let words: Vec<&str> = text.split(' ').collect();
+    for w in words {
+        quoted ^= w.matches('\'').count() % 2 == 1;
+        if !quoted && w.eq_ignore_ascii_case("and") {
+            parts.push(std::mem::take(&mut cur));
+            continue;
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(w);
+    }
+    parts.push(cur);
+    parts
+        .into_iter()
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// The `CREATE UNIQUE INDEX` that would make `column` unique among the rows `fixed` picks:
+/// partial when a discriminator shares the table, so other types' rows (groups with empty
+/// logins) do not stand in its way.
+fn unique_index_fix(d: Dialect, table: &str, column: &str, fold: bool, fixed: &[Fixed]) -> String {
+    let expr = match (d, fold) {
+        (Dialect::Sqlite, true) => format!("{column} COLLATE NOCASE"),
+        (Dialect::Postgres, true) => format!("lower({column})"),
+        _ => column.to_owned(),
+    };
+    let mut cond = String::new();
+    for (i, f) in fixed.iter().enumerate() {
+        cond.push_str(if i == 0 { " WHERE " } else { " AND " });
+        let lit = match (&f.value, d) {
+            (Value::Text(t), _) => format!("'{}'", t.replace('\'', "''")),
+            (Value::Bool(b), Dialect::Sqlite) => i64::from(*b).to_string(),
+            (v, _) => literal_text(v),
+        };
+        cond.push_str(&format!("{} = {lit}", f.col.raw));
+    }
+    match d {
+        // Unnamed: PostgreSQL picks a free name. Any name we make up may be taken
+        // (WordPress's non-unique index is wp_users_user_login_key).
+        Dialect::Postgres => format!("CREATE UNIQUE INDEX ON {table} ({expr}){cond};"),
+        Dialect::Sqlite => format!(
+            "CREATE UNIQUE INDEX {}_{column}_key ON {table} ({expr}){cond};",
+            table.replace('.', "_")
+        ),
+    }
+}
+
+/// The warning for `n` values held more than once where the sidecar keeps a field unique.
+pub fn duplicates_warning(i: usize, name: &str, n: u64) -> SpecProblem {
+    SpecProblem {
+        part: SpecPart::Field(i),
+        message: format!(
+            "{n} value(s) of '{name}' are already held by more than one of the app's rows: the sidecar refuses new duplicates, but the unique index cannot be created until these are resolved"
+        ),
+        fix: None,
+        warning: true,
+    }
+}
+
+/// A fixed value as the literal text an index condition would compare it with.
+fn literal_text(v: &Value) -> String {
+    match v {
+        Value::Bool(b) => b.to_string(),
+        other => value_text(other),
+    }
+}
+
+/// Whether a partial index's conjuncts hold for every row the fixed values pick: each of
+/// them is one of `fixed` (so the index covers all of this type's rows).
+fn covers(predicate: &[(String, String)], fixed: &[Fixed]) -> bool {
+    predicate.iter().all(|(col, lit)| {
+        fixed.iter().any(|f| {
+            f.col.raw.eq_ignore_ascii_case(col)
+                && (literal_text(&f.value) == *lit
+                    || matches!(
+                        (&f.value, lit.as_str()),
+                        (Value::Bool(true), "1") | (Value::Bool(false), "0")
+                    ))
+        })
+    })
 }
 
 /// The introspected tables a spec needs, by the name the spec uses.
@@ -92,15 +241,19 @@ impl TableInfo {
     }
 
     /// Whether a unique index (or the primary key) makes `col` unique, case-insensitively when
-    /// `fold`.
-    fn unique(&self, col: &ColumnInfo, fold: bool) -> bool {
+    /// `fold`, among the rows `fixed` picks: a partial index counts when its condition holds
+    /// for all of them (`WHERE type = 'User'` for users told apart by `type`).
+    fn unique(&self, col: &ColumnInfo, fold: bool, fixed: &[Fixed]) -> bool {
         let lname = col.name.to_ascii_lowercase();
         if col.pk && self.pk_columns() == 1 && (!fold || col.ci) {
             return true;
         }
         self.uniques
             .iter()
-            .filter(|u| !u.partial && u.columns.len() == 1)
+            .filter(|u| {
+                u.columns.len() == 1
+                    && (!u.partial || u.predicate.as_deref().is_some_and(|p| covers(p, fixed)))
+            })
             .any(|u| match &u.columns[0] {
                 Some(name) => *name == lname && (!fold || u.fold || col.ci),
                 None => fold && u.lower_of.as_deref() == Some(lname.as_str()),
@@ -486,7 +639,7 @@ impl Model {
                 SpecPart::Table,
                 &mut problems,
             ) {
-                if !t.unique(&k, false) {
+                if !t.unique(&k, false, &[]) {
                     problems.push(problem(
                         SpecPart::Table,
                         format!("key column '{}' of '{}' is not unique", k.name, spec.table),
@@ -582,28 +735,9 @@ impl Model {
                         continue;
                     };
                     written.push(info.name.to_ascii_lowercase());
-                    let covered = t.unique(&info, f.fold_case);
+                    let covered = t.unique(&info, f.fold_case, &filter);
                     if f.unique && !covered {
                         unique_checks.push((i, f.fold_case));
-                        let fix = match (d, f.fold_case) {
-                            (Dialect::Sqlite, true) => format!(
-                                "CREATE UNIQUE INDEX {0}_{1}_key ON {0} ({1} COLLATE NOCASE);",
-                                spec.table, info.name
-                            ),
-                            (Dialect::Sqlite, false) => format!(
-                                "CREATE UNIQUE INDEX {0}_{1}_key ON {0} ({1});",
-                                spec.table, info.name
-                            ),
-                            // Unnamed: PostgreSQL picks a free name. Any name we make up may
-                            // be taken (WordPress's non-unique index is wp_users_user_login_key).
-                            (Dialect::Postgres, true) => format!(
-                                "CREATE UNIQUE INDEX ON {} (lower({}));",
-                                spec.table, info.name
-                            ),
-                            (Dialect::Postgres, false) => {
-                                format!("CREATE UNIQUE INDEX ON {} ({});", spec.table, info.name)
-                            }
-                        };
                         warnings.push(warning(
                             part,
                             format!(
@@ -612,7 +746,7 @@ impl Model {
                                 info.name,
                                 if f.fold_case { " (case-insensitive)" } else { "" }
                             ),
-                            Some(fix),
+                            Some(unique_index_fix(d, &spec.table, &info.name, f.fold_case, &filter)),
                         ));
                     }
                     if covered || f.unique {
@@ -729,12 +863,24 @@ impl Model {
                             )),
                         ));
                     }
-                    if f.unique {
+                    // A value declared unique (an app's unique e-mail) is checked like a
+                    // column's: by the child table's index, or by the sidecar in the write.
+                    let covered = f.unique && t.unique(&col, f.fold_case, &select);
+                    if f.unique && !covered {
+                        unique_checks.push((i, f.fold_case));
                         warnings.push(warning(
                             part.clone(),
-                            format!("uniqueness of a value kept in '{}' is not checked", c.table),
-                            None,
+                            format!(
+                                "no unique index on {}.{}{}: the sidecar checks uniqueness itself inside each write, but the app's own writes are not checked",
+                                c.table,
+                                col.name,
+                                if f.fold_case { " (case-insensitive)" } else { "" }
+                            ),
+                            Some(unique_index_fix(d, &c.table, &col.name, f.fold_case, &select)),
                         ));
+                    }
+                    if f.unique {
+                        unique_fields.push((i, f.fold_case));
                     }
                     infos.push(FieldInfo {
                         ty: col.ty.clone(),
@@ -1873,6 +2019,51 @@ impl Model {
         sql
     }
 
+    /// How many values of unique field `i` (case-insensitively when `fold`) the app's rows of
+    /// this type already hold more than once, as text: what stands in the way of the unique
+    /// index `check` suggests.
+    pub fn duplicates(&self, i: usize, fold: bool) -> Option<Sql> {
+        let d = self.d;
+        let (from, col, fixed, alias) = match self.fields.get(i)? {
+            Field::Column(c) => (self.table.clone(), c, &self.filter, "t"),
+            Field::Child(ch) => (ch.table.clone(), &ch.col, &ch.select, "c"),
+        };
+        let e = if fold && col.ty.is_text() {
+            format!("lower({alias}.{})", col.name)
+        } else {
+            format!("{alias}.{}", col.name)
+        };
+        let mut sql = Sql::default();
+        sql.push(match d {
+            Dialect::Sqlite => "SELECT CAST(count(*) AS TEXT) FROM (SELECT 1 FROM ",
+            Dialect::Postgres => "SELECT count(*)::text FROM (SELECT 1 FROM ",
+        })
+        .push(&from)
+        .push(" ")
+        .push(alias)
+        .push(" WHERE ")
+        .push(&e)
+        .push(" IS NOT NULL");
+        self.push_fixed(&mut sql, alias, fixed);
+        if alias == "c" {
+            if let Some(Field::Child(ch)) = self.fields.get(i) {
+                sql.push(" AND ")
+                    .push(&self.link_as_key(ch, "c"))
+                    .push(" IN (SELECT t.")
+                    .push(&self.key.name)
+                    .push(" FROM ")
+                    .push(&self.table)
+                    .push(" t WHERE 1=1");
+                self.push_fixed(&mut sql, "t", &self.filter);
+                sql.push(")");
+            }
+        }
+        sql.push(" GROUP BY ")
+            .push(&e)
+            .push(" HAVING count(*) > 1) dup");
+        Some(sql)
+    }
+
     /// `SELECT 1 FROM table WHERE col = ? [AND key <> ?] LIMIT 1`: another row has this
     /// value of unique field `i` (case-insensitively when `fold`).
     pub fn unique_taken(
@@ -1882,10 +2073,35 @@ impl Model {
         fold: bool,
         except: Option<&Value>,
     ) -> Option<Sql> {
-        let Some(Field::Column(c)) = self.fields.get(i) else {
-            return None;
-        };
         let d = self.d;
+        let c = match self.fields.get(i)? {
+            Field::Column(c) => c,
+            // A value in a child table: another row of this type holds it there.
+            Field::Child(ch) => {
+                let mut sql = Sql::default();
+                sql.push("SELECT '1' FROM ")
+                    .push(&self.table)
+                    .push(" t WHERE ");
+                super::child_exists(self, ch, false, &mut sql, |sql| {
+                    super::comparison(
+                        d,
+                        &format!("c.{}", ch.col.name),
+                        &ch.col,
+                        crate::backend::CmpOp::Eq,
+                        v,
+                        fold && ch.col.ty.is_text(),
+                        sql,
+                    );
+                });
+                self.push_fixed(&mut sql, "t", &self.filter);
+                if let Some(k) = except {
+                    sql.push(" AND t.").push(&self.key.name).push(" <> ");
+                    self.key.param(d, &mut sql, k.clone());
+                }
+                sql.push(" LIMIT 1");
+                return Some(sql);
+            }
+        };
         let mut sql = Sql::default();
         // Text, so every driver reads the answer the same way.
         sql.push("SELECT '1' FROM ")

@@ -499,6 +499,28 @@ impl Backend for PgBackend {
                 return Err(refused);
             }
         };
+        let mut warnings = warnings;
+        let conn = PgConn {
+            c: &client,
+            m: &m,
+            names: &names,
+        };
+        for &(i, fold) in &m.unique_checks {
+            let Some(sql) = m.duplicates(i, fold) else {
+                continue;
+            };
+            // Advice only: a failure here (permissions) must not keep the sidecar down.
+            if let Ok(rows) = conn.strings(&sql).await {
+                let n: u64 = rows
+                    .first()
+                    .and_then(|r| r.first())
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
+                if n > 0 {
+                    warnings.push(model::duplicates_warning(i, &names[i], n));
+                }
+            }
+        }
         Ok(Opened {
             table: Arc::new(PgTable {
                 pool: self.pool.clone(),
@@ -657,6 +679,7 @@ async fn table_info(
                 lower_of: lower_of(&def),
                 columns: cols,
                 partial: r.get(1),
+                predicate: model::index_predicate(&def),
             });
         }
     }

@@ -526,6 +526,34 @@ impl Backend for SqliteBackend {
                 return Err(refused);
             }
         };
+        let mut warnings = warnings;
+        let checks: Vec<(usize, Sql)> = m
+            .unique_checks
+            .iter()
+            .filter_map(|&(i, fold)| Some((i, m.duplicates(i, fold)?)))
+            .collect();
+        // Advice only: a failure here must not keep the sidecar down.
+        let counts = self
+            .pool
+            .read(move |c| {
+                Ok(checks
+                    .into_iter()
+                    .map(|(i, sql)| {
+                        let n: u64 = strings(c, &sql, &[])
+                            .ok()
+                            .and_then(|r| r.first()?.first()?.parse().ok())
+                            .unwrap_or(0);
+                        (i, n)
+                    })
+                    .collect::<Vec<_>>())
+            })
+            .await
+            .unwrap_or_default();
+        for (i, n) in counts {
+            if n > 0 {
+                warnings.push(model::duplicates_warning(i, &names[i], n));
+            }
+        }
         Ok(Opened {
             table: Arc::new(SqliteTable {
                 pool: self.pool.clone(),
@@ -702,6 +730,7 @@ fn table_info(c: &Connection, table: &str) -> rusqlite::Result<Option<TableInfo>
                 lower_of: lower_of(&sql),
                 columns: cols.into_iter().map(|(n, _)| n).collect(),
                 partial,
+                predicate: model::index_predicate(&sql),
             });
         }
     }

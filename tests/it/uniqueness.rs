@@ -1,0 +1,171 @@
+//! Uniqueness in a table several types share, and of a value in a child table
+//! (tests/fixtures/derived: users and groups in `principals`, told apart by `type`; e-mails
+//! in `email_addresses`). A partial unique index on the discriminator counts as the
+//! uniqueness it is; without it, the advice is a partial index the app's rows already
+//! satisfy, which runs as printed; an e-mail declared unique is refused with 409 like a
+//! userName. Every test runs on SQLite and PostgreSQL. See: issue #9.
+
+use std::sync::Arc;
+
+use scim_sidecar::config::{self, Config};
+use scim_sidecar::mapping::Problem;
+use scim_sidecar::metrics::Metrics;
+use serde_json::json;
+
+use crate::support::{Sidecar, Store};
+
+const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(crate::support::Store::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(crate::support::Store::Postgres).await
+            }
+        }
+    )*};
+}
+
+both!(
+    a_partial_index_on_the_discriminator_counts,
+    the_advice_is_a_partial_index_the_data_satisfies,
+    a_unique_email_in_a_child_table_is_a_409,
+);
+
+macro_rules! start {
+    ($store:expr) => {
+        match Sidecar::example("derived", $store, None).await {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
+/// The warnings `scim-sidecar check` prints for `config`.
+async fn warnings(config: &Config) -> Vec<Problem> {
+    let (_, warnings) = scim_sidecar::app::build(config, Arc::new(Metrics::new()))
+        .await
+        .unwrap_or_else(|p| panic!("{}", config::report(&p)));
+    warnings
+}
+
+fn about<'a>(warnings: &'a [Problem], what: &str) -> Vec<&'a Problem> {
+    warnings
+        .iter()
+        .filter(|w| w.message.contains(what))
+        .collect()
+}
+
+/// `principals_login` is unique on the login only `WHERE type = 'User'`: for users that is
+/// a unique index, so there is nothing to warn about, and the database itself refuses a
+/// second user with the same login in other case.
+async fn a_partial_index_on_the_discriminator_counts(store: Store) {
+    let s = start!(store);
+    let w = warnings(&s.example_config("derived")).await;
+    assert!(about(&w, "login").is_empty(), "{w:?}");
+    let user = |name: &str| {
+        json!({"schemas": [USER], "userName": name, "name": {"familyName": name},
+               "emails": [{"type": "work", "value": format!("{}@example.com", name.to_lowercase())}]})
+    };
+    s.client
+        .post("/scim/v2/Users", &user("alice"))
+        .await
+        .expect(201);
+    s.client
+        .post("/scim/v2/Users", &user("ALICE"))
+        .await
+        .scim_error(409, Some("uniqueness"));
+}
+
+/// Without the partial index, the warning's fix is one: `… WHERE type = 'User'`, which the
+/// app's rows satisfy although its built-in rows and its groups all have an empty login. It
+/// runs as printed, and the warning is gone.
+async fn the_advice_is_a_partial_index_the_data_satisfies(store: Store) {
+    let s = start!(store);
+    s.exec("INSERT INTO principals (type, login, lastname) VALUES ('Group', '', 'a'), ('Group', '', 'b');")
+        .await;
+    s.exec("DROP INDEX principals_login;").await;
+    let config = s.example_config("derived");
+    let w = warnings(&config).await;
+    let login = about(&w, "login");
+    assert_eq!(login.len(), 1, "{w:?}");
+    let fix = login[0].fix.clone().expect("a fix");
+    assert!(fix.contains("WHERE type = 'User'"), "{fix}");
+
+    // Duplicates the app already holds are counted, so the integrator knows why the index
+    // would not create.
+    s.exec(
+        "INSERT INTO principals (type, login, lastname) VALUES ('User', 'dup', 'a'), ('User', 'DUP', 'b');",
+    )
+    .await;
+    let w = warnings(&config).await;
+    assert!(
+        about(&w, "login")
+            .iter()
+            .any(|p| p.message.contains("1 value(s)")),
+        "{w:?}"
+    );
+    s.exec("DELETE FROM principals WHERE login = 'DUP';").await;
+
+    s.exec(&fix).await;
+    assert!(about(&warnings(&config).await, "login").is_empty());
+}
+
+/// `emails[type eq "work"].value` declared `uniqueness = "server"`: a second user with the
+/// same address (in other case) is 409 `uniqueness`, for a create and for a PATCH, and
+/// nothing is written; the same user may keep its own address.
+async fn a_unique_email_in_a_child_table_is_a_409(store: Store) {
+    let s = start!(store);
+    let alice = json!({"schemas": [USER], "userName": "alice", "name": {"familyName": "A"},
+                       "emails": [{"type": "work", "value": "alice@example.com"}]});
+    let r = s
+        .client
+        .post("/scim/v2/Users", &alice)
+        .await
+        .expect(201)
+        .json();
+    let alice_id = r["id"].as_str().expect("id").to_owned();
+    let before = s.rows("SELECT count(*) FROM principals").await;
+    let copy = json!({"schemas": [USER], "userName": "mallory", "name": {"familyName": "M"},
+                      "emails": [{"type": "work", "value": "Alice@Example.com"}]});
+    let d = s
+        .client
+        .post("/scim/v2/Users", &copy)
+        .await
+        .scim_error(409, Some("uniqueness"));
+    assert!(d.contains("emails"), "{d}");
+    assert_eq!(s.rows("SELECT count(*) FROM principals").await, before);
+
+    let bob = json!({"schemas": [USER], "userName": "bob", "name": {"familyName": "B"},
+                     "emails": [{"type": "work", "value": "bob@example.com"}]});
+    let r = s
+        .client
+        .post("/scim/v2/Users", &bob)
+        .await
+        .expect(201)
+        .json();
+    let bob_id = r["id"].as_str().expect("id").to_owned();
+    s.client
+        .patch(
+            &format!("/scim/v2/Users/{bob_id}"),
+            &crate::support::client::patch_body(json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "ALICE@example.com"}])),
+        )
+        .await
+        .scim_error(409, Some("uniqueness"));
+    assert_eq!(
+        s.rows(&format!(
+            "SELECT address FROM email_addresses WHERE user_id = {bob_id}"
+        ))
+        .await,
+        vec![vec!["bob@example.com"]]
+    );
+    s.client
+        .put(&format!("/scim/v2/Users/{alice_id}"), &alice)
+        .await
+        .expect(200);
+}
