@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --bench load                 # 1 s warm-up + 5 s measured per phase
 //! BENCH_SECS=10 cargo bench --bench load   # a longer measured window
+//! BENCH_ONLY=pass cargo bench --bench load  # only the pass-through phases (or `scim`)
 //! ```
 //!
 //! It starts the real `scim-sidecar` binary (`run --config examples/quickstart/scim-sidecar.toml`)
@@ -136,70 +137,77 @@ fn main() {
     let sampler = RssSampler::start(pid);
     let mut report = Report::default();
     let seq = Arc::new(AtomicU64::new(0));
+    // BENCH_ONLY=pass or =scim runs one half, for quicker turns while working on it.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
 
     // 3. SCIM phases.
-    println!("== SCIM ==");
-    Report::header(false);
-    let mut created: Vec<(u64, String)> = Vec::new();
-    for conns in CONNS {
-        let stats = rt.block_on(run_phase(
-            &create_load(sidecar.addr, conns, false).server(pid),
-            &seq,
-            window,
-        ));
-        created.extend(stats.collected.iter().cloned());
-        report.add(stats);
+    if only != "pass" {
+        println!("== SCIM ==");
+        Report::header(false);
+        let mut created: Vec<(u64, String)> = Vec::new();
+        for conns in CONNS {
+            let stats = rt.block_on(run_phase(
+                &create_load(sidecar.addr, conns, false).server(pid),
+                &seq,
+                window,
+            ));
+            created.extend(stats.collected.iter().cloned());
+            report.add(stats);
+        }
+        assert!(
+            !created.is_empty(),
+            "no user was created; nothing to filter or patch"
+        );
+        let names: Arc<Vec<String>> =
+            Arc::new(created.iter().map(|(n, _)| user_name(*n)).collect());
+        let ids: Arc<Vec<String>> = Arc::new(created.iter().map(|(_, id)| id.clone()).collect());
+        for conns in CONNS {
+            let load = filter_load(sidecar.addr, conns, names.clone()).server(pid);
+            report.add(rt.block_on(run_phase(&load, &seq, window)));
+        }
+        for conns in CONNS {
+            let load = patch_load(sidecar.addr, conns, ids.clone()).server(pid);
+            report.add(rt.block_on(run_phase(&load, &seq, window)));
+        }
+        println!("  ({} users created)", created.len());
+        println!();
     }
-    assert!(
-        !created.is_empty(),
-        "no user was created; nothing to filter or patch"
-    );
-    let names: Arc<Vec<String>> = Arc::new(created.iter().map(|(n, _)| user_name(*n)).collect());
-    let ids: Arc<Vec<String>> = Arc::new(created.iter().map(|(_, id)| id.clone()).collect());
-    for conns in CONNS {
-        let load = filter_load(sidecar.addr, conns, names.clone()).server(pid);
-        report.add(rt.block_on(run_phase(&load, &seq, window)));
-    }
-    for conns in CONNS {
-        let load = patch_load(sidecar.addr, conns, ids.clone()).server(pid);
-        report.add(rt.block_on(run_phase(&load, &seq, window)));
-    }
-    println!("  ({} users created)", created.len());
-    println!();
 
     // 4. Pass-through: direct, through the sidecar, through nginx.
-    println!("== pass-through (GET /hello, {} byte body) ==", HELLO.len());
-    Report::header(false);
-    let mut targets = vec![("direct", app, None), ("sidecar", sidecar.addr, Some(pid))];
-    let nginx = Nginx::start(app);
-    if let Some(n) = &nginx {
-        targets.push(("nginx", n.addr, Some(n.proc.pid)));
-    }
-    // Interleaved rounds, medians in the summary: on a shared 2-core VM one phase can be
-    // 15% off the next, and alternating the targets spreads that noise over all of them.
-    for round in 1..=PASS_ROUNDS {
-        for conns in CONNS {
-            for (name, addr, server) in &targets {
-                let mut load = hello_load(name, *addr, conns);
-                load.server_pid = *server;
-                let opened = app_connections.load(Ordering::Relaxed);
-                let mut stats = rt.block_on(run_phase(&load, &seq, pass_window));
-                stats.round = round;
-                report.add(stats);
-                let opened = app_connections.load(Ordering::Relaxed) - opened;
-                if *name != "direct" && opened > conns as u64 {
-                    println!(
-                        "    the app saw {opened} new connections for {conns} client connections"
-                    );
+    if only != "scim" {
+        println!("== pass-through (GET /hello, {} byte body) ==", HELLO.len());
+        Report::header(false);
+        let mut targets = vec![("direct", app, None), ("sidecar", sidecar.addr, Some(pid))];
+        let nginx = Nginx::start(app);
+        if let Some(n) = &nginx {
+            targets.push(("nginx", n.addr, Some(n.proc.pid)));
+        }
+        // Interleaved rounds, medians in the summary: on a shared 2-core VM one phase can be
+        // 15% off the next, and alternating the targets spreads that noise over all of them.
+        for round in 1..=PASS_ROUNDS {
+            for conns in CONNS {
+                for (name, addr, server) in &targets {
+                    let mut load = hello_load(name, *addr, conns);
+                    load.server_pid = *server;
+                    let opened = app_connections.load(Ordering::Relaxed);
+                    let mut stats = rt.block_on(run_phase(&load, &seq, pass_window));
+                    stats.round = round;
+                    report.add(stats);
+                    let opened = app_connections.load(Ordering::Relaxed) - opened;
+                    if *name != "direct" && opened > conns as u64 {
+                        println!(
+                            "    the app saw {opened} new connections for {conns} client connections"
+                        );
+                    }
                 }
             }
         }
+        if nginx.is_none() {
+            println!("  nginx not installed (apt-get install nginx to compare)");
+        }
+        drop(nginx);
+        println!();
     }
-    if nginx.is_none() {
-        println!("  nginx not installed (apt-get install nginx to compare)");
-    }
-    drop(nginx);
-    println!();
 
     // RSS under load: the sampled peak, and the kernel's high-water mark.
     let sampled = sampler.stop();

@@ -504,6 +504,9 @@ pub async fn exchange_within(
     timeout: Duration,
 ) -> Result<(http::response::Parts, Bytes), String> {
     let fut = async {
+        // The previous answer being read does not make the connection ready at once: hyper's
+        // dispatcher task has to see it finished first.
+        sender.ready().await?;
         let resp = sender.send_request(req).await?;
         let (parts, body) = resp.into_parts();
         let body = body.collect().await?.to_bytes();
