@@ -54,6 +54,17 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TimeoutLabels {
+    listener: &'static str,
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: &'static str,
 }
@@ -74,6 +85,10 @@ pub struct Metrics {
     oauth_tokens: Family<OutcomeLabels, Counter>,
     proxied: Family<StatusLabels, Counter>,
     proxy_latency: Histogram,
+    open_connections: Family<ListenerLabels, Gauge>,
+    connection_timeouts: Family<TimeoutLabels, Counter>,
+    connection_limit_waits: Family<ListenerLabels, Counter>,
+    accept_errors: Family<ListenerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -96,6 +111,10 @@ impl Metrics {
         let oauth_tokens = Family::<OutcomeLabels, Counter>::default();
         let proxied = Family::<StatusLabels, Counter>::default();
         let proxy_latency = latency_histogram();
+        let open_connections = Family::<ListenerLabels, Gauge>::default();
+        let connection_timeouts = Family::<TimeoutLabels, Counter>::default();
+        let connection_limit_waits = Family::<ListenerLabels, Counter>::default();
+        let accept_errors = Family::<ListenerLabels, Counter>::default();
         let info = Family::<VersionLabels, Gauge>::default();
         info.get_or_create(&VersionLabels {
             version: env!("CARGO_PKG_VERSION"),
@@ -144,6 +163,28 @@ impl Metrics {
             proxy_latency.clone(),
         );
         registry.register(
+            "scim_sidecar_open_connections",
+            "Client connections open now, by listener (main, admin)",
+            open_connections.clone(),
+        );
+        registry.register(
+            "scim_sidecar_connection_timeouts",
+            "Client connections closed because the client kept the server waiting, by listener \
+             and stage (tls_handshake, first_request, between_requests, request_body)",
+            connection_timeouts.clone(),
+        );
+        registry.register(
+            "scim_sidecar_connection_limit_waits",
+            "Times a listener stopped accepting because max_connections were open, by listener",
+            connection_limit_waits.clone(),
+        );
+        registry.register(
+            "scim_sidecar_accept_errors",
+            "Failed accepts (out of file descriptors, ...), by listener; each is retried after \
+             a pause",
+            accept_errors.clone(),
+        );
+        registry.register(
             "scim_sidecar_build_info",
             "Version of the running sidecar",
             info,
@@ -158,7 +199,46 @@ impl Metrics {
             oauth_tokens,
             proxied,
             proxy_latency,
+            open_connections,
+            connection_timeouts,
+            connection_limit_waits,
+            accept_errors,
         }
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self, listener: &'static str) {
+        self.open_connections
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
+    }
+
+    /// A connection was closed (for any reason).
+    pub fn connection_closed(&self, listener: &'static str) {
+        self.open_connections
+            .get_or_create(&ListenerLabels { listener })
+            .dec();
+    }
+
+    /// A connection was closed by a deadline at `stage`.
+    pub fn connection_timeout(&self, listener: &'static str, stage: &'static str) {
+        self.connection_timeouts
+            .get_or_create(&TimeoutLabels { listener, stage })
+            .inc();
+    }
+
+    /// A listener stopped accepting at its connection cap.
+    pub fn connection_limit_wait(&self, listener: &'static str) {
+        self.connection_limit_waits
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
+    }
+
+    /// An accept failed.
+    pub fn accept_error(&self, listener: &'static str) {
+        self.accept_errors
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
     }
 
     /// One answered SCIM request.

@@ -10,8 +10,10 @@
 //! `/scim/v2`. The server that feeds the router must serve connections with
 //! `serve_connection_with_upgrades`, or WebSocket upgrades cannot complete.
 
+use std::any::Any;
 use std::error::Error as StdError;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -48,7 +50,7 @@ pub struct UpstreamConfig {
 }
 
 /// Facts about the inbound client connection that the proxy reports upstream.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientInfo {
     /// Remote address of the client's TCP connection.
     pub peer: SocketAddr,
@@ -57,6 +59,18 @@ pub struct ClientInfo {
     /// The peer's IP as a header value, formatted once per connection (IPv4-mapped IPv6
     /// addresses shown as IPv4), for `X-Forwarded-For`.
     pub peer_ip: HeaderValue,
+    /// The connection's place under the server's connection cap: a tunnel opened from this
+    /// connection holds it, so an upgraded connection still counts.
+    pub hold: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for ClientInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientInfo")
+            .field("peer", &self.peer)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientInfo {
@@ -64,7 +78,20 @@ impl ClientInfo {
     pub fn new(peer: SocketAddr, tls: bool) -> Self {
         let ip = peer.ip().to_canonical().to_string();
         let peer_ip = HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown"));
-        ClientInfo { peer, tls, peer_ip }
+        ClientInfo {
+            peer,
+            tls,
+            peer_ip,
+            hold: None,
+        }
+    }
+
+    /// The same, holding `hold` for as long as the connection or a tunnel from it lives.
+    pub fn held_by(self, hold: Arc<dyn Any + Send + Sync>) -> Self {
+        ClientInfo {
+            hold: Some(hold),
+            ..self
+        }
     }
 }
 
@@ -225,7 +252,12 @@ impl Proxy {
             if let Some(v) = upgrade_value {
                 headers.insert(header::UPGRADE, v);
             }
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, path));
+            tokio::spawn(tunnel(
+                client_upgrade,
+                upstream_upgrade,
+                path,
+                client.hold.clone(),
+            ));
             let mut out = Response::new(empty());
             *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             *out.headers_mut() = headers;
@@ -265,6 +297,8 @@ async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     path: String,
+    // Keeps the client connection's place under the connection cap while the tunnel lives.
+    _hold: Option<Arc<dyn Any + Send + Sync>>,
 ) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,

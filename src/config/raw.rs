@@ -68,6 +68,19 @@ pub struct RawListen {
     pub drain_delay: Option<S>,
     /// Time a client has to send its request headers.
     pub header_read_timeout: Option<S>,
+    /// Time a kept-alive connection may sit idle.
+    pub idle_timeout: Option<S>,
+    /// Time the TLS handshake may take.
+    pub tls_handshake_timeout: Option<S>,
+    /// Time a client may pause in the middle of a request body.
+    pub body_idle_timeout: Option<S>,
+    /// HTTP/2 keep-alive ping interval.
+    pub http2_keepalive_interval: Option<S>,
+    /// Connections open at once.
+    pub max_connections: Option<NumOrStr>,
+    /// Addresses or CIDR ranges of proxies whose `X-Forwarded-*` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<S>,
 }
 
 /// `tls = { cert, key }`

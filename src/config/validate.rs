@@ -26,6 +26,7 @@ use crate::proxy::UpstreamConfig;
 use crate::scim::UnknownPolicy;
 use crate::scim::filter::parse_patch_path;
 use crate::scim::schema::{self, AttrType, Mutability, Returned, Uniqueness};
+use crate::server::forwarded::Cidr;
 
 /// Validates a config file's text. `dir` is the directory relative paths are resolved from.
 pub fn from_str(
@@ -137,6 +138,16 @@ impl V<'_> {
                 default
             }
         }
+    }
+
+    /// A duration that must not be zero (a deadline of 0 would close every connection).
+    fn positive(&mut self, o: &Origin, s: &Option<S>, what: &str, default: Duration) -> Duration {
+        let value = self.duration(s, what, default);
+        if value.is_zero() {
+            self.error(o, format!("{what} must be more than 0s"), None);
+            return default;
+        }
+        value
     }
 
     fn number(
@@ -253,13 +264,7 @@ impl V<'_> {
                 "missing [listen]",
                 Some("add [listen] with addr = \"127.0.0.1:8080\""),
             );
-            return Listen {
-                addr: String::new(),
-                tls: None,
-                shutdown_timeout: Duration::from_secs(25),
-                drain_delay: Duration::ZERO,
-                header_read_timeout: Duration::from_secs(30),
-            };
+            return Listen::defaults(String::new());
         };
         let o = self.origin(l.span());
         let l = l.get_ref();
@@ -295,20 +300,67 @@ impl V<'_> {
             }
             Some(Tls { cert, key })
         });
+        let d = Listen::defaults(addr);
+        let max_connections = self.number(
+            &l.max_connections,
+            &o,
+            "listen.max_connections",
+            (1, 1_000_000),
+            d.max_connections as i64,
+        );
+        let mut trusted_proxies = Vec::new();
+        for t in &l.trusted_proxies {
+            let Some(text) = self.string(t, "listen.trusted_proxies") else {
+                continue;
+            };
+            match text.parse::<Cidr>() {
+                Ok(c) => trusted_proxies.push(c),
+                Err(e) => {
+                    let to = self.origin(t.span());
+                    self.error(
+                        &to,
+                        format!("listen.trusted_proxies: \"{text}\" {e}"),
+                        Some("write an address or a CIDR range, e.g. \"10.0.0.0/8\" or \"::1\""),
+                    );
+                }
+            }
+        }
         Listen {
-            addr,
             tls,
             shutdown_timeout: self.duration(
                 &l.shutdown_timeout,
                 "listen.shutdown_timeout",
-                Duration::from_secs(25),
+                d.shutdown_timeout,
             ),
-            drain_delay: self.duration(&l.drain_delay, "listen.drain_delay", Duration::ZERO),
-            header_read_timeout: self.duration(
+            drain_delay: self.duration(&l.drain_delay, "listen.drain_delay", d.drain_delay),
+            header_read_timeout: self.positive(
+                &o,
                 &l.header_read_timeout,
                 "listen.header_read_timeout",
-                Duration::from_secs(30),
+                d.header_read_timeout,
             ),
+            idle_timeout: self.positive(&o, &l.idle_timeout, "listen.idle_timeout", d.idle_timeout),
+            tls_handshake_timeout: self.positive(
+                &o,
+                &l.tls_handshake_timeout,
+                "listen.tls_handshake_timeout",
+                d.tls_handshake_timeout,
+            ),
+            body_idle_timeout: self.positive(
+                &o,
+                &l.body_idle_timeout,
+                "listen.body_idle_timeout",
+                d.body_idle_timeout,
+            ),
+            http2_keepalive_interval: self.positive(
+                &o,
+                &l.http2_keepalive_interval,
+                "listen.http2_keepalive_interval",
+                d.http2_keepalive_interval,
+            ),
+            max_connections: usize::try_from(max_connections).unwrap_or(d.max_connections),
+            trusted_proxies,
+            ..d
         }
     }
 

@@ -7,17 +7,19 @@
 //! [`Running::shutdown`] stops accepting, lets in-flight requests finish within
 //! `listen.shutdown_timeout`, and returns.
 
+pub mod conn;
+pub mod forwarded;
 pub mod router;
 pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -26,7 +28,7 @@ use crate::admin;
 use crate::auth::Authenticator;
 use crate::auth::oauth::{Signer, TokenEndpoint};
 use crate::backend::Backend;
-use crate::config::{BackendKind, Config};
+use crate::config::{BackendKind, Config, Listen};
 use crate::mapping::{self, MappedResource, Origin, Problem};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
@@ -313,15 +315,20 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         None => None,
     };
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let gate = Arc::new(conn::Gate::new(
+        main_connection_cap(config),
+        conn::Listener::Main,
+        app.metrics.clone(),
+    ));
     let (stop_main, main_rx) = watch::channel(false);
     let (stop_admin, admin_rx) = watch::channel(false);
     let main = tokio::spawn(serve(
         listener,
         tls,
         app.clone(),
+        gate,
         main_rx,
-        config.listen.shutdown_timeout,
-        config.listen.header_read_timeout,
+        config.listen.clone(),
     ));
     let admin = admin_listener.map(|l| tokio::spawn(admin::serve(l, app.clone(), admin_rx)));
     Ok(Running {
@@ -336,81 +343,167 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     })
 }
 
-/// The accept loop of the SCIM/proxy listener.
+/// `listen.max_connections`, lowered when the open-file limit could not honour it: running
+/// out of descriptors stops every listener, the admin probes included, so the cap must bind
+/// first. Each connection may hold two (its socket, and its connection to the app).
+fn main_connection_cap(config: &Config) -> usize {
+    let wanted = config.listen.max_connections;
+    let Some(limit) = conn::raise_fd_limit() else {
+        return wanted;
+    };
+    let per_connection = if config.upstream.is_some() { 2 } else { 1 };
+    let cap = conn::fit_to_fd_limit(wanted, limit, per_connection, admin::MAX_CONNECTIONS as u64);
+    if cap < wanted {
+        tracing::warn!(
+            max_connections = wanted,
+            open_file_limit = limit,
+            using = cap,
+            "listen.max_connections does not fit the open-file limit (each connection may use \
+             {per_connection} descriptors); raise `ulimit -n` (LimitNOFILE) to allow more"
+        );
+    }
+    cap
+}
+
+/// The accept loop of the SCIM/proxy listener: one task per connection, at most `gate.cap()`
+/// at once, each bounded by the deadlines of [`conn`]; on `stop`, in-flight requests get
+/// `listen.shutdown_timeout` to finish.
 async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: Arc<App>,
+    gate: Arc<conn::Gate>,
     mut stop: watch::Receiver<bool>,
-    grace: Duration,
-    header_read_timeout: Duration,
+    listen: Listen,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(c) => c,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
-        };
-        let _ = tcp.set_nodelay(true);
+        .header_read_timeout(listen.header_read_timeout);
+    // RFC 9113 §6.7: pings find peers that vanished during a long response; an unanswered one
+    // closes the connection.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(listen.http2_keepalive_interval))
+        .keep_alive_timeout(listen.http2_keepalive_interval.min(Duration::from_secs(20)));
+    let deadlines = conn::Deadlines {
+        first_request: listen.header_read_timeout,
+        idle: listen.idle_timeout,
+        close_grace: CLOSE_GRACE,
+    };
+    let handshake = listen.tls_handshake_timeout;
+    while let Some((tcp, peer, activity)) = gate.accept(&listener, &mut stop).await {
+        let client =
+            Arc::new(crate::proxy::ClientInfo::new(peer, tls.is_some()).held_by(activity.clone()));
         let app = app.clone();
-        // Formatted once per connection, not per request (X-Forwarded-For).
-        let client = Arc::new(crate::proxy::ClientInfo::new(peer, tls.is_some()));
-        let svc =
-            hyper::service::service_fn(move |req| router::handle(app.clone(), req, client.clone()));
-        match &tls {
-            None => {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), svc);
-                let fut = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = fut.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+        let act = activity.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let guard = act.begin();
+            let answer = router::handle(app.clone(), req, client.clone());
+            async move {
+                let resp = answer.await?;
+                Ok::<_, std::convert::Infallible>(resp.map(|b| conn::Tracked::new(b, guard)))
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let stream =
-                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
-                            .await
-                        {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+        });
+        let builder = builder.clone();
+        let mut stop = stop.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    serve_io(
+                        tcp,
+                        &builder,
+                        svc,
+                        &activity,
+                        &deadlines,
+                        Instant::now(),
+                        &mut stop,
+                    )
+                    .await
+                }
+                Some(acceptor) => {
+                    let stream = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            activity.timed_out(conn::Stage::TlsHandshake);
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    serve_io(
+                        stream,
+                        &builder,
+                        svc,
+                        &activity,
+                        &deadlines,
+                        Instant::now(),
+                        &mut stop,
+                    )
+                    .await
+                }
             }
-        }
+        });
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(grace) => tracing::warn!(seconds = grace.as_secs(), "in-flight requests did not finish within the shutdown timeout"),
+    if gate.closed(listen.shutdown_timeout).await {
+        tracing::info!("all connections closed");
+    } else {
+        tracing::warn!(
+            seconds = listen.shutdown_timeout.as_secs(),
+            "in-flight requests did not finish within the shutdown timeout"
+        );
+    }
+}
+
+/// How long a connection closed by a deadline may take to say goodbye (an HTTP/2 `GOAWAY`
+/// waits for the peer's acknowledgement) before its socket is simply closed.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves one connection (plain or TLS) with HTTP/1.1 or HTTP/2 until it ends.
+async fn serve_io<IO, S, B>(
+    io: IO,
+    builder: &auto::Builder<TokioExecutor>,
+    svc: S,
+    activity: &conn::Activity,
+    deadlines: &conn::Deadlines,
+    since: Instant,
+    stop: &mut watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    let ended = conn::drive(
+        conn,
+        |c| c.graceful_shutdown(),
+        activity,
+        deadlines,
+        since,
+        stop,
+    )
+    .await;
+    if let Some(Err(e)) = ended {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        {
+            // hyper's own header-read timer fired (HTTP/1.1).
+            activity.timed_out_waiting();
+        }
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }

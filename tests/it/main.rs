@@ -9,6 +9,7 @@ mod support;
 mod admin;
 mod auth;
 mod cli;
+mod connections;
 mod discovery;
 mod entra;
 mod errors;
