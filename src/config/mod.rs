@@ -122,6 +122,8 @@ pub struct Scim {
     pub retry_after: u32,
     /// Published in `/ServiceProviderConfig`.
     pub documentation_uri: Option<String>,
+    /// How long a client may take to send a whole SCIM request body.
+    pub body_timeout: Duration,
 }
 
 /// `[auth]`: every way a client may authenticate.

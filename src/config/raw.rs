@@ -131,6 +131,8 @@ pub struct RawScim {
     pub retry_after: Option<NumOrStr>,
     /// Published in `/ServiceProviderConfig`.
     pub documentation_uri: Option<S>,
+    /// Time a client has to send a whole SCIM request body.
+    pub body_timeout: Option<S>,
 }
 
 /// `[auth]`

@@ -208,7 +208,11 @@ impl V<'_> {
             line: 1,
         };
         let listen = self.listen(&raw, &top);
-        let upstream = raw.upstream.as_ref().and_then(|u| self.upstream(u));
+        let mut upstream = raw.upstream.as_ref().and_then(|u| self.upstream(u));
+        if let Some(u) = &mut upstream {
+            // A [listen] key: the client's pauses are the listener's business.
+            u.body_idle_timeout = listen.body_idle_timeout;
+        }
         let scim = self.scim(&raw, &top);
         let auth = self.auth(&raw, &top, &scim.base_path);
         let admin = raw.admin.as_ref().and_then(|a| {
@@ -418,6 +422,7 @@ impl V<'_> {
                 Duration::from_secs(90),
             ),
             pool_max_idle_per_host: usize::try_from(pool_max_idle).unwrap_or(64),
+            body_idle_timeout: super::Listen::defaults(String::new()).body_idle_timeout,
         })
     }
 
@@ -431,6 +436,7 @@ impl V<'_> {
             unknown_attributes: None,
             retry_after: None,
             documentation_uri: None,
+            body_timeout: None,
         };
         let (s, o) = match &raw.scim {
             Some(s) => (s.get_ref(), self.origin(s.span())),
@@ -505,6 +511,12 @@ impl V<'_> {
             unknown_attributes,
             retry_after: retry_after as u32,
             documentation_uri: self.opt_string(&s.documentation_uri, "scim.documentation_uri"),
+            body_timeout: self.positive(
+                &o,
+                &s.body_timeout,
+                "scim.body_timeout",
+                Duration::from_secs(30),
+            ),
         }
     }
 

@@ -315,11 +315,18 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         None => None,
     };
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let cap = main_connection_cap(config);
+    if let Some(p) = &app.proxy {
+        p.limit_connections(cap);
+    }
     let gate = Arc::new(conn::Gate::new(
-        main_connection_cap(config),
+        cap,
         conn::Listener::Main,
         app.metrics.clone(),
     ));
+    let limits = router::Limits {
+        scim_body_timeout: config.scim.body_timeout,
+    };
     let (stop_main, main_rx) = watch::channel(false);
     let (stop_admin, admin_rx) = watch::channel(false);
     let main = tokio::spawn(serve(
@@ -329,6 +336,7 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
         gate,
         main_rx,
         config.listen.clone(),
+        limits,
     ));
     let admin = admin_listener.map(|l| tokio::spawn(admin::serve(l, app.clone(), admin_rx)));
     Ok(Running {
@@ -375,7 +383,9 @@ async fn serve(
     gate: Arc<conn::Gate>,
     mut stop: watch::Receiver<bool>,
     listen: Listen,
+    limits: router::Limits,
 ) {
+    let limits = Arc::new(limits);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -399,9 +409,10 @@ async fn serve(
             Arc::new(crate::proxy::ClientInfo::new(peer, tls.is_some()).held_by(activity.clone()));
         let app = app.clone();
         let act = activity.clone();
+        let limits = limits.clone();
         let svc = hyper::service::service_fn(move |req| {
             let guard = act.begin();
-            let answer = router::handle(app.clone(), req, client.clone());
+            let answer = router::handle(app.clone(), req, client.clone(), limits.clone());
             async move {
                 let resp = answer.await?;
                 Ok::<_, std::convert::Infallible>(resp.map(|b| conn::Tracked::new(b, guard)))

@@ -201,6 +201,16 @@ async fn r14_connection_cap_pauses_accept_and_admin_keeps_answering() {
     drop(flood);
 }
 
+/// A child process that is killed when the test ends, passed or failed.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The address a `scim-sidecar run` child logs in its "ready" line for `key` (`listen=`,
 /// `admin=`).
 fn logged_addr(line: &str, key: &str) -> Option<SocketAddr> {
@@ -231,22 +241,24 @@ async fn r14_idle_flood_under_a_low_fd_limit_keeps_the_sidecar_answering() {
     let config = dir.path().join("scim-sidecar.toml");
     std::fs::write(&config, text).expect("write config");
     // `ulimit -n` sets both limits, so the sidecar cannot raise its own.
-    let mut child: Child = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -n 256 && exec \"$0\" run --config \"$1\"")
-        .arg(env!("CARGO_BIN_EXE_scim-sidecar"))
-        .arg(&config)
-        .env("SCIM_SIDECAR_LISTEN", "127.0.0.1:0")
-        .env("SCIM_SIDECAR_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("UPSTREAM_URL", format!("http://{}", upstream.addr))
-        .env("QUICKSTART_DB", dir.path().join("app.db"))
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn the sidecar");
-    let stderr = child.stderr.take().expect("stderr");
+    let mut child = Killed(
+        Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 256 && exec \"$0\" run --config \"$1\"")
+            .arg(env!("CARGO_BIN_EXE_scim-sidecar"))
+            .arg(&config)
+            .env("SCIM_SIDECAR_LISTEN", "127.0.0.1:0")
+            .env("SCIM_SIDECAR_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("UPSTREAM_URL", format!("http://{}", upstream.addr))
+            .env("QUICKSTART_DB", dir.path().join("app.db"))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn the sidecar"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -299,6 +311,5 @@ async fn r14_idle_flood_under_a_low_fd_limit_keeps_the_sidecar_answering() {
     );
     assert!(counter(&admin, &timeouts("first_request")).await >= 1);
     drop(flood);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }
