@@ -84,6 +84,8 @@ pub struct ClientInfo {
     pub peer: SocketAddr,
     /// Whether the client connection was TLS-terminated by us.
     pub tls: bool,
+    /// Our end of the connection: the address the client reached.
+    pub local: Option<SocketAddr>,
     /// The peer's IP as a header value, formatted once per connection (IPv4-mapped IPv6
     /// addresses shown as IPv4), for `X-Forwarded-For`.
     pub peer_ip: HeaderValue,
@@ -109,9 +111,15 @@ impl ClientInfo {
         ClientInfo {
             peer,
             tls,
+            local: None,
             peer_ip,
             hold: None,
         }
+    }
+
+    /// The same, reached at `local`.
+    pub fn at(self, local: Option<SocketAddr>) -> Self {
+        ClientInfo { local, ..self }
     }
 
     /// The same, holding `hold` for as long as the connection or a tunnel from it lives.

@@ -124,6 +124,9 @@ pub struct Scim {
     pub documentation_uri: Option<String>,
     /// How long a client may take to send a whole SCIM request body.
     pub body_timeout: Duration,
+    /// `Host` values (lower case, `host` or `host:port`) that absolute URLs may be built
+    /// from when `public_url` is not set.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[auth]`: every way a client may authenticate.

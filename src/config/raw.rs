@@ -133,6 +133,9 @@ pub struct RawScim {
     pub documentation_uri: Option<S>,
     /// Time a client has to send a whole SCIM request body.
     pub body_timeout: Option<S>,
+    /// `Host` values that may be used in absolute URLs when `public_url` is not set.
+    #[serde(default)]
+    pub allowed_hosts: Vec<S>,
 }
 
 /// `[auth]`

@@ -437,6 +437,7 @@ impl V<'_> {
             retry_after: None,
             documentation_uri: None,
             body_timeout: None,
+            allowed_hosts: Vec::new(),
         };
         let (s, o) = match &raw.scim {
             Some(s) => (s.get_ref(), self.origin(s.span())),
@@ -502,6 +503,33 @@ impl V<'_> {
             }
         };
         let retry_after = self.number(&s.retry_after, &o, "scim.retry_after", (1, 3600), 5);
+        let mut allowed_hosts = Vec::new();
+        for h in &s.allowed_hosts {
+            let Some(text) = self.string(h, "scim.allowed_hosts") else {
+                continue;
+            };
+            let host = text.trim().to_ascii_lowercase();
+            if host.is_empty()
+                || host.parse::<http::uri::Authority>().is_err()
+                || host.contains('@')
+            {
+                let ho = self.origin(h.span());
+                self.error(
+                    &ho,
+                    format!("scim.allowed_hosts: \"{text}\" is not a host name or host:port"),
+                    Some("write the Host a client uses, e.g. \"app.example.com\" or \"app.example.com:8443\""),
+                );
+                continue;
+            }
+            allowed_hosts.push(host);
+        }
+        if public_url.is_some() && !allowed_hosts.is_empty() {
+            self.warn(
+                &o,
+                "scim.allowed_hosts is ignored: scim.public_url is set and every URL uses it",
+                None,
+            );
+        }
         Scim {
             base_path,
             public_url,
@@ -517,6 +545,7 @@ impl V<'_> {
                 "scim.body_timeout",
                 Duration::from_secs(30),
             ),
+            allowed_hosts,
         }
     }
 

@@ -326,6 +326,8 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     ));
     let limits = router::Limits {
         scim_body_timeout: config.scim.body_timeout,
+        trusted_proxies: config.listen.trusted_proxies.clone(),
+        allowed_hosts: config.scim.allowed_hosts.clone(),
     };
     let (stop_main, main_rx) = watch::channel(false);
     let (stop_admin, admin_rx) = watch::channel(false);
@@ -405,8 +407,11 @@ async fn serve(
     };
     let handshake = listen.tls_handshake_timeout;
     while let Some((tcp, peer, activity)) = gate.accept(&listener, &mut stop).await {
-        let client =
-            Arc::new(crate::proxy::ClientInfo::new(peer, tls.is_some()).held_by(activity.clone()));
+        let client = Arc::new(
+            crate::proxy::ClientInfo::new(peer, tls.is_some())
+                .at(tcp.local_addr().ok())
+                .held_by(activity.clone()),
+        );
         let app = app.clone();
         let act = activity.clone();
         let limits = limits.clone();

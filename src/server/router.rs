@@ -37,11 +37,16 @@ use crate::scim::{self, BaseUrl, ScimError};
 
 const SCIM_JSON: HeaderValue = HeaderValue::from_static("application/scim+json");
 
-/// What the listener a request came in on allows it (from `[listen]` and `[scim]`).
+/// What the router knows of the listener a request came in on (from `[listen]` and
+/// `[scim]`): deadlines, and whom to believe about the client.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// How long a client may take to send a whole SCIM request body.
     pub scim_body_timeout: Duration,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<super::forwarded::Cidr>,
+    /// `Host` values absolute URLs may be built from (lower case).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Handles one request. Never fails: every outcome is a response.
@@ -70,7 +75,7 @@ pub async fn handle(
             let rest = rest.to_owned();
             // Boxed: the SCIM future is ~3 KiB, and hyper moves the service future per
             // request; pass-through requests should not pay for copying it.
-            Ok(Box::pin(scim(&app, req, &rest, client.tls, &limits)).await)
+            Ok(Box::pin(scim(&app, req, &rest, &client, &limits)).await)
         }
         None => Ok(pass_through(&app, req, &client).await),
     }
@@ -150,7 +155,7 @@ async fn scim(
     app: &App,
     req: Request<Incoming>,
     rest: &str,
-    tls: bool,
+    client: &ClientInfo,
     limits: &Limits,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -220,7 +225,7 @@ async fn scim(
     };
 
     // 4. Serve.
-    let base = BaseUrl(base_url(app, &parts, tls));
+    let base = BaseUrl(base_url(app, &parts, client, limits));
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let request = scim::Request {
         method: &parts.method,
@@ -326,29 +331,52 @@ async fn read_body(
     }
 }
 
-/// The public base URL for `Location` and `meta.location`: `[scim].public_url`, or the
-/// scheme and host the client used.
-fn base_url(app: &App, parts: &http::request::Parts, tls: bool) -> String {
+/// The public base URL for `Location` and `meta.location`: `[scim].public_url`; else the
+/// `Host` the client used when `[scim].allowed_hosts` lists it; else the address the client
+/// reached. Never an unchecked `Host`: a client (or anything that can make a victim's
+/// client send a chosen `Host`) would otherwise choose the URLs the identity provider is
+/// told to use (`https://evil.example/phish?/scim/v2/Users/3`). The scheme is `https` when
+/// TLS is terminated here or a trusted proxy says so in `X-Forwarded-Proto`.
+fn base_url(
+    app: &App,
+    parts: &http::request::Parts,
+    client: &ClientInfo,
+    limits: &Limits,
+) -> String {
     if let Some(u) = &app.public_url {
         return u.clone();
     }
-    let forwarded = parts
-        .headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok());
-    let scheme = match forwarded {
-        Some(p) if p.eq_ignore_ascii_case("https") => "https",
-        Some(p) if p.eq_ignore_ascii_case("http") => "http",
-        _ if tls => "https",
-        _ => "http",
-    };
-    let host = parts
+    let https = super::forwarded::is_https(
+        client.tls,
+        client.peer.ip(),
+        &parts.headers,
+        &limits.trusted_proxies,
+    );
+    let scheme = if https { "https" } else { "http" };
+    let asked = parts
         .headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("localhost");
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let host = match asked.filter(|h| host_allowed(h, &limits.allowed_hosts)) {
+        Some(h) => h.to_ascii_lowercase(),
+        None => match client.local {
+            Some(addr) => addr.to_string(),
+            None => "localhost".to_owned(),
+        },
+    };
     format!("{scheme}://{host}{}", app.base_path)
+}
+
+/// Whether a `Host` value is one of `allowed` (an entry without a port allows any port).
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(name, _)| name);
+    allowed
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(name))
 }
 
 fn error_response(e: &ScimError) -> Response<Body> {

@@ -11,6 +11,7 @@ mod auth;
 mod cli;
 mod connections;
 mod discovery;
+mod edge;
 mod entra;
 mod errors;
 mod filters;
