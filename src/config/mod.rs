@@ -200,6 +200,8 @@ pub struct OAuth {
     pub failed_attempts_burst: u32,
     /// Failed attempts per minute one client IP regains.
     pub failed_attempts_per_minute: u32,
+    /// Longest delay of a request whose buckets are empty.
+    pub max_delay: Duration,
 }
 
 /// One OAuth client.

@@ -261,6 +261,8 @@ pub struct RawOAuth {
     pub failed_attempts_burst: Option<NumOrStr>,
     /// Failed attempts one client IP regains per minute.
     pub failed_attempts_per_minute: Option<NumOrStr>,
+    /// Longest delay of a request from an address or for a client out of attempts.
+    pub max_delay: Option<S>,
 }
 
 /// One `[[auth.oauth.clients]]`.

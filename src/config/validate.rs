@@ -1013,6 +1013,7 @@ impl V<'_> {
             token_lifetime,
             failed_attempts_burst: burst as u32,
             failed_attempts_per_minute: per_minute as u32,
+            max_delay: self.duration(&r.max_delay, "auth.oauth.max_delay", Duration::from_secs(5)),
         })
     }
 

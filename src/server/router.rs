@@ -61,7 +61,13 @@ pub async fn handle(
     }
     if let Some(oauth) = &app.oauth {
         if req.uri().path() == oauth.path {
-            let peer = client.peer.ip().to_canonical();
+            // The client's address, as far as trusted proxies tell: what failed attempts
+            // are counted by.
+            let peer = super::forwarded::client_ip(
+                client.peer.ip(),
+                req.headers(),
+                &limits.trusted_proxies,
+            );
             return Ok(Box::pin(oauth.handle(req, peer, &app.metrics)).await);
         }
     }

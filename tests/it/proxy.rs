@@ -767,6 +767,7 @@ async fn r14_scim_credentials_are_not_passed_to_the_app() {
                 token_lifetime: Duration::from_secs(600),
                 failed_attempts_burst: 10,
                 failed_attempts_per_minute: 10,
+                max_delay: Duration::from_secs(5),
             });
         })),
         ..Options::default()
