@@ -16,6 +16,7 @@ mod entra;
 mod errors;
 mod filters;
 mod groups;
+mod identity;
 mod mapping;
 mod okta;
 mod patch;
