@@ -701,7 +701,9 @@ impl Pool {
                     }
                 },
             };
-            return self.connect(slot).await;
+            // Boxed: connecting is the cold path, and its future would otherwise swell
+            // every request's future, which hyper moves on each request.
+            return Box::pin(self.connect(slot)).await;
         }
     }
 

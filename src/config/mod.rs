@@ -56,11 +56,11 @@ pub struct Listen {
     pub shutdown_timeout: Duration,
     /// How long to keep accepting after SIGTERM, with `/readyz` already answering 503.
     pub drain_delay: Duration,
-    /// How long a client may take to send its request headers: for the first request, from
-    /// accept (or the end of the TLS handshake); on HTTP/1.1, for each later one from the end
-    /// of the previous response.
+    /// How long a client may take to send its first request head, from accept (or the end
+    /// of the TLS handshake).
     pub header_read_timeout: Duration,
-    /// How long a kept-alive connection may sit with no request in progress.
+    /// How long a kept-alive connection may sit with no request in progress (until the next
+    /// request head is complete).
     pub idle_timeout: Duration,
     /// How long the TLS handshake may take.
     pub tls_handshake_timeout: Duration,

@@ -9,9 +9,11 @@
 //! | accept | `max_connections` open at once (a [`Gate`] per listener) | accept pauses until one closes |
 //! | TLS handshake | `tls_handshake_timeout` | the socket is closed |
 //! | first request (no byte yet, an HTTP/2 preface alone, slow headers) | `header_read_timeout` from accept (or from the end of the handshake) | closed |
-//! | between requests (HTTP/1.1 keep-alive, HTTP/2 with no open stream) | `idle_timeout` from the end of the last response | closed gracefully (HTTP/2: `GOAWAY`) |
-//! | HTTP/1.1 request head | hyper's `header_read_timeout` timer | closed |
+//! | between requests (HTTP/1.1 keep-alive or a slow next request head, HTTP/2 with no open stream) | `idle_timeout` from the end of the last response | closed gracefully (HTTP/2: `GOAWAY`) |
 //! | a dead HTTP/2 peer during a long response | `http2_keepalive_interval` pings | closed |
+//!
+//! A request head counts as arrived when hyper hands the request to the service, so a
+//! head dribbled byte by byte is bounded like silence.
 //!
 //! Request bodies have their own idle timeout (`crate::proxy`, `super::router`): a connection
 //! that is in the middle of a request is not idle here.

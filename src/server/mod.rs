@@ -389,10 +389,13 @@ async fn serve(
 ) {
     let limits = Arc::new(limits);
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // No hyper header-read timer: `conn::drive` already bounds the wait for every request
+    // head (the first by header_read_timeout, later ones by idle_timeout), and hyper's
+    // timer costs an allocation and a timer registration per request.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(listen.header_read_timeout);
+        .header_read_timeout(None);
     // RFC 9113 §6.7: pings find peers that vanished during a long response; an unanswered one
     // closes the connection.
     builder
