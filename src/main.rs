@@ -26,8 +26,9 @@ enum Command {
         /// Log format (overrides [log].format).
         #[arg(long, value_enum)]
         log_format: Option<Format>,
-        /// Worker threads of the async runtime (default: the CPUs available to the process,
-        /// cgroup limits included). A sidecar given one CPU or less does best with 1.
+        /// Threads serving connections, each with its own event loop (default: the CPUs
+        /// available to the process, cgroup limits included). A sidecar given one CPU or
+        /// less does best with 1.
         #[arg(long, env = "SCIM_SIDECAR_WORKERS")]
         workers: Option<usize>,
     },
@@ -59,11 +60,14 @@ fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (ring); see reference/crates-and-test-servers.md.
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Run {
-        workers: Some(n), ..
-    } = &cli.command
-    {
-        builder.worker_threads((*n).max(1));
+    let mut shards = 0;
+    if let Command::Run { workers, .. } = &cli.command {
+        // Connections are served on shard threads (server::shard); this runtime only
+        // accepts, serves the admin port and runs background work.
+        shards = workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        builder.worker_threads(1);
     }
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
@@ -77,7 +81,7 @@ fn main() -> ExitCode {
         Command::Migrate { config } => runtime.block_on(migrate(config)),
         Command::Run {
             config, log_format, ..
-        } => runtime.block_on(run(config, log_format)),
+        } => runtime.block_on(run(config, log_format, shards)),
     }
 }
 
@@ -175,13 +179,13 @@ async fn migrate(path: PathBuf) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn run(path: PathBuf, format: Option<Format>) -> ExitCode {
+async fn run(path: PathBuf, format: Option<Format>, shards: usize) -> ExitCode {
     let started = Instant::now();
     let Some(config) = load(&path) else {
         return ExitCode::FAILURE;
     };
     init_logging(&config, format);
-    let running = match server::start(&config).await {
+    let running = match server::start_sharded(&config, shards.max(1)).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{e}");

@@ -639,6 +639,9 @@ struct Conn {
     driver: Option<Pin<Box<dyn Future<Output = hyper::Result<()>> + Send + Sync>>>,
     /// Taken from the pool rather than just opened.
     reused: bool,
+    /// The thread that opened it: on a single-threaded runtime (a server shard) its
+    /// readiness events arrive on that thread, so it is best used there.
+    home: std::thread::ThreadId,
     idle_since: Instant,
     _slot: Option<OwnedSemaphorePermit>,
 }
@@ -707,8 +710,19 @@ impl Pool {
         }
     }
 
+    /// The most recently used idle connection; on a single-threaded runtime (a server
+    /// shard) only one this thread opened, so that the connection's events and the request
+    /// that waits for them stay on one thread.
     fn pop(&self) -> Option<Conn> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let single = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        if !single {
+            return idle.pop();
+        }
+        let me = std::thread::current().id();
+        let i = idle.iter().rposition(|c| c.home == me)?;
+        Some(idle.remove(i))
     }
 
     async fn connect(
@@ -743,6 +757,7 @@ impl Pool {
             sender,
             driver: Some(Box::pin(conn.with_upgrades())),
             reused: false,
+            home: std::thread::current().id(),
             idle_since: Instant::now(),
             _slot: slot,
         })

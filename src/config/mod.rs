@@ -87,7 +87,7 @@ impl Listen {
             tls_handshake_timeout: Duration::from_secs(10),
             body_idle_timeout: Duration::from_secs(30),
             http2_keepalive_interval: Duration::from_secs(30),
-            max_connections: 10_000,
+            max_connections: 4096,
             trusted_proxies: Vec::new(),
         }
     }

@@ -10,6 +10,7 @@
 pub mod conn;
 pub mod forwarded;
 pub mod router;
+pub mod shard;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -286,8 +287,15 @@ impl Running {
     }
 }
 
-/// Checks, binds and serves. Returns once both listeners accept connections.
+/// Checks, binds and serves on the caller's runtime. Returns once both listeners accept
+/// connections.
 pub async fn start(config: &Config) -> Result<Running, StartError> {
+    start_sharded(config, 0).await
+}
+
+/// [`start`], serving the main listener's connections on `shards` threads of their own
+/// ([`shard`]); 0 serves them on the caller's runtime.
+pub async fn start_sharded(config: &Config, shards: usize) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
     let (app, warnings) = build(config, metrics).await.map_err(StartError::Problems)?;
     for w in &warnings {
@@ -331,14 +339,24 @@ pub async fn start(config: &Config) -> Result<Running, StartError> {
     };
     let (stop_main, main_rx) = watch::channel(false);
     let (stop_admin, admin_rx) = watch::channel(false);
+    let shards =
+        match shards {
+            0 => None,
+            n => Some(shard::Shards::start(n).map_err(|e| {
+                StartError::Listen(format!("cannot start the serving threads: {e}"))
+            })?),
+        };
     let main = tokio::spawn(serve(
         listener,
         tls,
         app.clone(),
         gate,
         main_rx,
-        config.listen.clone(),
-        limits,
+        Serving {
+            listen: config.listen.clone(),
+            limits,
+            shards,
+        },
     ));
     let admin = admin_listener.map(|l| tokio::spawn(admin::serve(l, app.clone(), admin_rx)));
     Ok(Running {
@@ -375,6 +393,14 @@ fn main_connection_cap(config: &Config) -> usize {
     cap
 }
 
+/// How the main listener serves: its `[listen]` settings, what the router needs of them,
+/// and the shard threads connections run on (`None`: the caller's runtime).
+struct Serving {
+    listen: Listen,
+    limits: router::Limits,
+    shards: Option<shard::Shards>,
+}
+
 /// The accept loop of the SCIM/proxy listener: one task per connection, at most `gate.cap()`
 /// at once, each bounded by the deadlines of [`conn`]; on `stop`, in-flight requests get
 /// `listen.shutdown_timeout` to finish.
@@ -384,9 +410,13 @@ async fn serve(
     app: Arc<App>,
     gate: Arc<conn::Gate>,
     mut stop: watch::Receiver<bool>,
-    listen: Listen,
-    limits: router::Limits,
+    serving: Serving,
 ) {
+    let Serving {
+        listen,
+        limits,
+        shards,
+    } = serving;
     let limits = Arc::new(limits);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // No hyper header-read timer: `conn::drive` already bounds the wait for every request
@@ -429,7 +459,7 @@ async fn serve(
         let builder = builder.clone();
         let mut stop = stop.clone();
         let tls = tls.clone();
-        tokio::spawn(async move {
+        let task = move |tcp: tokio::net::TcpStream| async move {
             match tls {
                 None => {
                     serve_io(
@@ -468,7 +498,13 @@ async fn serve(
                     .await
                 }
             }
-        });
+        };
+        match &shards {
+            Some(shards) => shards.spawn(tcp, task),
+            None => {
+                tokio::spawn(task(tcp));
+            }
+        }
     }
     drop(listener);
     if gate.closed(listen.shutdown_timeout).await {

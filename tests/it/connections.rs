@@ -222,35 +222,31 @@ fn logged_addr(line: &str, key: &str) -> Option<SocketAddr> {
         .ok()
 }
 
-/// The real binary, run with an open-file limit of 256, holds off 400 idle connections:
-/// it lowers its connection cap to what the limit allows (and says so), never runs out of
-/// descriptors, keeps answering `/healthz` on the admin port during the flood, and serves
-/// pass-through traffic once the idle connections time out. Before, such a flood exhausted
-/// the descriptors and every listener stopped answering. See: issue #14.
-#[tokio::test]
-async fn r14_idle_flood_under_a_low_fd_limit_keeps_the_sidecar_answering() {
-    let upstream = Upstream::start().await;
-    let dir = tempfile::tempdir().expect("tmp");
+/// The real binary, started by `sh` with `prefix` (e.g. a `ulimit`) on a copy of the
+/// quickstart whose config `edit` changes, in front of `upstream`; returns it (killed on
+/// drop), its log so far, and its main and admin addresses from its "ready" line.
+fn spawn_binary(
+    dir: &Path,
+    prefix: &str,
+    edit: impl Fn(String) -> String,
+    upstream: &Upstream,
+) -> (Killed, Vec<String>, SocketAddr, SocketAddr) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-    std::fs::copy(src.join("schema.sql"), dir.path().join("schema.sql")).expect("schema");
+    std::fs::copy(src.join("schema.sql"), dir.join("schema.sql")).expect("schema");
     let text = std::fs::read_to_string(src.join("scim-sidecar.toml")).expect("config");
-    let text = text.replace(
-        "[listen]\n",
-        "[listen]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"300ms\"\n",
-    );
-    let config = dir.path().join("scim-sidecar.toml");
-    std::fs::write(&config, text).expect("write config");
-    // `ulimit -n` sets both limits, so the sidecar cannot raise its own.
+    let config = dir.join("scim-sidecar.toml");
+    std::fs::write(&config, edit(text)).expect("write config");
     let mut child = Killed(
         Command::new("sh")
             .arg("-c")
-            .arg("ulimit -n 256 && exec \"$0\" run --config \"$1\"")
+            .arg(format!("{prefix} exec \"$0\" run --config \"$1\""))
             .arg(env!("CARGO_BIN_EXE_scim-sidecar"))
             .arg(&config)
             .env("SCIM_SIDECAR_LISTEN", "127.0.0.1:0")
             .env("SCIM_SIDECAR_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("SCIM_TOKEN", crate::support::TOKEN)
             .env("UPSTREAM_URL", format!("http://{}", upstream.addr))
-            .env("QUICKSTART_DB", dir.path().join("app.db"))
+            .env("QUICKSTART_DB", dir.join("app.db"))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
@@ -261,25 +257,49 @@ async fn r14_idle_flood_under_a_low_fd_limit_keeps_the_sidecar_answering() {
     let stderr = child.0.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
+        // Read to the end even once nobody listens: a closed pipe would fail the child's
+        // log writes.
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let mut log = Vec::new();
-    let (addr, admin) = loop {
+    loop {
         let line = rx
             .recv_timeout(GUARD)
             .unwrap_or_else(|_| panic!("no ready line:\n{}", log.join("\n")));
-        if line.contains("scim-sidecar ready") {
-            let a = logged_addr(&line, "listen=").expect("listen address");
-            let b = logged_addr(&line, "admin=").expect("admin address");
-            log.push(line);
-            break (a, b);
-        }
+        let ready = line.contains("scim-sidecar ready");
         log.push(line);
-    };
+        if ready {
+            let line = log.last().map(String::as_str).unwrap_or_default();
+            let a = logged_addr(line, "listen=").expect("listen address");
+            let b = logged_addr(line, "admin=").expect("admin address");
+            return (child, log, a, b);
+        }
+    }
+}
+
+/// The real binary, run with an open-file limit of 256, holds off 400 idle connections:
+/// it lowers its connection cap to what the limit allows (and says so), never runs out of
+/// descriptors, keeps answering `/healthz` on the admin port during the flood, and serves
+/// pass-through traffic once the idle connections time out. Before, such a flood exhausted
+/// the descriptors and every listener stopped answering. See: issue #14.
+#[tokio::test]
+async fn r14_idle_flood_under_a_low_fd_limit_keeps_the_sidecar_answering() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    // `ulimit -n` sets both limits, so the sidecar cannot raise its own.
+    let (child, log, addr, admin) = spawn_binary(
+        dir.path(),
+        "ulimit -n 256 &&",
+        |t| {
+            t.replace(
+                "[listen]\n",
+                "[listen]\nheader_read_timeout = \"300ms\"\nidle_timeout = \"300ms\"\n",
+            )
+        },
+        &upstream,
+    );
     assert!(
         log.iter()
             .any(|l| l.contains("does not fit the open-file limit")),
@@ -312,4 +332,64 @@ async fn r14_idle_flood_under_a_low_fd_limit_keeps_the_sidecar_answering() {
     assert!(counter(&admin, &timeouts("first_request")).await >= 1);
     drop(flood);
     drop(child);
+}
+
+/// The real binary serves connections on shard threads of their own (`server::shard`),
+/// and everything still works there: SCIM writes and reads (the store's blocking calls run
+/// on the shard's runtime), pass-through over pooled connections, an upload, and HTTP/2
+/// through one connection, with two shards (`--workers 2`).
+#[tokio::test]
+async fn sharded_binary_serves_scim_and_pass_through() {
+    let upstream = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_child, _log, addr, _admin) =
+        spawn_binary(dir.path(), "SCIM_SIDECAR_WORKERS=2", |t| t, &upstream);
+    let scim = Client::new(addr, Some(crate::support::TOKEN));
+    let created = scim
+        .post(
+            "/scim/v2/Users",
+            &crate::support::client::user("shard@example.com"),
+        )
+        .await
+        .expect(201)
+        .json();
+    let id = created["id"].as_str().expect("id");
+    let got = scim
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(got["userName"], "shard@example.com");
+    let plain = Client::new(addr, None);
+    for i in 0..20 {
+        let r = plain.get(&format!("/echo?i={i}")).await.expect(200);
+        assert_eq!(r.json()["path"], format!("/echo?i={i}"));
+    }
+    let r = plain
+        .send(
+            http::Method::POST,
+            "/upload",
+            &[("content-type", "application/octet-stream")],
+            Some(Bytes::from(vec![b'x'; 300_000])),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.text(), "300000");
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (mut h2, conn) = http2::handshake::<_, _, Body>(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .expect("h2");
+    tokio::spawn(conn);
+    for i in 0..5 {
+        let resp = h2
+            .send_request(
+                Request::get(format!("http://{addr}/echo?h2={i}"))
+                    .body(full(Bytes::new()))
+                    .expect("request"),
+            )
+            .await
+            .expect("h2 response");
+        assert_eq!(resp.status(), 200);
+        resp.into_body().collect().await.expect("body");
+    }
 }

@@ -274,8 +274,7 @@ async fn r14_multibyte_key_is_answered() {
         .json();
     let id = created["id"].as_str().expect("id");
     let body = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fuzz/seeds/patch/r14-multibyte-key"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/patch/r14-multibyte-key"),
     )
     .expect("the fuzz input");
     let r = s
