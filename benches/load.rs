@@ -562,6 +562,34 @@ fn summary(report: &Report, ready: Duration, rss_idle: u64, rss_load: u64, nginx
             target,
             verdict_text,
         );
+        if !nginx.is_empty() && conns == 32 {
+            // Issue 14's target: at least nginx's throughput in the same run, p99 no worse;
+            // each round against that round's nginx.
+            let vs: Vec<f64> = sidecar
+                .iter()
+                .zip(&nginx)
+                .map(|(s, n)| s.rps / n.rps)
+                .collect();
+            let ratio = med(vs);
+            let (sp, np) = (p99(&sidecar), p99(&nginx));
+            table.row(
+                &format!("pass-through sidecar/nginx @{conns}"),
+                format!(
+                    "{ratio:.2} ({:.0} / {:.0} req/s), p99 {sp:.2} vs {np:.2} ms [median of {}]",
+                    rps(&sidecar),
+                    rps(&nginx),
+                    sidecar.len()
+                ),
+                ">= 1.00, p99 <=".into(),
+                if ratio >= 1.0 && sp <= np {
+                    "PASS".into()
+                } else if ratio >= 1.0 {
+                    "PASS (rps) / MISS (p99)".into()
+                } else {
+                    at_least(ratio, 1.0)
+                },
+            );
+        }
         if !nginx.is_empty() {
             table.row(
                 &format!("pass-through nginx/direct @{conns}"),

@@ -11,21 +11,27 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::{Current, Process};
 use crate::proxy::{Body, full};
+use crate::server::conn::{self, Deadlines, Gate, Listener};
 
 /// How long `/readyz` waits for the stores, all of them at once.
 pub const READY_DEADLINE: Duration = Duration::from_millis(800);
+
+/// Connections the admin listener keeps open at once: its own budget, apart from the main
+/// listener's, so probes answer while the main port is flooded. Probes and scrapes need few.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Every stage of an admin connection (request head, keep-alive idle) gets this long.
+const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Serves the admin listener until `stop` changes.
 pub async fn serve(
@@ -34,33 +40,49 @@ pub async fn serve(
     process: Arc<Process>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let gate = Gate::new(MAX_CONNECTIONS, Listener::Admin, process.metrics.clone());
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
-    loop {
-        let (tcp, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(c) => c,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
-        };
+        .header_read_timeout(DEADLINE);
+    let deadlines = Deadlines {
+        first_request: DEADLINE,
+        idle: DEADLINE,
+        close_grace: Duration::from_secs(1),
+    };
+    while let Some((tcp, _, activity)) = gate.accept(&listener, &mut stop).await {
         let (current, process) = (current.clone(), process.clone());
-        let svc =
-            hyper::service::service_fn(move |req| handle(current.clone(), process.clone(), req));
+        let act = activity.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let guard = act.begin();
+            let (current, process) = (current.clone(), process.clone());
+            async move {
+                let resp = handle(current, process, req).await?;
+                Ok::<_, Infallible>(resp.map(|b| conn::Tracked::new(b, guard)))
+            }
+        });
         let conn = builder.serve_connection(TokioIo::new(tcp), svc);
-        let fut = graceful.watch(conn);
+        let mut stop = stop.clone();
         tokio::spawn(async move {
-            let _ = fut.await;
+            let since = Instant::now();
+            let ended = conn::drive(
+                conn,
+                |c| c.graceful_shutdown(),
+                &activity,
+                &deadlines,
+                since,
+                &mut stop,
+            )
+            .await;
+            if let Some(Err(e)) = ended {
+                if e.is_timeout() {
+                    activity.timed_out_waiting();
+                }
+            }
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
+    gate.closed(Duration::from_secs(2)).await;
 }
 
 async fn handle(

@@ -73,6 +73,9 @@ pub struct App {
     pub retry_after: u32,
     /// TLS termination of the main listener, when `[listen].tls` is configured.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// What the router checks of each request: the SCIM body deadline, the proxies whose
+    /// `X-Forwarded-*` are believed, the `Host` values URLs may be built from.
+    pub limits: crate::server::router::Limits,
 }
 
 /// The current [`App`]: read per request, replaced atomically.
@@ -261,6 +264,11 @@ pub async fn build(
         max_body_bytes: config.scim.max_body_bytes,
         retry_after: config.scim.retry_after,
         tls,
+        limits: crate::server::router::Limits {
+            scim_body_timeout: config.scim.body_timeout,
+            trusted_proxies: config.listen.trusted_proxies.clone(),
+            allowed_hosts: config.scim.allowed_hosts.clone(),
+        },
     };
     Ok((app, warnings))
 }

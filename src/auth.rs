@@ -222,6 +222,51 @@ impl Authenticator {
         self.check_jwt(token).await
     }
 
+    /// Whether an `Authorization` header value carries one of this sidecar's SCIM
+    /// credentials, so that the router can remove it from requests passed to the app (a
+    /// client that misspells the SCIM path must not hand the app its SCIM token).
+    ///
+    /// How much is checked, and why it is enough: a configured static token is matched
+    /// exactly (constant time, as in [`Authenticator::check`]); a JWT is matched by its
+    /// claims alone — an `iss` of a configured issuer (or the sidecar's own) with an `aud`
+    /// that issuer is configured for — without verifying its signature or expiry. Removing
+    /// a forged or expired token that names the SCIM audience harms nobody, and the app's
+    /// own JWTs, even from the same issuer, are for another audience, so they pass. Cost:
+    /// nothing for requests without `Authorization: Bearer`; one SHA-256 and, for a JWT,
+    /// one base64 and JSON parse of its claims.
+    pub fn is_scim_credential(&self, header: &HeaderValue) -> bool {
+        let h = header.as_bytes();
+        if h.len() < 7 || !h[..7].eq_ignore_ascii_case(b"bearer ") {
+            return false;
+        }
+        let token = h[7..].trim_ascii();
+        if token.is_empty() || token.len() > jwt::MAX_TOKEN_BYTES {
+            return false;
+        }
+        let presented = digest(token);
+        let mut ok = Choice::from(0);
+        for (d, _) in &self.statics {
+            ok |= d.ct_eq(&presented);
+        }
+        if bool::from(ok) {
+            return true;
+        }
+        if !jwt::looks_like_jwt(token) {
+            return false;
+        }
+        let Ok(t) = jwt::parse(token) else {
+            return false;
+        };
+        let iss = t.claims.get("iss").and_then(|v| v.as_str());
+        if self.own.is_some() && iss == Some(oauth::OWN_ISSUER) {
+            return true;
+        }
+        self.issuers.iter().any(|i| {
+            Some(i.config.issuer.as_str()) == iss
+                && jwt::audience_matches(&t.claims, &i.config.audiences)
+        })
+    }
+
     /// A JWT: pick the issuer by `iss` (not yet trusted), verify the signature with that
     /// issuer's keys, then believe the claims.
     async fn check_jwt(&self, token: &[u8]) -> Result<Principal, AuthError> {

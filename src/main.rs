@@ -26,8 +26,9 @@ enum Command {
         /// Log format (overrides [log].format).
         #[arg(long, value_enum)]
         log_format: Option<Format>,
-        /// Worker threads of the async runtime (default: the CPUs available to the process,
-        /// cgroup limits included). A sidecar given one CPU or less does best with 1.
+        /// Threads serving connections, each with its own event loop (default: the CPUs
+        /// available to the process, cgroup limits included). A sidecar given one CPU or
+        /// less does best with 1.
         #[arg(long, env = "SCIM_SIDECAR_WORKERS")]
         workers: Option<usize>,
     },
@@ -60,15 +61,18 @@ fn main() -> ExitCode {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     scim_sidecar::memory::tune();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Command::Run {
-        workers: Some(n), ..
-    } = &cli.command
-    {
-        if *n == 0 {
+    let mut shards = 0;
+    if let Command::Run { workers, .. } = &cli.command {
+        if *workers == Some(0) {
             eprintln!("--workers (SCIM_SIDECAR_WORKERS) must be at least 1");
             return ExitCode::FAILURE;
         }
-        builder.worker_threads(*n);
+        // Connections are served on shard threads (server::shard); this runtime only
+        // accepts, serves the admin port and runs background work.
+        shards = workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        builder.worker_threads(1);
     }
     let runtime = match builder.enable_all().build() {
         Ok(r) => r,
@@ -82,7 +86,7 @@ fn main() -> ExitCode {
         Command::Migrate { config } => runtime.block_on(migrate(config)),
         Command::Run {
             config, log_format, ..
-        } => runtime.block_on(run(config, log_format)),
+        } => runtime.block_on(run(config, log_format, shards)),
     }
 }
 
@@ -210,17 +214,15 @@ fn replica_warnings(config: &Config) -> Vec<scim_sidecar::mapping::Problem> {
     out
 }
 
-async fn run(path: PathBuf, format: Option<Format>) -> ExitCode {
+async fn run(path: PathBuf, format: Option<Format>, shards: usize) -> ExitCode {
     let started = Instant::now();
     let Some(config) = load(&path) else {
         return ExitCode::FAILURE;
     };
     init_logging(&config, format);
-    let running = match server::start(&config).await {
+    let running = match server::start_sharded(&config, shards.max(1)).await {
         Ok(r) => {
-            r.process
-                .metrics
-                .runtime_workers(tokio::runtime::Handle::current().metrics().num_workers());
+            r.process.metrics.runtime_workers(shards.max(1));
             r
         }
         Err(e) => {

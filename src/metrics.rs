@@ -54,6 +54,17 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TimeoutLabels {
+    listener: &'static str,
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: &'static str,
 }
@@ -73,7 +84,14 @@ pub struct Metrics {
     auth_failures: Family<ReasonLabels, Counter>,
     oauth_tokens: Family<OutcomeLabels, Counter>,
     proxied: Family<StatusLabels, Counter>,
+    /// `proxied`'s counters by status code, looked up without the family's lock and hash:
+    /// they are on every pass-through request's path.
+    proxied_by_status: Box<[std::sync::OnceLock<Counter>]>,
     proxy_latency: Histogram,
+    open_connections: Family<ListenerLabels, Gauge>,
+    connection_timeouts: Family<TimeoutLabels, Counter>,
+    connection_limit_waits: Family<ListenerLabels, Counter>,
+    accept_errors: Family<ListenerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -96,6 +114,10 @@ impl Metrics {
         let oauth_tokens = Family::<OutcomeLabels, Counter>::default();
         let proxied = Family::<StatusLabels, Counter>::default();
         let proxy_latency = latency_histogram();
+        let open_connections = Family::<ListenerLabels, Gauge>::default();
+        let connection_timeouts = Family::<TimeoutLabels, Counter>::default();
+        let connection_limit_waits = Family::<ListenerLabels, Counter>::default();
+        let accept_errors = Family::<ListenerLabels, Counter>::default();
         let info = Family::<VersionLabels, Gauge>::default();
         info.get_or_create(&VersionLabels {
             version: env!("CARGO_PKG_VERSION"),
@@ -144,6 +166,28 @@ impl Metrics {
             proxy_latency.clone(),
         );
         registry.register(
+            "scim_sidecar_open_connections",
+            "Client connections open now, by listener (main, admin)",
+            open_connections.clone(),
+        );
+        registry.register(
+            "scim_sidecar_connection_timeouts",
+            "Client connections closed because the client kept the server waiting, by listener \
+             and stage (tls_handshake, first_request, between_requests, request_body)",
+            connection_timeouts.clone(),
+        );
+        registry.register(
+            "scim_sidecar_connection_limit_waits",
+            "Times a listener stopped accepting because max_connections were open, by listener",
+            connection_limit_waits.clone(),
+        );
+        registry.register(
+            "scim_sidecar_accept_errors",
+            "Failed accepts (out of file descriptors, ...), by listener; each is retried after \
+             a pause",
+            accept_errors.clone(),
+        );
+        registry.register(
             "scim_sidecar_build_info",
             "Version of the running sidecar",
             info,
@@ -157,21 +201,61 @@ impl Metrics {
             auth_failures,
             oauth_tokens,
             proxied,
+            proxied_by_status: (100..600).map(|_| std::sync::OnceLock::new()).collect(),
             proxy_latency,
+            open_connections,
+            connection_timeouts,
+            connection_limit_waits,
+            accept_errors,
         }
     }
 
-    /// Records the async runtime's worker threads (`--workers`), once, at start-up.
+    /// Records the threads serving connections (`--workers`), once, at start-up.
     pub fn runtime_workers(&self, n: usize) {
         let g = Gauge::<i64>::default();
         g.set(i64::try_from(n).unwrap_or(i64::MAX));
         if let Ok(mut r) = self.registry.lock() {
             r.register(
                 "scim_sidecar_runtime_workers",
-                "Worker threads of the async runtime (--workers / SCIM_SIDECAR_WORKERS)",
+                "Threads serving connections (--workers / SCIM_SIDECAR_WORKERS)",
                 g,
             );
         }
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self, listener: &'static str) {
+        self.open_connections
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
+    }
+
+    /// A connection was closed (for any reason).
+    pub fn connection_closed(&self, listener: &'static str) {
+        self.open_connections
+            .get_or_create(&ListenerLabels { listener })
+            .dec();
+    }
+
+    /// A connection was closed by a deadline at `stage`.
+    pub fn connection_timeout(&self, listener: &'static str, stage: &'static str) {
+        self.connection_timeouts
+            .get_or_create(&TimeoutLabels { listener, stage })
+            .inc();
+    }
+
+    /// A listener stopped accepting at its connection cap.
+    pub fn connection_limit_wait(&self, listener: &'static str) {
+        self.connection_limit_waits
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
+    }
+
+    /// An accept failed.
+    pub fn accept_error(&self, listener: &'static str) {
+        self.accept_errors
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
     }
 
     /// One answered SCIM request.
@@ -222,7 +306,18 @@ impl Metrics {
 
     /// One passed-through request.
     pub fn proxied(&self, status: u16, took: Duration) {
-        self.proxied.get_or_create(&StatusLabels { status }).inc();
+        match self
+            .proxied_by_status
+            .get(usize::from(status).wrapping_sub(100))
+        {
+            Some(slot) => {
+                slot.get_or_init(|| self.proxied.get_or_create(&StatusLabels { status }).clone())
+                    .inc();
+            }
+            None => {
+                self.proxied.get_or_create(&StatusLabels { status }).inc();
+            }
+        }
         self.proxy_latency.observe(took.as_secs_f64());
     }
 

@@ -312,18 +312,22 @@ pub fn check_claims(
             return Err(AuthError::NotYetValid);
         }
     }
-    let ok = match claims.get("aud") {
+    if audience_matches(claims, audiences) {
+        Ok(())
+    } else {
+        Err(AuthError::WrongAudience)
+    }
+}
+
+/// Whether `aud` — a string or an array (RFC 7519 §4.1.3) — holds one of `audiences`.
+pub fn audience_matches(claims: &Map<String, Value>, audiences: &[String]) -> bool {
+    match claims.get("aud") {
         Some(Value::String(a)) => audiences.iter().any(|x| x == a),
         Some(Value::Array(list)) => list
             .iter()
             .filter_map(Value::as_str)
             .any(|a| audiences.iter().any(|x| x == a)),
         _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(AuthError::WrongAudience)
     }
 }
 

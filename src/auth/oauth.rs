@@ -6,11 +6,25 @@
 //! (RFC 6749 §2.3.1) and receives a short-lived HS256 JWT, which [`super::Authenticator`]
 //! then accepts on SCIM requests through [`Signer::verify`].
 //!
-//! Secrets are compared in constant time over SHA-256 digests. Failed attempts are limited per
-//! client IP by a token bucket ([`Limiter`]): once a peer's bucket is empty, every request from
-//! it answers 429 with `Retry-After` until the bucket refills. The bucket is per IP, not per
-//! `client_id`: `client_id`s are not secret, and keying on them would let anyone lock the
-//! identity provider out.
+//! Secrets are compared in constant time over SHA-256 digests.
+//!
+//! # Failed attempts
+//!
+//! Failures are counted in token buckets ([`Limiter`]): one per client address (the peer, or
+//! the `X-Forwarded-For` client when the peer is a trusted proxy, see
+//! [`crate::server::forwarded`]) and one per configured `client_id`. While either bucket of a
+//! request is empty, the request is *delayed*, not refused: it is answered only once that
+//! bucket would have regained an attempt (at most `max_delay`), and then checked as usual.
+//! The right secret gets its token; a wrong one gets 429 with `Retry-After`.
+//!
+//! Why delay and not deny: behind an ingress or a NAT the identity provider shares its
+//! address with everyone else, and `client_id`s are not secret, so a refusal keyed on either
+//! lets any stranger lock the identity provider out (ten bad attempts did, before). A delay
+//! keyed on both still slows a guesser — every guess waits, from every address, for that
+//! client — while the real client, whose secret is right, is at worst late. What a delay
+//! cannot do is cap the guess rate of an attacker who holds many requests open at once;
+//! the connection cap bounds that, and the client secret, a long random value (shorter than
+//! 16 characters is a start-up warning), does the rest.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -106,11 +120,21 @@ impl Signer {
     }
 }
 
-/// A token bucket per client IP, drained by failed attempts.
+/// What a bucket of failed attempts is kept for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// A client address.
+    Addr(IpAddr),
+    /// A configured `client_id` (unknown ones have no bucket of their own: they would let a
+    /// guesser fill memory).
+    Client(String),
+}
+
+/// Token buckets of failed attempts, one per [`Key`].
 pub struct Limiter {
     burst: f64,
     per_second: f64,
-    buckets: HashMap<IpAddr, (f64, Instant)>,
+    buckets: HashMap<Key, (f64, Instant)>,
 }
 
 impl Limiter {
@@ -123,8 +147,8 @@ impl Limiter {
         }
     }
 
-    fn level(&self, ip: IpAddr, now: Instant) -> f64 {
-        match self.buckets.get(&ip) {
+    fn level(&self, key: &Key, now: Instant) -> f64 {
+        match self.buckets.get(key) {
             None => self.burst,
             Some((tokens, at)) => {
                 (tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst)
@@ -132,29 +156,30 @@ impl Limiter {
         }
     }
 
-    /// `Some(wait)` while `ip` has no attempt left.
-    pub fn blocked(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        let level = self.level(ip, now);
+    /// `Some(wait)` while `key` has no attempt left: the time until it regains one.
+    pub fn wait(&self, key: &Key, now: Instant) -> Option<Duration> {
+        let level = self.level(key, now);
         if level >= 1.0 {
             return None;
         }
         let secs = if self.per_second > 0.0 {
-            ((1.0 - level) / self.per_second).ceil()
+            (1.0 - level) / self.per_second
         } else {
             3600.0
         };
-        Some(Duration::from_secs_f64(secs.max(1.0)))
+        Some(Duration::from_secs_f64(secs))
     }
 
-    /// Records a failed attempt from `ip`.
-    pub fn failed(&mut self, ip: IpAddr, now: Instant) {
-        let level = self.level(ip, now);
-        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(&ip) {
+    /// Records a failed attempt for `key`.
+    pub fn failed(&mut self, key: &Key, now: Instant) {
+        let level = self.level(key, now);
+        if self.buckets.len() >= MAX_BUCKETS && !self.buckets.contains_key(key) {
             let (burst, rate) = (self.burst, self.per_second);
             self.buckets
                 .retain(|_, (t, at)| *t + now.duration_since(*at).as_secs_f64() * rate < burst);
         }
-        self.buckets.insert(ip, ((level - 1.0).max(0.0), now));
+        self.buckets
+            .insert(key.clone(), ((level - 1.0).max(0.0), now));
     }
 }
 
@@ -172,6 +197,7 @@ pub struct TokenEndpoint {
     signer: Arc<Signer>,
     lifetime: Duration,
     limiter: Mutex<Limiter>,
+    max_delay: Duration,
 }
 
 /// An RFC 6749 §5.2 error, with the status it is sent with.
@@ -219,10 +245,12 @@ impl TokenEndpoint {
                 config.failed_attempts_burst,
                 config.failed_attempts_per_minute,
             )),
+            max_delay: config.max_delay,
         }
     }
 
-    /// Answers one token request. Never logs the secret or the token.
+    /// Answers one token request from the client at `peer` (its address as far as the
+    /// trusted proxies tell). Never logs the secret or the token.
     pub async fn handle(
         &self,
         req: Request<Incoming>,
@@ -241,7 +269,7 @@ impl TokenEndpoint {
                 );
                 r.headers_mut().insert(
                     header::RETRY_AFTER,
-                    HeaderValue::from(wait.as_secs().max(1)),
+                    HeaderValue::from((wait.as_secs_f64().ceil() as u64).max(1)),
                 );
                 ("rate_limited", r)
             }
@@ -265,34 +293,76 @@ impl TokenEndpoint {
         resp
     }
 
-    fn wait(&self, peer: IpAddr) -> Option<Duration> {
-        self.limiter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .blocked(peer, Instant::now())
+    fn limiter(&self) -> std::sync::MutexGuard<'_, Limiter> {
+        self.limiter.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn failed(&self, peer: IpAddr) {
-        self.limiter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .failed(peer, Instant::now());
+    /// The buckets a request counts against: its address, and its `client_id` when that is
+    /// one of ours.
+    fn keys(&self, peer: IpAddr, client_id: Option<&str>) -> Vec<Key> {
+        let mut keys = vec![Key::Addr(peer)];
+        if let Some(id) = client_id.filter(|id| self.clients.iter().any(|c| c.id == *id)) {
+            keys.push(Key::Client(id.to_owned()));
+        }
+        keys
     }
 
     async fn token(&self, req: Request<Incoming>, peer: IpAddr) -> Result<Value, ResponseError> {
-        if let Some(wait) = self.wait(peer) {
-            return Err(ResponseError::Limited(wait));
-        }
-        match self.exchange(req).await {
-            Ok(v) => Ok(v),
+        let presented = match self.parse(req).await {
+            Ok(p) => p,
             Err(e) => {
-                self.failed(peer);
-                Err(ResponseError::OAuth(e))
+                self.limiter().failed(&Key::Addr(peer), Instant::now());
+                return Err(ResponseError::OAuth(e));
+            }
+        };
+        let keys = self.keys(peer, Some(presented.id.as_str()));
+        let wait = {
+            let limiter = self.limiter();
+            let now = Instant::now();
+            keys.iter().filter_map(|k| limiter.wait(k, now)).max()
+        };
+        if let Some(wait) = wait {
+            // Delay, not denial (module doc): the right secret is late, never refused.
+            tokio::time::sleep(wait.min(self.max_delay)).await;
+        }
+        match self.authenticate(&presented) {
+            Some(client) => Ok(self.issue(client)),
+            None => {
+                let mut limiter = self.limiter();
+                let now = Instant::now();
+                for k in &keys {
+                    limiter.failed(k, now);
+                }
+                match wait {
+                    Some(wait) => Err(ResponseError::Limited(wait)),
+                    None => Err(ResponseError::OAuth(oauth_error(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_client",
+                        "client authentication failed",
+                    ))),
+                }
             }
         }
     }
 
-    async fn exchange(&self, req: Request<Incoming>) -> Result<Value, OAuthError> {
+    /// The token response for an authenticated client.
+    fn issue(&self, client: &Client) -> Value {
+        let token = self.signer.issue(&client.id, client.read_only, now_secs());
+        let scope = if client.read_only {
+            READ_SCOPE.to_owned()
+        } else {
+            format!("{READ_SCOPE} {WRITE_SCOPE}")
+        };
+        json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": self.lifetime.as_secs(),
+            "scope": scope,
+        })
+    }
+
+    /// The client credentials of a well-formed client-credentials request.
+    async fn parse(&self, req: Request<Incoming>) -> Result<Presented, OAuthError> {
         if req.method() != Method::POST {
             return Err(oauth_error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -338,24 +408,7 @@ impl TokenEndpoint {
                 ));
             }
         }
-        let presented = presented(&parts.headers, &params)?;
-        let client = self.authenticate(&presented).ok_or(oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "client authentication failed",
-        ))?;
-        let token = self.signer.issue(&client.id, client.read_only, now_secs());
-        let scope = if client.read_only {
-            READ_SCOPE.to_owned()
-        } else {
-            format!("{READ_SCOPE} {WRITE_SCOPE}")
-        };
-        Ok(json!({
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": self.lifetime.as_secs(),
-            "scope": scope,
-        }))
+        presented(&parts.headers, &params)
     }
 
     /// The client whose id and secret match, compared in constant time over digests; an
@@ -482,23 +535,26 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
 mod tests {
     use super::*;
 
-    /// A peer gets `burst` failures, then waits; the bucket refills at the configured rate.
+    /// A key gets `burst` failures, then has to wait; the wait is the time until the bucket
+    /// regains one attempt at the configured rate; keys are independent.
     #[test]
     fn limiter() {
-        let ip: IpAddr = [10, 0, 0, 1].into();
-        let other: IpAddr = [10, 0, 0, 2].into();
+        let ip = Key::Addr([10, 0, 0, 1].into());
+        let other = Key::Addr([10, 0, 0, 2].into());
+        let client = Key::Client("entra".into());
         let mut l = Limiter::new(3, 60);
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert_eq!(l.blocked(ip, t0), None);
-            l.failed(ip, t0);
+            assert_eq!(l.wait(&ip, t0), None);
+            l.failed(&ip, t0);
         }
-        assert_eq!(l.blocked(ip, t0), Some(Duration::from_secs(1)));
-        assert_eq!(l.blocked(other, t0), None);
-        assert_eq!(l.blocked(ip, t0 + Duration::from_secs(1)), None);
+        assert_eq!(l.wait(&ip, t0), Some(Duration::from_secs(1)));
+        assert_eq!(l.wait(&other, t0), None);
+        assert_eq!(l.wait(&client, t0), None);
+        assert_eq!(l.wait(&ip, t0 + Duration::from_secs(1)), None);
         let mut never = Limiter::new(1, 0);
-        never.failed(ip, t0);
-        assert!(never.blocked(ip, t0 + Duration::from_secs(600)).is_some());
+        never.failed(&ip, t0);
+        assert!(never.wait(&ip, t0 + Duration::from_secs(600)).is_some());
     }
 
     /// Basic credentials are form-decoded (RFC 6749 §2.3.1); Basic plus a body secret, or

@@ -61,8 +61,41 @@ pub struct Listen {
     pub shutdown_timeout: Duration,
     /// How long to keep accepting after SIGTERM, with `/readyz` already answering 503.
     pub drain_delay: Duration,
-    /// How long a client may take to send its request headers.
+    /// How long a client may take to send its first request head, from accept (or the end
+    /// of the TLS handshake).
     pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may sit with no request in progress (until the next
+    /// request head is complete).
+    pub idle_timeout: Duration,
+    /// How long the TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// How long a client may pause in the middle of a request body.
+    pub body_idle_timeout: Duration,
+    /// Interval of HTTP/2 keep-alive pings (a peer that does not answer is dropped).
+    pub http2_keepalive_interval: Duration,
+    /// Connections open at once; accept pauses at the cap.
+    pub max_connections: usize,
+    /// Peers whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: Vec<crate::server::forwarded::Cidr>,
+}
+
+impl Listen {
+    /// The defaults of every key but `addr`.
+    pub fn defaults(addr: String) -> Listen {
+        Listen {
+            addr,
+            tls: None,
+            shutdown_timeout: Duration::from_secs(25),
+            drain_delay: Duration::ZERO,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            tls_handshake_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(30),
+            http2_keepalive_interval: Duration::from_secs(30),
+            max_connections: 4096,
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 /// PEM files for TLS termination.
@@ -101,6 +134,11 @@ pub struct Scim {
     pub retry_after: u32,
     /// Published in `/ServiceProviderConfig`.
     pub documentation_uri: Option<String>,
+    /// How long a client may take to send a whole SCIM request body.
+    pub body_timeout: Duration,
+    /// `Host` values (lower case, `host` or `host:port`) that absolute URLs may be built
+    /// from when `public_url` is not set.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[auth]`: every way a client may authenticate.
@@ -174,6 +212,8 @@ pub struct OAuth {
     pub failed_attempts_burst: u32,
     /// Failed attempts per minute one client IP regains.
     pub failed_attempts_per_minute: u32,
+    /// Longest delay of a request whose buckets are empty.
+    pub max_delay: Duration,
 }
 
 /// One OAuth client.

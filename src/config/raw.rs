@@ -83,6 +83,19 @@ pub struct RawListen {
     pub drain_delay: Option<S>,
     /// Time a client has to send its request headers.
     pub header_read_timeout: Option<S>,
+    /// Time a kept-alive connection may sit idle.
+    pub idle_timeout: Option<S>,
+    /// Time the TLS handshake may take.
+    pub tls_handshake_timeout: Option<S>,
+    /// Time a client may pause in the middle of a request body.
+    pub body_idle_timeout: Option<S>,
+    /// HTTP/2 keep-alive ping interval.
+    pub http2_keepalive_interval: Option<S>,
+    /// Connections open at once.
+    pub max_connections: Option<NumOrStr>,
+    /// Addresses or CIDR ranges of proxies whose `X-Forwarded-*` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<S>,
 }
 
 /// `tls = { cert, key }`
@@ -137,6 +150,11 @@ pub struct RawScim {
     pub retry_after: Option<NumOrStr>,
     /// Published in `/ServiceProviderConfig`.
     pub documentation_uri: Option<S>,
+    /// Time a client has to send a whole SCIM request body.
+    pub body_timeout: Option<S>,
+    /// `Host` values that may be used in absolute URLs when `public_url` is not set.
+    #[serde(default)]
+    pub allowed_hosts: Vec<S>,
 }
 
 /// `[auth]`
@@ -262,6 +280,8 @@ pub struct RawOAuth {
     pub failed_attempts_burst: Option<NumOrStr>,
     /// Failed attempts one client IP regains per minute.
     pub failed_attempts_per_minute: Option<NumOrStr>,
+    /// Longest delay of a request from an address or for a client out of attempts.
+    pub max_delay: Option<S>,
 }
 
 /// One `[[auth.oauth.clients]]`.

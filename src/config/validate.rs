@@ -16,6 +16,7 @@ use crate::auth::jwt::Alg;
 use crate::mapping::{Origin, Problem};
 use crate::proxy::UpstreamConfig;
 use crate::scim::UnknownPolicy;
+use crate::server::forwarded::Cidr;
 
 /// Validates a config file's text. `dir` is the directory relative paths are resolved from.
 pub fn from_str(
@@ -151,6 +152,16 @@ impl Cx<'_> {
         }
     }
 
+    /// A duration that must not be zero (a deadline of 0 would close every connection).
+    fn positive(&mut self, o: &Origin, s: &Option<S>, what: &str, default: Duration) -> Duration {
+        let value = self.duration(s, what, default);
+        if value.is_zero() {
+            self.error(o, format!("{what} must be more than 0s"), None);
+            return default;
+        }
+        value
+    }
+
     /// A whole number in `range`, written as a number or a string with variables.
     pub fn number(
         &mut self,
@@ -217,7 +228,11 @@ impl Cx<'_> {
             line: 1,
         };
         let listen = self.listen(&raw, &top);
-        let upstream = raw.upstream.as_ref().and_then(|u| self.upstream(u));
+        let mut upstream = raw.upstream.as_ref().and_then(|u| self.upstream(u));
+        if let Some(u) = &mut upstream {
+            // A [listen] key: the client's pauses are the listener's business.
+            u.body_idle_timeout = listen.body_idle_timeout;
+        }
         let scim = self.scim(&raw, &top);
         let auth = self.auth(&raw, &top, &scim.base_path);
         let admin = raw.admin.as_ref().and_then(|a| {
@@ -275,13 +290,7 @@ impl Cx<'_> {
                 "missing [listen]",
                 Some("add [listen] with addr = \"127.0.0.1:8080\""),
             );
-            return Listen {
-                addr: String::new(),
-                tls: None,
-                shutdown_timeout: Duration::from_secs(25),
-                drain_delay: Duration::ZERO,
-                header_read_timeout: Duration::from_secs(30),
-            };
+            return Listen::defaults(String::new());
         };
         let o = self.origin(l.span());
         let l = l.get_ref();
@@ -317,20 +326,67 @@ impl Cx<'_> {
             }
             Some(Tls { cert, key })
         });
+        let d = Listen::defaults(addr);
+        let max_connections = self.number(
+            &l.max_connections,
+            &o,
+            "listen.max_connections",
+            (1, 1_000_000),
+            d.max_connections as i64,
+        );
+        let mut trusted_proxies = Vec::new();
+        for t in &l.trusted_proxies {
+            let Some(text) = self.string(t, "listen.trusted_proxies") else {
+                continue;
+            };
+            match text.parse::<Cidr>() {
+                Ok(c) => trusted_proxies.push(c),
+                Err(e) => {
+                    let to = self.origin(t.span());
+                    self.error(
+                        &to,
+                        format!("listen.trusted_proxies: \"{text}\" {e}"),
+                        Some("write an address or a CIDR range, e.g. \"10.0.0.0/8\" or \"::1\""),
+                    );
+                }
+            }
+        }
         Listen {
-            addr,
             tls,
             shutdown_timeout: self.duration(
                 &l.shutdown_timeout,
                 "listen.shutdown_timeout",
-                Duration::from_secs(25),
+                d.shutdown_timeout,
             ),
-            drain_delay: self.duration(&l.drain_delay, "listen.drain_delay", Duration::ZERO),
-            header_read_timeout: self.duration(
+            drain_delay: self.duration(&l.drain_delay, "listen.drain_delay", d.drain_delay),
+            header_read_timeout: self.positive(
+                &o,
                 &l.header_read_timeout,
                 "listen.header_read_timeout",
-                Duration::from_secs(30),
+                d.header_read_timeout,
             ),
+            idle_timeout: self.positive(&o, &l.idle_timeout, "listen.idle_timeout", d.idle_timeout),
+            tls_handshake_timeout: self.positive(
+                &o,
+                &l.tls_handshake_timeout,
+                "listen.tls_handshake_timeout",
+                d.tls_handshake_timeout,
+            ),
+            body_idle_timeout: self.positive(
+                &o,
+                &l.body_idle_timeout,
+                "listen.body_idle_timeout",
+                d.body_idle_timeout,
+            ),
+            http2_keepalive_interval: self.positive(
+                &o,
+                &l.http2_keepalive_interval,
+                "listen.http2_keepalive_interval",
+                d.http2_keepalive_interval,
+            ),
+            max_connections: usize::try_from(max_connections).unwrap_or(d.max_connections),
+            trusted_proxies,
+            ..d
         }
     }
 
@@ -388,6 +444,7 @@ impl Cx<'_> {
                 Duration::from_secs(90),
             ),
             pool_max_idle_per_host: usize::try_from(pool_max_idle).unwrap_or(64),
+            body_idle_timeout: super::Listen::defaults(String::new()).body_idle_timeout,
         })
     }
 
@@ -403,6 +460,8 @@ impl Cx<'_> {
             unknown_attributes: None,
             retry_after: None,
             documentation_uri: None,
+            body_timeout: None,
+            allowed_hosts: Vec::new(),
         };
         let (s, o) = match &raw.scim {
             Some(s) => (s.get_ref(), self.origin(s.span())),
@@ -489,6 +548,33 @@ impl Cx<'_> {
             }
         };
         let retry_after = self.number(&s.retry_after, &o, "scim.retry_after", (1, 3600), 5);
+        let mut allowed_hosts = Vec::new();
+        for h in &s.allowed_hosts {
+            let Some(text) = self.string(h, "scim.allowed_hosts") else {
+                continue;
+            };
+            let host = text.trim().to_ascii_lowercase();
+            if host.is_empty()
+                || host.parse::<http::uri::Authority>().is_err()
+                || host.contains('@')
+            {
+                let ho = self.origin(h.span());
+                self.error(
+                    &ho,
+                    format!("scim.allowed_hosts: \"{text}\" is not a host name or host:port"),
+                    Some("write the Host a client uses, e.g. \"app.example.com\" or \"app.example.com:8443\""),
+                );
+                continue;
+            }
+            allowed_hosts.push(host);
+        }
+        if public_url.is_some() && !allowed_hosts.is_empty() {
+            self.warn(
+                &o,
+                "scim.allowed_hosts is ignored: scim.public_url is set and every URL uses it",
+                None,
+            );
+        }
         Scim {
             base_path,
             public_url,
@@ -500,6 +586,13 @@ impl Cx<'_> {
             unknown_attributes,
             retry_after: retry_after as u32,
             documentation_uri: self.opt_string(&s.documentation_uri, "scim.documentation_uri"),
+            body_timeout: self.positive(
+                &o,
+                &s.body_timeout,
+                "scim.body_timeout",
+                Duration::from_secs(30),
+            ),
+            allowed_hosts,
         }
     }
 
@@ -967,6 +1060,7 @@ impl Cx<'_> {
             token_lifetime,
             failed_attempts_burst: burst as u32,
             failed_attempts_per_minute: per_minute as u32,
+            max_delay: self.duration(&r.max_delay, "auth.oauth.max_delay", Duration::from_secs(5)),
         })
     }
 

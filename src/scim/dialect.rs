@@ -96,7 +96,9 @@ pub enum KeyPath<'a> {
 /// Classifies a body key. `is_schema` tells whether a whole key is a schema URN of the resource
 /// type (then it is an extension object, not a qualified attribute).
 pub fn split_key<'a>(key: &'a str, is_schema: impl Fn(&str) -> bool) -> KeyPath<'a> {
-    let is_urn = key.len() > 4 && key[..4].eq_ignore_ascii_case("urn:");
+    // Bytes, not `key[..4]`: byte 4 may fall inside a character ("urnƜ…"), and slicing a
+    // str there panics (found by fuzz/patch).
+    let is_urn = key.len() > 4 && key.as_bytes()[..4].eq_ignore_ascii_case(b"urn:");
     if is_urn {
         if is_schema(key) {
             return KeyPath::Urn(key);
@@ -189,6 +191,20 @@ mod tests {
         assert_eq!(
             split_key("urn:unknown:thing", is_schema),
             KeyPath::Urn("urn:unknown:thing")
+        );
+    }
+
+    /// A key whose fourth byte is inside a multi-byte character is a plain name, not a
+    /// panic. See: issue #14 (found by the `patch` fuzz target).
+    #[test]
+    fn r14_multibyte_key_prefix() {
+        let key = "urn\u{19c}etf:params:x";
+        assert_eq!(
+            split_key(key, |_| false),
+            KeyPath::Plain {
+                name: key,
+                sub: None
+            }
         );
     }
 }

@@ -3,18 +3,23 @@
 //! [`Normalizer`] turns a request body (POST, PUT, or a PATCH value) into the canonical form
 //! the rest of the crate relies on: attribute names in their schema case, extension attributes
 //! under their URN, values type-checked, read-only attributes dropped (RFC 7644 §3.5.1),
-//! attributes the service provider does not store ignored or rejected by policy, and the
-//! membership attribute split out. [`render`] builds the response representation from a
+//! attributes the service provider does not store ignored or rejected by policy, strings
+//! checked and put in NFC ([`super::text`]), and the membership attribute split out. [`render`] builds the response representation from a
 //! stored resource: `schemas`, `id`, attributes, members with `$ref`, and `meta` with
 //! `location` and `version`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde_json::{Map, Value};
 
 use super::dialect::{self, KeyPath};
 use super::error::ScimError;
-use super::schema::{AttrType, Attribute, Home, Mutability, ResolveError, Resolved, ResourceType};
+use super::schema::{
+    AttrType, Attribute, GROUP_URN, Home, Mutability, ResolveError, Resolved, ResourceType,
+    Uniqueness,
+};
+use super::text;
 
 /// A JSON object: a resource's attributes in canonical form.
 pub type Object = Map<String, Value>;
@@ -210,9 +215,28 @@ impl<'a> Normalizer<'a> {
     /// an empty array, RFC 7643 §2.5).
     pub fn value(&mut self, r: &Resolved<'_>, value: Value) -> Result<Option<Value>, ScimError> {
         match r.sub {
-            Some(sub) => self.single(&r.display(), sub, value),
+            Some(sub) => self.single(&r.display(), sub, value, self.identifier(sub, false)),
             None => self.attr_value(&r.display(), r.attr, value),
         }
+    }
+
+    /// Whether `attr` identifies its resource, so its strings get [`text::check`]'s strict
+    /// rules: `userName`, `externalId`, a Group's `displayName` (each at the top level), and
+    /// anything unique.
+    fn identifier(&self, attr: &Attribute, top: bool) -> bool {
+        attr.uniqueness != Uniqueness::None
+            || top
+                && (attr.name == "userName"
+                    || attr.name == "externalId"
+                    || attr.name == "displayName" && self.rt.schema.id == GROUP_URN)
+    }
+
+    /// Whether an empty string is refused for `attr` (an identifier the resource cannot be
+    /// without: `userName`, a Group's `displayName`, or a required identifier).
+    fn must_have_text(&self, attr: &Attribute) -> bool {
+        attr.required
+            || attr.name == "userName"
+            || attr.name == "displayName" && self.rt.schema.id == GROUP_URN
     }
 
     /// A whole attribute's value, multi-valued or not.
@@ -225,8 +249,9 @@ impl<'a> Normalizer<'a> {
         if value.is_null() {
             return Ok(None);
         }
+        let identifier = self.identifier(attr, true);
         if !attr.multi_valued {
-            return self.single(shown, attr, value);
+            return self.single(shown, attr, value, identifier);
         }
         let items = match value {
             Value::Array(items) => items,
@@ -240,7 +265,7 @@ impl<'a> Normalizer<'a> {
             } else {
                 item
             };
-            if let Some(v) = self.single(shown, attr, item)? {
+            if let Some(v) = self.single(shown, attr, item, identifier)? {
                 out.push(v);
             }
         }
@@ -252,16 +277,33 @@ impl<'a> Normalizer<'a> {
     }
 
     /// One value of `attr` (a single-valued attribute, one element of a multi-valued one, or a
-    /// sub-attribute).
+    /// sub-attribute). Strings are checked by [`text::check`] (strictly when `identifier`)
+    /// and come out in NFC.
     fn single(
         &mut self,
         shown: &str,
         attr: &Attribute,
         value: Value,
+        identifier: bool,
     ) -> Result<Option<Value>, ScimError> {
         if value.is_null() {
             return Ok(None);
         }
+        let value = match value {
+            Value::String(s) if attr.ty.is_textual() => {
+                let required = identifier && self.must_have_text(attr);
+                match text::check(&s, identifier, required) {
+                    Ok(Cow::Borrowed(_)) => Value::String(s),
+                    Ok(Cow::Owned(nfc)) => Value::String(nfc),
+                    Err(why) => {
+                        return Err(ScimError::invalid_value(format!(
+                            "attribute '{shown}' {why}"
+                        )));
+                    }
+                }
+            }
+            other => other,
+        };
         let value = if attr.is_complex() && !attr.multi_valued {
             dialect::coerce_single_complex(value, attr.sub("value").is_some())
         } else {
@@ -295,7 +337,8 @@ impl<'a> Normalizer<'a> {
                         continue;
                     }
                     let sub_shown = format!("{shown}.{}", sub.name);
-                    if let Some(v) = self.single(&sub_shown, sub, v)? {
+                    let strict = self.identifier(sub, false);
+                    if let Some(v) = self.single(&sub_shown, sub, v, strict)? {
                         out.insert(sub.name.clone(), v);
                     }
                 }

@@ -1,16 +1,20 @@
 //! The request flow, top-down. Every request on the main listener comes through [`handle`].
 //!
-//! 1. **Route.** The path of `[auth.oauth]`, when configured, is the OAuth token endpoint
+//! 1. **Route.** `CONNECT` is answered 405 here: the sidecar is no forward proxy, and a
+//!    forwarded `CONNECT` would turn the app's connection into a tunnel. The path of
+//!    `[auth.oauth]`, when configured, is the OAuth token endpoint
 //!    ([`crate::auth::oauth::TokenEndpoint::handle`]: RFC 6749 errors, never SCIM ones). A
 //!    path equal to `[scim].base_path` or below it is SCIM; anything else is passed through
-//!    to the app ([`pass_through`]). A SCIM failure never touches pass-through traffic.
+//!    to the app ([`pass_through`]), without an `Authorization` header that carries one of
+//!    the sidecar's own SCIM credentials. A SCIM failure never touches pass-through traffic.
 //! 2. **Authenticate** (SCIM only). No or a wrong credential (static token, JWT, or one of
 //!    the sidecar's own access tokens): 401 with `WWW-Authenticate: Bearer`, before the body
 //!    is read (503 with `Retry-After` when a JWT issuer's keys cannot be fetched). A read-only
 //!    credential asking for anything but a read or a `POST …/.search`: 403, before the body
 //!    is read, so nothing changes.
 //! 3. **Read the body** (SCIM only). A declared or actual size over `max_body_bytes`: 413;
-//!    a content type that is not JSON: 415. Nothing reaches the store.
+//!    a content type that is not JSON: 415; not all there within `[scim].body_timeout`: 408.
+//!    Nothing reaches the store.
 //! 4. **Serve.** [`crate::scim::Service::handle`] parses, validates and calls the mapping,
 //!    which runs one store transaction. Every error becomes an RFC 7644 §3.12 body.
 //! 5. **Record.** Metrics and one access-log line (method, path, status, time; never the
@@ -18,7 +22,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -27,10 +31,23 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::App;
-use crate::proxy::{Body, ClientInfo, full};
+use super::conn::Stage;
+use crate::proxy::{Body, ClientFault, ClientInfo, full};
 use crate::scim::{self, BaseUrl, ScimError};
 
 const SCIM_JSON: HeaderValue = HeaderValue::from_static("application/scim+json");
+
+/// What the router knows of the listener a request came in on (from `[listen]` and
+/// `[scim]`): deadlines, and whom to believe about the client.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// How long a client may take to send a whole SCIM request body.
+    pub scim_body_timeout: Duration,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<super::forwarded::Cidr>,
+    /// `Host` values absolute URLs may be built from (lower case).
+    pub allowed_hosts: Vec<String>,
+}
 
 /// Handles one request. Never fails: every outcome is a response.
 pub async fn handle(
@@ -38,9 +55,19 @@ pub async fn handle(
     req: Request<Incoming>,
     client: Arc<ClientInfo>,
 ) -> Result<Response<Body>, Infallible> {
+    let limits = &app.limits;
+    if req.method() == http::Method::CONNECT {
+        return Ok(connect_refused(&app));
+    }
     if let Some(oauth) = &app.oauth {
         if req.uri().path() == oauth.path {
-            let peer = client.peer.ip().to_canonical();
+            // The client's address, as far as trusted proxies tell: what failed attempts
+            // are counted by.
+            let peer = super::forwarded::client_ip(
+                client.peer.ip(),
+                req.headers(),
+                &limits.trusted_proxies,
+            );
             return Ok(Box::pin(oauth.handle(req, peer, &app.metrics)).await);
         }
     }
@@ -54,14 +81,58 @@ pub async fn handle(
             let rest = rest.to_owned();
             // Boxed: the SCIM future is ~3 KiB, and hyper moves the service future per
             // request; pass-through requests should not pay for copying it.
-            Ok(Box::pin(scim(&app, req, &rest, client.tls)).await)
+            Ok(Box::pin(scim(&app, req, &rest, &client, limits)).await)
         }
         None => Ok(pass_through(&app, req, &client).await),
     }
 }
 
-/// Non-SCIM traffic: to the app, untouched.
-async fn pass_through(app: &App, req: Request<Incoming>, client: &ClientInfo) -> Response<Body> {
+/// `CONNECT` (RFC 9110 §9.3.6) asks for a tunnel to another host: 405, with the methods the
+/// sidecar does forward.
+fn connect_refused(app: &App) -> Response<Body> {
+    app.metrics.proxied(405, Duration::ZERO);
+    let mut r = Response::new(full(
+        "CONNECT is not supported: this server is no forward proxy\n",
+    ));
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    h.insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE"),
+    );
+    r
+}
+
+/// Removes the `Authorization` values that carry one of the sidecar's own SCIM credentials
+/// (see [`crate::auth::Authenticator::is_scim_credential`]); the app's own credentials stay.
+fn strip_scim_credentials(app: &App, headers: &mut http::HeaderMap) {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(first), None) = (values.next(), values.next()) else {
+        // Several values: keep those that are not ours, in order.
+        let kept: Vec<HeaderValue> = headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .filter(|v| !app.auth.is_scim_credential(v))
+            .cloned()
+            .collect();
+        headers.remove(header::AUTHORIZATION);
+        for v in kept {
+            headers.append(header::AUTHORIZATION, v);
+        }
+        return;
+    };
+    if app.auth.is_scim_credential(first) {
+        headers.remove(header::AUTHORIZATION);
+    }
+}
+
+/// Non-SCIM traffic: to the app, untouched but for the SCIM credentials.
+async fn pass_through(
+    app: &App,
+    mut req: Request<Incoming>,
+    client: &ClientInfo,
+) -> Response<Body> {
     let Some(proxy) = &app.proxy else {
         let mut r = Response::new(full(
             "no upstream app is configured; SCIM is served under the base path\n",
@@ -71,15 +142,28 @@ async fn pass_through(app: &App, req: Request<Incoming>, client: &ClientInfo) ->
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         return r;
     };
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        strip_scim_credentials(app, req.headers_mut());
+    }
     let started = Instant::now();
     let resp = proxy.forward(req, client).await;
+    if resp.extensions().get::<ClientFault>() == Some(&ClientFault::BodyTimeout) {
+        app.metrics
+            .connection_timeout("main", Stage::RequestBody.as_str());
+    }
     app.metrics
         .proxied(resp.status().as_u16(), started.elapsed());
     resp
 }
 
 /// A SCIM request: steps 2 to 5 of the module doc.
-async fn scim(app: &App, req: Request<Incoming>, rest: &str, tls: bool) -> Response<Body> {
+async fn scim(
+    app: &App,
+    req: Request<Incoming>,
+    rest: &str,
+    client: &ClientInfo,
+    limits: &Limits,
+) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -127,18 +211,27 @@ async fn scim(app: &App, req: Request<Incoming>, rest: &str, tls: bool) -> Respo
 
     // 3. Read the body, bounded.
     let (parts, body) = req.into_parts();
-    let body = match read_body(&parts, body, app.max_body_bytes).await {
+    let read = read_body(&parts, body, app.max_body_bytes);
+    let body = match tokio::time::timeout(limits.scim_body_timeout, read)
+        .await
+        .unwrap_or_else(|_| Err(body_timeout(&app.metrics, limits.scim_body_timeout)))
+    {
         Ok(b) => b,
         Err(e) => {
             app.metrics
                 .scim_request("-", "invalid", e.status.as_u16(), started.elapsed());
             tracing::info!(%method, %path, status = e.status.as_u16(), detail = %e.detail, "scim request refused");
-            return error_response(&e);
+            let mut r = error_response(&e);
+            if e.status == StatusCode::REQUEST_TIMEOUT {
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return r;
         }
     };
 
     // 4. Serve.
-    let base = BaseUrl(base_url(app, &parts, tls));
+    let base = BaseUrl(base_url(app, &parts, client, limits));
     let header = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let request = scim::Request {
         method: &parts.method,
@@ -172,6 +265,19 @@ async fn scim(app: &App, req: Request<Incoming>, rest: &str, tls: bool) -> Respo
         }
     }
     to_http(answer)
+}
+
+/// The 408 for a SCIM body that did not arrive in time (RFC 9110 §15.5.9); the connection
+/// is closed after it (the rest of the body cannot be told apart from a next request).
+fn body_timeout(metrics: &crate::metrics::Metrics, limit: Duration) -> ScimError {
+    metrics.connection_timeout("main", Stage::RequestBody.as_str());
+    ScimError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        format!(
+            "the request body did not arrive within {} s",
+            limit.as_secs_f64()
+        ),
+    )
 }
 
 /// Whether a SCIM request may change something: anything but GET/HEAD and a `POST` to a
@@ -231,28 +337,40 @@ async fn read_body(
     }
 }
 
-/// The public base URL for `Location` and `meta.location`: `[scim].public_url`, or the
-/// scheme and host the client used.
-fn base_url(app: &App, parts: &http::request::Parts, tls: bool) -> String {
+/// The public base URL for `Location` and `meta.location`: `[scim].public_url`; else the
+/// `Host` the client used when `[scim].allowed_hosts` lists it; else the address the client
+/// reached. Never an unchecked `Host`: a client (or anything that can make a victim's
+/// client send a chosen `Host`) would otherwise choose the URLs the identity provider is
+/// told to use (`https://evil.example/phish?/scim/v2/Users/3`). The scheme is `https` when
+/// TLS is terminated here or a trusted proxy says so in `X-Forwarded-Proto`.
+fn base_url(
+    app: &App,
+    parts: &http::request::Parts,
+    client: &ClientInfo,
+    limits: &Limits,
+) -> String {
     if let Some(u) = &app.public_url {
         return u.clone();
     }
-    let forwarded = parts
-        .headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok());
-    let scheme = match forwarded {
-        Some(p) if p.eq_ignore_ascii_case("https") => "https",
-        Some(p) if p.eq_ignore_ascii_case("http") => "http",
-        _ if tls => "https",
-        _ => "http",
-    };
-    let host = parts
+    let https = super::forwarded::is_https(
+        client.tls,
+        client.peer.ip(),
+        &parts.headers,
+        &limits.trusted_proxies,
+    );
+    let scheme = if https { "https" } else { "http" };
+    let asked = parts
         .headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("localhost");
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let host = match asked.filter(|h| host_allowed(h, &limits.allowed_hosts)) {
+        Some(h) => h.to_ascii_lowercase(),
+        None => match client.local {
+            Some(addr) => addr.to_string(),
+            None => "localhost".to_owned(),
+        },
+    };
     format!("{scheme}://{host}{}", app.base_path)
 }
 
@@ -282,6 +400,17 @@ impl hyper::body::Body for Holding {
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
     }
+}
+
+/// Whether a `Host` value is one of `allowed` (an entry without a port allows any port).
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(name, _)| name);
+    allowed
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(name))
 }
 
 fn error_response(e: &ScimError) -> Response<Body> {

@@ -315,6 +315,7 @@ fn oauth(burst: u32) -> OAuth {
         token_lifetime: Duration::from_secs(3600),
         failed_attempts_burst: burst,
         failed_attempts_per_minute: 1,
+        max_delay: Duration::from_millis(100),
     }
 }
 
@@ -444,9 +445,12 @@ async fn oauth_client_credentials() {
 }
 
 /// Brute force against the token endpoint: after `failed_attempts_burst` failures from one
-/// IP, every request from it — even with the right secret — is 429 with `Retry-After`.
+/// address, a wrong secret from it is 429 with `Retry-After` (after a delay), while the right
+/// secret — from the same address and for the same client — still gets its token, only
+/// late. Before, the right secret was refused too: one bad sender behind the identity
+/// provider's NAT kept it from getting tokens. See: issue #14 (item 7).
 #[tokio::test]
-async fn oauth_brute_force_is_rate_limited() {
+async fn r14_oauth_failures_delay_but_never_lock_out_the_right_secret() {
     let s = with_oauth(3).await;
     for i in 0..3 {
         token_request(
@@ -459,7 +463,7 @@ async fn oauth_brute_force_is_rate_limited() {
     }
     let r = token_request(
         &s,
-        "grant_type=client_credentials&client_id=entra&client_secret=entra-secret-0123456789",
+        "grant_type=client_credentials&client_id=entra&client_secret=guess3",
         None,
     )
     .await
@@ -470,15 +474,92 @@ async fn oauth_brute_force_is_rate_limited() {
         .parse()
         .expect("seconds");
     assert!((1..=60).contains(&wait), "{wait}");
+    let r = token_request(
+        &s,
+        "grant_type=client_credentials&client_id=entra&client_secret=entra-secret-0123456789",
+        None,
+    )
+    .await
+    .expect(200);
+    assert!(r.json()["access_token"].is_string());
     let metrics = s.admin_client().get("/metrics").await.expect(200).text();
-    assert!(
-        metrics.contains("scim_sidecar_oauth_token_requests_total{outcome=\"rate_limited\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("scim_sidecar_oauth_token_requests_total{outcome=\"invalid_client\"} 3"),
-        "{metrics}"
-    );
+    for (outcome, n) in [("rate_limited", 1), ("invalid_client", 3), ("issued", 1)] {
+        assert!(
+            metrics.contains(&format!(
+                "scim_sidecar_oauth_token_requests_total{{outcome=\"{outcome}\"}} {n}"
+            )),
+            "{metrics}"
+        );
+    }
+}
+
+/// Failures are counted per client address: with `127.0.0.1` a trusted proxy, the
+/// `X-Forwarded-For` client is the address, so one client's failures do not slow another's
+/// request; without trusted proxies, `X-Forwarded-For` is ignored and every request counts
+/// against the peer. A configured `client_id` has a bucket of its own across addresses (an
+/// unknown one has none).
+#[tokio::test]
+async fn r14_oauth_counts_failures_by_the_trusted_client_address() {
+    let form = "grant_type=client_credentials&client_id=nobody&client_secret=x";
+    let from = |s: &Sidecar, ip: &'static str| {
+        let s = s.anonymous();
+        async move {
+            s.send(
+                Method::POST,
+                "/scim/v2/oauth/token",
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("x-forwarded-for", ip),
+                ],
+                Some(Bytes::from_static(form.as_bytes())),
+            )
+            .await
+            .status
+            .as_u16()
+        }
+    };
+    let trusted = Sidecar::start(Options {
+        tweak: Some(Box::new(|c: &mut Config| {
+            c.auth.oauth = Some(oauth(2));
+            c.listen.trusted_proxies = vec!["127.0.0.1".parse().expect("cidr")];
+        })),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(from(&trusted, "203.0.113.1").await, 401);
+    assert_eq!(from(&trusted, "203.0.113.1").await, 401);
+    assert_eq!(from(&trusted, "203.0.113.1").await, 429);
+    assert_eq!(from(&trusted, "203.0.113.2").await, 401);
+    // A configured client_id has its own bucket: guesses at it from many addresses slow it
+    // down everywhere, and still never refuse its right secret.
+    let entra = |ip: &'static str, secret: &'static str| {
+        let s = trusted.anonymous();
+        async move {
+            s.send(
+                Method::POST,
+                "/scim/v2/oauth/token",
+                &[
+                    ("content-type", "application/x-www-form-urlencoded"),
+                    ("x-forwarded-for", ip),
+                ],
+                Some(Bytes::from(format!(
+                    "grant_type=client_credentials&client_id=entra&client_secret={secret}"
+                ))),
+            )
+            .await
+            .status
+            .as_u16()
+        }
+    };
+    assert_eq!(entra("198.51.100.1", "guess").await, 401);
+    assert_eq!(entra("198.51.100.2", "guess").await, 401);
+    assert_eq!(entra("198.51.100.3", "guess").await, 429);
+    assert_eq!(entra("198.51.100.4", "entra-secret-0123456789").await, 200);
+
+    let untrusted = with_oauth(2).await;
+    assert_eq!(from(&untrusted, "203.0.113.1").await, 401);
+    assert_eq!(from(&untrusted, "203.0.113.2").await, 401);
+    assert_eq!(from(&untrusted, "203.0.113.3").await, 429);
 }
 
 /// Read-only credentials — a static token marked `read_only`, an OAuth client marked

@@ -621,11 +621,10 @@ async fn injection_payloads_are_data(store: Store) {
         });
         let r = s.client.post("/scim/v2/Users", &body).await;
         if p.contains('\u{0}') {
-            // PostgreSQL text cannot hold NUL: refused as a bad value, not a 500.
-            if store == Store::Postgres {
-                r.scim_error(400, Some("invalidValue"));
-                continue;
-            }
+            // A control character is refused before any store sees it (issue #14), on
+            // SQLite as on PostgreSQL (whose text cannot hold NUL anyway).
+            r.scim_error(400, Some("invalidValue"));
+            continue;
         }
         let got = r.expect(201).json();
         for k in ["externalId", "displayName", "title"] {

@@ -255,3 +255,48 @@ async fn extension_urn_as_path() {
     assert!(r.get(ENT).is_none(), "{r}");
     assert_eq!(row(&s), vec![vec!["NULL", "NULL", "NULL"]]);
 }
+
+/// A PATCH (or POST) body key whose fourth byte falls inside a multi-byte character
+/// (`"urnƜetf:…"`) is an unknown attribute, answered like any other. Before, slicing the key
+/// panicked and the connection was dropped without an answer. See: issue #14 (found by the
+/// `patch` fuzz target; its input is fuzz/seeds/patch/r14-multibyte-key).
+#[tokio::test]
+async fn r14_multibyte_key_is_answered() {
+    let s = crate::support::Sidecar::quickstart().await;
+    let created = s
+        .client
+        .post(
+            "/scim/v2/Users",
+            &crate::support::client::user("mb@example.com"),
+        )
+        .await
+        .expect(201)
+        .json();
+    let id = created["id"].as_str().expect("id");
+    let body = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/patch/r14-multibyte-key"),
+    )
+    .expect("the fuzz input");
+    let r = s
+        .client
+        .send(
+            http::Method::PATCH,
+            &format!("/scim/v2/Users/{id}"),
+            &[],
+            Some(body.into()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s
+        .client
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "mb2@example.com",
+                "urn\u{19c}etf:x": "y"
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}

@@ -497,3 +497,330 @@ async fn scim_failure_does_not_affect_concurrent_pass_through() {
     assert_eq!(parts.status, StatusCode::OK);
     assert_eq!(json(&body)["path"], "/echo?after=1");
 }
+
+// === issue #14: uploads, client faults, CONNECT, transfer codings, SCIM credentials ===
+
+/// A request body fed from a channel: chunks arrive when the test sends them.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = scim_sidecar::proxy::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|c| c.map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+}
+
+/// Sends raw bytes on a new connection and returns everything the server sends back until
+/// it closes the connection (bounded by the guard).
+async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(GUARD, tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The response head of a raw exchange, read until the blank line (the connection may stay
+/// open).
+async fn raw_head(tcp: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(GUARD, async {
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("a response head within the guard");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn metric(s: &Sidecar, series: &str) -> u64 {
+    let text = s.admin_client().get("/metrics").await.expect(200).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// An upload that takes longer than `[upstream].timeout` because the client sends it slowly
+/// (1.5 MiB in 24 chunks, 50 ms apart, against a 300 ms timeout) reaches the app whole and
+/// gets the app's answer: the timeout measures the app, not the client's upload. Before, the
+/// request was cut with 504 at the timeout and the app got a truncated body. See: issue #14.
+#[tokio::test]
+async fn r14_slow_upload_is_not_cut_by_the_upstream_timeout() {
+    let s = Sidecar::start(Options {
+        tweak: Some(Box::new(|c| {
+            c.upstream.as_mut().expect("[upstream]").timeout = Duration::from_millis(300);
+        })),
+        ..Options::default()
+    })
+    .await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
+    tokio::spawn(async move {
+        for _ in 0..24 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if tx.send(chunk.clone()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let req = Request::post(format!("http://{}/upload", s.addr))
+        .body(BodyExt::boxed(ChannelBody(rx)))
+        .expect("request");
+    let (parts, body) = send(&http1_client(), req).await;
+    assert_eq!(parts.status, StatusCode::OK, "{body:?}");
+    assert_eq!(body, (24 * 64 * 1024).to_string());
+}
+
+/// A client that starts an upload and then stops sending gets 408 once it has been silent
+/// for `body_idle_timeout`, its connection is closed, the app's request is aborted, and the
+/// stall is counted as a `request_body` timeout. See: issue #14.
+#[tokio::test]
+async fn r14_stalled_upload_gets_408() {
+    let s = Sidecar::start(Options {
+        tweak: Some(Box::new(|c| {
+            c.listen.body_idle_timeout = Duration::from_millis(300);
+            c.upstream.as_mut().expect("[upstream]").body_idle_timeout = Duration::from_millis(300);
+        })),
+        ..Options::default()
+    })
+    .await;
+    let out = raw_exchange(
+        s.addr,
+        b"POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 1000\r\n\r\nonly ten b",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(
+        metric(
+            &s,
+            "scim_sidecar_connection_timeouts_total{listener=\"main\",stage=\"request_body\"}"
+        )
+        .await
+            >= 1
+    );
+}
+
+/// An app that takes the headers of an upload but stops reading its body (while the client
+/// would send more) is on the clock: 504 after `[upstream].timeout`.
+#[tokio::test]
+async fn r14_app_that_stops_reading_an_upload_gets_504() {
+    let s = Sidecar::start(Options {
+        tweak: Some(Box::new(|c| {
+            c.upstream.as_mut().expect("[upstream]").timeout = Duration::from_millis(300);
+        })),
+        ..Options::default()
+    })
+    .await;
+    let req = Request::post(format!("http://{}/stall", s.addr))
+        .body(ByteStream::new(64 * MIB).boxed())
+        .expect("request");
+    let (parts, _) = send(&http1_client(), req).await;
+    assert_eq!(parts.status, StatusCode::GATEWAY_TIMEOUT);
+}
+
+/// A SCIM request whose body stops arriving is answered 408 (a SCIM error) within
+/// `[scim].body_timeout`, and nothing is written. Before, an authenticated client could
+/// hold the request open for as long as it liked. See: issue #14.
+#[tokio::test]
+async fn r14_stalled_scim_body_gets_408() {
+    let s = Sidecar::start(Options {
+        tweak: Some(Box::new(|c| {
+            c.scim.body_timeout = Duration::from_millis(300)
+        })),
+        ..Options::default()
+    })
+    .await;
+    let before = s.snapshot();
+    let request = format!(
+        "POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/scim+json\r\nContent-Length: 200\r\n\r\n{{\"userName\":",
+        crate::support::TOKEN
+    );
+    let out = raw_exchange(s.addr, request.as_bytes()).await;
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(
+        out.contains("urn:ietf:params:scim:api:messages:2.0:Error"),
+        "{out}"
+    );
+    assert_eq!(s.snapshot(), before);
+}
+
+/// `CONNECT` is answered 405 with `Allow`, and never reaches the app. Before, it was
+/// forwarded and the connection dropped without an answer. See: issue #14.
+#[tokio::test]
+async fn r14_connect_is_answered_405() {
+    let s = Sidecar::quickstart().await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    tcp.write_all(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+        .await
+        .expect("write");
+    let head = raw_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("\r\nallow: get"),
+        "{head}"
+    );
+    assert_eq!(s.upstream.connection_count(), 0);
+}
+
+/// A body with broken chunked framing is the client's fault: 400, not 502. See: issue #14.
+#[tokio::test]
+async fn r14_malformed_chunked_body_gives_400() {
+    let s = Sidecar::quickstart().await;
+    let out = raw_exchange(
+        s.addr,
+        b"POST /upload HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+}
+
+/// A transfer coding besides chunked survives the hop both ways: the app receives
+/// `Transfer-Encoding: gzip, chunked` with the coded bytes, and the client receives the
+/// app's `gzip, chunked` response with its label (RFC 9112 §6.1). Before, `chunked` was
+/// decoded and the `gzip` label dropped, so the recipient took coded bytes for plain ones.
+/// See: issue #14.
+#[tokio::test]
+async fn r14_gzip_transfer_coding_is_kept() {
+    let s = Sidecar::quickstart().await;
+    let out = raw_exchange(
+        s.addr,
+        b"POST /echo HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\
+          Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nGZIPD\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let json_start = out.find('{').expect("a JSON body");
+    let json_end = out.rfind('}').expect("a JSON body");
+    let v: Value = serde_json::from_str(&out[json_start..=json_end]).expect("JSON");
+    assert_eq!(v["headers"]["transfer-encoding"], "gzip, chunked", "{v}");
+    assert_eq!(v["body"], "GZIPD");
+
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    tcp.write_all(b"GET /gzip-te HTTP/1.1\r\nHost: app\r\n\r\n")
+        .await
+        .expect("write");
+    let head = raw_head(&mut tcp).await.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("\r\ntransfer-encoding: gzip, chunked\r\n"),
+        "{head}"
+    );
+}
+
+/// A JWT with the given claims and a meaningless signature: enough to be told apart by
+/// its claims.
+fn unsigned_jwt(claims: Value) -> String {
+    use base64::Engine;
+    let enc = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.c2ln",
+        enc(&serde_json::json!({"alg": "RS256", "kid": "k"})),
+        enc(&claims)
+    )
+}
+
+/// An `Authorization` header that carries one of the sidecar's own SCIM credentials — the
+/// static token, a token from its OAuth endpoint, a JWT from a configured issuer for the
+/// SCIM audience — never reaches the app, even on a near-miss path such as
+/// `/SCIM/V2/Users`; the app's own credentials (another bearer token, a JWT from the same
+/// issuer for the app's audience, Basic) pass untouched. See: issue #14.
+#[tokio::test]
+async fn r14_scim_credentials_are_not_passed_to_the_app() {
+    const ISS: &str = "https://issuer.example/";
+    let s = Sidecar::start(Options {
+        tweak: Some(Box::new(|c| {
+            c.auth.jwt = vec![scim_sidecar::config::JwtIssuer {
+                issuer: ISS.into(),
+                audiences: vec!["api://scim".into()],
+                algorithms: vec![scim_sidecar::auth::jwt::Alg::RS256],
+                leeway: Duration::from_secs(60),
+                keys: scim_sidecar::config::KeySource::Url {
+                    url: "http://127.0.0.1:1/keys".parse().expect("url"),
+                    ca: None,
+                },
+                refresh_min: Duration::from_secs(60),
+                write_scope: None,
+                read_only: false,
+            }];
+            c.auth.oauth = Some(scim_sidecar::config::OAuth {
+                path: "/scim/v2/oauth/token".into(),
+                clients: vec![scim_sidecar::config::OAuthClient {
+                    client_id: "entra".into(),
+                    secret: scim_sidecar::config::Secret("entra-secret-0123456789".into()),
+                    read_only: false,
+                }],
+                signing_key: None,
+                token_lifetime: Duration::from_secs(600),
+                failed_attempts_burst: 10,
+                failed_attempts_per_minute: 10,
+                max_delay: Duration::from_secs(5),
+            });
+        })),
+        ..Options::default()
+    })
+    .await;
+    let token = s
+        .anonymous()
+        .send(
+            Method::POST,
+            "/scim/v2/oauth/token",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Some(Bytes::from_static(
+                b"grant_type=client_credentials&client_id=entra&client_secret=entra-secret-0123456789",
+            )),
+        )
+        .await
+        .expect(200)
+        .json()["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned();
+    let exp = 4_000_000_000u64;
+    let scim_jwt = unsigned_jwt(serde_json::json!({"iss": ISS, "aud": "api://scim", "exp": exp}));
+    let app_jwt = unsigned_jwt(serde_json::json!({"iss": ISS, "aud": "api://app", "exp": exp}));
+    let seen = |auth: String| {
+        let s = &s;
+        async move {
+            let r = s
+                .anonymous()
+                .send(
+                    Method::GET,
+                    "/SCIM/V2/Users",
+                    &[("authorization", &auth)],
+                    None,
+                )
+                .await;
+            r.json()["headers"]["authorization"]
+                .as_str()
+                .map(str::to_owned)
+        }
+    };
+    for ours in [
+        format!("Bearer {}", crate::support::TOKEN),
+        format!("bearer {token}"),
+        format!("Bearer {scim_jwt}"),
+    ] {
+        assert_eq!(seen(ours.clone()).await, None, "{ours} reached the app");
+    }
+    for theirs in [
+        "Bearer the-apps-own-api-key".to_owned(),
+        format!("Bearer {app_jwt}"),
+        "Basic dXNlcjpwYXNz".to_owned(),
+    ] {
+        assert_eq!(seen(theirs.clone()).await.as_deref(), Some(theirs.as_str()));
+    }
+}

@@ -32,7 +32,7 @@ use crate::support::{self, Options, Sidecar, TOKEN};
 const GUARD: Duration = Duration::from_secs(30);
 
 /// A CA and a leaf certificate for `127.0.0.1` and `localhost`, as PEM files in a tempdir.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
     ca: CertificateDer<'static>,
 }
@@ -40,7 +40,7 @@ struct Pki {
 impl Pki {
     /// Writes `cert.pem` (leaf then CA), `key.pem` (the leaf's key) and `other-key.pem` (a key
     /// that belongs to no certificate).
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
@@ -75,7 +75,7 @@ impl Pki {
         self.dir.path().join(name)
     }
 
-    fn tls(&self) -> Tls {
+    pub(crate) fn tls(&self) -> Tls {
         Tls {
             cert: self.path("cert.pem"),
             key: self.path("key.pem"),
@@ -83,7 +83,7 @@ impl Pki {
     }
 
     /// A client config trusting only this CA, for `versions`, offering `alpn`.
-    fn client(
+    pub(crate) fn client(
         &self,
         versions: &[&'static SupportedProtocolVersion],
         alpn: &[&[u8]],
@@ -99,7 +99,7 @@ impl Pki {
 }
 
 /// The quickstart with TLS on its main listener.
-async fn tls_sidecar(pki: &Pki) -> Sidecar {
+pub(crate) async fn tls_sidecar(pki: &Pki) -> Sidecar {
     let tls = pki.tls();
     Sidecar::start(Options {
         tweak: Some(Box::new(move |c| c.listen.tls = Some(tls))),
@@ -109,7 +109,7 @@ async fn tls_sidecar(pki: &Pki) -> Sidecar {
 }
 
 /// Connects and completes the TLS handshake, verifying the server as `127.0.0.1`.
-async fn connect(addr: SocketAddr, cfg: Arc<ClientConfig>) -> TlsStream<TcpStream> {
+pub(crate) async fn connect(addr: SocketAddr, cfg: Arc<ClientConfig>) -> TlsStream<TcpStream> {
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let name = ServerName::IpAddress(addr.ip().into());
     tokio::time::timeout(GUARD, TlsConnector::from(cfg).connect(name, tcp))

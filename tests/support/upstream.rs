@@ -140,7 +140,32 @@ pub async fn handle(req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
     match (method.as_str(), segments.as_slice()) {
-        ("GET", ["echo", ..]) => echo(&req),
+        // `/SCIM/...` (a near miss of the sidecar's `/scim/v2`) echoes too, so tests can see
+        // what such a request carries.
+        ("GET", ["echo" | "SCIM", ..]) => echo(&req, None),
+        (_, ["echo", ..]) => {
+            let (parts, body) = req.into_parts();
+            let body = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => return status(StatusCode::BAD_REQUEST, "body error"),
+            };
+            echo(&Request::from_parts(parts, ()), Some(&body))
+        }
+        ("POST", ["stall"]) => {
+            // Takes the headers, never reads the body, answers late.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            status(StatusCode::OK, "stalled")
+        }
+        ("GET", ["gzip-te"]) => {
+            // A transfer coding besides chunked (RFC 9112 §7): hyper keeps a user-set
+            // `Transfer-Encoding` that ends in chunked and frames the body with it.
+            let mut resp = status(StatusCode::OK, "gzip-coded bytes");
+            resp.headers_mut().insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("gzip, chunked"),
+            );
+            resp
+        }
         ("GET", ["bytes", n]) => match n.parse::<u64>() {
             Ok(n) => {
                 let mut resp = Response::new(ByteStream::new(n).boxed());
@@ -212,7 +237,7 @@ fn status(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     resp
 }
 
-fn echo(req: &Request<Incoming>) -> Response<Body> {
+fn echo<B>(req: &Request<B>, body_bytes: Option<&Bytes>) -> Response<Body> {
     let mut headers = serde_json::Map::new();
     for name in req.headers().keys() {
         let values: Vec<String> = req
@@ -226,12 +251,15 @@ fn echo(req: &Request<Incoming>) -> Response<Body> {
             serde_json::Value::String(values.join(", ")),
         );
     }
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "method": req.method().as_str(),
         "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
         "version": format!("{:?}", req.version()),
         "headers": headers,
     });
+    if let Some(b) = body_bytes {
+        body["body"] = serde_json::Value::String(String::from_utf8_lossy(b).into_owned());
+    }
     let mut resp = status(StatusCode::OK, body.to_string());
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
