@@ -30,10 +30,11 @@ Test data. scim2-tester fills every attribute with a random UUID string (36 char
 adaptations make that data fit what the examples' legacy tables can hold, without skipping or
 filtering any check (see adapt_test_data):
 
-- Strings are 32 hexadecimal digits (uuid4().hex) instead of the dashed 36-character form:
-  both examples store employeeNumber in a varchar(32) column, and the sidecar rightly
-  answers 400 invalidValue to a value that does not fit its column rather than truncating it
-  (tests/it/patch.rs all_or_nothing covers that).
+- Strings are 30 hexadecimal digits (the first 30 of uuid4().hex, 120 random bits) instead of
+  the dashed 36-character form: the examples store employeeNumber in a varchar(32) column
+  and Redmine its users' first names in a varchar(30) one (its own limit, 001_setup.rb), and
+  the sidecar rightly answers 400 invalidValue to a value that does not fit its column
+  rather than truncating it (tests/it/patch.rs all_or_nothing covers that).
 - enterprise manager.value is the id of a User the checker creates first, as RFC 7643 §4.3
   defines it ("the id of the SCIM resource representing the User's manager"). scim2-tester
   does this itself only when the schema publishes manager.$ref, which the sidecar does not
@@ -80,18 +81,21 @@ EXCLUDED: dict[tuple[str, str | None, str, str | None], str] = {
     # attribute's removal is still checked.
     ("quickstart", "User", "check_remove_attribute", "active"): "status is NOT NULL",
     ("postgres", "User", "check_remove_attribute", "active"): "state is NOT NULL",
+    # Redmine's users.status and phpBB's phpbb_users.user_type are NOT NULL integers.
+    ("redmine", "User", "check_remove_attribute", "active"): "status is NOT NULL",
+    ("phpbb", "User", "check_remove_attribute", "active"): "user_type is NOT NULL",
 }
 
 
 class _ShortUuid:
-    """uuid.uuid4() as scim2_tester.filling uses it, printing as 32 hex digits (no dashes)."""
+    """uuid.uuid4() as scim2_tester.filling uses it, printing as 30 hex digits (no dashes)."""
 
     def __init__(self) -> None:
         self._uuid = uuid.uuid4()
         self.bytes = self._uuid.bytes
 
     def __str__(self) -> str:
-        return self._uuid.hex
+        return self._uuid.hex[:30]
 
 
 def adapt_test_data() -> None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # SCIM conformance: the public suite scim2-tester (PyPI) against the sidecar running the
-# shipped examples, the quickstart (SQLite) and examples/postgres (a throwaway PostgreSQL).
+# shipped examples: the quickstart (SQLite), and examples/postgres, examples/redmine and
+# examples/phpbb, each in its own database of one throwaway PostgreSQL.
 #
 # Installs the pinned suite in a virtualenv under target/conformance-venv (once), builds the
 # debug binary (the profile `cargo test` already built), starts each example on free loopback
@@ -148,9 +149,23 @@ start_postgres() {
         cat "$dir/server.log" >&2
         return 1
     }
-    "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres helpdesk
-    "$PG_BIN/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d helpdesk \
-        -f examples/postgres/schema.sql >/dev/null
+}
+
+# run_pg_example NAME: a fresh database holding examples/NAME/schema.sql, `migrate`, then the
+# suite against examples/NAME/scim-sidecar.toml.
+run_pg_example() {
+    local name="$1"
+    local db="postgres://postgres@127.0.0.1:$PG_PORT/app_$name"
+    "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres "app_$name"
+    "$PG_BIN/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "app_$name" \
+        -f "examples/$name/schema.sql" >/dev/null
+    if ! env DATABASE_URL="$db" SCIM_TOKEN=unused "$BIN" migrate --config "examples/$name/scim-sidecar.toml" \
+        >"$WORK/migrate-$name.log" 2>&1; then
+        echo "$name: scim-sidecar migrate failed:" >&2
+        cat "$WORK/migrate-$name.log" >&2
+        return 1
+    fi
+    run_example "$name" "examples/$name/scim-sidecar.toml" DATABASE_URL="$db"
 }
 
 failed=0
@@ -159,15 +174,9 @@ run_example quickstart examples/quickstart/scim-sidecar.toml QUICKSTART_DB="$WOR
     failed=1
 
 if start_postgres; then
-    db="postgres://postgres@127.0.0.1:$PG_PORT/helpdesk"
-    if env DATABASE_URL="$db" SCIM_TOKEN=unused \
-        "$BIN" migrate --config examples/postgres/scim-sidecar.toml >"$WORK/migrate.log" 2>&1; then
-        run_example postgres examples/postgres/scim-sidecar.toml DATABASE_URL="$db" || failed=1
-    else
-        echo "postgres: scim-sidecar migrate failed:" >&2
-        cat "$WORK/migrate.log" >&2
-        failed=1
-    fi
+    for example in postgres redmine phpbb; do
+        run_pg_example "$example" || failed=1
+    done
 else
     failed=1
 fi

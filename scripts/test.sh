@@ -27,5 +27,5 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
-echo "== scripts/conformance.sh (scim2-tester against the quickstart and examples/postgres)"
+echo "== scripts/conformance.sh (scim2-tester against the quickstart and the PostgreSQL examples)"
 scripts/conformance.sh
