@@ -37,6 +37,7 @@ both!(
     membership_changes_empty_the_permission_cache,
     deleting_a_group_leaves_no_orphans,
     deleting_a_user_deactivates_it_and_a_create_revives_it,
+    one_account_per_address,
 );
 
 /// The phpBB example's sidecar, or returns from the test (PostgreSQL not installed).
@@ -511,4 +512,41 @@ async fn deleting_a_user_deactivates_it_and_a_create_revives_it(store: Store) {
         vec![vec![REGISTERED.to_owned(), "0".to_owned()]]
     );
     assert_eq!(config(&s, "num_users").await, "2");
+}
+
+/// phpBB's allow_emailreuse = 0, which phpBB checks in PHP only: a second account with an
+/// address already taken (in other case) is 409 uniqueness and nothing is written; accounts
+/// whose address was removed (phpBB stores '') do not share one.
+async fn one_account_per_address(store: Store) {
+    let s = phpbb!(store);
+    let alice = user(&s, "alice").await;
+    let bob = user(&s, "bob").await;
+    let before = one(&s, "SELECT count(*) FROM phpbb_users").await;
+    let d = s
+        .client
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "userName": "mallory",
+                    "emails": [{"type": "work", "value": "ALICE@example.com"}]}),
+        )
+        .await
+        .scim_error(409, Some("uniqueness"));
+    assert!(d.contains("emails"), "{d}");
+    assert_eq!(one(&s, "SELECT count(*) FROM phpbb_users").await, before);
+    for id in [&alice, &bob] {
+        s.client
+            .patch(
+                &format!("/scim/v2/Users/{id}"),
+                &patch_body(json!([{"op": "remove", "path": "emails"}])),
+            )
+            .await
+            .expect(200);
+    }
+    assert_eq!(
+        s.rows(&format!(
+            "SELECT user_email FROM phpbb_users WHERE user_id IN ({alice}, {bob})"
+        ))
+        .await,
+        vec![vec![""], vec![""]]
+    );
 }

@@ -36,6 +36,8 @@ both!(
     group_membership_grants_and_revokes_inherited_roles,
     deleting_a_group_leaves_no_orphans,
     deleting_a_user_locks_it_and_a_create_revives_it,
+    what_redmine_validates_is_validated_first,
+    a_hard_delete_leaves_other_records_custom_values,
 );
 
 /// The Redmine example's sidecar, or returns from the test (PostgreSQL not installed).
@@ -686,5 +688,102 @@ async fn deleting_a_user_locks_it_and_a_create_revives_it(store: Store) {
         )
         .await,
         "1"
+    );
+}
+
+/// What Redmine's own validations require, answered before Redmine would fail on it: a user
+/// without a given name gets its login there (cut to Redmine's 30 characters), one without a
+/// family name is refused naming it, a second user with a taken address is 409, and an
+/// account awaiting activation (status 2, written by Redmine's self-registration) reads as
+/// inactive, not as an account without `active`.
+async fn what_redmine_validates_is_validated_first(store: Store) {
+    let s = redmine!(store);
+    let login = "a.very.long.login.name@example.com";
+    let r = s
+        .client
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "userName": login, "name": {"familyName": "Long"},
+                    "emails": [{"type": "work", "value": "long@example.com"}]}),
+        )
+        .await
+        .expect(201)
+        .json();
+    let id = r["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        one(&s, &format!("SELECT firstname FROM users WHERE id = {id}")).await,
+        &login[..30]
+    );
+    let before = one(&s, "SELECT count(*) FROM users").await;
+    let d = s
+        .client
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "userName": "nofamily", "name": {"givenName": "No"},
+                    "emails": [{"type": "work", "value": "nofamily@example.com"}]}),
+        )
+        .await
+        .scim_error(400, Some("invalidValue"));
+    assert!(d.contains("name.familyName"), "{d}");
+    let d = s
+        .client
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "userName": "copycat", "name": {"familyName": "Cat"},
+                    "emails": [{"type": "work", "value": "LONG@example.com"}]}),
+        )
+        .await
+        .scim_error(409, Some("uniqueness"));
+    assert!(d.contains("emails"), "{d}");
+    assert_eq!(one(&s, "SELECT count(*) FROM users").await, before);
+
+    s.exec(&format!("UPDATE users SET status = 2 WHERE id = {id}"))
+        .await;
+    let u = s
+        .client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(u["active"], false, "{u}");
+}
+
+/// With users deleted for good (`on_delete = "hard"`), the user's custom values go, and the
+/// values of the issue and the project that happen to share its id stay: custom_values
+/// holds every kind of record's, told apart by `customized_type`.
+async fn a_hard_delete_leaves_other_records_custom_values(store: Store) {
+    let tweak: crate::support::Tweak = Box::new(|c| {
+        for r in &mut c.resources {
+            if r.name == "User" {
+                r.on_delete = scim_sidecar::mapping::OnDelete::Hard;
+            }
+        }
+    });
+    let Some(s) = Sidecar::example("redmine", store, Some(tweak)).await else {
+        return;
+    };
+    let id = id_of(s.client.post("/scim/v2/Users", &barbara()).await).await;
+    s.exec(&format!(
+        "INSERT INTO custom_values (customized_type, customized_id, custom_field_id, value) VALUES
+            ('Issue', {id}, 7, 'an issue value'), ('Project', {id}, 8, 'a project value');"
+    ))
+    .await;
+    s.client
+        .delete(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(204);
+    assert_eq!(
+        s.rows(&format!(
+            "SELECT customized_type, value FROM custom_values WHERE customized_id = {id} ORDER BY 1"
+        ))
+        .await,
+        vec![
+            vec!["Issue", "an issue value"],
+            vec!["Project", "a project value"]
+        ]
+    );
+    assert_eq!(
+        one(&s, &format!("SELECT count(*) FROM users WHERE id = {id}")).await,
+        "0"
     );
 }

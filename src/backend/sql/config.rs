@@ -622,7 +622,7 @@ pub enum MembersSpec {
 }
 
 /// A join table that references rows of this table as members.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct MemberOf {
     /// The join table.
     pub table: String,
@@ -633,6 +633,13 @@ pub struct MemberOf {
     /// The group type's `member_remove` hooks: a row that is deleted leaves its groups as
     /// a member removed by PATCH does, and the app's derived rows follow.
     pub hooks: Vec<Hook>,
+    /// The group type's table: a soft-deleted row leaves only the groups SCIM sees (the
+    /// app's built-in groups keep it).
+    pub group_table: String,
+    /// Its key column.
+    pub group_key: String,
+    /// Its discriminator.
+    pub group_filter: Vec<(String, Value)>,
 }
 
 /// A resource type's tables and columns, as [`super::model::Model::build`] checks them.
@@ -794,23 +801,23 @@ pub fn rel_spec(spec: &TableSpec, kept_table: &str) -> Result<RelSpec, Vec<SpecP
                 table,
                 member_column,
                 group_column,
-            } => Some(MemberOf {
-                table: table.clone(),
-                column: member_column.clone(),
-                group_column: group_column.clone(),
-                hooks: m
-                    .group
-                    .as_any()
-                    .downcast_ref::<SqlResource>()
-                    .map(|g| {
-                        g.hooks
-                            .iter()
-                            .filter(|h| h.on.contains(&Event::MemberRemove))
-                            .cloned()
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            }),
+            } => {
+                let g = m.group.as_any().downcast_ref::<SqlResource>()?;
+                Some(MemberOf {
+                    table: table.clone(),
+                    column: member_column.clone(),
+                    group_column: group_column.clone(),
+                    hooks: g
+                        .hooks
+                        .iter()
+                        .filter(|h| h.on.contains(&Event::MemberRemove))
+                        .cloned()
+                        .collect(),
+                    group_table: g.table.clone(),
+                    group_key: g.key.clone(),
+                    group_filter: g.filter.clone(),
+                })
+            }
             SqlMembers::Column(_) => None,
         })
         .collect();

@@ -318,6 +318,7 @@ pub fn tables_needed(spec: &RelSpec) -> Vec<String> {
         None => {}
     }
     out.extend(spec.member_of.iter().map(|m| m.table.clone()));
+    out.extend(spec.member_of.iter().map(|m| m.group_table.clone()));
     out.sort();
     out.dedup();
     out
@@ -506,6 +507,9 @@ pub struct Ref {
     pub group: Option<Col>,
     /// The group type's `member_remove` hooks (`:id` the group, `:member` this row).
     pub hooks: Vec<super::hooks::Compiled>,
+    /// The group type's rows: quoted table, key column, discriminator (`None` when the
+    /// table was not found; no discriminator means every row is a group).
+    pub groups: Option<(String, Col, Vec<Fixed>)>,
 }
 
 /// A mapped table, ready to execute.
@@ -944,6 +948,24 @@ impl Model {
                     )),
                 }
             }
+            let groups = cat
+                .tables
+                .get(&m.group_table)
+                .and_then(Option::as_ref)
+                .and_then(|gt| {
+                    let key = Col::from_info(&m.group_key, gt.column(&m.group_key)?);
+                    let filter = m
+                        .group_filter
+                        .iter()
+                        .map(|(name, v)| {
+                            Some(Fixed {
+                                col: Col::from_info(name, gt.column(name)?),
+                                value: v.clone(),
+                            })
+                        })
+                        .collect::<Option<Vec<_>>>()?;
+                    Some((quote_ident(&m.group_table), key, filter))
+                });
             member_of.push(Ref {
                 table: quote_ident(&m.table),
                 column: Col::from_info(&m.column, c),
@@ -951,6 +973,7 @@ impl Model {
                     .column(&m.group_column)
                     .map(|g| Col::from_info(&m.group_column, g)),
                 hooks,
+                groups,
             });
         }
 
@@ -967,7 +990,7 @@ impl Model {
                 None,
             )]));
         };
-        let child_tables = child_tables(&fields, &quote_ident(&cat.kept_table));
+        let child_tables = child_tables(&fields);
         // Tombstones live in the sidecar's own table: missing, it is reported like a kept
         // attribute's (create it with `migrate`).
         let tomb_of = |t: &super::config::ChildSpec, problems: &mut Vec<SpecProblem>| {
@@ -1550,22 +1573,48 @@ impl Model {
             .push(&r.column.name)
             .push(" = ");
         r.column.param(self.d, &mut sql, key.clone());
+        self.push_group_scope(&mut sql, r);
         Some(sql)
     }
 
-    /// The memberships listing row `key` as a member, removed (with the row when it is
-    /// deleted, or when it is soft-deleted: a deleted resource is no one's member).
-    pub fn memberships_clear(&self, key: &Value) -> Vec<Sql> {
+    /// ` AND j.group IN (SELECT key FROM groups WHERE <discriminator>)`: memberships of the
+    /// groups the group type serves, not of the app's other rows in its table.
+    fn push_group_scope(&self, sql: &mut Sql, r: &Ref) {
+        let (Some(g), Some((table, key, filter))) = (&r.group, &r.groups) else {
+            return;
+        };
+        if filter.is_empty() {
+            return;
+        }
+        sql.push(" AND j.")
+            .push(&g.name)
+            .push(" IN (SELECT g.")
+            .push(&key.name)
+            .push(" FROM ")
+            .push(table)
+            .push(" g WHERE 1=1");
+        self.push_fixed(sql, "g", filter);
+        sql.push(")");
+    }
+
+    /// The memberships listing row `key` as a member, removed: every one when the row is
+    /// deleted (nothing may point at a row that is gone); when it is soft-deleted (`all`
+    /// false; a deleted resource is no SCIM group's member), only those of the groups SCIM
+    /// sees: the row stays, and so do its places in the app's own groups.
+    pub fn memberships_clear(&self, key: &Value, all: bool) -> Vec<Sql> {
         self.member_of
             .iter()
             .map(|r| {
                 let mut sql = Sql::default();
                 sql.push("DELETE FROM ")
                     .push(&r.table)
-                    .push(" WHERE ")
+                    .push(" AS j WHERE j.")
                     .push(&r.column.name)
                     .push(" = ");
                 r.column.param(self.d, &mut sql, key.clone());
+                if !all {
+                    self.push_group_scope(&mut sql, r);
+                }
                 sql
             })
             .collect()
@@ -1646,7 +1695,7 @@ impl Model {
             let (Some(Field::Column(c)), Some(v)) = (self.fields.get(i), values.get(i)) else {
                 continue;
             };
-            if v.is_null() {
+            if v.is_null() || matches!(v, Value::Text(t) if t.is_empty()) {
                 continue;
             }
             let mut cond = Sql::default();
@@ -2160,18 +2209,17 @@ pub fn value_text(v: &Value) -> String {
     }
 }
 
-/// Child tables to clear on hard delete. A child table's rows belong to their parent: all of
-/// them go (an app's other e-mail rows of the user too). The sidecar's own table is shared by
-/// resource types, so there the selector columns every field shares (the type) restrict it.
-fn child_tables(fields: &[Field], kept: &str) -> Vec<(String, Col, Vec<Fixed>)> {
+/// Child tables to clear on hard delete: the rows the mapping reads there, picked by the link
+/// and by what every map entry on that table selects alike. A table may hold other owners'
+/// rows under the same id (Redmine's custom_values holds an issue's and a project's values,
+/// told apart by `customized_type`; the sidecar's own table, other resource types'), so the
+/// link alone could delete them. Other rows of the resource (a user's non-default e-mails)
+/// stay unless `cascade` names the table.
+fn child_tables(fields: &[Field]) -> Vec<(String, Col, Vec<Fixed>)> {
     let mut out: Vec<(String, Col, Vec<Fixed>)> = Vec::new();
     for f in fields {
         let Field::Child(ch) = f else { continue };
-        let own = if ch.table == kept {
-            ch.select.clone()
-        } else {
-            Vec::new()
-        };
+        let own = ch.select.clone();
         match out
             .iter_mut()
             .find(|(t, l, _)| *t == ch.table && l.name == ch.link.name)

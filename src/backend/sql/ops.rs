@@ -362,7 +362,7 @@ pub(crate) async fn delete<C: Conn>(
             // The app's logic first, while the row still exists: it leaves its groups (their
             // member_remove hooks), its own members leave it (its member_remove hooks, while
             // what they inherited can still be traced to it), then its delete hooks.
-            leave_groups(c, key).await?;
+            leave_groups(c, key, true).await?;
             if m.members.is_some() {
                 change_members(c, key, &[MemberChange::Clear], Some(&current)).await?;
             }
@@ -381,8 +381,9 @@ pub(crate) async fn delete<C: Conn>(
                 }
             }
             // RFC 7644 §3.6: gone for SCIM, though the row stays in the app; a deleted
-            // resource is no one's member, and a deleted group grants nothing.
-            leave_groups(c, key).await?;
+            // resource is no SCIM group's member, and a deleted group grants nothing. The
+            // app's own groups keep it, as they keep the row.
+            leave_groups(c, key, false).await?;
             if m.members.is_some() {
                 change_members(c, key, &[MemberChange::Clear], Some(&current)).await?;
             }
@@ -460,7 +461,8 @@ async fn check_unique<C: Conn>(
         let Some((_, v)) = values.iter().find(|(j, _)| *j == i) else {
             continue;
         };
-        if v.is_null() {
+        // No value (`''` is how a NOT NULL column says it) is no one's to take.
+        if v.is_null() || matches!(v, Value::Text(t) if t.is_empty()) {
             continue;
         }
         let text = model::value_text(v);
@@ -569,11 +571,11 @@ async fn change_members<C: Conn>(
     Ok(())
 }
 
-/// Removes row `key` from every group it is a member of, running each group type's
-/// `member_remove` hooks as a PATCH removing it would.
-async fn leave_groups<C: Conn>(c: &C, key: &Value) -> Result<(), BackendError> {
+/// Removes row `key` from its groups (every one when `all`, else those SCIM sees), running
+/// each group type's `member_remove` hooks as a PATCH removing it would.
+async fn leave_groups<C: Conn>(c: &C, key: &Value, all: bool) -> Result<(), BackendError> {
     let m = c.model();
-    let sqls = m.memberships_clear(key);
+    let sqls = m.memberships_clear(key, all);
     for (r, clear) in m.member_of.iter().zip(sqls) {
         let groups = match (r.hooks.is_empty(), m.groups_of(r, key)) {
             (false, Some(q)) => c.strings(&q).await?,
