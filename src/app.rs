@@ -124,21 +124,15 @@ pub async fn open_backends(config: &Config) -> Result<Vec<Arc<dyn Backend>>, Vec
     }
 }
 
-/// Builds everything `config` derives: opens the stores and compiles the mappings (the
-/// checks `run` and `check` share). `Ok` carries warnings; `Err` every problem found.
-pub async fn build(
+/// Compiles every resource type's mapping against its opened store (those whose store did
+/// not open are left out: their problem is already said).
+async fn resources(
     config: &Config,
-    metrics: Arc<Metrics>,
-) -> Result<(App, Vec<Problem>), Vec<Problem>> {
-    let mut problems = Vec::new();
-    let mut warnings = config.warnings.clone();
-    let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
-    for b in &config.backends {
-        match open_backend(b).await {
-            Ok(backend) => backends.push(backend),
-            Err(p) => problems.push(p),
-        }
-    }
+    backends: &[Arc<dyn Backend>],
+    metrics: &Arc<Metrics>,
+    warnings: &mut Vec<Problem>,
+    problems: &mut Vec<Problem>,
+) -> Vec<MappedResource> {
     let settings = mapping::Settings {
         unknown_attributes: config.scim.unknown_attributes,
         retry_after: config.scim.retry_after,
@@ -168,6 +162,93 @@ pub async fn build(
             Err(ps) => problems.extend(ps),
         }
     }
+    providers
+}
+
+/// What `scim-sidecar migrate --prune` found of one resource type: the ids the sidecar
+/// keeps values (or a tombstone) for, whose rows the app has deleted itself.
+pub struct Orphans {
+    /// The resource type.
+    pub resource_type: String,
+    /// Where the values are kept, for messages.
+    pub kept_in: String,
+    /// The ids.
+    pub ids: Vec<String>,
+}
+
+/// Finds, for each resource type the sidecar keeps state for, the ids whose rows are gone
+/// from the app (a row it deleted itself), and removes what is kept for them unless `dry_run`.
+pub async fn prune(config: &Config, dry_run: bool) -> Result<Vec<Orphans>, Vec<Problem>> {
+    let backends = open_backends(config).await?;
+    let mut warnings = Vec::new();
+    let mut problems = Vec::new();
+    let metrics = Arc::new(Metrics::new());
+    let providers = resources(config, &backends, &metrics, &mut warnings, &mut problems).await;
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let origin = Origin {
+        file: config.file.clone(),
+        line: 0,
+    };
+    let failed =
+        |e: crate::backend::BackendError| vec![Problem::error(&origin, e.to_string(), None)];
+    let mut out = Vec::new();
+    for spec in config.resources.iter().filter(|r| r.keeps_state()) {
+        let holder = config.state_backend(&spec.backend);
+        let (Some(state), Some(resource)) = (
+            backends
+                .iter()
+                .find(|b| b.name() == holder)
+                .and_then(|b| b.state()),
+            providers
+                .iter()
+                .find(|p| crate::scim::Provider::resource_type(*p).name == spec.name),
+        ) else {
+            continue;
+        };
+        let owners = state.owners(&spec.name).await.map_err(failed)?;
+        let present: std::collections::HashSet<String> = resource
+            .table()
+            .present(&owners)
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .collect();
+        let ids: Vec<String> = owners
+            .into_iter()
+            .filter(|id| !present.contains(id))
+            .collect();
+        if !dry_run {
+            for id in &ids {
+                state.forget(&spec.name, id).await.map_err(failed)?;
+            }
+        }
+        out.push(Orphans {
+            resource_type: spec.name.clone(),
+            kept_in: state.describe(),
+            ids,
+        });
+    }
+    Ok(out)
+}
+
+/// Builds everything `config` derives: opens the stores and compiles the mappings (the
+/// checks `run` and `check` share). `Ok` carries warnings; `Err` every problem found.
+pub async fn build(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<(App, Vec<Problem>), Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut warnings = config.warnings.clone();
+    let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
+    for b in &config.backends {
+        match open_backend(b).await {
+            Ok(backend) => backends.push(backend),
+            Err(p) => problems.push(p),
+        }
+    }
+    let providers = resources(config, &backends, &metrics, &mut warnings, &mut problems).await;
     let auth_origin = Origin {
         file: config.file.clone(),
         line: 0,

@@ -40,12 +40,20 @@ enum Command {
         config: PathBuf,
     },
     /// Create the sidecar's own table for attributes the app has no column for (those mapped
-    /// with `kept = true`), in the store that keeps them (each resource's own, or
-    /// `[state] backend`). Safe to run again; never run implicitly.
+    /// with `kept = true`) and for soft deletes, in the store that keeps them (each
+    /// resource's own, or `[state] backend`). Safe to run again; never run implicitly. Reads
+    /// only the stores' sections: the token's variables need not be set.
     Migrate {
         /// The config file.
         #[arg(short, long, env = "SCIM_SIDECAR_CONFIG")]
         config: PathBuf,
+        /// Then remove what the sidecar keeps for rows the app has deleted itself, printing
+        /// each resource type's ids first.
+        #[arg(long)]
+        prune: bool,
+        /// With --prune: print what would be removed, and remove nothing.
+        #[arg(long, requires = "prune")]
+        dry_run: bool,
     },
 }
 
@@ -83,7 +91,11 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { config } => runtime.block_on(check(config)),
-        Command::Migrate { config } => runtime.block_on(migrate(config)),
+        Command::Migrate {
+            config,
+            prune,
+            dry_run,
+        } => runtime.block_on(migrate(config, prune, dry_run)),
         Command::Run {
             config, log_format, ..
         } => runtime.block_on(run(config, log_format, shards)),
@@ -133,16 +145,26 @@ async fn check(path: PathBuf) -> ExitCode {
         }
         Err(problems) => {
             eprint!("{}", config::report(&problems));
-            let n = problems.iter().filter(|p| !p.warning).count();
+            let n = config::error_count(&problems);
             eprintln!("{}: {n} problem(s)", path.display());
             ExitCode::FAILURE
         }
     }
 }
 
-async fn migrate(path: PathBuf) -> ExitCode {
-    let Some(config) = load(&path) else {
-        return ExitCode::FAILURE;
+async fn migrate(path: PathBuf, prune: bool, dry_run: bool) -> ExitCode {
+    // Only the stores are read: an init container needs the database's variables, not the
+    // token's.
+    let config = match config::load_stores(&path, &ProcessEnv) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprint!("{}", config::report(&problems));
+            eprintln!(
+                "{}: the stores' configuration has problems; nothing was changed",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
     };
     let needed: Vec<&str> = config
         .resources
@@ -178,7 +200,60 @@ async fn migrate(path: PathBuf) -> ExitCode {
             }
         }
     }
+    if prune {
+        return prune_orphans(&config, dry_run).await;
+    }
     ExitCode::SUCCESS
+}
+
+/// `migrate --prune`: what the sidecar keeps for rows the app deleted itself, listed first,
+/// then removed (unless `dry_run`).
+async fn prune_orphans(config: &Config, dry_run: bool) -> ExitCode {
+    let report = |problems: Vec<scim_sidecar::mapping::Problem>| {
+        eprint!("{}", config::report(&problems));
+        eprintln!("prune: nothing was removed");
+        ExitCode::FAILURE
+    };
+    let found = match app::prune(config, true).await {
+        Ok(f) => f,
+        Err(problems) => return report(problems),
+    };
+    for o in &found {
+        if o.ids.is_empty() {
+            println!("{}: nothing kept for rows that are gone", o.resource_type);
+            continue;
+        }
+        let shown: Vec<&str> = o.ids.iter().take(50).map(String::as_str).collect();
+        let more = o.ids.len() - shown.len();
+        println!(
+            "{}: {} keeps values for {} id(s) whose rows are gone: {}{}",
+            o.resource_type,
+            o.kept_in,
+            o.ids.len(),
+            shown.join(", "),
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    if dry_run || found.iter().all(|o| o.ids.is_empty()) {
+        return ExitCode::SUCCESS;
+    }
+    match app::prune(config, false).await {
+        Ok(done) => {
+            for o in done.iter().filter(|o| !o.ids.is_empty()) {
+                println!(
+                    "{}: removed what was kept for {} id(s)",
+                    o.resource_type,
+                    o.ids.len()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(problems) => report(problems),
+    }
 }
 
 /// Where the config cannot be shared by several sidecar replicas: state the sidecar keeps in

@@ -399,6 +399,12 @@ pub trait Table: Send + Sync {
     fn paging(&self) -> Paging {
         Paging::Offset
     }
+    /// Which of `keys` the store still holds a row for, soft-deleted ones included (what
+    /// `scim-sidecar migrate --prune` keeps the kept values of). The default: every key,
+    /// for a store that cannot tell, so nothing is pruned.
+    async fn present(&self, keys: &[String]) -> Result<Vec<String>, BackendError> {
+        Ok(keys.to_vec())
+    }
     /// Rewrites existing row `key` as an [`Table::insert`] of `values` and `members` would
     /// have written it (a soft-deleted resource brought back by a create): given fields
     /// written, absent ones as an insert leaves them (cleared, or the store's default).

@@ -65,6 +65,9 @@ pub trait StateStore: Send + Sync {
     /// Removes every value kept for one resource.
     async fn forget(&self, resource_type: &str, id: &str) -> Result<(), BackendError>;
 
+    /// Every resource of `resource_type` something is kept for.
+    async fn owners(&self, resource_type: &str) -> Result<Vec<String>, BackendError>;
+
     /// The ids of `resource_type` resources whose kept `name` meets `cond` (`None`: has a
     /// value at all).
     async fn find(
@@ -615,6 +618,10 @@ impl Table for Overlay {
 
     fn paging(&self) -> Paging {
         self.inner.paging()
+    }
+
+    async fn present(&self, keys: &[String]) -> Result<Vec<String>, BackendError> {
+        self.inner.present(keys).await
     }
 }
 

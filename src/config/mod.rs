@@ -283,8 +283,47 @@ impl Config {
     }
 }
 
+/// [`load`] for `scim-sidecar migrate`, which reads only the stores (`[backend.*]`, `[state]`,
+/// `[resource.*]`): a problem anywhere else (a token variable an init container does not
+/// have, an upstream it does not reach) does not stop it. The sections it does not read are
+/// left at their defaults.
+pub fn load_stores(path: &Path, env: &dyn Env) -> Result<Config, Vec<Problem>> {
+    let (src, file, dir) = read(path)?;
+    let stores = store_lines(&src);
+    let in_stores = |p: &Problem| stores.get(p.origin.line).copied().unwrap_or(false);
+    validate::from_str_filtered(&src, file, &dir, env, &in_stores)
+}
+
+/// For each 1-based line of a config file (index 0 unused), whether it belongs to a section
+/// that describes the stores: `[backend.*]`, `[state]`, `[resource.*]` (and their subtables).
+fn store_lines(src: &str) -> Vec<bool> {
+    let mut out = vec![false];
+    let mut inside = false;
+    for line in src.lines() {
+        let t = line.trim_start();
+        if let Some(header) = t.strip_prefix('[') {
+            let name = header.trim_start_matches('[').trim_start();
+            let top = name
+                .split(['.', ']'])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"');
+            inside = matches!(top, "backend" | "state" | "resource");
+        }
+        out.push(inside);
+    }
+    out
+}
+
 /// Reads and validates a config file. `Err` holds every problem found (warnings included).
 pub fn load(path: &Path, env: &dyn Env) -> Result<Config, Vec<Problem>> {
+    let (src, file, dir) = read(path)?;
+    validate::from_str(&src, file, &dir, env)
+}
+
+/// A config file's text, its name for messages, and the directory relative paths start from.
+fn read(path: &Path) -> Result<(String, Arc<str>, PathBuf), Vec<Problem>> {
     let file: Arc<str> = Arc::from(path.display().to_string());
     let src = std::fs::read_to_string(path).map_err(|e| {
         vec![Problem::error(
@@ -297,17 +336,48 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, Vec<Problem>> {
         )]
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    validate::from_str(&src, file, &dir, env)
+    Ok((src, file, dir))
 }
 
 /// Prints problems for a human, errors first.
 pub fn report(problems: &[Problem]) -> String {
-    let mut sorted: Vec<&Problem> = problems.iter().collect();
-    sorted.sort_by_key(|p| (p.warning, p.origin.line));
     let mut out = String::new();
-    for p in sorted {
+    for (p, also) in merged(problems) {
         out.push_str(&p.to_string());
+        if !also.is_empty() {
+            let lines: Vec<String> = also.iter().map(usize::to_string).collect();
+            out.push_str(&format!("\n    (also at line {})", lines.join(", ")));
+        }
         out.push('\n');
     }
     out
+}
+
+/// How many errors [`report`] lists (a problem found at several places counts once).
+pub fn error_count(problems: &[Problem]) -> usize {
+    merged(problems).iter().filter(|(p, _)| !p.warning).count()
+}
+
+/// Problems in report order, one problem found at several places (the sidecar's missing
+/// table, for every attribute it keeps) merged into its first, with the other lines.
+fn merged(problems: &[Problem]) -> Vec<(&Problem, Vec<usize>)> {
+    let mut sorted: Vec<&Problem> = problems.iter().collect();
+    sorted.sort_by_key(|p| (p.warning, p.origin.line));
+    let mut merged: Vec<(&Problem, Vec<usize>)> = Vec::new();
+    for p in sorted {
+        match merged.iter_mut().find(|(q, _)| {
+            q.message == p.message
+                && q.fix == p.fix
+                && q.warning == p.warning
+                && q.origin.file == p.origin.file
+        }) {
+            Some((q, also)) => {
+                if q.origin.line != p.origin.line && !also.contains(&p.origin.line) {
+                    also.push(p.origin.line);
+                }
+            }
+            None => merged.push((p, Vec::new())),
+        }
+    }
+    merged
 }

@@ -25,42 +25,44 @@ pub fn from_str(
     dir: &Path,
     env: &dyn Env,
 ) -> Result<Config, Vec<Problem>> {
+    from_str_filtered(src, file, dir, env, &|_| true)
+}
+
+/// [`from_str`], keeping only the problems `keep` accepts: the config is built whatever the
+/// others say (for a command that reads only part of it).
+pub fn from_str_filtered(
+    src: &str,
+    file: Arc<str>,
+    dir: &Path,
+    env: &dyn Env,
+    keep: &dyn Fn(&Problem) -> bool,
+) -> Result<Config, Vec<Problem>> {
+    let unreadable = |e: toml::de::Error| {
+        vec![Problem::error(
+            &Origin {
+                file: file.clone(),
+                line: e.span().map_or(0, |s| line_of(src, s.start)),
+            },
+            e.message().to_owned(),
+            Some("see config/scim-sidecar.toml for every key and its meaning".into()),
+        )]
+    };
     // Twice: typed for the sections the sidecar itself reads, and as a spanned document for
     // the parts each kind of store reads itself (`[backend.*]`, `[resource.*]`).
-    let doc = match toml::de::DeTable::parse(src) {
-        Ok(d) => d,
-        Err(e) => {
-            let line = e.span().map_or(0, |s| line_of(src, s.start));
-            return Err(vec![Problem::error(
-                &Origin { file, line },
-                e.message().to_owned(),
-                Some("see config/scim-sidecar.toml for every key and its meaning".into()),
-            )]);
-        }
-    };
-    let raw: RawConfig = match toml::from_str(src) {
-        Ok(r) => r,
-        Err(e) => {
-            let line = e.span().map_or(0, |s| line_of(src, s.start));
-            return Err(vec![Problem::error(
-                &Origin { file, line },
-                e.message().to_owned(),
-                Some("see config/scim-sidecar.toml for every key and its meaning".into()),
-            )]);
-        }
-    };
+    let doc = toml::de::DeTable::parse(src).map_err(unreadable)?;
+    let raw: RawConfig = toml::from_str(src).map_err(unreadable)?;
     let mut v = Cx {
-        file,
+        file: file.clone(),
         src,
         dir,
         env,
         problems: Vec::new(),
     };
-    let config = v.config(raw, doc.get_ref());
+    let mut config = v.config(raw, doc.get_ref());
+    v.problems.retain(|p| keep(p));
     if v.problems.iter().any(|p| !p.warning) {
         return Err(v.problems);
     }
-    let mut config = config;
     config.warnings = v.problems;
     Ok(config)
 }

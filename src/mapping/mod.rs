@@ -599,10 +599,17 @@ pub async fn build(
     let opened = match backend.open_table(table_spec).await {
         Ok(o) if problems.is_empty() => o,
         Ok(o) => {
-            // Still check the types of what was found, so every problem shows at once.
+            // Still check the types of what was found, so every problem shows at once, and
+            // say what the store warned about.
             if let Some(infos) = infos_of(&o.fields) {
                 fit_types(&full, &plans, &infos, &mut problems);
             }
+            problems.extend(o.warnings.into_iter().map(|p| Problem {
+                origin: locate(&p.part),
+                message: p.message,
+                fix: p.fix,
+                warning: true,
+            }));
             return Err(problems);
         }
         Err(refused) => {
@@ -683,6 +690,7 @@ pub async fn build(
     // 4. Each SCIM type fits its store type.
     let mut compiled = fit_types(&full, &plans, &infos, &mut problems);
     if !problems.is_empty() {
+        problems.extend(warnings);
         return Err(problems);
     }
 

@@ -138,6 +138,108 @@ fn check_reports_hook_mistakes() {
     );
 }
 
+/// The same problem at several places is said once, with the other lines (the sidecar's
+/// table, missing for each attribute it keeps); warnings show next to errors, so fixing the
+/// errors brings no surprise.
+#[test]
+fn check_says_each_problem_once_and_warnings_with_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = quickstart_copy(dir.path(), |t| {
+        t.replacen("externalId = \"external_ref\"", "externalId = { kept = true }", 1)
+            .replace("title = \"job_title\"", "title = { column = \"job_title\", uniqueness = \"server\" }\nnickName = { kept = true }\n\"name.middleName\" = { kept = true }")
+            .replace("\"name.givenName\" = \"first_name\"", "\"name.givenName\" = \"frist_name\"")
+    });
+    let (ok, out) = check(&config);
+    assert!(!ok, "{out}");
+    let missing: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("error:") && l.contains("scim_sidecar_attributes"))
+        .collect();
+    assert_eq!(missing.len(), 1, "said once:\n{out}");
+    assert!(out.contains("(also at line"), "{out}");
+    assert!(out.contains("frist_name"), "{out}");
+    assert!(out.contains(": 2 problem(s)"), "counted once:\n{out}");
+    assert!(
+        out.lines().any(|l| l.contains("warning:")
+            && l.contains("no unique index")
+            && l.contains("job_title")),
+        "the warning shows with the errors:\n{out}"
+    );
+}
+
+/// `migrate` as an init container runs it: without the token's variable (it reads only the
+/// stores), and with `--prune`, which lists then removes what the sidecar keeps for rows the
+/// app deleted itself (`--dry-run` only lists). A store's own variable is still required.
+#[test]
+fn migrate_needs_only_the_stores_and_prunes_what_the_app_deleted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = quickstart_copy(dir.path(), |t| {
+        t.replace("${SCIM_TOKEN:-quickstart-token-change-me}", "${SCIM_TOKEN}")
+            .replacen(
+                "externalId = \"external_ref\"",
+                "externalId = { kept = true }",
+                1,
+            )
+    });
+    let db = dir.path().join("app.db");
+    let migrate = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("migrate")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("SCIM_TOKEN")
+            .env("QUICKSTART_DB", &db)
+            .output()
+            .expect("migrate");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = migrate(&[]);
+    assert!(ok, "{out}");
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    conn.execute_batch(
+        "INSERT INTO scim_sidecar_attributes (resource_type, resource_id, name, value) VALUES
+            ('User', '1', 'externalId', 'kept-for-1'), ('User', '999', 'externalId', 'kept-for-999');",
+    )
+    .expect("kept values");
+    let kept = || -> Vec<String> {
+        let mut st = conn
+            .prepare("SELECT resource_id FROM scim_sidecar_attributes ORDER BY 1")
+            .expect("prepare");
+        st.query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    };
+    let (ok, out) = migrate(&["--prune", "--dry-run"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 id(s)") && out.contains("999"), "{out}");
+    assert_eq!(kept(), vec!["1", "999"]);
+    let (ok, out) = migrate(&["--prune"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("removed"), "{out}");
+    assert_eq!(kept(), vec!["1"]);
+
+    let broken = quickstart_copy(dir.path(), |t| {
+        t.replace("${QUICKSTART_DB:-app.db}", "${APP_DB_PATH}")
+    });
+    let out = Command::new(BIN)
+        .args(["migrate", "--config"])
+        .arg(&broken)
+        .env_remove("APP_DB_PATH")
+        .output()
+        .expect("migrate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("APP_DB_PATH"),
+        "{err}"
+    );
+}
+
 /// A broken file (a setting that does not exist, a variable that is not set) is refused by
 /// `run` before it listens, with the line and a fix, and a non-zero exit.
 #[test]

@@ -978,6 +978,8 @@ impl Model {
         }
 
         if !problems.is_empty() {
+            // Warnings too: `check` shows everything it found at once.
+            problems.extend(warnings);
             return Err(Refused {
                 problems,
                 fields: infos,
@@ -1050,6 +1052,7 @@ impl Model {
             }
         }
         if !problems.is_empty() {
+            problems.extend(warnings);
             return Err(Refused {
                 problems,
                 fields: Vec::new(),
@@ -2065,6 +2068,21 @@ impl Model {
                 self.push_in(&mut sql, member_key, ids.to_vec());
             }
         }
+        sql
+    }
+
+    /// `SELECT key FROM table WHERE key IN (…) AND <discriminator>`: which of `ids` have a
+    /// row of this type, soft-deleted ones included.
+    pub fn present(&self, ids: &[String]) -> Sql {
+        let mut sql = Sql::default();
+        sql.push("SELECT ")
+            .push(&self.key_expr("t"))
+            .push(" FROM ")
+            .push(&self.table)
+            .push(" t WHERE t.")
+            .push(&self.key.name);
+        self.push_in(&mut sql, &self.key, ids.to_vec());
+        self.push_fixed(&mut sql, "t", &self.filter);
         sql
     }
 

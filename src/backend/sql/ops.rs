@@ -229,6 +229,21 @@ pub(crate) async fn fetch<C: Conn>(
 }
 
 /// Reads one row and, when asked, its members.
+/// Which of `keys` have a row of this type (soft-deleted ones included), as text.
+pub(crate) async fn present<C: Conn>(c: &C, keys: &[String]) -> Result<Vec<String>, BackendError> {
+    let m = c.model();
+    let mut out = Vec::new();
+    for chunk in keys.chunks(1000) {
+        out.extend(
+            c.strings(&m.present(chunk))
+                .await?
+                .into_iter()
+                .filter_map(|r| r.into_iter().next()),
+        );
+    }
+    Ok(out)
+}
+
 pub(crate) async fn fetch_with_members<C: Conn>(
     c: &C,
     key: &Value,

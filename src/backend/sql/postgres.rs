@@ -898,6 +898,11 @@ impl Table for PgTable {
         ops::search(&self.conn(&client), &search).await
     }
 
+    async fn present(&self, keys: &[String]) -> Result<Vec<String>, BackendError> {
+        let client = self.client().await?;
+        ops::present(&self.conn(&client), keys).await
+    }
+
     async fn update(
         &self,
         key: &str,

@@ -979,6 +979,11 @@ impl Table for SqliteTable {
         self.read(move |c| run_ready(ops::search(c, &search))).await
     }
 
+    async fn present(&self, keys: &[String]) -> Result<Vec<String>, BackendError> {
+        let keys = keys.to_vec();
+        self.read(move |c| run_ready(ops::present(c, &keys))).await
+    }
+
     async fn update(
         &self,
         key: &str,

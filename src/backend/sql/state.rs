@@ -142,6 +142,21 @@ impl<E: Exec> StateStore for SqlStateStore<E> {
         self.exec.write(vec![sql]).await
     }
 
+    async fn owners(&self, resource_type: &str) -> Result<Vec<String>, BackendError> {
+        let mut sql = Sql::default();
+        sql.push("SELECT DISTINCT resource_id FROM ")
+            .push(&self.table)
+            .push(" WHERE resource_type = ")
+            .param(self.d, Value::Text(resource_type.to_owned()));
+        Ok(self
+            .exec
+            .read(sql)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.into_iter().next())
+            .collect())
+    }
+
     async fn find(
         &self,
         resource_type: &str,
