@@ -555,6 +555,9 @@ pub struct TableSpec {
     /// The member resource type soft-deletes too: tombstoned rows are not members to add
     /// and not listed as members.
     pub member_tombstones: bool,
+    /// `DELETE` removes the row for good (`on_delete = "hard"`): the store checks what else
+    /// points at it.
+    pub hard_delete: bool,
 }
 
 /// Where in a [`TableSpec`] a problem lies.

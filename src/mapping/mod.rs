@@ -561,6 +561,7 @@ pub async fn build(
         // state keeps them through the overlay.
         tombstones: spec.on_delete == OnDelete::Soft && state.is_none(),
         member_tombstones: member_soft && state.is_none(),
+        hard_delete: spec.on_delete == OnDelete::Hard,
         resource_type: spec.name.clone(),
         resource: spec.store.clone(),
         fields,

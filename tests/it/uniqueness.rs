@@ -1,9 +1,11 @@
-//! Uniqueness in a table several types share, and of a value in a child table
+//! What `check` says about a table several types share, and what it enforces there
 //! (tests/fixtures/derived: users and groups in `principals`, told apart by `type`; e-mails
-//! in `email_addresses`). A partial unique index on the discriminator counts as the
-//! uniqueness it is; without it, the advice is a partial index the app's rows already
-//! satisfy, which runs as printed; an e-mail declared unique is refused with 409 like a
-//! userName. Every test runs on SQLite and PostgreSQL. See: issue #9.
+//! in `email_addresses`; issues pointing at principals with a foreign key). A partial unique
+//! index on the discriminator counts as the uniqueness it is; without it, the advice is a
+//! partial index the app's rows already satisfy, which runs as printed; an e-mail declared
+//! unique is refused with 409 like a userName; a foreign key nothing handles on a hard
+//! delete is named, with the cascade that handles it. Every test runs on SQLite and
+//! PostgreSQL. See: issue #9.
 
 use std::sync::Arc;
 
@@ -35,6 +37,7 @@ both!(
     a_partial_index_on_the_discriminator_counts,
     the_advice_is_a_partial_index_the_data_satisfies,
     a_unique_email_in_a_child_table_is_a_409,
+    a_foreign_key_nothing_handles_is_named,
 );
 
 macro_rules! start {
@@ -168,4 +171,65 @@ async fn a_unique_email_in_a_child_table_is_a_409(store: Store) {
         .put(&format!("/scim/v2/Users/{alice_id}"), &alice)
         .await
         .expect(200);
+}
+
+/// `issues.assigned_to_id` references `principals`. Groups are deleted for good, so `check`
+/// names the key with the `cascade` entry that handles it; users are deleted softly (the row
+/// stays), so nothing is said of them. With the cascade, the warning is gone, and deleting
+/// the group leaves its issues unassigned.
+async fn a_foreign_key_nothing_handles_is_named(store: Store) {
+    let s = start!(store);
+    let w = warnings(&s.example_config("derived")).await;
+    let fk = about(&w, "issues.assigned_to_id");
+    assert_eq!(fk.len(), 1, "once, for the groups:\n{w:?}");
+    let fix = fk[0].fix.clone().expect("a fix");
+    assert!(
+        fix.contains("table = \"issues\", column = \"assigned_to_id\""),
+        "{fix}"
+    );
+
+    let tweak: crate::support::Tweak = Box::new(|c: &mut Config| {
+        use scim_sidecar::backend::sql::config::{Cascade, SqlResource};
+        let groups = c
+            .resources
+            .iter_mut()
+            .find(|r| r.name == "Group")
+            .expect("groups");
+        let mut store = groups
+            .store
+            .as_any()
+            .downcast_ref::<SqlResource>()
+            .expect("an SQL resource")
+            .clone();
+        store.cascade.push(Cascade {
+            table: "issues".into(),
+            column: "assigned_to_id".into(),
+            null: true,
+            origin: groups.origin.clone(),
+        });
+        groups.store = Arc::new(store);
+    });
+    let Some(s) = Sidecar::example("derived", store, Some(tweak)).await else {
+        return;
+    };
+    let r = s
+        .client
+        .post("/scim/v2/Groups", &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "ops"}))
+        .await
+        .expect(201)
+        .json();
+    let ops = r["id"].as_str().expect("id").to_owned();
+    s.exec(&format!(
+        "INSERT INTO issues (id, subject, assigned_to_id) VALUES (1, 'disk full', {ops});"
+    ))
+    .await;
+    s.client
+        .delete(&format!("/scim/v2/Groups/{ops}"))
+        .await
+        .expect(204);
+    assert_eq!(
+        s.rows("SELECT subject, coalesce(CAST(assigned_to_id AS TEXT), '-') FROM issues")
+            .await,
+        vec![vec!["disk full", "-"]]
+    );
 }

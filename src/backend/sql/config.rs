@@ -668,6 +668,8 @@ pub struct RelSpec {
     pub member_tombstone: Option<ChildSpec>,
     /// What a hard delete does to rows referencing the deleted one.
     pub cascade: Vec<Cascade>,
+    /// Deletes remove the row ([`crate::backend::TableSpec::hard_delete`]).
+    pub hard_delete: bool,
     /// Statements of the app's logic run after writes.
     pub hooks: Vec<Hook>,
 }
@@ -844,6 +846,7 @@ pub fn rel_spec(spec: &TableSpec, kept_table: &str) -> Result<RelSpec, Vec<SpecP
             _ => None,
         },
         cascade: res.cascade,
+        hard_delete: spec.hard_delete,
         hooks: res.hooks,
     })
 }

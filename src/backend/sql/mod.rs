@@ -710,6 +710,7 @@ mod tests {
                 predicate: None,
             }],
             indexed: vec!["id".into()],
+            referenced_by: vec![],
         };
         let emails = TableInfo {
             columns: vec![
@@ -719,6 +720,7 @@ mod tests {
             ],
             uniques: vec![],
             indexed: vec!["user_id".into()],
+            referenced_by: vec![],
         };
         let join = TableInfo {
             columns: vec![
@@ -727,6 +729,7 @@ mod tests {
             ],
             uniques: vec![],
             indexed: vec!["role_id".into()],
+            referenced_by: vec![],
         };
         Catalog {
             tables: [
@@ -787,6 +790,7 @@ mod tests {
             tombstone: None,
             member_tombstone: None,
             cascade: vec![],
+            hard_delete: true,
             hooks: vec![],
         };
         match Model::build(d, &spec, &catalog()) {

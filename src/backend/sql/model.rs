@@ -23,6 +23,20 @@ pub struct TableInfo {
     pub uniques: Vec<UniqueInfo>,
     /// The lower-cased first column of every index (unique or not), the primary key's too.
     pub indexed: Vec<String>,
+    /// Single-column foreign keys of other tables that point at this one.
+    pub referenced_by: Vec<ForeignKey>,
+}
+
+/// A foreign key of another table pointing at a [`TableInfo`]'s table.
+#[derive(Clone, Debug)]
+pub struct ForeignKey {
+    /// The referencing table, as the store names it.
+    pub table: String,
+    /// Its column.
+    pub column: String,
+    /// The database deletes or nulls the referencing rows itself (`ON DELETE CASCADE`,
+    /// `SET NULL`, `SET DEFAULT`).
+    pub handled: bool,
 }
 
 /// One column of a [`TableInfo`].
@@ -975,6 +989,36 @@ impl Model {
                 hooks,
                 groups,
             });
+        }
+
+        // What points at a hard-deleted row and nothing handles: the database refuses the
+        // delete (an enforced key) or keeps rows pointing at nothing.
+        if let (true, Some(t)) = (spec.hard_delete, &main) {
+            for fk in t.referenced_by.iter().filter(|fk| !fk.handled) {
+                let is = |table: &str, column: &str| {
+                    table.eq_ignore_ascii_case(&fk.table) && column.eq_ignore_ascii_case(&fk.column)
+                };
+                let handled = spec.cascade.iter().any(|c| is(&c.table, &c.column))
+                    || spec
+                        .fields
+                        .iter()
+                        .any(|f| matches!(&f.source, Source::Child(c) if is(&c.table, &c.link)))
+                    || spec.member_of.iter().any(|m| is(&m.table, &m.column))
+                    || matches!(&spec.members, Some(MembersSpec::Join { table, group_column, .. }) if is(table, group_column));
+                if !handled {
+                    warnings.push(warning(
+                        SpecPart::Table,
+                        format!(
+                            "{}.{} references {} (a foreign key) and nothing handles it on delete: deleting a {} fails while such rows exist, or leaves them pointing at nothing",
+                            fk.table, fk.column, spec.table, "row"
+                        ),
+                        Some(format!(
+                            "add {{ table = \"{}\", column = \"{}\" }} to `cascade` (action = \"null\" to keep the rows), or delete softly",
+                            fk.table, fk.column
+                        )),
+                    ));
+                }
+            }
         }
 
         if !problems.is_empty() {
@@ -2293,6 +2337,7 @@ mod tests {
             columns: ["ID", "user_login", "Mixed", "mixed"].map(column).to_vec(),
             uniques: Vec::new(),
             indexed: Vec::new(),
+            referenced_by: Vec::new(),
         };
         let id = t.column("id").expect("id");
         assert_eq!(Col::from_info("id", id).name, "\"ID\"");

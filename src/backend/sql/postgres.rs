@@ -267,6 +267,14 @@ fn error(e: &tokio_postgres::Error, names: &[String]) -> BackendError {
         BackendError::Conflict { field, detail: msg }
     } else if *code == SqlState::NOT_NULL_VIOLATION {
         super::refused(field, "a value is required", &msg)
+    } else if *code == SqlState::FOREIGN_KEY_VIOLATION
+        && db.detail().is_some_and(|d| d.contains("still referenced"))
+    {
+        super::refused(
+            None,
+            "the application still has rows that refer to this resource, and its database refuses to delete it (see `cascade` in the mapping)",
+            &format!("{msg}: {}", db.detail().unwrap_or("")),
+        )
     } else if *code == SqlState::FOREIGN_KEY_VIOLATION {
         super::refused(
             None,
@@ -683,10 +691,34 @@ async fn table_info(
             });
         }
     }
+    // Single-column foreign keys pointing here: what a hard delete must handle or be refused
+    // by (confdeltype: a no action, r restrict, c cascade, n set null, d set default).
+    let fks = c
+        .query(
+            "SELECT CASE WHEN n.nspname = ANY(current_schemas(false)) THEN r.relname::text ELSE n.nspname || '.' || r.relname END,
+                    a.attname::text, k.confdeltype::text
+             FROM pg_constraint k
+             JOIN pg_class r ON r.oid = k.conrelid
+             JOIN pg_namespace n ON n.oid = r.relnamespace
+             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+             WHERE k.contype = 'f' AND k.confrelid = to_regclass($1::text)
+               AND array_length(k.conkey, 1) = 1",
+            &[&reg],
+        )
+        .await?;
+    let referenced_by = fks
+        .iter()
+        .map(|r| model::ForeignKey {
+            table: r.get(0),
+            column: r.get(1),
+            handled: matches!(r.get::<_, String>(2).as_str(), "c" | "n" | "d"),
+        })
+        .collect();
     Ok(Some(TableInfo {
         columns,
         uniques,
         indexed,
+        referenced_by,
     }))
 }
 

@@ -734,10 +734,30 @@ fn table_info(c: &Connection, table: &str) -> rusqlite::Result<Option<TableInfo>
             });
         }
     }
+    // Single-column foreign keys of other tables pointing here.
+    let mut st = c.prepare(
+        "SELECT m.name, f.\"from\", upper(f.on_delete) FROM sqlite_master m
+         JOIN pragma_foreign_key_list(m.name) f
+         WHERE m.type = 'table' AND lower(f.\"table\") = lower(?1)
+           AND (SELECT count(*) FROM pragma_foreign_key_list(m.name) g WHERE g.id = f.id) = 1",
+    )?;
+    let referenced_by = st
+        .query_map([table], |r| {
+            Ok(model::ForeignKey {
+                table: r.get(0)?,
+                column: r.get(1)?,
+                handled: matches!(
+                    r.get::<_, String>(2)?.as_str(),
+                    "CASCADE" | "SET NULL" | "SET DEFAULT"
+                ),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let info = TableInfo {
         columns,
         uniques,
         indexed,
+        referenced_by,
     };
     let mut info = info;
     if let Some(pk) = info.columns.iter().find(|c| c.pk) {
