@@ -709,7 +709,7 @@ mod tests {
                 partial: false,
                 predicate: None,
             }],
-            indexed: vec!["id".into()],
+            indexed: vec![vec!["id".into()]],
             referenced_by: vec![],
         };
         let emails = TableInfo {
@@ -719,7 +719,7 @@ mod tests {
                 col("kind", text, false),
             ],
             uniques: vec![],
-            indexed: vec!["user_id".into()],
+            indexed: vec![vec!["user_id".into()]],
             referenced_by: vec![],
         };
         let join = TableInfo {
@@ -728,7 +728,7 @@ mod tests {
                 col("account_id", FieldType::Integer, true),
             ],
             uniques: vec![],
-            indexed: vec!["role_id".into()],
+            indexed: vec![vec!["role_id".into()]],
             referenced_by: vec![],
         };
         Catalog {

@@ -21,8 +21,9 @@ pub struct TableInfo {
     pub columns: Vec<ColumnInfo>,
     /// Unique indexes and constraints (the primary key included).
     pub uniques: Vec<UniqueInfo>,
-    /// The lower-cased first column of every index (unique or not), the primary key's too.
-    pub indexed: Vec<String>,
+    /// The lower-cased columns of every index (unique or not; `""` for an expression), the
+    /// primary key's too.
+    pub indexed: Vec<Vec<String>>,
     /// Single-column foreign keys of other tables that point at this one.
     pub referenced_by: Vec<ForeignKey>,
 }
@@ -247,6 +248,21 @@ impl TableInfo {
             self.columns
                 .iter()
                 .find(|c| c.name.eq_ignore_ascii_case(name))
+        })
+    }
+
+    /// Whether an index serves a lookup by `link` with the columns `fixed` also given: its
+    /// leading columns are all among them, and `link` is one (Redmine's custom_values index
+    /// on (customized_type, customized_id, custom_field_id) serves a lookup by customized_id
+    /// with customized_type and custom_field_id fixed).
+    fn serves_lookup<'a>(&self, link: &str, fixed: impl Iterator<Item = &'a str>) -> bool {
+        let link = link.to_ascii_lowercase();
+        let mut given: Vec<String> = fixed.map(str::to_ascii_lowercase).collect();
+        given.push(link.clone());
+        self.indexed.iter().any(|cols| {
+            cols.iter()
+                .take_while(|c| given.contains(c))
+                .any(|c| *c == link)
         })
     }
 
@@ -864,7 +880,7 @@ impl Model {
                         infos.push(unknown.clone());
                         continue;
                     };
-                    if !t.indexed.contains(&link.name.to_ascii_lowercase())
+                    if !t.serves_lookup(&link.name, select.iter().map(|f| f.col.raw.as_str()))
                         && c.table != cat.kept_table
                     {
                         warnings.push(warning(

@@ -678,9 +678,7 @@ async fn table_info(
             .map(|c| c.map(|c| c.to_ascii_lowercase()))
             .collect();
         let def: String = r.get(3);
-        if let Some(Some(first)) = cols.first() {
-            indexed.push(first.clone());
-        }
+        indexed.push(cols.iter().map(|c| c.clone().unwrap_or_default()).collect());
         if r.get::<_, bool>(0) {
             uniques.push(UniqueInfo {
                 fold: false,

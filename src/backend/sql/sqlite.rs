@@ -721,9 +721,11 @@ fn table_info(c: &Connection, table: &str) -> rusqlite::Result<Option<TableInfo>
                 |r| r.get(0),
             )
             .unwrap_or_default();
-        if let Some(Some(first)) = cols.first().map(|c| c.0.clone()) {
-            indexed.push(first);
-        }
+        indexed.push(
+            cols.iter()
+                .map(|c| c.0.clone().unwrap_or_default())
+                .collect(),
+        );
         if unique {
             uniques.push(UniqueInfo {
                 fold: cols.len() == 1 && cols[0].1.eq_ignore_ascii_case("NOCASE"),
@@ -761,7 +763,7 @@ fn table_info(c: &Connection, table: &str) -> rusqlite::Result<Option<TableInfo>
     };
     let mut info = info;
     if let Some(pk) = info.columns.iter().find(|c| c.pk) {
-        info.indexed.push(pk.name.to_ascii_lowercase());
+        info.indexed.push(vec![pk.name.to_ascii_lowercase()]);
     }
     Ok(Some(info))
 }
