@@ -474,6 +474,10 @@ pub struct FieldSpec {
     pub unique: bool,
     /// Whether comparisons (and uniqueness) ignore case.
     pub fold_case: bool,
+    /// The field holds field `i`'s value lower-cased (a `set` template `{userName|lower}`):
+    /// a unique index on it makes field `i` unique case-insensitively (phpBB's
+    /// `username_clean`).
+    pub lowered_copy_of: Option<usize>,
 }
 
 /// A value the store writes on its own: a constant the app needs, or a timestamp.

@@ -22,6 +22,11 @@ pub(crate) fn to_scim(inner: &Inner, e: BackendError, id: Option<&str>) -> ScimE
     let attr = |field: Option<usize>| {
         field
             .and_then(|f| inner.bindings.get(f))
+            .map(|b| {
+                b.stands_for
+                    .and_then(|k| inner.bindings.get(k))
+                    .unwrap_or(b)
+            })
             .map(|b| match &b.target {
                 Target::Created => "meta.created".to_owned(),
                 Target::LastModified => "meta.lastModified".to_owned(),

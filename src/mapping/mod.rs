@@ -114,6 +114,9 @@ pub(crate) struct Binding {
     /// be empty (NOT NULL, not text) and the mapping gives no `default`. Writing the column's
     /// own default instead could re-enable a disabled account (`status DEFAULT 1`).
     pub(crate) keep_when_absent: bool,
+    /// The binding whose value this one holds in another form (a `{userName|lower}` column):
+    /// what a conflict on it is reported as.
+    pub(crate) stands_for: Option<usize>,
 }
 
 /// A `default`: a store value, or a template rendered from the resource.
@@ -549,9 +552,35 @@ pub async fn build(
             source: source.clone(),
             unique: uniqueness != Uniqueness::None,
             fold_case: !case_exact,
+            lowered_copy_of: None,
         });
         field_plan.push(i);
     }
+    // A column written `{attr|lower}` holds that attribute lower-cased (phpBB's
+    // username_clean): a unique index on it is the attribute's.
+    for (f, &i) in field_plan.iter().enumerate() {
+        let Some(text) = plans[i].template else {
+            continue;
+        };
+        let inner = text
+            .trim()
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'));
+        let Some((path, "lower")) = inner.and_then(|t| {
+            let (a, b) = t.split_once('|')?;
+            Some((a.trim(), b.trim()))
+        }) else {
+            continue;
+        };
+        fields[f].lowered_copy_of = field_plan.iter().position(|&j| {
+            plans[j].template.is_none() && plans[j].shown.eq_ignore_ascii_case(path)
+        });
+    }
+    let copies: Vec<(usize, usize)> = fields
+        .iter()
+        .enumerate()
+        .filter_map(|(f, spec)| Some((f, spec.lowered_copy_of?)))
+        .collect();
     let member_soft = spec.members.as_ref().is_some_and(|m| {
         all.iter()
             .any(|r| r.name.eq_ignore_ascii_case(&m.member_type) && r.on_delete == OnDelete::Soft)
@@ -693,6 +722,11 @@ pub async fn build(
     if !problems.is_empty() {
         problems.extend(warnings);
         return Err(problems);
+    }
+    for (f, copy) in copies {
+        if let (Some(b), Some(&of)) = (compiled.get_mut(field_plan[f]), field_plan.get(copy)) {
+            b.stands_for = Some(of);
+        }
     }
 
     let derived_targets: Vec<Target> = derived.iter().map(|d| d.0.clone()).collect();
@@ -1849,6 +1883,7 @@ fn fit_types(
                 && !info.nullable
                 && p.default.is_none()
                 && !matches!(info.ty, FieldType::Text { .. }),
+            stands_for: None,
             hidden: p.returned == Some(Returned::Never),
             // A field of the resource's own row that may not be empty (a child row or a kept
             // value is deleted instead, and reads as nullable).

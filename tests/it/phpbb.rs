@@ -38,6 +38,7 @@ both!(
     deleting_a_group_leaves_no_orphans,
     deleting_a_user_deactivates_it_and_a_create_revives_it,
     one_account_per_address,
+    username_clean_keeps_usernames_unique,
 );
 
 /// The phpBB example's sidecar, or returns from the test (PostgreSQL not installed).
@@ -549,4 +550,36 @@ async fn one_account_per_address(store: Store) {
         .await,
         vec![vec![""], vec![""]]
     );
+}
+
+/// phpBB keeps usernames unique through `username_clean`, which the mapping fills with
+/// `{userName|lower}` and which has a unique index: `check` has no unique index to advise for
+/// userName, and a second account whose name differs only in case is 409 uniqueness, naming
+/// userName.
+async fn username_clean_keeps_usernames_unique(store: Store) {
+    let s = phpbb!(store);
+    let config = s.example_config("phpbb");
+    let (_, warnings) = scim_sidecar::app::build(
+        &config,
+        std::sync::Arc::new(scim_sidecar::metrics::Metrics::new()),
+    )
+    .await
+    .unwrap_or_else(|p| panic!("{}", scim_sidecar::config::report(&p)));
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.message.contains("no unique index") && w.message.contains("username")),
+        "{warnings:?}"
+    );
+    user(&s, "alice").await;
+    let d = s
+        .client
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "userName": "ALICE",
+                    "emails": [{"type": "work", "value": "other@example.com"}]}),
+        )
+        .await
+        .scim_error(409, Some("uniqueness"));
+    assert!(d.contains("userName"), "{d}");
 }

@@ -567,6 +567,8 @@ pub struct FieldSpec {
     pub unique: bool,
     /// Whether comparisons (and uniqueness) ignore case.
     pub fold_case: bool,
+    /// Holds field `i`'s value lower-cased ([`crate::backend::FieldSpec::lowered_copy_of`]).
+    pub lowered_copy_of: Option<usize>,
 }
 
 impl FieldSpec {
@@ -750,6 +752,7 @@ pub fn rel_spec(spec: &TableSpec, kept_table: &str) -> Result<RelSpec, Vec<SpecP
             source,
             unique: f.unique,
             fold_case: f.fold_case,
+            lowered_copy_of: f.lowered_copy_of,
         });
     }
     let mut constants = Vec::new();

@@ -756,12 +756,14 @@ mod tests {
                     source: Source::Column("login".into()),
                     unique: true,
                     fold_case: true,
+                    lowered_copy_of: None,
                 },
                 FieldSpec {
                     name: "age".into(),
                     source: Source::Column("age".into()),
                     unique: false,
                     fold_case: false,
+                    lowered_copy_of: None,
                 },
                 FieldSpec {
                     name: "email".into(),
@@ -774,6 +776,7 @@ mod tests {
                     }),
                     unique: false,
                     fold_case: true,
+                    lowered_copy_of: None,
                 },
             ],
             constants: vec![],

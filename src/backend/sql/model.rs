@@ -934,6 +934,32 @@ impl Model {
             }
         }
 
+        // A column holding another field lower-cased, under a unique index, makes that field
+        // unique case-insensitively: nothing to check or advise for it.
+        if let Some(t) = &main {
+            for (j, f) in spec.fields.iter().enumerate() {
+                let (Some(i), Some(Field::Column(c))) = (f.lowered_copy_of, fields.get(j)) else {
+                    continue;
+                };
+                let unique = t
+                    .column(&c.raw)
+                    .is_some_and(|info| t.unique(info, false, &filter));
+                if !unique {
+                    continue;
+                }
+                unique_checks.retain(|&(k, _)| k != i);
+                warnings.retain(|w| {
+                    !(w.part == SpecPart::Field(i) && w.message.starts_with("no unique index"))
+                });
+                if !unique_fields.iter().any(|&(k, _)| k == i) {
+                    unique_fields.push((i, true));
+                }
+                if let Some(info) = infos.get_mut(i) {
+                    info.unique = true;
+                }
+            }
+        }
+
         // A NOT NULL column without default that nothing writes makes every insert fail.
         if let Some(t) = &main {
             for col in &t.columns {
