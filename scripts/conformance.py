@@ -26,7 +26,7 @@ and builds the client's description from what they publish (scim2-tester 0.5 rep
 separate `client.discover()` call). If no resource type could be described, no CRUD check
 runs; that is reported as a failure too.
 
-Test data. scim2-tester fills every attribute with a random UUID string (36 characters). Two
+Test data. scim2-tester fills every attribute with a random UUID string (36 characters). Three
 adaptations make that data fit what the examples' legacy tables can hold, without skipping or
 filtering any check (see adapt_test_data):
 
@@ -40,6 +40,10 @@ filtering any check (see adapt_test_data):
   does this itself only when the schema publishes manager.$ref, which the sidecar does not
   serve; a random UUID is no User's id, and the examples store the manager as an integer
   foreign key, so it is rightly refused with 400 invalidValue (all_or_nothing again).
+- `primary` of a multi-valued attribute is true. The examples keep one e-mail (a column, or
+  one child row): it is the primary one, published as such and read back `primary: true`
+  (RFC 7643 §2.4), as Entra ID and Okta send it. A random `false` cannot be kept by a table
+  that holds one address, and reads back true.
 
 A check we deliberately do not hold against the sidecar goes in EXCLUDED, keyed by
 (example label, resource type, check title, attribute path or None for every result of the
@@ -116,6 +120,11 @@ def adapt_test_data() -> None:
         if is_manager_id and isinstance(value, str):
             user = context.client.get_resource_model("User")
             value = context.resource_manager.create_and_register(user).id
+        # The examples keep one e-mail (one column or one child row): it is the primary one,
+        # and the sidecar reads it back as `primary: true` (RFC 7643 §2.4), which is also what
+        # Entra ID and Okta send. A random `false` would come back `true`.
+        if binding is not None and binding.target_field_name == "primary":
+            value = True
         return value
 
     # The checkers import the function by name; fill_with_random_values looks it up in filling.

@@ -1875,9 +1875,13 @@ fn fit_types(
                 fallback: p.fallback.clone(),
                 truncate: p.truncate,
             },
+            // The schema's own `required` (userName), or a column that cannot do without a
+            // value; a `default` fills it, and the mapping's `required` has the last word.
             required: value_slot
-                && p.required
-                    .unwrap_or(!info.nullable && !info.has_default && p.default.is_none()),
+                && p.required.unwrap_or(
+                    (def.is_some_and(|d| d.required) || !info.nullable && !info.has_default)
+                        && p.default.is_none(),
+                ),
             default: None,
             keep_when_absent: value_slot
                 && !info.nullable

@@ -555,7 +555,8 @@ async fn one_account_per_address(store: Store) {
 /// phpBB keeps usernames unique through `username_clean`, which the mapping fills with
 /// `{userName|lower}` and which has a unique index: `check` has no unique index to advise for
 /// userName, and a second account whose name differs only in case is 409 uniqueness, naming
-/// userName.
+/// userName. userName stays required although `username` has a default (`''`): a create
+/// without it is 400, not an account without a name.
 async fn username_clean_keeps_usernames_unique(store: Store) {
     let s = phpbb!(store);
     let config = s.example_config("phpbb");
@@ -581,5 +582,14 @@ async fn username_clean_keeps_usernames_unique(store: Store) {
         )
         .await
         .scim_error(409, Some("uniqueness"));
+    assert!(d.contains("userName"), "{d}");
+    let d = s
+        .client
+        .post(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "emails": [{"type": "work", "value": "nameless@example.com"}]}),
+        )
+        .await
+        .scim_error(400, Some("invalidValue"));
     assert!(d.contains("userName"), "{d}");
 }
