@@ -11,22 +11,6 @@ use crate::support::client::patch_body;
 use crate::support::{Sidecar, Store};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(crate::support::Store::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(crate::support::Store::Postgres).await
-            }
-        }
-    )*};
-}
 
 both!(
     membership_grants_and_revokes_derived_rows,
@@ -37,32 +21,11 @@ both!(
     a_put_without_active_keeps_the_account_locked,
 );
 
-async fn app(store: Store) -> Option<Sidecar> {
-    Sidecar::example("derived", store, None).await
-}
-
-macro_rules! start {
-    ($store:expr) => {
-        match app($store).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
-
-async fn id_of(r: crate::support::client::Resp) -> String {
-    r.expect(201).json()["id"].as_str().expect("id").to_owned()
-}
-
 async fn user(s: &Sidecar, name: &str) -> String {
-    id_of(
-        s.client
-            .post(
-                "/scim/v2/Users",
-                &json!({"schemas": [USER], "userName": name, "name": {"familyName": name},
-                        "emails": [{"type": "work", "value": format!("{name}@example.com")}]}),
-            )
-            .await,
+    s.created(
+        "/scim/v2/Users",
+        &json!({"schemas": [USER], "userName": name, "name": {"familyName": name},
+                "emails": [{"type": "work", "value": format!("{name}@example.com")}]}),
     )
     .await
 }
@@ -70,31 +33,13 @@ async fn user(s: &Sidecar, name: &str) -> String {
 /// A group that is a member of project 1 with role 3 (set up in the app, as its admin UI
 /// would).
 async fn group_in_project(s: &Sidecar, name: &str) -> String {
-    let id = id_of(
-        s.client
-            .post(
-                "/scim/v2/Groups",
-                &json!({"schemas": [GROUP], "displayName": name}),
-            )
-            .await,
-    )
-    .await;
+    let id = s.group(name).await;
     s.exec(&format!(
         "INSERT INTO members (user_id, project_id) VALUES ({id}, 1);
          INSERT INTO member_roles (member_id, role_id) SELECT id, 3 FROM members WHERE user_id = {id};"
     ))
     .await;
     id
-}
-
-async fn patch_members(s: &Sidecar, group: &str, op: &str, user: &str) {
-    s.client
-        .patch(
-            &format!("/scim/v2/Groups/{group}"),
-            &patch_body(json!([{"op": op, "path": "members", "value": [{"value": user}]}])),
-        )
-        .await
-        .expect(204);
 }
 
 /// The roles a user has in project 1, and from where (`-` when not inherited).
@@ -107,10 +52,6 @@ async fn roles(s: &Sidecar, user: &str) -> Vec<Vec<String>> {
     .await
 }
 
-async fn count(s: &Sidecar, q: &str) -> String {
-    s.rows(q).await[0][0].clone()
-}
-
 /// The built-in rows, as the app created them.
 async fn built_in(s: &Sidecar) -> Vec<Vec<String>> {
     s.rows("SELECT id, type, login, lastname, status FROM principals WHERE type NOT IN ('User', 'Group') ORDER BY id")
@@ -121,32 +62,31 @@ async fn built_in(s: &Sidecar) -> Vec<Vec<String>> {
 /// it takes them away and drops the project membership it no longer needs. Built-in rows are
 /// never listed or touched.
 async fn membership_grants_and_revokes_derived_rows(store: Store) {
-    let s = start!(store);
+    let s = example!("derived", store);
     let before = built_in(&s).await;
     let devs = group_in_project(&s, "devs").await;
     let alice = user(&s, "alice").await;
     assert!(roles(&s, &alice).await.is_empty());
 
-    patch_members(&s, &devs, "add", &alice).await;
+    s.patch_members(&devs, "add", &alice).await;
     assert_eq!(roles(&s, &alice).await, vec![vec!["3", "inherited"]]);
     // Adding again changes nothing (hooks are idempotent).
-    patch_members(&s, &devs, "add", &alice).await;
+    s.patch_members(&devs, "add", &alice).await;
     assert_eq!(roles(&s, &alice).await, vec![vec!["3", "inherited"]]);
 
-    patch_members(&s, &devs, "remove", &alice).await;
+    s.patch_members(&devs, "remove", &alice).await;
     assert!(roles(&s, &alice).await.is_empty());
     assert_eq!(
-        count(
-            &s,
-            &format!("SELECT count(*) FROM members WHERE user_id = {alice}")
-        )
+        s.one(&format!(
+            "SELECT count(*) FROM members WHERE user_id = {alice}"
+        ))
         .await,
         "0"
     );
 
     // A whole replacement (Okta's push) grants and revokes by the difference.
     let bob = user(&s, "bob").await;
-    patch_members(&s, &devs, "add", &alice).await;
+    s.patch_members(&devs, "add", &alice).await;
     s.client
         .patch(
             &format!("/scim/v2/Groups/{devs}"),
@@ -167,10 +107,10 @@ async fn membership_grants_and_revokes_derived_rows(store: Store) {
 /// Deleting a group revokes what its members inherited from it, removes its own project
 /// memberships (hook and cascade) and its member list: nothing in the app points at it.
 async fn deleting_a_group_leaves_no_orphans(store: Store) {
-    let s = start!(store);
+    let s = example!("derived", store);
     let devs = group_in_project(&s, "devs").await;
     let alice = user(&s, "alice").await;
-    patch_members(&s, &devs, "add", &alice).await;
+    s.patch_members(&devs, "add", &alice).await;
     s.client
         .delete(&format!("/scim/v2/Groups/{devs}"))
         .await
@@ -183,7 +123,7 @@ async fn deleting_a_group_leaves_no_orphans(store: Store) {
         "SELECT count(*) FROM member_roles mr WHERE NOT EXISTS (SELECT 1 FROM members m WHERE m.id = mr.member_id)".to_owned(),
         "SELECT count(*) FROM member_roles mr WHERE mr.inherited_from IS NOT NULL AND NOT EXISTS (SELECT 1 FROM member_roles g WHERE g.id = mr.inherited_from)".to_owned(),
     ] {
-        assert_eq!(count(&s, &q).await, "0", "{q}");
+        assert_eq!(s.one(&q).await, "0", "{q}");
     }
 }
 
@@ -191,14 +131,14 @@ async fn deleting_a_group_leaves_no_orphans(store: Store) {
 /// PATCH would, so what it inherited is revoked too; its watcher rows stay, as the row does.
 /// A create with its userName brings it back under the same id, unlocked, in no group.
 async fn deleting_a_user_leaves_its_groups_and_their_grants(store: Store) {
-    let s = start!(store);
+    let s = example!("derived", store);
     let devs = group_in_project(&s, "devs").await;
     let alice = user(&s, "alice").await;
     s.exec(&format!(
         "INSERT INTO watchers (user_id, item) VALUES ({alice}, 'issue 1')"
     ))
     .await;
-    patch_members(&s, &devs, "add", &alice).await;
+    s.patch_members(&devs, "add", &alice).await;
     s.client
         .delete(&format!("/scim/v2/Users/{alice}"))
         .await
@@ -210,18 +150,16 @@ async fn deleting_a_user_leaves_its_groups_and_their_grants(store: Store) {
     );
     assert!(roles(&s, &alice).await.is_empty());
     assert_eq!(
-        count(
-            &s,
-            &format!("SELECT count(*) FROM groups_users WHERE user_id = {alice}")
-        )
+        s.one(&format!(
+            "SELECT count(*) FROM groups_users WHERE user_id = {alice}"
+        ))
         .await,
         "0"
     );
     assert_eq!(
-        count(
-            &s,
-            &format!("SELECT count(*) FROM watchers WHERE user_id = {alice}")
-        )
+        s.one(&format!(
+            "SELECT count(*) FROM watchers WHERE user_id = {alice}"
+        ))
         .await,
         "1"
     );
@@ -243,7 +181,7 @@ async fn deleting_a_user_leaves_its_groups_and_their_grants(store: Store) {
 /// The e-mail rows' NOT NULL timestamps are written by the sidecar (`set` in the map entry):
 /// both when the row is created, `updated_on` again when the address changes.
 async fn child_rows_get_their_timestamps(store: Store) {
-    let s = start!(store);
+    let s = example!("derived", store);
     let alice = user(&s, "alice").await;
     let first = s
         .rows(&format!(
@@ -281,7 +219,7 @@ async fn child_rows_get_their_timestamps(store: Store) {
 /// whole write: the create leaves no row, no e-mail, no audit line; the rename leaves the
 /// user as it was. The client is told the application refused the change, not which column.
 async fn a_refused_hook_undoes_the_whole_write(store: Store) {
-    let s = start!(store);
+    let s = example!("derived", store);
     let alice = user(&s, "alice").await;
     let audit = format!("SELECT login FROM audit WHERE user_id = {alice}");
     assert_eq!(s.rows(&audit).await, vec![vec!["alice"]]);
@@ -327,7 +265,7 @@ async fn a_refused_hook_undoes_the_whole_write(store: Store) {
 /// app's default 1 (active). The PUT keeps the stored state, so a locked account stays
 /// locked (writing the column's default would unlock it; writing NULL was a raw 400).
 async fn a_put_without_active_keeps_the_account_locked(store: Store) {
-    let s = start!(store);
+    let s = example!("derived", store);
     let alice = user(&s, "alice").await;
     let path = format!("/scim/v2/Users/{alice}");
     s.client

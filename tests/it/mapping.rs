@@ -14,23 +14,6 @@ const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
-/// One test per store: `both!(name)` runs `async fn name(store)` as `name::sqlite` and
-/// `name::postgres` (skipped with a reason when PostgreSQL is not installed).
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(crate::support::Store::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(crate::support::Store::Postgres).await
-            }
-        }
-    )*};
-}
-
 both!(
     create_writes_the_apps_rows,
     discriminator_separates_users_and_groups,
@@ -43,21 +26,6 @@ both!(
     injection_payloads_are_data,
     concurrent_creates_of_one_user_name,
 );
-
-/// The helpdesk sidecar on `store`, or `None` (skip) without PostgreSQL.
-async fn helpdesk(store: Store) -> Option<Sidecar> {
-    Sidecar::example("postgres", store, None).await
-}
-
-/// Unwraps the sidecar or returns from the test (PostgreSQL not installed: skipped).
-macro_rules! start {
-    ($store:expr) => {
-        match helpdesk($store).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 fn barbara() -> Value {
     json!({
@@ -120,7 +88,7 @@ fn truth(store: Store, b: bool) -> &'static str {
 /// table as the primary address, the NOT NULL password column set to its constant, the enum
 /// state from the value map, externalId in the sidecar's table; it reads back exactly as sent.
 async fn create_writes_the_apps_rows(store: Store) {
-    let s = start!(store);
+    let s = example!("postgres", store);
     let r = s
         .client
         .post("/scim/v2/Users", &barbara())
@@ -195,7 +163,7 @@ async fn create_writes_the_apps_rows(store: Store) {
 /// Users and groups share `principals`: each endpoint sees only its own kind, whether listing,
 /// reading by id, filtering or deleting.
 async fn discriminator_separates_users_and_groups(store: Store) {
-    let s = start!(store);
+    let s = example!("postgres", store);
     // The app's own rows: user 1 (helpdesk-admin) and group 2 (Agents).
     let users = s.client.get("/scim/v2/Users").await.expect(200).json();
     assert_eq!(users["totalResults"], 1, "{users}");
@@ -261,7 +229,7 @@ async fn discriminator_separates_users_and_groups(store: Store) {
 /// The work e-mail lives in `user_emails`: PATCH replace updates the row in place, remove
 /// deletes it, add creates it again; PUT without e-mails removes it.
 async fn child_table_follows_patch_and_put(store: Store) {
-    let s = start!(store);
+    let s = example!("postgres", store);
     let id = create(&s, &barbara()).await;
     let path = format!("/scim/v2/Users/{id}");
     let emails = format!("SELECT address, is_primary FROM user_emails WHERE user_id = {id}");
@@ -329,7 +297,7 @@ async fn child_table_follows_patch_and_put(store: Store) {
 /// Filters reach the row's columns, the child table, the enum through its value map and the
 /// sidecar's own table; sorting and paging are pushed down.
 async fn filters_reach_every_kind_of_column(store: Store) {
-    let s = start!(store);
+    let s = example!("postgres", store);
     let a = create(&s, &barbara()).await;
     let mut other = named("zed@example.com");
     other["emails"] = json!([{"type": "work", "value": "zed@corp.example"}]);
@@ -395,7 +363,7 @@ async fn filters_reach_every_kind_of_column(store: Store) {
 /// externalId has no column in the app: it is kept in the sidecar's own table, changes with
 /// PATCH, is filterable, and goes when its resource is deleted.
 async fn kept_attribute_round_trips(store: Store) {
-    let s = start!(store);
+    let s = example!("postgres", store);
     let kept = match store {
         Store::Postgres => "scim_sidecar.attributes",
         Store::Sqlite => "scim_sidecar_attributes",
@@ -454,7 +422,7 @@ async fn kept_attribute_round_trips(store: Store) {
 /// Members must be existing users: an unknown id or a group's id among valid ones is 400
 /// naming it and changes nothing; adds are idempotent; removal takes Entra's value array.
 async fn members_are_checked_and_atomic(store: Store) {
-    let s = start!(store);
+    let s = example!("postgres", store);
     let u = create(&s, &barbara()).await;
     let g = create_group(&s, "Support", &[&u]).await;
     let path = format!("/scim/v2/Groups/{g}");
@@ -503,7 +471,7 @@ async fn members_are_checked_and_atomic(store: Store) {
 /// A value longer than its varchar column is 400 invalidValue naming the attribute, on create
 /// and on PATCH; nothing is written.
 async fn too_long_value_names_the_attribute(store: Store) {
-    let s = start!(store);
+    let s = example!("postgres", store);
     let id = create(&s, &barbara()).await;
     let before = snapshot(&s).await;
     let long = "x".repeat(129);
@@ -535,7 +503,7 @@ async fn too_long_value_names_the_attribute(store: Store) {
 /// 404 and filters do not find it. A later create with the same userName brings the same row
 /// back, active and with the new values, under its old id (201). See: issue #9.
 async fn soft_delete_disables(store: Store) {
-    let s = start!(store);
+    let s = example!("postgres", store);
     let id = create(&s, &barbara()).await;
     s.client
         .delete(&format!("/scim/v2/Users/{id}"))
@@ -605,7 +573,7 @@ const PAYLOADS: [&str; 6] = [
 /// SQL goes out with bound parameters only: injection payloads in every attribute are stored
 /// and read back verbatim, and in filter values they match nothing but themselves.
 async fn injection_payloads_are_data(store: Store) {
-    let s = start!(store);
+    let s = example!("postgres", store);
     let mut made = Vec::new();
     for (i, p) in PAYLOADS.iter().enumerate() {
         let body = json!({
@@ -697,7 +665,7 @@ async fn injection_payloads_are_data(store: Store) {
 /// Twenty identity-provider workers creating one person at once, in differing case: exactly
 /// one 201, nineteen 409 uniqueness, one row.
 async fn concurrent_creates_of_one_user_name(store: Store) {
-    let s = start!(store);
+    let s = example!("postgres", store);
     let mut tasks = Vec::new();
     for i in 0..20 {
         let client = s.client.clone();

@@ -14,22 +14,6 @@ use crate::support::client::patch_body;
 use crate::support::{Sidecar, Store};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(crate::support::Store::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(crate::support::Store::Postgres).await
-            }
-        }
-    )*};
-}
 
 both!(
     a_created_user_is_what_user_add_writes,
@@ -41,60 +25,16 @@ both!(
     username_clean_keeps_usernames_unique,
 );
 
-/// The phpBB example's sidecar, or returns from the test (PostgreSQL not installed).
-macro_rules! phpbb {
-    ($store:expr) => {
-        match Sidecar::example("phpbb", $store, None).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
-
 /// phpBB's REGISTERED group (schema_data.sql: the second group).
 const REGISTERED: &str = "2";
 
-async fn id_of(r: crate::support::client::Resp) -> String {
-    r.expect(201).json()["id"].as_str().expect("id").to_owned()
-}
-
 async fn user(s: &Sidecar, name: &str) -> String {
-    id_of(
-        s.client
-            .post(
-                "/scim/v2/Users",
-                &json!({"schemas": [USER], "userName": name,
-                        "emails": [{"type": "work", "value": format!("{}@example.com", name.to_lowercase())}]}),
-            )
-            .await,
+    s.created(
+        "/scim/v2/Users",
+        &json!({"schemas": [USER], "userName": name,
+                "emails": [{"type": "work", "value": format!("{}@example.com", name.to_lowercase())}]}),
     )
     .await
-}
-
-async fn group(s: &Sidecar, name: &str) -> String {
-    id_of(
-        s.client
-            .post(
-                "/scim/v2/Groups",
-                &json!({"schemas": [GROUP], "displayName": name}),
-            )
-            .await,
-    )
-    .await
-}
-
-async fn patch_members(s: &Sidecar, group: &str, op: &str, user: &str) {
-    s.client
-        .patch(
-            &format!("/scim/v2/Groups/{group}"),
-            &patch_body(json!([{"op": op, "path": "members", "value": [{"value": user}]}])),
-        )
-        .await
-        .expect(204);
-}
-
-async fn one(s: &Sidecar, q: &str) -> String {
-    s.rows(q).await[0][0].clone()
 }
 
 /// A user's groups as phpBB's memberlist reads them: (group id, pending), in order.
@@ -124,10 +64,9 @@ async fn cache_permissions(s: &Sidecar, user: &str) {
 
 /// A board statistic from phpbb_config, as the index page shows it.
 async fn config(s: &Sidecar, name: &str) -> String {
-    one(
-        s,
-        &format!("SELECT config_value FROM phpbb_config WHERE config_name = '{name}'"),
-    )
+    s.one(&format!(
+        "SELECT config_value FROM phpbb_config WHERE config_name = '{name}'"
+    ))
     .await
 }
 
@@ -161,7 +100,7 @@ async fn built_in(s: &Sidecar) -> Vec<Vec<String>> {
 /// REGISTERED membership; and the board index's newest member and member count. phpBB's
 /// login lookup (by username_clean) finds the user.
 async fn a_created_user_is_what_user_add_writes(store: Store) {
-    let s = phpbb!(store);
+    let s = example!("phpbb", store);
     assert_eq!(config(&s, "num_users").await, "1");
     let created = s
         .client
@@ -257,7 +196,7 @@ async fn a_created_user_is_what_user_add_writes(store: Store) {
 /// account cannot be made a member, and after a round of creates, membership changes and
 /// deletes their rows are exactly as the install left them.
 async fn built_ins_stay_hidden_and_untouched(store: Store) {
-    let s = phpbb!(store);
+    let s = example!("phpbb", store);
     let before = built_in(&s).await;
     let users = s.client.get("/scim/v2/Users").await.expect(200).json();
     assert_eq!(users["totalResults"], 0, "{users}");
@@ -283,8 +222,8 @@ async fn built_ins_stay_hidden_and_untouched(store: Store) {
     assert_eq!(r["totalResults"], 0, "{r}");
 
     let alice = user(&s, "alice").await;
-    let team = group(&s, "Team").await;
-    patch_members(&s, &team, "add", &alice).await;
+    let team = s.group("Team").await;
+    s.patch_members(&team, "add", &alice).await;
     // The anonymous user (1), the founder (2), a bot (3).
     for u in ["1", "2", "3"] {
         let path = format!("/scim/v2/Users/{u}");
@@ -335,16 +274,16 @@ async fn built_ins_stay_hidden_and_untouched(store: Store) {
 /// membership change empties the member's permission cache, so phpBB recomputes what the
 /// group grants on the next page. Other users' caches and the REGISTERED membership stay.
 async fn membership_changes_empty_the_permission_cache(store: Store) {
-    let s = phpbb!(store);
+    let s = example!("phpbb", store);
     let alice = user(&s, "alice").await;
     let bob = user(&s, "bob").await;
-    let team = group(&s, "Team").await;
+    let team = s.group("Team").await;
     let cached = vec![vec!["zik0zjzik0zjzik0zg".to_owned(), "2".to_owned()]];
     let empty = vec![vec![String::new(), "0".to_owned()]];
     cache_permissions(&s, &alice).await;
     cache_permissions(&s, &bob).await;
 
-    patch_members(&s, &team, "add", &alice).await;
+    s.patch_members(&team, "add", &alice).await;
     assert_eq!(
         groups_of(&s, &alice).await,
         vec![
@@ -360,7 +299,7 @@ async fn membership_changes_empty_the_permission_cache(store: Store) {
     );
 
     cache_permissions(&s, &alice).await;
-    patch_members(&s, &team, "remove", &alice).await;
+    s.patch_members(&team, "remove", &alice).await;
     assert_eq!(
         groups_of(&s, &alice).await,
         vec![vec![REGISTERED.to_owned(), "0".to_owned()]]
@@ -391,10 +330,10 @@ async fn membership_changes_empty_the_permission_cache(store: Store) {
 /// permissions (phpbb_acl_groups) and its team-page entry, and empties its members' permission
 /// caches. Nothing in phpBB points at it afterwards; its members keep REGISTERED.
 async fn deleting_a_group_leaves_no_orphans(store: Store) {
-    let s = phpbb!(store);
+    let s = example!("phpbb", store);
     let alice = user(&s, "alice").await;
-    let team = group(&s, "Team").await;
-    patch_members(&s, &team, "add", &alice).await;
+    let team = s.group("Team").await;
+    s.patch_members(&team, "add", &alice).await;
     // What the ACP adds: forum permissions for the group (role 14, "Full access") and a
     // team-page entry.
     s.exec(&format!(
@@ -419,10 +358,9 @@ async fn deleting_a_group_leaves_no_orphans(store: Store) {
         "phpbb_teampage",
     ] {
         assert_eq!(
-            one(
-                &s,
-                &format!("SELECT count(*) FROM {table} WHERE group_id = {team}")
-            )
+            s.one(&format!(
+                "SELECT count(*) FROM {table} WHERE group_id = {team}"
+            ))
             .await,
             "0",
             "{table}"
@@ -437,9 +375,7 @@ async fn deleting_a_group_leaves_no_orphans(store: Store) {
         vec![vec![REGISTERED.to_owned(), "0".to_owned()]]
     );
     assert_eq!(
-        one(
-            &s,
-            "SELECT count(*) FROM phpbb_user_group ug WHERE NOT EXISTS (SELECT 1 FROM phpbb_groups g WHERE g.group_id = ug.group_id)"
+        s.one("SELECT count(*) FROM phpbb_user_group ug WHERE NOT EXISTS (SELECT 1 FROM phpbb_groups g WHERE g.group_id = ug.group_id)"
         )
         .await,
         "0"
@@ -452,10 +388,10 @@ async fn deleting_a_group_leaves_no_orphans(store: Store) {
 /// member count drops. For SCIM it is gone: 404, absent from lists and filters. A later
 /// create with its username activates the same row under the same id, REGISTERED once.
 async fn deleting_a_user_deactivates_it_and_a_create_revives_it(store: Store) {
-    let s = phpbb!(store);
+    let s = example!("phpbb", store);
     let alice = user(&s, "alice").await;
-    let team = group(&s, "Team").await;
-    patch_members(&s, &team, "add", &alice).await;
+    let team = s.group("Team").await;
+    s.patch_members(&team, "add", &alice).await;
     cache_permissions(&s, &alice).await;
     assert_eq!(config(&s, "num_users").await, "2");
 
@@ -519,10 +455,10 @@ async fn deleting_a_user_deactivates_it_and_a_create_revives_it(store: Store) {
 /// address already taken (in other case) is 409 uniqueness and nothing is written; accounts
 /// whose address was removed (phpBB stores '') do not share one.
 async fn one_account_per_address(store: Store) {
-    let s = phpbb!(store);
+    let s = example!("phpbb", store);
     let alice = user(&s, "alice").await;
     let bob = user(&s, "bob").await;
-    let before = one(&s, "SELECT count(*) FROM phpbb_users").await;
+    let before = s.one("SELECT count(*) FROM phpbb_users").await;
     let d = s
         .client
         .post(
@@ -533,7 +469,7 @@ async fn one_account_per_address(store: Store) {
         .await
         .scim_error(409, Some("uniqueness"));
     assert!(d.contains("emails"), "{d}");
-    assert_eq!(one(&s, "SELECT count(*) FROM phpbb_users").await, before);
+    assert_eq!(s.one("SELECT count(*) FROM phpbb_users").await, before);
     for id in [&alice, &bob] {
         s.client
             .patch(
@@ -558,7 +494,7 @@ async fn one_account_per_address(store: Store) {
 /// userName. userName stays required although `username` has a default (`''`): a create
 /// without it is 400, not an account without a name.
 async fn username_clean_keeps_usernames_unique(store: Store) {
-    let s = phpbb!(store);
+    let s = example!("phpbb", store);
     let config = s.example_config("phpbb");
     let (_, warnings) = scim_sidecar::app::build(
         &config,

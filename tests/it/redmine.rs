@@ -12,23 +12,7 @@ use crate::support::client::patch_body;
 use crate::support::{Sidecar, Store};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
-
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(crate::support::Store::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(crate::support::Store::Postgres).await
-            }
-        }
-    )*};
-}
 
 both!(
     a_created_user_can_sign_in_and_is_listed,
@@ -40,16 +24,6 @@ both!(
     a_hard_delete_leaves_other_records_custom_values,
     check_advises_what_redmine_needs_once,
 );
-
-/// The Redmine example's sidecar, or returns from the test (PostgreSQL not installed).
-macro_rules! redmine {
-    ($store:expr) => {
-        match Sidecar::example("redmine", $store, None).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 /// Roles of a fresh install (examples/redmine/schema.sql): Manager 3, Developer 4, Reporter 5.
 const MANAGER: &str = "3";
@@ -69,48 +43,14 @@ fn barbara() -> Value {
     })
 }
 
-async fn id_of(r: crate::support::client::Resp) -> String {
-    r.expect(201).json()["id"].as_str().expect("id").to_owned()
-}
-
 async fn user(s: &Sidecar, login: &str) -> String {
-    id_of(
-        s.client
-            .post(
-                "/scim/v2/Users",
-                &json!({"schemas": [USER], "userName": login,
-                        "name": {"givenName": login, "familyName": "Tester"},
-                        "emails": [{"type": "work", "value": format!("{login}@example.com")}]}),
-            )
-            .await,
+    s.created(
+        "/scim/v2/Users",
+        &json!({"schemas": [USER], "userName": login,
+                "name": {"givenName": login, "familyName": "Tester"},
+                "emails": [{"type": "work", "value": format!("{login}@example.com")}]}),
     )
     .await
-}
-
-async fn group(s: &Sidecar, name: &str) -> String {
-    id_of(
-        s.client
-            .post(
-                "/scim/v2/Groups",
-                &json!({"schemas": [GROUP], "displayName": name}),
-            )
-            .await,
-    )
-    .await
-}
-
-async fn patch_members(s: &Sidecar, group: &str, op: &str, user: &str) {
-    s.client
-        .patch(
-            &format!("/scim/v2/Groups/{group}"),
-            &patch_body(json!([{"op": op, "path": "members", "value": [{"value": user}]}])),
-        )
-        .await
-        .expect(204);
-}
-
-async fn one(s: &Sidecar, q: &str) -> String {
-    s.rows(q).await[0][0].clone()
 }
 
 /// Two projects, as an administrator creates them in Redmine's UI; their ids.
@@ -122,8 +62,10 @@ async fn projects(s: &Sidecar) -> (String, String) {
     )
     .await;
     (
-        one(s, "SELECT id FROM projects WHERE identifier = 'apollo'").await,
-        one(s, "SELECT id FROM projects WHERE identifier = 'gemini'").await,
+        s.one("SELECT id FROM projects WHERE identifier = 'apollo'")
+            .await,
+        s.one("SELECT id FROM projects WHERE identifier = 'gemini'")
+            .await,
     )
 }
 
@@ -192,7 +134,7 @@ async fn orphans(s: &Sidecar) -> Vec<(String, String)> {
             "SELECT count(*) FROM custom_values c WHERE c.customized_type = 'Principal' AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = c.customized_id)",
         ),
     ] {
-        out.push((what.to_owned(), one(s, q).await));
+        out.push((what.to_owned(), s.one(q).await));
     }
     out
 }
@@ -241,7 +183,7 @@ async fn built_in(s: &Sidecar) -> Vec<Vec<String>> {
 /// custom field values. Redmine's login lookup (`User.find_by_login`, case-insensitive)
 /// finds it, and so does SCIM's userName filter, case-insensitively too.
 async fn a_created_user_can_sign_in_and_is_listed(store: Store) {
-    let s = redmine!(store);
+    let s = example!("redmine", store);
     let created = s
         .client
         .post("/scim/v2/Users", &barbara())
@@ -333,9 +275,11 @@ async fn a_created_user_can_sign_in_and_is_listed(store: Store) {
 /// every operation, and after a round of creates, changes and deletes their rows are exactly
 /// as the install left them.
 async fn built_in_principals_stay_hidden_and_untouched(store: Store) {
-    let s = redmine!(store);
+    let s = example!("redmine", store);
     let before = built_in(&s).await;
-    let anonymous = one(&s, "SELECT id FROM users WHERE type = 'AnonymousUser'").await;
+    let anonymous = s
+        .one("SELECT id FROM users WHERE type = 'AnonymousUser'")
+        .await;
     let builtin_groups: Vec<String> = s
         .rows("SELECT id FROM users WHERE type IN ('GroupAnonymous', 'GroupNonMember') ORDER BY id")
         .await
@@ -391,7 +335,7 @@ async fn built_in_principals_stay_hidden_and_untouched(store: Store) {
         s.client.delete(&path).await.scim_error(404, None);
     }
     // A built-in group is no member either.
-    let devs = group(&s, "Developers").await;
+    let devs = s.group("Developers").await;
     let r = s
         .client
         .patch(
@@ -411,13 +355,10 @@ async fn built_in_principals_stay_hidden_and_untouched(store: Store) {
         .await
         .expect(204);
     assert_eq!(
-        one(
-            &s,
-            &format!(
-                "SELECT count(*) FROM groups_users WHERE user_id IN ({anonymous}, {}, {})",
-                builtin_groups[0], builtin_groups[1]
-            )
-        )
+        s.one(&format!(
+            "SELECT count(*) FROM groups_users WHERE user_id IN ({anonymous}, {}, {})",
+            builtin_groups[0], builtin_groups[1]
+        ))
         .await,
         "0"
     );
@@ -431,9 +372,9 @@ async fn built_in_principals_stay_hidden_and_untouched(store: Store) {
 /// its own roles stay. Okta's full replacement of the member list grants and revokes by the
 /// difference.
 async fn group_membership_grants_and_revokes_inherited_roles(store: Store) {
-    let s = redmine!(store);
+    let s = example!("redmine", store);
     let (apollo, gemini) = projects(&s).await;
-    let devs = group(&s, "Developers").await;
+    let devs = s.group("Developers").await;
     grant(&s, &devs, &apollo, DEVELOPER).await;
     grant(&s, &devs, &gemini, REPORTER).await;
     let alice = user(&s, "alice").await;
@@ -441,17 +382,17 @@ async fn group_membership_grants_and_revokes_inherited_roles(store: Store) {
     // Bob manages Gemini in his own right.
     grant(&s, &bob, &gemini, MANAGER).await;
 
-    patch_members(&s, &devs, "add", &alice).await;
+    s.patch_members(&devs, "add", &alice).await;
     let inherited = |p: &str, r: &str| vec![p.to_owned(), r.to_owned(), "Developers".to_owned()];
     assert_eq!(
         roles(&s, &alice).await,
         vec![inherited(&apollo, DEVELOPER), inherited(&gemini, REPORTER)]
     );
     // Adding again grants nothing twice.
-    patch_members(&s, &devs, "add", &alice).await;
+    s.patch_members(&devs, "add", &alice).await;
     assert_eq!(roles(&s, &alice).await.len(), 2);
 
-    patch_members(&s, &devs, "add", &bob).await;
+    s.patch_members(&devs, "add", &bob).await;
     let direct = |p: &str, r: &str| vec![p.to_owned(), r.to_owned(), "direct".to_owned()];
     assert_eq!(
         roles(&s, &bob).await,
@@ -462,16 +403,15 @@ async fn group_membership_grants_and_revokes_inherited_roles(store: Store) {
         ]
     );
     assert_eq!(
-        one(
-            &s,
-            &format!("SELECT count(*) FROM members WHERE user_id = {bob}")
-        )
+        s.one(&format!(
+            "SELECT count(*) FROM members WHERE user_id = {bob}"
+        ))
         .await,
         "2",
         "one membership per project"
     );
 
-    patch_members(&s, &devs, "remove", &bob).await;
+    s.patch_members(&devs, "remove", &bob).await;
     assert_eq!(roles(&s, &bob).await, vec![direct(&gemini, MANAGER)]);
     assert_eq!(roles(&s, &alice).await.len(), 2, "alice keeps hers");
 
@@ -485,10 +425,9 @@ async fn group_membership_grants_and_revokes_inherited_roles(store: Store) {
         .expect(204);
     assert!(roles(&s, &alice).await.is_empty());
     assert_eq!(
-        one(
-            &s,
-            &format!("SELECT count(*) FROM members WHERE user_id = {alice}")
-        )
+        s.one(&format!(
+            "SELECT count(*) FROM members WHERE user_id = {alice}"
+        ))
         .await,
         "0"
     );
@@ -508,15 +447,15 @@ async fn group_membership_grants_and_revokes_inherited_roles(store: Store) {
 /// too), and removes its own project memberships, watcher rows and custom values. Nothing
 /// in Redmine points at it afterwards; its members are unharmed.
 async fn deleting_a_group_leaves_no_orphans(store: Store) {
-    let s = redmine!(store);
+    let s = example!("redmine", store);
     let (apollo, _) = projects(&s).await;
-    let devs = group(&s, "Developers").await;
-    let ops = group(&s, "Operations").await;
+    let devs = s.group("Developers").await;
+    let ops = s.group("Operations").await;
     grant(&s, &devs, &apollo, DEVELOPER).await;
     grant(&s, &ops, &apollo, REPORTER).await;
     let alice = user(&s, "alice").await;
-    patch_members(&s, &devs, "add", &alice).await;
-    patch_members(&s, &ops, "add", &alice).await;
+    s.patch_members(&devs, "add", &alice).await;
+    s.patch_members(&ops, "add", &alice).await;
     s.exec(&format!(
         "INSERT INTO watchers (watchable_type, watchable_id, user_id) VALUES ('Issue', 1, {devs});
          INSERT INTO custom_values (customized_type, customized_id, custom_field_id, value)
@@ -533,7 +472,8 @@ async fn deleting_a_group_leaves_no_orphans(store: Store) {
         .await
         .scim_error(404, None);
     assert_eq!(
-        one(&s, &format!("SELECT count(*) FROM users WHERE id = {devs}")).await,
+        s.one(&format!("SELECT count(*) FROM users WHERE id = {devs}"))
+            .await,
         "0"
     );
     assert_eq!(
@@ -553,10 +493,9 @@ async fn deleting_a_group_leaves_no_orphans(store: Store) {
         .expect(204);
     assert!(roles(&s, &alice).await.is_empty());
     assert_eq!(
-        one(
-            &s,
-            &format!("SELECT count(*) FROM members WHERE user_id = {alice}")
-        )
+        s.one(&format!(
+            "SELECT count(*) FROM members WHERE user_id = {alice}"
+        ))
         .await,
         "0"
     );
@@ -576,13 +515,13 @@ async fn deleting_a_group_leaves_no_orphans(store: Store) {
 /// it inherited. For SCIM it is gone: 404 to GET, PATCH and DELETE, absent from lists and
 /// filters. A later create with its login (any case) unlocks the same row under the same id.
 async fn deleting_a_user_locks_it_and_a_create_revives_it(store: Store) {
-    let s = redmine!(store);
+    let s = example!("redmine", store);
     let (apollo, gemini) = projects(&s).await;
-    let devs = group(&s, "Developers").await;
+    let devs = s.group("Developers").await;
     grant(&s, &devs, &apollo, DEVELOPER).await;
     let alice = user(&s, "alice").await;
     grant(&s, &alice, &gemini, MANAGER).await;
-    patch_members(&s, &devs, "add", &alice).await;
+    s.patch_members(&devs, "add", &alice).await;
     s.exec(&format!(
         "INSERT INTO tokens (user_id, action, value, created_on) VALUES
              ({alice}, 'autologin', 'a0000000000000000000000000000000000000a1', CURRENT_TIMESTAMP),
@@ -626,10 +565,9 @@ async fn deleting_a_user_locks_it_and_a_create_revives_it(store: Store) {
         ]]
     );
     assert_eq!(
-        one(
-            &s,
-            &format!("SELECT count(*) FROM groups_users WHERE user_id = {alice}")
-        )
+        s.one(&format!(
+            "SELECT count(*) FROM groups_users WHERE user_id = {alice}"
+        ))
         .await,
         "0"
     );
@@ -651,22 +589,20 @@ async fn deleting_a_user_locks_it_and_a_create_revives_it(store: Store) {
         .json();
     assert_eq!(found["totalResults"], 0, "{found}");
     assert_eq!(
-        one(&s, &format!("SELECT status FROM users WHERE id = {alice}")).await,
+        s.one(&format!("SELECT status FROM users WHERE id = {alice}"))
+            .await,
         "3",
         "the refused PATCH changed nothing"
     );
 
-    let again = id_of(
-        s.client
-            .post(
-                "/scim/v2/Users",
-                &json!({"schemas": [USER], "userName": "Alice",
-                        "name": {"givenName": "Alice", "familyName": "Back"},
-                        "emails": [{"type": "work", "value": "alice@corp.example"}]}),
-            )
-            .await,
-    )
-    .await;
+    let again = s
+        .created(
+            "/scim/v2/Users",
+            &json!({"schemas": [USER], "userName": "Alice",
+                    "name": {"givenName": "Alice", "familyName": "Back"},
+                    "emails": [{"type": "work", "value": "alice@corp.example"}]}),
+        )
+        .await;
     assert_eq!(again, alice);
     assert_eq!(
         s.rows(&format!(
@@ -683,11 +619,8 @@ async fn deleting_a_user_locks_it_and_a_create_revives_it(store: Store) {
         vec![vec!["alice@corp.example"]]
     );
     assert_eq!(
-        one(
-            &s,
-            "SELECT count(*) FROM users WHERE type = 'User' AND LOWER(login) = 'alice'"
-        )
-        .await,
+        s.one("SELECT count(*) FROM users WHERE type = 'User' AND LOWER(login) = 'alice'")
+            .await,
         "1"
     );
 }
@@ -698,7 +631,7 @@ async fn deleting_a_user_locks_it_and_a_create_revives_it(store: Store) {
 /// account awaiting activation (status 2, written by Redmine's self-registration) reads as
 /// inactive, not as an account without `active`.
 async fn what_redmine_validates_is_validated_first(store: Store) {
-    let s = redmine!(store);
+    let s = example!("redmine", store);
     let login = "a.very.long.login.name@example.com";
     let r = s
         .client
@@ -712,10 +645,11 @@ async fn what_redmine_validates_is_validated_first(store: Store) {
         .json();
     let id = r["id"].as_str().expect("id").to_owned();
     assert_eq!(
-        one(&s, &format!("SELECT firstname FROM users WHERE id = {id}")).await,
+        s.one(&format!("SELECT firstname FROM users WHERE id = {id}"))
+            .await,
         &login[..30]
     );
-    let before = one(&s, "SELECT count(*) FROM users").await;
+    let before = s.one("SELECT count(*) FROM users").await;
     let d = s
         .client
         .post(
@@ -736,7 +670,7 @@ async fn what_redmine_validates_is_validated_first(store: Store) {
         .await
         .scim_error(409, Some("uniqueness"));
     assert!(d.contains("emails"), "{d}");
-    assert_eq!(one(&s, "SELECT count(*) FROM users").await, before);
+    assert_eq!(s.one("SELECT count(*) FROM users").await, before);
 
     s.exec(&format!("UPDATE users SET status = 2 WHERE id = {id}"))
         .await;
@@ -763,7 +697,7 @@ async fn a_hard_delete_leaves_other_records_custom_values(store: Store) {
     let Some(s) = Sidecar::example("redmine", store, Some(tweak)).await else {
         return;
     };
-    let id = id_of(s.client.post("/scim/v2/Users", &barbara()).await).await;
+    let id = s.created("/scim/v2/Users", &barbara()).await;
     s.exec(&format!(
         "INSERT INTO custom_values (customized_type, customized_id, custom_field_id, value) VALUES
             ('Issue', {id}, 7, 'an issue value'), ('Project', {id}, 8, 'a project value');"
@@ -784,7 +718,8 @@ async fn a_hard_delete_leaves_other_records_custom_values(store: Store) {
         ]
     );
     assert_eq!(
-        one(&s, &format!("SELECT count(*) FROM users WHERE id = {id}")).await,
+        s.one(&format!("SELECT count(*) FROM users WHERE id = {id}"))
+            .await,
         "0"
     );
 }
@@ -794,7 +729,7 @@ async fn a_hard_delete_leaves_other_records_custom_values(store: Store) {
 /// the unique indexes Redmine lacks are advised as partial indexes on `type`, which run on
 /// Redmine's data as printed (its built-in rows all have an empty login).
 async fn check_advises_what_redmine_needs_once(store: Store) {
-    let s = redmine!(store);
+    let s = example!("redmine", store);
     let config = s.example_config("redmine");
     let (_, warnings) = scim_sidecar::app::build(
         &config,

@@ -18,36 +18,12 @@ use crate::support::{Sidecar, Store};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(crate::support::Store::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(crate::support::Store::Postgres).await
-            }
-        }
-    )*};
-}
-
 both!(
     a_partial_index_on_the_discriminator_counts,
     the_advice_is_a_partial_index_the_data_satisfies,
     a_unique_email_in_a_child_table_is_a_409,
     a_foreign_key_nothing_handles_is_named,
 );
-
-macro_rules! start {
-    ($store:expr) => {
-        match Sidecar::example("derived", $store, None).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 /// The warnings `scim-sidecar check` prints for `config`.
 async fn warnings(config: &Config) -> Vec<Problem> {
@@ -68,7 +44,7 @@ fn about<'a>(warnings: &'a [Problem], what: &str) -> Vec<&'a Problem> {
 /// a unique index, so there is nothing to warn about, and the database itself refuses a
 /// second user with the same login in other case.
 async fn a_partial_index_on_the_discriminator_counts(store: Store) {
-    let s = start!(store);
+    let s = example!("derived", store);
     let w = warnings(&s.example_config("derived")).await;
     assert!(about(&w, "login").is_empty(), "{w:?}");
     let user = |name: &str| {
@@ -89,7 +65,7 @@ async fn a_partial_index_on_the_discriminator_counts(store: Store) {
 /// app's rows satisfy although its built-in rows and its groups all have an empty login. It
 /// runs as printed, and the warning is gone.
 async fn the_advice_is_a_partial_index_the_data_satisfies(store: Store) {
-    let s = start!(store);
+    let s = example!("derived", store);
     s.exec("INSERT INTO principals (type, login, lastname) VALUES ('Group', '', 'a'), ('Group', '', 'b');")
         .await;
     s.exec("DROP INDEX principals_login;").await;
@@ -123,7 +99,7 @@ async fn the_advice_is_a_partial_index_the_data_satisfies(store: Store) {
 /// same address (in other case) is 409 `uniqueness`, for a create and for a PATCH, and
 /// nothing is written; the same user may keep its own address.
 async fn a_unique_email_in_a_child_table_is_a_409(store: Store) {
-    let s = start!(store);
+    let s = example!("derived", store);
     let alice = json!({"schemas": [USER], "userName": "alice", "name": {"familyName": "A"},
                        "emails": [{"type": "work", "value": "alice@example.com"}]});
     let r = s
@@ -178,7 +154,7 @@ async fn a_unique_email_in_a_child_table_is_a_409(store: Store) {
 /// stays), so nothing is said of them. With the cascade, the warning is gone, and deleting
 /// the group leaves its issues unassigned.
 async fn a_foreign_key_nothing_handles_is_named(store: Store) {
-    let s = start!(store);
+    let s = example!("derived", store);
     let w = warnings(&s.example_config("derived")).await;
     let fk = about(&w, "issues.assigned_to_id");
     assert_eq!(fk.len(), 1, "once, for the groups:\n{w:?}");

@@ -13,21 +13,6 @@ use crate::support::{Sidecar, Store};
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(crate::support::Store::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(crate::support::Store::Postgres).await
-            }
-        }
-    )*};
-}
-
 both!(
     a_minimal_create_gets_its_defaults,
     unlisted_states_read_as_the_fallback,
@@ -36,15 +21,6 @@ both!(
     a_single_email_column_is_the_primary_one,
     computed_attributes_are_read_only,
 );
-
-macro_rules! start {
-    ($store:expr) => {
-        match Sidecar::example("values", $store, None).await {
-            Some(s) => s,
-            None => return,
-        }
-    };
-}
 
 fn body(user_name: &str) -> Value {
     json!({"schemas": [USER], "userName": user_name,
@@ -82,7 +58,7 @@ async fn count(s: &Sidecar) -> String {
 /// the mapping's defaults: the display name from the names, the status active. A PUT without
 /// them writes the defaults again, from the new names.
 async fn a_minimal_create_gets_its_defaults(store: Store) {
-    let s = start!(store);
+    let s = example!("values", store);
     let id = create(&s, &body("bjensen")).await;
     assert_eq!(
         row(&s, &id).await,
@@ -117,7 +93,7 @@ async fn a_minimal_create_gets_its_defaults(store: Store) {
 /// instead of no `active` at all; filters find them the same way; writing `false` stores the
 /// first listed value (3).
 async fn unlisted_states_read_as_the_fallback(store: Store) {
-    let s = start!(store);
+    let s = example!("values", store);
     s.exec(
         "INSERT INTO accounts (login, last_name, display_name, status) VALUES
             ('active', 'A', 'A', 1), ('registered', 'R', 'R', 2),
@@ -209,7 +185,7 @@ async fn unlisted_states_read_as_the_fallback(store: Store) {
 /// in a child table, naming the attribute, and nothing is written; /Schemas says so, so a
 /// client reading it sends them. A default makes a NOT NULL column optional.
 async fn required_attributes_are_enforced_and_published(store: Store) {
-    let s = start!(store);
+    let s = example!("values", store);
     let mut no_family = body("a");
     no_family["name"] = json!({"givenName": "A"});
     let d = s
@@ -298,7 +274,7 @@ async fn required_attributes_are_enforced_and_published(store: Store) {
 /// `overflow = "truncate"` cuts a long title to the column (10 characters); an attribute
 /// without it is refused, naming it, and nothing is written.
 async fn overflow_truncates_or_refuses(store: Store) {
-    let s = start!(store);
+    let s = example!("values", store);
     let mut b = body("vp");
     b["title"] = json!("Vice President of Engineering");
     let id = create(&s, &b).await;
@@ -373,7 +349,7 @@ async fn a_single_email_column_is_the_primary_one(store: Store) {
 /// `name.formatted` is computed from the names on every read, published read-only, and
 /// refused as a target of a write or a filter with a message saying what to use instead.
 async fn computed_attributes_are_read_only(store: Store) {
-    let s = start!(store);
+    let s = example!("values", store);
     let id = create(&s, &body("f")).await;
     let path = format!("/scim/v2/Users/{id}");
     let u = s.client.get(&path).await.expect(200).json();

@@ -3,6 +3,34 @@
 //! per test. Nothing is mocked.
 #![allow(dead_code)]
 
+/// One test per store: `both!(name, …)` runs `async fn name(store: Store)` as `name::sqlite`
+/// and `name::postgres` (skipped with a reason when PostgreSQL is not installed).
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(crate::support::Store::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(crate::support::Store::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// The sidecar of example `$name` on `$store` (`Sidecar::example`), or returns from the
+/// test when PostgreSQL is not installed.
+macro_rules! example {
+    ($name:expr, $store:expr) => {
+        match crate::support::Sidecar::example($name, $store, None).await {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}
+
 pub mod client;
 #[macro_use]
 pub mod idp;
@@ -190,6 +218,42 @@ impl Sidecar {
             Some(db) => db.rows(query).await,
             None => self.sql(query),
         }
+    }
+
+    /// The first column of the first row of a query against the app's database (a count).
+    pub async fn one(&self, query: &str) -> String {
+        self.rows(query).await[0][0].clone()
+    }
+
+    /// POSTs `body` to `path`, expects 201, and returns the new resource's id.
+    pub async fn created(&self, path: &str, body: &serde_json::Value) -> String {
+        self.client.post(path, body).await.expect(201).json()["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
+    /// Creates a group named `name` (no members); its id.
+    pub async fn group(&self, name: &str) -> String {
+        self.created(
+            "/scim/v2/Groups",
+            &serde_json::json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": name}),
+        )
+        .await
+    }
+
+    /// PATCHes group `group`'s members with `op` ("add", "remove") of `user`, as Entra does
+    /// one membership at a time; expects 204.
+    pub async fn patch_members(&self, group: &str, op: &str, user: &str) {
+        self.client
+            .patch(
+                &format!("/scim/v2/Groups/{group}"),
+                &client::patch_body(
+                    serde_json::json!([{"op": op, "path": "members", "value": [{"value": user}]}]),
+                ),
+            )
+            .await
+            .expect(204);
     }
 
     /// Runs statements against the app's own database, as the app itself would write.
