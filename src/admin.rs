@@ -3,7 +3,8 @@
 //!
 //! - `/healthz`: 200 while the process serves requests (liveness).
 //! - `/readyz`: 200 when every store answers, 503 otherwise or while shutting down
-//!   (readiness: Kubernetes stops routing to a draining pod). The stores are pinged at once,
+//!   (readiness: Kubernetes stops routing to a draining pod). After a failed config reload
+//!   it stays 200 (the previous config serves) and says so in its body. The stores are pinged at once,
 //!   under one deadline of [`READY_DEADLINE`]: below the 1 s a probe's `timeoutSeconds` allows
 //!   at least, so a slow store is a 503 naming it, never a probe timeout.
 //! - `/metrics`: Prometheus/OpenMetrics text.
@@ -122,7 +123,11 @@ async fn ready(current: &Current, process: &Process) -> Response<Body> {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
     match crate::app::ping_all(&current.load().backends, READY_DEADLINE).await {
-        Ok(()) => text(StatusCode::OK, "ready\n"),
+        // Still ready after a failed reload: the previous config serves.
+        Ok(()) => match process.reload_failure() {
+            Some(why) => text(StatusCode::OK, &format!("ready\n{why}\n")),
+            None => text(StatusCode::OK, "ready\n"),
+        },
         Err(failures) => text(
             StatusCode::SERVICE_UNAVAILABLE,
             &(failures.join("\n") + "\n"),

@@ -31,6 +31,8 @@ pub struct Process {
     pub metrics: Arc<Metrics>,
     /// Set when shutdown begins: `/readyz` then answers 503.
     pub draining: AtomicBool,
+    /// Why the last config reload failed, while the previous config serves (`/readyz` says).
+    reload_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl Process {
@@ -39,7 +41,20 @@ impl Process {
         Process {
             metrics: Arc::new(Metrics::new()),
             draining: AtomicBool::new(false),
+            reload_failure: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Records why the last reload failed (`None`: it succeeded).
+    pub fn set_reload_failure(&self, why: Option<String>) {
+        if let Ok(mut f) = self.reload_failure.lock() {
+            *f = why;
+        }
+    }
+
+    /// Why the last reload failed, if it did.
+    pub fn reload_failure(&self) -> Option<String> {
+        self.reload_failure.lock().ok().and_then(|f| f.clone())
     }
 }
 

@@ -24,7 +24,8 @@
 //! - [`config`] turns the TOML file into a validated [`config::Config`] (every problem at
 //!   once, with file and line); [`app::build`], the composition root, opens the stores,
 //!   checks the mappings against them and builds the swappable [`app::App`].
-//! - [`admin`] serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]) on its own port.
+//! - [`admin`] serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]) on its own port;
+//!   [`reload`] swaps in a changed config file while the server runs.
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -40,6 +41,7 @@ pub mod mapping;
 pub mod memory;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod scim;
 pub mod server;
 pub mod tls;

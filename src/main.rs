@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use scim_sidecar::config::{self, Config, LogFormat, ProcessEnv};
-use scim_sidecar::{app, server};
+use scim_sidecar::{app, reload, server};
 
 /// A reverse-proxy sidecar that adds SCIM 2.0 provisioning to applications that have none.
 #[derive(Parser)]
@@ -307,16 +307,19 @@ async fn run(path: PathBuf, format: Option<Format>, shards: usize) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let hash = reload::config_hash(&path);
+    running.process.metrics.config_loaded(&hash);
     tracing::info!(
         listen = %running.addr,
         scim = %config.scim.base_path,
         upstream = config.upstream.as_ref().map(|u| u.url.to_string()).unwrap_or_else(|| "none".into()),
         admin = running.admin_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         tls = config.listen.tls.is_some(),
+        config = %hash,
         startup_ms = started.elapsed().as_secs_f64() * 1e3,
         "scim-sidecar ready"
     );
-    shutdown_signal().await;
+    serve_until_stopped(&running, &path, &config).await;
     tracing::info!(
         timeout_s = config.listen.shutdown_timeout.as_secs(),
         "shutting down: finishing in-flight requests"
@@ -346,6 +349,67 @@ fn init_logging(config: &Config, format: Option<Format>) {
     } else {
         builder.init();
     }
+}
+
+/// Serves until SIGTERM or Ctrl-C, reloading the config when one of its files changes or on
+/// SIGHUP ([`reload`]).
+async fn serve_until_stopped(running: &server::Running, path: &std::path::Path, config: &Config) {
+    let mut watched = reload::Watched::new(path, config);
+    let mut poll = tokio::time::interval(reload::POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut hangup = hangup_signal();
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let mut served: Option<Config> = None;
+    loop {
+        let asked = tokio::select! {
+            () = &mut stop => return,
+            _ = poll.tick() => false,
+            _ = hangup.recv() => true,
+        };
+        if !asked && !watched.changed() {
+            continue;
+        }
+        tracing::info!(
+            reason = if asked {
+                "SIGHUP"
+            } else {
+                "a watched file changed"
+            },
+            "reloading the config"
+        );
+        if let Some(new) = reload::reload(running, path, &ProcessEnv).await {
+            let old = served.as_ref().unwrap_or(config);
+            for setting in reload::restart_only(old, &new) {
+                tracing::warn!(
+                    setting,
+                    "changed in the config: takes effect at the next restart"
+                );
+            }
+            watched = reload::Watched::new(path, &new);
+            served = Some(new);
+        }
+    }
+}
+
+/// SIGHUP, as a stream of notices (none where the platform has no such signal; the stream
+/// then stays open and silent).
+fn hangup_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut hup) = signal(SignalKind::hangup()) {
+                while hup.recv().await.is_some() {
+                    let _ = tx.try_send(());
+                }
+            }
+        }
+        std::future::pending::<()>().await;
+        drop(tx);
+    });
+    rx
 }
 
 async fn shutdown_signal() {

@@ -69,6 +69,16 @@ struct VersionLabels {
     version: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HashLabels {
+    hash: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 0.25 ms … 4 s.
     Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
@@ -92,6 +102,8 @@ pub struct Metrics {
     connection_timeouts: Family<TimeoutLabels, Counter>,
     connection_limit_waits: Family<ListenerLabels, Counter>,
     accept_errors: Family<ListenerLabels, Counter>,
+    reloads: Family<ResultLabels, Counter>,
+    config_info: Family<HashLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -118,6 +130,8 @@ impl Metrics {
         let connection_timeouts = Family::<TimeoutLabels, Counter>::default();
         let connection_limit_waits = Family::<ListenerLabels, Counter>::default();
         let accept_errors = Family::<ListenerLabels, Counter>::default();
+        let reloads = Family::<ResultLabels, Counter>::default();
+        let config_info = Family::<HashLabels, Gauge>::default();
         let info = Family::<VersionLabels, Gauge>::default();
         info.get_or_create(&VersionLabels {
             version: env!("CARGO_PKG_VERSION"),
@@ -188,6 +202,17 @@ impl Metrics {
             accept_errors.clone(),
         );
         registry.register(
+            "scim_sidecar_config_reloads",
+            "Config reloads (a changed file or SIGHUP), by result (success, failure: the \
+             previous config stays)",
+            reloads.clone(),
+        );
+        registry.register(
+            "scim_sidecar_config_info",
+            "The config being served: 1 for the hash of its file (SHA-256, first 16 hex digits)",
+            config_info.clone(),
+        );
+        registry.register(
             "scim_sidecar_build_info",
             "Version of the running sidecar",
             info,
@@ -207,7 +232,24 @@ impl Metrics {
             connection_timeouts,
             connection_limit_waits,
             accept_errors,
+            reloads,
+            config_info,
         }
+    }
+
+    /// A reload ended: `success` or `failure`.
+    pub fn config_reload(&self, result: &'static str) {
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// The config now served has `hash` (the previous one's series goes).
+    pub fn config_loaded(&self, hash: &str) {
+        self.config_info.clear();
+        self.config_info
+            .get_or_create(&HashLabels {
+                hash: hash.to_owned(),
+            })
+            .set(1);
     }
 
     /// Records the threads serving connections (`--workers`), once, at start-up.

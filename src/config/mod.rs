@@ -48,6 +48,9 @@ pub struct Config {
     pub state: Option<StateConfig>,
     /// Things worth fixing that do not stop start-up.
     pub warnings: Vec<Problem>,
+    /// Every file the config reads besides itself (token files, TLS certificate and key,
+    /// JWK sets): what a reload watches with it.
+    pub files: Vec<PathBuf>,
 }
 
 /// `[listen]`
@@ -280,6 +283,24 @@ impl Config {
     /// else the resource's own.
     pub fn state_backend<'a>(&'a self, backend: &'a str) -> &'a str {
         self.state.as_ref().map_or(backend, |s| s.backend.as_str())
+    }
+
+    /// `read` (files the checker read) plus the files the config names and the app reads
+    /// when it is built: the TLS certificate and key, JWK set files.
+    fn with_files(mut self, read: Vec<PathBuf>) -> Self {
+        let mut files = read;
+        if let Some(t) = &self.listen.tls {
+            files.push(t.cert.clone());
+            files.push(t.key.clone());
+        }
+        for j in &self.auth.jwt {
+            if let KeySource::File(f) = &j.keys {
+                files.push(f.clone());
+            }
+        }
+        files.dedup();
+        self.files = files;
+        self
     }
 }
 

@@ -57,6 +57,7 @@ pub fn from_str_filtered(
         dir,
         env,
         problems: Vec::new(),
+        files: Vec::new(),
     };
     let mut config = v.config(raw, doc.get_ref());
     v.problems.retain(|p| keep(p));
@@ -86,6 +87,8 @@ pub struct Cx<'a> {
     pub(crate) dir: &'a Path,
     pub(crate) env: &'a dyn Env,
     pub(crate) problems: Vec<Problem>,
+    /// Files read besides the config file ([`Config::files`]).
+    pub(crate) files: Vec<PathBuf>,
 }
 
 impl Cx<'_> {
@@ -269,7 +272,9 @@ impl Cx<'_> {
             resources,
             state,
             warnings: Vec::new(),
+            files: Vec::new(),
         }
+        .with_files(std::mem::take(&mut self.files))
     }
 
     fn check_addr(&mut self, addr: &str, o: &Origin, what: &str) {
@@ -688,6 +693,7 @@ impl Cx<'_> {
                 continue;
             };
             let p = self.resolve(PathBuf::from(p));
+            self.files.push(p.clone());
             match std::fs::read_to_string(&p) {
                 Ok(v) => tokens.push((v.trim().to_owned(), read_only, fo)),
                 Err(e) => self.error(

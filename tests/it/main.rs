@@ -26,6 +26,7 @@ mod phpbb;
 mod postgres;
 mod proxy;
 mod redmine;
+mod reload;
 mod schema_fuzz;
 mod swap;
 mod tls;

@@ -75,6 +75,17 @@ impl Pki {
         self.dir.path().join(name)
     }
 
+    /// The certificate chain and the key, as PEM text (what a TLS Secret holds).
+    pub(crate) fn pem(&self) -> (String, String) {
+        let read = |name: &str| std::fs::read_to_string(self.path(name)).expect("PEM");
+        (read("cert.pem"), read("key.pem"))
+    }
+
+    /// The CA, for a client that trusts several.
+    pub(crate) fn ca(&self) -> CertificateDer<'static> {
+        self.ca.clone()
+    }
+
     pub(crate) fn tls(&self) -> Tls {
         Tls {
             cert: self.path("cert.pem"),
@@ -127,7 +138,7 @@ fn alpn(tls: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
 }
 
 /// HTTP/1.1 over an established TLS stream.
-async fn h1(tls: TlsStream<TcpStream>) -> http1::SendRequest<Body> {
+pub(crate) async fn h1(tls: TlsStream<TcpStream>) -> http1::SendRequest<Body> {
     let (sender, conn) = http1::handshake(TokioIo::new(tls))
         .await
         .expect("HTTP/1.1 handshake");
@@ -146,7 +157,7 @@ async fn h2(tls: TlsStream<TcpStream>) -> http2::SendRequest<Body> {
 
 /// A request as an identity provider sends it: origin-form with `Host` for HTTP/1.1, absolute
 /// `https://` URI (`:scheme`, `:authority`) for HTTP/2.
-fn request(
+pub(crate) fn request(
     addr: SocketAddr,
     v: Version,
     method: Method,
@@ -174,7 +185,7 @@ fn request(
 }
 
 /// The answer, read in full.
-async fn read(
+pub(crate) async fn read(
     fut: impl Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>>,
 ) -> (http::response::Parts, Bytes) {
     tokio::time::timeout(GUARD, async {
