@@ -91,6 +91,8 @@ pub struct App {
     /// What the router checks of each request: the SCIM body deadline, the proxies whose
     /// `X-Forwarded-*` are believed, the `Host` values URLs may be built from.
     pub limits: crate::server::router::Limits,
+    /// The audit log of writes, when `[audit]` is configured.
+    pub audit: Option<Arc<crate::audit::Sink>>,
 }
 
 /// The current [`App`]: read per request, replaced atomically.
@@ -321,6 +323,23 @@ pub async fn build(
         },
         None => None,
     };
+    let audit = match &config.audit {
+        Some(out) => match crate::audit::Sink::open(out) {
+            Ok(sink) => Some(Arc::new(sink)),
+            Err(e) => {
+                problems.push(Problem::error(
+                    &Origin {
+                        file: config.file.clone(),
+                        line: 0,
+                    },
+                    format!("[audit] output {out:?} cannot be opened: {e}"),
+                    Some("name a file the sidecar may append to, or \"stdout\"".into()),
+                ));
+                None
+            }
+        },
+        None => None,
+    };
     let (false, Some(auth)) = (!problems.is_empty(), auth) else {
         problems.extend(warnings);
         return Err(problems);
@@ -365,6 +384,7 @@ pub async fn build(
             trusted_proxies: config.listen.trusted_proxies.clone(),
             allowed_hosts: config.scim.allowed_hosts.clone(),
         },
+        audit,
     };
     Ok((app, warnings))
 }

@@ -133,12 +133,28 @@ pub enum Via {
 }
 
 /// An authenticated caller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     /// May read and search, never write.
     pub read_only: bool,
     /// Which kind of credential it used.
     pub via: Via,
+    /// Which credential, for the audit log, never the secret: `token:1a2b3c4d` (the first
+    /// hex digits of the token's SHA-256), `jwt:<issuer> sub=<subject>`, `oauth:<client>`.
+    pub who: String,
+}
+
+/// The first four bytes of a digest, in hex: names a static token without revealing it.
+fn fingerprint(d: &[u8]) -> String {
+    d.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `sub`, else `azp` or `appid` (Entra's client id), of a token's claims.
+pub(crate) fn subject(claims: &serde_json::Map<String, serde_json::Value>) -> &str {
+    ["sub", "azp", "appid"]
+        .iter()
+        .find_map(|k| claims.get(*k).and_then(|v| v.as_str()))
+        .unwrap_or("-")
 }
 
 /// Checks SCIM requests' credentials.
@@ -214,6 +230,7 @@ impl Authenticator {
             return Ok(Principal {
                 read_only: bool::from(read_only),
                 via: Via::Static,
+                who: format!("token:{}", fingerprint(&presented)),
             });
         }
         if (self.issuers.is_empty() && self.own.is_none()) || !jwt::looks_like_jwt(token) {
@@ -305,6 +322,7 @@ impl Authenticator {
         Ok(Principal {
             read_only,
             via: Via::Jwt,
+            who: format!("jwt:{} sub={}", cfg.issuer, subject(&t.claims)),
         })
     }
 }
@@ -354,8 +372,13 @@ mod tests {
         hv(&format!("Bearer {t}"))
     }
 
-    fn ok(read_only: bool, via: Via) -> Result<Principal, AuthError> {
-        Ok(Principal { read_only, via })
+    fn ok(read_only: bool, via: Via) -> Result<(bool, Via), AuthError> {
+        Ok((read_only, via))
+    }
+
+    /// What these tests check of a principal (its `who` is checked on its own).
+    fn kind(p: Principal) -> (bool, Via) {
+        (p.read_only, p.via)
     }
 
     /// Either of two rotated tokens passes; the scheme is case-insensitive; a token marked
@@ -364,15 +387,21 @@ mod tests {
     async fn accepts_configured_tokens() {
         let a = auth();
         assert_eq!(
-            a.check(Some(&hv("Bearer old-token-0123456789"))).await,
+            a.check(Some(&hv("Bearer old-token-0123456789")))
+                .await
+                .map(kind),
             ok(false, Via::Static)
         );
         assert_eq!(
-            a.check(Some(&hv("bearer new-token-0123456789"))).await,
+            a.check(Some(&hv("bearer new-token-0123456789")))
+                .await
+                .map(kind),
             ok(false, Via::Static)
         );
         assert_eq!(
-            a.check(Some(&hv("Bearer read-token-0123456789"))).await,
+            a.check(Some(&hv("Bearer read-token-0123456789")))
+                .await
+                .map(kind),
             ok(true, Via::Static)
         );
     }
@@ -483,11 +512,13 @@ mod tests {
         let f = fixture(None);
         let h = json!({"alg": "ES256", "kid": "e1", "typ": "JWT"});
         assert_eq!(
-            f.es(h.clone(), claims(json!({}))).await,
+            f.es(h.clone(), claims(json!({}))).await.map(kind),
             ok(false, Via::Jwt)
         );
         assert_eq!(
-            f.es(h.clone(), claims(json!({"scp": "scim.read"}))).await,
+            f.es(h.clone(), claims(json!({"scp": "scim.read"})))
+                .await
+                .map(kind),
             ok(true, Via::Jwt)
         );
         assert_eq!(
@@ -497,12 +528,15 @@ mod tests {
                     json!({"aud": ["other", "api://scim"], "roles": ["scim.write"], "scp": null})
                 )
             )
-            .await,
+            .await
+            .map(kind),
             ok(false, Via::Jwt)
         );
         // No kid: every key that fits the algorithm is tried.
         assert_eq!(
-            f.es(json!({"alg": "ES256"}), claims(json!({}))).await,
+            f.es(json!({"alg": "ES256"}), claims(json!({})))
+                .await
+                .map(kind),
             ok(false, Via::Jwt)
         );
         let t = sign_rsa(
@@ -511,9 +545,15 @@ mod tests {
             &json!({"alg": "RS256", "kid": "r1"}),
             &claims(json!({})),
         );
-        assert_eq!(f.auth.check(Some(&bearer(&t))).await, ok(false, Via::Jwt));
         assert_eq!(
-            f.auth.check(Some(&bearer("read-token-0123456789"))).await,
+            f.auth.check(Some(&bearer(&t))).await.map(kind),
+            ok(false, Via::Jwt)
+        );
+        assert_eq!(
+            f.auth
+                .check(Some(&bearer("read-token-0123456789")))
+                .await
+                .map(kind),
             ok(true, Via::Static)
         );
     }
@@ -634,9 +674,15 @@ mod tests {
         );
         let f = fixture(Some(signer.clone()));
         let t = signer.issue("entra", false, now());
-        assert_eq!(f.auth.check(Some(&bearer(&t))).await, ok(false, Via::OAuth));
+        assert_eq!(
+            f.auth.check(Some(&bearer(&t))).await.map(kind),
+            ok(false, Via::OAuth)
+        );
         let t = signer.issue("reader", true, now());
-        assert_eq!(f.auth.check(Some(&bearer(&t))).await, ok(true, Via::OAuth));
+        assert_eq!(
+            f.auth.check(Some(&bearer(&t))).await.map(kind),
+            ok(true, Via::OAuth)
+        );
         let other = oauth::Signer::new(None, Duration::from_secs(600)).expect("signer");
         let t = other.issue("entra", false, now());
         assert_eq!(

@@ -116,6 +116,7 @@ impl Signer {
         Ok(Principal {
             read_only: !write,
             via: Via::OAuth,
+            who: format!("oauth:{}", super::subject(&t.claims)),
         })
     }
 }

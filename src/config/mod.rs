@@ -46,6 +46,8 @@ pub struct Config {
     pub resources: Vec<ResourceSpec>,
     /// `[state]`: where kept attributes live, when not in each resource's own store.
     pub state: Option<StateConfig>,
+    /// `[audit]`: where the audit log of writes goes; `None`: no audit log.
+    pub audit: Option<crate::audit::Output>,
     /// Things worth fixing that do not stop start-up.
     pub warnings: Vec<Problem>,
     /// Every file the config reads besides itself (token files, TLS certificate and key,

@@ -59,6 +59,16 @@ pub struct RawConfig {
     pub resource: IndexMap<String, serde::de::IgnoredAny>,
     /// `[state]`
     pub state: Option<Spanned<RawState>>,
+    /// `[audit]`
+    pub audit: Option<Spanned<RawAudit>>,
+}
+
+/// `[audit]`: the audit log of writes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// `"stdout"` or a file path.
+    pub output: S,
 }
 
 /// `[state]`: where the sidecar keeps attributes the app has no place for.

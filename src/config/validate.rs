@@ -247,6 +247,13 @@ impl Cx<'_> {
             Some(addr)
         });
         let log = self.log(&raw);
+        let audit = raw.audit.as_ref().and_then(|a| {
+            let out = self.string(&a.get_ref().output, "audit.output")?;
+            Some(match out.as_str() {
+                "stdout" | "-" => crate::audit::Output::Stdout,
+                path => crate::audit::Output::File(self.resolve(PathBuf::from(path))),
+            })
+        });
         let backends = self.backends(doc, &top);
         let resources = self.resources(doc, &top);
         let state = self.state(&raw, &backends, &resources);
@@ -271,6 +278,7 @@ impl Cx<'_> {
             backends,
             resources,
             state,
+            audit,
             warnings: Vec::new(),
             files: Vec::new(),
         }

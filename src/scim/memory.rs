@@ -286,6 +286,7 @@ mod tests {
                 if_none_match: None,
                 body: body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string())),
                 base: BaseUrl("https://app.example/scim/v2".into()),
+                audit: false,
             })
             .await;
         let json = r.body.as_deref().map_or(Value::Null, |b| {
@@ -479,6 +480,7 @@ mod tests {
                 if_none_match: None,
                 body: Bytes::from_static(b"{not json"),
                 base: BaseUrl("https://app.example/scim/v2".into()),
+                audit: false,
             })
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);

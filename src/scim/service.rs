@@ -33,7 +33,7 @@ pub type Edit = Box<dyn FnOnce(Stored, &ResourceType) -> Result<Update, ScimErro
 pub type Check = Box<dyn FnOnce(&Stored) -> Result<(), ScimError> + Send>;
 
 /// What an [`Edit`] produces.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Update {
     /// The complete new attributes (the store writes only those that differ).
     pub attrs: Object,
@@ -193,6 +193,24 @@ pub struct Request<'a> {
     pub body: Bytes,
     /// The public base URL, e.g. `https://app.example.com/scim/v2`.
     pub base: BaseUrl,
+    /// Record what a write changes ([`Response::change`]), for the audit log.
+    pub audit: bool,
+}
+
+/// What a write changed, for the audit log: the resource before and after, what was written
+/// that is never read back (named only), and the membership changes.
+#[derive(Debug, Default)]
+pub struct Change {
+    /// The resource's id.
+    pub id: String,
+    /// Its attributes before the write (`None` for a create).
+    pub before: Option<Object>,
+    /// Its attributes after the write, as stored (`None` for a delete).
+    pub after: Option<Object>,
+    /// Attributes written that are never returned (`password`): named, never shown.
+    pub secrets: Vec<String>,
+    /// Membership changes.
+    pub members: Vec<MemberOp>,
 }
 
 /// A SCIM response, for the router to send.
@@ -219,6 +237,8 @@ pub struct Response {
     /// The share of the members budget this response holds: to be dropped once its body has
     /// been sent.
     pub hold: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// What the write changed, when [`Request::audit`] asked.
+    pub change: Option<Box<Change>>,
 }
 
 impl Response {
@@ -234,6 +254,7 @@ impl Response {
             operation: Operation::Other,
             error: None,
             hold: None,
+            change: None,
         }
     }
 
@@ -512,9 +533,24 @@ impl<P: Provider> Service<P> {
         let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
         let load = self.loads_members(rt, &proj);
         let hold = self.reserve(load).await?;
+        let secrets = if req.audit {
+            secrets_in(rt, &input.attrs)
+        } else {
+            Vec::new()
+        };
+        let added = input.members.clone().filter(|_| req.audit);
         let stored = p
             .create(input.attrs, input.members.unwrap_or_default(), load)
             .await?;
+        let change = req.audit.then(|| {
+            Box::new(Change {
+                id: stored.id.clone(),
+                before: None,
+                after: Some(stored.attrs.clone()),
+                secrets,
+                members: added.into_iter().map(MemberOp::Add).collect(),
+            })
+        });
         let hold = keep(hold, members_of(&stored));
         let location = req.base.location(&rt.endpoint, &stored.id);
         let etag = resource::version(&stored.attrs);
@@ -525,6 +561,7 @@ impl<P: Provider> Service<P> {
         r.location = Some(location);
         r.etag = Some(etag);
         r.hold = hold;
+        r.change = change;
         Ok(r)
     }
 
@@ -623,9 +660,11 @@ impl<P: Provider> Service<P> {
         });
         let load = self.loads_members(rt, &proj);
         let hold = self.reserve(load).await?;
+        let (edit, seen) = witnessed(edit, req.audit);
         let stored = p.update(id, load, edit).await?;
         let mut r = self.updated(rt, &stored, req, &proj);
         r.hold = keep(hold, members_of(&stored));
+        r.change = changed(rt, seen, &stored);
         Ok(r)
     }
 
@@ -656,14 +695,18 @@ impl<P: Provider> Service<P> {
         let quiet = rt.membership.is_some() && a.is_none() && e.is_none();
         let load = !quiet && self.loads_members(rt, &proj);
         let hold = self.reserve(load).await?;
+        let (edit, seen) = witnessed(edit, req.audit);
         let stored = p.update(id, load, edit).await?;
+        let change = changed(rt, seen, &stored);
         if quiet {
             let mut r = Response::empty(StatusCode::NO_CONTENT);
             r.etag = Some(resource::version(&stored.attrs));
+            r.change = change;
             return Ok(r);
         }
         let mut r = self.updated(rt, &stored, req, &proj);
         r.hold = keep(hold, members_of(&stored));
+        r.change = change;
         Ok(r)
     }
 
@@ -682,10 +725,27 @@ impl<P: Provider> Service<P> {
 
     async fn delete(&self, p: &P, id: &str, req: &Request<'_>) -> Result<Response, ScimError> {
         let if_match = req.if_match.map(str::to_owned);
-        let check: Check =
-            Box::new(move |current: &Stored| check_if_match(if_match.as_deref(), current));
+        let seen: Seen = Arc::default();
+        let witness = req.audit.then(|| seen.clone());
+        let check: Check = Box::new(move |current: &Stored| {
+            check_if_match(if_match.as_deref(), current)?;
+            if let Some(w) = witness {
+                if let Ok(mut w) = w.lock() {
+                    *w = Some((current.attrs.clone(), Update::default()));
+                }
+            }
+            Ok(())
+        });
         p.delete(id, check).await?;
-        Ok(Response::empty(StatusCode::NO_CONTENT))
+        let mut r = Response::empty(StatusCode::NO_CONTENT);
+        if req.audit {
+            r.change = Some(Box::new(Change {
+                id: id.to_owned(),
+                before: take(&seen).map(|(before, _)| before),
+                ..Change::default()
+            }));
+        }
+        Ok(r)
     }
 
     /// Reserves the most members one response may carry, before a read that loads them.
@@ -716,6 +776,70 @@ impl<P: Provider> Service<P> {
     fn loads_members(&self, rt: &ResourceType, proj: &Projection) -> bool {
         rt.membership.as_deref().is_some_and(|m| proj.wants(rt, m))
     }
+}
+
+/// What an edit saw and made, for the audit log: the attributes before, and the update.
+type Seen = Arc<std::sync::Mutex<Option<(Object, Update)>>>;
+
+/// `edit`, recording what it saw and made when `audit` is on.
+fn witnessed(edit: Edit, audit: bool) -> (Edit, Option<Seen>) {
+    if !audit {
+        return (edit, None);
+    }
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let wrapped: Edit = Box::new(move |current: Stored, rt: &ResourceType| {
+        let before = current.attrs.clone();
+        let update = edit(current, rt)?;
+        if let Ok(mut s) = s.lock() {
+            *s = Some((
+                before,
+                Update {
+                    attrs: update.attrs.clone(),
+                    members: update.members.clone(),
+                },
+            ));
+        }
+        Ok(update)
+    });
+    (wrapped, Some(seen))
+}
+
+fn take(seen: &Seen) -> Option<(Object, Update)> {
+    seen.lock().ok().and_then(|mut s| s.take())
+}
+
+/// The change an update made: before as the edit saw it, after as stored; the attributes it
+/// wrote that are never read back, named.
+fn changed(rt: &ResourceType, seen: Option<Seen>, stored: &Stored) -> Option<Box<Change>> {
+    let (before, update) = take(&seen?)?;
+    Some(Box::new(Change {
+        id: stored.id.clone(),
+        before: Some(before),
+        after: Some(stored.attrs.clone()),
+        secrets: secrets_in(rt, &update.attrs),
+        members: update.members,
+    }))
+}
+
+/// The attributes of `attrs` that are never returned (`returned: never` or `writeOnly`,
+/// such as `password`): an audit line names them, never their values.
+fn secrets_in(rt: &ResourceType, attrs: &Object) -> Vec<String> {
+    rt.attributes_with_home(false)
+        .filter(|(_, a)| {
+            a.returned == crate::scim::schema::Returned::Never
+                || a.mutability == crate::scim::schema::Mutability::WriteOnly
+        })
+        .filter(|(home, a)| {
+            let r = crate::scim::schema::Resolved {
+                home: *home,
+                attr: a,
+                sub: None,
+            };
+            resource::get(attrs, &r).is_some()
+        })
+        .map(|(_, a)| a.name.clone())
+        .collect()
 }
 
 /// Keeps of a reservation only what the response holds (`members`), giving the rest back.

@@ -18,7 +18,12 @@
 //! 4. **Serve.** [`crate::scim::Service::handle`] parses, validates and calls the mapping,
 //!    which runs one store transaction. Every error becomes an RFC 7644 §3.12 body.
 //! 5. **Record.** Metrics and one access-log line (method, path, status, time; never the
-//!    `Authorization` header or the body).
+//!    `Authorization` header or the body), and for a write that succeeded, one audit line
+//!    ([`crate::audit`]) when `[audit]` is configured.
+//!
+//! Every request has an id: the client's `X-Request-Id` when it sent a sensible one, else
+//! one made here. It is in the log and audit lines, in the response, and in the request
+//! passed to the app.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -36,6 +41,32 @@ use crate::proxy::{Body, ClientFault, ClientInfo, full};
 use crate::scim::{self, BaseUrl, ScimError};
 
 const SCIM_JSON: HeaderValue = HeaderValue::from_static("application/scim+json");
+
+const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// The request's id: the client's `X-Request-Id` when it is 1 to 128 visible ASCII
+/// characters, else a new one, unique in this process (a random start, then a counter).
+fn request_id(headers: &http::HeaderMap) -> HeaderValue {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    if let Some(v) = headers.get(&REQUEST_ID) {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    static START: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let start = *START.get_or_init(|| {
+        use ring::rand::SecureRandom;
+        let mut b = [0u8; 8];
+        let _ = ring::rand::SystemRandom::new().fill(&mut b);
+        u64::from_le_bytes(b)
+    });
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    HeaderValue::from_str(&format!("{start:016x}{n:08x}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
 
 /// What the router knows of the listener a request came in on (from `[listen]` and
 /// `[scim]`): deadlines, and whom to believe about the client.
@@ -71,20 +102,23 @@ pub async fn handle(
             return Ok(Box::pin(oauth.handle(req, peer, &app.metrics)).await);
         }
     }
+    let id = request_id(req.headers());
     let below = req
         .uri()
         .path()
         .strip_prefix(app.base_path.as_str())
         .filter(|rest| rest.is_empty() || rest.starts_with('/'));
-    match below {
+    let mut resp = match below {
         Some(rest) => {
             let rest = rest.to_owned();
             // Boxed: the SCIM future is ~3 KiB, and hyper moves the service future per
             // request; pass-through requests should not pay for copying it.
-            Ok(Box::pin(scim(&app, req, &rest, &client, limits)).await)
+            Box::pin(scim(&app, req, &rest, &client, limits, &id)).await
         }
-        None => Ok(pass_through(&app, req, &client).await),
-    }
+        None => pass_through(&app, req, &client, &id).await,
+    };
+    resp.headers_mut().entry(REQUEST_ID).or_insert(id);
+    Ok(resp)
 }
 
 /// `CONNECT` (RFC 9110 §9.3.6) asks for a tunnel to another host: 405, with the methods the
@@ -132,6 +166,7 @@ async fn pass_through(
     app: &App,
     mut req: Request<Incoming>,
     client: &ClientInfo,
+    id: &HeaderValue,
 ) -> Response<Body> {
     let Some(proxy) = &app.proxy else {
         let mut r = Response::new(full(
@@ -145,6 +180,9 @@ async fn pass_through(
     if req.headers().contains_key(header::AUTHORIZATION) {
         strip_scim_credentials(app, req.headers_mut());
     }
+    // The app sees the request's id: the client's, or the one made for it (also in place
+    // of one that was not a sensible id).
+    req.headers_mut().insert(REQUEST_ID, id.clone());
     let started = Instant::now();
     let resp = proxy.forward(req, client).await;
     if resp.extensions().get::<ClientFault>() == Some(&ClientFault::BodyTimeout) {
@@ -163,10 +201,12 @@ async fn scim(
     rest: &str,
     client: &ClientInfo,
     limits: &Limits,
+    id: &HeaderValue,
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let request_id = id.to_str().unwrap_or("-");
 
     // 2. Authenticate, then authorise writes.
     let principal = match app
@@ -191,7 +231,7 @@ async fn scim(
             }
             app.metrics
                 .scim_request("-", "unauthenticated", status.as_u16(), started.elapsed());
-            tracing::info!(%method, %path, status = status.as_u16(), reason = e.reason(), "scim request refused");
+            tracing::info!(request_id, %method, %path, status = status.as_u16(), reason = e.reason(), "scim request refused");
             return r;
         }
     };
@@ -205,7 +245,7 @@ async fn scim(
         );
         app.metrics
             .scim_request("-", "forbidden", 403, started.elapsed());
-        tracing::info!(%method, %path, status = 403, via = ?principal.via, "scim write refused for a read-only credential");
+        tracing::info!(request_id, %method, %path, status = 403, credential = %principal.who, "scim write refused for a read-only credential");
         return error_response(&err);
     }
 
@@ -220,7 +260,7 @@ async fn scim(
         Err(e) => {
             app.metrics
                 .scim_request("-", "invalid", e.status.as_u16(), started.elapsed());
-            tracing::info!(%method, %path, status = e.status.as_u16(), detail = %e.detail, "scim request refused");
+            tracing::info!(request_id, %method, %path, status = e.status.as_u16(), detail = %e.detail, "scim request refused");
             let mut r = error_response(&e);
             if e.status == StatusCode::REQUEST_TIMEOUT {
                 r.headers_mut()
@@ -241,8 +281,9 @@ async fn scim(
         if_none_match: header(header::IF_NONE_MATCH),
         body,
         base,
+        audit: app.audit.is_some(),
     };
-    let answer = app.scim.handle(request).await;
+    let mut answer = app.scim.handle(request).await;
 
     // 5. Record.
     let took = started.elapsed();
@@ -255,14 +296,29 @@ async fn scim(
     );
     match (&answer.error, status >= 500) {
         (Some(detail), true) => {
-            tracing::warn!(%method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, detail = %detail, "scim request failed")
+            tracing::warn!(request_id, %method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, detail = %detail, "scim request failed")
         }
         (Some(detail), false) => {
-            tracing::info!(%method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, detail = %detail, "scim request")
+            tracing::info!(request_id, %method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, detail = %detail, "scim request")
         }
         (None, _) => {
-            tracing::info!(%method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, "scim request")
+            tracing::info!(request_id, %method, %path, status, resource_type = %answer.resource_type, operation = answer.operation.as_str(), elapsed_ms = took.as_secs_f64() * 1e3, "scim request")
         }
+    }
+    if let (Some(audit), Some(change)) = (&app.audit, answer.change.take()) {
+        audit.record(
+            &crate::audit::Context {
+                request_id,
+                credential: &principal.who,
+                client: client.peer.ip(),
+                method: method.as_str(),
+                path: &path,
+                status,
+                resource_type: &answer.resource_type,
+                operation: answer.operation.as_str(),
+            },
+            &change,
+        );
     }
     to_http(answer)
 }
