@@ -28,6 +28,7 @@ mod postgres;
 mod proxy;
 mod redmine;
 mod reload;
+mod replicas;
 mod schema_fuzz;
 mod swap;
 mod tls;

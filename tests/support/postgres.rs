@@ -27,6 +27,7 @@ pub struct Cluster {
 }
 
 /// A database of one test.
+#[derive(Clone)]
 pub struct Db {
     /// `postgres://postgres@127.0.0.1:PORT/NAME`.
     pub url: String,
