@@ -24,6 +24,8 @@
 //! - [`config`] turns the TOML file into a validated [`config::Config`] (every problem at
 //!   once, with file and line); [`app::build`], the composition root, opens the stores,
 //!   checks the mappings against them and builds the swappable [`app::App`].
+//! - [`k8s`] adds the sidecar to Kubernetes pods: `inject` for manifests, `webhook` at
+//!   admission. It only builds pod specs; nothing on the serving path uses it.
 //! - [`admin`] serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]) on its own port.
 #![warn(missing_docs)]
 #![cfg_attr(
@@ -36,6 +38,7 @@ pub mod app;
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod k8s;
 pub mod mapping;
 pub mod memory;
 pub mod metrics;
