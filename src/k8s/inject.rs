@@ -142,29 +142,34 @@ pub fn inject_object(obj: &mut Value, opts: &Options) -> Result<Outcome, InjectE
     let Some(path) = template_path(kind) else {
         return Ok(Outcome::NotAWorkload);
     };
+    // A document without a pod template (a patch for kustomize, say) asks for nothing.
     let mut template = &mut *obj;
     for key in path {
         match template.get_mut(*key) {
             Some(t) => template = t,
-            None => {
-                return Err(InjectError::Malformed(format!(
-                    "{kind} has no {}",
-                    path.join(".")
-                )));
-            }
+            None => return Ok(Outcome::NotRequested),
         }
     }
     let Some(t) = template.as_object_mut() else {
-        return Err(InjectError::Malformed(format!(
-            "{kind}: {} is not a mapping",
-            path.join(".")
-        )));
+        return Ok(Outcome::NotRequested);
     };
     let meta = t.get("metadata").cloned().unwrap_or(Value::Null);
-    let Some(spec) = t.get_mut("spec") else {
-        return Err(InjectError::Malformed(format!("{kind} has no pod spec")));
-    };
-    inject_pod(&meta, spec, opts)
+    match t.get_mut("spec") {
+        Some(spec) => inject_pod(&meta, spec, opts),
+        None if asks(&meta) => Err(InjectError::Malformed(format!(
+            "{kind} asks for the sidecar but has no pod spec"
+        ))),
+        None => Ok(Outcome::NotRequested),
+    }
+}
+
+/// Whether pod metadata carries `scim-sidecar.io/inject: "true"`.
+fn asks(meta: &Value) -> bool {
+    meta.get("annotations")
+        .and_then(|m| m.get(a::INJECT))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        == Some("true")
 }
 
 fn in_item(i: usize, e: InjectError) -> InjectError {
@@ -231,7 +236,7 @@ impl Settings {
 pub fn inject_pod(meta: &Value, spec: &mut Value, opts: &Options) -> Result<Outcome, InjectError> {
     let ann = meta.get("annotations").and_then(Value::as_object);
     let get = |name: &str| ann.and_then(|m| m.get(name)).and_then(Value::as_str);
-    if get(a::INJECT).map(str::trim) != Some("true") {
+    if !asks(meta) {
         return Ok(Outcome::NotRequested);
     }
     let Some(spec_map) = spec.as_object() else {
@@ -780,6 +785,17 @@ mod tests {
             assert_eq!(o, Outcome::NotRequested);
             assert_eq!(spec, before);
         }
+    }
+
+    /// A document without a pod template (a kustomize patch) passes, whatever its kind.
+    #[test]
+    fn partial_documents_pass() {
+        let mut patch = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                               "metadata": {"name": "d"}, "spec": {"replicas": 3}});
+        let before = patch.clone();
+        let o = inject_object(&mut patch, &Options::default()).expect("passes");
+        assert_eq!(o, Outcome::NotRequested);
+        assert_eq!(patch, before);
     }
 
     /// The app port defaults to the first declared port; a name resolves to its number.
