@@ -54,6 +54,10 @@ pub struct InjectArgs {
     /// The sidecar image, for pods without a `scim-sidecar.io/image` annotation.
     #[arg(long, env = "SCIM_SIDECAR_IMAGE", default_value_t = super::default_image())]
     pub image: String,
+    /// Native sidecars (Kubernetes 1.29 and later) for pods without a
+    /// `scim-sidecar.io/native` annotation; `false` on older clusters.
+    #[arg(long, env = "SCIM_SIDECAR_NATIVE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub native: bool,
 }
 
 /// What the injector needs besides the pod: the defaults the command line sets.
@@ -61,12 +65,17 @@ pub struct InjectArgs {
 pub struct Options {
     /// Image for pods without a `scim-sidecar.io/image` annotation.
     pub image: String,
+    /// Native sidecar for pods without a `scim-sidecar.io/native` annotation. A cluster before
+    /// 1.29 would keep a native sidecar as an init container that never ends, so the pod
+    /// would never start: set it false there.
+    pub native: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             image: super::default_image(),
+            native: true,
         }
     }
 }
@@ -377,7 +386,7 @@ fn read_settings<'a>(
         port: port(a::PORT, a::DEFAULT_PORT)?,
         admin_port: port(a::ADMIN_PORT, a::DEFAULT_ADMIN_PORT)?,
         image,
-        native: flag(a::NATIVE, true)?,
+        native: flag(a::NATIVE, opts.native)?,
         migrate: flag(a::MIGRATE, false)?,
     })
 }
@@ -730,7 +739,10 @@ pub fn main(args: InjectArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let opts = Options { image: args.image };
+    let opts = Options {
+        image: args.image,
+        native: args.native,
+    };
     match inject_yaml(&input, &opts) {
         Ok((out, summary)) => {
             print!("{out}");

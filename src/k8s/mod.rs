@@ -41,8 +41,9 @@ pub mod annotations {
     pub const ADMIN_PORT: &str = "scim-sidecar.io/admin-port";
     /// The sidecar's image. Default: `--image` of `inject` / `webhook`.
     pub const IMAGE: &str = "scim-sidecar.io/image";
-    /// `"true"` (default): a native sidecar, an init container with `restartPolicy: Always`
-    /// (Kubernetes 1.29 and later); `"false"`: a second entry of `containers`.
+    /// `"true"`: a native sidecar, an init container with `restartPolicy: Always`
+    /// (Kubernetes 1.29 and later); `"false"`: a second entry of `containers`. Default:
+    /// `--native` of `inject` / `webhook` (true).
     pub const NATIVE: &str = "scim-sidecar.io/native";
     /// `"true"` adds an init container running `scim-sidecar migrate` before the sidecar.
     /// Default `"false"`.

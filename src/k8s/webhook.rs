@@ -81,6 +81,10 @@ pub struct WebhookArgs {
     /// The sidecar image, for pods without a `scim-sidecar.io/image` annotation.
     #[arg(long, env = "SCIM_SIDECAR_IMAGE", default_value_t = super::default_image())]
     pub image: String,
+    /// Native sidecars (Kubernetes 1.29 and later) for pods without a
+    /// `scim-sidecar.io/native` annotation; `false` on older clusters.
+    #[arg(long, env = "SCIM_SIDECAR_NATIVE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub native: bool,
     /// Log format.
     #[arg(long, value_enum, default_value = "json")]
     pub log_format: LogFormat,
@@ -490,7 +494,10 @@ pub async fn main(args: WebhookArgs) -> ExitCode {
         cert: args.tls_cert,
         key: args.tls_key,
         reload_every: Duration::from_secs(10),
-        inject: Options { image: args.image },
+        inject: Options {
+            image: args.image,
+            native: args.native,
+        },
     };
     let image = cfg.inject.image.clone();
     let hook = match start(cfg).await {

@@ -294,6 +294,27 @@ fn inject_says_when_nothing_asked() {
     assert!(err.contains("nothing injected"), "{err}");
 }
 
+/// On a cluster before 1.29, `--native false` makes the sidecar a second container of every
+/// pod that does not say otherwise; a pod's own `native` annotation still wins.
+#[test]
+fn inject_for_older_clusters() {
+    let text = "kind: Pod\nmetadata:\n  name: p\n  annotations:\n    scim-sidecar.io/inject: \"true\"\nspec:\n  containers: [{name: app}]\n";
+    let (ok, out, err) = run_inject(&["--native", "false"], text);
+    assert!(ok, "{err}");
+    let pod = parse_yaml(&out).expect("output parses");
+    assert_eq!(names(&pod["spec"]["containers"]), ["app", "scim-sidecar"]);
+    assert!(pod["spec"].get("initContainers").is_none(), "{out}");
+
+    let native = text.replace(
+        "inject: \"true\"\n",
+        "inject: \"true\"\n    scim-sidecar.io/native: \"true\"\n",
+    );
+    let (ok, out, err) = run_inject(&["--native", "false"], &native);
+    assert!(ok, "{err}");
+    let pod = parse_yaml(&out).expect("output parses");
+    assert_eq!(names(&pod["spec"]["initContainers"]), ["scim-sidecar"]);
+}
+
 /// A `List` (what `kubectl get deploy -o yaml` prints) has each of its items injected.
 #[test]
 fn inject_goes_into_lists() {
@@ -333,6 +354,7 @@ fn plain_manifests_are_what_inject_adds() {
         bare["spec"]["template"]["metadata"]["annotations"] = ann;
         let opts = Options {
             image: IMAGE.into(),
+            ..Options::default()
         };
         let o = inject::inject_object(&mut bare, &opts).expect("inject");
         assert_eq!(o, Outcome::Injected, "{file}");
@@ -393,6 +415,7 @@ async fn start_webhook(pki: &Pki) -> Webhook {
         reload_every: Duration::ZERO,
         inject: Options {
             image: IMAGE.into(),
+            ..Options::default()
         },
     })
     .await
@@ -531,6 +554,7 @@ async fn webhook_patches_an_annotated_pod() {
         &mut by_inject,
         &Options {
             image: IMAGE.into(),
+            ..Options::default()
         },
     )
     .expect("inject");
