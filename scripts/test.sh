@@ -29,3 +29,5 @@ echo "== cargo test"
 cargo test --locked
 echo "== scripts/conformance.sh (scim2-tester against the quickstart and the PostgreSQL examples)"
 scripts/conformance.sh
+echo "== scripts/k8s-validate.sh (examples/kubernetes and inject's output against the Kubernetes schemas)"
+scripts/k8s-validate.sh

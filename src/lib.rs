@@ -21,6 +21,8 @@
 //! - [`server::router`] reads as the request flow; [`server`] owns listeners and shutdown.
 //! - [`scim`] is usable as a library with any store; [`backend`] is testable without HTTP.
 //!   Each kind of store parses and checks its own part of the config ([`backend::kind`]).
+//! - [`k8s`] adds the sidecar to Kubernetes pods: `inject` for manifests, `webhook` at
+//!   admission. It only builds pod specs; nothing on the serving path uses it.
 //! - [`config`] turns the TOML file into a validated [`config::Config`] (every problem at
 //!   once, with file and line); [`app::build`], the composition root, opens the stores,
 //!   checks the mappings against them and builds the swappable [`app::App`].
@@ -38,6 +40,7 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod k8s;
 pub mod mapping;
 pub mod memory;
 pub mod metrics;

@@ -55,6 +55,11 @@ enum Command {
         #[arg(long, requires = "prune")]
         dry_run: bool,
     },
+    /// Add the sidecar to Kubernetes YAML (Deployment, StatefulSet, DaemonSet, Pod) whose pod
+    /// template has the annotation scim-sidecar.io/inject: "true", and write it to stdout.
+    Inject(scim_sidecar::k8s::inject::InjectArgs),
+    /// Serve the mutating admission webhook that adds the sidecar at pod creation.
+    Webhook(scim_sidecar::k8s::webhook::WebhookArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -99,6 +104,8 @@ fn main() -> ExitCode {
         Command::Run {
             config, log_format, ..
         } => runtime.block_on(run(config, log_format, shards)),
+        Command::Inject(args) => scim_sidecar::k8s::inject::main(args),
+        Command::Webhook(args) => runtime.block_on(scim_sidecar::k8s::webhook::main(args)),
     }
 }
 

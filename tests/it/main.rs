@@ -20,6 +20,7 @@ mod errors;
 mod filters;
 mod groups;
 mod identity;
+mod kubernetes;
 mod mapping;
 mod okta;
 mod patch;
