@@ -345,30 +345,8 @@ pub async fn build(
         return Err(problems);
     };
     auth.prefetch().await;
-    let m = metrics.clone();
-    let on_ignored: scim::service::IgnoredHook = Arc::new(move |rt: &str, ignored: &[String]| {
-        tracing::debug!(resource_type = rt, attributes = ?ignored, "ignored attributes the mapping does not store");
-        m.ignored_attributes(rt, ignored.len());
-    });
-    let service = Service::new(
-        providers,
-        scim::Settings {
-            default_count: config.scim.default_count,
-            max_count: config.scim.max_count,
-            max_members: config.scim.max_members,
-            members_in_flight: config.scim.members_in_flight,
-            retry_after: config.scim.retry_after,
-            unknown_attributes: config.scim.unknown_attributes,
-            features: Features {
-                max_results: config.scim.max_count,
-                max_payload_bytes: config.scim.max_body_bytes,
-                documentation_uri: config.scim.documentation_uri.clone(),
-            },
-        },
-        on_ignored,
-    );
     let app = App {
-        scim: service,
+        scim: service(config, providers, &metrics),
         auth,
         oauth,
         proxy: config.upstream.clone().map(Proxy::new),
@@ -387,6 +365,53 @@ pub async fn build(
         audit,
     };
     Ok((app, warnings))
+}
+
+/// The SCIM service over the compiled mappings.
+fn service(
+    config: &Config,
+    providers: Vec<MappedResource>,
+    metrics: &Arc<Metrics>,
+) -> Service<MappedResource> {
+    let m = metrics.clone();
+    let on_ignored: scim::service::IgnoredHook = Arc::new(move |rt: &str, ignored: &[String]| {
+        tracing::debug!(resource_type = rt, attributes = ?ignored, "ignored attributes the mapping does not store");
+        m.ignored_attributes(rt, ignored.len());
+    });
+    Service::new(
+        providers,
+        scim::Settings {
+            default_count: config.scim.default_count,
+            max_count: config.scim.max_count,
+            max_members: config.scim.max_members,
+            members_in_flight: config.scim.members_in_flight,
+            retry_after: config.scim.retry_after,
+            unknown_attributes: config.scim.unknown_attributes,
+            features: Features {
+                max_results: config.scim.max_count,
+                max_payload_bytes: config.scim.max_body_bytes,
+                documentation_uri: config.scim.documentation_uri.clone(),
+            },
+        },
+        on_ignored,
+    )
+}
+
+/// The SCIM service alone, for `explain`: the stores opened and the mappings compiled
+/// against them; no credentials, listeners or upstream. `Ok` carries warnings.
+pub async fn service_only(
+    config: &Config,
+) -> Result<(Service<MappedResource>, Vec<Problem>), Vec<Problem>> {
+    let metrics = Arc::new(Metrics::new());
+    let backends = open_backends(config).await?;
+    let mut warnings = config.warnings.clone();
+    let mut problems = Vec::new();
+    let providers = resources(config, &backends, &metrics, &mut warnings, &mut problems).await;
+    if !problems.is_empty() {
+        problems.extend(warnings);
+        return Err(problems);
+    }
+    Ok((service(config, providers, &metrics), warnings))
 }
 
 /// Pings every store at once under one deadline: `Ok` when all answer, else one line per

@@ -27,7 +27,8 @@
 //!   once, with file and line); [`app::build`], the composition root, opens the stores,
 //!   checks the mappings against them and builds the swappable [`app::App`].
 //! - [`admin`] serves `/healthz`, `/readyz` and `/metrics` ([`metrics`]) on its own port;
-//!   [`reload`] swaps in a changed config file while the server runs.
+//!   [`reload`] swaps in a changed config file while the server runs; [`explain`] runs one
+//!   request with the stores recording their statements and rolling back.
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -40,6 +41,7 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod explain;
 pub mod k8s;
 pub mod mapping;
 pub mod memory;

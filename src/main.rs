@@ -55,6 +55,24 @@ enum Command {
         #[arg(long, requires = "prune")]
         dry_run: bool,
     },
+    /// Show what one SCIM request would do — the statements sent to the stores, with their
+    /// values, and the answer — without writing anything: every transaction is rolled back.
+    /// Reads only the stores' sections and [scim]: the token's variables need not be set.
+    ///
+    /// Example: scim-sidecar explain -c scim-sidecar.toml POST /Users --body user.json
+    Explain {
+        /// The config file.
+        #[arg(short, long, env = "SCIM_SIDECAR_CONFIG")]
+        config: PathBuf,
+        /// The request's method: GET, POST, PUT, PATCH or DELETE.
+        method: String,
+        /// The path, below [scim].base_path or with it, query included:
+        /// /Users, /Groups/42, '/Users?filter=userName eq "a@example.com"'.
+        path: String,
+        /// The request's JSON body: a file, or - for standard input.
+        #[arg(long)]
+        body: Option<PathBuf>,
+    },
     /// Add the sidecar to Kubernetes YAML (Deployment, StatefulSet, DaemonSet, Pod) whose pod
     /// template has the annotation scim-sidecar.io/inject: "true", and write it to stdout.
     Inject(scim_sidecar::k8s::inject::InjectArgs),
@@ -104,6 +122,12 @@ fn main() -> ExitCode {
         Command::Run {
             config, log_format, ..
         } => runtime.block_on(run(config, log_format, shards)),
+        Command::Explain {
+            config,
+            method,
+            path,
+            body,
+        } => runtime.block_on(explain(config, method, path, body)),
         Command::Inject(args) => scim_sidecar::k8s::inject::main(args),
         Command::Webhook(args) => runtime.block_on(scim_sidecar::k8s::webhook::main(args)),
     }
@@ -211,6 +235,67 @@ async fn migrate(path: PathBuf, prune: bool, dry_run: bool) -> ExitCode {
         return prune_orphans(&config, dry_run).await;
     }
     ExitCode::SUCCESS
+}
+
+/// `explain`: one request through the service with the stores recording and rolling back.
+async fn explain(path: PathBuf, method: String, target: String, body: Option<PathBuf>) -> ExitCode {
+    let Ok(method) = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes()) else {
+        eprintln!("explain: {method:?} is not an HTTP method (GET, POST, PUT, PATCH or DELETE)");
+        return ExitCode::FAILURE;
+    };
+    let body = match body.as_deref() {
+        None => Vec::new(),
+        Some(p) if p.as_os_str() == "-" => {
+            let mut b = Vec::new();
+            if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut b) {
+                eprintln!("explain: cannot read the body from standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            b
+        }
+        Some(p) => match std::fs::read(p) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("explain: cannot read the body from {}: {e}", p.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let config = match config::load_service(&path, &ProcessEnv) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprint!("{}", config::report(&problems));
+            eprintln!("{}: the configuration has problems", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let (service, warnings) = match app::service_only(&config).await {
+        Ok(s) => s,
+        Err(problems) => {
+            eprint!("{}", config::report(&problems));
+            let n = config::error_count(&problems);
+            eprintln!("{}: {n} problem(s)", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    eprint!("{}", config::report(&warnings));
+    let base_path = config.scim.base_path.trim_end_matches('/');
+    let rest = match target.strip_prefix(base_path) {
+        Some(r) if !base_path.is_empty() && (r.is_empty() || r.starts_with(['/', '?'])) => r,
+        _ => target.as_str(),
+    };
+    let base = config
+        .scim
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://localhost{base_path}"));
+    let done = scim_sidecar::explain::run(&service, &base, &method, rest, body.into()).await;
+    print!("{}", scim_sidecar::explain::report(&done));
+    if done.response.status.as_u16() < 400 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// `migrate --prune`: what the sidecar keeps for rows the app deleted itself, listed first,

@@ -311,15 +311,26 @@ impl Config {
 /// have, an upstream it does not reach) does not stop it. The sections it does not read are
 /// left at their defaults.
 pub fn load_stores(path: &Path, env: &dyn Env) -> Result<Config, Vec<Problem>> {
-    let (src, file, dir) = read(path)?;
-    let stores = store_lines(&src);
-    let in_stores = |p: &Problem| stores.get(p.origin.line).copied().unwrap_or(false);
-    validate::from_str_filtered(&src, file, &dir, env, &in_stores)
+    load_sections(path, env, &["backend", "state", "resource"])
 }
 
-/// For each 1-based line of a config file (index 0 unused), whether it belongs to a section
-/// that describes the stores: `[backend.*]`, `[state]`, `[resource.*]` (and their subtables).
-fn store_lines(src: &str) -> Vec<bool> {
+/// Reads what `explain` needs: the stores' sections and `[scim]` (paging, unknown
+/// attributes), as [`load_stores`] does.
+pub fn load_service(path: &Path, env: &dyn Env) -> Result<Config, Vec<Problem>> {
+    load_sections(path, env, &["backend", "state", "resource", "scim"])
+}
+
+/// Reads a config file, reporting only the problems within the named top-level sections.
+fn load_sections(path: &Path, env: &dyn Env, sections: &[&str]) -> Result<Config, Vec<Problem>> {
+    let (src, file, dir) = read(path)?;
+    let lines = section_lines(&src, sections);
+    let inside = |p: &Problem| lines.get(p.origin.line).copied().unwrap_or(false);
+    validate::from_str_filtered(&src, file, &dir, env, &inside)
+}
+
+/// For each 1-based line of a config file (index 0 unused), whether it belongs to one of
+/// `sections` (`backend` covers `[backend.*]` and its subtables).
+fn section_lines(src: &str, sections: &[&str]) -> Vec<bool> {
     let mut out = vec![false];
     let mut inside = false;
     for line in src.lines() {
@@ -332,7 +343,7 @@ fn store_lines(src: &str) -> Vec<bool> {
                 .unwrap_or("")
                 .trim()
                 .trim_matches('"');
-            inside = matches!(top, "backend" | "state" | "resource");
+            inside = sections.contains(&top);
         }
         out.push(inside);
     }

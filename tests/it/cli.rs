@@ -369,3 +369,69 @@ fn r008_workers_sets_the_runtime_threads() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert_eq!(worker_threads(&[], &[]), cpus);
 }
+
+/// `scim-sidecar explain` reads the request from the command line and the body from a file or
+/// standard input, needs no token, prints the statements and the answer, and writes nothing;
+/// its exit status follows the answer's.
+#[test]
+fn explain_prints_statements_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = quickstart_copy(dir.path(), |t| t);
+    let db = dir.path().join("app.db");
+    let explain = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(BIN)
+            .arg("explain")
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("SCIM_TOKEN")
+            .env("QUICKSTART_DB", &db)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run explain");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), stdin.as_bytes())
+            .expect("write stdin");
+        let out = child.wait_with_output().expect("explain");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let user = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"ann@example.com","active":true}"#;
+    let (ok, out, err) = explain(&["POST", "/scim/v2/Users", "--body", "-"], user);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("INSERT INTO \"accounts\""), "{out}");
+    assert!(out.contains("'ann@example.com'"), "{out}");
+    assert!(
+        out.contains("ROLLBACK;") && out.contains("201 Created"),
+        "{out}"
+    );
+
+    let body = dir.path().join("user.json");
+    std::fs::write(&body, user).expect("body");
+    let (ok, out, _) = explain(
+        &["get", "/Users?filter=userName eq \"ann@example.com\""],
+        "",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("\"totalResults\": 0"),
+        "the create was not kept: {out}"
+    );
+    let (ok, out, _) = explain(
+        &["POST", "/Users", "--body", &body.display().to_string()],
+        "",
+    );
+    assert!(ok && out.contains("201 Created"), "{out}");
+
+    let (ok, out, _) = explain(&["PATCH", "/Users/999999", "--body"], "");
+    assert!(!ok && out.is_empty(), "--body needs a value: {out}");
+    let (ok, out, _) = explain(&["DELETE", "/Users/999999"], "");
+    assert!(!ok, "a 404 exits non-zero: {out}");
+    assert!(out.contains("404 Not Found"), "{out}");
+    let (ok, _, err) = explain(&["POST", "/Users", "--body", "/nonexistent.json"], "");
+    assert!(!ok && err.contains("/nonexistent.json"), "{err}");
+}

@@ -17,6 +17,7 @@ mod discovery;
 mod edge;
 mod entra;
 mod errors;
+mod explain;
 mod filters;
 mod groups;
 mod identity;

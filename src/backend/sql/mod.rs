@@ -136,6 +136,49 @@ impl Sql {
     }
 }
 
+/// Where a store writes down its statements while `explain` runs a request
+/// ([`crate::explain`]): taken when a unit of work starts, and carried to the thread that
+/// runs it.
+#[derive(Clone)]
+pub(crate) struct Tap {
+    recording: std::sync::Arc<crate::explain::Recording>,
+    store: std::sync::Arc<str>,
+}
+
+impl Tap {
+    /// The tap of the current request, when `explain` runs it.
+    pub(crate) fn current(store: &std::sync::Arc<str>) -> Option<Tap> {
+        crate::explain::current().map(|recording| Tap {
+            recording,
+            store: store.clone(),
+        })
+    }
+
+    /// Writes down a statement and its values.
+    pub(crate) fn sql(&self, sql: &Sql) {
+        let params = sql
+            .params()
+            .iter()
+            .map(|p| match p {
+                Param::Value(v) | Param::Inferred(v) => crate::explain::literal(v),
+                Param::TextArray(a) => format!(
+                    "ARRAY[{}]",
+                    a.iter()
+                        .map(|v| crate::explain::literal(&Value::Text(v.clone())))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+            .collect();
+        self.recording.record(&self.store, sql.text(), params);
+    }
+
+    /// Writes down a statement without values (`BEGIN`, `ROLLBACK`).
+    pub(crate) fn text(&self, text: &str) {
+        self.recording.record(&self.store, text, Vec::new());
+    }
+}
+
 /// A statement cut to one line of reasonable length, for messages.
 pub(crate) fn shorten(sql: &str) -> String {
     let one: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");

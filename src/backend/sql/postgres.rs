@@ -24,7 +24,7 @@ use super::config::RelSpec;
 use super::model::{self, Catalog, ColumnInfo, Model, TableInfo, UniqueInfo};
 use super::ops::{self, Conn};
 use super::state::{Exec, SqlStateStore};
-use super::{Dialect, Param, Sql, quote_ident};
+use super::{Dialect, Param, Sql, Tap, quote_ident};
 use crate::backend::state::StateStore;
 use crate::backend::{
     Backend, BackendError, CheckFn, DeleteMode, EditFn, FieldType, Found, Loc, Opened, Refused,
@@ -512,6 +512,7 @@ impl Backend for PgBackend {
             c: &client,
             m: &m,
             names: &names,
+            tap: None,
         };
         for &(i, fold) in &m.unique_checks {
             let Some(sql) = m.duplicates(i, fold) else {
@@ -534,6 +535,7 @@ impl Backend for PgBackend {
                 pool: self.pool.clone(),
                 m: Arc::new(m),
                 names: Arc::new(names),
+                store: Arc::from(self.name.as_str()),
             }),
             fields,
             warnings,
@@ -542,7 +544,10 @@ impl Backend for PgBackend {
 
     fn state(&self) -> Option<Arc<dyn StateStore>> {
         Some(Arc::new(SqlStateStore {
-            exec: PgExec(self.pool.clone()),
+            exec: PgExec {
+                pool: self.pool.clone(),
+                store: Arc::from(self.name.as_str()),
+            },
             d: Dialect::Postgres,
             table: quote_ident(KEPT_TABLE),
             shown: format!("[backend.{}] (PostgreSQL {})", self.name, self.shown),
@@ -764,6 +769,8 @@ struct PgTable {
     pool: Pool,
     m: Arc<Model>,
     names: Arc<Vec<String>>,
+    /// The backend's name, for `explain`.
+    store: Arc<str>,
 }
 
 fn refs(sql: &Sql) -> Vec<&(dyn ToSql + Sync)> {
@@ -778,10 +785,15 @@ struct PgConn<'a, C: deadpool_postgres::GenericClient> {
     c: &'a C,
     m: &'a Model,
     names: &'a [String],
+    /// Set while `explain` runs the request.
+    tap: Option<&'a Tap>,
 }
 
 impl<C: deadpool_postgres::GenericClient + Sync> PgConn<'_, C> {
     async fn query(&self, sql: &Sql) -> Result<Vec<tokio_postgres::Row>, BackendError> {
+        if let Some(t) = self.tap {
+            t.sql(sql);
+        }
         let st = self
             .c
             .prepare_cached(sql.text())
@@ -804,6 +816,9 @@ impl<C: deadpool_postgres::GenericClient + Sync> Conn for PgConn<'_, C> {
     }
 
     async fn exec(&self, sql: &Sql) -> Result<u64, BackendError> {
+        if let Some(t) = self.tap {
+            t.sql(sql);
+        }
         let st = self
             .c
             .prepare_cached(sql.text())
@@ -872,30 +887,57 @@ impl PgTable {
         self.pool.get().await.map_err(pool_error)
     }
 
-    fn conn<'a, C: deadpool_postgres::GenericClient>(&'a self, c: &'a C) -> PgConn<'a, C> {
+    fn conn<'a, C: deadpool_postgres::GenericClient>(
+        &'a self,
+        c: &'a C,
+        tap: Option<&'a Tap>,
+    ) -> PgConn<'a, C> {
         PgConn {
             c,
             m: &self.m,
             names: &self.names,
+            tap,
         }
     }
 }
 
 /// Runs a flow in a transaction: committed when it succeeds; rolled back by the driver when
-/// it fails or is dropped half-way (the client went away).
+/// it fails or is dropped half-way (the client went away). Under `explain`, recorded and
+/// always rolled back.
 macro_rules! in_tx {
     ($table:expr, |$conn:ident| $flow:expr) => {{
+        let tap = Tap::current(&$table.store);
         let mut client = $table.client().await?;
         let tx = client
             .transaction()
             .await
             .map_err(|e| error(&e, &$table.names))?;
         let out = {
-            let $conn = $table.conn(&tx);
+            if let Some(t) = &tap {
+                t.text("BEGIN");
+            }
+            let $conn = $table.conn(&tx, tap.as_ref());
             $flow.await?
         };
-        tx.commit().await.map_err(|e| error(&e, &$table.names))?;
+        match &tap {
+            Some(t) => {
+                t.text("ROLLBACK");
+                tx.rollback().await
+            }
+            None => tx.commit().await,
+        }
+        .map_err(|e| error(&e, &$table.names))?;
         Ok(out)
+    }};
+}
+
+/// Runs a read on a pooled connection (recorded under `explain`).
+macro_rules! read {
+    ($table:expr, |$conn:ident| $flow:expr) => {{
+        let tap = Tap::current(&$table.store);
+        let client = $table.client().await?;
+        let $conn = $table.conn(&client, tap.as_ref());
+        $flow.await
     }};
 }
 
@@ -907,10 +949,12 @@ impl Table for PgTable {
         members: Vec<String>,
         load_members: bool,
     ) -> Result<Row, BackendError> {
-        if !ops::insert_needs_tx(&self.m, &members, load_members) {
+        if !ops::insert_needs_tx(&self.m, &members, load_members)
+            && crate::explain::current().is_none()
+        {
             // One statement, atomic by itself.
             let client = self.client().await?;
-            return ops::insert(&self.conn(&client), values, members, load_members).await;
+            return ops::insert(&self.conn(&client, None), values, members, load_members).await;
         }
         in_tx!(self, |c| ops::insert(&c, values, members, load_members))
     }
@@ -919,18 +963,15 @@ impl Table for PgTable {
         let Some(key) = self.m.key_value(key) else {
             return Ok(None);
         };
-        let client = self.client().await?;
-        ops::fetch_with_members(&self.conn(&client), &key, members).await
+        read!(self, |c| ops::fetch_with_members(&c, &key, members))
     }
 
     async fn search(&self, search: Search) -> Result<Found, BackendError> {
-        let client = self.client().await?;
-        ops::search(&self.conn(&client), &search).await
+        read!(self, |c| ops::search(&c, &search))
     }
 
     async fn present(&self, keys: &[String]) -> Result<Vec<String>, BackendError> {
-        let client = self.client().await?;
-        ops::present(&self.conn(&client), keys).await
+        read!(self, |c| ops::present(&c, keys))
     }
 
     async fn update(
@@ -978,13 +1019,24 @@ impl Table for PgTable {
 }
 
 /// The state store's statements on the pool.
-struct PgExec(Pool);
+struct PgExec {
+    pool: Pool,
+    /// The backend's name, for `explain`.
+    store: Arc<str>,
+}
 
 impl Exec for PgExec {
     async fn write(&self, stmts: Vec<Sql>) -> Result<(), BackendError> {
-        let mut client = self.0.get().await.map_err(pool_error)?;
+        let tap = Tap::current(&self.store);
+        let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await.map_err(|e| error(&e, &[]))?;
+        if let Some(t) = &tap {
+            t.text("BEGIN");
+        }
         for sql in &stmts {
+            if let Some(t) = &tap {
+                t.sql(sql);
+            }
             let st = tx
                 .prepare_cached(sql.text())
                 .await
@@ -993,11 +1045,21 @@ impl Exec for PgExec {
                 .await
                 .map_err(|e| error(&e, &[]))?;
         }
-        tx.commit().await.map_err(|e| error(&e, &[]))
+        match &tap {
+            Some(t) => {
+                t.text("ROLLBACK");
+                tx.rollback().await
+            }
+            None => tx.commit().await,
+        }
+        .map_err(|e| error(&e, &[]))
     }
 
     async fn read(&self, sql: Sql) -> Result<Vec<Vec<String>>, BackendError> {
-        let client = self.0.get().await.map_err(pool_error)?;
+        if let Some(t) = Tap::current(&self.store) {
+            t.sql(&sql);
+        }
+        let client = self.pool.get().await.map_err(pool_error)?;
         let st = client
             .prepare_cached(sql.text())
             .await

@@ -22,7 +22,7 @@ use super::config::RelSpec;
 use super::model::{self, Catalog, ColumnInfo, Model, TableInfo, UniqueInfo};
 use super::ops::{self, Conn, run_ready};
 use super::state::{Exec, SqlStateStore};
-use super::{Dialect, Param, Sql};
+use super::{Dialect, Param, Sql, Tap};
 use crate::backend::state::StateStore;
 use crate::backend::{
     Backend, BackendError, CheckFn, DeleteMode, EditFn, FieldType, Found, Loc, Opened, Refused,
@@ -559,6 +559,7 @@ impl Backend for SqliteBackend {
                 pool: self.pool.clone(),
                 m: Arc::new(m),
                 names: Arc::new(names),
+                store: Arc::from(self.name.as_str()),
             }),
             fields,
             warnings,
@@ -567,7 +568,10 @@ impl Backend for SqliteBackend {
 
     fn state(&self) -> Option<Arc<dyn StateStore>> {
         Some(Arc::new(SqlStateStore {
-            exec: SqliteExec(self.pool.clone()),
+            exec: SqliteExec {
+                pool: self.pool.clone(),
+                store: Arc::from(self.name.as_str()),
+            },
             d: Dialect::Sqlite,
             table: super::quote_ident(KEPT_TABLE),
             shown: format!("[backend.{}] ({})", self.name, self.path.display()),
@@ -599,25 +603,46 @@ impl Backend for SqliteBackend {
 }
 
 /// The state store's statements on the pool.
-struct SqliteExec(Arc<Pool>);
+struct SqliteExec {
+    pool: Arc<Pool>,
+    /// The backend's name, for `explain`.
+    store: Arc<str>,
+}
 
 impl Exec for SqliteExec {
     async fn write(&self, stmts: Vec<Sql>) -> Result<(), BackendError> {
-        self.0
+        let tap = Tap::current(&self.store);
+        self.pool
             .write(move |c| {
                 let tx = Tx::begin(c, true).map_err(|e| error(e, &[]))?;
+                if let Some(t) = &tap {
+                    t.text("BEGIN IMMEDIATE");
+                }
                 for sql in &stmts {
+                    if let Some(t) = &tap {
+                        t.sql(sql);
+                    }
                     let mut st = tx.prepare_cached(sql.text()).map_err(|e| error(e, &[]))?;
                     st.execute(rusqlite::params_from_iter(sql.params()))
                         .map_err(|e| error(e, &[]))?;
                 }
-                tx.commit().map_err(|e| error(e, &[]))
+                match &tap {
+                    // Dropped uncommitted: rolled back.
+                    Some(t) => {
+                        t.text("ROLLBACK");
+                        Ok(())
+                    }
+                    None => tx.commit().map_err(|e| error(e, &[])),
+                }
             })
             .await
     }
 
     async fn read(&self, sql: Sql) -> Result<Vec<Vec<String>>, BackendError> {
-        self.0.read(move |c| strings(c, &sql, &[])).await
+        if let Some(t) = Tap::current(&self.store) {
+            t.sql(&sql);
+        }
+        self.pool.read(move |c| strings(c, &sql, &[])).await
     }
 }
 
@@ -852,6 +877,8 @@ struct SqliteTable {
     pool: Arc<Pool>,
     m: Arc<Model>,
     names: Arc<Vec<String>>,
+    /// The backend's name, for `explain`.
+    store: Arc<str>,
 }
 
 impl ToSql for Param {
@@ -882,6 +909,16 @@ struct SqliteConn<'a> {
     c: &'a Connection,
     m: &'a Model,
     names: &'a [String],
+    /// Set while `explain` runs the request.
+    tap: Option<&'a Tap>,
+}
+
+impl SqliteConn<'_> {
+    fn tap(&self, sql: &Sql) {
+        if let Some(t) = self.tap {
+            t.sql(sql);
+        }
+    }
 }
 
 impl Conn for SqliteConn<'_> {
@@ -894,6 +931,7 @@ impl Conn for SqliteConn<'_> {
     }
 
     async fn exec(&self, sql: &Sql) -> Result<u64, BackendError> {
+        self.tap(sql);
         let mut st = self
             .c
             .prepare_cached(sql.text())
@@ -904,6 +942,7 @@ impl Conn for SqliteConn<'_> {
     }
 
     async fn rows(&self, sql: &Sql) -> Result<Vec<Row>, BackendError> {
+        self.tap(sql);
         let mut st = self
             .c
             .prepare_cached(sql.text())
@@ -926,6 +965,7 @@ impl Conn for SqliteConn<'_> {
     }
 
     async fn strings(&self, sql: &Sql) -> Result<Vec<Vec<String>>, BackendError> {
+        self.tap(sql);
         strings(self.c, sql, self.names)
     }
 
@@ -943,15 +983,24 @@ impl SqliteTable {
         F: FnOnce(&SqliteConn<'_>) -> Result<T, BackendError> + Send + 'static,
     {
         let (m, names) = (self.m.clone(), self.names.clone());
+        let tap = Tap::current(&self.store);
         self.pool
             .write(move |c| {
                 let tx = Tx::begin(c, true).map_err(|e| error(e, &names))?;
+                if let Some(t) = &tap {
+                    t.text("BEGIN IMMEDIATE");
+                }
                 let out = f(&SqliteConn {
                     c: &tx,
                     m: &m,
                     names: &names,
+                    tap: tap.as_ref(),
                 })?;
-                tx.commit().map_err(|e| error(e, &names))?;
+                match &tap {
+                    // Dropped uncommitted: rolled back.
+                    Some(t) => t.text("ROLLBACK"),
+                    None => tx.commit().map_err(|e| error(e, &names))?,
+                }
                 Ok(out)
             })
             .await
@@ -964,6 +1013,7 @@ impl SqliteTable {
         F: FnOnce(&SqliteConn<'_>) -> Result<T, BackendError> + Send + 'static,
     {
         let (m, names) = (self.m.clone(), self.names.clone());
+        let tap = Tap::current(&self.store);
         self.pool
             .read(move |c| {
                 let tx = Tx::begin(c, false).map_err(|e| error(e, &names))?;
@@ -971,6 +1021,7 @@ impl SqliteTable {
                     c: &tx,
                     m: &m,
                     names: &names,
+                    tap: tap.as_ref(),
                 })
             })
             .await
