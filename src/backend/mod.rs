@@ -688,19 +688,59 @@ pub fn now(ty: &FieldType) -> Value {
 /// printer trims trailing zeros, which breaks that.
 pub fn timestamp_text(t: time::OffsetDateTime) -> Option<String> {
     let t = t.to_offset(time::UtcOffset::UTC);
-    if !(0..=9999).contains(&t.year()) {
-        return None;
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    // Digits written in place: this runs for every timestamp of every resource read.
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut n: u32| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, u32::from(u8::from(t.month())));
+    put(8, 2, u32::from(t.day()));
+    put(11, 2, u32::from(t.hour()));
+    put(14, 2, u32::from(t.minute()));
+    put(17, 2, u32::from(t.second()));
+    put(20, 3, u32::from(t.millisecond()));
+    String::from_utf8(out.to_vec()).ok()
+}
+
+/// Whether `s` is already what [`timestamp_text`] writes (`2024-05-01T10:00:00.050Z`), with
+/// every part in range.
+pub fn is_timestamp_text(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 24 {
+        return false;
     }
-    Some(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    ))
+    let num = |at: usize, width: usize| -> Option<u32> {
+        b[at..at + width].iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let shape = b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[23] == b'Z';
+    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(sec), Some(_)) = (
+        num(0, 4),
+        num(5, 2),
+        num(8, 2),
+        num(11, 2),
+        num(14, 2),
+        num(17, 2),
+        num(20, 3),
+    ) else {
+        return false;
+    };
+    let date = time::Month::try_from(mo as u8)
+        .ok()
+        .and_then(|m| time::Date::from_calendar_date(y as i32, m, d as u8).ok());
+    shape && date.is_some() && h < 24 && mi < 60 && sec < 60
 }
 
 /// Edit distance between two short names, for "did you mean" hints.
@@ -730,6 +770,29 @@ fn levenshtein(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_print_and_are_recognised() {
+        let t = time::macros::datetime!(2024-05-01 10:00:00.05 +02:00);
+        let text = timestamp_text(t).expect("in range");
+        assert_eq!(text, "2024-05-01T08:00:00.050Z");
+        assert!(is_timestamp_text(&text));
+        assert_eq!(
+            timestamp_text(time::macros::datetime!(0001-01-01 00:00:00 UTC)).as_deref(),
+            Some("0001-01-01T00:00:00.000Z")
+        );
+        for bad in [
+            "2024-04-31T08:00:00.050Z",
+            "2024-13-01T08:00:00.050Z",
+            "2024-05-01T24:00:00.050Z",
+            "2024-05-01 08:00:00.050Z",
+            "2024-05-01T08:00:00.05Z",
+            "2024-05-01T08:00:00.050+00:00",
+            "2024-05-01T08:0a:00.050Z",
+        ] {
+            assert!(!is_timestamp_text(bad), "{bad}");
+        }
+    }
 
     /// Hints suggest near names only.
     #[test]

@@ -381,6 +381,10 @@ fn format(t: OffsetDateTime) -> Option<String> {
 }
 
 fn canonical_datetime(s: &str) -> Option<String> {
+    if crate::backend::is_timestamp_text(s) {
+        // What the sidecar writes reads back unchanged: no parse and print per row.
+        return Some(s.to_owned());
+    }
     crate::scim::resource::parse_datetime(s).and_then(format)
 }
 

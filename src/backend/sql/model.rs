@@ -582,6 +582,9 @@ pub struct Model {
     pub cascade: Vec<(String, Col, bool)>,
     /// The app's logic run after writes.
     pub hooks: Vec<super::hooks::Compiled>,
+    /// [`Model::select_from`]'s statement, built on first use: every read starts with it, and
+    /// it depends only on the mapping.
+    select: std::sync::OnceLock<Sql>,
 }
 
 fn problem(part: SpecPart, message: String, fix: Option<String>) -> SpecProblem {
@@ -1162,6 +1165,7 @@ impl Model {
             unique_fields,
             cascade,
             hooks,
+            select: std::sync::OnceLock::new(),
         };
         Ok((model, infos, warnings))
     }
@@ -1367,6 +1371,19 @@ impl Model {
 
     /// `SELECT key, field… FROM table t` with the discriminator as the start of the WHERE.
     pub fn select_from(&self, sql: &mut Sql) {
+        let select = self.select.get_or_init(|| {
+            let mut s = Sql::default();
+            self.build_select(&mut s);
+            s
+        });
+        if sql.text.is_empty() {
+            sql.clone_from(select);
+        } else {
+            sql.append(select);
+        }
+    }
+
+    fn build_select(&self, sql: &mut Sql) {
         sql.push("SELECT ").push(&self.key_expr("t"));
         for f in &self.fields {
             sql.push(", ");
