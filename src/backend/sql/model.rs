@@ -168,29 +168,25 @@ fn split_and(text: &str) -> Vec<String> {
 
 /// The `CREATE UNIQUE INDEX` that would make `column` unique among the rows `fixed` picks:
 /// partial when a discriminator shares the table, so other types' rows (groups with empty
-/// logins) do not stand in its way.
-fn unique_index_fix(d: Dialect, table: &str, column: &str, fold: bool, fixed: &[Fixed]) -> String {
+/// logins) do not stand in its way. MySQL has no partial index: there it is a generated
+/// column holding the value for those rows only, under a unique index (which the sidecar
+/// reads back as the partial index it stands for).
+fn unique_index_fix(
+    d: Dialect,
+    table: &str,
+    column: &str,
+    ty: &FieldType,
+    fold: bool,
+    ci: bool,
+    fixed: &[Fixed],
+) -> String {
     let expr = match (d, fold) {
         (Dialect::Sqlite, true) => format!("{column} COLLATE NOCASE"),
         (Dialect::Postgres, true) => format!("lower({column})"),
         _ => column.to_owned(),
     };
     if d == Dialect::Mysql {
-        // No partial indexes: with a discriminator, an index on the column alone would also
-        // hold the other types' rows (groups without a login), so it is advice to weigh.
-        let name = format!("{}_{column}_key", table.replace('.', "_"));
-        let collation = if fold {
-            " (a _ci collation on the column makes it case-insensitive)"
-        } else {
-            ""
-        };
-        return if fixed.is_empty() {
-            format!("CREATE UNIQUE INDEX {name} ON {table} ({column});{collation}")
-        } else {
-            format!(
-                "MySQL and MariaDB have no partial indexes: CREATE UNIQUE INDEX {name} ON {table} ({column}) would also cover the rows of other types; until the app's rows allow it, the sidecar's check (under GET_LOCK) stands{collation}"
-            )
-        };
+        return mysql_unique_fix(table, column, ty, fold && !ci, fixed);
     }
     let mut cond = String::new();
     for (i, f) in fixed.iter().enumerate() {
@@ -211,6 +207,67 @@ fn unique_index_fix(d: Dialect, table: &str, column: &str, fold: bool, fixed: &[
             table.replace('.', "_")
         ),
     }
+}
+
+/// MySQL's [`unique_index_fix`]: a plain unique index (a `_ci` column's folds case), or, for
+/// the rows of one type, `ALTER TABLE … ADD COLUMN login_user … AS (CASE WHEN type = 'User'
+/// THEN login END) VIRTUAL, ADD UNIQUE INDEX …` — `lower(login)` when a binary collation
+/// must be folded.
+fn mysql_unique_fix(
+    table: &str,
+    column: &str,
+    ty: &FieldType,
+    lower: bool,
+    fixed: &[Fixed],
+) -> String {
+    let t = table.replace('.', "_");
+    if fixed.is_empty() && !lower {
+        return format!("CREATE UNIQUE INDEX {t}_{column}_key ON {table} ({column});");
+    }
+    let suffix: Vec<String> = fixed
+        .iter()
+        .map(|f| {
+            literal_text(&f.value)
+                .to_ascii_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect()
+        })
+        .collect();
+    let name = if suffix.is_empty() {
+        format!("{column}_lower")
+    } else {
+        format!("{column}_{}", suffix.join("_"))
+    };
+    let sql_type = match ty {
+        FieldType::Text { max_len: Some(n) } => format!("varchar({n})"),
+        FieldType::Integer => "bigint".to_owned(),
+        _ => "varchar(255)".to_owned(),
+    };
+    let value = if lower {
+        format!("lower({column})")
+    } else {
+        column.to_owned()
+    };
+    let expr = if fixed.is_empty() {
+        value
+    } else {
+        let conds: Vec<String> = fixed
+            .iter()
+            .map(|f| {
+                let lit = match &f.value {
+                    Value::Text(t) => format!("'{}'", t.replace('\'', "''")),
+                    Value::Bool(b) => i64::from(*b).to_string(),
+                    v => literal_text(v),
+                };
+                format!("{} = {lit}", f.col.raw)
+            })
+            .collect();
+        format!("CASE WHEN {} THEN {value} END", conds.join(" AND "))
+    };
+    format!(
+        "ALTER TABLE {table} ADD COLUMN {name} {sql_type} AS ({expr}) VIRTUAL, ADD UNIQUE INDEX {t}_{name}_key ({name});"
+    )
 }
 
 /// The warning for `n` values held more than once where the sidecar keeps a field unique.
@@ -827,7 +884,7 @@ impl Model {
                                 info.name,
                                 if f.fold_case { " (case-insensitive)" } else { "" }
                             ),
-                            Some(unique_index_fix(d, &spec.table, &info.name, f.fold_case, &filter)),
+                            Some(unique_index_fix(d, &spec.table, &info.name, &info.ty, f.fold_case, info.ci, &filter)),
                         ));
                     }
                     if covered || f.unique {
@@ -957,7 +1014,7 @@ impl Model {
                                 col.name,
                                 if f.fold_case { " (case-insensitive)" } else { "" }
                             ),
-                            Some(unique_index_fix(d, &c.table, &col.name, f.fold_case, &select)),
+                            Some(unique_index_fix(d, &c.table, &col.name, &col.ty, f.fold_case, col.ci, &select)),
                         ));
                     }
                     if f.unique {

@@ -847,6 +847,7 @@ type ColumnRow = (
     Option<String>, // CHARACTER_SET_NAME
     Option<String>, // COLLATION_NAME
     String,         // COLUMN_KEY
+    Option<String>, // GENERATION_EXPRESSION
 );
 
 async fn table_info(
@@ -858,7 +859,8 @@ async fn table_info(
     let cols: Vec<ColumnRow> = c
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA,
-                    CHARACTER_MAXIMUM_LENGTH, CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_KEY
+                    CHARACTER_MAXIMUM_LENGTH, CHARACTER_SET_NAME, COLLATION_NAME, COLUMN_KEY,
+                    GENERATION_EXPRESSION
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?
              ORDER BY ORDINAL_POSITION",
             (schema, table),
@@ -867,6 +869,12 @@ async fn table_info(
     if cols.is_empty() {
         return Ok(None);
     }
+    // Generated columns that stand for a partial index: `CASE WHEN type = 'User' THEN login
+    // END` under a unique index is MySQL's `UNIQUE (login) WHERE type = 'User'`.
+    let partials: Vec<(String, Partial)> = cols
+        .iter()
+        .filter_map(|c| Some((c.0.to_ascii_lowercase(), partial_of(c.10.as_deref()?)?)))
+        .collect();
     let columns: Vec<ColumnInfo> = cols
         .into_iter()
         .map(
@@ -881,6 +889,7 @@ async fn table_info(
                 charset,
                 collation,
                 key,
+                _,
             )| {
                 let extra = extra.to_ascii_lowercase();
                 let auto = extra.contains("auto_increment");
@@ -949,6 +958,20 @@ async fn table_info(
                     .any(|c| c.name.eq_ignore_ascii_case(col) && c.ci),
                 _ => false,
             };
+            let partial = match cols.as_slice() {
+                [Some(col)] => partials.iter().find(|(g, _)| g == col).map(|(_, p)| p),
+                _ => None,
+            };
+            if let Some(p) = partial {
+                uniques.push(UniqueInfo {
+                    columns: vec![(!p.lowered).then(|| p.column.clone())],
+                    fold: fold || p.lowered,
+                    lower_of: p.lowered.then(|| p.column.clone()),
+                    partial: !p.conds.is_empty(),
+                    predicate: Some(p.conds.clone()),
+                });
+                continue;
+            }
             uniques.push(UniqueInfo {
                 columns: cols,
                 fold,
@@ -989,6 +1012,64 @@ async fn table_info(
         indexed,
         referenced_by,
     }))
+}
+
+/// What a generated column under a unique index stands for.
+#[derive(Clone, Debug, PartialEq)]
+struct Partial {
+    /// The column whose values it holds (lower-cased name).
+    column: String,
+    /// It holds them lower-cased.
+    lowered: bool,
+    /// For the rows where these `column = literal` hold (none: every row).
+    conds: Vec<(String, String)>,
+}
+
+/// Reads a generation expression as MariaDB and MySQL print it back (``case when `type` =
+/// 'User' then `login` end``, ``(case when (`type` = _utf8mb4'User') then lcase(`login`)
+/// end)``): the value of one column, maybe lowered, for the rows some `column = literal`
+/// conjuncts pick. `None` for any other expression.
+fn partial_of(expr: &str) -> Option<Partial> {
+    let mut e = expr.replace('`', "");
+    for intro in ["_utf8mb4'", "_utf8mb3'", "_utf8'", "_latin1'", "_binary'"] {
+        e = e.replace(intro, "'");
+    }
+    let lower = e.to_ascii_lowercase();
+    let (conds, value) = match (
+        lower.find("case when "),
+        lower.find(" then "),
+        lower.rfind(" end"),
+    ) {
+        (Some(start), Some(then), Some(end)) if start < then && then < end => (
+            Some(e[start + 10..then].to_owned()),
+            lower[then + 6..end].trim().to_owned(),
+        ),
+        _ => (None, lower.trim().to_owned()),
+    };
+    let (lowered, column) = match value
+        .strip_prefix("lower(")
+        .or_else(|| value.strip_prefix("lcase("))
+    {
+        Some(inner) => (true, inner.trim_end_matches(')').trim().to_owned()),
+        None => (false, value.trim_matches(['(', ')']).trim().to_owned()),
+    };
+    if column.is_empty()
+        || !column
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return None;
+    }
+    let conds = match conds {
+        Some(c) => model::index_predicate(&format!("x where {c}"))?,
+        None if lowered => Vec::new(),
+        None => return None,
+    };
+    Some(Partial {
+        column,
+        lowered,
+        conds,
+    })
 }
 
 /// The field type of a MySQL column (`DATA_TYPE`, `COLUMN_TYPE`, character length).
@@ -1454,6 +1535,39 @@ mod tests {
         assert!(!charset_holds("utf8", "party 🎉"));
         assert!(charset_holds("utf8mb4", "party 🎉"));
         assert!(!charset_holds("ascii", "é"));
+    }
+
+    /// A generated column under a unique index reads as the partial index it stands for, in
+    /// both servers' spellings; any other expression is no index on a mapped column.
+    #[test]
+    fn generated_partial_indexes() {
+        assert_eq!(
+            partial_of("case when `type` = 'User' then `login` end"),
+            Some(Partial {
+                column: "login".into(),
+                lowered: false,
+                conds: vec![("type".into(), "User".into())]
+            })
+        );
+        assert_eq!(
+            partial_of(
+                "(case when ((`type` = _utf8mb4'User') and (`status` = 1)) then lower(`login`) end)"
+            ),
+            Some(Partial {
+                column: "login".into(),
+                lowered: true,
+                conds: vec![
+                    ("type".into(), "User".into()),
+                    ("status".into(), "1".into())
+                ]
+            })
+        );
+        assert_eq!(
+            partial_of("lcase(`login`)").map(|p| (p.column, p.lowered)),
+            Some(("login".into(), true))
+        );
+        assert_eq!(partial_of("`a` + `b`"), None);
+        assert_eq!(partial_of("concat(`a`,`b`)"), None);
     }
 
     /// Zero dates are no value; dates read as the sidecar's RFC 3339 text.
