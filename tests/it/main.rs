@@ -20,6 +20,7 @@ mod filters;
 mod groups;
 mod identity;
 mod mapping;
+mod mariadb;
 mod okta;
 mod patch;
 mod phpbb;

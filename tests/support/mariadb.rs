@@ -29,6 +29,8 @@ pub struct Server {
     bin: PathBuf,
     user: Option<(u32, u32)>,
     child: Mutex<Option<Child>>,
+    /// Options added to the next [`Server::run`] (TLS files).
+    args: Mutex<Vec<String>>,
 }
 
 /// A database of one test.
@@ -134,6 +136,7 @@ impl Server {
             bin,
             user,
             child: Mutex::new(None),
+            args: Mutex::new(Vec::new()),
         };
         s.run()?;
         s.admin_sync(&[
@@ -177,6 +180,7 @@ impl Server {
                 "--max-connections=500",
                 "--performance-schema=0",
             ])
+            .args(self.args.lock().map(|a| a.clone()).unwrap_or_default())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = spawn_kept(cmd).map_err(|e| format!("cannot start mariadbd: {e}"))?;
@@ -243,6 +247,20 @@ impl Server {
         {
             // SAFETY: signalling a process this test started.
             unsafe { libc::kill(pid as i32, signal) };
+        }
+    }
+
+    /// Options for the next start (after [`Server::stop`]).
+    pub fn set_args(&self, args: Vec<String>) {
+        if let Ok(mut a) = self.args.lock() {
+            *a = args;
+        }
+    }
+
+    /// Hands a file written by the test (a certificate, a key) to the server's OS user.
+    pub fn give(&self, path: &Path) {
+        if let Some((uid, gid)) = self.user {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
         }
     }
 

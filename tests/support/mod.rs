@@ -442,13 +442,19 @@ enum Target<'a> {
 /// `examples/<example>/scim-sidecar.toml` loaded with the test environment, every backend
 /// pointed at `target` (its resources' tables and columns are the same in every store).
 fn example_loaded_on(example: &str, target: Target<'_>, db: &Path, upstream: SocketAddr) -> Config {
-    let mut env = quickstart_env(db, upstream);
-    env.insert(
-        "DATABASE_URL".into(),
-        "postgres://unused@127.0.0.1:1/unused".into(),
-    );
-    let mut config = load(&example_config(example), &env);
     let Target::Mariadb(my) = target;
+    let mut env = quickstart_env(db, upstream);
+    // A MySQL example reads the database's own URL; another reads one its kind parses, and
+    // its backends are pointed at the database below.
+    let path = example_config(example);
+    let mysql = std::fs::read_to_string(&path).is_ok_and(|t| t.contains("type = \"mysql\""));
+    let url = if mysql {
+        my.url.clone()
+    } else {
+        "postgres://unused@127.0.0.1:1/unused".into()
+    };
+    env.insert("DATABASE_URL".into(), url);
+    let mut config = load(&path, &env);
     for b in &mut config.backends {
         b.store = std::sync::Arc::new(MyOptions {
             url: scim_sidecar::config::Secret(my.url.clone()),
