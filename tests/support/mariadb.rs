@@ -250,6 +250,25 @@ impl Server {
         }
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.id()))
+    }
+
+    /// Runs statements as root over the socket (server settings, as a DBA would).
+    pub async fn admin(&self, sql: &str) {
+        let mut c = mysql_async::Conn::new(root_opts(&self.socket()))
+            .await
+            .expect("connect as root");
+        c.query_drop(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let _ = c.disconnect().await;
+    }
+
     /// Options for the next start (after [`Server::stop`]).
     pub fn set_args(&self, args: Vec<String>) {
         if let Ok(mut a) = self.args.lock() {
