@@ -546,12 +546,7 @@ impl Trial {
                     ),
                     None => "  (text query)".into(),
                 };
-                println!(
-                    "    {}. [{}] {}{values}",
-                    i + 1,
-                    s.checkout,
-                    abbreviate(&s.text, 150)
-                );
+                println!("    {}. [{}] {}{values}", i + 1, s.checkout, s.text);
             }
         }
         println!();
