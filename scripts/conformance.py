@@ -88,6 +88,8 @@ EXCLUDED: dict[tuple[str, str | None, str, str | None], str] = {
     # Redmine's users.status and phpBB's phpbb_users.user_type are NOT NULL integers.
     ("redmine", "User", "check_remove_attribute", "active"): "status is NOT NULL",
     ("phpbb", "User", "check_remove_attribute", "active"): "user_type is NOT NULL",
+    # WordPress's wp_users.user_status is a NOT NULL integer (on MariaDB, its own DDL).
+    ("wordpress-mysql", "User", "check_remove_attribute", "active"): "user_status is NOT NULL",
 }
 
 

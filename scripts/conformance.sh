@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SCIM conformance: the public suite scim2-tester (PyPI) against the sidecar running the
-# shipped examples: the quickstart (SQLite), and examples/postgres, examples/redmine and
-# examples/phpbb, each in its own database of one throwaway PostgreSQL.
+# shipped examples: the quickstart (SQLite); examples/postgres, examples/redmine and
+# examples/phpbb, each in its own database of one throwaway PostgreSQL; and
+# examples/wordpress-mysql (WordPress's own tables) on a throwaway MariaDB.
 #
 # Installs the pinned suite in a virtualenv under target/conformance-venv (once), builds the
 # debug binary (the profile `cargo test` already built), starts each example on free loopback
@@ -66,12 +67,17 @@ cargo build --locked --quiet
 WORK="$(mktemp -d -t scim-conformance.XXXXXX)"
 PIDS=()
 PG_DATA=""
+MY_PID=""
 as_pg=()
 cleanup() {
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
+    if [ -n "$MY_PID" ]; then
+        kill "$MY_PID" 2>/dev/null || true
+        wait "$MY_PID" 2>/dev/null || true
+    fi
     if [ -n "$PG_DATA" ]; then
         "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
     fi
@@ -168,9 +174,64 @@ run_pg_example() {
     run_example "$name" "examples/$name/scim-sidecar.toml" DATABASE_URL="$db"
 }
 
+# === MariaDB: a throwaway server, as in tests/support/mariadb.rs ===
+start_mariadb() {
+    if [ ! -x /usr/sbin/mariadbd ]; then
+        echo "MariaDB is not installed (no /usr/sbin/mariadbd)" >&2
+        return 1
+    fi
+    local dir="$WORK/mariadb" user=()
+    mkdir -p "$dir"
+    if [ "$(id -u)" -eq 0 ]; then
+        chown mysql: "$dir"
+        chmod 755 "$WORK"
+        user=(--user=mysql)
+    fi
+    MY_PORT="$(free_port)"
+    MY_SOCK="$dir/mysqld.sock"
+    mariadb-install-db --no-defaults "${user[@]}" --datadir="$dir/data" \
+        --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 || {
+        cat "$dir/install.log" >&2
+        return 1
+    }
+    /usr/sbin/mariadbd --no-defaults "${user[@]}" --datadir="$dir/data" --socket="$MY_SOCK" \
+        --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" --bind-address=127.0.0.1 \
+        --port="$MY_PORT" --skip-name-resolve --skip-log-bin \
+        --innodb-flush-log-at-trx-commit=0 --innodb-buffer-pool-size=64M &
+    MY_PID=$!
+    local tries=0
+    until mariadb --no-defaults -S "$MY_SOCK" -uroot -e 'SELECT 1' >/dev/null 2>&1; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 200 ] || ! kill -0 "$MY_PID" 2>/dev/null; then
+            cat "$dir/error.log" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+    mariadb --no-defaults -S "$MY_SOCK" -uroot -e \
+        "CREATE USER 'app'@'127.0.0.1' IDENTIFIED BY 'app'; GRANT ALL ON *.* TO 'app'@'127.0.0.1';"
+}
+
+# run_my_example NAME: a fresh utf8mb4 database holding examples/NAME/schema.sql, `migrate`,
+# then the suite against examples/NAME/scim-sidecar.toml.
+run_my_example() {
+    local name="$1" db="app_${1//-/_}"
+    mariadb --no-defaults -S "$MY_SOCK" -uroot -e \
+        "CREATE DATABASE $db CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci"
+    mariadb --no-defaults -S "$MY_SOCK" -uroot "$db" <"examples/$name/schema.sql"
+    local url="mysql://app:app@127.0.0.1:$MY_PORT/$db"
+    if ! env DATABASE_URL="$url" "$BIN" migrate --config "examples/$name/scim-sidecar.toml" \
+        >"$WORK/migrate-$name.log" 2>&1; then
+        echo "$name: scim-sidecar migrate failed:" >&2
+        cat "$WORK/migrate-$name.log" >&2
+        return 1
+    fi
+    run_example "$name" "examples/$name/scim-sidecar.toml" DATABASE_URL="$url"
+}
+
 failed=0
 # CONFORMANCE_ONLY=phpbb (a space-separated list) runs only those examples, while working on one.
-only=" ${CONFORMANCE_ONLY:-quickstart postgres redmine phpbb} "
+only=" ${CONFORMANCE_ONLY:-quickstart postgres redmine phpbb wordpress-mysql} "
 
 if [[ "$only" == *" quickstart "* ]]; then
     run_example quickstart examples/quickstart/scim-sidecar.toml QUICKSTART_DB="$WORK/app.db" ||
@@ -184,6 +245,14 @@ if [[ "$only" == *" postgres "* || "$only" == *" redmine "* || "$only" == *" php
                 run_pg_example "$example" || failed=1
             fi
         done
+    else
+        failed=1
+    fi
+fi
+
+if [[ "$only" == *" wordpress-mysql "* ]]; then
+    if start_mariadb; then
+        run_my_example wordpress-mysql || failed=1
     else
         failed=1
     fi

@@ -3,8 +3,9 @@
 #
 # Works on a fresh Debian machine with only the Rust toolchain: everything the tests need is
 # either built by cargo (SQLite is compiled in) or installed by this script (PostgreSQL's
-# server binaries, with apt-get, when no initdb is found). The tests start their own
-# throwaway PostgreSQL cluster on a loopback port; nothing is started system-wide.
+# and MariaDB's server binaries, with apt-get, when they are missing). The tests start their
+# own throwaway PostgreSQL cluster and MariaDB server on loopback ports; nothing is started
+# system-wide.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +19,19 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
     # where there is no init system).
     $sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 fi
-# With PostgreSQL installed, a test that cannot start it fails instead of skipping.
+if [ ! -x /usr/sbin/mariadbd ] || ! command -v mariadb-install-db >/dev/null; then
+    echo "== installing MariaDB (the integration tests start a throwaway server)"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    # The server and its client; Debian's policy-rc.d keeps the package's own server from
+    # starting where there is no init system.
+    $sudo apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client >/dev/null
+fi
+# With the servers installed, a test that cannot start one fails instead of skipping.
 export SCIM_SIDECAR_REQUIRE_PG=1
+export SCIM_SIDECAR_REQUIRE_MARIADB=1
 
 echo "== cargo fmt --check"
 cargo fmt --check
@@ -27,7 +39,9 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
-echo "== scripts/conformance.sh (scim2-tester against the quickstart and the PostgreSQL examples)"
+echo "== scripts/conformance.sh (scim2-tester against the quickstart, the PostgreSQL examples and WordPress on MariaDB)"
 scripts/conformance.sh
 echo "== scripts/k8s-validate.sh (examples/kubernetes and inject's output against the Kubernetes schemas)"
 scripts/k8s-validate.sh
+echo "== scripts/static-build.sh (the image's static binary, smoke-tested as the image runs it)"
+scripts/static-build.sh

@@ -26,6 +26,8 @@ pub static KINDS: &[&dyn StoreKind] = &[
     &super::sql::sqlite::Sqlite,
     #[cfg(feature = "postgres")]
     &super::sql::postgres::Postgres,
+    #[cfg(feature = "mysql")]
+    &super::sql::mysql::Mysql,
 ];
 
 /// The kind registered as `name` (`type = "…"` in `[backend.NAME]`).

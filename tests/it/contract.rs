@@ -1,7 +1,8 @@
 //! The store contract: what every kind of store must do behind the backend API, tested on the
 //! `Table` handles a store opens — no HTTP, no SCIM JSON. One body of tests, run once per
-//! subject: SQLite, PostgreSQL, and SQLite with the sidecar's kept values in a second
-//! database (the path an LDAP or REST store takes for `externalId`). A new kind of store
+//! subject: SQLite, PostgreSQL, MariaDB (`schema.mysql.sql`: the login unique through its
+//! `_ci` collation), and SQLite with the sidecar's kept values in a second database (the
+//! path an LDAP or REST store takes for `externalId`). A new kind of store
 //! proves itself by adding a subject: its own schema and `[backend.app]`, the same resources
 //! (`tests/fixtures/contract/resources.toml`), and these tests unchanged.
 //!
@@ -18,7 +19,7 @@ use scim_sidecar::backend::{
 };
 use scim_sidecar::mapping::{self, MappedResource};
 
-use crate::support::{self, postgres};
+use crate::support::{self, mariadb, postgres};
 
 /// A store under contract: the users' and groups' tables and the field index of each key.
 struct Subject {
@@ -28,18 +29,22 @@ struct Subject {
     group_res: MappedResource,
     _dir: tempfile::TempDir,
     _pg: Option<postgres::Db>,
+    _my: Option<mariadb::Db>,
 }
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Sqlite,
     Postgres,
+    /// MariaDB.
+    Mariadb,
     /// SQLite, with kept values in another SQLite database (`[state]`).
     StateElsewhere,
 }
 
 /// One test per subject: `contract!(name)` runs `async fn name(&Subject)` as `name::sqlite`,
-/// `name::postgres` (skipped without PostgreSQL) and `name::state_elsewhere`.
+/// `name::postgres` (skipped without PostgreSQL), `name::mariadb` (skipped without MariaDB)
+/// and `name::state_elsewhere`.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -51,6 +56,12 @@ macro_rules! contract {
             #[tokio::test]
             async fn postgres() {
                 if let Some(s) = super::subject(super::Kind::Postgres).await {
+                    super::$name(&s).await
+                }
+            }
+            #[tokio::test]
+            async fn mariadb() {
+                if let Some(s) = super::subject(super::Kind::Mariadb).await {
                     super::$name(&s).await
                 }
             }
@@ -77,6 +88,7 @@ async fn subject(kind: Kind) -> Option<Subject> {
     support::init();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/contract");
     let dir = tempfile::tempdir().expect("tempdir");
+    let mut my = None;
     let (backend, pg) = match kind {
         Kind::Postgres => {
             // A fresh database holding tests/fixtures/contract/schema.sql.
@@ -85,6 +97,13 @@ async fn subject(kind: Kind) -> Option<Subject> {
                 format!("type = \"postgres\"\nurl = \"{}\"\npool_size = 4", db.url),
                 Some(db),
             )
+        }
+        Kind::Mariadb => {
+            // A fresh database holding tests/fixtures/contract/schema.mysql.sql.
+            let db = support::my_database("contract").await?;
+            let backend = format!("type = \"mysql\"\nurl = \"{}\"\npool_size = 4", db.url);
+            my = Some(db);
+            (backend, None)
         }
         Kind::Sqlite | Kind::StateElsewhere => (
             format!(
@@ -151,6 +170,7 @@ async fn subject(kind: Kind) -> Option<Subject> {
         group_res,
         _dir: dir,
         _pg: pg,
+        _my: my,
     })
 }
 

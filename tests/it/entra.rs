@@ -195,7 +195,7 @@ async fn user_row(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
              department, employee_no, manager_id, CASE status WHEN 'A' THEN 'true' ELSE 'false' END \
              FROM accounts WHERE id = {id}"
         ),
-        Target::Helpdesk => format!(
+        Target::Helpdesk | Target::HelpdeskMariadb => format!(
             "SELECT login, first_name, last_name, display_name, \
              (SELECT address FROM user_emails e WHERE e.user_id = p.id AND e.is_primary), \
              phone, mobile, job_title, department, employee_no, manager_id, \
@@ -844,7 +844,7 @@ async fn delete_user(t: Target) {
             assert_eq!(j["totalResults"], 0, "{j}");
             assert!(user_row(&s, t, &id).await.is_empty());
         }
-        Target::Helpdesk | Target::Redmine | Target::Phpbb => {
+        Target::Helpdesk | Target::HelpdeskMariadb | Target::Redmine | Target::Phpbb => {
             s.client
                 .get(&format!("/scim/v2/Users/{id}"))
                 .await

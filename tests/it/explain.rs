@@ -71,13 +71,13 @@ async fn a_create_is_shown_and_not_written(store: Store) {
         .iter()
         .find(|s| s.text.starts_with("INSERT INTO") || s.text.starts_with("WITH"))
         .unwrap_or_else(|| panic!("no INSERT: {report}"));
-    assert!(insert.text.contains("\"principals\""), "{report}");
+    assert!(insert.text.contains("principals"), "{report}");
     assert!(
         insert.params.contains(&"'ann@example.com'".to_owned()),
         "the userName is shown as a bound value: {report}"
     );
     assert!(
-        e.steps.iter().any(|s| s.text.contains("\"user_emails\"")
+        e.steps.iter().any(|s| s.text.contains("user_emails")
             && s.params.contains(&"'ann.ohara@example.com'".to_owned())),
         "the e-mail's child row is shown: {report}"
     );
@@ -125,8 +125,15 @@ async fn a_membership_change_shows_its_hooks_and_grants_nothing(store: Store) {
              SELECT id, 4 FROM members WHERE user_id = {group} AND project_id = {project};"
     ))
     .await;
-    let counts = "SELECT (SELECT count(*) FROM groups_users) || '/' || (SELECT count(*) FROM members) || '/' || (SELECT count(*) FROM member_roles)";
-    let before = s.one(counts).await;
+    let counts = async || {
+        let mut out = Vec::new();
+        for table in ["groups_users", "members", "member_roles"] {
+            out.push(s.one(&format!("SELECT count(*) FROM {table}")).await);
+        }
+        out
+    };
+    let before = counts().await;
+    assert_eq!(before, ["0", "1", "1"]);
 
     let add = patch_body(json!([{"op": "add", "path": "members", "value": [{"value": user}]}]));
     let e = explained(
@@ -140,10 +147,9 @@ async fn a_membership_change_shows_its_hooks_and_grants_nothing(store: Store) {
     let report = explain::report(&e);
     assert!(e.response.status.is_success(), "{report}");
     assert!(
-        e.steps
-            .iter()
-            .any(|s| s.text.contains("INSERT INTO \"groups_users\"")
-                && s.params.iter().any(|p| p.contains(user.as_str()))),
+        e.steps.iter().any(|s| s.text.contains("INSERT INTO")
+            && s.text.contains("groups_users")
+            && s.params.iter().any(|p| p.contains(user.as_str()))),
         "the join-table row: {report}"
     );
     assert!(
@@ -154,7 +160,7 @@ async fn a_membership_change_shows_its_hooks_and_grants_nothing(store: Store) {
     );
     assert_eq!(texts(&e).last(), Some(&"ROLLBACK"), "{report}");
 
-    assert_eq!(s.one(counts).await, before, "{report}");
+    assert_eq!(counts().await, before, "{report}");
     let g = s
         .client
         .get(&format!("/scim/v2/Groups/{group}"))

@@ -23,6 +23,7 @@ mod groups;
 mod identity;
 mod kubernetes;
 mod mapping;
+mod mariadb;
 mod okta;
 mod patch;
 mod phpbb;

@@ -79,8 +79,8 @@ fn truth(store: Store, b: bool) -> &'static str {
     match (store, b) {
         (Store::Postgres, true) => "true",
         (Store::Postgres, false) => "false",
-        (Store::Sqlite, true) => "1",
-        (Store::Sqlite, false) => "0",
+        (Store::Sqlite | Store::Mariadb, true) => "1",
+        (Store::Sqlite | Store::Mariadb, false) => "0",
     }
 }
 
@@ -366,7 +366,7 @@ async fn kept_attribute_round_trips(store: Store) {
     let s = example!("postgres", store);
     let kept = match store {
         Store::Postgres => "scim_sidecar.attributes",
-        Store::Sqlite => "scim_sidecar_attributes",
+        Store::Sqlite | Store::Mariadb => "scim_sidecar_attributes",
     };
     let g = create_group(&s, "Support", &[]).await;
     let path = format!("/scim/v2/Groups/{g}");

@@ -118,7 +118,7 @@ async fn user_row(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
             "SELECT login, first_name, last_name, display_name, email, phone, job_title, \
              CASE status WHEN 'A' THEN 'true' ELSE 'false' END FROM accounts WHERE id = {id}"
         ),
-        Target::Helpdesk => format!(
+        Target::Helpdesk | Target::HelpdeskMariadb => format!(
             "SELECT login, first_name, last_name, display_name, \
              (SELECT address FROM user_emails e WHERE e.user_id = p.id AND e.is_primary), \
              phone, job_title, CASE state WHEN 'active' THEN 'true' ELSE 'false' END \

@@ -746,16 +746,21 @@ async fn check_advises_what_redmine_needs_once(store: Store) {
         .filter(|w| w.message.contains("no unique index"))
         .filter_map(|w| w.fix.clone())
         .collect();
+    // MariaDB has no partial index: a generated column holding the value for one type.
+    let partial = |column: &str, ty: &str| match store {
+        Store::Mariadb => format!("CASE WHEN type = '{ty}' THEN {column} END"),
+        _ => format!("({column}"),
+    };
     assert!(
         fixes
             .iter()
-            .any(|f| f.contains("(login") && f.contains("WHERE type = 'User'")),
+            .any(|f| f.contains(&partial("login", "User")) && f.contains("type = 'User'")),
         "{fixes:?}"
     );
     assert!(
         fixes
             .iter()
-            .any(|f| f.contains("(lastname") && f.contains("WHERE type = 'Group'")),
+            .any(|f| f.contains(&partial("lastname", "Group")) && f.contains("type = 'Group'")),
         "{fixes:?}"
     );
     for fix in &fixes {

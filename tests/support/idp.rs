@@ -17,6 +17,9 @@ pub enum Target {
     /// `examples/postgres` on PostgreSQL: `principals`, `user_emails`, `group_members`;
     /// users are soft-deleted.
     Helpdesk,
+    /// The same helpdesk app on MariaDB (`tests/fixtures/postgres.mysql.sql`), through the
+    /// same mapping file.
+    HelpdeskMariadb,
     /// `examples/redmine` on PostgreSQL: Redmine's `users` (users and groups, by `type`),
     /// `email_addresses`, `groups_users`, user custom fields in `custom_values`; users are
     /// locked on delete.
@@ -34,7 +37,7 @@ impl Target {
     /// and never read back.
     pub fn stores(self, attr: &str) -> bool {
         match self {
-            Target::Quickstart | Target::Helpdesk => true,
+            Target::Quickstart | Target::Helpdesk | Target::HelpdeskMariadb => true,
             // A Redmine name is shown from firstname and lastname; there is no display name.
             Target::Redmine => attr != "displayName",
             Target::Phpbb => matches!(attr, "userName" | "emails.work" | "externalId" | "active"),
@@ -46,7 +49,7 @@ impl Target {
     /// one of its built-in accounts, outside SCIM, as its built-in groups are.
     pub fn own(self, resource: &str) -> usize {
         match (self, resource) {
-            (Target::Quickstart | Target::Helpdesk, _) => 1,
+            (Target::Quickstart | Target::Helpdesk | Target::HelpdeskMariadb, _) => 1,
             (Target::Redmine, "Users") => 1,
             _ => 0,
         }
@@ -102,8 +105,9 @@ pub fn attr<'a>(u: &'a Value, name: &str) -> &'a Value {
 }
 
 /// One test per app: `per_target!(name)` runs `async fn name(target)` as `name::sqlite` (the
-/// quickstart), `name::postgres` (the helpdesk), `name::redmine` and `name::phpbb` (the
-/// PostgreSQL ones skipped when PostgreSQL is not installed).
+/// quickstart), `name::postgres` (the helpdesk), `name::mariadb` (the helpdesk on MariaDB),
+/// `name::redmine` and `name::phpbb` (the server ones skipped when their server is not
+/// installed).
 macro_rules! per_target {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -114,6 +118,10 @@ macro_rules! per_target {
             #[tokio::test]
             async fn postgres() {
                 super::$name(crate::support::idp::Target::Helpdesk).await
+            }
+            #[tokio::test]
+            async fn mariadb() {
+                super::$name(crate::support::idp::Target::HelpdeskMariadb).await
             }
             #[tokio::test]
             async fn redmine() {
@@ -142,6 +150,7 @@ pub async fn start(target: Target) -> Option<Sidecar> {
     match target {
         Target::Quickstart => Some(Sidecar::quickstart().await),
         Target::Helpdesk => Sidecar::example("postgres", Store::Postgres, None).await,
+        Target::HelpdeskMariadb => Sidecar::example("postgres", Store::Mariadb, None).await,
         Target::Redmine => Sidecar::example("redmine", Store::Postgres, None).await,
         Target::Phpbb => Sidecar::example("phpbb", Store::Postgres, None).await,
     }
@@ -151,7 +160,7 @@ pub async fn start(target: Target) -> Option<Sidecar> {
 pub async fn group_name(s: &Sidecar, t: Target, id: &str) -> Option<String> {
     let q = match t {
         Target::Quickstart => format!("SELECT name FROM roles WHERE id = {id}"),
-        Target::Helpdesk => {
+        Target::Helpdesk | Target::HelpdeskMariadb => {
             format!("SELECT display_name FROM principals WHERE id = {id} AND kind = 'G'")
         }
         Target::Redmine => {
@@ -170,7 +179,7 @@ pub async fn members(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
         Target::Quickstart => {
             format!("SELECT account_id FROM account_roles WHERE role_id = {id} ORDER BY 1")
         }
-        Target::Helpdesk => {
+        Target::Helpdesk | Target::HelpdeskMariadb => {
             format!("SELECT member_id FROM group_members WHERE group_id = {id} ORDER BY 1")
         }
         Target::Redmine => {

@@ -3,8 +3,9 @@
 //! per test. Nothing is mocked.
 #![allow(dead_code)]
 
-/// One test per store: `both!(name, …)` runs `async fn name(store: Store)` as `name::sqlite`
-/// and `name::postgres` (skipped with a reason when PostgreSQL is not installed).
+/// One test per store: `both!(name, …)` runs `async fn name(store: Store)` as `name::sqlite`,
+/// `name::postgres` and `name::mariadb` (each server store skipped with a reason when it is
+/// not installed).
 macro_rules! both {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -16,12 +17,16 @@ macro_rules! both {
             async fn postgres() {
                 super::$name(crate::support::Store::Postgres).await
             }
+            #[tokio::test]
+            async fn mariadb() {
+                super::$name(crate::support::Store::Mariadb).await
+            }
         }
     )*};
 }
 
 /// The sidecar of example `$name` on `$store` (`Sidecar::example`), or returns from the
-/// test when PostgreSQL is not installed.
+/// test when the store's server is not installed.
 macro_rules! example {
     ($name:expr, $store:expr) => {
         match crate::support::Sidecar::example($name, $store, None).await {
@@ -35,6 +40,7 @@ pub mod client;
 #[macro_use]
 pub mod idp;
 pub mod jwks;
+pub mod mariadb;
 pub mod postgres;
 pub mod upstream;
 
@@ -42,6 +48,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use scim_sidecar::backend::sql::mysql::MyOptions;
 use scim_sidecar::backend::sql::postgres::PgOptions;
 use scim_sidecar::backend::sql::sqlite::SqliteConfig;
 use scim_sidecar::config::{self, Config};
@@ -70,6 +77,8 @@ pub struct Sidecar {
     pub db: PathBuf,
     /// The PostgreSQL database, for sidecars started with [`Sidecar::postgres`].
     pub pg: Option<postgres::Db>,
+    /// The MariaDB database, for sidecars on [`Store::Mariadb`].
+    pub my: Option<mariadb::Db>,
     /// A client with the right token, talking to `addr`.
     pub client: Client,
     running: Option<Running>,
@@ -130,7 +139,7 @@ impl Sidecar {
         if opts.migrate {
             migrate_config(&config).await;
         }
-        Self::launch(config, dir, db, upstream, None).await
+        Self::launch(config, dir, db, upstream, None, None).await
     }
 
     async fn launch(
@@ -139,6 +148,7 @@ impl Sidecar {
         db: PathBuf,
         upstream: Upstream,
         pg: Option<postgres::Db>,
+        my: Option<mariadb::Db>,
     ) -> Sidecar {
         let running = match server::start(&config).await {
             Ok(r) => r,
@@ -152,6 +162,7 @@ impl Sidecar {
             upstream,
             db,
             pg,
+            my,
             client: Client::new(addr, Some(TOKEN)),
             running: Some(running),
             _dir: dir,
@@ -167,12 +178,39 @@ impl Sidecar {
     /// skips; `scripts/test.sh` installs it and makes that a failure). On SQLite the same
     /// mapping runs against `tests/fixtures/<example>.sqlite.sql`, the same app schema in
     /// SQLite's dialect: every mapping shape must work on both stores.
+    ///
+    /// On MariaDB the store is a new database on the shared test server holding
+    /// `tests/fixtures/<example>.mysql.sql`, the app's schema as a MySQL app has it.
     pub async fn example(example: &str, store: Store, tweak: Option<Tweak>) -> Option<Sidecar> {
-        let pg = match store {
-            Store::Postgres => Some(pg_database(example).await?),
-            Store::Sqlite => None,
-        };
-        Some(Self::example_on(example, pg, tweak).await)
+        match store {
+            Store::Postgres => {
+                let pg = pg_database(example).await?;
+                Some(Self::example_on(example, Some(pg), tweak).await)
+            }
+            Store::Sqlite => Some(Self::example_on(example, None, tweak).await),
+            Store::Mariadb => {
+                let my = my_database(example).await?;
+                Some(Self::example_on_mariadb(example, my, tweak).await)
+            }
+        }
+    }
+
+    /// [`Sidecar::example`] on a given MariaDB database (one of a private server, say).
+    pub async fn example_on_mariadb(
+        example: &str,
+        my: mariadb::Db,
+        tweak: Option<Tweak>,
+    ) -> Sidecar {
+        init();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("app.db");
+        let upstream = Upstream::start().await;
+        let mut config = example_loaded_on(example, Target::Mariadb(&my), &db, upstream.addr);
+        if let Some(t) = tweak {
+            t(&mut config);
+        }
+        migrate_config(&config).await;
+        Self::launch(config, dir, db, upstream, None, Some(my)).await
     }
 
     /// [`Sidecar::example`] on a given PostgreSQL database (one of a private cluster, say),
@@ -191,12 +229,15 @@ impl Sidecar {
             t(&mut config);
         }
         migrate_config(&config).await;
-        Self::launch(config, dir, db, upstream, pg).await
+        Self::launch(config, dir, db, upstream, pg, None).await
     }
 
     /// The example's config as this sidecar loaded it (same database), without tweaks: what
     /// `scim-sidecar check` would read.
     pub fn example_config(&self, example: &str) -> Config {
+        if let Some(my) = &self.my {
+            return example_loaded_on(example, Target::Mariadb(my), &self.db, self.upstream.addr);
+        }
         example_loaded(
             example,
             self.pg.as_ref(),
@@ -204,6 +245,15 @@ impl Sidecar {
             self.upstream.addr,
             false,
         )
+    }
+
+    /// Which store this sidecar runs on.
+    pub fn store(&self) -> Store {
+        match (&self.pg, &self.my) {
+            (Some(_), _) => Store::Postgres,
+            (_, Some(_)) => Store::Mariadb,
+            _ => Store::Sqlite,
+        }
     }
 
     /// [`Sidecar::example`] on PostgreSQL.
@@ -214,9 +264,10 @@ impl Sidecar {
     /// Rows of a query against the app's own database (SQLite or PostgreSQL), every column
     /// as text, `NULL` for null.
     pub async fn rows(&self, query: &str) -> Vec<Vec<String>> {
-        match &self.pg {
-            Some(db) => db.rows(query).await,
-            None => self.sql(query),
+        match (&self.pg, &self.my) {
+            (Some(db), _) => db.rows(query).await,
+            (_, Some(db)) => db.rows(query).await,
+            _ => self.sql(query),
         }
     }
 
@@ -258,9 +309,10 @@ impl Sidecar {
 
     /// Runs statements against the app's own database, as the app itself would write.
     pub async fn exec(&self, sql: &str) {
-        match &self.pg {
-            Some(db) => db.exec(sql).await,
-            None => rusqlite::Connection::open(&self.db)
+        match (&self.pg, &self.my) {
+            (Some(db), _) => db.exec(sql).await,
+            (_, Some(db)) => db.exec(sql).await,
+            _ => rusqlite::Connection::open(&self.db)
                 .expect("open db")
                 .execute_batch(sql)
                 .unwrap_or_else(|e| panic!("{sql}: {e}")),
@@ -346,6 +398,76 @@ pub fn example_config(name: &str) -> PathBuf {
     example_dir(name).0.join("scim-sidecar.toml")
 }
 
+/// The example's app schema in MySQL's dialect: `tests/fixtures/<name>.mysql.sql`; the
+/// schema of the example's MySQL sibling (`examples/<name>-mysql/schema.sql`, WordPress's
+/// own DDL) or of a MySQL example itself; or a test-only example's
+/// `tests/fixtures/<name>/schema.mysql.sql`.
+pub fn mysql_schema(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        root.join(format!("tests/fixtures/{name}.mysql.sql")),
+        root.join(format!("examples/{name}-mysql/schema.sql")),
+        root.join("tests/fixtures")
+            .join(name)
+            .join("schema.mysql.sql"),
+    ];
+    candidates
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| root.join("examples").join(name).join("schema.sql"))
+}
+
+/// A fresh database on the shared MariaDB server holding the example's MySQL schema, or
+/// `None` when MariaDB is not installed.
+pub async fn my_database(example: &str) -> Option<mariadb::Db> {
+    Some(example_my_database(mariadb::server()?, example).await)
+}
+
+/// A fresh database on `server` holding the example's MySQL schema.
+pub async fn example_my_database(server: &mariadb::Server, example: &str) -> mariadb::Db {
+    let db = server.database(example).await;
+    let schema = mysql_schema(example);
+    db.exec(
+        &std::fs::read_to_string(&schema).unwrap_or_else(|e| panic!("{}: {e}", schema.display())),
+    )
+    .await;
+    db
+}
+
+/// Where [`example_loaded_on`] points the example's backends.
+enum Target<'a> {
+    Mariadb(&'a mariadb::Db),
+}
+
+/// `examples/<example>/scim-sidecar.toml` loaded with the test environment, every backend
+/// pointed at `target` (its resources' tables and columns are the same in every store).
+fn example_loaded_on(example: &str, target: Target<'_>, db: &Path, upstream: SocketAddr) -> Config {
+    let Target::Mariadb(my) = target;
+    let mut env = quickstart_env(db, upstream);
+    // A MySQL example reads the database's own URL; another reads one its kind parses, and
+    // its backends are pointed at the database below.
+    let path = example_config(example);
+    let mysql = std::fs::read_to_string(&path).is_ok_and(|t| t.contains("type = \"mysql\""));
+    let url = if mysql {
+        my.url.clone()
+    } else {
+        "postgres://unused@127.0.0.1:1/unused".into()
+    };
+    env.insert("DATABASE_URL".into(), url);
+    let mut config = load(&path, &env);
+    for b in &mut config.backends {
+        b.store = std::sync::Arc::new(MyOptions {
+            url: scim_sidecar::config::Secret(my.url.clone()),
+            socket: None,
+            pool_size: 16,
+            connect_timeout: std::time::Duration::from_secs(5),
+            statement_timeout: std::time::Duration::from_secs(10),
+            ca_file: None,
+        });
+    }
+    config
+}
+
 /// A fresh database on the shared test cluster holding `examples/<example>/schema.sql`, or
 /// `None` when PostgreSQL is not installed.
 pub async fn pg_database(example: &str) -> Option<postgres::Db> {
@@ -396,6 +518,8 @@ pub enum Store {
     Sqlite,
     /// PostgreSQL, from `examples/<example>/schema.sql` on the shared test cluster.
     Postgres,
+    /// MariaDB, from `tests/fixtures/<example>.mysql.sql` on the shared test server.
+    Mariadb,
 }
 
 /// Loads a config file or fails the test with the problems.
@@ -442,6 +566,17 @@ pub fn with_sqlite(c: &mut Config, f: impl Fn(&mut SqliteConfig)) {
 pub fn with_postgres(c: &mut Config, f: impl Fn(&mut PgOptions)) {
     for b in &mut c.backends {
         if let Some(s) = b.store.as_any().downcast_ref::<PgOptions>() {
+            let mut s = s.clone();
+            f(&mut s);
+            b.store = std::sync::Arc::new(s);
+        }
+    }
+}
+
+/// Changes the settings of every MySQL backend of a loaded config.
+pub fn with_mysql(c: &mut Config, f: impl Fn(&mut MyOptions)) {
+    for b in &mut c.backends {
+        if let Some(s) = b.store.as_any().downcast_ref::<MyOptions>() {
             let mut s = s.clone();
             f(&mut s);
             b.store = std::sync::Arc::new(s);

@@ -89,7 +89,7 @@ fn postgres_user() -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -343,7 +343,7 @@ impl Db {
 /// Spawns a server from one long-lived thread. The death signal set in [`as_user`] fires when
 /// the *thread* that forked the child exits, and a test's thread ends with its test: a server
 /// forked there would die under the next test.
-fn spawn_kept(cmd: Command) -> std::io::Result<Child> {
+pub fn spawn_kept(cmd: Command) -> std::io::Result<Child> {
     type Job = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
     static KEEPER: OnceLock<std::sync::mpsc::Sender<Job>> = OnceLock::new();
     let keeper = KEEPER.get_or_init(|| {
@@ -364,7 +364,7 @@ fn spawn_kept(cmd: Command) -> std::io::Result<Child> {
 }
 
 /// Runs the command as the `postgres` user when running as root, and makes it die with us.
-fn as_user(mut cmd: Command, user: Option<(u32, u32)>) -> Command {
+pub fn as_user(mut cmd: Command, user: Option<(u32, u32)>) -> Command {
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {

@@ -159,7 +159,7 @@ enum Piece {
 }
 
 /// Splits SQL text into text and `:name` parameters, leaving string literals, quoted
-/// identifiers, comments and PostgreSQL's `::type` casts alone.
+/// identifiers (MySQL's backticks too), comments and PostgreSQL's `::type` casts alone.
 fn split(text: &str) -> Vec<Piece> {
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -168,7 +168,7 @@ fn split(text: &str) -> Vec<Piece> {
     while i < chars.len() {
         let c = chars[i];
         match c {
-            '\'' | '"' => {
+            '\'' | '"' | '`' => {
                 // A literal or a quoted identifier, up to its closing quote (doubled quotes
                 // stay inside).
                 cur.push(c);

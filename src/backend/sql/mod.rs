@@ -2,18 +2,23 @@
 //!
 //! Everything a client sends reaches SQL as a bound parameter. Identifiers (table and column
 //! names) come only from the mapping file, are checked by [`valid_ident`] at config load and
-//! against the live schema at start-up, and are double-quoted by [`quote_ident`]. [`model`]
-//! compiles a mapped table against the live schema; this module compiles filters and sort
-//! orders over it. A dialect differs only in placeholders, casts, case folding and pattern
-//! matching: PostgreSQL is another [`Dialect`], not another compiler.
+//! against the live schema at start-up, and are quoted by [`Dialect::quote`] (double quotes;
+//! backticks in MySQL). [`model`] compiles a mapped table against the live schema; this module
+//! compiles filters and sort orders over it. A dialect differs only in placeholders, casts,
+//! case folding and pattern matching: PostgreSQL and MySQL are other [`Dialect`]s, not other
+//! compilers.
 //!
 //! PostgreSQL parameters are always sent as text and cast in SQL to the column's type
 //! (`$1::text::bigint`), and values are read back as text: one encoding for integers,
-//! booleans, enums, `citext`, timestamps and `uuid` alike.
+//! booleans, enums, `citext`, timestamps and `uuid` alike. MySQL parameters are `?`, sent
+//! typed by the binary protocol; a text column's collation decides its case folding there
+//! (a `_ci` column folds by itself), and its character set what it can hold.
 
 pub mod config;
 pub mod hooks;
 pub mod model;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 pub(crate) mod ops;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -33,6 +38,31 @@ pub enum Dialect {
     Sqlite,
     /// PostgreSQL 12+.
     Postgres,
+    /// MariaDB 10.3+ and MySQL 5.7+ (`?` placeholders, backticks, no `RETURNING`).
+    Mysql,
+}
+
+impl Dialect {
+    /// Quotes an identifier (each part of `schema.table`), doubling embedded quotes: double
+    /// quotes, backticks in MySQL (whose double quotes are string literals by default).
+    pub fn quote(self, id: &str) -> String {
+        match self {
+            Dialect::Mysql => id
+                .split('.')
+                .map(|p| format!("`{}`", p.replace('`', "``")))
+                .collect::<Vec<_>>()
+                .join("."),
+            _ => quote_ident(id),
+        }
+    }
+
+    /// The placeholder sigil; MySQL's `?` carries no number.
+    fn sigil(self) -> &'static str {
+        match self {
+            Dialect::Sqlite | Dialect::Mysql => "?",
+            Dialect::Postgres => "$",
+        }
+    }
 }
 
 /// A bound parameter.
@@ -78,49 +108,46 @@ impl Sql {
         self
     }
 
-    /// Binds a parameter and appends its placeholder (`?N`, or `$N::text` in PostgreSQL).
+    /// Binds a parameter and appends its placeholder (`?N`, `?` in MySQL, or `$N::text` in
+    /// PostgreSQL).
     pub fn param(&mut self, d: Dialect, v: Value) -> &mut Self {
         self.params.push(Param::Value(v));
-        let sigil = match d {
-            Dialect::Sqlite => "?",
-            Dialect::Postgres => "$",
-        };
-        self.placeholder(sigil);
+        self.placeholder(d);
         if d == Dialect::Postgres {
             self.text.push_str("::text");
         }
         self
     }
 
-    /// Binds a value whose type the database infers, and appends `?N` / `$N` (no cast).
+    /// Binds a value whose type the database infers, and appends `?N` / `$N` / `?` (no cast).
     pub fn param_inferred(&mut self, d: Dialect, v: Value) -> &mut Self {
         self.params.push(Param::Inferred(v));
-        let sigil = match d {
-            Dialect::Sqlite => "?",
-            Dialect::Postgres => "$",
-        };
-        self.placeholder(sigil);
+        self.placeholder(d);
         self
     }
 
     /// Binds a text array (PostgreSQL) and appends `$N::text[]`.
     pub fn param_array(&mut self, values: Vec<String>) -> &mut Self {
         self.params.push(Param::TextArray(values));
-        self.placeholder("$");
+        self.placeholder(Dialect::Postgres);
         self.text.push_str("::text[]");
         self
     }
 
-    /// Writes `sigil` and the number of the last parameter, recording where the number is.
-    fn placeholder(&mut self, sigil: &str) {
-        self.text.push_str(sigil);
+    /// Writes the dialect's sigil and the number of the last parameter, recording where the
+    /// number is. MySQL's placeholders are positional, unnumbered: nothing to renumber.
+    fn placeholder(&mut self, d: Dialect) {
+        self.text.push_str(d.sigil());
+        if d == Dialect::Mysql {
+            return;
+        }
         let start = self.text.len();
         let _ = write!(self.text, "{}", self.params.len());
         self.marks.push(start..self.text.len());
     }
 
     /// Appends another statement's text and parameters, its placeholders renumbered after
-    /// this statement's own.
+    /// this statement's own (MySQL's `?` have no numbers: order alone binds them).
     pub fn append(&mut self, other: &Sql) {
         let offset = self.params.len();
         let mut last = 0;
@@ -201,7 +228,8 @@ pub fn valid_ident(id: &str) -> bool {
         })
 }
 
-/// Double-quotes an identifier (each part of `schema.table`), doubling embedded quotes.
+/// Double-quotes an identifier (each part of `schema.table`), doubling embedded quotes; see
+/// [`Dialect::quote`] for MySQL's backticks.
 pub fn quote_ident(id: &str) -> String {
     id.split('.')
         .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
@@ -327,12 +355,18 @@ fn compile(m: &Model, p: &Predicate, neg: bool, sql: &mut Sql) {
             None => constant(neg, sql),
             Some(Field::Column(c)) => {
                 let e = format!("t.{}", c.name);
+                // MySQL's zero date ('0000-00-00') reads as no value, so it is not present.
+                let zero_date = d == Dialect::Mysql && c.ty == FieldType::Timestamp;
                 sql.push(&match (c.ty.is_text(), neg) {
                     (true, false) => format!("({e} IS NOT NULL AND {e}::text <> '')")
                         .replace("::text", text_cast(d)),
                     (true, true) => {
                         format!("({e} IS NULL OR {e}::text = '')").replace("::text", text_cast(d))
                     }
+                    (false, false) if zero_date => {
+                        format!("({e} IS NOT NULL AND {e} > '0000-00-00')")
+                    }
+                    (false, true) if zero_date => format!("({e} IS NULL OR {e} <= '0000-00-00')"),
                     (false, false) => format!("{e} IS NOT NULL"),
                     (false, true) => format!("{e} IS NULL"),
                 });
@@ -476,8 +510,34 @@ fn compile(m: &Model, p: &Predicate, neg: bool, sql: &mut Sql) {
 
 fn text_cast(d: Dialect) -> &'static str {
     match d {
-        Dialect::Sqlite => "",
+        Dialect::Sqlite | Dialect::Mysql => "",
         Dialect::Postgres => "::text",
+    }
+}
+
+/// Whether a column of MySQL character set `charset` can hold `s`: `latin1` (MySQL's is
+/// Windows-1252), `ascii`, and `utf8`/`utf8mb3` (no character beyond the Basic Multilingual
+/// Plane: no emoji) cannot hold everything; `utf8mb4` and binary strings can. Other
+/// character sets are left to the server, which refuses what they cannot hold (strict mode).
+pub fn charset_holds(charset: &str, s: &str) -> bool {
+    // The 27 characters Windows-1252 has in 0x80–0x9F, and the five code points MySQL's
+    // latin1 keeps as themselves there.
+    const CP1252: &str = "€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ\u{81}\u{8d}\u{8f}\u{90}\u{9d}";
+    match charset.to_ascii_lowercase().as_str() {
+        "latin1" => s.chars().all(|c| {
+            (c as u32) < 0x80 || (0xa0..=0xff).contains(&(c as u32)) || CP1252.contains(c)
+        }),
+        "ascii" => s.is_ascii(),
+        "utf8" | "utf8mb3" => s.chars().all(|c| (c as u32) <= 0xffff),
+        _ => true,
+    }
+}
+
+/// Whether column `c` can hold `v` (MySQL: its character set; other dialects hold any text).
+pub(crate) fn column_holds(d: Dialect, c: &Col, v: &Value) -> bool {
+    match (d, &c.charset, v) {
+        (Dialect::Mysql, Some(cs), Value::Text(s)) => charset_holds(cs, s),
+        _ => true,
     }
 }
 
@@ -559,10 +619,37 @@ pub(crate) fn comparison(
                     sql.param(d, Value::Text(like_pattern(s, pre, post)))
                         .push(" ESCAPE '\\'");
                 }
+                // A `_ci` collation folds by itself; otherwise both sides are lowered. An exact
+                // match on a `_ci` column compares under the character set's binary collation.
+                (Dialect::Mysql, fold) => {
+                    let pattern = Value::Text(like_pattern(s, pre, post));
+                    match (fold, c.ci) {
+                        (true, false) => {
+                            sql.push("LOWER(").push(e).push(") LIKE LOWER(");
+                            sql.param(d, pattern).push(")");
+                        }
+                        (false, true) => {
+                            sql.push(e).push(&binary_collation(c)).push(" LIKE ");
+                            sql.param(d, pattern);
+                        }
+                        _ => {
+                            sql.push(e).push(" LIKE ");
+                            sql.param(d, pattern);
+                        }
+                    }
+                    // In MySQL's string literals a backslash escapes: '\\' is one backslash.
+                    sql.push(" ESCAPE '\\\\'");
+                }
             }
             return;
         }
     };
+    // A value the column's character set cannot hold equals no stored value (and MySQL
+    // would refuse to compare them at all: "illegal mix of collations").
+    if !column_holds(d, c, value) {
+        sql.push("1=0");
+        return;
+    }
     match (d, fold) {
         // Explicit in both directions: the column may be declared NOCASE or not.
         (Dialect::Sqlite, true) => {
@@ -585,6 +672,38 @@ pub(crate) fn comparison(
         (Dialect::Postgres, true) if c.ci => {
             sql.push(e).push(" ").push(rel).push(" ");
             c.param(d, sql, value.clone());
+        }
+        // A `_ci` collation compares case-insensitively by itself, and its index serves it.
+        (Dialect::Mysql, true) if c.ci => {
+            sql.push(e).push(" ").push(rel).push(" ");
+            c.param(d, sql, value.clone());
+        }
+        (Dialect::Mysql, true) => {
+            sql.push("LOWER(")
+                .push(e)
+                .push(") ")
+                .push(rel)
+                .push(" LOWER(")
+                .param(d, value.clone())
+                .push(")");
+        }
+        // Exact on a `_ci` column: the binary collation decides; for equality the column's
+        // own comparison goes first, so its index narrows the rows.
+        (Dialect::Mysql, false) if c.ci && c.ty.is_text() => {
+            if op == CmpOp::Eq || op == CmpOp::Ne {
+                sql.push("(").push(e).push(" = ");
+                c.param(d, sql, value.clone());
+                sql.push(" AND ");
+            }
+            sql.push(e)
+                .push(&binary_collation(c))
+                .push(" ")
+                .push(rel)
+                .push(" ");
+            c.param(d, sql, value.clone());
+            if op == CmpOp::Eq || op == CmpOp::Ne {
+                sql.push(")");
+            }
         }
         (Dialect::Postgres, true) => {
             // An enum has no lower(): compare its label as text.
@@ -667,13 +786,34 @@ pub fn order_by(m: &Model, sort: &Sort, sql: &mut Sql) {
                     expr = lower;
                 }
                 Dialect::Postgres => {}
+                Dialect::Mysql if !c.ci => {
+                    let mut lower = Sql::default();
+                    lower.push("LOWER(");
+                    lower.append(&expr);
+                    lower.push(")");
+                    expr = lower;
+                }
+                Dialect::Mysql => {}
             }
         }
-        sql.append(&expr);
-        // RFC 7644 §3.4.2.3: resources without a value sort last.
-        sql.push(" ").push(dir).push(" NULLS LAST, ");
+        // RFC 7644 §3.4.2.3: resources without a value sort last. MySQL has no NULLS LAST:
+        // sorting by `IS NULL` first does it.
+        if d == Dialect::Mysql {
+            sql.append(&expr);
+            sql.push(" IS NULL, ");
+            sql.append(&expr);
+            sql.push(" ").push(dir).push(", ");
+        } else {
+            sql.append(&expr);
+            sql.push(" ").push(dir).push(" NULLS LAST, ");
+        }
     }
     sql.push("t.").push(&m.key.name).push(" ").push(dir);
+}
+
+/// ` COLLATE <charset>_bin`: exact comparison of a MySQL text column.
+fn binary_collation(c: &Col) -> String {
+    format!(" COLLATE {}_bin", c.charset.as_deref().unwrap_or("utf8mb4"))
 }
 
 /// A LIKE pattern matching `s` literally, with `%` before and/or after.
@@ -734,6 +874,7 @@ mod tests {
             pk,
             generated: pk,
             ci: false,
+            charset: None,
         }
     }
 
@@ -993,6 +1134,55 @@ mod tests {
         );
     }
 
+    /// MySQL: `?` placeholders carry no number, so appending only concatenates; identifiers
+    /// are backticked; a `_ci` column compares as it is (folding once), a binary-collated one
+    /// is lowered, an exact comparison on a `_ci` column adds its binary collation, and a
+    /// value its character set cannot hold matches nothing.
+    #[test]
+    fn mysql_dialect() {
+        let d = Dialect::Mysql;
+        let mut a = Sql::default();
+        a.push("SELECT ").param(d, Value::Int(1));
+        let mut b = Sql::default();
+        b.push(" FROM `t?1` WHERE x = ").param(d, Value::Int(2));
+        a.append(&b);
+        assert_eq!(a.text, "SELECT ? FROM `t?1` WHERE x = ?");
+        assert_eq!(a.params.len(), 2);
+        assert_eq!(d.quote("app.wp_users"), "`app`.`wp_users`");
+        assert_eq!(d.quote("a`b"), "`a``b`");
+        let mut c = model::Col {
+            name: "`login`".into(),
+            raw: "login".into(),
+            ty: FieldType::Text { max_len: Some(60) },
+            cast: None,
+            ci: true,
+            charset: Some("latin1".into()),
+            notnull: true,
+            default_sql: None,
+        };
+        let v = Value::Text("Ann".into());
+        let mut sql = Sql::default();
+        comparison(d, "t.`login`", &c, CmpOp::Eq, &v, true, &mut sql);
+        assert_eq!(sql.text, "t.`login` = ?");
+        let mut sql = Sql::default();
+        comparison(d, "t.`login`", &c, CmpOp::Eq, &v, false, &mut sql);
+        assert_eq!(
+            sql.text,
+            "(t.`login` = ? AND t.`login` COLLATE latin1_bin = ?)"
+        );
+        let mut sql = Sql::default();
+        comparison(d, "t.`login`", &c, CmpOp::StartsWith, &v, true, &mut sql);
+        assert_eq!(sql.text, "t.`login` LIKE ? ESCAPE '\\\\'");
+        let mut sql = Sql::default();
+        let cyrillic = Value::Text("Жанна".into());
+        comparison(d, "t.`login`", &c, CmpOp::Eq, &cyrillic, true, &mut sql);
+        assert_eq!(sql.text, "1=0");
+        c.ci = false;
+        let mut sql = Sql::default();
+        comparison(d, "t.`login`", &c, CmpOp::Eq, &v, true, &mut sql);
+        assert_eq!(sql.text, "LOWER(t.`login`) = LOWER(?)");
+    }
+
     /// Appending renumbers placeholders from their recorded positions, so text that looks
     /// like a placeholder (a quoted identifier may contain `$1` or `?2`) is never touched.
     #[test]
@@ -1017,6 +1207,7 @@ mod tests {
             let (p, c) = match d {
                 Dialect::Sqlite => ("?", ""),
                 Dialect::Postgres => ("$", "::text"),
+                Dialect::Mysql => unreachable!("not in this loop"),
             };
             assert_eq!(
                 a.text,

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::config::{MembersSpec, RelSpec, Source};
-use super::{Dialect, Sql, key_value, quote_ident};
+use super::{Dialect, Sql, key_value};
 use crate::backend::{
     ConstValue, FieldInfo, FieldType, Refused, SpecPart, SpecProblem, Value, When, closest,
 };
@@ -61,8 +61,12 @@ pub struct ColumnInfo {
     pub pk: bool,
     /// The store generates it on insert (rowid alias, identity, serial or a key default).
     pub generated: bool,
-    /// Compares case-insensitively by itself (`citext`, `COLLATE NOCASE`).
+    /// Compares case-insensitively by itself (`citext`, `COLLATE NOCASE`, a MySQL `_ci`
+    /// collation).
     pub ci: bool,
+    /// MySQL: the text column's character set (`utf8mb4`, `latin1`), which decides what it
+    /// can hold; `None` elsewhere.
+    pub charset: Option<String>,
 }
 
 /// A unique index or constraint.
@@ -164,13 +168,26 @@ fn split_and(text: &str) -> Vec<String> {
 
 /// The `CREATE UNIQUE INDEX` that would make `column` unique among the rows `fixed` picks:
 /// partial when a discriminator shares the table, so other types' rows (groups with empty
-/// logins) do not stand in its way.
-fn unique_index_fix(d: Dialect, table: &str, column: &str, fold: bool, fixed: &[Fixed]) -> String {
+/// logins) do not stand in its way. MySQL has no partial index: there it is a generated
+/// column holding the value for those rows only, under a unique index (which the sidecar
+/// reads back as the partial index it stands for).
+fn unique_index_fix(
+    d: Dialect,
+    table: &str,
+    column: &str,
+    ty: &FieldType,
+    fold: bool,
+    ci: bool,
+    fixed: &[Fixed],
+) -> String {
     let expr = match (d, fold) {
         (Dialect::Sqlite, true) => format!("{column} COLLATE NOCASE"),
         (Dialect::Postgres, true) => format!("lower({column})"),
         _ => column.to_owned(),
     };
+    if d == Dialect::Mysql {
+        return mysql_unique_fix(table, column, ty, fold && !ci, fixed);
+    }
     let mut cond = String::new();
     for (i, f) in fixed.iter().enumerate() {
         cond.push_str(if i == 0 { " WHERE " } else { " AND " });
@@ -185,11 +202,72 @@ fn unique_index_fix(d: Dialect, table: &str, column: &str, fold: bool, fixed: &[
         // Unnamed: PostgreSQL picks a free name. Any name we make up may be taken
         // (WordPress's non-unique index is wp_users_user_login_key).
         Dialect::Postgres => format!("CREATE UNIQUE INDEX ON {table} ({expr}){cond};"),
-        Dialect::Sqlite => format!(
+        Dialect::Sqlite | Dialect::Mysql => format!(
             "CREATE UNIQUE INDEX {}_{column}_key ON {table} ({expr}){cond};",
             table.replace('.', "_")
         ),
     }
+}
+
+/// MySQL's [`unique_index_fix`]: a plain unique index (a `_ci` column's folds case), or, for
+/// the rows of one type, `ALTER TABLE … ADD COLUMN login_user … AS (CASE WHEN type = 'User'
+/// THEN login END) VIRTUAL, ADD UNIQUE INDEX …` — `lower(login)` when a binary collation
+/// must be folded.
+fn mysql_unique_fix(
+    table: &str,
+    column: &str,
+    ty: &FieldType,
+    lower: bool,
+    fixed: &[Fixed],
+) -> String {
+    let t = table.replace('.', "_");
+    if fixed.is_empty() && !lower {
+        return format!("CREATE UNIQUE INDEX {t}_{column}_key ON {table} ({column});");
+    }
+    let suffix: Vec<String> = fixed
+        .iter()
+        .map(|f| {
+            literal_text(&f.value)
+                .to_ascii_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect()
+        })
+        .collect();
+    let name = if suffix.is_empty() {
+        format!("{column}_lower")
+    } else {
+        format!("{column}_{}", suffix.join("_"))
+    };
+    let sql_type = match ty {
+        FieldType::Text { max_len: Some(n) } => format!("varchar({n})"),
+        FieldType::Integer => "bigint".to_owned(),
+        _ => "varchar(255)".to_owned(),
+    };
+    let value = if lower {
+        format!("lower({column})")
+    } else {
+        column.to_owned()
+    };
+    let expr = if fixed.is_empty() {
+        value
+    } else {
+        let conds: Vec<String> = fixed
+            .iter()
+            .map(|f| {
+                let lit = match &f.value {
+                    Value::Text(t) => format!("'{}'", t.replace('\'', "''")),
+                    Value::Bool(b) => i64::from(*b).to_string(),
+                    v => literal_text(v),
+                };
+                format!("{} = {lit}", f.col.raw)
+            })
+            .collect();
+        format!("CASE WHEN {} THEN {value} END", conds.join(" AND "))
+    };
+    format!(
+        "ALTER TABLE {table} ADD COLUMN {name} {sql_type} AS ({expr}) VIRTUAL, ADD UNIQUE INDEX {t}_{name}_key ({name});"
+    )
 }
 
 /// The warning for `n` values held more than once where the sidecar keeps a field unique.
@@ -367,6 +445,8 @@ pub struct Col {
     pub cast: Option<String>,
     /// Compares case-insensitively by itself.
     pub ci: bool,
+    /// MySQL: the character set of a text column ([`ColumnInfo::charset`]).
+    pub charset: Option<String>,
     /// NOT NULL.
     pub notnull: bool,
     /// How an `UPDATE` writes the column's default ([`ColumnInfo::default_sql`]).
@@ -374,27 +454,51 @@ pub struct Col {
 }
 
 impl Col {
-    fn from_info(raw: &str, info: &ColumnInfo) -> Self {
+    fn from_info(d: Dialect, raw: &str, info: &ColumnInfo) -> Self {
         Col {
             // The store's spelling: the column was found ignoring case, and a quoted name
             // matches only its own case (PostgreSQL: `"ID"` is not `"id"`).
-            name: quote_ident(&info.name),
+            name: d.quote(&info.name),
             raw: raw.to_owned(),
             ty: info.ty.clone(),
             cast: info.cast.clone(),
             ci: info.ci,
+            charset: info.charset.clone(),
             notnull: info.notnull,
             default_sql: info.default_sql.clone(),
         }
     }
 
-    /// Binds `v` as a value for this column.
+    /// Binds `v` as a value for this column (MySQL: a timestamp in the form its `DATETIME`
+    /// reads, in UTC like the session).
     pub fn param(&self, d: Dialect, sql: &mut Sql, v: Value) {
+        let v = match (d, &self.ty, v) {
+            (Dialect::Mysql, FieldType::Timestamp, Value::Text(t)) => {
+                Value::Text(mysql_datetime(&t).unwrap_or(t))
+            }
+            (_, _, v) => v,
+        };
         sql.param(d, v);
         if let (Dialect::Postgres, Some(cast)) = (d, &self.cast) {
             sql.push("::").push(cast);
         }
     }
+}
+
+/// `2024-05-01T10:00:00.050Z` (how the sidecar writes timestamps) as MySQL's
+/// `2024-05-01 10:00:00.050`: MySQL refuses the `T` and `Z` of RFC 3339 in strict mode.
+fn mysql_datetime(t: &str) -> Option<String> {
+    let parsed = crate::scim::resource::parse_datetime(t)?.to_offset(time::UtcOffset::UTC);
+    Some(format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}",
+        parsed.year(),
+        u8::from(parsed.month()),
+        parsed.day(),
+        parsed.hour(),
+        parsed.minute(),
+        parsed.second(),
+        parsed.millisecond()
+    ))
 }
 
 /// A fixed column value: a discriminator, or the selector of a child row.
@@ -411,8 +515,8 @@ pub struct Fixed {
 pub enum Field {
     /// A column of the table.
     Column(Col),
-    /// A value in a row of another table.
-    Child(Child),
+    /// A value in a row of another table (boxed: a child is several columns).
+    Child(Box<Child>),
 }
 
 /// A value kept in another table.
@@ -691,14 +795,14 @@ impl Model {
                         problems.push(problem(
                             SpecPart::Table,
                             format!("key column '{}' is an integer the database does not generate", k.name),
-                            Some("declare it INTEGER PRIMARY KEY (SQLite), identity or serial (PostgreSQL), or give it a DEFAULT".into()),
+                            Some("declare it INTEGER PRIMARY KEY (SQLite), identity or serial (PostgreSQL), AUTO_INCREMENT (MySQL), or give it a DEFAULT".into()),
                         ));
                     } else {
                         key_uuid = true;
                     }
                 }
                 written.push(k.name.to_ascii_lowercase());
-                key = Some(Col::from_info(&spec.key, &k));
+                key = Some(Col::from_info(d, &spec.key, &k));
             }
             for (c, v) in &spec.filter {
                 if let Some(info) = column_of(
@@ -711,7 +815,7 @@ impl Model {
                 ) {
                     written.push(info.name.to_ascii_lowercase());
                     filter.push(Fixed {
-                        col: Col::from_info(c, &info),
+                        col: Col::from_info(d, c, &info),
                         value: v.clone(),
                     });
                 }
@@ -738,7 +842,7 @@ impl Model {
                 ) {
                     written.push(info.name.to_ascii_lowercase());
                     constants.push(Constant {
-                        col: Col::from_info(&k.column, &info),
+                        col: Col::from_info(d, &k.column, &info),
                         value: k.value.clone(),
                         on: k.on,
                     });
@@ -783,7 +887,7 @@ impl Model {
                                 info.name,
                                 if f.fold_case { " (case-insensitive)" } else { "" }
                             ),
-                            Some(unique_index_fix(d, &spec.table, &info.name, f.fold_case, &filter)),
+                            Some(unique_index_fix(d, &spec.table, &info.name, &info.ty, f.fold_case, info.ci, &filter)),
                         ));
                     }
                     if covered || f.unique {
@@ -796,7 +900,7 @@ impl Model {
                         unique: covered || f.unique,
                         multi_valued: false,
                     });
-                    fields.push(Field::Column(Col::from_info(c, &info)));
+                    fields.push(Field::Column(Col::from_info(d, c, &info)));
                 }
                 Source::Child(c) => {
                     let Some(t) = table_of(&c.table, part.clone(), &mut problems) else {
@@ -825,7 +929,7 @@ impl Model {
                             column_of(&t, &c.table, sc, "column ", part.clone(), &mut problems)
                         {
                             select.push(Fixed {
-                                col: Col::from_info(sc, &info),
+                                col: Col::from_info(d, sc, &info),
                                 value: v.clone(),
                             });
                         }
@@ -851,7 +955,7 @@ impl Model {
                             column_of(&t, &c.table, sc, "set column ", part.clone(), &mut problems)
                         {
                             set.push(Constant {
-                                col: Col::from_info(sc, &info),
+                                col: Col::from_info(d, sc, &info),
                                 value: value.clone(),
                                 on: *on,
                             });
@@ -913,7 +1017,7 @@ impl Model {
                                 col.name,
                                 if f.fold_case { " (case-insensitive)" } else { "" }
                             ),
-                            Some(unique_index_fix(d, &c.table, &col.name, f.fold_case, &select)),
+                            Some(unique_index_fix(d, &c.table, &col.name, &col.ty, f.fold_case, col.ci, &select)),
                         ));
                     }
                     if f.unique {
@@ -926,13 +1030,13 @@ impl Model {
                         unique: false,
                         multi_valued: false,
                     });
-                    fields.push(Field::Child(Child {
-                        table: quote_ident(&c.table),
-                        link: Col::from_info(&c.link, &link),
-                        col: Col::from_info(&c.column, &col),
+                    fields.push(Field::Child(Box::new(Child {
+                        table: d.quote(&c.table),
+                        link: Col::from_info(d, &c.link, &link),
+                        col: Col::from_info(d, &c.column, &col),
                         select,
                         set,
-                    }));
+                    })));
                 }
             }
         }
@@ -985,7 +1089,7 @@ impl Model {
 
         let members = match &spec.members {
             None => None,
-            Some(m) => Self::members(m, cat, &mut problems, &mut warnings),
+            Some(m) => Self::members(d, m, cat, &mut problems, &mut warnings),
         };
         let mut member_of = Vec::new();
         for m in &spec.member_of {
@@ -1012,25 +1116,25 @@ impl Model {
                 .get(&m.group_table)
                 .and_then(Option::as_ref)
                 .and_then(|gt| {
-                    let key = Col::from_info(&m.group_key, gt.column(&m.group_key)?);
+                    let key = Col::from_info(d, &m.group_key, gt.column(&m.group_key)?);
                     let filter = m
                         .group_filter
                         .iter()
                         .map(|(name, v)| {
                             Some(Fixed {
-                                col: Col::from_info(name, gt.column(name)?),
+                                col: Col::from_info(d, name, gt.column(name)?),
                                 value: v.clone(),
                             })
                         })
                         .collect::<Option<Vec<_>>>()?;
-                    Some((quote_ident(&m.group_table), key, filter))
+                    Some((d.quote(&m.group_table), key, filter))
                 });
             member_of.push(Ref {
-                table: quote_ident(&m.table),
-                column: Col::from_info(&m.column, c),
+                table: d.quote(&m.table),
+                column: Col::from_info(d, &m.column, c),
                 group: t
                     .column(&m.group_column)
-                    .map(|g| Col::from_info(&m.group_column, g)),
+                    .map(|g| Col::from_info(d, &m.group_column, g)),
                 hooks,
                 groups,
             });
@@ -1093,15 +1197,15 @@ impl Model {
                 .iter()
                 .filter_map(|(c, v)| {
                     info.column(c).map(|i| Fixed {
-                        col: Col::from_info(c, i),
+                        col: Col::from_info(d, c, i),
                         value: v.clone(),
                     })
                 })
                 .collect();
             Some(Child {
-                table: quote_ident(&t.table),
-                link: Col::from_info(&t.link, link),
-                col: Col::from_info(&t.column, col),
+                table: d.quote(&t.table),
+                link: Col::from_info(d, &t.link, link),
+                col: Col::from_info(d, &t.column, col),
                 select,
                 set: Vec::new(),
             })
@@ -1122,8 +1226,8 @@ impl Model {
             };
             if let Some(col) = column_of(&t, &c.table, &c.column, "column ", part, &mut problems) {
                 cascade.push((
-                    quote_ident(&c.table),
-                    Col::from_info(&c.column, &col),
+                    d.quote(&c.table),
+                    Col::from_info(d, &c.column, &col),
                     c.null,
                 ));
             }
@@ -1149,7 +1253,7 @@ impl Model {
         }
         let model = Model {
             d,
-            table: quote_ident(&spec.table),
+            table: d.quote(&spec.table),
             key,
             key_uuid,
             filter,
@@ -1171,6 +1275,7 @@ impl Model {
     }
 
     fn members(
+        d: Dialect,
         m: &MembersSpec,
         cat: &Catalog,
         problems: &mut Vec<SpecProblem>,
@@ -1191,7 +1296,7 @@ impl Model {
             }
         };
         let col = |t: &TableInfo, tname: &str, name: &str, problems: &mut Vec<SpecProblem>| {
-            let c = t.column(name).map(|i| Col::from_info(name, i));
+            let c = t.column(name).map(|i| Col::from_info(d, name, i));
             if c.is_none() {
                 let list: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
                 problems.push(problem(
@@ -1257,10 +1362,10 @@ impl Model {
                     ));
                 }
                 Some(Members::Join {
-                    table: quote_ident(table),
+                    table: d.quote(table),
                     group: group?,
                     member: member?,
-                    member_table: quote_ident(member_table),
+                    member_table: d.quote(member_table),
                     member_key: key?,
                     member_filter,
                     unique_pair,
@@ -1277,7 +1382,7 @@ impl Model {
                 let column = col(&mt, member_table, column, problems);
                 let member_filter = fixed(&mt, member_table, member_filter, problems);
                 Some(Members::Column {
-                    member_table: quote_ident(member_table),
+                    member_table: d.quote(member_table),
                     member_key: key?,
                     column: column?,
                     member_filter,
@@ -1294,7 +1399,7 @@ impl Model {
     /// `t."key"` as the select list and joins read it (text in PostgreSQL).
     pub fn key_expr(&self, alias: &str) -> String {
         match self.d {
-            Dialect::Sqlite => format!("{alias}.{}", self.key.name),
+            Dialect::Sqlite | Dialect::Mysql => format!("{alias}.{}", self.key.name),
             Dialect::Postgres => format!("{alias}.{}::text", self.key.name),
         }
     }
@@ -1302,7 +1407,8 @@ impl Model {
     /// The expression reading column `c` of `alias`, as the mapping expects it.
     pub fn read_expr(&self, alias: &str, c: &Col) -> String {
         match (self.d, &c.ty) {
-            (Dialect::Sqlite, _) => format!("{alias}.{}", c.name),
+            // MySQL values come typed (a DATETIME as a date the driver formats).
+            (Dialect::Sqlite | Dialect::Mysql, _) => format!("{alias}.{}", c.name),
             // One text form for every timestamp, the one the sidecar writes (UTC, ms).
             (Dialect::Postgres, FieldType::Timestamp) => format!(
                 "to_char({alias}.{} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
@@ -1325,6 +1431,7 @@ impl Model {
             (_, false) => format!("{t}.{}", self.key.name),
             (Dialect::Sqlite, true) => format!("CAST({t}.{} AS TEXT)", self.key.name),
             (Dialect::Postgres, true) => format!("{t}.{}::text", self.key.name),
+            (Dialect::Mysql, true) => format!("CAST({t}.{} AS CHAR)", self.key.name),
         }
     }
 
@@ -1336,6 +1443,7 @@ impl Model {
         }
         match (self.d, &self.key.ty, &self.key.cast) {
             (Dialect::Sqlite, FieldType::Integer, _) => format!("CAST({link} AS INTEGER)"),
+            (Dialect::Mysql, FieldType::Integer, _) => format!("CAST({link} AS SIGNED)"),
             (Dialect::Postgres, _, Some(cast)) => format!("{link}::{cast}"),
             _ => link,
         }
@@ -1406,16 +1514,30 @@ impl Model {
         self.push_scope(sql, "t");
     }
 
-    /// The statement reading one row by key (`FOR UPDATE` locks it in PostgreSQL).
+    /// The statement reading one row by key (`FOR UPDATE` locks it in PostgreSQL and MySQL).
     pub fn fetch(&self, key: &Value, lock: bool) -> Sql {
         let mut sql = Sql::default();
         self.select_from(&mut sql);
         sql.push(" AND t.").push(&self.key.name).push(" = ");
         self.key.param(self.d, &mut sql, key.clone());
-        if lock && self.d == Dialect::Postgres {
-            sql.push(" FOR UPDATE OF t");
+        if lock {
+            self.push_lock(&mut sql);
         }
         sql
+    }
+
+    /// ` FOR UPDATE` of the row aliased `t`, where the store locks rows.
+    fn push_lock(&self, sql: &mut Sql) {
+        match self.d {
+            Dialect::Postgres => {
+                sql.push(" FOR UPDATE OF t");
+            }
+            // MariaDB has no `OF`; the subqueries of the select list lock nothing.
+            Dialect::Mysql => {
+                sql.push(" FOR UPDATE");
+            }
+            Dialect::Sqlite => {}
+        }
     }
 
     /// Values for the constants written at this moment (`insert` or an update).
@@ -1453,7 +1575,9 @@ impl Model {
         cols.extend(self.constants_for(Moment::Insert));
         let mut sql = Sql::default();
         sql.push("INSERT INTO ").push(&self.table);
-        if cols.is_empty() {
+        if cols.is_empty() && self.d == Dialect::Mysql {
+            sql.push(" () VALUES ()");
+        } else if cols.is_empty() {
             sql.push(" DEFAULT VALUES");
         } else {
             let names: Vec<&str> = cols.iter().map(|(c, _)| c.name.as_str()).collect();
@@ -1562,7 +1686,9 @@ impl Model {
             }
         };
         match d {
-            Dialect::Sqlite => update(&mut sql),
+            // Then [`Model::child_insert`] when no row changed (MySQL: rows *found*, the
+            // connection counts them so).
+            Dialect::Sqlite | Dialect::Mysql => update(&mut sql),
             Dialect::Postgres => {
                 sql.push("WITH up AS (");
                 update(&mut sql);
@@ -1670,7 +1796,7 @@ impl Model {
         let mut sql = Sql::default();
         sql.push("SELECT ")
             .push(&match self.d {
-                Dialect::Sqlite => format!("j.{}", g.name),
+                Dialect::Sqlite | Dialect::Mysql => format!("j.{}", g.name),
                 Dialect::Postgres => format!("j.{}::text", g.name),
             })
             .push(" FROM ")
@@ -1712,8 +1838,12 @@ impl Model {
             .iter()
             .map(|r| {
                 let mut sql = Sql::default();
-                sql.push("DELETE FROM ")
-                    .push(&r.table)
+                // MariaDB takes an alias only in the multi-table form.
+                match self.d {
+                    Dialect::Mysql => sql.push("DELETE j FROM "),
+                    _ => sql.push("DELETE FROM "),
+                };
+                sql.push(&r.table)
                     .push(" AS j WHERE j.")
                     .push(&r.column.name)
                     .push(" = ");
@@ -1738,6 +1868,7 @@ impl Model {
             (_, false) => key,
             (Dialect::Sqlite, true) => format!("CAST({key} AS TEXT)"),
             (Dialect::Postgres, true) => format!("{key}::text"),
+            (Dialect::Mysql, true) => format!("CAST({key} AS CHAR)"),
         });
         self.push_fixed(sql, "k", &tomb.select);
         sql.push(")");
@@ -1839,9 +1970,7 @@ impl Model {
             sql.append(c);
         }
         sql.push(") LIMIT 1");
-        if d == Dialect::Postgres {
-            sql.push(" FOR UPDATE OF t");
-        }
+        self.push_lock(&mut sql);
         Some(sql)
     }
 
@@ -1943,7 +2072,7 @@ impl Model {
             } => (member_table.clone(), column, member_key),
         };
         let text = |c: &Col| match d {
-            Dialect::Sqlite => format!("j.{}", c.name),
+            Dialect::Sqlite | Dialect::Mysql => format!("j.{}", c.name),
             Dialect::Postgres => format!("j.{}::text", c.name),
         };
         sql.push("SELECT ")
@@ -1970,9 +2099,24 @@ impl Model {
     }
 
     /// ` IN (…)` over a list of values, as one parameter: a JSON array in SQLite, a text
-    /// array in PostgreSQL. One statement whatever the number of values.
+    /// array in PostgreSQL. One statement whatever the number of values. MySQL has neither:
+    /// one `?` per value, typed as the column is, so its index serves the lookup (callers
+    /// cut long lists into chunks, see [`MYSQL_CHUNK`]).
     pub fn push_in(&self, sql: &mut Sql, col: &Col, values: Vec<String>) {
         match self.d {
+            Dialect::Mysql if values.is_empty() => {
+                sql.push(" IN (NULL)");
+            }
+            Dialect::Mysql => {
+                sql.push(" IN (");
+                for (i, v) in values.into_iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.param(self.d, typed_id(col, v));
+                }
+                sql.push(")");
+            }
             Dialect::Sqlite => {
                 sql.push(" IN (SELECT value FROM json_each(")
                     .param(self.d, Value::Text(json_ids(col, &values)))
@@ -1987,6 +2131,67 @@ impl Model {
                 };
             }
         }
+    }
+
+    /// MySQL: the keys among `ids` that are members-to-be (rows of the member table, with its
+    /// discriminator, not soft-deleted). MySQL has no row source for a bound list, so the
+    /// caller takes these from `ids` to find the missing ones ([`Model::missing_members`]
+    /// elsewhere).
+    pub fn existing_members(&self, m: &Members, ids: &[String]) -> Sql {
+        let (member_table, key, filter) = match m {
+            Members::Join {
+                member_table,
+                member_key,
+                member_filter,
+                ..
+            }
+            | Members::Column {
+                member_table,
+                member_key,
+                member_filter,
+                ..
+            } => (member_table, member_key, member_filter),
+        };
+        let mut sql = Sql::default();
+        sql.push("SELECT mt.")
+            .push(&key.name)
+            .push(" FROM ")
+            .push(member_table)
+            .push(" mt WHERE mt.")
+            .push(&key.name);
+        self.push_in(&mut sql, key, ids.to_vec());
+        self.push_fixed(&mut sql, "mt", filter);
+        if let Some(t) = &self.member_tomb {
+            self.push_alive(&mut sql, "mt", key, t);
+        }
+        sql
+    }
+
+    /// MySQL: which of `ids` group `key` already has in a join table without a unique index
+    /// on the pair (the others are the rows to insert).
+    pub fn joined_members(&self, m: &Members, key: &Value, ids: &[String]) -> Option<Sql> {
+        let Members::Join {
+            table,
+            group,
+            member,
+            unique_pair: false,
+            ..
+        } = m
+        else {
+            return None;
+        };
+        let mut sql = Sql::default();
+        sql.push("SELECT j.")
+            .push(&member.name)
+            .push(" FROM ")
+            .push(table)
+            .push(" j WHERE j.")
+            .push(&group.name)
+            .push(" = ");
+        group.param(self.d, &mut sql, key.clone());
+        sql.push(" AND j.").push(&member.name);
+        self.push_in(&mut sql, member, ids.to_vec());
+        Some(sql)
     }
 
     /// The ids of `ids` that are not members-to-be: not rows of the member table (with its
@@ -2009,7 +2214,8 @@ impl Model {
         };
         let mut sql = Sql::default();
         match d {
-            Dialect::Sqlite => {
+            // MySQL asks [`Model::existing_members`] instead.
+            Dialect::Sqlite | Dialect::Mysql => {
                 sql.push("SELECT i.value FROM json_each(");
                 sql.param(d, Value::Text(json_ids(key, ids)));
                 sql.push(") i WHERE NOT EXISTS (SELECT 1 FROM ")
@@ -2053,6 +2259,36 @@ impl Model {
         let d = self.d;
         let mut sql = Sql::default();
         match m {
+            // MySQL: one row per id; a pair already there is left as it is (only a duplicate
+            // key is passed over, unlike INSERT IGNORE, which would pass over any refusal).
+            Members::Join {
+                table,
+                group,
+                member,
+                unique_pair,
+                ..
+            } if d == Dialect::Mysql => {
+                sql.push("INSERT INTO ")
+                    .push(table)
+                    .push(" (")
+                    .push(&group.name)
+                    .push(", ")
+                    .push(&member.name)
+                    .push(") VALUES ");
+                for (i, id) in ids.iter().enumerate() {
+                    sql.push(if i == 0 { "(" } else { ", (" });
+                    group.param(d, &mut sql, key.clone());
+                    sql.push(", ");
+                    member.param(d, &mut sql, typed_id(member, id.clone()));
+                    sql.push(")");
+                }
+                if *unique_pair {
+                    sql.push(" ON DUPLICATE KEY UPDATE ")
+                        .push(&group.name)
+                        .push(" = ")
+                        .push(&group.name);
+                }
+            }
             Members::Join {
                 table,
                 group,
@@ -2069,7 +2305,7 @@ impl Model {
                     .push(") SELECT ");
                 group.param(d, &mut sql, key.clone());
                 match d {
-                    Dialect::Sqlite => {
+                    Dialect::Sqlite | Dialect::Mysql => {
                         sql.push(", i.value FROM json_each(");
                         sql.param(d, Value::Text(json_ids(member, ids)));
                         sql.push(") i");
@@ -2085,7 +2321,7 @@ impl Model {
                     }
                 }
                 let member_value = match d {
-                    Dialect::Sqlite => "i.value".to_owned(),
+                    Dialect::Sqlite | Dialect::Mysql => "i.value".to_owned(),
                     Dialect::Postgres => match &member.cast {
                         Some(c) => format!("i.v::{c}"),
                         None => "i.v".to_owned(),
@@ -2207,6 +2443,7 @@ impl Model {
         sql.push(match d {
             Dialect::Sqlite => "SELECT CAST(count(*) AS TEXT) FROM (SELECT 1 FROM ",
             Dialect::Postgres => "SELECT count(*)::text FROM (SELECT 1 FROM ",
+            Dialect::Mysql => "SELECT count(*) FROM (SELECT 1 FROM ",
         })
         .push(&from)
         .push(" ")
@@ -2278,6 +2515,16 @@ impl Model {
             .push(&self.table)
             .push(" t WHERE ");
         match (d, fold && (d == Dialect::Sqlite || !c.ci)) {
+            // The column's collation decides, once: see [`super::comparison`].
+            (Dialect::Mysql, _) => super::comparison(
+                d,
+                &format!("t.{}", c.name),
+                c,
+                crate::backend::CmpOp::Eq,
+                v,
+                fold && c.ty.is_text(),
+                &mut sql,
+            ),
             (Dialect::Sqlite, true) => {
                 sql.push("t.")
                     .push(&c.name)
@@ -2312,6 +2559,19 @@ fn link_value(key: &Value, link: &Col) -> Value {
     match (key, &link.ty) {
         (Value::Int(i), FieldType::Text { .. }) => Value::Text(i.to_string()),
         (v, _) => v.clone(),
+    }
+}
+
+/// How many values MySQL statements bind at most in one ` IN (…)` list or one multi-row
+/// insert (the protocol's limit is 65,535 placeholders per statement).
+pub const MYSQL_CHUNK: usize = 5000;
+
+/// An id as a parameter of `col`'s type: an integer for an integer column, so MySQL compares
+/// it with the column's index rather than converting every row.
+fn typed_id(col: &Col, id: String) -> Value {
+    match (&col.ty, id.parse::<i64>()) {
+        (FieldType::Integer, Ok(n)) => Value::Int(n),
+        _ => Value::Text(id),
     }
 }
 
@@ -2385,6 +2645,7 @@ mod tests {
             pk: false,
             generated: false,
             ci: false,
+            charset: None,
         }
     }
 
@@ -2399,8 +2660,10 @@ mod tests {
             referenced_by: Vec::new(),
         };
         let id = t.column("id").expect("id");
-        assert_eq!(Col::from_info("id", id).name, "\"ID\"");
-        assert_eq!(Col::from_info("id", id).raw, "id");
+        let d = Dialect::Postgres;
+        assert_eq!(Col::from_info(d, "id", id).name, "\"ID\"");
+        assert_eq!(Col::from_info(d, "id", id).raw, "id");
+        assert_eq!(Col::from_info(Dialect::Mysql, "id", id).name, "`ID`");
         let name = |n: &str| t.column(n).map(|c| c.name.clone());
         assert_eq!(name("USER_LOGIN").as_deref(), Some("user_login"));
         assert_eq!(name("mixed").as_deref(), Some("mixed"));

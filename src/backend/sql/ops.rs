@@ -1,6 +1,6 @@
 //! The flows every SQL store runs, written once over a driver's connection.
 //!
-//! A driver (SQLite, PostgreSQL) opens a transaction and hands [`Conn`] to one of these
+//! A driver (SQLite, PostgreSQL, MySQL) opens a transaction and hands [`Conn`] to one of these
 //! functions; each is one [`crate::backend::Table`] operation, in one fixed order of steps:
 //!
 //! - **insert**: uniqueness checks the store cannot make → the row (with its child rows) →
@@ -37,6 +37,9 @@ pub(crate) trait Conn {
     fn names(&self) -> &[String];
     /// Runs a statement; the number of rows it changed.
     fn exec(&self, sql: &Sql) -> impl Future<Output = Result<u64, BackendError>>;
+    /// Runs an `INSERT` of one row; the key the store generated for it (an `AUTO_INCREMENT`
+    /// or rowid), where the driver reports one. Used where the dialect has no `RETURNING`.
+    fn exec_insert(&self, sql: &Sql) -> impl Future<Output = Result<Option<i64>, BackendError>>;
     /// Runs a query whose columns are the key and the model's fields.
     fn rows(&self, sql: &Sql) -> impl Future<Output = Result<Vec<Row>, BackendError>>;
     /// Runs a query; every column as text (`NULL` as empty).
@@ -114,16 +117,25 @@ pub(crate) async fn insert<C: Conn>(
         }
         row
     } else {
-        let mut sql = m.insert(&values, uuid);
-        sql.push(" RETURNING ").push(&m.key.name);
-        let key = c
-            .strings(&sql)
-            .await?
-            .into_iter()
-            .next()
-            .and_then(|r| r.into_iter().next())
-            .and_then(|k| m.key_value(&k))
-            .ok_or_else(|| BackendError::Internal("insert returned no key".into()))?;
+        let key = if m.d.returning_inserts() {
+            let mut sql = m.insert(&values, uuid);
+            sql.push(" RETURNING ").push(&m.key.name);
+            c.strings(&sql)
+                .await?
+                .into_iter()
+                .next()
+                .and_then(|r| r.into_iter().next())
+                .and_then(|k| m.key_value(&k))
+        } else {
+            // MySQL: the key is the one the sidecar made, or the one the insert generated
+            // (LAST_INSERT_ID, reported with the insert), read back below in this transaction.
+            let generated = c.exec_insert(&m.insert(&values, uuid.clone())).await?;
+            match uuid {
+                Some(u) => Some(Value::Text(u)),
+                None => generated.map(Value::Int),
+            }
+        }
+        .ok_or_else(|| BackendError::Internal("insert returned no key".into()))?;
         for (i, v) in values.iter().enumerate() {
             if matches!(m.fields[i], Field::Child(_)) && !v.is_null() {
                 write_child(c, i, &key, v).await?;
@@ -577,7 +589,15 @@ async fn change_members<C: Conn>(
             MemberChange::Remove(ids) => {
                 let (valid, _) = super::split_ids(mm.member_key(), ids);
                 if !valid.is_empty() {
-                    c.exec(&m.members_remove(mm, key, &valid)).await?;
+                    // One statement, but MySQL binds each id: a few thousand at a time.
+                    let chunk = if m.d == Dialect::Mysql {
+                        model::MYSQL_CHUNK
+                    } else {
+                        valid.len()
+                    };
+                    for part in valid.chunks(chunk) {
+                        c.exec(&m.members_remove(mm, key, part)).await?;
+                    }
                     member_hooks(c, Event::MemberRemove, key, &valid, row).await?;
                 }
             }
@@ -696,7 +716,9 @@ async fn add_members<C: Conn>(
     let m = c.model();
     let (valid, mut missing) = super::split_ids(mm.member_key(), ids);
     if !valid.is_empty() {
-        if m.d.writable_ctes() {
+        if m.d == Dialect::Mysql {
+            missing.extend(add_members_listed(c, mm, key, &valid).await?);
+        } else if m.d.writable_ctes() {
             let mut sql = Sql::default();
             sql.push("WITH missing AS (");
             sql.append(&m.missing_members(mm, &valid));
@@ -728,7 +750,79 @@ async fn add_members<C: Conn>(
     }
 }
 
+/// MySQL's member add, without a row source for a bound list: the ids that are members-to-be
+/// are read back (one indexed lookup per chunk), the rest are missing; when none is, the new
+/// pairs are inserted in multi-row inserts. Returns the missing ids.
+async fn add_members_listed<C: Conn>(
+    c: &C,
+    mm: &Members,
+    key: &Value,
+    ids: &[String],
+) -> Result<Vec<String>, BackendError> {
+    let m = c.model();
+    let mk = mm.member_key();
+    let same = |a: &str, b: &str| {
+        if mk.ty == crate::backend::FieldType::Integer {
+            a.trim().parse::<i64>().ok() == b.trim().parse::<i64>().ok()
+        } else if mk.ci {
+            a.to_lowercase() == b.to_lowercase()
+        } else {
+            a == b
+        }
+    };
+    let norm = |s: &str| {
+        if mk.ty == crate::backend::FieldType::Integer {
+            s.trim()
+                .parse::<i64>()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        } else if mk.ci {
+            s.to_lowercase()
+        } else {
+            s.to_owned()
+        }
+    };
+    let mut found = std::collections::HashSet::new();
+    for chunk in ids.chunks(model::MYSQL_CHUNK) {
+        for row in c.strings(&m.existing_members(mm, chunk)).await? {
+            if let Some(k) = row.into_iter().next() {
+                found.insert(norm(&k));
+            }
+        }
+    }
+    let missing: Vec<String> = ids
+        .iter()
+        .filter(|id| !found.contains(&norm(id)))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Ok(missing);
+    }
+    for chunk in ids.chunks(model::MYSQL_CHUNK) {
+        let mut new: Vec<String> = chunk.to_vec();
+        // A join table without a unique pair: leave out the pairs already there.
+        if let Some(q) = m.joined_members(mm, key, chunk) {
+            let there: Vec<String> = c
+                .strings(&q)
+                .await?
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect();
+            new.retain(|id| !there.iter().any(|t| same(t, id)));
+        }
+        if !new.is_empty() {
+            c.exec(&m.members_add(mm, key, &new, None)).await?;
+        }
+    }
+    Ok(Vec::new())
+}
+
 impl Dialect {
+    /// `INSERT … RETURNING` reads a generated key back (SQLite, PostgreSQL; MySQL has none).
+    pub fn returning_inserts(self) -> bool {
+        self != Dialect::Mysql
+    }
+
     /// Data-modifying statements in `WITH` (PostgreSQL): a write and what depends on it in
     /// one statement.
     pub fn writable_ctes(self) -> bool {
@@ -743,7 +837,7 @@ impl Dialect {
     /// The expression counting rows, as text or integer the driver reads.
     fn count_expr(self) -> &'static str {
         match self {
-            Dialect::Sqlite => "count(*)",
+            Dialect::Sqlite | Dialect::Mysql => "count(*)",
             Dialect::Postgres => "count(*)::text",
         }
     }
@@ -762,6 +856,12 @@ impl Dialect {
                 q.push(&format!(" LIMIT {limit} OFFSET {offset}"));
             }
             // Bound, so paging reuses one prepared statement.
+            Dialect::Mysql => {
+                q.push(" LIMIT ")
+                    .param(self, Value::Int(limit))
+                    .push(" OFFSET ")
+                    .param(self, Value::Int(offset));
+            }
             Dialect::Postgres => {
                 q.push(" LIMIT ")
                     .param(self, Value::Int(limit))

@@ -661,6 +661,7 @@ async fn table_info(
                 generated: r.get(6),
                 pk: r.get(9),
                 ci: typname == "citext",
+                charset: None,
             }
         })
         .collect();
@@ -828,6 +829,11 @@ impl<C: deadpool_postgres::GenericClient + Sync> Conn for PgConn<'_, C> {
             .execute(&st, &refs(sql))
             .await
             .map_err(|e| error(&e, self.names))
+    }
+
+    /// Inserts read their key back with `RETURNING`: nothing to report here.
+    async fn exec_insert(&self, sql: &Sql) -> Result<Option<i64>, BackendError> {
+        self.exec(sql).await.map(|_| None)
     }
 
     async fn rows(&self, sql: &Sql) -> Result<Vec<Row>, BackendError> {

@@ -702,6 +702,7 @@ fn table_info(c: &Connection, table: &str) -> rusqlite::Result<Option<TableInfo>
             let rowid = pk == 1 && pks == 1 && decl.eq_ignore_ascii_case("INTEGER");
             ColumnInfo {
                 ci: declared_nocase(&create_sql, &name),
+                charset: None,
                 ty: field_type(&decl),
                 cast: None,
                 notnull: notnull && !rowid,
@@ -939,6 +940,11 @@ impl Conn for SqliteConn<'_> {
         st.execute(rusqlite::params_from_iter(sql.params()))
             .map(|n| n as u64)
             .map_err(|e| error(e, self.names))
+    }
+
+    async fn exec_insert(&self, sql: &Sql) -> Result<Option<i64>, BackendError> {
+        self.exec(sql).await?;
+        Ok(Some(self.c.last_insert_rowid()))
     }
 
     async fn rows(&self, sql: &Sql) -> Result<Vec<Row>, BackendError> {

@@ -1,5 +1,5 @@
-//! The sidecar's own state in an SQL database: one table (`scim_sidecar_attributes` in SQLite,
-//! `scim_sidecar.attributes` in PostgreSQL, created by `scim-sidecar migrate`) of
+//! The sidecar's own state in an SQL database: one table (`scim_sidecar_attributes` in SQLite
+//! and MySQL, `scim_sidecar.attributes` in PostgreSQL, created by `scim-sidecar migrate`) of
 //! `(resource_type, resource_id, name, value)` rows, all text, keyed by the first three.
 //!
 //! Resource types of the same database read and write it as a child table of their own rows,
@@ -58,6 +58,20 @@ impl<E> SqlStateStore<E> {
             }
             Dialect::Postgres => {
                 sql.push(" = ANY(").param_array(values.to_vec()).push(")");
+            }
+            // One `?` per value (callers ask for a page's ids and a type's names).
+            Dialect::Mysql => {
+                sql.push(" IN (");
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.param(self.d, Value::Text(v.clone()));
+                }
+                if values.is_empty() {
+                    sql.push("NULL");
+                }
+                sql.push(")");
             }
         }
     }
@@ -194,6 +208,7 @@ impl<E> SqlStateStore<E> {
             ty: FieldType::Text { max_len: None },
             cast: None,
             ci: false,
+            charset: None,
             notnull: false,
             default_sql: None,
         };
