@@ -1700,7 +1700,8 @@ impl Model {
         Some(sql)
     }
 
-    /// SQLite's second step of [`Model::child_write`]: insert the row when the update changed
+    /// The child row of a new row (where statements cannot carry it in a CTE), and the
+    /// second step of [`Model::child_write`] there: insert the row when the update changed
     /// none.
     pub fn child_insert(&self, i: usize, key: &Value, v: &Value) -> Option<Sql> {
         let Some(Field::Child(ch)) = self.fields.get(i) else {

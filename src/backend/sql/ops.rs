@@ -136,9 +136,12 @@ pub(crate) async fn insert<C: Conn>(
             }
         }
         .ok_or_else(|| BackendError::Internal("insert returned no key".into()))?;
+        // A new row has no child rows yet: each is inserted, with no update tried first.
         for (i, v) in values.iter().enumerate() {
             if matches!(m.fields[i], Field::Child(_)) && !v.is_null() {
-                write_child(c, i, &key, v).await?;
+                if let Some(sql) = m.child_insert(i, &key, v) {
+                    c.exec(&sql).await?;
+                }
             }
         }
         fetch(c, &key, false)
