@@ -310,6 +310,111 @@ fn fixed(
     out
 }
 
+/// The addressing every SQL store kind shares (tables and columns): the four
+/// [`crate::backend::StoreKind`] methods that parse a resource, a field, members and a `set`
+/// target, for an `impl StoreKind` block.
+macro_rules! sql_addressing {
+    () => {
+        fn resource(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
+            super::config::parse_resource(raw, what, cx)
+        }
+
+        fn field(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
+            super::config::parse_field(raw, what, cx)
+        }
+
+        fn members(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
+            super::config::parse_members(raw, what, cx)
+        }
+
+        fn set_target(&self, key: &S, cx: &mut Cx<'_>) -> Option<Loc> {
+            super::config::parse_set_target(key, cx)
+        }
+    };
+}
+pub(crate) use sql_addressing;
+
+/// `tls = { ca = "…" }` of a database server's `[backend.NAME]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    ca: S,
+}
+
+/// What a database server's `[backend.NAME]` says the same way for PostgreSQL and MySQL.
+pub struct ServerKeys {
+    /// `url`, expanded.
+    pub url: String,
+    /// `pool_size` (default 16).
+    pub pool_size: usize,
+    /// `connect_timeout` (default 5 s).
+    pub connect_timeout: std::time::Duration,
+    /// `statement_timeout` (default 10 s).
+    pub statement_timeout: std::time::Duration,
+    /// `tls.ca`, when given (a missing file is reported).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The raw values of [`ServerKeys`], as the kind's own raw struct holds them.
+pub struct RawServerKeys<'a> {
+    /// `url`.
+    pub url: Option<&'a S>,
+    /// `pool_size`.
+    pub pool_size: &'a Option<crate::config::raw::NumOrStr>,
+    /// `connect_timeout`.
+    pub connect_timeout: &'a Option<S>,
+    /// `statement_timeout`.
+    pub statement_timeout: &'a Option<S>,
+    /// `tls`.
+    pub tls: Option<&'a toml::Spanned<RawTls>>,
+}
+
+/// Checks the keys every database server's backend has; `None` (reported) without a url.
+/// `example` is a url of the kind, for the message.
+pub fn server_keys(
+    raw: RawServerKeys<'_>,
+    o: &Origin,
+    name: &str,
+    example: &str,
+    cx: &mut Cx<'_>,
+) -> Option<ServerKeys> {
+    use std::time::Duration;
+    let Some(url) = raw.url.and_then(|u| cx.string(u, "backend url")) else {
+        cx.error(
+            o,
+            format!("[backend.{name}] needs url = \"${{DATABASE_URL}}\""),
+            Some(&format!("e.g. {example}")),
+        );
+        return None;
+    };
+    let pool_size = cx.number(raw.pool_size, o, "backend pool_size", (1, 1000), 16) as usize;
+    let connect_timeout = cx.duration(
+        raw.connect_timeout,
+        "backend connect_timeout",
+        Duration::from_secs(5),
+    );
+    let statement_timeout = cx.duration(
+        raw.statement_timeout,
+        "backend statement_timeout",
+        Duration::from_secs(10),
+    );
+    let ca_file = raw.tls.and_then(|t| {
+        let to = cx.origin(t.span());
+        let p = cx.path(&t.get_ref().ca, "backend tls.ca")?;
+        if !p.exists() {
+            cx.error(&to, format!("CA file {} does not exist", p.display()), None);
+        }
+        Some(p)
+    });
+    Some(ServerKeys {
+        url,
+        pool_size,
+        connect_timeout,
+        statement_timeout,
+        ca_file,
+    })
+}
+
 /// The store's keys of `[resource.X]`.
 pub fn parse_resource(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
     let r: RawResource = cx.deserialize(raw, what)?;

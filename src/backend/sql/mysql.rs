@@ -34,7 +34,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, SslOpts, TxOpts};
 use serde::Deserialize;
 
-use super::config::RelSpec;
+use super::config::{RawServerKeys, RawTls, RelSpec, server_keys};
 use super::model::{self, Catalog, ColumnInfo, Field, Model, TableInfo, UniqueInfo};
 use super::ops::{self, Conn};
 use super::state::{Exec, SqlStateStore};
@@ -67,14 +67,7 @@ struct RawMy {
     pool_size: Option<NumOrStr>,
     connect_timeout: Option<S>,
     statement_timeout: Option<S>,
-    tls: Option<toml::Spanned<RawMyTls>>,
-}
-
-/// `tls = { ca = "…" }`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMyTls {
-    ca: S,
+    tls: Option<toml::Spanned<RawTls>>,
 }
 
 impl StoreKind for Mysql {
@@ -90,15 +83,15 @@ impl StoreKind for Mysql {
     ) -> Option<Arc<dyn StoreConfig>> {
         let o = cx.origin(raw.span());
         let b: RawMy = cx.deserialize(raw, &format!("[backend.{name}]"))?;
-        let Some(url) = b.url.as_ref().and_then(|u| cx.string(u, "backend url")) else {
-            cx.error(
-                &o,
-                format!("[backend.{name}] needs url = \"${{DATABASE_URL}}\""),
-                Some("e.g. mysql://app:secret@127.0.0.1:3306/app"),
-            );
-            return None;
+        let keys = RawServerKeys {
+            url: b.url.as_ref(),
+            pool_size: &b.pool_size,
+            connect_timeout: &b.connect_timeout,
+            statement_timeout: &b.statement_timeout,
+            tls: b.tls.as_ref(),
         };
-        if let Err(e) = parse_url(&url) {
+        let k = server_keys(keys, &o, name, "mysql://app:secret@127.0.0.1:3306/app", cx)?;
+        if let Err(e) = parse_url(&k.url) {
             cx.error(
                 &o,
                 format!("[backend.{name}]: url is not a MySQL connection URL ({e})"),
@@ -106,50 +99,17 @@ impl StoreKind for Mysql {
             );
         }
         let socket = b.socket.as_ref().and_then(|s| cx.path(s, "backend socket"));
-        let pool_size = cx.number(&b.pool_size, &o, "backend pool_size", (1, 1000), 16) as usize;
-        let connect_timeout = cx.duration(
-            &b.connect_timeout,
-            "backend connect_timeout",
-            Duration::from_secs(5),
-        );
-        let statement_timeout = cx.duration(
-            &b.statement_timeout,
-            "backend statement_timeout",
-            Duration::from_secs(10),
-        );
-        let ca_file = b.tls.as_ref().and_then(|t| {
-            let to = cx.origin(t.span());
-            let p = cx.path(&t.get_ref().ca, "backend tls.ca")?;
-            if !p.exists() {
-                cx.error(&to, format!("CA file {} does not exist", p.display()), None);
-            }
-            Some(p)
-        });
         Some(Arc::new(MyOptions {
-            url: Secret(url),
+            url: Secret(k.url),
             socket,
-            pool_size,
-            connect_timeout,
-            statement_timeout,
-            ca_file,
+            pool_size: k.pool_size,
+            connect_timeout: k.connect_timeout,
+            statement_timeout: k.statement_timeout,
+            ca_file: k.ca_file,
         }))
     }
 
-    fn resource(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
-        super::config::parse_resource(raw, what, cx)
-    }
-
-    fn field(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
-        super::config::parse_field(raw, what, cx)
-    }
-
-    fn members(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
-        super::config::parse_members(raw, what, cx)
-    }
-
-    fn set_target(&self, key: &S, cx: &mut Cx<'_>) -> Option<Loc> {
-        super::config::parse_set_target(key, cx)
-    }
+    super::config::sql_addressing!();
 }
 
 /// How to reach the database (`[backend.NAME]` of type `mysql`).

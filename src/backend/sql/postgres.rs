@@ -20,7 +20,7 @@ use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use serde::Deserialize;
 
-use super::config::RelSpec;
+use super::config::{RawServerKeys, RawTls, RelSpec, server_keys};
 use super::model::{self, Catalog, ColumnInfo, Model, TableInfo, UniqueInfo};
 use super::ops::{self, Conn};
 use super::state::{Exec, SqlStateStore};
@@ -52,14 +52,7 @@ struct RawPg {
     pool_size: Option<NumOrStr>,
     connect_timeout: Option<S>,
     statement_timeout: Option<S>,
-    tls: Option<toml::Spanned<RawPgTls>>,
-}
-
-/// `tls = { ca = "…" }`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPgTls {
-    ca: S,
+    tls: Option<toml::Spanned<RawTls>>,
 }
 
 impl StoreKind for Postgres {
@@ -75,64 +68,37 @@ impl StoreKind for Postgres {
     ) -> Option<Arc<dyn StoreConfig>> {
         let o = cx.origin(raw.span());
         let b: RawPg = cx.deserialize(raw, &format!("[backend.{name}]"))?;
-        let Some(url) = b.url.as_ref().and_then(|u| cx.string(u, "backend url")) else {
-            cx.error(
-                &o,
-                format!("[backend.{name}] needs url = \"${{DATABASE_URL}}\""),
-                Some("e.g. postgres://app:secret@127.0.0.1:5432/app"),
-            );
-            return None;
+        let keys = RawServerKeys {
+            url: b.url.as_ref(),
+            pool_size: &b.pool_size,
+            connect_timeout: &b.connect_timeout,
+            statement_timeout: &b.statement_timeout,
+            tls: b.tls.as_ref(),
         };
-        if parse_url(&url).is_err() {
+        let k = server_keys(
+            keys,
+            &o,
+            name,
+            "postgres://app:secret@127.0.0.1:5432/app",
+            cx,
+        )?;
+        if parse_url(&k.url).is_err() {
             cx.error(
                 &o,
                 format!("[backend.{name}]: url is not a PostgreSQL connection string"),
                 Some("write postgres://user:password@host:5432/dbname (or key=value pairs)"),
             );
         }
-        let pool_size = cx.number(&b.pool_size, &o, "backend pool_size", (1, 1000), 16) as usize;
-        let connect_timeout = cx.duration(
-            &b.connect_timeout,
-            "backend connect_timeout",
-            Duration::from_secs(5),
-        );
-        let statement_timeout = cx.duration(
-            &b.statement_timeout,
-            "backend statement_timeout",
-            Duration::from_secs(10),
-        );
-        let ca_file = b.tls.as_ref().and_then(|t| {
-            let to = cx.origin(t.span());
-            let p = cx.path(&t.get_ref().ca, "backend tls.ca")?;
-            if !p.exists() {
-                cx.error(&to, format!("CA file {} does not exist", p.display()), None);
-            }
-            Some(p)
-        });
         Some(Arc::new(PgOptions {
-            url: Secret(url),
-            pool_size,
-            connect_timeout,
-            statement_timeout,
-            ca_file,
+            url: Secret(k.url),
+            pool_size: k.pool_size,
+            connect_timeout: k.connect_timeout,
+            statement_timeout: k.statement_timeout,
+            ca_file: k.ca_file,
         }))
     }
 
-    fn resource(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
-        super::config::parse_resource(raw, what, cx)
-    }
-
-    fn field(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
-        super::config::parse_field(raw, what, cx)
-    }
-
-    fn members(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
-        super::config::parse_members(raw, what, cx)
-    }
-
-    fn set_target(&self, key: &S, cx: &mut Cx<'_>) -> Option<Loc> {
-        super::config::parse_set_target(key, cx)
-    }
+    super::config::sql_addressing!();
 }
 
 #[async_trait]

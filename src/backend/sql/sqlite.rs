@@ -110,21 +110,7 @@ impl StoreKind for Sqlite {
         }))
     }
 
-    fn resource(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
-        super::config::parse_resource(raw, what, cx)
-    }
-
-    fn field(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
-        super::config::parse_field(raw, what, cx)
-    }
-
-    fn members(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
-        super::config::parse_members(raw, what, cx)
-    }
-
-    fn set_target(&self, key: &S, cx: &mut Cx<'_>) -> Option<Loc> {
-        super::config::parse_set_target(key, cx)
-    }
+    super::config::sql_addressing!();
 }
 
 #[async_trait]
