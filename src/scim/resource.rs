@@ -701,33 +701,51 @@ fn insert_before_meta(out: &mut Object, key: &str, value: Value) {
 
 /// [`render`] without the membership attribute.
 pub fn render_without_members(rt: &ResourceType, stored: &Stored, base: &BaseUrl) -> Object {
+    render_attrs(
+        rt,
+        &stored.id,
+        stored.attrs.clone(),
+        version(&stored.attrs),
+        base,
+    )
+}
+
+/// [`render_without_members`] from attributes the caller gives up (moved into the output, not
+/// copied), with their [`version`].
+pub fn render_attrs(
+    rt: &ResourceType,
+    id: &str,
+    attrs: Object,
+    version: String,
+    base: &BaseUrl,
+) -> Object {
     let mut out = Object::new();
     let mut schemas = vec![Value::String(rt.schema.id.clone())];
     for ext in &rt.extensions {
-        if stored.attrs.contains_key(&ext.schema.id) {
+        if attrs.contains_key(&ext.schema.id) {
             schemas.push(Value::String(ext.schema.id.clone()));
         }
     }
     out.insert("schemas".into(), Value::Array(schemas));
-    out.insert("id".into(), Value::String(stored.id.clone()));
+    out.insert("id".into(), Value::String(id.to_owned()));
     let mut meta = Object::new();
-    for (k, v) in &stored.attrs {
+    for (k, v) in attrs {
         if k == "meta" {
             if let Value::Object(m) = v {
-                meta.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+                meta = m;
             }
             continue;
         }
-        out.insert(k.clone(), v.clone());
+        out.insert(k, v);
     }
     let mut full_meta = Object::new();
     full_meta.insert("resourceType".into(), Value::String(rt.name.clone()));
     full_meta.extend(meta);
     full_meta.insert(
         "location".into(),
-        Value::String(base.location(&rt.endpoint, &stored.id)),
+        Value::String(base.location(&rt.endpoint, id)),
     );
-    full_meta.insert("version".into(), Value::String(version(&stored.attrs)));
+    full_meta.insert("version".into(), Value::String(version));
     out.insert("meta".into(), Value::Object(full_meta));
     out
 }

@@ -445,6 +445,42 @@ impl<P: Provider> Service<P> {
 
     /// A resource as it is sent: projected, with its members (when sent whole) written
     /// straight from the stored list at serialisation.
+    /// [`Self::render`] of a resource sent without members, moving its attributes into the
+    /// output instead of copying them (`stored.attrs` is left empty); `None` when members
+    /// are to be sent (then [`Self::render`]).
+    fn render_taking(
+        &self,
+        rt: &ResourceType,
+        stored: &mut Stored,
+        version: String,
+        base: &BaseUrl,
+        proj: &Projection,
+    ) -> Option<Rendered<'static>> {
+        if rt.membership.is_some() && stored.members.is_some() {
+            return None;
+        }
+        let attrs = std::mem::take(&mut stored.attrs);
+        let mut obj = resource::render_attrs(rt, &stored.id, attrs, version, base);
+        proj.apply(rt, &mut obj);
+        Some(Rendered { obj, members: None })
+    }
+
+    /// A resource as sent: without copying its attributes when it has no members to send.
+    fn render_owned<'a>(
+        &'a self,
+        rt: &'a ResourceType,
+        stored: &'a mut Stored,
+        version: String,
+        base: &'a BaseUrl,
+        proj: &Projection,
+    ) -> Rendered<'a> {
+        if let Some(r) = self.render_taking(rt, stored, version, base, proj) {
+            return r;
+        }
+        let stored: &'a Stored = stored;
+        self.render(rt, stored, base, proj)
+    }
+
     fn render<'a>(
         &'a self,
         rt: &'a ResourceType,
@@ -539,7 +575,7 @@ impl<P: Provider> Service<P> {
             Vec::new()
         };
         let added = input.members.clone().filter(|_| req.audit);
-        let stored = p
+        let mut stored = p
             .create(input.attrs, input.members.unwrap_or_default(), load)
             .await?;
         let change = req.audit.then(|| {
@@ -556,7 +592,7 @@ impl<P: Provider> Service<P> {
         let etag = resource::version(&stored.attrs);
         let mut r = Response::json(
             StatusCode::CREATED,
-            &self.render(rt, &stored, &req.base, &proj),
+            &self.render_owned(rt, &mut stored, etag.clone(), &req.base, &proj),
         );
         r.location = Some(location);
         r.etag = Some(etag);
@@ -571,7 +607,7 @@ impl<P: Provider> Service<P> {
         let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
         let load = self.loads_members(rt, &proj);
         let hold = self.reserve(load).await?;
-        let stored = p.get(id, load).await?;
+        let mut stored = p.get(id, load).await?;
         let hold = keep(hold, members_of(&stored));
         let etag = resource::version(&stored.attrs);
         // RFC 7644 §3.14 / RFC 7232 §3.2: a matching If-None-Match on GET is 304.
@@ -580,7 +616,10 @@ impl<P: Provider> Service<P> {
             r.etag = Some(etag);
             return Ok(r);
         }
-        let mut r = Response::json(StatusCode::OK, &self.render(rt, &stored, &req.base, &proj));
+        let mut r = Response::json(
+            StatusCode::OK,
+            &self.render_owned(rt, &mut stored, etag.clone(), &req.base, &proj),
+        );
         r.etag = Some(etag);
         r.hold = hold;
         Ok(r)
@@ -617,12 +656,15 @@ impl<P: Provider> Service<P> {
             members: self.loads_members(rt, &proj),
         };
         let hold = self.reserve(query.members).await?;
-        let page = p.list(query).await?;
+        let mut page = p.list(query).await?;
         let hold = keep(hold, page.resources.iter().map(members_of).sum());
         let resources: Vec<Rendered<'_>> = page
             .resources
-            .iter()
-            .map(|s| self.render(rt, s, &req.base, &proj))
+            .iter_mut()
+            .map(|s| {
+                let v = resource::version(&s.attrs);
+                self.render_owned(rt, s, v, &req.base, &proj)
+            })
             .collect();
         let mut r = Response::json(
             StatusCode::OK,
