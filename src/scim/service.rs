@@ -703,10 +703,12 @@ impl<P: Provider> Service<P> {
         let load = self.loads_members(rt, &proj);
         let hold = self.reserve(load).await?;
         let (edit, seen) = witnessed(edit, req.audit);
-        let stored = p.update(id, load, edit).await?;
-        let mut r = self.updated(rt, &stored, req, &proj);
-        r.hold = keep(hold, members_of(&stored));
-        r.change = changed(rt, seen, &stored);
+        let mut stored = p.update(id, load, edit).await?;
+        let change = changed(rt, seen, &stored);
+        let hold = keep(hold, members_of(&stored));
+        let mut r = self.updated(rt, &mut stored, req, &proj);
+        r.hold = hold;
+        r.change = change;
         Ok(r)
     }
 
@@ -738,7 +740,7 @@ impl<P: Provider> Service<P> {
         let load = !quiet && self.loads_members(rt, &proj);
         let hold = self.reserve(load).await?;
         let (edit, seen) = witnessed(edit, req.audit);
-        let stored = p.update(id, load, edit).await?;
+        let mut stored = p.update(id, load, edit).await?;
         let change = changed(rt, seen, &stored);
         if quiet {
             let mut r = Response::empty(StatusCode::NO_CONTENT);
@@ -746,8 +748,9 @@ impl<P: Provider> Service<P> {
             r.change = change;
             return Ok(r);
         }
-        let mut r = self.updated(rt, &stored, req, &proj);
-        r.hold = keep(hold, members_of(&stored));
+        let hold = keep(hold, members_of(&stored));
+        let mut r = self.updated(rt, &mut stored, req, &proj);
+        r.hold = hold;
         r.change = change;
         Ok(r)
     }
@@ -755,12 +758,15 @@ impl<P: Provider> Service<P> {
     fn updated(
         &self,
         rt: &ResourceType,
-        stored: &Stored,
+        stored: &mut Stored,
         req: &Request<'_>,
         proj: &Projection,
     ) -> Response {
         let etag = resource::version(&stored.attrs);
-        let mut r = Response::json(StatusCode::OK, &self.render(rt, stored, &req.base, proj));
+        let mut r = Response::json(
+            StatusCode::OK,
+            &self.render_owned(rt, stored, etag.clone(), &req.base, proj),
+        );
         r.etag = Some(etag);
         r
     }
