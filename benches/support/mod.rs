@@ -2,8 +2,10 @@
 //! RSS), a hand-written hyper load generator (phases of back-to-back requests on keep-alive
 //! connections; warm-up, measured window, p50/p99) and the report table.
 //!
-//! Included by `benches/load.rs` (SQLite quickstart) and `benches/postgres.rs` (PostgreSQL
-//! example) with `#[path = "support/mod.rs"] mod support;`. Each bench uses part of it.
+//! Included by `benches/load.rs` (SQLite quickstart), `benches/members.rs`,
+//! `benches/postgres.rs` (PostgreSQL example) and `benches/hooks.rs` (Redmine example) with
+//! `#[path = "support/mod.rs"] mod support;`. Each bench uses part of it; what the PostgreSQL
+//! benches alone share is in `support/pg.rs`.
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
@@ -203,6 +205,14 @@ impl Sidecar {
             }
             std::thread::sleep(READY_POLL);
         }
+    }
+
+    /// Stops it (SIGTERM), then prints how long that took and what it logged.
+    pub fn stop(&mut self) {
+        if let Some(d) = self.proc.stop() {
+            println!("  sidecar stopped {:.0} ms after SIGTERM", ms(d));
+        }
+        self.print_log();
     }
 
     /// Prints what the sidecar logged (at `RUST_LOG=warn`: warnings and errors only).
