@@ -22,8 +22,9 @@ use hyper::client::conn::http1::SendRequest;
 
 use crate::postgres;
 use crate::support::{
-    CheckResponse, Load, MakeRequest, REQUEST_TIMEOUT, Report, Stats, exchange_within, host_header,
-    machine_busy_us, percentile, reaped_children_cpu_us, request, server_tree_cpu_us, unexpected,
+    CheckResponse, Load, MakeRequest, REQUEST_TIMEOUT, Report, Stats, WARMUP, exchange_within,
+    host_header, machine_busy_us, percentile, reaped_children_cpu_us, request, server_tree_cpu_us,
+    unexpected,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -512,6 +513,11 @@ pub struct Script {
 }
 
 impl Script {
+    /// The name of its pgbench line: its name up to `_`.
+    fn line(&self) -> String {
+        format!("{:<7} pgbench", self.name.split('_').next().unwrap_or(""))
+    }
+
     pub fn path(&self, dir: &Path) -> PathBuf {
         dir.join(format!("{}.sql", self.name))
     }
@@ -540,25 +546,8 @@ impl Script {
     }
 }
 
-/// How long a pgbench run lasts.
-#[derive(Clone, Copy)]
-pub enum Until {
-    /// `-T`: this many seconds.
-    Secs(u64),
-    /// `-t`: this many transactions per client (a script that must not run out of rows).
-    Transactions(u64),
-}
-
-/// The longest a pgbench run may take past its `-T`, or in all with `-t`: then it is killed
-/// and the bench fails.
-pub const PGBENCH_DEADLINE: Duration = Duration::from_secs(300);
-
-/// What a pgbench run that is not measured (a warm-up) did.
-pub struct Warm {
-    /// Transactions processed (by all clients).
-    pub transactions: u64,
-    pub tps: f64,
-}
+/// How long a pgbench run may take past its `-T` before it is killed and the bench fails.
+pub const PGBENCH_GRACE: Duration = Duration::from_secs(60);
 
 /// pgbench against the bench database.
 pub struct Pgbench {
@@ -570,93 +559,119 @@ pub struct Pgbench {
     pub postmaster: u32,
 }
 
-impl Pgbench {
-    /// Runs `script` with `conns` clients: 1 s of warm-up, then `secs` measured with a
-    /// per-transaction log; prints nothing, returns the figures as a phase's.
-    pub fn run(&self, script: &Script, conns: usize, secs: u64) -> Stats {
-        self.warm(script, conns, Until::Secs(1), &[]);
-        self.measure(script, conns, Until::Secs(secs), &[])
-    }
+/// One line of pgbench's per-transaction log.
+struct Logline {
+    client: u64,
+    /// Counted from 1 for each client.
+    number: u64,
+    latency_us: u64,
+    /// When it ended, in µs since the epoch.
+    end_us: u64,
+}
 
-    /// A run that is not measured, with `vars` defined (`-D`) besides the script's constants.
-    pub fn warm(
-        &self,
-        script: &Script,
-        conns: usize,
-        until: Until,
-        vars: &[(&str, String)],
-    ) -> Warm {
-        let out = self.pgbench(script, conns, until, vars, false);
-        Warm {
-            transactions: field(&out, "number of transactions actually processed: ").unwrap_or(0.0)
-                as u64,
-            tps: field(&out, "tps = ").unwrap_or(0.0),
+/// CPU times around a run: PostgreSQL, the reaped pgbench, this process, the machine.
+struct Cpu {
+    pg: Option<u64>,
+    bench: Option<u64>,
+    own: Option<u64>,
+    machine: Option<u64>,
+    at: Instant,
+}
+
+impl Cpu {
+    fn now(postmaster: u32) -> Cpu {
+        Cpu {
+            pg: server_tree_cpu_us(postmaster),
+            bench: reaped_children_cpu_us(),
+            own: crate::support::cpu_us("self"),
+            machine: machine_busy_us(),
+            at: Instant::now(),
         }
     }
 
-    /// A measured run (per-transaction log), with `vars` defined besides the script's
-    /// constants; its figures as a phase's.
-    pub fn measure(
-        &self,
-        script: &Script,
-        conns: usize,
-        until: Until,
-        vars: &[(&str, String)],
-    ) -> Stats {
-        let (pg0, bench0, machine0, self0) = (
-            server_tree_cpu_us(self.postmaster),
-            reaped_children_cpu_us(),
-            machine_busy_us(),
-            crate::support::cpu_us("self"),
-        );
-        let t0 = Instant::now();
-        let out = self.pgbench(script, conns, until, vars, true);
-        let wall = t0.elapsed().as_secs_f64();
+    /// PostgreSQL's and pgbench's CPU since `self` (µs), and the cores other processes used.
+    fn since(&self, postmaster: u32) -> (u64, u64, f64) {
+        let now = Cpu::now(postmaster);
         let delta = |a: Option<u64>, b: Option<u64>| b.unwrap_or(0).saturating_sub(a.unwrap_or(0));
-        let pg = delta(pg0, server_tree_cpu_us(self.postmaster));
-        let bench = delta(bench0, reaped_children_cpu_us());
-        let ours = pg + bench + delta(self0, crate::support::cpu_us("self"));
-        let other_cores =
-            delta(machine0, machine_busy_us()).saturating_sub(ours) as f64 / 1e6 / wall.max(1e-3);
+        let pg = delta(self.pg, now.pg);
+        let bench = delta(self.bench, now.bench);
+        let ours = pg + bench + delta(self.own, now.own);
+        let wall = (now.at - self.at).as_secs_f64().max(1e-3);
+        let other = delta(self.machine, now.machine).saturating_sub(ours) as f64 / 1e6 / wall;
+        (pg, bench, other)
+    }
+}
+
+impl Pgbench {
+    /// Runs `script` with `conns` clients: 1 s of warm-up, then `secs` measured with a
+    /// per-transaction log, each its own pgbench run; prints nothing, returns the figures as a
+    /// phase's.
+    pub fn run(&self, script: &Script, conns: usize, secs: u64) -> Stats {
+        self.pgbench(script, conns, 1, &[], false);
+        let cpu = Cpu::now(self.postmaster);
+        let out = self.pgbench(script, conns, secs, &[], true);
+        let cpu = cpu.since(self.postmaster);
         let measured =
             field(&out, "number of transactions actually processed: ").unwrap_or(0.0) as u64;
         let errors = field(&out, "number of failed transactions: ").unwrap_or(0.0) as u64;
-        let tps = field(&out, "tps = ").unwrap_or(0.0);
-        let mut lat = self.latencies();
-        lat.sort_unstable();
-        let per = |us: u64| (measured > 0).then(|| us as f64 / measured as f64);
+        let lat: Vec<u32> = self.transactions().iter().map(|t| t.latency()).collect();
         Stats {
-            name: format!("{:<7} pgbench", script.name.split('_').next().unwrap_or("")),
-            conns,
             measured,
             errors,
             total: measured + errors,
-            secs: match until {
-                Until::Secs(s) => s as f64,
-                // tps leaves the connection time out, as the window of a `-T` run does.
-                Until::Transactions(_) if tps > 0.0 => measured as f64 / tps,
-                Until::Transactions(_) => wall,
-            },
-            rps: tps,
-            server_cpu_us: None,
-            bench_cpu_us: per(bench).unwrap_or(0.0),
-            other_cores,
-            db_cpu_us: per(pg),
-            p50_us: percentile(&lat, 0.50),
-            p99_us: percentile(&lat, 0.99),
-            max_us: lat.last().copied().map_or(0, u64::from),
-            collected: Vec::new(),
-            round: 0,
+            secs: secs as f64,
+            rps: field(&out, "tps = ").unwrap_or(0.0),
+            ..figures(script, conns, lat, measured, cpu)
         }
     }
 
-    /// One pgbench run; its standard output. Panics with its output if it fails or outlives
-    /// [`PGBENCH_DEADLINE`]: a script that does not replay is a bench bug.
+    /// Runs `script` with `conns` clients for [`WARMUP`] plus `secs` in one pgbench run, with
+    /// `vars` defined (`-D`) besides the script's constants, and measures it as a sidecar
+    /// phase is measured, from the per-transaction log: on the same connections, the
+    /// transactions started in the first [`WARMUP`] warm up, the rest are measured, their
+    /// window ends with the last one. Transactions for which `counts(client, number)` is false
+    /// did nothing (the script ran out of rows) and are left out; `total` counts the others,
+    /// warm-up included, and CPU figures are per transaction of those.
+    pub fn run_warm(
+        &self,
+        script: &Script,
+        conns: usize,
+        secs: u64,
+        vars: &[(&str, String)],
+        counts: &dyn Fn(u64, u64) -> bool,
+    ) -> Stats {
+        let cpu = Cpu::now(self.postmaster);
+        let out = self.pgbench(script, conns, WARMUP.as_secs() + secs, vars, true);
+        let cpu = cpu.since(self.postmaster);
+        let all = self.transactions();
+        let start = all.iter().map(Logline::start_us).min().unwrap_or(0);
+        let warm_end = start + WARMUP.as_micros() as u64;
+        let done: Vec<&Logline> = all.iter().filter(|t| counts(t.client, t.number)).collect();
+        let measured: Vec<&&Logline> = done.iter().filter(|t| t.start_us() >= warm_end).collect();
+        let last = measured.iter().map(|t| t.end_us).max().unwrap_or(warm_end);
+        let window = last.saturating_sub(warm_end) as f64 / 1e6;
+        let lat: Vec<u32> = measured.iter().map(|t| t.latency()).collect();
+        let stats = figures(script, conns, lat, done.len() as u64, cpu);
+        Stats {
+            errors: field(&out, "number of failed transactions: ").unwrap_or(0.0) as u64,
+            secs: window,
+            rps: if window > 0.0 {
+                stats.measured as f64 / window
+            } else {
+                0.0
+            },
+            ..stats
+        }
+    }
+
+    /// One pgbench run of `secs` (`-T`); its standard output. Panics with its output if it
+    /// fails or outlives its time by [`PGBENCH_GRACE`]: a script that does not replay is a
+    /// bench bug.
     fn pgbench(
         &self,
         script: &Script,
         conns: usize,
-        until: Until,
+        secs: u64,
         vars: &[(&str, String)],
         log: bool,
     ) -> String {
@@ -671,18 +686,11 @@ impl Pgbench {
             .arg("-c")
             .arg(conns.to_string())
             .arg("-j")
-            .arg(conns.min(2).to_string());
-        let deadline = match until {
-            Until::Secs(s) => {
-                cmd.arg("-T").arg(s.to_string());
-                Duration::from_secs(s) + PGBENCH_DEADLINE
-            }
-            Until::Transactions(n) => {
-                cmd.arg("-t").arg(n.to_string());
-                PGBENCH_DEADLINE
-            }
-        };
-        cmd.arg("-f").arg(&file);
+            .arg(conns.min(2).to_string())
+            .arg("-T")
+            .arg(secs.to_string())
+            .arg("-f")
+            .arg(&file);
         let defines = script.defines.iter().map(|(k, v)| (k.as_str(), v));
         for (k, v) in defines.chain(vars.iter().map(|(k, v)| (*k, v))) {
             cmd.arg("-D").arg(format!("{k}={v}"));
@@ -699,6 +707,7 @@ impl Pgbench {
                 .expect("run pgbench"),
             "pgbench",
         );
+        let deadline = Duration::from_secs(secs) + PGBENCH_GRACE;
         let t0 = Instant::now();
         let status = loop {
             if let Some(status) = child.exited() {
@@ -723,11 +732,11 @@ impl Pgbench {
         }
     }
 
-    /// Per-transaction times (µs) from the logs of the last logged run, which are removed.
-    fn latencies(&self) -> Vec<u32> {
-        let mut lat = Vec::new();
+    /// The per-transaction logs of the last logged run, which are removed.
+    fn transactions(&self) -> Vec<Logline> {
+        let mut all = Vec::new();
         let Ok(entries) = std::fs::read_dir(self.logs.path()) else {
-            return lat;
+            return all;
         };
         for e in entries.flatten() {
             if !e.file_name().to_string_lossy().starts_with("tx.") {
@@ -735,13 +744,65 @@ impl Pgbench {
             }
             let text = std::fs::read_to_string(e.path()).unwrap_or_default();
             // client_id transaction_no time script_no time_epoch time_us
-            lat.extend(
-                text.lines()
-                    .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u32>().ok()),
-            );
+            all.extend(text.lines().filter_map(|l| {
+                let f: Vec<u64> = l
+                    .split_whitespace()
+                    .take(6)
+                    .map(|x| x.parse().ok())
+                    .collect::<Option<_>>()?;
+                (f.len() == 6).then(|| Logline {
+                    client: f[0],
+                    number: f[1],
+                    latency_us: f[2],
+                    end_us: f[4] * 1_000_000 + f[5],
+                })
+            }));
             let _ = std::fs::remove_file(e.path());
         }
-        lat
+        all
+    }
+}
+
+/// A pgbench run's figures as a phase's, but for its errors, window and rate: `lat` the
+/// latencies measured, `cpu` (PostgreSQL's and pgbench's µs, other processes' cores) spread
+/// over `total` transactions.
+fn figures(
+    script: &Script,
+    conns: usize,
+    mut lat: Vec<u32>,
+    total: u64,
+    cpu: (u64, u64, f64),
+) -> Stats {
+    lat.sort_unstable();
+    let (pg, bench, other_cores) = cpu;
+    let per = |us: u64| (total > 0).then(|| us as f64 / total as f64);
+    Stats {
+        name: script.line(),
+        conns,
+        measured: lat.len() as u64,
+        errors: 0,
+        total,
+        secs: 0.0,
+        rps: 0.0,
+        server_cpu_us: None,
+        bench_cpu_us: per(bench).unwrap_or(0.0),
+        other_cores,
+        db_cpu_us: per(pg),
+        p50_us: percentile(&lat, 0.50),
+        p99_us: percentile(&lat, 0.99),
+        max_us: lat.last().copied().map_or(0, u64::from),
+        collected: Vec::new(),
+        round: 0,
+    }
+}
+
+impl Logline {
+    fn start_us(&self) -> u64 {
+        self.end_us.saturating_sub(self.latency_us)
+    }
+
+    fn latency(&self) -> u32 {
+        u32::try_from(self.latency_us).unwrap_or(u32::MAX)
     }
 }
 
