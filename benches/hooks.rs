@@ -27,10 +27,14 @@
 //!    -M prepared`, constants passed with `-D`, as `benches/postgres.rs` does. The ids that
 //!    differ per transaction come from a sequence of each pgbench client (a variable that
 //!    keeps its value from one transaction to the next: `\set k :k + 1`), interleaved over
-//!    the clients by `:client_id`, so that no two transactions of a run use the same index,
-//!    as no two requests of a sidecar run do.
+//!    the clients by `:client_id` (index `i = (k - 1) * clients + client_id`), so that no two
+//!    transactions of a run use the same index, as no two requests of a sidecar run do.
 //! 3. **Phases**, each with 1 and with 32 concurrent clients, first through the sidecar, then
-//!    the same statements by pgbench (`-c N -j min(N,2)`). Before every run (sidecar or
+//!    the same statements by pgbench (`-c N -j min(N,2)`). Unlike `benches/postgres.rs`,
+//!    pgbench warms up on the connections it is measured on, as the sidecar's pool does: one
+//!    run of 1 s + `BENCH_SECS` (`-T`), whose per-transaction log is read as a sidecar phase
+//!    is measured (transactions started in the first second warm up; the window ends with the
+//!    last one). Before every run (sidecar or
 //!    pgbench) the memberships, project memberships, role rows and watchers are emptied
 //!    (`TRUNCATE`), the bench's groups deleted, the run's groups written anew in SQL, and the
 //!    database vacuumed, analyzed and checkpointed with autovacuum off, so that runs start
@@ -49,15 +53,15 @@
 //!      without a role), the group's `delete` hooks, and the cascades (`members`,
 //!      `watchers`). Each request needs a group of its own: the run's groups (20,000, or
 //!      `BENCH_GROUPS`) are written in SQL before it, as the app would hold them, and a run
-//!      deletes them in id order; a sidecar run stops early if it has used them all (the
-//!      summary says so). pgbench, which cannot stop a `-T` run when its rows run out, gets
-//!      a fresh set of the same groups and is counted, not timed: a warm-up of 50
-//!      transactions per client, then `-t` sized from the warm-up's rate to last about
-//!      `BENCH_SECS` (never more than the groups left); client `c` deletes group
-//!      `first + off + (k - 1) * clients + c` at its `k`-th transaction, and the members
-//!      that group was written with. After every delete run the bench checks in SQL that as
-//!      many groups are gone as were deleted, and that no role row points to a deleted
-//!      group's role and no project membership is left without a role.
+//!      deletes them in id order (request `n` of a sidecar run the `n`-th group); a sidecar
+//!      run stops early if it has used them all (the summary says how many were deleted).
+//!      pgbench gets a fresh set of the same groups, and its client `c` deletes group
+//!      `first + i` at its `k`-th transaction, with the members `m1..m5` that group was
+//!      written with; it cannot stop a `-T` run, so a client whose index is past the groups
+//!      sleeps 100 ms instead (`\if :i < :count`), and those transactions are left out of
+//!      the figures. After every delete run the bench checks in SQL that as many groups are
+//!      gone as were deleted, that no role row points to a deleted group's role and that no
+//!      project membership is left without a role.
 //!
 //! Figures per phase as in `benches/postgres.rs` (`req/s`, `p50`/`p99`/`max` latency, CPU per
 //! request of the sidecar, this process, PostgreSQL, and of other processes). The summary gives
@@ -67,7 +71,7 @@
 //! replay, or one that outlives its deadline), or if the rows the deletes leave are not what
 //! the app would have. Each phase is bounded: `BENCH_SECS` (default 5) seconds plus 1 s
 //! warm-up, at most 2,000,000 requests (and, for deletes, the groups written for the run); a
-//! `-t` pgbench run is killed after 300 s.
+//! pgbench run is killed 60 s past its time.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -86,7 +90,7 @@ mod postgres;
 mod pg;
 
 use pg::{
-    Logged, Pair, Pgbench, Script, Setup, Until, call_json, first, log_statements, member_add_load,
+    Logged, Pair, Pgbench, Script, Setup, call_json, first, log_statements, member_add_load,
     members_body, print_scripts, print_statements, quiesce, replay, scripts_dir,
 };
 use support::{
@@ -110,10 +114,9 @@ const WATCHERS: u64 = 2;
 const ADD_GROUPS: u64 = 8;
 /// Groups written for one delete run unless `BENCH_GROUPS` says otherwise, and at most.
 const DELETE_GROUPS: u64 = 20_000;
-/// pgbench's warm-up before a delete run, in transactions per client.
-const WARM_DELETES: u64 = 50;
-/// The fewest groups a delete run may have: pgbench's warm-up at 32 clients, twice.
-const MIN_GROUPS: u64 = 2 * WARM_DELETES * 32;
+/// The fewest groups a delete run may have (`BENCH_GROUPS`): some must be left for the
+/// measured window after the warm-up.
+const MIN_GROUPS: u64 = 2_000;
 /// Ids of the bench's rows start above this (a setval on the schema's sequence), so that no id
 /// in a trial request looks like a constant parameter.
 const ID_BASE: u64 = 1_000_000;
@@ -181,6 +184,7 @@ fn main() {
         let script = trial.script(phase, &app);
         script.write(&scripts_dir);
         for conns in CONNS {
+            let checked = checks.len();
             let (stats, raw) = match phase {
                 Phase::MemberAdd => rt.block_on(run.member_add(&script, conns)),
                 Phase::GroupDelete => {
@@ -188,6 +192,7 @@ fn main() {
                 }
             };
             pairs.push(Pair::record(&mut report, phase, conns, stats, raw));
+            checks[checked..].iter().for_each(Check::note);
         }
         scripts.push(script);
     }
@@ -215,7 +220,10 @@ fn main() {
         "the deletes left rows the app would not have: {}",
         wrong
             .iter()
-            .map(|c| format!("{} @{}: {}", c.who, c.conns, c.what))
+            .map(|c| format!(
+                "{} @{}: {} deleted, {} gone {}",
+                c.who, c.conns, c.deleted, c.gone, c.what
+            ))
             .collect::<Vec<_>>()
             .join("; ")
     );
@@ -257,14 +265,20 @@ impl Groups {
     }
 
     /// What a pgbench run on these groups defines (`-D`) besides the script's constants: the
-    /// clients' sequences start at 0, their indexes at `off`, and `first` is the first group.
-    fn vars(&self, conns: usize, off: u64) -> Vec<(&'static str, String)> {
+    /// clients' sequences start at 0, `first` is the first group and `count` says how many.
+    fn vars(&self, conns: usize) -> Vec<(&'static str, String)> {
         vec![
             ("k", "0".into()),
-            ("off", off.to_string()),
             ("nc", conns.to_string()),
             ("first", self.first.to_string()),
+            ("count", self.count.to_string()),
         ]
+    }
+
+    /// Whether transaction `number` (from 1) of pgbench client `client` had a group of these
+    /// (see the script's `\if`).
+    fn had_one(&self, conns: usize, client: u64, number: u64) -> bool {
+        (number - 1) * conns as u64 + client < self.count
     }
 }
 
@@ -551,8 +565,9 @@ impl Trial {
     /// transaction drawn from the client's sequence (`k`, counted from 1; `off`, `nc` (the
     /// clients) and `first` (the run's first group) given per run with `-D`).
     fn script(&self, phase: Phase, app: &App) -> Script {
-        let index = "\\set k :k + 1\n\\set i :off + (:k - 1) * :nc + :client_id\n";
-        let (name, stmts, sets, vary): (_, _, String, Vec<(String, String)>) = match phase {
+        let index = "\\set k :k + 1\n\\set i (:k - 1) * :nc + :client_id\n";
+        // Transaction `k` of client `c` has index `i`; a delete finds no group past `count`.
+        let (name, stmts, sets, vary, guard) = match phase {
             Phase::MemberAdd => (
                 "member_add_hooks",
                 self.statements(MEMBER_ADD),
@@ -572,6 +587,7 @@ impl Trial {
                         "('{' || :uid || '}')".into(),
                     ),
                 ],
+                false,
             ),
             Phase::GroupDelete => {
                 // Group `first + i` has members `m1..m5`, consecutive from `member0(i)`.
@@ -594,18 +610,32 @@ impl Trial {
                         format!(":m{}", j + 1),
                     ));
                 }
-                ("delete_group", self.statements(GROUP_DELETE), sets, vary)
+                (
+                    "delete_group",
+                    self.statements(GROUP_DELETE),
+                    sets,
+                    vary,
+                    true,
+                )
             }
         };
         let vary: Vec<(String, &str)> = vary.iter().map(|(v, e)| (v.clone(), e.as_str())).collect();
         let mut defines: Vec<(String, String)> = Vec::new();
         let mut text = format!(
-            "-- per run: -D k=0 -D off=<first index> -D nc=<clients> -D first=<first group id>\n\
+            "-- per run: -D k=0 -D nc=<clients> -D first=<first group id> -D count=<groups>\n\
              {index}{sets}"
         );
+        if guard {
+            text.push_str("\\if :i < :count\n");
+        }
         for stmt in stmts {
             text.push_str(&replay(stmt, &vary, &mut defines));
             text.push_str(";\n");
+        }
+        if guard {
+            // Out of groups: the client idles until the run ends; these transactions are
+            // left out of the figures.
+            text.push_str("\\else\n\\sleep 100 ms\n\\endif\n");
         }
         Script {
             name,
@@ -660,6 +690,23 @@ impl Check {
     fn ok(&self) -> bool {
         self.deleted == self.gone && self.what.is_empty()
     }
+
+    /// Prints what is worth a line under the phase's figures: that the groups ran out (the
+    /// window ended early), or what is wrong.
+    fn note(&self) {
+        if self.deleted >= self.supply {
+            println!(
+                "    ({}: ran out of groups, all {} deleted)",
+                self.who, self.supply
+            );
+        }
+        if !self.ok() {
+            println!(
+                "    {} @{}: {} deleted, {} groups gone; {}",
+                self.who, self.conns, self.deleted, self.gone, self.what
+            );
+        }
+    }
 }
 
 /// What every run needs.
@@ -686,16 +733,12 @@ impl Run<'_> {
         let load = member_add_load(self.addr, conns, Arc::new(groups.ids()), Arc::new(users));
         let stats = self.sidecar(load).await;
         let groups = self.fresh(ADD_GROUPS, 0).await;
-        let warm = self
-            .pgbench
-            .warm(script, conns, Until::Secs(1), &groups.vars(conns, 0));
-        // Past what the warm-up's clients used (they may not have run alike).
-        let off = warm.transactions + conns as u64;
-        let raw = self.pgbench.measure(
+        let raw = self.pgbench.run_warm(
             script,
             conns,
-            Until::Secs(self.setup.secs),
-            &groups.vars(conns, off),
+            self.setup.secs,
+            &groups.vars(conns),
+            &|_, _| true,
         );
         (stats, raw)
     }
@@ -713,37 +756,19 @@ impl Run<'_> {
         let base = self.seq.load(Ordering::Relaxed);
         let load = group_delete_load(self.addr, conns, groups.first, base).supply(supply);
         let stats = self.sidecar(load).await;
-        if stats.total >= supply {
-            println!("    (ran out of groups: all {supply} deleted)");
-        }
         checks.push(
             self.check("sidecar", conns, &groups, stats.total - stats.errors)
                 .await,
         );
-
         let groups = self.fresh(supply, MEMBERS).await;
-        let nc = conns as u64;
-        let warm = self.pgbench.warm(
+        let raw = self.pgbench.run_warm(
             script,
             conns,
-            Until::Transactions(WARM_DELETES),
-            &groups.vars(conns, 0),
+            self.setup.secs,
+            &groups.vars(conns),
+            &|client, number| groups.had_one(conns, client, number),
         );
-        let off = WARM_DELETES * nc;
-        let left = (supply - off.min(supply)) / nc;
-        let wanted = (warm.tps * self.setup.secs as f64 / nc as f64).ceil() as u64;
-        let per_client = wanted.clamp(1, left.max(1));
-        let raw = self.pgbench.measure(
-            script,
-            conns,
-            Until::Transactions(per_client),
-            &groups.vars(conns, off),
-        );
-        if per_client == left {
-            println!("    (pgbench: {per_client} deletes per client, all the groups left)");
-        }
-        let deleted = warm.transactions + raw.measured;
-        checks.push(self.check("pgbench", conns, &groups, deleted).await);
+        checks.push(self.check("pgbench", conns, &groups, raw.total).await);
         (stats, raw)
     }
 
@@ -773,21 +798,14 @@ impl Run<'_> {
             ),
         )
         .await;
-        let check = Check {
+        Check {
             who,
             conns,
             deleted,
             gone: groups.count - remaining,
             supply: groups.count,
             what: inconsistencies(self.db).await.join(", "),
-        };
-        if !check.ok() {
-            println!(
-                "    {who} @{conns}: {} deleted, {} groups gone; {}",
-                check.deleted, check.gone, check.what
-            );
         }
-        check
     }
 }
 
