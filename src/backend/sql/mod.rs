@@ -16,6 +16,8 @@ pub mod hooks;
 pub mod model;
 pub(crate) mod ops;
 #[cfg(feature = "postgres")]
+pub mod pg_pool;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

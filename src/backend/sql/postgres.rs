@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: the store most legacy apps run on.
 //!
-//! A deadpool-postgres pool (prepared statements cached per connection), TLS through rustls
+//! A pool of connections kept on the threads that opened them ([`super::pg_pool`]; prepared
+//! statements cached per connection), TLS through rustls
 //! (`verify-full` against a CA file), TCP or Unix-socket hosts. Every session runs with the
 //! configured `statement_timeout` and `TimeZone=UTC`. Statements come from the shared
 //! [`Model`]; this module adds what is PostgreSQL's own: catalog introspection, one-statement
@@ -14,7 +15,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
@@ -23,6 +23,7 @@ use serde::Deserialize;
 use super::config::RelSpec;
 use super::model::{self, Catalog, ColumnInfo, Model, TableInfo, UniqueInfo};
 use super::ops::{self, Conn};
+use super::pg_pool::{PgClient, PgPool, PoolError};
 use super::state::{Exec, SqlStateStore};
 use super::{Dialect, Param, Sql, quote_ident};
 use crate::backend::state::StateStore;
@@ -338,9 +339,9 @@ fn key_column(detail: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-fn pool_error(e: deadpool_postgres::PoolError) -> BackendError {
+fn pool_error(e: PoolError) -> BackendError {
     match e {
-        deadpool_postgres::PoolError::Backend(e) => error(&e, &[]),
+        PoolError::Connect(e) => error(&e, &[]),
         other => BackendError::Unavailable(format!("no database connection: {other}")),
     }
 }
@@ -350,7 +351,7 @@ fn pool_error(e: deadpool_postgres::PoolError) -> BackendError {
 /// A PostgreSQL database.
 pub struct PgBackend {
     name: String,
-    pool: Pool,
+    pool: PgPool,
     /// `host:port/db` for messages (never the password).
     shown: String,
     /// `connect_timeout` (for a connection) plus `statement_timeout` (for the work).
@@ -388,20 +389,7 @@ impl PgBackend {
             }
         };
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
-        let mgr = Manager::from_config(
-            cfg,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
-            .max_size(o.pool_size.max(1))
-            .wait_timeout(Some(o.connect_timeout))
-            .create_timeout(Some(o.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| format!("cannot build the connection pool: {e}"))?;
+        let pool = PgPool::new(cfg, tls, o.pool_size, o.connect_timeout, o.connect_timeout);
         let client = pool
             .get()
             .await
@@ -509,7 +497,7 @@ impl Backend for PgBackend {
         };
         let mut warnings = warnings;
         let conn = PgConn {
-            c: &client,
+            c: Session::Client(&client),
             m: &m,
             names: &names,
         };
@@ -582,7 +570,7 @@ impl Backend for PgBackend {
 // === Catalog ===
 
 async fn catalog(
-    c: &deadpool_postgres::Client,
+    c: &tokio_postgres::Client,
     spec: &RelSpec,
     shown: &str,
 ) -> Result<Catalog, tokio_postgres::Error> {
@@ -609,7 +597,7 @@ async fn catalog(
 }
 
 async fn table_info(
-    c: &deadpool_postgres::Client,
+    c: &tokio_postgres::Client,
     table: &str,
 ) -> Result<Option<TableInfo>, tokio_postgres::Error> {
     let reg = quote_ident(table);
@@ -761,7 +749,7 @@ fn lower_of(def: &str) -> Option<String> {
 // === impl PgTable ===
 
 struct PgTable {
-    pool: Pool,
+    pool: PgPool,
     m: Arc<Model>,
     names: Arc<Vec<String>>,
 }
@@ -773,14 +761,54 @@ fn refs(sql: &Sql) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
+/// What a flow's statements run on: a pooled connection, or a transaction on one.
+enum Session<'a> {
+    Client(&'a deadpool_postgres::ClientWrapper),
+    Tx(&'a deadpool_postgres::Transaction<'a>),
+}
+
+impl Session<'_> {
+    async fn prepare_cached(
+        &self,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        match self {
+            Session::Client(c) => c.prepare_cached(sql).await,
+            Session::Tx(t) => t.prepare_cached(sql).await,
+        }
+    }
+
+    async fn query(
+        &self,
+        st: &tokio_postgres::Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        match self {
+            Session::Client(c) => c.query(st, params).await,
+            Session::Tx(t) => t.query(st, params).await,
+        }
+    }
+
+    async fn execute(
+        &self,
+        st: &tokio_postgres::Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        match self {
+            Session::Client(c) => c.execute(st, params).await,
+            Session::Tx(t) => t.execute(st, params).await,
+        }
+    }
+}
+
 /// A connection (or transaction) as the shared flows use it.
-struct PgConn<'a, C: deadpool_postgres::GenericClient> {
-    c: &'a C,
+struct PgConn<'a> {
+    c: Session<'a>,
     m: &'a Model,
     names: &'a [String],
 }
 
-impl<C: deadpool_postgres::GenericClient + Sync> PgConn<'_, C> {
+impl PgConn<'_> {
     async fn query(&self, sql: &Sql) -> Result<Vec<tokio_postgres::Row>, BackendError> {
         let st = self
             .c
@@ -794,7 +822,7 @@ impl<C: deadpool_postgres::GenericClient + Sync> PgConn<'_, C> {
     }
 }
 
-impl<C: deadpool_postgres::GenericClient + Sync> Conn for PgConn<'_, C> {
+impl Conn for PgConn<'_> {
     fn model(&self) -> &Model {
         self.m
     }
@@ -868,11 +896,11 @@ fn to_row(r: &tokio_postgres::Row, n: usize) -> Row {
 }
 
 impl PgTable {
-    async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
+    async fn client(&self) -> Result<PgClient, BackendError> {
         self.pool.get().await.map_err(pool_error)
     }
 
-    fn conn<'a, C: deadpool_postgres::GenericClient>(&'a self, c: &'a C) -> PgConn<'a, C> {
+    fn conn<'a>(&'a self, c: Session<'a>) -> PgConn<'a> {
         PgConn {
             c,
             m: &self.m,
@@ -891,7 +919,7 @@ macro_rules! in_tx {
             .await
             .map_err(|e| error(&e, &$table.names))?;
         let out = {
-            let $conn = $table.conn(&tx);
+            let $conn = $table.conn(Session::Tx(&tx));
             $flow.await?
         };
         tx.commit().await.map_err(|e| error(&e, &$table.names))?;
@@ -910,7 +938,13 @@ impl Table for PgTable {
         if !ops::insert_needs_tx(&self.m, &members, load_members) {
             // One statement, atomic by itself.
             let client = self.client().await?;
-            return ops::insert(&self.conn(&client), values, members, load_members).await;
+            return ops::insert(
+                &self.conn(Session::Client(&client)),
+                values,
+                members,
+                load_members,
+            )
+            .await;
         }
         in_tx!(self, |c| ops::insert(&c, values, members, load_members))
     }
@@ -920,17 +954,17 @@ impl Table for PgTable {
             return Ok(None);
         };
         let client = self.client().await?;
-        ops::fetch_with_members(&self.conn(&client), &key, members).await
+        ops::fetch_with_members(&self.conn(Session::Client(&client)), &key, members).await
     }
 
     async fn search(&self, search: Search) -> Result<Found, BackendError> {
         let client = self.client().await?;
-        ops::search(&self.conn(&client), &search).await
+        ops::search(&self.conn(Session::Client(&client)), &search).await
     }
 
     async fn present(&self, keys: &[String]) -> Result<Vec<String>, BackendError> {
         let client = self.client().await?;
-        ops::present(&self.conn(&client), keys).await
+        ops::present(&self.conn(Session::Client(&client)), keys).await
     }
 
     async fn update(
@@ -978,7 +1012,7 @@ impl Table for PgTable {
 }
 
 /// The state store's statements on the pool.
-struct PgExec(Pool);
+struct PgExec(PgPool);
 
 impl Exec for PgExec {
     async fn write(&self, stmts: Vec<Sql>) -> Result<(), BackendError> {
