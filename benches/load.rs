@@ -220,11 +220,7 @@ fn main() {
         mib(sampled),
         mib(hwm)
     );
-    let stopped = sidecar.proc.stop();
-    if let Some(d) = stopped {
-        println!("  sidecar stopped {:.0} ms after SIGTERM", ms(d));
-    }
-    sidecar.print_log();
+    sidecar.stop();
     println!();
 
     summary(&report, ready_median, rss_idle, rss_load, nginx_present());

@@ -68,7 +68,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
@@ -84,12 +83,18 @@ mod support;
 #[path = "../tests/support/postgres.rs"]
 mod postgres;
 
+#[path = "support/pg.rs"]
+mod pg;
+
+use pg::{
+    Logged, Pair, Script, ServerLog, Setup, call, call_json, first, log_statements,
+    member_add_load, members_body, print_scripts, print_statements, quiesce, replay, scripts_dir,
+    span,
+};
 use support::{
-    CONNS, CheckResponse, Load, MAX_REQUESTS, MakeRequest, REQUEST_TIMEOUT, Report, RssSampler,
-    Sidecar, Stats, Summary, WARMUP, at_least, at_most, connect, create_body, create_load,
-    exchange_within, filter_load, filter_path, free_port, host_header, machine_busy_us, mib, ms,
-    patch_body, patch_load, percentile, reaped_children_cpu_us, request, run_phase,
-    server_tree_cpu_us, unexpected, user_name, verdict,
+    CONNS, Report, RssSampler, Summary, at_least, at_most, connect, create_body, create_load,
+    filter_load, filter_path, host_header, mib, ms, patch_body, patch_load, request, run_phase,
+    user_name, verdict,
 };
 
 /// The sidecar's pool size unless `DATABASE_POOL_SIZE` says otherwise.
@@ -112,93 +117,41 @@ const ID_BASE: u64 = 1_000_000;
 const TARGET_BIG_ADD_SECS: f64 = 1.0;
 
 fn main() {
-    let Some(bin) = postgres::bin_dir().filter(|b| b.join("pgbench").exists()) else {
-        println!("postgres bench skipped: PostgreSQL is not installed (no pgbench next to initdb)");
-        return;
-    };
-    // On this thread: the server dies with the thread that started it.
-    let Some(cluster) = postgres::cluster() else {
-        println!("postgres bench skipped: the PostgreSQL cluster did not start (see above)");
-        return;
-    };
-    let secs = support::bench_secs();
-    let window = Duration::from_secs(secs);
-    let pool = std::env::var("DATABASE_POOL_SIZE")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(DEFAULT_POOL_SIZE);
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let postmaster = postmaster_pid(&cluster.dir);
-    support::print_intro(
+    let Some(setup) = Setup::start(
+        "postgres",
         "scim-sidecar PostgreSQL benchmark",
         &example("scim-sidecar.toml"),
-    );
-    println!(
-        "  server:  {} (port {}, fsync off), pgbench {}",
-        bin.display(),
-        cluster.port,
-        pgbench_version(&bin)
-    );
-    println!(
-        "  cores: {cores} (shared by load generator, sidecar, PostgreSQL, pgbench); pool size \
-         {pool} (DATABASE_POOL_SIZE); per phase: {} s warm-up, {secs} s measured (BENCH_SECS), \
-         at most {MAX_REQUESTS} requests",
-        WARMUP.as_secs()
-    );
-    println!();
+        DEFAULT_POOL_SIZE,
+    ) else {
+        return;
+    };
+    let (secs, window, pool, postmaster) =
+        (setup.secs, setup.window(), setup.pool, setup.postmaster);
 
     let rt = support::runtime();
     let (db, big_group) = rt.block_on(async {
-        let db = cluster.database("bench").await;
-        let schema = std::fs::read_to_string(example("schema.sql")).expect("schema.sql");
-        db.exec(&schema).await;
-        db.exec(&format!("SELECT setval('principals_id_seq', {ID_BASE})"))
+        let db = setup
+            .database(
+                "bench",
+                &example("schema.sql"),
+                "principals_id_seq",
+                ID_BASE,
+            )
             .await;
         let big = write_big_group(&db).await;
         (db, big)
     });
-    let env = [
-        ("DATABASE_URL", db.url.clone()),
-        ("DATABASE_POOL_SIZE", pool.to_string()),
-    ];
-    migrate(&env);
-    let dir = tempfile::tempdir().expect("tempdir");
-    // Nothing listens upstream: the bench sends SCIM requests only.
-    let upstream = format!("http://{}", free_port());
-    let env_os: Vec<(&str, &std::ffi::OsStr)> = env.iter().map(|(k, v)| (*k, v.as_ref())).collect();
-    let (mut sidecar, ready) =
-        Sidecar::start(dir, &example("scim-sidecar.toml"), &upstream, &env_os);
+    let mut sidecar = setup.sidecar(&db, &example("scim-sidecar.toml"));
     let pid = sidecar.proc.pid;
-    println!("  sidecar ready in {:.1} ms", ms(ready));
-    println!();
 
     // 1. Trial: what the sidecar sends per request.
-    let log = ServerLog(cluster.dir.join("server.log"));
-    let logging = "log_min_duration_statement";
-    rt.block_on(set_system(&db, logging, Some("0"), "0"));
-    let trial = rt.block_on(run_trial(sidecar.addr, &log));
-    rt.block_on(set_system(&db, logging, None, "-1"));
-    // Autovacuum off: `settle` vacuums and analyzes before each run instead.
-    rt.block_on(set_system(&db, "autovacuum", Some("off"), "off"));
-    println!("== statements per request (server log, log_min_duration_statement = 0) ==");
-    for (what, stmts) in &trial.steps {
-        println!("  {what}: {} statement(s)", stmts.len());
-        for (i, s) in stmts.iter().enumerate() {
-            println!("    {}. {}", i + 1, abbreviate(&s.text, 150));
-        }
-    }
-    println!();
+    rt.block_on(log_statements(&db, true));
+    let trial = rt.block_on(run_trial(sidecar.addr, &setup.log()));
+    rt.block_on(log_statements(&db, false));
+    print_statements(&trial.steps);
 
-    let pgbench = Pgbench {
-        bin: bin.join("pgbench"),
-        port: cluster.port,
-        db: db.name.clone(),
-        logs: tempfile::tempdir().expect("tempdir"),
-        postmaster,
-    };
-    let scripts_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-postgres");
-    std::fs::create_dir_all(&scripts_dir).expect("create target/tmp/bench-postgres");
+    let pgbench = setup.pgbench(&db);
+    let scripts_dir = scripts_dir("bench-postgres");
 
     // Groups for the member-add phase; their ids are below those of the users the phases
     // create, so that `[min, max]` of those ids holds users only.
@@ -209,7 +162,7 @@ fn main() {
     Report::header(true);
     let sampler = RssSampler::start(pid);
     let mut report = Report::default();
-    let mut pairs: Vec<Pair> = Vec::new();
+    let mut pairs: Vec<Pair<Phase>> = Vec::new();
     let seq = Arc::new(AtomicU64::new(0));
     let mut scripts: Vec<Script> = Vec::new();
     let mut created: Vec<(u64, String)> = Vec::new();
@@ -235,29 +188,14 @@ fn main() {
             }
             rt.block_on(settle(&db, &groups));
             let raw = pgbench.run(&script, conns, secs);
-            Report::line(&raw);
-            pairs.push(Pair {
-                phase,
-                conns,
-                sidecar: report.phases.len(),
-                raw: report.phases.len() + 1,
-            });
-            report.add(stats);
-            report.add(raw);
+            pairs.push(Pair::record(&mut report, phase, conns, stats, raw));
         }
         scripts.push(script);
     }
     println!("  ({} users created through the sidecar)", created.len());
     println!();
 
-    println!(
-        "== raw: the pgbench scripts (also in {}) ==",
-        scripts_dir.display()
-    );
-    for s in &scripts {
-        s.print(&scripts_dir);
-    }
-    println!();
+    print_scripts(&scripts, &scripts_dir);
 
     // 3. The big group.
     let rss_load = sampler.stop();
@@ -275,17 +213,13 @@ fn main() {
         mib(rss_big),
         mib(support::proc_status_kib(pid, "VmRSS").unwrap_or(0))
     );
-    if let Some(d) = sidecar.proc.stop() {
-        println!("  sidecar stopped {:.0} ms after SIGTERM", ms(d));
-    }
-    sidecar.print_log();
+    sidecar.stop();
     println!();
 
     summary(&report, &pairs, &big, pool, [rss_load, rss_big]);
     drop(db);
     rt.shutdown_timeout(Duration::from_secs(2));
-    cluster.stop();
-    let _ = std::fs::remove_dir_all(&cluster.dir);
+    setup.stop();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -298,68 +232,6 @@ fn example(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// `scim-sidecar migrate`: the sidecar's own table (where it keeps `externalId`).
-fn migrate(env: &[(&str, String)]) {
-    let out = Command::new(support::binary())
-        .arg("migrate")
-        .arg("--config")
-        .arg(example("scim-sidecar.toml"))
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("SCIM_TOKEN", support::TOKEN)
-        .output()
-        .expect("run scim-sidecar migrate");
-    assert!(
-        out.status.success(),
-        "scim-sidecar migrate failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The postmaster's pid, from `postmaster.pid` in the data directory.
-fn postmaster_pid(dir: &Path) -> u32 {
-    std::fs::read_to_string(dir.join("data/postmaster.pid"))
-        .ok()
-        .and_then(|t| t.lines().next()?.trim().parse().ok())
-        .expect("postmaster.pid")
-}
-
-fn pgbench_version(bin: &Path) -> String {
-    Command::new(bin.join("pgbench"))
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|v| v.split_whitespace().nth(2).map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// Sets a server setting for every session (`ALTER SYSTEM`, then a reload; `None` resets it)
-/// and returns once a new session shows `shown`. Sessions already open (the sidecar's pool)
-/// apply it before their next statement: the postmaster has signalled them by then.
-async fn set_system(db: &postgres::Db, name: &str, value: Option<&str>, shown: &str) {
-    db.exec(&match value {
-        Some(v) => format!("ALTER SYSTEM SET {name} = {v}"),
-        None => format!("ALTER SYSTEM RESET {name}"),
-    })
-    .await;
-    db.exec("SELECT pg_reload_conf()").await;
-    let t0 = Instant::now();
-    loop {
-        let rows = db
-            .rows(&format!("SELECT current_setting('{name}') AS v"))
-            .await;
-        if rows.first().and_then(|r| r.first()).map(String::as_str) == Some(shown) {
-            return;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "{name} did not become {shown}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Before each measured run, so that runs start alike and no checkpoint or autovacuum falls
 /// into one: the bench groups emptied (each member-add run starts on empty groups, and the
 /// answers, which list every member, grow alike), dead rows vacuumed, statistics fresh, dirty
@@ -370,8 +242,7 @@ async fn settle(db: &postgres::Db, groups: &[String]) {
         groups.join(", ")
     ))
     .await;
-    db.exec("VACUUM ANALYZE").await;
-    db.exec("CHECKPOINT").await;
+    quiesce(db).await;
 }
 
 /// Groups for the member-add phase, created through the sidecar; their ids.
@@ -391,158 +262,11 @@ async fn create_groups(addr: SocketAddr) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // Trial: what the sidecar sends
 
-/// One statement the sidecar sent, as the server logged it.
-struct Logged {
-    /// The SQL text, with `$n` placeholders.
-    text: String,
-    /// The values bound to them (`None`: NULL).
-    params: Vec<Option<String>>,
-}
-
-/// PostgreSQL's log file (the cluster's stderr).
-struct ServerLog(PathBuf);
-
-impl ServerLog {
-    fn len(&self) -> u64 {
-        std::fs::metadata(&self.0).map_or(0, |m| m.len())
-    }
-
-    /// The statements executed since offset `from` (`execute` of the extended protocol and
-    /// simple `statement`s; `parse` and `bind` are skipped), once the file stopped growing.
-    async fn statements_since(&self, from: u64) -> Vec<Logged> {
-        let mut size = self.len();
-        for _ in 0..50 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            let now = self.len();
-            if now == size {
-                break;
-            }
-            size = now;
-        }
-        let bytes = std::fs::read(&self.0).expect("read server.log");
-        let text = String::from_utf8_lossy(&bytes[(from as usize).min(bytes.len())..]).into_owned();
-        parse_log(&text)
-    }
-}
-
-/// Statements and their parameters from PostgreSQL log lines (`log_line_prefix` `%m [%p] `).
-fn parse_log(text: &str) -> Vec<Logged> {
-    let mut out: Vec<Logged> = Vec::new();
-    // Whether the last LOG line was a statement kept in `out` (continuation lines and its
-    // DETAIL belong to it).
-    let mut open = false;
-    for line in text.lines() {
-        if !line.starts_with(|c: char| c.is_ascii_digit()) {
-            // A continuation of a multi-line statement.
-            if open {
-                if let Some(last) = out.last_mut() {
-                    last.text.push('\n');
-                    last.text.push_str(line.trim_start_matches('\t'));
-                }
-            }
-            continue;
-        }
-        if let Some(rest) = line.split_once("LOG:  duration: ").map(|(_, r)| r) {
-            let body = rest.split_once(" ms  ").map_or("", |(_, b)| b);
-            let sql = if let Some(s) = body.strip_prefix("statement: ") {
-                Some(s)
-            } else if body.starts_with("execute ") {
-                body.split_once(": ").map(|(_, s)| s)
-            } else {
-                None
-            };
-            open = sql.is_some();
-            if let Some(sql) = sql {
-                out.push(Logged {
-                    text: sql.to_owned(),
-                    params: Vec::new(),
-                });
-            }
-        } else if let Some((_, p)) = line.split_once("DETAIL:  parameters: ") {
-            if open {
-                if let Some(last) = out.last_mut() {
-                    last.params = parse_params(p);
-                }
-            }
-        } else {
-            open = false;
-        }
-    }
-    out
-}
-
-/// `$1 = 'a', $2 = NULL, $3 = 'it''s'` → `[Some("a"), None, Some("it's")]`.
-fn parse_params(p: &str) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    let mut chars = p.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '=' {
-            continue;
-        }
-        while chars.peek() == Some(&' ') {
-            chars.next();
-        }
-        if chars.peek() == Some(&'\'') {
-            chars.next();
-            let mut v = String::new();
-            while let Some(c) = chars.next() {
-                if c == '\'' {
-                    if chars.peek() == Some(&'\'') {
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                }
-                v.push(c);
-            }
-            out.push(Some(v));
-        } else {
-            out.push(None);
-        }
-    }
-    out
-}
-
 /// The trial: one request of each kind, and what the server logged for each.
 struct Trial {
     steps: Vec<(&'static str, Vec<Logged>)>,
     user_id: String,
     group_id: String,
-}
-
-/// Sends one request on `s` once the connection is ready for it, within `timeout`; checks its
-/// status. The answer, and the time from sending the request until it was read.
-async fn call(
-    s: &mut SendRequest<Full<Bytes>>,
-    req: http::Request<Full<Bytes>>,
-    want: StatusCode,
-    what: &str,
-    timeout: Duration,
-) -> (Bytes, Duration) {
-    s.ready()
-        .await
-        .unwrap_or_else(|e| panic!("{what}: connection lost: {e}"));
-    let t0 = Instant::now();
-    let (parts, body) = exchange_within(s, req, timeout)
-        .await
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let took = t0.elapsed();
-    assert_eq!(parts.status, want, "{}", unexpected(what, &parts, &body));
-    (body, took)
-}
-
-/// [`call`] for a JSON answer, within [`REQUEST_TIMEOUT`].
-async fn call_json(
-    s: &mut SendRequest<Full<Bytes>>,
-    req: http::Request<Full<Bytes>>,
-    want: StatusCode,
-    what: &str,
-) -> serde_json::Value {
-    let (body, _) = call(s, req, want, what, REQUEST_TIMEOUT).await;
-    if body.is_empty() {
-        return serde_json::Value::Null; // 204
-    }
-    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{what}: not JSON: {e}"))
 }
 
 /// One request of each kind, each checked in full, with the statements logged for it.
@@ -552,10 +276,9 @@ async fn run_trial(addr: SocketAddr, log: &ServerLog) -> Trial {
     let mut steps = Vec::new();
     let mut traced =
         async |s: &mut SendRequest<Full<Bytes>>, what, method, path: &str, body, want| {
-            let from = log.len();
-            let v = call_json(s, request(method, &host, path, body), want, what).await;
-            let stmts = log.statements_since(from).await;
-            assert!(!stmts.is_empty(), "{what}: no statement in the server log");
+            let (v, stmts) = log
+                .trace(s, request(method, &host, path, body), want, what)
+                .await;
             steps.push((what, stmts));
             v
         };
@@ -725,250 +448,6 @@ impl Trial {
     }
 }
 
-/// A logged statement as a pgbench command: each `$n` becomes its `vary` expression (by the
-/// trial value bound to it), `NULL`, or a constant variable `:cK` (added to `defines`); `:` in
-/// `to_char` formats is quoted so that pgbench does not take `:MI` for a variable.
-fn replay(stmt: &Logged, vary: &[(String, &str)], defines: &mut Vec<(String, String)>) -> String {
-    let mut out = String::with_capacity(stmt.text.len());
-    let mut chars = stmt.text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '$' if chars.peek().is_some_and(char::is_ascii_digit) => {
-                let mut k = 0usize;
-                while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
-                    k = k * 10 + d as usize;
-                    chars.next();
-                }
-                let value = stmt
-                    .params
-                    .get(k.wrapping_sub(1))
-                    .unwrap_or_else(|| panic!("${k} has no logged value in: {}", stmt.text));
-                let Some(v) = value else {
-                    out.push_str("NULL");
-                    continue;
-                };
-                if let Some((_, expr)) = vary.iter().find(|(t, _)| t == v) {
-                    out.push_str(expr);
-                    continue;
-                }
-                // A value that differs per request must not become a constant ('{1000002}').
-                if let Some((t, _)) = vary.iter().find(|(t, _)| v.contains(t.as_str())) {
-                    panic!("${k} = '{v}' holds the per-request value '{t}' but has no variable");
-                }
-                let i = match defines.iter().position(|(_, d)| d == v) {
-                    Some(i) => i,
-                    None => {
-                        defines.push((format!("c{}", defines.len() + 1), v.clone()));
-                        defines.len() - 1
-                    }
-                };
-                out.push(':');
-                out.push_str(&defines[i].0);
-            }
-            '\'' => {
-                let mut lit = String::from('\'');
-                while let Some(c) = chars.next() {
-                    lit.push(c);
-                    if c == '\'' {
-                        if chars.peek() == Some(&'\'') {
-                            lit.push('\'');
-                            chars.next();
-                        } else {
-                            break;
-                        }
-                    }
-                }
-                if lit.contains(":MI") || lit.contains(":SS") {
-                    assert!(
-                        lit.contains("HH24"),
-                        "a literal pgbench would misread: {lit}"
-                    );
-                    lit = lit.replace(":MI", "\":\"MI").replace(":SS", "\":\"SS");
-                }
-                out.push_str(&lit);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// `text` cut to `max` characters.
-fn abbreviate(text: &str, max: usize) -> String {
-    let one_line = text.replace('\n', " ");
-    if one_line.chars().count() <= max {
-        return one_line;
-    }
-    let cut: String = one_line.chars().take(max).collect();
-    format!("{cut}…")
-}
-
-// ---------------------------------------------------------------------------------------------
-// pgbench
-
-/// A pgbench script and the constants it needs (`-D cK=value`).
-struct Script {
-    name: &'static str,
-    text: String,
-    defines: Vec<(String, String)>,
-}
-
-impl Script {
-    fn path(&self, dir: &Path) -> PathBuf {
-        dir.join(format!("{}.sql", self.name))
-    }
-
-    fn write(&self, dir: &Path) {
-        let mut file = String::from("-- pgbench -M prepared -n -f this-file");
-        for (k, v) in &self.defines {
-            file.push_str(&format!(" -D {k}='{v}'"));
-        }
-        file.push('\n');
-        file.push_str(&self.text);
-        std::fs::write(self.path(dir), file).expect("write a pgbench script");
-    }
-
-    fn print(&self, dir: &Path) {
-        println!("  {}:", self.path(dir).display());
-        let defines: Vec<String> = self
-            .defines
-            .iter()
-            .map(|(k, v)| format!("{k}='{v}'"))
-            .collect();
-        println!("    -D {}", defines.join(" "));
-        for line in self.text.lines() {
-            println!("    {line}");
-        }
-    }
-}
-
-/// pgbench against the bench database.
-struct Pgbench {
-    bin: PathBuf,
-    port: u16,
-    db: String,
-    /// Where its per-transaction logs go.
-    logs: tempfile::TempDir,
-    postmaster: u32,
-}
-
-impl Pgbench {
-    /// Runs `script` with `conns` clients: 1 s of warm-up, then `secs` measured with a
-    /// per-transaction log; prints nothing, returns the figures as a phase's.
-    fn run(&self, script: &Script, conns: usize, secs: u64) -> Stats {
-        let file = self.logs.path().join(format!("{}.sql", script.name));
-        std::fs::write(&file, &script.text).expect("write the pgbench script");
-        self.pgbench(&file, script, conns, 1, false);
-        let (pg0, bench0, machine0, self0) = (
-            server_tree_cpu_us(self.postmaster),
-            reaped_children_cpu_us(),
-            machine_busy_us(),
-            support::cpu_us("self"),
-        );
-        let t0 = Instant::now();
-        let out = self.pgbench(&file, script, conns, secs, true);
-        let wall = t0.elapsed().as_secs_f64();
-        let delta = |a: Option<u64>, b: Option<u64>| b.unwrap_or(0).saturating_sub(a.unwrap_or(0));
-        let pg = delta(pg0, server_tree_cpu_us(self.postmaster));
-        let bench = delta(bench0, reaped_children_cpu_us());
-        let ours = pg + bench + delta(self0, support::cpu_us("self"));
-        let other_cores =
-            delta(machine0, machine_busy_us()).saturating_sub(ours) as f64 / 1e6 / wall.max(1e-3);
-        let field = |key: &str| -> Option<f64> {
-            let line = out.lines().find(|l| l.starts_with(key))?;
-            line[key.len()..]
-                .split_whitespace()
-                .next()?
-                .split('/')
-                .next()?
-                .parse()
-                .ok()
-        };
-        let measured = field("number of transactions actually processed: ").unwrap_or(0.0) as u64;
-        let errors = field("number of failed transactions: ").unwrap_or(0.0) as u64;
-        let tps = field("tps = ").unwrap_or(0.0);
-        let mut lat = self.latencies();
-        lat.sort_unstable();
-        let per = |us: u64| (measured > 0).then(|| us as f64 / measured as f64);
-        Stats {
-            name: format!("{:<7} pgbench", script.name.split('_').next().unwrap_or("")),
-            conns,
-            measured,
-            errors,
-            total: measured + errors,
-            secs: secs as f64,
-            rps: tps,
-            server_cpu_us: None,
-            bench_cpu_us: per(bench).unwrap_or(0.0),
-            other_cores,
-            db_cpu_us: per(pg),
-            p50_us: percentile(&lat, 0.50),
-            p99_us: percentile(&lat, 0.99),
-            max_us: lat.last().copied().map_or(0, u64::from),
-            collected: Vec::new(),
-            round: 0,
-        }
-    }
-
-    /// One pgbench run; its standard output. Panics with its output if it fails: a script that
-    /// does not replay is a bench bug.
-    fn pgbench(&self, file: &Path, script: &Script, conns: usize, secs: u64, log: bool) -> String {
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(["-h", "127.0.0.1", "-U", "postgres", "-n", "-M", "prepared"])
-            .arg("-p")
-            .arg(self.port.to_string())
-            .arg("-c")
-            .arg(conns.to_string())
-            .arg("-j")
-            .arg(conns.min(2).to_string())
-            .arg("-T")
-            .arg(secs.to_string())
-            .arg("-f")
-            .arg(file);
-        for (k, v) in &script.defines {
-            cmd.arg("-D").arg(format!("{k}={v}"));
-        }
-        if log {
-            cmd.arg("-l").arg(format!(
-                "--log-prefix={}",
-                self.logs.path().join("tx").display()
-            ));
-        }
-        let out = cmd.arg(&self.db).output().expect("run pgbench");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            panic!(
-                "pgbench {} failed ({}):\n{stdout}{}",
-                script.name,
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        stdout
-    }
-
-    /// Per-transaction times (µs) from the logs of the last logged run, which are removed.
-    fn latencies(&self) -> Vec<u32> {
-        let mut lat = Vec::new();
-        let Ok(entries) = std::fs::read_dir(self.logs.path()) else {
-            return lat;
-        };
-        for e in entries.flatten() {
-            if !e.file_name().to_string_lossy().starts_with("tx.") {
-                continue;
-            }
-            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-            // client_id transaction_no time script_no time_epoch time_us
-            lat.extend(
-                text.lines()
-                    .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u32>().ok()),
-            );
-            let _ = std::fs::remove_file(e.path());
-        }
-        lat
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Phases
 
@@ -1013,77 +492,11 @@ impl Phase {
     }
 }
 
-/// A phase at one concurrency: indexes of its sidecar and pgbench figures in the report.
-struct Pair {
-    phase: Phase,
-    conns: usize,
-    sidecar: usize,
-    raw: usize,
-}
-
-/// The smallest and largest of some numbers.
-fn span(values: impl Iterator<Item = u64>) -> (u64, u64) {
-    values.fold((u64::MAX, 0), |(lo, hi), v| (lo.min(v), hi.max(v)))
-}
-
 /// An Entra-like group.
 fn group_body(name: &str) -> String {
     format!(
         r#"{{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"{name}","externalId":"{name}"}}"#
     )
-}
-
-/// An Entra-style members PatchOp: `op` ("Add" or "Remove") with one `value` per id.
-fn members_body(op: &str, ids: &[String]) -> String {
-    let values: Vec<String> = ids
-        .iter()
-        .map(|id| format!(r#"{{"value":"{id}"}}"#))
-        .collect();
-    format!(
-        concat!(
-            r#"{{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"#,
-            r#""Operations":[{{"op":"{op}","path":"members","value":[{values}]}}]}}"#
-        ),
-        op = op,
-        values = values.join(",")
-    )
-}
-
-/// Adds one member per request: user `n` (rotating over `users`) to group `n` (rotating over
-/// `groups`); the answer must list it.
-fn member_add_load(
-    addr: SocketAddr,
-    conns: usize,
-    groups: Arc<Vec<String>>,
-    users: Arc<Vec<String>>,
-) -> Load {
-    let host = host_header(addr);
-    let pick = move |n: u64| {
-        let user = users[(n % users.len() as u64) as usize].clone();
-        let group = groups[(n % groups.len() as u64) as usize].clone();
-        (group, user)
-    };
-    let check_pick = pick.clone();
-    let check: CheckResponse = Arc::new(move |n, parts, body| {
-        // 204 with the group's new ETag; the trial run checked the membership itself.
-        let _ = check_pick(n);
-        if parts.status != StatusCode::NO_CONTENT || !parts.headers.contains_key(http::header::ETAG)
-        {
-            return Err(unexpected("member add", parts, body));
-        }
-        Ok(None)
-    });
-    let make: MakeRequest = Arc::new(move |n| {
-        let (group, user) = pick(n);
-        let path = format!("/scim/v2/Groups/{group}");
-        request(
-            Method::PATCH,
-            &host,
-            &path,
-            Some(members_body("Add", &[user])),
-        )
-    });
-    Load::new("member  PATCH /Groups/{id}", addr, conns, make, check)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1198,33 +611,15 @@ async fn patch_big_group(db: &postgres::Db, addr: SocketAddr, target: &BigGroup)
     big
 }
 
-/// The first column of the first row.
-fn first(rows: &[Vec<String>]) -> String {
-    rows.first()
-        .and_then(|r| r.first())
-        .cloned()
-        .expect("a row")
-}
-
 // ---------------------------------------------------------------------------------------------
 // Report
 
 /// Prints the summary table: per phase the sidecar/pgbench ratio, then the big group.
-fn summary(report: &Report, pairs: &[Pair], big: &BigTimes, pool: usize, rss: [u64; 2]) {
+fn summary(report: &Report, pairs: &[Pair<Phase>], big: &BigTimes, pool: usize, rss: [u64; 2]) {
     let mut table = Summary::default();
     table.info("sidecar pool size (DATABASE_POOL_SIZE)", pool.to_string());
     for p in pairs {
-        let (s, r) = (&report.phases[p.sidecar], &report.phases[p.raw]);
-        let ratio = if r.rps > 0.0 { s.rps / r.rps } else { 0.0 };
-        let value = format!(
-            "{ratio:.2} ({:.0} / {:.0} req/s), p50 {:.2} / {:.2}, p99 {:.2} / {:.2} ms",
-            s.rps,
-            r.rps,
-            s.p50_us as f64 / 1000.0,
-            r.p50_us as f64 / 1000.0,
-            s.p99_us as f64 / 1000.0,
-            r.p99_us as f64 / 1000.0
-        );
+        let (ratio, value) = p.versus(report);
         let figure = format!("{} @{}: sidecar / pgbench", p.phase.label(), p.conns);
         match p.phase.target() {
             Some(t) if p.conns == 32 => {

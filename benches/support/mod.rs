@@ -2,8 +2,10 @@
 //! RSS), a hand-written hyper load generator (phases of back-to-back requests on keep-alive
 //! connections; warm-up, measured window, p50/p99) and the report table.
 //!
-//! Included by `benches/load.rs` (SQLite quickstart) and `benches/postgres.rs` (PostgreSQL
-//! example) with `#[path = "support/mod.rs"] mod support;`. Each bench uses part of it.
+//! Included by `benches/load.rs` (SQLite quickstart), `benches/members.rs`,
+//! `benches/postgres.rs` (PostgreSQL example) and `benches/hooks.rs` (Redmine example) with
+//! `#[path = "support/mod.rs"] mod support;`. Each bench uses part of it; what the PostgreSQL
+//! benches alone share is in `support/pg.rs`.
 #![allow(dead_code)]
 
 use std::ffi::OsStr;
@@ -205,6 +207,14 @@ impl Sidecar {
         }
     }
 
+    /// Stops it (SIGTERM), then prints how long that took and what it logged.
+    pub fn stop(&mut self) {
+        if let Some(d) = self.proc.stop() {
+            println!("  sidecar stopped {:.0} ms after SIGTERM", ms(d));
+        }
+        self.print_log();
+    }
+
     /// Prints what the sidecar logged (at `RUST_LOG=warn`: warnings and errors only).
     pub fn print_log(&self) {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -393,6 +403,9 @@ pub struct Load {
     pub server_pid: Option<u32>,
     /// A database server behind it (a PostgreSQL postmaster): its CPU is reported apart.
     pub db_pid: Option<u32>,
+    /// How many requests it can make in all (warm-up included), when each uses up a row made
+    /// for it (a group to delete): the phase ends early once they are made.
+    pub supply: Option<u64>,
 }
 
 impl Load {
@@ -412,6 +425,7 @@ impl Load {
             check,
             server_pid: None,
             db_pid: None,
+            supply: None,
         }
     }
 
@@ -424,6 +438,12 @@ impl Load {
     /// Reports the CPU of database server `pid` (and its backends) in a column of its own.
     pub fn db(mut self, pid: u32) -> Load {
         self.db_pid = Some(pid);
+        self
+    }
+
+    /// Makes at most `n` requests in all, warm-up included (see [`Load::supply`]).
+    pub fn supply(mut self, n: u64) -> Load {
+        self.supply = Some(n);
         self
     }
 }
@@ -464,6 +484,8 @@ struct Shared {
     end: Instant,
     warm_issued: AtomicU64,
     issued: AtomicU64,
+    /// Requests left of the load's supply, when it has one.
+    supply: Option<AtomicU64>,
     first_error: std::sync::Mutex<Option<String>>,
 }
 
@@ -594,6 +616,13 @@ async fn connection_task(
                 tokio::time::sleep_until(shared.warm_end.into()).await;
                 continue;
             }
+            if let Some(left) = &shared.supply {
+                let take =
+                    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(1));
+                if take.is_err() {
+                    break 'connection;
+                }
+            }
             let n = shared.seq.fetch_add(1, Ordering::Relaxed);
             let result = exchange(&mut sender, make(n)).await;
             let done = Instant::now();
@@ -639,6 +668,7 @@ pub async fn run_phase(load: &Load, seq: &Arc<AtomicU64>, window: Duration) -> S
         end: warm_end + window,
         warm_issued: AtomicU64::new(0),
         issued: AtomicU64::new(0),
+        supply: load.supply.map(AtomicU64::new),
         first_error: std::sync::Mutex::new(None),
     });
     let handles: Vec<_> = (0..load.conns)

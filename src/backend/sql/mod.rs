@@ -21,6 +21,8 @@ pub mod model;
 pub mod mysql;
 pub(crate) mod ops;
 #[cfg(feature = "postgres")]
+pub mod pg_pool;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

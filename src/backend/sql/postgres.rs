@@ -1,6 +1,7 @@
 //! The PostgreSQL backend: the store most legacy apps run on.
 //!
-//! A deadpool-postgres pool (prepared statements cached per connection), TLS through rustls
+//! A pool of connections kept on the threads that opened them ([`super::pg_pool`]; prepared
+//! statements cached per connection), TLS through rustls
 //! (`verify-full` against a CA file), TCP or Unix-socket hosts. Every session runs with the
 //! configured `statement_timeout` and `TimeZone=UTC`. Statements come from the shared
 //! [`Model`]; this module adds what is PostgreSQL's own: catalog introspection, one-statement
@@ -14,7 +15,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
@@ -23,6 +23,7 @@ use serde::Deserialize;
 use super::config::{RawServerKeys, RawTls, RelSpec, server_keys};
 use super::model::{self, Catalog, ColumnInfo, Model, TableInfo, UniqueInfo};
 use super::ops::{self, Conn};
+use super::pg_pool::{PgClient, PgPool, PoolError};
 use super::state::{Exec, SqlStateStore};
 use super::{Dialect, Param, Sql, Tap, quote_ident};
 use crate::backend::state::StateStore;
@@ -304,9 +305,9 @@ fn key_column(detail: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-fn pool_error(e: deadpool_postgres::PoolError) -> BackendError {
+fn pool_error(e: PoolError) -> BackendError {
     match e {
-        deadpool_postgres::PoolError::Backend(e) => error(&e, &[]),
+        PoolError::Connect(e) => error(&e, &[]),
         other => BackendError::Unavailable(format!("no database connection: {other}")),
     }
 }
@@ -316,7 +317,7 @@ fn pool_error(e: deadpool_postgres::PoolError) -> BackendError {
 /// A PostgreSQL database.
 pub struct PgBackend {
     name: String,
-    pool: Pool,
+    pool: PgPool,
     /// `host:port/db` for messages (never the password).
     shown: String,
     /// `connect_timeout` (for a connection) plus `statement_timeout` (for the work).
@@ -354,20 +355,7 @@ impl PgBackend {
             }
         };
         let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
-        let mgr = Manager::from_config(
-            cfg,
-            tls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
-            .max_size(o.pool_size.max(1))
-            .wait_timeout(Some(o.connect_timeout))
-            .create_timeout(Some(o.connect_timeout))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| format!("cannot build the connection pool: {e}"))?;
+        let pool = PgPool::new(cfg, tls, o.pool_size, o.connect_timeout, o.connect_timeout);
         let client = pool
             .get()
             .await
@@ -475,7 +463,7 @@ impl Backend for PgBackend {
         };
         let mut warnings = warnings;
         let conn = PgConn {
-            c: &client,
+            c: Session::Client(&client),
             m: &m,
             names: &names,
             tap: None,
@@ -553,7 +541,7 @@ impl Backend for PgBackend {
 // === Catalog ===
 
 async fn catalog(
-    c: &deadpool_postgres::Client,
+    c: &tokio_postgres::Client,
     spec: &RelSpec,
     shown: &str,
 ) -> Result<Catalog, tokio_postgres::Error> {
@@ -580,7 +568,7 @@ async fn catalog(
 }
 
 async fn table_info(
-    c: &deadpool_postgres::Client,
+    c: &tokio_postgres::Client,
     table: &str,
 ) -> Result<Option<TableInfo>, tokio_postgres::Error> {
     let reg = quote_ident(table);
@@ -733,7 +721,7 @@ fn lower_of(def: &str) -> Option<String> {
 // === impl PgTable ===
 
 struct PgTable {
-    pool: Pool,
+    pool: PgPool,
     m: Arc<Model>,
     names: Arc<Vec<String>>,
     /// The backend's name, for `explain`.
@@ -747,16 +735,56 @@ fn refs(sql: &Sql) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
+/// What a flow's statements run on: a pooled connection, or a transaction on one.
+enum Session<'a> {
+    Client(&'a deadpool_postgres::ClientWrapper),
+    Tx(&'a deadpool_postgres::Transaction<'a>),
+}
+
+impl Session<'_> {
+    async fn prepare_cached(
+        &self,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        match self {
+            Session::Client(c) => c.prepare_cached(sql).await,
+            Session::Tx(t) => t.prepare_cached(sql).await,
+        }
+    }
+
+    async fn query(
+        &self,
+        st: &tokio_postgres::Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        match self {
+            Session::Client(c) => c.query(st, params).await,
+            Session::Tx(t) => t.query(st, params).await,
+        }
+    }
+
+    async fn execute(
+        &self,
+        st: &tokio_postgres::Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        match self {
+            Session::Client(c) => c.execute(st, params).await,
+            Session::Tx(t) => t.execute(st, params).await,
+        }
+    }
+}
+
 /// A connection (or transaction) as the shared flows use it.
-struct PgConn<'a, C: deadpool_postgres::GenericClient> {
-    c: &'a C,
+struct PgConn<'a> {
+    c: Session<'a>,
     m: &'a Model,
     names: &'a [String],
     /// Set while `explain` runs the request.
     tap: Option<&'a Tap>,
 }
 
-impl<C: deadpool_postgres::GenericClient + Sync> PgConn<'_, C> {
+impl PgConn<'_> {
     async fn query(&self, sql: &Sql) -> Result<Vec<tokio_postgres::Row>, BackendError> {
         if let Some(t) = self.tap {
             t.sql(sql);
@@ -773,7 +801,7 @@ impl<C: deadpool_postgres::GenericClient + Sync> PgConn<'_, C> {
     }
 }
 
-impl<C: deadpool_postgres::GenericClient + Sync> Conn for PgConn<'_, C> {
+impl Conn for PgConn<'_> {
     fn model(&self) -> &Model {
         self.m
     }
@@ -855,15 +883,11 @@ fn to_row(r: &tokio_postgres::Row, n: usize) -> Row {
 }
 
 impl PgTable {
-    async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
+    async fn client(&self) -> Result<PgClient, BackendError> {
         self.pool.get().await.map_err(pool_error)
     }
 
-    fn conn<'a, C: deadpool_postgres::GenericClient>(
-        &'a self,
-        c: &'a C,
-        tap: Option<&'a Tap>,
-    ) -> PgConn<'a, C> {
+    fn conn<'a>(&'a self, c: Session<'a>, tap: Option<&'a Tap>) -> PgConn<'a> {
         PgConn {
             c,
             m: &self.m,
@@ -888,7 +912,7 @@ macro_rules! in_tx {
             if let Some(t) = &tap {
                 t.text("BEGIN");
             }
-            let $conn = $table.conn(&tx, tap.as_ref());
+            let $conn = $table.conn(Session::Tx(&tx), tap.as_ref());
             $flow.await?
         };
         match &tap {
@@ -908,7 +932,7 @@ macro_rules! read {
     ($table:expr, |$conn:ident| $flow:expr) => {{
         let tap = Tap::current(&$table.store);
         let client = $table.client().await?;
-        let $conn = $table.conn(&client, tap.as_ref());
+        let $conn = $table.conn(Session::Client(&client), tap.as_ref());
         $flow.await
     }};
 }
@@ -926,7 +950,13 @@ impl Table for PgTable {
         {
             // One statement, atomic by itself.
             let client = self.client().await?;
-            return ops::insert(&self.conn(&client, None), values, members, load_members).await;
+            return ops::insert(
+                &self.conn(Session::Client(&client), None),
+                values,
+                members,
+                load_members,
+            )
+            .await;
         }
         in_tx!(self, |c| ops::insert(&c, values, members, load_members))
     }
@@ -992,7 +1022,7 @@ impl Table for PgTable {
 
 /// The state store's statements on the pool.
 struct PgExec {
-    pool: Pool,
+    pool: PgPool,
     /// The backend's name, for `explain`.
     store: Arc<str>,
 }

@@ -1,0 +1,273 @@
+//! PostgreSQL connections, pooled on the threads that opened them.
+//!
+//! Caller: [`super::postgres`], for every request that reaches the database. A tokio-postgres
+//! connection does its I/O in a task of its own, spawned on the runtime that opens it, and a
+//! request waits on that task for every answer. The server serves its connections on shard
+//! threads, each a single-threaded runtime (`server::shard`): a connection opened on one shard
+//! and used by a request on another hands each statement and each answer from thread to
+//! thread, a wake-up and a context switch each way. A group delete with hooks is two dozen
+//! statements; through a pool shared without regard to threads (deadpool), those hand-offs
+//! were most of the sidecar's CPU per request and half its latency at one client
+//! (`benches/hooks.rs`).
+//!
+//! So [`PgPool::get`] gives, in this order:
+//!
+//! 1. the most recently used idle connection opened on the caller's thread;
+//! 2. a new connection, opened on the caller's thread, while the pool has room (`pool_size`);
+//! 3. an idle connection of another thread: slower, but no request waits while one is idle;
+//! 4. a connection as it comes back (the longest waiting request first, whatever its
+//!    thread), or room freed by one that closed, until the wait timeout
+//!    ([`PoolError::Timeout`]).
+//!
+//! On a multi-threaded runtime (`server::start` on the caller's runtime, the admin port)
+//! tasks move between threads anyway: connections opened there have no home, and step 1
+//! takes any of them. A connection the server closed is dropped when it is next taken, with
+//! no query to check it (deadpool's "fast" recycling, as before).
+
+use std::collections::VecDeque;
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
+use std::time::Duration;
+
+use deadpool_postgres::ClientWrapper;
+use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Why [`PgPool::get`] has no connection to give.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// Every connection the pool may open stayed in use for the whole wait.
+    #[error("all {size} connections stayed in use for {wait:?}")]
+    Timeout {
+        /// The pool's size.
+        size: usize,
+        /// How long the request waited.
+        wait: Duration,
+    },
+    /// Opening a connection failed (refused, authentication, TLS).
+    #[error("cannot open a connection")]
+    Connect(#[source] tokio_postgres::Error),
+    /// Opening a connection took longer than the connect timeout.
+    #[error("opening a connection took longer than {0:?}")]
+    ConnectTimeout(Duration),
+}
+
+/// A pool of at most `size` connections to one database (cheap to clone: one pool).
+#[derive(Clone)]
+pub struct PgPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    size: usize,
+    /// Idle connections and the requests waiting for one.
+    state: Mutex<State>,
+    /// One permit per connection open or being opened.
+    room: Arc<Semaphore>,
+    /// How long [`PgPool::get`] waits for a connection to come free.
+    wait: Duration,
+    /// How long opening a connection may take.
+    connect: Duration,
+}
+
+struct State {
+    /// Idle connections, the most recently used last.
+    idle: Vec<Idle>,
+    /// Requests waiting for a connection to come back, the longest waiting first.
+    waiters: VecDeque<oneshot::Sender<Idle>>,
+}
+
+/// An open connection, with its place in the pool.
+struct Idle {
+    client: ClientWrapper,
+    /// The thread whose runtime runs the connection's I/O task, when that runtime is
+    /// single-threaded (a shard); `None` on a multi-threaded runtime.
+    home: Option<ThreadId>,
+    _room: OwnedSemaphorePermit,
+}
+
+impl PgPool {
+    /// A pool of at most `size` connections made from `config`; [`PgPool::get`] waits up to
+    /// `wait` for one to come free and gives opening one `connect`. Opens nothing yet.
+    pub fn new(
+        config: tokio_postgres::Config,
+        tls: MakeRustlsConnect,
+        size: usize,
+        wait: Duration,
+        connect: Duration,
+    ) -> PgPool {
+        let size = size.max(1);
+        PgPool {
+            inner: Arc::new(Inner {
+                config,
+                tls,
+                size,
+                state: Mutex::new(State {
+                    idle: Vec::new(),
+                    waiters: VecDeque::new(),
+                }),
+                room: Arc::new(Semaphore::new(size)),
+                wait,
+                connect,
+            }),
+        }
+    }
+
+    /// A connection for the caller's work, in the order the module documentation gives.
+    /// It goes back to the pool when the [`PgClient`] is dropped (closed by then: it is not
+    /// kept).
+    pub async fn get(&self) -> Result<PgClient, PoolError> {
+        let home = home();
+        let deadline = tokio::time::Instant::now() + self.inner.wait;
+        loop {
+            if let Some(c) = self.inner.lock().take(Some(home)) {
+                return Ok(self.lend(c));
+            }
+            if let Ok(room) = self.inner.room.clone().try_acquire_owned() {
+                return self.open(room, home).await;
+            }
+            let mut rx = {
+                let mut state = self.inner.lock();
+                if let Some(c) = state.take(None) {
+                    return Ok(self.lend(c));
+                }
+                let (tx, rx) = oneshot::channel();
+                state.waiters.retain(|w| !w.is_closed());
+                state.waiters.push_back(tx);
+                rx
+            };
+            let room = tokio::select! {
+                c = &mut rx => match c {
+                    Ok(c) => return Ok(self.lend(c)),
+                    Err(_) => continue,
+                },
+                room = self.inner.room.clone().acquire_owned() => room.ok(),
+                () = tokio::time::sleep_until(deadline) => None,
+            };
+            // A connection handed over meanwhile is used rather than lost with `rx`.
+            rx.close();
+            if let Ok(c) = rx.try_recv() {
+                return Ok(self.lend(c));
+            }
+            match room {
+                Some(room) => return self.open(room, home).await,
+                None if tokio::time::Instant::now() >= deadline => {
+                    return Err(PoolError::Timeout {
+                        size: self.inner.size,
+                        wait: self.inner.wait,
+                    });
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Opens a connection on the caller's runtime, where its I/O task then runs.
+    async fn open(
+        &self,
+        room: OwnedSemaphorePermit,
+        home: Option<ThreadId>,
+    ) -> Result<PgClient, PoolError> {
+        let connect = self.inner.config.connect(self.inner.tls.clone());
+        let (client, connection) = tokio::time::timeout(self.inner.connect, connect)
+            .await
+            .map_err(|_| PoolError::ConnectTimeout(self.inner.connect))?
+            .map_err(PoolError::Connect)?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "database connection ended with an error");
+            }
+        });
+        Ok(self.lend(Idle {
+            client: ClientWrapper::new(client, task),
+            home,
+            _room: room,
+        }))
+    }
+
+    fn lend(&self, c: Idle) -> PgClient {
+        PgClient {
+            conn: ManuallyDrop::new(c),
+            pool: self.inner.clone(),
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes back a connection: to the longest-waiting request, whatever its thread (first
+    /// come, first served: a request is not passed over for the sake of locality), else into
+    /// `idle`. A closed one is dropped (its room freed).
+    fn put(&self, mut c: Idle) {
+        if c.client.is_closed() {
+            return;
+        }
+        let mut state = self.lock();
+        while let Some(waiter) = state.waiters.pop_front() {
+            match waiter.send(c) {
+                Ok(()) => return,
+                // That request stopped waiting.
+                Err(back) => c = back,
+            }
+        }
+        state.idle.push(c);
+    }
+}
+
+impl State {
+    /// The most recently used idle connection whose home is `home` (`None`: any), dropping
+    /// closed ones on the way.
+    fn take(&mut self, home: Option<Option<ThreadId>>) -> Option<Idle> {
+        self.idle.retain(|c| !c.client.is_closed());
+        let i = match home {
+            Some(h) => self.idle.iter().rposition(|c| c.home == h)?,
+            None => self.idle.len().checked_sub(1)?,
+        };
+        Some(self.idle.remove(i))
+    }
+}
+
+/// The caller's thread when its runtime is single-threaded; `None` otherwise.
+fn home() -> Option<ThreadId> {
+    Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread)
+        .then(|| std::thread::current().id())
+}
+
+/// A connection taken from a [`PgPool`] (derefs to deadpool-postgres's client, with its
+/// statement cache); back in the pool when dropped.
+pub struct PgClient {
+    /// Moved back into the pool (or dropped) by `drop`, and only there.
+    conn: ManuallyDrop<Idle>,
+    pool: Arc<Inner>,
+}
+
+impl Deref for PgClient {
+    type Target = ClientWrapper;
+
+    fn deref(&self) -> &ClientWrapper {
+        &self.conn.client
+    }
+}
+
+impl DerefMut for PgClient {
+    fn deref_mut(&mut self) -> &mut ClientWrapper {
+        &mut self.conn.client
+    }
+}
+
+impl Drop for PgClient {
+    fn drop(&mut self) {
+        // SAFETY: `conn` is taken once, here, and `self` is not used after `drop`.
+        let c = unsafe { ManuallyDrop::take(&mut self.conn) };
+        self.pool.put(c);
+    }
+}
