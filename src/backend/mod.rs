@@ -17,6 +17,8 @@
 //! an SQL store can hold (in the same transaction as the app's rows) for any kind of store.
 
 pub mod kind;
+#[cfg(feature = "ldap")]
+pub mod ldap;
 pub mod sql;
 pub mod state;
 

@@ -1,0 +1,464 @@
+//! The LDAP store against a real slapd (`tests/support/ldap.rs`), on the backend API — no
+//! HTTP: users created, read, searched, paged, renamed, deleted; values holding every
+//! character that means something in a filter or a DN stored and found literally; filters the
+//! directory cannot evaluate refused naming the attribute; a directory restart survived.
+//! `externalId` is kept by the sidecar in an SQLite state database, as an LDAP deployment
+//! keeps it in its `[state] backend`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use scim_sidecar::backend::{
+    BackendError, Change, CmpOp, DeleteMode, Predicate, Row, Sort, Table, Value,
+};
+use scim_sidecar::mapping::{self, MappedResource};
+
+use crate::support::{self, ldap};
+
+/// The users of one test's subtree.
+struct Dir {
+    users: Arc<dyn Table>,
+    res: MappedResource,
+    tree: ldap::Subtree,
+    _dir: tempfile::TempDir,
+}
+
+/// The mapping under test: inetOrgPerson entries named by uid.
+fn resources(people: &str) -> String {
+    format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson"]
+
+[resource.User.map]
+userName = {{ attribute = "uid", case_exact = false }}
+displayName = "displayName"
+title = "title"
+externalId = {{ kept = true }}
+
+[resource.User.set]
+cn = "scim"
+sn = "scim"
+"#
+    )
+}
+
+async fn dir(name: &str) -> Option<Dir> {
+    support::init();
+    let tree = ldap::subtree(name).await?;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_db = dir.path().join("state.db");
+    std::fs::write(&state_db, "").expect("state db");
+    let text = format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n\n[auth]\nbearer_tokens = [\"ldap-token-0123456789\"]\n\n\
+         [backend.dir]\ntype = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\npool_size = 2\n\n\
+         [state]\nbackend = \"state\"\n\n[backend.state]\ntype = \"sqlite\"\npath = \"{}\"\n{}",
+        tree.url,
+        ldap::ADMIN_DN,
+        ldap::ADMIN_PASSWORD,
+        state_db.display(),
+        resources(&tree.people)
+    );
+    let path = dir.path().join("ldap.toml");
+    std::fs::write(&path, text).expect("config");
+    let config = support::load(&path, &Default::default());
+    support::migrate_config(&config).await;
+    let backends = scim_sidecar::app::open_backends(&config)
+        .await
+        .unwrap_or_else(|p| panic!("{}", scim_sidecar::config::report(&p)));
+    let settings = mapping::Settings {
+        unknown_attributes: scim_sidecar::scim::UnknownPolicy::Ignore,
+        retry_after: 1,
+        observer: Arc::new(mapping::NoObserver),
+        max_members: None,
+    };
+    let spec = &config.resources[0];
+    let backend = backends.iter().find(|b| b.name() == "dir").expect("dir");
+    let state = backends
+        .iter()
+        .find(|b| b.name() == "state")
+        .and_then(|b| b.state());
+    let (res, _) = mapping::build(spec, backend.as_ref(), &config.resources, &settings, state)
+        .await
+        .unwrap_or_else(|p| panic!("{}", scim_sidecar::config::report(&p)));
+    Some(Dir {
+        users: res.table(),
+        res,
+        tree,
+        _dir: dir,
+    })
+}
+
+impl Dir {
+    fn field(&self, key: &str) -> usize {
+        self.res
+            .field(key)
+            .unwrap_or_else(|| panic!("no field {key}"))
+    }
+
+    fn user(&self, fields: &[(&str, &str)]) -> Vec<Value> {
+        let mut v = vec![Value::Null; 4];
+        for (k, text) in fields {
+            v[self.field(k)] = Value::Text((*text).to_owned());
+        }
+        v
+    }
+
+    async fn add(&self, fields: &[(&str, &str)]) -> Row {
+        self.users
+            .insert(self.user(fields), vec![], false)
+            .await
+            .expect("insert")
+    }
+
+    fn cmp(&self, key: &str, op: CmpOp, value: &str) -> Predicate {
+        Predicate::Cmp {
+            field: self.field(key),
+            op,
+            value: Value::Text(value.into()),
+            fold_case: true,
+        }
+    }
+
+    async fn names(&self, p: Predicate) -> BTreeSet<String> {
+        let (_, rows) =
+            mapping::paging::page(self.users.as_ref(), p, Sort::default(), 0, 1000, false)
+                .await
+                .expect("search");
+        rows.iter()
+            .map(|r| text(r, self.field("userName")).expect("userName"))
+            .collect()
+    }
+}
+
+fn text(row: &Row, i: usize) -> Option<String> {
+    match row.values[i].first() {
+        Value::Null => None,
+        Value::Text(s) => Some(s.clone()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// A created user is an inetOrgPerson entry named `uid=<userName>` under the base, its id the
+/// directory's `entryUUID`; it reads back by id with every value, the kept `externalId`
+/// included; an id that names nothing (or is no UUID at all) is absent, not an error.
+#[tokio::test]
+async fn users_are_entries_named_by_uid_with_entryuuid_ids() {
+    let Some(d) = dir("create").await else { return };
+    let ann = d
+        .add(&[
+            ("userName", "ann"),
+            ("displayName", "Ann Archer"),
+            ("title", "Boss"),
+            ("externalId", "e-1"),
+        ])
+        .await;
+    let entries = ldap::server()
+        .expect("server")
+        .entries(&d.tree.people, "(uid=ann)")
+        .await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].dn, format!("uid=ann,{}", d.tree.people));
+    assert_eq!(entries[0].attrs["entryUUID"], vec![ann.key.clone()]);
+    let again = d
+        .users
+        .fetch(&ann.key, false)
+        .await
+        .expect("fetch")
+        .expect("found");
+    for (k, v) in [
+        ("userName", "ann"),
+        ("displayName", "Ann Archer"),
+        ("title", "Boss"),
+        ("externalId", "e-1"),
+    ] {
+        assert_eq!(text(&again, d.field(k)).as_deref(), Some(v), "{k}");
+    }
+    for missing in ["no-such-id", "00000000-0000-0000-0000-000000000000", "*"] {
+        assert!(
+            d.users
+                .fetch(missing, false)
+                .await
+                .expect("fetch")
+                .is_none(),
+            "{missing}"
+        );
+    }
+}
+
+/// The SCIM filters LDAP can evaluate select exactly the right entries; a value holding
+/// `*()\` and NUL is matched literally and never widens the search; an ordering comparison on
+/// an attribute without an ordering rule is refused naming the field.
+#[tokio::test]
+async fn filters_select_the_right_entries_and_never_widen() {
+    let Some(d) = dir("filters").await else {
+        return;
+    };
+    d.add(&[
+        ("userName", "ann"),
+        ("displayName", "Ann Archer"),
+        ("title", "Boss"),
+    ])
+    .await;
+    d.add(&[("userName", "bob"), ("displayName", "Bob Builder")])
+        .await;
+    let carol = d
+        .add(&[
+            ("userName", "CAROL"),
+            ("displayName", "50%_off*(x)\\y"),
+            ("externalId", "e-3"),
+        ])
+        .await;
+    let weird = "a,b=c+d<e>f#g;h\"i\\j k*l(m)n";
+    d.add(&[("userName", weird)]).await;
+    let cases: Vec<(&str, Predicate, BTreeSet<String>)> = vec![
+        (
+            "eq folded",
+            d.cmp("userName", CmpOp::Eq, "carol"),
+            set(&["CAROL"]),
+        ),
+        (
+            "eq star is literal",
+            d.cmp("userName", CmpOp::Eq, "*"),
+            set(&[]),
+        ),
+        (
+            "eq special",
+            d.cmp("userName", CmpOp::Eq, weird),
+            set(&[weird]),
+        ),
+        (
+            "ne",
+            d.cmp("displayName", CmpOp::Ne, "Ann Archer"),
+            set(&["bob", "CAROL", weird]),
+        ),
+        (
+            "co literal",
+            d.cmp("displayName", CmpOp::Contains, "off*(x)\\"),
+            set(&["CAROL"]),
+        ),
+        (
+            "co star",
+            d.cmp("displayName", CmpOp::Contains, "*"),
+            set(&["CAROL"]),
+        ),
+        (
+            "sw",
+            d.cmp("userName", CmpOp::StartsWith, "AN"),
+            set(&["ann"]),
+        ),
+        (
+            "ew",
+            d.cmp("userName", CmpOp::EndsWith, "OB"),
+            set(&["bob"]),
+        ),
+        ("pr", Predicate::Present(d.field("title")), set(&["ann"])),
+        (
+            "not pr",
+            Predicate::Not(Box::new(Predicate::Present(d.field("title")))),
+            set(&["bob", "CAROL", weird]),
+        ),
+        (
+            "eq kept",
+            d.cmp("externalId", CmpOp::Eq, "e-3"),
+            set(&["CAROL"]),
+        ),
+        (
+            "or",
+            Predicate::Or(vec![
+                d.cmp("userName", CmpOp::Eq, "ann"),
+                d.cmp("userName", CmpOp::Eq, "bob"),
+            ]),
+            set(&["ann", "bob"]),
+        ),
+        (
+            "key eq",
+            Predicate::KeyEq(carol.key.clone()),
+            set(&["CAROL"]),
+        ),
+        (
+            "key in",
+            Predicate::KeyIn(vec![carol.key.clone(), "nope".into()]),
+            set(&["CAROL"]),
+        ),
+    ];
+    for (what, p, want) in cases {
+        assert_eq!(d.names(p).await, want, "{what}");
+    }
+    let refused = mapping::paging::page(
+        d.users.as_ref(),
+        d.cmp("userName", CmpOp::Gt, "b"),
+        Sort::default(),
+        0,
+        10,
+        false,
+    )
+    .await;
+    match refused {
+        Err(BackendError::Unsupported { field, detail }) => {
+            assert_eq!(field, Some(d.field("userName")));
+            assert!(detail.contains("uid"), "{detail}");
+        }
+        other => panic!("gt on uid must be refused: {other:?}"),
+    }
+}
+
+/// Pages cover every entry once in the asked order (case-folded, both directions), with an
+/// exact total.
+#[tokio::test]
+async fn pages_cover_every_entry_once_in_order() {
+    let Some(d) = dir("pages").await else { return };
+    let mut want = Vec::new();
+    for i in 0..13 {
+        let name = if i % 2 == 0 {
+            format!("User{i:02}")
+        } else {
+            format!("user{i:02}")
+        };
+        d.add(&[("userName", &name)]).await;
+        want.push(name);
+    }
+    for descending in [false, true] {
+        let sort = Sort {
+            field: Some(d.field("userName")),
+            fold_case: true,
+            descending,
+            ranks: Vec::new(),
+        };
+        let mut got = Vec::new();
+        for offset in (0..15).step_by(5) {
+            let (total, rows) = mapping::paging::page(
+                d.users.as_ref(),
+                Predicate::True,
+                sort.clone(),
+                offset,
+                5,
+                false,
+            )
+            .await
+            .expect("page");
+            assert_eq!(total, 13);
+            got.extend(
+                rows.iter()
+                    .map(|r| text(r, d.field("userName")).expect("name")),
+            );
+        }
+        let mut expected = want.clone();
+        expected.sort_by_key(|n| n.to_lowercase());
+        if descending {
+            expected.reverse();
+        }
+        assert_eq!(got, expected, "descending: {descending}");
+    }
+}
+
+/// An update writes what changed; a new userName renames the entry (modify DN) and the id
+/// stays; clearing a value removes the attribute; a userName taken by another entry, in any
+/// case, is a conflict on that field and changes nothing.
+#[tokio::test]
+async fn updates_rename_and_keep_the_id() {
+    let Some(d) = dir("update").await else { return };
+    let ann = d.add(&[("userName", "ann"), ("title", "Boss")]).await;
+    d.add(&[("userName", "bob")]).await;
+    let (un, title) = (d.field("userName"), d.field("title"));
+    let row = d
+        .users
+        .update(
+            &ann.key,
+            false,
+            Box::new(move |_| {
+                Ok(Change {
+                    set: vec![
+                        (un, Value::Text("ann, the 2nd".into())),
+                        (title, Value::Null),
+                    ],
+                    members: vec![],
+                })
+            }),
+        )
+        .await
+        .expect("update");
+    assert_eq!(row.key, ann.key);
+    assert_eq!(text(&row, un).as_deref(), Some("ann, the 2nd"));
+    assert_eq!(text(&row, title), None);
+    // The entry was renamed (slapd writes the comma back as \2C), and its entryUUID stayed.
+    let server = ldap::server().expect("server");
+    let renamed = server
+        .entries(&d.tree.people, "(uid=ann\\2c the 2nd)")
+        .await;
+    assert_eq!(renamed.len(), 1);
+    assert!(
+        renamed[0].dn.starts_with("uid=ann\\2C the 2nd,"),
+        "{}",
+        renamed[0].dn
+    );
+    assert_eq!(renamed[0].attrs["entryUUID"], vec![ann.key.clone()]);
+    assert!(server.entries(&d.tree.people, "(uid=ann)").await.is_empty());
+
+    let taken = d
+        .users
+        .update(
+            &ann.key,
+            false,
+            Box::new(move |_| {
+                Ok(Change {
+                    set: vec![(un, Value::Text("BOB".into()))],
+                    members: vec![],
+                })
+            }),
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(BackendError::Conflict { field: Some(f), .. }) if f == un),
+        "{taken:?}"
+    );
+    let dup = d
+        .users
+        .insert(d.user(&[("userName", "Bob")]), vec![], false)
+        .await;
+    assert!(
+        matches!(dup, Err(BackendError::Conflict { field: Some(f), .. }) if f == un),
+        "{dup:?}"
+    );
+    assert_eq!(
+        d.names(Predicate::True).await,
+        set(&["ann, the 2nd", "bob"])
+    );
+}
+
+/// A delete removes the entry; deleting again, or an unknown id, is `NotFound`.
+#[tokio::test]
+async fn deletes_remove_the_entry() {
+    let Some(d) = dir("delete").await else { return };
+    let ann = d.add(&[("userName", "ann"), ("externalId", "e-1")]).await;
+    d.users
+        .delete(&ann.key, DeleteMode::Hard, Box::new(|_| Ok(())))
+        .await
+        .expect("delete");
+    assert!(
+        d.users
+            .fetch(&ann.key, false)
+            .await
+            .expect("fetch")
+            .is_none()
+    );
+    assert!(
+        ldap::server()
+            .expect("server")
+            .entries(&d.tree.people, "(uid=ann)")
+            .await
+            .is_empty()
+    );
+    let again = d
+        .users
+        .delete(&ann.key, DeleteMode::Hard, Box::new(|_| Ok(())))
+        .await;
+    assert!(matches!(again, Err(BackendError::NotFound)), "{again:?}");
+}
