@@ -36,7 +36,7 @@ object_classes = ["inetOrgPerson"]
 [resource.User.map]
 userName = {{ attribute = "uid", case_exact = false }}
 displayName = "displayName"
-title = "title"
+title = {{ attribute = "title", ordering = false }}
 externalId = {{ kept = true }}
 
 [resource.User.set]
@@ -194,8 +194,9 @@ async fn users_are_entries_named_by_uid_with_entryuuid_ids() {
 }
 
 /// The SCIM filters LDAP can evaluate select exactly the right entries; a value holding
-/// `*()\` and NUL is matched literally and never widens the search; an ordering comparison on
-/// an attribute without an ordering rule is refused naming the field.
+/// `*()\` and NUL is matched literally and never widens the search; ordering comparisons use
+/// the directory-string ordering rules (uid has no ORDERING rule of its own), and one on an
+/// attribute whose map entry says `ordering = false` is refused naming the field.
 #[tokio::test]
 async fn filters_select_the_right_entries_and_never_widen() {
     let Some(d) = dir("filters").await else {
@@ -259,6 +260,16 @@ async fn filters_select_the_right_entries_and_never_widen() {
             d.cmp("userName", CmpOp::EndsWith, "OB"),
             set(&["bob"]),
         ),
+        (
+            "gt by order, folded",
+            d.cmp("userName", CmpOp::Gt, "BOB"),
+            set(&["CAROL"]),
+        ),
+        (
+            "le by order, folded",
+            d.cmp("userName", CmpOp::Le, "bob"),
+            set(&["ann", "bob", weird]),
+        ),
         ("pr", Predicate::Present(d.field("title")), set(&["ann"])),
         (
             "not pr",
@@ -294,7 +305,7 @@ async fn filters_select_the_right_entries_and_never_widen() {
     }
     let refused = mapping::paging::page(
         d.users.as_ref(),
-        d.cmp("userName", CmpOp::Gt, "b"),
+        d.cmp("title", CmpOp::Gt, "b"),
         Sort::default(),
         0,
         10,
@@ -303,10 +314,10 @@ async fn filters_select_the_right_entries_and_never_widen() {
     .await;
     match refused {
         Err(BackendError::Unsupported { field, detail }) => {
-            assert_eq!(field, Some(d.field("userName")));
-            assert!(detail.contains("uid"), "{detail}");
+            assert_eq!(field, Some(d.field("title")));
+            assert!(detail.contains("title"), "{detail}");
         }
-        other => panic!("gt on uid must be refused: {other:?}"),
+        other => panic!("gt on title must be refused: {other:?}"),
     }
 }
 

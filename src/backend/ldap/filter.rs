@@ -4,11 +4,19 @@
 //! What LDAP evaluates the way SCIM means it: `eq` (`(a=v)`), `ne` (`(!(a=v))`, which is true
 //! for an entry without the attribute, as SCIM wants), `co`/`sw`/`ew` (substring filters),
 //! `pr` (`(a=*)`), `and`/`or`/`not`, and conditions on the id attribute. Comparisons follow the
-//! attribute's own matching rules in the directory's schema (`uid` and `cn` ignore case).
-//! Ordering comparisons (`gt ge lt le`) are refused unless the map entry says the attribute
-//! has an ordering rule (`ordering = true`): on an attribute without one the directory answers
-//! "undefined", which would silently match nothing. Membership conditions are refused until
-//! groups are stored.
+//! attribute's own matching rules in the directory's schema (`uid` and `cn` ignore case),
+//! except a case-exact `eq`/`ne`, which names `caseExactMatch` in an extensible match
+//! (`(a:caseExactMatch:=v)`, RFC 4515 §3). Ordering comparisons (`gt ge lt le`) also use
+//! extensible matches, with `caseIgnoreOrderingMatch` (or `caseExactOrderingMatch`): most
+//! directory-string attributes (`uid`, `cn`, `displayName`) have no ORDERING rule of their
+//! own, so `(uid>=b)` would be "undefined" and silently match nothing, while
+//! `(uid:caseIgnoreOrderingMatch:=b)` is "uid < b" (checked on slapd 2.5). A map entry with
+//! `ordering = false` (an attribute of another syntax) refuses them, naming the field; binary
+//! attributes refuse them always. Substring filters (`co sw ew`) use the attribute's own
+//! substring rule even when the comparison asks for exact case. Membership conditions
+//! (`HasMember`) name member DNs the caller resolved ([`Members`]).
+
+use std::collections::HashMap;
 
 use super::escape::filter_value;
 use crate::backend::{BackendError, CmpOp, Predicate, Value};
@@ -18,8 +26,23 @@ use crate::backend::{BackendError, CmpOp, Predicate, Value};
 pub struct FieldAttr {
     /// The attribute it is stored in.
     pub attr: String,
-    /// The attribute has an ORDERING matching rule.
+    /// Ordering comparisons may use the directory-string ordering rules on it.
     pub ordering: bool,
+    /// Values are bytes: no case rules apply.
+    pub binary: bool,
+}
+
+/// What membership conditions compile to: the group's member attribute, the placeholder DN
+/// an empty group holds, and the DNs of the member ids the predicate names (an id missing
+/// here has no entry, so no group has it as a member).
+#[derive(Clone, Debug, Default)]
+pub struct Members<'a> {
+    /// The member attribute (`member`).
+    pub attr: &'a str,
+    /// The placeholder of an empty group.
+    pub empty: Option<&'a str>,
+    /// Member id -> DN.
+    pub dns: HashMap<String, String>,
 }
 
 /// The filter matching no entry.
@@ -29,9 +52,29 @@ pub const EVERYTHING: &str = "(objectClass=*)";
 
 /// Compiles `p`; `key` is the id attribute (`entryUUID`).
 pub fn compile(p: &Predicate, fields: &[FieldAttr], key: &str) -> Result<String, BackendError> {
+    compile_with(p, fields, key, None)
+}
+
+/// Compiles `p`, whose membership conditions name members as `members` resolved them.
+pub fn compile_with(
+    p: &Predicate,
+    fields: &[FieldAttr],
+    key: &str,
+    members: Option<&Members<'_>>,
+) -> Result<String, BackendError> {
     let mut out = String::new();
-    write(p, fields, key, &mut out)?;
+    write(p, fields, key, members, &mut out)?;
     Ok(out)
+}
+
+/// The member ids a predicate names in membership conditions.
+pub fn member_ids(p: &Predicate, out: &mut Vec<String>) {
+    match p {
+        Predicate::And(ps) | Predicate::Or(ps) => ps.iter().for_each(|p| member_ids(p, out)),
+        Predicate::Not(p) => member_ids(p, out),
+        Predicate::HasMember(Some(id)) => out.push(id.clone()),
+        _ => {}
+    }
 }
 
 /// The text a value is compared as.
@@ -57,18 +100,14 @@ fn write(
     p: &Predicate,
     fields: &[FieldAttr],
     key: &str,
+    members: Option<&Members<'_>>,
     out: &mut String,
 ) -> Result<(), BackendError> {
     match p {
         Predicate::True => out.push_str(EVERYTHING),
         Predicate::False => out.push_str(NOTHING),
-        Predicate::And(ps) | Predicate::Or(ps) if ps.is_empty() => {
-            out.push_str(if matches!(p, Predicate::And(_)) {
-                EVERYTHING
-            } else {
-                NOTHING
-            })
-        }
+        Predicate::And(ps) if ps.is_empty() => out.push_str(EVERYTHING),
+        Predicate::Or(ps) if ps.is_empty() => out.push_str(NOTHING),
         Predicate::And(ps) | Predicate::Or(ps) => {
             out.push_str(if matches!(p, Predicate::And(_)) {
                 "(&"
@@ -76,65 +115,62 @@ fn write(
                 "(|"
             });
             for p in ps {
-                write(p, fields, key, out)?;
+                write(p, fields, key, members, out)?;
             }
             out.push(')');
         }
         Predicate::Not(p) => {
             out.push_str("(!");
-            write(p, fields, key, out)?;
+            write(p, fields, key, members, out)?;
             out.push(')');
         }
         Predicate::Present(i) => {
             let f = field(fields, *i)?;
-            out.push('(');
-            out.push_str(&f.attr);
-            out.push_str("=*)");
+            out.push_str(&format!("({}=*)", f.attr));
         }
         Predicate::Cmp {
             field: i,
             op,
             value,
-            ..
+            fold_case,
         } => {
             let f = field(fields, *i)?;
             let v = filter_value(&value_bytes(value));
             let a = &f.attr;
-            let ordered = |out: &mut String| -> Result<(), BackendError> {
-                if f.ordering {
-                    Ok(())
-                } else {
-                    let _ = out;
-                    Err(BackendError::Unsupported {
-                        field: Some(*i),
-                        detail: format!(
-                            "attribute '{a}' is not compared by order in this directory (set ordering = true on its map entry if its schema has an ORDERING rule)"
-                        ),
-                    })
-                }
+            let exact = !fold_case && !f.binary;
+            // Equality: the attribute's own rule, or caseExactMatch when asked to.
+            let eq = if exact {
+                format!("({a}:caseExactMatch:={v})")
+            } else {
+                format!("({a}={v})")
             };
+            if matches!(op, CmpOp::Gt | CmpOp::Ge | CmpOp::Lt | CmpOp::Le)
+                && (!f.ordering || f.binary)
+            {
+                return Err(BackendError::Unsupported {
+                    field: Some(*i),
+                    detail: format!(
+                        "attribute '{a}' is not compared by order (its map entry says ordering = false, or it is binary)"
+                    ),
+                });
+            }
+            // "a < v" by the directory-string ordering rules.
+            let rule = if *fold_case {
+                "caseIgnoreOrderingMatch"
+            } else {
+                "caseExactOrderingMatch"
+            };
+            let lt = format!("({a}:{rule}:={v})");
             match op {
-                CmpOp::Eq => out.push_str(&format!("({a}={v})")),
-                CmpOp::Ne => out.push_str(&format!("(!({a}={v}))")),
+                CmpOp::Eq => out.push_str(&eq),
+                CmpOp::Ne => out.push_str(&format!("(!{eq})")),
                 CmpOp::Contains => out.push_str(&format!("({a}=*{v}*)")),
                 CmpOp::StartsWith => out.push_str(&format!("({a}={v}*)")),
                 CmpOp::EndsWith => out.push_str(&format!("({a}=*{v})")),
-                CmpOp::Ge => {
-                    ordered(out)?;
-                    out.push_str(&format!("({a}>={v})"))
-                }
-                CmpOp::Le => {
-                    ordered(out)?;
-                    out.push_str(&format!("({a}<={v})"))
-                }
-                CmpOp::Gt => {
-                    ordered(out)?;
-                    out.push_str(&format!("(&({a}>={v})(!({a}={v})))"))
-                }
-                CmpOp::Lt => {
-                    ordered(out)?;
-                    out.push_str(&format!("(&({a}<={v})(!({a}={v})))"))
-                }
+                CmpOp::Lt => out.push_str(&lt),
+                CmpOp::Le => out.push_str(&format!("(|{lt}{eq})")),
+                CmpOp::Ge => out.push_str(&format!("(&({a}=*)(!{lt}))")),
+                CmpOp::Gt => out.push_str(&format!("(&({a}=*)(!{lt})(!{eq}))")),
             }
         }
         Predicate::KeyEq(id) => {
@@ -148,11 +184,25 @@ fn write(
             }
             out.push(')');
         }
-        Predicate::HasMember(_) => {
-            return Err(BackendError::Unsupported {
-                field: None,
-                detail: "members are not stored in this directory".into(),
-            });
+        Predicate::HasMember(id) => {
+            let Some(m) = members else {
+                return Err(BackendError::Unsupported {
+                    field: None,
+                    detail: "this resource has no members".into(),
+                });
+            };
+            let a = m.attr;
+            match (id, m.empty) {
+                (Some(id), _) => match m.dns.get(id) {
+                    Some(dn) => out.push_str(&format!("({a}={})", filter_value(dn.as_bytes()))),
+                    None => out.push_str(NOTHING),
+                },
+                (None, Some(empty)) => out.push_str(&format!(
+                    "(&({a}=*)(!({a}={})))",
+                    filter_value(empty.as_bytes())
+                )),
+                (None, None) => out.push_str(&format!("({a}=*)")),
+            }
         }
     }
     Ok(())
@@ -174,10 +224,12 @@ mod tests {
             FieldAttr {
                 attr: "uid".into(),
                 ordering: false,
+                binary: false,
             },
             FieldAttr {
-                attr: "employeeNumber".into(),
+                attr: "cn".into(),
                 ordering: true,
+                binary: false,
             },
         ]
     }
@@ -202,10 +254,24 @@ mod tests {
         assert_eq!(c(&cmp(0, CmpOp::StartsWith, "x\\")), "(uid=x\\5c*)");
         assert_eq!(c(&cmp(0, CmpOp::EndsWith, "x")), "(uid=*x)");
         assert_eq!(
-            c(&cmp(1, CmpOp::Gt, "5")),
-            "(&(employeeNumber>=5)(!(employeeNumber=5)))"
+            c(&cmp(1, CmpOp::Gt, "b")),
+            "(&(cn=*)(!(cn:caseIgnoreOrderingMatch:=b))(!(cn=b)))"
         );
-        assert_eq!(c(&Predicate::Present(1)), "(employeeNumber=*)");
+        assert_eq!(
+            c(&cmp(1, CmpOp::Lt, "b")),
+            "(cn:caseIgnoreOrderingMatch:=b)"
+        );
+        let exact = Predicate::Cmp {
+            field: 1,
+            op: CmpOp::Le,
+            value: Value::Text("b".into()),
+            fold_case: false,
+        };
+        assert_eq!(
+            c(&exact),
+            "(|(cn:caseExactOrderingMatch:=b)(cn:caseExactMatch:=b))"
+        );
+        assert_eq!(c(&Predicate::Present(1)), "(cn=*)");
         assert_eq!(
             c(&Predicate::And(vec![
                 Predicate::Present(0),
@@ -232,6 +298,29 @@ mod tests {
         );
         let r = compile(&Predicate::HasMember(None), &fields(), "entryUUID");
         assert!(matches!(r, Err(BackendError::Unsupported { .. })), "{r:?}");
+    }
+
+    /// Membership conditions name the member's DN, escaped; an empty group's placeholder is
+    /// no member.
+    #[test]
+    fn membership_conditions() {
+        let mut m = Members {
+            attr: "member",
+            empty: Some("cn=nobody"),
+            dns: HashMap::new(),
+        };
+        m.dns.insert("id-1".into(), "uid=a(1),ou=p".into());
+        let c =
+            |p: &Predicate| compile_with(p, &fields(), "entryUUID", Some(&m)).expect("compiles");
+        assert_eq!(
+            c(&Predicate::HasMember(Some("id-1".into()))),
+            "(member=uid=a\\281\\29,ou=p)"
+        );
+        assert_eq!(c(&Predicate::HasMember(Some("id-2".into()))), NOTHING);
+        assert_eq!(
+            c(&Predicate::HasMember(None)),
+            "(&(member=*)(!(member=cn=nobody)))"
+        );
     }
 
     proptest! {

@@ -8,7 +8,10 @@
 //!   under), `rdn = "uid={userName}"` (the naming attribute and the map key whose value names
 //!   the entry), `object_classes`, `id` (the stable id attribute: `entryUUID` by default, never
 //!   the DN, which changes on rename) and `scope` (`one` or `sub`, default `one`). A map entry
-//!   is an attribute name, or `{ attribute, ordering, binary }`.
+//!   is an attribute name, or `{ attribute, ordering, binary }`. A group's `members =
+//!   { attribute = "member", empty = "cn=nobody" }` keeps member DNs in an attribute;
+//!   `empty` is the placeholder DN written when a group has no member and its object class
+//!   requires one (`groupOfNames`), never shown as a member.
 //! - **Connections** ([`pool`]): a few bound connections, each multiplexing requests; one
 //!   found closed (a directory restart) is replaced on the next checkout, so the sidecar
 //!   recovers without a restart.
@@ -241,11 +244,10 @@ impl StoreKind for Ldap {
     }
 
     fn members(&self, raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
-        let o = cx.origin(raw.span());
         let m: RawMembers = cx.deserialize(raw, what)?;
         let attr = attribute(cx, &m.attribute, "members.attribute")?;
-        let _ = o;
-        Some(Arc::new(LdapMembers { attr }))
+        let empty = cx.opt_string(&m.empty, "members.empty");
+        Some(Arc::new(LdapMembers { attr, empty }))
     }
 
     fn set_target(&self, key: &S, cx: &mut Cx<'_>) -> Option<Loc> {
@@ -311,7 +313,8 @@ pub struct LdapResource {
 pub struct LdapField {
     /// Attribute name.
     pub attr: String,
-    /// The attribute has an ORDERING matching rule (`gt`/`lt` filters may use it).
+    /// `gt`/`lt` filters may compare it with the directory-string ordering rules (default;
+    /// `ordering = false` for an attribute of another syntax refuses them).
     pub ordering: bool,
     /// Values are bytes (`jpegPhoto`, `objectGUID`).
     pub binary: bool,
@@ -322,6 +325,8 @@ pub struct LdapField {
 pub struct LdapMembers {
     /// The attribute.
     pub attr: String,
+    /// The placeholder DN an empty group holds.
+    pub empty: Option<String>,
 }
 
 impl Location for LdapResource {
@@ -373,6 +378,7 @@ struct RawField {
 #[serde(deny_unknown_fields)]
 struct RawMembers {
     attribute: S,
+    empty: Option<S>,
 }
 
 /// Whether `a` is an attribute description: a name (`uid`, `mail;lang-en`) or an OID.
@@ -488,7 +494,7 @@ fn parse_field(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
         )?;
         return Some(Arc::new(LdapField {
             attr: a,
-            ordering: false,
+            ordering: true,
             binary: false,
         }));
     }
@@ -496,7 +502,7 @@ fn parse_field(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc> {
     let attr = attribute(cx, &f.attribute, "attribute")?;
     Some(Arc::new(LdapField {
         attr,
-        ordering: f.ordering.unwrap_or(false),
+        ordering: f.ordering.unwrap_or(true),
         binary: f.binary.unwrap_or(false),
     }))
 }
@@ -556,14 +562,38 @@ impl Backend for LdapBackend {
                 }),
             }
         }
-        if spec.members.is_some() {
-            problems.push(SpecProblem {
-                part: SpecPart::Members,
-                message: "groups in a directory are not supported yet".into(),
-                fix: None,
-                warning: false,
-            });
-        }
+        let members = match &spec.members {
+            None => None,
+            Some(m) => {
+                let how = m.loc.as_any().downcast_ref::<LdapMembers>();
+                let of = m.member.as_any().downcast_ref::<LdapResource>();
+                match (how, of) {
+                    (Some(how), Some(of)) => Some(table::MembersCfg {
+                        attr: how.attr.clone(),
+                        empty: how.empty.clone(),
+                        member: of.clone(),
+                    }),
+                    _ => {
+                        problems.push(foreign(&m.loc, SpecPart::Members));
+                        None
+                    }
+                }
+            }
+        };
+        // Groups listing entries of this type: a deleted entry leaves them.
+        let member_of = spec
+            .member_of
+            .iter()
+            .filter_map(|m| {
+                let how = m.loc.as_any().downcast_ref::<LdapMembers>()?;
+                let group = m.group.as_any().downcast_ref::<LdapResource>()?;
+                Some(table::MemberOfCfg {
+                    attr: how.attr.clone(),
+                    empty: how.empty.clone(),
+                    group: group.clone(),
+                })
+            })
+            .collect();
         let Some(res) = res else {
             return Err(problems.into());
         };
@@ -604,7 +634,8 @@ impl Backend for LdapBackend {
             rdn_field,
             self.max_results,
             spec.constants,
-        );
+        )
+        .with_members(members, member_of);
         Ok(Opened {
             table: Arc::new(t),
             fields: infos,

@@ -13,12 +13,25 @@
 //!   modify then fails, the entry is renamed back. Values that must be unique are checked by
 //!   a search first (LDAP has no unique constraint besides the DN): two sidecars racing on
 //!   one value can both pass that check; the DN itself cannot be taken twice.
+//! - **Groups**: members are DNs in an attribute of the group's entry (`member`). Member ids
+//!   are resolved to DNs in one search per hundred ids, and DNs back to ids the same way (by
+//!   `entryDN`, an OpenLDAP operational attribute). A member change is one modify, together
+//!   with the group's own field changes, so it is atomic. It never reads the member list:
+//!   which of the DNs it names are members already is asked with the Matched Values control
+//!   (RFC 3876), so the modify adds only absent values and deletes only present ones (slapd
+//!   2.5 does not offer Permissive Modify). Between that read and the modify another writer
+//!   may change the same values; the modify then fails (attributeOrValueExists or
+//!   noSuchAttribute) and is retried once with a fresh read. A group with no member holds the configured placeholder DN instead, as
+//!   `groupOfNames` requires one. A deleted entry is removed from the groups listing it, after
+//!   its delete (a failure there is logged; the group then lists a DN that resolves to no id
+//!   and is not shown).
 //! - **Errors**: result codes map to [`BackendError`] in [`result_error`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ldap3::controls::MatchedValues;
 use ldap3::{Mod, Scope, SearchEntry, SearchOptions};
 
 use super::escape::{dn_value, filter_value};
@@ -27,7 +40,7 @@ use super::pool::{Conn, Pool, code_name, unavailable};
 use super::{LdapField, LdapResource};
 use crate::backend::{
     BackendError, CheckFn, ConstSpec, ConstValue, DeleteMode, EditFn, FieldInfo, FieldType, Found,
-    Predicate, Row, Search, Sort, Table, Value, When,
+    MemberChange, Predicate, Row, Search, Sort, Table, Value, When,
 };
 
 /// A mapped field: where it lives and whether it must be unique.
@@ -58,6 +71,28 @@ impl Field {
     }
 }
 
+/// A group's membership.
+#[derive(Clone, Debug)]
+pub struct MembersCfg {
+    /// The attribute holding member DNs.
+    pub attr: String,
+    /// The placeholder DN of an empty group.
+    pub empty: Option<String>,
+    /// Where members live.
+    pub member: LdapResource,
+}
+
+/// Groups that list entries of this resource type.
+#[derive(Clone, Debug)]
+pub struct MemberOfCfg {
+    /// Their member attribute.
+    pub attr: String,
+    /// Their placeholder DN.
+    pub empty: Option<String>,
+    /// Where they live.
+    pub group: LdapResource,
+}
+
 /// An opened resource type of an LDAP store.
 pub struct LdapTable {
     pool: Arc<Pool>,
@@ -71,6 +106,10 @@ pub struct LdapTable {
     classes: String,
     /// The attributes every read asks for.
     wanted: Vec<String>,
+    /// Membership, for a group type.
+    members: Option<MembersCfg>,
+    /// Groups listing entries of this type.
+    member_of: Vec<MemberOfCfg>,
 }
 
 impl LdapTable {
@@ -88,6 +127,7 @@ impl LdapTable {
             .map(|f| FieldAttr {
                 attr: f.loc.attr.clone(),
                 ordering: f.loc.ordering,
+                binary: f.loc.binary,
             })
             .collect();
         let constants = constants
@@ -118,15 +158,417 @@ impl LdapTable {
             constants,
             classes,
             wanted,
+            members: None,
+            member_of: Vec::new(),
         }
     }
 
-    fn scope(&self) -> Scope {
-        if self.res.subtree {
-            Scope::Subtree
-        } else {
-            Scope::OneLevel
+    /// Adds membership: this type's own, and the groups that list its entries.
+    pub fn with_members(
+        mut self,
+        members: Option<MembersCfg>,
+        member_of: Vec<MemberOfCfg>,
+    ) -> Self {
+        if let Some(m) = &members {
+            if !self.wanted.iter().any(|w| w.eq_ignore_ascii_case(&m.attr)) {
+                self.wanted.push(m.attr.clone());
+            }
         }
+        self.members = members;
+        self.member_of = member_of;
+        self
+    }
+
+    /// Searches `base` with `filter` for at most `limit` entries, asking for `attrs`.
+    async fn find_in(
+        &self,
+        base: &str,
+        subtree: bool,
+        filter: &str,
+        attrs: Vec<String>,
+        limit: usize,
+    ) -> Result<Vec<SearchEntry>, BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .with_search_options(
+                SearchOptions::new()
+                    .sizelimit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX)),
+            )
+            .search(
+                base,
+                if subtree {
+                    Scope::Subtree
+                } else {
+                    Scope::OneLevel
+                },
+                filter,
+                attrs,
+            )
+            .await;
+        let r = self.transport(&c, r).await?;
+        match r.1.rc {
+            0 => {}
+            4 => return Err(too_many(limit)),
+            rc => return Err(result_error(rc, &r.1.text, None)),
+        }
+        Ok(r.0
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .map(SearchEntry::construct)
+            .collect())
+    }
+
+    /// The DNs of the member entries with these ids (ids without an entry left out).
+    async fn member_dns(
+        &self,
+        m: &LdapResource,
+        ids: &[String],
+    ) -> Result<HashMap<String, String>, BackendError> {
+        let mut out = HashMap::new();
+        let classes: String = m
+            .object_classes
+            .iter()
+            .map(|c| format!("(objectClass={})", filter_value(c.as_bytes())))
+            .collect();
+        for chunk in ids.chunks(100) {
+            let f = filter::compile(&Predicate::KeyIn(chunk.to_vec()), &[], &m.id_attr)?;
+            let found = self
+                .find_in(
+                    &m.base,
+                    m.subtree,
+                    &format!("(&{classes}{f})"),
+                    vec![m.id_attr.clone()],
+                    chunk.len(),
+                )
+                .await?;
+            for e in found {
+                if let Some(Value::Text(id)) = values_of(&e, &m.id_attr, false).into_iter().next() {
+                    out.insert(id, e.dn);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ids of the member entries with these DNs, by normalised DN.
+    async fn member_ids(
+        &self,
+        m: &LdapResource,
+        dns: &[String],
+    ) -> Result<HashMap<String, String>, BackendError> {
+        let mut out = HashMap::new();
+        for chunk in dns.chunks(100) {
+            let mut f = String::from("(|");
+            for dn in chunk {
+                f.push_str(&format!("(entryDN={})", filter_value(dn.as_bytes())));
+            }
+            f.push(')');
+            let found = self
+                .find_in(&m.base, m.subtree, &f, vec![m.id_attr.clone()], chunk.len())
+                .await?;
+            for e in found {
+                if let Some(Value::Text(id)) = values_of(&e, &m.id_attr, false).into_iter().next() {
+                    out.insert(norm_dn(&e.dn), id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fills in the member ids of `rows` from their entries' member DNs.
+    async fn load_members(
+        &self,
+        rows: &mut [Row],
+        entries: &[SearchEntry],
+    ) -> Result<(), BackendError> {
+        let Some(m) = &self.members else {
+            return Ok(());
+        };
+        let per_row: Vec<Vec<String>> = entries
+            .iter()
+            .map(|e| {
+                values_of(e, &m.attr, false)
+                    .into_iter()
+                    .filter_map(|v| match v {
+                        Value::Text(dn)
+                            if m.empty
+                                .as_deref()
+                                .is_none_or(|p| norm_dn(p) != norm_dn(&dn)) =>
+                        {
+                            Some(dn)
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        let all: Vec<String> = per_row
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let ids = self.member_ids(&m.member, &all).await?;
+        for (row, dns) in rows.iter_mut().zip(per_row) {
+            row.members = Some(
+                dns.iter()
+                    .filter_map(|dn| ids.get(&norm_dn(dn)).cloned())
+                    .collect(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Which of `dns` (normalised) group `group_dn` lists in `attr`, read with the Matched
+    /// Values control so only those values come back.
+    async fn listed(
+        &self,
+        group_dn: &str,
+        attr: &str,
+        dns: &[String],
+    ) -> Result<HashSet<String>, BackendError> {
+        let mut out = HashSet::new();
+        for chunk in dns.chunks(100) {
+            let mut f = String::from("(");
+            for dn in chunk {
+                f.push_str(&format!("({attr}={})", filter_value(dn.as_bytes())));
+            }
+            f.push(')');
+            let mut c = self.pool.get().await?;
+            let r = c
+                .ldap
+                .with_timeout(self.pool.op_timeout)
+                .with_controls(MatchedValues::new(f))
+                .search(group_dn, Scope::Base, "(objectClass=*)", vec![attr])
+                .await;
+            let r = self.transport(&c, r).await?;
+            if r.1.rc != 0 {
+                return Err(result_error(r.1.rc, &r.1.text, None));
+            }
+            let wanted: HashSet<String> = chunk.iter().map(|d| norm_dn(d)).collect();
+            for e in r.0.into_iter().map(SearchEntry::construct) {
+                for v in values_of(&e, attr, false) {
+                    if let Value::Text(dn) = v {
+                        let n = norm_dn(&dn);
+                        if wanted.contains(&n) {
+                            out.insert(n);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The modify that applies member changes to group `group_dn`, or the missing member
+    /// ids (an add of an id without an entry refuses the whole change).
+    async fn member_mods(
+        &self,
+        group_dn: &str,
+        changes: &[MemberChange],
+    ) -> Result<Vec<Mod<Vec<u8>>>, BackendError> {
+        let Some(m) = &self.members else {
+            return Err(BackendError::Unsupported {
+                field: None,
+                detail: "this resource has no members".into(),
+            });
+        };
+        let mut ids: Vec<String> = Vec::new();
+        for c in changes {
+            match c {
+                MemberChange::Add(v) | MemberChange::Remove(v) | MemberChange::Replace(v) => {
+                    ids.extend(v.iter().cloned())
+                }
+                MemberChange::Clear => {}
+            }
+        }
+        let dns = self.member_dns(&m.member, &ids).await?;
+        let missing: Vec<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                MemberChange::Add(v) | MemberChange::Replace(v) => Some(v),
+                _ => None,
+            })
+            .flatten()
+            .filter(|id| !dns.contains_key(*id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(crate::backend::missing_members(&missing));
+        }
+        // Which of the named DNs (and the placeholder) are members now, simulated through
+        // the changes in order.
+        let mut named: Vec<String> = dns.values().cloned().collect();
+        named.extend(m.empty.iter().cloned());
+        let mut listed = self.listed(group_dn, &m.attr, &named).await?;
+        let attr = m.attr.as_bytes().to_vec();
+        let one = |dn: &str| HashSet::from([dn.as_bytes().to_vec()]);
+        let mut mods = Vec::new();
+        let drop_placeholder = |listed: &mut HashSet<String>, mods: &mut Vec<Mod<Vec<u8>>>| {
+            if let Some(e) = &m.empty {
+                if listed.remove(&norm_dn(e)) {
+                    mods.push(Mod::Delete(attr.clone(), one(e)));
+                }
+            }
+        };
+        for c in changes {
+            match c {
+                MemberChange::Add(v) => {
+                    let mut add = HashSet::new();
+                    for dn in v.iter().filter_map(|id| dns.get(id)) {
+                        if listed.insert(norm_dn(dn)) {
+                            add.insert(dn.as_bytes().to_vec());
+                        }
+                    }
+                    if !add.is_empty() {
+                        mods.push(Mod::Add(attr.clone(), add));
+                        drop_placeholder(&mut listed, &mut mods);
+                    }
+                }
+                MemberChange::Remove(v) => {
+                    let mut del = HashSet::new();
+                    for dn in v.iter().filter_map(|id| dns.get(id)) {
+                        if listed.remove(&norm_dn(dn)) {
+                            del.insert(dn.as_bytes().to_vec());
+                        }
+                    }
+                    if !del.is_empty() {
+                        mods.push(Mod::Delete(attr.clone(), del));
+                    }
+                }
+                MemberChange::Replace(v) => {
+                    let set: HashSet<Vec<u8>> = v
+                        .iter()
+                        .filter_map(|id| dns.get(id))
+                        .map(|d| d.as_bytes().to_vec())
+                        .collect();
+                    listed = v
+                        .iter()
+                        .filter_map(|id| dns.get(id))
+                        .map(|d| norm_dn(d))
+                        .collect();
+                    if set.is_empty() {
+                        let empty: HashSet<Vec<u8>> =
+                            m.empty.iter().map(|e| e.as_bytes().to_vec()).collect();
+                        listed.extend(m.empty.iter().map(|e| norm_dn(e)));
+                        mods.push(Mod::Replace(attr.clone(), empty));
+                    } else {
+                        mods.push(Mod::Replace(attr.clone(), set));
+                    }
+                }
+                MemberChange::Clear => {
+                    let empty: HashSet<Vec<u8>> =
+                        m.empty.iter().map(|e| e.as_bytes().to_vec()).collect();
+                    listed = m.empty.iter().map(|e| norm_dn(e)).collect();
+                    mods.push(Mod::Replace(attr.clone(), empty));
+                }
+            }
+        }
+        Ok(mods)
+    }
+
+    /// Removes `dn` from every group listing it (after the entry's delete).
+    async fn leave_groups(&self, dn: &str) {
+        for g in &self.member_of {
+            let f = format!("({}={})", g.attr, filter_value(dn.as_bytes()));
+            let groups = match self
+                .find_in(
+                    &g.group.base,
+                    g.group.subtree,
+                    &f,
+                    vec!["1.1".into()],
+                    self.max_results,
+                )
+                .await
+            {
+                Ok(gs) => gs,
+                Err(e) => {
+                    tracing::error!(dn = %dn, error = %e, "LDAP: the groups of a deleted entry could not be read; they still list it");
+                    continue;
+                }
+            };
+            for group in groups {
+                let mods = vec![Mod::Delete(
+                    g.attr.as_bytes().to_vec(),
+                    HashSet::from([dn.as_bytes().to_vec()]),
+                )];
+                if let Err(e) = self
+                    .modify_members(&group.dn, mods, g.empty.as_deref(), &g.attr)
+                    .await
+                {
+                    tracing::error!(group = %group.dn, error = %e, "LDAP: a deleted entry could not be removed from a group");
+                }
+            }
+        }
+    }
+
+    /// One modify with Permissive Modify; when it would leave a group without the member
+    /// its object class requires, again with the placeholder added.
+    async fn modify_members(
+        &self,
+        dn: &str,
+        mods: Vec<Mod<Vec<u8>>>,
+        empty: Option<&str>,
+        attr: &str,
+    ) -> Result<(), BackendError> {
+        if mods.is_empty() {
+            return Ok(());
+        }
+        let (rc, text) = self.modify_raw(dn, mods.clone()).await?;
+        match (rc, empty) {
+            (0, _) => Ok(()),
+            // objectClassViolation: the last member went.
+            (65, Some(e)) => {
+                let mut again = mods;
+                again.push(Mod::Add(
+                    attr.as_bytes().to_vec(),
+                    HashSet::from([e.as_bytes().to_vec()]),
+                ));
+                match self.modify_raw(dn, again).await? {
+                    (0, _) => Ok(()),
+                    (rc, text) => Err(result_error(rc, &text, None)),
+                }
+            }
+            _ => Err(result_error(rc, &text, None)),
+        }
+    }
+
+    async fn modify_raw(
+        &self,
+        dn: &str,
+        mods: Vec<Mod<Vec<u8>>>,
+    ) -> Result<(u32, String), BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .modify(dn, mods)
+            .await;
+        let r = self.transport(&c, r).await?;
+        Ok((r.rc, r.text))
+    }
+
+    /// The search filter of `p`, with its membership conditions resolved.
+    async fn compile(&self, p: &Predicate) -> Result<String, BackendError> {
+        let Some(m) = &self.members else {
+            return filter::compile(p, &self.attrs, &self.res.id_attr);
+        };
+        let mut ids = Vec::new();
+        filter::member_ids(p, &mut ids);
+        let dns = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.member_dns(&m.member, &ids).await?
+        };
+        let members = filter::Members {
+            attr: &m.attr,
+            empty: m.empty.as_deref(),
+            dns,
+        };
+        filter::compile_with(p, &self.attrs, &self.res.id_attr, Some(&members))
     }
 
     /// `(&<classes><f>)`.
@@ -136,33 +578,21 @@ impl LdapTable {
 
     /// Runs a search under the base; `Err(TooLarge)` when more than `limit` entries match.
     async fn find(&self, filter: &str, limit: usize) -> Result<Vec<SearchEntry>, BackendError> {
-        let mut c = self.pool.get().await?;
-        let r = c
-            .ldap
-            .with_timeout(self.pool.op_timeout)
-            .with_search_options(
-                SearchOptions::new()
-                    .sizelimit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX)),
+        let entries = self
+            .find_in(
+                &self.res.base,
+                self.res.subtree,
+                filter,
+                self.wanted.clone(),
+                limit,
             )
-            .search(&self.res.base, self.scope(), filter, self.wanted.clone())
-            .await;
-        let r = self.transport(&c, r).await?;
-        match r.1.rc {
-            0 => {}
-            4 => return Err(too_many(limit)),
-            32 => {
-                return Err(BackendError::Internal(format!(
-                    "base '{}' does not exist",
-                    self.res.base
-                )));
-            }
-            rc => return Err(result_error(rc, &r.1.text, None)),
-        }
-        let entries: Vec<SearchEntry> =
-            r.0.into_iter()
-                .filter(|e| !e.is_ref() && !e.is_intermediate())
-                .map(SearchEntry::construct)
-                .collect();
+            .await
+            .map_err(|e| match e {
+                BackendError::NotFound => {
+                    BackendError::Internal(format!("base '{}' does not exist", self.res.base))
+                }
+                e => e,
+            })?;
         if entries.len() > limit {
             return Err(too_many(limit));
         }
@@ -184,8 +614,12 @@ impl LdapTable {
         }
     }
 
-    /// The entry with id `key`: its DN and row.
-    async fn lookup(&self, key: &str) -> Result<Option<(String, Row)>, BackendError> {
+    /// The entry with id `key`: its DN and row (with its members when asked).
+    async fn lookup(
+        &self,
+        key: &str,
+        members: bool,
+    ) -> Result<Option<(String, Row)>, BackendError> {
         let f = filter::compile(
             &Predicate::KeyEq(key.to_owned()),
             &self.attrs,
@@ -200,10 +634,15 @@ impl LdapTable {
                 }
                 e => e,
             })?;
-        Ok(found.pop().map(|e| {
-            let row = self.row(&e);
-            (e.dn, row)
-        }))
+        let Some(e) = found.pop() else {
+            return Ok(None);
+        };
+        let mut rows = vec![self.row(&e)];
+        if members {
+            self.load_members(&mut rows, std::slice::from_ref(&e))
+                .await?;
+        }
+        Ok(rows.pop().map(|r| (e.dn, r)))
     }
 
     /// The row of an entry.
@@ -417,7 +856,7 @@ pub fn result_error(rc: u32, text: &str, naming: Option<usize>) -> BackendError 
 }
 
 /// Orders rows as `sort` says (ties by key).
-fn sort_rows(rows: &mut [Row], sort: &Sort) {
+fn sort_rows(rows: &mut [(Row, usize)], sort: &Sort) {
     let key_of = |r: &Row| -> (usize, String) {
         match sort.field {
             None => (0, r.key.clone()),
@@ -448,7 +887,7 @@ fn sort_rows(rows: &mut [Row], sort: &Sort) {
             }
         }
     };
-    rows.sort_by(|a, b| {
+    rows.sort_by(|(a, _), (b, _)| {
         let o = key_of(a).cmp(&key_of(b));
         let o = if sort.descending { o.reverse() } else { o };
         o.then_with(|| a.key.cmp(&b.key))
@@ -461,14 +900,8 @@ impl Table for LdapTable {
         &self,
         values: Vec<Value>,
         members: Vec<String>,
-        _load_members: bool,
+        load_members: bool,
     ) -> Result<Row, BackendError> {
-        if !members.is_empty() {
-            return Err(BackendError::Unsupported {
-                field: None,
-                detail: "members are not stored in this directory".into(),
-            });
-        }
         let naming = values.get(self.rdn_field).cloned().unwrap_or(Value::Null);
         let rdn = self.rdn_of(&naming)?;
         let given: Vec<(usize, &Value)> = values.iter().enumerate().collect();
@@ -502,6 +935,31 @@ impl Table for LdapTable {
         for (a, vs) in self.constants_for(&[When::Insert, When::Always]) {
             put(&a, vs);
         }
+        match &self.members {
+            Some(m) => {
+                let dns = self.member_dns(&m.member, &members).await?;
+                let missing: Vec<String> = members
+                    .iter()
+                    .filter(|id| !dns.contains_key(*id))
+                    .cloned()
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(crate::backend::missing_members(&missing));
+                }
+                let mut vs: Vec<Vec<u8>> = dns.values().map(|d| d.as_bytes().to_vec()).collect();
+                if vs.is_empty() {
+                    vs.extend(m.empty.iter().map(|e| e.as_bytes().to_vec()));
+                }
+                put(&m.attr, vs);
+            }
+            None if !members.is_empty() => {
+                return Err(BackendError::Unsupported {
+                    field: None,
+                    detail: "this resource has no members".into(),
+                });
+            }
+            None => {}
+        }
         let dn = format!("{rdn},{}", self.res.base);
         let mut c = self.pool.get().await?;
         let r = c
@@ -532,7 +990,14 @@ impl Table for LdapTable {
             .next()
             .map(SearchEntry::construct)
             .ok_or_else(|| BackendError::Internal("the new entry cannot be read back".into()))?;
-        let row = self.row(&entry);
+        let mut rows = vec![self.row(&entry)];
+        if load_members {
+            self.load_members(&mut rows, std::slice::from_ref(&entry))
+                .await?;
+        }
+        let row = rows
+            .pop()
+            .ok_or_else(|| BackendError::Internal("no row".into()))?;
         if row.key.is_empty() {
             return Err(BackendError::Internal(format!(
                 "the new entry has no {} attribute",
@@ -542,8 +1007,8 @@ impl Table for LdapTable {
         Ok(row)
     }
 
-    async fn fetch(&self, key: &str, _members: bool) -> Result<Option<Row>, BackendError> {
-        Ok(self.lookup(key).await?.map(|(_, r)| r))
+    async fn fetch(&self, key: &str, members: bool) -> Result<Option<Row>, BackendError> {
+        Ok(self.lookup(key, members).await?.map(|(_, r)| r))
     }
 
     async fn search(&self, search: Search) -> Result<Found, BackendError> {
@@ -554,17 +1019,26 @@ impl Table for LdapTable {
                 next: None,
             });
         }
-        let f = filter::compile(&search.predicate, &self.attrs, &self.res.id_attr)?;
+        let f = self.compile(&search.predicate).await?;
         let entries = self.find(&self.full_filter(&f), self.max_results).await?;
-        let mut rows: Vec<Row> = entries.iter().map(|e| self.row(e)).collect();
+        let mut rows: Vec<(Row, usize)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (self.row(e), i))
+            .collect();
         sort_rows(&mut rows, &search.sort);
         let total = rows.len() as u64;
         let (offset, limit) = search.page.offset_limit();
-        let rows = rows
+        let page: Vec<(Row, usize)> = rows
             .into_iter()
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .collect();
+        let picked: Vec<SearchEntry> = page.iter().map(|(_, i)| entries[*i].clone()).collect();
+        let mut rows: Vec<Row> = page.into_iter().map(|(r, _)| r).collect();
+        if search.members {
+            self.load_members(&mut rows, &picked).await?;
+        }
         Ok(Found {
             total: Some(total),
             rows,
@@ -575,19 +1049,13 @@ impl Table for LdapTable {
     async fn update(
         &self,
         key: &str,
-        _load_members: bool,
+        load_members: bool,
         edit: EditFn,
     ) -> Result<Row, BackendError> {
-        let Some((dn, current)) = self.lookup(key).await? else {
+        let Some((dn, current)) = self.lookup(key, false).await? else {
             return Err(BackendError::NotFound);
         };
         let change = edit(&current)?;
-        if !change.members.is_empty() {
-            return Err(BackendError::Unsupported {
-                field: None,
-                detail: "members are not stored in this directory".into(),
-            });
-        }
         let changed: Vec<(usize, Value)> = change
             .set
             .into_iter()
@@ -595,13 +1063,19 @@ impl Table for LdapTable {
             .collect();
         let refs: Vec<(usize, &Value)> = changed.iter().map(|(i, v)| (*i, v)).collect();
         self.check_unique(&refs, Some(key)).await?;
+        // Member ids resolved (and unknown ones refused) before anything is written.
+        let member_mods = if change.members.is_empty() {
+            Vec::new()
+        } else {
+            self.member_mods(&dn, &change.members).await?
+        };
         // A new naming value renames the entry first; its id stays.
         let mut dn = dn;
         let mut renamed_from = None;
         if let Some((_, v)) = changed.iter().find(|(i, _)| *i == self.rdn_field) {
             let rdn = self.rdn_of(v)?;
-            self.rename(&dn, &rdn).await?;
             let old_rdn = self.rdn_of(&current.values[self.rdn_field])?;
+            self.rename(&dn, &rdn).await?;
             renamed_from = Some(old_rdn);
             dn = format!("{rdn},{}", parent(&dn));
         }
@@ -619,7 +1093,30 @@ impl Table for LdapTable {
                 mods.push(Mod::Replace(a.into_bytes(), vs.into_iter().collect()));
             }
         }
-        if let Err(e) = self.modify(&dn, mods).await {
+        let field_mods = mods.clone();
+        mods.extend(member_mods);
+        let mut written = match &self.members {
+            Some(m) => {
+                self.modify_members(&dn, mods, m.empty.as_deref(), &m.attr)
+                    .await
+            }
+            None => self.modify(&dn, mods).await,
+        };
+        // Another writer changed the same members between the read and the modify: once
+        // more, from a fresh read.
+        if let (Err(BackendError::Rejected { detail, .. }), Some(m)) = (&written, &self.members) {
+            if !change.members.is_empty()
+                && (detail.starts_with("noSuchAttribute")
+                    || detail.starts_with("attributeOrValueExists"))
+            {
+                let mut mods = field_mods;
+                mods.extend(self.member_mods(&dn, &change.members).await?);
+                written = self
+                    .modify_members(&dn, mods, m.empty.as_deref(), &m.attr)
+                    .await;
+            }
+        }
+        if let Err(e) = written {
             if let Some(old) = renamed_from {
                 // Undo the rename: the request changes nothing or everything.
                 if let Err(undo) = self.rename(&dn, &old).await {
@@ -628,7 +1125,7 @@ impl Table for LdapTable {
             }
             return Err(e);
         }
-        self.lookup(key)
+        self.lookup(key, load_members)
             .await?
             .map(|(_, r)| r)
             .ok_or(BackendError::NotFound)
@@ -640,7 +1137,7 @@ impl Table for LdapTable {
         mode: DeleteMode,
         check: CheckFn,
     ) -> Result<(), BackendError> {
-        let Some((dn, current)) = self.lookup(key).await? else {
+        let Some((dn, current)) = self.lookup(key, false).await? else {
             return Err(BackendError::NotFound);
         };
         check(&current)?;
@@ -650,7 +1147,10 @@ impl Table for LdapTable {
                 let r = c.ldap.with_timeout(self.pool.op_timeout).delete(&dn).await;
                 let r = self.transport(&c, r).await?;
                 match r.rc {
-                    0 => Ok(()),
+                    0 => {
+                        self.leave_groups(&dn).await;
+                        Ok(())
+                    }
                     rc => Err(result_error(rc, &r.text, None)),
                 }
             }
@@ -687,6 +1187,35 @@ impl Table for LdapTable {
         }
         Ok(out)
     }
+}
+
+/// A DN compared loosely: ASCII case folded, spaces around separators dropped (what
+/// distinguishedNameMatch ignores in the common cases).
+fn norm_dn(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    let mut escaped = false;
+    for c in dn.chars() {
+        if escaped {
+            out.push(c.to_ascii_lowercase());
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => {
+                escaped = true;
+                out.push(c);
+            }
+            ' ' if out.ends_with([',', '=']) => {}
+            ',' | '=' => {
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+                out.push(c);
+            }
+            c => out.push(c.to_ascii_lowercase()),
+        }
+    }
+    out
 }
 
 /// The DN above `dn`: everything after its first unescaped comma.
