@@ -49,6 +49,11 @@ sn = "scim"
 async fn dir(name: &str) -> Option<Dir> {
     support::init();
     let tree = ldap::subtree(name).await?;
+    Some(open(tree).await)
+}
+
+/// The users of `tree`, through a config as an integrator writes it.
+async fn open(tree: ldap::Subtree) -> Dir {
     let dir = tempfile::tempdir().expect("tempdir");
     let state_db = dir.path().join("state.db");
     std::fs::write(&state_db, "").expect("state db");
@@ -84,12 +89,12 @@ async fn dir(name: &str) -> Option<Dir> {
     let (res, _) = mapping::build(spec, backend.as_ref(), &config.resources, &settings, state)
         .await
         .unwrap_or_else(|p| panic!("{}", scim_sidecar::config::report(&p)));
-    Some(Dir {
+    Dir {
         users: res.table(),
         res,
         tree,
         _dir: dir,
-    })
+    }
 }
 
 impl Dir {
@@ -472,4 +477,36 @@ async fn deletes_remove_the_entry() {
         .delete(&ann.key, DeleteMode::Hard, Box::new(|_| Ok(())))
         .await;
     assert!(matches!(again, Err(BackendError::NotFound)), "{again:?}");
+}
+
+/// A directory that goes down answers `Unavailable` (503 with Retry-After), not an error
+/// of the request; once it is back, the same opened store works again without being
+/// reopened: its pool drops the dead connections and binds new ones.
+#[tokio::test]
+async fn a_directory_restart_is_survived() {
+    support::init();
+    // A server of its own: the shared one stays up for the other tests.
+    let Some(server) = ldap::private() else {
+        return;
+    };
+    let tree = server.subtree("restart").await;
+    let d = open(tree).await;
+    d.add(&[("userName", "before")]).await;
+    server.stop();
+    let down = d
+        .users
+        .insert(d.user(&[("userName", "during")]), vec![], false)
+        .await;
+    assert!(
+        matches!(down, Err(BackendError::Unavailable(_))),
+        "{down:?}"
+    );
+    let down = d.users.fetch("x", false).await;
+    assert!(
+        matches!(down, Err(BackendError::Unavailable(_))),
+        "{down:?}"
+    );
+    server.restart();
+    d.add(&[("userName", "after")]).await;
+    assert_eq!(d.names(Predicate::True).await, set(&["before", "after"]));
 }

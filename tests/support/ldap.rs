@@ -92,34 +92,38 @@ pub fn private() -> Option<Server> {
     }
 }
 
-/// A fresh subtree for one test, or `None` when slapd is not available.
+/// A fresh subtree for one test on the shared server, or `None` when slapd is not available.
 pub async fn subtree(name: &str) -> Option<Subtree> {
-    let s = server()?;
-    let n = NEXT.fetch_add(1, Ordering::SeqCst);
-    let dn = format!("ou={name}-{n},{SUFFIX}");
-    let t = Subtree {
-        people: format!("ou=people,{dn}"),
-        groups: format!("ou=groups,{dn}"),
-        dn,
-        url: s.url.clone(),
-    };
-    for ou in [&t.dn, &t.people, &t.groups] {
-        let name = ou
-            .split(',')
-            .next()
-            .and_then(|r| r.strip_prefix("ou="))
-            .expect("ou");
-        s.add(
-            ou,
-            &[("objectClass", &["organizationalUnit"]), ("ou", &[name])],
-        )
-        .await
-        .unwrap_or_else(|e| panic!("creating {ou}: {e}"));
-    }
-    Some(t)
+    Some(server()?.subtree(name).await)
 }
 
 impl Server {
+    /// A fresh subtree of this server: `ou=<name>-<n>` with `ou=people` and `ou=groups`.
+    pub async fn subtree(&self, name: &str) -> Subtree {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dn = format!("ou={name}-{n},{SUFFIX}");
+        let t = Subtree {
+            people: format!("ou=people,{dn}"),
+            groups: format!("ou=groups,{dn}"),
+            dn,
+            url: self.url.clone(),
+        };
+        for ou in [&t.dn, &t.people, &t.groups] {
+            let name = ou
+                .split(',')
+                .next()
+                .and_then(|r| r.strip_prefix("ou="))
+                .expect("ou");
+            self.add(
+                ou,
+                &[("objectClass", &["organizationalUnit"]), ("ou", &[name])],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("creating {ou}: {e}"));
+        }
+        t
+    }
+
     /// Writes the config and the suffix entry, and starts slapd.
     pub fn start() -> Result<Server, String> {
         let bin = slapd_bin().ok_or("slapd is not installed (no /usr/sbin/slapd)")?;
