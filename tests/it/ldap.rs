@@ -54,14 +54,23 @@ async fn dir(name: &str) -> Option<Dir> {
 
 /// The users of `tree`, through a config as an integrator writes it.
 async fn open(tree: ldap::Subtree) -> Dir {
+    let url = tree.url.clone();
+    open_with(tree, &url, "")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The users of `tree` through `url`, with `extra` lines in `[backend.dir]`; `Err` is the
+/// start-up report.
+async fn open_with(tree: ldap::Subtree, url: &str, extra: &str) -> Result<Dir, String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let state_db = dir.path().join("state.db");
     std::fs::write(&state_db, "").expect("state db");
     let text = format!(
         "[listen]\naddr = \"127.0.0.1:0\"\n\n[auth]\nbearer_tokens = [\"ldap-token-0123456789\"]\n\n\
-         [backend.dir]\ntype = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\npool_size = 2\n\n\
+         [backend.dir]\ntype = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\npool_size = 2\n{extra}\n\n\
          [state]\nbackend = \"state\"\n\n[backend.state]\ntype = \"sqlite\"\npath = \"{}\"\n{}",
-        tree.url,
+        url,
         ldap::ADMIN_DN,
         ldap::ADMIN_PASSWORD,
         state_db.display(),
@@ -70,10 +79,10 @@ async fn open(tree: ldap::Subtree) -> Dir {
     let path = dir.path().join("ldap.toml");
     std::fs::write(&path, text).expect("config");
     let config = support::load(&path, &Default::default());
-    support::migrate_config(&config).await;
     let backends = scim_sidecar::app::open_backends(&config)
         .await
-        .unwrap_or_else(|p| panic!("{}", scim_sidecar::config::report(&p)));
+        .map_err(|p| scim_sidecar::config::report(&p))?;
+    support::migrate_config(&config).await;
     let settings = mapping::Settings {
         unknown_attributes: scim_sidecar::scim::UnknownPolicy::Ignore,
         retry_after: 1,
@@ -89,12 +98,12 @@ async fn open(tree: ldap::Subtree) -> Dir {
     let (res, _) = mapping::build(spec, backend.as_ref(), &config.resources, &settings, state)
         .await
         .unwrap_or_else(|p| panic!("{}", scim_sidecar::config::report(&p)));
-    Dir {
+    Ok(Dir {
         users: res.table(),
         res,
         tree,
         _dir: dir,
-    }
+    })
 }
 
 impl Dir {
@@ -509,4 +518,36 @@ async fn a_directory_restart_is_survived() {
     server.restart();
     d.add(&[("userName", "after")]).await;
     assert_eq!(d.names(Predicate::True).await, set(&["before", "after"]));
+}
+
+/// LDAPS and StartTLS verify the directory's certificate against `tls.ca` (rustls with
+/// ring): with the CA the store works; without it (the system's roots) it does not start,
+/// and says why.
+#[tokio::test]
+async fn ldaps_and_starttls_verify_the_directory() {
+    support::init();
+    let Some(server) = ldap::private_tls() else {
+        return;
+    };
+    let ca = server.ca_file.clone().expect("ca");
+    let ldaps = server.ldaps_url.clone().expect("ldaps");
+    let tls = format!("tls = {{ ca = \"{}\" }}", ca.display());
+    let d = open_with(server.subtree("ldaps").await, &ldaps, &tls)
+        .await
+        .expect("ldaps with the CA");
+    d.add(&[("userName", "over-ldaps")]).await;
+    assert_eq!(d.names(Predicate::True).await, set(&["over-ldaps"]));
+
+    let starttls = format!("tls = {{ ca = \"{}\", starttls = true }}", ca.display());
+    let url = server.url.clone();
+    let d = open_with(server.subtree("starttls").await, &url, &starttls)
+        .await
+        .expect("StartTLS with the CA");
+    d.add(&[("userName", "over-starttls")]).await;
+
+    let refused = open_with(server.subtree("no-ca").await, &ldaps, "").await;
+    match refused {
+        Err(report) => assert!(report.contains("cannot bind"), "{report}"),
+        Ok(_) => panic!("a certificate from an unknown CA must be refused"),
+    }
 }

@@ -33,6 +33,10 @@ pub struct Server {
     pub url: String,
     /// Its config, database and log directory.
     pub dir: PathBuf,
+    /// With TLS: `ldaps://127.0.0.1:PORT2` (StartTLS is offered on `url` too).
+    pub ldaps_url: Option<String>,
+    /// With TLS: the PEM file of the CA that signed the server's certificate.
+    pub ca_file: Option<PathBuf>,
     child: Mutex<Option<Child>>,
 }
 
@@ -80,7 +84,17 @@ pub fn server() -> Option<&'static Server> {
 /// A server of the caller's own (for a test that stops and restarts it), or `None` (the
 /// caller skips) when slapd is not installed.
 pub fn private() -> Option<Server> {
-    match Server::start() {
+    private_with(false)
+}
+
+/// [`private`], serving LDAPS and StartTLS with a certificate for 127.0.0.1 signed by a CA
+/// of its own ([`Server::ca_file`]).
+pub fn private_tls() -> Option<Server> {
+    private_with(true)
+}
+
+fn private_with(tls: bool) -> Option<Server> {
+    match Server::start_with(tls) {
         Ok(s) => Some(s),
         Err(e) => {
             if std::env::var_os("SCIM_SIDECAR_REQUIRE_LDAP").is_some() {
@@ -126,6 +140,11 @@ impl Server {
 
     /// Writes the config and the suffix entry, and starts slapd.
     pub fn start() -> Result<Server, String> {
+        Server::start_with(false)
+    }
+
+    /// [`Server::start`], with TLS when `tls`.
+    pub fn start_with(tls: bool) -> Result<Server, String> {
         let bin = slapd_bin().ok_or("slapd is not installed (no /usr/sbin/slapd)")?;
         cleanup_stale();
         let n = SERVERS.fetch_add(1, Ordering::SeqCst);
@@ -134,8 +153,17 @@ impl Server {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("db"))
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let tls_conf = if tls {
+            pki(&dir)?;
+            format!(
+                "TLSCertificateFile {d}/cert.pem\nTLSCertificateKeyFile {d}/key.pem\n",
+                d = dir.display()
+            )
+        } else {
+            String::new()
+        };
         let conf = format!(
-            "include /etc/ldap/schema/core.schema\n\
+            "{tls_conf}include /etc/ldap/schema/core.schema\n\
              include /etc/ldap/schema/cosine.schema\n\
              include /etc/ldap/schema/inetorgperson.schema\n\
              include /etc/ldap/schema/nis.schema\n\
@@ -179,6 +207,8 @@ impl Server {
         let s = Server {
             port,
             url: format!("ldap://127.0.0.1:{port}"),
+            ldaps_url: tls.then(|| format!("ldaps://127.0.0.1:{}", free_port())),
+            ca_file: tls.then(|| dir.join("ca.pem")),
             dir,
             child: Mutex::new(None),
         };
@@ -191,7 +221,10 @@ impl Server {
         cmd.arg("-f")
             .arg(self.dir.join("slapd.conf"))
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{}/", self.port))
+            .arg(match &self.ldaps_url {
+                Some(s) => format!("ldap://127.0.0.1:{}/ {s}/", self.port),
+                None => format!("ldap://127.0.0.1:{}/", self.port),
+            })
             .args(["-d", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -301,4 +334,29 @@ fn cleanup_stale() {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
+}
+
+/// A CA (`ca.pem`) and a certificate for 127.0.0.1 and localhost signed by it (`cert.pem`,
+/// `key.pem`) in `dir`: rustls refuses a self-signed certificate used as the server's own.
+fn pki(dir: &Path) -> Result<(), String> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let e = |e: rcgen::Error| e.to_string();
+    let ca_key = KeyPair::generate().map_err(e)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().map_err(e)?;
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .map_err(e)?
+        .signed_by(&key, &issuer)
+        .map_err(e)?;
+    for (name, pem) in [
+        ("ca.pem", ca_cert.pem()),
+        ("cert.pem", leaf.pem()),
+        ("key.pem", key.serialize_pem()),
+    ] {
+        std::fs::write(dir.join(name), pem).map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
 }

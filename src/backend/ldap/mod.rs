@@ -274,12 +274,9 @@ impl StoreConfig for LdapConfig {
     async fn open(&self, name: &str) -> Result<Arc<dyn Backend>, String> {
         let pool = pool::Pool::new(self)?;
         // Start-up checks that the directory answers and the bind works.
-        pool.check().await.map_err(|e| {
-            format!(
-                "[backend.{name}]: cannot bind to {} as '{}': {e}",
-                self.url, self.bind_dn
-            )
-        })?;
+        pool.check()
+            .await
+            .map_err(|e| format!("cannot bind to {} as '{}': {e}", self.url, self.bind_dn))?;
         Ok(Arc::new(LdapBackend {
             name: name.to_owned(),
             pool: Arc::new(pool),
