@@ -551,3 +551,126 @@ async fn ldaps_and_starttls_verify_the_directory() {
         Ok(_) => panic!("a certificate from an unknown CA must be refused"),
     }
 }
+
+/// The LDAP example end to end, through HTTP as an identity provider drives it: a create
+/// (Entra's `userName eq` lookup first), a filter the directory cannot evaluate refused as
+/// `400 invalidFilter` naming the attribute, a PATCH renaming the user (same id), a group
+/// with the user as member, a duplicate `409 uniqueness`, and a delete that leaves the group
+/// empty but alive.
+#[tokio::test]
+async fn the_example_serves_scim_on_a_directory() {
+    let Some(tree) = ldap::subtree("example").await else {
+        return;
+    };
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_db = state.path().join("state.db");
+    std::fs::write(&state_db, "").expect("state db");
+    let s = support::Sidecar::start(support::Options {
+        config: Some(support::example_config("ldap")),
+        env: vec![
+            ("LDAP_URL", tree.url.clone()),
+            ("LDAP_BIND_DN", ldap::ADMIN_DN.to_owned()),
+            ("LDAP_BIND_PASSWORD", ldap::ADMIN_PASSWORD.to_owned()),
+            ("LDAP_BASE_DN", tree.dn.clone()),
+            ("SCIM_SIDECAR_STATE", state_db.display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    let c = &s.client;
+    let found = c
+        .get("/scim/v2/Users?filter=userName%20eq%20%22ann%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(found["totalResults"], 0);
+    let ann = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "ann",
+                "externalId": "e-ann",
+                "name": { "givenName": "Ann", "familyName": "Archer" },
+                "emails": [{ "type": "work", "value": "ann@example.test", "primary": true }]
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    let id = ann["id"].as_str().expect("id").to_owned();
+    let found = c
+        .get("/scim/v2/Users?filter=userName%20eq%20%22ANN%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(found["Resources"][0]["id"], id.as_str());
+    assert_eq!(found["Resources"][0]["externalId"], "e-ann");
+    let entries = ldap::server()
+        .expect("server")
+        .entries(&tree.people, "(uid=ann)")
+        .await;
+    assert_eq!(
+        entries[0].attrs["mail"],
+        vec!["ann@example.test".to_owned()]
+    );
+    assert_eq!(entries[0].attrs["sn"], vec!["Archer".to_owned()]);
+
+    let refused = c
+        .get("/scim/v2/Users?filter=emails.value%20gt%20%22a%22")
+        .await
+        .scim_error(400, Some("invalidFilter"));
+    assert!(refused.to_lowercase().contains("email"), "{refused}");
+
+    c.post(
+        "/scim/v2/Users",
+        &serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "Ann",
+            "name": { "familyName": "Other" }
+        }),
+    )
+    .await
+    .scim_error(409, Some("uniqueness"));
+
+    let renamed = c
+        .patch(
+            &format!("/scim/v2/Users/{id}"),
+            &support::client::patch_body(serde_json::json!([
+                { "op": "replace", "path": "userName", "value": "ann.archer" }
+            ])),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(renamed["id"], id.as_str());
+    assert_eq!(renamed["userName"], "ann.archer");
+
+    let group = c
+        .post(
+            "/scim/v2/Groups",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "staff",
+                "members": [{ "value": id }]
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    let gid = group["id"].as_str().expect("gid").to_owned();
+    assert_eq!(group["members"][0]["value"], id.as_str());
+
+    c.delete(&format!("/scim/v2/Users/{id}")).await.expect(204);
+    c.get(&format!("/scim/v2/Users/{id}")).await.expect(404);
+    let group = c
+        .get(&format!("/scim/v2/Groups/{gid}"))
+        .await
+        .expect(200)
+        .json();
+    assert!(
+        group["members"].as_array().is_none_or(|m| m.is_empty()),
+        "{group}"
+    );
+}
