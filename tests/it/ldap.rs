@@ -674,3 +674,100 @@ async fn the_example_serves_scim_on_a_directory() {
         "{group}"
     );
 }
+
+/// `examples/ldap/slapd.sh` as a user runs it: it starts a directory loaded with the example's
+/// `base.ldif`, prints the `LDAP_*` exports the example config reads and a stop command;
+/// the example served on those values creates a user in `ou=people` that reads back by
+/// `userName`, and the stop command removes the directory and its temp dir.
+#[tokio::test]
+async fn the_example_script_starts_a_directory_the_example_serves() {
+    support::init();
+    if ldap::server().is_none() {
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ldap/slapd.sh");
+    let out = std::process::Command::new(&script)
+        .output()
+        .expect("run slapd.sh");
+    assert!(
+        out.status.success(),
+        "slapd.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let exports: std::collections::HashMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            // One pair of shell quotes around the value.
+            let unquoted = ['\'', '"']
+                .iter()
+                .find_map(|q| v.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)));
+            (k.to_owned(), unquoted.unwrap_or(v).to_owned())
+        })
+        .collect();
+    let stop = exports.get("SLAPD_STOP").cloned().expect("SLAPD_STOP");
+    let dir = exports.get("SLAPD_DIR").cloned().expect("SLAPD_DIR");
+    // Whatever happens below, the directory goes.
+    struct Stop(String);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("bash")
+                .args(["-c", &self.0])
+                .status();
+        }
+    }
+    let stopper = Stop(stop);
+    for k in [
+        "LDAP_URL",
+        "LDAP_BIND_DN",
+        "LDAP_BIND_PASSWORD",
+        "LDAP_BASE_DN",
+    ] {
+        assert!(exports.contains_key(k), "slapd.sh printed no {k}: {text}");
+    }
+    assert!(exports["LDAP_URL"].starts_with("ldap://127.0.0.1:"));
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_db = state.path().join("state.db");
+    std::fs::write(&state_db, "").expect("state db");
+    let s = support::Sidecar::start(support::Options {
+        config: Some(support::example_config("ldap")),
+        env: vec![
+            ("LDAP_URL", exports["LDAP_URL"].clone()),
+            ("LDAP_BIND_DN", exports["LDAP_BIND_DN"].clone()),
+            ("LDAP_BIND_PASSWORD", exports["LDAP_BIND_PASSWORD"].clone()),
+            ("LDAP_BASE_DN", exports["LDAP_BASE_DN"].clone()),
+            ("SCIM_SIDECAR_STATE", state_db.display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    let c = &s.client;
+    let bo = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "bo",
+                "name": { "familyName": "Brown" }
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    let found = c
+        .get("/scim/v2/Users?filter=userName%20eq%20%22bo%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(found["totalResults"], 1);
+    assert_eq!(found["Resources"][0]["id"], bo["id"]);
+    drop(s);
+    drop(stopper);
+    assert!(
+        !std::path::Path::new(&dir).exists(),
+        "the stop command leaves {dir}"
+    );
+}
