@@ -771,3 +771,272 @@ async fn the_example_script_starts_a_directory_the_example_serves() {
         "the stop command leaves {dir}"
     );
 }
+
+/// The LDAP example on a fresh subtree of the shared slapd, served over HTTP.
+async fn example_on(tree: &ldap::Subtree) -> (support::Sidecar, tempfile::TempDir) {
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_db = state.path().join("state.db");
+    std::fs::write(&state_db, "").expect("state db");
+    let s = support::Sidecar::start(support::Options {
+        config: Some(support::example_config("ldap")),
+        env: vec![
+            ("LDAP_URL", tree.url.clone()),
+            ("LDAP_BIND_DN", ldap::ADMIN_DN.to_owned()),
+            ("LDAP_BIND_PASSWORD", ldap::ADMIN_PASSWORD.to_owned()),
+            ("LDAP_BASE_DN", tree.dn.clone()),
+            ("SCIM_SIDECAR_STATE", state_db.display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    (s, state)
+}
+
+/// Whether `dn` binds with `password`.
+async fn binds(url: &str, dn: &str, password: &str) -> bool {
+    let (conn, mut l) = ldap3::LdapConnAsync::new(url).await.expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.drive().await;
+    });
+    l.simple_bind(dn, password).await.is_ok_and(|r| r.rc == 0)
+}
+
+/// `password` maps to `userPassword` write-only: a create and a PATCH set it through the
+/// Password Modify operation, so the directory holds it hashed (`{SSHA}`, never the clear
+/// text) and the user binds with it; no response carries it, a PUT without it keeps it, and
+/// a filter on it is refused.
+#[tokio::test]
+async fn passwords_are_hashed_by_the_directory_and_never_returned() {
+    let Some(tree) = ldap::subtree("password").await else {
+        return;
+    };
+    let (s, _state) = example_on(&tree).await;
+    let c = &s.client;
+    let user = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "pat",
+        "password": "Tr0ub4dor&3",
+        "name": { "familyName": "Pat" }
+    });
+    let created = c.post("/scim/v2/Users", &user).await.expect(201).json();
+    assert!(created.get("password").is_none(), "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let dn = format!("uid=pat,{}", tree.people);
+    let entry = &ldap::server()
+        .expect("server")
+        .entries(&tree.people, "(uid=pat)")
+        .await[0];
+    let stored = entry
+        .attrs
+        .get("userPassword")
+        .or_else(|| {
+            entry
+                .bin_attrs
+                .get("userPassword")
+                .map(|_| &entry.attrs["uid"])
+        })
+        .expect("userPassword");
+    assert!(stored[0].starts_with("{SSHA}"), "{stored:?}");
+    assert!(binds(&tree.url, &dn, "Tr0ub4dor&3").await);
+
+    let got = c
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200)
+        .json();
+    assert!(got.get("password").is_none(), "{got}");
+    let got = c
+        .get(&format!("/scim/v2/Users/{id}?attributes=password"))
+        .await
+        .expect(200)
+        .json();
+    assert!(got.get("password").is_none(), "{got}");
+
+    c.patch(
+        &format!("/scim/v2/Users/{id}"),
+        &support::client::patch_body(serde_json::json!([
+            { "op": "replace", "path": "password", "value": "correct horse" }
+        ])),
+    )
+    .await
+    .expect(200);
+    assert!(binds(&tree.url, &dn, "correct horse").await);
+    assert!(!binds(&tree.url, &dn, "Tr0ub4dor&3").await);
+
+    // A PUT without a password keeps the one set.
+    let mut put = user.clone();
+    put.as_object_mut().expect("object").remove("password");
+    put["displayName"] = "Pat P".into();
+    c.put(&format!("/scim/v2/Users/{id}"), &put)
+        .await
+        .expect(200);
+    assert!(binds(&tree.url, &dn, "correct horse").await);
+
+    c.get("/scim/v2/Users?filter=password%20eq%20%22correct%20horse%22")
+        .await
+        .scim_error(400, Some("invalidFilter"));
+}
+
+/// What the directory refuses comes back as `400 invalidValue` naming the SCIM attribute and
+/// carrying the directory's own message (inetOrgPerson requires `sn`); a value the
+/// attribute's syntax does not allow likewise; `409 uniqueness` for a taken userName; `404`
+/// for an id that names nothing.
+#[tokio::test]
+async fn directory_refusals_name_the_attribute() {
+    let Some(tree) = ldap::subtree("refusals").await else {
+        return;
+    };
+    let (s, _state) = example_on(&tree).await;
+    let c = &s.client;
+    let detail = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "nosn"
+            }),
+        )
+        .await
+        .scim_error(400, Some("invalidValue"));
+    assert!(detail.contains("name.familyName"), "{detail}");
+    assert!(detail.contains("'sn'"), "{detail}");
+    let detail = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "badphone",
+                "name": { "familyName": "B" },
+                "phoneNumbers": [{ "type": "work", "value": "not a phone ✆" }]
+            }),
+        )
+        .await
+        .scim_error(400, Some("invalidValue"));
+    assert!(detail.contains("phoneNumbers"), "{detail}");
+    assert!(detail.contains("telephoneNumber"), "{detail}");
+    c.get("/scim/v2/Users/00000000-0000-0000-0000-000000000000")
+        .await
+        .expect(404);
+    c.patch(
+        "/scim/v2/Users/00000000-0000-0000-0000-000000000000",
+        &support::client::patch_body(serde_json::json!([
+            { "op": "replace", "path": "displayName", "value": "x" }
+        ])),
+    )
+    .await
+    .expect(404);
+}
+
+/// A value holding every character that means something in a DN or a filter
+/// (`*()\,=+<>#;"`), as userName (so in the entry's RDN) and as displayName: the create
+/// stores it exactly, the read returns it exactly, `eq` finds that one user, and a filter
+/// made of those characters finds nothing it should not (`*` is no wildcard). NUL is refused
+/// at the SCIM edge (`400 invalidValue`, as every control character is) before any LDAP
+/// operation; below that edge the store keeps it exactly
+/// (`nul_is_stored_and_found_literally`).
+#[tokio::test]
+async fn special_characters_round_trip_and_never_widen_a_search() {
+    let Some(tree) = ldap::subtree("special").await else {
+        return;
+    };
+    let (s, _state) = example_on(&tree).await;
+    let c = &s.client;
+    let weird = "a*(b)\\c,d=e+f<g>h#i;j\"k l";
+    c.post(
+        "/scim/v2/Users",
+        &serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "nul\u{0}",
+            "name": { "familyName": "F" }
+        }),
+    )
+    .await
+    .scim_error(400, Some("invalidValue"));
+    for (name, display) in [("plain", "plain"), (weird, weird)] {
+        c.post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": name,
+                "displayName": display,
+                "name": { "familyName": "F" }
+            }),
+        )
+        .await
+        .expect(201);
+    }
+    let q = |f: String| format!("/scim/v2/Users?filter={}", urlencode(&f));
+    let esc = serde_json::to_string(weird).expect("json");
+    let found = c
+        .get(&q(format!("userName eq {esc}")))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(found["totalResults"], 1, "{found}");
+    assert_eq!(found["Resources"][0]["userName"], weird);
+    assert_eq!(found["Resources"][0]["displayName"], weird);
+    let id = found["Resources"][0]["id"].as_str().expect("id").to_owned();
+    let got = c
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(got["userName"], weird);
+    assert_eq!(got["displayName"], weird);
+    for (filter, n) in [
+        ("userName eq \"*\"".to_owned(), 0),
+        ("displayName co \"*\"".to_owned(), 1),
+        ("displayName co \"(\"".to_owned(), 1),
+        ("userName sw \"a*\"".to_owned(), 1),
+        ("userName eq \"a*)(uid=*\"".to_owned(), 0),
+        ("displayName eq \"plain)(|(uid=*\"".to_owned(), 0),
+    ] {
+        let found = c.get(&q(filter.clone())).await.expect(200).json();
+        assert_eq!(found["totalResults"], n, "{filter}: {found}");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Below the SCIM edge (which refuses control characters), NUL in a naming value and in
+/// another attribute is written, read and matched exactly by the store, and a filter holding
+/// it matches only that value (RFC 4515 `\00`).
+#[tokio::test]
+async fn nul_is_stored_and_found_literally() {
+    let Some(d) = dir("nul").await else { return };
+    let name = "n\u{0}ul*";
+    let shown = "x\u{0}(y)";
+    let row = d.add(&[("userName", name), ("displayName", shown)]).await;
+    d.add(&[("userName", "n"), ("displayName", "x")]).await;
+    let again = d
+        .users
+        .fetch(&row.key, false)
+        .await
+        .expect("fetch")
+        .expect("found");
+    assert_eq!(text(&again, d.field("userName")).as_deref(), Some(name));
+    assert_eq!(text(&again, d.field("displayName")).as_deref(), Some(shown));
+    assert_eq!(
+        d.names(d.cmp("userName", CmpOp::Eq, name)).await,
+        set(&[name])
+    );
+    assert_eq!(
+        d.names(d.cmp("displayName", CmpOp::StartsWith, "x\u{0}"))
+            .await,
+        set(&[name])
+    );
+    assert_eq!(
+        d.names(d.cmp("userName", CmpOp::Eq, "n")).await,
+        set(&["n"])
+    );
+}

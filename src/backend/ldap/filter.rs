@@ -30,6 +30,8 @@ pub struct FieldAttr {
     pub ordering: bool,
     /// Values are bytes: no case rules apply.
     pub binary: bool,
+    /// Written only, never read (`userPassword`): no filter may test it.
+    pub secret: bool,
 }
 
 /// What membership conditions compile to: the group's member attribute, the placeholder DN
@@ -209,9 +211,17 @@ fn write(
 }
 
 fn field(fields: &[FieldAttr], i: usize) -> Result<&FieldAttr, BackendError> {
-    fields
+    let f = fields
         .get(i)
-        .ok_or_else(|| BackendError::Internal(format!("no field {i} in the directory mapping")))
+        .ok_or_else(|| BackendError::Internal(format!("no field {i} in the directory mapping")))?;
+    if f.secret {
+        // A filter on a password would let a client probe it.
+        return Err(BackendError::Unsupported {
+            field: Some(i),
+            detail: format!("attribute '{}' is write-only", f.attr),
+        });
+    }
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -225,11 +235,13 @@ mod tests {
                 attr: "uid".into(),
                 ordering: false,
                 binary: false,
+                secret: false,
             },
             FieldAttr {
                 attr: "cn".into(),
                 ordering: true,
                 binary: false,
+                secret: false,
             },
         ]
     }

@@ -342,6 +342,17 @@ impl Location for LdapField {
     fn as_any(&self) -> &dyn Any {
         self
     }
+    fn takes_password(&self) -> bool {
+        self.is_password()
+    }
+}
+
+impl LdapField {
+    /// `userPassword`: written through the Password Modify operation (RFC 3062), so the
+    /// directory stores it hashed by its own policy, and never read back.
+    pub fn is_password(&self) -> bool {
+        self.attr.eq_ignore_ascii_case("userPassword")
+    }
 }
 
 impl Location for LdapMembers {

@@ -128,6 +128,7 @@ impl LdapTable {
                 attr: f.loc.attr.clone(),
                 ordering: f.loc.ordering,
                 binary: f.loc.binary,
+                secret: f.loc.is_password(),
             })
             .collect();
         let constants = constants
@@ -143,7 +144,8 @@ impl LdapTable {
             .map(|c| format!("(objectClass={})", filter_value(c.as_bytes())))
             .collect();
         let mut wanted = vec![res.id_attr.clone()];
-        for f in &fields {
+        // A password is never read back (RFC 7643 §4.1.1: returned "never").
+        for f in fields.iter().filter(|f| !f.loc.is_password()) {
             if !wanted.iter().any(|w| w.eq_ignore_ascii_case(&f.loc.attr)) {
                 wanted.push(f.loc.attr.clone());
             }
@@ -744,6 +746,70 @@ impl LdapTable {
         }
     }
 
+    /// A refusal naming no field, given the mapped field whose attribute the directory's
+    /// message names (slapd: "object class 'inetOrgPerson' requires attribute 'sn'",
+    /// "mail: value #0 invalid per syntax"), so the client is told which SCIM attribute.
+    fn blame(&self, e: BackendError) -> BackendError {
+        let BackendError::Rejected {
+            field: None,
+            detail,
+        } = e
+        else {
+            return e;
+        };
+        let text = detail.split_once(": ").map_or(detail.as_str(), |(_, t)| t);
+        let named = |a: &str| {
+            text.to_ascii_lowercase()
+                .contains(&format!("'{}'", a.to_ascii_lowercase()))
+                || text
+                    .split_once(':')
+                    .is_some_and(|(first, _)| first.trim().eq_ignore_ascii_case(a))
+        };
+        let field = self
+            .fields
+            .iter()
+            .position(|f| !f.loc.is_password() && named(&f.loc.attr));
+        BackendError::Rejected { field, detail }
+    }
+
+    /// Deletes entry `dn`.
+    async fn delete_entry(&self, dn: &str) -> Result<(), BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c.ldap.with_timeout(self.pool.op_timeout).delete(dn).await;
+        let r = self.transport(&c, r).await?;
+        match r.rc {
+            0 => Ok(()),
+            rc => Err(result_error(rc, &r.text, None)),
+        }
+    }
+
+    /// Sets the password of entry `dn` (field `field`) with the Password Modify operation
+    /// (RFC 3062): the directory hashes it as its policy says (slapd: `password-hash`,
+    /// `{SSHA}` by default), where a plain modify would store the clear text.
+    async fn set_password(&self, dn: &str, field: usize, pw: &str) -> Result<(), BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .extended(ldap3::exop::PasswordModify {
+                user_id: Some(dn),
+                old_pass: None,
+                new_pass: Some(pw),
+            })
+            .await;
+        let r = self.transport(&c, r).await?;
+        match r.1.rc {
+            0 => Ok(()),
+            rc => Err(match result_error(rc, &r.1.text, None) {
+                BackendError::Rejected { detail, .. } => BackendError::Rejected {
+                    field: Some(field),
+                    detail,
+                },
+                e => e,
+            }),
+        }
+    }
+
     async fn rename(&self, dn: &str, rdn: &str) -> Result<(), BackendError> {
         let mut c = self.pool.get().await?;
         let r = c
@@ -799,6 +865,15 @@ fn values_of(e: &SearchEntry, attr: &str, binary: bool) -> Vec<Value> {
         }
     }
     out
+}
+
+/// The clear-text password a value holds, if any.
+fn password_of(v: &Value) -> Option<String> {
+    match v.first() {
+        Value::Null => None,
+        Value::Text(s) => Some(s.clone()),
+        other => Some(String::from_utf8_lossy(&filter::value_bytes(other)).into_owned()),
+    }
 }
 
 /// A value as the attribute values it is written as (none for `Null`).
@@ -927,7 +1002,12 @@ impl Table for LdapTable {
                 .map(|c| c.as_bytes().to_vec())
                 .collect(),
         );
-        for (f, v) in self.fields.iter().zip(&values) {
+        let mut password = None;
+        for (i, (f, v)) in self.fields.iter().zip(&values).enumerate() {
+            if f.loc.is_password() {
+                password = password_of(v).map(|p| (i, p));
+                continue;
+            }
             put(&f.loc.attr, encode(v));
         }
         // The naming value is an attribute value of the entry too (RFC 4512 §2.3).
@@ -969,14 +1049,28 @@ impl Table for LdapTable {
             .await;
         let r = self.transport(&c, r).await?;
         if r.rc != 0 {
-            return Err(match result_error(r.rc, &r.text, Some(self.rdn_field)) {
-                // The base itself is missing: a configuration fault, not a missing resource.
-                BackendError::NotFound => {
-                    BackendError::Internal(format!("base '{}' does not exist", self.res.base))
-                }
-                e => e,
-            });
+            return Err(
+                match self.blame(result_error(r.rc, &r.text, Some(self.rdn_field))) {
+                    // The base itself is missing: a configuration fault, not a missing resource.
+                    BackendError::NotFound => {
+                        BackendError::Internal(format!("base '{}' does not exist", self.res.base))
+                    }
+                    e => e,
+                },
+            );
         }
+        drop(c);
+        if let Some((i, pw)) = password {
+            // A second operation: the entry goes again if the password is refused, so the
+            // create changes nothing.
+            if let Err(e) = self.set_password(&dn, i, &pw).await {
+                if let Err(undo) = self.delete_entry(&dn).await {
+                    tracing::error!(dn = %dn, error = %undo, "LDAP: an entry whose password was refused could not be removed");
+                }
+                return Err(e);
+            }
+        }
+        let mut c = self.pool.get().await?;
         // Read back for the id the directory gave it.
         let r = c
             .ldap
@@ -1079,8 +1173,13 @@ impl Table for LdapTable {
             renamed_from = Some(old_rdn);
             dn = format!("{rdn},{}", parent(&dn));
         }
+        let password = changed
+            .iter()
+            .find(|(i, _)| self.fields[*i].loc.is_password())
+            .and_then(|(i, v)| password_of(v).map(|p| (*i, p)));
         let mut mods: Vec<Mod<Vec<u8>>> = changed
             .iter()
+            .filter(|(i, _)| !self.fields[*i].loc.is_password())
             .map(|(i, v)| {
                 Mod::Replace(
                     self.fields[*i].loc.attr.as_bytes().to_vec(),
@@ -1116,7 +1215,27 @@ impl Table for LdapTable {
                     .await;
             }
         }
-        if let Err(e) = written {
+        // The password last, through its own operation; refused, the modify is written
+        // back with the values read before it.
+        if let (Ok(()), Some((i, pw))) = (&written, &password) {
+            if let Err(e) = self.set_password(&dn, *i, pw).await {
+                let undo: Vec<Mod<Vec<u8>>> = changed
+                    .iter()
+                    .filter(|(i, _)| !self.fields[*i].loc.is_password())
+                    .map(|(i, _)| {
+                        Mod::Replace(
+                            self.fields[*i].loc.attr.as_bytes().to_vec(),
+                            encode(&current.values[*i]).into_iter().collect(),
+                        )
+                    })
+                    .collect();
+                if let Err(undo) = self.modify(&dn, undo).await {
+                    tracing::error!(dn = %dn, error = %undo, "LDAP: an update whose password was refused could not be undone");
+                }
+                written = Err(e);
+            }
+        }
+        if let Err(e) = written.map_err(|e| self.blame(e)) {
             if let Some(old) = renamed_from {
                 // Undo the rename: the request changes nothing or everything.
                 if let Err(undo) = self.rename(&dn, &old).await {
@@ -1143,16 +1262,9 @@ impl Table for LdapTable {
         check(&current)?;
         match mode {
             DeleteMode::Hard => {
-                let mut c = self.pool.get().await?;
-                let r = c.ldap.with_timeout(self.pool.op_timeout).delete(&dn).await;
-                let r = self.transport(&c, r).await?;
-                match r.rc {
-                    0 => {
-                        self.leave_groups(&dn).await;
-                        Ok(())
-                    }
-                    rc => Err(result_error(rc, &r.text, None)),
-                }
+                self.delete_entry(&dn).await?;
+                self.leave_groups(&dn).await;
+                Ok(())
             }
             DeleteMode::Soft(sets) => {
                 let mut mods: Vec<Mod<Vec<u8>>> = sets
