@@ -1040,3 +1040,146 @@ async fn nul_is_stored_and_found_literally() {
         set(&["n"])
     );
 }
+
+/// A config over `tree` with `resources` (TOML `[resource.…]` tables), served over HTTP.
+async fn serve(tree: &ldap::Subtree, resources: &str) -> (support::Sidecar, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_db = dir.path().join("state.db");
+    std::fs::write(&state_db, "").expect("state db");
+    let text = format!(
+        "[listen]\naddr = \"${{SCIM_SIDECAR_LISTEN}}\"\n\n[upstream]\nurl = \"${{UPSTREAM_URL}}\"\n\n\
+         [admin]\naddr = \"${{SCIM_SIDECAR_ADMIN_LISTEN}}\"\n\n[auth]\nbearer_tokens = [\"${{SCIM_TOKEN}}\"]\n\n\
+         [backend.dir]\ntype = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\n\n\
+         [backend.state]\ntype = \"sqlite\"\npath = \"{}\"\n\n[state]\nbackend = \"state\"\n\n{resources}",
+        tree.url,
+        ldap::ADMIN_DN,
+        ldap::ADMIN_PASSWORD,
+        state_db.display(),
+    );
+    let path = dir.path().join("scim-sidecar.toml");
+    std::fs::write(&path, text).expect("config");
+    let s = support::Sidecar::start(support::Options {
+        config: Some(path),
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    (s, dir)
+}
+
+/// posixAccount users: `uidNumber` allocated from a counter entry, distinct under twelve
+/// concurrent creates and the counter advanced by exactly twelve; `gidNumber` a constant and
+/// `homeDirectory` built from the userName by a template. `active` lives in a status
+/// attribute through a value map, and `DELETE` deprovisions by it (`on_delete = "soft"`): the
+/// entry stays, marked disabled, the resource is gone (404, out of lists); a later create of
+/// the same userName brings the same entry back enabled, with its id.
+#[tokio::test]
+async fn posix_accounts_get_unique_numbers_and_deletes_disable() {
+    let Some(tree) = ldap::subtree("posix").await else {
+        return;
+    };
+    let server = ldap::server().expect("server");
+    let counter = format!("cn=uidNext,{}", tree.dn);
+    server
+        .add(
+            &counter,
+            &[
+                ("objectClass", &["organizationalRole", "extensibleObject"]),
+                ("cn", &["uidNext"]),
+                ("uidNumber", &["10000"]),
+            ],
+        )
+        .await
+        .expect("counter");
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson", "posixAccount"]
+allocate = {{ uidNumber = "{counter}" }}
+on_delete = "soft"
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+active = {{ attribute = "employeeType", values = {{ true = "active", false = "disabled" }} }}
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+gidNumber = "10000"
+homeDirectory = {{ template = "/home/{{userName}}" }}
+"#,
+        people = tree.people
+    );
+    let (s, _dir) = serve(&tree, &resources).await;
+    let c = &s.client;
+    let user = |name: String| {
+        serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": name,
+            "active": true,
+            "name": { "familyName": "P" }
+        })
+    };
+    let creates: Vec<_> = (0..12)
+        .map(|i| {
+            let body = user(format!("p{i}"));
+            let c = c.clone();
+            tokio::spawn(async move { c.post("/scim/v2/Users", &body).await.expect(201).json() })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for t in creates {
+        created.push(t.await.expect("create"));
+    }
+    let entries = server
+        .entries(&tree.people, "(objectClass=posixAccount)")
+        .await;
+    assert_eq!(entries.len(), 12);
+    let numbers: BTreeSet<String> = entries
+        .iter()
+        .map(|e| e.attrs["uidNumber"][0].clone())
+        .collect();
+    let expected: BTreeSet<String> = (10000..10012).map(|n| n.to_string()).collect();
+    assert_eq!(numbers, expected);
+    let next = server.entries(&counter, "(objectClass=*)").await;
+    assert_eq!(next[0].attrs["uidNumber"], vec!["10012".to_owned()]);
+    let p0 = entries
+        .iter()
+        .find(|e| e.attrs["uid"].contains(&"p0".to_owned()))
+        .expect("p0");
+    assert_eq!(p0.attrs["homeDirectory"], vec!["/home/p0".to_owned()]);
+    assert_eq!(p0.attrs["gidNumber"], vec!["10000".to_owned()]);
+    assert_eq!(p0.attrs["employeeType"], vec!["active".to_owned()]);
+
+    let id = created
+        .iter()
+        .find(|u| u["userName"] == "p0")
+        .and_then(|u| u["id"].as_str())
+        .expect("id")
+        .to_owned();
+    c.delete(&format!("/scim/v2/Users/{id}")).await.expect(204);
+    c.get(&format!("/scim/v2/Users/{id}")).await.expect(404);
+    let list = c
+        .get("/scim/v2/Users?filter=userName%20eq%20%22p0%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(list["totalResults"], 0);
+    let kept = server.entries(&tree.people, "(uid=p0)").await;
+    assert_eq!(kept.len(), 1, "a soft delete keeps the entry");
+    assert_eq!(kept[0].attrs["employeeType"], vec!["disabled".to_owned()]);
+
+    let back = c
+        .post("/scim/v2/Users", &user("p0".into()))
+        .await
+        .expect(201)
+        .json();
+    assert_eq!(back["id"], id.as_str());
+    assert_eq!(back["active"], true);
+    let kept = server.entries(&tree.people, "(uid=p0)").await;
+    assert_eq!(kept[0].attrs["employeeType"], vec!["active".to_owned()]);
+    assert_eq!(kept[0].attrs["uidNumber"], p0.attrs["uidNumber"]);
+}

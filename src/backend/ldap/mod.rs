@@ -7,7 +7,9 @@
 //!   `operation_timeout`, `max_results`. A `[resource.X]` says `base` (the DN its entries live
 //!   under), `rdn = "uid={userName}"` (the naming attribute and the map key whose value names
 //!   the entry), `object_classes`, `id` (the stable id attribute: `entryUUID` by default, never
-//!   the DN, which changes on rename) and `scope` (`one` or `sub`, default `one`). A map entry
+//!   the DN, which changes on rename), `scope` (`one` or `sub`, default `one`) and
+//!   `allocate = { uidNumber = "<counter DN>" }` (numbers for new entries, taken from a
+//!   counter entry by an atomic delete-old/add-new modify, see [`table`]). A map entry
 //!   is an attribute name, or `{ attribute, ordering, binary }`. A group's `members =
 //!   { attribute = "member", empty = "cn=nobody" }` keeps member DNs in an attribute;
 //!   `empty` is the placeholder DN written when a group has no member and its object class
@@ -303,6 +305,9 @@ pub struct LdapResource {
     pub id_attr: String,
     /// Search the whole subtree under `base` (`sub`) or its children only (`one`).
     pub subtree: bool,
+    /// Attributes a new entry gets a number for, and the counter entry each is taken from
+    /// (`allocate = { uidNumber = "cn=uidNext,dc=example,dc=com" }`).
+    pub allocate: Vec<(String, String)>,
 }
 
 /// Where a mapped value lives: an attribute.
@@ -372,6 +377,7 @@ struct RawResource {
     object_classes: Vec<S>,
     id: Option<S>,
     scope: Option<S>,
+    allocate: Option<std::collections::BTreeMap<String, S>>,
 }
 
 #[derive(Deserialize)]
@@ -482,6 +488,16 @@ fn parse_resource(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc
             false
         }
     };
+    let mut allocate = Vec::new();
+    for (a, counter) in r.allocate.iter().flatten() {
+        let a = attribute(
+            cx,
+            &toml::Spanned::new(counter.span(), a.clone()),
+            "allocate",
+        )?;
+        let dn = cx.string(counter, "allocate counter")?;
+        allocate.push((a, dn));
+    }
     let (rdn_attr, rdn_field) = rdn?;
     Some(Arc::new(LdapResource {
         base: base?,
@@ -490,6 +506,7 @@ fn parse_resource(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc
         object_classes,
         id_attr,
         subtree,
+        allocate,
     }))
 }
 
@@ -627,6 +644,18 @@ impl Backend for LdapBackend {
                 fix: Some("create the entry, or correct base".into()),
                 warning: false,
             });
+        }
+        for (a, counter) in &res.allocate {
+            if let Err(e) = self.pool.base_exists(counter).await {
+                problems.push(SpecProblem {
+                    part: SpecPart::Table,
+                    message: format!("allocate {a}: counter entry '{counter}': {e}"),
+                    fix: Some(format!(
+                        "create it holding the first free number, e.g. an extensibleObject with {a}: 10000"
+                    )),
+                    warning: false,
+                });
+            }
         }
         let Some(rdn_field) = rdn_field else {
             return Err(problems.into());

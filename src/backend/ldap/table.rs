@@ -13,6 +13,15 @@
 //!   modify then fails, the entry is renamed back. Values that must be unique are checked by
 //!   a search first (LDAP has no unique constraint besides the DN): two sidecars racing on
 //!   one value can both pass that check; the DN itself cannot be taken twice.
+//! - **Passwords**: a `userPassword` field is never read and never written as an attribute:
+//!   it is set by the Password Modify operation (RFC 3062) after the add or modify, so the
+//!   directory hashes it; if that is refused the add is undone by a delete, the modify by
+//!   writing back the values read before it (and the rename by a rename back).
+//! - **Numbers** (`allocate`): a new entry's `uidNumber` is taken from a counter entry by one
+//!   modify deleting the value read and adding the next (the delete asserts the value, so a
+//!   concurrent taker makes it fail and this one reads again). A number taken by an add that
+//!   then fails is skipped, not reused. Numbers written into entries by other tools are not
+//!   looked at: the counter must start above them.
 //! - **Groups**: members are DNs in an attribute of the group's entry (`member`). Member ids
 //!   are resolved to DNs in one search per hundred ids, and DNs back to ids the same way (by
 //!   `entryDN`, an OpenLDAP operational attribute). A member change is one modify, together
@@ -65,7 +74,8 @@ impl Field {
             },
             nullable: true,
             has_default: false,
-            unique: false,
+            // The table enforces it itself (a search before each write, see the module doc).
+            unique: self.unique,
             multi_valued: false,
         }
     }
@@ -772,6 +782,65 @@ impl LdapTable {
         BackendError::Rejected { field, detail }
     }
 
+    /// Takes the next number of `attr` from entry `counter`: reads its value N, then one
+    /// modify deletes exactly N and adds N+1. The delete is an assertion: when another
+    /// writer (another request, another sidecar replica, another tool) took N first, the value
+    /// is gone and the modify fails with noSuchAttribute, changing nothing; then it reads
+    /// again. So no two entries get one number without a lock.
+    async fn allocate(&self, attr: &str, counter: &str) -> Result<i64, BackendError> {
+        for _ in 0..50 {
+            let mut c = self.pool.get().await?;
+            let r = c
+                .ldap
+                .with_timeout(self.pool.op_timeout)
+                .search(counter, Scope::Base, "(objectClass=*)", vec![attr])
+                .await;
+            let r = self.transport(&c, r).await?;
+            let n: i64 = match r.1.rc {
+                0 => {
+                    r.0.into_iter()
+                        .map(SearchEntry::construct)
+                        .flat_map(|e| values_of(&e, attr, false))
+                        .find_map(|v| match v {
+                            Value::Text(t) => t.trim().parse().ok(),
+                            _ => None,
+                        })
+                        .ok_or_else(|| {
+                            BackendError::Internal(format!(
+                                "counter '{counter}' holds no number in {attr}"
+                            ))
+                        })?
+                }
+                32 => {
+                    return Err(BackendError::Internal(format!(
+                        "counter '{counter}' for {attr} does not exist"
+                    )));
+                }
+                rc => return Err(result_error(rc, &r.1.text, None)),
+            };
+            let a = attr.as_bytes().to_vec();
+            let mods = vec![
+                Mod::Delete(a.clone(), HashSet::from([n.to_string().into_bytes()])),
+                Mod::Add(a, HashSet::from([(n + 1).to_string().into_bytes()])),
+            ];
+            let r = c
+                .ldap
+                .with_timeout(self.pool.op_timeout)
+                .modify(counter, mods)
+                .await;
+            let r = self.transport(&c, r).await?;
+            match r.rc {
+                0 => return Ok(n),
+                // Taken by another writer: read again.
+                16 => continue,
+                rc => return Err(result_error(rc, &r.text, None)),
+            }
+        }
+        Err(BackendError::Unavailable(format!(
+            "counter '{counter}' for {attr} is too contended; retry"
+        )))
+    }
+
     /// Deletes entry `dn`.
     async fn delete_entry(&self, dn: &str) -> Result<(), BackendError> {
         let mut c = self.pool.get().await?;
@@ -981,6 +1050,20 @@ impl Table for LdapTable {
         let rdn = self.rdn_of(&naming)?;
         let given: Vec<(usize, &Value)> = values.iter().enumerate().collect();
         self.check_unique(&given, None).await?;
+        // Numbers for the attributes the request and the constants leave without a value.
+        let constants = self.constants_for(&[When::Insert, When::Always]);
+        let mut allocated = Vec::new();
+        for (a, counter) in &self.res.allocate {
+            let given = self
+                .fields
+                .iter()
+                .zip(&values)
+                .any(|(f, v)| f.loc.attr.eq_ignore_ascii_case(a) && !v.is_null())
+                || constants.iter().any(|(c, _)| c.eq_ignore_ascii_case(a));
+            if !given {
+                allocated.push((a.clone(), self.allocate(a, counter).await?));
+            }
+        }
         let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = Vec::new();
         let mut put = |a: &str, vs: Vec<Vec<u8>>| {
             if vs.is_empty() {
@@ -1012,8 +1095,11 @@ impl Table for LdapTable {
         }
         // The naming value is an attribute value of the entry too (RFC 4512 §2.3).
         put(&self.res.rdn_attr, encode(naming.first()));
-        for (a, vs) in self.constants_for(&[When::Insert, When::Always]) {
+        for (a, vs) in constants {
             put(&a, vs);
+        }
+        for (a, n) in allocated {
+            put(&a, vec![n.to_string().into_bytes()]);
         }
         match &self.members {
             Some(m) => {
