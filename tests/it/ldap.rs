@@ -1183,3 +1183,100 @@ homeDirectory = {{ template = "/home/{{userName}}" }}
     assert_eq!(kept[0].attrs["employeeType"], vec!["active".to_owned()]);
     assert_eq!(kept[0].attrs["uidNumber"], p0.attrs["uidNumber"]);
 }
+
+/// `disabled_base`: `DELETE` of a soft-deleting type moves the entry out of the base into
+/// the disabled OU (keeping its entryUUID) and out of the groups listing it; the resource is
+/// gone for SCIM (404) and no longer under the base the app reads.
+#[tokio::test]
+async fn deletes_can_move_entries_to_a_disabled_ou() {
+    let Some(tree) = ldap::subtree("disabled").await else {
+        return;
+    };
+    let server = ldap::server().expect("server");
+    let disabled = format!("ou=disabled,{}", tree.dn);
+    server
+        .add(
+            &disabled,
+            &[
+                ("objectClass", &["organizationalUnit"]),
+                ("ou", &["disabled"]),
+            ],
+        )
+        .await
+        .expect("ou=disabled");
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson"]
+on_delete = "soft"
+disabled_base = "{disabled}"
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+
+[resource.Group]
+backend = "dir"
+base = "{groups}"
+rdn = "cn={{displayName}}"
+object_classes = ["groupOfNames"]
+members = {{ attribute = "member", empty = "cn=nobody" }}
+
+[resource.Group.map]
+displayName = "cn"
+"#,
+        people = tree.people,
+        groups = tree.groups,
+    );
+    let (s, _dir) = serve(&tree, &resources).await;
+    let c = &s.client;
+    let u = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "gone",
+                "name": { "familyName": "G" }
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    let id = u["id"].as_str().expect("id").to_owned();
+    let g = c
+        .post(
+            "/scim/v2/Groups",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "team",
+                "members": [{ "value": id }]
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    c.delete(&format!("/scim/v2/Users/{id}")).await.expect(204);
+    c.get(&format!("/scim/v2/Users/{id}")).await.expect(404);
+    assert!(server.entries(&tree.people, "(uid=gone)").await.is_empty());
+    let moved = server.entries(&disabled, "(uid=gone)").await;
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].attrs["entryUUID"], vec![id.clone()]);
+    let group = c
+        .get(&format!(
+            "/scim/v2/Groups/{}",
+            g["id"].as_str().expect("gid")
+        ))
+        .await
+        .expect(200)
+        .json();
+    assert!(
+        group["members"].as_array().is_none_or(|m| m.is_empty()),
+        "{group}"
+    );
+}

@@ -9,7 +9,8 @@
 //!   the entry), `object_classes`, `id` (the stable id attribute: `entryUUID` by default, never
 //!   the DN, which changes on rename), `scope` (`one` or `sub`, default `one`) and
 //!   `allocate = { uidNumber = "<counter DN>" }` (numbers for new entries, taken from a
-//!   counter entry by an atomic delete-old/add-new modify, see [`table`]). A map entry
+//!   counter entry by an atomic delete-old/add-new modify, see [`table`]) and
+//!   `disabled_base` (where `on_delete = "soft"` moves entries). A map entry
 //!   is an attribute name, or `{ attribute, ordering, binary }`. A group's `members =
 //!   { attribute = "member", empty = "cn=nobody" }` keeps member DNs in an attribute;
 //!   `empty` is the placeholder DN written when a group has no member and its object class
@@ -308,6 +309,8 @@ pub struct LdapResource {
     /// Attributes a new entry gets a number for, and the counter entry each is taken from
     /// (`allocate = { uidNumber = "cn=uidNext,dc=example,dc=com" }`).
     pub allocate: Vec<(String, String)>,
+    /// Where a soft delete moves entries (`disabled_base = "ou=disabled,…"`), if anywhere.
+    pub disabled_base: Option<String>,
 }
 
 /// Where a mapped value lives: an attribute.
@@ -378,6 +381,7 @@ struct RawResource {
     id: Option<S>,
     scope: Option<S>,
     allocate: Option<std::collections::BTreeMap<String, S>>,
+    disabled_base: Option<S>,
 }
 
 #[derive(Deserialize)]
@@ -507,6 +511,7 @@ fn parse_resource(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc
         id_attr,
         subtree,
         allocate,
+        disabled_base: cx.opt_string(&r.disabled_base, "disabled_base"),
     }))
 }
 
@@ -644,6 +649,18 @@ impl Backend for LdapBackend {
                 fix: Some("create the entry, or correct base".into()),
                 warning: false,
             });
+        }
+        if let Some(d) = &res.disabled_base {
+            if let Err(e) = self.pool.base_exists(d).await {
+                problems.push(SpecProblem {
+                    part: SpecPart::Table,
+                    message: format!("disabled_base '{d}': {e}"),
+                    fix: Some(
+                        "create the entry (an organizationalUnit), or correct disabled_base".into(),
+                    ),
+                    warning: false,
+                });
+            }
         }
         for (a, counter) in &res.allocate {
             if let Err(e) = self.pool.base_exists(counter).await {

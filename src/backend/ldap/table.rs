@@ -1366,7 +1366,25 @@ impl Table for LdapTable {
                 for (a, vs) in self.constants_for(&[When::Delete]) {
                     mods.push(Mod::Replace(a.into_bytes(), vs.into_iter().collect()));
                 }
-                self.modify(&dn, mods).await
+                self.modify(&dn, mods).await?;
+                if let Some(to) = &self.res.disabled_base {
+                    // Out of the base: the app (and any LDAP-bound login) no longer sees it.
+                    // The entry keeps its id; a later create of the same name makes a new
+                    // entry, as the moved one is no longer under the base.
+                    let rdn = self.rdn_of(&current.values[self.rdn_field])?;
+                    let mut c = self.pool.get().await?;
+                    let r = c
+                        .ldap
+                        .with_timeout(self.pool.op_timeout)
+                        .modifydn(&dn, &rdn, true, Some(to))
+                        .await;
+                    let r = self.transport(&c, r).await?;
+                    if r.rc != 0 {
+                        return Err(result_error(r.rc, &r.text, Some(self.rdn_field)));
+                    }
+                    self.leave_groups(&dn).await;
+                }
+                Ok(())
             }
         }
     }
