@@ -1280,3 +1280,205 @@ displayName = "cn"
         "{group}"
     );
 }
+
+/// Drives one kind of group through HTTP: `class` and `members` (the TOML of the group's
+/// membership), checking what the directory's `attr` holds for each member with `listed`
+/// (from the member's userName and DN).
+async fn group_kind(
+    name: &str,
+    class: &str,
+    members: &str,
+    attr: &str,
+    set: &str,
+    listed: fn(&str, &str) -> String,
+) {
+    let Some(tree) = ldap::subtree(name).await else {
+        return;
+    };
+    let server = ldap::server().expect("server");
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson", "posixAccount"]
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+uidNumber = "1000"
+gidNumber = "1000"
+homeDirectory = {{ template = "/home/{{userName}}" }}
+
+[resource.Group]
+backend = "dir"
+base = "{groups}"
+rdn = "cn={{displayName}}"
+object_classes = ["{class}"]
+members = {members}
+
+[resource.Group.map]
+displayName = "cn"
+
+[resource.Group.set]
+{set}
+"#,
+        people = tree.people,
+        groups = tree.groups,
+    );
+    let (s, _dir) = serve(&tree, &resources).await;
+    let c = &s.client;
+    let mut ids = Vec::new();
+    for u in ["ann", "bob", "cy"] {
+        let r = c
+            .post(
+                "/scim/v2/Users",
+                &serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": u,
+                    "name": { "familyName": u }
+                }),
+            )
+            .await
+            .expect(201)
+            .json();
+        ids.push(r["id"].as_str().expect("id").to_owned());
+    }
+    let dn = |u: &str| format!("uid={u},{}", tree.people);
+    let holds =
+        |vs: &[&str]| -> BTreeSet<String> { vs.iter().map(|u| listed(u, &dn(u))).collect() };
+    let in_dir = || async {
+        let e = server.entries(&tree.groups, "(cn=team)").await;
+        e[0].attrs
+            .get(attr)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| !v.starts_with("cn=nobody"))
+            .collect::<BTreeSet<String>>()
+    };
+    let ids_of = |g: &serde_json::Value| -> BTreeSet<String> {
+        g["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| m["value"].as_str().expect("value").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let g = c
+        .post(
+            "/scim/v2/Groups",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "team",
+                "members": []
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    let gid = g["id"].as_str().expect("gid").to_owned();
+    assert!(in_dir().await.is_empty());
+    // One PATCH adding two members and one removing one: what the directory holds follows.
+    c.patch(
+        &format!("/scim/v2/Groups/{gid}"),
+        &support::client::patch_body(serde_json::json!([
+            { "op": "add", "path": "members", "value": [{ "value": ids[0] }, { "value": ids[1] }, { "value": ids[2] }] },
+            { "op": "remove", "path": format!("members[value eq \"{}\"]", ids[2]) }
+        ])),
+    )
+    .await
+    .expect_success();
+    assert_eq!(in_dir().await, holds(&["ann", "bob"]));
+    let got = c
+        .get(&format!("/scim/v2/Groups/{gid}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(ids_of(&got), ids[..2].iter().cloned().collect());
+    let by_member = c
+        .get(&format!(
+            "/scim/v2/Groups?filter=members.value%20eq%20%22{}%22",
+            ids[1]
+        ))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(by_member["totalResults"], 1);
+
+    // A rename: the group follows, so the member stays a member.
+    c.patch(
+        &format!("/scim/v2/Users/{}", ids[0]),
+        &support::client::patch_body(serde_json::json!([
+            { "op": "replace", "path": "userName", "value": "anna" }
+        ])),
+    )
+    .await
+    .expect(200);
+    assert_eq!(in_dir().await, holds(&["anna", "bob"]));
+    let got = c
+        .get(&format!("/scim/v2/Groups/{gid}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(ids_of(&got), ids[..2].iter().cloned().collect());
+
+    // A delete: the group no longer lists it; the last member out leaves an empty group.
+    c.delete(&format!("/scim/v2/Users/{}", ids[1]))
+        .await
+        .expect(204);
+    assert_eq!(in_dir().await, holds(&["anna"]));
+    c.patch(
+        &format!("/scim/v2/Groups/{gid}"),
+        &support::client::patch_body(serde_json::json!([
+            { "op": "remove", "path": "members" }
+        ])),
+    )
+    .await
+    .expect_success();
+    assert!(in_dir().await.is_empty());
+    let got = c
+        .get(&format!("/scim/v2/Groups/{gid}"))
+        .await
+        .expect(200)
+        .json();
+    assert!(ids_of(&got).is_empty(), "{got}");
+}
+
+/// `groupOfUniqueNames`: members are DNs in `uniqueMember`; membership PATCHes, a member's
+/// rename (the group follows the new DN), a member's delete and emptying the group (the
+/// placeholder keeps the schema happy, never shown) all read back as sent.
+#[tokio::test]
+async fn group_of_unique_names_keeps_member_dns() {
+    group_kind(
+        "uniq",
+        "groupOfUniqueNames",
+        r#"{ attribute = "uniqueMember", empty = "cn=nobody" }"#,
+        "uniqueMember",
+        "",
+        |_, dn| dn.to_owned(),
+    )
+    .await;
+}
+
+/// `posixGroup`: members are the users' `uid` values in `memberUid`, not DNs; member ids
+/// resolve to uids, uids back to ids, a rename replaces the old uid, a delete removes it; an
+/// empty posixGroup needs no placeholder.
+#[tokio::test]
+async fn posix_groups_list_member_uids() {
+    group_kind(
+        "posixgroup",
+        "posixGroup",
+        r#"{ attribute = "memberUid", value = "uid" }"#,
+        "memberUid",
+        r#"gidNumber = "2000""#,
+        |uid, _| uid.to_owned(),
+    )
+    .await;
+}

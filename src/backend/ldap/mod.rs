@@ -12,7 +12,9 @@
 //!   counter entry by an atomic delete-old/add-new modify, see [`table`]) and
 //!   `disabled_base` (where `on_delete = "soft"` moves entries). A map entry
 //!   is an attribute name, or `{ attribute, ordering, binary }`. A group's `members =
-//!   { attribute = "member", empty = "cn=nobody" }` keeps member DNs in an attribute;
+//!   { attribute = "member", empty = "cn=nobody" }` keeps member DNs in an attribute
+//!   (`member`, `uniqueMember`), or with `value = "uid"` the members' own values of that
+//!   attribute (`posixGroup`'s `memberUid`);
 //!   `empty` is the placeholder DN written when a group has no member and its object class
 //!   requires one (`groupOfNames`), never shown as a member.
 //! - **Connections** ([`pool`]): a few bound connections, each multiplexing requests; one
@@ -250,7 +252,11 @@ impl StoreKind for Ldap {
         let m: RawMembers = cx.deserialize(raw, what)?;
         let attr = attribute(cx, &m.attribute, "members.attribute")?;
         let empty = cx.opt_string(&m.empty, "members.empty");
-        Some(Arc::new(LdapMembers { attr, empty }))
+        let value = match &m.value {
+            Some(v) => Some(attribute(cx, v, "members.value")?),
+            None => None,
+        };
+        Some(Arc::new(LdapMembers { attr, empty, value }))
     }
 
     fn set_target(&self, key: &S, cx: &mut Cx<'_>) -> Option<Loc> {
@@ -332,6 +338,9 @@ pub struct LdapMembers {
     pub attr: String,
     /// The placeholder DN an empty group holds.
     pub empty: Option<String>,
+    /// Members are named by this attribute of theirs (`posixGroup`'s `memberUid` holds
+    /// `uid`s), not by DN.
+    pub value: Option<String>,
 }
 
 impl Location for LdapResource {
@@ -397,6 +406,7 @@ struct RawField {
 struct RawMembers {
     attribute: S,
     empty: Option<S>,
+    value: Option<S>,
 }
 
 /// Whether `a` is an attribute description: a name (`uid`, `mail;lang-en`) or an OID.
@@ -601,6 +611,7 @@ impl Backend for LdapBackend {
                     (Some(how), Some(of)) => Some(table::MembersCfg {
                         attr: how.attr.clone(),
                         empty: how.empty.clone(),
+                        value: how.value.clone(),
                         member: of.clone(),
                     }),
                     _ => {
@@ -620,6 +631,7 @@ impl Backend for LdapBackend {
                 Some(table::MemberOfCfg {
                     attr: how.attr.clone(),
                     empty: how.empty.clone(),
+                    value: how.value.clone(),
                     group: group.clone(),
                 })
             })

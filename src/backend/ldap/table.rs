@@ -30,10 +30,15 @@
 //!   (RFC 3876), so the modify adds only absent values and deletes only present ones (slapd
 //!   2.5 does not offer Permissive Modify). Between that read and the modify another writer
 //!   may change the same values; the modify then fails (attributeOrValueExists or
-//!   noSuchAttribute) and is retried once with a fresh read. A group with no member holds the configured placeholder DN instead, as
-//!   `groupOfNames` requires one. A deleted entry is removed from the groups listing it, after
-//!   its delete (a failure there is logged; the group then lists a DN that resolves to no id
-//!   and is not shown).
+//!   noSuchAttribute) and is retried once with a fresh read. A group with no member holds the
+//!   configured placeholder DN instead, as `groupOfNames` requires one. With `value = "uid"`
+//!   (`posixGroup`) the group lists the members' `uid`s instead of DNs, resolved the same way.
+//! - **What follows a write** (several operations; LDAP has no transaction): a deleted entry
+//!   is removed from the groups listing it, after its delete; a renamed entry (or one whose
+//!   listed value changed) is replaced in them, after its rename and modify. A failure there
+//!   is logged and not undone — the entry's own change stands and is what the client was
+//!   told: a group then lists a name that resolves to no id (not shown as a member) or, for
+//!   a failed rename follow-up, loses that member until it is added again.
 //! - **Errors**: result codes map to [`BackendError`] in [`result_error`].
 
 use std::collections::{HashMap, HashSet};
@@ -88,8 +93,25 @@ pub struct MembersCfg {
     pub attr: String,
     /// The placeholder DN of an empty group.
     pub empty: Option<String>,
+    /// The members' attribute the group lists (`uid`), or `None` for their DNs.
+    pub value: Option<String>,
     /// Where members live.
     pub member: LdapResource,
+}
+
+impl MembersCfg {
+    /// A listed value compared loosely, as the member attribute's matching rule would.
+    fn norm(&self, v: &str) -> String {
+        norm_member(self.value.as_deref(), v)
+    }
+}
+
+/// A member value compared loosely: a DN by [`norm_dn`], another value case-folded.
+fn norm_member(value: Option<&str>, v: &str) -> String {
+    match value {
+        None => norm_dn(v),
+        Some(_) => v.to_lowercase(),
+    }
 }
 
 /// Groups that list entries of this resource type.
@@ -99,6 +121,8 @@ pub struct MemberOfCfg {
     pub attr: String,
     /// Their placeholder DN.
     pub empty: Option<String>,
+    /// The attribute of ours they list, or `None` for our DNs.
+    pub value: Option<String>,
     /// Where they live.
     pub group: LdapResource,
 }
@@ -232,10 +256,13 @@ impl LdapTable {
             .collect())
     }
 
-    /// The DNs of the member entries with these ids (ids without an entry left out).
+    /// What a group lists for the member entries with these ids: their DNs, or their
+    /// values of attribute `value` (ids without an entry left out). One search per hundred
+    /// ids.
     async fn member_dns(
         &self,
         m: &LdapResource,
+        value: Option<&str>,
         ids: &[String],
     ) -> Result<HashMap<String, String>, BackendError> {
         let mut out = HashMap::new();
@@ -251,38 +278,67 @@ impl LdapTable {
                     &m.base,
                     m.subtree,
                     &format!("(&{classes}{f})"),
-                    vec![m.id_attr.clone()],
+                    std::iter::once(m.id_attr.clone())
+                        .chain(value.map(str::to_owned))
+                        .collect(),
                     chunk.len(),
                 )
                 .await?;
             for e in found {
                 if let Some(Value::Text(id)) = values_of(&e, &m.id_attr, false).into_iter().next() {
-                    out.insert(id, e.dn);
+                    let listed = match value {
+                        None => Some(e.dn),
+                        Some(a) => match values_of(&e, a, false).into_iter().next() {
+                            Some(Value::Text(v)) => Some(v),
+                            _ => None,
+                        },
+                    };
+                    if let Some(v) = listed {
+                        out.insert(id, v);
+                    }
                 }
             }
         }
         Ok(out)
     }
 
-    /// The ids of the member entries with these DNs, by normalised DN.
+    /// The ids of the member entries a group lists by these DNs (or values of `value`),
+    /// keyed by the normalised listed value.
     async fn member_ids(
         &self,
         m: &LdapResource,
+        value: Option<&str>,
         dns: &[String],
     ) -> Result<HashMap<String, String>, BackendError> {
         let mut out = HashMap::new();
+        let by = value.unwrap_or("entryDN");
         for chunk in dns.chunks(100) {
             let mut f = String::from("(|");
             for dn in chunk {
-                f.push_str(&format!("(entryDN={})", filter_value(dn.as_bytes())));
+                f.push_str(&format!("({by}={})", filter_value(dn.as_bytes())));
             }
             f.push(')');
+            let attrs = std::iter::once(m.id_attr.clone())
+                .chain(value.map(str::to_owned))
+                .collect();
+            // A value may name several entries (two entries with one uid): at most all.
             let found = self
-                .find_in(&m.base, m.subtree, &f, vec![m.id_attr.clone()], chunk.len())
+                .find_in(&m.base, m.subtree, &f, attrs, self.max_results)
                 .await?;
             for e in found {
                 if let Some(Value::Text(id)) = values_of(&e, &m.id_attr, false).into_iter().next() {
-                    out.insert(norm_dn(&e.dn), id);
+                    match value {
+                        None => {
+                            out.insert(norm_dn(&e.dn), id);
+                        }
+                        Some(a) => {
+                            for v in values_of(&e, a, false) {
+                                if let Value::Text(v) = v {
+                                    out.insert(norm_member(value, &v), id.clone());
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -305,9 +361,7 @@ impl LdapTable {
                     .into_iter()
                     .filter_map(|v| match v {
                         Value::Text(dn)
-                            if m.empty
-                                .as_deref()
-                                .is_none_or(|p| norm_dn(p) != norm_dn(&dn)) =>
+                            if m.empty.as_deref().is_none_or(|p| m.norm(p) != m.norm(&dn)) =>
                         {
                             Some(dn)
                         }
@@ -323,11 +377,13 @@ impl LdapTable {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let ids = self.member_ids(&m.member, &all).await?;
+        let ids = self.member_ids(&m.member, m.value.as_deref(), &all).await?;
         for (row, dns) in rows.iter_mut().zip(per_row) {
+            let mut seen = HashSet::new();
             row.members = Some(
                 dns.iter()
-                    .filter_map(|dn| ids.get(&norm_dn(dn)).cloned())
+                    .filter_map(|dn| ids.get(&m.norm(dn)).cloned())
+                    .filter(|id| seen.insert(id.clone()))
                     .collect(),
             );
         }
@@ -339,9 +395,10 @@ impl LdapTable {
     async fn listed(
         &self,
         group_dn: &str,
-        attr: &str,
+        m: &MembersCfg,
         dns: &[String],
     ) -> Result<HashSet<String>, BackendError> {
+        let attr = m.attr.as_str();
         let mut out = HashSet::new();
         for chunk in dns.chunks(100) {
             let mut f = String::from("(");
@@ -360,11 +417,11 @@ impl LdapTable {
             if r.1.rc != 0 {
                 return Err(result_error(r.1.rc, &r.1.text, None));
             }
-            let wanted: HashSet<String> = chunk.iter().map(|d| norm_dn(d)).collect();
+            let wanted: HashSet<String> = chunk.iter().map(|d| m.norm(d)).collect();
             for e in r.0.into_iter().map(SearchEntry::construct) {
                 for v in values_of(&e, attr, false) {
                     if let Value::Text(dn) = v {
-                        let n = norm_dn(&dn);
+                        let n = m.norm(&dn);
                         if wanted.contains(&n) {
                             out.insert(n);
                         }
@@ -397,7 +454,7 @@ impl LdapTable {
                 MemberChange::Clear => {}
             }
         }
-        let dns = self.member_dns(&m.member, &ids).await?;
+        let dns = self.member_dns(&m.member, m.value.as_deref(), &ids).await?;
         let missing: Vec<String> = changes
             .iter()
             .filter_map(|c| match c {
@@ -415,13 +472,13 @@ impl LdapTable {
         // the changes in order.
         let mut named: Vec<String> = dns.values().cloned().collect();
         named.extend(m.empty.iter().cloned());
-        let mut listed = self.listed(group_dn, &m.attr, &named).await?;
+        let mut listed = self.listed(group_dn, m, &named).await?;
         let attr = m.attr.as_bytes().to_vec();
         let one = |dn: &str| HashSet::from([dn.as_bytes().to_vec()]);
         let mut mods = Vec::new();
         let drop_placeholder = |listed: &mut HashSet<String>, mods: &mut Vec<Mod<Vec<u8>>>| {
             if let Some(e) = &m.empty {
-                if listed.remove(&norm_dn(e)) {
+                if listed.remove(&m.norm(e)) {
                     mods.push(Mod::Delete(attr.clone(), one(e)));
                 }
             }
@@ -431,7 +488,7 @@ impl LdapTable {
                 MemberChange::Add(v) => {
                     let mut add = HashSet::new();
                     for dn in v.iter().filter_map(|id| dns.get(id)) {
-                        if listed.insert(norm_dn(dn)) {
+                        if listed.insert(m.norm(dn)) {
                             add.insert(dn.as_bytes().to_vec());
                         }
                     }
@@ -443,7 +500,7 @@ impl LdapTable {
                 MemberChange::Remove(v) => {
                     let mut del = HashSet::new();
                     for dn in v.iter().filter_map(|id| dns.get(id)) {
-                        if listed.remove(&norm_dn(dn)) {
+                        if listed.remove(&m.norm(dn)) {
                             del.insert(dn.as_bytes().to_vec());
                         }
                     }
@@ -460,12 +517,12 @@ impl LdapTable {
                     listed = v
                         .iter()
                         .filter_map(|id| dns.get(id))
-                        .map(|d| norm_dn(d))
+                        .map(|d| m.norm(d))
                         .collect();
                     if set.is_empty() {
                         let empty: HashSet<Vec<u8>> =
                             m.empty.iter().map(|e| e.as_bytes().to_vec()).collect();
-                        listed.extend(m.empty.iter().map(|e| norm_dn(e)));
+                        listed.extend(m.empty.iter().map(|e| m.norm(e)));
                         mods.push(Mod::Replace(attr.clone(), empty));
                     } else {
                         mods.push(Mod::Replace(attr.clone(), set));
@@ -474,7 +531,7 @@ impl LdapTable {
                 MemberChange::Clear => {
                     let empty: HashSet<Vec<u8>> =
                         m.empty.iter().map(|e| e.as_bytes().to_vec()).collect();
-                    listed = m.empty.iter().map(|e| norm_dn(e)).collect();
+                    listed = m.empty.iter().map(|e| m.norm(e)).collect();
                     mods.push(Mod::Replace(attr.clone(), empty));
                 }
             }
@@ -482,37 +539,84 @@ impl LdapTable {
         Ok(mods)
     }
 
-    /// Removes `dn` from every group listing it (after the entry's delete).
-    async fn leave_groups(&self, dn: &str) {
-        for g in &self.member_of {
-            let f = format!("({}={})", g.attr, filter_value(dn.as_bytes()));
-            let groups = match self
-                .find_in(
-                    &g.group.base,
-                    g.group.subtree,
-                    &f,
-                    vec!["1.1".into()],
-                    self.max_results,
-                )
+    /// What each group type of [`Self::member_of`] lists entry `dn` by: its DN, or its
+    /// value of that type's `value` attribute (read now; `None` when it has none).
+    async fn listed_as(&self, dn: &str) -> Result<Vec<Option<String>>, BackendError> {
+        let attrs: Vec<String> = self
+            .member_of
+            .iter()
+            .filter_map(|g| g.value.clone())
+            .collect();
+        let entry = if attrs.is_empty() {
+            None
+        } else {
+            let mut c = self.pool.get().await?;
+            let r = c
+                .ldap
+                .with_timeout(self.pool.op_timeout)
+                .search(dn, Scope::Base, "(objectClass=*)", attrs)
+                .await;
+            let r = self.transport(&c, r).await?;
+            r.0.into_iter().next().map(SearchEntry::construct)
+        };
+        Ok(self
+            .member_of
+            .iter()
+            .map(|g| match &g.value {
+                None => Some(dn.to_owned()),
+                Some(a) => entry.as_ref().and_then(|e| {
+                    values_of(e, a, false).into_iter().find_map(|v| match v {
+                        Value::Text(t) => Some(t),
+                        _ => None,
+                    })
+                }),
+            })
+            .collect())
+    }
+
+    /// Removes the entry from every group listing it; `names` from [`Self::listed_as`].
+    async fn leave_groups(&self, names: &[Option<String>]) {
+        for (g, name) in self.member_of.iter().zip(names) {
+            if let Some(name) = name {
+                self.relist(g, name, None).await;
+            }
+        }
+    }
+
+    /// In every group of type `g` listing `old`: `old` replaced by `new`, or removed. A
+    /// failure is logged: the write it follows has happened (see the module doc).
+    async fn relist(&self, g: &MemberOfCfg, old: &str, new: Option<&str>) {
+        let f = format!("({}={})", g.attr, filter_value(old.as_bytes()));
+        let groups = match self
+            .find_in(
+                &g.group.base,
+                g.group.subtree,
+                &f,
+                vec!["1.1".into()],
+                self.max_results,
+            )
+            .await
+        {
+            Ok(gs) => gs,
+            Err(e) => {
+                tracing::error!(member = %old, error = %e, "LDAP: the groups listing an entry could not be read; they still list its old name");
+                return;
+            }
+        };
+        for group in groups {
+            let a = g.attr.as_bytes().to_vec();
+            let mut mods = vec![Mod::Delete(
+                a.clone(),
+                HashSet::from([old.as_bytes().to_vec()]),
+            )];
+            if let Some(n) = new {
+                mods.push(Mod::Add(a, HashSet::from([n.as_bytes().to_vec()])));
+            }
+            if let Err(e) = self
+                .modify_members(&group.dn, mods, g.empty.as_deref(), &g.attr)
                 .await
             {
-                Ok(gs) => gs,
-                Err(e) => {
-                    tracing::error!(dn = %dn, error = %e, "LDAP: the groups of a deleted entry could not be read; they still list it");
-                    continue;
-                }
-            };
-            for group in groups {
-                let mods = vec![Mod::Delete(
-                    g.attr.as_bytes().to_vec(),
-                    HashSet::from([dn.as_bytes().to_vec()]),
-                )];
-                if let Err(e) = self
-                    .modify_members(&group.dn, mods, g.empty.as_deref(), &g.attr)
-                    .await
-                {
-                    tracing::error!(group = %group.dn, error = %e, "LDAP: a deleted entry could not be removed from a group");
-                }
+                tracing::error!(group = %group.dn, member = %old, error = %e, "LDAP: a group could not follow its member's change");
             }
         }
     }
@@ -573,7 +677,7 @@ impl LdapTable {
         let dns = if ids.is_empty() {
             HashMap::new()
         } else {
-            self.member_dns(&m.member, &ids).await?
+            self.member_dns(&m.member, m.value.as_deref(), &ids).await?
         };
         let members = filter::Members {
             attr: &m.attr,
@@ -1103,7 +1207,9 @@ impl Table for LdapTable {
         }
         match &self.members {
             Some(m) => {
-                let dns = self.member_dns(&m.member, &members).await?;
+                let dns = self
+                    .member_dns(&m.member, m.value.as_deref(), &members)
+                    .await?;
                 let missing: Vec<String> = members
                     .iter()
                     .filter(|id| !dns.contains_key(*id))
@@ -1249,6 +1355,22 @@ impl Table for LdapTable {
         } else {
             self.member_mods(&dn, &change.members).await?
         };
+        // Groups list the entry by its DN or by one of its values: when this change touches
+        // that, they follow it after the write.
+        let follows = !self.member_of.is_empty()
+            && changed.iter().any(|(i, _)| {
+                *i == self.rdn_field
+                    || self.member_of.iter().any(|g| {
+                        g.value
+                            .as_deref()
+                            .is_some_and(|a| a.eq_ignore_ascii_case(&self.fields[*i].loc.attr))
+                    })
+            });
+        let before = if follows {
+            Some(self.listed_as(&dn).await?)
+        } else {
+            None
+        };
         // A new naming value renames the entry first; its id stays.
         let mut dn = dn;
         let mut renamed_from = None;
@@ -1330,6 +1452,24 @@ impl Table for LdapTable {
             }
             return Err(e);
         }
+        if let Some(before) = before {
+            match self.listed_as(&dn).await {
+                Ok(after) => {
+                    for ((g, old), new) in self.member_of.iter().zip(before).zip(after) {
+                        if let Some(old) = old {
+                            if new.as_deref().map(|n| norm_member(g.value.as_deref(), n))
+                                != Some(norm_member(g.value.as_deref(), &old))
+                            {
+                                self.relist(g, &old, new.as_deref()).await;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(dn = %dn, error = %e, "LDAP: the groups of a renamed entry could not follow it");
+                }
+            }
+        }
         self.lookup(key, load_members)
             .await?
             .map(|(_, r)| r)
@@ -1348,8 +1488,9 @@ impl Table for LdapTable {
         check(&current)?;
         match mode {
             DeleteMode::Hard => {
+                let names = self.listed_as(&dn).await?;
                 self.delete_entry(&dn).await?;
-                self.leave_groups(&dn).await;
+                self.leave_groups(&names).await;
                 Ok(())
             }
             DeleteMode::Soft(sets) => {
@@ -1372,6 +1513,7 @@ impl Table for LdapTable {
                     // The entry keeps its id; a later create of the same name makes a new
                     // entry, as the moved one is no longer under the base.
                     let rdn = self.rdn_of(&current.values[self.rdn_field])?;
+                    let names = self.listed_as(&dn).await?;
                     let mut c = self.pool.get().await?;
                     let r = c
                         .ldap
@@ -1382,7 +1524,7 @@ impl Table for LdapTable {
                     if r.rc != 0 {
                         return Err(result_error(r.rc, &r.text, Some(self.rdn_field)));
                     }
-                    self.leave_groups(&dn).await;
+                    self.leave_groups(&names).await;
                 }
                 Ok(())
             }
