@@ -1482,3 +1482,69 @@ async fn posix_groups_list_member_uids() {
     )
     .await;
 }
+
+/// `scim-sidecar check` on the LDAP example against a live slapd: clean as shipped; with
+/// mistakes, every one is reported on its own line with the config file and line, checked
+/// against the directory's subschema: an unknown object class, an unknown attribute (with a
+/// suggestion), an attribute the classes do not allow, and an attribute a class requires
+/// that nothing writes; the exit status is non-zero.
+#[tokio::test]
+async fn check_reads_the_directory_schema() {
+    let Some(tree) = ldap::subtree("check").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(support::example_config("ldap")).expect("example");
+    std::fs::write(dir.path().join("state.db"), "").expect("state db");
+    let run = |text: String| {
+        let path = dir.path().join("scim-sidecar.toml");
+        std::fs::write(&path, text).expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-sidecar"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .env("LDAP_URL", &tree.url)
+            .env("LDAP_BIND_DN", ldap::ADMIN_DN)
+            .env("LDAP_BIND_PASSWORD", ldap::ADMIN_PASSWORD)
+            .env("LDAP_BASE_DN", &tree.dn)
+            .env("SCIM_TOKEN", "check-token-0123456789")
+            .env("SCIM_SIDECAR_STATE", dir.path().join("state.db"))
+            .output()
+            .expect("run check");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+            path.display().to_string(),
+        )
+    };
+    let (ok, out, _) = run(text.clone());
+    assert!(ok, "{out}");
+    let broken = text
+        .replace(
+            "object_classes = [\"groupOfNames\"]",
+            "object_classes = [\"groupOfNamez\"]",
+        )
+        .replace(
+            "title = \"title\"",
+            "title = \"titel\"\nnickName = \"uidNumber\"",
+        )
+        .replace("\"name.familyName\" = \"sn\"", "");
+    let (ok, out, file) = run(broken);
+    assert!(!ok, "{out}");
+    let lower = out.to_lowercase();
+    for needle in [
+        "object class 'groupofnamez' is not in the directory's schema",
+        "did you mean 'groupofnames'",
+        "attribute 'titel' is not in the directory's schema",
+        "did you mean 'title'",
+        "attribute 'uidnumber' is not allowed",
+        "requires attribute 'sn', which the mapping never writes",
+    ] {
+        assert!(lower.contains(needle), "{needle}:\n{out}");
+    }
+    let lines = out
+        .lines()
+        .filter(|l| l.starts_with(&format!("{file}:")) && l.contains("error"))
+        .count();
+    assert!(lines >= 4, "every problem on its own line:\n{out}");
+}

@@ -30,6 +30,7 @@
 pub mod escape;
 pub mod filter;
 mod pool;
+mod schema;
 mod table;
 
 use std::any::Any;
@@ -686,10 +687,19 @@ impl Backend for LdapBackend {
                 });
             }
         }
+        match schema::Schema::read(&self.pool).await {
+            Ok(schema) => check_schema(&schema, &res, &fields, &spec, &mut problems),
+            Err(e) => problems.push(SpecProblem {
+                part: SpecPart::Table,
+                message: format!("the directory's schema was not checked: {e}"),
+                fix: Some("let the bind DN read the subschema entry (cn=Subschema)".into()),
+                warning: true,
+            }),
+        }
         let Some(rdn_field) = rdn_field else {
             return Err(problems.into());
         };
-        if !problems.is_empty() {
+        if problems.iter().any(|p| !p.warning) {
             return Err(problems.into());
         }
         let infos = fields.iter().map(table::Field::info).collect();
@@ -705,8 +715,145 @@ impl Backend for LdapBackend {
         Ok(Opened {
             table: Arc::new(t),
             fields: infos,
-            warnings: Vec::new(),
+            warnings: problems,
         })
+    }
+}
+
+/// Checks a resource's mapping against the directory's schema: its object classes and every
+/// attribute it names exist, every attribute it writes is allowed by its classes (MAY or
+/// MUST), and every attribute they require is written by something (a map entry, a `set`
+/// value, the RDN, an allocated number, the membership).
+fn check_schema(
+    schema: &schema::Schema,
+    res: &LdapResource,
+    fields: &[table::Field],
+    spec: &TableSpec,
+    problems: &mut Vec<SpecProblem>,
+) {
+    let error = |part: SpecPart, message: String, fix: Option<String>| SpecProblem {
+        part,
+        message,
+        fix,
+        warning: false,
+    };
+    for c in &res.object_classes {
+        if !schema.classes.contains_key(&c.to_ascii_lowercase()) {
+            let hint = crate::backend::closest(c, schema.classes.keys().map(String::as_str))
+                .map(|n| format!("did you mean '{n}'?"));
+            problems.push(error(
+                SpecPart::Table,
+                format!("object class '{c}' is not in the directory's schema"),
+                hint.or_else(|| {
+                    Some("load its schema into the directory, or correct object_classes".into())
+                }),
+            ));
+        }
+    }
+    let (must, may) = schema.allowed(&res.object_classes);
+    // (part, attribute) of everything the mapping writes.
+    let mut written: Vec<(SpecPart, String)> = fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            spec.fields
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s.source, FieldSource::Store(_)))
+                .nth(i)
+                .map(|(j, _)| (SpecPart::Field(j), f.loc.attr.clone()))
+        })
+        .collect();
+    for (i, c) in spec.constants.iter().enumerate() {
+        if let Some(f) = c.target.as_any().downcast_ref::<LdapField>() {
+            written.push((SpecPart::Constant(i), f.attr.clone()));
+        }
+    }
+    written.push((SpecPart::Table, res.rdn_attr.clone()));
+    for (a, _) in &res.allocate {
+        written.push((SpecPart::Table, a.clone()));
+    }
+    let members = spec
+        .members
+        .as_ref()
+        .and_then(|m| m.loc.as_any().downcast_ref::<LdapMembers>());
+    if let Some(m) = members {
+        written.push((SpecPart::Members, m.attr.clone()));
+    }
+    for (part, a) in &written {
+        let Some(name) = schema.attribute(a) else {
+            let hint = crate::backend::closest(a, schema.attributes.values().map(String::as_str))
+                .map(|n| format!("did you mean '{n}'?"));
+            problems.push(error(
+                part.clone(),
+                format!("attribute '{a}' is not in the directory's schema"),
+                hint,
+            ));
+            continue;
+        };
+        if let Some(may) = &may {
+            if !may.contains(&name.to_ascii_lowercase()) {
+                problems.push(error(
+                    part.clone(),
+                    format!(
+                        "attribute '{a}' is not allowed by object classes {} (neither MUST nor MAY)",
+                        res.object_classes.join(", ")
+                    ),
+                    Some("add an object class that allows it (e.g. an auxiliary class) to object_classes".into()),
+                ));
+            }
+        }
+    }
+    if schema.attribute(&res.id_attr).is_none() {
+        problems.push(error(
+            SpecPart::Table,
+            format!(
+                "id attribute '{}' is not in the directory's schema",
+                res.id_attr
+            ),
+            Some("OpenLDAP and 389 DS have entryUUID, Active Directory objectGUID".into()),
+        ));
+    }
+    if let Some(m) = members {
+        let attr = schema
+            .attribute(&m.attr)
+            .unwrap_or(&m.attr)
+            .to_ascii_lowercase();
+        if m.empty.is_none() && must.iter().any(|(n, _)| *n == attr) {
+            problems.push(error(
+                SpecPart::Members,
+                format!(
+                    "object classes {} require a {} value, so an empty group cannot be stored",
+                    res.object_classes.join(", "),
+                    m.attr
+                ),
+                Some(
+                    "add empty = \"cn=nobody\" (a placeholder DN, never shown as a member)".into(),
+                ),
+            ));
+        }
+    }
+    let is_written = |n: &str| {
+        n == "objectclass"
+            || written
+                .iter()
+                .any(|(_, a)| schema.attribute(a).unwrap_or(a).eq_ignore_ascii_case(n))
+    };
+    for (n, class) in must {
+        if is_written(&n) {
+            continue;
+        }
+        let shown = schema.attribute(&n).unwrap_or(&n).to_owned();
+        problems.push(error(
+            SpecPart::Table,
+            format!(
+                "object class '{class}' requires attribute '{shown}', which the mapping never writes"
+            ),
+            Some(format!(
+                "map an attribute to {shown}, or write it with [resource.{}.set] {shown} = …",
+                spec.resource_type
+            )),
+        ));
     }
 }
 
