@@ -887,7 +887,25 @@ async fn directory_refusals_name_the_attribute() {
     let Some(tree) = ldap::subtree("refusals").await else {
         return;
     };
-    let (s, _state) = example_on(&tree).await;
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson"]
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+'phoneNumbers[type eq "work"].value' = "telephoneNumber"
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+"#,
+        people = tree.people
+    );
+    let (s, _state) = serve(&tree, &resources).await;
     let c = &s.client;
     let detail = c
         .post(
@@ -1528,7 +1546,10 @@ async fn check_reads_the_directory_schema() {
             "title = \"title\"",
             "title = \"titel\"\nnickName = \"uidNumber\"",
         )
-        .replace("\"name.familyName\" = \"sn\"", "");
+        .replace(
+            "\"name.familyName\" = { attribute = \"sn\", default = { template = \"{userName}\" } }",
+            "",
+        );
     let (ok, out, file) = run(broken);
     assert!(!ok, "{out}");
     let lower = out.to_lowercase();
