@@ -1569,3 +1569,47 @@ async fn check_reads_the_directory_schema() {
         .count();
     assert!(lines >= 4, "every problem on its own line:\n{out}");
 }
+
+/// The directory going down while the sidecar serves: requests answer `503` with a
+/// `Retry-After` header (an IdP retries later, nothing is lost), and once slapd is back on
+/// the same port the same sidecar serves again without a restart.
+#[tokio::test]
+async fn a_directory_down_is_503_with_retry_after() {
+    support::init();
+    let Some(server) = ldap::private() else {
+        return;
+    };
+    let tree = server.subtree("down").await;
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson"]
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+"#,
+        people = tree.people
+    );
+    let (s, _dir) = serve(&tree, &resources).await;
+    let c = &s.client;
+    let list = "/scim/v2/Users?filter=userName%20eq%20%22x%22";
+    c.get(list).await.expect(200);
+    server.stop();
+    let down = c.get(list).await;
+    assert!(
+        down.header("retry-after")
+            .is_some_and(|v| v.parse::<u64>().is_ok()),
+        "{:?}",
+        down.headers
+    );
+    down.scim_error(503, None);
+    server.restart();
+    c.get(list).await.expect(200);
+}
