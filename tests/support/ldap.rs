@@ -360,3 +360,91 @@ fn pki(dir: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `examples/ldap` served on a fresh subtree of the shared slapd (its state database in the
+/// server's own temp dir), or `None` when slapd is not installed.
+pub async fn example() -> Option<super::Sidecar> {
+    let tree = subtree("example").await?;
+    let server = server()?;
+    let state = server
+        .dir
+        .join(format!("state-{}.db", NEXT.fetch_add(1, Ordering::SeqCst)));
+    std::fs::write(&state, "").expect("state db");
+    Some(
+        super::Sidecar::start(super::Options {
+            config: Some(super::example_config("ldap")),
+            env: vec![
+                ("LDAP_URL", tree.url.clone()),
+                ("LDAP_BIND_DN", ADMIN_DN.to_owned()),
+                ("LDAP_BIND_PASSWORD", ADMIN_PASSWORD.to_owned()),
+                ("LDAP_BASE_DN", tree.dn.clone()),
+                ("SCIM_SIDECAR_STATE", state.display().to_string()),
+            ],
+            migrate: true,
+            ..Default::default()
+        })
+        .await,
+    )
+}
+
+/// The entry with `entryUUID` `id` anywhere in the directory, as one string per attribute of
+/// `attrs` (`"NULL"` where it has none, or for `None`); `active` reads `employeeType` as
+/// `true`/`false`. Empty when there is no such entry.
+pub async fn row(id: &str, attrs: &[Option<&str>]) -> Vec<String> {
+    let Some(s) = server() else {
+        return Vec::new();
+    };
+    let f = format!("(entryUUID={id})");
+    let Some(e) = s.entries(SUFFIX, &f).await.into_iter().next() else {
+        return Vec::new();
+    };
+    let get = |a: &str| {
+        e.attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(a))
+            .and_then(|(_, v)| v.first().cloned())
+    };
+    attrs
+        .iter()
+        .map(|a| match a {
+            Some("active") => match get("employeeType").as_deref() {
+                Some("active") => "true".to_owned(),
+                Some(_) => "false".to_owned(),
+                None => "NULL".to_owned(),
+            },
+            Some(a) => get(a).unwrap_or_else(|| "NULL".to_owned()),
+            None => "NULL".to_owned(),
+        })
+        .collect()
+}
+
+/// The entryUUIDs of the members the group with `entryUUID` `id` lists, sorted (the
+/// placeholder, which names no entry, left out).
+pub async fn member_ids(id: &str) -> Vec<String> {
+    let Some(s) = server() else {
+        return Vec::new();
+    };
+    let Some(g) = s
+        .entries(SUFFIX, &format!("(entryUUID={id})"))
+        .await
+        .into_iter()
+        .next()
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for dn in g.attrs.get("member").cloned().unwrap_or_default() {
+        let mut l = s.admin().await.expect("admin bind");
+        if let Ok(r) = l
+            .search(&dn, Scope::Base, "(objectClass=*)", vec!["entryUUID"])
+            .await
+            .and_then(|r| r.success())
+        {
+            for e in r.0.into_iter().map(SearchEntry::construct) {
+                out.extend(e.attrs.get("entryUUID").cloned().unwrap_or_default());
+            }
+        }
+    }
+    out.sort();
+    out
+}
