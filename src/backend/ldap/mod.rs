@@ -750,7 +750,12 @@ fn check_schema(
             ));
         }
     }
-    let (must, may) = schema.allowed(&res.object_classes);
+    let (must, may) = if schema.active_directory {
+        // See Schema::active_directory: only existence is checked there.
+        (Vec::new(), None)
+    } else {
+        schema.allowed(&res.object_classes)
+    };
     // (part, attribute) of everything the mapping writes.
     let mut written: Vec<(SpecPart, String)> = fields
         .iter()

@@ -28,7 +28,14 @@ pub struct Schema {
     pub classes: HashMap<String, ObjectClass>,
     /// Attribute type names (every alias) -> the type's first name.
     pub attributes: HashMap<String, String>,
+    /// The server is Active Directory (its root DSE lists the AD capability OID): it fills
+    /// many MUST attributes itself and adds auxiliary classes the subschema's descriptions do
+    /// not show, so MUST and MAY cannot be checked from them.
+    pub active_directory: bool,
 }
+
+/// `supportedCapabilities` value of Active Directory (LDAP_CAP_ACTIVE_DIRECTORY_OID).
+const AD_CAPABILITY: &str = "1.2.840.113556.1.4.800";
 
 impl Schema {
     /// Reads the subschema the root DSE names (`cn=Subschema` on slapd).
@@ -41,20 +48,27 @@ impl Schema {
                 "",
                 Scope::Base,
                 "(objectClass=*)",
-                vec!["subschemaSubentry"],
+                vec!["subschemaSubentry", "supportedCapabilities"],
             )
             .await
             .map_err(|e| e.to_string())?;
-        let dn = root
-            .0
+        let root = root.0.into_iter().map(SearchEntry::construct).next();
+        let root_attr = |name: &str| -> Vec<String> {
+            root.as_ref()
+                .and_then(|e| {
+                    e.attrs
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.clone())
+                })
+                .unwrap_or_default()
+        };
+        let active_directory = root_attr("supportedCapabilities")
+            .iter()
+            .any(|c| c == AD_CAPABILITY);
+        let dn = root_attr("subschemaSubentry")
             .into_iter()
-            .map(SearchEntry::construct)
-            .find_map(|e| {
-                e.attrs
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("subschemaSubentry"))
-                    .and_then(|(_, v)| v.first().cloned())
-            })
+            .next()
             .unwrap_or_else(|| "cn=Subschema".to_owned());
         let r = c
             .ldap
@@ -72,7 +86,10 @@ impl Schema {
                 .map(SearchEntry::construct)
                 .next()
                 .ok_or_else(|| format!("the subschema entry '{dn}' cannot be read"))?;
-        let mut s = Schema::default();
+        let mut s = Schema {
+            active_directory,
+            ..Schema::default()
+        };
         for (k, vs) in &entry.attrs {
             if k.eq_ignore_ascii_case("objectClasses") {
                 for v in vs {
