@@ -1613,3 +1613,80 @@ cn = {{ template = "{{userName}}" }}
     server.restart();
     c.get(list).await.expect(200);
 }
+
+/// An entry whose attributes hold several values (two `mail`s and two `title`s, written by
+/// another tool): SCIM shows the first of each; a PUT that sends those back unchanged keeps
+/// every value; a new e-mail replaces the one shown and keeps the other; removing the title
+/// removes only the one shown.
+#[tokio::test]
+async fn attributes_with_several_values_keep_the_others() {
+    let Some(tree) = ldap::subtree("multi").await else {
+        return;
+    };
+    let server = ldap::server().expect("server");
+    let dn = format!("uid=multi,{}", tree.people);
+    server
+        .add(
+            &dn,
+            &[
+                ("objectClass", &["inetOrgPerson"]),
+                ("uid", &["multi"]),
+                ("cn", &["multi"]),
+                ("sn", &["Multi"]),
+                ("mail", &["first@example.test", "second@example.test"]),
+                ("title", &["Boss", "Chief"]),
+            ],
+        )
+        .await
+        .expect("entry");
+    let (s, _state) = example_on(&tree).await;
+    let c = &s.client;
+    let found = c
+        .get("/scim/v2/Users?filter=userName%20eq%20%22multi%22")
+        .await
+        .expect(200)
+        .json();
+    let u = &found["Resources"][0];
+    let id = u["id"].as_str().expect("id").to_owned();
+    // Which value comes first is the directory's order (the harness adds them as a set).
+    let shown_mail = u["emails"][0]["value"].as_str().expect("mail").to_owned();
+    let other_mail = ["first@example.test", "second@example.test"]
+        .into_iter()
+        .find(|m| *m != shown_mail)
+        .expect("other mail");
+    let shown_title = u["title"].as_str().expect("title").to_owned();
+    let other_title = ["Boss", "Chief"]
+        .into_iter()
+        .find(|t| *t != shown_title)
+        .expect("other title");
+    assert_ne!(other_mail, shown_mail);
+    let mail = || async {
+        let e = server.entries(&tree.people, "(uid=multi)").await;
+        let mut v = e[0].attrs.get("mail").cloned().unwrap_or_default();
+        v.sort();
+        (v, e[0].attrs.get("title").cloned().unwrap_or_default())
+    };
+    let mut put = u.clone();
+    put["displayName"] = "Multi Person".into();
+    c.put(&format!("/scim/v2/Users/{id}"), &put)
+        .await
+        .expect(200);
+    let (mails, titles) = mail().await;
+    assert_eq!(mails, ["first@example.test", "second@example.test"]);
+    assert_eq!(titles.len(), 2, "{titles:?}");
+
+    c.patch(
+        &format!("/scim/v2/Users/{id}"),
+        &support::client::patch_body(serde_json::json!([
+            { "op": "replace", "path": "emails[type eq \"work\"].value", "value": "new@example.test" },
+            { "op": "remove", "path": "title" }
+        ])),
+    )
+    .await
+    .expect(200);
+    let (mails, titles) = mail().await;
+    let mut want = vec!["new@example.test", other_mail];
+    want.sort();
+    assert_eq!(mails, want);
+    assert_eq!(titles, [other_title]);
+}

@@ -1345,7 +1345,14 @@ impl Table for LdapTable {
         let changed: Vec<(usize, Value)> = change
             .set
             .into_iter()
-            .filter(|(i, v)| current.values.get(*i).is_some_and(|c| c != v))
+            .filter(|(i, v)| {
+                current.values.get(*i).is_some_and(|c| match (c, v) {
+                    // An attribute holding several values shows its first: unchanged when
+                    // that one is what is written back.
+                    (Value::List(_), v) if !matches!(v, Value::List(_)) => c.first() != v,
+                    _ => c != v,
+                })
+            })
             .collect();
         let refs: Vec<(usize, &Value)> = changed.iter().map(|(i, v)| (*i, v)).collect();
         self.check_unique(&refs, Some(key)).await?;
@@ -1385,16 +1392,31 @@ impl Table for LdapTable {
             .iter()
             .find(|(i, _)| self.fields[*i].loc.is_password())
             .and_then(|(i, v)| password_of(v).map(|p| (*i, p)));
-        let mut mods: Vec<Mod<Vec<u8>>> = changed
+        let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
+        for (i, v) in changed
             .iter()
             .filter(|(i, _)| !self.fields[*i].loc.is_password())
-            .map(|(i, v)| {
-                Mod::Replace(
-                    self.fields[*i].loc.attr.as_bytes().to_vec(),
-                    encode(v).into_iter().collect(),
-                )
-            })
-            .collect();
+        {
+            let attr = self.fields[*i].loc.attr.as_bytes().to_vec();
+            match &current.values[*i] {
+                // A directory attribute with several values (two `mail`s written by another
+                // tool) shows its first as the SCIM value: a new value replaces that one and
+                // keeps the others, rather than dropping them.
+                Value::List(l)
+                    if l.len() > 1 && !matches!(v, Value::List(_)) && *i != self.rdn_field =>
+                {
+                    mods.push(Mod::Delete(
+                        attr.clone(),
+                        encode(&l[0]).into_iter().collect(),
+                    ));
+                    let new = encode(v);
+                    if !new.is_empty() {
+                        mods.push(Mod::Add(attr, new.into_iter().collect()));
+                    }
+                }
+                _ => mods.push(Mod::Replace(attr, encode(v).into_iter().collect())),
+            }
+        }
         if !mods.is_empty() {
             for (a, vs) in self.constants_for(&[When::Always]) {
                 mods.push(Mod::Replace(a.into_bytes(), vs.into_iter().collect()));
