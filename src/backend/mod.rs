@@ -356,8 +356,9 @@ pub enum BackendError {
         /// What the store cannot do.
         detail: String,
     },
-    /// What a read would return is larger than the configured limit (members of a group).
-    /// `detail` says what and how large, without values.
+    /// What a read would return is larger than the configured limit (members of a group, or
+    /// for a store that cannot page by offset, the entries a search matches). `detail` says
+    /// what and how large, without values, and names "members" when it is about members.
     #[error("too large: {detail}")]
     TooLarge {
         /// What.

@@ -1061,13 +1061,22 @@ async fn nul_is_stored_and_found_literally() {
 
 /// A config over `tree` with `resources` (TOML `[resource.…]` tables), served over HTTP.
 async fn serve(tree: &ldap::Subtree, resources: &str) -> (support::Sidecar, tempfile::TempDir) {
+    serve_with(tree, "", resources).await
+}
+
+/// [`serve`], with `backend` lines added to `[backend.dir]`.
+async fn serve_with(
+    tree: &ldap::Subtree,
+    backend: &str,
+    resources: &str,
+) -> (support::Sidecar, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let state_db = dir.path().join("state.db");
     std::fs::write(&state_db, "").expect("state db");
     let text = format!(
         "[listen]\naddr = \"${{SCIM_SIDECAR_LISTEN}}\"\n\n[upstream]\nurl = \"${{UPSTREAM_URL}}\"\n\n\
          [admin]\naddr = \"${{SCIM_SIDECAR_ADMIN_LISTEN}}\"\n\n[auth]\nbearer_tokens = [\"${{SCIM_TOKEN}}\"]\n\n\
-         [backend.dir]\ntype = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\n\n\
+         [backend.dir]\ntype = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\n{backend}\n\n\
          [backend.state]\ntype = \"sqlite\"\npath = \"{}\"\n\n[state]\nbackend = \"state\"\n\n{resources}",
         tree.url,
         ldap::ADMIN_DN,
@@ -1689,4 +1698,57 @@ async fn attributes_with_several_values_keep_the_others() {
     want.sort();
     assert_eq!(mails, want);
     assert_eq!(titles, [other_title]);
+}
+
+/// A search matching more entries than the backend's `max_results` is refused with `400
+/// tooMany` telling the client to narrow the filter — never truncated, never an unbounded
+/// read; a narrower filter is answered.
+#[tokio::test]
+async fn a_search_larger_than_max_results_is_refused() {
+    let Some(tree) = ldap::subtree("toomany").await else {
+        return;
+    };
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson"]
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+"#,
+        people = tree.people
+    );
+    let (s, _dir) = serve_with(&tree, "max_results = 2", &resources).await;
+    let c = &s.client;
+    for u in ["a", "b", "c"] {
+        c.post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": u,
+                "name": { "familyName": u }
+            }),
+        )
+        .await
+        .expect(201);
+    }
+    let detail = c
+        .get("/scim/v2/Users")
+        .await
+        .scim_error(400, Some("tooMany"));
+    assert!(detail.contains("narrow the filter"), "{detail}");
+    assert!(!detail.contains("members"), "{detail}");
+    let found = c
+        .get("/scim/v2/Users?filter=userName%20eq%20%22b%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(found["totalResults"], 1);
 }
