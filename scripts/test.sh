@@ -2,10 +2,10 @@
 # The whole test suite: formatting, lints, unit tests, integration tests.
 #
 # Works on a fresh Debian machine with only the Rust toolchain: everything the tests need is
-# either built by cargo (SQLite is compiled in) or installed by this script (PostgreSQL's
-# and MariaDB's server binaries, with apt-get, when they are missing). The tests start their
-# own throwaway PostgreSQL cluster and MariaDB server on loopback ports; nothing is started
-# system-wide.
+# either built by cargo (SQLite is compiled in) or installed by this script (PostgreSQL's,
+# MariaDB's and OpenLDAP's server binaries, with apt-get, when they are missing). The tests
+# start their own throwaway PostgreSQL cluster, MariaDB server and slapd on loopback ports;
+# nothing is started system-wide.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,9 +29,20 @@ if [ ! -x /usr/sbin/mariadbd ] || ! command -v mariadb-install-db >/dev/null; th
     # starting where there is no init system.
     $sudo apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client >/dev/null
 fi
+if [ ! -x /usr/sbin/slapd ] || ! command -v ldapsearch >/dev/null; then
+    echo "== installing OpenLDAP (the integration tests start a throwaway slapd)"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    # slapd and its tools; policy-rc.d keeps the package's own server from starting where
+    # there is no init system, and the tests never use its /etc/ldap/slapd.d.
+    $sudo apt-get install -y -qq --no-install-recommends slapd ldap-utils >/dev/null
+fi
 # With the servers installed, a test that cannot start one fails instead of skipping.
 export SCIM_SIDECAR_REQUIRE_PG=1
 export SCIM_SIDECAR_REQUIRE_MARIADB=1
+export SCIM_SIDECAR_REQUIRE_LDAP=1
 
 echo "== cargo fmt --check"
 cargo fmt --check

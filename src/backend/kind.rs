@@ -28,6 +28,8 @@ pub static KINDS: &[&dyn StoreKind] = &[
     &super::sql::postgres::Postgres,
     #[cfg(feature = "mysql")]
     &super::sql::mysql::Mysql,
+    #[cfg(feature = "ldap")]
+    &super::ldap::Ldap,
 ];
 
 /// The kind registered as `name` (`type = "…"` in `[backend.NAME]`).

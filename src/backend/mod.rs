@@ -17,6 +17,8 @@
 //! an SQL store can hold (in the same transaction as the app's rows) for any kind of store.
 
 pub mod kind;
+#[cfg(feature = "ldap")]
+pub mod ldap;
 pub mod sql;
 pub mod state;
 
@@ -354,8 +356,9 @@ pub enum BackendError {
         /// What the store cannot do.
         detail: String,
     },
-    /// What a read would return is larger than the configured limit (members of a group).
-    /// `detail` says what and how large, without values.
+    /// What a read would return is larger than the configured limit (members of a group, or
+    /// for a store that cannot page by offset, the entries a search matches). `detail` says
+    /// what and how large, without values, and names "members" when it is about members.
     #[error("too large: {detail}")]
     TooLarge {
         /// What.
@@ -442,6 +445,13 @@ pub trait Location: Any + fmt::Debug + Send + Sync {
     fn describe(&self) -> String;
     /// For the store's own downcast.
     fn as_any(&self) -> &dyn Any;
+    /// Whether a SCIM `password` may be mapped here: the store turns a clear-text password
+    /// into its own hashed form when it is written (LDAP `userPassword`, set through the
+    /// Password Modify operation), and it is never read back. `false` by default: a column
+    /// cannot know the app's hash format.
+    fn takes_password(&self) -> bool {
+        false
+    }
 }
 
 /// A shared [`Location`].

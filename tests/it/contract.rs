@@ -2,7 +2,9 @@
 //! `Table` handles a store opens — no HTTP, no SCIM JSON. One body of tests, run once per
 //! subject: SQLite, PostgreSQL, MariaDB (`schema.mysql.sql`: the login unique through its
 //! `_ci` collation), and SQLite with the sidecar's kept values in a second database (the
-//! path an LDAP or REST store takes for `externalId`). A new kind of store
+//! path an LDAP or REST store takes for `externalId`), and slapd (`resources.ldap.toml`: the
+//! same map keys in a directory's addressing, kept values in an SQLite state database). A
+//! new kind of store
 //! proves itself by adding a subject: its own schema and `[backend.app]`, the same resources
 //! (`tests/fixtures/contract/resources.toml`), and these tests unchanged.
 //!
@@ -19,7 +21,7 @@ use scim_sidecar::backend::{
 };
 use scim_sidecar::mapping::{self, MappedResource};
 
-use crate::support::{self, mariadb, postgres};
+use crate::support::{self, ldap, mariadb, postgres};
 
 /// A store under contract: the users' and groups' tables and the field index of each key.
 struct Subject {
@@ -30,6 +32,7 @@ struct Subject {
     _dir: tempfile::TempDir,
     _pg: Option<postgres::Db>,
     _my: Option<mariadb::Db>,
+    _ldap: Option<ldap::Subtree>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -40,11 +43,13 @@ enum Kind {
     Mariadb,
     /// SQLite, with kept values in another SQLite database (`[state]`).
     StateElsewhere,
+    /// OpenLDAP's slapd, with kept values in an SQLite database (`[state]`).
+    Ldap,
 }
 
 /// One test per subject: `contract!(name)` runs `async fn name(&Subject)` as `name::sqlite`,
 /// `name::postgres` (skipped without PostgreSQL), `name::mariadb` (skipped without MariaDB)
-/// and `name::state_elsewhere`.
+/// `name::state_elsewhere` and `name::ldap` (skipped without slapd).
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -62,6 +67,12 @@ macro_rules! contract {
             #[tokio::test]
             async fn mariadb() {
                 if let Some(s) = super::subject(super::Kind::Mariadb).await {
+                    super::$name(&s).await
+                }
+            }
+            #[tokio::test]
+            async fn ldap() {
+                if let Some(s) = super::subject(super::Kind::Ldap).await {
                     super::$name(&s).await
                 }
             }
@@ -89,7 +100,23 @@ async fn subject(kind: Kind) -> Option<Subject> {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/contract");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut my = None;
+    let mut tree = None;
+    let mut env = std::collections::HashMap::new();
     let (backend, pg) = match kind {
+        Kind::Ldap => {
+            // A fresh subtree: ou=people and ou=groups of its own.
+            let t = ldap::subtree("contract").await?;
+            env.insert("LDAP_PEOPLE".to_owned(), t.people.clone());
+            env.insert("LDAP_GROUPS".to_owned(), t.groups.clone());
+            let backend = format!(
+                "type = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\npool_size = 2",
+                t.url,
+                ldap::ADMIN_DN,
+                ldap::ADMIN_PASSWORD
+            );
+            tree = Some(t);
+            (backend, None)
+        }
         Kind::Postgres => {
             // A fresh database holding tests/fixtures/contract/schema.sql.
             let db = support::pg_database("contract").await?;
@@ -115,7 +142,7 @@ async fn subject(kind: Kind) -> Option<Subject> {
         ),
     };
     let state = match kind {
-        Kind::StateElsewhere => {
+        Kind::StateElsewhere | Kind::Ldap => {
             let state_db = dir.path().join("state.db");
             std::fs::write(&state_db, "").expect("state db");
             format!(
@@ -127,11 +154,15 @@ async fn subject(kind: Kind) -> Option<Subject> {
     };
     let text = format!(
         "[listen]\naddr = \"127.0.0.1:0\"\n\n[auth]\nbearer_tokens = [\"contract-token-0123456789\"]\n\n[backend.app]\n{backend}\n\n{state}\n{}",
-        std::fs::read_to_string(fixtures.join("resources.toml")).expect("resources")
+        std::fs::read_to_string(fixtures.join(match kind {
+            Kind::Ldap => "resources.ldap.toml",
+            _ => "resources.toml",
+        }))
+        .expect("resources")
     );
     let path = dir.path().join("contract.toml");
     std::fs::write(&path, text).expect("config");
-    let config = support::load(&path, &Default::default());
+    let config = support::load(&path, &env);
     support::migrate_config(&config).await;
     let backends = scim_sidecar::app::open_backends(&config)
         .await
@@ -171,6 +202,7 @@ async fn subject(kind: Kind) -> Option<Subject> {
         _dir: dir,
         _pg: pg,
         _my: my,
+        _ldap: tree,
     })
 }
 

@@ -3,7 +3,8 @@
 //! answers Entra expects. Each test runs against the quickstart (SQLite, `accounts`/`roles`),
 //! the PostgreSQL helpdesk example (`principals` with a `kind` discriminator, a child e-mail
 //! table, soft delete), Redmine and phpBB (their own schemas, `examples/redmine` and
-//! `examples/phpbb`), and checks the app's own rows as well as the SCIM answer. What an app
+//! `examples/phpbb`) and the LDAP example (`examples/ldap` on slapd), and checks the app's
+//! own rows (entries) as well as the SCIM answer. What an app
 //! has no place for (phpBB has no names or phone numbers) is checked to be ignored instead.
 
 use http::Method;
@@ -190,6 +191,26 @@ const ROW: [&str; 12] = [
 /// for it ([`ROW`]). Empty when there is no such user.
 async fn user_row(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
     let q = match t {
+        Target::Ldap => {
+            return crate::support::ldap::row(
+                id,
+                &[
+                    Some("uid"),
+                    Some("givenName"),
+                    Some("sn"),
+                    Some("displayName"),
+                    Some("mail"),
+                    Some("telephoneNumber"),
+                    None,
+                    Some("title"),
+                    None,
+                    Some("employeeNumber"),
+                    None,
+                    Some("active"),
+                ],
+            )
+            .await;
+        }
         Target::Quickstart => format!(
             "SELECT login, first_name, last_name, display_name, email, phone, mobile, job_title, \
              department, employee_no, manager_id, CASE status WHEN 'A' THEN 'true' ELSE 'false' END \
@@ -836,7 +857,7 @@ async fn delete_user(t: Target) {
     assert!(r.body.is_empty(), "{}", r.text());
     let j = query(&s, "Users", "", "userName eq \"gone@contoso.com\"").await;
     match t {
-        Target::Quickstart => {
+        Target::Quickstart | Target::Ldap => {
             s.client
                 .get(&format!("/scim/v2/Users/{id}"))
                 .await
@@ -939,6 +960,8 @@ async fn group_membership(t: Target) {
             .await,
         );
     }
+    // In the order the group reads them back.
+    ids.sort_by_key(|v| (v.parse::<u64>().unwrap_or(u64::MAX), v.clone()));
     let r = s
         .client
         .post(
@@ -970,7 +993,8 @@ async fn group_membership(t: Target) {
         .iter()
         .filter_map(|m| m["value"].as_str())
         .collect();
-    listed.sort_by_key(|v| v.parse::<u64>().unwrap_or(u64::MAX));
+    // Numeric ids in number order, others (entryUUIDs) as text.
+    listed.sort_by_key(|v| (v.parse::<u64>().unwrap_or(u64::MAX), *v));
     assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>());
     // Default dialect: value array, with `$ref: null` (tutorial) and without (ENTRA-KI).
     patch_group(

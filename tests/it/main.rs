@@ -22,6 +22,7 @@ mod filters;
 mod groups;
 mod identity;
 mod kubernetes;
+mod ldap;
 mod mapping;
 mod mariadb;
 mod okta;

@@ -27,6 +27,10 @@ pub enum Target {
     /// `examples/phpbb` on PostgreSQL: phpBB's `phpbb_users`, `phpbb_groups`,
     /// `phpbb_user_group`; users are deactivated on delete. No names, phones or titles.
     Phpbb,
+    /// `examples/ldap` on slapd: inetOrgPerson entries under `ou=people`, groupOfNames under
+    /// `ou=groups`, `active` in `employeeType`; users are deleted. No mobile, department
+    /// or manager.
+    Ldap,
 }
 
 impl Target {
@@ -41,6 +45,7 @@ impl Target {
             // A Redmine name is shown from firstname and lastname; there is no display name.
             Target::Redmine => attr != "displayName",
             Target::Phpbb => matches!(attr, "userName" | "emails.work" | "externalId" | "active"),
+            Target::Ldap => !matches!(attr, "phoneNumbers.mobile" | "department" | "manager"),
         }
     }
 
@@ -131,6 +136,10 @@ macro_rules! per_target {
             async fn phpbb() {
                 super::$name(crate::support::idp::Target::Phpbb).await
             }
+            #[tokio::test]
+            async fn ldap() {
+                super::$name(crate::support::idp::Target::Ldap).await
+            }
         }
     )*};
 }
@@ -153,12 +162,16 @@ pub async fn start(target: Target) -> Option<Sidecar> {
         Target::HelpdeskMariadb => Sidecar::example("postgres", Store::Mariadb, None).await,
         Target::Redmine => Sidecar::example("redmine", Store::Postgres, None).await,
         Target::Phpbb => Sidecar::example("phpbb", Store::Postgres, None).await,
+        Target::Ldap => super::ldap::example().await,
     }
 }
 
 /// A group's name in the app, or `None` when the row is gone.
 pub async fn group_name(s: &Sidecar, t: Target, id: &str) -> Option<String> {
     let q = match t {
+        Target::Ldap => {
+            return super::ldap::row(id, &[Some("cn")]).await.into_iter().next();
+        }
         Target::Quickstart => format!("SELECT name FROM roles WHERE id = {id}"),
         Target::Helpdesk | Target::HelpdeskMariadb => {
             format!("SELECT display_name FROM principals WHERE id = {id} AND kind = 'G'")
@@ -176,6 +189,7 @@ pub async fn group_name(s: &Sidecar, t: Target, id: &str) -> Option<String> {
 /// A group's member ids in the app's join table, in id order.
 pub async fn members(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
     let q = match t {
+        Target::Ldap => return super::ldap::member_ids(id).await,
         Target::Quickstart => {
             format!("SELECT account_id FROM account_roles WHERE role_id = {id} ORDER BY 1")
         }

@@ -40,6 +40,7 @@ pub mod client;
 #[macro_use]
 pub mod idp;
 pub mod jwks;
+pub mod ldap;
 pub mod mariadb;
 pub mod postgres;
 pub mod upstream;

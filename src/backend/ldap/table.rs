@@ -1,0 +1,1644 @@
+//! One resource type's entries in a directory: the [`Table`] operations as LDAP operations.
+//!
+//! - **Reads**: a search under the resource's `base` for entries with all its object classes
+//!   and the compiled filter ([`super::filter`]), asking only for the mapped attributes and the
+//!   id attribute. A search reads at most `max_results` entries (the request's size limit);
+//!   one matching more is refused with [`BackendError::TooLarge`], never truncated. Sorting
+//!   and paging are done on those entries by the sidecar ([`Paging::Offset`]): the Simple
+//!   Paged Results control cannot jump to an offset and slapd sorts only with an overlay, so
+//!   a bounded read is the one way to answer any page in any order exactly.
+//! - **Writes**: a create is one add (the DN from the `rdn` template, every value escaped by
+//!   [`super::escape::dn_value`]), read back for its id. An update is one modify, preceded by
+//!   a modify DN when the naming value changes (the id attribute stays with the entry); if the
+//!   modify then fails, the entry is renamed back. Values that must be unique are checked by
+//!   a search first (LDAP has no unique constraint besides the DN): two sidecars racing on
+//!   one value can both pass that check; the DN itself cannot be taken twice.
+//! - **Passwords**: a `userPassword` field is never read and never written as an attribute:
+//!   it is set by the Password Modify operation (RFC 3062) after the add or modify, so the
+//!   directory hashes it; if that is refused the add is undone by a delete, the modify by
+//!   writing back the values read before it (and the rename by a rename back).
+//! - **Numbers** (`allocate`): a new entry's `uidNumber` is taken from a counter entry by one
+//!   modify deleting the value read and adding the next (the delete asserts the value, so a
+//!   concurrent taker makes it fail and this one reads again). A number taken by an add that
+//!   then fails is skipped, not reused. Numbers written into entries by other tools are not
+//!   looked at: the counter must start above them.
+//! - **Groups**: members are DNs in an attribute of the group's entry (`member`). Member ids
+//!   are resolved to DNs in one search per hundred ids, and DNs back to ids the same way (by
+//!   `entryDN`, an OpenLDAP operational attribute). A member change is one modify, together
+//!   with the group's own field changes, so it is atomic. It never reads the member list:
+//!   which of the DNs it names are members already is asked with the Matched Values control
+//!   (RFC 3876), so the modify adds only absent values and deletes only present ones (slapd
+//!   2.5 does not offer Permissive Modify). Between that read and the modify another writer
+//!   may change the same values; the modify then fails (attributeOrValueExists or
+//!   noSuchAttribute) and is retried once with a fresh read. A group with no member holds the
+//!   configured placeholder DN instead, as `groupOfNames` requires one. With `value = "uid"`
+//!   (`posixGroup`) the group lists the members' `uid`s instead of DNs, resolved the same way.
+//! - **What follows a write** (several operations; LDAP has no transaction): a deleted entry
+//!   is removed from the groups listing it, after its delete; a renamed entry (or one whose
+//!   listed value changed) is replaced in them, after its rename and modify. A failure there
+//!   is logged and not undone — the entry's own change stands and is what the client was
+//!   told: a group then lists a name that resolves to no id (not shown as a member) or, for
+//!   a failed rename follow-up, loses that member until it is added again.
+//! - **Errors**: result codes map to [`BackendError`] in [`result_error`].
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ldap3::controls::MatchedValues;
+use ldap3::{Mod, Scope, SearchEntry, SearchOptions};
+
+use super::escape::{dn_value, filter_value};
+use super::filter::{self, FieldAttr};
+use super::pool::{Conn, Pool, code_name, unavailable};
+use super::{LdapField, LdapResource};
+use crate::backend::{
+    BackendError, CheckFn, ConstSpec, ConstValue, DeleteMode, EditFn, FieldInfo, FieldType, Found,
+    MemberChange, Predicate, Row, Search, Sort, Table, Value, When,
+};
+
+/// A mapped field: where it lives and whether it must be unique.
+#[derive(Clone, Debug)]
+pub struct Field {
+    /// Its map key.
+    pub name: String,
+    /// Its attribute.
+    pub loc: LdapField,
+    /// Values must be unique among the resource's entries.
+    pub unique: bool,
+}
+
+impl Field {
+    /// What the directory says of it (without reading the subschema yet: text or bytes).
+    pub fn info(&self) -> FieldInfo {
+        FieldInfo {
+            ty: if self.loc.binary {
+                FieldType::Binary
+            } else {
+                FieldType::Text { max_len: None }
+            },
+            nullable: true,
+            has_default: false,
+            // The table enforces it itself (a search before each write, see the module doc).
+            unique: self.unique,
+            multi_valued: false,
+        }
+    }
+}
+
+/// A group's membership.
+#[derive(Clone, Debug)]
+pub struct MembersCfg {
+    /// The attribute holding member DNs.
+    pub attr: String,
+    /// The placeholder DN of an empty group.
+    pub empty: Option<String>,
+    /// The members' attribute the group lists (`uid`), or `None` for their DNs.
+    pub value: Option<String>,
+    /// Where members live.
+    pub member: LdapResource,
+}
+
+impl MembersCfg {
+    /// A listed value compared loosely, as the member attribute's matching rule would.
+    fn norm(&self, v: &str) -> String {
+        norm_member(self.value.as_deref(), v)
+    }
+}
+
+/// A member value compared loosely: a DN by [`norm_dn`], another value case-folded.
+fn norm_member(value: Option<&str>, v: &str) -> String {
+    match value {
+        None => norm_dn(v),
+        Some(_) => v.to_lowercase(),
+    }
+}
+
+/// Groups that list entries of this resource type.
+#[derive(Clone, Debug)]
+pub struct MemberOfCfg {
+    /// Their member attribute.
+    pub attr: String,
+    /// Their placeholder DN.
+    pub empty: Option<String>,
+    /// The attribute of ours they list, or `None` for our DNs.
+    pub value: Option<String>,
+    /// Where they live.
+    pub group: LdapResource,
+}
+
+/// An opened resource type of an LDAP store.
+pub struct LdapTable {
+    pool: Arc<Pool>,
+    res: LdapResource,
+    fields: Vec<Field>,
+    attrs: Vec<FieldAttr>,
+    rdn_field: usize,
+    max_results: usize,
+    constants: Vec<(String, ConstValue, When)>,
+    /// `(objectClass=a)(objectClass=b)`: the resource's entries, inside an `(&…)`.
+    classes: String,
+    /// The attributes every read asks for.
+    wanted: Vec<String>,
+    /// Membership, for a group type.
+    members: Option<MembersCfg>,
+    /// Groups listing entries of this type.
+    member_of: Vec<MemberOfCfg>,
+}
+
+impl LdapTable {
+    /// A table over `res` with `fields`; `rdn_field` indexes the field naming entries.
+    pub fn new(
+        pool: Arc<Pool>,
+        res: LdapResource,
+        fields: Vec<Field>,
+        rdn_field: usize,
+        max_results: usize,
+        constants: Vec<ConstSpec>,
+    ) -> Self {
+        let attrs = fields
+            .iter()
+            .map(|f| FieldAttr {
+                attr: f.loc.attr.clone(),
+                ordering: f.loc.ordering,
+                binary: f.loc.binary,
+                secret: f.loc.is_password(),
+            })
+            .collect();
+        let constants = constants
+            .into_iter()
+            .filter_map(|c| {
+                let f = c.target.as_any().downcast_ref::<LdapField>()?;
+                Some((f.attr.clone(), c.value, c.on))
+            })
+            .collect();
+        let classes = res
+            .object_classes
+            .iter()
+            .map(|c| format!("(objectClass={})", filter_value(c.as_bytes())))
+            .collect();
+        let mut wanted = vec![res.id_attr.clone()];
+        // A password is never read back (RFC 7643 §4.1.1: returned "never").
+        for f in fields.iter().filter(|f| !f.loc.is_password()) {
+            if !wanted.iter().any(|w| w.eq_ignore_ascii_case(&f.loc.attr)) {
+                wanted.push(f.loc.attr.clone());
+            }
+        }
+        LdapTable {
+            pool,
+            res,
+            fields,
+            attrs,
+            rdn_field,
+            max_results,
+            constants,
+            classes,
+            wanted,
+            members: None,
+            member_of: Vec::new(),
+        }
+    }
+
+    /// Adds membership: this type's own, and the groups that list its entries.
+    pub fn with_members(
+        mut self,
+        members: Option<MembersCfg>,
+        member_of: Vec<MemberOfCfg>,
+    ) -> Self {
+        if let Some(m) = &members {
+            if !self.wanted.iter().any(|w| w.eq_ignore_ascii_case(&m.attr)) {
+                self.wanted.push(m.attr.clone());
+            }
+        }
+        self.members = members;
+        self.member_of = member_of;
+        self
+    }
+
+    /// Searches `base` with `filter` for at most `limit` entries, asking for `attrs`.
+    async fn find_in(
+        &self,
+        base: &str,
+        subtree: bool,
+        filter: &str,
+        attrs: Vec<String>,
+        limit: usize,
+    ) -> Result<Vec<SearchEntry>, BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .with_search_options(
+                SearchOptions::new()
+                    .sizelimit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX)),
+            )
+            .search(
+                base,
+                if subtree {
+                    Scope::Subtree
+                } else {
+                    Scope::OneLevel
+                },
+                filter,
+                attrs,
+            )
+            .await;
+        let r = self.transport(&c, r).await?;
+        match r.1.rc {
+            0 => {}
+            4 => return Err(too_many(limit)),
+            rc => return Err(result_error(rc, &r.1.text, None)),
+        }
+        Ok(r.0
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .map(SearchEntry::construct)
+            .collect())
+    }
+
+    /// What a group lists for the member entries with these ids: their DNs, or their
+    /// values of attribute `value` (ids without an entry left out). One search per hundred
+    /// ids.
+    async fn member_dns(
+        &self,
+        m: &LdapResource,
+        value: Option<&str>,
+        ids: &[String],
+    ) -> Result<HashMap<String, String>, BackendError> {
+        let mut out = HashMap::new();
+        let classes: String = m
+            .object_classes
+            .iter()
+            .map(|c| format!("(objectClass={})", filter_value(c.as_bytes())))
+            .collect();
+        for chunk in ids.chunks(100) {
+            let f = filter::compile(&Predicate::KeyIn(chunk.to_vec()), &[], &m.id_attr)?;
+            let found = self
+                .find_in(
+                    &m.base,
+                    m.subtree,
+                    &format!("(&{classes}{f})"),
+                    std::iter::once(m.id_attr.clone())
+                        .chain(value.map(str::to_owned))
+                        .collect(),
+                    chunk.len(),
+                )
+                .await?;
+            for e in found {
+                if let Some(Value::Text(id)) = values_of(&e, &m.id_attr, false).into_iter().next() {
+                    let listed = match value {
+                        None => Some(e.dn),
+                        Some(a) => match values_of(&e, a, false).into_iter().next() {
+                            Some(Value::Text(v)) => Some(v),
+                            _ => None,
+                        },
+                    };
+                    if let Some(v) = listed {
+                        out.insert(id, v);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ids of the member entries a group lists by these DNs (or values of `value`),
+    /// keyed by the normalised listed value.
+    async fn member_ids(
+        &self,
+        m: &LdapResource,
+        value: Option<&str>,
+        dns: &[String],
+    ) -> Result<HashMap<String, String>, BackendError> {
+        let mut out = HashMap::new();
+        let by = value.unwrap_or("entryDN");
+        for chunk in dns.chunks(100) {
+            let mut f = String::from("(|");
+            for dn in chunk {
+                f.push_str(&format!("({by}={})", filter_value(dn.as_bytes())));
+            }
+            f.push(')');
+            let attrs = std::iter::once(m.id_attr.clone())
+                .chain(value.map(str::to_owned))
+                .collect();
+            // A value may name several entries (two entries with one uid): at most all.
+            let found = self
+                .find_in(&m.base, m.subtree, &f, attrs, self.max_results)
+                .await?;
+            for e in found {
+                if let Some(Value::Text(id)) = values_of(&e, &m.id_attr, false).into_iter().next() {
+                    match value {
+                        None => {
+                            out.insert(norm_dn(&e.dn), id);
+                        }
+                        Some(a) => {
+                            for v in values_of(&e, a, false) {
+                                if let Value::Text(v) = v {
+                                    out.insert(norm_member(value, &v), id.clone());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Fills in the member ids of `rows` from their entries' member DNs.
+    async fn load_members(
+        &self,
+        rows: &mut [Row],
+        entries: &[SearchEntry],
+    ) -> Result<(), BackendError> {
+        let Some(m) = &self.members else {
+            return Ok(());
+        };
+        let per_row: Vec<Vec<String>> = entries
+            .iter()
+            .map(|e| {
+                values_of(e, &m.attr, false)
+                    .into_iter()
+                    .filter_map(|v| match v {
+                        Value::Text(dn)
+                            if m.empty.as_deref().is_none_or(|p| m.norm(p) != m.norm(&dn)) =>
+                        {
+                            Some(dn)
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect();
+        let all: Vec<String> = per_row
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let ids = self.member_ids(&m.member, m.value.as_deref(), &all).await?;
+        for (row, dns) in rows.iter_mut().zip(per_row) {
+            let mut seen = HashSet::new();
+            row.members = Some(
+                dns.iter()
+                    .filter_map(|dn| ids.get(&m.norm(dn)).cloned())
+                    .filter(|id| seen.insert(id.clone()))
+                    .collect(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Which of `dns` (normalised) group `group_dn` lists in `attr`, read with the Matched
+    /// Values control so only those values come back.
+    async fn listed(
+        &self,
+        group_dn: &str,
+        m: &MembersCfg,
+        dns: &[String],
+    ) -> Result<HashSet<String>, BackendError> {
+        let attr = m.attr.as_str();
+        let mut out = HashSet::new();
+        for chunk in dns.chunks(100) {
+            let mut f = String::from("(");
+            for dn in chunk {
+                f.push_str(&format!("({attr}={})", filter_value(dn.as_bytes())));
+            }
+            f.push(')');
+            let mut c = self.pool.get().await?;
+            let r = c
+                .ldap
+                .with_timeout(self.pool.op_timeout)
+                .with_controls(MatchedValues::new(f))
+                .search(group_dn, Scope::Base, "(objectClass=*)", vec![attr])
+                .await;
+            let r = self.transport(&c, r).await?;
+            if r.1.rc != 0 {
+                return Err(result_error(r.1.rc, &r.1.text, None));
+            }
+            let wanted: HashSet<String> = chunk.iter().map(|d| m.norm(d)).collect();
+            for e in r.0.into_iter().map(SearchEntry::construct) {
+                for v in values_of(&e, attr, false) {
+                    if let Value::Text(dn) = v {
+                        let n = m.norm(&dn);
+                        if wanted.contains(&n) {
+                            out.insert(n);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The modify that applies member changes to group `group_dn`, or the missing member
+    /// ids (an add of an id without an entry refuses the whole change).
+    async fn member_mods(
+        &self,
+        group_dn: &str,
+        changes: &[MemberChange],
+    ) -> Result<Vec<Mod<Vec<u8>>>, BackendError> {
+        let Some(m) = &self.members else {
+            return Err(BackendError::Unsupported {
+                field: None,
+                detail: "this resource has no members".into(),
+            });
+        };
+        let mut ids: Vec<String> = Vec::new();
+        for c in changes {
+            match c {
+                MemberChange::Add(v) | MemberChange::Remove(v) | MemberChange::Replace(v) => {
+                    ids.extend(v.iter().cloned())
+                }
+                MemberChange::Clear => {}
+            }
+        }
+        let dns = self.member_dns(&m.member, m.value.as_deref(), &ids).await?;
+        let missing: Vec<String> = changes
+            .iter()
+            .filter_map(|c| match c {
+                MemberChange::Add(v) | MemberChange::Replace(v) => Some(v),
+                _ => None,
+            })
+            .flatten()
+            .filter(|id| !dns.contains_key(*id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(crate::backend::missing_members(&missing));
+        }
+        // Which of the named DNs (and the placeholder) are members now, simulated through
+        // the changes in order.
+        let mut named: Vec<String> = dns.values().cloned().collect();
+        named.extend(m.empty.iter().cloned());
+        let mut listed = self.listed(group_dn, m, &named).await?;
+        let attr = m.attr.as_bytes().to_vec();
+        let one = |dn: &str| HashSet::from([dn.as_bytes().to_vec()]);
+        let mut mods = Vec::new();
+        let drop_placeholder = |listed: &mut HashSet<String>, mods: &mut Vec<Mod<Vec<u8>>>| {
+            if let Some(e) = &m.empty {
+                if listed.remove(&m.norm(e)) {
+                    mods.push(Mod::Delete(attr.clone(), one(e)));
+                }
+            }
+        };
+        for c in changes {
+            match c {
+                MemberChange::Add(v) => {
+                    let mut add = HashSet::new();
+                    for dn in v.iter().filter_map(|id| dns.get(id)) {
+                        if listed.insert(m.norm(dn)) {
+                            add.insert(dn.as_bytes().to_vec());
+                        }
+                    }
+                    if !add.is_empty() {
+                        mods.push(Mod::Add(attr.clone(), add));
+                        drop_placeholder(&mut listed, &mut mods);
+                    }
+                }
+                MemberChange::Remove(v) => {
+                    let mut del = HashSet::new();
+                    for dn in v.iter().filter_map(|id| dns.get(id)) {
+                        if listed.remove(&m.norm(dn)) {
+                            del.insert(dn.as_bytes().to_vec());
+                        }
+                    }
+                    if !del.is_empty() {
+                        mods.push(Mod::Delete(attr.clone(), del));
+                    }
+                }
+                MemberChange::Replace(v) => {
+                    let set: HashSet<Vec<u8>> = v
+                        .iter()
+                        .filter_map(|id| dns.get(id))
+                        .map(|d| d.as_bytes().to_vec())
+                        .collect();
+                    listed = v
+                        .iter()
+                        .filter_map(|id| dns.get(id))
+                        .map(|d| m.norm(d))
+                        .collect();
+                    if set.is_empty() {
+                        let empty: HashSet<Vec<u8>> =
+                            m.empty.iter().map(|e| e.as_bytes().to_vec()).collect();
+                        listed.extend(m.empty.iter().map(|e| m.norm(e)));
+                        mods.push(Mod::Replace(attr.clone(), empty));
+                    } else {
+                        mods.push(Mod::Replace(attr.clone(), set));
+                    }
+                }
+                MemberChange::Clear => {
+                    let empty: HashSet<Vec<u8>> =
+                        m.empty.iter().map(|e| e.as_bytes().to_vec()).collect();
+                    listed = m.empty.iter().map(|e| m.norm(e)).collect();
+                    mods.push(Mod::Replace(attr.clone(), empty));
+                }
+            }
+        }
+        Ok(mods)
+    }
+
+    /// What each group type of [`Self::member_of`] lists entry `dn` by: its DN, or its
+    /// value of that type's `value` attribute (read now; `None` when it has none).
+    async fn listed_as(&self, dn: &str) -> Result<Vec<Option<String>>, BackendError> {
+        let attrs: Vec<String> = self
+            .member_of
+            .iter()
+            .filter_map(|g| g.value.clone())
+            .collect();
+        let entry = if attrs.is_empty() {
+            None
+        } else {
+            let mut c = self.pool.get().await?;
+            let r = c
+                .ldap
+                .with_timeout(self.pool.op_timeout)
+                .search(dn, Scope::Base, "(objectClass=*)", attrs)
+                .await;
+            let r = self.transport(&c, r).await?;
+            r.0.into_iter().next().map(SearchEntry::construct)
+        };
+        Ok(self
+            .member_of
+            .iter()
+            .map(|g| match &g.value {
+                None => Some(dn.to_owned()),
+                Some(a) => entry.as_ref().and_then(|e| {
+                    values_of(e, a, false).into_iter().find_map(|v| match v {
+                        Value::Text(t) => Some(t),
+                        _ => None,
+                    })
+                }),
+            })
+            .collect())
+    }
+
+    /// Removes the entry from every group listing it; `names` from [`Self::listed_as`].
+    async fn leave_groups(&self, names: &[Option<String>]) {
+        for (g, name) in self.member_of.iter().zip(names) {
+            if let Some(name) = name {
+                self.relist(g, name, None).await;
+            }
+        }
+    }
+
+    /// In every group of type `g` listing `old`: `old` replaced by `new`, or removed. A
+    /// failure is logged: the write it follows has happened (see the module doc).
+    async fn relist(&self, g: &MemberOfCfg, old: &str, new: Option<&str>) {
+        let f = format!("({}={})", g.attr, filter_value(old.as_bytes()));
+        let groups = match self
+            .find_in(
+                &g.group.base,
+                g.group.subtree,
+                &f,
+                vec!["1.1".into()],
+                self.max_results,
+            )
+            .await
+        {
+            Ok(gs) => gs,
+            Err(e) => {
+                tracing::error!(member = %old, error = %e, "LDAP: the groups listing an entry could not be read; they still list its old name");
+                return;
+            }
+        };
+        for group in groups {
+            let a = g.attr.as_bytes().to_vec();
+            let mut mods = vec![Mod::Delete(
+                a.clone(),
+                HashSet::from([old.as_bytes().to_vec()]),
+            )];
+            if let Some(n) = new {
+                mods.push(Mod::Add(a, HashSet::from([n.as_bytes().to_vec()])));
+            }
+            if let Err(e) = self
+                .modify_members(&group.dn, mods, g.empty.as_deref(), &g.attr)
+                .await
+            {
+                tracing::error!(group = %group.dn, member = %old, error = %e, "LDAP: a group could not follow its member's change");
+            }
+        }
+    }
+
+    /// One modify with Permissive Modify; when it would leave a group without the member
+    /// its object class requires, again with the placeholder added.
+    async fn modify_members(
+        &self,
+        dn: &str,
+        mods: Vec<Mod<Vec<u8>>>,
+        empty: Option<&str>,
+        attr: &str,
+    ) -> Result<(), BackendError> {
+        if mods.is_empty() {
+            return Ok(());
+        }
+        let (rc, text) = self.modify_raw(dn, mods.clone()).await?;
+        match (rc, empty) {
+            (0, _) => Ok(()),
+            // objectClassViolation: the last member went.
+            (65, Some(e)) => {
+                let mut again = mods;
+                again.push(Mod::Add(
+                    attr.as_bytes().to_vec(),
+                    HashSet::from([e.as_bytes().to_vec()]),
+                ));
+                match self.modify_raw(dn, again).await? {
+                    (0, _) => Ok(()),
+                    (rc, text) => Err(result_error(rc, &text, None)),
+                }
+            }
+            _ => Err(result_error(rc, &text, None)),
+        }
+    }
+
+    async fn modify_raw(
+        &self,
+        dn: &str,
+        mods: Vec<Mod<Vec<u8>>>,
+    ) -> Result<(u32, String), BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .modify(dn, mods)
+            .await;
+        let r = self.transport(&c, r).await?;
+        Ok((r.rc, r.text))
+    }
+
+    /// The search filter of `p`, with its membership conditions resolved.
+    async fn compile(&self, p: &Predicate) -> Result<String, BackendError> {
+        let Some(m) = &self.members else {
+            return filter::compile(p, &self.attrs, &self.res.id_attr);
+        };
+        let mut ids = Vec::new();
+        filter::member_ids(p, &mut ids);
+        let dns = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.member_dns(&m.member, m.value.as_deref(), &ids).await?
+        };
+        let members = filter::Members {
+            attr: &m.attr,
+            empty: m.empty.as_deref(),
+            dns,
+        };
+        filter::compile_with(p, &self.attrs, &self.res.id_attr, Some(&members))
+    }
+
+    /// `(&<classes><f>)`.
+    fn full_filter(&self, f: &str) -> String {
+        format!("(&{}{f})", self.classes)
+    }
+
+    /// Runs a search under the base; `Err(TooLarge)` when more than `limit` entries match.
+    async fn find(&self, filter: &str, limit: usize) -> Result<Vec<SearchEntry>, BackendError> {
+        let entries = self
+            .find_in(
+                &self.res.base,
+                self.res.subtree,
+                filter,
+                self.wanted.clone(),
+                limit,
+            )
+            .await
+            .map_err(|e| match e {
+                BackendError::NotFound => {
+                    BackendError::Internal(format!("base '{}' does not exist", self.res.base))
+                }
+                e => e,
+            })?;
+        if entries.len() > limit {
+            return Err(too_many(limit));
+        }
+        Ok(entries)
+    }
+
+    /// A transport failure discards the connection and is a 503.
+    async fn transport<T>(
+        &self,
+        c: &Conn,
+        r: Result<T, ldap3::LdapError>,
+    ) -> Result<T, BackendError> {
+        match r {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                self.pool.discard(c).await;
+                Err(unavailable(e))
+            }
+        }
+    }
+
+    /// The entry with id `key`: its DN and row (with its members when asked).
+    async fn lookup(
+        &self,
+        key: &str,
+        members: bool,
+    ) -> Result<Option<(String, Row)>, BackendError> {
+        let f = filter::compile(
+            &Predicate::KeyEq(key.to_owned()),
+            &self.attrs,
+            &self.res.id_attr,
+        )?;
+        let mut found = self
+            .find(&self.full_filter(&f), 1)
+            .await
+            .map_err(|e| match e {
+                BackendError::TooLarge { .. } => {
+                    BackendError::Internal(format!("two entries have {} '{key}'", self.res.id_attr))
+                }
+                e => e,
+            })?;
+        let Some(e) = found.pop() else {
+            return Ok(None);
+        };
+        let mut rows = vec![self.row(&e)];
+        if members {
+            self.load_members(&mut rows, std::slice::from_ref(&e))
+                .await?;
+        }
+        Ok(rows.pop().map(|r| (e.dn, r)))
+    }
+
+    /// The row of an entry.
+    fn row(&self, e: &SearchEntry) -> Row {
+        let key = values_of(e, &self.res.id_attr, false)
+            .into_iter()
+            .next()
+            .map(|v| match v {
+                Value::Text(s) => s,
+                other => String::from_utf8_lossy(&filter::value_bytes(&other)).into_owned(),
+            })
+            .unwrap_or_default();
+        let values = self
+            .fields
+            .iter()
+            .map(|f| {
+                let mut vs = values_of(e, &f.loc.attr, f.loc.binary);
+                match vs.len() {
+                    0 => Value::Null,
+                    1 => vs.remove(0),
+                    _ => Value::List(vs),
+                }
+            })
+            .collect();
+        Row {
+            key,
+            values,
+            members: None,
+        }
+    }
+
+    /// Refuses a value of a unique field that another entry (not `except`) already has.
+    async fn check_unique(
+        &self,
+        values: &[(usize, &Value)],
+        except: Option<&str>,
+    ) -> Result<(), BackendError> {
+        for (i, v) in values {
+            let f = &self.fields[*i];
+            if !f.unique || v.is_null() {
+                continue;
+            }
+            let mut cond = format!(
+                "({}={})",
+                f.loc.attr,
+                filter_value(&filter::value_bytes(v.first()))
+            );
+            if let Some(k) = except {
+                cond.push_str(&format!(
+                    "(!({}={}))",
+                    self.res.id_attr,
+                    filter_value(k.as_bytes())
+                ));
+            }
+            let found = self.find(&self.full_filter(&cond), 1).await;
+            match found {
+                Ok(v) if v.is_empty() => {}
+                Ok(_) | Err(BackendError::TooLarge { .. }) => {
+                    return Err(BackendError::Conflict {
+                        field: Some(*i),
+                        detail: format!("another entry has this {}", f.loc.attr),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The constants written at `when`.
+    fn constants_for(&self, when: &[When]) -> Vec<(String, Vec<Vec<u8>>)> {
+        self.constants
+            .iter()
+            .filter(|(_, _, on)| when.contains(on))
+            .map(|(a, v, _)| {
+                let bytes = match v {
+                    ConstValue::Value(v) => encode(v),
+                    ConstValue::Now => vec![generalized_time().into_bytes()],
+                };
+                (a.clone(), bytes)
+            })
+            .collect()
+    }
+
+    async fn modify(&self, dn: &str, mods: Vec<Mod<Vec<u8>>>) -> Result<(), BackendError> {
+        if mods.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.pool.get().await?;
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .modify(dn, mods)
+            .await;
+        let r = self.transport(&c, r).await?;
+        match r.rc {
+            0 => Ok(()),
+            rc => Err(result_error(rc, &r.text, None)),
+        }
+    }
+
+    /// A refusal naming no field, given the mapped field whose attribute the directory's
+    /// message names (slapd: "object class 'inetOrgPerson' requires attribute 'sn'",
+    /// "mail: value #0 invalid per syntax"), so the client is told which SCIM attribute.
+    fn blame(&self, e: BackendError) -> BackendError {
+        let BackendError::Rejected {
+            field: None,
+            detail,
+        } = e
+        else {
+            return e;
+        };
+        let text = detail.split_once(": ").map_or(detail.as_str(), |(_, t)| t);
+        let named = |a: &str| {
+            text.to_ascii_lowercase()
+                .contains(&format!("'{}'", a.to_ascii_lowercase()))
+                || text
+                    .split_once(':')
+                    .is_some_and(|(first, _)| first.trim().eq_ignore_ascii_case(a))
+        };
+        let field = self
+            .fields
+            .iter()
+            .position(|f| !f.loc.is_password() && named(&f.loc.attr));
+        BackendError::Rejected { field, detail }
+    }
+
+    /// Takes the next number of `attr` from entry `counter`: reads its value N, then one
+    /// modify deletes exactly N and adds N+1. The delete is an assertion: when another
+    /// writer (another request, another sidecar replica, another tool) took N first, the value
+    /// is gone and the modify fails with noSuchAttribute, changing nothing; then it reads
+    /// again. So no two entries get one number without a lock.
+    async fn allocate(&self, attr: &str, counter: &str) -> Result<i64, BackendError> {
+        for _ in 0..50 {
+            let mut c = self.pool.get().await?;
+            let r = c
+                .ldap
+                .with_timeout(self.pool.op_timeout)
+                .search(counter, Scope::Base, "(objectClass=*)", vec![attr])
+                .await;
+            let r = self.transport(&c, r).await?;
+            let n: i64 = match r.1.rc {
+                0 => {
+                    r.0.into_iter()
+                        .map(SearchEntry::construct)
+                        .flat_map(|e| values_of(&e, attr, false))
+                        .find_map(|v| match v {
+                            Value::Text(t) => t.trim().parse().ok(),
+                            _ => None,
+                        })
+                        .ok_or_else(|| {
+                            BackendError::Internal(format!(
+                                "counter '{counter}' holds no number in {attr}"
+                            ))
+                        })?
+                }
+                32 => {
+                    return Err(BackendError::Internal(format!(
+                        "counter '{counter}' for {attr} does not exist"
+                    )));
+                }
+                rc => return Err(result_error(rc, &r.1.text, None)),
+            };
+            let a = attr.as_bytes().to_vec();
+            let mods = vec![
+                Mod::Delete(a.clone(), HashSet::from([n.to_string().into_bytes()])),
+                Mod::Add(a, HashSet::from([(n + 1).to_string().into_bytes()])),
+            ];
+            let r = c
+                .ldap
+                .with_timeout(self.pool.op_timeout)
+                .modify(counter, mods)
+                .await;
+            let r = self.transport(&c, r).await?;
+            match r.rc {
+                0 => return Ok(n),
+                // Taken by another writer: read again.
+                16 => continue,
+                rc => return Err(result_error(rc, &r.text, None)),
+            }
+        }
+        Err(BackendError::Unavailable(format!(
+            "counter '{counter}' for {attr} is too contended; retry"
+        )))
+    }
+
+    /// Deletes entry `dn`.
+    async fn delete_entry(&self, dn: &str) -> Result<(), BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c.ldap.with_timeout(self.pool.op_timeout).delete(dn).await;
+        let r = self.transport(&c, r).await?;
+        match r.rc {
+            0 => Ok(()),
+            rc => Err(result_error(rc, &r.text, None)),
+        }
+    }
+
+    /// Sets the password of entry `dn` (field `field`) with the Password Modify operation
+    /// (RFC 3062): the directory hashes it as its policy says (slapd: `password-hash`,
+    /// `{SSHA}` by default), where a plain modify would store the clear text.
+    async fn set_password(&self, dn: &str, field: usize, pw: &str) -> Result<(), BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .extended(ldap3::exop::PasswordModify {
+                user_id: Some(dn),
+                old_pass: None,
+                new_pass: Some(pw),
+            })
+            .await;
+        let r = self.transport(&c, r).await?;
+        match r.1.rc {
+            0 => Ok(()),
+            rc => Err(match result_error(rc, &r.1.text, None) {
+                BackendError::Rejected { detail, .. } => BackendError::Rejected {
+                    field: Some(field),
+                    detail,
+                },
+                e => e,
+            }),
+        }
+    }
+
+    async fn rename(&self, dn: &str, rdn: &str) -> Result<(), BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .modifydn(dn, rdn, true, None)
+            .await;
+        let r = self.transport(&c, r).await?;
+        match r.rc {
+            0 => Ok(()),
+            rc => Err(result_error(rc, &r.text, Some(self.rdn_field))),
+        }
+    }
+
+    /// The RDN naming an entry whose naming field holds `v`.
+    fn rdn_of(&self, v: &Value) -> Result<String, BackendError> {
+        let text = match v.first() {
+            Value::Null => String::new(),
+            Value::Text(s) => s.clone(),
+            other => String::from_utf8_lossy(&filter::value_bytes(other)).into_owned(),
+        };
+        if text.is_empty() {
+            return Err(BackendError::Rejected {
+                field: Some(self.rdn_field),
+                detail: format!("{} names the entry and cannot be empty", self.res.rdn_attr),
+            });
+        }
+        Ok(format!("{}={}", self.res.rdn_attr, dn_value(&text)))
+    }
+}
+
+/// The values of attribute `attr` of an entry (case-insensitive name, options ignored).
+fn values_of(e: &SearchEntry, attr: &str, binary: bool) -> Vec<Value> {
+    let same = |k: &String| {
+        let base = k.split(';').next().unwrap_or(k);
+        base.eq_ignore_ascii_case(attr) || k.eq_ignore_ascii_case(attr)
+    };
+    let mut out = Vec::new();
+    for (k, vs) in &e.attrs {
+        if same(k) {
+            for v in vs {
+                out.push(if binary {
+                    Value::Bytes(v.clone().into_bytes())
+                } else {
+                    Value::Text(v.clone())
+                });
+            }
+        }
+    }
+    for (k, vs) in &e.bin_attrs {
+        if same(k) {
+            out.extend(vs.iter().map(|v| Value::Bytes(v.clone())));
+        }
+    }
+    out
+}
+
+/// The clear-text password a value holds, if any.
+fn password_of(v: &Value) -> Option<String> {
+    match v.first() {
+        Value::Null => None,
+        Value::Text(s) => Some(s.clone()),
+        other => Some(String::from_utf8_lossy(&filter::value_bytes(other)).into_owned()),
+    }
+}
+
+/// A value as the attribute values it is written as (none for `Null`).
+fn encode(v: &Value) -> Vec<Vec<u8>> {
+    match v {
+        Value::Null => Vec::new(),
+        Value::List(l) => l.iter().flat_map(encode).collect(),
+        v => vec![filter::value_bytes(v)],
+    }
+}
+
+/// Now in LDAP's GeneralizedTime (`20240501100000Z`).
+fn generalized_time() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn too_many(limit: usize) -> BackendError {
+    BackendError::TooLarge {
+        detail: format!(
+            "more than {limit} directory entries match; narrow the filter (the backend's max_results)"
+        ),
+    }
+}
+
+/// An LDAP result code as a [`BackendError`]; `naming` is the field a DN clash is about.
+pub fn result_error(rc: u32, text: &str, naming: Option<usize>) -> BackendError {
+    let detail = if text.is_empty() {
+        code_name(rc).to_owned()
+    } else {
+        format!("{}: {text}", code_name(rc))
+    };
+    match rc {
+        32 => BackendError::NotFound,
+        68 => BackendError::Conflict {
+            field: naming,
+            detail,
+        },
+        // Schema and value problems: the client's data does not fit the directory.
+        16 | 17 | 19 | 20 | 21 | 34 | 64 | 65 | 67 | 69 => BackendError::Rejected {
+            field: None,
+            detail,
+        },
+        3 | 11 | 51 | 52 => BackendError::Unavailable(detail),
+        _ => BackendError::Internal(detail),
+    }
+}
+
+/// Orders rows as `sort` says (ties by key).
+fn sort_rows(rows: &mut [(Row, usize)], sort: &Sort) {
+    let key_of = |r: &Row| -> (usize, String) {
+        match sort.field {
+            None => (0, r.key.clone()),
+            Some(i) => {
+                let v = r
+                    .values
+                    .get(i)
+                    .map(Value::first)
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let rank = if sort.ranks.is_empty() {
+                    0
+                } else {
+                    sort.ranks
+                        .iter()
+                        .position(|x| *x == v)
+                        .unwrap_or(sort.ranks.len())
+                };
+                let text = String::from_utf8_lossy(&filter::value_bytes(&v)).into_owned();
+                (
+                    rank,
+                    if sort.fold_case {
+                        text.to_lowercase()
+                    } else {
+                        text
+                    },
+                )
+            }
+        }
+    };
+    rows.sort_by(|(a, _), (b, _)| {
+        let o = key_of(a).cmp(&key_of(b));
+        let o = if sort.descending { o.reverse() } else { o };
+        o.then_with(|| a.key.cmp(&b.key))
+    });
+}
+
+#[async_trait]
+impl Table for LdapTable {
+    async fn insert(
+        &self,
+        values: Vec<Value>,
+        members: Vec<String>,
+        load_members: bool,
+    ) -> Result<Row, BackendError> {
+        let naming = values.get(self.rdn_field).cloned().unwrap_or(Value::Null);
+        let rdn = self.rdn_of(&naming)?;
+        let given: Vec<(usize, &Value)> = values.iter().enumerate().collect();
+        self.check_unique(&given, None).await?;
+        // Numbers for the attributes the request and the constants leave without a value.
+        let constants = self.constants_for(&[When::Insert, When::Always]);
+        let mut allocated = Vec::new();
+        for (a, counter) in &self.res.allocate {
+            let given = self
+                .fields
+                .iter()
+                .zip(&values)
+                .any(|(f, v)| f.loc.attr.eq_ignore_ascii_case(a) && !v.is_null())
+                || constants.iter().any(|(c, _)| c.eq_ignore_ascii_case(a));
+            if !given {
+                allocated.push((a.clone(), self.allocate(a, counter).await?));
+            }
+        }
+        let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = Vec::new();
+        let mut put = |a: &str, vs: Vec<Vec<u8>>| {
+            if vs.is_empty() {
+                return;
+            }
+            match attrs
+                .iter_mut()
+                .find(|(k, _)| k.eq_ignore_ascii_case(a.as_bytes()))
+            {
+                Some((_, set)) => set.extend(vs),
+                None => attrs.push((a.as_bytes().to_vec(), vs.into_iter().collect())),
+            }
+        };
+        put(
+            "objectClass",
+            self.res
+                .object_classes
+                .iter()
+                .map(|c| c.as_bytes().to_vec())
+                .collect(),
+        );
+        let mut password = None;
+        for (i, (f, v)) in self.fields.iter().zip(&values).enumerate() {
+            if f.loc.is_password() {
+                password = password_of(v).map(|p| (i, p));
+                continue;
+            }
+            put(&f.loc.attr, encode(v));
+        }
+        // The naming value is an attribute value of the entry too (RFC 4512 §2.3).
+        put(&self.res.rdn_attr, encode(naming.first()));
+        for (a, vs) in constants {
+            put(&a, vs);
+        }
+        for (a, n) in allocated {
+            put(&a, vec![n.to_string().into_bytes()]);
+        }
+        match &self.members {
+            Some(m) => {
+                let dns = self
+                    .member_dns(&m.member, m.value.as_deref(), &members)
+                    .await?;
+                let missing: Vec<String> = members
+                    .iter()
+                    .filter(|id| !dns.contains_key(*id))
+                    .cloned()
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(crate::backend::missing_members(&missing));
+                }
+                let mut vs: Vec<Vec<u8>> = dns.values().map(|d| d.as_bytes().to_vec()).collect();
+                if vs.is_empty() {
+                    vs.extend(m.empty.iter().map(|e| e.as_bytes().to_vec()));
+                }
+                put(&m.attr, vs);
+            }
+            None if !members.is_empty() => {
+                return Err(BackendError::Unsupported {
+                    field: None,
+                    detail: "this resource has no members".into(),
+                });
+            }
+            None => {}
+        }
+        let dn = format!("{rdn},{}", self.res.base);
+        let mut c = self.pool.get().await?;
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .add(&dn, attrs)
+            .await;
+        let r = self.transport(&c, r).await?;
+        if r.rc != 0 {
+            return Err(
+                match self.blame(result_error(r.rc, &r.text, Some(self.rdn_field))) {
+                    // The base itself is missing: a configuration fault, not a missing resource.
+                    BackendError::NotFound => {
+                        BackendError::Internal(format!("base '{}' does not exist", self.res.base))
+                    }
+                    e => e,
+                },
+            );
+        }
+        drop(c);
+        if let Some((i, pw)) = password {
+            // A second operation: the entry goes again if the password is refused, so the
+            // create changes nothing.
+            if let Err(e) = self.set_password(&dn, i, &pw).await {
+                if let Err(undo) = self.delete_entry(&dn).await {
+                    tracing::error!(dn = %dn, error = %undo, "LDAP: an entry whose password was refused could not be removed");
+                }
+                return Err(e);
+            }
+        }
+        let mut c = self.pool.get().await?;
+        // Read back for the id the directory gave it.
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .search(&dn, Scope::Base, "(objectClass=*)", self.wanted.clone())
+            .await;
+        let r = self.transport(&c, r).await?;
+        let entry = r
+            .0
+            .into_iter()
+            .next()
+            .map(SearchEntry::construct)
+            .ok_or_else(|| BackendError::Internal("the new entry cannot be read back".into()))?;
+        let mut rows = vec![self.row(&entry)];
+        if load_members {
+            self.load_members(&mut rows, std::slice::from_ref(&entry))
+                .await?;
+        }
+        let row = rows
+            .pop()
+            .ok_or_else(|| BackendError::Internal("no row".into()))?;
+        if row.key.is_empty() {
+            return Err(BackendError::Internal(format!(
+                "the new entry has no {} attribute",
+                self.res.id_attr
+            )));
+        }
+        Ok(row)
+    }
+
+    async fn fetch(&self, key: &str, members: bool) -> Result<Option<Row>, BackendError> {
+        Ok(self.lookup(key, members).await?.map(|(_, r)| r))
+    }
+
+    async fn search(&self, search: Search) -> Result<Found, BackendError> {
+        if search.predicate == Predicate::False {
+            return Ok(Found {
+                total: Some(0),
+                rows: Vec::new(),
+                next: None,
+            });
+        }
+        let f = self.compile(&search.predicate).await?;
+        let entries = self.find(&self.full_filter(&f), self.max_results).await?;
+        let mut rows: Vec<(Row, usize)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (self.row(e), i))
+            .collect();
+        sort_rows(&mut rows, &search.sort);
+        let total = rows.len() as u64;
+        let (offset, limit) = search.page.offset_limit();
+        let page: Vec<(Row, usize)> = rows
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect();
+        let picked: Vec<SearchEntry> = page.iter().map(|(_, i)| entries[*i].clone()).collect();
+        let mut rows: Vec<Row> = page.into_iter().map(|(r, _)| r).collect();
+        if search.members {
+            self.load_members(&mut rows, &picked).await?;
+        }
+        Ok(Found {
+            total: Some(total),
+            rows,
+            next: None,
+        })
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        load_members: bool,
+        edit: EditFn,
+    ) -> Result<Row, BackendError> {
+        let Some((dn, current)) = self.lookup(key, false).await? else {
+            return Err(BackendError::NotFound);
+        };
+        let change = edit(&current)?;
+        let changed: Vec<(usize, Value)> = change
+            .set
+            .into_iter()
+            .filter(|(i, v)| {
+                current.values.get(*i).is_some_and(|c| match (c, v) {
+                    // An attribute holding several values shows its first: unchanged when
+                    // that one is what is written back.
+                    (Value::List(_), v) if !matches!(v, Value::List(_)) => c.first() != v,
+                    _ => c != v,
+                })
+            })
+            .collect();
+        let refs: Vec<(usize, &Value)> = changed.iter().map(|(i, v)| (*i, v)).collect();
+        self.check_unique(&refs, Some(key)).await?;
+        // Member ids resolved (and unknown ones refused) before anything is written.
+        let member_mods = if change.members.is_empty() {
+            Vec::new()
+        } else {
+            self.member_mods(&dn, &change.members).await?
+        };
+        // Groups list the entry by its DN or by one of its values: when this change touches
+        // that, they follow it after the write.
+        let follows = !self.member_of.is_empty()
+            && changed.iter().any(|(i, _)| {
+                *i == self.rdn_field
+                    || self.member_of.iter().any(|g| {
+                        g.value
+                            .as_deref()
+                            .is_some_and(|a| a.eq_ignore_ascii_case(&self.fields[*i].loc.attr))
+                    })
+            });
+        let before = if follows {
+            Some(self.listed_as(&dn).await?)
+        } else {
+            None
+        };
+        // A new naming value renames the entry first; its id stays.
+        let mut dn = dn;
+        let mut renamed_from = None;
+        if let Some((_, v)) = changed.iter().find(|(i, _)| *i == self.rdn_field) {
+            let rdn = self.rdn_of(v)?;
+            let old_rdn = self.rdn_of(&current.values[self.rdn_field])?;
+            self.rename(&dn, &rdn).await?;
+            renamed_from = Some(old_rdn);
+            dn = format!("{rdn},{}", parent(&dn));
+        }
+        let password = changed
+            .iter()
+            .find(|(i, _)| self.fields[*i].loc.is_password())
+            .and_then(|(i, v)| password_of(v).map(|p| (*i, p)));
+        let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
+        for (i, v) in changed
+            .iter()
+            .filter(|(i, _)| !self.fields[*i].loc.is_password())
+        {
+            let attr = self.fields[*i].loc.attr.as_bytes().to_vec();
+            match &current.values[*i] {
+                // A directory attribute with several values (two `mail`s written by another
+                // tool) shows its first as the SCIM value: a new value replaces that one and
+                // keeps the others, rather than dropping them.
+                Value::List(l)
+                    if l.len() > 1 && !matches!(v, Value::List(_)) && *i != self.rdn_field =>
+                {
+                    mods.push(Mod::Delete(
+                        attr.clone(),
+                        encode(&l[0]).into_iter().collect(),
+                    ));
+                    let new = encode(v);
+                    if !new.is_empty() {
+                        mods.push(Mod::Add(attr, new.into_iter().collect()));
+                    }
+                }
+                _ => mods.push(Mod::Replace(attr, encode(v).into_iter().collect())),
+            }
+        }
+        if !mods.is_empty() {
+            for (a, vs) in self.constants_for(&[When::Always]) {
+                mods.push(Mod::Replace(a.into_bytes(), vs.into_iter().collect()));
+            }
+        }
+        let field_mods = mods.clone();
+        mods.extend(member_mods);
+        let mut written = match &self.members {
+            Some(m) => {
+                self.modify_members(&dn, mods, m.empty.as_deref(), &m.attr)
+                    .await
+            }
+            None => self.modify(&dn, mods).await,
+        };
+        // Another writer changed the same members between the read and the modify: once
+        // more, from a fresh read.
+        if let (Err(BackendError::Rejected { detail, .. }), Some(m)) = (&written, &self.members) {
+            if !change.members.is_empty()
+                && (detail.starts_with("noSuchAttribute")
+                    || detail.starts_with("attributeOrValueExists"))
+            {
+                let mut mods = field_mods;
+                mods.extend(self.member_mods(&dn, &change.members).await?);
+                written = self
+                    .modify_members(&dn, mods, m.empty.as_deref(), &m.attr)
+                    .await;
+            }
+        }
+        // The password last, through its own operation; refused, the modify is written
+        // back with the values read before it.
+        if let (Ok(()), Some((i, pw))) = (&written, &password) {
+            if let Err(e) = self.set_password(&dn, *i, pw).await {
+                let undo: Vec<Mod<Vec<u8>>> = changed
+                    .iter()
+                    .filter(|(i, _)| !self.fields[*i].loc.is_password())
+                    .map(|(i, _)| {
+                        Mod::Replace(
+                            self.fields[*i].loc.attr.as_bytes().to_vec(),
+                            encode(&current.values[*i]).into_iter().collect(),
+                        )
+                    })
+                    .collect();
+                if let Err(undo) = self.modify(&dn, undo).await {
+                    tracing::error!(dn = %dn, error = %undo, "LDAP: an update whose password was refused could not be undone");
+                }
+                written = Err(e);
+            }
+        }
+        if let Err(e) = written.map_err(|e| self.blame(e)) {
+            if let Some(old) = renamed_from {
+                // Undo the rename: the request changes nothing or everything.
+                if let Err(undo) = self.rename(&dn, &old).await {
+                    tracing::error!(dn = %dn, error = %undo, "LDAP: a failed update's rename could not be undone");
+                }
+            }
+            return Err(e);
+        }
+        if let Some(before) = before {
+            match self.listed_as(&dn).await {
+                Ok(after) => {
+                    for ((g, old), new) in self.member_of.iter().zip(before).zip(after) {
+                        if let Some(old) = old {
+                            if new.as_deref().map(|n| norm_member(g.value.as_deref(), n))
+                                != Some(norm_member(g.value.as_deref(), &old))
+                            {
+                                self.relist(g, &old, new.as_deref()).await;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(dn = %dn, error = %e, "LDAP: the groups of a renamed entry could not follow it");
+                }
+            }
+        }
+        self.lookup(key, load_members)
+            .await?
+            .map(|(_, r)| r)
+            .ok_or(BackendError::NotFound)
+    }
+
+    async fn delete(
+        &self,
+        key: &str,
+        mode: DeleteMode,
+        check: CheckFn,
+    ) -> Result<(), BackendError> {
+        let Some((dn, current)) = self.lookup(key, false).await? else {
+            return Err(BackendError::NotFound);
+        };
+        check(&current)?;
+        match mode {
+            DeleteMode::Hard => {
+                let names = self.listed_as(&dn).await?;
+                self.delete_entry(&dn).await?;
+                self.leave_groups(&names).await;
+                Ok(())
+            }
+            DeleteMode::Soft(sets) => {
+                let mut mods: Vec<Mod<Vec<u8>>> = sets
+                    .iter()
+                    .filter_map(|(i, v)| {
+                        let f = self.fields.get(*i)?;
+                        Some(Mod::Replace(
+                            f.loc.attr.as_bytes().to_vec(),
+                            encode(v).into_iter().collect(),
+                        ))
+                    })
+                    .collect();
+                for (a, vs) in self.constants_for(&[When::Delete]) {
+                    mods.push(Mod::Replace(a.into_bytes(), vs.into_iter().collect()));
+                }
+                self.modify(&dn, mods).await?;
+                if let Some(to) = &self.res.disabled_base {
+                    // Out of the base: the app (and any LDAP-bound login) no longer sees it.
+                    // The entry keeps its id; a later create of the same name makes a new
+                    // entry, as the moved one is no longer under the base.
+                    let rdn = self.rdn_of(&current.values[self.rdn_field])?;
+                    let names = self.listed_as(&dn).await?;
+                    let mut c = self.pool.get().await?;
+                    let r = c
+                        .ldap
+                        .with_timeout(self.pool.op_timeout)
+                        .modifydn(&dn, &rdn, true, Some(to))
+                        .await;
+                    let r = self.transport(&c, r).await?;
+                    if r.rc != 0 {
+                        return Err(result_error(r.rc, &r.text, Some(self.rdn_field)));
+                    }
+                    self.leave_groups(&names).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn present(&self, keys: &[String]) -> Result<Vec<String>, BackendError> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(100) {
+            let f = filter::compile(
+                &Predicate::KeyIn(chunk.to_vec()),
+                &self.attrs,
+                &self.res.id_attr,
+            )?;
+            for e in self.find(&self.full_filter(&f), chunk.len()).await? {
+                out.push(self.row(&e).key);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A DN compared loosely: ASCII case folded, spaces around separators dropped (what
+/// distinguishedNameMatch ignores in the common cases).
+fn norm_dn(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    let mut escaped = false;
+    for c in dn.chars() {
+        if escaped {
+            out.push(c.to_ascii_lowercase());
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => {
+                escaped = true;
+                out.push(c);
+            }
+            ' ' if out.ends_with([',', '=']) => {}
+            ',' | '=' => {
+                while out.ends_with(' ') {
+                    out.pop();
+                }
+                out.push(c);
+            }
+            c => out.push(c.to_ascii_lowercase()),
+        }
+    }
+    out
+}
+
+/// The DN above `dn`: everything after its first unescaped comma.
+fn parent(dn: &str) -> &str {
+    let mut escaped = false;
+    for (i, c) in dn.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => return &dn[i + 1..],
+            _ => {}
+        }
+    }
+    ""
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parent DN skips commas escaped inside the RDN value.
+    #[test]
+    fn parents() {
+        assert_eq!(parent("uid=a\\,b,ou=people,dc=x"), "ou=people,dc=x");
+        assert_eq!(parent("uid=a\\\\,ou=people"), "ou=people");
+        assert_eq!(parent("dc=x"), "");
+    }
+
+    /// Result codes become the errors the layer above answers with.
+    #[test]
+    fn result_codes() {
+        assert!(matches!(
+            result_error(68, "", Some(0)),
+            BackendError::Conflict { field: Some(0), .. }
+        ));
+        assert!(matches!(result_error(32, "", None), BackendError::NotFound));
+        assert!(matches!(
+            result_error(65, "x", None),
+            BackendError::Rejected { .. }
+        ));
+        assert!(matches!(
+            result_error(52, "", None),
+            BackendError::Unavailable(_)
+        ));
+    }
+}
