@@ -444,6 +444,11 @@ pub trait Location: Any + fmt::Debug + Send + Sync {
     fn describe(&self) -> String;
     /// For the store's own downcast.
     fn as_any(&self) -> &dyn Any;
+    /// Whether the store takes a cleartext password here and hashes or protects it itself
+    /// (a directory's password attribute), so SCIM `password` may be mapped to it.
+    fn holds_password(&self) -> bool {
+        false
+    }
 }
 
 /// A shared [`Location`].

@@ -96,6 +96,12 @@ pub fn value_bytes(v: &Value) -> Vec<u8> {
     }
 }
 
+/// "The id attribute `key` is `id`": the text escaped, or an AD `objectGUID`'s bytes.
+fn key_eq(key: &str, id: &str) -> String {
+    super::ad::key_filter(key, id)
+        .unwrap_or_else(|| format!("({key}={})", filter_value(id.as_bytes())))
+}
+
 fn write(
     p: &Predicate,
     fields: &[FieldAttr],
@@ -135,6 +141,11 @@ fn write(
             fold_case,
         } => {
             let f = field(fields, *i)?;
+            // Active Directory: `active` is a bit of userAccountControl.
+            if let Some(flag) = super::ad::flag_filter(&f.attr, *i, *op, value) {
+                out.push_str(&flag?);
+                return Ok(());
+            }
             let v = filter_value(&value_bytes(value));
             let a = &f.attr;
             let exact = !fold_case && !f.binary;
@@ -173,14 +184,12 @@ fn write(
                 CmpOp::Gt => out.push_str(&format!("(&({a}=*)(!{lt})(!{eq}))")),
             }
         }
-        Predicate::KeyEq(id) => {
-            out.push_str(&format!("({key}={})", filter_value(id.as_bytes())));
-        }
+        Predicate::KeyEq(id) => out.push_str(&key_eq(key, id)),
         Predicate::KeyIn(ids) if ids.is_empty() => out.push_str(NOTHING),
         Predicate::KeyIn(ids) => {
             out.push_str("(|");
             for id in ids {
-                out.push_str(&format!("({key}={})", filter_value(id.as_bytes())));
+                out.push_str(&key_eq(key, id));
             }
             out.push(')');
         }

@@ -22,6 +22,7 @@
 //! Kept values (`externalId`) live in the `[state] backend` (an SQL store): a directory has
 //! no place for the sidecar's own state.
 
+pub mod ad;
 pub mod escape;
 pub mod filter;
 mod pool;
@@ -61,6 +62,7 @@ struct RawLdap {
     connect_timeout: Option<S>,
     operation_timeout: Option<S>,
     max_results: Option<NumOrStr>,
+    flavour: Option<S>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +94,15 @@ pub struct LdapConfig {
     /// The most entries one search reads (its size limit): a search matching more is refused
     /// with a message to narrow the filter, never truncated.
     pub max_results: usize,
+    /// A standard directory, or Active Directory ([`ad`]).
+    pub flavour: ad::Flavour,
+}
+
+impl LdapConfig {
+    /// Whether connections are encrypted (LDAPS, or StartTLS).
+    pub fn encrypted(&self) -> bool {
+        self.url.starts_with("ldaps://") || self.starttls
+    }
 }
 
 impl std::fmt::Debug for LdapConfig {
@@ -103,6 +114,7 @@ impl std::fmt::Debug for LdapConfig {
             .field("ca_file", &self.ca_file)
             .field("starttls", &self.starttls)
             .field("pool_size", &self.pool_size)
+            .field("flavour", &self.flavour)
             .finish_non_exhaustive()
     }
 }
@@ -222,7 +234,25 @@ impl StoreKind for Ldap {
             (1, 1_000_000),
             10_000,
         ) as usize;
+        let flavour = match &b.flavour {
+            None => ad::Flavour::Standard,
+            Some(f) => {
+                let fo = cx.origin(f.span());
+                match cx.string(f, "backend flavour") {
+                    Some(v) => ad::Flavour::parse(&v).unwrap_or_else(|| {
+                        cx.error(
+                            &fo,
+                            format!("flavour \"{v}\" is not \"ldap\" or \"active-directory\""),
+                            Some("write flavour = \"active-directory\" for Active Directory or Samba AD; leave it out for any other directory"),
+                        );
+                        ad::Flavour::Standard
+                    }),
+                    None => ad::Flavour::Standard,
+                }
+            }
+        };
         Some(Arc::new(LdapConfig {
+            flavour,
             url: url?,
             bind_dn,
             bind_password,
@@ -282,6 +312,8 @@ impl StoreConfig for LdapConfig {
             pool: Arc::new(pool),
             max_results: self.max_results,
             deadline: self.connect_timeout + self.operation_timeout * 3,
+            flavour: self.flavour,
+            encrypted: self.encrypted(),
         }))
     }
 }
@@ -341,6 +373,10 @@ impl Location for LdapField {
     }
     fn as_any(&self) -> &dyn Any {
         self
+    }
+    fn holds_password(&self) -> bool {
+        // Active Directory takes a cleartext unicodePwd and keeps only its hashes.
+        self.attr.eq_ignore_ascii_case(ad::PASSWORD)
     }
 }
 
@@ -512,6 +548,8 @@ pub struct LdapBackend {
     pool: Arc<pool::Pool>,
     max_results: usize,
     deadline: Duration,
+    flavour: ad::Flavour,
+    encrypted: bool,
 }
 
 #[async_trait]
@@ -530,11 +568,20 @@ impl Backend for LdapBackend {
 
     async fn open_table(&self, spec: TableSpec) -> Result<Opened, Refused> {
         let mut problems = Vec::new();
+        let ad = self.flavour == ad::Flavour::ActiveDirectory;
+        // AD has no entryUUID: a resource naming no id attribute is identified by objectGUID.
+        let adapt = |mut r: LdapResource| {
+            if ad && r.id_attr == "entryUUID" {
+                r.id_attr = ad::GUID.to_owned();
+            }
+            r
+        };
         let res = spec
             .resource
             .as_any()
             .downcast_ref::<LdapResource>()
-            .cloned();
+            .cloned()
+            .map(adapt);
         if res.is_none() {
             problems.push(foreign(&spec.resource, SpecPart::Table));
         }
@@ -568,7 +615,7 @@ impl Backend for LdapBackend {
                     (Some(how), Some(of)) => Some(table::MembersCfg {
                         attr: how.attr.clone(),
                         empty: how.empty.clone(),
-                        member: of.clone(),
+                        member: adapt(of.clone()),
                     }),
                     _ => {
                         problems.push(foreign(&m.loc, SpecPart::Members));
@@ -587,7 +634,7 @@ impl Backend for LdapBackend {
                 Some(table::MemberOfCfg {
                     attr: how.attr.clone(),
                     empty: how.empty.clone(),
-                    group: group.clone(),
+                    group: adapt(group.clone()),
                 })
             })
             .collect();
@@ -617,13 +664,47 @@ impl Backend for LdapBackend {
                 warning: false,
             });
         }
+        if !ad {
+            if let Some(f) = fields
+                .iter()
+                .find(|f| f.loc.attr.eq_ignore_ascii_case(ad::PASSWORD))
+            {
+                problems.push(SpecProblem {
+                    part: spec
+                        .fields
+                        .iter()
+                        .position(|s| s.name == f.name)
+                        .map_or(SpecPart::Table, SpecPart::Field),
+                    message: format!("{} is Active Directory's password attribute", ad::PASSWORD),
+                    fix: Some("add flavour = \"active-directory\" to the backend".into()),
+                    warning: false,
+                });
+            }
+        }
+        let ad = ad.then(|| ad::Ad::new(&fields, self.encrypted));
+        if let Some((i, message)) = ad.as_ref().and_then(ad::Ad::problems) {
+            let part = spec
+                .fields
+                .iter()
+                .position(|f| f.name == fields[i].name)
+                .map_or(SpecPart::Table, SpecPart::Field);
+            problems.push(SpecProblem {
+                part,
+                message,
+                fix: Some("use an ldaps:// url, or tls = { starttls = true }".into()),
+                warning: false,
+            });
+        }
         let Some(rdn_field) = rdn_field else {
             return Err(problems.into());
         };
         if !problems.is_empty() {
             return Err(problems.into());
         }
-        let infos = fields.iter().map(table::Field::info).collect();
+        let mut infos: Vec<_> = fields.iter().map(table::Field::info).collect();
+        if let Some(ad) = &ad {
+            ad.adjust_infos(&mut infos);
+        }
         let t = table::LdapTable::new(
             self.pool.clone(),
             res,
@@ -632,7 +713,8 @@ impl Backend for LdapBackend {
             self.max_results,
             spec.constants,
         )
-        .with_members(members, member_of);
+        .with_members(members, member_of)
+        .with_ad(ad);
         Ok(Opened {
             table: Arc::new(t),
             fields: infos,

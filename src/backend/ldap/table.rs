@@ -34,6 +34,7 @@ use async_trait::async_trait;
 use ldap3::controls::MatchedValues;
 use ldap3::{Mod, Scope, SearchEntry, SearchOptions};
 
+use super::ad::{self, Ad};
 use super::escape::{dn_value, filter_value};
 use super::filter::{self, FieldAttr};
 use super::pool::{Conn, Pool, code_name, unavailable};
@@ -110,6 +111,8 @@ pub struct LdapTable {
     members: Option<MembersCfg>,
     /// Groups listing entries of this type.
     member_of: Vec<MemberOfCfg>,
+    /// Active Directory's ways, when the backend's flavour is AD ([`super::ad`]).
+    ad: Option<Ad>,
 }
 
 impl LdapTable {
@@ -160,6 +163,30 @@ impl LdapTable {
             wanted,
             members: None,
             member_of: Vec::new(),
+            ad: None,
+        }
+    }
+
+    /// Adds Active Directory's ways ([`super::ad`]).
+    pub fn with_ad(mut self, ad: Option<Ad>) -> Self {
+        if let (Some(_), Some(m)) = (&ad, &self.members) {
+            // Members are read a range at a time, the first with the entry.
+            for w in self.wanted.iter_mut() {
+                if w.eq_ignore_ascii_case(&m.attr) {
+                    *w = ad::first_range(&m.attr);
+                }
+            }
+        }
+        self.ad = ad;
+        self
+    }
+
+    /// The attribute an entry's own DN is searched by.
+    fn dn_attr(&self) -> &'static str {
+        if self.ad.is_some() {
+            ad::DN_ATTR
+        } else {
+            "entryDN"
         }
     }
 
@@ -244,7 +271,7 @@ impl LdapTable {
                 )
                 .await?;
             for e in found {
-                if let Some(Value::Text(id)) = values_of(&e, &m.id_attr, false).into_iter().next() {
+                if let Some(id) = id_of(&e, &m.id_attr) {
                     out.insert(id, e.dn);
                 }
             }
@@ -262,14 +289,18 @@ impl LdapTable {
         for chunk in dns.chunks(100) {
             let mut f = String::from("(|");
             for dn in chunk {
-                f.push_str(&format!("(entryDN={})", filter_value(dn.as_bytes())));
+                f.push_str(&format!(
+                    "({}={})",
+                    self.dn_attr(),
+                    filter_value(dn.as_bytes())
+                ));
             }
             f.push(')');
             let found = self
                 .find_in(&m.base, m.subtree, &f, vec![m.id_attr.clone()], chunk.len())
                 .await?;
             for e in found {
-                if let Some(Value::Text(id)) = values_of(&e, &m.id_attr, false).into_iter().next() {
+                if let Some(id) = id_of(&e, &m.id_attr) {
                     out.insert(norm_dn(&e.dn), id);
                 }
             }
@@ -286,24 +317,25 @@ impl LdapTable {
         let Some(m) = &self.members else {
             return Ok(());
         };
-        let per_row: Vec<Vec<String>> = entries
-            .iter()
-            .map(|e| {
-                values_of(e, &m.attr, false)
+        let mut per_row: Vec<Vec<String>> = Vec::with_capacity(entries.len());
+        for e in entries {
+            // AD returns a long member list in ranges: read to the end.
+            let dns = match &self.ad {
+                Some(_) => ad::all_values(&self.pool, e, &m.attr).await?,
+                None => values_of(e, &m.attr, false)
                     .into_iter()
                     .filter_map(|v| match v {
-                        Value::Text(dn)
-                            if m.empty
-                                .as_deref()
-                                .is_none_or(|p| norm_dn(p) != norm_dn(&dn)) =>
-                        {
-                            Some(dn)
-                        }
+                        Value::Text(dn) => Some(dn),
                         _ => None,
                     })
-                    .collect()
-            })
-            .collect();
+                    .collect(),
+            };
+            per_row.push(
+                dns.into_iter()
+                    .filter(|dn| m.empty.as_deref().is_none_or(|p| norm_dn(p) != norm_dn(dn)))
+                    .collect(),
+            );
+        }
         let all: Vec<String> = per_row
             .iter()
             .flatten()
@@ -330,6 +362,9 @@ impl LdapTable {
         attr: &str,
         dns: &[String],
     ) -> Result<HashSet<String>, BackendError> {
+        if self.ad.is_some() {
+            return self.listed_by_member_of(group_dn, dns).await;
+        }
         let mut out = HashSet::new();
         for chunk in dns.chunks(100) {
             let mut f = String::from("(");
@@ -359,6 +394,41 @@ impl LdapTable {
                     }
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// [`Self::listed`] in Active Directory, which has no Matched Values control: the members
+    /// among `dns` whose `memberOf` (computed by AD) names the group.
+    async fn listed_by_member_of(
+        &self,
+        group_dn: &str,
+        dns: &[String],
+    ) -> Result<HashSet<String>, BackendError> {
+        let Some(m) = &self.members else {
+            return Ok(HashSet::new());
+        };
+        let mut out = HashSet::new();
+        for chunk in dns.chunks(100) {
+            let mut f = format!("(&(memberOf={})(|", filter_value(group_dn.as_bytes()));
+            for dn in chunk {
+                f.push_str(&format!(
+                    "({}={})",
+                    ad::DN_ATTR,
+                    filter_value(dn.as_bytes())
+                ));
+            }
+            f.push_str("))");
+            let found = self
+                .find_in(
+                    &m.member.base,
+                    m.member.subtree,
+                    &f,
+                    vec!["1.1".into()],
+                    chunk.len(),
+                )
+                .await?;
+            out.extend(found.iter().map(|e| norm_dn(&e.dn)));
         }
         Ok(out)
     }
@@ -647,14 +717,16 @@ impl LdapTable {
 
     /// The row of an entry.
     fn row(&self, e: &SearchEntry) -> Row {
-        let key = values_of(e, &self.res.id_attr, false)
-            .into_iter()
-            .next()
-            .map(|v| match v {
-                Value::Text(s) => s,
-                other => String::from_utf8_lossy(&filter::value_bytes(&other)).into_owned(),
-            })
-            .unwrap_or_default();
+        let key = ad::key_of(e, &self.res.id_attr).unwrap_or_else(|| {
+            values_of(e, &self.res.id_attr, false)
+                .into_iter()
+                .next()
+                .map(|v| match v {
+                    Value::Text(s) => s,
+                    other => String::from_utf8_lossy(&filter::value_bytes(&other)).into_owned(),
+                })
+                .unwrap_or_default()
+        });
         let values = self
             .fields
             .iter()
@@ -667,11 +739,15 @@ impl LdapTable {
                 }
             })
             .collect();
-        Row {
+        let mut row = Row {
             key,
             values,
             members: None,
+        };
+        if let Some(ad) = &self.ad {
+            ad.read_row(e, &mut row);
         }
+        row
     }
 
     /// Refuses a value of a unique field that another entry (not `except`) already has.
@@ -691,11 +767,12 @@ impl LdapTable {
                 filter_value(&filter::value_bytes(v.first()))
             );
             if let Some(k) = except {
-                cond.push_str(&format!(
-                    "(!({}={}))",
-                    self.res.id_attr,
-                    filter_value(k.as_bytes())
-                ));
+                let not_this = filter::compile(
+                    &Predicate::KeyEq(k.to_owned()),
+                    &self.attrs,
+                    &self.res.id_attr,
+                )?;
+                cond.push_str(&format!("(!{not_this})"));
             }
             let found = self.find(&self.full_filter(&cond), 1).await;
             match found {
@@ -775,8 +852,16 @@ impl LdapTable {
     }
 }
 
+/// The SCIM id of an entry whose id attribute is `id_attr` (an AD objectGUID as its string).
+fn id_of(e: &SearchEntry, id_attr: &str) -> Option<String> {
+    ad::key_of(e, id_attr).or_else(|| match values_of(e, id_attr, false).into_iter().next() {
+        Some(Value::Text(id)) => Some(id),
+        _ => None,
+    })
+}
+
 /// The values of attribute `attr` of an entry (case-insensitive name, options ignored).
-fn values_of(e: &SearchEntry, attr: &str, binary: bool) -> Vec<Value> {
+pub(super) fn values_of(e: &SearchEntry, attr: &str, binary: bool) -> Vec<Value> {
     let same = |k: &String| {
         let base = k.split(';').next().unwrap_or(k);
         base.eq_ignore_ascii_case(attr) || k.eq_ignore_ascii_case(attr)
@@ -902,10 +987,14 @@ impl Table for LdapTable {
         members: Vec<String>,
         load_members: bool,
     ) -> Result<Row, BackendError> {
+        let mut values = values;
         let naming = values.get(self.rdn_field).cloned().unwrap_or(Value::Null);
         let rdn = self.rdn_of(&naming)?;
         let given: Vec<(usize, &Value)> = values.iter().enumerate().collect();
         self.check_unique(&given, None).await?;
+        if let Some(ad) = &self.ad {
+            ad.prepare_insert(&mut values)?;
+        }
         let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = Vec::new();
         let mut put = |a: &str, vs: Vec<Vec<u8>>| {
             if vs.is_empty() {
@@ -969,12 +1058,19 @@ impl Table for LdapTable {
             .await;
         let r = self.transport(&c, r).await?;
         if r.rc != 0 {
-            return Err(match result_error(r.rc, &r.text, Some(self.rdn_field)) {
+            let e = match result_error(r.rc, &r.text, Some(self.rdn_field)) {
                 // The base itself is missing: a configuration fault, not a missing resource.
                 BackendError::NotFound => {
                     BackendError::Internal(format!("base '{}' does not exist", self.res.base))
                 }
                 e => e,
+            };
+            let written: Vec<usize> = (0..values.len())
+                .filter(|i| !values[*i].is_null())
+                .collect();
+            return Err(match &self.ad {
+                Some(ad) => ad.blame(e, &written),
+                None => e,
             });
         }
         // Read back for the id the directory gave it.
@@ -1063,6 +1159,10 @@ impl Table for LdapTable {
             .collect();
         let refs: Vec<(usize, &Value)> = changed.iter().map(|(i, v)| (*i, v)).collect();
         self.check_unique(&refs, Some(key)).await?;
+        let mut changed = changed;
+        if let Some(ad) = &self.ad {
+            ad.prepare_update(&self.pool, &dn, &mut changed).await?;
+        }
         // Member ids resolved (and unknown ones refused) before anything is written.
         let member_mods = if change.members.is_empty() {
             Vec::new()
@@ -1117,6 +1217,10 @@ impl Table for LdapTable {
             }
         }
         if let Err(e) = written {
+            let e = match &self.ad {
+                Some(ad) => ad.blame(e, &changed.iter().map(|(i, _)| *i).collect::<Vec<_>>()),
+                None => e,
+            };
             if let Some(old) = renamed_from {
                 // Undo the rename: the request changes nothing or everything.
                 if let Err(undo) = self.rename(&dn, &old).await {
