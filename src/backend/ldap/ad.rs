@@ -177,6 +177,36 @@ pub fn flag_filter(
     })
 }
 
+/// A comparison as Active Directory evaluates it, for what differs from a standard directory
+/// (`None`: the standard filter does): AD compares strings ignoring case and offers no
+/// `caseExactMatch` or ordering rules in extensible matches, so a case-exact `eq`/`ne`/order
+/// is refused (never answered ignoring case), and ordering uses `>=`/`<=` (AD orders strings
+/// itself). `v` is already escaped.
+pub fn cmp_filter(
+    a: &str,
+    field: usize,
+    op: CmpOp,
+    v: &str,
+    fold_case: bool,
+) -> Option<Result<String, BackendError>> {
+    let ordering = matches!(op, CmpOp::Gt | CmpOp::Ge | CmpOp::Lt | CmpOp::Le);
+    if !fold_case && (ordering || matches!(op, CmpOp::Eq | CmpOp::Ne)) {
+        return Some(Err(BackendError::Unsupported {
+            field: Some(field),
+            detail: format!(
+                "Active Directory compares '{a}' ignoring case, so a case-exact comparison cannot be evaluated (mark the map entry case_exact = false where case does not tell values apart)"
+            ),
+        }));
+    }
+    Some(Ok(match op {
+        CmpOp::Ge => format!("({a}>={v})"),
+        CmpOp::Le => format!("({a}<={v})"),
+        CmpOp::Gt => format!("(&({a}>={v})(!({a}={v})))"),
+        CmpOp::Lt => format!("(&({a}<={v})(!({a}={v})))"),
+        _ => return None,
+    }))
+}
+
 /// A password as `unicodePwd` takes it: in double quotes, UTF-16LE.
 pub fn password_value(pw: &str) -> Vec<u8> {
     format!("\"{pw}\"")
@@ -551,6 +581,23 @@ mod tests {
         );
         assert!(matches!(f(CmpOp::Gt, true), Some(Err(_))));
         assert!(flag_filter("title", 0, CmpOp::Eq, &Value::Bool(true)).is_none());
+    }
+
+    /// Ordering uses AD's own `>=`/`<=`; case-exact comparisons are refused, naming the field.
+    #[test]
+    fn comparisons() {
+        assert_eq!(
+            cmp_filter("cn", 0, CmpOp::Gt, "b", true)
+                .and_then(Result::ok)
+                .as_deref(),
+            Some("(&(cn>=b)(!(cn=b)))")
+        );
+        assert!(matches!(
+            cmp_filter("cn", 3, CmpOp::Eq, "b", false),
+            Some(Err(BackendError::Unsupported { field: Some(3), .. }))
+        ));
+        assert!(cmp_filter("cn", 0, CmpOp::Eq, "b", true).is_none());
+        assert!(cmp_filter("cn", 0, CmpOp::Contains, "b", false).is_none());
     }
 
     /// `unicodePwd` is the quoted password in UTF-16LE.

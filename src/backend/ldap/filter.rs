@@ -30,6 +30,8 @@ pub struct FieldAttr {
     pub ordering: bool,
     /// Values are bytes: no case rules apply.
     pub binary: bool,
+    /// The directory is Active Directory, whose comparisons differ ([`super::ad::cmp_filter`]).
+    pub ad: bool,
 }
 
 /// What membership conditions compile to: the group's member attribute, the placeholder DN
@@ -165,6 +167,12 @@ fn write(
                     ),
                 });
             }
+            if f.ad {
+                if let Some(ad) = super::ad::cmp_filter(a, *i, *op, &v, *fold_case) {
+                    out.push_str(&ad?);
+                    return Ok(());
+                }
+            }
             // "a < v" by the directory-string ordering rules.
             let rule = if *fold_case {
                 "caseIgnoreOrderingMatch"
@@ -234,11 +242,13 @@ mod tests {
                 attr: "uid".into(),
                 ordering: false,
                 binary: false,
+                ad: false,
             },
             FieldAttr {
                 attr: "cn".into(),
                 ordering: true,
                 binary: false,
+                ad: false,
             },
         ]
     }

@@ -131,6 +131,7 @@ impl LdapTable {
                 attr: f.loc.attr.clone(),
                 ordering: f.loc.ordering,
                 binary: f.loc.binary,
+                ad: false,
             })
             .collect();
         let constants = constants
@@ -169,6 +170,9 @@ impl LdapTable {
 
     /// Adds Active Directory's ways ([`super::ad`]).
     pub fn with_ad(mut self, ad: Option<Ad>) -> Self {
+        for a in &mut self.attrs {
+            a.ad = ad.is_some();
+        }
         if let (Some(_), Some(m)) = (&ad, &self.members) {
             // Members are read a range at a time, the first with the entry.
             for w in self.wanted.iter_mut() {
