@@ -1,10 +1,10 @@
 //! The LDAP store: users (and, next, groups) as entries of the application's own directory
-//! (OpenLDAP, 389 DS, AD LDS; Active Directory as a flavour later).
+//! (OpenLDAP, 389 DS, AD LDS; Active Directory as a flavour).
 //!
 //! - **Config** ([`Ldap`], registered in [`crate::backend::kind::KINDS`]): `[backend.NAME]`
 //!   `type = "ldap"` with `url` (`ldap://` or `ldaps://`), `bind_dn`, `bind_password` (or
 //!   `bind_password_file`), `tls = { ca, starttls }`, `pool_size`, `connect_timeout`,
-//!   `operation_timeout`, `max_results`. A `[resource.X]` says `base` (the DN its entries live
+//!   `operation_timeout`, `max_results`, `flavour` (`"active-directory"`). A `[resource.X]` says `base` (the DN its entries live
 //!   under), `rdn = "uid={userName}"` (the naming attribute and the map key whose value names
 //!   the entry), `object_classes`, `id` (the stable id attribute: `entryUUID` by default, never
 //!   the DN, which changes on rename) and `scope` (`one` or `sub`, default `one`). A map entry
@@ -18,6 +18,10 @@
 //! - **Requests** ([`table`]): entries read and written with one LDAP operation each where
 //!   LDAP allows; what takes two (a rename and a modify) is compensated on failure.
 //! - **Filters** ([`filter`]) and **escaping** ([`escape`]): RFC 4515 and RFC 4514.
+//! - **Active Directory** ([`ad`]): `flavour = "active-directory"` on the backend gives the
+//!   same store AD's ways (objectGUID ids, `active` as a bit of `userAccountControl`,
+//!   `password` as `unicodePwd`, ranged member reads), at a few hooks in [`table`] and
+//!   [`filter`].
 //!
 //! Kept values (`externalId`) live in the `[state] backend` (an SQL store): a directory has
 //! no place for the sidecar's own state.
