@@ -572,3 +572,39 @@ async fn password_needs_tls() {
         "{report}"
     );
 }
+
+/// A misspelt flavour stops the config load with the line and the values it may take, without
+/// reaching any directory.
+#[test]
+fn a_wrong_flavour_is_named() {
+    let text = std::fs::read_to_string(crate::support::example_config("active-directory"))
+        .expect("example")
+        .replace(
+            "flavour = \"active-directory\"",
+            "flavour = \"activedirectory\"",
+        );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("ad.toml");
+    std::fs::write(&p, text).expect("write");
+    let env: std::collections::HashMap<String, String> = [
+        ("LDAP_URL", "ldaps://127.0.0.1:636"),
+        ("LDAP_BIND_DN", "CN=svc,DC=example,DC=test"),
+        ("LDAP_BIND_PASSWORD", "x"),
+        ("LDAP_BASE_DN", "DC=example,DC=test"),
+        ("LDAP_CA_FILE", "/dev/null"),
+        ("SCIM_TOKEN", crate::support::TOKEN),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let report = match scim_sidecar::config::load(&p, &env) {
+        Ok(_) => panic!("the config loaded"),
+        Err(problems) => scim_sidecar::config::report(&problems),
+    };
+    assert!(
+        report.contains("ad.toml:")
+            && report
+                .contains("flavour \"activedirectory\" is not \"ldap\" or \"active-directory\""),
+        "{report}"
+    );
+}
