@@ -2,7 +2,8 @@
 # SCIM conformance: the public suite scim2-tester (PyPI) against the sidecar running the
 # shipped examples: the quickstart (SQLite); examples/postgres, examples/redmine and
 # examples/phpbb, each in its own database of one throwaway PostgreSQL; and
-# examples/wordpress-mysql (WordPress's own tables) on a throwaway MariaDB.
+# examples/wordpress-mysql (WordPress's own tables) on a throwaway MariaDB; examples/ldap on a
+# throwaway slapd started by examples/ldap/slapd.sh.
 #
 # Installs the pinned suite in a virtualenv under target/conformance-venv (once), builds the
 # debug binary (the profile `cargo test` already built), starts each example on free loopback
@@ -68,6 +69,7 @@ WORK="$(mktemp -d -t scim-conformance.XXXXXX)"
 PIDS=()
 PG_DATA=""
 MY_PID=""
+SLAPD_STOP=""
 as_pg=()
 cleanup() {
     for pid in "${PIDS[@]}"; do
@@ -77,6 +79,9 @@ cleanup() {
     if [ -n "$MY_PID" ]; then
         kill "$MY_PID" 2>/dev/null || true
         wait "$MY_PID" 2>/dev/null || true
+    fi
+    if [ -n "$SLAPD_STOP" ]; then
+        bash -c "$SLAPD_STOP" >/dev/null 2>&1 || true
     fi
     if [ -n "$PG_DATA" ]; then
         "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
@@ -229,9 +234,31 @@ run_my_example() {
     run_example "$name" "examples/$name/scim-sidecar.toml" DATABASE_URL="$url"
 }
 
+# run_ldap_example: a throwaway slapd loaded with examples/ldap/base.ldif (the example's own
+# script), the state database (SQLite) created by `migrate`, then the suite.
+run_ldap_example() {
+    local out
+    if ! out="$(examples/ldap/slapd.sh)"; then
+        echo "ldap: examples/ldap/slapd.sh failed" >&2
+        return 1
+    fi
+    eval "$out"
+    local state="$WORK/ldap-state.db"
+    : >"$state"
+    if ! env SCIM_SIDECAR_STATE="$state" "$BIN" migrate --config examples/ldap/scim-sidecar.toml \
+        >"$WORK/migrate-ldap.log" 2>&1; then
+        echo "ldap: scim-sidecar migrate failed:" >&2
+        cat "$WORK/migrate-ldap.log" >&2
+        return 1
+    fi
+    run_example ldap examples/ldap/scim-sidecar.toml LDAP_URL="$LDAP_URL" \
+        LDAP_BIND_DN="$LDAP_BIND_DN" LDAP_BIND_PASSWORD="$LDAP_BIND_PASSWORD" \
+        LDAP_BASE_DN="$LDAP_BASE_DN" SCIM_SIDECAR_STATE="$state"
+}
+
 failed=0
 # CONFORMANCE_ONLY=phpbb (a space-separated list) runs only those examples, while working on one.
-only=" ${CONFORMANCE_ONLY:-quickstart postgres redmine phpbb wordpress-mysql} "
+only=" ${CONFORMANCE_ONLY:-quickstart postgres redmine phpbb wordpress-mysql ldap} "
 
 if [[ "$only" == *" quickstart "* ]]; then
     run_example quickstart examples/quickstart/scim-sidecar.toml QUICKSTART_DB="$WORK/app.db" ||
@@ -256,6 +283,10 @@ if [[ "$only" == *" wordpress-mysql "* ]]; then
     else
         failed=1
     fi
+fi
+
+if [[ "$only" == *" ldap "* ]]; then
+    run_ldap_example || failed=1
 fi
 
 if [ "$failed" -ne 0 ]; then

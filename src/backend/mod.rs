@@ -444,9 +444,11 @@ pub trait Location: Any + fmt::Debug + Send + Sync {
     fn describe(&self) -> String;
     /// For the store's own downcast.
     fn as_any(&self) -> &dyn Any;
-    /// Whether the store takes a cleartext password here and hashes or protects it itself
-    /// (a directory's password attribute), so SCIM `password` may be mapped to it.
-    fn holds_password(&self) -> bool {
+    /// Whether a SCIM `password` may be mapped here: the store turns a clear-text password
+    /// into its own hashed form when it is written (LDAP `userPassword`, set through the
+    /// Password Modify operation), and it is never read back. `false` by default: a column
+    /// cannot know the app's hash format.
+    fn takes_password(&self) -> bool {
         false
     }
 }

@@ -956,8 +956,10 @@ fn target_of(full: &ResourceType, a: &AttrSpec) -> Result<(Target, AttrType, boo
             None,
         );
     }
-    let store_hashes = matches!(&a.source, AttrSource::Store(l) if l.holds_password());
-    if attr.name == "password" && ext.is_none() && !store_hashes {
+    if attr.name == "password"
+        && ext.is_none()
+        && !matches!(&a.source, AttrSource::Store(l) if l.takes_password())
+    {
         return err(
             "mapping 'password' is not supported yet: the sidecar would have to know the app's password hash format".into(),
             Some("remove the entry; passwords sent by the identity provider are ignored".into()),

@@ -551,3 +551,1021 @@ async fn ldaps_and_starttls_verify_the_directory() {
         Ok(_) => panic!("a certificate from an unknown CA must be refused"),
     }
 }
+
+/// The LDAP example end to end, through HTTP as an identity provider drives it: a create
+/// (Entra's `userName eq` lookup first), a filter the directory cannot evaluate refused as
+/// `400 invalidFilter` naming the attribute, a PATCH renaming the user (same id), a group
+/// with the user as member, a duplicate `409 uniqueness`, and a delete that leaves the group
+/// empty but alive.
+#[tokio::test]
+async fn the_example_serves_scim_on_a_directory() {
+    let Some(tree) = ldap::subtree("example").await else {
+        return;
+    };
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_db = state.path().join("state.db");
+    std::fs::write(&state_db, "").expect("state db");
+    let s = support::Sidecar::start(support::Options {
+        config: Some(support::example_config("ldap")),
+        env: vec![
+            ("LDAP_URL", tree.url.clone()),
+            ("LDAP_BIND_DN", ldap::ADMIN_DN.to_owned()),
+            ("LDAP_BIND_PASSWORD", ldap::ADMIN_PASSWORD.to_owned()),
+            ("LDAP_BASE_DN", tree.dn.clone()),
+            ("SCIM_SIDECAR_STATE", state_db.display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    let c = &s.client;
+    let found = c
+        .get("/scim/v2/Users?filter=userName%20eq%20%22ann%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(found["totalResults"], 0);
+    let ann = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "ann",
+                "externalId": "e-ann",
+                "name": { "givenName": "Ann", "familyName": "Archer" },
+                "emails": [{ "type": "work", "value": "ann@example.test", "primary": true }]
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    let id = ann["id"].as_str().expect("id").to_owned();
+    let found = c
+        .get("/scim/v2/Users?filter=userName%20eq%20%22ANN%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(found["Resources"][0]["id"], id.as_str());
+    assert_eq!(found["Resources"][0]["externalId"], "e-ann");
+    let entries = ldap::server()
+        .expect("server")
+        .entries(&tree.people, "(uid=ann)")
+        .await;
+    assert_eq!(
+        entries[0].attrs["mail"],
+        vec!["ann@example.test".to_owned()]
+    );
+    assert_eq!(entries[0].attrs["sn"], vec!["Archer".to_owned()]);
+
+    let refused = c
+        .get("/scim/v2/Users?filter=emails.value%20gt%20%22a%22")
+        .await
+        .scim_error(400, Some("invalidFilter"));
+    assert!(refused.to_lowercase().contains("email"), "{refused}");
+
+    c.post(
+        "/scim/v2/Users",
+        &serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "Ann",
+            "name": { "familyName": "Other" }
+        }),
+    )
+    .await
+    .scim_error(409, Some("uniqueness"));
+
+    let renamed = c
+        .patch(
+            &format!("/scim/v2/Users/{id}"),
+            &support::client::patch_body(serde_json::json!([
+                { "op": "replace", "path": "userName", "value": "ann.archer" }
+            ])),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(renamed["id"], id.as_str());
+    assert_eq!(renamed["userName"], "ann.archer");
+
+    let group = c
+        .post(
+            "/scim/v2/Groups",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "staff",
+                "members": [{ "value": id }]
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    let gid = group["id"].as_str().expect("gid").to_owned();
+    assert_eq!(group["members"][0]["value"], id.as_str());
+
+    c.delete(&format!("/scim/v2/Users/{id}")).await.expect(204);
+    c.get(&format!("/scim/v2/Users/{id}")).await.expect(404);
+    let group = c
+        .get(&format!("/scim/v2/Groups/{gid}"))
+        .await
+        .expect(200)
+        .json();
+    assert!(
+        group["members"].as_array().is_none_or(|m| m.is_empty()),
+        "{group}"
+    );
+}
+
+/// `examples/ldap/slapd.sh` as a user runs it: it starts a directory loaded with the example's
+/// `base.ldif`, prints the `LDAP_*` exports the example config reads and a stop command;
+/// the example served on those values creates a user in `ou=people` that reads back by
+/// `userName`, and the stop command removes the directory and its temp dir.
+#[tokio::test]
+async fn the_example_script_starts_a_directory_the_example_serves() {
+    support::init();
+    if ldap::server().is_none() {
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ldap/slapd.sh");
+    let out = std::process::Command::new(&script)
+        .output()
+        .expect("run slapd.sh");
+    assert!(
+        out.status.success(),
+        "slapd.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let exports: std::collections::HashMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            // One pair of shell quotes around the value.
+            let unquoted = ['\'', '"']
+                .iter()
+                .find_map(|q| v.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)));
+            (k.to_owned(), unquoted.unwrap_or(v).to_owned())
+        })
+        .collect();
+    let stop = exports.get("SLAPD_STOP").cloned().expect("SLAPD_STOP");
+    let dir = exports.get("SLAPD_DIR").cloned().expect("SLAPD_DIR");
+    // Whatever happens below, the directory goes.
+    struct Stop(String);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("bash")
+                .args(["-c", &self.0])
+                .status();
+        }
+    }
+    let stopper = Stop(stop);
+    for k in [
+        "LDAP_URL",
+        "LDAP_BIND_DN",
+        "LDAP_BIND_PASSWORD",
+        "LDAP_BASE_DN",
+    ] {
+        assert!(exports.contains_key(k), "slapd.sh printed no {k}: {text}");
+    }
+    assert!(exports["LDAP_URL"].starts_with("ldap://127.0.0.1:"));
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_db = state.path().join("state.db");
+    std::fs::write(&state_db, "").expect("state db");
+    let s = support::Sidecar::start(support::Options {
+        config: Some(support::example_config("ldap")),
+        env: vec![
+            ("LDAP_URL", exports["LDAP_URL"].clone()),
+            ("LDAP_BIND_DN", exports["LDAP_BIND_DN"].clone()),
+            ("LDAP_BIND_PASSWORD", exports["LDAP_BIND_PASSWORD"].clone()),
+            ("LDAP_BASE_DN", exports["LDAP_BASE_DN"].clone()),
+            ("SCIM_SIDECAR_STATE", state_db.display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    let c = &s.client;
+    let bo = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "bo",
+                "name": { "familyName": "Brown" }
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    let found = c
+        .get("/scim/v2/Users?filter=userName%20eq%20%22bo%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(found["totalResults"], 1);
+    assert_eq!(found["Resources"][0]["id"], bo["id"]);
+    drop(s);
+    drop(stopper);
+    assert!(
+        !std::path::Path::new(&dir).exists(),
+        "the stop command leaves {dir}"
+    );
+}
+
+/// The LDAP example on a fresh subtree of the shared slapd, served over HTTP.
+async fn example_on(tree: &ldap::Subtree) -> (support::Sidecar, tempfile::TempDir) {
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_db = state.path().join("state.db");
+    std::fs::write(&state_db, "").expect("state db");
+    let s = support::Sidecar::start(support::Options {
+        config: Some(support::example_config("ldap")),
+        env: vec![
+            ("LDAP_URL", tree.url.clone()),
+            ("LDAP_BIND_DN", ldap::ADMIN_DN.to_owned()),
+            ("LDAP_BIND_PASSWORD", ldap::ADMIN_PASSWORD.to_owned()),
+            ("LDAP_BASE_DN", tree.dn.clone()),
+            ("SCIM_SIDECAR_STATE", state_db.display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    (s, state)
+}
+
+/// Whether `dn` binds with `password`.
+async fn binds(url: &str, dn: &str, password: &str) -> bool {
+    let (conn, mut l) = ldap3::LdapConnAsync::new(url).await.expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.drive().await;
+    });
+    l.simple_bind(dn, password).await.is_ok_and(|r| r.rc == 0)
+}
+
+/// `password` maps to `userPassword` write-only: a create and a PATCH set it through the
+/// Password Modify operation, so the directory holds it hashed (`{SSHA}`, never the clear
+/// text) and the user binds with it; no response carries it, a PUT without it keeps it, and
+/// a filter on it is refused.
+#[tokio::test]
+async fn passwords_are_hashed_by_the_directory_and_never_returned() {
+    let Some(tree) = ldap::subtree("password").await else {
+        return;
+    };
+    let (s, _state) = example_on(&tree).await;
+    let c = &s.client;
+    let user = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "pat",
+        "password": "Tr0ub4dor&3",
+        "name": { "familyName": "Pat" }
+    });
+    let created = c.post("/scim/v2/Users", &user).await.expect(201).json();
+    assert!(created.get("password").is_none(), "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let dn = format!("uid=pat,{}", tree.people);
+    let entry = &ldap::server()
+        .expect("server")
+        .entries(&tree.people, "(uid=pat)")
+        .await[0];
+    let stored = entry
+        .attrs
+        .get("userPassword")
+        .or_else(|| {
+            entry
+                .bin_attrs
+                .get("userPassword")
+                .map(|_| &entry.attrs["uid"])
+        })
+        .expect("userPassword");
+    assert!(stored[0].starts_with("{SSHA}"), "{stored:?}");
+    assert!(binds(&tree.url, &dn, "Tr0ub4dor&3").await);
+
+    let got = c
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200)
+        .json();
+    assert!(got.get("password").is_none(), "{got}");
+    let got = c
+        .get(&format!("/scim/v2/Users/{id}?attributes=password"))
+        .await
+        .expect(200)
+        .json();
+    assert!(got.get("password").is_none(), "{got}");
+
+    c.patch(
+        &format!("/scim/v2/Users/{id}"),
+        &support::client::patch_body(serde_json::json!([
+            { "op": "replace", "path": "password", "value": "correct horse" }
+        ])),
+    )
+    .await
+    .expect(200);
+    assert!(binds(&tree.url, &dn, "correct horse").await);
+    assert!(!binds(&tree.url, &dn, "Tr0ub4dor&3").await);
+
+    // A PUT without a password keeps the one set.
+    let mut put = user.clone();
+    put.as_object_mut().expect("object").remove("password");
+    put["displayName"] = "Pat P".into();
+    c.put(&format!("/scim/v2/Users/{id}"), &put)
+        .await
+        .expect(200);
+    assert!(binds(&tree.url, &dn, "correct horse").await);
+
+    c.get("/scim/v2/Users?filter=password%20eq%20%22correct%20horse%22")
+        .await
+        .scim_error(400, Some("invalidFilter"));
+}
+
+/// What the directory refuses comes back as `400 invalidValue` naming the SCIM attribute and
+/// carrying the directory's own message (inetOrgPerson requires `sn`); a value the
+/// attribute's syntax does not allow likewise; `409 uniqueness` for a taken userName; `404`
+/// for an id that names nothing.
+#[tokio::test]
+async fn directory_refusals_name_the_attribute() {
+    let Some(tree) = ldap::subtree("refusals").await else {
+        return;
+    };
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson"]
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+'phoneNumbers[type eq "work"].value' = "telephoneNumber"
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+"#,
+        people = tree.people
+    );
+    let (s, _state) = serve(&tree, &resources).await;
+    let c = &s.client;
+    let detail = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "nosn"
+            }),
+        )
+        .await
+        .scim_error(400, Some("invalidValue"));
+    assert!(detail.contains("name.familyName"), "{detail}");
+    assert!(detail.contains("'sn'"), "{detail}");
+    let detail = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "badphone",
+                "name": { "familyName": "B" },
+                "phoneNumbers": [{ "type": "work", "value": "not a phone ✆" }]
+            }),
+        )
+        .await
+        .scim_error(400, Some("invalidValue"));
+    assert!(detail.contains("phoneNumbers"), "{detail}");
+    assert!(detail.contains("telephoneNumber"), "{detail}");
+    c.get("/scim/v2/Users/00000000-0000-0000-0000-000000000000")
+        .await
+        .expect(404);
+    c.patch(
+        "/scim/v2/Users/00000000-0000-0000-0000-000000000000",
+        &support::client::patch_body(serde_json::json!([
+            { "op": "replace", "path": "displayName", "value": "x" }
+        ])),
+    )
+    .await
+    .expect(404);
+}
+
+/// A value holding every character that means something in a DN or a filter
+/// (`*()\,=+<>#;"`), as userName (so in the entry's RDN) and as displayName: the create
+/// stores it exactly, the read returns it exactly, `eq` finds that one user, and a filter
+/// made of those characters finds nothing it should not (`*` is no wildcard). NUL is refused
+/// at the SCIM edge (`400 invalidValue`, as every control character is) before any LDAP
+/// operation; below that edge the store keeps it exactly
+/// (`nul_is_stored_and_found_literally`).
+#[tokio::test]
+async fn special_characters_round_trip_and_never_widen_a_search() {
+    let Some(tree) = ldap::subtree("special").await else {
+        return;
+    };
+    let (s, _state) = example_on(&tree).await;
+    let c = &s.client;
+    let weird = "a*(b)\\c,d=e+f<g>h#i;j\"k l";
+    c.post(
+        "/scim/v2/Users",
+        &serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "nul\u{0}",
+            "name": { "familyName": "F" }
+        }),
+    )
+    .await
+    .scim_error(400, Some("invalidValue"));
+    for (name, display) in [("plain", "plain"), (weird, weird)] {
+        c.post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": name,
+                "displayName": display,
+                "name": { "familyName": "F" }
+            }),
+        )
+        .await
+        .expect(201);
+    }
+    let q = |f: String| format!("/scim/v2/Users?filter={}", urlencode(&f));
+    let esc = serde_json::to_string(weird).expect("json");
+    let found = c
+        .get(&q(format!("userName eq {esc}")))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(found["totalResults"], 1, "{found}");
+    assert_eq!(found["Resources"][0]["userName"], weird);
+    assert_eq!(found["Resources"][0]["displayName"], weird);
+    let id = found["Resources"][0]["id"].as_str().expect("id").to_owned();
+    let got = c
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(got["userName"], weird);
+    assert_eq!(got["displayName"], weird);
+    for (filter, n) in [
+        ("userName eq \"*\"".to_owned(), 0),
+        ("displayName co \"*\"".to_owned(), 1),
+        ("displayName co \"(\"".to_owned(), 1),
+        ("userName sw \"a*\"".to_owned(), 1),
+        ("userName eq \"a*)(uid=*\"".to_owned(), 0),
+        ("displayName eq \"plain)(|(uid=*\"".to_owned(), 0),
+    ] {
+        let found = c.get(&q(filter.clone())).await.expect(200).json();
+        assert_eq!(found["totalResults"], n, "{filter}: {found}");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Below the SCIM edge (which refuses control characters), NUL in a naming value and in
+/// another attribute is written, read and matched exactly by the store, and a filter holding
+/// it matches only that value (RFC 4515 `\00`).
+#[tokio::test]
+async fn nul_is_stored_and_found_literally() {
+    let Some(d) = dir("nul").await else { return };
+    let name = "n\u{0}ul*";
+    let shown = "x\u{0}(y)";
+    let row = d.add(&[("userName", name), ("displayName", shown)]).await;
+    d.add(&[("userName", "n"), ("displayName", "x")]).await;
+    let again = d
+        .users
+        .fetch(&row.key, false)
+        .await
+        .expect("fetch")
+        .expect("found");
+    assert_eq!(text(&again, d.field("userName")).as_deref(), Some(name));
+    assert_eq!(text(&again, d.field("displayName")).as_deref(), Some(shown));
+    assert_eq!(
+        d.names(d.cmp("userName", CmpOp::Eq, name)).await,
+        set(&[name])
+    );
+    assert_eq!(
+        d.names(d.cmp("displayName", CmpOp::StartsWith, "x\u{0}"))
+            .await,
+        set(&[name])
+    );
+    assert_eq!(
+        d.names(d.cmp("userName", CmpOp::Eq, "n")).await,
+        set(&["n"])
+    );
+}
+
+/// A config over `tree` with `resources` (TOML `[resource.…]` tables), served over HTTP.
+async fn serve(tree: &ldap::Subtree, resources: &str) -> (support::Sidecar, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_db = dir.path().join("state.db");
+    std::fs::write(&state_db, "").expect("state db");
+    let text = format!(
+        "[listen]\naddr = \"${{SCIM_SIDECAR_LISTEN}}\"\n\n[upstream]\nurl = \"${{UPSTREAM_URL}}\"\n\n\
+         [admin]\naddr = \"${{SCIM_SIDECAR_ADMIN_LISTEN}}\"\n\n[auth]\nbearer_tokens = [\"${{SCIM_TOKEN}}\"]\n\n\
+         [backend.dir]\ntype = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\n\n\
+         [backend.state]\ntype = \"sqlite\"\npath = \"{}\"\n\n[state]\nbackend = \"state\"\n\n{resources}",
+        tree.url,
+        ldap::ADMIN_DN,
+        ldap::ADMIN_PASSWORD,
+        state_db.display(),
+    );
+    let path = dir.path().join("scim-sidecar.toml");
+    std::fs::write(&path, text).expect("config");
+    let s = support::Sidecar::start(support::Options {
+        config: Some(path),
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    (s, dir)
+}
+
+/// posixAccount users: `uidNumber` allocated from a counter entry, distinct under twelve
+/// concurrent creates and the counter advanced by exactly twelve; `gidNumber` a constant and
+/// `homeDirectory` built from the userName by a template. `active` lives in a status
+/// attribute through a value map, and `DELETE` deprovisions by it (`on_delete = "soft"`): the
+/// entry stays, marked disabled, the resource is gone (404, out of lists); a later create of
+/// the same userName brings the same entry back enabled, with its id.
+#[tokio::test]
+async fn posix_accounts_get_unique_numbers_and_deletes_disable() {
+    let Some(tree) = ldap::subtree("posix").await else {
+        return;
+    };
+    let server = ldap::server().expect("server");
+    let counter = format!("cn=uidNext,{}", tree.dn);
+    server
+        .add(
+            &counter,
+            &[
+                ("objectClass", &["organizationalRole", "extensibleObject"]),
+                ("cn", &["uidNext"]),
+                ("uidNumber", &["10000"]),
+            ],
+        )
+        .await
+        .expect("counter");
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson", "posixAccount"]
+allocate = {{ uidNumber = "{counter}" }}
+on_delete = "soft"
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+active = {{ attribute = "employeeType", values = {{ true = "active", false = "disabled" }} }}
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+gidNumber = "10000"
+homeDirectory = {{ template = "/home/{{userName}}" }}
+"#,
+        people = tree.people
+    );
+    let (s, _dir) = serve(&tree, &resources).await;
+    let c = &s.client;
+    let user = |name: String| {
+        serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": name,
+            "active": true,
+            "name": { "familyName": "P" }
+        })
+    };
+    let creates: Vec<_> = (0..12)
+        .map(|i| {
+            let body = user(format!("p{i}"));
+            let c = c.clone();
+            tokio::spawn(async move { c.post("/scim/v2/Users", &body).await.expect(201).json() })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for t in creates {
+        created.push(t.await.expect("create"));
+    }
+    let entries = server
+        .entries(&tree.people, "(objectClass=posixAccount)")
+        .await;
+    assert_eq!(entries.len(), 12);
+    let numbers: BTreeSet<String> = entries
+        .iter()
+        .map(|e| e.attrs["uidNumber"][0].clone())
+        .collect();
+    let expected: BTreeSet<String> = (10000..10012).map(|n| n.to_string()).collect();
+    assert_eq!(numbers, expected);
+    let next = server.entries(&counter, "(objectClass=*)").await;
+    assert_eq!(next[0].attrs["uidNumber"], vec!["10012".to_owned()]);
+    let p0 = entries
+        .iter()
+        .find(|e| e.attrs["uid"].contains(&"p0".to_owned()))
+        .expect("p0");
+    assert_eq!(p0.attrs["homeDirectory"], vec!["/home/p0".to_owned()]);
+    assert_eq!(p0.attrs["gidNumber"], vec!["10000".to_owned()]);
+    assert_eq!(p0.attrs["employeeType"], vec!["active".to_owned()]);
+
+    let id = created
+        .iter()
+        .find(|u| u["userName"] == "p0")
+        .and_then(|u| u["id"].as_str())
+        .expect("id")
+        .to_owned();
+    c.delete(&format!("/scim/v2/Users/{id}")).await.expect(204);
+    c.get(&format!("/scim/v2/Users/{id}")).await.expect(404);
+    let list = c
+        .get("/scim/v2/Users?filter=userName%20eq%20%22p0%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(list["totalResults"], 0);
+    let kept = server.entries(&tree.people, "(uid=p0)").await;
+    assert_eq!(kept.len(), 1, "a soft delete keeps the entry");
+    assert_eq!(kept[0].attrs["employeeType"], vec!["disabled".to_owned()]);
+
+    let back = c
+        .post("/scim/v2/Users", &user("p0".into()))
+        .await
+        .expect(201)
+        .json();
+    assert_eq!(back["id"], id.as_str());
+    assert_eq!(back["active"], true);
+    let kept = server.entries(&tree.people, "(uid=p0)").await;
+    assert_eq!(kept[0].attrs["employeeType"], vec!["active".to_owned()]);
+    assert_eq!(kept[0].attrs["uidNumber"], p0.attrs["uidNumber"]);
+}
+
+/// `disabled_base`: `DELETE` of a soft-deleting type moves the entry out of the base into
+/// the disabled OU (keeping its entryUUID) and out of the groups listing it; the resource is
+/// gone for SCIM (404) and no longer under the base the app reads.
+#[tokio::test]
+async fn deletes_can_move_entries_to_a_disabled_ou() {
+    let Some(tree) = ldap::subtree("disabled").await else {
+        return;
+    };
+    let server = ldap::server().expect("server");
+    let disabled = format!("ou=disabled,{}", tree.dn);
+    server
+        .add(
+            &disabled,
+            &[
+                ("objectClass", &["organizationalUnit"]),
+                ("ou", &["disabled"]),
+            ],
+        )
+        .await
+        .expect("ou=disabled");
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson"]
+on_delete = "soft"
+disabled_base = "{disabled}"
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+
+[resource.Group]
+backend = "dir"
+base = "{groups}"
+rdn = "cn={{displayName}}"
+object_classes = ["groupOfNames"]
+members = {{ attribute = "member", empty = "cn=nobody" }}
+
+[resource.Group.map]
+displayName = "cn"
+"#,
+        people = tree.people,
+        groups = tree.groups,
+    );
+    let (s, _dir) = serve(&tree, &resources).await;
+    let c = &s.client;
+    let u = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "gone",
+                "name": { "familyName": "G" }
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    let id = u["id"].as_str().expect("id").to_owned();
+    let g = c
+        .post(
+            "/scim/v2/Groups",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "team",
+                "members": [{ "value": id }]
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    c.delete(&format!("/scim/v2/Users/{id}")).await.expect(204);
+    c.get(&format!("/scim/v2/Users/{id}")).await.expect(404);
+    assert!(server.entries(&tree.people, "(uid=gone)").await.is_empty());
+    let moved = server.entries(&disabled, "(uid=gone)").await;
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].attrs["entryUUID"], vec![id.clone()]);
+    let group = c
+        .get(&format!(
+            "/scim/v2/Groups/{}",
+            g["id"].as_str().expect("gid")
+        ))
+        .await
+        .expect(200)
+        .json();
+    assert!(
+        group["members"].as_array().is_none_or(|m| m.is_empty()),
+        "{group}"
+    );
+}
+
+/// Drives one kind of group through HTTP: `class` and `members` (the TOML of the group's
+/// membership), checking what the directory's `attr` holds for each member with `listed`
+/// (from the member's userName and DN).
+async fn group_kind(
+    name: &str,
+    class: &str,
+    members: &str,
+    attr: &str,
+    set: &str,
+    listed: fn(&str, &str) -> String,
+) {
+    let Some(tree) = ldap::subtree(name).await else {
+        return;
+    };
+    let server = ldap::server().expect("server");
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson", "posixAccount"]
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+uidNumber = "1000"
+gidNumber = "1000"
+homeDirectory = {{ template = "/home/{{userName}}" }}
+
+[resource.Group]
+backend = "dir"
+base = "{groups}"
+rdn = "cn={{displayName}}"
+object_classes = ["{class}"]
+members = {members}
+
+[resource.Group.map]
+displayName = "cn"
+
+[resource.Group.set]
+{set}
+"#,
+        people = tree.people,
+        groups = tree.groups,
+    );
+    let (s, _dir) = serve(&tree, &resources).await;
+    let c = &s.client;
+    let mut ids = Vec::new();
+    for u in ["ann", "bob", "cy"] {
+        let r = c
+            .post(
+                "/scim/v2/Users",
+                &serde_json::json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                    "userName": u,
+                    "name": { "familyName": u }
+                }),
+            )
+            .await
+            .expect(201)
+            .json();
+        ids.push(r["id"].as_str().expect("id").to_owned());
+    }
+    let dn = |u: &str| format!("uid={u},{}", tree.people);
+    let holds =
+        |vs: &[&str]| -> BTreeSet<String> { vs.iter().map(|u| listed(u, &dn(u))).collect() };
+    let in_dir = || async {
+        let e = server.entries(&tree.groups, "(cn=team)").await;
+        e[0].attrs
+            .get(attr)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| !v.starts_with("cn=nobody"))
+            .collect::<BTreeSet<String>>()
+    };
+    let ids_of = |g: &serde_json::Value| -> BTreeSet<String> {
+        g["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| m["value"].as_str().expect("value").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let g = c
+        .post(
+            "/scim/v2/Groups",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "team",
+                "members": []
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    let gid = g["id"].as_str().expect("gid").to_owned();
+    assert!(in_dir().await.is_empty());
+    // One PATCH adding two members and one removing one: what the directory holds follows.
+    c.patch(
+        &format!("/scim/v2/Groups/{gid}"),
+        &support::client::patch_body(serde_json::json!([
+            { "op": "add", "path": "members", "value": [{ "value": ids[0] }, { "value": ids[1] }, { "value": ids[2] }] },
+            { "op": "remove", "path": format!("members[value eq \"{}\"]", ids[2]) }
+        ])),
+    )
+    .await
+    .expect_success();
+    assert_eq!(in_dir().await, holds(&["ann", "bob"]));
+    let got = c
+        .get(&format!("/scim/v2/Groups/{gid}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(ids_of(&got), ids[..2].iter().cloned().collect());
+    let by_member = c
+        .get(&format!(
+            "/scim/v2/Groups?filter=members.value%20eq%20%22{}%22",
+            ids[1]
+        ))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(by_member["totalResults"], 1);
+
+    // A rename: the group follows, so the member stays a member.
+    c.patch(
+        &format!("/scim/v2/Users/{}", ids[0]),
+        &support::client::patch_body(serde_json::json!([
+            { "op": "replace", "path": "userName", "value": "anna" }
+        ])),
+    )
+    .await
+    .expect(200);
+    assert_eq!(in_dir().await, holds(&["anna", "bob"]));
+    let got = c
+        .get(&format!("/scim/v2/Groups/{gid}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(ids_of(&got), ids[..2].iter().cloned().collect());
+
+    // A delete: the group no longer lists it; the last member out leaves an empty group.
+    c.delete(&format!("/scim/v2/Users/{}", ids[1]))
+        .await
+        .expect(204);
+    assert_eq!(in_dir().await, holds(&["anna"]));
+    c.patch(
+        &format!("/scim/v2/Groups/{gid}"),
+        &support::client::patch_body(serde_json::json!([
+            { "op": "remove", "path": "members" }
+        ])),
+    )
+    .await
+    .expect_success();
+    assert!(in_dir().await.is_empty());
+    let got = c
+        .get(&format!("/scim/v2/Groups/{gid}"))
+        .await
+        .expect(200)
+        .json();
+    assert!(ids_of(&got).is_empty(), "{got}");
+}
+
+/// `groupOfUniqueNames`: members are DNs in `uniqueMember`; membership PATCHes, a member's
+/// rename (the group follows the new DN), a member's delete and emptying the group (the
+/// placeholder keeps the schema happy, never shown) all read back as sent.
+#[tokio::test]
+async fn group_of_unique_names_keeps_member_dns() {
+    group_kind(
+        "uniq",
+        "groupOfUniqueNames",
+        r#"{ attribute = "uniqueMember", empty = "cn=nobody" }"#,
+        "uniqueMember",
+        "",
+        |_, dn| dn.to_owned(),
+    )
+    .await;
+}
+
+/// `posixGroup`: members are the users' `uid` values in `memberUid`, not DNs; member ids
+/// resolve to uids, uids back to ids, a rename replaces the old uid, a delete removes it; an
+/// empty posixGroup needs no placeholder.
+#[tokio::test]
+async fn posix_groups_list_member_uids() {
+    group_kind(
+        "posixgroup",
+        "posixGroup",
+        r#"{ attribute = "memberUid", value = "uid" }"#,
+        "memberUid",
+        r#"gidNumber = "2000""#,
+        |uid, _| uid.to_owned(),
+    )
+    .await;
+}
+
+/// `scim-sidecar check` on the LDAP example against a live slapd: clean as shipped; with
+/// mistakes, every one is reported on its own line with the config file and line, checked
+/// against the directory's subschema: an unknown object class, an unknown attribute (with a
+/// suggestion), an attribute the classes do not allow, and an attribute a class requires
+/// that nothing writes; the exit status is non-zero.
+#[tokio::test]
+async fn check_reads_the_directory_schema() {
+    let Some(tree) = ldap::subtree("check").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(support::example_config("ldap")).expect("example");
+    std::fs::write(dir.path().join("state.db"), "").expect("state db");
+    let run = |text: String| {
+        let path = dir.path().join("scim-sidecar.toml");
+        std::fs::write(&path, text).expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-sidecar"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .env("LDAP_URL", &tree.url)
+            .env("LDAP_BIND_DN", ldap::ADMIN_DN)
+            .env("LDAP_BIND_PASSWORD", ldap::ADMIN_PASSWORD)
+            .env("LDAP_BASE_DN", &tree.dn)
+            .env("SCIM_TOKEN", "check-token-0123456789")
+            .env("SCIM_SIDECAR_STATE", dir.path().join("state.db"))
+            .output()
+            .expect("run check");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+            path.display().to_string(),
+        )
+    };
+    let (ok, out, _) = run(text.clone());
+    assert!(ok, "{out}");
+    let broken = text
+        .replace(
+            "object_classes = [\"groupOfNames\"]",
+            "object_classes = [\"groupOfNamez\"]",
+        )
+        .replace(
+            "title = \"title\"",
+            "title = \"titel\"\nnickName = \"uidNumber\"",
+        )
+        .replace(
+            "\"name.familyName\" = { attribute = \"sn\", default = { template = \"{userName}\" } }",
+            "",
+        );
+    let (ok, out, file) = run(broken);
+    assert!(!ok, "{out}");
+    let lower = out.to_lowercase();
+    for needle in [
+        "object class 'groupofnamez' is not in the directory's schema",
+        "did you mean 'groupofnames'",
+        "attribute 'titel' is not in the directory's schema",
+        "did you mean 'title'",
+        "attribute 'uidnumber' is not allowed",
+        "requires attribute 'sn', which the mapping never writes",
+    ] {
+        assert!(lower.contains(needle), "{needle}:\n{out}");
+    }
+    let lines = out
+        .lines()
+        .filter(|l| l.starts_with(&format!("{file}:")) && l.contains("error"))
+        .count();
+    assert!(lines >= 4, "every problem on its own line:\n{out}");
+}

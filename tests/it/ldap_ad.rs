@@ -319,8 +319,8 @@ async fn filter_rename_delete() {
 }
 
 /// A group is created empty (AD allows it), members are added and removed by PATCH, and AD
-/// computes each member's `memberOf`, which the sidecar never writes. Deleting a member
-/// account takes it out of the group.
+/// computes each member's `memberOf`, which the sidecar never writes. A renamed member stays
+/// listed; deleting a member account takes it out of the group.
 #[tokio::test]
 async fn groups_and_member_of() {
     let Some(ad) = ad("groups").await else { return };
@@ -416,6 +416,20 @@ async fn groups_and_member_of() {
         .expect(200)
         .json();
     assert_eq!(found["totalResults"], 1, "{found}");
+
+    // AD keeps member DNs linked: a renamed member stays in its groups.
+    c.patch(
+        &format!("/scim/v2/Users/{u2}"),
+        &patch_body(json!([{"op": "replace", "path": "userName", "value": "henry@example.test"}])),
+    )
+    .await
+    .expect(200);
+    let got = c
+        .get(&format!("/scim/v2/Groups/{gid}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(got["members"][0]["value"], u2.as_str(), "{got}");
 
     c.delete(&format!("/scim/v2/Users/{u2}")).await.expect(204);
     let got = c

@@ -52,6 +52,18 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// Asserts a 2xx status (a PATCH may answer 200 or 204).
+    #[track_caller]
+    pub fn expect_success(self) -> Self {
+        assert!(
+            self.status.is_success(),
+            "unexpected status {}; body: {}",
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
+        self
+    }
+
     /// Asserts the status, showing the body when it differs.
     #[track_caller]
     pub fn expect(self, status: u16) -> Self {

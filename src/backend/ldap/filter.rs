@@ -32,6 +32,8 @@ pub struct FieldAttr {
     pub binary: bool,
     /// The directory is Active Directory, whose comparisons differ ([`super::ad::cmp_filter`]).
     pub ad: bool,
+    /// Written only, never read (`userPassword`): no filter may test it.
+    pub secret: bool,
 }
 
 /// What membership conditions compile to: the group's member attribute, the placeholder DN
@@ -226,9 +228,17 @@ fn write(
 }
 
 fn field(fields: &[FieldAttr], i: usize) -> Result<&FieldAttr, BackendError> {
-    fields
+    let f = fields
         .get(i)
-        .ok_or_else(|| BackendError::Internal(format!("no field {i} in the directory mapping")))
+        .ok_or_else(|| BackendError::Internal(format!("no field {i} in the directory mapping")))?;
+    if f.secret {
+        // A filter on a password would let a client probe it.
+        return Err(BackendError::Unsupported {
+            field: Some(i),
+            detail: format!("attribute '{}' is write-only", f.attr),
+        });
+    }
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -243,12 +253,14 @@ mod tests {
                 ordering: false,
                 binary: false,
                 ad: false,
+                secret: false,
             },
             FieldAttr {
                 attr: "cn".into(),
                 ordering: true,
                 binary: false,
                 ad: false,
+                secret: false,
             },
         ]
     }

@@ -7,9 +7,14 @@
 //!   `operation_timeout`, `max_results`, `flavour` (`"active-directory"`). A `[resource.X]` says `base` (the DN its entries live
 //!   under), `rdn = "uid={userName}"` (the naming attribute and the map key whose value names
 //!   the entry), `object_classes`, `id` (the stable id attribute: `entryUUID` by default, never
-//!   the DN, which changes on rename) and `scope` (`one` or `sub`, default `one`). A map entry
+//!   the DN, which changes on rename), `scope` (`one` or `sub`, default `one`) and
+//!   `allocate = { uidNumber = "<counter DN>" }` (numbers for new entries, taken from a
+//!   counter entry by an atomic delete-old/add-new modify, see [`table`]) and
+//!   `disabled_base` (where `on_delete = "soft"` moves entries). A map entry
 //!   is an attribute name, or `{ attribute, ordering, binary }`. A group's `members =
-//!   { attribute = "member", empty = "cn=nobody" }` keeps member DNs in an attribute;
+//!   { attribute = "member", empty = "cn=nobody" }` keeps member DNs in an attribute
+//!   (`member`, `uniqueMember`), or with `value = "uid"` the members' own values of that
+//!   attribute (`posixGroup`'s `memberUid`);
 //!   `empty` is the placeholder DN written when a group has no member and its object class
 //!   requires one (`groupOfNames`), never shown as a member.
 //! - **Connections** ([`pool`]): a few bound connections, each multiplexing requests; one
@@ -30,6 +35,7 @@ pub mod ad;
 pub mod escape;
 pub mod filter;
 mod pool;
+mod schema;
 mod table;
 
 use std::any::Any;
@@ -281,7 +287,11 @@ impl StoreKind for Ldap {
         let m: RawMembers = cx.deserialize(raw, what)?;
         let attr = attribute(cx, &m.attribute, "members.attribute")?;
         let empty = cx.opt_string(&m.empty, "members.empty");
-        Some(Arc::new(LdapMembers { attr, empty }))
+        let value = match &m.value {
+            Some(v) => Some(attribute(cx, v, "members.value")?),
+            None => None,
+        };
+        Some(Arc::new(LdapMembers { attr, empty, value }))
     }
 
     fn set_target(&self, key: &S, cx: &mut Cx<'_>) -> Option<Loc> {
@@ -339,6 +349,11 @@ pub struct LdapResource {
     pub id_attr: String,
     /// Search the whole subtree under `base` (`sub`) or its children only (`one`).
     pub subtree: bool,
+    /// Attributes a new entry gets a number for, and the counter entry each is taken from
+    /// (`allocate = { uidNumber = "cn=uidNext,dc=example,dc=com" }`).
+    pub allocate: Vec<(String, String)>,
+    /// Where a soft delete moves entries (`disabled_base = "ou=disabled,…"`), if anywhere.
+    pub disabled_base: Option<String>,
 }
 
 /// Where a mapped value lives: an attribute.
@@ -360,6 +375,9 @@ pub struct LdapMembers {
     pub attr: String,
     /// The placeholder DN an empty group holds.
     pub empty: Option<String>,
+    /// Members are named by this attribute of theirs (`posixGroup`'s `memberUid` holds
+    /// `uid`s), not by DN.
+    pub value: Option<String>,
 }
 
 impl Location for LdapResource {
@@ -378,9 +396,17 @@ impl Location for LdapField {
     fn as_any(&self) -> &dyn Any {
         self
     }
-    fn holds_password(&self) -> bool {
+    fn takes_password(&self) -> bool {
         // Active Directory takes a cleartext unicodePwd and keeps only its hashes.
-        self.attr.eq_ignore_ascii_case(ad::PASSWORD)
+        self.is_password() || self.attr.eq_ignore_ascii_case(ad::PASSWORD)
+    }
+}
+
+impl LdapField {
+    /// `userPassword`: written through the Password Modify operation (RFC 3062), so the
+    /// directory stores it hashed by its own policy, and never read back.
+    pub fn is_password(&self) -> bool {
+        self.attr.eq_ignore_ascii_case("userPassword")
     }
 }
 
@@ -401,6 +427,8 @@ struct RawResource {
     object_classes: Vec<S>,
     id: Option<S>,
     scope: Option<S>,
+    allocate: Option<std::collections::BTreeMap<String, S>>,
+    disabled_base: Option<S>,
 }
 
 #[derive(Deserialize)]
@@ -416,6 +444,7 @@ struct RawField {
 struct RawMembers {
     attribute: S,
     empty: Option<S>,
+    value: Option<S>,
 }
 
 /// Whether `a` is an attribute description: a name (`uid`, `mail;lang-en`) or an OID.
@@ -511,6 +540,16 @@ fn parse_resource(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc
             false
         }
     };
+    let mut allocate = Vec::new();
+    for (a, counter) in r.allocate.iter().flatten() {
+        let a = attribute(
+            cx,
+            &toml::Spanned::new(counter.span(), a.clone()),
+            "allocate",
+        )?;
+        let dn = cx.string(counter, "allocate counter")?;
+        allocate.push((a, dn));
+    }
     let (rdn_attr, rdn_field) = rdn?;
     Some(Arc::new(LdapResource {
         base: base?,
@@ -519,6 +558,8 @@ fn parse_resource(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Loc
         object_classes,
         id_attr,
         subtree,
+        allocate,
+        disabled_base: cx.opt_string(&r.disabled_base, "disabled_base"),
     }))
 }
 
@@ -619,6 +660,7 @@ impl Backend for LdapBackend {
                     (Some(how), Some(of)) => Some(table::MembersCfg {
                         attr: how.attr.clone(),
                         empty: how.empty.clone(),
+                        value: how.value.clone(),
                         member: adapt(of.clone()),
                     }),
                     _ => {
@@ -638,6 +680,7 @@ impl Backend for LdapBackend {
                 Some(table::MemberOfCfg {
                     attr: how.attr.clone(),
                     empty: how.empty.clone(),
+                    value: how.value.clone(),
                     group: adapt(group.clone()),
                 })
             })
@@ -685,6 +728,18 @@ impl Backend for LdapBackend {
                 });
             }
         }
+        if let Some(d) = &res.disabled_base {
+            if let Err(e) = self.pool.base_exists(d).await {
+                problems.push(SpecProblem {
+                    part: SpecPart::Table,
+                    message: format!("disabled_base '{d}': {e}"),
+                    fix: Some(
+                        "create the entry (an organizationalUnit), or correct disabled_base".into(),
+                    ),
+                    warning: false,
+                });
+            }
+        }
         let ad = ad.then(|| ad::Ad::new(&fields, self.encrypted));
         if let Some((i, message)) = ad.as_ref().and_then(ad::Ad::problems) {
             let part = spec
@@ -699,10 +754,36 @@ impl Backend for LdapBackend {
                 warning: false,
             });
         }
+        for (a, counter) in &res.allocate {
+            if let Err(e) = self.pool.base_exists(counter).await {
+                problems.push(SpecProblem {
+                    part: SpecPart::Table,
+                    message: format!("allocate {a}: counter entry '{counter}': {e}"),
+                    fix: Some(format!(
+                        "create it holding the first free number, e.g. an extensibleObject with {a}: 10000"
+                    )),
+                    warning: false,
+                });
+            }
+        }
+        match schema::Schema::read(&self.pool).await {
+            Ok(mut schema) => {
+                if ad.is_some() {
+                    ad::relax_schema(&mut schema);
+                }
+                check_schema(&schema, &res, &fields, &spec, &mut problems)
+            }
+            Err(e) => problems.push(SpecProblem {
+                part: SpecPart::Table,
+                message: format!("the directory's schema was not checked: {e}"),
+                fix: Some("let the bind DN read the subschema entry (cn=Subschema)".into()),
+                warning: true,
+            }),
+        }
         let Some(rdn_field) = rdn_field else {
             return Err(problems.into());
         };
-        if !problems.is_empty() {
+        if problems.iter().any(|p| !p.warning) {
             return Err(problems.into());
         }
         let mut infos: Vec<_> = fields.iter().map(table::Field::info).collect();
@@ -722,8 +803,145 @@ impl Backend for LdapBackend {
         Ok(Opened {
             table: Arc::new(t),
             fields: infos,
-            warnings: Vec::new(),
+            warnings: problems,
         })
+    }
+}
+
+/// Checks a resource's mapping against the directory's schema: its object classes and every
+/// attribute it names exist, every attribute it writes is allowed by its classes (MAY or
+/// MUST), and every attribute they require is written by something (a map entry, a `set`
+/// value, the RDN, an allocated number, the membership).
+fn check_schema(
+    schema: &schema::Schema,
+    res: &LdapResource,
+    fields: &[table::Field],
+    spec: &TableSpec,
+    problems: &mut Vec<SpecProblem>,
+) {
+    let error = |part: SpecPart, message: String, fix: Option<String>| SpecProblem {
+        part,
+        message,
+        fix,
+        warning: false,
+    };
+    for c in &res.object_classes {
+        if !schema.classes.contains_key(&c.to_ascii_lowercase()) {
+            let hint = crate::backend::closest(c, schema.classes.keys().map(String::as_str))
+                .map(|n| format!("did you mean '{n}'?"));
+            problems.push(error(
+                SpecPart::Table,
+                format!("object class '{c}' is not in the directory's schema"),
+                hint.or_else(|| {
+                    Some("load its schema into the directory, or correct object_classes".into())
+                }),
+            ));
+        }
+    }
+    let (must, may) = schema.allowed(&res.object_classes);
+    // (part, attribute) of everything the mapping writes.
+    let mut written: Vec<(SpecPart, String)> = fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            spec.fields
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| matches!(s.source, FieldSource::Store(_)))
+                .nth(i)
+                .map(|(j, _)| (SpecPart::Field(j), f.loc.attr.clone()))
+        })
+        .collect();
+    for (i, c) in spec.constants.iter().enumerate() {
+        if let Some(f) = c.target.as_any().downcast_ref::<LdapField>() {
+            written.push((SpecPart::Constant(i), f.attr.clone()));
+        }
+    }
+    written.push((SpecPart::Table, res.rdn_attr.clone()));
+    for (a, _) in &res.allocate {
+        written.push((SpecPart::Table, a.clone()));
+    }
+    let members = spec
+        .members
+        .as_ref()
+        .and_then(|m| m.loc.as_any().downcast_ref::<LdapMembers>());
+    if let Some(m) = members {
+        written.push((SpecPart::Members, m.attr.clone()));
+    }
+    for (part, a) in &written {
+        let Some(name) = schema.attribute(a) else {
+            let hint = crate::backend::closest(a, schema.attributes.values().map(String::as_str))
+                .map(|n| format!("did you mean '{n}'?"));
+            problems.push(error(
+                part.clone(),
+                format!("attribute '{a}' is not in the directory's schema"),
+                hint,
+            ));
+            continue;
+        };
+        if let Some(may) = &may {
+            if !may.contains(&name.to_ascii_lowercase()) {
+                problems.push(error(
+                    part.clone(),
+                    format!(
+                        "attribute '{a}' is not allowed by object classes {} (neither MUST nor MAY)",
+                        res.object_classes.join(", ")
+                    ),
+                    Some("add an object class that allows it (e.g. an auxiliary class) to object_classes".into()),
+                ));
+            }
+        }
+    }
+    if schema.attribute(&res.id_attr).is_none() {
+        problems.push(error(
+            SpecPart::Table,
+            format!(
+                "id attribute '{}' is not in the directory's schema",
+                res.id_attr
+            ),
+            Some("OpenLDAP and 389 DS have entryUUID, Active Directory objectGUID".into()),
+        ));
+    }
+    if let Some(m) = members {
+        let attr = schema
+            .attribute(&m.attr)
+            .unwrap_or(&m.attr)
+            .to_ascii_lowercase();
+        if m.empty.is_none() && must.iter().any(|(n, _)| *n == attr) {
+            problems.push(error(
+                SpecPart::Members,
+                format!(
+                    "object classes {} require a {} value, so an empty group cannot be stored",
+                    res.object_classes.join(", "),
+                    m.attr
+                ),
+                Some(
+                    "add empty = \"cn=nobody\" (a placeholder DN, never shown as a member)".into(),
+                ),
+            ));
+        }
+    }
+    let is_written = |n: &str| {
+        n == "objectclass"
+            || written
+                .iter()
+                .any(|(_, a)| schema.attribute(a).unwrap_or(a).eq_ignore_ascii_case(n))
+    };
+    for (n, class) in must {
+        if is_written(&n) {
+            continue;
+        }
+        let shown = schema.attribute(&n).unwrap_or(&n).to_owned();
+        problems.push(error(
+            SpecPart::Table,
+            format!(
+                "object class '{class}' requires attribute '{shown}', which the mapping never writes"
+            ),
+            Some(format!(
+                "map an attribute to {shown}, or write it with [resource.{}.set] {shown} = …",
+                spec.resource_type
+            )),
+        ));
     }
 }
 

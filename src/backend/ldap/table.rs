@@ -13,6 +13,15 @@
 //!   modify then fails, the entry is renamed back. Values that must be unique are checked by
 //!   a search first (LDAP has no unique constraint besides the DN): two sidecars racing on
 //!   one value can both pass that check; the DN itself cannot be taken twice.
+//! - **Passwords**: a `userPassword` field is never read and never written as an attribute:
+//!   it is set by the Password Modify operation (RFC 3062) after the add or modify, so the
+//!   directory hashes it; if that is refused the add is undone by a delete, the modify by
+//!   writing back the values read before it (and the rename by a rename back).
+//! - **Numbers** (`allocate`): a new entry's `uidNumber` is taken from a counter entry by one
+//!   modify deleting the value read and adding the next (the delete asserts the value, so a
+//!   concurrent taker makes it fail and this one reads again). A number taken by an add that
+//!   then fails is skipped, not reused. Numbers written into entries by other tools are not
+//!   looked at: the counter must start above them.
 //! - **Groups**: members are DNs in an attribute of the group's entry (`member`). Member ids
 //!   are resolved to DNs in one search per hundred ids, and DNs back to ids the same way (by
 //!   `entryDN`, an OpenLDAP operational attribute). A member change is one modify, together
@@ -21,10 +30,15 @@
 //!   (RFC 3876), so the modify adds only absent values and deletes only present ones (slapd
 //!   2.5 does not offer Permissive Modify). Between that read and the modify another writer
 //!   may change the same values; the modify then fails (attributeOrValueExists or
-//!   noSuchAttribute) and is retried once with a fresh read. A group with no member holds the configured placeholder DN instead, as
-//!   `groupOfNames` requires one. A deleted entry is removed from the groups listing it, after
-//!   its delete (a failure there is logged; the group then lists a DN that resolves to no id
-//!   and is not shown).
+//!   noSuchAttribute) and is retried once with a fresh read. A group with no member holds the
+//!   configured placeholder DN instead, as `groupOfNames` requires one. With `value = "uid"`
+//!   (`posixGroup`) the group lists the members' `uid`s instead of DNs, resolved the same way.
+//! - **What follows a write** (several operations; LDAP has no transaction): a deleted entry
+//!   is removed from the groups listing it, after its delete; a renamed entry (or one whose
+//!   listed value changed) is replaced in them, after its rename and modify. A failure there
+//!   is logged and not undone — the entry's own change stands and is what the client was
+//!   told: a group then lists a name that resolves to no id (not shown as a member) or, for
+//!   a failed rename follow-up, loses that member until it is added again.
 //! - **Errors**: result codes map to [`BackendError`] in [`result_error`].
 
 use std::collections::{HashMap, HashSet};
@@ -66,7 +80,8 @@ impl Field {
             },
             nullable: true,
             has_default: false,
-            unique: false,
+            // The table enforces it itself (a search before each write, see the module doc).
+            unique: self.unique,
             multi_valued: false,
         }
     }
@@ -79,8 +94,25 @@ pub struct MembersCfg {
     pub attr: String,
     /// The placeholder DN of an empty group.
     pub empty: Option<String>,
+    /// The members' attribute the group lists (`uid`), or `None` for their DNs.
+    pub value: Option<String>,
     /// Where members live.
     pub member: LdapResource,
+}
+
+impl MembersCfg {
+    /// A listed value compared loosely, as the member attribute's matching rule would.
+    fn norm(&self, v: &str) -> String {
+        norm_member(self.value.as_deref(), v)
+    }
+}
+
+/// A member value compared loosely: a DN by [`norm_dn`], another value case-folded.
+fn norm_member(value: Option<&str>, v: &str) -> String {
+    match value {
+        None => norm_dn(v),
+        Some(_) => v.to_lowercase(),
+    }
 }
 
 /// Groups that list entries of this resource type.
@@ -90,6 +122,8 @@ pub struct MemberOfCfg {
     pub attr: String,
     /// Their placeholder DN.
     pub empty: Option<String>,
+    /// The attribute of ours they list, or `None` for our DNs.
+    pub value: Option<String>,
     /// Where they live.
     pub group: LdapResource,
 }
@@ -132,6 +166,7 @@ impl LdapTable {
                 ordering: f.loc.ordering,
                 binary: f.loc.binary,
                 ad: false,
+                secret: f.loc.is_password(),
             })
             .collect();
         let constants = constants
@@ -147,7 +182,8 @@ impl LdapTable {
             .map(|c| format!("(objectClass={})", filter_value(c.as_bytes())))
             .collect();
         let mut wanted = vec![res.id_attr.clone()];
-        for f in &fields {
+        // A password is never read back (RFC 7643 §4.1.1: returned "never").
+        for f in fields.iter().filter(|f| !f.loc.is_password()) {
             if !wanted.iter().any(|w| w.eq_ignore_ascii_case(&f.loc.attr)) {
                 wanted.push(f.loc.attr.clone());
             }
@@ -172,6 +208,8 @@ impl LdapTable {
     pub fn with_ad(mut self, ad: Option<Ad>) -> Self {
         for a in &mut self.attrs {
             a.ad = ad.is_some();
+            // unicodePwd is written only: no filter may test it.
+            a.secret |= a.ad && a.attr.eq_ignore_ascii_case(ad::PASSWORD);
         }
         if let (Some(_), Some(m)) = (&ad, &self.members) {
             // Members are read a range at a time, the first with the entry.
@@ -251,10 +289,13 @@ impl LdapTable {
             .collect())
     }
 
-    /// The DNs of the member entries with these ids (ids without an entry left out).
+    /// What a group lists for the member entries with these ids: their DNs, or their
+    /// values of attribute `value` (ids without an entry left out). One search per hundred
+    /// ids.
     async fn member_dns(
         &self,
         m: &LdapResource,
+        value: Option<&str>,
         ids: &[String],
     ) -> Result<HashMap<String, String>, BackendError> {
         let mut out = HashMap::new();
@@ -270,42 +311,67 @@ impl LdapTable {
                     &m.base,
                     m.subtree,
                     &format!("(&{classes}{f})"),
-                    vec![m.id_attr.clone()],
+                    std::iter::once(m.id_attr.clone())
+                        .chain(value.map(str::to_owned))
+                        .collect(),
                     chunk.len(),
                 )
                 .await?;
             for e in found {
                 if let Some(id) = id_of(&e, &m.id_attr) {
-                    out.insert(id, e.dn);
+                    let listed = match value {
+                        None => Some(e.dn),
+                        Some(a) => match values_of(&e, a, false).into_iter().next() {
+                            Some(Value::Text(v)) => Some(v),
+                            _ => None,
+                        },
+                    };
+                    if let Some(v) = listed {
+                        out.insert(id, v);
+                    }
                 }
             }
         }
         Ok(out)
     }
 
-    /// The ids of the member entries with these DNs, by normalised DN.
+    /// The ids of the member entries a group lists by these DNs (or values of `value`),
+    /// keyed by the normalised listed value.
     async fn member_ids(
         &self,
         m: &LdapResource,
+        value: Option<&str>,
         dns: &[String],
     ) -> Result<HashMap<String, String>, BackendError> {
         let mut out = HashMap::new();
+        let by = value.unwrap_or(self.dn_attr());
         for chunk in dns.chunks(100) {
             let mut f = String::from("(|");
             for dn in chunk {
-                f.push_str(&format!(
-                    "({}={})",
-                    self.dn_attr(),
-                    filter_value(dn.as_bytes())
-                ));
+                f.push_str(&format!("({by}={})", filter_value(dn.as_bytes())));
             }
             f.push(')');
+            let attrs = std::iter::once(m.id_attr.clone())
+                .chain(value.map(str::to_owned))
+                .collect();
+            // A value may name several entries (two entries with one uid): at most all.
             let found = self
-                .find_in(&m.base, m.subtree, &f, vec![m.id_attr.clone()], chunk.len())
+                .find_in(&m.base, m.subtree, &f, attrs, self.max_results)
                 .await?;
             for e in found {
                 if let Some(id) = id_of(&e, &m.id_attr) {
-                    out.insert(norm_dn(&e.dn), id);
+                    match value {
+                        None => {
+                            out.insert(norm_dn(&e.dn), id);
+                        }
+                        Some(a) => {
+                            for v in values_of(&e, a, false) {
+                                if let Value::Text(v) = v {
+                                    out.insert(norm_member(value, &v), id.clone());
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -336,7 +402,7 @@ impl LdapTable {
             };
             per_row.push(
                 dns.into_iter()
-                    .filter(|dn| m.empty.as_deref().is_none_or(|p| norm_dn(p) != norm_dn(dn)))
+                    .filter(|dn| m.empty.as_deref().is_none_or(|p| m.norm(p) != m.norm(dn)))
                     .collect(),
             );
         }
@@ -347,11 +413,13 @@ impl LdapTable {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let ids = self.member_ids(&m.member, &all).await?;
+        let ids = self.member_ids(&m.member, m.value.as_deref(), &all).await?;
         for (row, dns) in rows.iter_mut().zip(per_row) {
+            let mut seen = HashSet::new();
             row.members = Some(
                 dns.iter()
-                    .filter_map(|dn| ids.get(&norm_dn(dn)).cloned())
+                    .filter_map(|dn| ids.get(&m.norm(dn)).cloned())
+                    .filter(|id| seen.insert(id.clone()))
                     .collect(),
             );
         }
@@ -363,12 +431,13 @@ impl LdapTable {
     async fn listed(
         &self,
         group_dn: &str,
-        attr: &str,
+        m: &MembersCfg,
         dns: &[String],
     ) -> Result<HashSet<String>, BackendError> {
         if self.ad.is_some() {
             return self.listed_by_member_of(group_dn, dns).await;
         }
+        let attr = m.attr.as_str();
         let mut out = HashSet::new();
         for chunk in dns.chunks(100) {
             let mut f = String::from("(");
@@ -387,11 +456,11 @@ impl LdapTable {
             if r.1.rc != 0 {
                 return Err(result_error(r.1.rc, &r.1.text, None));
             }
-            let wanted: HashSet<String> = chunk.iter().map(|d| norm_dn(d)).collect();
+            let wanted: HashSet<String> = chunk.iter().map(|d| m.norm(d)).collect();
             for e in r.0.into_iter().map(SearchEntry::construct) {
                 for v in values_of(&e, attr, false) {
                     if let Value::Text(dn) = v {
-                        let n = norm_dn(&dn);
+                        let n = m.norm(&dn);
                         if wanted.contains(&n) {
                             out.insert(n);
                         }
@@ -459,7 +528,7 @@ impl LdapTable {
                 MemberChange::Clear => {}
             }
         }
-        let dns = self.member_dns(&m.member, &ids).await?;
+        let dns = self.member_dns(&m.member, m.value.as_deref(), &ids).await?;
         let missing: Vec<String> = changes
             .iter()
             .filter_map(|c| match c {
@@ -477,13 +546,13 @@ impl LdapTable {
         // the changes in order.
         let mut named: Vec<String> = dns.values().cloned().collect();
         named.extend(m.empty.iter().cloned());
-        let mut listed = self.listed(group_dn, &m.attr, &named).await?;
+        let mut listed = self.listed(group_dn, m, &named).await?;
         let attr = m.attr.as_bytes().to_vec();
         let one = |dn: &str| HashSet::from([dn.as_bytes().to_vec()]);
         let mut mods = Vec::new();
         let drop_placeholder = |listed: &mut HashSet<String>, mods: &mut Vec<Mod<Vec<u8>>>| {
             if let Some(e) = &m.empty {
-                if listed.remove(&norm_dn(e)) {
+                if listed.remove(&m.norm(e)) {
                     mods.push(Mod::Delete(attr.clone(), one(e)));
                 }
             }
@@ -493,7 +562,7 @@ impl LdapTable {
                 MemberChange::Add(v) => {
                     let mut add = HashSet::new();
                     for dn in v.iter().filter_map(|id| dns.get(id)) {
-                        if listed.insert(norm_dn(dn)) {
+                        if listed.insert(m.norm(dn)) {
                             add.insert(dn.as_bytes().to_vec());
                         }
                     }
@@ -505,7 +574,7 @@ impl LdapTable {
                 MemberChange::Remove(v) => {
                     let mut del = HashSet::new();
                     for dn in v.iter().filter_map(|id| dns.get(id)) {
-                        if listed.remove(&norm_dn(dn)) {
+                        if listed.remove(&m.norm(dn)) {
                             del.insert(dn.as_bytes().to_vec());
                         }
                     }
@@ -522,12 +591,12 @@ impl LdapTable {
                     listed = v
                         .iter()
                         .filter_map(|id| dns.get(id))
-                        .map(|d| norm_dn(d))
+                        .map(|d| m.norm(d))
                         .collect();
                     if set.is_empty() {
                         let empty: HashSet<Vec<u8>> =
                             m.empty.iter().map(|e| e.as_bytes().to_vec()).collect();
-                        listed.extend(m.empty.iter().map(|e| norm_dn(e)));
+                        listed.extend(m.empty.iter().map(|e| m.norm(e)));
                         mods.push(Mod::Replace(attr.clone(), empty));
                     } else {
                         mods.push(Mod::Replace(attr.clone(), set));
@@ -536,7 +605,7 @@ impl LdapTable {
                 MemberChange::Clear => {
                     let empty: HashSet<Vec<u8>> =
                         m.empty.iter().map(|e| e.as_bytes().to_vec()).collect();
-                    listed = m.empty.iter().map(|e| norm_dn(e)).collect();
+                    listed = m.empty.iter().map(|e| m.norm(e)).collect();
                     mods.push(Mod::Replace(attr.clone(), empty));
                 }
             }
@@ -544,37 +613,84 @@ impl LdapTable {
         Ok(mods)
     }
 
-    /// Removes `dn` from every group listing it (after the entry's delete).
-    async fn leave_groups(&self, dn: &str) {
-        for g in &self.member_of {
-            let f = format!("({}={})", g.attr, filter_value(dn.as_bytes()));
-            let groups = match self
-                .find_in(
-                    &g.group.base,
-                    g.group.subtree,
-                    &f,
-                    vec!["1.1".into()],
-                    self.max_results,
-                )
+    /// What each group type of [`Self::member_of`] lists entry `dn` by: its DN, or its
+    /// value of that type's `value` attribute (read now; `None` when it has none).
+    async fn listed_as(&self, dn: &str) -> Result<Vec<Option<String>>, BackendError> {
+        let attrs: Vec<String> = self
+            .member_of
+            .iter()
+            .filter_map(|g| g.value.clone())
+            .collect();
+        let entry = if attrs.is_empty() {
+            None
+        } else {
+            let mut c = self.pool.get().await?;
+            let r = c
+                .ldap
+                .with_timeout(self.pool.op_timeout)
+                .search(dn, Scope::Base, "(objectClass=*)", attrs)
+                .await;
+            let r = self.transport(&c, r).await?;
+            r.0.into_iter().next().map(SearchEntry::construct)
+        };
+        Ok(self
+            .member_of
+            .iter()
+            .map(|g| match &g.value {
+                None => Some(dn.to_owned()),
+                Some(a) => entry.as_ref().and_then(|e| {
+                    values_of(e, a, false).into_iter().find_map(|v| match v {
+                        Value::Text(t) => Some(t),
+                        _ => None,
+                    })
+                }),
+            })
+            .collect())
+    }
+
+    /// Removes the entry from every group listing it; `names` from [`Self::listed_as`].
+    async fn leave_groups(&self, names: &[Option<String>]) {
+        for (g, name) in self.member_of.iter().zip(names) {
+            if let Some(name) = name {
+                self.relist(g, name, None).await;
+            }
+        }
+    }
+
+    /// In every group of type `g` listing `old`: `old` replaced by `new`, or removed. A
+    /// failure is logged: the write it follows has happened (see the module doc).
+    async fn relist(&self, g: &MemberOfCfg, old: &str, new: Option<&str>) {
+        let f = format!("({}={})", g.attr, filter_value(old.as_bytes()));
+        let groups = match self
+            .find_in(
+                &g.group.base,
+                g.group.subtree,
+                &f,
+                vec!["1.1".into()],
+                self.max_results,
+            )
+            .await
+        {
+            Ok(gs) => gs,
+            Err(e) => {
+                tracing::error!(member = %old, error = %e, "LDAP: the groups listing an entry could not be read; they still list its old name");
+                return;
+            }
+        };
+        for group in groups {
+            let a = g.attr.as_bytes().to_vec();
+            let mut mods = vec![Mod::Delete(
+                a.clone(),
+                HashSet::from([old.as_bytes().to_vec()]),
+            )];
+            if let Some(n) = new {
+                mods.push(Mod::Add(a, HashSet::from([n.as_bytes().to_vec()])));
+            }
+            if let Err(e) = self
+                .modify_members(&group.dn, mods, g.empty.as_deref(), &g.attr)
                 .await
             {
-                Ok(gs) => gs,
-                Err(e) => {
-                    tracing::error!(dn = %dn, error = %e, "LDAP: the groups of a deleted entry could not be read; they still list it");
-                    continue;
-                }
-            };
-            for group in groups {
-                let mods = vec![Mod::Delete(
-                    g.attr.as_bytes().to_vec(),
-                    HashSet::from([dn.as_bytes().to_vec()]),
-                )];
-                if let Err(e) = self
-                    .modify_members(&group.dn, mods, g.empty.as_deref(), &g.attr)
-                    .await
-                {
-                    tracing::error!(group = %group.dn, error = %e, "LDAP: a deleted entry could not be removed from a group");
-                }
+                tracing::error!(group = %group.dn, member = %old, error = %e, "LDAP: a group could not follow its member's change");
             }
         }
     }
@@ -635,7 +751,7 @@ impl LdapTable {
         let dns = if ids.is_empty() {
             HashMap::new()
         } else {
-            self.member_dns(&m.member, &ids).await?
+            self.member_dns(&m.member, m.value.as_deref(), &ids).await?
         };
         let members = filter::Members {
             attr: &m.attr,
@@ -825,6 +941,129 @@ impl LdapTable {
         }
     }
 
+    /// A refusal naming no field, given the mapped field whose attribute the directory's
+    /// message names (slapd: "object class 'inetOrgPerson' requires attribute 'sn'",
+    /// "mail: value #0 invalid per syntax"), so the client is told which SCIM attribute.
+    fn blame(&self, e: BackendError) -> BackendError {
+        let BackendError::Rejected {
+            field: None,
+            detail,
+        } = e
+        else {
+            return e;
+        };
+        let text = detail.split_once(": ").map_or(detail.as_str(), |(_, t)| t);
+        let named = |a: &str| {
+            text.to_ascii_lowercase()
+                .contains(&format!("'{}'", a.to_ascii_lowercase()))
+                || text
+                    .split_once(':')
+                    .is_some_and(|(first, _)| first.trim().eq_ignore_ascii_case(a))
+        };
+        let field = self
+            .fields
+            .iter()
+            .position(|f| !f.loc.is_password() && named(&f.loc.attr));
+        BackendError::Rejected { field, detail }
+    }
+
+    /// Takes the next number of `attr` from entry `counter`: reads its value N, then one
+    /// modify deletes exactly N and adds N+1. The delete is an assertion: when another
+    /// writer (another request, another sidecar replica, another tool) took N first, the value
+    /// is gone and the modify fails with noSuchAttribute, changing nothing; then it reads
+    /// again. So no two entries get one number without a lock.
+    async fn allocate(&self, attr: &str, counter: &str) -> Result<i64, BackendError> {
+        for _ in 0..50 {
+            let mut c = self.pool.get().await?;
+            let r = c
+                .ldap
+                .with_timeout(self.pool.op_timeout)
+                .search(counter, Scope::Base, "(objectClass=*)", vec![attr])
+                .await;
+            let r = self.transport(&c, r).await?;
+            let n: i64 = match r.1.rc {
+                0 => {
+                    r.0.into_iter()
+                        .map(SearchEntry::construct)
+                        .flat_map(|e| values_of(&e, attr, false))
+                        .find_map(|v| match v {
+                            Value::Text(t) => t.trim().parse().ok(),
+                            _ => None,
+                        })
+                        .ok_or_else(|| {
+                            BackendError::Internal(format!(
+                                "counter '{counter}' holds no number in {attr}"
+                            ))
+                        })?
+                }
+                32 => {
+                    return Err(BackendError::Internal(format!(
+                        "counter '{counter}' for {attr} does not exist"
+                    )));
+                }
+                rc => return Err(result_error(rc, &r.1.text, None)),
+            };
+            let a = attr.as_bytes().to_vec();
+            let mods = vec![
+                Mod::Delete(a.clone(), HashSet::from([n.to_string().into_bytes()])),
+                Mod::Add(a, HashSet::from([(n + 1).to_string().into_bytes()])),
+            ];
+            let r = c
+                .ldap
+                .with_timeout(self.pool.op_timeout)
+                .modify(counter, mods)
+                .await;
+            let r = self.transport(&c, r).await?;
+            match r.rc {
+                0 => return Ok(n),
+                // Taken by another writer: read again.
+                16 => continue,
+                rc => return Err(result_error(rc, &r.text, None)),
+            }
+        }
+        Err(BackendError::Unavailable(format!(
+            "counter '{counter}' for {attr} is too contended; retry"
+        )))
+    }
+
+    /// Deletes entry `dn`.
+    async fn delete_entry(&self, dn: &str) -> Result<(), BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c.ldap.with_timeout(self.pool.op_timeout).delete(dn).await;
+        let r = self.transport(&c, r).await?;
+        match r.rc {
+            0 => Ok(()),
+            rc => Err(result_error(rc, &r.text, None)),
+        }
+    }
+
+    /// Sets the password of entry `dn` (field `field`) with the Password Modify operation
+    /// (RFC 3062): the directory hashes it as its policy says (slapd: `password-hash`,
+    /// `{SSHA}` by default), where a plain modify would store the clear text.
+    async fn set_password(&self, dn: &str, field: usize, pw: &str) -> Result<(), BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .extended(ldap3::exop::PasswordModify {
+                user_id: Some(dn),
+                old_pass: None,
+                new_pass: Some(pw),
+            })
+            .await;
+        let r = self.transport(&c, r).await?;
+        match r.1.rc {
+            0 => Ok(()),
+            rc => Err(match result_error(rc, &r.1.text, None) {
+                BackendError::Rejected { detail, .. } => BackendError::Rejected {
+                    field: Some(field),
+                    detail,
+                },
+                e => e,
+            }),
+        }
+    }
+
     async fn rename(&self, dn: &str, rdn: &str) -> Result<(), BackendError> {
         let mut c = self.pool.get().await?;
         let r = c
@@ -888,6 +1127,15 @@ pub(super) fn values_of(e: &SearchEntry, attr: &str, binary: bool) -> Vec<Value>
         }
     }
     out
+}
+
+/// The clear-text password a value holds, if any.
+fn password_of(v: &Value) -> Option<String> {
+    match v.first() {
+        Value::Null => None,
+        Value::Text(s) => Some(s.clone()),
+        other => Some(String::from_utf8_lossy(&filter::value_bytes(other)).into_owned()),
+    }
 }
 
 /// A value as the attribute values it is written as (none for `Null`).
@@ -999,6 +1247,20 @@ impl Table for LdapTable {
         if let Some(ad) = &self.ad {
             ad.prepare_insert(&mut values)?;
         }
+        // Numbers for the attributes the request and the constants leave without a value.
+        let constants = self.constants_for(&[When::Insert, When::Always]);
+        let mut allocated = Vec::new();
+        for (a, counter) in &self.res.allocate {
+            let given = self
+                .fields
+                .iter()
+                .zip(&values)
+                .any(|(f, v)| f.loc.attr.eq_ignore_ascii_case(a) && !v.is_null())
+                || constants.iter().any(|(c, _)| c.eq_ignore_ascii_case(a));
+            if !given {
+                allocated.push((a.clone(), self.allocate(a, counter).await?));
+            }
+        }
         let mut attrs: Vec<(Vec<u8>, HashSet<Vec<u8>>)> = Vec::new();
         let mut put = |a: &str, vs: Vec<Vec<u8>>| {
             if vs.is_empty() {
@@ -1020,17 +1282,27 @@ impl Table for LdapTable {
                 .map(|c| c.as_bytes().to_vec())
                 .collect(),
         );
-        for (f, v) in self.fields.iter().zip(&values) {
+        let mut password = None;
+        for (i, (f, v)) in self.fields.iter().zip(&values).enumerate() {
+            if f.loc.is_password() {
+                password = password_of(v).map(|p| (i, p));
+                continue;
+            }
             put(&f.loc.attr, encode(v));
         }
         // The naming value is an attribute value of the entry too (RFC 4512 §2.3).
         put(&self.res.rdn_attr, encode(naming.first()));
-        for (a, vs) in self.constants_for(&[When::Insert, When::Always]) {
+        for (a, vs) in constants {
             put(&a, vs);
+        }
+        for (a, n) in allocated {
+            put(&a, vec![n.to_string().into_bytes()]);
         }
         match &self.members {
             Some(m) => {
-                let dns = self.member_dns(&m.member, &members).await?;
+                let dns = self
+                    .member_dns(&m.member, m.value.as_deref(), &members)
+                    .await?;
                 let missing: Vec<String> = members
                     .iter()
                     .filter(|id| !dns.contains_key(*id))
@@ -1062,7 +1334,7 @@ impl Table for LdapTable {
             .await;
         let r = self.transport(&c, r).await?;
         if r.rc != 0 {
-            let e = match result_error(r.rc, &r.text, Some(self.rdn_field)) {
+            let e = match self.blame(result_error(r.rc, &r.text, Some(self.rdn_field))) {
                 // The base itself is missing: a configuration fault, not a missing resource.
                 BackendError::NotFound => {
                     BackendError::Internal(format!("base '{}' does not exist", self.res.base))
@@ -1077,6 +1349,18 @@ impl Table for LdapTable {
                 None => e,
             });
         }
+        drop(c);
+        if let Some((i, pw)) = password {
+            // A second operation: the entry goes again if the password is refused, so the
+            // create changes nothing.
+            if let Err(e) = self.set_password(&dn, i, &pw).await {
+                if let Err(undo) = self.delete_entry(&dn).await {
+                    tracing::error!(dn = %dn, error = %undo, "LDAP: an entry whose password was refused could not be removed");
+                }
+                return Err(e);
+            }
+        }
+        let mut c = self.pool.get().await?;
         // Read back for the id the directory gave it.
         let r = c
             .ldap
@@ -1173,6 +1457,22 @@ impl Table for LdapTable {
         } else {
             self.member_mods(&dn, &change.members).await?
         };
+        // Groups list the entry by its DN or by one of its values: when this change touches
+        // that, they follow it after the write.
+        let follows = !self.member_of.is_empty()
+            && changed.iter().any(|(i, _)| {
+                *i == self.rdn_field
+                    || self.member_of.iter().any(|g| {
+                        g.value
+                            .as_deref()
+                            .is_some_and(|a| a.eq_ignore_ascii_case(&self.fields[*i].loc.attr))
+                    })
+            });
+        let before = if follows {
+            Some(self.listed_as(&dn).await?)
+        } else {
+            None
+        };
         // A new naming value renames the entry first; its id stays.
         let mut dn = dn;
         let mut renamed_from = None;
@@ -1183,8 +1483,13 @@ impl Table for LdapTable {
             renamed_from = Some(old_rdn);
             dn = format!("{rdn},{}", parent(&dn));
         }
+        let password = changed
+            .iter()
+            .find(|(i, _)| self.fields[*i].loc.is_password())
+            .and_then(|(i, v)| password_of(v).map(|p| (*i, p)));
         let mut mods: Vec<Mod<Vec<u8>>> = changed
             .iter()
+            .filter(|(i, _)| !self.fields[*i].loc.is_password())
             .map(|(i, v)| {
                 Mod::Replace(
                     self.fields[*i].loc.attr.as_bytes().to_vec(),
@@ -1220,7 +1525,27 @@ impl Table for LdapTable {
                     .await;
             }
         }
-        if let Err(e) = written {
+        // The password last, through its own operation; refused, the modify is written
+        // back with the values read before it.
+        if let (Ok(()), Some((i, pw))) = (&written, &password) {
+            if let Err(e) = self.set_password(&dn, *i, pw).await {
+                let undo: Vec<Mod<Vec<u8>>> = changed
+                    .iter()
+                    .filter(|(i, _)| !self.fields[*i].loc.is_password())
+                    .map(|(i, _)| {
+                        Mod::Replace(
+                            self.fields[*i].loc.attr.as_bytes().to_vec(),
+                            encode(&current.values[*i]).into_iter().collect(),
+                        )
+                    })
+                    .collect();
+                if let Err(undo) = self.modify(&dn, undo).await {
+                    tracing::error!(dn = %dn, error = %undo, "LDAP: an update whose password was refused could not be undone");
+                }
+                written = Err(e);
+            }
+        }
+        if let Err(e) = written.map_err(|e| self.blame(e)) {
             let e = match &self.ad {
                 Some(ad) => ad.blame(e, &changed.iter().map(|(i, _)| *i).collect::<Vec<_>>()),
                 None => e,
@@ -1232,6 +1557,24 @@ impl Table for LdapTable {
                 }
             }
             return Err(e);
+        }
+        if let Some(before) = before {
+            match self.listed_as(&dn).await {
+                Ok(after) => {
+                    for ((g, old), new) in self.member_of.iter().zip(before).zip(after) {
+                        if let Some(old) = old {
+                            if new.as_deref().map(|n| norm_member(g.value.as_deref(), n))
+                                != Some(norm_member(g.value.as_deref(), &old))
+                            {
+                                self.relist(g, &old, new.as_deref()).await;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(dn = %dn, error = %e, "LDAP: the groups of a renamed entry could not follow it");
+                }
+            }
         }
         self.lookup(key, load_members)
             .await?
@@ -1251,16 +1594,10 @@ impl Table for LdapTable {
         check(&current)?;
         match mode {
             DeleteMode::Hard => {
-                let mut c = self.pool.get().await?;
-                let r = c.ldap.with_timeout(self.pool.op_timeout).delete(&dn).await;
-                let r = self.transport(&c, r).await?;
-                match r.rc {
-                    0 => {
-                        self.leave_groups(&dn).await;
-                        Ok(())
-                    }
-                    rc => Err(result_error(rc, &r.text, None)),
-                }
+                let names = self.listed_as(&dn).await?;
+                self.delete_entry(&dn).await?;
+                self.leave_groups(&names).await;
+                Ok(())
             }
             DeleteMode::Soft(sets) => {
                 let mut mods: Vec<Mod<Vec<u8>>> = sets
@@ -1276,7 +1613,26 @@ impl Table for LdapTable {
                 for (a, vs) in self.constants_for(&[When::Delete]) {
                     mods.push(Mod::Replace(a.into_bytes(), vs.into_iter().collect()));
                 }
-                self.modify(&dn, mods).await
+                self.modify(&dn, mods).await?;
+                if let Some(to) = &self.res.disabled_base {
+                    // Out of the base: the app (and any LDAP-bound login) no longer sees it.
+                    // The entry keeps its id; a later create of the same name makes a new
+                    // entry, as the moved one is no longer under the base.
+                    let rdn = self.rdn_of(&current.values[self.rdn_field])?;
+                    let names = self.listed_as(&dn).await?;
+                    let mut c = self.pool.get().await?;
+                    let r = c
+                        .ldap
+                        .with_timeout(self.pool.op_timeout)
+                        .modifydn(&dn, &rdn, true, Some(to))
+                        .await;
+                    let r = self.transport(&c, r).await?;
+                    if r.rc != 0 {
+                        return Err(result_error(r.rc, &r.text, Some(self.rdn_field)));
+                    }
+                    self.leave_groups(&names).await;
+                }
+                Ok(())
             }
         }
     }
