@@ -3,9 +3,9 @@
 #
 # Works on a fresh Debian machine with only the Rust toolchain: everything the tests need is
 # either built by cargo (SQLite is compiled in) or installed by this script (PostgreSQL's,
-# MariaDB's and OpenLDAP's server binaries, with apt-get, when they are missing). The tests
-# start their own throwaway PostgreSQL cluster, MariaDB server and slapd on loopback ports;
-# nothing is started system-wide.
+# MariaDB's, OpenLDAP's and Samba's server binaries, with apt-get, when they are missing).
+# The tests start their own throwaway PostgreSQL cluster, MariaDB server, slapd and Samba AD
+# domain controller on loopback ports; nothing is started system-wide.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,10 +39,21 @@ if [ ! -x /usr/sbin/slapd ] || ! command -v ldapsearch >/dev/null; then
     # there is no init system, and the tests never use its /etc/ldap/slapd.d.
     $sudo apt-get install -y -qq --no-install-recommends slapd ldap-utils >/dev/null
 fi
+if [ ! -x /usr/sbin/samba ] || ! command -v samba-tool >/dev/null; then
+    echo "== installing Samba (the integration tests provision a throwaway AD domain controller)"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    # The AD DC and the modules provisioning needs; policy-rc.d keeps the package's own
+    # daemons from starting where there is no init system, and the tests never use /etc/samba.
+    $sudo apt-get install -y -qq --no-install-recommends samba samba-dsdb-modules samba-ad-provision samba-vfs-modules ldb-tools >/dev/null
+fi
 # With the servers installed, a test that cannot start one fails instead of skipping.
 export SCIM_SIDECAR_REQUIRE_PG=1
 export SCIM_SIDECAR_REQUIRE_MARIADB=1
 export SCIM_SIDECAR_REQUIRE_LDAP=1
+export SCIM_SIDECAR_REQUIRE_SAMBA=1
 
 echo "== cargo fmt --check"
 cargo fmt --check

@@ -23,6 +23,7 @@ mod groups;
 mod identity;
 mod kubernetes;
 mod ldap;
+mod ldap_ad;
 mod mapping;
 mod mariadb;
 mod okta;

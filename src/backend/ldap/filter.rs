@@ -30,6 +30,8 @@ pub struct FieldAttr {
     pub ordering: bool,
     /// Values are bytes: no case rules apply.
     pub binary: bool,
+    /// The directory is Active Directory, whose comparisons differ ([`super::ad::cmp_filter`]).
+    pub ad: bool,
     /// Written only, never read (`userPassword`): no filter may test it.
     pub secret: bool,
 }
@@ -98,6 +100,12 @@ pub fn value_bytes(v: &Value) -> Vec<u8> {
     }
 }
 
+/// "The id attribute `key` is `id`": the text escaped, or an AD `objectGUID`'s bytes.
+fn key_eq(key: &str, id: &str) -> String {
+    super::ad::key_filter(key, id)
+        .unwrap_or_else(|| format!("({key}={})", filter_value(id.as_bytes())))
+}
+
 fn write(
     p: &Predicate,
     fields: &[FieldAttr],
@@ -137,6 +145,11 @@ fn write(
             fold_case,
         } => {
             let f = field(fields, *i)?;
+            // Active Directory: `active` is a bit of userAccountControl.
+            if let Some(flag) = super::ad::flag_filter(&f.attr, *i, *op, value) {
+                out.push_str(&flag?);
+                return Ok(());
+            }
             let v = filter_value(&value_bytes(value));
             let a = &f.attr;
             let exact = !fold_case && !f.binary;
@@ -155,6 +168,12 @@ fn write(
                         "attribute '{a}' is not compared by order (its map entry says ordering = false, or it is binary)"
                     ),
                 });
+            }
+            if f.ad {
+                if let Some(ad) = super::ad::cmp_filter(a, *i, *op, &v, *fold_case) {
+                    out.push_str(&ad?);
+                    return Ok(());
+                }
             }
             // "a < v" by the directory-string ordering rules.
             let rule = if *fold_case {
@@ -175,14 +194,12 @@ fn write(
                 CmpOp::Gt => out.push_str(&format!("(&({a}=*)(!{lt})(!{eq}))")),
             }
         }
-        Predicate::KeyEq(id) => {
-            out.push_str(&format!("({key}={})", filter_value(id.as_bytes())));
-        }
+        Predicate::KeyEq(id) => out.push_str(&key_eq(key, id)),
         Predicate::KeyIn(ids) if ids.is_empty() => out.push_str(NOTHING),
         Predicate::KeyIn(ids) => {
             out.push_str("(|");
             for id in ids {
-                out.push_str(&format!("({key}={})", filter_value(id.as_bytes())));
+                out.push_str(&key_eq(key, id));
             }
             out.push(')');
         }
@@ -235,12 +252,14 @@ mod tests {
                 attr: "uid".into(),
                 ordering: false,
                 binary: false,
+                ad: false,
                 secret: false,
             },
             FieldAttr {
                 attr: "cn".into(),
                 ordering: true,
                 binary: false,
+                ad: false,
                 secret: false,
             },
         ]

@@ -1,10 +1,10 @@
 //! The LDAP store: users (and, next, groups) as entries of the application's own directory
-//! (OpenLDAP, 389 DS, AD LDS; Active Directory as a flavour later).
+//! (OpenLDAP, 389 DS, AD LDS; Active Directory as a flavour).
 //!
 //! - **Config** ([`Ldap`], registered in [`crate::backend::kind::KINDS`]): `[backend.NAME]`
 //!   `type = "ldap"` with `url` (`ldap://` or `ldaps://`), `bind_dn`, `bind_password` (or
 //!   `bind_password_file`), `tls = { ca, starttls }`, `pool_size`, `connect_timeout`,
-//!   `operation_timeout`, `max_results`. A `[resource.X]` says `base` (the DN its entries live
+//!   `operation_timeout`, `max_results`, `flavour` (`"active-directory"`). A `[resource.X]` says `base` (the DN its entries live
 //!   under), `rdn = "uid={userName}"` (the naming attribute and the map key whose value names
 //!   the entry), `object_classes`, `id` (the stable id attribute: `entryUUID` by default, never
 //!   the DN, which changes on rename), `scope` (`one` or `sub`, default `one`) and
@@ -23,10 +23,15 @@
 //! - **Requests** ([`table`]): entries read and written with one LDAP operation each where
 //!   LDAP allows; what takes two (a rename and a modify) is compensated on failure.
 //! - **Filters** ([`filter`]) and **escaping** ([`escape`]): RFC 4515 and RFC 4514.
+//! - **Active Directory** ([`ad`]): `flavour = "active-directory"` on the backend gives the
+//!   same store AD's ways (objectGUID ids, `active` as a bit of `userAccountControl`,
+//!   `password` as `unicodePwd`, ranged member reads), at a few hooks in [`table`] and
+//!   [`filter`].
 //!
 //! Kept values (`externalId`) live in the `[state] backend` (an SQL store): a directory has
 //! no place for the sidecar's own state.
 
+pub mod ad;
 pub mod escape;
 pub mod filter;
 mod pool;
@@ -67,6 +72,7 @@ struct RawLdap {
     connect_timeout: Option<S>,
     operation_timeout: Option<S>,
     max_results: Option<NumOrStr>,
+    flavour: Option<S>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +104,15 @@ pub struct LdapConfig {
     /// The most entries one search reads (its size limit): a search matching more is refused
     /// with a message to narrow the filter, never truncated.
     pub max_results: usize,
+    /// A standard directory, or Active Directory ([`ad`]).
+    pub flavour: ad::Flavour,
+}
+
+impl LdapConfig {
+    /// Whether connections are encrypted (LDAPS, or StartTLS).
+    pub fn encrypted(&self) -> bool {
+        self.url.starts_with("ldaps://") || self.starttls
+    }
 }
 
 impl std::fmt::Debug for LdapConfig {
@@ -109,6 +124,7 @@ impl std::fmt::Debug for LdapConfig {
             .field("ca_file", &self.ca_file)
             .field("starttls", &self.starttls)
             .field("pool_size", &self.pool_size)
+            .field("flavour", &self.flavour)
             .finish_non_exhaustive()
     }
 }
@@ -228,7 +244,25 @@ impl StoreKind for Ldap {
             (1, 1_000_000),
             10_000,
         ) as usize;
+        let flavour = match &b.flavour {
+            None => ad::Flavour::Standard,
+            Some(f) => {
+                let fo = cx.origin(f.span());
+                match cx.string(f, "backend flavour") {
+                    Some(v) => ad::Flavour::parse(&v).unwrap_or_else(|| {
+                        cx.error(
+                            &fo,
+                            format!("flavour \"{v}\" is not \"ldap\" or \"active-directory\""),
+                            Some("write flavour = \"active-directory\" for Active Directory or Samba AD; leave it out for any other directory"),
+                        );
+                        ad::Flavour::Standard
+                    }),
+                    None => ad::Flavour::Standard,
+                }
+            }
+        };
         Some(Arc::new(LdapConfig {
+            flavour,
             url: url?,
             bind_dn,
             bind_password,
@@ -292,6 +326,8 @@ impl StoreConfig for LdapConfig {
             pool: Arc::new(pool),
             max_results: self.max_results,
             deadline: self.connect_timeout + self.operation_timeout * 3,
+            flavour: self.flavour,
+            encrypted: self.encrypted(),
         }))
     }
 }
@@ -361,7 +397,8 @@ impl Location for LdapField {
         self
     }
     fn takes_password(&self) -> bool {
-        self.is_password()
+        // Active Directory takes a cleartext unicodePwd and keeps only its hashes.
+        self.is_password() || self.attr.eq_ignore_ascii_case(ad::PASSWORD)
     }
 }
 
@@ -556,6 +593,8 @@ pub struct LdapBackend {
     pool: Arc<pool::Pool>,
     max_results: usize,
     deadline: Duration,
+    flavour: ad::Flavour,
+    encrypted: bool,
 }
 
 #[async_trait]
@@ -574,11 +613,20 @@ impl Backend for LdapBackend {
 
     async fn open_table(&self, spec: TableSpec) -> Result<Opened, Refused> {
         let mut problems = Vec::new();
+        let ad = self.flavour == ad::Flavour::ActiveDirectory;
+        // AD has no entryUUID: a resource naming no id attribute is identified by objectGUID.
+        let adapt = |mut r: LdapResource| {
+            if ad && r.id_attr == "entryUUID" {
+                r.id_attr = ad::GUID.to_owned();
+            }
+            r
+        };
         let res = spec
             .resource
             .as_any()
             .downcast_ref::<LdapResource>()
-            .cloned();
+            .cloned()
+            .map(adapt);
         if res.is_none() {
             problems.push(foreign(&spec.resource, SpecPart::Table));
         }
@@ -613,7 +661,7 @@ impl Backend for LdapBackend {
                         attr: how.attr.clone(),
                         empty: how.empty.clone(),
                         value: how.value.clone(),
-                        member: of.clone(),
+                        member: adapt(of.clone()),
                     }),
                     _ => {
                         problems.push(foreign(&m.loc, SpecPart::Members));
@@ -633,7 +681,7 @@ impl Backend for LdapBackend {
                     attr: how.attr.clone(),
                     empty: how.empty.clone(),
                     value: how.value.clone(),
-                    group: group.clone(),
+                    group: adapt(group.clone()),
                 })
             })
             .collect();
@@ -663,6 +711,23 @@ impl Backend for LdapBackend {
                 warning: false,
             });
         }
+        if !ad {
+            if let Some(f) = fields
+                .iter()
+                .find(|f| f.loc.attr.eq_ignore_ascii_case(ad::PASSWORD))
+            {
+                problems.push(SpecProblem {
+                    part: spec
+                        .fields
+                        .iter()
+                        .position(|s| s.name == f.name)
+                        .map_or(SpecPart::Table, SpecPart::Field),
+                    message: format!("{} is Active Directory's password attribute", ad::PASSWORD),
+                    fix: Some("add flavour = \"active-directory\" to the backend".into()),
+                    warning: false,
+                });
+            }
+        }
         if let Some(d) = &res.disabled_base {
             if let Err(e) = self.pool.base_exists(d).await {
                 problems.push(SpecProblem {
@@ -674,6 +739,20 @@ impl Backend for LdapBackend {
                     warning: false,
                 });
             }
+        }
+        let ad = ad.then(|| ad::Ad::new(&fields, self.encrypted));
+        if let Some((i, message)) = ad.as_ref().and_then(ad::Ad::problems) {
+            let part = spec
+                .fields
+                .iter()
+                .position(|f| f.name == fields[i].name)
+                .map_or(SpecPart::Table, SpecPart::Field);
+            problems.push(SpecProblem {
+                part,
+                message,
+                fix: Some("use an ldaps:// url, or tls = { starttls = true }".into()),
+                warning: false,
+            });
         }
         for (a, counter) in &res.allocate {
             if let Err(e) = self.pool.base_exists(counter).await {
@@ -688,7 +767,12 @@ impl Backend for LdapBackend {
             }
         }
         match schema::Schema::read(&self.pool).await {
-            Ok(schema) => check_schema(&schema, &res, &fields, &spec, &mut problems),
+            Ok(mut schema) => {
+                if ad.is_some() {
+                    ad::relax_schema(&mut schema);
+                }
+                check_schema(&schema, &res, &fields, &spec, &mut problems)
+            }
             Err(e) => problems.push(SpecProblem {
                 part: SpecPart::Table,
                 message: format!("the directory's schema was not checked: {e}"),
@@ -702,7 +786,10 @@ impl Backend for LdapBackend {
         if problems.iter().any(|p| !p.warning) {
             return Err(problems.into());
         }
-        let infos = fields.iter().map(table::Field::info).collect();
+        let mut infos: Vec<_> = fields.iter().map(table::Field::info).collect();
+        if let Some(ad) = &ad {
+            ad.adjust_infos(&mut infos);
+        }
         let t = table::LdapTable::new(
             self.pool.clone(),
             res,
@@ -711,7 +798,8 @@ impl Backend for LdapBackend {
             self.max_results,
             spec.constants,
         )
-        .with_members(members, member_of);
+        .with_members(members, member_of)
+        .with_ad(ad);
         Ok(Opened {
             table: Arc::new(t),
             fields: infos,

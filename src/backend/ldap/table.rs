@@ -48,6 +48,7 @@ use async_trait::async_trait;
 use ldap3::controls::MatchedValues;
 use ldap3::{Mod, Scope, SearchEntry, SearchOptions};
 
+use super::ad::{self, Ad};
 use super::escape::{dn_value, filter_value};
 use super::filter::{self, FieldAttr};
 use super::pool::{Conn, Pool, code_name, unavailable};
@@ -144,6 +145,8 @@ pub struct LdapTable {
     members: Option<MembersCfg>,
     /// Groups listing entries of this type.
     member_of: Vec<MemberOfCfg>,
+    /// Active Directory's ways, when the backend's flavour is AD ([`super::ad`]).
+    ad: Option<Ad>,
 }
 
 impl LdapTable {
@@ -162,6 +165,7 @@ impl LdapTable {
                 attr: f.loc.attr.clone(),
                 ordering: f.loc.ordering,
                 binary: f.loc.binary,
+                ad: false,
                 secret: f.loc.is_password(),
             })
             .collect();
@@ -196,6 +200,35 @@ impl LdapTable {
             wanted,
             members: None,
             member_of: Vec::new(),
+            ad: None,
+        }
+    }
+
+    /// Adds Active Directory's ways ([`super::ad`]).
+    pub fn with_ad(mut self, ad: Option<Ad>) -> Self {
+        for a in &mut self.attrs {
+            a.ad = ad.is_some();
+            // unicodePwd is written only: no filter may test it.
+            a.secret |= a.ad && a.attr.eq_ignore_ascii_case(ad::PASSWORD);
+        }
+        if let (Some(_), Some(m)) = (&ad, &self.members) {
+            // Members are read a range at a time, the first with the entry.
+            for w in self.wanted.iter_mut() {
+                if w.eq_ignore_ascii_case(&m.attr) {
+                    *w = ad::first_range(&m.attr);
+                }
+            }
+        }
+        self.ad = ad;
+        self
+    }
+
+    /// The attribute an entry's own DN is searched by.
+    fn dn_attr(&self) -> &'static str {
+        if self.ad.is_some() {
+            ad::DN_ATTR
+        } else {
+            "entryDN"
         }
     }
 
@@ -285,7 +318,7 @@ impl LdapTable {
                 )
                 .await?;
             for e in found {
-                if let Some(Value::Text(id)) = values_of(&e, &m.id_attr, false).into_iter().next() {
+                if let Some(id) = id_of(&e, &m.id_attr) {
                     let listed = match value {
                         None => Some(e.dn),
                         Some(a) => match values_of(&e, a, false).into_iter().next() {
@@ -311,7 +344,7 @@ impl LdapTable {
         dns: &[String],
     ) -> Result<HashMap<String, String>, BackendError> {
         let mut out = HashMap::new();
-        let by = value.unwrap_or("entryDN");
+        let by = value.unwrap_or(self.dn_attr());
         for chunk in dns.chunks(100) {
             let mut f = String::from("(|");
             for dn in chunk {
@@ -326,7 +359,7 @@ impl LdapTable {
                 .find_in(&m.base, m.subtree, &f, attrs, self.max_results)
                 .await?;
             for e in found {
-                if let Some(Value::Text(id)) = values_of(&e, &m.id_attr, false).into_iter().next() {
+                if let Some(id) = id_of(&e, &m.id_attr) {
                     match value {
                         None => {
                             out.insert(norm_dn(&e.dn), id);
@@ -354,22 +387,25 @@ impl LdapTable {
         let Some(m) = &self.members else {
             return Ok(());
         };
-        let per_row: Vec<Vec<String>> = entries
-            .iter()
-            .map(|e| {
-                values_of(e, &m.attr, false)
+        let mut per_row: Vec<Vec<String>> = Vec::with_capacity(entries.len());
+        for e in entries {
+            // AD returns a long member list in ranges: read to the end.
+            let dns = match &self.ad {
+                Some(_) => ad::all_values(&self.pool, e, &m.attr).await?,
+                None => values_of(e, &m.attr, false)
                     .into_iter()
                     .filter_map(|v| match v {
-                        Value::Text(dn)
-                            if m.empty.as_deref().is_none_or(|p| m.norm(p) != m.norm(&dn)) =>
-                        {
-                            Some(dn)
-                        }
+                        Value::Text(dn) => Some(dn),
                         _ => None,
                     })
-                    .collect()
-            })
-            .collect();
+                    .collect(),
+            };
+            per_row.push(
+                dns.into_iter()
+                    .filter(|dn| m.empty.as_deref().is_none_or(|p| m.norm(p) != m.norm(dn)))
+                    .collect(),
+            );
+        }
         let all: Vec<String> = per_row
             .iter()
             .flatten()
@@ -398,6 +434,9 @@ impl LdapTable {
         m: &MembersCfg,
         dns: &[String],
     ) -> Result<HashSet<String>, BackendError> {
+        if self.ad.is_some() {
+            return self.listed_by_member_of(group_dn, dns).await;
+        }
         let attr = m.attr.as_str();
         let mut out = HashSet::new();
         for chunk in dns.chunks(100) {
@@ -428,6 +467,41 @@ impl LdapTable {
                     }
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// [`Self::listed`] in Active Directory, which has no Matched Values control: the members
+    /// among `dns` whose `memberOf` (computed by AD) names the group.
+    async fn listed_by_member_of(
+        &self,
+        group_dn: &str,
+        dns: &[String],
+    ) -> Result<HashSet<String>, BackendError> {
+        let Some(m) = &self.members else {
+            return Ok(HashSet::new());
+        };
+        let mut out = HashSet::new();
+        for chunk in dns.chunks(100) {
+            let mut f = format!("(&(memberOf={})(|", filter_value(group_dn.as_bytes()));
+            for dn in chunk {
+                f.push_str(&format!(
+                    "({}={})",
+                    ad::DN_ATTR,
+                    filter_value(dn.as_bytes())
+                ));
+            }
+            f.push_str("))");
+            let found = self
+                .find_in(
+                    &m.member.base,
+                    m.member.subtree,
+                    &f,
+                    vec!["1.1".into()],
+                    chunk.len(),
+                )
+                .await?;
+            out.extend(found.iter().map(|e| norm_dn(&e.dn)));
         }
         Ok(out)
     }
@@ -763,14 +837,16 @@ impl LdapTable {
 
     /// The row of an entry.
     fn row(&self, e: &SearchEntry) -> Row {
-        let key = values_of(e, &self.res.id_attr, false)
-            .into_iter()
-            .next()
-            .map(|v| match v {
-                Value::Text(s) => s,
-                other => String::from_utf8_lossy(&filter::value_bytes(&other)).into_owned(),
-            })
-            .unwrap_or_default();
+        let key = ad::key_of(e, &self.res.id_attr).unwrap_or_else(|| {
+            values_of(e, &self.res.id_attr, false)
+                .into_iter()
+                .next()
+                .map(|v| match v {
+                    Value::Text(s) => s,
+                    other => String::from_utf8_lossy(&filter::value_bytes(&other)).into_owned(),
+                })
+                .unwrap_or_default()
+        });
         let values = self
             .fields
             .iter()
@@ -783,11 +859,15 @@ impl LdapTable {
                 }
             })
             .collect();
-        Row {
+        let mut row = Row {
             key,
             values,
             members: None,
+        };
+        if let Some(ad) = &self.ad {
+            ad.read_row(e, &mut row);
         }
+        row
     }
 
     /// Refuses a value of a unique field that another entry (not `except`) already has.
@@ -807,11 +887,12 @@ impl LdapTable {
                 filter_value(&filter::value_bytes(v.first()))
             );
             if let Some(k) = except {
-                cond.push_str(&format!(
-                    "(!({}={}))",
-                    self.res.id_attr,
-                    filter_value(k.as_bytes())
-                ));
+                let not_this = filter::compile(
+                    &Predicate::KeyEq(k.to_owned()),
+                    &self.attrs,
+                    &self.res.id_attr,
+                )?;
+                cond.push_str(&format!("(!{not_this})"));
             }
             let found = self.find(&self.full_filter(&cond), 1).await;
             match found {
@@ -1014,8 +1095,16 @@ impl LdapTable {
     }
 }
 
+/// The SCIM id of an entry whose id attribute is `id_attr` (an AD objectGUID as its string).
+fn id_of(e: &SearchEntry, id_attr: &str) -> Option<String> {
+    ad::key_of(e, id_attr).or_else(|| match values_of(e, id_attr, false).into_iter().next() {
+        Some(Value::Text(id)) => Some(id),
+        _ => None,
+    })
+}
+
 /// The values of attribute `attr` of an entry (case-insensitive name, options ignored).
-fn values_of(e: &SearchEntry, attr: &str, binary: bool) -> Vec<Value> {
+pub(super) fn values_of(e: &SearchEntry, attr: &str, binary: bool) -> Vec<Value> {
     let same = |k: &String| {
         let base = k.split(';').next().unwrap_or(k);
         base.eq_ignore_ascii_case(attr) || k.eq_ignore_ascii_case(attr)
@@ -1150,10 +1239,14 @@ impl Table for LdapTable {
         members: Vec<String>,
         load_members: bool,
     ) -> Result<Row, BackendError> {
+        let mut values = values;
         let naming = values.get(self.rdn_field).cloned().unwrap_or(Value::Null);
         let rdn = self.rdn_of(&naming)?;
         let given: Vec<(usize, &Value)> = values.iter().enumerate().collect();
         self.check_unique(&given, None).await?;
+        if let Some(ad) = &self.ad {
+            ad.prepare_insert(&mut values)?;
+        }
         // Numbers for the attributes the request and the constants leave without a value.
         let constants = self.constants_for(&[When::Insert, When::Always]);
         let mut allocated = Vec::new();
@@ -1241,15 +1334,20 @@ impl Table for LdapTable {
             .await;
         let r = self.transport(&c, r).await?;
         if r.rc != 0 {
-            return Err(
-                match self.blame(result_error(r.rc, &r.text, Some(self.rdn_field))) {
-                    // The base itself is missing: a configuration fault, not a missing resource.
-                    BackendError::NotFound => {
-                        BackendError::Internal(format!("base '{}' does not exist", self.res.base))
-                    }
-                    e => e,
-                },
-            );
+            let e = match self.blame(result_error(r.rc, &r.text, Some(self.rdn_field))) {
+                // The base itself is missing: a configuration fault, not a missing resource.
+                BackendError::NotFound => {
+                    BackendError::Internal(format!("base '{}' does not exist", self.res.base))
+                }
+                e => e,
+            };
+            let written: Vec<usize> = (0..values.len())
+                .filter(|i| !values[*i].is_null())
+                .collect();
+            return Err(match &self.ad {
+                Some(ad) => ad.blame(e, &written),
+                None => e,
+            });
         }
         drop(c);
         if let Some((i, pw)) = password {
@@ -1356,6 +1454,10 @@ impl Table for LdapTable {
             .collect();
         let refs: Vec<(usize, &Value)> = changed.iter().map(|(i, v)| (*i, v)).collect();
         self.check_unique(&refs, Some(key)).await?;
+        let mut changed = changed;
+        if let Some(ad) = &self.ad {
+            ad.prepare_update(&self.pool, &dn, &mut changed).await?;
+        }
         // Member ids resolved (and unknown ones refused) before anything is written.
         let member_mods = if change.members.is_empty() {
             Vec::new()
@@ -1466,6 +1568,10 @@ impl Table for LdapTable {
             }
         }
         if let Err(e) = written.map_err(|e| self.blame(e)) {
+            let e = match &self.ad {
+                Some(ad) => ad.blame(e, &changed.iter().map(|(i, _)| *i).collect::<Vec<_>>()),
+                None => e,
+            };
             if let Some(old) = renamed_from {
                 // Undo the rename: the request changes nothing or everything.
                 if let Err(undo) = self.rename(&dn, &old).await {
