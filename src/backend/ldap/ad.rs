@@ -207,20 +207,6 @@ pub fn cmp_filter(
     }))
 }
 
-/// The subschema as the start-up check may read it on AD: names only. AD fills the
-/// attributes its classes require of the system (`objectCategory`, `instanceType`,
-/// `nTSecurityDescriptor`, `objectSid`, a generated `sAMAccountName`) itself, and the
-/// auxiliary classes its content rules attach (`securityPrincipal`, `mailRecipient`) widen
-/// what a class may hold beyond its own MAY list; so no class is held to its MUST and MAY
-/// lists here, while an object class or attribute the domain does not know is still named.
-pub fn relax_schema(schema: &mut super::schema::Schema) {
-    for c in schema.classes.values_mut() {
-        c.must.clear();
-        // What allows any attribute, as extensibleObject does.
-        c.sup.push("extensibleObject".to_owned());
-    }
-}
-
 /// A password as `unicodePwd` takes it: in double quotes, UTF-16LE.
 pub fn password_value(pw: &str) -> Vec<u8> {
     format!("\"{pw}\"")

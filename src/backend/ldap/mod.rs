@@ -767,12 +767,7 @@ impl Backend for LdapBackend {
             }
         }
         match schema::Schema::read(&self.pool).await {
-            Ok(mut schema) => {
-                if ad.is_some() {
-                    ad::relax_schema(&mut schema);
-                }
-                check_schema(&schema, &res, &fields, &spec, &mut problems)
-            }
+            Ok(schema) => check_schema(&schema, &res, &fields, &spec, &mut problems),
             Err(e) => problems.push(SpecProblem {
                 part: SpecPart::Table,
                 message: format!("the directory's schema was not checked: {e}"),
