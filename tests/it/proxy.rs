@@ -333,10 +333,13 @@ async fn websocket_upgrade_is_tunnelled() {
 /// on the same sidecar keeps working: SCIM does not depend on the app.
 #[tokio::test]
 async fn upstream_down_gives_502() {
-    let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        l.local_addr().expect("addr")
-    };
+    // Bound but never listening, and held for the whole test: connections to it are refused,
+    // and no other test can take the port meanwhile (a dropped listener's port could be, and
+    // then answered late: a 504 instead of this 502).
+    let held = tokio::net::TcpSocket::new_v4().expect("socket");
+    held.bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let dead = held.local_addr().expect("addr");
     let s = Sidecar::start(Options {
         env: vec![("UPSTREAM_URL", format!("http://{dead}"))],
         ..Options::default()
