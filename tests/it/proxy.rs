@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 use scim_sidecar::proxy::{Body, full};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use crate::support::upstream::{ByteStream, websocket_accept};
 use crate::support::{Options, Sidecar};
