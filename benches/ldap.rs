@@ -21,8 +21,9 @@
 //!   adding one `member` DN to a groupOfNames.
 //!
 //! The sidecar's request does more than the one LDAP operation (a create: a uniqueness search,
-//! the add, a read-back, the kept `externalId` in SQLite; a member add: a search resolving the
-//! id, a Matched Values read, the modify), so the ratio is what an IdP gets of what slapd
+//! the add, a read-back, the kept `externalId` in SQLite; a member add: the group read by id
+//! (its placeholder by Matched Values, not its member list), a search resolving the member's
+//! id, the modify), so the ratio is what an IdP gets of what slapd
 //! alone does on this machine. Goal: ≥ 0.7 for each phase at 32 clients; reported (PASS/MISS),
 //! never asserted. Each phase is bounded by `BENCH_SECS` (+1 s warm-up) and
 //! [`support::MAX_REQUESTS`]; everything shares the machine's cores.

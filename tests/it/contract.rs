@@ -867,6 +867,14 @@ async fn membership_changes(s: &Subject) {
     .await
     .expect("remove");
     assert_eq!(s.members(&team).await, set(&[&ann.key, &carol.key]));
+    // Removing a non-member and adding a member again change nothing, and are no error.
+    change(vec![
+        MemberChange::Remove(vec![bob.key.clone()]),
+        MemberChange::Add(vec![carol.key.clone()]),
+    ])
+    .await
+    .expect("remove a non-member, add a member");
+    assert_eq!(s.members(&team).await, set(&[&ann.key, &carol.key]));
 
     let refused = change(vec![
         MemberChange::Remove(vec![ann.key.clone()]),

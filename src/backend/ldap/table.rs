@@ -25,12 +25,20 @@
 //! - **Groups**: members are DNs in an attribute of the group's entry (`member`). Member ids
 //!   are resolved to DNs in one search per hundred ids, and DNs back to ids the same way (by
 //!   `entryDN`, an OpenLDAP operational attribute). A member change is one modify, together
-//!   with the group's own field changes, so it is atomic. It never reads the member list:
-//!   which of the DNs it names are members already is asked with the Matched Values control
-//!   (RFC 3876), so the modify adds only absent values and deletes only present ones (slapd
-//!   2.5 does not offer Permissive Modify). Between that read and the modify another writer
-//!   may change the same values; the modify then fails (attributeOrValueExists or
-//!   noSuchAttribute) and is retried once with a fresh read. A group with no member holds the
+//!   with the group's own field changes, so it is atomic. It never reads the member list
+//!   (reads ask for the member attribute only when they show members). The modify is first
+//!   sent optimistically: members added are taken to be absent and members removed present
+//!   (slapd 2.5 does not offer Permissive Modify); only whether the group holds the
+//!   placeholder is read, with the entry itself, by a Matched Values filter (RFC 3876)
+//!   naming it. When the guess is wrong (a member added twice) or another writer changed the
+//!   same values, the modify fails (attributeOrValueExists or noSuchAttribute) changing
+//!   nothing, and is sent once more after asking which of the DNs it names are members
+//!   already, with the Matched Values control. So a member add is three operations (the
+//!   group read, the member id resolved, the modify): a change of members only is not read
+//!   back, as the group's mapped values are those read before it (unless it maps an
+//!   attribute the directory changes on every modify, such as `modifyTimestamp`). Active
+//!   Directory answers differently to those values (entryAlreadyExists, unwillingToPerform),
+//!   so there the members are always asked first. A group with no member holds the
 //!   configured placeholder DN instead, as `groupOfNames` requires one. With `value = "uid"`
 //!   (`posixGroup`) the group lists the members' `uid`s instead of DNs, resolved the same way.
 //! - **What follows a write** (several operations; LDAP has no transaction): a deleted entry
@@ -147,7 +155,19 @@ pub struct LdapTable {
     member_of: Vec<MemberOfCfg>,
     /// Active Directory's ways, when the backend's flavour is AD ([`super::ad`]).
     ad: Option<Ad>,
+    /// A mapped attribute the directory itself changes on every modify (`modifyTimestamp`):
+    /// an update is then always read back, as the row changes even when no field is written.
+    volatile: bool,
 }
+
+/// Attributes a directory maintains itself and changes on every modify of an entry.
+const VOLATILE: [&str; 5] = [
+    "modifyTimestamp",
+    "modifiersName",
+    "entryCSN",
+    "whenChanged",
+    "uSNChanged",
+];
 
 impl LdapTable {
     /// A table over `res` with `fields`; `rdn_field` indexes the field naming entries.
@@ -188,6 +208,9 @@ impl LdapTable {
                 wanted.push(f.loc.attr.clone());
             }
         }
+        let volatile = fields
+            .iter()
+            .any(|f| VOLATILE.iter().any(|v| v.eq_ignore_ascii_case(&f.loc.attr)));
         LdapTable {
             pool,
             res,
@@ -201,6 +224,7 @@ impl LdapTable {
             members: None,
             member_of: Vec::new(),
             ad: None,
+            volatile,
         }
     }
 
@@ -257,10 +281,27 @@ impl LdapTable {
         attrs: Vec<String>,
         limit: usize,
     ) -> Result<Vec<SearchEntry>, BackendError> {
+        self.find_in_vr(base, subtree, filter, attrs, limit, None)
+            .await
+    }
+
+    /// [`Self::find_in`], with the Matched Values control (RFC 3876) when `vr` gives its
+    /// filter: only the values it matches come back (attributes it does not name, none).
+    async fn find_in_vr(
+        &self,
+        base: &str,
+        subtree: bool,
+        filter: &str,
+        attrs: Vec<String>,
+        limit: usize,
+        vr: Option<String>,
+    ) -> Result<Vec<SearchEntry>, BackendError> {
         let mut c = self.pool.get().await?;
-        let r = c
-            .ldap
-            .with_timeout(self.pool.op_timeout)
+        let l = c.ldap.with_timeout(self.pool.op_timeout);
+        if let Some(vr) = vr {
+            l.with_controls(MatchedValues::new(vr));
+        }
+        let r = l
             .with_search_options(
                 SearchOptions::new()
                     .sizelimit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX)),
@@ -507,11 +548,17 @@ impl LdapTable {
     }
 
     /// The modify that applies member changes to group `group_dn`, or the missing member
-    /// ids (an add of an id without an entry refuses the whole change).
+    /// ids (an add of an id without an entry refuses the whole change). With `guess` (the
+    /// placeholder, when the group holds it) the group is not read: values removed are taken
+    /// to be listed and values added not, so the modify fails (changing nothing) when that
+    /// is wrong and the caller asks again without a guess. The member ids are resolved into
+    /// `resolved` unless it holds them already.
     async fn member_mods(
         &self,
         group_dn: &str,
         changes: &[MemberChange],
+        guess: Option<&HashSet<String>>,
+        resolved: &mut Option<HashMap<String, String>>,
     ) -> Result<Vec<Mod<Vec<u8>>>, BackendError> {
         let Some(m) = &self.members else {
             return Err(BackendError::Unsupported {
@@ -528,7 +575,12 @@ impl LdapTable {
                 MemberChange::Clear => {}
             }
         }
-        let dns = self.member_dns(&m.member, m.value.as_deref(), &ids).await?;
+        // Resolved once per request: a second try reuses them.
+        let dns = match resolved.take() {
+            Some(d) => d,
+            None => self.member_dns(&m.member, m.value.as_deref(), &ids).await?,
+        };
+        let dns = &*resolved.insert(dns);
         let missing: Vec<String> = changes
             .iter()
             .filter_map(|c| match c {
@@ -544,9 +596,35 @@ impl LdapTable {
         }
         // Which of the named DNs (and the placeholder) are members now, simulated through
         // the changes in order.
-        let mut named: Vec<String> = dns.values().cloned().collect();
-        named.extend(m.empty.iter().cloned());
-        let mut listed = self.listed(group_dn, m, &named).await?;
+        let mut listed = match guess {
+            Some(g) => {
+                // A value is guessed absent when the changes first add it, present when they
+                // first remove it; after a replace or a clear the simulation knows.
+                let mut l = g.clone();
+                let mut seen = HashSet::new();
+                for c in changes {
+                    match c {
+                        MemberChange::Add(v) => {
+                            seen.extend(v.iter().filter_map(|id| dns.get(id)).map(|d| m.norm(d)));
+                        }
+                        MemberChange::Remove(v) => {
+                            for n in v.iter().filter_map(|id| dns.get(id)).map(|d| m.norm(d)) {
+                                if seen.insert(n.clone()) {
+                                    l.insert(n);
+                                }
+                            }
+                        }
+                        MemberChange::Replace(_) | MemberChange::Clear => break,
+                    }
+                }
+                l
+            }
+            None => {
+                let mut named: Vec<String> = dns.values().cloned().collect();
+                named.extend(m.empty.iter().cloned());
+                self.listed(group_dn, m, &named).await?
+            }
+        };
         let attr = m.attr.as_bytes().to_vec();
         let one = |dn: &str| HashSet::from([dn.as_bytes().to_vec()]);
         let mut mods = Vec::new();
@@ -766,16 +844,34 @@ impl LdapTable {
         format!("(&{}{f})", self.classes)
     }
 
-    /// Runs a search under the base; `Err(TooLarge)` when more than `limit` entries match.
-    async fn find(&self, filter: &str, limit: usize) -> Result<Vec<SearchEntry>, BackendError> {
+    /// The attributes a read asks for: the id, the mapped ones, and the member attribute
+    /// only when `members` (a group's member list can be long; most reads do not show it).
+    fn attrs_for(&self, members: bool) -> Vec<String> {
+        match &self.members {
+            Some(m) if !members => self
+                .wanted
+                .iter()
+                .filter(|w| {
+                    let base = w.split(';').next().unwrap_or(w);
+                    !base.eq_ignore_ascii_case(&m.attr)
+                })
+                .cloned()
+                .collect(),
+            _ => self.wanted.clone(),
+        }
+    }
+
+    /// Runs a search under the base asking for `attrs`; `Err(TooLarge)` when more than
+    /// `limit` entries match.
+    async fn find(
+        &self,
+        filter: &str,
+        limit: usize,
+        attrs: Vec<String>,
+        vr: Option<String>,
+    ) -> Result<Vec<SearchEntry>, BackendError> {
         let entries = self
-            .find_in(
-                &self.res.base,
-                self.res.subtree,
-                filter,
-                self.wanted.clone(),
-                limit,
-            )
+            .find_in_vr(&self.res.base, self.res.subtree, filter, attrs, limit, vr)
             .await
             .map_err(|e| match e {
                 BackendError::NotFound => {
@@ -810,21 +906,10 @@ impl LdapTable {
         key: &str,
         members: bool,
     ) -> Result<Option<(String, Row)>, BackendError> {
-        let f = filter::compile(
-            &Predicate::KeyEq(key.to_owned()),
-            &self.attrs,
-            &self.res.id_attr,
-        )?;
-        let mut found = self
-            .find(&self.full_filter(&f), 1)
-            .await
-            .map_err(|e| match e {
-                BackendError::TooLarge { .. } => {
-                    BackendError::Internal(format!("two entries have {} '{key}'", self.res.id_attr))
-                }
-                e => e,
-            })?;
-        let Some(e) = found.pop() else {
+        let Some(e) = self
+            .lookup_entry(key, self.attrs_for(members), None)
+            .await?
+        else {
             return Ok(None);
         };
         let mut rows = vec![self.row(&e)];
@@ -833,6 +918,30 @@ impl LdapTable {
                 .await?;
         }
         Ok(rows.pop().map(|r| (e.dn, r)))
+    }
+
+    /// The entry with id `key`, read with `attrs` (and the Matched Values filter `vr`).
+    async fn lookup_entry(
+        &self,
+        key: &str,
+        attrs: Vec<String>,
+        vr: Option<String>,
+    ) -> Result<Option<SearchEntry>, BackendError> {
+        let f = filter::compile(
+            &Predicate::KeyEq(key.to_owned()),
+            &self.attrs,
+            &self.res.id_attr,
+        )?;
+        let mut found = self
+            .find(&self.full_filter(&f), 1, attrs, vr)
+            .await
+            .map_err(|e| match e {
+                BackendError::TooLarge { .. } => {
+                    BackendError::Internal(format!("two entries have {} '{key}'", self.res.id_attr))
+                }
+                e => e,
+            })?;
+        Ok(found.pop())
     }
 
     /// The row of an entry.
@@ -894,7 +1003,9 @@ impl LdapTable {
                 )?;
                 cond.push_str(&format!("(!{not_this})"));
             }
-            let found = self.find(&self.full_filter(&cond), 1).await;
+            let found = self
+                .find(&self.full_filter(&cond), 1, vec!["1.1".into()], None)
+                .await;
             match found {
                 Ok(v) if v.is_empty() => {}
                 Ok(_) | Err(BackendError::TooLarge { .. }) => {
@@ -1365,7 +1476,12 @@ impl Table for LdapTable {
         let r = c
             .ldap
             .with_timeout(self.pool.op_timeout)
-            .search(&dn, Scope::Base, "(objectClass=*)", self.wanted.clone())
+            .search(
+                &dn,
+                Scope::Base,
+                "(objectClass=*)",
+                self.attrs_for(load_members),
+            )
             .await;
         let r = self.transport(&c, r).await?;
         let entry = r
@@ -1404,7 +1520,14 @@ impl Table for LdapTable {
             });
         }
         let f = self.compile(&search.predicate).await?;
-        let entries = self.find(&self.full_filter(&f), self.max_results).await?;
+        let entries = self
+            .find(
+                &self.full_filter(&f),
+                self.max_results,
+                self.attrs_for(search.members),
+                None,
+            )
+            .await?;
         let mut rows: Vec<(Row, usize)> = entries
             .iter()
             .enumerate()
@@ -1436,9 +1559,45 @@ impl Table for LdapTable {
         load_members: bool,
         edit: EditFn,
     ) -> Result<Row, BackendError> {
-        let Some((dn, current)) = self.lookup(key, false).await? else {
+        // The entry without its member list. Outside Active Directory (whose answers to a
+        // value already there, or not there, differ) the member changes are written
+        // optimistically: values added are taken to be absent and values removed present,
+        // and a modify finding otherwise fails without changing anything and is sent again
+        // from a read of those values ([`Self::listed`]). Only the placeholder's presence is
+        // read with the entry (a Matched Values filter naming it, and every other attribute
+        // read in full by a presence item).
+        let mut attrs = self.attrs_for(false);
+        let mut vr = None;
+        let optimistic = self.ad.is_none() && self.members.is_some();
+        if let (true, Some(m)) = (optimistic, &self.members) {
+            if let Some(e) = &m.empty {
+                let mut f = format!("(({}={})", m.attr, filter_value(e.as_bytes()));
+                for a in &attrs {
+                    f.push_str(&format!("({a}=*)"));
+                }
+                f.push(')');
+                vr = Some(f);
+                attrs.push(m.attr.clone());
+            }
+        }
+        let Some(entry) = self.lookup_entry(key, attrs, vr).await? else {
             return Err(BackendError::NotFound);
         };
+        let guess: Option<HashSet<String>> = match (optimistic, &self.members) {
+            (true, Some(m)) => Some(match &m.empty {
+                Some(e)
+                    if values_of(&entry, &m.attr, false)
+                        .iter()
+                        .any(|v| matches!(v, Value::Text(t) if m.norm(t) == m.norm(e))) =>
+                {
+                    HashSet::from([m.norm(e)])
+                }
+                _ => HashSet::new(),
+            }),
+            _ => None,
+        };
+        let current = self.row(&entry);
+        let dn = entry.dn;
         let change = edit(&current)?;
         let changed: Vec<(usize, Value)> = change
             .set
@@ -1459,10 +1618,12 @@ impl Table for LdapTable {
             ad.prepare_update(&self.pool, &dn, &mut changed).await?;
         }
         // Member ids resolved (and unknown ones refused) before anything is written.
+        let mut resolved = None;
         let member_mods = if change.members.is_empty() {
             Vec::new()
         } else {
-            self.member_mods(&dn, &change.members).await?
+            self.member_mods(&dn, &change.members, guess.as_ref(), &mut resolved)
+                .await?
         };
         // Groups list the entry by its DN or by one of its values: when this change touches
         // that, they follow it after the write.
@@ -1541,7 +1702,10 @@ impl Table for LdapTable {
                     || detail.starts_with("attributeOrValueExists"))
             {
                 let mut mods = field_mods;
-                mods.extend(self.member_mods(&dn, &change.members).await?);
+                mods.extend(
+                    self.member_mods(&dn, &change.members, None, &mut resolved)
+                        .await?,
+                );
                 written = self
                     .modify_members(&dn, mods, m.empty.as_deref(), &m.attr)
                     .await;
@@ -1597,6 +1761,11 @@ impl Table for LdapTable {
                     tracing::error!(dn = %dn, error = %e, "LDAP: the groups of a renamed entry could not follow it");
                 }
             }
+        }
+        // Only members changed (a group PATCH, answered 204): the entry's mapped values are
+        // the ones read before, so it is not read again.
+        if changed.is_empty() && !load_members && !self.volatile {
+            return Ok(current);
         }
         self.lookup(key, load_members)
             .await?
@@ -1667,7 +1836,11 @@ impl Table for LdapTable {
                 &self.attrs,
                 &self.res.id_attr,
             )?;
-            for e in self.find(&self.full_filter(&f), chunk.len()).await? {
+            let attrs = vec![self.res.id_attr.clone()];
+            for e in self
+                .find(&self.full_filter(&f), chunk.len(), attrs, None)
+                .await?
+            {
                 out.push(self.row(&e).key);
             }
         }
