@@ -200,7 +200,7 @@ start_mariadb() {
         return 1
     }
     /usr/sbin/mariadbd --no-defaults "${user[@]}" --datadir="$dir/data" --socket="$MY_SOCK" \
-        --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" --bind-address=127.0.0.1 \
+        --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" --tmpdir="$dir" --bind-address=127.0.0.1 \
         --port="$MY_PORT" --skip-name-resolve --skip-log-bin \
         --innodb-flush-log-at-trx-commit=0 --innodb-buffer-pool-size=64M &
     MY_PID=$!

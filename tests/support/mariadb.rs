@@ -168,6 +168,10 @@ impl Server {
                 self.dir.join("error.log").display()
             ))
             .arg(format!("--port={}", self.port))
+            // Its internal temporary tables in its own directory, not the shared /tmp: one
+            // vanished from /tmp under a catalog query in a full run ("Error on delete of
+            // '/tmp/#sql-temptable-…MAI'").
+            .arg(format!("--tmpdir={}", self.dir.display()))
             .args([
                 "--bind-address=127.0.0.1",
                 "--skip-name-resolve",
