@@ -358,11 +358,14 @@ pub enum BackendError {
     },
     /// What a read would return is larger than the configured limit (members of a group, or
     /// for a store that cannot page by offset, the entries a search matches). `detail` says
-    /// what and how large, without values, and names "members" when it is about members.
+    /// what and how large, without values.
     #[error("too large: {detail}")]
     TooLarge {
         /// What.
         detail: String,
+        /// Whether it is a member list (over `[scim].max_members`), which the client can
+        /// avoid reading; otherwise the entries a search matches.
+        members: bool,
     },
     /// The caller's edit or check function failed; its error is passed back unchanged.
     #[error("aborted: {0}")]

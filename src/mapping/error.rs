@@ -52,17 +52,21 @@ pub(crate) fn to_scim(inner: &Inner, e: BackendError, id: Option<&str>) -> ScimE
                 None => format!("this search cannot be answered by the store: {detail}"),
             })
         }
-        // Members beyond [scim].max_members, or (an LDAP store) a search matching more
-        // entries than the store reads at once: RFC 7644 §3.12 tooMany either way.
-        BackendError::TooLarge { detail } if detail.contains("members") => ScimError::bad_request(
+        // Members beyond [scim].max_members, or a search matching more entries than a store
+        // that cannot page by offset reads at once: RFC 7644 §3.12 tooMany either way.
+        BackendError::TooLarge {
+            detail,
+            members: true,
+        } => ScimError::bad_request(
             crate::scim::ScimType::TooMany,
             format!(
                 "{detail}, more than one response carries ([scim].max_members); read the {rt} with excludedAttributes=members (as Entra ID does) and change members with PATCH"
             ),
         ),
-        BackendError::TooLarge { detail } => {
-            ScimError::bad_request(crate::scim::ScimType::TooMany, detail)
-        }
+        BackendError::TooLarge {
+            detail,
+            members: false,
+        } => ScimError::bad_request(crate::scim::ScimType::TooMany, detail),
         BackendError::Unavailable(detail) => {
             inner.observer.store_error(&inner.backend, "unavailable");
             tracing::warn!(backend = %inner.backend, resource_type = %rt, error = %detail, "store unavailable");

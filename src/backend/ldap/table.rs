@@ -1274,6 +1274,7 @@ fn generalized_time() -> String {
 
 fn too_many(limit: usize) -> BackendError {
     BackendError::TooLarge {
+        members: false,
         detail: format!(
             "more than {limit} directory entries match; narrow the filter (the backend's max_results)"
         ),

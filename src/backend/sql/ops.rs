@@ -452,6 +452,7 @@ async fn load_members_of<C: Conn>(c: &C, rows: &mut [Row]) -> Result<(), Backend
     if let Some(max) = m.max_members {
         if pairs.len() as u64 > max {
             return Err(BackendError::TooLarge {
+                members: true,
                 detail: format!(
                     "{} hold{} more than {max} members in all",
                     if rows.len() == 1 {
