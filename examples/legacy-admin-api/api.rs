@@ -528,19 +528,22 @@ impl UserFields {
     }
 }
 
-fn wrapped<'a>(body: &'a Value, key: &str) -> Result<&'a Map<String, Value>, Reply> {
-    body.get(key).and_then(Value::as_object).ok_or_else(|| {
-        errors(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &[&format!("Missing '{key}'")],
-        )
-    })
+/// The object under `key` of a wrapped body (`{"user": {...}}`).
+fn wrapped<'a>(body: &'a Value, key: &str) -> Option<&'a Map<String, Value>> {
+    body.get(key).and_then(Value::as_object)
+}
+
+fn missing(key: &str) -> Reply {
+    errors(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &[&format!("Missing '{key}'")],
+    )
 }
 
 fn create_user(db: &Connection, body: &Value, now: &str) -> Reply {
     let fields = match wrapped(body, "user") {
-        Ok(f) => f,
-        Err(r) => return r,
+        Some(f) => f,
+        None => return missing("user"),
     };
     let mut user = UserFields::from_row(&json!({}));
     let mut problems = Vec::new();
@@ -578,12 +581,16 @@ fn update_user(db: &Connection, id: i64, body: &Value, if_match: Option<&str>, n
         return not_found();
     };
     let fields = match wrapped(body, "user") {
-        Ok(f) => f,
-        Err(r) => return r,
+        Some(f) => f,
+        None => return missing("user"),
     };
     if let Some(tag) = if_match
         && tag != "*"
-        && tag != current["lock_version"].to_string()
+        && Some(tag)
+            != current["lock_version"]
+                .as_i64()
+                .map(|v| v.to_string())
+                .as_deref()
     {
         return errors(StatusCode::PRECONDITION_FAILED, &["Stale object"]);
     }
@@ -740,8 +747,8 @@ fn group_fields(
 
 fn create_group(db: &Connection, body: &Value, now: &str) -> Reply {
     let fields = match wrapped(body, "group") {
-        Ok(f) => f,
-        Err(r) => return r,
+        Some(f) => f,
+        None => return missing("group"),
     };
     let mut problems = Vec::new();
     let (name, user_ids) = group_fields(db, fields, None, &mut problems);
@@ -770,8 +777,8 @@ fn update_group(db: &Connection, id: i64, body: &Value, now: &str) -> Reply {
         return not_found();
     }
     let fields = match wrapped(body, "group") {
-        Ok(f) => f,
-        Err(r) => return r,
+        Some(f) => f,
+        None => return missing("group"),
     };
     let mut problems = Vec::new();
     let (name, user_ids) = group_fields(db, fields, Some(id), &mut problems);
