@@ -211,6 +211,10 @@ async fn user_row(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
             )
             .await;
         }
+        Target::Rest => format!(
+            "SELECT login, firstname, lastname, NULL, mail, NULL, NULL, NULL, NULL, NULL, NULL, \
+             CASE status WHEN 1 THEN 'true' ELSE 'false' END FROM users WHERE id = {id}"
+        ),
         Target::Quickstart => format!(
             "SELECT login, first_name, last_name, display_name, email, phone, mobile, job_title, \
              department, employee_no, manager_id, CASE status WHEN 'A' THEN 'true' ELSE 'false' END \
@@ -857,7 +861,7 @@ async fn delete_user(t: Target) {
     assert!(r.body.is_empty(), "{}", r.text());
     let j = query(&s, "Users", "", "userName eq \"gone@contoso.com\"").await;
     match t {
-        Target::Quickstart | Target::Ldap => {
+        Target::Quickstart | Target::Ldap | Target::Rest => {
             s.client
                 .get(&format!("/scim/v2/Users/{id}"))
                 .await

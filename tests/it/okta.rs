@@ -130,6 +130,10 @@ async fn user_row(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
             )
             .await;
         }
+        Target::Rest => format!(
+            "SELECT login, firstname, lastname, NULL, mail, NULL, NULL, \
+             CASE status WHEN 1 THEN 'true' ELSE 'false' END FROM users WHERE id = {id}"
+        ),
         Target::Quickstart => format!(
             "SELECT login, first_name, last_name, display_name, email, phone, job_title, \
              CASE status WHEN 'A' THEN 'true' ELSE 'false' END FROM accounts WHERE id = {id}"

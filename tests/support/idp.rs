@@ -31,6 +31,10 @@ pub enum Target {
     /// `ou=groups`, `active` in `employeeType`; users are deleted. No mobile, department
     /// or manager.
     Ldap,
+    /// `examples/rest` through the legacy admin API (`examples/legacy-admin-api`): its
+    /// `users`, `groups` and `members` tables, read directly; users are deleted. No display
+    /// name, phones, title, department, employee number or manager.
+    Rest,
 }
 
 impl Target {
@@ -46,6 +50,15 @@ impl Target {
             Target::Redmine => attr != "displayName",
             Target::Phpbb => matches!(attr, "userName" | "emails.work" | "externalId" | "active"),
             Target::Ldap => !matches!(attr, "phoneNumbers.mobile" | "department" | "manager"),
+            Target::Rest => matches!(
+                attr,
+                "userName"
+                    | "name.givenName"
+                    | "name.familyName"
+                    | "emails.work"
+                    | "externalId"
+                    | "active"
+            ),
         }
     }
 
@@ -140,6 +153,10 @@ macro_rules! per_target {
             async fn ldap() {
                 super::$name(crate::support::idp::Target::Ldap).await
             }
+            #[tokio::test]
+            async fn rest() {
+                super::$name(crate::support::idp::Target::Rest).await
+            }
         }
     )*};
 }
@@ -163,6 +180,7 @@ pub async fn start(target: Target) -> Option<Sidecar> {
         Target::Redmine => Sidecar::example("redmine", Store::Postgres, None).await,
         Target::Phpbb => Sidecar::example("phpbb", Store::Postgres, None).await,
         Target::Ldap => super::ldap::example().await,
+        Target::Rest => Some(super::rest_app::example().await),
     }
 }
 
@@ -173,6 +191,7 @@ pub async fn group_name(s: &Sidecar, t: Target, id: &str) -> Option<String> {
             return super::ldap::row(id, &[Some("cn")]).await.into_iter().next();
         }
         Target::Quickstart => format!("SELECT name FROM roles WHERE id = {id}"),
+        Target::Rest => format!("SELECT name FROM groups WHERE id = {id}"),
         Target::Helpdesk | Target::HelpdeskMariadb => {
             format!("SELECT display_name FROM principals WHERE id = {id} AND kind = 'G'")
         }
@@ -193,6 +212,7 @@ pub async fn members(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
         Target::Quickstart => {
             format!("SELECT account_id FROM account_roles WHERE role_id = {id} ORDER BY 1")
         }
+        Target::Rest => format!("SELECT user_id FROM members WHERE group_id = {id} ORDER BY 1"),
         Target::Helpdesk | Target::HelpdeskMariadb => {
             format!("SELECT member_id FROM group_members WHERE group_id = {id} ORDER BY 1")
         }
