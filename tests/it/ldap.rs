@@ -63,6 +63,16 @@ async fn open(tree: ldap::Subtree) -> Dir {
 /// The users of `tree` through `url`, with `extra` lines in `[backend.dir]`; `Err` is the
 /// start-up report.
 async fn open_with(tree: ldap::Subtree, url: &str, extra: &str) -> Result<Dir, String> {
+    open_as(tree, url, extra, (ldap::ADMIN_DN, ldap::ADMIN_PASSWORD)).await
+}
+
+/// [`open_with`], bound as `bind` (DN and password).
+async fn open_as(
+    tree: ldap::Subtree,
+    url: &str,
+    extra: &str,
+    bind: (&str, &str),
+) -> Result<Dir, String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let state_db = dir.path().join("state.db");
     std::fs::write(&state_db, "").expect("state db");
@@ -71,8 +81,8 @@ async fn open_with(tree: ldap::Subtree, url: &str, extra: &str) -> Result<Dir, S
          [backend.dir]\ntype = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\npool_size = 2\n{extra}\n\n\
          [state]\nbackend = \"state\"\n\n[backend.state]\ntype = \"sqlite\"\npath = \"{}\"\n{}",
         url,
-        ldap::ADMIN_DN,
-        ldap::ADMIN_PASSWORD,
+        bind.0,
+        bind.1,
         state_db.display(),
         resources(&tree.people)
     );
@@ -486,6 +496,64 @@ async fn deletes_remove_the_entry() {
         .delete(&ann.key, DeleteMode::Hard, Box::new(|_| Ok(())))
         .await;
     assert!(matches!(again, Err(BackendError::NotFound)), "{again:?}");
+}
+
+/// A directory that limits each search of its service account (Active Directory's
+/// MaxPageSize, OpenLDAP's `sizelimit`; 5 here) still lists every user: the sidecar reads
+/// with the Simple Paged Results control. Sent unpaged (`page_size = 0`), the same search is
+/// refused naming the directory's limit, never cut short to a wrong list.
+#[tokio::test]
+async fn a_size_limited_directory_is_read_in_pages() {
+    support::init();
+    let Some(server) = ldap::private_limited(5) else {
+        return;
+    };
+    let tree = server.subtree("paged").await;
+    let url = tree.url.clone();
+    let svc = (ldap::SVC_DN, ldap::SVC_PASSWORD);
+    let d = open_as(tree.clone(), &url, "page_size = 4", svc)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let want: BTreeSet<String> = (0..12).map(|i| format!("user{i:02}")).collect();
+    for name in &want {
+        d.add(&[("userName", name)]).await;
+    }
+    assert_eq!(d.names(Predicate::True).await, want);
+    // The sidecar's own limit still holds across pages.
+    let capped = open_as(tree.clone(), &url, "page_size = 4\nmax_results = 10", svc)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = mapping::paging::page(
+        capped.users.as_ref(),
+        Predicate::True,
+        Sort::default(),
+        0,
+        100,
+        false,
+    )
+    .await
+    .expect_err("more than max_results");
+    assert!(
+        matches!(&err, BackendError::TooLarge { detail, .. } if detail.contains("more than 10")),
+        "{err:?}"
+    );
+    let unpaged = open_as(tree, &url, "page_size = 0", svc)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = mapping::paging::page(
+        unpaged.users.as_ref(),
+        Predicate::True,
+        Sort::default(),
+        0,
+        100,
+        false,
+    )
+    .await
+    .expect_err("the directory's limit");
+    assert!(
+        matches!(&err, BackendError::TooLarge { detail, .. } if detail.contains("directory stopped the search after 5 entries")),
+        "{err:?}"
+    );
 }
 
 /// A directory that goes down answers `Unavailable` (503 with Retry-After), not an error

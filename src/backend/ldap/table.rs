@@ -53,6 +53,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::controls::MatchedValues;
 use ldap3::{Mod, Scope, SearchEntry, SearchOptions};
 
@@ -287,6 +288,10 @@ impl LdapTable {
 
     /// [`Self::find_in`], with the Matched Values control (RFC 3876) when `vr` gives its
     /// filter: only the values it matches come back (attributes it does not name, none).
+    ///
+    /// Read in pages (the Simple Paged Results control, on one connection) when the pool
+    /// pages searches, so the directory's per-search size limit does not apply; either way
+    /// at most `limit + 1` entries are read, and the caller refuses more than `limit`.
     async fn find_in_vr(
         &self,
         base: &str,
@@ -301,33 +306,53 @@ impl LdapTable {
         if let Some(vr) = vr {
             l.with_controls(MatchedValues::new(vr));
         }
-        let r = l
-            .with_search_options(
-                SearchOptions::new()
-                    .sizelimit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX)),
-            )
-            .search(
-                base,
-                if subtree {
-                    Scope::Subtree
-                } else {
-                    Scope::OneLevel
-                },
-                filter,
-                attrs,
-            )
+        let scope = if subtree {
+            Scope::Subtree
+        } else {
+            Scope::OneLevel
+        };
+        let sizelimit = i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX);
+        let l = l.with_search_options(SearchOptions::new().sizelimit(sizelimit));
+        let Some(page) = self.pool.page_size() else {
+            let r = l.search(base, scope, filter, attrs).await;
+            let r = self.transport(&c, r).await?;
+            let found = r.0.len();
+            check_search(r.1.rc, &r.1.text, found, limit)?;
+            return Ok(r
+                .0
+                .into_iter()
+                .filter(|e| !e.is_ref() && !e.is_intermediate())
+                .map(SearchEntry::construct)
+                .collect());
+        };
+        let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(page.min(sizelimit))),
+        ];
+        let stream = l
+            .streaming_search_with(adapters, base, scope, filter, attrs)
             .await;
-        let r = self.transport(&c, r).await?;
-        match r.1.rc {
-            0 => {}
-            4 => return Err(too_many(limit)),
-            rc => return Err(result_error(rc, &r.1.text, None)),
+        let mut stream = self.transport(&c, stream).await?;
+        let mut entries = Vec::new();
+        loop {
+            let next = stream.next().await;
+            match self.transport(&c, next).await? {
+                Some(e) => {
+                    entries.push(SearchEntry::construct(e));
+                    if entries.len() > limit {
+                        // Enough to refuse: the rest is abandoned, not read.
+                        let id = stream.ldap_handle().last_id();
+                        let _ = stream.finish().await;
+                        let _ = stream.ldap_handle().abandon(id).await;
+                        return Ok(entries);
+                    }
+                }
+                None => break,
+            }
         }
-        Ok(r.0
-            .into_iter()
-            .filter(|e| !e.is_ref() && !e.is_intermediate())
-            .map(SearchEntry::construct)
-            .collect())
+        let r = stream.finish().await;
+        check_search(r.rc, &r.text, entries.len(), limit)?;
+        Ok(entries)
     }
 
     /// What a group lists for the member entries with these ids: their DNs, or their
@@ -1270,6 +1295,24 @@ fn generalized_time() -> String {
         t.minute(),
         t.second()
     )
+}
+
+/// The result of a search that read `found` entries of at most `limit + 1`: a size limit hit
+/// before the sidecar's own is the directory's, and named as such.
+fn check_search(rc: u32, text: &str, found: usize, limit: usize) -> Result<(), BackendError> {
+    match rc {
+        0 => Ok(()),
+        4 if found > limit => Err(too_many(limit)),
+        4 => Err(BackendError::TooLarge {
+            detail: format!(
+                "the directory stopped the search after {found} entries (its size limit for the \
+                 bind DN); narrow the filter, or raise the limit (OpenLDAP: `limits` with \
+                 size.prtotal; Active Directory: MaxPageSize with paged searches)"
+            ),
+            members: false,
+        }),
+        rc => Err(result_error(rc, text, None)),
+    }
 }
 
 fn too_many(limit: usize) -> BackendError {
