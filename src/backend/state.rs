@@ -326,7 +326,7 @@ impl Overlay {
         }
         let found = self
             .inner
-            .search(Search {
+            .search_retired(Search {
                 predicate: Predicate::And(vec![
                     Predicate::KeyIn(dead),
                     self.lower(&Predicate::Or(conds)).await?,

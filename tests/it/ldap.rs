@@ -1281,7 +1281,8 @@ homeDirectory = {{ template = "/home/{{userName}}" }}
 
 /// `disabled_base`: `DELETE` of a soft-deleting type moves the entry out of the base into
 /// the disabled OU (keeping its entryUUID) and out of the groups listing it; the resource is
-/// gone for SCIM (404) and no longer under the base the app reads.
+/// gone for SCIM (404) and no longer under the base the app reads. A later create of the
+/// same userName moves the same entry back, with the same id.
 #[tokio::test]
 async fn deletes_can_move_entries_to_a_disabled_ou() {
     let Some(tree) = ldap::subtree("disabled").await else {
@@ -1374,6 +1375,44 @@ displayName = "cn"
         group["members"].as_array().is_none_or(|m| m.is_empty()),
         "{group}"
     );
+    // A create the directory refuses (no familyName: inetOrgPerson requires sn) is 400
+    // with the directory's message, and leaves the entry where the delete put it: brought
+    // back for the rewrite, it is moved out again when the rewrite fails.
+    let refused = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "gone"
+            }),
+        )
+        .await
+        .scim_error(400, Some("invalidValue"));
+    assert!(refused.contains("requires attribute 'sn'"), "{refused}");
+    assert_eq!(server.entries(&disabled, "(uid=gone)").await.len(), 1);
+    assert!(server.entries(&tree.people, "(uid=gone)").await.is_empty());
+    // A create of the same userName brings the same entry back under the base (RFC 7644
+    // §3.6 leaves it to the service; the sidecar revives rather than duplicates).
+    let again = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "gone",
+                "name": { "familyName": "Back" }
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    assert_eq!(again["id"], id.as_str(), "{again}");
+    assert_eq!(again["name"]["familyName"], "Back");
+    assert!(server.entries(&disabled, "(uid=gone)").await.is_empty());
+    let back = server.entries(&tree.people, "(uid=gone)").await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].attrs["entryUUID"], vec![id.clone()]);
+    assert_eq!(back[0].attrs["sn"], vec!["Back".to_owned()]);
+    c.get(&format!("/scim/v2/Users/{id}")).await.expect(200);
 }
 
 /// Drives one kind of group through HTTP: `class` and `members` (the TOML of the group's

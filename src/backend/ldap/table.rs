@@ -1163,6 +1163,21 @@ impl LdapTable {
     }
 
     /// Deletes entry `dn`.
+    /// Moves entry `dn` under `to`, named `rdn`.
+    async fn move_entry(&self, dn: &str, rdn: &str, to: &str) -> Result<(), BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .modifydn(dn, rdn, true, Some(to))
+            .await;
+        let r = self.transport(&c, r).await?;
+        match r.rc {
+            0 => Ok(()),
+            rc => Err(result_error(rc, &r.text, Some(self.rdn_field))),
+        }
+    }
+
     async fn delete_entry(&self, dn: &str) -> Result<(), BackendError> {
         let mut c = self.pool.get().await?;
         let r = c.ldap.with_timeout(self.pool.op_timeout).delete(dn).await;
@@ -1851,25 +1866,82 @@ impl Table for LdapTable {
                 self.modify(&dn, mods).await?;
                 if let Some(to) = &self.res.disabled_base {
                     // Out of the base: the app (and any LDAP-bound login) no longer sees it.
-                    // The entry keeps its id; a later create of the same name makes a new
-                    // entry, as the moved one is no longer under the base.
+                    // The entry keeps its id; a later create of the same name moves it back
+                    // ([`Table::revive`]).
                     let rdn = self.rdn_of(&current.values[self.rdn_field])?;
                     let names = self.listed_as(&dn).await?;
-                    let mut c = self.pool.get().await?;
-                    let r = c
-                        .ldap
-                        .with_timeout(self.pool.op_timeout)
-                        .modifydn(&dn, &rdn, true, Some(to))
-                        .await;
-                    let r = self.transport(&c, r).await?;
-                    if r.rc != 0 {
-                        return Err(result_error(r.rc, &r.text, Some(self.rdn_field)));
-                    }
+                    self.move_entry(&dn, &rdn, to).await?;
                     self.leave_groups(&names).await;
                 }
                 Ok(())
             }
         }
+    }
+
+    async fn search_retired(&self, search: Search) -> Result<Found, BackendError> {
+        let Some(retired) = self.res.disabled_base.clone() else {
+            return self.search(search).await;
+        };
+        let f = self.compile(&search.predicate).await?;
+        let mut found = self.search(search).await?;
+        let moved = self
+            .find_in(
+                &retired,
+                false,
+                &self.full_filter(&f),
+                self.attrs_for(false),
+                self.max_results,
+            )
+            .await?;
+        if moved.len() > self.max_results {
+            return Err(too_many(self.max_results));
+        }
+        found.total = found.total.map(|t| t + moved.len() as u64);
+        found.rows.extend(moved.iter().map(|e| self.row(e)));
+        Ok(found)
+    }
+
+    async fn revive(
+        &self,
+        key: &str,
+        values: Vec<Value>,
+        members: Vec<String>,
+        load_members: bool,
+    ) -> Result<Row, BackendError> {
+        // An entry a soft delete moved to `disabled_base` comes back under the base first,
+        // under its old name; the rewrite renames it if the create names it otherwise.
+        let mut moved_back = None;
+        if let Some(retired) = &self.res.disabled_base {
+            let f = filter::compile(
+                &Predicate::KeyEq(key.to_owned()),
+                &self.attrs,
+                &self.res.id_attr,
+            )?;
+            let found = self
+                .find_in(
+                    retired,
+                    false,
+                    &self.full_filter(&f),
+                    vec![self.res.id_attr.clone()],
+                    1,
+                )
+                .await?;
+            if let Some(e) = found.first() {
+                let rdn = rdn_part(&e.dn);
+                self.move_entry(&e.dn, rdn, &self.res.base).await?;
+                moved_back = Some((format!("{rdn},{}", self.res.base), rdn.to_owned()));
+            }
+        }
+        let revived = crate::backend::rewrite(self, key, values, members, load_members).await;
+        if let (Err(e), Some((dn, rdn)), Some(retired)) =
+            (&revived, &moved_back, &self.res.disabled_base)
+        {
+            // Back where the delete left it: a failed create changes nothing.
+            if let Err(u) = self.move_entry(dn, rdn, retired).await {
+                tracing::error!(%dn, error = %u, cause = %e, "a soft-deleted entry brought back for a create that failed could not be moved back to disabled_base");
+            }
+        }
+        revived
     }
 
     async fn present(&self, keys: &[String]) -> Result<Vec<String>, BackendError> {
@@ -1922,6 +1994,16 @@ fn norm_dn(dn: &str) -> String {
 }
 
 /// The DN above `dn`: everything after its first unescaped comma.
+/// The first RDN of `dn` (`uid=a\\,b` of `uid=a\\,b,ou=people,dc=x`).
+fn rdn_part(dn: &str) -> &str {
+    let rest = parent(dn);
+    if rest.is_empty() {
+        dn
+    } else {
+        &dn[..dn.len() - rest.len() - 1]
+    }
+}
+
 fn parent(dn: &str) -> &str {
     let mut escaped = false;
     for (i, c) in dn.char_indices() {
@@ -1945,6 +2027,8 @@ mod tests {
         assert_eq!(parent("uid=a\\,b,ou=people,dc=x"), "ou=people,dc=x");
         assert_eq!(parent("uid=a\\\\,ou=people"), "ou=people");
         assert_eq!(parent("dc=x"), "");
+        assert_eq!(rdn_part("uid=a\\,b,ou=people,dc=x"), "uid=a\\,b");
+        assert_eq!(rdn_part("dc=x"), "dc=x");
     }
 
     /// Result codes become the errors the layer above answers with.
