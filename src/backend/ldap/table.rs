@@ -777,6 +777,7 @@ impl LdapTable {
             Ok(gs) => gs,
             Err(e) => {
                 tracing::error!(member = %old, error = %e, "LDAP: the groups listing an entry could not be read; they still list its old name");
+                crate::metrics::partial_write("ldap", "group_follow");
                 return;
             }
         };
@@ -794,6 +795,7 @@ impl LdapTable {
                 .await
             {
                 tracing::error!(group = %group.dn, member = %old, error = %e, "LDAP: a group could not follow its member's change");
+                crate::metrics::partial_write("ldap", "group_follow");
             }
         }
     }
@@ -1526,6 +1528,7 @@ impl Table for LdapTable {
             if let Err(e) = self.set_password(&dn, i, &pw).await {
                 if let Err(undo) = self.delete_entry(&dn).await {
                     tracing::error!(dn = %dn, error = %undo, "LDAP: an entry whose password was refused could not be removed");
+                    crate::metrics::partial_write("ldap", "undo_create");
                 }
                 return Err(e);
             }
@@ -1786,6 +1789,7 @@ impl Table for LdapTable {
                     .collect();
                 if let Err(undo) = self.modify(&dn, undo).await {
                     tracing::error!(dn = %dn, error = %undo, "LDAP: an update whose password was refused could not be undone");
+                    crate::metrics::partial_write("ldap", "undo_update");
                 }
                 written = Err(e);
             }
@@ -1799,6 +1803,7 @@ impl Table for LdapTable {
                 // Undo the rename: the request changes nothing or everything.
                 if let Err(undo) = self.rename(&dn, &old).await {
                     tracing::error!(dn = %dn, error = %undo, "LDAP: a failed update's rename could not be undone");
+                    crate::metrics::partial_write("ldap", "undo_rename");
                 }
             }
             return Err(e);
@@ -1818,6 +1823,7 @@ impl Table for LdapTable {
                 }
                 Err(e) => {
                     tracing::error!(dn = %dn, error = %e, "LDAP: the groups of a renamed entry could not follow it");
+                    crate::metrics::partial_write("ldap", "group_follow");
                 }
             }
         }
@@ -1939,6 +1945,7 @@ impl Table for LdapTable {
             // Back where the delete left it: a failed create changes nothing.
             if let Err(u) = self.move_entry(dn, rdn, retired).await {
                 tracing::error!(%dn, error = %u, cause = %e, "a soft-deleted entry brought back for a create that failed could not be moved back to disabled_base");
+                crate::metrics::partial_write("ldap", "undo_revive");
             }
         }
         revived
