@@ -1859,3 +1859,82 @@ cn = {{ template = "{{userName}}" }}
         .json();
     assert_eq!(found["totalResults"], 1);
 }
+
+/// `groups = "Group"` on directory users: a user shows the groupOfNames entries whose
+/// `member` lists its DN (one search of the group base), with their ids and names; a group
+/// that does not list it, or the empty-group placeholder, does not show.
+#[tokio::test]
+async fn users_show_the_groups_listing_them() {
+    let Some(tree) = ldap::subtree("usergroups").await else {
+        return;
+    };
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson"]
+groups = "Group"
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+
+[resource.Group]
+backend = "dir"
+base = "{groups}"
+rdn = "cn={{displayName}}"
+object_classes = ["groupOfNames"]
+members = {{ attribute = "member", empty = "cn=nobody" }}
+
+[resource.Group.map]
+displayName = "cn"
+"#,
+        people = tree.people,
+        groups = tree.groups,
+    );
+    let (s, _dir) = serve(&tree, &resources).await;
+    let user = |name: &str| {
+        serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": name,
+            "name": { "familyName": "F" }
+        })
+    };
+    let ivy = s.created("/scim/v2/Users", &user("ivy")).await;
+    let jo = s.created("/scim/v2/Users", &user("jo")).await;
+    let group = |name: &str, members: &[&str]| {
+        serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": name,
+            "members": members.iter().map(|m| serde_json::json!({"value": m})).collect::<Vec<_>>()
+        })
+    };
+    let ops = s
+        .created("/scim/v2/Groups", &group("ops", &[&ivy, &jo]))
+        .await;
+    s.created("/scim/v2/Groups", &group("empty", &[])).await;
+    s.created("/scim/v2/Groups", &group("others", &[&jo])).await;
+    let u = s
+        .client
+        .get(&format!("/scim/v2/Users/{ivy}"))
+        .await
+        .expect(200)
+        .json();
+    let groups = u["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 1, "{u}");
+    assert_eq!(groups[0]["value"], ops.as_str());
+    assert_eq!(groups[0]["display"], "ops");
+    assert_eq!(groups[0]["type"], "direct");
+    let j = s
+        .client
+        .get(&format!("/scim/v2/Users/{jo}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(j["groups"].as_array().map(Vec::len), Some(2), "{j}");
+}
