@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 use crate::support::client::{patch_body, user};
-use crate::support::{Options, Sidecar, samba};
+use crate::support::{Sidecar, samba};
 
 /// `userAccountControl` ACCOUNTDISABLE.
 const DISABLED: u32 = 2;
@@ -20,38 +20,13 @@ struct Ad {
     sidecar: Sidecar,
     dc: &'static samba::Dc,
     tree: samba::Subtree,
-    _state: tempfile::TempDir,
 }
 
 /// The example's sidecar on a fresh OU, or `None` (the test skips) without Samba.
 async fn ad(name: &str) -> Option<Ad> {
-    crate::support::init();
+    let (sidecar, tree) = samba::example(name).await?;
     let dc = samba::server().await?;
-    let tree = dc.subtree(name).await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let db = state.path().join("state.db");
-    // What `touch` does before the first `migrate`, as the example says.
-    std::fs::write(&db, "").expect("state db");
-    let sidecar = Sidecar::start(Options {
-        config: Some(crate::support::example_config("active-directory")),
-        env: vec![
-            ("LDAP_URL", dc.url.clone()),
-            ("LDAP_BIND_DN", samba::ADMIN_DN.to_string()),
-            ("LDAP_BIND_PASSWORD", samba::ADMIN_PASSWORD.to_string()),
-            ("LDAP_BASE_DN", tree.dn.clone()),
-            ("LDAP_CA_FILE", dc.ca_file.display().to_string()),
-            ("SCIM_SIDECAR_STATE", db.display().to_string()),
-        ],
-        migrate: true,
-        ..Default::default()
-    })
-    .await;
-    Some(Ad {
-        sidecar,
-        dc,
-        tree,
-        _state: state,
-    })
+    Some(Ad { sidecar, dc, tree })
 }
 
 impl Ad {
