@@ -597,3 +597,72 @@ fn a_wrong_flavour_is_named() {
         "{report}"
     );
 }
+
+/// A group's new `displayName` renames its entry (its `CN` is the RDN) and nothing else: AD
+/// refuses a modify of an RDN attribute (`notAllowedOnRDN`), so the sidecar must not write
+/// `cn` again after the modify-DN, by PATCH or by PUT. The id and the members stay.
+// See: issue #10
+#[tokio::test]
+async fn r10_group_rename_is_a_modify_dn() {
+    let Some(ad) = ad("rename").await else { return };
+    let c = &ad.sidecar.client;
+    let u = ad.create(user("ivy@example.test")).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let gid = c
+        .post(
+            "/scim/v2/Groups",
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Old Name",
+                    "members": [{"value": u}]}),
+        )
+        .await
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = c
+        .patch(
+            &format!("/scim/v2/Groups/{gid}"),
+            &patch_body(json!([{"op": "Replace", "path": "displayName", "value": "New Name"}])),
+        )
+        .await;
+    assert!(
+        matches!(r.status.as_u16(), 200 | 204),
+        "{}: {}",
+        r.status,
+        r.text()
+    );
+    let cn = |name: &str| format!("(cn={name})");
+    assert!(ad.dc.entries(&ad.tree.groups, &cn("Old Name")).await.is_empty());
+    assert_eq!(
+        ad.dc
+            .value(&ad.tree.groups, &cn("New Name"), "cn")
+            .await
+            .as_deref(),
+        Some("New Name")
+    );
+    assert_eq!(samba::member_ids(&gid).await, vec![u.clone()]);
+
+    let put = c
+        .put(
+            &format!("/scim/v2/Groups/{gid}"),
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Third Name",
+                    "members": [{"value": u}]}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(put["id"], gid.as_str());
+    assert_eq!(put["displayName"], "Third Name");
+    assert_eq!(
+        ad.dc
+            .value(&ad.tree.groups, &cn("Third Name"), "cn")
+            .await
+            .as_deref(),
+        Some("Third Name")
+    );
+    assert!(ad.dc.entries(&ad.tree.groups, &cn("New Name")).await.is_empty());
+    assert_eq!(samba::member_ids(&gid).await, vec![u]);
+}
