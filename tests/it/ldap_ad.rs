@@ -666,3 +666,51 @@ async fn r10_group_rename_is_a_modify_dn() {
     assert!(ad.dc.entries(&ad.tree.groups, &cn("New Name")).await.is_empty());
     assert_eq!(samba::member_ids(&gid).await, vec![u]);
 }
+
+/// AD keeps a `userPrincipalName` and a `sAMAccountName` unique in the whole domain, not
+/// only under the sidecar's OU where its own check looks: a create whose `userName` or
+/// `externalId` another account of the domain holds is `409 uniqueness`, whether or not it
+/// carries a password, never a refused password; nothing is created.
+// See: issue #10
+#[tokio::test]
+async fn r10_a_value_taken_elsewhere_in_the_domain_is_a_conflict() {
+    let Some(ad) = ad("taken").await else { return };
+    let other = ad.dc.subtree("elsewhere").await;
+    ad.dc
+        .add(
+            &format!("CN=jo,{}", other.users),
+            &[
+                ("objectClass", &["user"]),
+                ("userPrincipalName", &["jo@example.test"]),
+                ("sAMAccountName", &["jo-elsewhere"]),
+            ],
+        )
+        .await
+        .expect("an account outside the OU");
+    let c = &ad.sidecar.client;
+    for password in [None, Some("Corr3ct-Horse-Battery")] {
+        let mut body = user("jo@example.test");
+        body["externalId"] = json!("jo-here");
+        if let Some(p) = password {
+            body["password"] = json!(p);
+        }
+        c.post("/scim/v2/Users", &body)
+            .await
+            .scim_error(409, Some("uniqueness"));
+        let mut body = user("jo.here@example.test");
+        body["externalId"] = json!("jo-elsewhere");
+        if let Some(p) = password {
+            body["password"] = json!(p);
+        }
+        c.post("/scim/v2/Users", &body)
+            .await
+            .scim_error(409, Some("uniqueness"));
+    }
+    assert!(
+        ad.dc
+            .entries(&ad.tree.users, "(objectClass=user)")
+            .await
+            .is_empty(),
+        "nothing was created"
+    );
+}
