@@ -635,7 +635,12 @@ async fn r10_group_rename_is_a_modify_dn() {
         r.text()
     );
     let cn = |name: &str| format!("(cn={name})");
-    assert!(ad.dc.entries(&ad.tree.groups, &cn("Old Name")).await.is_empty());
+    assert!(
+        ad.dc
+            .entries(&ad.tree.groups, &cn("Old Name"))
+            .await
+            .is_empty()
+    );
     assert_eq!(
         ad.dc
             .value(&ad.tree.groups, &cn("New Name"), "cn")
@@ -663,7 +668,12 @@ async fn r10_group_rename_is_a_modify_dn() {
             .as_deref(),
         Some("Third Name")
     );
-    assert!(ad.dc.entries(&ad.tree.groups, &cn("New Name")).await.is_empty());
+    assert!(
+        ad.dc
+            .entries(&ad.tree.groups, &cn("New Name"))
+            .await
+            .is_empty()
+    );
     assert_eq!(samba::member_ids(&gid).await, vec![u]);
 }
 
@@ -713,4 +723,38 @@ async fn r10_a_value_taken_elsewhere_in_the_domain_is_a_conflict() {
             .is_empty(),
         "nothing was created"
     );
+}
+
+/// A `remove` of what AD will not let an account be without — `externalId` (the
+/// `sAMAccountName`) and `active` (`userAccountControl`) — is `400 invalidValue` naming the
+/// attribute, with AD's reason (as a NOT NULL column's is on SQL), not a 500; the account is
+/// unchanged.
+// See: issue #10
+#[tokio::test]
+async fn r10_removing_what_ad_keeps_is_refused_on_its_attribute() {
+    let Some(ad) = ad("keeps").await else { return };
+    let mut body = user("kim@example.test");
+    body["externalId"] = json!("kim");
+    let id = ad.create(body).await["id"].as_str().expect("id").to_owned();
+    for attr in ["externalId", "active"] {
+        let detail = ad
+            .sidecar
+            .client
+            .patch(
+                &format!("/scim/v2/Users/{id}"),
+                &patch_body(json!([{"op": "remove", "path": attr}])),
+            )
+            .await
+            .scim_error(400, Some("invalidValue"));
+        assert!(detail.contains(attr), "{attr}: {detail}");
+    }
+    let got = ad
+        .sidecar
+        .client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(got["externalId"], "kim", "{got}");
+    assert_eq!(got["active"], json!(false), "{got}");
 }

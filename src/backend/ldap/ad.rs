@@ -354,7 +354,8 @@ impl Ad {
     /// and enabling an account that needs a password first, without naming an attribute.
     /// A value AD keeps unique in the whole domain (a `userPrincipalName`, a
     /// `sAMAccountName`) taken by another account, maybe outside this resource's base where
-    /// the sidecar's own check does not look, is a conflict on the field holding it.
+    /// the sidecar's own check does not look, is a conflict on the field holding it; a value
+    /// AD will not remove (`sAMAccountName`, `userAccountControl`) is refused on its field.
     pub fn blame(&self, e: BackendError, written: &[usize]) -> BackendError {
         let e = match e {
             BackendError::Rejected { detail, .. } | BackendError::Conflict { detail, .. }
@@ -367,6 +368,26 @@ impl Ad {
                         .is_some_and(|a| named.iter().any(|n| n.eq_ignore_ascii_case(a)))
                 });
                 return BackendError::Conflict { field, detail };
+            }
+            // unwillingToPerform naming, in quotes, the attribute of a field written: Samba's
+            // answer to a value AD will not let go of ("'samAccountName' can't be
+            // deleted/empty!"): the client's request, not the sidecar, is at fault.
+            BackendError::Internal(detail) if detail.starts_with("unwillingToPerform") => {
+                let quoted: Vec<&str> = detail.split('\'').skip(1).step_by(2).collect();
+                let field = written.iter().copied().find(|i| {
+                    self.attrs
+                        .get(*i)
+                        .is_some_and(|a| quoted.iter().any(|q| q.eq_ignore_ascii_case(a)))
+                });
+                match field {
+                    Some(f) => {
+                        return BackendError::Rejected {
+                            field: Some(f),
+                            detail,
+                        };
+                    }
+                    None => BackendError::Internal(detail),
+                }
             }
             e => e,
         };
