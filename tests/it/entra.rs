@@ -3,7 +3,8 @@
 //! answers Entra expects. Each test runs against the quickstart (SQLite, `accounts`/`roles`),
 //! the PostgreSQL helpdesk example (`principals` with a `kind` discriminator, a child e-mail
 //! table, soft delete), Redmine and phpBB (their own schemas, `examples/redmine` and
-//! `examples/phpbb`) and the LDAP example (`examples/ldap` on slapd), and checks the app's
+//! `examples/phpbb`), the LDAP example (`examples/ldap` on slapd), the REST example and the
+//! Active Directory example (`examples/active-directory` on a Samba DC), and checks the app's
 //! own rows (entries) as well as the SCIM answer. What an app
 //! has no place for (phpBB has no names or phone numbers) is checked to be ignored instead.
 

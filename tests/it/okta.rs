@@ -3,7 +3,8 @@
 //! expects, for both client flavours: OIN integrations (PUT for profiles, PATCH to
 //! (de)activate and for groups) and AIW integrations (PUT for everything). Each test runs
 //! against the quickstart (SQLite), the PostgreSQL helpdesk example, Redmine and phpBB (their
-//! own schemas) and the LDAP example on slapd, and checks the app's own rows as well as the SCIM answer; what an app has no
+//! own schemas), the LDAP example on slapd, the REST example and the Active Directory example
+//! on a Samba DC, and checks the app's own rows as well as the SCIM answer; what an app has no
 //! place for (phpBB has no names) is checked to be ignored.
 
 use bytes::Bytes;
@@ -377,7 +378,12 @@ async fn import_pages_are_stable(t: Target) {
     for i in 0..5 {
         create(
             &s,
-            &okta_user(t, &format!("import{i}@okta.local"), "Import", &format!("N{i}")),
+            &okta_user(
+                t,
+                &format!("import{i}@okta.local"),
+                "Import",
+                &format!("N{i}"),
+            ),
         )
         .await;
         okta(

@@ -203,7 +203,10 @@ pub async fn group_name(s: &Sidecar, t: Target, id: &str) -> Option<String> {
             return super::ldap::row(id, &[Some("cn")]).await.into_iter().next();
         }
         Target::ActiveDirectory => {
-            return super::samba::row(id, &[Some("cn")]).await.into_iter().next();
+            return super::samba::row(id, &[Some("cn")])
+                .await
+                .into_iter()
+                .next();
         }
         Target::Quickstart => format!("SELECT name FROM roles WHERE id = {id}"),
         Target::Rest => format!("SELECT name FROM groups WHERE id = {id}"),

@@ -446,8 +446,7 @@ pub async fn row(id: &str, attrs: &[Option<&str>]) -> Vec<String> {
     attrs
         .iter()
         .map(|a| match a {
-            Some("active") => match get("userAccountControl").and_then(|f| f.parse::<u32>().ok())
-            {
+            Some("active") => match get("userAccountControl").and_then(|f| f.parse::<u32>().ok()) {
                 Some(f) => (f & 2 == 0).to_string(),
                 None => "NULL".to_owned(),
             },
