@@ -2,7 +2,9 @@
 //! (`EXAMPLE.TEST`, `DC=example,DC=test`) provisioned once per test binary in a temp dir, serving
 //! LDAPS with a certificate signed by a CA of its own; each test gets an OU of its own
 //! (`OU=<name>-<n>,DC=example,DC=test` holding `OU=Users` and `OU=Groups`, as
-//! `examples/active-directory` expects).
+//! `examples/active-directory` expects). [`example`] serves that example on such an OU (for
+//! `tests/it/ldap_ad.rs` and the Entra/Okta replays), and [`row`] and [`member_ids`] read
+//! what the domain holds by objectGUID, as `ldap.rs`'s do by entryUUID.
 //!
 //! Samba's ports are fixed (389, 636, 88, …: no setting moves them), so the DC listens on
 //! 127.0.0.1 and one runs per test binary. It runs in the foreground as a child that gets
