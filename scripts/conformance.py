@@ -48,7 +48,8 @@ filtering any check (see adapt_test_data):
   writes it to unicodePwd, and an Active Directory domain's default password policy wants
   three of four character classes; 30 hexadecimal digits have two, so the domain rightly
   refuses them (400 invalidValue naming password, tests/it/ldap_ad.rs created_with_a_password)
-  as it would refuse such a password from any identity provider. The other examples do not
+  as it would refuse such a password from any identity provider. examples/ldap's
+  userPassword takes any string, so the suffix changes nothing there; the SQL examples do not
   map password.
 
 A check we deliberately do not hold against the sidecar goes in EXCLUDED, keyed by
