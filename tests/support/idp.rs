@@ -35,6 +35,11 @@ pub enum Target {
     /// `users`, `groups` and `members` tables, read directly; users are deleted. No display
     /// name, phones, title, department, employee number or manager.
     Rest,
+    /// `examples/active-directory` on a Samba AD domain controller: `user` entries under
+    /// `OU=Users`, `group` entries under `OU=Groups`, ids that are objectGUIDs, `active` as
+    /// `userAccountControl`'s ACCOUNTDISABLE bit; users are deleted. Accounts created without
+    /// a password are created disabled. No mobile or manager.
+    ActiveDirectory,
 }
 
 impl Target {
@@ -50,6 +55,7 @@ impl Target {
             Target::Redmine => attr != "displayName",
             Target::Phpbb => matches!(attr, "userName" | "emails.work" | "externalId" | "active"),
             Target::Ldap => !matches!(attr, "phoneNumbers.mobile" | "department" | "manager"),
+            Target::ActiveDirectory => !matches!(attr, "phoneNumbers.mobile" | "manager"),
             Target::Rest => matches!(
                 attr,
                 "userName"
@@ -124,8 +130,8 @@ pub fn attr<'a>(u: &'a Value, name: &str) -> &'a Value {
 
 /// One test per app: `per_target!(name)` runs `async fn name(target)` as `name::sqlite` (the
 /// quickstart), `name::postgres` (the helpdesk), `name::mariadb` (the helpdesk on MariaDB),
-/// `name::redmine` and `name::phpbb` (the server ones skipped when their server is not
-/// installed).
+/// `name::redmine`, `name::phpbb`, `name::ldap` (slapd), `name::rest` and `name::ad` (a Samba
+/// AD domain controller), the server ones skipped when their server is not installed.
 macro_rules! per_target {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -157,11 +163,15 @@ macro_rules! per_target {
             async fn rest() {
                 super::$name(crate::support::idp::Target::Rest).await
             }
+            #[tokio::test]
+            async fn ad() {
+                super::$name(crate::support::idp::Target::ActiveDirectory).await
+            }
         }
     )*};
 }
 
-/// The target's sidecar, or returns from the test (PostgreSQL not installed: skipped).
+/// The target's sidecar, or returns from the test (its server not installed: skipped).
 macro_rules! start_target {
     ($target:expr) => {
         match crate::support::idp::start($target).await {
@@ -171,7 +181,8 @@ macro_rules! start_target {
     };
 }
 
-/// The target's sidecar, or `None` when PostgreSQL is not installed.
+/// The target's sidecar, or `None` when its server (PostgreSQL, MariaDB, slapd, Samba) is not
+/// installed.
 pub async fn start(target: Target) -> Option<Sidecar> {
     match target {
         Target::Quickstart => Some(Sidecar::quickstart().await),
@@ -181,6 +192,7 @@ pub async fn start(target: Target) -> Option<Sidecar> {
         Target::Phpbb => Sidecar::example("phpbb", Store::Postgres, None).await,
         Target::Ldap => super::ldap::example().await,
         Target::Rest => Some(super::rest_app::example().await),
+        Target::ActiveDirectory => super::samba::example("idp").await.map(|(s, _)| s),
     }
 }
 
@@ -189,6 +201,12 @@ pub async fn group_name(s: &Sidecar, t: Target, id: &str) -> Option<String> {
     let q = match t {
         Target::Ldap => {
             return super::ldap::row(id, &[Some("cn")]).await.into_iter().next();
+        }
+        Target::ActiveDirectory => {
+            return super::samba::row(id, &[Some("cn")])
+                .await
+                .into_iter()
+                .next();
         }
         Target::Quickstart => format!("SELECT name FROM roles WHERE id = {id}"),
         Target::Rest => format!("SELECT name FROM groups WHERE id = {id}"),
@@ -209,6 +227,7 @@ pub async fn group_name(s: &Sidecar, t: Target, id: &str) -> Option<String> {
 pub async fn members(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
     let q = match t {
         Target::Ldap => return super::ldap::member_ids(id).await,
+        Target::ActiveDirectory => return super::samba::member_ids(id).await,
         Target::Quickstart => {
             format!("SELECT account_id FROM account_roles WHERE role_id = {id} ORDER BY 1")
         }

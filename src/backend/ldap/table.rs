@@ -1717,10 +1717,21 @@ impl Table for LdapTable {
             .iter()
             .find(|(i, _)| self.fields[*i].loc.is_password())
             .and_then(|(i, v)| password_of(v).map(|p| (*i, p)));
+        // The rename already wrote the naming attribute's new value (and took the old one
+        // out: `deleteoldrdn`); Active Directory refuses any modify of an RDN attribute
+        // (`notAllowedOnRDN`), so it is not written again. See: issue #10.
+        let written_by_rename = |i: usize| {
+            renamed_from.is_some()
+                && i == self.rdn_field
+                && self.fields[i]
+                    .loc
+                    .attr
+                    .eq_ignore_ascii_case(&self.res.rdn_attr)
+        };
         let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
         for (i, v) in changed
             .iter()
-            .filter(|(i, _)| !self.fields[*i].loc.is_password())
+            .filter(|(i, _)| !self.fields[*i].loc.is_password() && !written_by_rename(*i))
         {
             let attr = self.fields[*i].loc.attr.as_bytes().to_vec();
             match &current.values[*i] {
@@ -1742,7 +1753,7 @@ impl Table for LdapTable {
                 _ => mods.push(Mod::Replace(attr, encode(v).into_iter().collect())),
             }
         }
-        if !mods.is_empty() {
+        if !mods.is_empty() || renamed_from.is_some() {
             for (a, vs) in self.constants_for(&[When::Always]) {
                 mods.push(Mod::Replace(a.into_bytes(), vs.into_iter().collect()));
             }
@@ -1779,7 +1790,7 @@ impl Table for LdapTable {
             if let Err(e) = self.set_password(&dn, *i, pw).await {
                 let undo: Vec<Mod<Vec<u8>>> = changed
                     .iter()
-                    .filter(|(i, _)| !self.fields[*i].loc.is_password())
+                    .filter(|(i, _)| !self.fields[*i].loc.is_password() && !written_by_rename(*i))
                     .map(|(i, _)| {
                         Mod::Replace(
                             self.fields[*i].loc.attr.as_bytes().to_vec(),
