@@ -43,6 +43,7 @@ pub mod jwks;
 pub mod ldap;
 pub mod mariadb;
 pub mod postgres;
+pub mod rest_app;
 pub mod samba;
 pub mod upstream;
 
