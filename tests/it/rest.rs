@@ -1,0 +1,427 @@
+//! The REST store end to end: the sidecar started from `examples/rest/scim-sidecar.toml`
+//! (unchanged) in front of the legacy admin API (`tests/support/rest_app.rs`), driven over
+//! SCIM, with what the app holds read from its own database and its request counts.
+
+use serde_json::{Value, json};
+
+use crate::support::client::patch_body;
+use crate::support::rest_app::RestApp;
+use crate::support::{self, Options, Sidecar};
+
+/// The app, the sidecar in front of it, and the sidecar's state database.
+struct Rig {
+    app: RestApp,
+    s: Sidecar,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig() -> Rig {
+    let app = RestApp::start().await;
+    rig_with(app, None).await
+}
+
+async fn rig_with(app: RestApp, key: Option<&str>) -> Rig {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.db");
+    std::fs::write(&state, "").expect("state db");
+    let s = Sidecar::start(Options {
+        config: Some(support::example_config("rest")),
+        env: vec![
+            ("REST_BASE_URL", app.base_url.clone()),
+            ("REST_API_KEY", key.unwrap_or(&app.api_key).to_owned()),
+            ("SCIM_SIDECAR_STATE", state.display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    Rig { app, s, _dir: dir }
+}
+
+fn alice(login: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": login,
+        "externalId": format!("ext-{login}"),
+        "name": {"givenName": "Alice", "familyName": "Ng"},
+        "emails": [{"type": "work", "value": format!("{login}@example.com")}],
+        "active": true
+    })
+}
+
+impl Rig {
+    async fn create_user(&self, login: &str) -> String {
+        let r = self
+            .s
+            .client
+            .post("/scim/v2/Users", &alice(login))
+            .await
+            .expect(201);
+        r.json()["id"].as_str().expect("id").to_owned()
+    }
+
+    fn app_user(&self, id: &str) -> Vec<String> {
+        self.app
+            .sql(&format!(
+                "SELECT login, firstname, lastname, mail, status FROM users WHERE id = {}",
+                id.parse::<i64>().expect("numeric id")
+            ))
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    }
+}
+
+/// A create is one POST of the wrapped, mapped fields: the app holds the row with the value
+/// map applied (`active` → status 1), the SCIM id is the app's own (a number, as text), the
+/// kept `externalId` comes back from the sidecar's state, and a read returns it all.
+#[tokio::test]
+async fn users_are_created_read_and_listed_through_the_api() {
+    let r = rig().await;
+    let id = r.create_user("alice").await;
+    assert!(id.parse::<i64>().is_ok(), "{id}");
+    assert_eq!(
+        r.app_user(&id),
+        vec!["alice", "Alice", "Ng", "alice@example.com", "1"]
+    );
+    let got =
+        r.s.client
+            .get(&format!("/scim/v2/Users/{id}"))
+            .await
+            .expect(200)
+            .json();
+    assert_eq!(got["userName"], "alice");
+    assert_eq!(got["name"]["familyName"], "Ng");
+    assert_eq!(got["emails"][0]["value"], "alice@example.com");
+    assert_eq!(got["active"], true);
+    assert_eq!(got["externalId"], "ext-alice");
+    r.create_user("bob").await;
+    let list =
+        r.s.client
+            .get("/scim/v2/Users?startIndex=2&count=1")
+            .await
+            .expect(200)
+            .json();
+    assert_eq!(list["totalResults"], 2);
+    assert_eq!(list["Resources"][0]["userName"], "bob");
+    r.s.client.get("/scim/v2/Users/999999").await.expect(404);
+}
+
+/// `userName eq "x"` (what Entra sends before every create) is ONE request to the app: its
+/// fuzzy `search`, of which the sidecar keeps only the exact, case-insensitive match — not
+/// `alice2` nor `malice`, which the app's substring search also returns.
+#[tokio::test]
+async fn username_eq_is_one_request_keeping_exact_matches() {
+    let r = rig().await;
+    let id = r.create_user("alice").await;
+    r.create_user("alice2").await;
+    r.create_user("malice").await;
+    r.app.reset_hits();
+    let list =
+        r.s.client
+            .get("/scim/v2/Users?filter=userName%20eq%20%22ALICE%22")
+            .await
+            .expect(200)
+            .json();
+    assert_eq!(list["totalResults"], 1, "{list}");
+    assert_eq!(list["Resources"][0]["id"], id.as_str());
+    assert_eq!(r.app.hits("GET /users.json"), 1);
+    assert_eq!(r.app.hits("GET /users/{id}.json"), 0);
+    let none =
+        r.s.client
+            .get("/scim/v2/Users?filter=userName%20eq%20%22alic%22")
+            .await
+            .expect(200)
+            .json();
+    assert_eq!(none["totalResults"], 0);
+}
+
+/// A filter the API has no parameter for is refused naming the attribute, never answered by
+/// a silent scan.
+#[tokio::test]
+async fn filters_the_api_cannot_answer_are_refused() {
+    let r = rig().await;
+    r.create_user("alice").await;
+    let msg =
+        r.s.client
+            .get("/scim/v2/Users?filter=name.familyName%20eq%20%22Ng%22")
+            .await
+            .scim_error(400, Some("invalidFilter"));
+    assert!(msg.contains("name.familyName"), "{msg}");
+}
+
+/// PATCH and PUT become a read and one PUT of the changed fields (204 from the app); the
+/// value map turns `active: false` into status 3.
+#[tokio::test]
+async fn updates_send_the_changed_fields() {
+    let r = rig().await;
+    let id = r.create_user("alice").await;
+    r.app.reset_hits();
+    r.s.client
+        .patch(
+            &format!("/scim/v2/Users/{id}"),
+            &patch_body(json!([{"op": "replace", "path": "active", "value": false}])),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r.app_user(&id)[4], "3");
+    assert_eq!(r.app.hits("PUT /users/{id}.json"), 1);
+    let mut body = alice("alice");
+    body["name"]["familyName"] = json!("Ngata");
+    let got =
+        r.s.client
+            .put(&format!("/scim/v2/Users/{id}"), &body)
+            .await
+            .expect(200)
+            .json();
+    assert_eq!(got["name"]["familyName"], "Ngata");
+    assert_eq!(got["active"], true);
+    assert_eq!(
+        r.app_user(&id),
+        vec!["alice", "Alice", "Ngata", "alice@example.com", "1"]
+    );
+    // The lock_version moved on with each write: the If-Match of each read matched.
+    assert_eq!(
+        r.app
+            .sql(&format!("SELECT lock_version FROM users WHERE id = {id}")),
+        vec![vec!["2".to_owned()]]
+    );
+}
+
+/// DELETE is the app's DELETE; afterwards the user is gone from the app and every SCIM read.
+#[tokio::test]
+async fn deletes_remove_the_user_in_the_app() {
+    let r = rig().await;
+    let id = r.create_user("alice").await;
+    r.s.client
+        .delete(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(204);
+    assert!(r.app_user(&id).is_empty());
+    r.s.client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(404);
+    r.s.client
+        .delete(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(404);
+}
+
+/// The app's 422 "has already been taken" is a 409 uniqueness; its other 422s are 400
+/// invalidValue carrying the app's own words.
+#[tokio::test]
+async fn app_validation_becomes_scim_errors() {
+    let r = rig().await;
+    r.create_user("alice").await;
+    r.s.client
+        .post("/scim/v2/Users", &alice("ALICE"))
+        .await
+        .scim_error(409, Some("uniqueness"));
+    let mut bad = alice("carol");
+    bad["emails"][0]["value"] = json!("not-an-address");
+    let msg =
+        r.s.client
+            .post("/scim/v2/Users", &bad)
+            .await
+            .scim_error(400, Some("invalidValue"));
+    assert!(msg.contains("Email is invalid"), "{msg}");
+    assert_eq!(
+        r.app.sql("SELECT count(*) FROM users"),
+        vec![vec!["1".to_owned()]]
+    );
+}
+
+/// Groups: a create with members and PATCH add/remove go through the app's member endpoints,
+/// so its audit rows are written; a member already there or already gone is success; a
+/// member id the app does not know is a 400 naming it, and changes nothing.
+#[tokio::test]
+async fn group_members_go_through_the_apps_member_endpoints() {
+    let r = rig().await;
+    let a = r.create_user("alice").await;
+    let b = r.create_user("bob").await;
+    let g =
+        r.s.client
+            .post(
+                "/scim/v2/Groups",
+                &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": "Staff", "members": [{"value": a}]}),
+            )
+            .await
+            .expect(201)
+            .json();
+    let gid = g["id"].as_str().expect("id").to_owned();
+    let audit = || {
+        r.app
+            .sql("SELECT event, user_id FROM audit ORDER BY id")
+            .into_iter()
+            .map(|row| row.join(" "))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(audit(), vec![format!("member_added {a}")]);
+    let path = format!("/scim/v2/Groups/{gid}");
+    let patch = |op: &str, ids: &[&str]| {
+        patch_body(json!([{"op": op, "path": "members",
+            "value": ids.iter().map(|i| json!({"value": i})).collect::<Vec<_>>()}]))
+    };
+    r.s.client
+        .patch(&path, &patch("add", &[&b, &a]))
+        .await
+        .expect_success();
+    assert_eq!(
+        audit(),
+        vec![format!("member_added {a}"), format!("member_added {b}")]
+    );
+    let got = r.s.client.get(&path).await.expect(200).json();
+    let mut members: Vec<String> = got["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["value"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    members.sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(members, want);
+    r.s.client
+        .patch(
+            &path,
+            &patch_body(json!([{"op": "remove", "path": format!("members[value eq \"{a}\"]")}])),
+        )
+        .await
+        .expect_success();
+    assert_eq!(audit().last(), Some(&format!("member_removed {a}")));
+    let msg =
+        r.s.client
+            .patch(&path, &patch("add", &["999999"]))
+            .await
+            .scim_error(400, Some("invalidValue"));
+    assert!(msg.contains("999999"), "{msg}");
+    assert_eq!(
+        r.app.sql(&format!(
+            "SELECT user_id FROM members WHERE group_id = {gid}"
+        )),
+        vec![vec![b.clone()]]
+    );
+    let list =
+        r.s.client
+            .get("/scim/v2/Groups?filter=displayName%20eq%20%22staff%22")
+            .await
+            .expect(200)
+            .json();
+    assert_eq!(list["totalResults"], 1);
+    r.s.client.delete(&path).await.expect(204);
+    assert!(
+        r.app
+            .sql(&format!("SELECT id FROM groups WHERE id = {gid}"))
+            .is_empty()
+    );
+}
+
+/// The app down is a 503 with Retry-After (the identity provider retries), not a 500.
+#[tokio::test]
+async fn app_down_is_503() {
+    let mut r = rig().await;
+    let id = r.create_user("alice").await;
+    r.app.stop().await;
+    let resp = r.s.client.get(&format!("/scim/v2/Users/{id}")).await;
+    assert!(resp.header("retry-after").is_some());
+    resp.scim_error(503, None);
+    r.app.restart().await;
+    r.s.client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200);
+}
+
+/// A read the app answers 503 twice is sent again, with a pause, and succeeds.
+#[tokio::test]
+async fn reads_are_retried_on_503() {
+    let r = rig().await;
+    let id = r.create_user("alice").await;
+    r.app.reset_hits();
+    r.app.faults().fail_next(2, 503);
+    let got =
+        r.s.client
+            .get(&format!("/scim/v2/Users/{id}"))
+            .await
+            .expect(200)
+            .json();
+    assert_eq!(got["userName"], "alice");
+    assert_eq!(r.app.hits("GET /users/{id}.json"), 3);
+}
+
+/// A create the app answers 503 is not sent again (a POST is not idempotent): 503.
+#[tokio::test]
+async fn creates_are_not_retried() {
+    let r = rig().await;
+    r.app.reset_hits();
+    r.app.faults().fail_next(1, 503);
+    r.s.client
+        .post("/scim/v2/Users", &alice("alice"))
+        .await
+        .scim_error(503, None);
+    assert_eq!(r.app.hits("POST /users.json"), 1);
+    assert_eq!(
+        r.app.sql("SELECT count(*) FROM users"),
+        vec![vec!["0".to_owned()]]
+    );
+}
+
+/// The app refusing the sidecar's key (401) is a 503 for the client — the fault is the
+/// sidecar's configuration, not the request — and is not retried.
+#[tokio::test]
+async fn refused_credentials_are_503() {
+    let r = rig().await;
+    let id = r.create_user("alice").await;
+    r.app.reset_hits();
+    r.app.faults().fail_next(1, 401);
+    r.s.client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .scim_error(503, None);
+    assert_eq!(r.app.hits("GET /users/{id}.json"), 1);
+}
+
+/// A wrong API key stops the start-up, naming the resource and the credentials.
+#[tokio::test]
+async fn a_wrong_key_stops_the_start() {
+    let app = RestApp::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env = std::collections::HashMap::new();
+    env.insert("REST_BASE_URL".to_owned(), app.base_url.clone());
+    env.insert("REST_API_KEY".to_owned(), "wrong".to_owned());
+    env.insert("SCIM_TOKEN".to_owned(), support::TOKEN.to_owned());
+    let state = dir.path().join("s.db");
+    std::fs::write(&state, "").expect("state db");
+    env.insert("SCIM_SIDECAR_STATE".to_owned(), state.display().to_string());
+    let config = support::load(&support::example_config("rest"), &env);
+    let backends = scim_sidecar::app::open_backends(&config)
+        .await
+        .unwrap_or_else(|p| panic!("{}", scim_sidecar::config::report(&p)));
+    let settings = scim_sidecar::mapping::Settings {
+        unknown_attributes: scim_sidecar::scim::UnknownPolicy::Ignore,
+        retry_after: 1,
+        observer: std::sync::Arc::new(scim_sidecar::mapping::NoObserver),
+        max_members: None,
+    };
+    let backend = backends.iter().find(|b| b.name() == "app").expect("app");
+    let state = backends
+        .iter()
+        .find(|b| b.name() == "state")
+        .and_then(|b| b.state());
+    let Err(problems) = scim_sidecar::mapping::build(
+        &config.resources[0],
+        backend.as_ref(),
+        &config.resources,
+        &settings,
+        state,
+    )
+    .await
+    else {
+        panic!("a wrong key must stop the start");
+    };
+    let report = scim_sidecar::config::report(&problems);
+    assert!(report.contains("credentials"), "{report}");
+    assert!(report.contains("scim-sidecar.toml"), "{report}");
+}
