@@ -1300,6 +1300,62 @@ fn foreign(loc: &Loc, part: SpecPart) -> SpecProblem {
 mod tests {
     use super::*;
 
+    /// Problems of `text` (a whole config file), as `(line, message)`.
+    fn problems(text: &str) -> Vec<(usize, String)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        let env: std::collections::HashMap<String, String> = Default::default();
+        match crate::config::load_stores(&path, &env) {
+            Ok(_) => Vec::new(),
+            Err(p) => p
+                .into_iter()
+                .filter(|p| !p.warning)
+                .map(|p| (p.origin.line, p.message))
+                .collect(),
+        }
+    }
+
+    /// Every problem of the store's part is reported at once, each at its own line.
+    #[test]
+    fn config_problems_are_reported_together_with_their_lines() {
+        let text = r#"[auth]
+bearer_tokens = ["t0123456789abcdef"]
+
+[backend.app]
+type = "rest"
+base_url = "ftp://app"
+headers_file = { "X-API-Key" = "/nonexistent/key" }
+basic = { username = "u" }
+retries = 99
+
+[resource.User]
+backend = "app"
+collection = "/users"
+create = { path = "users.json" }
+update_sends = "some"
+paging = { style = "cursor" }
+
+[resource.User.map]
+userName = { field = "login", json = "text" }
+"#;
+        let p = problems(text);
+        let at = |line: usize, needle: &str| {
+            assert!(
+                p.iter().any(|(l, m)| *l == line && m.contains(needle)),
+                "line {line}: {needle}\n{p:#?}"
+            )
+        };
+        at(6, "not an http:// or https:// URL");
+        at(7, "cannot read /nonexistent/key");
+        at(8, "basic needs password or password_file");
+        at(4, "retries must be a whole number from 0 to 10");
+        at(14, "must start with '/'");
+        at(11, "update_sends \"some\"");
+        at(16, "paging style \"cursor\" is not supported");
+        at(19, "json = \"text\"");
+    }
+
     #[test]
     fn base_urls_split() {
         assert_eq!(
