@@ -425,3 +425,57 @@ async fn a_wrong_key_stops_the_start() {
     assert!(report.contains("credentials"), "{report}");
     assert!(report.contains("scim-sidecar.toml"), "{report}");
 }
+
+/// `on_delete = "soft"`: DELETE is a PUT of `active = false` (status 3, Redmine's "locked"),
+/// the user stays in the app but is gone from every SCIM read (a tombstone in the sidecar's
+/// state), and a later create of the same userName brings the same app user back.
+#[tokio::test]
+async fn soft_deletes_lock_the_user_and_a_create_brings_it_back() {
+    let app = RestApp::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(support::example_config("rest"))
+        .expect("example")
+        .replacen("on_delete = \"hard\"", "on_delete = \"soft\"", 1);
+    let config = dir.path().join("soft.toml");
+    std::fs::write(&config, text).expect("config");
+    let state = dir.path().join("state.db");
+    std::fs::write(&state, "").expect("state db");
+    let s = Sidecar::start(Options {
+        config: Some(config),
+        env: vec![
+            ("REST_BASE_URL", app.base_url.clone()),
+            ("REST_API_KEY", app.api_key.clone()),
+            ("SCIM_SIDECAR_STATE", state.display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    let r = Rig { app, s, _dir: dir };
+    let id = r.create_user("alice").await;
+    r.app.reset_hits();
+    r.s.client
+        .delete(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(204);
+    assert_eq!(r.app.hits("DELETE /users/{id}.json"), 0);
+    assert_eq!(r.app_user(&id)[4], "3");
+    r.s.client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(404);
+    let list =
+        r.s.client
+            .get("/scim/v2/Users?filter=userName%20eq%20%22alice%22")
+            .await
+            .expect(200)
+            .json();
+    assert_eq!(list["totalResults"], 0, "{list}");
+    let again = r.create_user("alice").await;
+    assert_eq!(again, id);
+    assert_eq!(r.app_user(&id)[4], "1");
+    r.s.client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200);
+}

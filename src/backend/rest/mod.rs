@@ -1095,6 +1095,7 @@ impl Backend for RestBackend {
                         name: f.name.clone(),
                         path: l.path.clone(),
                         ty: l.ty.clone(),
+                        unique: f.unique,
                     }),
                     None => problems.push(foreign(loc, SpecPart::Field(i))),
                 },

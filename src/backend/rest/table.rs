@@ -51,6 +51,9 @@ pub struct Field {
     pub path: Vec<String>,
     /// Its type.
     pub ty: FieldType,
+    /// Values are unique among the resources (the mapping says so; the app is expected to
+    /// refuse a duplicate, answered as `duplicate` says).
+    pub unique: bool,
 }
 
 /// A value the sidecar writes by itself (`[resource.X.set]`).
@@ -128,7 +131,13 @@ impl RestTable {
 
     /// What the store says of each field.
     pub fn infos(&self) -> Vec<FieldInfo> {
-        self.fields.iter().map(|f| super::info(&f.ty)).collect()
+        self.fields
+            .iter()
+            .map(|f| FieldInfo {
+                unique: f.unique,
+                ..super::info(&f.ty)
+            })
+            .collect()
     }
 
     /// Lists one resource: the credentials work and the list is where `items` says.
@@ -489,6 +498,10 @@ impl RestTable {
                     plan.unsupported(other.clone(), first_field(other));
                 }
             }
+        }
+        if plan.keys.is_some() {
+            // Resources read by id: the sidecar checks every condition on them.
+            plan.scan.clear();
         }
         if let Some((field, _)) = plan.scan.first() {
             if self.res.scan_limit.is_none() {
