@@ -479,3 +479,84 @@ async fn soft_deletes_lock_the_user_and_a_create_brings_it_back() {
         .await
         .expect(200);
 }
+
+/// With `scan_limit`, a filter the API has no parameter for is answered by the sidecar over
+/// every page (here three API pages of at most 2), up to the limit; past it, 400 tooMany.
+/// A filter on the kept `externalId` reads the matching users by id.
+#[tokio::test]
+async fn bounded_scans_and_kept_value_filters() {
+    let app = RestApp::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(support::example_config("rest"))
+        .expect("example")
+        .replacen("max = 100", "max = 2", 1)
+        .replacen(
+            "on_delete = \"hard\"",
+            "on_delete = \"hard\"\nscan_limit = 5",
+            1,
+        );
+    let config = dir.path().join("scan.toml");
+    std::fs::write(&config, text).expect("config");
+    let state = dir.path().join("state.db");
+    std::fs::write(&state, "").expect("state db");
+    let s = Sidecar::start(Options {
+        config: Some(config),
+        env: vec![
+            ("REST_BASE_URL", app.base_url.clone()),
+            ("REST_API_KEY", app.api_key.clone()),
+            ("SCIM_SIDECAR_STATE", state.display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    let r = Rig { app, s, _dir: dir };
+    let mut ids = Vec::new();
+    for name in ["u1", "u2", "u3", "u4", "u5"] {
+        ids.push(r.create_user(name).await);
+    }
+    let mut body = alice("u4");
+    body["name"]["familyName"] = json!("Other");
+    r.s.client
+        .put(&format!("/scim/v2/Users/{}", ids[3]), &body)
+        .await
+        .expect(200);
+    r.app.reset_hits();
+    let list =
+        r.s.client
+            .get("/scim/v2/Users?filter=name.familyName%20eq%20%22other%22")
+            .await
+            .expect(200)
+            .json();
+    assert_eq!(list["totalResults"], 1, "{list}");
+    assert_eq!(list["Resources"][0]["id"], ids[3].as_str());
+    assert_eq!(r.app.hits("GET /users.json"), 3);
+    // Pages of the API's own order: a SCIM page across two API pages.
+    let page =
+        r.s.client
+            .get("/scim/v2/Users?startIndex=2&count=2")
+            .await
+            .expect(200)
+            .json();
+    assert_eq!(page["totalResults"], 5);
+    let names: Vec<&str> = page["Resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|u| u["userName"].as_str())
+        .collect();
+    assert_eq!(names, ["u2", "u3"]);
+    let by_ext =
+        r.s.client
+            .get("/scim/v2/Users?filter=externalId%20eq%20%22ext-u2%22")
+            .await
+            .expect(200)
+            .json();
+    assert_eq!(by_ext["totalResults"], 1, "{by_ext}");
+    assert_eq!(by_ext["Resources"][0]["userName"], "u2");
+    r.create_user("u6").await;
+    r.s.client
+        .get("/scim/v2/Users?filter=name.familyName%20eq%20%22other%22")
+        .await
+        .scim_error(400, Some("tooMany"));
+}
