@@ -560,3 +560,134 @@ async fn bounded_scans_and_kept_value_filters() {
         .await
         .scim_error(400, Some("tooMany"));
 }
+
+/// OAuth 2.0 client credentials: the sidecar asks the token endpoint once (with its id and
+/// secret as HTTP Basic, RFC 6749 §2.3.1), sends the token as a bearer on every request,
+/// fetches it once for many concurrent requests, and fetches a new one when the API
+/// refuses it (a revoked token).
+#[tokio::test]
+async fn oauth2_tokens_are_fetched_once_and_renewed_when_refused() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::BodyExt;
+    use scim_sidecar::backend::{PageRequest, Predicate, Search};
+
+    support::init();
+    let issued = Arc::new(AtomicUsize::new(0));
+    let valid_from = Arc::new(AtomicUsize::new(1));
+    let (iss, from) = (issued.clone(), valid_from.clone());
+    let server = support::upstream::Server::start(move |req: http::Request<hyper::body::Incoming>, _| {
+        let (iss, from) = (iss.clone(), from.clone());
+        async move {
+            let reply = |status: u16, body: Value| {
+                http::Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(scim_sidecar::proxy::full(body.to_string()))
+                    .expect("response")
+            };
+            let auth = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            if req.uri().path() == "/oauth/token" {
+                let body = req.into_body().collect().await.expect("body").to_bytes();
+                let form = String::from_utf8_lossy(&body).into_owned();
+                // base64("sidecar:s3cr3t")
+                if auth != "Basic c2lkZWNhcjpzM2NyM3Q=" || !form.contains("grant_type=client_credentials") || !form.contains("scope=users") {
+                    return reply(401, json!({"error": "invalid_client"}));
+                }
+                let n = iss.fetch_add(1, Ordering::SeqCst) + 1;
+                return reply(200, json!({"access_token": format!("tok-{n}"), "token_type": "Bearer", "expires_in": 3600}));
+            }
+            let n: usize = auth
+                .strip_prefix("Bearer tok-")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            if n < from.load(Ordering::SeqCst) {
+                return reply(401, json!({"errors": ["invalid token"]}));
+            }
+            reply(200, json!({"users": [{"id": 1, "login": "alice"}], "total_count": 1}))
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        r#"[listen]
+addr = "127.0.0.1:0"
+
+[auth]
+bearer_tokens = ["t0123456789abcdefgh"]
+
+[backend.app]
+type = "rest"
+base_url = "http://{addr}"
+oauth2 = {{ token_url = "http://{addr}/oauth/token", client_id = "sidecar", client_secret = "s3cr3t", scope = "users" }}
+
+[resource.User]
+backend = "app"
+collection = "/users"
+suffix = ".json"
+wrap = "user"
+items = "users"
+paging = {{ total = "total_count" }}
+
+[resource.User.map]
+userName = "login"
+"#,
+        addr = server.addr
+    );
+    let path = dir.path().join("oauth.toml");
+    std::fs::write(&path, text).expect("config");
+    let config = support::load(&path, &Default::default());
+    let backends = scim_sidecar::app::open_backends(&config)
+        .await
+        .unwrap_or_else(|p| panic!("{}", scim_sidecar::config::report(&p)));
+    let settings = scim_sidecar::mapping::Settings {
+        unknown_attributes: scim_sidecar::scim::UnknownPolicy::Ignore,
+        retry_after: 1,
+        observer: Arc::new(scim_sidecar::mapping::NoObserver),
+        max_members: None,
+    };
+    let (res, _) = scim_sidecar::mapping::build(
+        &config.resources[0],
+        backends[0].as_ref(),
+        &config.resources,
+        &settings,
+        None,
+    )
+    .await
+    .unwrap_or_else(|p| panic!("{}", scim_sidecar::config::report(&p)));
+    let users = res.table();
+    let search = || Search {
+        predicate: Predicate::True,
+        sort: Default::default(),
+        page: PageRequest::Offset {
+            offset: 0,
+            limit: 10,
+        },
+        members: false,
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (t, s) = (users.clone(), search());
+        tasks.push(tokio::spawn(async move { t.search(s).await }));
+    }
+    for t in tasks {
+        let found = t.await.expect("task").expect("search");
+        assert_eq!(found.rows.len(), 1);
+    }
+    assert_eq!(issued.load(Ordering::SeqCst), 1);
+    // The API stops taking token 1: the next request gets 401, and is sent again with a new
+    // token.
+    valid_from.store(2, Ordering::SeqCst);
+    let found = users
+        .search(search())
+        .await
+        .expect("search with a new token");
+    assert_eq!(found.total, Some(1));
+    assert_eq!(issued.load(Ordering::SeqCst), 2);
+}

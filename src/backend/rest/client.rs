@@ -65,7 +65,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 type Sender = http1::SendRequest<Full<Bytes>>;
 
 /// A request to the app: method, path and query (encoded already), extra headers, body.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Req {
     /// Method.
     pub method: Method,
@@ -75,6 +75,104 @@ pub struct Req {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// A JSON body.
     pub body: Option<serde_json::Value>,
+    /// A form body (`application/x-www-form-urlencoded`), for a token request.
+    pub form: Option<String>,
+}
+
+/// OAuth 2.0 client credentials (RFC 6749 §4.4): a token from `token_url`, sent as
+/// `Authorization: Bearer`, kept until shortly before it expires.
+pub struct OAuth2 {
+    /// A client for the token endpoint's host.
+    pub client: Box<Client>,
+    /// The token endpoint's path.
+    pub path: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: String,
+    /// The scope asked for, if any.
+    pub scope: Option<String>,
+    /// The token and when it stops being used; the lock makes one refresh at a time.
+    pub token: tokio::sync::Mutex<Option<(HeaderValue, std::time::Instant)>>,
+}
+
+/// A token is renewed this long before it expires (or at half its life when that is
+/// shorter), so that a request never carries one that expires on the way.
+const TOKEN_MARGIN: Duration = Duration::from_secs(30);
+
+impl OAuth2 {
+    /// The `Authorization` value, fetching a token when none is held or it is about to
+    /// expire. Callers wait on the lock while another fetches.
+    async fn bearer(&self) -> Result<HeaderValue, BackendError> {
+        let mut held = self.token.lock().await;
+        if let Some((v, until)) = &*held {
+            if std::time::Instant::now() < *until {
+                return Ok(v.clone());
+            }
+        }
+        let form = {
+            let mut f = form_urlencoded::Serializer::new(String::new());
+            f.append_pair("grant_type", "client_credentials");
+            if let Some(s) = &self.scope {
+                f.append_pair("scope", s);
+            }
+            f.finish()
+        };
+        use base64::Engine;
+        // RFC 6749 §2.3.1: id and secret form-encoded, then HTTP Basic.
+        let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            enc(&self.client_id),
+            enc(&self.client_secret)
+        ));
+        let mut auth = HeaderValue::from_str(&format!("Basic {basic}"))
+            .map_err(|_| BackendError::Internal("the client credentials cannot be sent".into()))?;
+        auth.set_sensitive(true);
+        let reply = self
+            .client
+            .send_plain(&Req {
+                method: Method::POST,
+                path: self.path.clone(),
+                headers: vec![(http::header::AUTHORIZATION, auth)],
+                form: Some(form),
+                ..Req::default()
+            })
+            .await?;
+        if !reply.status.is_success() {
+            tracing::error!(
+                status = reply.status.as_u16(),
+                "the OAuth token endpoint refused the sidecar's client credentials: check oauth2.client_id and client_secret"
+            );
+            return Err(BackendError::Unavailable(format!(
+                "the OAuth token endpoint answered {}",
+                reply.status
+            )));
+        }
+        let doc = reply.json().unwrap_or(serde_json::Value::Null);
+        let token = doc
+            .get("access_token")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| {
+                BackendError::Unavailable("the OAuth token answer has no access_token".into())
+            })?;
+        let life = Duration::from_secs(
+            doc.get("expires_in")
+                .and_then(|e| e.as_u64())
+                .unwrap_or(300),
+        );
+        let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| BackendError::Unavailable("the OAuth token is not header text".into()))?;
+        v.set_sensitive(true);
+        let keep = life.saturating_sub(TOKEN_MARGIN.min(life / 2));
+        *held = Some((v.clone(), std::time::Instant::now() + keep));
+        Ok(v)
+    }
+
+    /// Forgets the token (the app refused it: it was revoked, or the app restarted).
+    async fn forget(&self) {
+        *self.token.lock().await = None;
+    }
 }
 
 /// The app's answer.
@@ -109,6 +207,7 @@ enum Failure {
 /// A pooled client for one app.
 pub struct Client {
     cfg: ClientConfig,
+    oauth: Option<OAuth2>,
     authority: HeaderValue,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     idle: Mutex<Vec<Sender>>,
@@ -136,6 +235,7 @@ impl Client {
             _ => None,
         };
         Ok(Client {
+            oauth: None,
             permits: Semaphore::new(cfg.max_concurrency.max(1)),
             authority,
             tls,
@@ -144,9 +244,34 @@ impl Client {
         })
     }
 
+    /// Authenticates every request with an OAuth 2.0 token.
+    pub fn with_oauth(mut self, o: OAuth2) -> Client {
+        self.oauth = Some(o);
+        self
+    }
+
     /// Sends `req`, with the retries the module doc describes. `Err` is
     /// [`BackendError::Unavailable`] when no answer came; any answer (of any status) is `Ok`.
+    /// With OAuth, a 401 makes the token be fetched again and the request sent once more.
     pub async fn send(&self, req: &Req) -> Result<Reply, BackendError> {
+        let Some(o) = &self.oauth else {
+            return self.send_plain(req).await;
+        };
+        let mut r = req.clone();
+        r.headers
+            .push((http::header::AUTHORIZATION, o.bearer().await?));
+        let reply = self.send_plain(&r).await?;
+        if reply.status != StatusCode::UNAUTHORIZED {
+            return Ok(reply);
+        }
+        o.forget().await;
+        let mut r = req.clone();
+        r.headers
+            .push((http::header::AUTHORIZATION, o.bearer().await?));
+        self.send_plain(&r).await
+    }
+
+    async fn send_plain(&self, req: &Req) -> Result<Reply, BackendError> {
         let _permit = self
             .permits
             .acquire()
@@ -221,12 +346,19 @@ impl Client {
         for (k, v) in self.cfg.headers.iter().chain(&req.headers) {
             b = b.header(k, v);
         }
-        let body = match &req.body {
-            Some(j) => {
+        let body = match (&req.body, &req.form) {
+            (Some(j), _) => {
                 b = b.header(http::header::CONTENT_TYPE, "application/json");
                 Bytes::from(serde_json::to_vec(j).map_err(|e| Failure::NotSent(e.to_string()))?)
             }
-            None => Bytes::new(),
+            (None, Some(f)) => {
+                b = b.header(
+                    http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                );
+                Bytes::from(f.clone())
+            }
+            (None, None) => Bytes::new(),
         };
         let request = b
             .body(Full::new(body))

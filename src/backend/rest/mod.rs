@@ -60,6 +60,7 @@ struct RawRest {
     headers: Option<IndexMap<String, S>>,
     headers_file: Option<IndexMap<String, S>>,
     basic: Option<toml::Spanned<RawBasic>>,
+    oauth2: Option<toml::Spanned<RawOAuth2>>,
     tls: Option<toml::Spanned<RawTls>>,
     connect_timeout: Option<S>,
     timeout: Option<S>,
@@ -82,6 +83,28 @@ struct RawTls {
     ca: S,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOAuth2 {
+    token_url: S,
+    client_id: S,
+    client_secret: Option<S>,
+    client_secret_file: Option<S>,
+    scope: Option<S>,
+}
+
+/// `oauth2 = { … }`, parsed.
+#[derive(Clone)]
+struct OAuth2Config {
+    https: bool,
+    host: String,
+    port: u16,
+    path: String,
+    client_id: String,
+    client_secret: String,
+    scope: Option<String>,
+}
+
 /// A REST backend's settings.
 #[derive(Clone)]
 pub struct RestConfig {
@@ -94,6 +117,7 @@ pub struct RestConfig {
     /// Headers of every request (secrets: never shown).
     headers: Vec<(HeaderName, HeaderValue)>,
     ca_file: Option<std::path::PathBuf>,
+    oauth2: Option<OAuth2Config>,
     /// Connecting may take this long.
     pub connect_timeout: Duration,
     /// One attempt may take this long.
@@ -281,6 +305,46 @@ impl StoreKind for Rest {
                 headers.extend(header(cx, &bo, "authorization", &format!("Basic {token}")));
             }
         }
+        let oauth2 = b.oauth2.as_ref().and_then(|raw| {
+            let oo = cx.origin(raw.span());
+            let r = raw.get_ref();
+            let url = cx.string(&r.token_url, "oauth2.token_url");
+            let parts = url.as_deref().and_then(|u| match split_url(u) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let uo = cx.origin(r.token_url.span());
+                    cx.error(&uo, format!("oauth2.token_url: {e}"), None);
+                    None
+                }
+            });
+            let client_id = cx.string(&r.client_id, "oauth2.client_id");
+            let secret = match (&r.client_secret, &r.client_secret_file) {
+                (Some(_), Some(_)) | (None, None) => {
+                    cx.error(
+                        &oo,
+                        "oauth2 needs client_secret or client_secret_file (one of the two)",
+                        Some("oauth2 = { token_url = \"…\", client_id = \"…\", client_secret_file = \"/run/secrets/oauth\" }"),
+                    );
+                    None
+                }
+                (Some(p), None) => cx.string(p, "oauth2.client_secret"),
+                (None, Some(f)) => read_secret(cx, f, "oauth2.client_secret_file"),
+            };
+            let scope = cx.opt_string(&r.scope, "oauth2.scope");
+            if headers.iter().any(|(n, _)| *n == http::header::AUTHORIZATION) {
+                cx.error(&oo, "oauth2 and an Authorization header (or basic) cannot both be given", None);
+            }
+            let (https, host, port, path) = parts?;
+            Some(OAuth2Config {
+                https,
+                host,
+                port,
+                path: if path.is_empty() { "/".into() } else { path },
+                client_id: client_id?,
+                client_secret: secret?,
+                scope,
+            })
+        });
         let ca_file = match &b.tls {
             Some(t) => {
                 let to = cx.origin(t.span());
@@ -295,7 +359,9 @@ impl StoreKind for Rest {
             }
             None => None,
         };
-        if parts.as_ref().is_some_and(|p| p.0) && ca_file.is_none() {
+        let any_https =
+            parts.as_ref().is_some_and(|p| p.0) || oauth2.as_ref().is_some_and(|o| o.https);
+        if any_https && ca_file.is_none() {
             cx.error(
                 &o,
                 format!(
@@ -338,6 +404,7 @@ impl StoreKind for Rest {
             prefix,
             headers,
             ca_file,
+            oauth2,
             connect_timeout,
             timeout,
             max_concurrency,
@@ -1001,21 +1068,43 @@ impl StoreConfig for RestConfig {
 
     async fn open(&self, name: &str) -> Result<Arc<dyn Backend>, String> {
         let tls = match &self.ca_file {
-            Some(p) if self.https => Some(crate::tls::client_config(p)?),
+            Some(p) => Some(crate::tls::client_config(p)?),
             _ => None,
         };
-        let client = Client::new(ClientConfig {
+        let mut client = Client::new(ClientConfig {
             https: self.https,
             host: self.host.clone(),
             port: self.port,
             prefix: self.prefix.clone(),
-            tls,
+            tls: tls.clone().filter(|_| self.https),
             headers: self.headers.clone(),
             connect_timeout: self.connect_timeout,
             timeout: self.timeout,
             max_concurrency: self.max_concurrency,
             retries: self.retries,
         })?;
+        if let Some(o) = &self.oauth2 {
+            let token_client = Client::new(ClientConfig {
+                https: o.https,
+                host: o.host.clone(),
+                port: o.port,
+                prefix: String::new(),
+                tls: tls.filter(|_| o.https),
+                headers: Vec::new(),
+                connect_timeout: self.connect_timeout,
+                timeout: self.timeout,
+                max_concurrency: 2,
+                retries: 0,
+            })?;
+            client = client.with_oauth(client::OAuth2 {
+                client: Box::new(token_client),
+                path: o.path.clone(),
+                client_id: o.client_id.clone(),
+                client_secret: o.client_secret.clone(),
+                scope: o.scope.clone(),
+                token: tokio::sync::Mutex::new(None),
+            });
+        }
         let backend = RestBackend {
             name: name.to_owned(),
             client: Arc::new(client),
@@ -1068,6 +1157,7 @@ impl Backend for RestBackend {
                 path: "/".into(),
                 headers: Vec::new(),
                 body: None,
+                form: None,
             })
             .await
             .map(|_| ())

@@ -196,6 +196,7 @@ impl RestTable {
                 path,
                 headers,
                 body,
+                form: None,
             })
             .await
     }
@@ -625,6 +626,7 @@ impl RestTable {
                             path: with_query(path, &op, &vars, &[]),
                             headers: op.headers.clone(),
                             body: op.body.as_ref().map(|b| b.render(&vars)),
+                            form: None,
                         })
                         .await
                 }
@@ -704,6 +706,7 @@ impl RestTable {
                 path,
                 headers: Vec::new(),
                 body: None,
+                form: None,
             })
             .await?;
         if !again.status.is_success() {
