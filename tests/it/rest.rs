@@ -691,3 +691,131 @@ userName = "login"
     assert_eq!(found.total, Some(1));
     assert_eq!(issued.load(Ordering::SeqCst), 2);
 }
+
+/// The users of a one-resource config `text`, through the backend API.
+async fn open_users(text: &str) -> std::sync::Arc<dyn scim_sidecar::backend::Table> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).expect("config");
+    let config = support::load(&path, &Default::default());
+    let backends = scim_sidecar::app::open_backends(&config)
+        .await
+        .unwrap_or_else(|p| panic!("{}", scim_sidecar::config::report(&p)));
+    let settings = scim_sidecar::mapping::Settings {
+        unknown_attributes: scim_sidecar::scim::UnknownPolicy::Ignore,
+        retry_after: 1,
+        observer: std::sync::Arc::new(scim_sidecar::mapping::NoObserver),
+        max_members: None,
+    };
+    let (res, _) = scim_sidecar::mapping::build(
+        &config.resources[0],
+        backends[0].as_ref(),
+        &config.resources,
+        &settings,
+        None,
+    )
+    .await
+    .unwrap_or_else(|p| panic!("{}", scim_sidecar::config::report(&p)));
+    res.table()
+}
+
+/// Cursor and next-link APIs (`paging.style = "cursor"` / `"next"`): the table pages by
+/// cursor, each SCIM page is one API page, and following cursors (a body field) or links
+/// (`Link: <…>; rel="next"`) reads every user exactly once, in order. Offset style
+/// (`offset=N&limit=M`) reads any page directly.
+#[tokio::test]
+async fn cursor_next_link_and_offset_paging() {
+    use scim_sidecar::backend::{PageRequest, Paging, Predicate, Search};
+
+    support::init();
+    // Users 1..=5; pages of `limit` from the query's `cursor`, `offset` or `after`.
+    let server = support::upstream::Server::start(|req: http::Request<hyper::body::Incoming>, _| async move {
+        let q: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let num = |k: &str, d: usize| q.get(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+        let limit = num("limit", 2);
+        let start = match req.uri().path() {
+            "/c/users" => num("cursor", 0),
+            "/o/users" => num("offset", 0),
+            _ => num("after", 0),
+        };
+        let users: Vec<Value> = (start + 1..=5.min(start + limit))
+            .map(|i| json!({"id": i, "login": format!("u{i}")}))
+            .collect();
+        let end = start + users.len();
+        let more = end < 5;
+        let mut b = http::Response::builder().header("content-type", "application/json");
+        if req.uri().path() == "/n/users" && more {
+            b = b.header("link", format!("</n/users?after={end}&limit={limit}>; rel=\"next\""));
+        }
+        let body = json!({"data": {"items": users}, "meta": {"next": if more { json!(end.to_string()) } else { Value::Null }, "total": 5}});
+        b.body(scim_sidecar::proxy::full(body.to_string())).expect("response")
+    })
+    .await;
+    let config = |prefix: &str, paging: &str| {
+        format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\n[auth]\nbearer_tokens = [\"t0123456789abcdefgh\"]\n\
+             [backend.app]\ntype = \"rest\"\nbase_url = \"http://{}\"\n\
+             [resource.User]\nbackend = \"app\"\ncollection = \"/{prefix}/users\"\nitems = \"data.items\"\n\
+             paging = {paging}\n[resource.User.map]\nuserName = \"login\"\n",
+            server.addr
+        )
+    };
+    let all = Search {
+        predicate: Predicate::True,
+        sort: Default::default(),
+        page: PageRequest::Cursor {
+            after: None,
+            limit: 2,
+        },
+        members: false,
+    };
+    for users in [
+        open_users(&config(
+            "c",
+            "{ style = \"cursor\", next = \"meta.next\", max = 2 }",
+        ))
+        .await,
+        open_users(&config("n", "{ style = \"next\", max = 2 }")).await,
+    ] {
+        assert_eq!(users.paging(), Paging::Cursor);
+        let mut seen = Vec::new();
+        let mut after = None;
+        for _ in 0..5 {
+            let found = users
+                .search(Search {
+                    page: PageRequest::Cursor { after, limit: 2 },
+                    ..all.clone()
+                })
+                .await
+                .expect("page");
+            seen.extend(found.rows.iter().map(|r| r.key.clone()));
+            after = found.next;
+            if after.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen, ["1", "2", "3", "4", "5"]);
+    }
+    let users = open_users(&config(
+        "o",
+        "{ style = \"offset\", max = 2, total = \"meta.total\" }",
+    ))
+    .await;
+    assert_eq!(users.paging(), Paging::Offset);
+    let found = users
+        .search(Search {
+            page: PageRequest::Offset {
+                offset: 3,
+                limit: 2,
+            },
+            ..all
+        })
+        .await
+        .expect("page");
+    assert_eq!(found.total, Some(5));
+    let keys: Vec<&str> = found.rows.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["4", "5"]);
+}

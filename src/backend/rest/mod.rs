@@ -541,10 +541,13 @@ struct RawOp {
 struct RawPaging {
     style: Option<S>,
     page: Option<S>,
+    offset: Option<S>,
+    cursor: Option<S>,
     size: Option<S>,
     max: Option<NumOrStr>,
     total: Option<S>,
     first: Option<NumOrStr>,
+    next: Option<S>,
 }
 
 #[derive(Deserialize)]
@@ -646,10 +649,33 @@ pub struct MemberOp {
     pub missing: Option<Tolerate>,
 }
 
+/// How an API pages its lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// `page=N&per_page=M` (1-based unless `first = 0`).
+    Page,
+    /// `offset=N&limit=M` (0-based).
+    Offset,
+    /// `cursor=<the previous answer's next cursor>&limit=M`.
+    Cursor,
+    /// The previous answer's link to the next page (in the body at `next`, or a `Link:
+    /// <…>; rel="next"` header), followed as it is.
+    Next,
+}
+
+impl Style {
+    /// Read in order from the first page only.
+    pub fn by_cursor(&self) -> bool {
+        matches!(self, Style::Cursor | Style::Next)
+    }
+}
+
 /// How a list is paged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PageStyle {
-    /// Page number parameter.
+    /// The style.
+    pub style: Style,
+    /// The parameter of the page number, offset or cursor.
     pub page: String,
     /// Page size parameter.
     pub size: String,
@@ -659,6 +685,8 @@ pub struct PageStyle {
     pub total: Option<Vec<String>>,
     /// The number of the first page (1).
     pub first: u64,
+    /// Where the answer holds the next cursor or link.
+    pub next: Option<Vec<String>>,
 }
 
 /// How one field can be asked for in a list's query.
@@ -978,35 +1006,80 @@ fn parse_resource(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Res
     let items = path_of(cx, &r.items, "items", "");
     let paging = match &r.paging {
         None => PageStyle {
+            style: Style::Page,
             page: "page".into(),
             size: "per_page".into(),
             max: 100,
             total: None,
             first: 1,
+            next: None,
         },
         Some(p) => {
             let po = cx.origin(p.span());
             let p = p.get_ref();
-            match cx.opt_string(&p.style, "paging.style").as_deref() {
-                None | Some("page") => {}
-                Some(other) => cx.error(
-                    &po,
-                    format!("{what}: paging style \"{other}\" is not supported"),
-                    Some("this version pages by page number: style = \"page\" (offset, cursor and next-link styles are not built yet)"),
-                ),
+            let style = match cx.opt_string(&p.style, "paging.style").as_deref() {
+                None | Some("page") => Style::Page,
+                Some("offset") => Style::Offset,
+                Some("cursor") => Style::Cursor,
+                Some("next") => Style::Next,
+                Some(other) => {
+                    cx.error(
+                        &po,
+                        format!(
+                            "{what}: paging style \"{other}\" is not page, offset, cursor or next"
+                        ),
+                        None,
+                    );
+                    Style::Page
+                }
+            };
+            let (param, key, default) = match style {
+                Style::Page => (&p.page, "page", "page"),
+                Style::Offset => (&p.offset, "offset", "offset"),
+                Style::Cursor | Style::Next => (&p.cursor, "cursor", "cursor"),
+            };
+            for (given, k) in [
+                (&p.page, "page"),
+                (&p.offset, "offset"),
+                (&p.cursor, "cursor"),
+            ] {
+                if given.is_some() && k != key {
+                    cx.error(
+                        &po,
+                        format!("{what}: paging.{k} does not belong to style {key}"),
+                        None,
+                    );
+                }
             }
+            let next = cx
+                .opt_string(&p.next, "paging.next")
+                .map(|t| template::split_path(&t));
+            if style == Style::Cursor && next.is_none() {
+                cx.error(
+                    &po,
+                    format!("{what}: cursor paging needs next = \"<where the answer holds the next cursor>\""),
+                    Some("e.g. next = \"meta.next_cursor\""),
+                );
+            }
+            let default_size = if style == Style::Page {
+                "per_page"
+            } else {
+                "limit"
+            };
             PageStyle {
                 page: cx
-                    .opt_string(&p.page, "paging.page")
-                    .unwrap_or_else(|| "page".into()),
+                    .opt_string(param, "paging parameter")
+                    .unwrap_or_else(|| default.into()),
                 size: cx
                     .opt_string(&p.size, "paging.size")
-                    .unwrap_or_else(|| "per_page".into()),
+                    .unwrap_or_else(|| default_size.into()),
                 max: cx.number(&p.max, &po, "paging.max", (1, 10_000), 100) as u64,
                 total: cx
                     .opt_string(&p.total, "paging.total")
                     .map(|t| template::split_path(&t)),
                 first: cx.number(&p.first, &po, "paging.first", (0, 1), 1) as u64,
+                next,
+                style,
             }
         }
     };
@@ -1443,7 +1516,7 @@ userName = { field = "login", json = "text" }
         at(4, "retries must be a whole number from 0 to 10");
         at(14, "must start with '/'");
         at(11, "update_sends \"some\"");
-        at(16, "paging style \"cursor\" is not supported");
+        at(16, "cursor paging needs next");
         at(19, "json = \"text\"");
     }
 

@@ -31,10 +31,10 @@ use tokio::sync::Semaphore;
 
 use super::client::{Client, Reply, Req, StatusRules, status_error};
 use super::template::{self, BodyT, Part, Vars, at, text_of};
-use super::{FilterRule, MemberOp, Op, RestMembers, RestResource};
+use super::{FilterRule, MemberOp, Op, RestMembers, RestResource, Style};
 use crate::backend::{
     BackendError, CheckFn, CmpOp, ConstValue, DeleteMode, EditFn, FieldInfo, FieldType, Found,
-    MemberChange, Predicate, Row, Search, Table, Value, When,
+    MemberChange, PageRequest, Paging, Predicate, Row, Search, Table, Value, When,
 };
 
 /// Ids one search reads one by one (a filter on ids, or on values the sidecar keeps).
@@ -142,22 +142,12 @@ impl RestTable {
 
     /// Lists one resource: the credentials work and the list is where `items` says.
     pub async fn probe(&self) -> Result<(), BackendError> {
-        let p = &self.res.paging;
-        let q = vec![
-            (p.page.clone(), p.first.to_string()),
-            (p.size.clone(), "1".to_owned()),
-        ];
-        let reply = self
-            .send(&self.res.list, &self.no_vars(None), &q, None, None, "list")
-            .await?;
-        let doc = reply.json().unwrap_or(Json::Null);
-        if !at(&doc, &self.res.items).is_some_and(Json::is_array) {
-            return Err(BackendError::Internal(format!(
-                "the list answer holds no array at '{}' (the resource's items)",
-                self.res.items.join(".")
-            )));
-        }
-        Ok(())
+        let start = if self.res.paging.style.by_cursor() {
+            Pos::Cursor(None)
+        } else {
+            Pos::Index(0)
+        };
+        self.list_page(&[], start, 1).await.map(|_| ())
     }
 
     fn no_vars(&self, _id: Option<&str>) -> Vec<Option<Value>> {
@@ -337,20 +327,51 @@ impl RestTable {
         out
     }
 
-    /// One page of the list: rows, the total if the API says it, whether it was full.
+    /// One page of the list starting at row `start` (a multiple of `size` for page
+    /// numbers), or at a cursor: its rows, the total if the API says it, and the next
+    /// cursor (cursor and next-link styles).
     async fn list_page(
         &self,
         params: &[(String, String)],
-        page: u64,
+        start: Pos<'_>,
         size: u64,
-    ) -> Result<(Vec<Row>, Option<u64>), BackendError> {
+    ) -> Result<(Vec<Row>, Option<u64>, Option<String>), BackendError> {
         let p = &self.res.paging;
         let mut q = params.to_vec();
-        q.push((p.page.clone(), (p.first + page).to_string()));
+        let mut follow = None;
+        match (&p.style, start) {
+            (Style::Page, Pos::Index(i)) => {
+                q.push((p.page.clone(), (p.first + i / size.max(1)).to_string()))
+            }
+            (Style::Offset, Pos::Index(i)) => q.push((p.page.clone(), i.to_string())),
+            (Style::Cursor, Pos::Cursor(Some(c))) => q.push((p.page.clone(), c.to_owned())),
+            (Style::Next, Pos::Cursor(Some(link))) => follow = Some(self.client.relative(link)),
+            _ => {}
+        }
         q.push((p.size.clone(), size.to_string()));
-        let reply = self
-            .send(&self.res.list, &self.no_vars(None), &q, None, None, "list")
-            .await?;
+        let reply = match follow {
+            None => {
+                self.send(&self.res.list, &self.no_vars(None), &q, None, None, "list")
+                    .await?
+            }
+            Some(path) => {
+                // The app's own link carries its query: sent as it is.
+                let r = self
+                    .client
+                    .send(&Req {
+                        method: http::Method::GET,
+                        path,
+                        headers: self.res.list.headers.clone(),
+                        body: None,
+                        form: None,
+                    })
+                    .await?;
+                if !r.status.is_success() {
+                    return Err(status_error(&format!("{} list", self.rt), &r, &self.rules));
+                }
+                r
+            }
+        };
         let doc = reply.json().unwrap_or(Json::Null);
         let items = at(&doc, &self.res.items)
             .and_then(Json::as_array)
@@ -369,7 +390,18 @@ impl RestTable {
             .as_ref()
             .and_then(|t| at(&doc, t))
             .and_then(Json::as_u64);
-        Ok((rows, total))
+        let next = match (&p.style, &p.next) {
+            (Style::Cursor | Style::Next, Some(path)) => at(&doc, path).and_then(id_text),
+            (Style::Next, None) => reply
+                .headers
+                .get_all(http::header::LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(next_link),
+            _ => None,
+        }
+        .filter(|_| !rows.is_empty());
+        Ok((rows, total, next))
     }
 
     /// Every row the list gives for `params`, reading at most `bound` (more: `TooLarge`).
@@ -379,9 +411,16 @@ impl RestTable {
         bound: u64,
     ) -> Result<Vec<Row>, BackendError> {
         let size = self.res.paging.max;
+        let by_cursor = self.res.paging.style.by_cursor();
         let mut out = Vec::new();
-        for page in 0.. {
-            let (rows, total) = self.list_page(params, page, size).await?;
+        let mut cursor: Option<String> = None;
+        loop {
+            let pos = if by_cursor {
+                Pos::Cursor(cursor.as_deref())
+            } else {
+                Pos::Index(out.len() as u64)
+            };
+            let (rows, total, next) = self.list_page(params, pos, size).await?;
             let n = rows.len() as u64;
             out.extend(rows);
             if out.len() as u64 > bound || total.is_some_and(|t| t > bound) {
@@ -393,12 +432,29 @@ impl RestTable {
                     ),
                 });
             }
-            let done = n < size || total.is_some_and(|t| out.len() as u64 >= t) || n == 0;
-            if done {
+            let done = if by_cursor {
+                next.is_none()
+            } else {
+                n < size || total.is_some_and(|t| out.len() as u64 >= t)
+            };
+            if done || n == 0 {
                 break;
             }
+            cursor = next;
         }
         Ok(out)
+    }
+
+    /// One page of a cursor-paged API in its own order: at most one API page.
+    async fn list_after(
+        &self,
+        params: &[(String, String)],
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Found, BackendError> {
+        let size = limit.clamp(1, self.res.paging.max);
+        let (rows, total, next) = self.list_page(params, Pos::Cursor(after), size).await?;
+        Ok(Found { total, rows, next })
     }
 
     /// Reads one page of the API's own order (no condition the sidecar checks).
@@ -419,8 +475,12 @@ impl RestTable {
         let mut rows = Vec::new();
         let mut total = None;
         loop {
-            let (got, t) = self
-                .list_page(params, page, if limit == 0 { 1 } else { size })
+            let (got, t, _) = self
+                .list_page(
+                    params,
+                    Pos::Index(page * size),
+                    if limit == 0 { 1 } else { size },
+                )
                 .await?;
             total = total.or(t);
             let n = got.len() as u64;
@@ -796,6 +856,30 @@ impl RestTable {
     }
 }
 
+/// Where a list page starts.
+#[derive(Clone, Copy)]
+enum Pos<'a> {
+    /// At this row (page and offset styles).
+    Index(u64),
+    /// After this cursor, or at the start (cursor and next-link styles).
+    Cursor(Option<&'a str>),
+}
+
+/// The `rel="next"` target of a `Link` header (RFC 8288).
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().to_ascii_lowercase();
+                p == "rel=next" || p == "rel=\"next\""
+            })
+            .then(|| target.to_owned())
+    })
+}
+
 /// Query parameters, and what the sidecar checks on what the API returns.
 #[derive(Default)]
 struct Plan {
@@ -1070,6 +1154,14 @@ impl Table for RestTable {
         Ok(self.read(key, members).await?.map(|r| r.row))
     }
 
+    fn paging(&self) -> Paging {
+        if self.res.paging.style.by_cursor() {
+            Paging::Cursor
+        } else {
+            Paging::Offset
+        }
+    }
+
     async fn search(&self, search: Search) -> Result<Found, BackendError> {
         if search.predicate == Predicate::False {
             return Ok(Found {
@@ -1081,8 +1173,15 @@ impl Table for RestTable {
         let plan = self.plan(&search.predicate)?;
         let (offset, limit) = search.page.offset_limit();
         let in_api_order = search.sort.field.is_none() && !search.sort.descending;
+        let by_cursor = self.res.paging.style.by_cursor();
         let mut found = if plan.keys.is_none() && plan.residual.is_empty() && in_api_order {
-            self.list_range(&plan.params, offset, limit).await?
+            match &search.page {
+                PageRequest::Cursor { after, limit } if by_cursor => {
+                    self.list_after(&plan.params, after.as_deref(), *limit)
+                        .await?
+                }
+                _ => self.list_range(&plan.params, offset, limit).await?,
+            }
         } else {
             let mut rows = match &plan.keys {
                 Some(ks) if ks.len() > MAX_KEYS => {
@@ -1127,15 +1226,18 @@ impl Table for RestTable {
                 rows.reverse();
             }
             let total = rows.len() as u64;
-            let rows = rows
+            let rows: Vec<Row> = rows
                 .into_iter()
                 .skip(usize::try_from(offset).unwrap_or(usize::MAX))
                 .take(usize::try_from(limit).unwrap_or(usize::MAX))
                 .collect();
+            // A cursor of rows paged by the sidecar is the offset of the next (see
+            // `PageRequest::offset_limit`).
+            let end = offset + rows.len() as u64;
             Found {
                 total: Some(total),
+                next: (by_cursor && !rows.is_empty() && end < total).then(|| end.to_string()),
                 rows,
-                next: None,
             }
         };
         if search.members && self.members.is_some() {
