@@ -819,3 +819,44 @@ async fn cursor_next_link_and_offset_paging() {
     let keys: Vec<&str> = found.rows.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(keys, ["4", "5"]);
 }
+
+/// An app slower than `timeout` costs a request no more than the timeout (and the retries):
+/// the client gets a 503, not a hung connection.
+#[tokio::test]
+async fn a_slow_app_is_503_after_the_timeout() {
+    let app = RestApp::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(support::example_config("rest"))
+        .expect("example")
+        .replacen("timeout = \"10s\"", "timeout = \"300ms\"", 1)
+        .replacen("retries = 2", "retries = 1", 1);
+    let config = dir.path().join("slow.toml");
+    std::fs::write(&config, text).expect("config");
+    let state = dir.path().join("state.db");
+    std::fs::write(&state, "").expect("state db");
+    let s = Sidecar::start(Options {
+        config: Some(config),
+        env: vec![
+            ("REST_BASE_URL", app.base_url.clone()),
+            ("REST_API_KEY", app.api_key.clone()),
+            ("SCIM_SIDECAR_STATE", state.display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    let r = Rig { app, s, _dir: dir };
+    let id = r.create_user("alice").await;
+    r.app.faults().delay(std::time::Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    r.s.client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .scim_error(503, None);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    r.app.faults().delay(std::time::Duration::ZERO);
+}

@@ -1357,6 +1357,45 @@ mod tests {
         ));
     }
 
+    /// Query values are form-encoded: `&`, `=`, `#`, spaces and non-ASCII cannot add
+    /// parameters or end the URL; a `Link` header's next target is found among others.
+    #[test]
+    fn queries_are_encoded_and_next_links_found() {
+        let op = Op {
+            method: http::Method::GET,
+            path: template::PathT::parse("/users.json").expect("path"),
+            query: vec![(
+                "include".into(),
+                template::parse_parts("groups").expect("parts"),
+            )],
+            headers: Vec::new(),
+            body: None,
+            origin: crate::mapping::Origin {
+                file: "t".into(),
+                line: 1,
+            },
+        };
+        let vars = Vars {
+            fields: &[],
+            id: None,
+            member: None,
+        };
+        assert_eq!(
+            with_query(
+                "/users.json".into(),
+                &op,
+                &vars,
+                &[("search".into(), "a&admin=1#x é".into())]
+            ),
+            "/users.json?include=groups&search=a%26admin%3D1%23x+%C3%A9"
+        );
+        assert_eq!(
+            next_link(r#"<https://x/u?p=1>; rel="prev", <https://x/u?p=3>; rel="next""#),
+            Some("https://x/u?p=3".into())
+        );
+        assert_eq!(next_link(r#"<https://x/u?p=1>; rel="prev""#), None);
+    }
+
     #[test]
     fn json_values_take_the_declared_type() {
         let text = FieldType::Text { max_len: None };
