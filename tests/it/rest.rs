@@ -166,6 +166,17 @@ async fn updates_send_the_changed_fields() {
         .expect(200);
     assert_eq!(r.app_user(&id)[4], "3");
     assert_eq!(r.app.hits("PUT /users/{id}.json"), 1);
+    // `active` has a query parameter (status=3): one request, the API's answer taken as is.
+    r.app.reset_hits();
+    let locked =
+        r.s.client
+            .get("/scim/v2/Users?filter=active%20eq%20false")
+            .await
+            .expect(200)
+            .json();
+    assert_eq!(locked["totalResults"], 1, "{locked}");
+    assert_eq!(locked["Resources"][0]["id"], id.as_str());
+    assert_eq!(r.app.hits("GET /users.json"), 1);
     let mut body = alice("alice");
     body["name"]["familyName"] = json!("Ngata");
     let got =

@@ -1480,6 +1480,46 @@ mod tests {
         }
     }
 
+    /// Basic credentials become one sensitive `Authorization` header; secrets come from files
+    /// without their final line break; nothing secret is in the debug form.
+    #[test]
+    fn credentials_become_headers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "p\n").expect("secret");
+        let key = dir.path().join("key");
+        std::fs::write(&key, "k3y\n").expect("key");
+        let text = format!(
+            "[listen]\naddr = \"127.0.0.1:0\"\n[auth]\nbearer_tokens = [\"t0123456789abcdefgh\"]\n\
+             [backend.app]\ntype = \"rest\"\nbase_url = \"http://127.0.0.1:9/api/\"\n\
+             basic = {{ username = \"u\", password_file = \"{}\" }}\n\
+             headers_file = {{ \"X-API-Key\" = \"{}\" }}\n",
+            secret.display(),
+            key.display()
+        );
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).expect("write");
+        let env: std::collections::HashMap<String, String> = Default::default();
+        let config = crate::config::load_stores(&path, &env).expect("loads");
+        let rest = config.backends[0]
+            .store
+            .as_any()
+            .downcast_ref::<RestConfig>()
+            .expect("rest");
+        let get = |n: &str| {
+            rest.headers
+                .iter()
+                .find(|(k, _)| k.as_str() == n)
+                .map(|(_, v)| (v.to_str().unwrap_or_default().to_owned(), v.is_sensitive()))
+        };
+        // base64("u:p")
+        assert_eq!(get("authorization"), Some(("Basic dTpw".into(), true)));
+        assert_eq!(get("x-api-key"), Some(("k3y".into(), true)));
+        assert_eq!(rest.prefix, "/api");
+        let shown = format!("{rest:?}");
+        assert!(!shown.contains("k3y") && !shown.contains("dTpw"), "{shown}");
+    }
+
     /// Every problem of the store's part is reported at once, each at its own line.
     #[test]
     fn config_problems_are_reported_together_with_their_lines() {

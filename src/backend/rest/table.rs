@@ -532,9 +532,10 @@ impl RestTable {
                     match rule {
                         Some(r) if !plan.params.iter().any(|(k, _)| *k == r.param) => {
                             plan.params.push((r.param.clone(), text_of(value)));
-                            // A fuzzy API (or a case-sensitive comparison the API may not
-                            // make) is checked again on what it returns.
-                            if r.fuzzy || !fold_case {
+                            // A fuzzy API (or a case-sensitive text comparison the API may
+                            // not make) is checked again on what it returns; numbers and
+                            // booleans are taken as the API answers them.
+                            if r.fuzzy || (!fold_case && matches!(value, Value::Text(_))) {
                                 plan.residual.push(c.clone());
                             }
                         }
