@@ -871,3 +871,54 @@ async fn a_slow_app_is_503_after_the_timeout() {
     );
     r.app.faults().delay(std::time::Duration::ZERO);
 }
+
+/// `https` with `tls = { ca }`: the API reached through rustls, its certificate verified
+/// against the CA file (here the app sits behind a TLS-terminating sidecar's pass-through,
+/// a real HTTPS server).
+#[tokio::test]
+async fn https_apis_are_verified_against_the_ca_file() {
+    let app = RestApp::start().await;
+    let pki = crate::tls::Pki::new();
+    let tls = pki.tls();
+    let ca = tls.cert.clone();
+    let front = Sidecar::start(Options {
+        env: vec![("UPSTREAM_URL", app.base_url.clone())],
+        tweak: Some(Box::new(move |c| c.listen.tls = Some(tls))),
+        ..Options::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(support::example_config("rest"))
+        .expect("example")
+        .replacen(
+            "retries = 2",
+            "retries = 2\ntls = { ca = \"${REST_CA_FILE}\" }",
+            1,
+        );
+    let config = dir.path().join("https.toml");
+    std::fs::write(&config, text).expect("config");
+    let state = dir.path().join("state.db");
+    std::fs::write(&state, "").expect("state db");
+    let s = Sidecar::start(Options {
+        config: Some(config),
+        env: vec![
+            (
+                "REST_BASE_URL",
+                format!("https://127.0.0.1:{}", front.addr.port()),
+            ),
+            ("REST_API_KEY", app.api_key.clone()),
+            ("REST_CA_FILE", ca.display().to_string()),
+            ("SCIM_SIDECAR_STATE", state.display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    let r = Rig { app, s, _dir: dir };
+    let id = r.create_user("alice").await;
+    assert_eq!(r.app_user(&id)[0], "alice");
+    r.s.client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200);
+}
