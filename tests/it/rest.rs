@@ -922,3 +922,66 @@ async fn https_apis_are_verified_against_the_ca_file() {
         .await
         .expect(200);
 }
+
+/// Templates are checked when the store opens: a placeholder naming no mapped field, a
+/// filter on an unmapped key and a get path without `{id}` are each reported at their own
+/// line of the file, together.
+#[tokio::test]
+async fn templates_naming_unmapped_fields_stop_the_start_with_their_lines() {
+    let app = RestApp::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        r#"[listen]
+addr = "127.0.0.1:0"
+[auth]
+bearer_tokens = ["t0123456789abcdefgh"]
+[backend.app]
+type = "rest"
+base_url = "{}"
+headers = {{ "X-API-Key" = "{}" }}
+[resource.User]
+backend = "app"
+collection = "/users"
+suffix = ".json"
+wrap = "user"
+items = "users"
+create = {{ body = {{ user = {{ login = "{{userName}}", mail = "{{nope}}" }} }} }}
+get = {{ path = "/users/{{userName}}.json" }}
+filter = {{ title = {{ param = "search" }} }}
+[resource.User.map]
+userName = "login"
+"#,
+        app.base_url, app.api_key
+    );
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).expect("config");
+    let config = support::load(&path, &Default::default());
+    let backends = scim_sidecar::app::open_backends(&config)
+        .await
+        .unwrap_or_else(|p| panic!("{}", scim_sidecar::config::report(&p)));
+    let settings = scim_sidecar::mapping::Settings {
+        unknown_attributes: scim_sidecar::scim::UnknownPolicy::Ignore,
+        retry_after: 1,
+        observer: std::sync::Arc::new(scim_sidecar::mapping::NoObserver),
+        max_members: None,
+    };
+    let Err(problems) = scim_sidecar::mapping::build(
+        &config.resources[0],
+        backends[0].as_ref(),
+        &config.resources,
+        &settings,
+        None,
+    )
+    .await
+    else {
+        panic!("a bad template must stop the start");
+    };
+    let report = scim_sidecar::config::report(&problems);
+    for needle in [
+        "bad.toml:15: error: create: {nope} is not a mapped field",
+        "bad.toml:16: error: get's path does not hold {id}",
+        "bad.toml:17: error: filter title: not a mapped field",
+    ] {
+        assert!(report.contains(needle), "{needle}\n{report}");
+    }
+}
