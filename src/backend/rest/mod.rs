@@ -5,19 +5,23 @@
 //! - **Config** ([`Rest`], registered in [`crate::backend::kind::KINDS`]): `[backend.NAME]`
 //!   `type = "rest"` with `base_url`, authentication (`headers = { "X-API-Key" = "…" }`, their
 //!   secrets from files with `headers_file = { "X-API-Key" = "/run/secrets/key" }`, or
-//!   `basic = { username, password | password_file }`), `tls = { ca }` for `https`,
-//!   `connect_timeout`, `timeout` (one attempt), `max_concurrency`, `retries`.
+//!   `basic = { username, password | password_file }`, or `oauth2 = { token_url, client_id,
+//!   client_secret | client_secret_file, scope }`), `tls = { ca }` for `https`,
+//!   `connect_timeout`, `timeout` (one attempt), `max_concurrency`, `retries`, and
+//!   `duplicate` (texts of a 409/422 that mean a unique value is taken).
 //! - **Addressing** (a `[resource.X]`): `collection = "/users"` and `suffix = ".json"` give
 //!   every operation's default path (`POST /users.json`, `GET /users/{id}.json`, …); `create`,
 //!   `get`, `list`, `update`, `delete` override one (`{ method, path, query, headers, body }`).
 //!   `wrap = "user"` and `items = "users"` say where the resource sits in a single answer and
-//!   in a list (dotted paths); `id = "id"`; `paging = { style = "page", page, size, max,
-//!   total }`; `filter = { userName = { param = "search", fuzzy = true } }`; `scan_limit`;
-//!   `update_sends = "changed" | "all"`. A map entry is a JSON path in the resource object
-//!   (`"login"`, `"profile.title"`), or `{ field, json = "integer" }`. A group's `members =
-//!   { read = "users", id = "id", query = { include = "users" }, add = { … }, remove = { … } }`.
-//!   Bodies are templates ([`template`]).
-//! - **Requests** ([`table`]) and the HTTP client ([`client`], with the one status mapping).
+//!   in a list (dotted paths); `id = "id"`; `paging = { style = "page" | "offset" | "cursor" |
+//!   "next", page | offset | cursor, size, max, total, first, next }`; `filter = { userName =
+//!   { param = "search", fuzzy = true } }`; `scan_limit`; `update_sends = "changed" | "all"`;
+//!   `update_method = "PUT" | "PATCH"`; `etag = false` (no `If-Match`). A map entry is a
+//!   JSON path in the resource object (`"login"`, `"profile.title"`), or `{ field, json =
+//!   "integer" }`. A group's `members = { read = "users", id = "id", query = { include =
+//!   "users" }, concurrency, add = { …, exists, missing }, remove = { …, absent } }`. Bodies
+//!   are templates ([`template`]); without one, `{ wrap: { field: value, … } }`.
+//! - **Requests** (`table`) and the HTTP client ([`client`], with the one status mapping).
 //!
 //! Kept values (`externalId`) and soft-delete tombstones live in the `[state] backend` (an
 //! SQL store), through [`crate::backend::state::Overlay`]: an API has no place for them.
