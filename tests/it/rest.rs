@@ -985,3 +985,23 @@ userName = "login"
         assert!(report.contains(needle), "{needle}\n{report}");
     }
 }
+
+/// What `migrate --prune` asks a store: which of these ids it still holds (one read each).
+#[tokio::test]
+async fn present_tells_which_ids_the_app_holds() {
+    let r = rig().await;
+    let id = r.create_user("alice").await;
+    let users = open_users(&format!(
+        "[listen]\naddr = \"127.0.0.1:0\"\n[auth]\nbearer_tokens = [\"t0123456789abcdefgh\"]\n\
+         [backend.app]\ntype = \"rest\"\nbase_url = \"{}\"\nheaders = {{ \"X-API-Key\" = \"{}\" }}\n\
+         [resource.User]\nbackend = \"app\"\ncollection = \"/users\"\nsuffix = \".json\"\nwrap = \"user\"\nitems = \"users\"\n\
+         [resource.User.map]\nuserName = \"login\"\n",
+        r.app.base_url, r.app.api_key
+    ))
+    .await;
+    let present = users
+        .present(&[id.clone(), "999999".to_owned()])
+        .await
+        .expect("present");
+    assert_eq!(present, vec![id]);
+}

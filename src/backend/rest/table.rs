@@ -1155,6 +1155,18 @@ impl Table for RestTable {
         Ok(self.read(key, members).await?.map(|r| r.row))
     }
 
+    async fn present(&self, keys: &[String]) -> Result<Vec<String>, BackendError> {
+        // One read each (an API has no "which of these exist" request); soft-deleted
+        // resources are still there for the app, so they are present.
+        let mut out = Vec::new();
+        for k in keys {
+            if self.read(k, false).await?.is_some() {
+                out.push(k.clone());
+            }
+        }
+        Ok(out)
+    }
+
     fn paging(&self) -> Paging {
         if self.res.paging.style.by_cursor() {
             Paging::Cursor
