@@ -439,7 +439,8 @@ async fn a_wrong_key_stops_the_start() {
 
 /// `on_delete = "soft"`: DELETE is a PUT of `active = false` (status 3, Redmine's "locked"),
 /// the user stays in the app but is gone from every SCIM read (a tombstone in the sidecar's
-/// state), and a later create of the same userName brings the same app user back.
+/// state) and out of its groups (through the groups' member endpoints, found by
+/// `member_of`), and a later create of the same userName brings the same app user back.
 #[tokio::test]
 async fn soft_deletes_lock_the_user_and_a_create_brings_it_back() {
     let app = RestApp::start().await;
@@ -464,6 +465,17 @@ async fn soft_deletes_lock_the_user_and_a_create_brings_it_back() {
     .await;
     let r = Rig { app, s, _dir: dir };
     let id = r.create_user("alice").await;
+    let g =
+        r.s.client
+            .post(
+                "/scim/v2/Groups",
+                &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": "Staff", "members": [{"value": id}]}),
+            )
+            .await
+            .expect(201)
+            .json();
+    let gid = g["id"].as_str().expect("id").to_owned();
     r.app.reset_hits();
     r.s.client
         .delete(&format!("/scim/v2/Users/{id}"))
@@ -471,6 +483,19 @@ async fn soft_deletes_lock_the_user_and_a_create_brings_it_back() {
         .expect(204);
     assert_eq!(r.app.hits("DELETE /users/{id}.json"), 0);
     assert_eq!(r.app_user(&id)[4], "3");
+    // Out of its groups in the app too (the app's own endpoint: an audit row).
+    assert!(
+        r.app
+            .sql(&format!(
+                "SELECT user_id FROM members WHERE group_id = {gid}"
+            ))
+            .is_empty()
+    );
+    assert_eq!(
+        r.app
+            .sql("SELECT event FROM audit ORDER BY id DESC LIMIT 1"),
+        vec![vec!["member_removed".to_owned()]]
+    );
     r.s.client
         .get(&format!("/scim/v2/Users/{id}"))
         .await

@@ -523,11 +523,32 @@ struct RawResource {
     update_sends: Option<S>,
     update_method: Option<S>,
     etag: Option<bool>,
+    member_of: Option<toml::Spanned<RawMemberOf>>,
     create: Option<toml::Spanned<RawOp>>,
     get: Option<toml::Spanned<RawOp>>,
     list: Option<toml::Spanned<RawOp>>,
     update: Option<toml::Spanned<RawOp>>,
     delete: Option<toml::Spanned<RawOp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMemberOf {
+    read: S,
+    id: Option<S>,
+    query: Option<IndexMap<String, S>>,
+}
+
+/// `member_of = { read = "groups", id = "id", query = { include = "groups" } }`: where a
+/// read of a member lists the groups it belongs to (so a soft delete can leave them).
+#[derive(Clone, Debug)]
+pub struct MemberOfRead {
+    /// Where the group list is in the resource object.
+    pub read: Vec<String>,
+    /// Where a group's id is in a list item.
+    pub id: Vec<String>,
+    /// Query parameters that make the read include them.
+    pub query: Vec<(String, Vec<Part>)>,
 }
 
 #[derive(Deserialize)]
@@ -736,6 +757,8 @@ pub struct RestResource {
     pub update_all: bool,
     /// Send the `ETag` of the read as `If-Match`.
     pub etag: bool,
+    /// Where a read lists the groups the resource belongs to.
+    pub member_of: Option<MemberOfRead>,
     /// Where it is written.
     pub origin: Origin,
 }
@@ -1129,6 +1152,17 @@ fn parse_resource(raw: &RawValue<'_>, what: &str, cx: &mut Cx<'_>) -> Option<Res
         scan_limit,
         update_all,
         etag: r.etag.unwrap_or(true),
+        member_of: r.member_of.as_ref().and_then(|m| {
+            let m = m.get_ref();
+            Some(MemberOfRead {
+                read: json_path(cx, &m.read, "member_of.read")?,
+                id: match &m.id {
+                    Some(i) => json_path(cx, i, "member_of.id")?,
+                    None => vec!["id".to_owned()],
+                },
+                query: params(cx, m.query.as_ref(), "member_of.query"),
+            })
+        }),
         origin: at,
     })
 }
@@ -1296,9 +1330,52 @@ impl Backend for RestBackend {
                 }
             },
         };
+        // Groups listing this resource: a soft delete leaves them through their remove.
+        let mut groups: Vec<RestMembers> = spec
+            .member_of
+            .iter()
+            .filter_map(|m| m.loc.as_any().downcast_ref::<RestMembers>().cloned())
+            .collect();
+        // Their remove requests name only the group and the member (the group's own table
+        // reports any other placeholder).
+        let ids_only = |name: &str| match name {
+            "id" => Some(Ref::Id),
+            "member" => Some(Ref::Member),
+            _ => None,
+        };
+        groups.retain_mut(|g| {
+            let path = g.remove.op.path.resolve(&ids_only).is_ok();
+            let body = g
+                .remove
+                .op
+                .body
+                .as_mut()
+                .is_none_or(|b| b.resolve(&ids_only).is_ok());
+            for (_, q) in &mut g.remove.op.query {
+                for p in q.iter_mut() {
+                    if let Part::Slot(s) = p {
+                        s.to = ids_only(&s.name);
+                    }
+                }
+            }
+            path && body
+        });
         let Some(mut res) = res else {
             return Err(problems.into());
         };
+        if !spec.hard_delete && !groups.is_empty() && res.member_of.is_none() {
+            problems.push(SpecProblem {
+                warning: true,
+                ..problem(
+                    SpecPart::Table,
+                    format!(
+                        "a soft-deleted {} stays a member of its groups in the app (the sidecar no longer lists it)",
+                        spec.resource_type
+                    ),
+                    Some("add member_of = { read = \"groups\", id = \"id\", query = { include = \"groups\" } } where a read lists the groups"),
+                )
+            });
+        }
         if problems.iter().any(|p| !p.warning) {
             return Err(problems.into());
         }
@@ -1422,7 +1499,8 @@ impl Backend for RestBackend {
             members,
             rules,
             self.rules.clone(),
-        );
+        )
+        .leaving(groups);
         // The credentials and the list endpoint, with the smallest page.
         if let Err(e) = t.probe().await {
             return Err(vec![problem(

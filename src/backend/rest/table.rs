@@ -75,6 +75,8 @@ pub struct RestTable {
     fields: Vec<Field>,
     constants: Vec<Constant>,
     members: Option<Arc<RestMembers>>,
+    /// The memberships of groups listing this resource, left on a soft delete.
+    groups: Vec<Arc<RestMembers>>,
     filters: Vec<(usize, FilterRule)>,
     rules: StatusRules,
     create_body: BodyT,
@@ -124,9 +126,81 @@ impl RestTable {
             fields,
             constants,
             members: members.map(Arc::new),
+            groups: Vec::new(),
             filters,
             rules,
         }
+    }
+
+    /// Leaves groups of these memberships on a soft delete (`member_of`).
+    pub fn leaving(mut self, groups: Vec<RestMembers>) -> RestTable {
+        self.groups = groups.into_iter().map(Arc::new).collect();
+        self
+    }
+
+    /// Removes resource `key` from every group a read of it lists (`member_of`).
+    async fn leave_groups(&self, key: &str) -> Result<(), BackendError> {
+        let Some(mo) = &self.res.member_of else {
+            return Ok(());
+        };
+        if self.groups.is_empty() {
+            return Ok(());
+        }
+        let vars = Vars {
+            fields: &[],
+            id: Some(key),
+            member: None,
+        };
+        let extra: Vec<(String, String)> = mo
+            .query
+            .iter()
+            .map(|(k, p)| (k.clone(), render_text(p, &vars)))
+            .collect();
+        let reply = self
+            .send(
+                &self.res.get,
+                &self.no_vars(None),
+                &extra,
+                Some(key),
+                None,
+                "read",
+            )
+            .await?;
+        let doc = reply.json().unwrap_or(Json::Null);
+        let gids: Vec<String> = self
+            .single(&doc)
+            .and_then(|o| at(o, &mo.read))
+            .and_then(Json::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|g| {
+                        if g.is_object() {
+                            at(g, &mo.id).and_then(id_text)
+                        } else {
+                            id_text(g)
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for g in &self.groups {
+            for gid in &gids {
+                for (_, r) in self.each_member(g, &g.remove, gid, &[key.to_owned()]).await {
+                    let reply = r?;
+                    let tolerated = [&g.remove.absent, &g.remove.missing]
+                        .iter()
+                        .any(|t| t.as_ref().is_some_and(|t| t.matches(&reply)));
+                    if !reply.status.is_success() && !tolerated && reply.status.as_u16() != 404 {
+                        return Err(status_error(
+                            &format!("{} leaving group {gid}", self.rt),
+                            &reply,
+                            &self.rules,
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// What the store says of each field.
@@ -1313,6 +1387,8 @@ impl Table for RestTable {
             }
             DeleteMode::Soft(sets) => {
                 self.write(key, &current, &sets, &[When::Delete]).await?;
+                // Its memberships go, as a hard delete's would (the app keeps the user).
+                self.leave_groups(key).await?;
             }
         }
         Ok(())
