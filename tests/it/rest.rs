@@ -1030,3 +1030,47 @@ async fn present_tells_which_ids_the_app_holds() {
         .expect("present");
     assert_eq!(present, vec![id]);
 }
+
+/// `scim-sidecar migrate` then `check` on `examples/rest/scim-sidecar.toml`, as an
+/// integrator runs them in CI, against the running app: OK with both resource types; with a
+/// wrong key, `check` fails naming the credentials at the resources' lines.
+#[tokio::test]
+async fn the_example_passes_check_against_the_running_app() {
+    let app = RestApp::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.db");
+    std::fs::write(&state, "").expect("state db");
+    let run = |cmd: &'static str, key: String| {
+        let (base, state) = (app.base_url.clone(), state.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_scim-sidecar"))
+                .args([cmd, "--config"])
+                .arg(support::example_config("rest"))
+                .env("REST_BASE_URL", base)
+                .env("REST_API_KEY", key)
+                .env("SCIM_TOKEN", support::TOKEN)
+                .env("SCIM_SIDECAR_STATE", state)
+                .output()
+                .expect("run scim-sidecar")
+        })
+    };
+    let out = run("migrate", app.api_key.clone()).await.expect("migrate");
+    assert!(out.status.success(), "{out:?}");
+    let out = run("check", app.api_key.clone()).await.expect("check");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("/Users") && text.contains("/Groups"),
+        "{text}"
+    );
+    let out = run("check", "wrong".into()).await.expect("check");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("scim-sidecar.toml:")
+            && text.contains("refused the sidecar's credentials (401)"),
+        "{text}"
+    );
+}
