@@ -602,6 +602,32 @@ mod tests {
         assert!(matches!(e(302, ""), BackendError::Internal(_)));
     }
 
+    /// A create's `Location` (absolute or a path, with or without the base URL's own path)
+    /// becomes the path to read the new resource at.
+    #[test]
+    fn locations_are_made_relative_to_the_base_url() {
+        let c = Client::new(ClientConfig {
+            https: false,
+            host: "app".into(),
+            port: 8080,
+            prefix: "/api".into(),
+            tls: None,
+            headers: Vec::new(),
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            max_concurrency: 1,
+            retries: 0,
+        })
+        .expect("client");
+        assert_eq!(
+            c.relative("http://app:8080/api/users/7.json"),
+            "/users/7.json"
+        );
+        assert_eq!(c.relative("/api/users/7.json"), "/users/7.json");
+        assert_eq!(c.relative("/users/7.json"), "/users/7.json");
+        assert_eq!(c.relative("/apiary/x"), "/apiary/x");
+    }
+
     #[test]
     fn long_messages_are_truncated() {
         let long = format!(r#"{{"errors":["{}"]}}"#, "x".repeat(1000));
