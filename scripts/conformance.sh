@@ -3,7 +3,10 @@
 # shipped examples: the quickstart (SQLite); examples/postgres, examples/redmine and
 # examples/phpbb, each in its own database of one throwaway PostgreSQL; and
 # examples/wordpress-mysql (WordPress's own tables) on a throwaway MariaDB; examples/ldap on a
-# throwaway slapd started by examples/ldap/slapd.sh.
+# throwaway slapd started by examples/ldap/slapd.sh; examples/rest through the legacy admin API
+# of examples/legacy-admin-api (`cargo run --example legacy-admin-api`);
+# examples/active-directory on a throwaway Samba AD domain controller started by
+# examples/active-directory/samba.sh.
 #
 # Installs the pinned suite in a virtualenv under target/conformance-venv (once), builds the
 # debug binary (the profile `cargo test` already built), starts each example on free loopback
@@ -63,6 +66,7 @@ fi
 
 echo "== cargo build --locked"
 cargo build --locked --quiet
+cargo build --locked --quiet --example legacy-admin-api
 
 # === processes, stopped on exit ===
 WORK="$(mktemp -d -t scim-conformance.XXXXXX)"
@@ -70,6 +74,7 @@ PIDS=()
 PG_DATA=""
 MY_PID=""
 SLAPD_STOP=""
+SAMBA_STOP=""
 as_pg=()
 cleanup() {
     for pid in "${PIDS[@]}"; do
@@ -82,6 +87,10 @@ cleanup() {
     fi
     if [ -n "$SLAPD_STOP" ]; then
         bash -c "$SLAPD_STOP" >/dev/null 2>&1 || true
+    fi
+    # Samba's ports are fixed: a DC left running would stop the next one (the tests' own).
+    if [ -n "$SAMBA_STOP" ]; then
+        bash -c "$SAMBA_STOP" >/dev/null 2>&1 || true
     fi
     if [ -n "$PG_DATA" ]; then
         "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
@@ -256,9 +265,67 @@ run_ldap_example() {
         LDAP_BASE_DN="$LDAP_BASE_DN" SCIM_SIDECAR_STATE="$state"
 }
 
+# run_ad_example: a throwaway Samba AD domain controller with the example's OUs (the
+# example's own script; stopped in `cleanup`), the state database (SQLite) created by
+# `migrate`, then the suite.
+run_ad_example() {
+    local out
+    if ! out="$(examples/active-directory/samba.sh)"; then
+        echo "active-directory: examples/active-directory/samba.sh failed" >&2
+        return 1
+    fi
+    eval "$out"
+    local state="$WORK/ad-state.db"
+    : >"$state"
+    if ! env SCIM_SIDECAR_STATE="$state" LDAP_URL="$LDAP_URL" LDAP_BIND_DN="$LDAP_BIND_DN" \
+        LDAP_BIND_PASSWORD="$LDAP_BIND_PASSWORD" LDAP_BASE_DN="$LDAP_BASE_DN" \
+        LDAP_CA_FILE="$LDAP_CA_FILE" \
+        "$BIN" migrate --config examples/active-directory/scim-sidecar.toml \
+        >"$WORK/migrate-ad.log" 2>&1; then
+        echo "active-directory: scim-sidecar migrate failed:" >&2
+        cat "$WORK/migrate-ad.log" >&2
+        return 1
+    fi
+    run_example active-directory examples/active-directory/scim-sidecar.toml \
+        LDAP_URL="$LDAP_URL" LDAP_BIND_DN="$LDAP_BIND_DN" \
+        LDAP_BIND_PASSWORD="$LDAP_BIND_PASSWORD" LDAP_BASE_DN="$LDAP_BASE_DN" \
+        LDAP_CA_FILE="$LDAP_CA_FILE" SCIM_SIDECAR_STATE="$state"
+}
+
+# run_rest_example: the legacy admin API (the example program, its data in memory) on a free
+# port with a random key, the state database created by `migrate`, then the suite.
+run_rest_example() {
+    local port key state
+    port="$(free_port)"
+    key="$("$PY" -c 'import secrets; print(secrets.token_hex(16))')"
+    LEGACY_API_LISTEN="127.0.0.1:$port" REST_API_KEY="$key" \
+        target/debug/examples/legacy-admin-api >"$WORK/legacy-admin-api.log" 2>&1 &
+    PIDS+=("$!")
+    local tries=0
+    until curl -s -o /dev/null "http://127.0.0.1:$port/users.json"; do
+        tries=$((tries + 1))
+        if [ "$tries" -ge 200 ]; then
+            echo "rest: the legacy admin API did not start; its log:" >&2
+            cat "$WORK/legacy-admin-api.log" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+    state="$WORK/rest-state.db"
+    : >"$state"
+    if ! env REST_BASE_URL="http://127.0.0.1:$port" REST_API_KEY="$key" SCIM_SIDECAR_STATE="$state" \
+        "$BIN" migrate --config examples/rest/scim-sidecar.toml >"$WORK/migrate-rest.log" 2>&1; then
+        echo "rest: scim-sidecar migrate failed:" >&2
+        cat "$WORK/migrate-rest.log" >&2
+        return 1
+    fi
+    run_example rest examples/rest/scim-sidecar.toml REST_BASE_URL="http://127.0.0.1:$port" \
+        REST_API_KEY="$key" SCIM_SIDECAR_STATE="$state"
+}
+
 failed=0
 # CONFORMANCE_ONLY=phpbb (a space-separated list) runs only those examples, while working on one.
-only=" ${CONFORMANCE_ONLY:-quickstart postgres redmine phpbb wordpress-mysql ldap} "
+only=" ${CONFORMANCE_ONLY:-quickstart postgres redmine phpbb wordpress-mysql ldap rest active-directory} "
 
 if [[ "$only" == *" quickstart "* ]]; then
     run_example quickstart examples/quickstart/scim-sidecar.toml QUICKSTART_DB="$WORK/app.db" ||
@@ -287,6 +354,14 @@ fi
 
 if [[ "$only" == *" ldap "* ]]; then
     run_ldap_example || failed=1
+fi
+
+if [[ "$only" == *" rest "* ]]; then
+    run_rest_example || failed=1
+fi
+
+if [[ "$only" == *" active-directory "* ]]; then
+    run_ad_example || failed=1
 fi
 
 if [ "$failed" -ne 0 ]; then

@@ -65,6 +65,29 @@ struct TimeoutLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartialLabels {
+    store: &'static str,
+    step: &'static str,
+}
+
+/// Writes left half-done, process-wide: counted where the store finds out (deep in a backend,
+/// which holds no [`Metrics`]), exported by every [`Metrics`] (they share the family).
+fn partial_writes() -> &'static Family<PartialLabels, Counter> {
+    static FAMILY: std::sync::OnceLock<Family<PartialLabels, Counter>> = std::sync::OnceLock::new();
+    FAMILY.get_or_init(Family::default)
+}
+
+/// Counts a request whose store could not do one step, nor undo the steps before it (a store
+/// without multi-entry transactions, such as LDAP): the store is left as neither the request
+/// nor its failure says. `store` is the store's kind, `step` what was left undone
+/// (`group_follow`, `undo_create`, …). The caller logs the details.
+pub fn partial_write(store: &'static str, step: &'static str) {
+    partial_writes()
+        .get_or_create(&PartialLabels { store, step })
+        .inc();
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: &'static str,
 }
@@ -211,6 +234,13 @@ impl Metrics {
             "scim_sidecar_config_info",
             "The config being served: 1 for the hash of its file (SHA-256, first 16 hex digits)",
             config_info.clone(),
+        );
+        registry.register(
+            "scim_sidecar_store_partial_writes",
+            "Requests the store could neither complete nor undo (a store without transactions \
+             across entries, such as LDAP), by store and the step left undone; each is logged \
+             with what to repair",
+            partial_writes().clone(),
         );
         registry.register(
             "scim_sidecar_build_info",
@@ -381,5 +411,33 @@ impl crate::mapping::Observer for Metrics {
                 kind: kind.to_owned(),
             })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A half-done write counted deep in a store shows in every exposition, by store and step.
+    #[test]
+    fn partial_writes_are_exported() {
+        let m = Metrics::new();
+        partial_write("ldap", "group_follow");
+        partial_write("ldap", "group_follow");
+        let text = m.render();
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("scim_sidecar_store_partial_writes_total{")
+                    && l.contains("store=\"ldap\"")
+                    && l.contains("step=\"group_follow\"")
+            })
+            .unwrap_or_else(|| panic!("no partial-write line in:\n{text}"));
+        let n: u64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default();
+        assert!(n >= 2, "{line}");
     }
 }

@@ -416,8 +416,7 @@ pub trait Table: Send + Sync {
     /// Rewrites existing row `key` as an [`Table::insert`] of `values` and `members` would
     /// have written it (a soft-deleted resource brought back by a create): given fields
     /// written, absent ones as an insert leaves them (cleared, or the store's default).
-    /// The default writes every field (`Null` for absent ones) and replaces the members
-    /// when there are some to set (a store without membership takes no member change).
+    /// The default is [`rewrite`].
     async fn revive(
         &self,
         key: &str,
@@ -425,19 +424,40 @@ pub trait Table: Send + Sync {
         members: Vec<String>,
         load_members: bool,
     ) -> Result<Row, BackendError> {
-        let set: Vec<(usize, Value)> = values.into_iter().enumerate().collect();
-        let members = if members.is_empty() {
-            Vec::new()
-        } else {
-            vec![MemberChange::Replace(members)]
-        };
-        self.update(
+        rewrite(self, key, values, members, load_members).await
+    }
+    /// [`Table::search`] over the rows a soft delete took out of the resource's place too
+    /// (an LDAP entry moved to its `disabled_base`): where a create finds the soft-deleted
+    /// resource of the same name to bring back. The default: [`Table::search`], for a store
+    /// that leaves soft-deleted rows where they were.
+    async fn search_retired(&self, search: Search) -> Result<Found, BackendError> {
+        self.search(search).await
+    }
+}
+
+/// [`Table::revive`] as an update: writes every field (`Null` for absent ones) and replaces
+/// the members when there are some to set (a store without membership takes no member
+/// change).
+pub async fn rewrite<T: Table + ?Sized>(
+    table: &T,
+    key: &str,
+    values: Vec<Value>,
+    members: Vec<String>,
+    load_members: bool,
+) -> Result<Row, BackendError> {
+    let set: Vec<(usize, Value)> = values.into_iter().enumerate().collect();
+    let members = if members.is_empty() {
+        Vec::new()
+    } else {
+        vec![MemberChange::Replace(members)]
+    };
+    table
+        .update(
             key,
             load_members,
             Box::new(move |_| Ok(Change { set, members })),
         )
         .await
-    }
 }
 
 /// Where something lives in a store, as that store's kind parsed it from the mapping file: a

@@ -326,7 +326,7 @@ impl Overlay {
         }
         let found = self
             .inner
-            .search(Search {
+            .search_retired(Search {
                 predicate: Predicate::And(vec![
                     Predicate::KeyIn(dead),
                     self.lower(&Predicate::Or(conds)).await?,
@@ -412,6 +412,7 @@ impl Table for Overlay {
                 .await;
             if let Err(u) = undone {
                 tracing::error!(resource_type = %self.resource_type, id = %row.key, error = %u, "could not undo a create whose kept values failed; the resource exists without them");
+                crate::metrics::partial_write("state", "undo_create");
             }
             return Err(e);
         }

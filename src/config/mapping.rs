@@ -25,12 +25,13 @@ use crate::scim::filter::parse_patch_path;
 use crate::scim::schema::{self, AttrType, Mutability, Returned, Uniqueness};
 
 /// Keys of `[resource.X]` that every kind of store shares; every other key is the store's.
-const RESOURCE_KEYS: [&str; 8] = [
+const RESOURCE_KEYS: [&str; 9] = [
     "backend",
     "schema",
     "endpoint",
     "description",
     "on_delete",
+    "groups",
     "map",
     "set",
     "members",
@@ -290,7 +291,7 @@ impl Cx<'_> {
         };
         let (common_raw, store_raw) = split(table, r.span(), &RESOURCE_KEYS);
         let common_table = common_raw.get_ref().as_table()?;
-        let (scalars, _) = split(common_table, r.span(), &RESOURCE_KEYS[..5]);
+        let (scalars, _) = split(common_table, r.span(), &RESOURCE_KEYS[..6]);
         let common: RawResource = self.deserialize(&scalars, &format!("[resource.{name}]"))?;
         let at = |v: &Option<S>| v.as_ref().map_or(o.clone(), |s| self.origin(s.span()));
         let (delete_at, endpoint_at) = (at(&common.on_delete), at(&common.endpoint));
@@ -348,6 +349,10 @@ impl Cx<'_> {
         };
         let members = entry(common_table, "members")
             .and_then(|m| self.members(m, kind, &format!("[resource.{name}] members")));
+        let groups = common.groups.as_ref().and_then(|g| {
+            let go = self.origin(g.span());
+            self.opt_string(&common.groups, "groups").map(|t| (t, go))
+        });
         let mut set = Vec::new();
         if let Some(s) = entry(common_table, "set") {
             match s.get_ref().as_table() {
@@ -404,6 +409,7 @@ impl Cx<'_> {
             attrs,
             set,
             members,
+            groups,
             origin: o.clone(),
         })
     }

@@ -338,6 +338,8 @@ pub struct RawResource {
     pub description: Option<S>,
     /// `hard` or `soft`.
     pub on_delete: Option<S>,
+    /// The group type whose members this type's read-only `groups` shows.
+    pub groups: Option<S>,
 }
 
 /// One `[resource.X.set]` entry: a constant, or `{ value | now | template, on }`.

@@ -216,6 +216,7 @@ fn full_type(spec: &ResourceSpec, custom: &[Schema]) -> ResourceType {
         extensions,
         common: schema::common_attributes(true),
         membership: members_attr,
+        groups_from: spec.groups.as_ref().map(|(g, _)| g.clone()),
         known,
     }
 }
@@ -521,6 +522,42 @@ pub async fn build(
             }
         },
     };
+    // `groups = "Group"`: a type whose members are of this type.
+    if let Some((g, origin)) = &spec.groups {
+        let listing = all.iter().find(|r| r.name.eq_ignore_ascii_case(g));
+        let fits = listing
+            .and_then(|r| r.members.as_ref())
+            .is_some_and(|m| m.member_type.eq_ignore_ascii_case(&spec.name));
+        if !fits {
+            let candidates: Vec<&str> = all
+                .iter()
+                .filter(|r| {
+                    r.members
+                        .as_ref()
+                        .is_some_and(|m| m.member_type.eq_ignore_ascii_case(&spec.name))
+                })
+                .map(|r| r.name.as_str())
+                .collect();
+            problems.push(Problem::error(
+                origin,
+                match listing {
+                    None => format!("groups = \"{g}\": no [resource.{g}] is defined"),
+                    Some(_) => format!(
+                        "groups = \"{g}\": [resource.{g}] has no members of type '{}'",
+                        spec.name
+                    ),
+                },
+                Some(if candidates.is_empty() {
+                    format!(
+                        "map a group type with members = {{ …, type = \"{}\" }} first, or remove the key",
+                        spec.name
+                    )
+                } else {
+                    format!("name one of: {}", candidates.join(", "))
+                }),
+            ));
+        }
+    }
     // Problems so far do not stop the store check: `check` reports everything at once.
     let member_of = all
         .iter()
@@ -1291,6 +1328,13 @@ fn publish(
         out
     };
     let mut core = filter_schema(&full.schema, None);
+    if full.groups_from.is_some() {
+        if let Some(g) = schema::builtin(schema::USER_URN).and_then(|u| u.attribute("groups")) {
+            let mut g = g.clone();
+            g.mutability = Mutability::ReadOnly;
+            core.attributes.push(g);
+        }
+    }
     if full.membership.is_some() {
         if let Some(m) = schema::builtin(schema::GROUP_URN).and_then(|g| g.attribute("members")) {
             let mut m = m.clone();

@@ -93,6 +93,9 @@ pub struct ResourceSpec {
     pub set: Vec<SetSpec>,
     /// Group membership, when this type has members.
     pub members: Option<MemberMap>,
+    /// `groups = "Group"`: the group type whose memberships this type's read-only `groups`
+    /// attribute shows, and where the key is written.
+    pub groups: Option<(String, Origin)>,
     /// Where the `[resource.X]` table starts.
     pub origin: Origin,
 }

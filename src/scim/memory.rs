@@ -37,6 +37,7 @@ impl Memory {
                 extensions: vec![],
                 common: schema::common_attributes(true),
                 membership: membership.then(|| "members".to_owned()),
+                groups_from: None,
                 known: vec![core],
             },
             rows: Mutex::new((0, BTreeMap::new())),

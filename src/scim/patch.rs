@@ -656,6 +656,7 @@ mod tests {
             extensions: vec![],
             common: schema::common_attributes(true),
             membership: Some("members".into()),
+            groups_from: None,
             known: vec![full],
         }
     }

@@ -897,6 +897,7 @@ pub(crate) mod tests {
             }],
             common: schema::common_attributes(true),
             membership: None,
+            groups_from: None,
             known: vec![full, ent_full],
         }
     }
@@ -911,6 +912,7 @@ pub(crate) mod tests {
             extensions: vec![],
             common: schema::common_attributes(true),
             membership: Some("members".into()),
+            groups_from: None,
             known: vec![full],
         }
     }

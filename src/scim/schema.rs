@@ -292,6 +292,10 @@ pub struct ResourceType {
     /// The multi-valued attribute whose values are memberships handled by the store directly
     /// (`members` of a Group), if any.
     pub membership: Option<String>,
+    /// The resource type whose memberships list resources of this one (`Group` for users),
+    /// when this type's read-only `groups` attribute is computed from them: `groups =
+    /// "Group"` in its `[resource.X]`.
+    pub groups_from: Option<String>,
     /// The unfiltered schemas, so messages can tell "not stored" from "unknown".
     pub known: Vec<Schema>,
 }
@@ -537,6 +541,7 @@ mod tests {
             }],
             common: common_attributes(false),
             membership: None,
+            groups_from: None,
             known: vec![user, ent],
         }
     }

@@ -616,10 +616,11 @@ impl<P: Provider> Service<P> {
             r.etag = Some(etag);
             return Ok(r);
         }
-        let mut r = Response::json(
-            StatusCode::OK,
-            &self.render_owned(rt, &mut stored, etag.clone(), &req.base, &proj),
-        );
+        let id = stored.id.clone();
+        let mut out = self.render_owned(rt, &mut stored, etag.clone(), &req.base, &proj);
+        self.add_groups(rt, &proj, &req.base, &id, &mut out.obj)
+            .await?;
+        let mut r = Response::json(StatusCode::OK, &out);
         r.etag = Some(etag);
         r.hold = hold;
         Ok(r)
@@ -658,7 +659,11 @@ impl<P: Provider> Service<P> {
         let hold = self.reserve(query.members).await?;
         let mut page = p.list(query).await?;
         let hold = keep(hold, page.resources.iter().map(members_of).sum());
-        let resources: Vec<Rendered<'_>> = page
+        let ids: Vec<String> = match rt.groups_from {
+            Some(_) => page.resources.iter().map(|s| s.id.clone()).collect(),
+            None => Vec::new(),
+        };
+        let mut resources: Vec<Rendered<'_>> = page
             .resources
             .iter_mut()
             .map(|s| {
@@ -666,6 +671,10 @@ impl<P: Provider> Service<P> {
                 self.render_owned(rt, s, v, &req.base, &proj)
             })
             .collect();
+        for (out, id) in resources.iter_mut().zip(&ids) {
+            self.add_groups(rt, &proj, &req.base, id, &mut out.obj)
+                .await?;
+        }
         let mut r = Response::json(
             StatusCode::OK,
             &list::ListResponse {
@@ -819,6 +828,75 @@ impl<P: Provider> Service<P> {
                 self.settings.retry_after,
             )),
         }
+    }
+
+    /// Adds the read-only `groups` of resource `id` to its output `obj` when its type
+    /// computes them ([`ResourceType::groups_from`]) and the projection shows them: the
+    /// groups of that type whose members hold `id`, found by the group type's own filter
+    /// `members.value eq "id"` (one search, more pages only past `max_count` groups). Not
+    /// part of the resource's version: a membership change is the group's, not the user's.
+    async fn add_groups(
+        &self,
+        rt: &ResourceType,
+        proj: &Projection,
+        base: &BaseUrl,
+        id: &str,
+        obj: &mut resource::Object,
+    ) -> Result<(), ScimError> {
+        let Some(group_type) = &rt.groups_from else {
+            return Ok(());
+        };
+        if !proj.wants(rt, "groups") {
+            return Ok(());
+        }
+        let Some(gp) = self
+            .providers
+            .iter()
+            .find(|p| p.resource_type().name == *group_type)
+        else {
+            return Ok(());
+        };
+        let endpoint = gp.resource_type().endpoint.clone();
+        let filter = super::filter::parse_filter(&format!(
+            "members.value eq {}",
+            Value::String(id.to_owned())
+        ))
+        .map_err(|e| ScimError::internal(format!("the groups of '{id}': {e}")))?;
+        let mut groups = Vec::new();
+        loop {
+            let page = gp
+                .list(Query {
+                    filter: Some(filter.clone()),
+                    sort_by: None,
+                    descending: false,
+                    offset: groups.len() as u64,
+                    limit: self.settings.max_count.max(1),
+                    members: false,
+                })
+                .await?;
+            let got = page.resources.len();
+            for g in page.resources {
+                let mut entry = resource::Object::new();
+                entry.insert("value".into(), Value::String(g.id.clone()));
+                entry.insert(
+                    "$ref".into(),
+                    Value::String(base.location(&endpoint, &g.id)),
+                );
+                if let Some(name) = g.attrs.get("displayName").and_then(Value::as_str) {
+                    entry.insert("display".into(), Value::String(name.to_owned()));
+                }
+                entry.insert("type".into(), Value::String("direct".into()));
+                groups.push(Value::Object(entry));
+            }
+            if got == 0 || groups.len() as u64 >= page.total {
+                break;
+            }
+        }
+        if !groups.is_empty() {
+            obj.insert("groups".into(), Value::Array(groups));
+            proj.apply(rt, obj);
+        }
+        Ok(())
     }
 
     fn loads_members(&self, rt: &ResourceType, proj: &Projection) -> bool {

@@ -429,3 +429,212 @@ async fn r014_groups_larger_than_a_response_are_refused_whole_and_read_without_m
         .json();
     assert_eq!(small["members"].as_array().map(Vec::len), Some(3));
 }
+
+/// The quickstart's schema next to a variant of its config (which names it relatively).
+fn copy_schema(dir: &tempfile::TempDir) {
+    std::fs::copy(
+        crate::support::quickstart_config().with_file_name("schema.sql"),
+        dir.path().join("schema.sql"),
+    )
+    .expect("schema.sql");
+}
+
+/// The quickstart with `groups = "Group"` on its users, written where an integrator writes it.
+async fn with_user_groups(dir: &tempfile::TempDir) -> Sidecar {
+    let text = std::fs::read_to_string(crate::support::quickstart_config()).expect("quickstart");
+    let text = text.replacen(
+        "[resource.User]\n",
+        "[resource.User]\ngroups = \"Group\"\n",
+        1,
+    );
+    let path = dir.path().join("groups.toml");
+    std::fs::write(&path, text).expect("config");
+    copy_schema(dir);
+    Sidecar::start(Options {
+        config: Some(path),
+        ..Default::default()
+    })
+    .await
+}
+
+/// `groups = "Group"`: a user reads back with the groups that list it — `value`, `$ref`,
+/// `display`, `type` "direct" — by id and in lists, computed from the group store, so a
+/// membership change shows at once; discovery publishes `groups` read-only; `groups` sent in a
+/// body is ignored (RFC 7644 §3.5.1); projection leaves it out like any attribute; the user's
+/// ETag does not move with its groups (a membership is the group's state).
+#[tokio::test]
+async fn users_show_their_groups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = with_user_groups(&dir).await;
+    let ids = users(&s, 2).await;
+    let g1 = s.group("Readers").await;
+    let g2 = s.group("Writers").await;
+    let add =
+        |id: &str| patch_body(json!([{"op": "add", "path": "members", "value": [{"value": id}]}]));
+    s.client
+        .patch(&format!("/scim/v2/Groups/{g1}"), &add(&ids[0]))
+        .await
+        .expect(204);
+    let before = s
+        .client
+        .get(&format!("/scim/v2/Users/{}", ids[0]))
+        .await
+        .expect(200);
+    let etag = before.header("etag").expect("etag");
+    s.client
+        .patch(&format!("/scim/v2/Groups/{g2}"), &add(&ids[0]))
+        .await
+        .expect(204);
+    let u = s
+        .client
+        .get(&format!("/scim/v2/Users/{}", ids[0]))
+        .await
+        .expect(200);
+    assert_eq!(u.header("etag"), Some(etag));
+    let u = u.json();
+    let groups = u["groups"].as_array().expect("groups");
+    let mut got: Vec<(String, String)> = groups
+        .iter()
+        .map(|g| {
+            assert_eq!(g["type"], "direct", "{g}");
+            let v = g["value"].as_str().expect("value").to_owned();
+            assert!(
+                g["$ref"]
+                    .as_str()
+                    .expect("$ref")
+                    .ends_with(&format!("/scim/v2/Groups/{v}")),
+                "{g}"
+            );
+            (v, g["display"].as_str().expect("display").to_owned())
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (g1.clone(), "Readers".to_owned()),
+        (g2.clone(), "Writers".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // The other user is in no group: no `groups` at all.
+    let other = s
+        .client
+        .get(&format!("/scim/v2/Users/{}", ids[1]))
+        .await
+        .expect(200)
+        .json();
+    assert!(other.get("groups").is_none(), "{other}");
+    // Lists show each user's own.
+    let list = s
+        .client
+        .get("/scim/v2/Users?filter=userName%20sw%20%22member%22")
+        .await
+        .expect(200)
+        .json();
+    let shown: Vec<usize> = list["Resources"]
+        .as_array()
+        .expect("Resources")
+        .iter()
+        .map(|u| u["groups"].as_array().map_or(0, Vec::len))
+        .collect();
+    assert_eq!(shown.iter().sum::<usize>(), 2, "{list}");
+    // Projection.
+    let p = s
+        .client
+        .get(&format!(
+            "/scim/v2/Users/{}?excludedAttributes=groups",
+            ids[0]
+        ))
+        .await
+        .expect(200)
+        .json();
+    assert!(p.get("groups").is_none(), "{p}");
+    let p = s
+        .client
+        .get(&format!(
+            "/scim/v2/Users/{}?attributes=groups.display",
+            ids[0]
+        ))
+        .await
+        .expect(200)
+        .json();
+    assert!(p["groups"][0].get("value").is_none(), "{p}");
+    assert!(p["groups"][0]["display"].is_string(), "{p}");
+    // A membership removed is gone from the user at once.
+    s.client
+        .patch(
+            &format!("/scim/v2/Groups/{g1}"),
+            &patch_body(
+                json!([{"op": "remove", "path": format!("members[value eq \"{}\"]", ids[0])}]),
+            ),
+        )
+        .await
+        .expect(204);
+    let u = s
+        .client
+        .get(&format!("/scim/v2/Users/{}", ids[0]))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(u["groups"].as_array().map(Vec::len), Some(1), "{u}");
+    // Sent in a body, it is ignored: read-only.
+    let mut body = user("member0");
+    body["active"] = json!(true);
+    body["groups"] = json!([{"value": g1}]);
+    s.client
+        .put(&format!("/scim/v2/Users/{}", ids[0]), &body)
+        .await
+        .expect(200);
+    assert_eq!(members(&s, &g1), Vec::<String>::new());
+    // Discovery publishes it read-only.
+    let schema = s
+        .client
+        .get("/scim/v2/Schemas/urn:ietf:params:scim:schemas:core:2.0:User")
+        .await
+        .expect(200)
+        .json();
+    let attr = schema["attributes"]
+        .as_array()
+        .expect("attributes")
+        .iter()
+        .find(|a| a["name"] == "groups")
+        .cloned()
+        .expect("groups published");
+    assert_eq!(attr["mutability"], "readOnly");
+}
+
+/// `groups` naming a type that does not list users is a start-up problem at its line, with
+/// the types that would do.
+#[tokio::test]
+async fn user_groups_must_name_a_group_type_of_users() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(crate::support::quickstart_config()).expect("quickstart");
+    let text = text.replacen(
+        "[resource.User]\n",
+        "[resource.User]\ngroups = \"Teams\"\n",
+        1,
+    );
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, &text).expect("config");
+    copy_schema(&dir);
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("groups = "))
+        .expect("line")
+        + 1;
+    let env = crate::support::quickstart_env(
+        &dir.path().join("app.db"),
+        "127.0.0.1:9".parse().expect("addr"),
+    );
+    let config = crate::support::load(&path, &env);
+    let metrics = std::sync::Arc::new(scim_sidecar::metrics::Metrics::new());
+    let report = match scim_sidecar::app::build(&config, metrics).await {
+        Ok(_) => panic!("accepted groups = \"Teams\""),
+        Err(problems) => scim_sidecar::config::report(&problems),
+    };
+    assert!(
+        report.contains("groups = \"Teams\": no [resource.Teams] is defined"),
+        "{report}"
+    );
+    assert!(report.contains(&format!(":{line}:")), "{report}");
+    assert!(report.contains("name one of: Group"), "{report}");
+}

@@ -63,6 +63,16 @@ async fn open(tree: ldap::Subtree) -> Dir {
 /// The users of `tree` through `url`, with `extra` lines in `[backend.dir]`; `Err` is the
 /// start-up report.
 async fn open_with(tree: ldap::Subtree, url: &str, extra: &str) -> Result<Dir, String> {
+    open_as(tree, url, extra, (ldap::ADMIN_DN, ldap::ADMIN_PASSWORD)).await
+}
+
+/// [`open_with`], bound as `bind` (DN and password).
+async fn open_as(
+    tree: ldap::Subtree,
+    url: &str,
+    extra: &str,
+    bind: (&str, &str),
+) -> Result<Dir, String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let state_db = dir.path().join("state.db");
     std::fs::write(&state_db, "").expect("state db");
@@ -71,8 +81,8 @@ async fn open_with(tree: ldap::Subtree, url: &str, extra: &str) -> Result<Dir, S
          [backend.dir]\ntype = \"ldap\"\nurl = \"{}\"\nbind_dn = \"{}\"\nbind_password = \"{}\"\npool_size = 2\n{extra}\n\n\
          [state]\nbackend = \"state\"\n\n[backend.state]\ntype = \"sqlite\"\npath = \"{}\"\n{}",
         url,
-        ldap::ADMIN_DN,
-        ldap::ADMIN_PASSWORD,
+        bind.0,
+        bind.1,
         state_db.display(),
         resources(&tree.people)
     );
@@ -486,6 +496,64 @@ async fn deletes_remove_the_entry() {
         .delete(&ann.key, DeleteMode::Hard, Box::new(|_| Ok(())))
         .await;
     assert!(matches!(again, Err(BackendError::NotFound)), "{again:?}");
+}
+
+/// A directory that limits each search of its service account (Active Directory's
+/// MaxPageSize, OpenLDAP's `sizelimit`; 5 here) still lists every user: the sidecar reads
+/// with the Simple Paged Results control. Sent unpaged (`page_size = 0`), the same search is
+/// refused naming the directory's limit, never cut short to a wrong list.
+#[tokio::test]
+async fn a_size_limited_directory_is_read_in_pages() {
+    support::init();
+    let Some(server) = ldap::private_limited(5) else {
+        return;
+    };
+    let tree = server.subtree("paged").await;
+    let url = tree.url.clone();
+    let svc = (ldap::SVC_DN, ldap::SVC_PASSWORD);
+    let d = open_as(tree.clone(), &url, "page_size = 4", svc)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let want: BTreeSet<String> = (0..12).map(|i| format!("user{i:02}")).collect();
+    for name in &want {
+        d.add(&[("userName", name)]).await;
+    }
+    assert_eq!(d.names(Predicate::True).await, want);
+    // The sidecar's own limit still holds across pages.
+    let capped = open_as(tree.clone(), &url, "page_size = 4\nmax_results = 10", svc)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = mapping::paging::page(
+        capped.users.as_ref(),
+        Predicate::True,
+        Sort::default(),
+        0,
+        100,
+        false,
+    )
+    .await
+    .expect_err("more than max_results");
+    assert!(
+        matches!(&err, BackendError::TooLarge { detail, .. } if detail.contains("more than 10")),
+        "{err:?}"
+    );
+    let unpaged = open_as(tree, &url, "page_size = 0", svc)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = mapping::paging::page(
+        unpaged.users.as_ref(),
+        Predicate::True,
+        Sort::default(),
+        0,
+        100,
+        false,
+    )
+    .await
+    .expect_err("the directory's limit");
+    assert!(
+        matches!(&err, BackendError::TooLarge { detail, .. } if detail.contains("directory stopped the search after 5 entries")),
+        "{err:?}"
+    );
 }
 
 /// A directory that goes down answers `Unavailable` (503 with Retry-After), not an error
@@ -1213,7 +1281,8 @@ homeDirectory = {{ template = "/home/{{userName}}" }}
 
 /// `disabled_base`: `DELETE` of a soft-deleting type moves the entry out of the base into
 /// the disabled OU (keeping its entryUUID) and out of the groups listing it; the resource is
-/// gone for SCIM (404) and no longer under the base the app reads.
+/// gone for SCIM (404) and no longer under the base the app reads. A later create of the
+/// same userName moves the same entry back, with the same id.
 #[tokio::test]
 async fn deletes_can_move_entries_to_a_disabled_ou() {
     let Some(tree) = ldap::subtree("disabled").await else {
@@ -1306,6 +1375,44 @@ displayName = "cn"
         group["members"].as_array().is_none_or(|m| m.is_empty()),
         "{group}"
     );
+    // A create the directory refuses (no familyName: inetOrgPerson requires sn) is 400
+    // with the directory's message, and leaves the entry where the delete put it: brought
+    // back for the rewrite, it is moved out again when the rewrite fails.
+    let refused = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "gone"
+            }),
+        )
+        .await
+        .scim_error(400, Some("invalidValue"));
+    assert!(refused.contains("requires attribute 'sn'"), "{refused}");
+    assert_eq!(server.entries(&disabled, "(uid=gone)").await.len(), 1);
+    assert!(server.entries(&tree.people, "(uid=gone)").await.is_empty());
+    // A create of the same userName brings the same entry back under the base (RFC 7644
+    // §3.6 leaves it to the service; the sidecar revives rather than duplicates).
+    let again = c
+        .post(
+            "/scim/v2/Users",
+            &serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": "gone",
+                "name": { "familyName": "Back" }
+            }),
+        )
+        .await
+        .expect(201)
+        .json();
+    assert_eq!(again["id"], id.as_str(), "{again}");
+    assert_eq!(again["name"]["familyName"], "Back");
+    assert!(server.entries(&disabled, "(uid=gone)").await.is_empty());
+    let back = server.entries(&tree.people, "(uid=gone)").await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].attrs["entryUUID"], vec![id.clone()]);
+    assert_eq!(back[0].attrs["sn"], vec!["Back".to_owned()]);
+    c.get(&format!("/scim/v2/Users/{id}")).await.expect(200);
 }
 
 /// Drives one kind of group through HTTP: `class` and `members` (the TOML of the group's
@@ -1751,4 +1858,83 @@ cn = {{ template = "{{userName}}" }}
         .expect(200)
         .json();
     assert_eq!(found["totalResults"], 1);
+}
+
+/// `groups = "Group"` on directory users: a user shows the groupOfNames entries whose
+/// `member` lists its DN (one search of the group base), with their ids and names; a group
+/// that does not list it, or the empty-group placeholder, does not show.
+#[tokio::test]
+async fn users_show_the_groups_listing_them() {
+    let Some(tree) = ldap::subtree("usergroups").await else {
+        return;
+    };
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson"]
+groups = "Group"
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+
+[resource.Group]
+backend = "dir"
+base = "{groups}"
+rdn = "cn={{displayName}}"
+object_classes = ["groupOfNames"]
+members = {{ attribute = "member", empty = "cn=nobody" }}
+
+[resource.Group.map]
+displayName = "cn"
+"#,
+        people = tree.people,
+        groups = tree.groups,
+    );
+    let (s, _dir) = serve(&tree, &resources).await;
+    let user = |name: &str| {
+        serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": name,
+            "name": { "familyName": "F" }
+        })
+    };
+    let ivy = s.created("/scim/v2/Users", &user("ivy")).await;
+    let jo = s.created("/scim/v2/Users", &user("jo")).await;
+    let group = |name: &str, members: &[&str]| {
+        serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": name,
+            "members": members.iter().map(|m| serde_json::json!({"value": m})).collect::<Vec<_>>()
+        })
+    };
+    let ops = s
+        .created("/scim/v2/Groups", &group("ops", &[&ivy, &jo]))
+        .await;
+    s.created("/scim/v2/Groups", &group("empty", &[])).await;
+    s.created("/scim/v2/Groups", &group("others", &[&jo])).await;
+    let u = s
+        .client
+        .get(&format!("/scim/v2/Users/{ivy}"))
+        .await
+        .expect(200)
+        .json();
+    let groups = u["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 1, "{u}");
+    assert_eq!(groups[0]["value"], ops.as_str());
+    assert_eq!(groups[0]["display"], "ops");
+    assert_eq!(groups[0]["type"], "direct");
+    let j = s
+        .client
+        .get(&format!("/scim/v2/Users/{jo}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(j["groups"].as_array().map(Vec::len), Some(2), "{j}");
 }

@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 
 use crate::support::client::{patch_body, user};
-use crate::support::{Options, Sidecar, samba};
+use crate::support::{Sidecar, samba};
 
 /// `userAccountControl` ACCOUNTDISABLE.
 const DISABLED: u32 = 2;
@@ -20,38 +20,13 @@ struct Ad {
     sidecar: Sidecar,
     dc: &'static samba::Dc,
     tree: samba::Subtree,
-    _state: tempfile::TempDir,
 }
 
 /// The example's sidecar on a fresh OU, or `None` (the test skips) without Samba.
 async fn ad(name: &str) -> Option<Ad> {
-    crate::support::init();
+    let (sidecar, tree) = samba::example(name).await?;
     let dc = samba::server().await?;
-    let tree = dc.subtree(name).await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let db = state.path().join("state.db");
-    // What `touch` does before the first `migrate`, as the example says.
-    std::fs::write(&db, "").expect("state db");
-    let sidecar = Sidecar::start(Options {
-        config: Some(crate::support::example_config("active-directory")),
-        env: vec![
-            ("LDAP_URL", dc.url.clone()),
-            ("LDAP_BIND_DN", samba::ADMIN_DN.to_string()),
-            ("LDAP_BIND_PASSWORD", samba::ADMIN_PASSWORD.to_string()),
-            ("LDAP_BASE_DN", tree.dn.clone()),
-            ("LDAP_CA_FILE", dc.ca_file.display().to_string()),
-            ("SCIM_SIDECAR_STATE", db.display().to_string()),
-        ],
-        migrate: true,
-        ..Default::default()
-    })
-    .await;
-    Some(Ad {
-        sidecar,
-        dc,
-        tree,
-        _state: state,
-    })
+    Some(Ad { sidecar, dc, tree })
 }
 
 impl Ad {
@@ -621,4 +596,165 @@ fn a_wrong_flavour_is_named() {
                 .contains("flavour \"activedirectory\" is not \"ldap\" or \"active-directory\""),
         "{report}"
     );
+}
+
+/// A group's new `displayName` renames its entry (its `CN` is the RDN) and nothing else: AD
+/// refuses a modify of an RDN attribute (`notAllowedOnRDN`), so the sidecar must not write
+/// `cn` again after the modify-DN, by PATCH or by PUT. The id and the members stay.
+// See: issue #10
+#[tokio::test]
+async fn r10_group_rename_is_a_modify_dn() {
+    let Some(ad) = ad("rename").await else { return };
+    let c = &ad.sidecar.client;
+    let u = ad.create(user("ivy@example.test")).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let gid = c
+        .post(
+            "/scim/v2/Groups",
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Old Name",
+                    "members": [{"value": u}]}),
+        )
+        .await
+        .expect(201)
+        .json()["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = c
+        .patch(
+            &format!("/scim/v2/Groups/{gid}"),
+            &patch_body(json!([{"op": "Replace", "path": "displayName", "value": "New Name"}])),
+        )
+        .await;
+    assert!(
+        matches!(r.status.as_u16(), 200 | 204),
+        "{}: {}",
+        r.status,
+        r.text()
+    );
+    let cn = |name: &str| format!("(cn={name})");
+    assert!(
+        ad.dc
+            .entries(&ad.tree.groups, &cn("Old Name"))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        ad.dc
+            .value(&ad.tree.groups, &cn("New Name"), "cn")
+            .await
+            .as_deref(),
+        Some("New Name")
+    );
+    assert_eq!(samba::member_ids(&gid).await, vec![u.clone()]);
+
+    let put = c
+        .put(
+            &format!("/scim/v2/Groups/{gid}"),
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Third Name",
+                    "members": [{"value": u}]}),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(put["id"], gid.as_str());
+    assert_eq!(put["displayName"], "Third Name");
+    assert_eq!(
+        ad.dc
+            .value(&ad.tree.groups, &cn("Third Name"), "cn")
+            .await
+            .as_deref(),
+        Some("Third Name")
+    );
+    assert!(
+        ad.dc
+            .entries(&ad.tree.groups, &cn("New Name"))
+            .await
+            .is_empty()
+    );
+    assert_eq!(samba::member_ids(&gid).await, vec![u]);
+}
+
+/// AD keeps a `userPrincipalName` and a `sAMAccountName` unique in the whole domain, not
+/// only under the sidecar's OU where its own check looks: a create whose `userName` or
+/// `externalId` another account of the domain holds is `409 uniqueness`, whether or not it
+/// carries a password, never a refused password; nothing is created.
+// See: issue #10
+#[tokio::test]
+async fn r10_a_value_taken_elsewhere_in_the_domain_is_a_conflict() {
+    let Some(ad) = ad("taken").await else { return };
+    let other = ad.dc.subtree("elsewhere").await;
+    ad.dc
+        .add(
+            &format!("CN=jo,{}", other.users),
+            &[
+                ("objectClass", &["user"]),
+                ("userPrincipalName", &["jo@example.test"]),
+                ("sAMAccountName", &["jo-elsewhere"]),
+            ],
+        )
+        .await
+        .expect("an account outside the OU");
+    let c = &ad.sidecar.client;
+    for password in [None, Some("Corr3ct-Horse-Battery")] {
+        let mut body = user("jo@example.test");
+        body["externalId"] = json!("jo-here");
+        if let Some(p) = password {
+            body["password"] = json!(p);
+        }
+        c.post("/scim/v2/Users", &body)
+            .await
+            .scim_error(409, Some("uniqueness"));
+        let mut body = user("jo.here@example.test");
+        body["externalId"] = json!("jo-elsewhere");
+        if let Some(p) = password {
+            body["password"] = json!(p);
+        }
+        c.post("/scim/v2/Users", &body)
+            .await
+            .scim_error(409, Some("uniqueness"));
+    }
+    assert!(
+        ad.dc
+            .entries(&ad.tree.users, "(objectClass=user)")
+            .await
+            .is_empty(),
+        "nothing was created"
+    );
+}
+
+/// A `remove` of what AD will not let an account be without — `externalId` (the
+/// `sAMAccountName`) and `active` (`userAccountControl`) — is `400 invalidValue` naming the
+/// attribute, with AD's reason (as a NOT NULL column's is on SQL), not a 500; the account is
+/// unchanged.
+// See: issue #10
+#[tokio::test]
+async fn r10_removing_what_ad_keeps_is_refused_on_its_attribute() {
+    let Some(ad) = ad("keeps").await else { return };
+    let mut body = user("kim@example.test");
+    body["externalId"] = json!("kim");
+    let id = ad.create(body).await["id"].as_str().expect("id").to_owned();
+    for attr in ["externalId", "active"] {
+        let detail = ad
+            .sidecar
+            .client
+            .patch(
+                &format!("/scim/v2/Users/{id}"),
+                &patch_body(json!([{"op": "remove", "path": attr}])),
+            )
+            .await
+            .scim_error(400, Some("invalidValue"));
+        assert!(detail.contains(attr), "{attr}: {detail}");
+    }
+    let got = ad
+        .sidecar
+        .client
+        .get(&format!("/scim/v2/Users/{id}"))
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(got["externalId"], "kim", "{got}");
+    assert_eq!(got["active"], json!(false), "{got}");
 }

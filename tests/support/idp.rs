@@ -31,6 +31,15 @@ pub enum Target {
     /// `ou=groups`, `active` in `employeeType`; users are deleted. No mobile, department
     /// or manager.
     Ldap,
+    /// `examples/rest` through the legacy admin API (`examples/legacy-admin-api`): its
+    /// `users`, `groups` and `members` tables, read directly; users are deleted. No display
+    /// name, phones, title, department, employee number or manager.
+    Rest,
+    /// `examples/active-directory` on a Samba AD domain controller: `user` entries under
+    /// `OU=Users`, `group` entries under `OU=Groups`, ids that are objectGUIDs, `active` as
+    /// `userAccountControl`'s ACCOUNTDISABLE bit; users are deleted. Accounts created without
+    /// a password are created disabled. No mobile or manager.
+    ActiveDirectory,
 }
 
 impl Target {
@@ -46,6 +55,16 @@ impl Target {
             Target::Redmine => attr != "displayName",
             Target::Phpbb => matches!(attr, "userName" | "emails.work" | "externalId" | "active"),
             Target::Ldap => !matches!(attr, "phoneNumbers.mobile" | "department" | "manager"),
+            Target::ActiveDirectory => !matches!(attr, "phoneNumbers.mobile" | "manager"),
+            Target::Rest => matches!(
+                attr,
+                "userName"
+                    | "name.givenName"
+                    | "name.familyName"
+                    | "emails.work"
+                    | "externalId"
+                    | "active"
+            ),
         }
     }
 
@@ -111,8 +130,8 @@ pub fn attr<'a>(u: &'a Value, name: &str) -> &'a Value {
 
 /// One test per app: `per_target!(name)` runs `async fn name(target)` as `name::sqlite` (the
 /// quickstart), `name::postgres` (the helpdesk), `name::mariadb` (the helpdesk on MariaDB),
-/// `name::redmine` and `name::phpbb` (the server ones skipped when their server is not
-/// installed).
+/// `name::redmine`, `name::phpbb`, `name::ldap` (slapd), `name::rest` and `name::ad` (a Samba
+/// AD domain controller), the server ones skipped when their server is not installed.
 macro_rules! per_target {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -140,11 +159,19 @@ macro_rules! per_target {
             async fn ldap() {
                 super::$name(crate::support::idp::Target::Ldap).await
             }
+            #[tokio::test]
+            async fn rest() {
+                super::$name(crate::support::idp::Target::Rest).await
+            }
+            #[tokio::test]
+            async fn ad() {
+                super::$name(crate::support::idp::Target::ActiveDirectory).await
+            }
         }
     )*};
 }
 
-/// The target's sidecar, or returns from the test (PostgreSQL not installed: skipped).
+/// The target's sidecar, or returns from the test (its server not installed: skipped).
 macro_rules! start_target {
     ($target:expr) => {
         match crate::support::idp::start($target).await {
@@ -154,7 +181,8 @@ macro_rules! start_target {
     };
 }
 
-/// The target's sidecar, or `None` when PostgreSQL is not installed.
+/// The target's sidecar, or `None` when its server (PostgreSQL, MariaDB, slapd, Samba) is not
+/// installed.
 pub async fn start(target: Target) -> Option<Sidecar> {
     match target {
         Target::Quickstart => Some(Sidecar::quickstart().await),
@@ -163,6 +191,8 @@ pub async fn start(target: Target) -> Option<Sidecar> {
         Target::Redmine => Sidecar::example("redmine", Store::Postgres, None).await,
         Target::Phpbb => Sidecar::example("phpbb", Store::Postgres, None).await,
         Target::Ldap => super::ldap::example().await,
+        Target::Rest => Some(super::rest_app::example().await),
+        Target::ActiveDirectory => super::samba::example("idp").await.map(|(s, _)| s),
     }
 }
 
@@ -172,7 +202,14 @@ pub async fn group_name(s: &Sidecar, t: Target, id: &str) -> Option<String> {
         Target::Ldap => {
             return super::ldap::row(id, &[Some("cn")]).await.into_iter().next();
         }
+        Target::ActiveDirectory => {
+            return super::samba::row(id, &[Some("cn")])
+                .await
+                .into_iter()
+                .next();
+        }
         Target::Quickstart => format!("SELECT name FROM roles WHERE id = {id}"),
+        Target::Rest => format!("SELECT name FROM groups WHERE id = {id}"),
         Target::Helpdesk | Target::HelpdeskMariadb => {
             format!("SELECT display_name FROM principals WHERE id = {id} AND kind = 'G'")
         }
@@ -190,9 +227,11 @@ pub async fn group_name(s: &Sidecar, t: Target, id: &str) -> Option<String> {
 pub async fn members(s: &Sidecar, t: Target, id: &str) -> Vec<String> {
     let q = match t {
         Target::Ldap => return super::ldap::member_ids(id).await,
+        Target::ActiveDirectory => return super::samba::member_ids(id).await,
         Target::Quickstart => {
             format!("SELECT account_id FROM account_roles WHERE role_id = {id} ORDER BY 1")
         }
+        Target::Rest => format!("SELECT user_id FROM members WHERE group_id = {id} ORDER BY 1"),
         Target::Helpdesk | Target::HelpdeskMariadb => {
             format!("SELECT member_id FROM group_members WHERE group_id = {id} ORDER BY 1")
         }

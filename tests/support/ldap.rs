@@ -24,6 +24,11 @@ pub const SUFFIX: &str = "dc=example,dc=test";
 pub const ADMIN_DN: &str = "cn=admin,dc=example,dc=test";
 /// Its password.
 pub const ADMIN_PASSWORD: &str = "secret";
+/// A service account of a server started with a size limit ([`private_limited`]): not the
+/// rootdn, so the limit applies to it, and allowed to write everything.
+pub const SVC_DN: &str = "cn=svc,dc=example,dc=test";
+/// Its password.
+pub const SVC_PASSWORD: &str = "svc-secret";
 
 /// A running slapd.
 pub struct Server {
@@ -41,6 +46,7 @@ pub struct Server {
 }
 
 /// One test's subtree.
+#[derive(Clone)]
 pub struct Subtree {
     /// `ou=<name>-<n>,dc=example,dc=test`.
     pub dn: String,
@@ -93,8 +99,17 @@ pub fn private_tls() -> Option<Server> {
     private_with(true)
 }
 
+/// [`private`], limiting every unpaged search of [`SVC_DN`] to `n` entries.
+pub fn private_limited(n: u32) -> Option<Server> {
+    start_private(false, Some(n))
+}
+
 fn private_with(tls: bool) -> Option<Server> {
-    match Server::start_with(tls) {
+    start_private(tls, None)
+}
+
+fn start_private(tls: bool, size_limit: Option<u32>) -> Option<Server> {
+    match Server::start_full(tls, size_limit) {
         Ok(s) => Some(s),
         Err(e) => {
             if std::env::var_os("SCIM_SIDECAR_REQUIRE_LDAP").is_some() {
@@ -145,6 +160,13 @@ impl Server {
 
     /// [`Server::start`], with TLS when `tls`.
     pub fn start_with(tls: bool) -> Result<Server, String> {
+        Server::start_full(tls, None)
+    }
+
+    /// [`Server::start_with`]; with `size_limit`, every search of a DN other than the rootdn
+    /// returns at most that many entries unless it is paged (as Active Directory's
+    /// MaxPageSize), and the server has the service account [`SVC_DN`].
+    pub fn start_full(tls: bool, size_limit: Option<u32>) -> Result<Server, String> {
         let bin = slapd_bin().ok_or("slapd is not installed (no /usr/sbin/slapd)")?;
         cleanup_stale();
         let n = SERVERS.fetch_add(1, Ordering::SeqCst);
@@ -162,6 +184,23 @@ impl Server {
         } else {
             String::new()
         };
+        let (sizelimit, access, svc) = match size_limit {
+            None => (
+                "sizelimit unlimited".to_owned(),
+                String::new(),
+                String::new(),
+            ),
+            Some(n) => (
+                format!("sizelimit size.soft={n} size.hard={n} size.prtotal=unlimited"),
+                format!(
+                    "access to attrs=userPassword by dn.exact=\"{SVC_DN}\" write by anonymous auth by * none\n\
+                     access to * by dn.exact=\"{SVC_DN}\" write by * read\n"
+                ),
+                format!(
+                    "\ndn: {SVC_DN}\nobjectClass: person\ncn: svc\nsn: svc\nuserPassword: {SVC_PASSWORD}\n"
+                ),
+            ),
+        };
         let conf = format!(
             "{tls_conf}include /etc/ldap/schema/core.schema\n\
              include /etc/ldap/schema/cosine.schema\n\
@@ -171,7 +210,7 @@ impl Server {
              argsfile {d}/slapd.args\n\
              modulepath /usr/lib/ldap\n\
              moduleload back_mdb\n\
-             sizelimit unlimited\n\
+             {sizelimit}\n\
              database mdb\n\
              maxsize 104857600\n\
              suffix \"{SUFFIX}\"\n\
@@ -180,13 +219,14 @@ impl Server {
              directory {d}/db\n\
              index objectClass eq\n\
              index entryUUID eq\n\
-             index uid,cn,mail,displayName eq,sub\n",
+             index uid,cn,mail,displayName eq,sub\n\
+             {access}",
             d = dir.display()
         );
         std::fs::write(dir.join("slapd.conf"), conf).map_err(|e| e.to_string())?;
         std::fs::write(
             dir.join("base.ldif"),
-            format!("dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n"),
+            format!("dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\no: Example\ndc: example\n{svc}"),
         )
         .map_err(|e| e.to_string())?;
         let slapadd = Path::new("/usr/sbin/slapadd");

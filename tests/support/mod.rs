@@ -82,10 +82,13 @@ pub struct Sidecar {
     pub pg: Option<postgres::Db>,
     /// The MariaDB database, for sidecars on [`Store::Mariadb`].
     pub my: Option<mariadb::Db>,
+    /// The legacy admin API, for sidecars on `examples/rest` ([`rest_app::example`]).
+    pub rest: Option<rest_app::RestApp>,
     /// A client with the right token, talking to `addr`.
     pub client: Client,
     running: Option<Running>,
     _dir: tempfile::TempDir,
+    kept: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 /// A change to a loaded config, applied before the sidecar starts.
@@ -166,9 +169,11 @@ impl Sidecar {
             db,
             pg,
             my,
+            rest: None,
             client: Client::new(addr, Some(TOKEN)),
             running: Some(running),
             _dir: dir,
+            kept: Vec::new(),
         }
     }
 
@@ -264,12 +269,18 @@ impl Sidecar {
         Self::example(example, Store::Postgres, tweak).await
     }
 
-    /// Rows of a query against the app's own database (SQLite or PostgreSQL), every column
-    /// as text, `NULL` for null.
+    /// Keeps `thing` (a temporary file) alive as long as the sidecar.
+    pub fn keep(&mut self, thing: impl std::any::Any + Send) {
+        self.kept.push(Box::new(thing));
+    }
+
+    /// Rows of a query against the app's own database (SQLite, PostgreSQL, MariaDB, or the
+    /// legacy admin API's SQLite), every column as text, `NULL` for null.
     pub async fn rows(&self, query: &str) -> Vec<Vec<String>> {
-        match (&self.pg, &self.my) {
-            (Some(db), _) => db.rows(query).await,
-            (_, Some(db)) => db.rows(query).await,
+        match (&self.pg, &self.my, &self.rest) {
+            (Some(db), _, _) => db.rows(query).await,
+            (_, Some(db), _) => db.rows(query).await,
+            (_, _, Some(app)) => app.sql(query),
             _ => self.sql(query),
         }
     }

@@ -100,6 +100,31 @@ impl Drop for RestApp {
     }
 }
 
+/// `examples/rest` as a user runs it: the sidecar in front of a fresh legacy admin API (held
+/// in [`super::Sidecar::rest`]), its kept values in an SQLite state database made by `migrate`.
+pub async fn example() -> super::Sidecar {
+    let app = RestApp::start().await;
+    let state = tempfile::Builder::new()
+        .prefix("rest-state-")
+        .suffix(".db")
+        .tempfile()
+        .expect("state db");
+    let mut s = super::Sidecar::start(super::Options {
+        config: Some(super::example_config("rest")),
+        env: vec![
+            ("REST_BASE_URL", app.base_url.clone()),
+            ("REST_API_KEY", app.api_key.clone()),
+            ("SCIM_SIDECAR_STATE", state.path().display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    s.rest = Some(app);
+    s.keep(state);
+    s
+}
+
 fn rand_u64() -> u64 {
     let mut b = [0u8; 8];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).expect("random");

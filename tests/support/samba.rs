@@ -2,7 +2,9 @@
 //! (`EXAMPLE.TEST`, `DC=example,DC=test`) provisioned once per test binary in a temp dir, serving
 //! LDAPS with a certificate signed by a CA of its own; each test gets an OU of its own
 //! (`OU=<name>-<n>,DC=example,DC=test` holding `OU=Users` and `OU=Groups`, as
-//! `examples/active-directory` expects).
+//! `examples/active-directory` expects). [`example`] serves that example on such an OU (for
+//! `tests/it/ldap_ad.rs` and the Entra/Okta replays), and [`row`] and [`member_ids`] read
+//! what the domain holds by objectGUID, as `ldap.rs`'s do by entryUUID.
 //!
 //! Samba's ports are fixed (389, 636, 88, …: no setting moves them), so the DC listens on
 //! 127.0.0.1 and one runs per test binary. It runs in the foreground as a child that gets
@@ -398,4 +400,112 @@ fn pki(dir: &Path) -> Result<(), String> {
             .map_err(|e| format!("{name}: {e}"))?;
     }
     Ok(())
+}
+
+/// `examples/active-directory` served on a fresh OU (`<name>-<n>`) of the shared DC, with its
+/// state database in the DC's own temp dir, and that OU; `None` (the caller skips) when Samba
+/// is not installed.
+pub async fn example(name: &str) -> Option<(super::Sidecar, Subtree)> {
+    super::init();
+    let dc = server().await?;
+    let tree = dc.subtree(name).await;
+    let state = dc
+        .dir
+        .join(format!("state-{}.db", NEXT.fetch_add(1, Ordering::SeqCst)));
+    // What `touch` does before the first `migrate`, as the example says.
+    std::fs::write(&state, "").expect("state db");
+    let sidecar = super::Sidecar::start(super::Options {
+        config: Some(super::example_config("active-directory")),
+        env: vec![
+            ("LDAP_URL", dc.url.clone()),
+            ("LDAP_BIND_DN", ADMIN_DN.to_string()),
+            ("LDAP_BIND_PASSWORD", ADMIN_PASSWORD.to_string()),
+            ("LDAP_BASE_DN", tree.dn.clone()),
+            ("LDAP_CA_FILE", dc.ca_file.display().to_string()),
+            ("SCIM_SIDECAR_STATE", state.display().to_string()),
+        ],
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    Some((sidecar, tree))
+}
+
+/// The entry whose objectGUID is `id` (a GUID string) anywhere in the domain, as one string
+/// per attribute of `attrs` (`"NULL"` where it has none, or for `None`); `active` reads
+/// `userAccountControl`'s ACCOUNTDISABLE bit as `true`/`false`. Empty when there is no such
+/// entry (or `id` is no GUID).
+pub async fn row(id: &str, attrs: &[Option<&str>]) -> Vec<String> {
+    let Some(e) = by_guid(id).await else {
+        return Vec::new();
+    };
+    let get = |a: &str| {
+        e.attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(a))
+            .and_then(|(_, v)| v.first().cloned())
+    };
+    attrs
+        .iter()
+        .map(|a| match a {
+            Some("active") => match get("userAccountControl").and_then(|f| f.parse::<u32>().ok()) {
+                Some(f) => (f & 2 == 0).to_string(),
+                None => "NULL".to_owned(),
+            },
+            Some(a) => get(a).unwrap_or_else(|| "NULL".to_owned()),
+            None => "NULL".to_owned(),
+        })
+        .collect()
+}
+
+/// The objectGUIDs of the members the group whose objectGUID is `id` lists, sorted. Empty
+/// when there is no such group.
+pub async fn member_ids(id: &str) -> Vec<String> {
+    let Some(g) = by_guid(id).await else {
+        return Vec::new();
+    };
+    let Some(dc) = server().await else {
+        return Vec::new();
+    };
+    let dns = g
+        .attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("member"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let mut l = dc.admin().await.expect("admin bind");
+    let mut out = Vec::new();
+    for dn in dns {
+        let (rs, _) = l
+            .search(&dn, Scope::Base, "(objectClass=*)", vec!["objectGUID"])
+            .await
+            .and_then(|r| r.success())
+            .expect("read a member");
+        for e in rs.into_iter().map(SearchEntry::construct) {
+            out.extend(guid_of(&e));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The one entry of the domain whose objectGUID is `id`.
+async fn by_guid(id: &str) -> Option<SearchEntry> {
+    let dc = server().await?;
+    let bytes = scim_sidecar::backend::ldap::ad::guid_bytes(id)?;
+    // RFC 4515 §3: every byte of the binary value escaped.
+    let f: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+    dc.entries(SUFFIX, &format!("(objectGUID={f})"))
+        .await
+        .into_iter()
+        .next()
+}
+
+/// An entry's objectGUID as a GUID string, as the sidecar shows it.
+fn guid_of(e: &SearchEntry) -> Option<String> {
+    e.bin_attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("objectGUID"))
+        .and_then(|(_, v)| v.first())
+        .and_then(|b| scim_sidecar::backend::ldap::ad::guid_string(b))
 }

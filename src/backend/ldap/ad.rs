@@ -236,6 +236,8 @@ pub struct Ad {
     password: Option<usize>,
     /// The connection is LDAPS or StartTLS.
     encrypted: bool,
+    /// Each field's directory attribute, to name the one a refusal is about.
+    attrs: Vec<String>,
 }
 
 impl Ad {
@@ -250,6 +252,7 @@ impl Ad {
             uac: find(UAC),
             password: find(PASSWORD),
             encrypted,
+            attrs: fields.iter().map(|f| f.loc.attr.clone()).collect(),
         }
     }
 
@@ -349,7 +352,45 @@ impl Ad {
 
     /// Names the field a refused write is about: AD reports a password the policy refuses,
     /// and enabling an account that needs a password first, without naming an attribute.
+    /// A value AD keeps unique in the whole domain (a `userPrincipalName`, a
+    /// `sAMAccountName`) taken by another account, maybe outside this resource's base where
+    /// the sidecar's own check does not look, is a conflict on the field holding it; a value
+    /// AD will not remove (`sAMAccountName`, `userAccountControl`) is refused on its field.
     pub fn blame(&self, e: BackendError, written: &[usize]) -> BackendError {
+        let e = match e {
+            BackendError::Rejected { detail, .. } | BackendError::Conflict { detail, .. }
+                if taken(&detail) =>
+            {
+                let named = names(&detail);
+                let field = written.iter().copied().find(|i| {
+                    self.attrs
+                        .get(*i)
+                        .is_some_and(|a| named.iter().any(|n| n.eq_ignore_ascii_case(a)))
+                });
+                return BackendError::Conflict { field, detail };
+            }
+            // unwillingToPerform naming, in quotes, the attribute of a field written: Samba's
+            // answer to a value AD will not let go of ("'samAccountName' can't be
+            // deleted/empty!"): the client's request, not the sidecar, is at fault.
+            BackendError::Internal(detail) if detail.starts_with("unwillingToPerform") => {
+                let quoted: Vec<&str> = detail.split('\'').skip(1).step_by(2).collect();
+                let field = written.iter().copied().find(|i| {
+                    self.attrs
+                        .get(*i)
+                        .is_some_and(|a| quoted.iter().any(|q| q.eq_ignore_ascii_case(a)))
+                });
+                match field {
+                    Some(f) => {
+                        return BackendError::Rejected {
+                            field: Some(f),
+                            detail,
+                        };
+                    }
+                    None => BackendError::Internal(detail),
+                }
+            }
+            e => e,
+        };
         let field = [self.password, self.uac]
             .into_iter()
             .flatten()
@@ -402,6 +443,25 @@ impl Ad {
         *slot = Value::Bytes(password_value(&pw));
         Ok(true)
     }
+}
+
+/// Whether AD's answer says a value it keeps unique in the domain is already another
+/// account's: Samba's "… 'x' already in use", Windows AD's
+/// ERROR_DS_UPN_VALUE_NOT_UNIQUE_IN_FOREST (`000021C8`) and its SPN counterpart
+/// (`000021C7`).
+fn taken(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    d.contains("already in use") || d.contains("000021c8") || d.contains("000021c7")
+}
+
+/// The words of an answer outside its quoted values: the attribute names it may mention.
+fn names(detail: &str) -> Vec<&str> {
+    detail
+        .split('\'')
+        .step_by(2)
+        .flat_map(|part| part.split(|c: char| !c.is_ascii_alphanumeric() && c != '-'))
+        .filter(|w| !w.is_empty())
+        .collect()
 }
 
 /// The `userAccountControl` flags of an entry.
@@ -523,6 +583,37 @@ fn range_end(e: &SearchEntry, attr: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Samba's and Windows AD's "this value is another account's" answers are told apart
+    /// from other constraint violations (a password the policy refuses), and the attribute
+    /// they name is found outside the quoted value. See: issue #10
+    #[test]
+    fn r10_taken_values_are_recognised() {
+        let upn = "constraintViolation: 0000202F: samldb: userPrincipalName 'title@okta.local' is already in use ";
+        assert!(taken(upn));
+        assert_eq!(
+            names(upn),
+            [
+                "constraintViolation",
+                "0000202F",
+                "samldb",
+                "userPrincipalName",
+                "is",
+                "already",
+                "in",
+                "use"
+            ]
+        );
+        let sam = "entryAlreadyExists: samldb: Account name (sAMAccountName) 'bob' already in use!";
+        assert!(taken(sam));
+        assert!(names(sam).contains(&"sAMAccountName"));
+        assert!(taken(
+            "constraintViolation: 000021C8: AtrErr: DSID-03200BBA, #1: 0: 000021C8: DSID-03200BBA, problem 1005 (CONSTRAINT_ATT_TYPE), data 0, Att 90290 (userPrincipalName)"
+        ));
+        assert!(!taken(
+            "constraintViolation: 0000052D: Constraint violation - check_password_restrictions: the password does not meet the complexity criteria!"
+        ));
+    }
 
     /// A GUID's bytes as AD stores them and its canonical string turn into each other; the
     /// first three groups are byte-swapped (the layout `ldapsearch` shows as base64).

@@ -4,7 +4,7 @@
 //! - **Config** ([`Ldap`], registered in [`crate::backend::kind::KINDS`]): `[backend.NAME]`
 //!   `type = "ldap"` with `url` (`ldap://` or `ldaps://`), `bind_dn`, `bind_password` (or
 //!   `bind_password_file`), `tls = { ca, starttls }`, `pool_size`, `connect_timeout`,
-//!   `operation_timeout`, `max_results`, `flavour` (`"active-directory"`). A `[resource.X]` says `base` (the DN its entries live
+//!   `operation_timeout`, `max_results`, `page_size`, `flavour` (`"active-directory"`). A `[resource.X]` says `base` (the DN its entries live
 //!   under), `rdn = "uid={userName}"` (the naming attribute and the map key whose value names
 //!   the entry), `object_classes`, `id` (the stable id attribute: `entryUUID` by default, never
 //!   the DN, which changes on rename), `scope` (`one` or `sub`, default `one`) and
@@ -53,6 +53,9 @@ use crate::backend::{
 use crate::config::Cx;
 use crate::config::raw::{BoolOrStr, NumOrStr, RawValue, S};
 
+/// The Simple Paged Results control (RFC 2696).
+const PAGED_RESULTS: &str = "1.2.840.113556.1.4.319";
+
 // === The kind ===
 
 /// `type = "ldap"`: an LDAP directory.
@@ -72,6 +75,7 @@ struct RawLdap {
     connect_timeout: Option<S>,
     operation_timeout: Option<S>,
     max_results: Option<NumOrStr>,
+    page_size: Option<NumOrStr>,
     flavour: Option<S>,
 }
 
@@ -104,6 +108,11 @@ pub struct LdapConfig {
     /// The most entries one search reads (its size limit): a search matching more is refused
     /// with a message to narrow the filter, never truncated.
     pub max_results: usize,
+    /// Entries per page when a search is read with the Simple Paged Results control (RFC
+    /// 2696), so a directory's per-search size limit (Active Directory's MaxPageSize, 1000;
+    /// OpenLDAP's `sizelimit`, 500 by default) does not cut a list short; 0 sends searches
+    /// unpaged. Used only when the directory's root DSE offers the control.
+    pub page_size: usize,
     /// A standard directory, or Active Directory ([`ad`]).
     pub flavour: ad::Flavour,
 }
@@ -244,6 +253,8 @@ impl StoreKind for Ldap {
             (1, 1_000_000),
             10_000,
         ) as usize;
+        let page_size =
+            cx.number(&b.page_size, &o, "backend page_size", (0, 100_000), 500) as usize;
         let flavour = match &b.flavour {
             None => ad::Flavour::Standard,
             Some(f) => {
@@ -272,6 +283,7 @@ impl StoreKind for Ldap {
             connect_timeout,
             operation_timeout,
             max_results,
+            page_size,
         }))
     }
 
@@ -321,6 +333,17 @@ impl StoreConfig for LdapConfig {
         pool.check()
             .await
             .map_err(|e| format!("cannot bind to {} as '{}': {e}", self.url, self.bind_dn))?;
+        if self.page_size > 0 {
+            match pool.supports_control(PAGED_RESULTS).await {
+                Ok(true) => pool.set_page_size(i32::try_from(self.page_size).unwrap_or(i32::MAX)),
+                Ok(false) => tracing::info!(
+                    backend = name,
+                    "the directory does not offer the Simple Paged Results control: searches are \
+                     read in one piece, up to its own size limit"
+                ),
+                Err(e) => return Err(format!("cannot read the root DSE of {}: {e}", self.url)),
+            }
+        }
         Ok(Arc::new(LdapBackend {
             name: name.to_owned(),
             pool: Arc::new(pool),

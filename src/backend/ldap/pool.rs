@@ -6,7 +6,7 @@
 //! 503 so the identity provider retries it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope};
@@ -27,6 +27,9 @@ pub struct Pool {
     pub op_timeout: Duration,
     slots: Vec<Mutex<Option<Ldap>>>,
     next: AtomicUsize,
+    /// Entries per page of a search with the Simple Paged Results control (RFC 2696); 0 when
+    /// searches are sent without it (`page_size = 0`, or a directory that does not offer it).
+    page_size: AtomicI32,
 }
 
 /// A connection handed out, and the slot to clear if it turns out broken.
@@ -53,7 +56,45 @@ impl Pool {
             op_timeout: c.operation_timeout,
             slots: (0..c.pool_size).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
+            page_size: AtomicI32::new(0),
         })
+    }
+
+    /// Pages of `size` entries for searches from now on (0: no paging).
+    pub fn set_page_size(&self, size: i32) {
+        self.page_size.store(size, Ordering::Relaxed);
+    }
+
+    /// Entries per page of a paged search, or `None` when searches are not paged.
+    pub fn page_size(&self) -> Option<i32> {
+        Some(self.page_size.load(Ordering::Relaxed)).filter(|&n| n > 0)
+    }
+
+    /// Whether the directory's root DSE lists `control` in `supportedControl`.
+    pub async fn supports_control(&self, control: &str) -> Result<bool, BackendError> {
+        let c = self.get().await?;
+        let r = c
+            .ldap
+            .clone()
+            .with_timeout(self.op_timeout)
+            .search("", Scope::Base, "(objectClass=*)", vec!["supportedControl"])
+            .await;
+        let entries = match r {
+            Ok(r) => r.0,
+            Err(e) => {
+                self.discard(&c).await;
+                return Err(unavailable(e));
+            }
+        };
+        Ok(entries
+            .into_iter()
+            .map(ldap3::SearchEntry::construct)
+            .any(|e| {
+                e.attrs
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("supportedControl"))
+                    .any(|(_, v)| v.iter().any(|oid| oid == control))
+            }))
     }
 
     /// A connection, connecting and binding one when its slot is empty or closed.

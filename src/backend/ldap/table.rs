@@ -53,6 +53,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
 use ldap3::controls::MatchedValues;
 use ldap3::{Mod, Scope, SearchEntry, SearchOptions};
 
@@ -287,6 +288,10 @@ impl LdapTable {
 
     /// [`Self::find_in`], with the Matched Values control (RFC 3876) when `vr` gives its
     /// filter: only the values it matches come back (attributes it does not name, none).
+    ///
+    /// Read in pages (the Simple Paged Results control, on one connection) when the pool
+    /// pages searches, so the directory's per-search size limit does not apply; either way
+    /// at most `limit + 1` entries are read, and the caller refuses more than `limit`.
     async fn find_in_vr(
         &self,
         base: &str,
@@ -301,33 +306,53 @@ impl LdapTable {
         if let Some(vr) = vr {
             l.with_controls(MatchedValues::new(vr));
         }
-        let r = l
-            .with_search_options(
-                SearchOptions::new()
-                    .sizelimit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX)),
-            )
-            .search(
-                base,
-                if subtree {
-                    Scope::Subtree
-                } else {
-                    Scope::OneLevel
-                },
-                filter,
-                attrs,
-            )
+        let scope = if subtree {
+            Scope::Subtree
+        } else {
+            Scope::OneLevel
+        };
+        let sizelimit = i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX);
+        let l = l.with_search_options(SearchOptions::new().sizelimit(sizelimit));
+        let Some(page) = self.pool.page_size() else {
+            let r = l.search(base, scope, filter, attrs).await;
+            let r = self.transport(&c, r).await?;
+            let found = r.0.len();
+            check_search(r.1.rc, &r.1.text, found, limit)?;
+            return Ok(r
+                .0
+                .into_iter()
+                .filter(|e| !e.is_ref() && !e.is_intermediate())
+                .map(SearchEntry::construct)
+                .collect());
+        };
+        let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> = vec![
+            Box::new(EntriesOnly::new()),
+            Box::new(PagedResults::new(page.min(sizelimit))),
+        ];
+        let stream = l
+            .streaming_search_with(adapters, base, scope, filter, attrs)
             .await;
-        let r = self.transport(&c, r).await?;
-        match r.1.rc {
-            0 => {}
-            4 => return Err(too_many(limit)),
-            rc => return Err(result_error(rc, &r.1.text, None)),
+        let mut stream = self.transport(&c, stream).await?;
+        let mut entries = Vec::new();
+        loop {
+            let next = stream.next().await;
+            match self.transport(&c, next).await? {
+                Some(e) => {
+                    entries.push(SearchEntry::construct(e));
+                    if entries.len() > limit {
+                        // Enough to refuse: the rest is abandoned, not read.
+                        let id = stream.ldap_handle().last_id();
+                        let _ = stream.finish().await;
+                        let _ = stream.ldap_handle().abandon(id).await;
+                        return Ok(entries);
+                    }
+                }
+                None => break,
+            }
         }
-        Ok(r.0
-            .into_iter()
-            .filter(|e| !e.is_ref() && !e.is_intermediate())
-            .map(SearchEntry::construct)
-            .collect())
+        let r = stream.finish().await;
+        check_search(r.rc, &r.text, entries.len(), limit)?;
+        Ok(entries)
     }
 
     /// What a group lists for the member entries with these ids: their DNs, or their
@@ -752,6 +777,7 @@ impl LdapTable {
             Ok(gs) => gs,
             Err(e) => {
                 tracing::error!(member = %old, error = %e, "LDAP: the groups listing an entry could not be read; they still list its old name");
+                crate::metrics::partial_write("ldap", "group_follow");
                 return;
             }
         };
@@ -769,6 +795,7 @@ impl LdapTable {
                 .await
             {
                 tracing::error!(group = %group.dn, member = %old, error = %e, "LDAP: a group could not follow its member's change");
+                crate::metrics::partial_write("ldap", "group_follow");
             }
         }
     }
@@ -1138,6 +1165,21 @@ impl LdapTable {
     }
 
     /// Deletes entry `dn`.
+    /// Moves entry `dn` under `to`, named `rdn`.
+    async fn move_entry(&self, dn: &str, rdn: &str, to: &str) -> Result<(), BackendError> {
+        let mut c = self.pool.get().await?;
+        let r = c
+            .ldap
+            .with_timeout(self.pool.op_timeout)
+            .modifydn(dn, rdn, true, Some(to))
+            .await;
+        let r = self.transport(&c, r).await?;
+        match r.rc {
+            0 => Ok(()),
+            rc => Err(result_error(rc, &r.text, Some(self.rdn_field))),
+        }
+    }
+
     async fn delete_entry(&self, dn: &str) -> Result<(), BackendError> {
         let mut c = self.pool.get().await?;
         let r = c.ldap.with_timeout(self.pool.op_timeout).delete(dn).await;
@@ -1270,6 +1312,24 @@ fn generalized_time() -> String {
         t.minute(),
         t.second()
     )
+}
+
+/// The result of a search that read `found` entries of at most `limit + 1`: a size limit hit
+/// before the sidecar's own is the directory's, and named as such.
+fn check_search(rc: u32, text: &str, found: usize, limit: usize) -> Result<(), BackendError> {
+    match rc {
+        0 => Ok(()),
+        4 if found > limit => Err(too_many(limit)),
+        4 => Err(BackendError::TooLarge {
+            detail: format!(
+                "the directory stopped the search after {found} entries (its size limit for the \
+                 bind DN); narrow the filter, or raise the limit (OpenLDAP: `limits` with \
+                 size.prtotal; Active Directory: MaxPageSize with paged searches)"
+            ),
+            members: false,
+        }),
+        rc => Err(result_error(rc, text, None)),
+    }
 }
 
 fn too_many(limit: usize) -> BackendError {
@@ -1468,6 +1528,7 @@ impl Table for LdapTable {
             if let Err(e) = self.set_password(&dn, i, &pw).await {
                 if let Err(undo) = self.delete_entry(&dn).await {
                     tracing::error!(dn = %dn, error = %undo, "LDAP: an entry whose password was refused could not be removed");
+                    crate::metrics::partial_write("ldap", "undo_create");
                 }
                 return Err(e);
             }
@@ -1656,10 +1717,21 @@ impl Table for LdapTable {
             .iter()
             .find(|(i, _)| self.fields[*i].loc.is_password())
             .and_then(|(i, v)| password_of(v).map(|p| (*i, p)));
+        // The rename already wrote the naming attribute's new value (and took the old one
+        // out: `deleteoldrdn`); Active Directory refuses any modify of an RDN attribute
+        // (`notAllowedOnRDN`), so it is not written again. See: issue #10.
+        let written_by_rename = |i: usize| {
+            renamed_from.is_some()
+                && i == self.rdn_field
+                && self.fields[i]
+                    .loc
+                    .attr
+                    .eq_ignore_ascii_case(&self.res.rdn_attr)
+        };
         let mut mods: Vec<Mod<Vec<u8>>> = Vec::new();
         for (i, v) in changed
             .iter()
-            .filter(|(i, _)| !self.fields[*i].loc.is_password())
+            .filter(|(i, _)| !self.fields[*i].loc.is_password() && !written_by_rename(*i))
         {
             let attr = self.fields[*i].loc.attr.as_bytes().to_vec();
             match &current.values[*i] {
@@ -1681,7 +1753,7 @@ impl Table for LdapTable {
                 _ => mods.push(Mod::Replace(attr, encode(v).into_iter().collect())),
             }
         }
-        if !mods.is_empty() {
+        if !mods.is_empty() || renamed_from.is_some() {
             for (a, vs) in self.constants_for(&[When::Always]) {
                 mods.push(Mod::Replace(a.into_bytes(), vs.into_iter().collect()));
             }
@@ -1718,7 +1790,7 @@ impl Table for LdapTable {
             if let Err(e) = self.set_password(&dn, *i, pw).await {
                 let undo: Vec<Mod<Vec<u8>>> = changed
                     .iter()
-                    .filter(|(i, _)| !self.fields[*i].loc.is_password())
+                    .filter(|(i, _)| !self.fields[*i].loc.is_password() && !written_by_rename(*i))
                     .map(|(i, _)| {
                         Mod::Replace(
                             self.fields[*i].loc.attr.as_bytes().to_vec(),
@@ -1728,6 +1800,7 @@ impl Table for LdapTable {
                     .collect();
                 if let Err(undo) = self.modify(&dn, undo).await {
                     tracing::error!(dn = %dn, error = %undo, "LDAP: an update whose password was refused could not be undone");
+                    crate::metrics::partial_write("ldap", "undo_update");
                 }
                 written = Err(e);
             }
@@ -1741,6 +1814,7 @@ impl Table for LdapTable {
                 // Undo the rename: the request changes nothing or everything.
                 if let Err(undo) = self.rename(&dn, &old).await {
                     tracing::error!(dn = %dn, error = %undo, "LDAP: a failed update's rename could not be undone");
+                    crate::metrics::partial_write("ldap", "undo_rename");
                 }
             }
             return Err(e);
@@ -1760,6 +1834,7 @@ impl Table for LdapTable {
                 }
                 Err(e) => {
                     tracing::error!(dn = %dn, error = %e, "LDAP: the groups of a renamed entry could not follow it");
+                    crate::metrics::partial_write("ldap", "group_follow");
                 }
             }
         }
@@ -1808,25 +1883,83 @@ impl Table for LdapTable {
                 self.modify(&dn, mods).await?;
                 if let Some(to) = &self.res.disabled_base {
                     // Out of the base: the app (and any LDAP-bound login) no longer sees it.
-                    // The entry keeps its id; a later create of the same name makes a new
-                    // entry, as the moved one is no longer under the base.
+                    // The entry keeps its id; a later create of the same name moves it back
+                    // ([`Table::revive`]).
                     let rdn = self.rdn_of(&current.values[self.rdn_field])?;
                     let names = self.listed_as(&dn).await?;
-                    let mut c = self.pool.get().await?;
-                    let r = c
-                        .ldap
-                        .with_timeout(self.pool.op_timeout)
-                        .modifydn(&dn, &rdn, true, Some(to))
-                        .await;
-                    let r = self.transport(&c, r).await?;
-                    if r.rc != 0 {
-                        return Err(result_error(r.rc, &r.text, Some(self.rdn_field)));
-                    }
+                    self.move_entry(&dn, &rdn, to).await?;
                     self.leave_groups(&names).await;
                 }
                 Ok(())
             }
         }
+    }
+
+    async fn search_retired(&self, search: Search) -> Result<Found, BackendError> {
+        let Some(retired) = self.res.disabled_base.clone() else {
+            return self.search(search).await;
+        };
+        let f = self.compile(&search.predicate).await?;
+        let mut found = self.search(search).await?;
+        let moved = self
+            .find_in(
+                &retired,
+                false,
+                &self.full_filter(&f),
+                self.attrs_for(false),
+                self.max_results,
+            )
+            .await?;
+        if moved.len() > self.max_results {
+            return Err(too_many(self.max_results));
+        }
+        found.total = found.total.map(|t| t + moved.len() as u64);
+        found.rows.extend(moved.iter().map(|e| self.row(e)));
+        Ok(found)
+    }
+
+    async fn revive(
+        &self,
+        key: &str,
+        values: Vec<Value>,
+        members: Vec<String>,
+        load_members: bool,
+    ) -> Result<Row, BackendError> {
+        // An entry a soft delete moved to `disabled_base` comes back under the base first,
+        // under its old name; the rewrite renames it if the create names it otherwise.
+        let mut moved_back = None;
+        if let Some(retired) = &self.res.disabled_base {
+            let f = filter::compile(
+                &Predicate::KeyEq(key.to_owned()),
+                &self.attrs,
+                &self.res.id_attr,
+            )?;
+            let found = self
+                .find_in(
+                    retired,
+                    false,
+                    &self.full_filter(&f),
+                    vec![self.res.id_attr.clone()],
+                    1,
+                )
+                .await?;
+            if let Some(e) = found.first() {
+                let rdn = rdn_part(&e.dn);
+                self.move_entry(&e.dn, rdn, &self.res.base).await?;
+                moved_back = Some((format!("{rdn},{}", self.res.base), rdn.to_owned()));
+            }
+        }
+        let revived = crate::backend::rewrite(self, key, values, members, load_members).await;
+        if let (Err(e), Some((dn, rdn)), Some(retired)) =
+            (&revived, &moved_back, &self.res.disabled_base)
+        {
+            // Back where the delete left it: a failed create changes nothing.
+            if let Err(u) = self.move_entry(dn, rdn, retired).await {
+                tracing::error!(%dn, error = %u, cause = %e, "a soft-deleted entry brought back for a create that failed could not be moved back to disabled_base");
+                crate::metrics::partial_write("ldap", "undo_revive");
+            }
+        }
+        revived
     }
 
     async fn present(&self, keys: &[String]) -> Result<Vec<String>, BackendError> {
@@ -1879,6 +2012,16 @@ fn norm_dn(dn: &str) -> String {
 }
 
 /// The DN above `dn`: everything after its first unescaped comma.
+/// The first RDN of `dn` (`uid=a\\,b` of `uid=a\\,b,ou=people,dc=x`).
+fn rdn_part(dn: &str) -> &str {
+    let rest = parent(dn);
+    if rest.is_empty() {
+        dn
+    } else {
+        &dn[..dn.len() - rest.len() - 1]
+    }
+}
+
 fn parent(dn: &str) -> &str {
     let mut escaped = false;
     for (i, c) in dn.char_indices() {
@@ -1902,6 +2045,8 @@ mod tests {
         assert_eq!(parent("uid=a\\,b,ou=people,dc=x"), "ou=people,dc=x");
         assert_eq!(parent("uid=a\\\\,ou=people"), "ou=people");
         assert_eq!(parent("dc=x"), "");
+        assert_eq!(rdn_part("uid=a\\,b,ou=people,dc=x"), "uid=a\\,b");
+        assert_eq!(rdn_part("dc=x"), "dc=x");
     }
 
     /// Result codes become the errors the layer above answers with.

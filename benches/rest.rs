@@ -1,0 +1,318 @@
+//! REST benchmark: the sidecar serving `examples/rest` next to the same calls sent straight to
+//! the same application, the legacy admin API of `examples/legacy-admin-api/`.
+//!
+//! ```text
+//! cargo bench --bench rest                 # 1 s warm-up + 5 s measured per phase
+//! BENCH_SECS=10 cargo bench --bench rest   # a longer measured window
+//! ```
+//!
+//! The app runs in this process on a runtime of its own (one worker thread: it serialises on
+//! its SQLite database anyway) on a loopback port; the sidecar is the release binary (`run
+//! --config examples/rest/scim-sidecar.toml`, after `migrate` for the state it keeps). Three
+//! phases, each with 1 and with 32 concurrent clients, first through the sidecar, then straight
+//! to the app with the app's own requests:
+//!
+//! - **create**: `POST /Users` with an Entra-like body, vs. `POST /users.json` with the same
+//!   fields;
+//! - **get**: `GET /Users/{id}`, vs. `GET /users/{id}.json`;
+//! - **filter**: `GET /Users?filter=userName eq "…"`, vs. `GET /users.json?search=…` (the app
+//!   has no exact search; the sidecar sends the same fuzzy search and keeps the exact match).
+//!
+//! The sidecar's request does more than the one call (a create: the uniqueness lookup by
+//! `userName`, the create, the kept `externalId` written to the state store), so the ratio is
+//! what an IdP gets of what the app alone does on this machine. Goal: ≥ 0.8 for each phase at
+//! 32 clients; reported (PASS/MISS), never asserted. Each phase is bounded by `BENCH_SECS`
+//! (+1 s warm-up) and [`support::MAX_REQUESTS`]; everything shares the machine's cores.
+
+#[path = "support/mod.rs"]
+mod support;
+
+#[path = "../examples/legacy-admin-api/api.rs"]
+mod api;
+
+use std::ffi::OsStr;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+
+use support::{CONNS, Load, Sidecar};
+
+const API_KEY: &str = "bench-api-key-0123456789abcdef";
+
+/// The app, served on its own runtime in a thread of its own until dropped.
+struct App {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl App {
+    fn start() -> App {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local_addr");
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("app runtime");
+            rt.block_on(async move {
+                let api = Arc::new(api::Api::open(None, API_KEY).expect("app database"));
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                api::serve(listener, api, rx).await;
+            });
+        });
+        App {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A request to the app, with its key.
+fn app_request(
+    method: Method,
+    addr: SocketAddr,
+    path: &str,
+    body: Option<String>,
+) -> Request<Full<Bytes>> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, support::host_header(addr))
+        .header("x-api-key", HeaderValue::from_static(API_KEY));
+    if body.is_some() {
+        b = b.header(header::CONTENT_TYPE, "application/json");
+    }
+    b.body(Full::new(body.map(Bytes::from).unwrap_or_default()))
+        .expect("request")
+}
+
+/// The app's create body for the user the sidecar's bench user `n` becomes.
+fn app_create_body(n: u64) -> String {
+    let name = format!("direct.user{n}@example.com");
+    serde_json::json!({"user": {
+        "login": name, "firstname": format!("Given{n}"), "lastname": format!("Family{n}"),
+        "mail": name, "status": 1,
+    }})
+    .to_string()
+}
+
+/// A phase straight to the app: `make` builds request `n`, `ok` is its success status.
+fn direct(
+    name: &str,
+    addr: SocketAddr,
+    conns: usize,
+    make: Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync>,
+    ok: StatusCode,
+    collect_id: bool,
+) -> Load {
+    let what = name.to_owned();
+    Load::new(
+        name,
+        addr,
+        conns,
+        make,
+        Arc::new(move |_, parts, body| {
+            if parts.status != ok {
+                return Err(support::unexpected(&what, parts, body));
+            }
+            if !collect_id {
+                return Ok(None);
+            }
+            let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+            Ok(v["user"]["id"].as_i64().map(|id| id.to_string()))
+        }),
+    )
+}
+
+fn main() {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rest/scim-sidecar.toml");
+    support::print_intro(
+        "scim-sidecar REST bench (vs. the same calls straight to the app)",
+        &config,
+    );
+    let app = App::start();
+    let base_url = format!("http://{}", app.addr);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.db");
+    std::fs::write(&state, "").expect("state db");
+    let vars: Vec<(&str, &OsStr)> = vec![
+        ("REST_BASE_URL", OsStr::new(base_url.as_str())),
+        ("REST_API_KEY", OsStr::new(API_KEY)),
+        ("SCIM_SIDECAR_STATE", state.as_os_str()),
+    ];
+    let migrate = std::process::Command::new(support::binary())
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .envs(vars.iter().copied())
+        .env("SCIM_TOKEN", support::TOKEN)
+        .output()
+        .expect("migrate");
+    assert!(
+        migrate.status.success(),
+        "migrate: {}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    let (s, ready) = Sidecar::start(dir, &config, "http://127.0.0.1:9", &vars);
+    println!("  sidecar ready in {:.0} ms", ready.as_secs_f64() * 1e3);
+    let window = Duration::from_secs(support::bench_secs());
+    let rt = support::runtime();
+    let mut results: Vec<(String, usize, f64, f64)> = Vec::new();
+
+    // === create ===
+    let mut created: Vec<(u64, String)> = Vec::new();
+    let mut direct_ids: Vec<String> = Vec::new();
+    let (mut seq_base, mut direct_base) = (0u64, 0u64);
+    for &conns in &CONNS {
+        let seq = Arc::new(AtomicU64::new(seq_base));
+        let stats = rt.block_on(support::run_phase(
+            &support::create_load(s.addr, conns, true).server(s.proc.pid),
+            &seq,
+            window,
+        ));
+        seq_base = seq.load(Ordering::Relaxed) + 1;
+        created.extend(stats.collected.iter().cloned());
+        let addr = app.addr;
+        let load = direct(
+            "create  POST /users.json (direct)",
+            addr,
+            conns,
+            Arc::new(move |n| {
+                app_request(Method::POST, addr, "/users.json", Some(app_create_body(n)))
+            }),
+            StatusCode::CREATED,
+            true,
+        );
+        let seq = Arc::new(AtomicU64::new(direct_base));
+        let d = rt.block_on(support::run_phase(&load, &seq, window));
+        direct_base = seq.load(Ordering::Relaxed) + 1;
+        direct_ids.extend(d.collected.iter().map(|(_, id)| id.clone()));
+        results.push(("create".into(), conns, stats.rps, d.rps));
+    }
+    assert!(
+        !created.is_empty() && !direct_ids.is_empty(),
+        "no user was created"
+    );
+
+    // === get ===
+    let ids = Arc::new(created.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>());
+    let direct_ids = Arc::new(direct_ids);
+    for &conns in &CONNS {
+        let host = support::host_header(s.addr);
+        let ids2 = ids.clone();
+        let load = Load::new(
+            "get     GET /Users/{id}",
+            s.addr,
+            conns,
+            Arc::new(move |n| {
+                let id = &ids2[(n % ids2.len() as u64) as usize];
+                support::request(Method::GET, &host, &format!("/scim/v2/Users/{id}"), None)
+            }),
+            Arc::new(|_, parts, body| {
+                if parts.status != StatusCode::OK {
+                    return Err(support::unexpected("get", parts, body));
+                }
+                Ok(None)
+            }),
+        )
+        .server(s.proc.pid);
+        let stats = rt.block_on(support::run_phase(
+            &load,
+            &Arc::new(AtomicU64::new(0)),
+            window,
+        ));
+        let (addr, ids3) = (app.addr, direct_ids.clone());
+        let load = direct(
+            "get     GET /users/{id}.json (direct)",
+            addr,
+            conns,
+            Arc::new(move |n| {
+                let id = &ids3[(n % ids3.len() as u64) as usize];
+                app_request(Method::GET, addr, &format!("/users/{id}.json"), None)
+            }),
+            StatusCode::OK,
+            false,
+        );
+        let d = rt.block_on(support::run_phase(
+            &load,
+            &Arc::new(AtomicU64::new(0)),
+            window,
+        ));
+        results.push(("get".into(), conns, stats.rps, d.rps));
+    }
+
+    // === filter ===
+    let names = Arc::new(
+        created
+            .iter()
+            .map(|(n, _)| support::user_name(*n))
+            .collect::<Vec<_>>(),
+    );
+    for &conns in &CONNS {
+        let stats = rt.block_on(support::run_phase(
+            &support::filter_load(s.addr, conns, names.clone()).server(s.proc.pid),
+            &Arc::new(AtomicU64::new(0)),
+            window,
+        ));
+        let (addr, names2) = (app.addr, names.clone());
+        let load = direct(
+            "filter  GET /users.json?search (direct)",
+            addr,
+            conns,
+            Arc::new(move |n| {
+                let name = &names2[(n % names2.len() as u64) as usize];
+                let q: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+                app_request(Method::GET, addr, &format!("/users.json?search={q}"), None)
+            }),
+            StatusCode::OK,
+            false,
+        );
+        let d = rt.block_on(support::run_phase(
+            &load,
+            &Arc::new(AtomicU64::new(0)),
+            window,
+        ));
+        results.push(("filter".into(), conns, stats.rps, d.rps));
+    }
+
+    println!();
+    println!(
+        "summary (goal: sidecar ≥ 0.8 × direct at {} clients)",
+        CONNS[CONNS.len() - 1]
+    );
+    println!("  phase        clients  sidecar req/s  direct req/s  ratio  verdict");
+    for (phase, conns, rps, direct) in &results {
+        let ratio = if *direct > 0.0 { rps / direct } else { 0.0 };
+        let verdict = if *conns == CONNS[CONNS.len() - 1] {
+            if ratio >= 0.8 { "PASS" } else { "MISS" }
+        } else {
+            "-"
+        };
+        println!("  {phase:<12} {conns:>7} {rps:>14.0} {direct:>13.0} {ratio:>6.2}  {verdict}");
+    }
+    s.print_log();
+    drop(s);
+    drop(app);
+}
