@@ -626,14 +626,18 @@ impl RestTable {
                 Predicate::True => {}
                 other => {
                     if has_member(other) {
-                        return Err(BackendError::Unsupported {
-                            field: None,
-                            detail: "the API cannot be asked which groups have a member".into(),
-                        });
+                        // Answerable only on groups read by id, with their members.
+                        plan.members = true;
                     }
                     plan.unsupported(other.clone(), first_field(other));
                 }
             }
+        }
+        if plan.members && plan.keys.is_none() {
+            return Err(BackendError::Unsupported {
+                field: None,
+                detail: "the API cannot be asked which groups have a member (filter by id too, as Entra ID does)".into(),
+            });
         }
         if plan.keys.is_some() {
             // Resources read by id: the sidecar checks every condition on them.
@@ -917,12 +921,12 @@ impl RestTable {
     }
 
     /// Reads rows by id (a filter on ids), each once.
-    async fn by_keys(&self, keys: &[String]) -> Result<Vec<Row>, BackendError> {
+    async fn by_keys(&self, keys: &[String], members: bool) -> Result<Vec<Row>, BackendError> {
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for k in keys {
             if seen.insert(k) {
-                if let Some(r) = self.read(k, false).await? {
+                if let Some(r) = self.read(k, members).await? {
                     out.push(r.row);
                 }
             }
@@ -963,6 +967,8 @@ struct Plan {
     /// Conditions the API cannot answer (and the field of the first): a scan.
     scan: Vec<(Option<usize>, Predicate)>,
     keys: Option<Vec<String>>,
+    /// A condition on members: the rows are read with them.
+    members: bool,
 }
 
 impl Plan {
@@ -1280,13 +1286,17 @@ impl Table for RestTable {
                         ),
                     });
                 }
-                Some(ks) => self.by_keys(ks).await?,
+                Some(ks) => self.by_keys(ks, plan.members).await?,
                 None => {
                     let bound = self.res.scan_limit.unwrap_or(DEFAULT_BOUND);
                     self.list_all(&plan.params, bound).await?
                 }
             };
             rows.retain(|r| holds(&search.predicate, r));
+            if !search.members {
+                // Read only to check a member condition: not shown.
+                rows.iter_mut().for_each(|r| r.members = None);
+            }
             if let Some(i) = search.sort.field {
                 let s = &search.sort;
                 rows.sort_by(|a, b| {
