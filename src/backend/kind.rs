@@ -30,6 +30,8 @@ pub static KINDS: &[&dyn StoreKind] = &[
     &super::sql::mysql::Mysql,
     #[cfg(feature = "ldap")]
     &super::ldap::Ldap,
+    #[cfg(feature = "rest")]
+    &super::rest::Rest,
 ];
 
 /// The kind registered as `name` (`type = "…"` in `[backend.NAME]`).

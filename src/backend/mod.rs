@@ -19,6 +19,8 @@
 pub mod kind;
 #[cfg(feature = "ldap")]
 pub mod ldap;
+#[cfg(feature = "rest")]
+pub mod rest;
 pub mod sql;
 pub mod state;
 

@@ -34,6 +34,7 @@ mod proxy;
 mod redmine;
 mod reload;
 mod replicas;
+mod rest;
 mod schema_fuzz;
 mod swap;
 mod tls;
