@@ -590,8 +590,22 @@ impl RestTable {
         let mut plan = Plan::default();
         let mut conj: Vec<&Predicate> = Vec::new();
         flatten(p, &mut conj);
+        // A value path (`emails[type eq "work"].value eq "x"`) arrives as "present and
+        // equal": the presence is implied by the equality the API answers.
+        let compared: Vec<usize> = conj
+            .iter()
+            .filter_map(|c| match c {
+                Predicate::Cmp {
+                    field,
+                    op: CmpOp::Eq,
+                    ..
+                } => Some(*field),
+                _ => None,
+            })
+            .collect();
         for c in conj {
             match c {
+                Predicate::Present(f) if compared.contains(f) => plan.residual.push(c.clone()),
                 Predicate::Cmp {
                     field,
                     op: CmpOp::Eq,
