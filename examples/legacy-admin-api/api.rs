@@ -52,9 +52,9 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     login           TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    firstname       TEXT NOT NULL,
-    lastname        TEXT NOT NULL,
-    mail            TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    firstname       TEXT,
+    lastname        TEXT,
+    mail            TEXT UNIQUE COLLATE NOCASE,
     status          INTEGER NOT NULL DEFAULT 1,
     admin           INTEGER NOT NULL DEFAULT 0,
     hashed_password TEXT,
@@ -324,9 +324,9 @@ fn user_json(row: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     Ok(json!({
         "id": row.get::<_, i64>(0)?,
         "login": row.get::<_, String>(1)?,
-        "firstname": row.get::<_, String>(2)?,
-        "lastname": row.get::<_, String>(3)?,
-        "mail": row.get::<_, String>(4)?,
+        "firstname": row.get::<_, Option<String>>(2)?,
+        "lastname": row.get::<_, Option<String>>(3)?,
+        "mail": row.get::<_, Option<String>>(4)?,
         "status": row.get::<_, i64>(5)?,
         "admin": row.get::<_, bool>(6)?,
         "created_on": row.get::<_, String>(7)?,
@@ -446,7 +446,8 @@ impl UserFields {
             match body.get(key) {
                 None => {}
                 Some(Value::Null) => *slot = None,
-                Some(Value::String(s)) => *slot = Some(s.clone()),
+                // A blank text is no value, as the app's forms treat it.
+                Some(Value::String(s)) => *slot = Some(s.clone()).filter(|s| !s.trim().is_empty()),
                 Some(_) => problems.push(format!("{label} is invalid")),
             }
         }
@@ -470,15 +471,16 @@ impl UserFields {
     /// Every problem with the fields, as the app words them.
     fn validate(&self, db: &Connection, id: Option<i64>, problems: &mut Vec<String>) {
         let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
+        if blank(&self.login) {
+            problems.push("Login cannot be blank".into());
+        }
         for (value, label, max) in [
             (&self.login, "Login", 60),
             (&self.firstname, "Firstname", 30),
             (&self.lastname, "Lastname", 30),
-            (&self.mail, "Email", 60),
+            (&self.mail, "Email", 254),
         ] {
-            if blank(value) {
-                problems.push(format!("{label} cannot be blank"));
-            } else if value.as_deref().is_some_and(|v| v.chars().count() > max) {
+            if value.as_deref().is_some_and(|v| v.chars().count() > max) {
                 problems.push(format!("{label} is too long (maximum is {max} characters)"));
             }
         }
@@ -656,7 +658,8 @@ fn group_json(db: &Connection, id: i64, with_users: bool) -> Option<Value> {
     if with_users {
         let users = query_all(
             db,
-            "SELECT u.id, u.firstname || ' ' || u.lastname FROM users u \
+            "SELECT u.id, coalesce(nullif(trim(coalesce(u.firstname, '') || ' ' || \
+             coalesce(u.lastname, '')), ''), u.login) FROM users u \
              JOIN members m ON m.user_id = u.id WHERE m.group_id = ?1 ORDER BY u.id",
             &[id.into()],
             |r| Ok(json!({"id": r.get::<_, i64>(0)?, "name": r.get::<_, String>(1)?})),
