@@ -75,6 +75,7 @@ PG_DATA=""
 MY_PID=""
 SLAPD_STOP=""
 SAMBA_STOP=""
+REDMINE_STOP=""
 as_pg=()
 cleanup() {
     for pid in "${PIDS[@]}"; do
@@ -89,6 +90,9 @@ cleanup() {
         bash -c "$SLAPD_STOP" >/dev/null 2>&1 || true
     fi
     # Samba's ports are fixed: a DC left running would stop the next one (the tests' own).
+    if [ -n "$REDMINE_STOP" ]; then
+        bash -c "$REDMINE_STOP" >/dev/null 2>&1 || true
+    fi
     if [ -n "$SAMBA_STOP" ]; then
         bash -c "$SAMBA_STOP" >/dev/null 2>&1 || true
     fi
@@ -323,6 +327,28 @@ run_rest_example() {
         REST_API_KEY="$key" SCIM_SIDECAR_STATE="$state"
 }
 
+# run_redmine_rest_example: the real Redmine from Debian's packages (scripts/redmine-rest.sh,
+# which installs them when missing; a minute or more), then the suite against
+# examples/redmine-rest. Opt-in: not in the default list.
+run_redmine_rest_example() {
+    local out state
+    if ! out="$(scripts/redmine-rest.sh)"; then
+        echo "redmine-rest: scripts/redmine-rest.sh failed" >&2
+        return 1
+    fi
+    eval "$out"
+    state="$WORK/redmine-rest-state.db"
+    : >"$state"
+    if ! env SCIM_SIDECAR_STATE="$state" "$BIN" migrate --config examples/redmine-rest/scim-sidecar.toml \
+        >"$WORK/migrate-redmine-rest.log" 2>&1; then
+        echo "redmine-rest: scim-sidecar migrate failed:" >&2
+        cat "$WORK/migrate-redmine-rest.log" >&2
+        return 1
+    fi
+    run_example redmine-rest examples/redmine-rest/scim-sidecar.toml REST_BASE_URL="$REST_BASE_URL" \
+        REST_API_KEY="$REST_API_KEY" SCIM_SIDECAR_STATE="$state"
+}
+
 failed=0
 # CONFORMANCE_ONLY=phpbb (a space-separated list) runs only those examples, while working on one.
 only=" ${CONFORMANCE_ONLY:-quickstart postgres redmine phpbb wordpress-mysql ldap rest active-directory} "
@@ -362,6 +388,10 @@ fi
 
 if [[ "$only" == *" active-directory "* ]]; then
     run_ad_example || failed=1
+fi
+
+if [[ "$only" == *" redmine-rest "* ]]; then
+    run_redmine_rest_example || failed=1
 fi
 
 if [ "$failed" -ne 0 ]; then

@@ -2,7 +2,8 @@
 # Starts the real Redmine (Debian's `redmine` package, 5.0.x on bookworm) on a free port of
 # 127.0.0.1 with its REST API enabled, so the REST store can be tried against a real
 # application's admin API (/users.json, /groups.json, ...) instead of only against
-# crates/legacy-admin-api. Opt-in: nothing in scripts/test.sh runs it.
+# examples/legacy-admin-api (examples/redmine-rest maps it). Opt-in: nothing in scripts/test.sh
+# runs it; `CONFORMANCE_ONLY=redmine-rest bash scripts/conformance.sh` runs scim2-tester on it.
 #
 #   eval "$(scripts/redmine-rest.sh)"        # exports REST_BASE_URL, REST_API_KEY, ...
 #   curl -H "X-Redmine-API-Key: $REST_API_KEY" "$REST_BASE_URL/users.json"
