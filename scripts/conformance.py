@@ -105,6 +105,9 @@ EXCLUDED: dict[tuple[str, str | None, str, str | None], str] = {
     # 3 (locked) and answers 422 "Status is not included in the list" to anything else, so
     # "neither" cannot be stored; the sidecar answers 400 invalidValue with the app's message.
     ("rest", "User", "check_remove_attribute", "active"): "the app's status is 1 or 3",
+    # Redmine's users.status is 1 (active), 2 (registered) or 3 (locked): "Status is invalid"
+    # for anything else.
+    ("redmine-rest", "User", "check_remove_attribute", "active"): "Redmine's status is NOT NULL",
     # Active Directory does not let an account be without a sAMAccountName (externalId) or a
     # userAccountControl (active): Samba answers unwillingToPerform "'samAccountName' can't be
     # deleted/empty!" (and the same of userAccountControl), and the sidecar answers 400
