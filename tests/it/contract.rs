@@ -3,8 +3,9 @@
 //! subject: SQLite, PostgreSQL, MariaDB (`schema.mysql.sql`: the login unique through its
 //! `_ci` collation), and SQLite with the sidecar's kept values in a second database (the
 //! path an LDAP or REST store takes for `externalId`), and slapd (`resources.ldap.toml`: the
-//! same map keys in a directory's addressing, kept values in an SQLite state database). A
-//! new kind of store
+//! same map keys in a directory's addressing, kept values in an SQLite state database), a
+//! Samba AD DC (`resources.ad.toml`), and the legacy admin API through the REST store
+//! (`resources.rest.toml`: kept values likewise). A new kind of store
 //! proves itself by adding a subject: its own schema and `[backend.app]`, the same resources
 //! (`tests/fixtures/contract/resources.toml`), and these tests unchanged.
 //!
@@ -21,7 +22,7 @@ use scim_sidecar::backend::{
 };
 use scim_sidecar::mapping::{self, MappedResource};
 
-use crate::support::{self, ldap, mariadb, postgres, samba};
+use crate::support::{self, ldap, mariadb, postgres, rest_app, samba};
 
 /// A store under contract: the users' and groups' tables and the field index of each key.
 struct Subject {
@@ -33,6 +34,7 @@ struct Subject {
     _pg: Option<postgres::Db>,
     _my: Option<mariadb::Db>,
     _ldap: Option<ldap::Subtree>,
+    _rest: Option<rest_app::RestApp>,
     /// Active Directory: a case-exact comparison of a directory attribute is refused (AD
     /// compares strings ignoring case), never answered ignoring case.
     no_case_exact: bool,
@@ -50,6 +52,9 @@ enum Kind {
     Ldap,
     /// A Samba AD domain controller (`flavour = "active-directory"`), kept values likewise.
     ActiveDirectory,
+    /// The legacy admin API (`examples/legacy-admin-api`) through the REST store, kept values
+    /// likewise.
+    Rest,
 }
 
 /// One test per subject: `contract!(name)` runs `async fn name(&Subject)` as `name::sqlite`,
@@ -88,6 +93,11 @@ macro_rules! contract {
                 }
             }
             #[tokio::test]
+            async fn rest() {
+                let s = super::subject(super::Kind::Rest).await.expect("rest");
+                super::$name(&s).await
+            }
+            #[tokio::test]
             async fn state_elsewhere() {
                 let s = super::subject(super::Kind::StateElsewhere).await.expect("sqlite");
                 super::$name(&s).await
@@ -112,8 +122,19 @@ async fn subject(kind: Kind) -> Option<Subject> {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut my = None;
     let mut tree = None;
+    let mut rest = None;
     let mut env = std::collections::HashMap::new();
     let (backend, pg) = match kind {
+        Kind::Rest => {
+            // A fresh app, its own in-memory database.
+            let app = rest_app::RestApp::start().await;
+            let backend = format!(
+                "type = \"rest\"\nbase_url = \"{}\"\nheaders = {{ \"X-API-Key\" = \"{}\" }}\nduplicate = [\"has already been taken\"]",
+                app.base_url, app.api_key
+            );
+            rest = Some(app);
+            (backend, None)
+        }
         Kind::Ldap => {
             // A fresh subtree: ou=people and ou=groups of its own.
             let t = ldap::subtree("contract").await?;
@@ -168,7 +189,7 @@ async fn subject(kind: Kind) -> Option<Subject> {
         ),
     };
     let state = match kind {
-        Kind::StateElsewhere | Kind::Ldap | Kind::ActiveDirectory => {
+        Kind::StateElsewhere | Kind::Ldap | Kind::ActiveDirectory | Kind::Rest => {
             let state_db = dir.path().join("state.db");
             std::fs::write(&state_db, "").expect("state db");
             format!(
@@ -183,6 +204,7 @@ async fn subject(kind: Kind) -> Option<Subject> {
         std::fs::read_to_string(fixtures.join(match kind {
             Kind::Ldap => "resources.ldap.toml",
             Kind::ActiveDirectory => "resources.ad.toml",
+            Kind::Rest => "resources.rest.toml",
             _ => "resources.toml",
         }))
         .expect("resources")
@@ -230,6 +252,7 @@ async fn subject(kind: Kind) -> Option<Subject> {
         _pg: pg,
         _my: my,
         _ldap: tree,
+        _rest: rest,
         no_case_exact: matches!(kind, Kind::ActiveDirectory),
     })
 }

@@ -281,12 +281,39 @@ impl RestTable {
         if reply.status.is_success() {
             Ok(reply)
         } else {
-            Err(status_error(
+            Err(self.blame(status_error(
                 &format!("{} {what}", self.rt),
                 &reply,
                 &self.rules,
-            ))
+            )))
         }
+    }
+
+    /// A uniqueness clash the app reported, attributed to the unique field its message names
+    /// (`Login has already been taken` → the field at `login`), or to the only unique field.
+    fn blame(&self, e: BackendError) -> BackendError {
+        let BackendError::Conflict {
+            field: None,
+            detail,
+        } = e
+        else {
+            return e;
+        };
+        let text = detail.to_lowercase();
+        let unique: Vec<usize> = (0..self.fields.len())
+            .filter(|&i| self.fields[i].unique)
+            .collect();
+        let named = unique.iter().copied().find(|&i| {
+            let f = &self.fields[i];
+            f.path
+                .last()
+                .is_some_and(|p| text.contains(&p.to_lowercase()))
+        });
+        let field = named.or(match unique.as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        });
+        BackendError::Conflict { field, detail }
     }
 
     /// The row of a resource object.
@@ -647,10 +674,10 @@ impl RestTable {
                 }
             }
         }
-        if plan.members && plan.keys.is_none() {
+        if plan.members && plan.keys.is_none() && self.res.scan_limit.is_none() {
             return Err(BackendError::Unsupported {
                 field: None,
-                detail: "the API cannot be asked which groups have a member (filter by id too, as Entra ID does)".into(),
+                detail: "the API cannot be asked which groups have a member: filter by id too, as Entra ID does, or allow a bounded scan with scan_limit".into(),
             });
         }
         if plan.keys.is_some() {
@@ -677,8 +704,8 @@ impl RestTable {
     }
 
     /// Members `ids` added to group `key`, a few at once; the added ones are removed again
-    /// when one fails.
-    async fn add_members(&self, key: &str, ids: &[String]) -> Result<(), BackendError> {
+    /// when one fails. `Ok` holds the ids that were not members before.
+    async fn add_members(&self, key: &str, ids: &[String]) -> Result<Vec<String>, BackendError> {
         let Some(m) = self.members.clone() else {
             return Err(BackendError::Internal(format!(
                 "{} has no members",
@@ -709,7 +736,7 @@ impl RestTable {
             }
         }
         if missing.is_empty() && failure.is_none() {
-            return Ok(());
+            return Ok(added);
         }
         // No transaction: undo what this change did.
         if !added.is_empty() {
@@ -724,27 +751,45 @@ impl RestTable {
         Err(failure.unwrap_or_else(|| BackendError::Internal("member add failed".into())))
     }
 
-    async fn remove_members(&self, key: &str, ids: &[String]) -> Result<(), BackendError> {
+    /// Members `ids` removed from group `key`, a few at once; the removed ones are added
+    /// again when one fails. `Ok` holds the ids that were members before.
+    async fn remove_members(&self, key: &str, ids: &[String]) -> Result<Vec<String>, BackendError> {
         let Some(m) = self.members.clone() else {
             return Err(BackendError::Internal(format!(
                 "{} has no members",
                 self.rt
             )));
         };
-        for (_, r) in self.each_member(&m, &m.remove, key, ids).await {
-            let reply = r?;
-            let tolerated = [&m.remove.absent, &m.remove.missing]
-                .iter()
-                .any(|t| t.as_ref().is_some_and(|t| t.matches(&reply)));
-            if !reply.status.is_success() && !tolerated {
-                return Err(status_error(
-                    &format!("{} member remove", self.rt),
-                    &reply,
-                    &self.rules,
-                ));
+        let mut removed = Vec::new();
+        let mut failure = None;
+        for (id, r) in self.each_member(&m, &m.remove, key, ids).await {
+            match r {
+                Ok(reply) if reply.status.is_success() => removed.push(id),
+                Ok(reply)
+                    if [&m.remove.absent, &m.remove.missing]
+                        .iter()
+                        .any(|t| t.as_ref().is_some_and(|t| t.matches(&reply))) => {}
+                Ok(reply) => {
+                    failure.get_or_insert(status_error(
+                        &format!("{} member remove", self.rt),
+                        &reply,
+                        &self.rules,
+                    ));
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
             }
         }
-        Ok(())
+        let Some(e) = failure else {
+            return Ok(removed);
+        };
+        // No transaction: undo what this change did.
+        if !removed.is_empty() && Box::pin(self.add_members(key, &removed)).await.is_err() {
+            tracing::error!(resource_type = %self.rt, group = %key, "members removed before a failed member remove could not be added again");
+            crate::metrics::partial_write("rest", "undo_members");
+        }
+        Err(e)
     }
 
     /// Sends `op` once per member id, at most `concurrency` at once.
@@ -800,16 +845,41 @@ impl RestTable {
         out
     }
 
-    /// Applies member changes in order.
+    /// Applies member changes in order, all or none: when one fails, the ones before it are
+    /// undone (the API has no transaction), so a refused PATCH leaves the group as it was.
     async fn change_members(
         &self,
         key: &str,
         changes: &[MemberChange],
     ) -> Result<(), BackendError> {
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        let result = self
+            .apply_members(key, changes, &mut added, &mut removed)
+            .await;
+        if result.is_err() {
+            let undone_adds = added.is_empty() || self.remove_members(key, &added).await.is_ok();
+            let undone_removes =
+                removed.is_empty() || self.add_members(key, &removed).await.is_ok();
+            if !(undone_adds && undone_removes) {
+                tracing::error!(resource_type = %self.rt, group = %key, "a failed membership change could not be undone; the group holds part of it");
+                crate::metrics::partial_write("rest", "undo_members");
+            }
+        }
+        result
+    }
+
+    /// [`Self::change_members`]'s steps, noting what each did in `added` and `removed`.
+    async fn apply_members(
+        &self,
+        key: &str,
+        changes: &[MemberChange],
+        added: &mut Vec<String>,
+        removed: &mut Vec<String>,
+    ) -> Result<(), BackendError> {
         for c in changes {
             match c {
-                MemberChange::Add(ids) => self.add_members(key, ids).await?,
-                MemberChange::Remove(ids) => self.remove_members(key, ids).await?,
+                MemberChange::Add(ids) => added.extend(self.add_members(key, ids).await?),
+                MemberChange::Remove(ids) => removed.extend(self.remove_members(key, ids).await?),
                 MemberChange::Clear | MemberChange::Replace(_) => {
                     let now = self
                         .read(key, true)
@@ -826,8 +896,8 @@ impl RestTable {
                         now.iter().filter(|m| !want.contains(m)).cloned().collect();
                     let new: Vec<String> =
                         want.iter().filter(|m| !now.contains(m)).cloned().collect();
-                    self.add_members(key, &new).await?;
-                    self.remove_members(key, &gone).await?;
+                    added.extend(self.add_members(key, &new).await?);
+                    removed.extend(self.remove_members(key, &gone).await?);
                 }
             }
         }
@@ -913,11 +983,11 @@ impl RestTable {
             )
             .await?;
         if !reply.status.is_success() {
-            return Err(status_error(
+            return Err(self.blame(status_error(
                 &format!("{} update", self.rt),
                 &reply,
                 &self.rules,
-            ));
+            )));
         }
         if let Some(doc) = reply.json() {
             if let Some(obj) = self.single(&doc) {
@@ -1303,7 +1373,15 @@ impl Table for RestTable {
                 Some(ks) => self.by_keys(ks, plan.members).await?,
                 None => {
                     let bound = self.res.scan_limit.unwrap_or(DEFAULT_BOUND);
-                    self.list_all(&plan.params, bound).await?
+                    let rows = self.list_all(&plan.params, bound).await?;
+                    if plan.members {
+                        // A member condition over a bounded scan: each group read with its
+                        // members (lists carry none), at most scan_limit of them.
+                        let ids: Vec<String> = rows.iter().map(|r| r.key.clone()).collect();
+                        self.by_keys(&ids, true).await?
+                    } else {
+                        rows
+                    }
                 }
             };
             rows.retain(|r| holds(&search.predicate, r));
