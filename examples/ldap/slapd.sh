@@ -31,14 +31,17 @@ admin="cn=admin,$suffix"
 # A fresh random password per directory: the directory is throwaway, the password too.
 password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=' | head -c 20)"
 
-# A free port on 127.0.0.1: one nothing answers on.
-port="${SLAPD_PORT:-}"
-if [ -z "$port" ]; then
+# A free port on 127.0.0.1: one nothing answers on, below Linux's ephemeral range (32768 and
+# up), so an outgoing connection of another program cannot hold it; slapd is started again on
+# another one should it still be taken (below).
+free_port() {
+    local p
     for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
+        p=$((20000 + RANDOM % 12000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
     done
-fi
+}
+port="${SLAPD_PORT:-$(free_port)}"
 [ -n "$port" ] || { echo "no free port found on 127.0.0.1" >&2; exit 1; }
 
 dir="$(mktemp -d "${TMPDIR:-/tmp}/scim-sidecar-slapd.XXXXXX")"
@@ -75,9 +78,21 @@ if ! "$slapadd" -q -f "$dir/slapd.conf" -l "$dir/data.ldif" >"$dir/slapadd.log" 
     exit 1
 fi
 
-# Without -d slapd forks into the background once it listens; its pid is in slapd.pid.
-if ! "$slapd" -f "$dir/slapd.conf" -h "ldap://127.0.0.1:$port/" >"$dir/slapd.log" 2>&1; then
-    echo "slapd did not start:" >&2
+# Without -d slapd forks into the background once it listens; its pid is in slapd.pid. It
+# exits non-zero when it cannot listen (the port taken meanwhile): then another port, unless
+# SLAPD_PORT chose this one.
+started=""
+for _ in 1 2 3 4 5; do
+    if "$slapd" -f "$dir/slapd.conf" -h "ldap://127.0.0.1:$port/" >"$dir/slapd.log" 2>&1; then
+        started=1
+        break
+    fi
+    [ -z "${SLAPD_PORT:-}" ] || break
+    port="$(free_port)"
+    [ -n "$port" ] || break
+done
+if [ -z "$started" ]; then
+    echo "slapd did not start (on 127.0.0.1:$port):" >&2
     cat "$dir/slapd.log" >&2
     rm -rf "$dir"
     exit 1
