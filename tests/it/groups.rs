@@ -1,5 +1,7 @@
 //! Groups and memberships against the quickstart's `roles` and `account_roles` join table.
 
+use std::path::PathBuf;
+
 use serde_json::{Value, json};
 
 use crate::support::client::{patch_body, user};
@@ -430,26 +432,28 @@ async fn r014_groups_larger_than_a_response_are_refused_whole_and_read_without_m
     assert_eq!(small["members"].as_array().map(Vec::len), Some(3));
 }
 
-/// The quickstart's schema next to a variant of its config (which names it relatively).
-fn copy_schema(dir: &tempfile::TempDir) {
+/// The quickstart's config with `groups = "<group_type>"` added to `[resource.User]`, written
+/// in `dir` next to a copy of its schema (which it names relatively); its path and text.
+fn quickstart_with_groups(dir: &tempfile::TempDir, group_type: &str) -> (PathBuf, String) {
+    let text = std::fs::read_to_string(crate::support::quickstart_config()).expect("quickstart");
+    let text = text.replacen(
+        "[resource.User]\n",
+        &format!("[resource.User]\ngroups = \"{group_type}\"\n"),
+        1,
+    );
+    let path = dir.path().join("scim-sidecar.toml");
+    std::fs::write(&path, &text).expect("config");
     std::fs::copy(
         crate::support::quickstart_config().with_file_name("schema.sql"),
         dir.path().join("schema.sql"),
     )
     .expect("schema.sql");
+    (path, text)
 }
 
 /// The quickstart with `groups = "Group"` on its users, written where an integrator writes it.
 async fn with_user_groups(dir: &tempfile::TempDir) -> Sidecar {
-    let text = std::fs::read_to_string(crate::support::quickstart_config()).expect("quickstart");
-    let text = text.replacen(
-        "[resource.User]\n",
-        "[resource.User]\ngroups = \"Group\"\n",
-        1,
-    );
-    let path = dir.path().join("groups.toml");
-    std::fs::write(&path, text).expect("config");
-    copy_schema(dir);
+    let (path, _) = quickstart_with_groups(dir, "Group");
     Sidecar::start(Options {
         config: Some(path),
         ..Default::default()
@@ -607,15 +611,7 @@ async fn users_show_their_groups() {
 #[tokio::test]
 async fn user_groups_must_name_a_group_type_of_users() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(crate::support::quickstart_config()).expect("quickstart");
-    let text = text.replacen(
-        "[resource.User]\n",
-        "[resource.User]\ngroups = \"Teams\"\n",
-        1,
-    );
-    let path = dir.path().join("bad.toml");
-    std::fs::write(&path, &text).expect("config");
-    copy_schema(&dir);
+    let (path, text) = quickstart_with_groups(&dir, "Teams");
     let line = text
         .lines()
         .position(|l| l.starts_with("groups = "))
