@@ -22,7 +22,19 @@ pub(crate) trait Exec: Send + Sync {
     /// Runs a query; every column as text.
     fn read(&self, sql: Sql)
     -> impl Future<Output = Result<Vec<Vec<String>>, BackendError>> + Send;
+    /// Runs a query answered from the primary key (a few rows, microseconds of work): a
+    /// driver whose calls block may run it on the caller's thread rather than hand it to
+    /// another. The default is [`Exec::read`].
+    fn read_by_key(
+        &self,
+        sql: Sql,
+    ) -> impl Future<Output = Result<Vec<Vec<String>>, BackendError>> + Send {
+        self.read(sql)
+    }
 }
+
+/// Lists up to this long are sent as one SQLite parameter per value.
+const FEW: usize = 32;
 
 /// The state table of one SQL database.
 pub(crate) struct SqlStateStore<E> {
@@ -45,10 +57,17 @@ impl<E> SqlStateStore<E> {
             .param(self.d, Value::Text(id.to_owned()));
     }
 
-    /// ` IN (…)` over text values, as one parameter whatever their number.
+    /// ` IN (…)` over text values: ` = ?` for one (a read of one resource, the common case),
+    /// one `?` each for a few, else one parameter whatever their number (SQLite's
+    /// `json_each`, which costs a temporary index of the list first; PostgreSQL's arrays).
     fn any_of(&self, sql: &mut Sql, values: &[String]) {
+        if let [one] = values {
+            sql.push(" = ").param(self.d, Value::Text(one.clone()));
+            return;
+        }
+        let few = values.len() <= FEW;
         match self.d {
-            Dialect::Sqlite => {
+            Dialect::Sqlite if !few => {
                 sql.push(" IN (SELECT value FROM json_each(")
                     .param(
                         self.d,
@@ -60,7 +79,7 @@ impl<E> SqlStateStore<E> {
                 sql.push(" = ANY(").param_array(values.to_vec()).push(")");
             }
             // One `?` per value (callers ask for a page's ids and a type's names).
-            Dialect::Mysql => {
+            Dialect::Mysql | Dialect::Sqlite => {
                 sql.push(" IN (");
                 for (i, v) in values.iter().enumerate() {
                     if i > 0 {
@@ -96,18 +115,20 @@ impl<E: Exec> StateStore for SqlStateStore<E> {
             .param(self.d, Value::Text(resource_type.to_owned()))
             .push(" AND resource_id");
         self.any_of(&mut sql, ids);
-        sql.push(" AND name");
-        self.any_of(&mut sql, names);
+        // A resource keeps a few values: read them all by the key's prefix and keep the
+        // names asked for here, rather than make the database match a second list.
         Ok(self
             .exec
-            .read(sql)
+            .read_by_key(sql)
             .await?
             .into_iter()
             .filter_map(|mut r| {
                 let value = r.pop()?;
                 let name = r.pop()?;
                 let id = r.pop()?;
-                Some((id, name, Value::Text(value)))
+                names
+                    .contains(&name)
+                    .then_some((id, name, Value::Text(value)))
             })
             .collect())
     }
