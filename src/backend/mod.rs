@@ -707,6 +707,17 @@ pub fn missing_members(missing: &[String]) -> BackendError {
     }
 }
 
+/// The caller's thread when its runtime is single-threaded (a server shard), `None` otherwise:
+/// the home of a connection whose I/O task is spawned now. Pools hand a request a connection
+/// of its own thread first (the PostgreSQL pool, the REST client), since one driven from
+/// another thread costs a wake-up and a context switch per message each way.
+pub fn home_thread() -> Option<std::thread::ThreadId> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread)
+        .then(|| std::thread::current().id())
+}
+
 /// The current time as a field of type `ty` keeps it: seconds for integers, the canonical text
 /// form otherwise (PostgreSQL casts it to its timestamp types).
 pub fn now(ty: &FieldType) -> Value {

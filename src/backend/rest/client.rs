@@ -2,8 +2,15 @@
 //! TCP, or TLS through rustls with the ring provider), no second HTTP library.
 //!
 //! - **Connections**: idle ones are kept and reused; each connection's I/O runs in a task of
-//!   its own. At most `max_concurrency` requests are in flight (a semaphore), so a burst of
-//!   SCIM requests cannot flood the application.
+//!   its own, on the runtime that opened it. At most `max_concurrency` requests are in flight
+//!   (a semaphore), so a burst of SCIM requests cannot flood the application, and at most
+//!   `max_concurrency` connections are open.
+//! - **Affinity**: the server serves on shard threads, each a single-threaded runtime. A
+//!   request takes an idle connection opened on its own thread; with none, it opens one there
+//!   while fewer than `max_concurrency` are open, and else takes another thread's. A
+//!   connection used from another thread hands every request and answer across threads, a
+//!   wake-up and a context switch each way (the PostgreSQL pool, `sql::pg_pool`, does the
+//!   same for the same reason).
 //! - **Time**: connecting is bounded by `connect_timeout`, each attempt (request sent to
 //!   response body read) by `timeout`.
 //! - **Retries**: idempotent requests (GET, PUT, DELETE) are sent again, at most `retries`
@@ -13,7 +20,9 @@
 //! - **Status mapping** ([`status_error`]): the one place where the app's answers become
 //!   [`BackendError`]s.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -63,6 +72,30 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 type Sender = http1::SendRequest<Full<Bytes>>;
+
+/// An open connection: its request handle, the thread whose runtime runs its I/O (`None` on
+/// a multi-threaded runtime), and its place in the count of open connections.
+struct Conn {
+    sender: Sender,
+    home: Option<ThreadId>,
+    _open: Open,
+}
+
+/// One open connection in [`Client::open`], given back when the connection is dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: &Arc<AtomicUsize>) -> Open {
+        count.fetch_add(1, Ordering::Relaxed);
+        Open(count.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A request to the app: method, path and query (encoded already), extra headers, body.
 #[derive(Clone, Debug, Default)]
@@ -210,7 +243,10 @@ pub struct Client {
     oauth: Option<OAuth2>,
     authority: HeaderValue,
     tls: Option<(TlsConnector, ServerName<'static>)>,
-    idle: Mutex<Vec<Sender>>,
+    /// Idle connections, the most recently used last.
+    idle: Mutex<Vec<Conn>>,
+    /// Connections open (idle or in use).
+    open: Arc<AtomicUsize>,
     permits: Semaphore,
 }
 
@@ -240,6 +276,7 @@ impl Client {
             authority,
             tls,
             idle: Mutex::new(Vec::new()),
+            open: Arc::new(AtomicUsize::new(0)),
             cfg,
         })
     }
@@ -337,7 +374,7 @@ impl Client {
     }
 
     async fn once(&self, req: &Req) -> Result<Reply, Failure> {
-        let (mut sender, reused) = self.checkout().await?;
+        let (mut conn, reused) = self.checkout().await?;
         let mut b = Request::builder()
             .method(req.method.clone())
             .uri(format!("{}{}", self.cfg.prefix, req.path))
@@ -363,7 +400,7 @@ impl Client {
         let request = b
             .body(Full::new(body))
             .map_err(|e| Failure::NotSent(format!("bad request: {e}")))?;
-        let resp = match sender.try_send_request(request).await {
+        let resp = match conn.sender.try_send_request(request).await {
             Ok(r) => r,
             Err(mut e) => {
                 let sent = e.take_message().is_none();
@@ -383,10 +420,10 @@ impl Client {
             .await
             .map_err(|e| Failure::Failed(format!("reading the answer: {e}")))?
             .to_bytes();
-        if !sender.is_closed() {
+        if !conn.sender.is_closed() {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < self.cfg.max_concurrency {
-                idle.push(sender);
+                idle.push(conn);
             }
         }
         Ok(Reply {
@@ -396,16 +433,26 @@ impl Client {
         })
     }
 
-    /// A ready idle connection (`true`), or a new one.
-    async fn checkout(&self) -> Result<(Sender, bool), Failure> {
+    /// A ready idle connection (`true`), or a new one, in the order the module doc gives.
+    async fn checkout(&self) -> Result<(Conn, bool), Failure> {
+        let home = crate::backend::home_thread();
         loop {
-            let next = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let Some(mut s) = next else { break };
-            if s.is_closed() {
+            let next = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let mine = match home {
+                    Some(h) => idle.iter().rposition(|c| c.home == Some(h)),
+                    None => idle.len().checked_sub(1),
+                };
+                let full = self.open.load(Ordering::Relaxed) >= self.cfg.max_concurrency.max(1);
+                mine.or_else(|| full.then(|| idle.len().checked_sub(1)).flatten())
+                    .map(|i| idle.remove(i))
+            };
+            let Some(mut c) = next else { break };
+            if c.sender.is_closed() {
                 continue;
             }
-            if s.ready().await.is_ok() {
-                return Ok((s, true));
+            if c.sender.ready().await.is_ok() {
+                return Ok((c, true));
             }
         }
         let connect = async {
@@ -432,7 +479,14 @@ impl Client {
             Ok::<_, String>(sender)
         };
         match tokio::time::timeout(self.cfg.connect_timeout, connect).await {
-            Ok(Ok(s)) => Ok((s, false)),
+            Ok(Ok(sender)) => Ok((
+                Conn {
+                    sender,
+                    home,
+                    _open: Open::new(&self.open),
+                },
+                false,
+            )),
             Ok(Err(e)) => Err(Failure::NotSent(e)),
             Err(_) => Err(Failure::NotSent(format!(
                 "connecting to {} timed out after {:?}",

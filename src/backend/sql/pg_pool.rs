@@ -32,7 +32,6 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use deadpool_postgres::ClientWrapper;
-use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -237,9 +236,7 @@ impl State {
 
 /// The caller's thread when its runtime is single-threaded; `None` otherwise.
 fn home() -> Option<ThreadId> {
-    Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::CurrentThread)
-        .then(|| std::thread::current().id())
+    crate::backend::home_thread()
 }
 
 /// A connection taken from a [`PgPool`] (derefs to deadpool-postgres's client, with its
