@@ -1,5 +1,11 @@
 //! A few bound LDAP connections, used round-robin. An `ldap3` connection multiplexes
-//! requests, so a handle is cloned out rather than checked out exclusively. A connection that
+//! requests, so a handle is cloned out rather than checked out exclusively.
+//!
+//! Each connection's I/O runs in a task on the runtime that opened it, and the server serves
+//! on shard threads, each a single-threaded runtime: a request sent on a connection of
+//! another thread crosses threads twice (a wake-up and a context switch each way). So each
+//! thread has connections of its own, opened when it first needs them: `pool_size` in all,
+//! spread over the machine's cores, at least one per thread ([`crate::backend::home_thread`]). A connection that
 //! is closed (the directory restarted, a network cut) or that failed an operation is dropped
 //! and a new one connected and bound on the next use: the sidecar recovers from a directory
 //! restart without restarting itself, and a request that met the broken connection answers
@@ -7,6 +13,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope};
@@ -25,17 +32,24 @@ pub struct Pool {
     connect_timeout: Duration,
     /// How long one operation may take.
     pub op_timeout: Duration,
-    slots: Vec<Mutex<Option<Ldap>>>,
+    /// Each thread's connection slots (`None`: a multi-threaded runtime's).
+    homes: std::sync::Mutex<Vec<(Option<ThreadId>, Slots)>>,
+    /// Slots per thread.
+    per_home: usize,
     next: AtomicUsize,
     /// Entries per page of a search with the Simple Paged Results control (RFC 2696); 0 when
     /// searches are sent without it (`page_size = 0`, or a directory that does not offer it).
     page_size: AtomicI32,
 }
 
+/// One thread's connections; a slot is empty until first used, or after its connection broke.
+type Slots = Arc<[Mutex<Option<Ldap>>]>;
+
 /// A connection handed out, and the slot to clear if it turns out broken.
 pub struct Conn {
     /// The handle.
     pub ldap: Ldap,
+    slots: Slots,
     slot: usize,
 }
 
@@ -54,7 +68,10 @@ impl Pool {
             starttls: c.starttls,
             connect_timeout: c.connect_timeout,
             op_timeout: c.operation_timeout,
-            slots: (0..c.pool_size).map(|_| Mutex::new(None)).collect(),
+            homes: std::sync::Mutex::new(Vec::new()),
+            per_home: c.pool_size.div_ceil(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
             next: AtomicUsize::new(0),
             page_size: AtomicI32::new(0),
         })
@@ -97,27 +114,43 @@ impl Pool {
             }))
     }
 
-    /// A connection, connecting and binding one when its slot is empty or closed.
+    /// A connection of the caller's thread, connecting and binding one when its slot is
+    /// empty or closed.
     pub async fn get(&self) -> Result<Conn, BackendError> {
-        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let mut held = self.slots[slot].lock().await;
+        let slots = self.slots_here();
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) % slots.len();
+        let mut held = slots[slot].lock().await;
         if let Some(l) = held.as_mut() {
             if !l.is_closed() {
-                return Ok(Conn {
-                    ldap: l.clone(),
-                    slot,
-                });
+                let ldap = l.clone();
+                drop(held);
+                return Ok(Conn { ldap, slots, slot });
             }
         }
         *held = None;
         let ldap = self.connect().await?;
         *held = Some(ldap.clone());
-        Ok(Conn { ldap, slot })
+        drop(held);
+        Ok(Conn { ldap, slots, slot })
+    }
+
+    /// The caller's thread's slots, made on its first call.
+    fn slots_here(&self) -> Slots {
+        let home = crate::backend::home_thread();
+        let mut homes = self.homes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, s)) = homes.iter().find(|(h, _)| *h == home) {
+            return s.clone();
+        }
+        let s: Slots = (0..self.per_home.max(1))
+            .map(|_| Mutex::new(None))
+            .collect();
+        homes.push((home, s.clone()));
+        s
     }
 
     /// Forgets a connection that failed, so the next use of its slot reconnects.
     pub async fn discard(&self, c: &Conn) {
-        let mut held = self.slots[c.slot].lock().await;
+        let mut held = c.slots[c.slot].lock().await;
         *held = None;
     }
 
