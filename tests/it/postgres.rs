@@ -624,6 +624,10 @@ async fn r014_frozen_database_answers_503_instead_of_hanging() {
             };
             (r.status.as_u16(), r.header("retry-after"))
         }));
+        if i == 0 {
+            // The first (a create) takes the one connection open, opened by "before".
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     for r in requests {
         let (status, retry) = tokio::time::timeout(Duration::from_secs(15), r)
@@ -638,6 +642,20 @@ async fn r014_frozen_database_answers_503_instead_of_hanging() {
     assert_eq!(ready.status.as_u16(), 503, "{}", ready.text());
 
     drop(thaw);
+    // The create that held the one open connection was cut off inside its transaction. It
+    // was rolled back: the transaction does not stay open on the pooled connection once the
+    // database wakes, where the next request's COMMIT would commit its writes with its own.
+    let db = s.pg.as_ref().expect("pg");
+    let open = "SELECT count(*) FROM pg_stat_activity \
+                WHERE datname = current_database() AND state LIKE 'idle in transaction%'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while db.rows(open).await[0][0] != "0" {
+        assert!(
+            Instant::now() < deadline,
+            "a transaction cut off by the deadline stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let r = s.client.post("/scim/v2/Users", &user("after")).await;

@@ -738,7 +738,7 @@ fn refs(sql: &Sql) -> Vec<&(dyn ToSql + Sync)> {
 /// What a flow's statements run on: a pooled connection, or a transaction on one.
 enum Session<'a> {
     Client(&'a deadpool_postgres::ClientWrapper),
-    Tx(&'a deadpool_postgres::Transaction<'a>),
+    Tx(&'a PgTx<'a>),
 }
 
 impl Session<'_> {
@@ -748,7 +748,7 @@ impl Session<'_> {
     ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
         match self {
             Session::Client(c) => c.prepare_cached(sql).await,
-            Session::Tx(t) => t.prepare_cached(sql).await,
+            Session::Tx(t) => t.c.prepare_cached(sql).await,
         }
     }
 
@@ -759,7 +759,7 @@ impl Session<'_> {
     ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
         match self {
             Session::Client(c) => c.query(st, params).await,
-            Session::Tx(t) => t.query(st, params).await,
+            Session::Tx(t) => t.begun(t.c.query(st, params)).await,
         }
     }
 
@@ -770,9 +770,85 @@ impl Session<'_> {
     ) -> Result<u64, tokio_postgres::Error> {
         match self {
             Session::Client(c) => c.execute(st, params).await,
-            Session::Tx(t) => t.execute(st, params).await,
+            Session::Tx(t) => t.begun(t.c.execute(st, params)).await,
         }
     }
+}
+
+/// A transaction whose `BEGIN` goes out with its first statement, in one write, and is
+/// answered with it: one round trip fewer than tokio-postgres's `transaction()`, which waits
+/// for `BEGIN`'s answer before sending anything else (tokio-postgres sends a request when
+/// its future is first polled, and the server runs requests in the order they arrive).
+///
+/// Ends with [`PgTx::commit`] or [`PgTx::rollback`]. Dropped unfinished (a statement failed,
+/// or the client went away mid-request), it queues a `ROLLBACK` on the connection before the
+/// connection goes back to the pool, as tokio-postgres's own `Transaction` does: the next
+/// request on the connection is sent after it.
+struct PgTx<'a> {
+    c: &'a deadpool_postgres::ClientWrapper,
+    /// `BEGIN` has been sent.
+    begun: std::sync::atomic::AtomicBool,
+    /// Committed or rolled back.
+    finished: bool,
+}
+
+impl<'a> PgTx<'a> {
+    fn new(c: &'a deadpool_postgres::ClientWrapper) -> PgTx<'a> {
+        PgTx {
+            c,
+            begun: std::sync::atomic::AtomicBool::new(false),
+            finished: false,
+        }
+    }
+
+    /// Runs `statement` in the transaction, sending `BEGIN` just before it when it is the
+    /// first.
+    async fn begun<T>(
+        &self,
+        statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, tokio_postgres::Error> {
+        if self.begun.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return statement.await;
+        }
+        let mut begin = std::pin::pin!(self.c.batch_execute("BEGIN"));
+        let sent = poll_once(begin.as_mut());
+        let out = statement.await;
+        match sent {
+            std::task::Poll::Ready(r) => r?,
+            std::task::Poll::Pending => begin.await?,
+        }
+        out
+    }
+
+    async fn commit(mut self) -> Result<(), tokio_postgres::Error> {
+        self.finished = true;
+        if self.begun.load(std::sync::atomic::Ordering::Relaxed) {
+            self.c.batch_execute("COMMIT").await?;
+        }
+        Ok(())
+    }
+
+    async fn rollback(mut self) -> Result<(), tokio_postgres::Error> {
+        self.finished = true;
+        if self.begun.load(std::sync::atomic::Ordering::Relaxed) {
+            self.c.batch_execute("ROLLBACK").await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PgTx<'_> {
+    fn drop(&mut self) {
+        if !self.finished && *self.begun.get_mut() {
+            // Sent on the first poll; its answer is read and dropped by the connection.
+            let _ = poll_once(std::pin::pin!(self.c.batch_execute("ROLLBACK")));
+        }
+    }
+}
+
+/// Polls `f` once, without a task to wake: a tokio-postgres request is sent by then.
+fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+    f.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
 }
 
 /// A connection (or transaction) as the shared flows use it.
@@ -903,11 +979,8 @@ impl PgTable {
 macro_rules! in_tx {
     ($table:expr, |$conn:ident| $flow:expr) => {{
         let tap = Tap::current(&$table.store);
-        let mut client = $table.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| error(&e, &$table.names))?;
+        let client = $table.client().await?;
+        let tx = PgTx::new(&client);
         let out = {
             if let Some(t) = &tap {
                 t.text("BEGIN");
@@ -1030,8 +1103,9 @@ struct PgExec {
 impl Exec for PgExec {
     async fn write(&self, stmts: Vec<Sql>) -> Result<(), BackendError> {
         let tap = Tap::current(&self.store);
-        let mut client = self.pool.get().await.map_err(pool_error)?;
-        let tx = client.transaction().await.map_err(|e| error(&e, &[]))?;
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let tx = PgTx::new(&client);
+        let session = Session::Tx(&tx);
         if let Some(t) = &tap {
             t.text("BEGIN");
         }
@@ -1039,11 +1113,12 @@ impl Exec for PgExec {
             if let Some(t) = &tap {
                 t.sql(sql);
             }
-            let st = tx
+            let st = session
                 .prepare_cached(sql.text())
                 .await
                 .map_err(|e| error(&e, &[]))?;
-            tx.execute(&st, &refs(sql))
+            session
+                .execute(&st, &refs(sql))
                 .await
                 .map_err(|e| error(&e, &[]))?;
         }
