@@ -1262,6 +1262,7 @@ fn publish(
             let mut a = attr.clone();
             let mut types: Vec<String> = Vec::new();
             let mut subs: Vec<String> = Vec::new();
+            let mut required_subs: Vec<String> = Vec::new();
             for (i, b) in &mine {
                 let info = &infos[*i];
                 let over = spec_for(&b.target);
@@ -1288,8 +1289,19 @@ fn publish(
                             apply_overrides(d, over, info, false);
                         }
                         a.required |= b.required;
+                        if b.required && !required_subs.contains(sub) {
+                            required_subs.push(sub.clone());
+                        }
                     }
                     _ => {}
+                }
+            }
+            // A required typed value (`emails[type eq "work"].value`) makes its sub-attribute
+            // required in every element: a client that sends only what /Schemas marks
+            // required must not send `emails: [{}]`, which would fill no slot.
+            for d in &mut a.sub_attributes {
+                if required_subs.contains(&d.name) {
+                    d.required = true;
                 }
             }
             for t in computed {

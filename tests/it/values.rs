@@ -257,7 +257,12 @@ async fn required_attributes_are_enforced_and_published(store: Store) {
     assert_eq!(name["required"], true, "{name}");
     assert_eq!(sub(&name, "familyName")["required"], true, "{name}");
     assert_eq!(sub(&name, "givenName")["required"], false, "{name}");
-    assert_eq!(attr("emails")["required"], true, "{schema}");
+    let emails = attr("emails");
+    assert_eq!(emails["required"], true, "{schema}");
+    // An element must carry its value (a client filling only what is required would
+    // otherwise send `emails: [{}]`); its type may be left out (it fills the work slot).
+    assert_eq!(sub(&emails, "value")["required"], true, "{emails}");
+    assert_eq!(sub(&emails, "type")["required"], false, "{emails}");
     assert_eq!(
         attr("displayName")["required"],
         false,
