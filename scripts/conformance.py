@@ -26,7 +26,7 @@ and builds the client's description from what they publish (scim2-tester 0.5 rep
 separate `client.discover()` call). If no resource type could be described, no CRUD check
 runs; that is reported as a failure too.
 
-Test data. scim2-tester fills every attribute with a random UUID string (36 characters). Four
+Test data. scim2-tester fills every attribute with a random UUID string (36 characters). Five
 adaptations make that data fit what the examples' stores can hold, without skipping or
 filtering any check (see adapt_test_data):
 
@@ -44,6 +44,13 @@ filtering any check (see adapt_test_data):
   one child row): it is the primary one, published as such and read back `primary: true`
   (RFC 7643 §2.4), as Entra ID and Okta send it. A random `false` cannot be kept by a table
   that holds one address, and reads back true.
+- `type` of a multi-valued attribute (emails, phoneNumbers, addresses, …) is one of the
+  canonicalValues the server publishes for it in /Schemas, when it publishes any. Entra ID
+  and Okta send `work`; a random string is a type no identity provider sends, and a mapping
+  keeps only the types it has a column for (`emails[type eq "work"].value`): a value of
+  another type is not stored there. examples/redmine-rest requires the e-mail (Redmine
+  does), so a random type made a create with every attribute filled a 400 naming
+  `emails[type eq "work"].value`.
 - `password` gets an upper-case letter and a punctuation mark appended. examples/active-directory
   writes it to unicodePwd, and an Active Directory domain's default password policy wants
   three of four character classes; 30 hexadecimal digits have two, so the domain rightly
@@ -129,7 +136,19 @@ class _ShortUuid:
         return self._uuid.hex[:30]
 
 
-def adapt_test_data() -> None:
+def canonical_types(http: httpx2.Client) -> dict[str, list[str]]:
+    """`attribute.type` -> the canonicalValues /Schemas publishes for that sub-attribute."""
+    found: dict[str, list[str]] = {}
+    schemas = http.get("/Schemas").json().get("Resources", [])
+    for schema in schemas:
+        for attr in schema.get("attributes", []):
+            for sub in attr.get("subAttributes") or []:
+                if sub.get("name") == "type" and sub.get("canonicalValues"):
+                    found[f"{attr['name']}.type".lower()] = list(sub["canonicalValues"])
+    return found
+
+
+def adapt_test_data(canonical: dict[str, list[str]]) -> None:
     """Make scim2-tester's random values fit the examples' tables (see the module doc)."""
     filling.uuid = types.SimpleNamespace(uuid4=_ShortUuid)
 
@@ -152,6 +171,11 @@ def adapt_test_data() -> None:
         # Entra ID and Okta send. A random `false` would come back `true`.
         if binding is not None and binding.target_field_name == "primary":
             value = True
+        # A type the server publishes for the attribute (see the module doc).
+        if binding is not None and binding.target_field_name == "type" and isinstance(value, str):
+            key = ".".join(str(path).split(":")[-1].split(".")[-2:]).lower()
+            if key in canonical:
+                value = canonical[key][0]
         # A password an AD domain's complexity policy accepts (see the module doc).
         if binding is not None and binding.target_field_name == "password" and isinstance(value, str):
             value = f"{value}A!"
@@ -189,7 +213,6 @@ def main() -> int:
         "--label", default="", help="the example's name, for EXCLUDED and the counts"
     )
     args = parser.parse_args()
-    adapt_test_data()
 
     http = httpx2.Client(
         base_url=args.base_url,
@@ -197,6 +220,7 @@ def main() -> int:
         timeout=30,
     )
     with http:
+        adapt_test_data(canonical_types(http))
         results = check_server(SyncSCIMClient(http))
 
     counts: collections.Counter[str] = collections.Counter()
