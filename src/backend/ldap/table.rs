@@ -302,20 +302,31 @@ impl LdapTable {
         vr: Option<String>,
     ) -> Result<Vec<SearchEntry>, BackendError> {
         let mut c = self.pool.get().await?;
-        let l = c.ldap.with_timeout(self.pool.op_timeout);
-        if let Some(vr) = vr {
-            l.with_controls(MatchedValues::new(vr));
-        }
         let scope = if subtree {
             Scope::Subtree
         } else {
             Scope::OneLevel
         };
         let sizelimit = i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX);
-        let l = l.with_search_options(SearchOptions::new().sizelimit(sizelimit));
-        let Some(page) = self.pool.page_size() else {
-            let r = l.search(base, scope, filter, attrs).await;
-            let r = self.transport(&c, r).await?;
+        let op_timeout = self.pool.op_timeout;
+        // Options hold for one operation: set again for each search.
+        let prepare = |ldap: &mut ldap3::Ldap, size: i32| {
+            let l = ldap.with_timeout(op_timeout);
+            if let Some(vr) = &vr {
+                l.with_controls(MatchedValues::new(vr.clone()));
+            }
+            l.with_search_options(SearchOptions::new().sizelimit(size));
+        };
+        let page = self.pool.page_size();
+        // Most searches (a userName lookup, an id) match a few entries: a plain search of at
+        // most one page answers them without the paged-results control, which costs the
+        // directory and the sidecar more per search (bench: 9 % of the filter throughput).
+        // One that fills the page, or meets the directory's own limit, is read again in pages.
+        let first = page.map_or(sizelimit, |p| p.min(sizelimit));
+        prepare(&mut c.ldap, first);
+        let r = c.ldap.search(base, scope, filter, attrs.clone()).await;
+        let r = self.transport(&c, r).await?;
+        if page.is_none() || r.1.rc != 4 || r.0.len() > limit {
             let found = r.0.len();
             check_search(r.1.rc, &r.1.text, found, limit)?;
             return Ok(r
@@ -324,7 +335,10 @@ impl LdapTable {
                 .filter(|e| !e.is_ref() && !e.is_intermediate())
                 .map(SearchEntry::construct)
                 .collect());
-        };
+        }
+        let page = page.unwrap_or(first);
+        prepare(&mut c.ldap, sizelimit);
+        let l = &mut c.ldap;
         let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> = vec![
             Box::new(EntriesOnly::new()),
             Box::new(PagedResults::new(page.min(sizelimit))),
