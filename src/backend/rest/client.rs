@@ -455,6 +455,8 @@ impl Client {
                 return Ok((c, true));
             }
         }
+        // Counted from now: requests checking out meanwhile see the pool as it will be.
+        let open = Open::new(&self.open);
         let connect = async {
             let tcp = TcpStream::connect((self.cfg.host.trim_matches(['[', ']']), self.cfg.port))
                 .await
@@ -483,7 +485,7 @@ impl Client {
                 Conn {
                     sender,
                     home,
-                    _open: Open::new(&self.open),
+                    _open: open,
                 },
                 false,
             )),
