@@ -5,9 +5,10 @@
 //! on shard threads, each a single-threaded runtime: a request sent on a connection of
 //! another thread crosses threads twice (a wake-up and a context switch each way). So each
 //! thread has connections of its own, opened when it first needs them: `pool_size` in all,
-//! spread over the machine's cores, at least one per thread ([`crate::backend::home_thread`]). A connection that
-//! is closed (the directory restarted, a network cut) or that failed an operation is dropped
-//! and a new one connected and bound on the next use: the sidecar recovers from a directory
+//! spread over the machine's cores, at least one per thread ([`crate::backend::home_thread`]).
+//!
+//! A connection that is closed (the directory restarted, a network cut) or that failed an
+//! operation is dropped and a new one connected and bound on the next use: the sidecar recovers from a directory
 //! restart without restarting itself, and a request that met the broken connection answers
 //! 503 so the identity provider retries it.
 

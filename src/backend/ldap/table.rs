@@ -326,17 +326,18 @@ impl LdapTable {
         prepare(&mut c.ldap, first);
         let r = c.ldap.search(base, scope, filter, attrs.clone()).await;
         let r = self.transport(&c, r).await?;
-        if page.is_none() || r.1.rc != 4 || r.0.len() > limit {
-            let found = r.0.len();
-            check_search(r.1.rc, &r.1.text, found, limit)?;
-            return Ok(r
-                .0
-                .into_iter()
-                .filter(|e| !e.is_ref() && !e.is_intermediate())
-                .map(SearchEntry::construct)
-                .collect());
-        }
-        let page = page.unwrap_or(first);
+        let page = match page {
+            Some(p) if r.1.rc == 4 && r.0.len() <= limit => p,
+            _ => {
+                check_search(r.1.rc, &r.1.text, r.0.len(), limit)?;
+                return Ok(r
+                    .0
+                    .into_iter()
+                    .filter(|e| !e.is_ref() && !e.is_intermediate())
+                    .map(SearchEntry::construct)
+                    .collect());
+            }
+        };
         prepare(&mut c.ldap, sizelimit);
         let l = &mut c.ldap;
         let adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> = vec![

@@ -121,7 +121,7 @@ impl PgPool {
     /// It goes back to the pool when the [`PgClient`] is dropped (closed by then: it is not
     /// kept).
     pub async fn get(&self) -> Result<PgClient, PoolError> {
-        let home = home();
+        let home = crate::backend::home_thread();
         let deadline = tokio::time::Instant::now() + self.inner.wait;
         loop {
             if let Some(c) = self.inner.lock().take(Some(home)) {
@@ -232,11 +232,6 @@ impl State {
         };
         Some(self.idle.remove(i))
     }
-}
-
-/// The caller's thread when its runtime is single-threaded; `None` otherwise.
-fn home() -> Option<ThreadId> {
-    crate::backend::home_thread()
 }
 
 /// A connection taken from a [`PgPool`] (derefs to deadpool-postgres's client, with its

@@ -78,7 +78,7 @@ impl<E> SqlStateStore<E> {
             Dialect::Postgres => {
                 sql.push(" = ANY(").param_array(values.to_vec()).push(")");
             }
-            // One `?` per value (callers ask for a page's ids and a type's names).
+            // One `?` per value (callers ask for a page's ids).
             Dialect::Mysql | Dialect::Sqlite => {
                 sql.push(" IN (");
                 for (i, v) in values.iter().enumerate() {
