@@ -107,13 +107,14 @@ type Op = Arc<
 >;
 
 /// `conns` connections running `op` back to back: warm-up, then the measured window; the
-/// operations per second in the window and the failures.
+/// operations per second in the window, the failures, and how many operation numbers were
+/// handed out (the next phase starts after them).
 async fn direct(
     env: &HashMap<String, String>,
     conns: usize,
     window: Duration,
     op: Op,
-) -> (f64, u64) {
+) -> (f64, u64, u64) {
     let seq = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let (warm_end, end) = (start + WARMUP, start + WARMUP + window);
@@ -145,7 +146,8 @@ async fn direct(
         done += d;
         failed += f;
     }
-    (done as f64 / window.as_secs_f64(), failed)
+    let used = seq.load(Ordering::Relaxed);
+    (done as f64 / window.as_secs_f64(), failed, used)
 }
 
 fn main() {
@@ -235,7 +237,7 @@ fn main() {
         seq_base = seq.load(Ordering::Relaxed) + 1;
         created.extend(stats.collected.iter().cloned());
         let people2 = people.clone();
-        let (ops, failed) = rt.block_on(direct(
+        let (ops, failed, _) = rt.block_on(direct(
             &env,
             conns,
             window,
@@ -284,7 +286,7 @@ fn main() {
             window,
         ));
         let people2 = people.clone();
-        let (ops, failed) = rt.block_on(direct(
+        let (ops, failed, _) = rt.block_on(direct(
             &env,
             conns,
             window,
@@ -325,6 +327,9 @@ fn main() {
     // group (n / users) % 8.
     let users = names.len() as u64;
     let mut member_seq = 0u64;
+    // The direct runs add to groups of their own, with a sequence of their own, so that no
+    // pair is added twice (a second add fails and would not count).
+    let mut direct_seq = 0u64;
     for &conns in &CONNS {
         let host = support::host_header(s.addr);
         let (ids, gids) = (names.clone(), sidecar_groups.clone());
@@ -353,8 +358,8 @@ fn main() {
         member_seq = seq.load(Ordering::Relaxed) + 1;
         let (dns, groups2) = (names.clone(), groups.clone());
         let people2 = people.clone();
-        let start = member_seq;
-        let (ops, failed) = rt.block_on(direct(
+        let start = direct_seq;
+        let (ops, failed, used) = rt.block_on(direct(
             &env,
             conns,
             window,
@@ -369,6 +374,7 @@ fn main() {
                 })
             }),
         ));
+        direct_seq += used;
         println!(
             "  direct  member  ldap3 modify add   {conns:>3} conns  {ops:>9.0} ops/s  {failed} failed"
         );
