@@ -1074,3 +1074,146 @@ async fn the_example_passes_check_against_the_running_app() {
         "{text}"
     );
 }
+
+/// An API that answers a create with `201` and only a `Location` (no body), and changes a
+/// user with a `PATCH` that must carry every mapped field (`update_method = "PATCH"`,
+/// `update_sends = "all"`): the created user is read back from where `Location` points, a
+/// SCIM PATCH of one attribute is one API `PATCH` holding all of them, and the user reads
+/// back changed.
+#[tokio::test]
+async fn location_only_creates_and_patch_updates_of_every_field() {
+    use std::sync::{Arc, Mutex};
+
+    support::init();
+    // The app: people by id, and every request it saw (method, path, body).
+    type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+    let people: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen: Seen = Arc::default();
+    let (p, s) = (people.clone(), seen.clone());
+    let server =
+        support::upstream::Server::start(move |req: http::Request<hyper::body::Incoming>, _| {
+            let (people, seen) = (p.clone(), s.clone());
+            async move {
+                use http_body_util::BodyExt;
+                let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+                let bytes = req.into_body().collect().await.expect("body").to_bytes();
+                let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                seen.lock()
+                    .unwrap()
+                    .push((method.clone(), path.clone(), body.clone()));
+                let reply = |status: u16, v: &Value| {
+                    http::Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(scim_sidecar::proxy::full(v.to_string()))
+                        .expect("response")
+                };
+                let mut people = people.lock().unwrap();
+                let id = path
+                    .strip_prefix("/v1/people/")
+                    .and_then(|i| i.parse::<usize>().ok());
+                match (method.as_str(), id) {
+                    ("GET", None) => reply(200, &json!({ "people": *people })),
+                    ("POST", None) => {
+                        let mut person = body;
+                        person["id"] = json!(people.len() + 7);
+                        let at = format!("/v1/people/{}", person["id"]);
+                        people.push(person);
+                        http::Response::builder()
+                            .status(201)
+                            .header("location", at)
+                            .body(scim_sidecar::proxy::full(""))
+                            .expect("response")
+                    }
+                    (m, Some(i)) => match people.iter_mut().find(|x| x["id"] == json!(i)) {
+                        None => reply(404, &json!({ "error": "not found" })),
+                        Some(person) if m == "GET" => reply(200, person),
+                        Some(person) if m == "PATCH" => {
+                            for (k, v) in body.as_object().into_iter().flatten() {
+                                person[k] = v.clone();
+                            }
+                            reply(200, person)
+                        }
+                        Some(_) => reply(405, &json!({ "error": "no such method" })),
+                    },
+                    _ => reply(405, &json!({ "error": "no such method" })),
+                }
+            }
+        })
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("scim-sidecar.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\naddr = \"${{SCIM_SIDECAR_LISTEN}}\"\n[admin]\naddr = \"${{SCIM_SIDECAR_ADMIN_LISTEN}}\"\n\
+             [upstream]\nurl = \"${{UPSTREAM_URL}}\"\n[auth]\nbearer_tokens = [\"${{SCIM_TOKEN}}\"]\n\
+             [backend.app]\ntype = \"rest\"\nbase_url = \"http://{}\"\n\
+             [resource.User]\nbackend = \"app\"\ncollection = \"/v1/people\"\nitems = \"people\"\n\
+             update_method = \"PATCH\"\nupdate_sends = \"all\"\n\
+             [resource.User.map]\nuserName = \"login\"\n\"name.givenName\" = \"first\"\n\"name.familyName\" = \"last\"\n",
+            server.addr
+        ),
+    )
+    .expect("config");
+    let s = Sidecar::start(Options {
+        config: Some(path),
+        ..Default::default()
+    })
+    .await;
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "alice",
+        "name": {"givenName": "Alice", "familyName": "Ng"}
+    });
+    let created = s
+        .client
+        .post("/scim/v2/Users", &body)
+        .await
+        .expect(201)
+        .json();
+    assert_eq!(created["id"], "7", "{created}");
+    assert_eq!(created["userName"], "alice");
+    assert_eq!(created["name"]["familyName"], "Ng");
+    let calls = |seen: &Seen| -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .drain(..)
+            .map(|(m, p, _)| format!("{m} {p}"))
+            .collect()
+    };
+    let made = calls(&seen);
+    assert!(
+        made.ends_with(&["POST /v1/people".to_owned(), "GET /v1/people/7".to_owned()]),
+        "the create is read back from its Location: {made:?}"
+    );
+
+    let changed = s
+        .client
+        .patch(
+            "/scim/v2/Users/7",
+            &patch_body(json!([{"op": "replace", "path": "name.familyName", "value": "Ngata"}])),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(changed["name"]["familyName"], "Ngata", "{changed}");
+    let writes: Vec<(String, String, Value)> = seen
+        .lock()
+        .unwrap()
+        .drain(..)
+        .filter(|(m, _, _)| m != "GET")
+        .collect();
+    assert_eq!(writes.len(), 1, "one write: {writes:?}");
+    let (method, at, sent) = &writes[0];
+    assert_eq!((method.as_str(), at.as_str()), ("PATCH", "/v1/people/7"));
+    assert_eq!(sent["last"], "Ngata", "{sent}");
+    assert_eq!(
+        (&sent["login"], &sent["first"]),
+        (&json!("alice"), &json!("Alice")),
+        "update_sends = \"all\" sends the unchanged fields too: {sent}"
+    );
+    let read = s.client.get("/scim/v2/Users/7").await.expect(200).json();
+    assert_eq!(read["name"]["familyName"], "Ngata", "{read}");
+    assert_eq!(read["name"]["givenName"], "Alice");
+}
