@@ -1217,3 +1217,83 @@ async fn location_only_creates_and_patch_updates_of_every_field() {
     assert_eq!(read["name"]["familyName"], "Ngata", "{read}");
     assert_eq!(read["name"]["givenName"], "Alice");
 }
+
+/// `max_concurrency` bounds what the app sees: twenty SCIM reads at once through a backend
+/// allowed three reach an app that takes 50 ms per request as at most three requests in
+/// flight on at most three connections, and every read is answered.
+#[tokio::test]
+async fn max_concurrency_bounds_requests_and_connections_to_the_app() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    support::init();
+    let (now, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, p) = (now.clone(), peak.clone());
+    let server =
+        support::upstream::Server::start(move |req: http::Request<hyper::body::Incoming>, _| {
+            let (now, peak) = (n.clone(), p.clone());
+            async move {
+                if req.uri().path() == "/v1/people" {
+                    // The start-up check lists the users.
+                    return http::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(scim_sidecar::proxy::full("[]"))
+                        .expect("response");
+                }
+                let inside = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(inside, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                let id = req.uri().path().rsplit('/').next().unwrap_or("").to_owned();
+                http::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(scim_sidecar::proxy::full(
+                        json!({"id": id, "login": format!("u{id}")}).to_string(),
+                    ))
+                    .expect("response")
+            }
+        })
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("scim-sidecar.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\naddr = \"${{SCIM_SIDECAR_LISTEN}}\"\n[admin]\naddr = \"${{SCIM_SIDECAR_ADMIN_LISTEN}}\"\n\
+             [upstream]\nurl = \"${{UPSTREAM_URL}}\"\n[auth]\nbearer_tokens = [\"${{SCIM_TOKEN}}\"]\n\
+             [backend.app]\ntype = \"rest\"\nbase_url = \"http://{}\"\nmax_concurrency = 3\n\
+             [resource.User]\nbackend = \"app\"\ncollection = \"/v1/people\"\n\
+             [resource.User.map]\nuserName = \"login\"\n",
+            server.addr
+        ),
+    )
+    .expect("config");
+    let s = Sidecar::start(Options {
+        config: Some(path),
+        ..Default::default()
+    })
+    .await;
+    let reads: Vec<_> = (1..=20)
+        .map(|i| {
+            let client = s.client.clone();
+            tokio::spawn(async move {
+                client
+                    .get(&format!("/scim/v2/Users/{i}"))
+                    .await
+                    .expect(200)
+                    .json()
+            })
+        })
+        .collect();
+    for (i, read) in reads.into_iter().enumerate() {
+        let got = read.await.expect("read");
+        assert_eq!(got["userName"], format!("u{}", i + 1), "{got}");
+    }
+    let (peak, conns) = (peak.load(Ordering::SeqCst), server.connection_count());
+    assert!(peak <= 3, "{peak} requests at once reached the app");
+    assert!(
+        peak >= 2,
+        "the reads were not sent in parallel (peak {peak})"
+    );
+    assert!(conns <= 3, "the app saw {conns} connections");
+}
