@@ -106,6 +106,10 @@ pub struct Overlay {
     member_tombstones: Option<String>,
 }
 
+/// How many holders of a create's unique values are read to find a tombstoned one among them
+/// (a unique value has one live holder at most; more than this many is not expected).
+const CLASH_CANDIDATES: u64 = 16;
+
 /// The name of a tombstone among a resource's kept values.
 pub const TOMBSTONE: &str = "meta.deleted";
 
@@ -320,6 +324,31 @@ impl Overlay {
         if conds.is_empty() {
             return Ok(None);
         }
+        // The few resources holding one of these values, tombstoned or not, and of those the
+        // tombstoned one: a cost that does not grow with the number of soft deletes. A store
+        // that cannot search on such a field is asked among the tombstoned ids instead.
+        let lowered = self.lower(&Predicate::Or(conds)).await?;
+        let holders = self
+            .inner
+            .search_retired(Search {
+                predicate: lowered.clone(),
+                sort: Default::default(),
+                page: PageRequest::Offset {
+                    offset: 0,
+                    limit: CLASH_CANDIDATES,
+                },
+                members: false,
+            })
+            .await;
+        match holders {
+            Ok(found) if found.next.is_none() && found.rows.len() < CLASH_CANDIDATES as usize => {
+                let ids: Vec<String> = found.rows.into_iter().map(|r| r.key).collect();
+                let kept = self.load(&ids).await?;
+                return Ok(ids.into_iter().find(|k| self.dead(k, &kept)));
+            }
+            Ok(_) | Err(BackendError::Unsupported { .. }) => {}
+            Err(e) => return Err(self.lift(e)),
+        }
         let dead = self.dead_ids().await?;
         if dead.is_empty() {
             return Ok(None);
@@ -327,12 +356,9 @@ impl Overlay {
         let found = self
             .inner
             .search_retired(Search {
-                predicate: Predicate::And(vec![
-                    Predicate::KeyIn(dead),
-                    self.lower(&Predicate::Or(conds)).await?,
-                ]),
+                predicate: Predicate::And(vec![Predicate::KeyIn(dead), lowered]),
                 sort: Default::default(),
-                page: super::PageRequest::Offset {
+                page: PageRequest::Offset {
                     offset: 0,
                     limit: 1,
                 },
@@ -351,8 +377,19 @@ impl Overlay {
         if ids.is_empty() {
             return Ok(());
         }
-        let dead = self.state.find(member_type, TOMBSTONE, None).await?;
-        let gone: Vec<String> = ids.iter().filter(|i| dead.contains(i)).cloned().collect();
+        // The tombstones of these ids only.
+        let dead = self
+            .state
+            .load(member_type, ids, &[TOMBSTONE.to_owned()])
+            .await?;
+        let gone: Vec<String> = ids
+            .iter()
+            .filter(|i| {
+                dead.iter()
+                    .any(|(id, _, v)| id == *i && !matches!(v, Value::Null))
+            })
+            .cloned()
+            .collect();
         if gone.is_empty() {
             Ok(())
         } else {
