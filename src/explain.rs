@@ -92,6 +92,49 @@ pub struct Explained {
     pub response: Response,
 }
 
+/// Why `method path` cannot be explained with `config`: it writes to a resource type whose
+/// store cannot take a write back (an LDAP directory, a REST API), so running it would do
+/// it. `None` for reads, and for writes that only reach SQL stores. `path` is below the
+/// base path; `/Bulk` may write to any resource type.
+pub fn refusal(config: &crate::config::Config, method: &Method, path: &str) -> Option<String> {
+    if matches!(*method, Method::GET | Method::HEAD) {
+        return None;
+    }
+    let segment = path
+        .trim_start_matches('/')
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    let bulk = segment.eq_ignore_ascii_case("Bulk");
+    config
+        .resources
+        .iter()
+        .filter(|r| {
+            bulk || r
+                .endpoint
+                .trim_start_matches('/')
+                .eq_ignore_ascii_case(segment)
+        })
+        .find_map(|r| {
+            let b = config.backends.iter().find(|b| b.name == r.backend)?;
+            (!b.store.rolls_back()).then(|| {
+                format!(
+                    "[resource.{}] is kept in [backend.{}] ({}), which cannot take a write back, \
+                     and explain takes back every write it shows: this {method} would really be \
+                     done. Explain a GET, or point a copy of the config at a test {}",
+                    r.name,
+                    b.name,
+                    b.store.kind(),
+                    if b.store.kind() == "rest" {
+                        "instance of the app"
+                    } else {
+                        "directory"
+                    },
+                )
+            })
+        })
+}
+
 /// Runs one SCIM request against `scim` with the stores recording and rolling back.
 /// `path` is below the base path (`/Users`, `/Groups/42?attributes=members`).
 pub async fn run<P: crate::scim::service::Provider>(

@@ -57,7 +57,9 @@ enum Command {
     },
     /// Show what one SCIM request would do — the statements sent to the stores, with their
     /// values, and the answer — without writing anything: every transaction is rolled back.
-    /// Reads only the stores' sections and [scim]: the token's variables need not be set.
+    /// A write to an LDAP or REST store, which cannot be taken back, is refused; reads of
+    /// them run. Reads only the stores' sections and [scim]: the token's variables need not
+    /// be set.
     ///
     /// Example: scim-sidecar explain -c scim-sidecar.toml POST /Users --body user.json
     Explain {
@@ -269,6 +271,15 @@ async fn explain(path: PathBuf, method: String, target: String, body: Option<Pat
             return ExitCode::FAILURE;
         }
     };
+    let base_path = config.scim.base_path.trim_end_matches('/');
+    let rest = match target.strip_prefix(base_path) {
+        Some(r) if !base_path.is_empty() && (r.is_empty() || r.starts_with(['/', '?'])) => r,
+        _ => target.as_str(),
+    };
+    if let Some(why) = scim_sidecar::explain::refusal(&config, &method, rest) {
+        eprintln!("explain: {why}");
+        return ExitCode::FAILURE;
+    }
     let (service, warnings) = match app::service_only(&config).await {
         Ok(s) => s,
         Err(problems) => {
@@ -279,11 +290,6 @@ async fn explain(path: PathBuf, method: String, target: String, body: Option<Pat
         }
     };
     eprint!("{}", config::report(&warnings));
-    let base_path = config.scim.base_path.trim_end_matches('/');
-    let rest = match target.strip_prefix(base_path) {
-        Some(r) if !base_path.is_empty() && (r.is_empty() || r.starts_with(['/', '?'])) => r,
-        _ => target.as_str(),
-    };
     let base = config
         .scim
         .public_url

@@ -95,6 +95,12 @@ pub trait StoreConfig: fmt::Debug + Send + Sync {
         Ok(())
     }
 
+    /// Whether a write can be taken back (a transaction rolled back), as `explain` does with
+    /// every write it shows. A directory or an API has done what it was sent.
+    fn rolls_back(&self) -> bool {
+        false
+    }
+
     /// Opens the store (a pool, a connection) and checks that it answers. `Err` is a
     /// start-up message naming the problem and the fix.
     async fn open(&self, name: &str) -> Result<Arc<dyn Backend>, String>;

@@ -1938,3 +1938,87 @@ displayName = "cn"
         .json();
     assert_eq!(j["groups"].as_array().map(Vec::len), Some(2), "{j}");
 }
+
+/// `scim-sidecar explain` on the LDAP example: a directory cannot take a write back, so a
+/// POST, PATCH or DELETE is refused with a message naming the resource type and its store,
+/// and the directory holds no new entry; a GET runs and shows the answer.
+#[tokio::test]
+async fn explain_refuses_writes_a_directory_cannot_take_back() {
+    support::init();
+    let Some(tree) = ldap::subtree("explain").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.db");
+    std::fs::write(&state, "").expect("state db");
+    let user = dir.path().join("user.json");
+    std::fs::write(
+        &user,
+        serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "explained",
+            "name": {"givenName": "Ex", "familyName": "Plained"}
+        })
+        .to_string(),
+    )
+    .expect("body");
+    let explain = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_scim-sidecar"))
+            .arg("explain")
+            .arg("--config")
+            .arg(support::example_config("ldap"))
+            .args(args)
+            .env("LDAP_URL", &tree.url)
+            .env("LDAP_BIND_DN", ldap::ADMIN_DN)
+            .env("LDAP_BIND_PASSWORD", ldap::ADMIN_PASSWORD)
+            .env("LDAP_BASE_DN", &tree.dn)
+            .env("SCIM_SIDECAR_STATE", &state)
+            .output()
+            .expect("run explain");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_scim-sidecar"))
+        .args(["migrate", "--config"])
+        .arg(support::example_config("ldap"))
+        .env("LDAP_URL", &tree.url)
+        .env("LDAP_BIND_DN", ldap::ADMIN_DN)
+        .env("LDAP_BIND_PASSWORD", ldap::ADMIN_PASSWORD)
+        .env("LDAP_BASE_DN", &tree.dn)
+        .env("SCIM_SIDECAR_STATE", &state)
+        .env("SCIM_TOKEN", support::TOKEN)
+        .output()
+        .expect("migrate");
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
+    let body = user.display().to_string();
+    for args in [
+        vec!["POST", "/Users", "--body", body.as_str()],
+        vec!["PATCH", "/scim/v2/Groups/x", "--body", body.as_str()],
+        vec!["DELETE", "/Users/x"],
+    ] {
+        let (ok, out, err) = explain(&args);
+        assert!(!ok, "{args:?} was explained: {out}");
+        assert!(
+            err.contains("[backend.directory] (ldap), which cannot take a write back"),
+            "{args:?}: {err}"
+        );
+    }
+    let server = ldap::server().expect("slapd");
+    assert!(
+        server
+            .entries(&tree.people, "(uid=explained)")
+            .await
+            .is_empty(),
+        "the refused create wrote the entry"
+    );
+    let (ok, out, err) = explain(&["GET", "/Users?filter=userName eq \"explained\""]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("\"totalResults\": 0"), "{out}");
+}

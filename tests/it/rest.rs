@@ -1371,6 +1371,42 @@ async fn filters_skip_soft_deleted_users_without_reading_every_tombstone() {
     assert_eq!(count("count=5").await, (1, vec![alice.clone()]));
     assert_eq!(count("startIndex=2&count=5").await, (1, vec![]));
 
+    // A soft-deleted user is no one to make a member of: refused, on create and on PATCH.
+    let group = |members: Vec<&str>| {
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Staff",
+            "members": members.iter().map(|m| json!({"value": m})).collect::<Vec<_>>()})
+    };
+    let refused =
+        r.s.client
+            .post("/scim/v2/Groups", &group(vec![&alice, &gone[4]]))
+            .await
+            .expect(400)
+            .json();
+    assert!(
+        refused["detail"].as_str().unwrap_or("").contains(&gone[4]),
+        "{refused}"
+    );
+    let g =
+        r.s.client
+            .post("/scim/v2/Groups", &group(vec![&alice]))
+            .await
+            .expect(201)
+            .json();
+    let gid = g["id"].as_str().expect("id").to_owned();
+    r.s.client
+        .patch(
+            &format!("/scim/v2/Groups/{gid}"),
+            &patch_body(json!([{"op": "add", "path": "members", "value": [{"value": gone[7]}]}])),
+        )
+        .await
+        .expect(400);
+    assert_eq!(
+        r.app.sql(&format!(
+            "SELECT user_id FROM members WHERE group_id = {gid}"
+        )),
+        vec![vec![alice.clone()]]
+    );
+
     // What the filter sends, as `scim-sidecar explain` shows it.
     let mut vars: std::collections::HashMap<String, String> = env
         .iter()

@@ -140,6 +140,10 @@ impl StoreConfig for MyOptions {
         true
     }
 
+    fn rolls_back(&self) -> bool {
+        true
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

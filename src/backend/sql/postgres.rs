@@ -112,6 +112,10 @@ impl StoreConfig for PgOptions {
         true
     }
 
+    fn rolls_back(&self) -> bool {
+        true
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }

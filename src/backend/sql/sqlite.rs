@@ -123,6 +123,10 @@ impl StoreConfig for SqliteConfig {
         true
     }
 
+    fn rolls_back(&self) -> bool {
+        true
+    }
+
     fn shared(&self) -> Result<(), String> {
         Err(format!(
             "SQLite file {} is local to one machine",
