@@ -38,6 +38,33 @@ async fn rig_with(app: RestApp, key: Option<&str>) -> Rig {
     Rig { app, s, _dir: dir }
 }
 
+/// The example with `on_delete = "soft"` for users, in front of a new app; with the config
+/// file and the environment it was started with (for `explain`).
+async fn soft_rig() -> (Rig, std::path::PathBuf, Vec<(&'static str, String)>) {
+    let app = RestApp::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(support::example_config("rest"))
+        .expect("example")
+        .replacen("on_delete = \"hard\"", "on_delete = \"soft\"", 1);
+    let config = dir.path().join("soft.toml");
+    std::fs::write(&config, text).expect("config");
+    let state = dir.path().join("state.db");
+    std::fs::write(&state, "").expect("state db");
+    let env = vec![
+        ("REST_BASE_URL", app.base_url.clone()),
+        ("REST_API_KEY", app.api_key.clone()),
+        ("SCIM_SIDECAR_STATE", state.display().to_string()),
+    ];
+    let s = Sidecar::start(Options {
+        config: Some(config.clone()),
+        env: env.clone(),
+        migrate: true,
+        ..Default::default()
+    })
+    .await;
+    (Rig { app, s, _dir: dir }, config, env)
+}
+
 fn alice(login: &str) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -443,27 +470,7 @@ async fn a_wrong_key_stops_the_start() {
 /// `member_of`), and a later create of the same userName brings the same app user back.
 #[tokio::test]
 async fn soft_deletes_lock_the_user_and_a_create_brings_it_back() {
-    let app = RestApp::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(support::example_config("rest"))
-        .expect("example")
-        .replacen("on_delete = \"hard\"", "on_delete = \"soft\"", 1);
-    let config = dir.path().join("soft.toml");
-    std::fs::write(&config, text).expect("config");
-    let state = dir.path().join("state.db");
-    std::fs::write(&state, "").expect("state db");
-    let s = Sidecar::start(Options {
-        config: Some(config),
-        env: vec![
-            ("REST_BASE_URL", app.base_url.clone()),
-            ("REST_API_KEY", app.api_key.clone()),
-            ("SCIM_SIDECAR_STATE", state.display().to_string()),
-        ],
-        migrate: true,
-        ..Default::default()
-    })
-    .await;
-    let r = Rig { app, s, _dir: dir };
+    let (r, _, _) = soft_rig().await;
     let id = r.create_user("alice").await;
     let g =
         r.s.client
@@ -1304,28 +1311,7 @@ async fn max_concurrency_bounds_requests_and_connections_to_the_app() {
 /// soft-deleted users; a list that spans pages still counts and pages without them.
 #[tokio::test]
 async fn filters_skip_soft_deleted_users_without_reading_every_tombstone() {
-    let app = RestApp::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(support::example_config("rest"))
-        .expect("example")
-        .replacen("on_delete = \"hard\"", "on_delete = \"soft\"", 1);
-    let config = dir.path().join("soft.toml");
-    std::fs::write(&config, text).expect("config");
-    let state = dir.path().join("state.db");
-    std::fs::write(&state, "").expect("state db");
-    let env = vec![
-        ("REST_BASE_URL", app.base_url.clone()),
-        ("REST_API_KEY", app.api_key.clone()),
-        ("SCIM_SIDECAR_STATE", state.display().to_string()),
-    ];
-    let s = Sidecar::start(Options {
-        config: Some(config.clone()),
-        env: env.clone(),
-        migrate: true,
-        ..Default::default()
-    })
-    .await;
-    let r = Rig { app, s, _dir: dir };
+    let (r, config, env) = soft_rig().await;
     let alice = r.create_user("alice").await;
     let mut gone = Vec::new();
     for i in 0..12 {
