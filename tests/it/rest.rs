@@ -1082,6 +1082,34 @@ async fn the_example_passes_check_against_the_running_app() {
     );
 }
 
+/// A sidecar in front of the API at `addr`: `[backend.app]` with the `backend` lines added,
+/// and `[resource.User]` (collection `/v1/people`) followed by `resource` (its other keys and
+/// its map).
+async fn sidecar_for(
+    addr: std::net::SocketAddr,
+    backend: &str,
+    resource: &str,
+) -> (Sidecar, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("scim-sidecar.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[listen]\naddr = \"${{SCIM_SIDECAR_LISTEN}}\"\n[admin]\naddr = \"${{SCIM_SIDECAR_ADMIN_LISTEN}}\"\n\
+             [upstream]\nurl = \"${{UPSTREAM_URL}}\"\n[auth]\nbearer_tokens = [\"${{SCIM_TOKEN}}\"]\n\
+             [backend.app]\ntype = \"rest\"\nbase_url = \"http://{addr}\"\n{backend}\
+             [resource.User]\nbackend = \"app\"\ncollection = \"/v1/people\"\n{resource}"
+        ),
+    )
+    .expect("config");
+    let s = Sidecar::start(Options {
+        config: Some(path),
+        ..Default::default()
+    })
+    .await;
+    (s, dir)
+}
+
 /// An API that answers a create with `201` and only a `Location` (no body), and changes a
 /// user with a `PATCH` that must carry every mapped field (`update_method = "PATCH"`,
 /// `update_sends = "all"`): the created user is read back from where `Location` points, a
@@ -1148,25 +1176,13 @@ async fn location_only_creates_and_patch_updates_of_every_field() {
             }
         })
         .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("scim-sidecar.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[listen]\naddr = \"${{SCIM_SIDECAR_LISTEN}}\"\n[admin]\naddr = \"${{SCIM_SIDECAR_ADMIN_LISTEN}}\"\n\
-             [upstream]\nurl = \"${{UPSTREAM_URL}}\"\n[auth]\nbearer_tokens = [\"${{SCIM_TOKEN}}\"]\n\
-             [backend.app]\ntype = \"rest\"\nbase_url = \"http://{}\"\n\
-             [resource.User]\nbackend = \"app\"\ncollection = \"/v1/people\"\nitems = \"people\"\n\
-             update_method = \"PATCH\"\nupdate_sends = \"all\"\n\
-             [resource.User.map]\nuserName = \"login\"\n\"name.givenName\" = \"first\"\n\"name.familyName\" = \"last\"\n",
-            server.addr
-        ),
+    let (s, _dir) = sidecar_for(
+        server.addr,
+        "",
+        "items = \"people\"\nupdate_method = \"PATCH\"\nupdate_sends = \"all\"\n\
+         [resource.User.map]\nuserName = \"login\"\n\"name.givenName\" = \"first\"\n\
+         \"name.familyName\" = \"last\"\n",
     )
-    .expect("config");
-    let s = Sidecar::start(Options {
-        config: Some(path),
-        ..Default::default()
-    })
     .await;
     let body = json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
@@ -1261,24 +1277,11 @@ async fn max_concurrency_bounds_requests_and_connections_to_the_app() {
             }
         })
         .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("scim-sidecar.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[listen]\naddr = \"${{SCIM_SIDECAR_LISTEN}}\"\n[admin]\naddr = \"${{SCIM_SIDECAR_ADMIN_LISTEN}}\"\n\
-             [upstream]\nurl = \"${{UPSTREAM_URL}}\"\n[auth]\nbearer_tokens = [\"${{SCIM_TOKEN}}\"]\n\
-             [backend.app]\ntype = \"rest\"\nbase_url = \"http://{}\"\nmax_concurrency = 3\n\
-             [resource.User]\nbackend = \"app\"\ncollection = \"/v1/people\"\n\
-             [resource.User.map]\nuserName = \"login\"\n",
-            server.addr
-        ),
+    let (s, _dir) = sidecar_for(
+        server.addr,
+        "max_concurrency = 3\n",
+        "[resource.User.map]\nuserName = \"login\"\n",
     )
-    .expect("config");
-    let s = Sidecar::start(Options {
-        config: Some(path),
-        ..Default::default()
-    })
     .await;
     let reads: Vec<_> = (1..=20)
         .map(|i| {
