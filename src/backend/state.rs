@@ -326,7 +326,8 @@ impl Overlay {
         }
         // The few resources holding one of these values, tombstoned or not, and of those the
         // tombstoned one: a cost that does not grow with the number of soft deletes. A store
-        // that cannot search on such a field is asked among the tombstoned ids instead.
+        // that cannot search on such a field (or finds more holders than expected) is asked
+        // among the tombstoned ids instead.
         let lowered = self.lower(&Predicate::Or(conds)).await?;
         let holders = self
             .inner
@@ -346,7 +347,7 @@ impl Overlay {
                 let kept = self.load(&ids).await?;
                 return Ok(ids.into_iter().find(|k| self.dead(k, &kept)));
             }
-            Ok(_) | Err(BackendError::Unsupported { .. }) => {}
+            Ok(_) | Err(BackendError::Unsupported { .. } | BackendError::TooLarge { .. }) => {}
             Err(e) => return Err(self.lift(e)),
         }
         let dead = self.dead_ids().await?;
@@ -504,7 +505,7 @@ impl Table for Overlay {
             // the same with 100,000 soft-deleted resources as with none. Only when the
             // answer is not the whole result (more pages) are the tombstoned ids excluded
             // by the store itself below, to keep totals and pages exact.
-            let found = self
+            let found = match self
                 .inner
                 .search(Search {
                     predicate: predicate.clone(),
@@ -513,8 +514,14 @@ impl Table for Overlay {
                     members: search.members,
                 })
                 .await
-                .map_err(|e| self.lift(e))?;
-            if is_whole(&search.page, &found) {
+            {
+                Ok(found) => Some(found),
+                // More matches than the store reads at once, counting the deleted ones: the
+                // search below may be within bounds without them.
+                Err(BackendError::TooLarge { .. }) => None,
+                Err(e) => return Err(self.lift(e)),
+            };
+            if let Some(found) = found.filter(|f| is_whole(&search.page, f)) {
                 let ids: Vec<String> = found.rows.iter().map(|r| r.key.clone()).collect();
                 let kept = self.load(&ids).await?;
                 let rows: Vec<Row> = found

@@ -2022,3 +2022,69 @@ async fn explain_refuses_writes_a_directory_cannot_take_back() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("\"totalResults\": 0"), "{out}");
 }
+
+/// A soft-deleting type whose backend reads at most `max_results` entries per search: a
+/// filter that matches more than that only because soft-deleted entries still match it is
+/// answered (the deleted ones are left out in the LDAP filter then), and a filter matching a
+/// soft-deleted entry alone finds nothing.
+#[tokio::test]
+async fn soft_deleted_entries_do_not_count_against_max_results() {
+    let Some(tree) = ldap::subtree("softmax").await else {
+        return;
+    };
+    let resources = format!(
+        r#"
+[resource.User]
+backend = "dir"
+base = "{people}"
+rdn = "uid={{userName}}"
+object_classes = ["inetOrgPerson"]
+on_delete = "soft"
+
+[resource.User.map]
+userName = "uid"
+"name.familyName" = "sn"
+active = {{ attribute = "employeeType", values = {{ true = "active", false = "disabled" }} }}
+
+[resource.User.set]
+cn = {{ template = "{{userName}}" }}
+"#,
+        people = tree.people
+    );
+    let (s, _dir) = serve_with(&tree, "max_results = 3", &resources).await;
+    let c = &s.client;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let body = serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": format!("m{i}"),
+            "name": { "familyName": "M" }
+        });
+        let u = c.post("/scim/v2/Users", &body).await.expect(201).json();
+        ids.push(u["id"].as_str().expect("id").to_owned());
+    }
+    for id in &ids[..2] {
+        c.delete(&format!("/scim/v2/Users/{id}")).await.expect(204);
+    }
+    let names = |list: serde_json::Value| -> BTreeSet<String> {
+        list["Resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|u| u["userName"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let list = c
+        .get("/scim/v2/Users?filter=userName%20sw%20%22m%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(list["totalResults"], 2, "{list}");
+    assert_eq!(names(list), set(&["m2", "m3"]));
+    let none = c
+        .get("/scim/v2/Users?filter=userName%20eq%20%22m0%22")
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(none["totalResults"], 0, "{none}");
+}
