@@ -121,15 +121,11 @@ pub fn refusal(config: &crate::config::Config, method: &Method, path: &str) -> O
                 format!(
                     "[resource.{}] is kept in [backend.{}] ({}), which cannot take a write back, \
                      and explain takes back every write it shows: this {method} would really be \
-                     done. Explain a GET, or point a copy of the config at a test {}",
+                     done. Explain a GET, or point a copy of the config at a test instance of \
+                     that store",
                     r.name,
                     b.name,
                     b.store.kind(),
-                    if b.store.kind() == "rest" {
-                        "instance of the app"
-                    } else {
-                        "directory"
-                    },
                 )
             })
         })

@@ -385,10 +385,7 @@ impl Overlay {
             .await?;
         let gone: Vec<String> = ids
             .iter()
-            .filter(|i| {
-                dead.iter()
-                    .any(|(id, _, v)| id == *i && !matches!(v, Value::Null))
-            })
+            .filter(|i| dead.iter().any(|(id, _, _)| id == *i))
             .cloned()
             .collect();
         if gone.is_empty() {

@@ -2032,24 +2032,11 @@ async fn soft_deleted_entries_do_not_count_against_max_results() {
     let Some(tree) = ldap::subtree("softmax").await else {
         return;
     };
-    let resources = format!(
-        r#"
-[resource.User]
-backend = "dir"
-base = "{people}"
-rdn = "uid={{userName}}"
-object_classes = ["inetOrgPerson"]
-on_delete = "soft"
-
-[resource.User.map]
-userName = "uid"
-"name.familyName" = "sn"
-active = {{ attribute = "employeeType", values = {{ true = "active", false = "disabled" }} }}
-
-[resource.User.set]
-cn = {{ template = "{{userName}}" }}
-"#,
-        people = tree.people
+    // The shared mapping, deleting softly.
+    let resources = resources(&tree.people).replacen(
+        "object_classes = [\"inetOrgPerson\"]\n",
+        "object_classes = [\"inetOrgPerson\"]\non_delete = \"soft\"\n",
+        1,
     );
     let (s, _dir) = serve_with(&tree, "max_results = 3", &resources).await;
     let c = &s.client;
@@ -2057,8 +2044,7 @@ cn = {{ template = "{{userName}}" }}
     for i in 0..4 {
         let body = serde_json::json!({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "userName": format!("m{i}"),
-            "name": { "familyName": "M" }
+            "userName": format!("m{i}")
         });
         let u = c.post("/scim/v2/Users", &body).await.expect(201).json();
         ids.push(u["id"].as_str().expect("id").to_owned());

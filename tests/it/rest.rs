@@ -1343,10 +1343,12 @@ async fn filters_skip_soft_deleted_users_without_reading_every_tombstone() {
             (list["totalResults"].as_u64().unwrap_or(u64::MAX), ids)
         }
     };
+    r.app.reset_hits();
     assert_eq!(
         count("filter=userName%20eq%20%22alice%22").await,
         (1, vec![alice.clone()])
     );
+    assert_eq!(r.app.hits("GET /users.json"), 1, "one API search");
     assert_eq!(
         count("filter=userName%20eq%20%22gone3%22").await,
         (0, vec![])
