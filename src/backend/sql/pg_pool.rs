@@ -15,21 +15,30 @@
 //! 1. the most recently used idle connection opened on the caller's thread;
 //! 2. a new connection, opened on the caller's thread, while the pool has room (`pool_size`);
 //! 3. an idle connection of another thread: slower, but no request waits while one is idle;
-//! 4. a connection as it comes back (the longest waiting request first, whatever its
-//!    thread), or room freed by one that closed, until the wait timeout
-//!    ([`PoolError::Timeout`]).
+//! 4. a connection as it comes back, or room freed by one that closed, until the wait timeout
+//!    ([`PoolError::Timeout`]). A connection coming back goes to the longest waiting request
+//!    of its own thread; to the longest waiting request of any thread when there is none, or
+//!    when that one has waited [`PATIENCE`] already (so that a thread whose connections are
+//!    all busy, or that has none, still gets one). With every connection in use (32 clients
+//!    on 8 connections), handing them across threads was a wake-up each way for every
+//!    statement of half the requests.
 //!
 //! On a multi-threaded runtime (`server::start` on the caller's runtime, the admin port)
 //! tasks move between threads anyway: connections opened there have no home, and step 1
-//! takes any of them. A connection the server closed is dropped when it is next taken, with
-//! no query to check it (deadpool's "fast" recycling, as before).
+//! takes any of them. A caller there (`/readyz`) takes any idle connection before it opens
+//! one, and once shard threads use the pool a connection without a home is closed when it
+//! comes back rather than kept: opened by the first `/readyz` before any traffic, it would
+//! otherwise serve shard requests across threads for as long as the process runs. A
+//! connection the server closed is dropped when it is next taken, with no query to check it
+//! (deadpool's "fast" recycling, as before).
 
 use std::collections::VecDeque;
 use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::ClientWrapper;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -72,13 +81,27 @@ struct Inner {
     wait: Duration,
     /// How long opening a connection may take.
     connect: Duration,
+    /// A caller on a shard thread (a connection home) has used the pool.
+    homed: AtomicBool,
 }
+
+/// How long a request waiting for a connection lets connections coming back go to later
+/// requests of their own thread before it takes one from any thread.
+pub const PATIENCE: Duration = Duration::from_millis(2);
 
 struct State {
     /// Idle connections, the most recently used last.
     idle: Vec<Idle>,
     /// Requests waiting for a connection to come back, the longest waiting first.
-    waiters: VecDeque<oneshot::Sender<Idle>>,
+    waiters: VecDeque<Waiter>,
+}
+
+/// A request waiting for a connection to come back.
+struct Waiter {
+    /// The caller's thread, as [`Idle::home`].
+    home: Option<ThreadId>,
+    since: Instant,
+    tx: oneshot::Sender<Idle>,
 }
 
 /// An open connection, with its place in the pool.
@@ -113,6 +136,7 @@ impl PgPool {
                 room: Arc::new(Semaphore::new(size)),
                 wait,
                 connect,
+                homed: AtomicBool::new(false),
             }),
         }
     }
@@ -122,10 +146,22 @@ impl PgPool {
     /// kept).
     pub async fn get(&self) -> Result<PgClient, PoolError> {
         let home = crate::backend::home_thread();
+        if home.is_some() && !self.inner.homed.load(Ordering::Relaxed) {
+            self.inner.homed.store(true, Ordering::Relaxed);
+        }
         let deadline = tokio::time::Instant::now() + self.inner.wait;
         loop {
-            if let Some(c) = self.inner.lock().take(Some(home)) {
-                return Ok(self.lend(c));
+            {
+                let mut state = self.inner.lock();
+                let c = match state.take(Some(home)) {
+                    // Without a home of its own the caller borrows any idle connection
+                    // rather than open one that shard requests would then use.
+                    None if home.is_none() => state.take(None),
+                    c => c,
+                };
+                if let Some(c) = c {
+                    return Ok(self.lend(c));
+                }
             }
             if let Ok(room) = self.inner.room.clone().try_acquire_owned() {
                 return self.open(room, home).await;
@@ -136,8 +172,12 @@ impl PgPool {
                     return Ok(self.lend(c));
                 }
                 let (tx, rx) = oneshot::channel();
-                state.waiters.retain(|w| !w.is_closed());
-                state.waiters.push_back(tx);
+                state.waiters.retain(|w| !w.tx.is_closed());
+                state.waiters.push_back(Waiter {
+                    home,
+                    since: Instant::now(),
+                    tx,
+                });
                 rx
             };
             let room = tokio::select! {
@@ -202,16 +242,18 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes back a connection: to the longest-waiting request, whatever its thread (first
-    /// come, first served: a request is not passed over for the sake of locality), else into
-    /// `idle`. A closed one is dropped (its room freed).
+    /// Takes back a connection: to the request that [`Self::next_waiter`] picks, else into
+    /// `idle`. A closed one is dropped (its room freed), and so is one without a home once
+    /// shard threads use the pool (the module documentation says why): a request waiting
+    /// for room then opens one on its own thread.
     fn put(&self, mut c: Idle) {
-        if c.client.is_closed() {
+        if c.client.is_closed() || (c.home.is_none() && self.homed.load(Ordering::Relaxed)) {
             return;
         }
         let mut state = self.lock();
-        while let Some(waiter) = state.waiters.pop_front() {
-            match waiter.send(c) {
+        let now = Instant::now();
+        while let Some(waiter) = state.next_waiter(c.home, now) {
+            match waiter.tx.send(c) {
                 Ok(()) => return,
                 // That request stopped waiting.
                 Err(back) => c = back,
@@ -222,6 +264,22 @@ impl Inner {
 }
 
 impl State {
+    /// The request a connection of `home` coming back at `now` goes to: the longest waiting
+    /// one of the same thread, unless the longest waiting of all has waited [`PATIENCE`]
+    /// (or there is none of that thread); then that one.
+    fn next_waiter(&mut self, home: Option<ThreadId>, now: Instant) -> Option<Waiter> {
+        let first = self.waiters.front()?;
+        let i = if first.home == home || now.duration_since(first.since) >= PATIENCE {
+            0
+        } else {
+            self.waiters
+                .iter()
+                .position(|w| w.home == home)
+                .unwrap_or(0)
+        };
+        self.waiters.remove(i)
+    }
+
     /// The most recently used idle connection whose home is `home` (`None`: any), dropping
     /// closed ones on the way.
     fn take(&mut self, home: Option<Option<ThreadId>>) -> Option<Idle> {
@@ -261,5 +319,72 @@ impl Drop for PgClient {
         // SAFETY: `conn` is taken once, here, and `self` is not used after `drop`.
         let c = unsafe { ManuallyDrop::take(&mut self.conn) };
         self.pool.put(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread_id() -> ThreadId {
+        std::thread::spawn(|| std::thread::current().id())
+            .join()
+            .expect("thread")
+    }
+
+    /// Waiters of `homes`, the longest waiting first, each `ago` before `now`; the receivers
+    /// keep the senders open.
+    fn waiting(
+        homes: &[(Option<ThreadId>, Duration)],
+        now: Instant,
+    ) -> (State, Vec<oneshot::Receiver<Idle>>) {
+        let mut rxs = Vec::new();
+        let waiters = homes
+            .iter()
+            .map(|&(home, ago)| {
+                let (tx, rx) = oneshot::channel();
+                rxs.push(rx);
+                Waiter {
+                    home,
+                    since: now - ago,
+                    tx,
+                }
+            })
+            .collect();
+        let state = State {
+            idle: Vec::new(),
+            waiters,
+        };
+        (state, rxs)
+    }
+
+    #[test]
+    fn a_connection_goes_to_its_own_thread_until_another_has_waited_too_long() {
+        let (a, b) = (Some(thread_id()), Some(thread_id()));
+        let now = Instant::now();
+        let fresh = Duration::ZERO;
+        let long = PATIENCE * 2;
+
+        // The oldest request is of thread A, but B's connection goes to B's request.
+        let (mut s, _rx) = waiting(&[(a, fresh), (b, fresh), (b, fresh)], now);
+        let w = s.next_waiter(b, now).expect("a waiter");
+        assert_eq!(w.home, b);
+        assert_eq!(s.waiters.len(), 2);
+        assert_eq!(s.waiters[0].home, a, "A's request keeps its place");
+
+        // A's request has waited its patience out: it takes B's connection.
+        let (mut s, _rx) = waiting(&[(a, long), (b, fresh)], now);
+        assert_eq!(s.next_waiter(b, now).expect("a waiter").home, a);
+
+        // No request of B's thread: the longest waiting one, whatever its thread.
+        let (mut s, _rx) = waiting(&[(a, fresh), (None, fresh)], now);
+        assert_eq!(s.next_waiter(b, now).expect("a waiter").home, a);
+
+        // A connection without a home goes to the longest waiting request of any thread.
+        let (mut s, _rx) = waiting(&[(a, fresh), (b, fresh)], now);
+        assert_eq!(s.next_waiter(None, now).expect("a waiter").home, a);
+
+        let (mut s, _rx) = waiting(&[], now);
+        assert!(s.next_waiter(a, now).is_none());
     }
 }
