@@ -233,6 +233,24 @@ async fn child_table_follows_patch_and_put(store: Store) {
     let id = create(&s, &barbara()).await;
     let path = format!("/scim/v2/Users/{id}");
     let emails = format!("SELECT address, is_primary FROM user_emails WHERE user_id = {id}");
+    // A PATCH of the row's own columns answers with the child rows and the kept externalId
+    // as they stand (on PostgreSQL the update reads them back in the same statement).
+    let r = s
+        .client
+        .patch(
+            &path,
+            &patch_body(json!([{"op": "replace", "path": "displayName", "value": "Babs"}])),
+        )
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(r["displayName"], "Babs");
+    assert_eq!(
+        r["emails"],
+        json!([{"type": "work", "value": "bjensen@example.com", "primary": true}])
+    );
+    assert_eq!(r["externalId"], "0b6f5c1e-entra-object-id");
+    assert_eq!(r, s.client.get(&path).await.expect(200).json());
     let r = s
         .client
         .patch(&path, &patch_body(json!([{"op": "replace", "path": "emails[type eq \"work\"].value", "value": "barbara@example.org"}])))
@@ -544,13 +562,25 @@ async fn soft_delete_disables(store: Store) {
         vec![vec!["disabled"]]
     );
 
+    let users = "SELECT count(*) FROM principals WHERE kind = 'U'";
+    let before = s.rows(users).await;
     let mut again = barbara();
     again["title"] = json!("Head of Tours");
+    again["emails"] = json!([{"type": "work", "value": "barbara@example.org", "primary": true}]);
     let r = s.client.post("/scim/v2/Users", &again).await.expect(201);
     let back = r.json();
     assert_eq!(back["id"], id.as_str(), "the same row comes back");
     assert_eq!(back["active"], true);
     assert_eq!(back["title"], "Head of Tours");
+    // No second row and no stray child row: the revival rewrote the old ones.
+    assert_eq!(s.rows(users).await, before);
+    assert_eq!(
+        s.rows(&format!(
+            "SELECT address FROM user_emails WHERE user_id = {id}"
+        ))
+        .await,
+        vec![vec!["barbara@example.org"]]
+    );
     assert_eq!(
         s.rows(&format!(
             "SELECT state, job_title FROM principals WHERE id = {id}"

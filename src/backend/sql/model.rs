@@ -1492,6 +1492,27 @@ impl Model {
     }
 
     fn build_select(&self, sql: &mut Sql) {
+        self.push_select_list(sql);
+        sql.push(" FROM ").push(&self.table).push(" t WHERE 1=1");
+        self.push_scope(sql, "t");
+    }
+
+    /// `WITH t AS (<write> RETURNING t.*) SELECT key, field… FROM t` (PostgreSQL): a write
+    /// of rows of this table (aliased `t`) that reads them back in the same statement, child
+    /// fields included. Those read as they were before the statement: for a write that
+    /// changes none.
+    pub fn returning_rows(&self, write: &Sql) -> Sql {
+        let mut sql = Sql::default();
+        sql.push("WITH t AS (");
+        sql.append(write);
+        sql.push(" RETURNING t.*) ");
+        self.push_select_list(&mut sql);
+        sql.push(" FROM t");
+        sql
+    }
+
+    /// `SELECT key, field…` of the row aliased `t`.
+    fn push_select_list(&self, sql: &mut Sql) {
         sql.push("SELECT ").push(&self.key_expr("t"));
         for f in &self.fields {
             sql.push(", ");
@@ -1510,8 +1531,6 @@ impl Model {
                 }
             }
         }
-        sql.push(" FROM ").push(&self.table).push(" t WHERE 1=1");
-        self.push_scope(sql, "t");
     }
 
     /// The statement reading one row by key (`FOR UPDATE` locks it in PostgreSQL and MySQL).
@@ -1562,6 +1581,11 @@ impl Model {
     /// `INSERT INTO table (…) VALUES (…)`: mapped columns with a value, the discriminator, the
     /// constants and a generated key. The caller adds `RETURNING` as its dialect needs.
     pub fn insert(&self, values: &[Value], uuid: Option<String>) -> Sql {
+        self.insert_guarded(values, uuid, None)
+    }
+
+    /// [`Model::insert`], inserting nothing when `unless` finds a row.
+    fn insert_guarded(&self, values: &[Value], uuid: Option<String>, unless: Option<&Sql>) -> Sql {
         let mut cols: Vec<(Col, Value)> = Vec::new();
         if let Some(u) = uuid {
             cols.push((self.key.clone(), Value::Text(u)));
@@ -1581,14 +1605,28 @@ impl Model {
             sql.push(" DEFAULT VALUES");
         } else {
             let names: Vec<&str> = cols.iter().map(|(c, _)| c.name.as_str()).collect();
-            sql.push(" (").push(&names.join(", ")).push(") VALUES (");
+            sql.push(" (").push(&names.join(", "));
+            sql.push(if unless.is_some() {
+                ") SELECT "
+            } else {
+                ") VALUES ("
+            });
             for (i, (c, v)) in cols.into_iter().enumerate() {
                 if i > 0 {
                     sql.push(", ");
                 }
                 c.param(self.d, &mut sql, v);
             }
-            sql.push(")");
+            match unless {
+                Some(u) => {
+                    sql.push(" WHERE NOT EXISTS (");
+                    sql.append(u);
+                    sql.push(")");
+                }
+                None => {
+                    sql.push(")");
+                }
+            }
         }
         sql
     }
@@ -1926,6 +1964,15 @@ impl Model {
     /// A tombstoned row an insert of `values` would clash with on a unique field (its key as
     /// text), or `None` when this type keeps no tombstones or has no unique field.
     pub fn tombstoned_clash(&self, values: &[Value]) -> Option<Sql> {
+        let mut sql = self.tombstoned_holders(values)?;
+        sql.push(" LIMIT 1");
+        self.push_lock(&mut sql);
+        Some(sql)
+    }
+
+    /// `SELECT key FROM table t WHERE …`: the tombstoned rows holding a unique value of
+    /// `values` (see [`Model::tombstoned_clash`]).
+    fn tombstoned_holders(&self, values: &[Value]) -> Option<Sql> {
         let t = self.tomb.as_ref()?;
         let d = self.d;
         let mut conds = Vec::new();
@@ -1970,9 +2017,19 @@ impl Model {
             }
             sql.append(c);
         }
-        sql.push(") LIMIT 1");
-        self.push_lock(&mut sql);
+        sql.push(")");
         Some(sql)
+    }
+
+    /// [`Model::insert`] that writes nothing when a tombstoned row holds one of the new
+    /// row's unique values (`INSERT … SELECT … WHERE NOT EXISTS (…)`), so that one statement
+    /// both checks for a resource to revive and inserts. The plain insert when this type
+    /// keeps no tombstones or has no unique value to check.
+    pub fn insert_unless_tombstoned(&self, values: &[Value], uuid: Option<String>) -> Sql {
+        let Some(holders) = self.tombstoned_holders(values) else {
+            return self.insert(values, uuid);
+        };
+        self.insert_guarded(values, uuid, Some(&holders))
     }
 
     /// What reviving row `key` with an insert's `values` writes to the row itself: every

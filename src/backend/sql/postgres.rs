@@ -1035,6 +1035,16 @@ impl Table for PgTable {
             )
             .await;
         }
+        if ops::insert_guardable(&self.m, &members, load_members)
+            && crate::explain::current().is_none()
+        {
+            // One statement too, unless a soft-deleted resource is to be revived.
+            let client = self.client().await?;
+            let c = self.conn(Session::Client(&client), None);
+            if let Some(row) = ops::insert_unless_tombstoned(&c, &values).await? {
+                return Ok(row);
+            }
+        }
         in_tx!(self, |c| ops::insert(&c, values, members, load_members))
     }
 
