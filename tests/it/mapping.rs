@@ -23,6 +23,7 @@ both!(
     members_are_checked_and_atomic,
     too_long_value_names_the_attribute,
     soft_delete_disables,
+    a_patch_the_database_refuses_writes_nothing,
     injection_payloads_are_data,
     concurrent_creates_of_one_user_name,
 );
@@ -514,6 +515,50 @@ async fn too_long_value_names_the_attribute(store: Store) {
         .scim_error(400, Some("invalidValue"));
     assert!(d.contains("emails"), "{d}");
     assert_eq!(snapshot(&s).await, before);
+}
+
+/// A PATCH the database itself refuses (the unique index on `lower(login)`, which the sidecar
+/// leaves to it) is 409 uniqueness and writes none of its changes; the PATCHes after it, on
+/// the same connections, are answered and kept. On PostgreSQL the refused UPDATE is the
+/// transaction's last statement, its `COMMIT` sent behind it: the server must roll back.
+async fn a_patch_the_database_refuses_writes_nothing(store: Store) {
+    let s = example!("postgres", store);
+    create(&s, &barbara()).await;
+    let id = create(&s, &named("kim@example.com")).await;
+    let path = format!("/scim/v2/Users/{id}");
+    let before = snapshot(&s).await;
+    for _ in 0..3 {
+        s.client
+            .patch(
+                &path,
+                &patch_body(json!([
+                    {"op": "replace", "path": "displayName", "value": "Not Kim"},
+                    {"op": "replace", "path": "userName", "value": "bjensen@EXAMPLE.com"}
+                ])),
+            )
+            .await
+            .scim_error(409, Some("uniqueness"));
+        assert_eq!(snapshot(&s).await, before);
+    }
+    for name in ["Kim", "Kim Park"] {
+        let r = s
+            .client
+            .patch(
+                &path,
+                &patch_body(json!([{"op": "replace", "path": "displayName", "value": name}])),
+            )
+            .await
+            .expect(200)
+            .json();
+        assert_eq!(r["displayName"], name);
+        assert_eq!(
+            s.rows(&format!(
+                "SELECT display_name, login FROM principals WHERE id = {id}"
+            ))
+            .await,
+            vec![vec![name, "kim@example.com"]]
+        );
+    }
 }
 
 /// `on_delete = "soft"`: the row and its e-mail stay in the app, the enum state becomes

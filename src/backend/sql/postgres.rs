@@ -777,6 +777,18 @@ impl Session<'_> {
             Session::Tx(t) => t.begun(t.c.execute(st, params)).await,
         }
     }
+
+    /// [`Session::query`] for the transaction's last statement: it commits with it.
+    async fn query_last(
+        &self,
+        st: &tokio_postgres::Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        match self {
+            Session::Client(c) => c.query(st, params).await,
+            Session::Tx(t) => t.last(t.c.query(st, params)).await,
+        }
+    }
 }
 
 /// A transaction whose `BEGIN` goes out with its first statement, in one write, and is
@@ -784,14 +796,17 @@ impl Session<'_> {
 /// for `BEGIN`'s answer before sending anything else (tokio-postgres sends a request when
 /// its future is first polled, and the server runs requests in the order they arrive).
 ///
-/// Ends with [`PgTx::commit`] or [`PgTx::rollback`]. Dropped unfinished (a statement failed,
-/// or the client went away mid-request), it queues a `ROLLBACK` on the connection before the
-/// connection goes back to the pool, as tokio-postgres's own `Transaction` does: the next
-/// request on the connection is sent after it.
+/// Ends with [`PgTx::commit`] or [`PgTx::rollback`], or with its last statement
+/// ([`PgTx::last`]). Dropped unfinished (a statement failed, or the client went away
+/// mid-request), it queues a `ROLLBACK` on the connection before the connection goes back to
+/// the pool, as tokio-postgres's own `Transaction` does: the next request on the connection
+/// is sent after it.
 struct PgTx<'a> {
     c: &'a deadpool_postgres::ClientWrapper,
     /// `BEGIN` has been sent.
     begun: std::sync::atomic::AtomicBool,
+    /// Ended on the server by [`PgTx::last`]'s `COMMIT` (or by no `BEGIN` at all).
+    ended: std::sync::atomic::AtomicBool,
     /// Committed or rolled back.
     finished: bool,
 }
@@ -801,8 +816,41 @@ impl<'a> PgTx<'a> {
         PgTx {
             c,
             begun: std::sync::atomic::AtomicBool::new(false),
+            ended: std::sync::atomic::AtomicBool::new(false),
             finished: false,
         }
+    }
+
+    /// Runs the transaction's last statement with `COMMIT` sent right behind it: one round
+    /// trip for both (a PATCH: three of four). When the statement fails on the server, the
+    /// server rolls the transaction back at that `COMMIT` (PostgreSQL ends a failed
+    /// transaction's `COMMIT` as a `ROLLBACK`), so nothing it held is written. When it fails
+    /// before it is sent (a parameter that cannot be encoded), no `COMMIT` is sent and the
+    /// transaction ends as any failed one. As the first statement it runs alone, atomic by
+    /// itself. After it, [`PgTx::commit`] sends nothing.
+    async fn last<T>(
+        &self,
+        statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, tokio_postgres::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.begun.load(Relaxed) {
+            self.ended.store(true, Relaxed);
+            return statement.await;
+        }
+        let mut statement = std::pin::pin!(statement);
+        // tokio-postgres sends a request on its first poll and then waits for the answer.
+        if let std::task::Poll::Ready(r) = poll_once(statement.as_mut()) {
+            return r;
+        }
+        let mut commit = std::pin::pin!(self.c.batch_execute("COMMIT"));
+        let sent = poll_once(commit.as_mut());
+        self.ended.store(true, Relaxed);
+        let out = statement.await;
+        match sent {
+            std::task::Poll::Ready(r) => r?,
+            std::task::Poll::Pending => commit.await?,
+        }
+        out
     }
 
     /// Runs `statement` in the transaction, sending `BEGIN` just before it when it is the
@@ -824,9 +872,15 @@ impl<'a> PgTx<'a> {
         out
     }
 
+    /// Whether `BEGIN` was sent and the transaction has not ended on the server.
+    fn open(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.begun.load(Relaxed) && !self.ended.load(Relaxed)
+    }
+
     async fn commit(mut self) -> Result<(), tokio_postgres::Error> {
         self.finished = true;
-        if self.begun.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.open() {
             self.c.batch_execute("COMMIT").await?;
         }
         Ok(())
@@ -834,7 +888,7 @@ impl<'a> PgTx<'a> {
 
     async fn rollback(mut self) -> Result<(), tokio_postgres::Error> {
         self.finished = true;
-        if self.begun.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.open() {
             self.c.batch_execute("ROLLBACK").await?;
         }
         Ok(())
@@ -843,7 +897,7 @@ impl<'a> PgTx<'a> {
 
 impl Drop for PgTx<'_> {
     fn drop(&mut self) {
-        if !self.finished && *self.begun.get_mut() {
+        if !self.finished && self.open() {
             // Sent on the first poll; its answer is read and dropped by the connection.
             let _ = poll_once(std::pin::pin!(self.c.batch_execute("ROLLBACK")));
         }
@@ -915,6 +969,27 @@ impl Conn for PgConn<'_> {
         Ok(self
             .query(sql)
             .await?
+            .iter()
+            .map(|r| to_row(r, n))
+            .collect())
+    }
+
+    async fn rows_last(&self, sql: &Sql) -> Result<Vec<Row>, BackendError> {
+        if self.tap.is_some() {
+            // `explain` rolls back: nothing may commit.
+            return self.rows(sql).await;
+        }
+        let st = self
+            .c
+            .prepare_cached(sql.text())
+            .await
+            .map_err(|e| error(&e, self.names))?;
+        let n = self.m.fields.len();
+        Ok(self
+            .c
+            .query_last(&st, &refs(sql))
+            .await
+            .map_err(|e| error(&e, self.names))?
             .iter()
             .map(|r| to_row(r, n))
             .collect())
