@@ -756,13 +756,17 @@ impl Session<'_> {
         }
     }
 
+    /// Runs a query; as the transaction's `last` statement, it commits with it
+    /// ([`PgTx::last`]).
     async fn query(
         &self,
         st: &tokio_postgres::Statement,
         params: &[&(dyn ToSql + Sync)],
+        last: bool,
     ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
         match self {
             Session::Client(c) => c.query(st, params).await,
+            Session::Tx(t) if last => t.last(t.c.query(st, params)).await,
             Session::Tx(t) => t.begun(t.c.query(st, params)).await,
         }
     }
@@ -775,18 +779,6 @@ impl Session<'_> {
         match self {
             Session::Client(c) => c.execute(st, params).await,
             Session::Tx(t) => t.begun(t.c.execute(st, params)).await,
-        }
-    }
-
-    /// [`Session::query`] for the transaction's last statement: it commits with it.
-    async fn query_last(
-        &self,
-        st: &tokio_postgres::Statement,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-        match self {
-            Session::Client(c) => c.query(st, params).await,
-            Session::Tx(t) => t.last(t.c.query(st, params)).await,
         }
     }
 }
@@ -919,7 +911,9 @@ struct PgConn<'a> {
 }
 
 impl PgConn<'_> {
-    async fn query(&self, sql: &Sql) -> Result<Vec<tokio_postgres::Row>, BackendError> {
+    /// Runs `sql`; as the transaction's `last` statement, it commits with it (never under
+    /// `explain`, which rolls back).
+    async fn query(&self, sql: &Sql, last: bool) -> Result<Vec<tokio_postgres::Row>, BackendError> {
         if let Some(t) = self.tap {
             t.sql(sql);
         }
@@ -929,9 +923,20 @@ impl PgConn<'_> {
             .await
             .map_err(|e| error(&e, self.names))?;
         self.c
-            .query(&st, &refs(sql))
+            .query(&st, &refs(sql), last && self.tap.is_none())
             .await
             .map_err(|e| error(&e, self.names))
+    }
+
+    /// [`Conn::rows`], or [`Conn::rows_last`] when `last`.
+    async fn rows_of(&self, sql: &Sql, last: bool) -> Result<Vec<Row>, BackendError> {
+        let n = self.m.fields.len();
+        Ok(self
+            .query(sql, last)
+            .await?
+            .iter()
+            .map(|r| to_row(r, n))
+            .collect())
     }
 }
 
@@ -965,38 +970,20 @@ impl Conn for PgConn<'_> {
     }
 
     async fn rows(&self, sql: &Sql) -> Result<Vec<Row>, BackendError> {
-        let n = self.m.fields.len();
-        Ok(self
-            .query(sql)
-            .await?
-            .iter()
-            .map(|r| to_row(r, n))
-            .collect())
+        self.rows_of(sql, false).await
     }
 
     async fn rows_last(&self, sql: &Sql) -> Result<Vec<Row>, BackendError> {
-        if self.tap.is_some() {
-            // `explain` rolls back: nothing may commit.
-            return self.rows(sql).await;
-        }
-        let st = self
-            .c
-            .prepare_cached(sql.text())
-            .await
-            .map_err(|e| error(&e, self.names))?;
-        let n = self.m.fields.len();
-        Ok(self
-            .c
-            .query_last(&st, &refs(sql))
-            .await
-            .map_err(|e| error(&e, self.names))?
-            .iter()
-            .map(|r| to_row(r, n))
-            .collect())
+        self.rows_of(sql, true).await
     }
 
     async fn strings(&self, sql: &Sql) -> Result<Vec<Vec<String>>, BackendError> {
-        Ok(self.query(sql).await?.iter().map(row_strings).collect())
+        Ok(self
+            .query(sql, false)
+            .await?
+            .iter()
+            .map(row_strings)
+            .collect())
     }
 
     /// A transaction-scoped advisory lock on the value: concurrent writers of one value
@@ -1006,7 +993,7 @@ impl Conn for PgConn<'_> {
         lock.push("SELECT pg_advisory_xact_lock(hashtext(")
             .param(Dialect::Postgres, Value::Text(key.to_owned()))
             .push("))::text");
-        self.query(&lock).await.map(|_| ())
+        self.query(&lock, false).await.map(|_| ())
     }
 }
 
