@@ -242,7 +242,7 @@ impl Inner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes back a connection: to the request that [`Self::next_waiter`] picks, else into
+    /// Takes back a connection: to the request that [`State::next_waiter`] picks, else into
     /// `idle`. A closed one is dropped (its room freed), and so is one without a home once
     /// shard threads use the pool (the module documentation says why): a request waiting
     /// for room then opens one on its own thread.

@@ -814,12 +814,12 @@ impl<'a> PgTx<'a> {
     }
 
     /// Runs the transaction's last statement with `COMMIT` sent right behind it: one round
-    /// trip for both (a PATCH: three of four). When the statement fails on the server, the
-    /// server rolls the transaction back at that `COMMIT` (PostgreSQL ends a failed
-    /// transaction's `COMMIT` as a `ROLLBACK`), so nothing it held is written. When it fails
-    /// before it is sent (a parameter that cannot be encoded), no `COMMIT` is sent and the
-    /// transaction ends as any failed one. As the first statement it runs alone, atomic by
-    /// itself. After it, [`PgTx::commit`] sends nothing.
+    /// trip for both (a PATCH: two round trips instead of three). When the statement fails
+    /// on the server, the server rolls the transaction back at that `COMMIT` (PostgreSQL
+    /// ends a failed transaction's `COMMIT` as a `ROLLBACK`), so nothing it held is written.
+    /// When it fails before it is sent (a parameter that cannot be encoded), no `COMMIT` is
+    /// sent and the transaction ends as any failed one. As the first statement it runs
+    /// alone, atomic by itself. After it, [`PgTx::commit`] sends nothing.
     async fn last<T>(
         &self,
         statement: impl Future<Output = Result<T, tokio_postgres::Error>>,
@@ -838,11 +838,14 @@ impl<'a> PgTx<'a> {
         let sent = poll_once(commit.as_mut());
         self.ended.store(true, Relaxed);
         let out = statement.await;
-        match sent {
-            std::task::Poll::Ready(r) => r?,
-            std::task::Poll::Pending => commit.await?,
-        }
-        out
+        let committed = match sent {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => commit.await,
+        };
+        // The statement's own error first: the COMMIT's answer is read either way.
+        let out = out?;
+        committed?;
+        Ok(out)
     }
 
     /// Runs `statement` in the transaction, sending `BEGIN` just before it when it is the
