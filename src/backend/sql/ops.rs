@@ -391,8 +391,18 @@ pub(crate) async fn update<C: Conn>(
         .iter()
         .any(|(i, _)| matches!(m.fields.get(*i), Some(Field::Child(_))));
     let touched = !set.is_empty() || !members.is_empty();
-    // Nothing runs after an UPDATE that reads the row back: it may commit with it.
-    let last = members.is_empty() && !load_members && m.hooks_on(Event::Update).next().is_none();
+    // Where the UPDATE reads the row back (PostgreSQL) and no hooks run, the membership
+    // changes first, so that the UPDATE can be the last statement (below).
+    let members_first =
+        !members.is_empty() && m.hooks.is_empty() && m.d.returning_updates() && !children;
+    if members_first {
+        change_members(c, key, &members, Some(&current)).await?;
+    }
+    // Nothing runs after an UPDATE that reads the row back: it may commit with it (a PATCH
+    // of a user, or of a group's members: one round trip fewer).
+    let last = (members.is_empty() || members_first)
+        && !load_members
+        && m.hooks_on(Event::Update).next().is_none();
     let read_back = async |sql: &Sql| match last {
         true => c.rows_last(sql).await,
         false => c.rows(sql).await,
@@ -424,7 +434,9 @@ pub(crate) async fn update<C: Conn>(
             write_child(c, *i, key, v).await?;
         }
     }
-    change_members(c, key, &members, Some(&current)).await?;
+    if !members_first {
+        change_members(c, key, &members, Some(&current)).await?;
+    }
     let mut row = match row {
         Some(r) => r,
         None => fetch(c, key, false).await?.ok_or(BackendError::NotFound)?,
