@@ -69,33 +69,22 @@ pub(crate) fn run_ready<T>(
     }
 }
 
-/// Whether [`insert`] needs a transaction around it: PostgreSQL's one-statement insert is
-/// atomic by itself unless something else is written or read with it.
-pub(crate) fn insert_needs_tx(m: &Model, members: &[String], load_members: bool) -> bool {
-    !m.d.writable_ctes()
-        || !members.is_empty()
-        || !m.unique_checks.is_empty()
-        || load_members
-        || m.tomb.is_some()
-        || !m.hooks.is_empty()
-}
-
-/// Whether [`insert_unless_tombstoned`] can stand for [`insert`] outside a transaction: the
-/// store takes one statement that inserts and reads back (PostgreSQL), and the only other
-/// step [`insert`] would take is the look for a tombstoned resource to revive.
-pub(crate) fn insert_guardable(m: &Model, members: &[String], load_members: bool) -> bool {
+/// Whether [`insert_unless_tombstoned`] can stand for [`insert`], outside a transaction: the
+/// store writes the row, its child rows and reads it back in one statement (PostgreSQL), and
+/// nothing else is written or read with it.
+pub(crate) fn insert_is_one_statement(m: &Model, members: &[String], load_members: bool) -> bool {
     m.d.writable_ctes()
-        && m.tomb.is_some()
         && members.is_empty()
         && m.unique_checks.is_empty()
         && !load_members
         && m.hooks.is_empty()
 }
 
-/// [`insert`] in one statement, atomic by itself, when no tombstoned resource holds one of
-/// the new row's unique values: the row as stored, or `None` (nothing written) when one
-/// does, and [`insert`] in a transaction is to revive it. Saves the create of a type that
-/// soft-deletes its look-up, and the transaction around it: two round trips of four.
+/// [`insert`] in one statement, atomic by itself: the row as stored, or `None` (nothing
+/// written) when a tombstoned resource holds one of the new row's unique values, and
+/// [`insert`] in a transaction is to revive it. For a type that soft-deletes, that check
+/// rides in the insert (`WHERE NOT EXISTS`): one round trip where a look-up `FOR UPDATE`,
+/// the insert and the transaction around them took three.
 pub(crate) async fn insert_unless_tombstoned<C: Conn>(
     c: &C,
     values: &[Value],

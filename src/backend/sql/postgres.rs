@@ -1087,23 +1087,10 @@ impl Table for PgTable {
         members: Vec<String>,
         load_members: bool,
     ) -> Result<Row, BackendError> {
-        if !ops::insert_needs_tx(&self.m, &members, load_members)
+        if ops::insert_is_one_statement(&self.m, &members, load_members)
             && crate::explain::current().is_none()
         {
-            // One statement, atomic by itself.
-            let client = self.client().await?;
-            return ops::insert(
-                &self.conn(Session::Client(&client), None),
-                values,
-                members,
-                load_members,
-            )
-            .await;
-        }
-        if ops::insert_guardable(&self.m, &members, load_members)
-            && crate::explain::current().is_none()
-        {
-            // One statement too, unless a soft-deleted resource is to be revived.
+            // Atomic by itself, unless a soft-deleted resource is to be revived.
             let client = self.client().await?;
             let c = self.conn(Session::Client(&client), None);
             if let Some(row) = ops::insert_unless_tombstoned(&c, &values).await? {
