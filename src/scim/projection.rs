@@ -81,45 +81,29 @@ impl Projection {
 
     /// Applies the projection to a rendered resource.
     pub fn apply(&self, rt: &ResourceType, obj: &mut Object) {
-        let keys: Vec<String> = obj.keys().cloned().collect();
-        for key in keys {
+        // In place, in the rendered order: no key is copied, and what stays keeps its place.
+        obj.retain(|key, value| {
             if key == "schemas" {
-                continue;
+                return true;
             }
-            if let Some(ext) = rt.extension(&key) {
-                let Some(Value::Object(inner)) = obj.get_mut(&key) else {
-                    continue;
+            if let Some(ext) = rt.extension(key) {
+                let Value::Object(inner) = value else {
+                    return true;
                 };
-                let names: Vec<String> = inner.keys().cloned().collect();
-                for name in names {
-                    let Some(attr) = ext.schema.attribute(&name) else {
-                        continue;
+                inner.retain(|name, value| {
+                    let Some(attr) = ext.schema.attribute(name) else {
+                        return true;
                     };
-                    match self.decide(&key, Some(&attr.name), attr) {
-                        Keep::All => {}
-                        Keep::Nothing => {
-                            inner.remove(&name);
-                        }
-                        Keep::Subs(subs, drop) => trim_subs(inner.get_mut(&name), &subs, drop),
-                    }
-                }
-                if inner.is_empty() {
-                    obj.remove(&key);
-                }
-                continue;
+                    apply_keep(self.decide(key, Some(&attr.name), attr), value)
+                });
+                return !inner.is_empty();
             }
             let attr = rt
-                .common_attribute(&key)
-                .or_else(|| rt.schema.attribute(&key));
-            let Some(attr) = attr else { continue };
-            match self.decide(&attr.name, None, attr) {
-                Keep::All => {}
-                Keep::Nothing => {
-                    obj.remove(&key);
-                }
-                Keep::Subs(subs, drop) => trim_subs(obj.get_mut(&key), &subs, drop),
-            }
-        }
+                .common_attribute(key)
+                .or_else(|| rt.schema.attribute(key));
+            let Some(attr) = attr else { return true };
+            apply_keep(self.decide(&attr.name, None, attr), value)
+        });
         // `schemas` lists only extensions still present.
         let present: Vec<Value> = rt
             .schema_urns()
@@ -127,7 +111,12 @@ impl Projection {
             .filter(|(i, u)| *i == 0 || obj.contains_key(*u))
             .map(|(_, u)| Value::String(u.to_owned()))
             .collect();
-        obj.insert("schemas".into(), Value::Array(present));
+        match obj.get_mut("schemas") {
+            Some(s) => *s = Value::Array(present),
+            None => {
+                obj.insert("schemas".into(), Value::Array(present));
+            }
+        }
     }
 
     fn decide(&self, key: &str, ext_attr: Option<&str>, attr: &Attribute) -> Keep {
@@ -175,6 +164,18 @@ enum Keep {
     Nothing,
     /// Keep (false) or drop (true) these sub-attributes.
     Subs(Vec<String>, bool),
+}
+
+/// Applies a decision to one value: whether it stays (trimmed to the sub-attributes kept).
+fn apply_keep(keep: Keep, value: &mut Value) -> bool {
+    match keep {
+        Keep::All => true,
+        Keep::Nothing => false,
+        Keep::Subs(subs, drop) => {
+            trim_subs(Some(value), &subs, drop);
+            true
+        }
+    }
 }
 
 fn trim_subs(v: Option<&mut Value>, subs: &[String], drop: bool) {
