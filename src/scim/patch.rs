@@ -163,7 +163,7 @@ pub fn apply(
     ops: &[PatchOp],
     policy: UnknownPolicy,
 ) -> Result<Applied, ScimError> {
-    let before = attrs.clone();
+    let before = watched(rt, attrs);
     let mut n = Normalizer::new(rt, policy);
     let mut members = Vec::new();
     for (i, op) in ops.iter().enumerate() {
@@ -608,6 +608,27 @@ fn subset(want: &Value, have: &Value) -> bool {
         (Value::Object(w), Value::Object(h)) => w.iter().all(|(k, v)| h.get(k) == Some(v)),
         (w, h) => w == h,
     }
+}
+
+/// The values of `attrs` that [`check_immutable`] and [`resource::check_required_kept`]
+/// compare with the patched resource (immutable and required attributes), placed as in
+/// `attrs`: a PATCH copies those, not the whole resource.
+fn watched(rt: &ResourceType, attrs: &Object) -> Object {
+    let mut out = Object::new();
+    for (home, attr) in rt.attributes_with_home(true) {
+        if attr.mutability != Mutability::Immutable && !attr.required {
+            continue;
+        }
+        let r = Resolved {
+            home,
+            attr,
+            sub: None,
+        };
+        if let Some(v) = resource::get(attrs, &r) {
+            resource::put(&mut out, &r, Some(v.clone()));
+        }
+    }
+    out
 }
 
 /// RFC 7643 §2.2 `immutable`: once it has a value, an attribute cannot change.
