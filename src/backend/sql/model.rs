@@ -1560,7 +1560,7 @@ impl Model {
     }
 
     /// Values for the constants written at this moment (`insert` or an update).
-    pub fn constants_for(&self, moment: Moment) -> Vec<(Col, Value)> {
+    pub fn constants_for(&self, moment: Moment) -> Vec<(&Col, Value)> {
         self.constants
             .iter()
             .filter(|k| match moment {
@@ -1573,7 +1573,7 @@ impl Model {
                     ConstValue::Value(v) => v.clone(),
                     ConstValue::Now => crate::backend::now(&k.col.ty),
                 };
-                (k.col.clone(), v)
+                (&k.col, v)
             })
             .collect()
     }
@@ -1586,16 +1586,17 @@ impl Model {
 
     /// [`Model::insert`], inserting nothing when `unless` finds a row.
     fn insert_guarded(&self, values: &[Value], uuid: Option<String>, unless: Option<&Sql>) -> Sql {
-        let mut cols: Vec<(Col, Value)> = Vec::new();
+        // The columns borrowed from the model: a create copies values, not column names.
+        let mut cols: Vec<(&Col, Value)> = Vec::new();
         if let Some(u) = uuid {
-            cols.push((self.key.clone(), Value::Text(u)));
+            cols.push((&self.key, Value::Text(u)));
         }
         for (f, v) in self.fields.iter().zip(values) {
             if let (Field::Column(c), false) = (f, v.is_null()) {
-                cols.push((c.clone(), v.clone()));
+                cols.push((c, v.clone()));
             }
         }
-        cols.extend(self.filter.iter().map(|f| (f.col.clone(), f.value.clone())));
+        cols.extend(self.filter.iter().map(|f| (&f.col, f.value.clone())));
         cols.extend(self.constants_for(Moment::Insert));
         let mut sql = Sql::default();
         sql.push("INSERT INTO ").push(&self.table);
@@ -1647,10 +1648,10 @@ impl Model {
         touched: bool,
         moment: Moment,
     ) -> Option<Sql> {
-        let mut cols: Vec<(Col, Value)> = set
+        let mut cols: Vec<(&Col, Value)> = set
             .iter()
             .filter_map(|(i, v)| match self.fields.get(*i) {
-                Some(Field::Column(c)) => Some((c.clone(), v.clone())),
+                Some(Field::Column(c)) => Some((c, v.clone())),
                 _ => None,
             })
             .collect();
