@@ -144,9 +144,11 @@ pub struct Principal {
     pub who: String,
 }
 
-/// The first four bytes of a digest, in hex: names a static token without revealing it.
-fn fingerprint(d: &[u8]) -> String {
-    d.iter().take(4).map(|b| format!("{b:02x}")).collect()
+/// `token:` and the first four bytes of a digest in hex: names a static token without
+/// revealing it.
+fn fingerprint(d: &[u8; 32]) -> String {
+    let head = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+    format!("token:{head:08x}")
 }
 
 /// `sub`, else `azp` or `appid` (Entra's client id), of a token's claims.
@@ -230,7 +232,7 @@ impl Authenticator {
             return Ok(Principal {
                 read_only: bool::from(read_only),
                 via: Via::Static,
-                who: format!("token:{}", fingerprint(&presented)),
+                who: fingerprint(&presented),
             });
         }
         if (self.issuers.is_empty() && self.own.is_none()) || !jwt::looks_like_jwt(token) {
