@@ -69,6 +69,14 @@ impl Value {
             v => v,
         }
     }
+
+    /// [`Self::first`], taken out of the value.
+    pub fn into_first(self) -> Value {
+        match self {
+            Value::List(l) => l.into_iter().next().unwrap_or(Value::Null),
+            v => v,
+        }
+    }
 }
 
 /// The type of a store field, as the live store declares it.

@@ -158,17 +158,18 @@ impl Conv {
     /// attribute cannot show (a status outside the value map).
     /// An empty string is no value too: legacy apps keep "nothing" as `''` in NOT NULL
     /// columns, and `pr` treats it as absent (RFC 7643 §2.5: unassigned and null are one).
-    pub fn from_store(&self, v: &Value) -> Option<Json> {
-        // Every mapped attribute is single-valued: of several stored values, the first.
-        let v = v.first();
-        if v.is_null() || matches!(v, Value::Text(t) if t.is_empty()) && self.values.is_empty() {
+    pub fn from_store(&self, v: Value) -> Option<Json> {
+        // Every mapped attribute is single-valued: of several stored values, the first. Taken
+        // by value: a row's text moves into the resource instead of being copied.
+        let v = v.into_first();
+        if v.is_null() || matches!(&v, Value::Text(t) if t.is_empty()) && self.values.is_empty() {
             return None;
         }
         if !self.values.is_empty() {
             let found = self
                 .values
                 .iter()
-                .find(|(_, store)| same_store(store, v))
+                .find(|(_, store)| same_store(store, &v))
                 .map(|(scim, _)| scim.clone());
             if found.is_none() && self.fallback.is_none() {
                 tracing::debug!(attribute = %self.shown, "stored value is outside the value map; not returned");
@@ -178,18 +179,19 @@ impl Conv {
         match self.scim {
             AttrType::String | AttrType::Reference | AttrType::Binary => {
                 Some(Json::String(match v {
-                    Value::Text(s) => s.clone(),
+                    Value::Text(s) => s,
                     Value::Int(i) => i.to_string(),
                     Value::Real(f) => f.to_string(),
                     Value::Bool(b) => b.to_string(),
-                    Value::Bytes(b) if self.scim == AttrType::Binary => base64_encode(b),
-                    Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+                    Value::Bytes(b) if self.scim == AttrType::Binary => base64_encode(&b),
+                    Value::Bytes(b) => String::from_utf8(b)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
                     Value::Null | Value::List(_) => return None,
                 }))
             }
             AttrType::Boolean => match v {
-                Value::Bool(b) => Some(Json::Bool(*b)),
-                Value::Int(i) => Some(Json::Bool(*i != 0)),
+                Value::Bool(b) => Some(Json::Bool(b)),
+                Value::Int(i) => Some(Json::Bool(i != 0)),
                 Value::Text(t) => match t.to_ascii_lowercase().as_str() {
                     "1" | "true" | "t" | "yes" | "y" => Some(Json::Bool(true)),
                     "0" | "false" | "f" | "no" | "n" => Some(Json::Bool(false)),
@@ -198,15 +200,15 @@ impl Conv {
                 _ => None,
             },
             AttrType::Integer => match v {
-                Value::Int(i) => Some(Json::from(*i)),
-                Value::Real(f) if f.fract() == 0.0 => Some(Json::from(*f as i64)),
+                Value::Int(i) => Some(Json::from(i)),
+                Value::Real(f) if f.fract() == 0.0 => Some(Json::from(f as i64)),
                 Value::Text(t) => t.trim().parse::<i64>().ok().map(Json::from),
-                Value::Bool(b) => Some(Json::from(i64::from(*b))),
+                Value::Bool(b) => Some(Json::from(i64::from(b))),
                 _ => None,
             },
             AttrType::Decimal => match v {
-                Value::Int(i) => Some(Json::from(*i)),
-                Value::Real(f) => serde_json::Number::from_f64(*f).map(Json::Number),
+                Value::Int(i) => Some(Json::from(i)),
+                Value::Real(f) => serde_json::Number::from_f64(f).map(Json::Number),
                 Value::Text(t) => t
                     .trim()
                     .parse::<f64>()
@@ -216,10 +218,10 @@ impl Conv {
                 _ => None,
             },
             AttrType::DateTime => match v {
-                Value::Text(t) => canonical_datetime(t)
-                    .or_else(|| legacy_datetime(t))
+                Value::Text(t) => canonical_datetime(&t)
+                    .or_else(|| legacy_datetime(&t))
                     .map(Json::String),
-                Value::Int(secs) => OffsetDateTime::from_unix_timestamp(*secs)
+                Value::Int(secs) => OffsetDateTime::from_unix_timestamp(secs)
                     .ok()
                     .and_then(format)
                     .map(Json::String),
@@ -426,8 +428,8 @@ mod tests {
             c.to_store(&json!(false)).expect("maps"),
             Value::Text("D".into())
         );
-        assert_eq!(c.from_store(&Value::Text("A".into())), Some(json!(true)));
-        assert_eq!(c.from_store(&Value::Text("X".into())), None);
+        assert_eq!(c.from_store(Value::Text("A".into())), Some(json!(true)));
+        assert_eq!(c.from_store(Value::Text("X".into())), None);
         let mut s = conv(AttrType::String, FieldType::Text { max_len: None });
         s.values = vec![(json!("Employee"), Value::Int(1))];
         assert!(s.to_store(&json!("Contractor")).is_err());
@@ -456,18 +458,18 @@ mod tests {
     fn coercions() {
         let b = conv(AttrType::Boolean, FieldType::Integer);
         assert_eq!(b.to_store(&json!(true)).expect("ok"), Value::Int(1));
-        assert_eq!(b.from_store(&Value::Int(0)), Some(json!(false)));
+        assert_eq!(b.from_store(Value::Int(0)), Some(json!(false)));
         let n = conv(AttrType::String, FieldType::Integer);
         assert_eq!(n.to_store(&json!("42")).expect("ok"), Value::Int(42));
         assert!(n.to_store(&json!("4x")).is_err());
-        assert_eq!(n.from_store(&Value::Int(42)), Some(json!("42")));
+        assert_eq!(n.from_store(Value::Int(42)), Some(json!("42")));
         let t = conv(AttrType::DateTime, FieldType::Text { max_len: None });
         assert_eq!(
             t.to_store(&json!("2024-05-01T12:00:00+02:00")).expect("ok"),
             Value::Text("2024-05-01T10:00:00.000Z".into())
         );
         assert_eq!(
-            t.from_store(&Value::Text("2024-05-01 10:00:00".into())),
+            t.from_store(Value::Text("2024-05-01 10:00:00".into())),
             Some(json!("2024-05-01T10:00:00.000Z"))
         );
         assert!(t.filter_value(&CompValue::Str("yesterday".into())).is_err());

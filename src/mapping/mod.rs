@@ -1546,8 +1546,10 @@ impl Inner {
 
     /// The resource for a row.
     fn stored(&self, row: Row) -> Stored {
-        let mut attrs = Object::new();
-        for (b, v) in self.bindings.iter().zip(&row.values) {
+        // At most one top-level attribute per binding (sub-attributes share their parent's),
+        // and room for the `schemas` and `id` the rendering adds to this same map.
+        let mut attrs = Object::with_capacity(self.bindings.len() + 2);
+        for (b, v) in self.bindings.iter().zip(row.values) {
             if b.hidden {
                 continue;
             }
@@ -1609,9 +1611,10 @@ impl Inner {
                     } else {
                         "lastModified"
                     };
+                    // Sized for the three attributes the rendering adds.
                     if let Some(m) = attrs
                         .entry("meta")
-                        .or_insert_with(|| Json::Object(Object::new()))
+                        .or_insert_with(|| Json::Object(Object::with_capacity(5)))
                         .as_object_mut()
                     {
                         m.insert(key.into(), json);

@@ -719,34 +719,28 @@ pub fn render_attrs(
     version: String,
     base: &BaseUrl,
 ) -> Object {
-    let mut out = Object::new();
+    // The attributes' own map becomes the resource, `schemas` and `id` put in front and `meta`
+    // at the end: no key is hashed or copied a second time.
+    let mut out = attrs;
     let mut schemas = vec![Value::String(rt.schema.id.clone())];
     for ext in &rt.extensions {
-        if attrs.contains_key(&ext.schema.id) {
+        if out.contains_key(&ext.schema.id) {
             schemas.push(Value::String(ext.schema.id.clone()));
         }
     }
-    out.insert("schemas".into(), Value::Array(schemas));
-    out.insert("id".into(), Value::String(id.to_owned()));
-    let mut meta = Object::new();
-    for (k, v) in attrs {
-        if k == "meta" {
-            if let Value::Object(m) = v {
-                meta = m;
-            }
-            continue;
-        }
-        out.insert(k, v);
-    }
-    let mut full_meta = Object::new();
-    full_meta.insert("resourceType".into(), Value::String(rt.name.clone()));
-    full_meta.extend(meta);
-    full_meta.insert(
+    let mut meta = match out.shift_remove("meta") {
+        Some(Value::Object(m)) => m,
+        _ => Object::with_capacity(3),
+    };
+    out.shift_insert(0, "schemas".into(), Value::Array(schemas));
+    out.shift_insert(1, "id".into(), Value::String(id.to_owned()));
+    meta.shift_insert(0, "resourceType".into(), Value::String(rt.name.clone()));
+    meta.insert(
         "location".into(),
         Value::String(base.location(&rt.endpoint, id)),
     );
-    full_meta.insert("version".into(), Value::String(version));
-    out.insert("meta".into(), Value::Object(full_meta));
+    meta.insert("version".into(), Value::String(version));
+    out.insert("meta".into(), Value::Object(meta));
     out
 }
 

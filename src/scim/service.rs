@@ -241,11 +241,28 @@ pub struct Response {
     pub change: Option<Box<Change>>,
 }
 
+/// `body` as JSON, into a buffer that starts at the size of a typical resource so that
+/// serialising one does not regrow (and copy) it several times.
+fn json_bytes(body: &impl serde::Serialize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    match serde_json::to_writer(&mut out, body) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
+}
+
 impl Response {
     fn json(status: StatusCode, body: &impl serde::Serialize) -> Self {
         Response {
+            body: Some(json_bytes(body)),
+            ..Self::empty(status)
+        }
+    }
+
+    fn empty(status: StatusCode) -> Self {
+        Response {
             status,
-            body: Some(serde_json::to_vec(body).unwrap_or_default()),
+            body: None,
             location: None,
             etag: None,
             allow: None,
@@ -255,13 +272,6 @@ impl Response {
             error: None,
             hold: None,
             change: None,
-        }
-    }
-
-    fn empty(status: StatusCode) -> Self {
-        Response {
-            body: None,
-            ..Self::json(status, &Value::Null)
         }
     }
 
