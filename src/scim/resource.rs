@@ -215,8 +215,8 @@ impl<'a> Normalizer<'a> {
     /// an empty array, RFC 7643 §2.5).
     pub fn value(&mut self, r: &Resolved<'_>, value: Value) -> Result<Option<Value>, ScimError> {
         match r.sub {
-            Some(sub) => self.single(&r.display(), sub, value, self.identifier(sub, false)),
-            None => self.attr_value(&r.display(), r.attr, value),
+            Some(sub) => self.single(r, sub, value, self.identifier(sub, false)),
+            None => self.attr_value(r, r.attr, value),
         }
     }
 
@@ -242,7 +242,7 @@ impl<'a> Normalizer<'a> {
     /// A whole attribute's value, multi-valued or not.
     fn attr_value(
         &mut self,
-        shown: &str,
+        shown: &dyn fmt::Display,
         attr: &Attribute,
         value: Value,
     ) -> Result<Option<Value>, ScimError> {
@@ -281,7 +281,7 @@ impl<'a> Normalizer<'a> {
     /// and come out in NFC.
     fn single(
         &mut self,
-        shown: &str,
+        shown: &dyn fmt::Display,
         attr: &Attribute,
         value: Value,
         identifier: bool,
@@ -336,9 +336,8 @@ impl<'a> Normalizer<'a> {
                     if sub.mutability == Mutability::ReadOnly {
                         continue;
                     }
-                    let sub_shown = format!("{shown}.{}", sub.name);
                     let strict = self.identifier(sub, false);
-                    if let Some(v) = self.single(&sub_shown, sub, v, strict)? {
+                    if let Some(v) = self.single(&Dotted(shown, &sub.name), sub, v, strict)? {
                         out.insert(sub.name.clone(), v);
                     }
                 }
@@ -524,7 +523,16 @@ pub fn member_ids(attr: &str, value: Value) -> Result<Vec<String>, ScimError> {
     Ok(ids)
 }
 
-fn type_error(shown: &str, want: &str, got: &Value) -> ScimError {
+/// `parent.sub`, as an attribute is named in a message: formatted only when one is written.
+struct Dotted<'a>(&'a dyn fmt::Display, &'a str);
+
+impl fmt::Display for Dotted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+fn type_error(shown: &dyn fmt::Display, want: &str, got: &Value) -> ScimError {
     let got = match got {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

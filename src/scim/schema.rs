@@ -256,20 +256,29 @@ pub struct Resolved<'a> {
 impl<'a> Resolved<'a> {
     /// The canonical dotted path, URN-qualified for extensions (for messages and lookups).
     pub fn display(&self) -> String {
-        let mut s = match self.home {
-            Home::Extension(urn) => format!("{urn}:{}", self.attr.name),
-            _ => self.attr.name.clone(),
-        };
-        if let Some(sub) = self.sub {
-            s.push('.');
-            s.push_str(&sub.name);
-        }
-        s
+        self.to_string()
     }
 
     /// The effective definition: the sub-attribute if there is one, else the attribute.
     pub fn leaf(&self) -> &'a Attribute {
         self.sub.unwrap_or(self.attr)
+    }
+}
+
+/// [`Resolved::display`], written where it is needed (an error message) without a string
+/// of its own.
+impl std::fmt::Display for Resolved<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Home::Extension(urn) = self.home {
+            f.write_str(urn)?;
+            f.write_str(":")?;
+        }
+        f.write_str(&self.attr.name)?;
+        if let Some(sub) = self.sub {
+            f.write_str(".")?;
+            f.write_str(&sub.name)?;
+        }
+        Ok(())
     }
 }
 
