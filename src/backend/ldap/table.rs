@@ -324,7 +324,7 @@ impl LdapTable {
         // One that fills the page, or meets the directory's own limit, is read again in pages.
         let first = page.map_or(sizelimit, |p| p.min(sizelimit));
         prepare(&mut c.ldap, first);
-        let r = c.ldap.search(base, scope, filter, attrs.clone()).await;
+        let r = c.ldap.search(base, scope, filter, &attrs).await;
         let r = self.transport(&c, r).await?;
         let page = match page {
             Some(p) if r.1.rc == 4 && r.0.len() <= limit => p,
@@ -998,16 +998,34 @@ impl LdapTable {
                 })
                 .unwrap_or_default()
         });
-        let values = self
-            .fields
-            .iter()
-            .map(|f| {
-                let mut vs = values_of(e, &f.loc.attr, f.loc.binary);
-                match vs.len() {
-                    0 => Value::Null,
-                    1 => vs.remove(0),
-                    _ => Value::List(vs),
+        // One pass over the entry's attributes, each name's options cut off once: the same
+        // values, in the same order, as `values_of` per field.
+        let mut slots: Vec<Vec<Value>> = self.fields.iter().map(|_| Vec::new()).collect();
+        for (k, vs) in &e.attrs {
+            let base = attr_base(k);
+            for (f, slot) in self.fields.iter().zip(slots.iter_mut()) {
+                if names_attr(k, base, &f.loc.attr) {
+                    slot.extend(vs.iter().map(|v| match f.loc.binary {
+                        true => Value::Bytes(v.clone().into_bytes()),
+                        false => Value::Text(v.clone()),
+                    }));
                 }
+            }
+        }
+        for (k, vs) in &e.bin_attrs {
+            let base = attr_base(k);
+            for (f, slot) in self.fields.iter().zip(slots.iter_mut()) {
+                if names_attr(k, base, &f.loc.attr) {
+                    slot.extend(vs.iter().map(|v| Value::Bytes(v.clone())));
+                }
+            }
+        }
+        let values = slots
+            .into_iter()
+            .map(|mut vs| match vs.len() {
+                0 => Value::Null,
+                1 => vs.swap_remove(0),
+                _ => Value::List(vs),
             })
             .collect();
         let mut row = Row {
@@ -1273,10 +1291,7 @@ fn id_of(e: &SearchEntry, id_attr: &str) -> Option<String> {
 
 /// The values of attribute `attr` of an entry (case-insensitive name, options ignored).
 pub(super) fn values_of(e: &SearchEntry, attr: &str, binary: bool) -> Vec<Value> {
-    let same = |k: &String| {
-        let base = k.split(';').next().unwrap_or(k);
-        base.eq_ignore_ascii_case(attr) || k.eq_ignore_ascii_case(attr)
-    };
+    let same = |k: &String| names_attr(k, attr_base(k), attr);
     let mut out = Vec::new();
     for (k, vs) in &e.attrs {
         if same(k) {
@@ -1295,6 +1310,20 @@ pub(super) fn values_of(e: &SearchEntry, attr: &str, binary: bool) -> Vec<Value>
         }
     }
     out
+}
+
+/// An attribute description without its options (`member` of `member;range=0-1499`).
+fn attr_base(k: &str) -> &str {
+    k.as_bytes()
+        .iter()
+        .position(|&b| b == b';')
+        .map_or(k, |i| &k[..i])
+}
+
+/// Whether the entry's attribute `k` (`base` without its options) is the mapping's `attr`,
+/// which may name options of its own (`userCertificate;binary`).
+fn names_attr(k: &str, base: &str, attr: &str) -> bool {
+    base.eq_ignore_ascii_case(attr) || (base.len() < k.len() && k.eq_ignore_ascii_case(attr))
 }
 
 /// The clear-text password a value holds, if any.
@@ -1618,7 +1647,10 @@ impl Table for LdapTable {
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .collect();
-        let picked: Vec<SearchEntry> = page.iter().map(|(_, i)| entries[*i].clone()).collect();
+        let picked: Vec<SearchEntry> = match search.members {
+            true => page.iter().map(|(_, i)| entries[*i].clone()).collect(),
+            false => Vec::new(),
+        };
         let mut rows: Vec<Row> = page.into_iter().map(|(r, _)| r).collect();
         if search.members {
             self.load_members(&mut rows, &picked).await?;
@@ -2062,6 +2094,22 @@ mod tests {
         assert_eq!(parent("dc=x"), "");
         assert_eq!(rdn_part("uid=a\\,b,ou=people,dc=x"), "uid=a\\,b");
         assert_eq!(rdn_part("dc=x"), "dc=x");
+    }
+
+    /// An entry's attribute answers a mapping's name case-insensitively, with its options
+    /// (a range, `;binary`) ignored unless the mapping names them itself.
+    #[test]
+    fn attribute_names() {
+        let is = |k: &str, attr: &str| names_attr(k, attr_base(k), attr);
+        assert!(is("mail", "mail"));
+        assert!(is("MAIL", "mail"));
+        assert!(is("member;range=0-1499", "member"));
+        assert!(is("userCertificate;binary", "usercertificate;BINARY"));
+        assert!(is("userCertificate;binary", "userCertificate"));
+        assert!(!is("mailbox", "mail"));
+        assert!(!is("mail", "mail;lang-de"));
+        assert!(!is("cn;x", "cn;y"));
+        assert_eq!(attr_base("a;b;c"), "a");
     }
 
     /// Result codes become the errors the layer above answers with.
