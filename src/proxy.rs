@@ -157,20 +157,6 @@ struct Inner {
     upstream_host: Option<HeaderValue>,
 }
 
-/// Headers that describe a single connection and are never forwarded. `HeaderName`s, not
-/// strings: a lookup by name is a hash of a known header, not a parse.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -935,8 +921,32 @@ fn original_host(version: &Version, uri: &Uri, headers: &HeaderMap) -> Option<He
 
 /// Removes the fixed hop-by-hop headers and every header the `Connection`
 /// header names.
+/// Whether a header (named in lower case, as `HeaderName`s are) describes a single
+/// connection: one never forwarded (RFC 9110 §7.6.1), besides those `Connection` names.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
+    // Most messages carry none of them, or only `Connection`: the names present are looked
+    // at once, and only those found are removed (a removal hashes its name).
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_hop_by_hop(k.as_str()))
+        .cloned()
+        .collect();
+    if present.contains(&header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
@@ -948,7 +958,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
+    for name in present {
         headers.remove(name);
     }
 }
@@ -998,6 +1008,34 @@ fn error_chain(e: &(dyn StdError + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every hop-by-hop name is known as one, in the form `HeaderName` gives it.
+    #[test]
+    fn hop_by_hop_names() {
+        for h in [
+            header::CONNECTION,
+            HeaderName::from_static("keep-alive"),
+            HeaderName::from_static("proxy-connection"),
+            header::PROXY_AUTHENTICATE,
+            header::PROXY_AUTHORIZATION,
+            header::TE,
+            header::TRAILER,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+        ] {
+            assert!(is_hop_by_hop(h.as_str()), "{h}");
+        }
+        for other in [
+            "host",
+            "content-length",
+            "authorization",
+            "cookie",
+            "tes",
+            "x-te",
+        ] {
+            assert!(!is_hop_by_hop(other), "{other}");
+        }
+    }
 
     #[test]
     fn strips_fixed_and_connection_named_headers() {
