@@ -2,11 +2,16 @@
 
 Usage: instructions.py drive <port> <token> <phase> <n> <tag>
        instructions.py report <callgrind-file> <n> <top>
+       instructions.py app <port-file>
 
 `drive` sends `n` requests of one phase over one keep-alive connection, one at a time, and
 exits non-zero on the first answer that is not a success. The phases are the bench's:
 `create` (an Entra-shaped user), `filter` (userName eq), `patch` (Entra's Replace of title
-and active on users listed by `ids`), and `ids` (writes the first 100 user ids for `patch`).
+and active on users listed by `ids`), `ids` (writes the first 100 user ids for `patch`), and
+`pass` (a GET of the app's own, passed through; no SCIM credential).
+
+`app` serves as the upstream app on a free loopback port (written to `port-file`): every
+GET answered with the load bench's fixed 27-byte JSON, over HTTP/1.1 keep-alive.
 
 `report` prints the instructions of a callgrind dump per request and the functions that
 spend most of them by themselves (exclusive cost).
@@ -35,6 +40,14 @@ def drive(port, token, phase, n, tag, ids_file):
             sys.exit(f"{method} {path}: {r.status} {data[:300]!r}")
         return data
 
+    if phase == "pass":
+        for i in range(n):
+            conn.request("GET", f"/api/items/{i}?page=1", headers={"Accept": "application/json"})
+            r = conn.getresponse()
+            data = r.read()
+            if r.status != 200:
+                sys.exit(f"GET /api/items/{i}: {r.status} {data[:300]!r}")
+        return
     ids = json.load(open(ids_file)) if phase == "patch" else []
     for i in range(n):
         name = f"{tag}-{i}@example.com"
@@ -97,11 +110,40 @@ def report(path, n, top):
         print(f"    {100 * c / total:5.1f} %  {f[:110]}")
 
 
+def app(port_file):
+    """The upstream app for the `pass` phase (see the module doc)."""
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            body = b'{"ok":true,"service":"app"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with open(port_file + ".tmp", "w") as f:
+        f.write(str(server.server_address[1]))
+    import os
+
+    os.rename(port_file + ".tmp", port_file)
+    server.serve_forever()
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 7 and sys.argv[1] == "drive":
         port, token, phase, n, tag = sys.argv[2:7]
         ids_file = sys.argv[7] if len(sys.argv) > 7 else "ids.json"
         drive(int(port), token, phase, int(n), tag, ids_file)
+    elif len(sys.argv) == 3 and sys.argv[1] == "app":
+        app(sys.argv[2])
     elif len(sys.argv) == 5 and sys.argv[1] == "report":
         report(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Instructions per SCIM request, counted by valgrind's callgrind: the sidecar's user-space
-# cost of a create, a filter by userName and an Entra PATCH on the quickstart (SQLite), as a
-# count that does not move with the machine's load.
+# Instructions per request, counted by valgrind's callgrind: the sidecar's user-space cost
+# of a create, a filter by userName and an Entra PATCH on the quickstart (SQLite), and of a
+# GET passed through to the app (a small Python server the script starts), as a count that
+# does not move with the machine's load.
 #
 # Why: on a shared 2-core VM the benches' req/s and CPU per request drift by 20-50 % between
 # runs, so a change worth 5 % cannot be seen in them. An instruction count repeats within
@@ -36,8 +37,10 @@ fi
 
 dir=$(mktemp -d)
 pid=""
+app=""
 cleanup() {
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    if [ -n "$app" ]; then kill "$app" 2>/dev/null || true; wait "$app" 2>/dev/null || true; fi
     rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -47,7 +50,14 @@ port=$(free_port)
 admin=$(free_port)
 token=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
 
+# The app behind the sidecar, for the pass-through phase.
+python3 scripts/instructions.py app "$dir/app.port" &
+app=$!
+for _ in $(seq 100); do [ -s "$dir/app.port" ] && break; sleep 0.1; done
+[ -s "$dir/app.port" ] || { echo "instructions: the upstream app did not start" >&2; exit 1; }
+
 SCIM_SIDECAR_LISTEN=127.0.0.1:$port SCIM_SIDECAR_ADMIN_LISTEN=127.0.0.1:$admin \
+    UPSTREAM_URL=http://127.0.0.1:$(cat "$dir/app.port") \
     QUICKSTART_DB=$dir/app.db SCIM_TOKEN=$token RUST_LOG=warn SCIM_SIDECAR_WORKERS=1 \
     valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" --dump-instr=no \
     "$BINARY" run --config examples/quickstart/scim-sidecar.toml >"$dir/sidecar.log" 2>&1 &
@@ -70,9 +80,10 @@ drive create 50 warm
 drive filter 50 warm
 drive ids 1 warm
 drive patch 50 warm
+drive pass 50 warm
 
 echo "== $BINARY, $n requests per phase, quickstart (SQLite), one shard"
-for phase in create filter patch; do
+for phase in create filter patch pass; do
     callgrind_control -z "$pid" >/dev/null 2>&1
     drive "$phase" "$n" run
     callgrind_control -d "$phase" "$pid" >/dev/null 2>&1
