@@ -28,8 +28,6 @@ pub mod postgres;
 pub mod sqlite;
 pub(crate) mod state;
 
-use std::fmt::Write as _;
-
 use super::{CmpOp, FieldType, Predicate, Sort, Value};
 use model::{Col, Field, Members, Model};
 
@@ -144,25 +142,54 @@ impl Sql {
             return;
         }
         let start = self.text.len();
-        let _ = write!(self.text, "{}", self.params.len());
+        push_number(&mut self.text, self.params.len());
         self.marks.push(start..self.text.len());
     }
 
     /// Appends another statement's text and parameters, its placeholders renumbered after
     /// this statement's own (MySQL's `?` have no numbers: order alone binds them).
     pub fn append(&mut self, other: &Sql) {
+        self.append_text(other);
+        self.params.extend(other.params.iter().cloned());
+    }
+
+    /// [`Sql::append`] of a statement built only to be appended: its parameters are moved,
+    /// not copied.
+    pub fn append_owned(&mut self, other: Sql) {
+        self.append_text(&other);
+        self.params.extend(other.params);
+    }
+
+    /// The text half of [`Sql::append`], placeholders renumbered from `params.len() + 1`.
+    fn append_text(&mut self, other: &Sql) {
         let offset = self.params.len();
         let mut last = 0;
         for (i, mark) in other.marks.iter().enumerate() {
             self.text.push_str(&other.text[last..mark.start]);
             let start = self.text.len();
-            let _ = write!(self.text, "{}", offset + i + 1);
+            push_number(&mut self.text, offset + i + 1);
             self.marks.push(start..self.text.len());
             last = mark.end;
         }
         self.text.push_str(&other.text[last..]);
-        self.params.extend(other.params.iter().cloned());
     }
+}
+
+/// Appends `n` in decimal: a statement has dozens of placeholders, and `write!`'s formatting
+/// machinery cost more than the rest of writing them.
+fn push_number(text: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits only.
+    text.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 /// Where a store writes down its statements while `explain` runs a request
@@ -1228,6 +1255,28 @@ mod tests {
                 "{}",
                 twice.text
             );
+            // An owned append moves the parameters and numbers as a borrowed one does.
+            let mut owned = Sql::default();
+            owned.append(&a);
+            owned.append_owned(a.clone());
+            assert_eq!(owned.text, twice.text);
+            assert_eq!(owned.params.len(), 6);
         }
+    }
+
+    /// Placeholder numbers are written in decimal, past one digit too.
+    #[test]
+    fn placeholder_numbers() {
+        for n in [0usize, 1, 9, 10, 99, 100, 12345, usize::MAX] {
+            let mut s = String::from("$");
+            push_number(&mut s, n);
+            assert_eq!(s, format!("${n}"));
+        }
+        let mut sql = Sql::default();
+        for i in 0..12 {
+            sql.push(if i == 0 { "" } else { "," })
+                .param_inferred(Dialect::Postgres, Value::Int(i));
+        }
+        assert!(sql.text.ends_with(",$10,$11,$12"), "{}", sql.text);
     }
 }

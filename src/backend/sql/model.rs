@@ -689,6 +689,22 @@ pub struct Model {
     /// [`Model::select_from`]'s statement, built on first use: every read starts with it, and
     /// it depends only on the mapping.
     select: std::sync::OnceLock<Sql>,
+    /// [`Model::insert_returning`]'s text, built on first use (it depends only on the mapping).
+    returning: std::sync::OnceLock<InsertReturning>,
+    /// [`Model::returning_rows`]'s select list, built on first use (likewise).
+    select_list: std::sync::OnceLock<Sql>,
+}
+
+/// The fixed text of a create that writes its child rows and reads the row back in one
+/// statement: `WITH t AS (<insert> RETURNING *), c1 AS (INSERT INTO child …), … SELECT …`.
+#[derive(Clone, Debug)]
+pub struct InsertReturning {
+    /// Per field: for a child field, `, c{i} AS (INSERT INTO child (link, value, …) SELECT
+    /// <t's key as the link>, ` (its value and selector values follow); empty otherwise.
+    pub child_heads: Vec<String>,
+    /// ` SELECT key, column… FROM t`, with `NULL::text` for each child field (the caller
+    /// fills those in from the values it wrote).
+    pub tail: String,
 }
 
 fn problem(part: SpecPart, message: String, fix: Option<String>) -> SpecProblem {
@@ -1270,6 +1286,8 @@ impl Model {
             cascade,
             hooks,
             select: std::sync::OnceLock::new(),
+            returning: std::sync::OnceLock::new(),
+            select_list: std::sync::OnceLock::new(),
         };
         Ok((model, infos, warnings))
     }
@@ -1491,6 +1509,38 @@ impl Model {
         }
     }
 
+    /// The text of a create reading its row back ([`InsertReturning`]), built once: a create
+    /// formatted it anew for every request.
+    pub fn insert_returning(&self) -> &InsertReturning {
+        self.returning.get_or_init(|| {
+            let child_heads = self
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| match f {
+                    Field::Child(ch) => format!(
+                        ", c{i} AS (INSERT INTO {} ({}) SELECT {}, ",
+                        ch.table,
+                        ch.insert_columns(),
+                        self.link_from_key(ch, "t")
+                    ),
+                    Field::Column(_) => String::new(),
+                })
+                .collect();
+            let mut tail = format!(" SELECT {}", self.key_expr("t"));
+            for f in &self.fields {
+                tail.push_str(", ");
+                match f {
+                    Field::Column(col) => tail.push_str(&self.read_expr("t", col)),
+                    // Written by the statement from the request's values; read from there.
+                    Field::Child(_) => tail.push_str("NULL::text"),
+                }
+            }
+            tail.push_str(" FROM t");
+            InsertReturning { child_heads, tail }
+        })
+    }
+
     fn build_select(&self, sql: &mut Sql) {
         self.push_select_list(sql);
         sql.push(" FROM ").push(&self.table).push(" t WHERE 1=1");
@@ -1506,7 +1556,12 @@ impl Model {
         sql.push("WITH t AS (");
         sql.append(write);
         sql.push(" RETURNING t.*) ");
-        self.push_select_list(&mut sql);
+        // Built once: a PATCH formatted every column's read expression anew.
+        sql.append(self.select_list.get_or_init(|| {
+            let mut list = Sql::default();
+            self.push_select_list(&mut list);
+            list
+        }));
         sql.push(" FROM t");
         sql
     }
@@ -1585,7 +1640,7 @@ impl Model {
     }
 
     /// [`Model::insert`], inserting nothing when `unless` finds a row.
-    fn insert_guarded(&self, values: &[Value], uuid: Option<String>, unless: Option<&Sql>) -> Sql {
+    fn insert_guarded(&self, values: &[Value], uuid: Option<String>, unless: Option<Sql>) -> Sql {
         // The columns borrowed from the model: a create copies values, not column names.
         let mut cols: Vec<(&Col, Value)> = Vec::new();
         if let Some(u) = uuid {
@@ -1621,7 +1676,7 @@ impl Model {
             match unless {
                 Some(u) => {
                     sql.push(" WHERE NOT EXISTS (");
-                    sql.append(u);
+                    sql.append_owned(u);
                     sql.push(")");
                 }
                 None => {
@@ -2030,7 +2085,7 @@ impl Model {
         let Some(holders) = self.tombstoned_holders(values) else {
             return self.insert(values, uuid);
         };
-        self.insert_guarded(values, uuid, Some(&holders))
+        self.insert_guarded(values, uuid, Some(holders))
     }
 
     /// What reviving row `key` with an insert's `values` writes to the row itself: every

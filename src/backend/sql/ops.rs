@@ -235,33 +235,21 @@ fn fill_children(m: &Model, row: &mut Row, values: &[Value]) {
 /// PostgreSQL's insert: `WITH t AS (<insert> RETURNING *), c1 AS (INSERT child …) SELECT …`.
 /// The child rows are written for each row `insert` writes: none when it writes none.
 fn insert_with_children(m: &Model, values: &[Value], insert: Sql) -> Sql {
+    let text = m.insert_returning();
     let mut sql = Sql::default();
     sql.push("WITH t AS (");
-    sql.append(&insert);
+    sql.append_owned(insert);
     sql.push(" RETURNING *)");
     for (i, (f, v)) in m.fields.iter().zip(values).enumerate() {
         if let (Field::Child(ch), false) = (f, v.is_null()) {
-            sql.push(&format!(
-                ", c{i} AS (INSERT INTO {} ({}) SELECT ",
-                ch.table,
-                ch.insert_columns()
-            ));
-            sql.push(&m.link_from_key(ch, "t")).push(", ");
+            sql.push(&text.child_heads[i]);
             ch.col.param(m.d, &mut sql, v.clone());
             ch.push_insert_values(m.d, &mut sql);
             sql.push(" FROM t)");
         }
     }
-    sql.push(" SELECT ").push(&m.key_expr("t"));
-    for f in &m.fields {
-        sql.push(", ");
-        match f {
-            Field::Column(col) => sql.push(&m.read_expr("t", col)),
-            // Written above from `values`; the caller fills them in from there.
-            Field::Child(_) => sql.push("NULL::text"),
-        };
-    }
-    sql.push(" FROM t");
+    // Child fields read as NULL: the caller fills them in from `values`.
+    sql.push(&text.tail);
     sql
 }
 
