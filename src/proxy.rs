@@ -919,8 +919,6 @@ fn original_host(version: &Version, uri: &Uri, headers: &HeaderMap) -> Option<He
     }
 }
 
-/// Removes the fixed hop-by-hop headers and every header the `Connection`
-/// header names.
 /// Whether a header (named in lower case, as `HeaderName`s are) describes a single
 /// connection: one never forwarded (RFC 9110 §7.6.1), besides those `Connection` names.
 fn is_hop_by_hop(name: &str) -> bool {
@@ -938,6 +936,8 @@ fn is_hop_by_hop(name: &str) -> bool {
     )
 }
 
+/// Removes the fixed hop-by-hop headers and every header the `Connection`
+/// header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none of them, or only `Connection`: the names present are looked
     // at once, and only those found are removed (a removal hashes its name).

@@ -118,7 +118,7 @@ impl Inner {
 
     fn compare(&self, p: &AttrPath, op: CompareOp, v: &CompValue) -> Result<Predicate, ScimError> {
         let r = self.resolve(p)?;
-        let shown = r.display();
+        let shown = r.to_string();
         if r.home == Home::Common {
             match (r.attr.name.as_str(), r.sub.map(|s| s.name.as_str())) {
                 ("id", _) => {
@@ -312,7 +312,7 @@ impl Inner {
         if !r.attr.is_complex() {
             return Err(ScimError::invalid_filter(format!(
                 "'{}' is not complex, so it takes no [filter]",
-                r.display()
+                r
             )));
         }
         if self.rt.membership.as_deref() == Some(r.attr.name.as_str()) {
@@ -359,8 +359,7 @@ impl Inner {
                 Some(s) if p.urn.is_none() && p.sub.is_none() => Ok(s.name.clone()),
                 _ => Err(ScimError::invalid_filter(format!(
                     "'{}' is not a stored sub-attribute of '{}'",
-                    p,
-                    r.display()
+                    p, r
                 ))),
             }
         };
@@ -405,7 +404,7 @@ impl Inner {
                     });
                 }
                 match field(&sub) {
-                    Some((i, b)) => self.cmp(i, b, *op, v, &format!("{}.{sub}", r.display())),
+                    Some((i, b)) => self.cmp(i, b, *op, v, &format!("{}.{sub}", r)),
                     // This value keeps no such field: it equals nothing (and `ne` anything).
                     None => Ok(if *op == CompareOp::Ne {
                         Predicate::True
@@ -485,11 +484,11 @@ impl Inner {
             }),
             None if self.is_derived(&r) => Err(ScimError::invalid_value(format!(
                 "cannot sort by '{}': it is computed on every read; sort by an attribute it is made of",
-                r.display()
+                r
             ))),
             None => Err(ScimError::invalid_value(format!(
                 "cannot sort by '{}': it is not stored",
-                r.display()
+                r
             ))),
         }
     }
@@ -509,7 +508,7 @@ impl Inner {
         if self.is_derived(r) {
             return ScimError::invalid_filter(format!(
                 "attribute '{}' is computed from other attributes on every read, so it cannot be filtered on; filter on the attributes it is made of",
-                r.display()
+                r
             ));
         }
         not_stored(r)
@@ -529,7 +528,7 @@ impl Inner {
 fn not_stored(r: &Resolved<'_>) -> ScimError {
     ScimError::invalid_filter(format!(
         "attribute '{}' is not stored by this service provider, so it cannot be filtered on",
-        r.display()
+        r
     ))
 }
 

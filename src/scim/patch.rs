@@ -274,7 +274,7 @@ fn apply_path(
     {
         return Err(ScimError::mutability(format!(
             "attribute '{}' is read-only",
-            r.display()
+            r
         )));
     }
     if rt.membership.as_deref() == Some(r.attr.name.as_str()) && r.home != Home::Common {
@@ -431,7 +431,7 @@ fn value_path(
     if !r.attr.is_complex() {
         return Err(ScimError::invalid_path(format!(
             "'{}' is not a complex attribute, so it takes no value filter",
-            r.display()
+            r
         )));
     }
     // Filters may name sub-attributes the schema defines even if they are not stored (Entra's
@@ -444,12 +444,10 @@ fn value_path(
             Some(d) => Some(d),
             None => {
                 let why = match known.sub(s) {
-                    Some(_) => {
-                        super::schema::ResolveError::NotStored(format!("{}.{s}", r.display()))
-                    }
-                    None => super::schema::ResolveError::Unknown(format!("{}.{s}", r.display())),
+                    Some(_) => super::schema::ResolveError::NotStored(format!("{}.{s}", r)),
+                    None => super::schema::ResolveError::Unknown(format!("{}.{s}", r)),
                 };
-                return n.skip(format!("{}.{s}", r.display()), why);
+                return n.skip(format!("{}.{s}", r), why);
             }
         },
     };
@@ -494,7 +492,7 @@ fn value_path(
                 let Some(fields) = eval::equalities(filter) else {
                     return Err(ScimError::bad_request(
                         ScimType::NoTarget,
-                        format!("no value of '{}' matches the filter", r.display()),
+                        format!("no value of '{}' matches the filter", r),
                     ));
                 };
                 let mut elem = Object::new();
@@ -648,7 +646,7 @@ pub fn check_immutable(
                 if resource::get(after, &r) != Some(old) {
                     return Err(ScimError::mutability(format!(
                         "attribute '{}' is immutable and already has a value",
-                        r.display()
+                        r
                     )));
                 }
             }

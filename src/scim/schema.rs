@@ -254,19 +254,14 @@ pub struct Resolved<'a> {
 }
 
 impl<'a> Resolved<'a> {
-    /// The canonical dotted path, URN-qualified for extensions (for messages and lookups).
-    pub fn display(&self) -> String {
-        self.to_string()
-    }
-
     /// The effective definition: the sub-attribute if there is one, else the attribute.
     pub fn leaf(&self) -> &'a Attribute {
         self.sub.unwrap_or(self.attr)
     }
 }
 
-/// [`Resolved::display`], written where it is needed (an error message) without a string
-/// of its own.
+/// The canonical dotted path, URN-qualified for extensions (for messages and lookups),
+/// written where it is needed without a string of its own.
 impl std::fmt::Display for Resolved<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if let Home::Extension(urn) = self.home {
@@ -574,7 +569,7 @@ mod tests {
         let r = rt
             .resolve(&path(None, "NAME", Some("givenname")))
             .expect("name.givenName");
-        assert_eq!(r.display(), "name.givenName");
+        assert_eq!(r.to_string(), "name.givenName");
         let r = rt
             .resolve(&path(Some(ENTERPRISE_USER_URN), "Department", None))
             .expect("department");

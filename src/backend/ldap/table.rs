@@ -1647,12 +1647,12 @@ impl Table for LdapTable {
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .collect();
-        let picked: Vec<SearchEntry> = match search.members {
-            true => page.iter().map(|(_, i)| entries[*i].clone()).collect(),
-            false => Vec::new(),
-        };
+        // The entries are read again only to load members.
+        let picked: Option<Vec<SearchEntry>> = search
+            .members
+            .then(|| page.iter().map(|(_, i)| entries[*i].clone()).collect());
         let mut rows: Vec<Row> = page.into_iter().map(|(r, _)| r).collect();
-        if search.members {
+        if let Some(picked) = picked {
             self.load_members(&mut rows, &picked).await?;
         }
         Ok(Found {

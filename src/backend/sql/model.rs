@@ -691,7 +691,7 @@ pub struct Model {
     select: std::sync::OnceLock<Sql>,
     /// [`Model::insert_returning`]'s text, built on first use (it depends only on the mapping).
     returning: std::sync::OnceLock<InsertReturning>,
-    /// [`Model::returning_rows`]'s select list, built on first use (likewise).
+    /// [`Model::select_list`], built on first use (likewise).
     select_list: std::sync::OnceLock<Sql>,
 }
 
@@ -1542,7 +1542,7 @@ impl Model {
     }
 
     fn build_select(&self, sql: &mut Sql) {
-        self.push_select_list(sql);
+        sql.append(self.select_list());
         sql.push(" FROM ").push(&self.table).push(" t WHERE 1=1");
         self.push_scope(sql, "t");
     }
@@ -1556,14 +1556,19 @@ impl Model {
         sql.push("WITH t AS (");
         sql.append(write);
         sql.push(" RETURNING t.*) ");
-        // Built once: a PATCH formatted every column's read expression anew.
-        sql.append(self.select_list.get_or_init(|| {
+        sql.append(self.select_list());
+        sql.push(" FROM t");
+        sql
+    }
+
+    /// `SELECT key, field…` of the row aliased `t`, built once: a PATCH formatted every
+    /// column's read expression anew.
+    fn select_list(&self) -> &Sql {
+        self.select_list.get_or_init(|| {
             let mut list = Sql::default();
             self.push_select_list(&mut list);
             list
-        }));
-        sql.push(" FROM t");
-        sql
+        })
     }
 
     /// `SELECT key, field…` of the row aliased `t`.
