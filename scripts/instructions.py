@@ -7,8 +7,11 @@ Usage: instructions.py drive <port> <token> <phase> <n> <tag>
 `drive` sends `n` requests of one phase over one keep-alive connection, one at a time, and
 exits non-zero on the first answer that is not a success. The phases are the bench's:
 `create` (an Entra-shaped user), `filter` (userName eq), `patch` (Entra's Replace of title
-and active on users listed by `ids`), `ids` (writes the first 100 user ids for `patch`), and
-`pass` (a GET of the app's own, passed through; no SCIM credential).
+and active on users listed by `ids`), `ids` (writes the first 100 user ids for `patch`),
+`groups` (creates the empty groups that `n` member adds need, their ids written beside
+`ids`), `member` (Entra's PATCH adding one member: request i adds user i mod u to group
+i div u, u being the users in `ids`, so each pair once) and `pass` (a GET of the app's own,
+passed through; no SCIM credential).
 
 `app` serves as the upstream app on a free loopback port (written to `port-file`): every
 GET answered with the load bench's fixed 27-byte JSON, over HTTP/1.1 keep-alive.
@@ -48,7 +51,18 @@ def drive(port, token, phase, n, tag, ids_file):
             if r.status != 200:
                 sys.exit(f"GET /api/items/{i}: {r.status} {data[:300]!r}")
         return
-    ids = json.load(open(ids_file)) if phase == "patch" else []
+    ids = json.load(open(ids_file)) if phase in ("patch", "member", "groups") else []
+    groups_file = ids_file + ".groups"
+    groups = json.load(open(groups_file)) if phase == "member" else []
+    if phase == "member" and n > len(ids) * len(groups):
+        sys.exit(f"member: {n} adds of {len(ids)} users need more than {len(groups)} groups")
+    if phase == "groups":
+        made = [json.loads(send("POST", "/scim/v2/Groups", {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": f"{tag}-group-{i}",
+        }))["id"] for i in range(-(-n // len(ids)))]
+        json.dump(made, open(groups_file, "w"))
+        return
     for i in range(n):
         name = f"{tag}-{i}@example.com"
         if phase == "create":
@@ -72,6 +86,13 @@ def drive(port, token, phase, n, tag, ids_file):
                 "Operations": [
                     {"op": "Replace", "path": "title", "value": f"T{i}"},
                     {"op": "Replace", "path": "active", "value": "False"},
+                ],
+            })
+        elif phase == "member":
+            send("PATCH", f"/scim/v2/Groups/{groups[i // len(ids)]}", {
+                "schemas": [PATCH],
+                "Operations": [
+                    {"op": "add", "path": "members", "value": [{"value": ids[i % len(ids)]}]},
                 ],
             })
         elif phase == "ids":
