@@ -26,6 +26,8 @@ FROM rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 # Dependencies first, so a source change does not refetch them.
 COPY Cargo.toml Cargo.lock ./
+# The ldap3 crate the build uses, with two fixes ([patch.crates-io]; vendor/ldap3/PATCHED.md).
+COPY vendor vendor
 COPY benches benches
 COPY src src
 COPY config config

@@ -29,6 +29,20 @@ fail() {
     echo "static-build: FAILED: $*" >&2
     exit 1
 }
+# The image's build stage copies only some of the checkout: cargo must resolve the build
+# from those paths alone (a path dependency, such as vendor/, missing from its COPY lines
+# would fail `docker build` and nothing else). After the build, so the registry is fetched.
+ctx="$(mktemp -d)"
+sed -n '/^FROM .* AS build/,/^FROM /p' Dockerfile |
+    awk '/^COPY / && !/--from/ { for (i = 2; i < NF; i++) print $i }' |
+    while read -r path; do cp -r "$path" "$ctx/"; done
+if ! (cd "$ctx" && cargo tree --locked --offline --target "$TARGET" -e normal >/dev/null); then
+    rm -rf "$ctx"
+    fail "cargo cannot resolve the build from the paths the Dockerfile copies (its COPY lines)"
+fi
+rm -rf "$ctx"
+echo "the Dockerfile's build context resolves"
+
 kind="$(file -b "$OUT")"
 echo "$OUT: $kind"
 case "$kind" in
