@@ -414,26 +414,20 @@ fn main() {
             continue;
         }
         seen.push((phase.as_str(), *conns));
-        let runs: Vec<(f64, f64)> = results
+        // (ratio, sidecar req/s, direct ops/s) of each run, in run order.
+        let mut runs: Vec<(f64, f64, f64)> = results
             .iter()
             .filter(|(p, c, _, _)| p == phase && c == conns)
-            .map(|(_, _, rps, ops)| (*rps, *ops))
+            .map(|(_, _, rps, ops)| (if *ops > 0.0 { rps / ops } else { 0.0 }, *rps, *ops))
             .collect();
-        let ratio = |(rps, ops): (f64, f64)| if ops > 0.0 { rps / ops } else { 0.0 };
-        let mut ratios: Vec<f64> = runs.iter().map(|r| ratio(*r)).collect();
-        let each = ratios
+        let each = runs
             .iter()
-            .map(|r| format!("{r:.2}"))
+            .map(|(r, _, _)| format!("{r:.2}"))
             .collect::<Vec<_>>()
             .join(" ");
-        ratios.sort_by(f64::total_cmp);
-        let median = ratios[ratios.len() / 2];
-        // The round whose ratio is the median gives the req/s shown beside it.
-        let (rps, ops) = runs
-            .iter()
-            .copied()
-            .find(|r| ratio(*r) == median)
-            .unwrap_or((0.0, 0.0));
+        // The median run's ratio, shown with its own req/s.
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (median, rps, ops) = runs[runs.len() / 2];
         let verdict = if *conns == top {
             if median >= 0.7 { "PASS" } else { "MISS" }
         } else {

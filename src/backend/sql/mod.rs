@@ -175,21 +175,10 @@ impl Sql {
     }
 }
 
-/// Appends `n` in decimal: a statement has dozens of placeholders, and `write!`'s formatting
-/// machinery cost more than the rest of writing them.
-fn push_number(text: &mut String, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // ASCII digits only.
-    text.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+/// Appends `n` in decimal (itoa: a statement has dozens of placeholders, and `write!`'s
+/// formatting machinery cost more than the rest of writing them).
+fn push_number(text: &mut String, n: usize) {
+    text.push_str(itoa::Buffer::new().format(n));
 }
 
 /// Where a store writes down its statements while `explain` runs a request
@@ -1267,16 +1256,12 @@ mod tests {
     /// Placeholder numbers are written in decimal, past one digit too.
     #[test]
     fn placeholder_numbers() {
-        for n in [0usize, 1, 9, 10, 99, 100, 12345, usize::MAX] {
-            let mut s = String::from("$");
-            push_number(&mut s, n);
-            assert_eq!(s, format!("${n}"));
-        }
         let mut sql = Sql::default();
         for i in 0..12 {
             sql.push(if i == 0 { "" } else { "," })
                 .param_inferred(Dialect::Postgres, Value::Int(i));
         }
-        assert!(sql.text.ends_with(",$10,$11,$12"), "{}", sql.text);
+        let expected: Vec<String> = (1..=12).map(|i| format!("${i}")).collect();
+        assert_eq!(sql.text, expected.join(","));
     }
 }
