@@ -32,6 +32,8 @@
 //! no place for the sidecar's own state.
 
 pub mod ad;
+#[cfg(test)]
+mod ber_tests;
 pub mod escape;
 pub mod filter;
 mod pool;

@@ -127,6 +127,8 @@ pub use tokio;
 pub type RequestId = i32;
 
 pub mod adapters;
+#[doc(hidden)]
+pub mod ber;
 pub mod asn1 {
     //! ASN.1 structure construction and parsing.
     //!

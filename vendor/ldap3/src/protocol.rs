@@ -14,7 +14,6 @@ use lber::parse::parse_uint;
 use lber::structure::{PL, StructureTag};
 use lber::structures::{ASNTag, Integer, Sequence, Tag};
 use lber::universal::Types;
-use lber::write;
 
 use bytes::{Buf, BytesMut};
 #[cfg(feature = "gssapi")]
@@ -166,7 +165,7 @@ fn maybe_wrap(
     outstruct: StructureTag,
     into: &mut BytesMut,
 ) -> io::Result<()> {
-    write::encode_into(into, outstruct)?;
+    crate::ber::encode_into(into, &outstruct);
     Ok(())
 }
 
@@ -177,7 +176,7 @@ fn maybe_wrap(
     into: &mut BytesMut,
 ) -> io::Result<()> {
     let mut out_buf = BytesMut::new();
-    write::encode_into(&mut out_buf, outstruct)?;
+    crate::ber::encode_into(&mut out_buf, &outstruct);
     let (sasl_wrap, sasl_send_max) = {
         let sasl_param = codec.sasl_param.read().expect("sasl param");
         (sasl_param.0, sasl_param.1)
