@@ -1,15 +1,19 @@
-//! BER encoding of an outgoing LDAP message in one pass over one buffer.
+//! BER for the connection's own messages: encoding in one pass over one buffer, and decoding
+//! without nom's bit-level combinators.
 //!
-//! Not upstream (see `PATCHED.md`, change 3). `lber::write::encode_into` encodes every
+//! Not upstream (see `PATCHED.md`, changes 3 and 4). `lber::write::encode_into` encodes every
 //! constructed tag into a `Vec` of its own, byte by byte through `dyn Write`, and then copies
 //! it into its parent's: a search request went through about ten such buffers before it
 //! reached the socket's. Here each tag is written straight into the connection's write buffer.
 //! A constructed tag's length is not known until its contents are written, so one byte is
 //! kept for it, and when the contents turn out to need the long form (128 bytes or more) they
-//! are moved up by the length's extra bytes. The bytes produced are the same as lber's
-//! (definite lengths, minimal long form, base-128 tag numbers above 30): the sidecar's unit
-//! tests (`src/backend/ldap/ber_tests.rs`) compare the two, as this crate's own tests do not
-//! run in its CI.
+//! are moved up by the length's extra bytes. [`parse_tag`] builds the same tree as lber's
+//! parser, reading each header byte directly.
+//!
+//! Both give the same results as lber's (definite lengths, minimal long form, base-128 tag
+//! numbers above 30 when encoding; lber's own reading of every input when decoding): the
+//! sidecar's unit tests (`src/backend/ldap/ber_tests.rs`) compare the two, as this crate's own
+//! tests do not run in its CI.
 
 use bytes::{BufMut, BytesMut};
 use lber::common::{TagClass, TagStructure};
@@ -75,4 +79,50 @@ fn write_length(buf: &mut BytesMut, len: usize) {
 /// How many bytes the long form needs for `len` (which is not zero).
 fn length_bytes(len: usize) -> usize {
     (64 - (len as u64).leading_zeros()).div_ceil(8) as usize
+}
+
+/// Parse the BER element at the start of `input` into a tag tree: the tree and the bytes after
+/// it, or `None` when `input` does not hold all of it yet. The same result as lber's
+/// `Parser::parse` (which this replaces in the decoder; `ldap3::asn1::parse_tag` is still
+/// lber's) for every input, without nom's bit-level combinators: lber reads the tag number
+/// from the low five bits only, takes a long-form length of any size as an unsigned
+/// big-endian number (zero bytes giving zero), and reports an element whose contents end
+/// inside a constructed parent as incomplete, and so does this.
+pub fn parse_tag(input: &[u8]) -> Option<(StructureTag, &[u8])> {
+    let (&first, rest) = input.split_first()?;
+    let class = match first >> 6 {
+        0 => TagClass::Universal,
+        1 => TagClass::Application,
+        2 => TagClass::Context,
+        _ => TagClass::Private,
+    };
+    let id = u64::from(first & 0x1F);
+    let (&len_byte, mut rest) = rest.split_first()?;
+    let len = if len_byte < 0x80 {
+        usize::from(len_byte)
+    } else {
+        let count = usize::from(len_byte - 0x80);
+        if rest.len() < count {
+            return None;
+        }
+        let (bytes, after) = rest.split_at(count);
+        rest = after;
+        bytes.iter().fold(0u64, |n, &b| (n << 8) | u64::from(b)) as usize
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let (mut contents, after) = rest.split_at(len);
+    let payload = if first & 0x20 == 0 {
+        PL::P(contents.to_vec())
+    } else {
+        let mut children = Vec::new();
+        while !contents.is_empty() {
+            let (child, left) = parse_tag(contents)?;
+            children.push(child);
+            contents = left;
+        }
+        PL::C(children)
+    };
+    Some((StructureTag { class, id, payload }, after))
 }

@@ -51,11 +51,9 @@ pub enum LdapOp {
 #[allow(clippy::type_complexity)]
 fn decode_inner(buf: &mut BytesMut) -> Result<Option<(RequestId, (Tag, Vec<Control>))>, io::Error> {
     let decoding_error = || io::Error::new(io::ErrorKind::Other, "decoding error");
-    let mut parser = lber::Parser::new();
-    let (consumed, tag) = match parser.parse(buf) {
-        Err(e) if e.is_incomplete() => return Ok(None),
-        Err(_e) => return Err(decoding_error()),
-        Ok((i, tag)) => (buf.len() - i.len(), tag),
+    let (consumed, tag) = match crate::ber::parse_tag(buf) {
+        None => return Ok(None),
+        Some((tag, rest)) => (buf.len() - rest.len(), tag),
     };
     buf.advance(consumed);
     let mut tags = match tag

@@ -162,14 +162,15 @@ impl SearchEntry {
                 .expect("octet string"),
         )
         .expect("dn");
-        let mut attr_vals = HashMap::new();
-        let mut bin_attr_vals = HashMap::new();
         let attrs = tags
             .next()
             .expect("element")
             .expect_constructed()
             .expect("attrs")
             .into_iter();
+        // Sized once for the attributes that came (patched; see PATCHED.md).
+        let mut attr_vals = HashMap::with_capacity(attrs.len());
+        let mut bin_attr_vals = HashMap::new();
         for a_v in attrs {
             let mut part_attr = a_v
                 .expect_constructed()
