@@ -20,6 +20,22 @@ fn ours(tag: &StructureTag) -> BytesMut {
     buf.split_off(6)
 }
 
+fn prim(class: TagClass, id: u64, value: &[u8]) -> StructureTag {
+    StructureTag {
+        class,
+        id,
+        payload: PL::P(value.to_vec()),
+    }
+}
+
+fn cons(class: TagClass, id: u64, children: Vec<StructureTag>) -> StructureTag {
+    StructureTag {
+        class,
+        id,
+        payload: PL::C(children),
+    }
+}
+
 /// A small deterministic generator, so that a failure repeats.
 struct Lcg(u64);
 impl Lcg {
@@ -90,16 +106,8 @@ fn same_bytes_as_lber_on_generated_trees() {
 #[test]
 fn length_boundaries() {
     for len in [0, 1, 127, 128, 255, 256, 65_535, 65_536, 16_777_216] {
-        let leaf = StructureTag {
-            class: TagClass::Universal,
-            id: 4,
-            payload: PL::P(vec![b'x'; len]),
-        };
-        let wrapped = StructureTag {
-            class: TagClass::Universal,
-            id: 16,
-            payload: PL::C(vec![leaf.clone()]),
-        };
+        let leaf = prim(TagClass::Universal, 4, &vec![b'x'; len]);
+        let wrapped = cons(TagClass::Universal, 16, vec![leaf.clone()]);
         assert_eq!(ours(&leaf), lber(&leaf), "primitive of {len} bytes");
         assert_eq!(
             ours(&wrapped),
@@ -113,38 +121,22 @@ fn length_boundaries() {
 fn lbers_own_example() {
     // A bind request: SEQUENCE { messageID 1, [APPLICATION 0] { version 3, name,
     // simple [0] } }, with the bytes lber's own test expects.
-    let tag = StructureTag {
-        class: TagClass::Universal,
-        id: 16,
-        payload: PL::C(vec![
-            StructureTag {
-                class: TagClass::Universal,
-                id: 2,
-                payload: PL::P(vec![1]),
-            },
-            StructureTag {
-                class: TagClass::Application,
-                id: 0,
-                payload: PL::C(vec![
-                    StructureTag {
-                        class: TagClass::Universal,
-                        id: 2,
-                        payload: PL::P(vec![3]),
-                    },
-                    StructureTag {
-                        class: TagClass::Universal,
-                        id: 4,
-                        payload: PL::P(b"cn=root,dc=plabs".to_vec()),
-                    },
-                    StructureTag {
-                        class: TagClass::Context,
-                        id: 0,
-                        payload: PL::P(b"asdf".to_vec()),
-                    },
-                ]),
-            },
-        ]),
-    };
+    let tag = cons(
+        TagClass::Universal,
+        16,
+        vec![
+            prim(TagClass::Universal, 2, b"\x01"),
+            cons(
+                TagClass::Application,
+                0,
+                vec![
+                    prim(TagClass::Universal, 2, b"\x03"),
+                    prim(TagClass::Universal, 4, b"cn=root,dc=plabs"),
+                    prim(TagClass::Context, 0, b"asdf"),
+                ],
+            ),
+        ],
+    );
     let expected = [
         0x30, 0x20, 0x02, 0x01, 0x01, 0x60, 0x1B, 0x02, 0x01, 0x03, 0x04, 0x10, 0x63, 0x6e, 0x3d,
         0x72, 0x6f, 0x6f, 0x74, 0x2c, 0x64, 0x63, 0x3d, 0x70, 0x6c, 0x61, 0x62, 0x73, 0x80, 0x04,
