@@ -24,7 +24,8 @@ pub fn encode_into(buf: &mut BytesMut, tag: &StructureTag) {
     match &tag.payload {
         PL::P(value) => {
             write_type(buf, tag.class, TagStructure::Primitive, tag.id);
-            write_length(buf, value.len());
+            let (octets, n) = length_octets(value.len());
+            buf.extend_from_slice(&octets[..n]);
             buf.extend_from_slice(value);
         }
         PL::C(children) => {
@@ -34,17 +35,13 @@ pub fn encode_into(buf: &mut BytesMut, tag: &StructureTag) {
             for child in children {
                 encode_into(buf, child);
             }
-            let len = buf.len() - at - 1;
-            if len < 0x80 {
-                buf[at] = len as u8;
-                return;
+            let (octets, n) = length_octets(buf.len() - at - 1);
+            if n > 1 {
+                let end = buf.len();
+                buf.resize(end + n - 1, 0);
+                buf.copy_within(at + 1..end, at + n);
             }
-            let extra = length_bytes(len);
-            let end = buf.len();
-            buf.resize(end + extra, 0);
-            buf.copy_within(at + 1..end, at + 1 + extra);
-            buf[at] = 0x80 | extra as u8;
-            buf[at + 1..at + 1 + extra].copy_from_slice(&(len as u64).to_be_bytes()[8 - extra..]);
+            buf[at..at + n].copy_from_slice(&octets[..n]);
         }
     }
 }
@@ -65,20 +62,18 @@ fn write_type(buf: &mut BytesMut, class: TagClass, structure: TagStructure, id: 
     }
 }
 
-/// The length octets in the short form below 128, else in the minimal long form.
-fn write_length(buf: &mut BytesMut, len: usize) {
+/// The length octets of `len` and how many there are: the short form below 128, else the
+/// minimal long form.
+fn length_octets(len: usize) -> ([u8; 9], usize) {
+    let mut octets = [0u8; 9];
     if len < 0x80 {
-        buf.put_u8(len as u8);
-        return;
+        octets[0] = len as u8;
+        return (octets, 1);
     }
-    let extra = length_bytes(len);
-    buf.put_u8(0x80 | extra as u8);
-    buf.extend_from_slice(&(len as u64).to_be_bytes()[8 - extra..]);
-}
-
-/// How many bytes the long form needs for `len` (which is not zero).
-fn length_bytes(len: usize) -> usize {
-    (64 - (len as u64).leading_zeros()).div_ceil(8) as usize
+    let extra = (64 - (len as u64).leading_zeros()).div_ceil(8) as usize;
+    octets[0] = 0x80 | extra as u8;
+    octets[1..=extra].copy_from_slice(&(len as u64).to_be_bytes()[8 - extra..]);
+    (octets, 1 + extra)
 }
 
 /// Parse the BER element at the start of `input` into a tag tree: the tree and the bytes after
@@ -90,12 +85,7 @@ fn length_bytes(len: usize) -> usize {
 /// inside a constructed parent as incomplete, and so does this.
 pub fn parse_tag(input: &[u8]) -> Option<(StructureTag, &[u8])> {
     let (&first, rest) = input.split_first()?;
-    let class = match first >> 6 {
-        0 => TagClass::Universal,
-        1 => TagClass::Application,
-        2 => TagClass::Context,
-        _ => TagClass::Private,
-    };
+    let class = TagClass::from_u8(first >> 6).expect("two bits always name a class");
     let id = u64::from(first & 0x1F);
     let (&len_byte, mut rest) = rest.split_first()?;
     let len = if len_byte < 0x80 {
