@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use scim_sidecar::backend::{
     BackendError, Change, CmpOp, DeleteMode, Predicate, Row, Sort, Table, Value,
@@ -1728,6 +1729,165 @@ cn = {{ template = "{{userName}}" }}
     down.scim_error(503, None);
     server.restart();
     c.get(list).await.expect(200);
+}
+
+/// A directory answer garbled on its way (a broken directory, or a device between it and the
+/// sidecar): a search result whose element overruns the message around it, or that nests a
+/// hundred thousand levels deep. The request is a 503 at once, not a wait for
+/// `operation_timeout` on bytes that never come (upstream ldap3 waits) nor a stack overflow
+/// that ends the process (upstream recurses without a bound); the connection is dropped and
+/// the next request, on a fresh one, is served.
+#[tokio::test]
+async fn a_garbled_directory_answer_is_a_503_and_the_next_is_served() {
+    let Some(tree) = ldap::subtree("garbled").await else {
+        return;
+    };
+    let relay = Garbler::start(&tree.url).await;
+    let relayed = ldap::Subtree {
+        url: relay.url.clone(),
+        ..tree.clone()
+    };
+    // Long enough that a 503 within the client's wait cannot be the timeout's.
+    let (s, _dir) = serve_with(
+        &relayed,
+        "operation_timeout = \"120s\"",
+        &resources(&tree.people),
+    )
+    .await;
+    let c = &s.client;
+    c.post("/scim/v2/Users", &support::client::user("garbled"))
+        .await
+        .expect(201);
+    let list = "/scim/v2/Users?filter=userName%20eq%20%22garbled%22";
+    let found = |r: support::client::Resp| r.expect(200).json()["totalResults"].clone();
+    assert_eq!(found(c.get(list).await), 1);
+
+    let mut deep = vec![0x64, 0x84];
+    deep.extend_from_slice(&(6 * 100_000u32).to_be_bytes());
+    for level in 0..100_000u32 {
+        deep.extend_from_slice(&[0x30, 0x84]);
+        deep.extend_from_slice(&(6 * (100_000 - 1 - level)).to_be_bytes());
+    }
+    let overrun = b"\x64\x04\x04\x05ab".to_vec();
+    for garbled in [overrun, deep] {
+        relay.garble_next_entry(garbled);
+        let answer = tokio::time::timeout(Duration::from_secs(30), c.get(list))
+            .await
+            .expect("answered without waiting for the operation timeout");
+        answer.scim_error(503, None);
+        assert!(relay.garbled(), "the answer went through the relay");
+        assert_eq!(found(c.get(list).await), 1);
+    }
+}
+
+/// A TCP relay to slapd that passes every byte, except that once armed it replaces the
+/// operation of the next search result entry from the directory (its message id kept).
+struct Garbler {
+    url: String,
+    next: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Garbler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Garbler {
+    async fn start(directory: &str) -> Garbler {
+        let target = directory
+            .strip_prefix("ldap://")
+            .expect("an ldap:// URL")
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("ldap://{}", listener.local_addr().expect("addr"));
+        let next: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
+        let armed = next.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let (mut from_client, to_client) = client.into_split();
+                let (from_server, mut to_server) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+                });
+                tokio::spawn(Self::answers(from_server, to_client, armed.clone()));
+            }
+        });
+        Garbler { url, next, task }
+    }
+
+    /// Replaces the operation of the next search result entry with `op`.
+    fn garble_next_entry(&self, op: Vec<u8>) {
+        *self.next.lock().unwrap() = Some(op);
+    }
+
+    /// Whether the last replacement was made.
+    fn garbled(&self) -> bool {
+        self.next.lock().unwrap().is_none()
+    }
+
+    /// Copies the directory's messages to the client, one whole LDAPMessage at a time.
+    async fn answers(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        next: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            // A message: SEQUENCE { messageID INTEGER, protocolOp, controls }.
+            while let Some((header, len)) = message_header(&buf) {
+                if buf.len() < header + len {
+                    break;
+                }
+                let message: Vec<u8> = buf.drain(..header + len).collect();
+                let op_at = header + 2 + usize::from(message[header + 1]);
+                let replacement = match message.get(op_at) {
+                    Some(0x64) => next.lock().unwrap().take(),
+                    _ => None,
+                };
+                let out = match replacement {
+                    None => message,
+                    Some(op) => {
+                        let body = [&message[header..op_at], &op[..]].concat();
+                        let mut out = vec![0x30, 0x84];
+                        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                        out.extend_from_slice(&body);
+                        out
+                    }
+                };
+                if to.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+            match from.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// The header length and content length of the BER element at the start of `buf`, once its
+/// header has arrived.
+fn message_header(buf: &[u8]) -> Option<(usize, usize)> {
+    let first = *buf.get(1)?;
+    if first < 0x80 {
+        return Some((2, usize::from(first)));
+    }
+    let n = usize::from(first & 0x7F);
+    let bytes = buf.get(2..2 + n)?;
+    Some((
+        2 + n,
+        bytes.iter().fold(0, |len, &b| (len << 8) | usize::from(b)),
+    ))
 }
 
 /// An entry whose attributes hold several values (two `mail`s and two `title`s, written by

@@ -1,10 +1,13 @@
-//! The BER encoder and decoder carried in `vendor/ldap3` (`ldap3::ber`, changes 3 and 4 in its
-//! `PATCHED.md`) give the same results as upstream lber's, which they replace on every message
-//! the sidecar sends to or reads from a directory. Checked here because the vendored crate's
-//! own tests are not built by `cargo test`.
+//! The BER encoder and decoder carried in `vendor/ldap3` (`ldap3::ber`, changes 3, 4 and 6 in
+//! its `PATCHED.md`) give the same results as upstream lber's, which they replace on every
+//! message the sidecar sends to or reads from a directory, except where lber would hang (a
+//! child overrunning a complete parent) or overflow the stack (unbounded nesting): there the
+//! decoder says the input is malformed. Checked here because the vendored crate's own tests
+//! are not built by `cargo test`.
 
 use bytes::BytesMut;
 use ldap3::asn1::{PL, StructureTag, TagClass};
+use ldap3::ber::{MAX_DEPTH, Malformed};
 
 /// What upstream lber writes for the same tree.
 fn lber(tag: &StructureTag) -> BytesMut {
@@ -155,6 +158,38 @@ fn lber_parse(input: &[u8]) -> Option<(StructureTag, &[u8])> {
     }
 }
 
+type Parsed<'a> = Result<Option<(StructureTag, &'a [u8])>, Malformed>;
+
+/// What the decoder must make of `input`: lber's tree, unless it nests deeper than
+/// `MAX_DEPTH`; and where lber says "not all there yet", the same while the outermost
+/// element's own bytes have not all arrived, and malformed once they have (lber would wait
+/// for bytes that never come).
+fn expected(input: &[u8]) -> Parsed<'_> {
+    match lber_parse(input) {
+        Some((tag, _)) if depth(&tag) > MAX_DEPTH => Err(Malformed),
+        Some(whole) => Ok(Some(whole)),
+        // lber itself says whether the outermost element's bytes are there: read as a
+        // primitive, its contents are not parsed.
+        None if lber_parse(&flattened(input)).is_some() => Err(Malformed),
+        None => Ok(None),
+    }
+}
+
+fn flattened(input: &[u8]) -> Vec<u8> {
+    let mut flat = input.to_vec();
+    if let Some(first) = flat.first_mut() {
+        *first &= !0x20;
+    }
+    flat
+}
+
+fn depth(tag: &StructureTag) -> usize {
+    match &tag.payload {
+        PL::P(_) => 1,
+        PL::C(children) => 1 + children.iter().map(depth).max().unwrap_or(0),
+    }
+}
+
 #[test]
 fn parses_what_it_encodes_as_lber_does() {
     let mut rng = Lcg(11);
@@ -162,7 +197,9 @@ fn parses_what_it_encodes_as_lber_does() {
         let tag = readable(&mut rng, 4);
         let mut bytes = ours(&tag);
         bytes.extend_from_slice(b"next");
-        let parsed = ldap3::ber::parse_tag(&bytes).expect("a whole element");
+        let parsed = ldap3::ber::parse_tag(&bytes)
+            .expect("well formed")
+            .expect("a whole element");
         assert_eq!(parsed.0, tag);
         assert_eq!(parsed.1, b"next");
         assert_eq!(Some(parsed), lber_parse(&bytes));
@@ -172,19 +209,18 @@ fn parses_what_it_encodes_as_lber_does() {
 #[test]
 fn parses_cut_and_damaged_input_as_lber_does() {
     let mut rng = Lcg(13);
-    let mut seen_whole = 0;
-    let mut seen_incomplete = 0;
+    let (mut whole, mut incomplete, mut malformed) = (0, 0, 0);
     for _ in 0..300 {
         let tag = readable(&mut rng, 3);
         let bytes = ours(&tag);
         // Every cut: all but the whole are incomplete, as a message arriving in pieces is.
         for cut in 0..=bytes.len() {
             let ours = ldap3::ber::parse_tag(&bytes[..cut]);
-            assert_eq!(ours, lber_parse(&bytes[..cut]), "{:?}", &bytes[..cut]);
-            if ours.is_some() {
-                seen_whole += 1;
-            } else {
-                seen_incomplete += 1;
+            assert_eq!(ours, expected(&bytes[..cut]), "{:?}", &bytes[..cut]);
+            match ours {
+                Ok(Some(_)) => whole += 1,
+                Ok(None) => incomplete += 1,
+                Err(Malformed) => panic!("a cut is never malformed: {:?}", &bytes[..cut]),
             }
         }
         // Damaged bytes, lengths and tags included.
@@ -192,10 +228,15 @@ fn parses_cut_and_damaged_input_as_lber_does() {
             let mut bad = bytes.to_vec();
             let at = rng.next(bad.len() as u64) as usize;
             bad[at] = rng.next(256) as u8;
-            assert_eq!(ldap3::ber::parse_tag(&bad), lber_parse(&bad), "{bad:?}");
+            let ours = ldap3::ber::parse_tag(&bad);
+            assert_eq!(ours, expected(&bad), "{bad:?}");
+            malformed += usize::from(ours.is_err());
         }
     }
-    assert!(seen_whole == 300 && seen_incomplete > 10_000);
+    assert!(
+        whole == 300 && incomplete > 10_000 && malformed > 100,
+        "{malformed}"
+    );
 }
 
 #[test]
@@ -207,10 +248,79 @@ fn parses_odd_lengths_as_lber_does() {
         b"\x04\x81", // a length byte missing
         b"\x04\x81\x02ab",
         b"\x04\x82\x00\x01a",
-        b"\x30\x03\x04\x05abc", // a child longer than its parent: incomplete
-        b"\x1f\x01a",           // tag number 31 read as 31, as lber does
+        b"\x1f\x01a", // tag number 31 read as 31, as lber does
         b"\x30\x00rest",
     ] {
-        assert_eq!(ldap3::ber::parse_tag(input), lber_parse(input), "{input:?}");
+        assert_eq!(ldap3::ber::parse_tag(input), expected(input), "{input:?}");
+        assert!(ldap3::ber::parse_tag(input).is_ok(), "{input:?}");
+    }
+}
+
+/// Where lber waits for more bytes inside an element that has all arrived, and a message
+/// stays stuck on its connection for good, the decoder says the input is malformed.
+#[test]
+fn a_child_overrunning_a_whole_parent_is_malformed() {
+    for input in [
+        &b"\x30\x03\x04\x05abc"[..],       // a child longer than its parent
+        b"\x30\x01\x04",                   // a child's length missing
+        b"\x30\x03\x04\x82\x01",           // a child's long-form length cut short
+        b"\x30\x06\x30\x04\x04\x03ab\xff", // two levels down
+    ] {
+        assert_eq!(lber_parse(input), None, "lber waits on {input:?}");
+        assert_eq!(ldap3::ber::parse_tag(input), Err(Malformed), "{input:?}");
+        // Not yet whole (a byte of the outermost element missing): still only incomplete.
+        let cut = &input[..1 + usize::from(input[1])];
+        assert_eq!(ldap3::ber::parse_tag(cut), Ok(None), "{cut:?}");
+    }
+}
+
+/// SEQUENCEs nested `levels` deep, every length in the four-byte long form.
+fn nested(levels: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(6 * levels);
+    for level in 0..levels {
+        let inner = 6 * (levels - 1 - level) as u32;
+        bytes.extend_from_slice(&[0x30, 0x84]);
+        bytes.extend_from_slice(&inner.to_be_bytes());
+    }
+    bytes
+}
+
+/// Nesting up to `MAX_DEPTH` reads as lber reads it; deeper is malformed, however deep, where
+/// lber's recursion would overflow the thread's stack and end the process.
+#[test]
+fn nesting_is_bounded() {
+    let deepest = nested(MAX_DEPTH);
+    let (tag, rest) = ldap3::ber::parse_tag(&deepest).unwrap().unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(depth(&tag), MAX_DEPTH);
+    assert_eq!(Some((tag, rest)), lber_parse(&deepest));
+    for levels in [MAX_DEPTH + 1, 1_000_000] {
+        assert_eq!(ldap3::ber::parse_tag(&nested(levels)), Err(Malformed));
+    }
+    // A deep element still arriving is incomplete until it is whole.
+    let deep = nested(1_000_000);
+    assert_eq!(ldap3::ber::parse_tag(&deep[..deep.len() / 2]), Ok(None));
+}
+
+/// The Paged Results control a directory sends back is read with the bounded parser; one that
+/// is not a size and a cookie is `None` (the search fails with an error) instead of a panic.
+#[test]
+fn paged_results_controls_are_read_or_refused() {
+    use ldap3::controls::{PagedResults, RawControl};
+    let sent = RawControl::from(PagedResults {
+        size: 1500,
+        cookie: b"cookie".to_vec(),
+    });
+    let read = PagedResults::try_parse(sent.val.as_deref().expect("a value")).expect("read");
+    assert_eq!((read.size, &read.cookie[..]), (1500, &b"cookie"[..]));
+    for bad in [
+        &b""[..],
+        b"\x30\x00",                 // no size
+        b"\x30\x03\x02\x01\x05",     // no cookie
+        b"\x04\x03abc",              // not a sequence
+        b"\x30\x05\x04\x01\x05\x04", // a size that is not an INTEGER, cut short
+        &nested(1_000_000),
+    ] {
+        assert!(PagedResults::try_parse(bad).is_none(), "{bad:?}");
     }
 }

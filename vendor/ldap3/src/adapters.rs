@@ -400,7 +400,12 @@ where
                     for (cno, ctrl) in ctrls.iter().enumerate() {
                         if let Control(Some(ControlType::PagedResults), ref raw) = *ctrl {
                             pr_index = Some(cno);
-                            let pr: controls::PagedResults = raw.parse();
+                            let Some(raw_val) = raw.val.as_deref() else {
+                                return Err(malformed_paged_results());
+                            };
+                            let Some(pr) = controls::PagedResults::try_parse(raw_val) else {
+                                return Err(malformed_paged_results());
+                            };
                             if pr.cookie.is_empty() {
                                 break;
                             }
@@ -448,5 +453,15 @@ where
 
     async fn finish(&mut self, stream: &mut SearchStream<'a, S, A>) -> LdapResult {
         stream.finish().await
+    }
+}
+
+/// A Paged Results control the directory sent that is not one (patched; upstream panics).
+fn malformed_paged_results() -> LdapError {
+    LdapError::Io {
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "malformed paged results control from the directory",
+        ),
     }
 }

@@ -8,12 +8,13 @@
 //! A constructed tag's length is not known until its contents are written, so one byte is
 //! kept for it, and when the contents turn out to need the long form (128 bytes or more) they
 //! are moved up by the length's extra bytes. [`parse_tag`] builds the same tree as lber's
-//! parser, reading each header byte directly.
+//! parser, reading each header byte directly, and refuses two inputs lber would hang or crash
+//! on (change 6).
 //!
 //! Both give the same results as lber's (definite lengths, minimal long form, base-128 tag
-//! numbers above 30 when encoding; lber's own reading of every input when decoding): the
-//! sidecar's unit tests (`src/backend/ldap/ber_tests.rs`) compare the two, as this crate's own
-//! tests do not run in its CI.
+//! numbers above 30 when encoding; lber's own reading of every other input when decoding):
+//! the sidecar's unit tests (`src/backend/ldap/ber_tests.rs`) compare the two, as this
+//! crate's own tests do not run in its CI.
 
 use bytes::{BufMut, BytesMut};
 use lber::common::{TagClass, TagStructure};
@@ -76,17 +77,37 @@ fn length_octets(len: usize) -> ([u8; 9], usize) {
     (octets, 1 + extra)
 }
 
+/// How deeply elements may nest in what [`parse_tag`] reads: the outermost element is at depth
+/// 1. An LDAP response nests six deep (message, operation, attribute list, attribute, value
+/// set, value); the bound keeps a broken or hostile peer from overflowing the thread's stack
+/// through the recursion, which would end the whole process.
+pub const MAX_DEPTH: usize = 32;
+
+/// The bytes cannot be an element: an element inside a complete one that overruns it or is
+/// cut short, or nesting deeper than [`MAX_DEPTH`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Malformed;
+
 /// Parse the BER element at the start of `input` into a tag tree: the tree and the bytes after
-/// it, or `None` when `input` does not hold all of it yet. The same result as lber's
-/// `Parser::parse` (which this replaces in the decoder; `ldap3::asn1::parse_tag` is still
-/// lber's) for every input, without nom's bit-level combinators: lber reads the tag number
-/// from the low five bits only, takes a long-form length of any size as an unsigned
-/// big-endian number (zero bytes giving zero), and reports an element whose contents end
-/// inside a constructed parent as incomplete, and so does this.
-pub fn parse_tag(input: &[u8]) -> Option<(StructureTag, &[u8])> {
+/// it, `Ok(None)` when `input` does not hold all of it yet, or [`Malformed`]. Reads as lber's
+/// `Parser::parse` does (which this replaces in the decoder; `ldap3::asn1::parse_tag` is still
+/// lber's), without nom's bit-level combinators: the tag number from the low five bits only,
+/// a long-form length of any size as an unsigned big-endian number (zero bytes giving zero).
+/// Two differences, both where lber would hang or crash: an element whose own bytes have all
+/// arrived is never "incomplete" (lber waits for more bytes when a child overruns its parent,
+/// and they never come), and nesting is bounded by [`MAX_DEPTH`] (lber recurses without a
+/// bound).
+pub fn parse_tag(input: &[u8]) -> Result<Option<(StructureTag, &[u8])>, Malformed> {
+    let Some((first, contents, after)) = split_element(input) else {
+        return Ok(None);
+    };
+    Ok(Some((element(first, contents, 1)?, after)))
+}
+
+/// The first byte, the contents and what follows of the element at the start of `input`, or
+/// `None` when `input` does not hold all of it.
+fn split_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&first, rest) = input.split_first()?;
-    let class = TagClass::from_u8(first >> 6).expect("two bits always name a class");
-    let id = u64::from(first & 0x1F);
     let (&len_byte, mut rest) = rest.split_first()?;
     let len = if len_byte < 0x80 {
         usize::from(len_byte)
@@ -102,17 +123,27 @@ pub fn parse_tag(input: &[u8]) -> Option<(StructureTag, &[u8])> {
     if rest.len() < len {
         return None;
     }
-    let (mut contents, after) = rest.split_at(len);
+    let (contents, after) = rest.split_at(len);
+    Some((first, contents, after))
+}
+
+/// The element with header byte `first` and `contents`, at nesting `depth`.
+fn element(first: u8, mut contents: &[u8], depth: usize) -> Result<StructureTag, Malformed> {
+    let class = TagClass::from_u8(first >> 6).expect("two bits always name a class");
+    let id = u64::from(first & 0x1F);
     let payload = if first & 0x20 == 0 {
         PL::P(contents.to_vec())
     } else {
         let mut children = Vec::new();
         while !contents.is_empty() {
-            let (child, left) = parse_tag(contents)?;
-            children.push(child);
+            if depth == MAX_DEPTH {
+                return Err(Malformed);
+            }
+            let (first, inner, left) = split_element(contents).ok_or(Malformed)?;
+            children.push(element(first, inner, depth + 1)?);
             contents = left;
         }
         PL::C(children)
     };
-    Some((StructureTag { class, id, payload }, after))
+    Ok(StructureTag { class, id, payload })
 }

@@ -52,8 +52,9 @@ pub enum LdapOp {
 fn decode_inner(buf: &mut BytesMut) -> Result<Option<(RequestId, (Tag, Vec<Control>))>, io::Error> {
     let decoding_error = || io::Error::new(io::ErrorKind::Other, "decoding error");
     let (consumed, tag) = match crate::ber::parse_tag(buf) {
-        None => return Ok(None),
-        Some((tag, rest)) => (buf.len() - rest.len(), tag),
+        Err(_) => return Err(decoding_error()),
+        Ok(None) => return Ok(None),
+        Ok(Some((tag, rest))) => (buf.len() - rest.len(), tag),
     };
     buf.advance(consumed);
     let mut tags = match tag
@@ -63,7 +64,7 @@ fn decode_inner(buf: &mut BytesMut) -> Result<Option<(RequestId, (Tag, Vec<Contr
         Some(tags) => tags,
         None => return Err(decoding_error()),
     };
-    let mut maybe_controls = tags.pop().expect("element");
+    let mut maybe_controls = tags.pop().ok_or_else(decoding_error)?;
     let has_controls = match maybe_controls {
         StructureTag {
             id,
@@ -81,29 +82,27 @@ fn decode_inner(buf: &mut BytesMut) -> Result<Option<(RequestId, (Tag, Vec<Contr
             // but AD puts it outside, where the optional controls belong. This confuses
             // our parser, which doesn't expect the extra sequence element at the end
             // and crashes. This match arm thus ignores the element.
-            maybe_controls = tags.pop().expect("element");
+            maybe_controls = tags.pop().ok_or_else(decoding_error)?;
             false
         }
         _ => false,
     };
     let (protoop, controls) = if has_controls {
-        (tags.pop().expect("element"), Some(maybe_controls))
+        (tags.pop().ok_or_else(decoding_error)?, Some(maybe_controls))
     } else {
         (maybe_controls, None)
     };
     let controls = match controls {
-        Some(controls) => parse_controls(controls),
+        Some(controls) => parse_controls(controls).ok_or_else(decoding_error)?,
         None => vec![],
     };
-    let msgid = match parse_uint(
-        tags.pop()
-            .expect("element")
-            .match_class(TagClass::Universal)
-            .and_then(|t| t.match_id(Types::Integer as u64))
-            .and_then(|t| t.expect_primitive())
-            .expect("message id")
-            .as_slice(),
-    ) {
+    let msgid = tags
+        .pop()
+        .and_then(|t| t.match_class(TagClass::Universal))
+        .and_then(|t| t.match_id(Types::Integer as u64))
+        .and_then(|t| t.expect_primitive())
+        .ok_or_else(decoding_error)?;
+    let msgid = match parse_uint(msgid.as_slice()) {
         Ok((_, id)) => id as i32,
         _ => return Err(decoding_error()),
     };

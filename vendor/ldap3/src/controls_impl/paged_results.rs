@@ -3,7 +3,7 @@ use super::{ControlParser, MakeCritical, RawControl};
 use bytes::BytesMut;
 
 use lber::common::TagClass;
-use lber::parse::{parse_tag, parse_uint};
+use lber::parse::parse_uint;
 use lber::structures::{ASNTag, Integer, OctetString, Sequence, Tag};
 use lber::universal::Types;
 use lber::write;
@@ -54,31 +54,27 @@ impl From<PagedResults> for RawControl {
 
 impl ControlParser for PagedResults {
     fn parse(val: &[u8]) -> PagedResults {
-        let mut pr_comps = match parse_tag(val) {
-            Ok((_, tag)) => tag,
-            _ => panic!("failed to parse paged results value components"),
-        }
-        .expect_constructed()
-        .expect("paged results components")
-        .into_iter();
-        let size = match parse_uint(
-            pr_comps
-                .next()
-                .expect("element")
-                .match_class(TagClass::Universal)
-                .and_then(|t| t.match_id(Types::Integer as u64))
-                .and_then(|t| t.expect_primitive())
-                .expect("paged results size")
-                .as_slice(),
-        ) {
+        PagedResults::try_parse(val).expect("paged results value")
+    }
+}
+
+impl PagedResults {
+    /// The control's value, or `None` when it is not the sequence of a size and a cookie
+    /// (patched: upstream only has `parse`, which panics there, and reads the value with
+    /// lber's unbounded recursion; see `PATCHED.md`, change 6).
+    pub fn try_parse(val: &[u8]) -> Option<PagedResults> {
+        let (tag, _) = crate::ber::parse_tag(val).ok()??;
+        let mut pr_comps = tag.expect_constructed()?.into_iter();
+        let size = pr_comps
+            .next()?
+            .match_class(TagClass::Universal)
+            .and_then(|t| t.match_id(Types::Integer as u64))
+            .and_then(|t| t.expect_primitive())?;
+        let size = match parse_uint(size.as_slice()) {
             Ok((_, size)) => size as i32,
-            _ => panic!("failed to parse size"),
+            _ => return None,
         };
-        let cookie = pr_comps
-            .next()
-            .expect("element")
-            .expect_primitive()
-            .expect("octet string");
-        PagedResults { size, cookie }
+        let cookie = pr_comps.next()?.expect_primitive()?;
+        Some(PagedResults { size, cookie })
     }
 }
