@@ -8,11 +8,12 @@
 # examples/active-directory on a throwaway Samba AD domain controller started by
 # examples/active-directory/samba.sh.
 #
-# Installs the pinned suite in a virtualenv under target/conformance-venv (once), builds the
-# debug binary (the profile `cargo test` already built), starts each example on free loopback
-# ports with a random token, runs scripts/conformance.py against it, and stops everything on
-# exit. Prints the count per status for each example; exits non-zero if any check failed.
-# Called by scripts/test.sh after `cargo test`; adds well under a minute once the venv exists.
+# Installs the pinned suite in a virtualenv under target/conformance-venv (once), takes the
+# debug binaries `cargo test` builds (the sidecar and the example API), starts each example
+# on free loopback ports with a random token, runs scripts/conformance.py against it, and
+# stops everything on exit. Prints the count per status for each example; exits non-zero if
+# any check failed. Called by scripts/test.sh after `cargo test`; adds well under a minute
+# once the venv exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,9 +65,12 @@ if [ "$missing" -eq 1 ]; then
     "$PY" -m pip install -q --disable-pip-version-check "${PINS[@]}"
 fi
 
-echo "== cargo build --locked"
-cargo build --locked --quiet
-cargo build --locked --quiet --example legacy-admin-api
+# The binaries `cargo test` builds: target/debug/scim-sidecar and the examples. Not `cargo
+# build`: without the dev-dependencies' features (hyper-util's) it would rebuild hyper-util,
+# the library and the binary (a minute or two on two cores) right after scripts/test.sh's
+# `cargo test`, and `cargo test` would rebuild them back the next time.
+echo "== cargo test --locked --no-run"
+cargo test --locked --quiet --no-run
 
 # === processes, stopped on exit ===
 WORK="$(mktemp -d -t scim-conformance.XXXXXX)"
