@@ -447,6 +447,33 @@ fn init_logging(config: &Config, format: Option<Format>) {
     } else {
         builder.init();
     }
+    log_panics();
+}
+
+/// A panic goes to the log as one error event, with the thread, where and what: the default
+/// hook writes a line of its own to stderr, outside the log's format (a JSON log would hold
+/// a line that is not JSON). The SCIM request it happened in is answered 500
+/// (`server::router`).
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("-"),
+            at,
+            panic = what,
+            "panicked"
+        );
+    }));
 }
 
 /// Serves until SIGTERM or Ctrl-C, reloading the config when one of its files changes or on

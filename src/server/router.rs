@@ -125,14 +125,58 @@ pub async fn handle(
     let mut resp = match below {
         Some(rest) => {
             let rest = rest.to_owned();
+            let started = Instant::now();
             // Boxed: the SCIM future is ~3 KiB, and hyper moves the service future per
             // request; pass-through requests should not pay for copying it.
-            Box::pin(scim(&app, req, &rest, &client, limits, &id)).await
+            let serving = Box::pin(scim(&app, req, &rest, &client, limits, &id));
+            match CatchPanic(serving).await {
+                Some(resp) => resp,
+                None => panicked(&app, &id, started),
+            }
         }
         None => pass_through(&app, req, &client, &id).await,
     };
     resp.headers_mut().entry(REQUEST_ID).or_insert(id);
     Ok(resp)
+}
+
+/// Polls a boxed future, and ends with `None` if polling it panics. The future is dropped
+/// then, unpolled, as the task around it would have been: a transaction it held rolls back.
+struct CatchPanic<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.0.as_mut().poll(cx)));
+        match polled {
+            Ok(poll) => poll.map(Some),
+            Err(_) => std::task::Poll::Ready(None),
+        }
+    }
+}
+
+/// The 500 for a SCIM request whose handling panicked: a bug, or a library's assumption about
+/// what a store sends broken by a store. Without it the panic ended the task serving the
+/// request (on HTTP/1.1 the connection's), and the client got no answer at all.
+/// The panic itself is in the log (the `run` command's panic hook), before this line.
+fn panicked(app: &App, id: &HeaderValue, started: Instant) -> Response<Body> {
+    let request_id = id.to_str().unwrap_or("-");
+    tracing::error!(
+        request_id,
+        status = 500,
+        "scim request failed: the sidecar panicked while serving it"
+    );
+    app.metrics
+        .scim_request("-", "panicked", 500, started.elapsed());
+    error_response(&ScimError::internal(format!(
+        "the sidecar failed while serving this request (request id {request_id}); its log \
+         says where"
+    )))
 }
 
 /// `CONNECT` (RFC 9110 §9.3.6) asks for a tunnel to another host: 405, with the methods the

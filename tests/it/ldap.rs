@@ -1732,13 +1732,14 @@ cn = {{ template = "{{userName}}" }}
 }
 
 /// A directory answer garbled on its way (a broken directory, or a device between it and the
-/// sidecar): a search result whose element overruns the message around it, or that nests a
-/// hundred thousand levels deep. The request is a 503 at once, not a wait for
-/// `operation_timeout` on bytes that never come (upstream ldap3 waits) nor a stack overflow
-/// that ends the process (upstream recurses without a bound); the connection is dropped and
-/// the next request, on a fresh one, is served.
+/// sidecar). A search result whose element overruns the message around it, or that nests a
+/// hundred thousand levels deep, is a 503 at once: not a wait for `operation_timeout` on
+/// bytes that never come (upstream ldap3 waits), nor a stack overflow that ends the process
+/// (upstream recurses without a bound); the connection is dropped. A well-formed message that
+/// is no entry (ldap3 panics reading it) is a 500 with a SCIM error, not a connection closed
+/// without an answer. Each time the next request, on a fresh connection, is served.
 #[tokio::test]
-async fn a_garbled_directory_answer_is_a_503_and_the_next_is_served() {
+async fn a_garbled_directory_answer_is_an_error_and_the_next_is_served() {
     let Some(tree) = ldap::subtree("garbled").await else {
         return;
     };
@@ -1747,7 +1748,7 @@ async fn a_garbled_directory_answer_is_a_503_and_the_next_is_served() {
         url: relay.url.clone(),
         ..tree.clone()
     };
-    // Long enough that a 503 within the client's wait cannot be the timeout's.
+    // Long enough that an answer within the client's wait cannot be the timeout's.
     let (s, _dir) = serve_with(
         &relayed,
         "operation_timeout = \"120s\"",
@@ -1768,13 +1769,17 @@ async fn a_garbled_directory_answer_is_a_503_and_the_next_is_served() {
         deep.extend_from_slice(&[0x30, 0x84]);
         deep.extend_from_slice(&(6 * (100_000 - 1 - level)).to_be_bytes());
     }
-    let overrun = b"\x64\x04\x04\x05ab".to_vec();
-    for garbled in [overrun, deep] {
-        relay.garble_next_entry(garbled);
+    let cases: [(&[u8], u16); 3] = [
+        (b"\x64\x04\x04\x05ab", 503), // a DN overrunning the entry
+        (&deep, 503),
+        (b"\x64\x03\x04\x01a", 500), // a DN and no attribute list
+    ];
+    for (garbled, status) in cases {
+        relay.garble_next_entry(garbled.to_vec());
         let answer = tokio::time::timeout(Duration::from_secs(30), c.get(list))
             .await
             .expect("answered without waiting for the operation timeout");
-        answer.scim_error(503, None);
+        answer.scim_error(status, None);
         assert!(relay.garbled(), "the answer went through the relay");
         assert_eq!(found(c.get(list).await), 1);
     }
