@@ -261,7 +261,6 @@ run_ldap_example() {
     fi
     eval "$out"
     local state="$WORK/ldap-state.db"
-    : >"$state"
     if ! env SCIM_SIDECAR_STATE="$state" "$BIN" migrate --config examples/ldap/scim-sidecar.toml \
         >"$WORK/migrate-ldap.log" 2>&1; then
         echo "ldap: scim-sidecar migrate failed:" >&2
@@ -284,7 +283,6 @@ run_ad_example() {
     fi
     eval "$out"
     local state="$WORK/ad-state.db"
-    : >"$state"
     if ! env SCIM_SIDECAR_STATE="$state" LDAP_URL="$LDAP_URL" LDAP_BIND_DN="$LDAP_BIND_DN" \
         LDAP_BIND_PASSWORD="$LDAP_BIND_PASSWORD" LDAP_BASE_DN="$LDAP_BASE_DN" \
         LDAP_CA_FILE="$LDAP_CA_FILE" \
@@ -320,7 +318,6 @@ run_rest_example() {
         sleep 0.05
     done
     state="$WORK/rest-state.db"
-    : >"$state"
     if ! env REST_BASE_URL="http://127.0.0.1:$port" REST_API_KEY="$key" SCIM_SIDECAR_STATE="$state" \
         "$BIN" migrate --config examples/rest/scim-sidecar.toml >"$WORK/migrate-rest.log" 2>&1; then
         echo "rest: scim-sidecar migrate failed:" >&2
@@ -342,7 +339,6 @@ run_redmine_rest_example() {
     fi
     eval "$out"
     state="$WORK/redmine-rest-state.db"
-    : >"$state"
     if ! env SCIM_SIDECAR_STATE="$state" "$BIN" migrate --config examples/redmine-rest/scim-sidecar.toml \
         >"$WORK/migrate-redmine-rest.log" 2>&1; then
         echo "redmine-rest: scim-sidecar migrate failed:" >&2

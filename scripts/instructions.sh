@@ -13,6 +13,8 @@
 # Usage: scripts/instructions.sh [N]        N requests per phase (default 300)
 #        BINARY=path scripts/instructions.sh   measure another build (e.g. an older commit)
 #        TOP=K                               the K functions that cost most (default 12)
+#        EXAMPLE=ldap scripts/instructions.sh  examples/ldap instead, against a throwaway
+#                                            slapd (examples/ldap/slapd.sh; needs slapd)
 #
 # Starts the binary under callgrind with one shard (SCIM_SIDECAR_WORKERS=1) on free loopback
 # ports and a database in a temp dir, warms it up with 50 requests per phase, then counts
@@ -23,6 +25,11 @@ cd "$(dirname "$0")/.."
 root=$PWD
 n=${1:-300}
 top=${TOP:-12}
+example=${EXAMPLE:-quickstart}
+case "$example" in
+quickstart | ldap) ;;
+*) echo "instructions: EXAMPLE is quickstart or ldap, not $example" >&2; exit 2 ;;
+esac
 
 if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then
     echo "== installing valgrind (apt-get)"
@@ -38,7 +45,9 @@ fi
 dir=$(mktemp -d)
 pid=""
 app=""
+SLAPD_STOP=""
 cleanup() {
+    if [ -n "$SLAPD_STOP" ]; then eval "$SLAPD_STOP" || true; fi
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
     if [ -n "$app" ]; then kill "$app" 2>/dev/null || true; wait "$app" 2>/dev/null || true; fi
     rm -rf "$dir"
@@ -56,11 +65,17 @@ app=$!
 for _ in $(seq 100); do [ -s "$dir/app.port" ] && break; sleep 0.1; done
 [ -s "$dir/app.port" ] || { echo "instructions: the upstream app did not start" >&2; exit 1; }
 
-SCIM_SIDECAR_LISTEN=127.0.0.1:$port SCIM_SIDECAR_ADMIN_LISTEN=127.0.0.1:$admin \
-    UPSTREAM_URL=http://127.0.0.1:$(cat "$dir/app.port") \
-    QUICKSTART_DB=$dir/app.db SCIM_TOKEN=$token RUST_LOG=warn SCIM_SIDECAR_WORKERS=1 \
-    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" --dump-instr=no \
-    "$BINARY" run --config examples/quickstart/scim-sidecar.toml >"$dir/sidecar.log" 2>&1 &
+config=examples/$example/scim-sidecar.toml
+export SCIM_SIDECAR_LISTEN=127.0.0.1:$port SCIM_SIDECAR_ADMIN_LISTEN=127.0.0.1:$admin \
+    UPSTREAM_URL=http://127.0.0.1:$(cat "$dir/app.port") QUICKSTART_DB=$dir/app.db \
+    SCIM_SIDECAR_STATE=$dir/state.db SCIM_TOKEN=$token RUST_LOG=warn SCIM_SIDECAR_WORKERS=1
+if [ "$example" = ldap ]; then
+    eval "$(examples/ldap/slapd.sh)"
+    "$BINARY" migrate --config "$config" >"$dir/migrate.log" 2>&1 ||
+        { cat "$dir/migrate.log" >&2; exit 1; }
+fi
+valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" --dump-instr=no \
+    "$BINARY" run --config "$config" >"$dir/sidecar.log" 2>&1 &
 pid=$!
 
 ready=""
@@ -84,7 +99,7 @@ drive groups 50 warm
 drive member 50 warm
 drive pass 50 warm
 
-echo "== $BINARY, $n requests per phase, quickstart (SQLite), one shard"
+echo "== $BINARY, $n requests per phase, $example, one shard"
 for phase in create filter patch member pass; do
     # The member phase's groups are made before the count starts.
     if [ "$phase" = member ]; then drive groups "$n" run; fi

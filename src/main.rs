@@ -212,6 +212,25 @@ async fn migrate(path: PathBuf, prune: bool, dry_run: bool) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
+    // A store that holds only the sidecar's state is the sidecar's to create (a local
+    // SQLite file); one the app's resources are in is the app's.
+    for b in config.backends.iter().filter(|b| {
+        needed.contains(&b.name.as_str()) && !config.resources.iter().any(|r| r.backend == b.name)
+    }) {
+        match b.store.create_for_state() {
+            Ok(None) => {}
+            Ok(Some(done)) => println!("[backend.{}]: {done}", b.name),
+            Err(e) => {
+                let p = scim_sidecar::mapping::Problem::error(
+                    &b.origin,
+                    format!("[backend.{}]: {e}", b.name),
+                    None,
+                );
+                eprint!("{}", config::report(&[p]));
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let backends = match app::open_backends(&config).await {
         Ok(b) => b,
         Err(problems) => {

@@ -7,7 +7,6 @@
 # examples/active-directory/scim-sidecar.toml reads and how to stop it:
 #
 #   eval "$(examples/active-directory/samba.sh)"     # exports LDAP_URL, LDAP_BIND_DN, ...
-#   touch scim-sidecar-state.db
 #   scim-sidecar migrate --config examples/active-directory/scim-sidecar.toml
 #   scim-sidecar run --config examples/active-directory/scim-sidecar.toml
 #   eval "$SAMBA_STOP"                                 # stops samba and removes its temp dir

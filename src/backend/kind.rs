@@ -101,6 +101,14 @@ pub trait StoreConfig: fmt::Debug + Send + Sync {
         false
     }
 
+    /// Creates the store, empty, when it does not exist and can be made by the sidecar: a
+    /// local file that holds only the sidecar's own state (`migrate` calls it before
+    /// opening such a store; never for a store the app's resources are in, where a missing
+    /// database is a wrong path). `Some` says what was created.
+    fn create_for_state(&self) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+
     /// Opens the store (a pool, a connection) and checks that it answers. `Err` is a
     /// start-up message naming the problem and the fix.
     async fn open(&self, name: &str) -> Result<Arc<dyn Backend>, String>;

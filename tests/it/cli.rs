@@ -238,6 +238,29 @@ fn migrate_needs_only_the_stores_and_prunes_what_the_app_deleted() {
         !out.status.success() && err.contains("APP_DB_PATH"),
         "{err}"
     );
+
+    // The app's own database is the app's: a wrong path is an error, never a new empty file
+    // (a store that holds only the sidecar's state is created: tests/it/ldap.rs).
+    let no_schema = quickstart_copy(dir.path(), |t| {
+        t.replace("create_from = \"schema.sql\"", "").replacen(
+            "externalId = \"external_ref\"",
+            "externalId = { kept = true }",
+            1,
+        )
+    });
+    let missing = dir.path().join("typo.db");
+    let out = Command::new(BIN)
+        .args(["migrate", "--config"])
+        .arg(&no_schema)
+        .env("QUICKSTART_DB", &missing)
+        .output()
+        .expect("migrate");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(!missing.exists(), "migrate created the app's database");
 }
 
 /// A broken file (a setting that does not exist, a variable that is not set) is refused by

@@ -2114,8 +2114,8 @@ async fn explain_refuses_writes_a_directory_cannot_take_back() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
+    // Not there yet: `migrate` creates the state database, as the README's steps run it.
     let state = dir.path().join("state.db");
-    std::fs::write(&state, "").expect("state db");
     let user = dir.path().join("user.json");
     std::fs::write(
         &user,
@@ -2146,6 +2146,12 @@ async fn explain_refuses_writes_a_directory_cannot_take_back() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    let (ok, _, err) = explain(&["GET", "/Users"]);
+    assert!(!ok, "served without its state database");
+    assert!(
+        err.contains("does not exist") && err.contains("`scim-sidecar migrate` creates it"),
+        "{err}"
+    );
     let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_scim-sidecar"))
         .args(["migrate", "--config"])
         .arg(support::example_config("ldap"))
@@ -2161,6 +2167,14 @@ async fn explain_refuses_writes_a_directory_cannot_take_back() {
         migrate.status.success(),
         "{}",
         String::from_utf8_lossy(&migrate.stderr)
+    );
+    let said = String::from_utf8_lossy(&migrate.stdout);
+    assert!(
+        said.contains(&format!(
+            "[backend.state]: created the empty database {}",
+            state.display()
+        )),
+        "{said}"
     );
     let body = user.display().to_string();
     for args in [

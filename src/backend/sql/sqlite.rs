@@ -138,6 +138,25 @@ impl StoreConfig for SqliteConfig {
         self
     }
 
+    fn create_for_state(&self) -> Result<Option<String>, String> {
+        if self.create_from.is_some() {
+            // Made from its schema when it is opened.
+            return Ok(None);
+        }
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&self.path)
+        {
+            Ok(_) => Ok(Some(format!(
+                "created the empty database {}",
+                self.path.display()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(format!("cannot create {}: {e}", self.path.display())),
+        }
+    }
+
     async fn open(&self, name: &str) -> Result<Arc<dyn Backend>, String> {
         let c = self.clone();
         let name = name.to_owned();
@@ -406,7 +425,7 @@ impl SqliteBackend {
         if empty && create_from.is_some() || !path.exists() {
             let Some(schema) = create_from else {
                 return Err(format!(
-                    "SQLite database {} does not exist (set `path` to the app's database file, or `create_from` to an SQL schema to create it)",
+                    "SQLite database {} does not exist (set `path` to the app's database file, or `create_from` to an SQL schema to create it; for one that holds only the sidecar's own state, `scim-sidecar migrate` creates it)",
                     path.display()
                 ));
             };
