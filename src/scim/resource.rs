@@ -611,8 +611,10 @@ fn required_error(home: Home<'_>, attr: &Attribute) -> ScimError {
 
 /// The resource's version for `meta.version` and `ETag` (RFC 7644 §3.14): a weak validator
 /// over the stored attributes. Members are excluded so that a group's version can be known
-/// without loading a 100,000-member list; a membership change still moves the version when
-/// `meta.lastModified` is mapped.
+/// without loading a 100,000-member list; a membership change the sidecar makes still moves
+/// the version when `meta.lastModified` is mapped, but one made elsewhere (the app, the
+/// directory, a member's deletion) does not. So a GET that returns a group's members is never
+/// answered 304, and `If-Match` on a group does not see membership changes.
 pub fn version(attrs: &Object) -> String {
     // FNV-1a over the canonical serialisation: stable across processes and releases, which
     // std's SipHash keys are not. Collisions only cost a spurious 304/412 on one resource.

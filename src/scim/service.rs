@@ -620,8 +620,10 @@ impl<P: Provider> Service<P> {
         let mut stored = p.get(id, load).await?;
         let hold = keep(hold, members_of(&stored));
         let etag = resource::version(&stored.attrs);
-        // RFC 7644 §3.14 / RFC 7232 §3.2: a matching If-None-Match on GET is 304.
-        if req.if_none_match.is_some_and(|h| etag_matches(h, &etag)) {
+        // RFC 7644 §3.14 / RFC 7232 §3.2: a matching If-None-Match on GET is 304. Not when
+        // the answer carries the members: the version leaves them out (`resource::version`),
+        // so a 304 would tell the client a changed member list had not changed.
+        if !load && req.if_none_match.is_some_and(|h| etag_matches(h, &etag)) {
             let mut r = Response::empty(StatusCode::NOT_MODIFIED);
             r.etag = Some(etag);
             return Ok(r);

@@ -98,6 +98,49 @@ async fn excluded_members() {
     assert_eq!(member_values(&g), vec!["1"]);
 }
 
+/// A group's version leaves its members out (it is known without reading them), so a member
+/// the app adds itself does not move it. A GET that returns the members is then never
+/// answered 304, which would tell the client the old list still holds; one without them is.
+#[tokio::test]
+async fn a_conditional_get_with_members_is_never_answered_stale() {
+    let s = Sidecar::quickstart().await;
+    let ids = users(&s, 1).await;
+    let r = s
+        .client
+        .post(
+            "/scim/v2/Groups",
+            &json!({"schemas": [GROUP], "displayName": "Conditional"}),
+        )
+        .await
+        .expect(201);
+    let gid = r.json()["id"].as_str().expect("id").to_owned();
+    let tag = r.header("etag").expect("etag");
+    rusqlite::Connection::open(&s.db)
+        .expect("db")
+        .execute(
+            "INSERT INTO account_roles (role_id, account_id) VALUES (?1, ?2)",
+            [&gid, &ids[0]],
+        )
+        .expect("the app adds a member");
+    let path = format!("/scim/v2/Groups/{gid}");
+    let g = s
+        .client
+        .send(http::Method::GET, &path, &[("if-none-match", &tag)], None)
+        .await
+        .expect(200);
+    assert_eq!(member_values(&g.json()), ids);
+    let without = format!("{path}?excludedAttributes=members");
+    s.client
+        .send(
+            http::Method::GET,
+            &without,
+            &[("if-none-match", &tag)],
+            None,
+        )
+        .await
+        .expect(304);
+}
+
 /// Membership PATCH in every shape the identity providers send: Entra add with `$ref: null`,
 /// Entra removal by value array, removal by `members[value eq …]`, Okta's full replace,
 /// remove all; adding an existing member and removing an absent one are no-ops.
