@@ -237,6 +237,19 @@ impl Cx<'_> {
         if let Some(u) = &mut upstream {
             // A [listen] key: the client's pauses are the listener's business.
             u.body_idle_timeout = listen.body_idle_timeout;
+            if let (Some(a), Some(raw)) = (u.url.authority(), &raw.upstream) {
+                if loops_back(&listen.addr, a) {
+                    let uo = self.origin(raw.get_ref().url.span());
+                    self.error(
+                        &uo,
+                        format!(
+                            "upstream.url \"{}\" is the sidecar's own listen.addr ({}): every request for the app would come back to the sidecar, over and over",
+                            u.url, listen.addr
+                        ),
+                        Some("point upstream.url at the app's own port (UPSTREAM_URL in the examples), and listen.addr at the one clients use (SCIM_SIDECAR_LISTEN)"),
+                    );
+                }
+            }
         }
         let scim = self.scim(&raw, &top);
         let auth = self.auth(&raw, &top, &scim.base_path);
@@ -1129,10 +1142,78 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     }
 }
 
+/// Whether `upstream` names the listener at `listen` (`host:port`) itself: the same port, and
+/// the same host, or loopback where the listener takes every address (`0.0.0.0`, `::`), or
+/// `localhost` for a loopback address. Decided from the text, without resolving names.
+fn loops_back(listen: &str, upstream: &http::uri::Authority) -> bool {
+    let Some((host, port)) = listen.rsplit_once(':') else {
+        return false;
+    };
+    let port: u16 = match port.parse() {
+        Ok(0) | Err(_) => return false,
+        Ok(p) => p,
+    };
+    if upstream.port_u16().unwrap_or(80) != port {
+        return false;
+    }
+    let unbracket = |h: &str| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase()
+    };
+    let (ours, theirs) = (unbracket(host), unbracket(upstream.host()));
+    let ip = |h: &str| h.parse::<std::net::IpAddr>().ok();
+    let local =
+        |h: &str| h == "localhost" || ip(h).is_some_and(|a| a.is_loopback() || a.is_unspecified());
+    ours == theirs
+        || (ip(&ours).is_some_and(|a| a.is_unspecified()) && local(&theirs))
+        || (ours == "localhost" && ip(&theirs).is_some_and(|a| a.is_loopback()))
+        || (theirs == "localhost" && ip(&ours).is_some_and(|a| a.is_loopback()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn an_upstream_that_is_the_listener_is_found() {
+        let a = |s: &str| s.parse::<http::uri::Authority>().expect("authority");
+        for (listen, up) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "localhost:8080"),
+            ("[::]:8080", "[::1]:8080"),
+            ("127.0.0.1:8080", "localhost:8080"),
+            ("localhost:8080", "127.0.0.1:8080"),
+            ("LocalHost:80", "localhost"),
+            ("app.internal:8080", "APP.internal:8080"),
+        ] {
+            assert!(loops_back(listen, &a(up)), "{listen} -> {up}");
+        }
+        for (listen, up) in [
+            ("127.0.0.1:8080", "127.0.0.1:3000"),
+            ("127.0.0.1:8080", "127.0.0.2:8080"),
+            ("10.0.0.5:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            ("127.0.0.1:80", "app:80"),
+        ] {
+            assert!(!loops_back(listen, &a(up)), "{listen} -> {up}");
+        }
+    }
+
+    #[test]
+    fn an_upstream_that_is_the_listener_is_refused() {
+        let src = GOOD.to_owned() + "\n[upstream]\nurl = \"http://localhost:8080\"\n";
+        let problems = load(&src).expect_err("a loop is refused");
+        assert!(
+            problems.iter().any(|p| p
+                .message
+                .contains("the sidecar's own listen.addr (127.0.0.1:8080)")
+                && p.origin.line == src.lines().position(|l| l.starts_with("url =")).unwrap() + 1),
+            "{problems:?}"
+        );
+    }
 
     fn load(src: &str) -> Result<Config, Vec<Problem>> {
         let env: HashMap<String, String> =
