@@ -9,7 +9,10 @@
 //! # How a request is forwarded
 //!
 //! 1. **Headers.** Hop-by-hop headers are dropped (RFC 9110 §7.6.1), `X-Forwarded-For`,
-//!    `-Proto` and `-Host` added, `Host` kept or set to the app's. A transfer coding other
+//!    `-Proto` and `-Host` added, `Host` kept or set to the app's, and this proxy appended to
+//!    `Via` (RFC 9110 §7.6.3) under a name of its own: a request that arrives already naming
+//!    it has come round a loop (an upstream that leads back to the sidecar) and is answered
+//!    508 instead of being sent round again. A transfer coding other
 //!    than `chunked` (`Transfer-Encoding: gzip, chunked`) is part of the message and is kept
 //!    (RFC 9112 §6.1); `chunked` itself is re-applied per hop.
 //! 2. **Connection.** An idle pooled connection to the app, or a new one (within
@@ -155,6 +158,10 @@ struct Inner {
     preserve_host: bool,
     /// `Host` for requests when the client's is not preserved.
     upstream_host: Option<HeaderValue>,
+    /// This proxy's name in `Via`: `scim-sidecar-` and 16 random hex digits.
+    via_name: String,
+    /// Its `Via` entry for a request received over HTTP/1.0, 1.1 and 2, made once.
+    via: [HeaderValue; 3],
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -166,6 +173,8 @@ const MSG_TIMEOUT: &str = "upstream timed out";
 const MSG_BUSY: &str = "upstream busy: every connection to it is in use";
 const MSG_BODY_TIMEOUT: &str = "the request body stopped arriving";
 const MSG_BAD_BODY: &str = "the request body could not be read";
+const MSG_LOOP: &str =
+    "the request came back to the sidecar: upstream.url leads to the sidecar itself";
 
 /// Attempts at sending one request: a pooled connection the app closed while it sat idle
 /// fails before anything is sent, and the request then goes out on another.
@@ -175,6 +184,7 @@ impl Proxy {
     /// Builds the upstream pool. Never fails: a malformed `url` is reported (as `502`) on
     /// every [`Proxy::forward`] call instead.
     pub fn new(cfg: UpstreamConfig) -> Proxy {
+        let name = via_name();
         let authority = match cfg.url.scheme_str() {
             Some("http") => cfg.url.authority().cloned(),
             _ => None,
@@ -198,6 +208,11 @@ impl Proxy {
                     .url
                     .authority()
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+                via: ["1.0", "1.1", "2"].map(|p| {
+                    HeaderValue::from_str(&format!("{p} {name}"))
+                        .unwrap_or_else(|_| HeaderValue::from_static("1.1 scim-sidecar"))
+                }),
+                via_name: name,
             }),
         }
     }
@@ -227,6 +242,10 @@ impl Proxy {
             return error_response(StatusCode::BAD_GATEWAY, MSG_UNAVAILABLE);
         }
 
+        if came_back(req.headers(), &inner.via_name) {
+            tracing::warn!(%method, path = path(), "a request came back to the sidecar: upstream.url leads to the sidecar itself (directly or through another proxy); answered 508");
+            return error_response(StatusCode::LOOP_DETECTED, MSG_LOOP);
+        }
         let websocket = is_websocket_upgrade(&req);
         // Must be taken before the request is consumed: it is how we later get hold of the
         // client's raw connection once we have answered 101.
@@ -254,6 +273,12 @@ impl Proxy {
             }
         }
         add_forwarded_headers(&mut parts.headers, client, original_host.as_ref());
+        let ours = &inner.via[match client_version {
+            Version::HTTP_10 => 0,
+            Version::HTTP_2 => 2,
+            _ => 1,
+        }];
+        add_via(&mut parts.headers, ours);
         let host = match (inner.preserve_host, original_host) {
             (true, Some(h)) => Some(h),
             _ => inner.upstream_host.clone(),
@@ -993,6 +1018,44 @@ fn add_forwarded_headers(headers: &mut HeaderMap, client: &ClientInfo, host: Opt
     }
 }
 
+/// A name for this proxy in `Via`, different in every process (and every loaded config):
+/// a loop through two sidecars is found as surely as one through itself.
+fn via_name() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    format!("scim-sidecar-{:016x}", u64::from_le_bytes(b))
+}
+
+/// Whether the request's `Via` chain names this proxy: it has been forwarded by it before.
+fn came_back(headers: &HeaderMap, name: &str) -> bool {
+    headers.get_all(header::VIA).iter().any(|v| {
+        v.as_bytes().split(|b| *b == b',').any(|entry| {
+            entry
+                .split(|b| b.is_ascii_whitespace())
+                .any(|w| w == name.as_bytes())
+        })
+    })
+}
+
+/// Appends this proxy's entry (`ours`: the protocol the request was received with, and the
+/// proxy's name; RFC 9110 §7.6.3) to `Via`, after the entries the client sent.
+fn add_via(headers: &mut HeaderMap, ours: &HeaderValue) {
+    if !headers.contains_key(header::VIA) {
+        headers.insert(header::VIA, ours.clone());
+        return;
+    }
+    let mut chain: Vec<u8> = Vec::new();
+    for v in headers.get_all(header::VIA) {
+        chain.extend_from_slice(v.as_bytes());
+        chain.extend_from_slice(b", ");
+    }
+    chain.extend_from_slice(ours.as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(&chain) {
+        headers.insert(header::VIA, v);
+    }
+}
+
 /// `outer: cause: root cause` for log lines.
 fn error_chain(e: &(dyn StdError + 'static)) -> String {
     let mut out = e.to_string();
@@ -1048,6 +1111,48 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn via_names_this_proxy_or_not() {
+        let name = "scim-sidecar-00112233445566aa";
+        let h = |vals: &[&str]| {
+            let mut m = HeaderMap::new();
+            for v in vals {
+                m.append(header::VIA, v.parse().expect("value"));
+            }
+            m
+        };
+        assert!(!came_back(&h(&[]), name));
+        assert!(!came_back(
+            &h(&["1.1 edge", "2 scim-sidecar-00112233445566ab"]),
+            name
+        ));
+        assert!(!came_back(
+            &h(&["1.1 xscim-sidecar-00112233445566aa"]),
+            name
+        ));
+        assert!(came_back(
+            &h(&["1.1 edge, 1.1 scim-sidecar-00112233445566aa"]),
+            name
+        ));
+        assert!(came_back(
+            &h(&["1.0 edge", "2 scim-sidecar-00112233445566aa (sidecar)"]),
+            name
+        ));
+
+        let ours = HeaderValue::from_static("2 scim-sidecar-00112233445566aa");
+        let mut m = h(&[]);
+        add_via(&mut m, &ours);
+        assert_eq!(m[header::VIA], "2 scim-sidecar-00112233445566aa");
+        let mut m = h(&["1.0 a", "1.1 b"]);
+        add_via(&mut m, &ours);
+        assert_eq!(m.get_all(header::VIA).iter().count(), 1);
+        assert_eq!(
+            m[header::VIA],
+            "1.0 a, 1.1 b, 2 scim-sidecar-00112233445566aa"
+        );
+        assert!(came_back(&m, name));
     }
 
     #[test]

@@ -109,6 +109,7 @@ async fn get_passes_through_with_header_rewrites() {
         ("x-forwarded-proto", "https"),
         ("authorization", "Bearer end-to-end"),
         ("x-end-to-end", "kept"),
+        ("via", "1.1 edge-proxy"),
     ] {
         h.insert(k, v.parse().expect("header value"));
     }
@@ -140,6 +141,13 @@ async fn get_passes_through_with_header_rewrites() {
     assert_eq!(hs["host"], "app.example.test:8080");
     assert_eq!(hs["authorization"], "Bearer end-to-end");
     assert_eq!(hs["x-end-to-end"], "kept");
+    let via = hs["via"].as_str().expect("via");
+    let ours = via.strip_prefix("1.1 edge-proxy, 1.1 scim-sidecar-");
+    assert!(
+        ours.is_some_and(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{via}"
+    );
+    let first = via.trim_start_matches("1.1 edge-proxy, 1.1 ").to_owned();
 
     // The same request through a sidecar that does not preserve Host.
     let s2 = Sidecar::start(Options {
@@ -160,6 +168,44 @@ async fn get_passes_through_with_header_rewrites() {
     assert_eq!(hs["host"], s2.upstream.addr.to_string());
     assert_eq!(hs["x-forwarded-host"], "app.example.test:8080");
     assert_eq!(hs["x-forwarded-for"], "127.0.0.1");
+    let via = hs["via"].as_str().expect("via");
+    assert!(via.starts_with("1.1 scim-sidecar-"), "{via}");
+    assert_ne!(
+        via.strip_prefix("1.1 "),
+        Some(first.as_str()),
+        "two sidecars took one name"
+    );
+}
+
+/// An upstream that leads back to the sidecar (here through a second one, which the start-up
+/// check cannot see) is found by the sidecar's own name in `Via`: the request goes round once
+/// and is answered 508, instead of opening connections until none are left.
+#[tokio::test]
+async fn a_loop_back_to_the_sidecar_is_508() {
+    let (pa, pb) = (
+        crate::support::postgres::free_port(),
+        crate::support::postgres::free_port(),
+    );
+    let side = |listen: u16, upstream: u16| Options {
+        env: vec![
+            ("SCIM_SIDECAR_LISTEN", format!("127.0.0.1:{listen}")),
+            ("UPSTREAM_URL", format!("http://127.0.0.1:{upstream}")),
+        ],
+        ..Options::default()
+    };
+    let a = Sidecar::start(side(pa, pb)).await;
+    let b = Sidecar::start(side(pb, pa)).await;
+    let client = http1_client();
+    for s in [&a, &b] {
+        let (parts, body) = send(&client, get(s.addr, "/echo/loop")).await;
+        assert_eq!(parts.status, StatusCode::LOOP_DETECTED);
+        assert!(
+            String::from_utf8_lossy(&body).contains("upstream.url leads to the sidecar itself"),
+            "{body:?}"
+        );
+    }
+    // SCIM is served as before.
+    a.client.get("/scim/v2/Users").await.expect(200);
 }
 
 /// A 64 MiB request body is streamed through the sidecar to the app, which counts exactly the
