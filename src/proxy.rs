@@ -242,10 +242,6 @@ impl Proxy {
             return error_response(StatusCode::BAD_GATEWAY, MSG_UNAVAILABLE);
         }
 
-        if came_back(req.headers(), &inner.via_name) {
-            tracing::warn!(%method, path = path(), "a request came back to the sidecar: upstream.url leads to the sidecar itself (directly or through another proxy); answered 508");
-            return error_response(StatusCode::LOOP_DETECTED, MSG_LOOP);
-        }
         let websocket = is_websocket_upgrade(&req);
         // Must be taken before the request is consumed: it is how we later get hold of the
         // client's raw connection once we have answered 101.
@@ -278,7 +274,10 @@ impl Proxy {
             Version::HTTP_2 => 2,
             _ => 1,
         }];
-        add_via(&mut parts.headers, ours);
+        if add_via(&mut parts.headers, ours, &inner.via_name).is_err() {
+            tracing::warn!(%method, path = path(), "a request came back to the sidecar: upstream.url leads to the sidecar itself (directly or through another proxy); answered 508");
+            return error_response(StatusCode::LOOP_DETECTED, MSG_LOOP);
+        }
         let host = match (inner.preserve_host, original_host) {
             (true, Some(h)) => Some(h),
             _ => inner.upstream_host.clone(),
@@ -1027,33 +1026,39 @@ fn via_name() -> String {
     format!("scim-sidecar-{:016x}", u64::from_le_bytes(b))
 }
 
-/// Whether the request's `Via` chain names this proxy: it has been forwarded by it before.
-fn came_back(headers: &HeaderMap, name: &str) -> bool {
-    headers.get_all(header::VIA).iter().any(|v| {
-        v.as_bytes().split(|b| *b == b',').any(|entry| {
-            entry
-                .split(|b| b.is_ascii_whitespace())
-                .any(|w| w == name.as_bytes())
-        })
+/// Whether a `Via` value names this proxy (`name`): the request has been forwarded by it.
+fn names(via: &HeaderValue, name: &str) -> bool {
+    via.as_bytes().split(|b| *b == b',').any(|entry| {
+        entry
+            .split(|b| b.is_ascii_whitespace())
+            .any(|w| w == name.as_bytes())
     })
 }
 
 /// Appends this proxy's entry (`ours`: the protocol the request was received with, and the
-/// proxy's name; RFC 9110 §7.6.3) to `Via`, after the entries the client sent.
-fn add_via(headers: &mut HeaderMap, ours: &HeaderValue) {
-    if !headers.contains_key(header::VIA) {
-        headers.insert(header::VIA, ours.clone());
-        return;
+/// proxy's name; RFC 9110 §7.6.3) to `Via`, after the entries the client sent. `Err` when
+/// those already name this proxy (`name`): the request has come round a loop.
+fn add_via(headers: &mut HeaderMap, ours: &HeaderValue, name: &str) -> Result<(), ()> {
+    match headers.entry(header::VIA) {
+        header::Entry::Vacant(e) => {
+            e.insert(ours.clone());
+        }
+        header::Entry::Occupied(mut e) => {
+            let mut chain: Vec<u8> = Vec::new();
+            for v in e.iter() {
+                if names(v, name) {
+                    return Err(());
+                }
+                chain.extend_from_slice(v.as_bytes());
+                chain.extend_from_slice(b", ");
+            }
+            chain.extend_from_slice(ours.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&chain) {
+                e.insert(v);
+            }
+        }
     }
-    let mut chain: Vec<u8> = Vec::new();
-    for v in headers.get_all(header::VIA) {
-        chain.extend_from_slice(v.as_bytes());
-        chain.extend_from_slice(b", ");
-    }
-    chain.extend_from_slice(ours.as_bytes());
-    if let Ok(v) = HeaderValue::from_bytes(&chain) {
-        headers.insert(header::VIA, v);
-    }
+    Ok(())
 }
 
 /// `outer: cause: root cause` for log lines.
@@ -1116,43 +1121,34 @@ mod tests {
     #[test]
     fn via_names_this_proxy_or_not() {
         let name = "scim-sidecar-00112233445566aa";
-        let h = |vals: &[&str]| {
+        let ours = HeaderValue::from_static("2 scim-sidecar-00112233445566aa");
+        let via = |vals: &[&str]| {
             let mut m = HeaderMap::new();
             for v in vals {
                 m.append(header::VIA, v.parse().expect("value"));
             }
-            m
+            add_via(&mut m, &ours, name).map(|()| {
+                assert_eq!(m.get_all(header::VIA).iter().count(), 1);
+                m[header::VIA].to_str().expect("text").to_owned()
+            })
         };
-        assert!(!came_back(&h(&[]), name));
-        assert!(!came_back(
-            &h(&["1.1 edge", "2 scim-sidecar-00112233445566ab"]),
-            name
-        ));
-        assert!(!came_back(
-            &h(&["1.1 xscim-sidecar-00112233445566aa"]),
-            name
-        ));
-        assert!(came_back(
-            &h(&["1.1 edge, 1.1 scim-sidecar-00112233445566aa"]),
-            name
-        ));
-        assert!(came_back(
-            &h(&["1.0 edge", "2 scim-sidecar-00112233445566aa (sidecar)"]),
-            name
-        ));
-
-        let ours = HeaderValue::from_static("2 scim-sidecar-00112233445566aa");
-        let mut m = h(&[]);
-        add_via(&mut m, &ours);
-        assert_eq!(m[header::VIA], "2 scim-sidecar-00112233445566aa");
-        let mut m = h(&["1.0 a", "1.1 b"]);
-        add_via(&mut m, &ours);
-        assert_eq!(m.get_all(header::VIA).iter().count(), 1);
+        assert_eq!(via(&[]), Ok("2 scim-sidecar-00112233445566aa".into()));
         assert_eq!(
-            m[header::VIA],
-            "1.0 a, 1.1 b, 2 scim-sidecar-00112233445566aa"
+            via(&["1.0 a", "1.1 b, 1.1 scim-sidecar-00112233445566ab"]),
+            Ok(
+                "1.0 a, 1.1 b, 1.1 scim-sidecar-00112233445566ab, 2 scim-sidecar-00112233445566aa"
+                    .into()
+            )
         );
-        assert!(came_back(&m, name));
+        assert!(via(&["1.1 xscim-sidecar-00112233445566aa"]).is_ok());
+        assert_eq!(
+            via(&["1.1 edge, 1.1 scim-sidecar-00112233445566aa"]),
+            Err(())
+        );
+        assert_eq!(
+            via(&["1.0 edge", "2 scim-sidecar-00112233445566aa (sidecar)"]),
+            Err(())
+        );
     }
 
     #[test]
