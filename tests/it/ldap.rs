@@ -1735,9 +1735,11 @@ cn = {{ template = "{{userName}}" }}
 /// sidecar). A search result whose element overruns the message around it, or that nests a
 /// hundred thousand levels deep, is a 503 at once: not a wait for `operation_timeout` on
 /// bytes that never come (upstream ldap3 waits), nor a stack overflow that ends the process
-/// (upstream recurses without a bound); the connection is dropped. A well-formed message that
-/// is no entry (ldap3 panics reading it) is a 500 with a SCIM error, not a connection closed
-/// without an answer. Each time the next request, on a fresh connection, is served.
+/// (upstream recurses without a bound); the connection is dropped. So is a well-formed message
+/// that is no readable entry (a DN and no attribute list, a DN that is not UTF-8) or not an
+/// answer a search takes (a modify's result): upstream ldap3 panicked reading those, in the
+/// request (a 500) or in the task that drives the connection. Each time the next request, on a
+/// fresh connection, is served.
 #[tokio::test]
 async fn a_garbled_directory_answer_is_an_error_and_the_next_is_served() {
     let Some(tree) = ldap::subtree("garbled").await else {
@@ -1769,10 +1771,13 @@ async fn a_garbled_directory_answer_is_an_error_and_the_next_is_served() {
         deep.extend_from_slice(&[0x30, 0x84]);
         deep.extend_from_slice(&(6 * (100_000 - 1 - level)).to_be_bytes());
     }
-    let cases: [(&[u8], u16); 3] = [
+    let cases: [(&[u8], u16); 6] = [
         (b"\x64\x04\x04\x05ab", 503), // a DN overrunning the entry
         (&deep, 503),
-        (b"\x64\x03\x04\x01a", 500), // a DN and no attribute list
+        (b"\x64\x03\x04\x01a", 503), // a DN and no attribute list
+        (b"\x64\x05\x04\x01\xff\x30\x00", 503), // a DN that is not UTF-8
+        (b"\x64\x09\x04\x01a\x30\x04\x30\x02\x04\x00", 503), // an attribute without values
+        (b"\x67\x07\x0a\x01\x00\x04\x00\x04\x00", 503), // a modify's result, for a search
     ];
     for (garbled, status) in cases {
         relay.garble_next_entry(garbled.to_vec());

@@ -832,17 +832,25 @@ impl LdapConnAsync {
                         },
                         Some(Ok(resp)) => resp,
                     };
+                    // Patched: an answer of the wrong kind for its operation (a search's
+                    // entry for a modify, a modify's result for a search) ends the connection
+                    // as a decoding error does, instead of panicking here or in the reader
+                    // (PATCHED.md, change 7).
+                    let wrong_kind = || {
+                        LdapError::from(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "the server answered an operation with a message of the wrong kind",
+                        ))
+                    };
                     if let Some(tx) = self.searchmap.get(&id) {
-                        let protoop = if let Tag::StructureTag(protoop) = tag {
-                            protoop
-                        } else {
-                            panic!("unmatched tag structure: {:?}", tag);
+                        let Tag::StructureTag(protoop) = tag else {
+                            return Err(wrong_kind());
                         };
                         let (item, mut remove) = match protoop.id {
                             4 | 25 => (SearchItem::Entry(protoop), false),
                             5 => (SearchItem::Done(Tag::StructureTag(protoop).into()), true),
                             19 => (SearchItem::Referral(protoop), false),
-                            _ => panic!("unrecognized op id: {}", protoop.id),
+                            _ => return Err(wrong_kind()),
                         };
                         if let Err(e) = tx.send((item, controls)) {
                             warn!("ldap search item send error, op={}: {:?}", id, e);
@@ -852,6 +860,9 @@ impl LdapConnAsync {
                             self.searchmap.remove(&id);
                         }
                     } else if let Some(tx) = self.resultmap.remove(&id) {
+                        if !matches!(&tag, Tag::StructureTag(t) if crate::ber::is_result_op(t.id)) {
+                            return Err(wrong_kind());
+                        }
                         if let Err(e) = tx.send((tag, controls)) {
                             warn!("ldap result send error: {:?}", e);
                         }

@@ -106,6 +106,11 @@ fn decode_inner(buf: &mut BytesMut) -> Result<Option<(RequestId, (Tag, Vec<Contr
         Ok((_, id)) => id as i32,
         _ => return Err(decoding_error()),
     };
+    // Patched: a message the readers would `expect` their way through and panic on is a
+    // decoding error here (PATCHED.md, change 7).
+    if !crate::ber::readable_response(&protoop) {
+        return Err(decoding_error());
+    }
     Ok(Some((msgid, (Tag::StructureTag(protoop), controls))))
 }
 
