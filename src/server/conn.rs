@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
@@ -342,6 +343,16 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for Tracked<B> {
     }
 }
 
+/// What woke [`drive`] up.
+enum Event<T> {
+    /// The connection ended.
+    Done(T),
+    /// The deadline timer fired.
+    Deadline,
+    /// The stop signal changed (`true`: its sender is gone).
+    Stop(bool),
+}
+
 /// Serves one connection until it ends, closing it when its client has kept it waiting too
 /// long (see the module doc), and gracefully when `stop` changes (process shutdown).
 ///
@@ -364,23 +375,58 @@ where
     let first = waiting_since + deadlines.first_request;
     let mut timer = pin!(tokio::time::sleep_until(first.into()));
     let mut grace = deadlines.close_grace;
-    loop {
-        tokio::select! {
-            biased;
-            done = conn.as_mut() => return Some(done),
-            () = timer.as_mut() => match activity.check(Instant::now(), deadlines, waiting_since) {
-                Ok(next) => timer.as_mut().reset(next.into()),
-                Err(stage) => {
-                    activity.timed_out(stage);
-                    tracing::debug!(stage = stage.as_str(), "closing a connection that kept the server waiting");
-                    break;
+    // The deadline timer and the stop signal are polled when they may have fired, not on
+    // every wake-up of the connection (several per request): once polled, each holds this
+    // task's waker, and a cheap check (`is_elapsed`, `has_changed`) says when to look again.
+    let mut watcher = stop.clone();
+    'serving: loop {
+        let mut changed = pin!(watcher.changed());
+        let mut poll_stop = true;
+        let mut poll_timer = true;
+        loop {
+            let event = std::future::poll_fn(|cx| {
+                if let Poll::Ready(done) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(Event::Done(done));
                 }
-            },
-            changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
-                    // Shutdown: in-flight requests may finish; the caller bounds the total.
-                    grace = Duration::MAX;
-                    break;
+                if poll_timer || timer.is_elapsed() {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Event::Deadline);
+                    }
+                    poll_timer = false;
+                }
+                if poll_stop || !matches!(stop.has_changed(), Ok(false)) {
+                    if let Poll::Ready(r) = changed.as_mut().poll(cx) {
+                        return Poll::Ready(Event::Stop(r.is_err()));
+                    }
+                    poll_stop = false;
+                }
+                Poll::Pending
+            })
+            .await;
+            match event {
+                Event::Done(done) => return Some(done),
+                Event::Deadline => match activity.check(Instant::now(), deadlines, waiting_since) {
+                    Ok(next) => {
+                        timer.as_mut().reset(next.into());
+                        poll_timer = true;
+                    }
+                    Err(stage) => {
+                        activity.timed_out(stage);
+                        tracing::debug!(
+                            stage = stage.as_str(),
+                            "closing a connection that kept the server waiting"
+                        );
+                        break 'serving;
+                    }
+                },
+                Event::Stop(closed) => {
+                    if closed || *stop.borrow_and_update() {
+                        // Shutdown: in-flight requests may finish; the caller bounds the total.
+                        grace = Duration::MAX;
+                        break 'serving;
+                    }
+                    // A change that is no stop: wait for the next one.
+                    continue 'serving;
                 }
             }
         }
