@@ -989,16 +989,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 fn add_forwarded_headers(headers: &mut HeaderMap, client: &ClientInfo, host: Option<&HeaderValue>) {
     let xff = if headers.contains_key(&X_FORWARDED_FOR) {
-        // Append to the chain the client sent (several headers fold into one).
-        let mut chain: Vec<u8> = Vec::new();
-        for v in headers.get_all(&X_FORWARDED_FOR) {
-            chain.extend_from_slice(v.as_bytes());
-            chain.extend_from_slice(b", ");
-        }
-        chain.extend_from_slice(client.peer_ip.as_bytes());
-        // The inputs were valid header values, so this cannot fail; if it did, the peer alone
-        // is forwarded rather than a bogus chain.
-        HeaderValue::from_bytes(&chain).unwrap_or_else(|_| client.peer_ip.clone())
+        // Append to the chain the client sent. If that failed, the peer alone is forwarded
+        // rather than a bogus chain.
+        appended(headers.get_all(&X_FORWARDED_FOR), &client.peer_ip)
+            .unwrap_or_else(|| client.peer_ip.clone())
     } else {
         client.peer_ip.clone()
     };
@@ -1015,6 +1009,22 @@ fn add_forwarded_headers(headers: &mut HeaderMap, client: &ClientInfo, host: Opt
             headers.remove(X_FORWARDED_HOST);
         }
     }
+}
+
+/// A list header's values (several headers of one name fold into one, RFC 9110 §5.3) with
+/// `last` appended, as one value. The inputs are valid header values, so this cannot fail in
+/// practice; `None` if it did.
+fn appended<'a>(
+    values: impl IntoIterator<Item = &'a HeaderValue>,
+    last: &HeaderValue,
+) -> Option<HeaderValue> {
+    let mut chain: Vec<u8> = Vec::new();
+    for v in values {
+        chain.extend_from_slice(v.as_bytes());
+        chain.extend_from_slice(b", ");
+    }
+    chain.extend_from_slice(last.as_bytes());
+    HeaderValue::from_bytes(&chain).ok()
 }
 
 /// A name for this proxy in `Via`, different in every process (and every loaded config):
@@ -1044,16 +1054,10 @@ fn add_via(headers: &mut HeaderMap, ours: &HeaderValue, name: &str) -> Result<()
             e.insert(ours.clone());
         }
         header::Entry::Occupied(mut e) => {
-            let mut chain: Vec<u8> = Vec::new();
-            for v in e.iter() {
-                if names(v, name) {
-                    return Err(());
-                }
-                chain.extend_from_slice(v.as_bytes());
-                chain.extend_from_slice(b", ");
+            if e.iter().any(|v| names(v, name)) {
+                return Err(());
             }
-            chain.extend_from_slice(ours.as_bytes());
-            if let Ok(v) = HeaderValue::from_bytes(&chain) {
+            if let Some(v) = appended(e.iter(), ours) {
                 e.insert(v);
             }
         }

@@ -160,7 +160,7 @@ pub fn readable_response(op: &StructureTag) -> bool {
     match op.id {
         4 => readable_entry(op),
         19 => readable_refs(op),
-        1 | 5 | 7 | 9 | 11 | 13 | 15 | 24 => readable_result(op),
+        id if is_result_op(id) => readable_result(op),
         _ => false,
     }
 }
