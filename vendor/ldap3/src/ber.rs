@@ -127,6 +127,16 @@ fn split_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((first, contents, after))
 }
 
+/// How many whole elements `contents` starts with (all of them when it is well-formed).
+fn count_elements(mut contents: &[u8]) -> usize {
+    let mut n = 0;
+    while let Some((_, _, left)) = split_element(contents) {
+        n += 1;
+        contents = left;
+    }
+    n
+}
+
 /// The element with header byte `first` and `contents`, at nesting `depth`.
 fn element(first: u8, mut contents: &[u8], depth: usize) -> Result<StructureTag, Malformed> {
     let class = TagClass::from_u8(first >> 6).expect("two bits always name a class");
@@ -134,7 +144,9 @@ fn element(first: u8, mut contents: &[u8], depth: usize) -> Result<StructureTag,
     let payload = if first & 0x20 == 0 {
         PL::P(contents.to_vec())
     } else {
-        let mut children = Vec::new();
+        // Sized once: a header walk costs less than growing the vector (an entry's
+        // attribute list has tens of elements).
+        let mut children = Vec::with_capacity(count_elements(contents));
         while !contents.is_empty() {
             if depth == MAX_DEPTH {
                 return Err(Malformed);
