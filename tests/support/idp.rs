@@ -54,8 +54,8 @@ impl Target {
             // A Redmine name is shown from firstname and lastname; there is no display name.
             Target::Redmine => attr != "displayName",
             Target::Phpbb => matches!(attr, "userName" | "emails.work" | "externalId" | "active"),
-            Target::Ldap => !matches!(attr, "phoneNumbers.mobile" | "department" | "manager"),
-            Target::ActiveDirectory => !matches!(attr, "phoneNumbers.mobile" | "manager"),
+            Target::Ldap => !matches!(attr, "department" | "manager"),
+            Target::ActiveDirectory => attr != "manager",
             Target::Rest => matches!(
                 attr,
                 "userName"
