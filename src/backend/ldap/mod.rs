@@ -36,6 +36,8 @@ pub mod ad;
 mod ber_tests;
 pub mod escape;
 pub mod filter;
+#[cfg(test)]
+mod filter_parser_tests;
 mod pool;
 mod schema;
 mod table;

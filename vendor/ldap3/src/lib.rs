@@ -250,6 +250,10 @@ mod util;
 
 pub use conn::{LdapConnAsync, LdapConnSettings, StdStream};
 pub use filter::parse as parse_filter;
+// For the sidecar's tests (change 8 in PATCHED.md): the Matched Values reader, and upstream's
+// nom grammar to check both readers against.
+#[doc(hidden)]
+pub use filter::{parse_matched_values, reference as filter_reference};
 pub use ldap::{Ldap, Mod};
 pub use result::{LdapError, LdapResult, SearchResult};
 pub use search::parse_refs;
