@@ -89,6 +89,9 @@ pub struct ClientInfo {
     pub tls: bool,
     /// Our end of the connection: the address the client reached.
     pub local: Option<SocketAddr>,
+    /// `local` as a URL's host and port (`localhost` when unknown), formatted once per
+    /// connection: SCIM responses name it in their URLs unless the `Host` is allowed.
+    pub local_host: String,
     /// The peer's IP as a header value, formatted once per connection (IPv4-mapped IPv6
     /// addresses shown as IPv4), for `X-Forwarded-For`.
     pub peer_ip: HeaderValue,
@@ -115,6 +118,7 @@ impl ClientInfo {
             peer,
             tls,
             local: None,
+            local_host: "localhost".to_owned(),
             peer_ip,
             hold: None,
         }
@@ -122,7 +126,12 @@ impl ClientInfo {
 
     /// The same, reached at `local`.
     pub fn at(self, local: Option<SocketAddr>) -> Self {
-        ClientInfo { local, ..self }
+        let local_host = local.map_or_else(|| "localhost".to_owned(), |a| a.to_string());
+        ClientInfo {
+            local,
+            local_host,
+            ..self
+        }
     }
 
     /// The same, holding `hold` for as long as the connection or a tunnel from it lives.

@@ -478,14 +478,18 @@ fn base_url(
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
-    let host = match asked.filter(|h| host_allowed(h, &limits.allowed_hosts)) {
-        Some(h) => h.to_ascii_lowercase(),
-        None => match client.local {
-            Some(addr) => addr.to_string(),
-            None => "localhost".to_owned(),
-        },
-    };
-    format!("{scheme}://{host}{}", app.base_path)
+    let allowed = asked.filter(|h| host_allowed(h, &limits.allowed_hosts));
+    let host = allowed.unwrap_or(&client.local_host);
+    let mut url = String::with_capacity(8 + host.len() + app.base_path.len());
+    url.push_str(scheme);
+    url.push_str("://");
+    match allowed {
+        // Host names are case-insensitive: one spelling in every URL.
+        Some(h) => url.extend(h.chars().map(|c| c.to_ascii_lowercase())),
+        None => url.push_str(host),
+    }
+    url.push_str(&app.base_path);
+    url
 }
 
 /// A body that keeps something alive until it is dropped.

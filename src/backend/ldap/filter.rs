@@ -136,7 +136,7 @@ fn write(
         }
         Predicate::Present(i) => {
             let f = field(fields, *i)?;
-            out.push_str(&format!("({}=*)", f.attr));
+            push_all(out, &["(", &f.attr, "=*)"]);
         }
         Predicate::Cmp {
             field: i,
@@ -152,13 +152,6 @@ fn write(
             }
             let v = filter_value(&value_bytes(value));
             let a = &f.attr;
-            let exact = !fold_case && !f.binary;
-            // Equality: the attribute's own rule, or caseExactMatch when asked to.
-            let eq = if exact {
-                format!("({a}:caseExactMatch:={v})")
-            } else {
-                format!("({a}={v})")
-            };
             if matches!(op, CmpOp::Gt | CmpOp::Ge | CmpOp::Lt | CmpOp::Le)
                 && (!f.ordering || f.binary)
             {
@@ -175,23 +168,49 @@ fn write(
                     return Ok(());
                 }
             }
+            // Written straight into `out` (a filter is compiled for every search).
+            // Equality: the attribute's own rule, or caseExactMatch when asked to.
+            let exact = !fold_case && !f.binary;
+            let eq = |out: &mut String| {
+                let rule = if exact { ":caseExactMatch:=" } else { "=" };
+                push_all(out, &["(", a, rule, &v, ")"]);
+            };
             // "a < v" by the directory-string ordering rules.
             let rule = if *fold_case {
-                "caseIgnoreOrderingMatch"
+                ":caseIgnoreOrderingMatch:="
             } else {
-                "caseExactOrderingMatch"
+                ":caseExactOrderingMatch:="
             };
-            let lt = format!("({a}:{rule}:={v})");
+            let lt = |out: &mut String| push_all(out, &["(", a, rule, &v, ")"]);
             match op {
-                CmpOp::Eq => out.push_str(&eq),
-                CmpOp::Ne => out.push_str(&format!("(!{eq})")),
-                CmpOp::Contains => out.push_str(&format!("({a}=*{v}*)")),
-                CmpOp::StartsWith => out.push_str(&format!("({a}={v}*)")),
-                CmpOp::EndsWith => out.push_str(&format!("({a}=*{v})")),
-                CmpOp::Lt => out.push_str(&lt),
-                CmpOp::Le => out.push_str(&format!("(|{lt}{eq})")),
-                CmpOp::Ge => out.push_str(&format!("(&({a}=*)(!{lt}))")),
-                CmpOp::Gt => out.push_str(&format!("(&({a}=*)(!{lt})(!{eq}))")),
+                CmpOp::Eq => eq(out),
+                CmpOp::Ne => {
+                    out.push_str("(!");
+                    eq(out);
+                    out.push(')');
+                }
+                CmpOp::Contains => push_all(out, &["(", a, "=*", &v, "*)"]),
+                CmpOp::StartsWith => push_all(out, &["(", a, "=", &v, "*)"]),
+                CmpOp::EndsWith => push_all(out, &["(", a, "=*", &v, ")"]),
+                CmpOp::Lt => lt(out),
+                CmpOp::Le => {
+                    out.push_str("(|");
+                    lt(out);
+                    eq(out);
+                    out.push(')');
+                }
+                CmpOp::Ge => {
+                    push_all(out, &["(&(", a, "=*)(!"]);
+                    lt(out);
+                    out.push_str("))");
+                }
+                CmpOp::Gt => {
+                    push_all(out, &["(&(", a, "=*)(!"]);
+                    lt(out);
+                    out.push_str(")(!");
+                    eq(out);
+                    out.push_str("))");
+                }
             }
         }
         Predicate::KeyEq(id) => out.push_str(&key_eq(key, id)),
@@ -225,6 +244,13 @@ fn write(
         }
     }
     Ok(())
+}
+
+/// Appends `parts` to `out`, one after another.
+fn push_all(out: &mut String, parts: &[&str]) {
+    for p in parts {
+        out.push_str(p);
+    }
 }
 
 fn field(fields: &[FieldAttr], i: usize) -> Result<&FieldAttr, BackendError> {

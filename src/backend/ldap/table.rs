@@ -49,6 +49,7 @@
 //!   a failed rename follow-up, loses that member until it is added again.
 //! - **Errors**: result codes map to [`BackendError`] in [`result_error`].
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -883,7 +884,12 @@ impl LdapTable {
 
     /// `(&<classes><f>)`.
     fn full_filter(&self, f: &str) -> String {
-        format!("(&{}{f})", self.classes)
+        let mut out = String::with_capacity(3 + self.classes.len() + f.len());
+        out.push_str("(&");
+        out.push_str(&self.classes);
+        out.push_str(f);
+        out.push(')');
+        out
     }
 
     /// The attributes a read asks for: the id, the mapped ones, and the member attribute
@@ -986,9 +992,36 @@ impl LdapTable {
         Ok(found.pop())
     }
 
-    /// The row of an entry.
+    /// The row of an entry that is read again afterwards (its DN, its members).
     fn row(&self, e: &SearchEntry) -> Row {
-        let key = ad::key_of(e, &self.res.id_attr).unwrap_or_else(|| {
+        let attrs = e.attrs.iter().map(|(k, vs)| (k, Cow::Borrowed(&vs[..])));
+        let bin_attrs = e
+            .bin_attrs
+            .iter()
+            .map(|(k, vs)| (k, Cow::Borrowed(&vs[..])));
+        let mut row = self.row_of(self.key_of(e), attrs, bin_attrs);
+        if let Some(ad) = &self.ad {
+            ad.read_row(e, &mut row);
+        }
+        row
+    }
+
+    /// The row of an entry that is not needed afterwards: its values are moved into the row,
+    /// not copied (on a filter, a copy of every value was a tenth of the allocations).
+    fn row_taking(&self, e: SearchEntry) -> Row {
+        if self.ad.is_some() {
+            // AD reads the account flags from the entry after the row is made.
+            return self.row(&e);
+        }
+        let key = self.key_of(&e);
+        let attrs = e.attrs.into_iter().map(|(k, vs)| (k, Cow::Owned(vs)));
+        let bin_attrs = e.bin_attrs.into_iter().map(|(k, vs)| (k, Cow::Owned(vs)));
+        self.row_of(key, attrs, bin_attrs)
+    }
+
+    /// The SCIM id of an entry (an AD objectGUID as its string; empty when it has none).
+    fn key_of(&self, e: &SearchEntry) -> String {
+        ad::key_of(e, &self.res.id_attr).unwrap_or_else(|| {
             values_of(e, &self.res.id_attr, false)
                 .into_iter()
                 .next()
@@ -997,28 +1030,27 @@ impl LdapTable {
                     other => String::from_utf8_lossy(&filter::value_bytes(&other)).into_owned(),
                 })
                 .unwrap_or_default()
-        });
-        // One pass over the entry's attributes, each name's options cut off once: the same
-        // values, in the same order, as `values_of` per field.
+        })
+    }
+
+    /// The row of an entry's attributes: one pass over them, each name's options cut off
+    /// once, giving the same values in the same order as `values_of` per field. A value is
+    /// copied only when a second field maps the same attribute.
+    fn row_of<'a, K: AsRef<str>>(
+        &self,
+        key: String,
+        attrs: impl Iterator<Item = (K, Cow<'a, [String]>)>,
+        bin_attrs: impl Iterator<Item = (K, Cow<'a, [Vec<u8>]>)>,
+    ) -> Row {
         let mut slots: Vec<Vec<Value>> = self.fields.iter().map(|_| Vec::new()).collect();
-        for (k, vs) in &e.attrs {
-            let base = attr_base(k);
-            for (f, slot) in self.fields.iter().zip(slots.iter_mut()) {
-                if names_attr(k, base, &f.loc.attr) {
-                    slot.extend(vs.iter().map(|v| match f.loc.binary {
-                        true => Value::Bytes(v.clone().into_bytes()),
-                        false => Value::Text(v.clone()),
-                    }));
-                }
-            }
+        for (k, vs) in attrs {
+            self.fill(k.as_ref(), vs, &mut slots, |f, v| match f.loc.binary {
+                true => Value::Bytes(v.into_bytes()),
+                false => Value::Text(v),
+            });
         }
-        for (k, vs) in &e.bin_attrs {
-            let base = attr_base(k);
-            for (f, slot) in self.fields.iter().zip(slots.iter_mut()) {
-                if names_attr(k, base, &f.loc.attr) {
-                    slot.extend(vs.iter().map(|v| Value::Bytes(v.clone())));
-                }
-            }
+        for (k, vs) in bin_attrs {
+            self.fill(k.as_ref(), vs, &mut slots, |_, v| Value::Bytes(v));
         }
         let values = slots
             .into_iter()
@@ -1028,15 +1060,37 @@ impl LdapTable {
                 _ => Value::List(vs),
             })
             .collect();
-        let mut row = Row {
+        Row {
             key,
             values,
             members: None,
-        };
-        if let Some(ad) = &self.ad {
-            ad.read_row(e, &mut row);
         }
-        row
+    }
+
+    /// Adds the values `vs` of the entry's attribute `k` to the slot of every field mapping
+    /// it: moved into the last such slot, copied into any before it.
+    fn fill<T: Clone>(
+        &self,
+        k: &str,
+        vs: Cow<'_, [T]>,
+        slots: &mut [Vec<Value>],
+        value: impl Fn(&Field, T) -> Value,
+    ) {
+        let base = attr_base(k);
+        let mut matching = self
+            .fields
+            .iter()
+            .zip(slots.iter_mut())
+            .filter(|(f, _)| names_attr(k, base, &f.loc.attr))
+            .peekable();
+        while let Some((f, slot)) = matching.next() {
+            if matching.peek().is_some() {
+                slot.extend(vs.iter().cloned().map(|v| value(f, v)));
+            } else {
+                slot.extend(vs.into_owned().into_iter().map(|v| value(f, v)));
+                return;
+            }
+        }
     }
 
     /// Refuses a value of a unique field that another entry (not `except`) already has.
@@ -1634,11 +1688,18 @@ impl Table for LdapTable {
                 None,
             )
             .await?;
-        let mut rows: Vec<(Row, usize)> = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (self.row(e), i))
-            .collect();
+        // The entries are read again only to load members; else their values move into the
+        // rows instead of being copied.
+        let (mut rows, entries): (Vec<(Row, usize)>, Vec<SearchEntry>) = if search.members {
+            let rows = entries.iter().enumerate().map(|(i, e)| (self.row(e), i));
+            (rows.collect(), entries)
+        } else {
+            let rows = entries.into_iter().enumerate();
+            (
+                rows.map(|(i, e)| (self.row_taking(e), i)).collect(),
+                Vec::new(),
+            )
+        };
         sort_rows(&mut rows, &search.sort);
         let total = rows.len() as u64;
         let (offset, limit) = search.page.offset_limit();
@@ -1647,7 +1708,6 @@ impl Table for LdapTable {
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .collect();
-        // The entries are read again only to load members.
         let picked: Option<Vec<SearchEntry>> = search
             .members
             .then(|| page.iter().map(|(_, i)| entries[*i].clone()).collect());
@@ -1961,7 +2021,9 @@ impl Table for LdapTable {
             return Err(too_many(self.max_results));
         }
         found.total = found.total.map(|t| t + moved.len() as u64);
-        found.rows.extend(moved.iter().map(|e| self.row(e)));
+        found
+            .rows
+            .extend(moved.into_iter().map(|e| self.row_taking(e)));
         Ok(found)
     }
 
@@ -2022,7 +2084,7 @@ impl Table for LdapTable {
                 .find(&self.full_filter(&f), chunk.len(), attrs, None)
                 .await?
             {
-                out.push(self.row(&e).key);
+                out.push(self.key_of(&e));
             }
         }
         Ok(out)
