@@ -151,6 +151,10 @@ pub struct LdapTable {
     classes: String,
     /// The attributes every read asks for.
     wanted: Vec<String>,
+    /// The same without the member attribute: what most reads ask for (a group's member
+    /// list can be long and is shown only when asked). Kept beside `wanted` so that a read
+    /// does not copy the list.
+    wanted_plain: Vec<String>,
     /// Membership, for a group type.
     members: Option<MembersCfg>,
     /// Groups listing entries of this type.
@@ -222,6 +226,7 @@ impl LdapTable {
             max_results,
             constants,
             classes,
+            wanted_plain: wanted.clone(),
             wanted,
             members: None,
             member_of: Vec::new(),
@@ -246,6 +251,7 @@ impl LdapTable {
             }
         }
         self.ad = ad;
+        self.wanted_plain = self.plain_attrs();
         self
     }
 
@@ -271,6 +277,7 @@ impl LdapTable {
         }
         self.members = members;
         self.member_of = member_of;
+        self.wanted_plain = self.plain_attrs();
         self
     }
 
@@ -280,7 +287,7 @@ impl LdapTable {
         base: &str,
         subtree: bool,
         filter: &str,
-        attrs: Vec<String>,
+        attrs: &[String],
         limit: usize,
     ) -> Result<Vec<SearchEntry>, BackendError> {
         self.find_in_vr(base, subtree, filter, attrs, limit, None)
@@ -298,7 +305,7 @@ impl LdapTable {
         base: &str,
         subtree: bool,
         filter: &str,
-        attrs: Vec<String>,
+        attrs: &[String],
         limit: usize,
         vr: Option<String>,
     ) -> Result<Vec<SearchEntry>, BackendError> {
@@ -346,7 +353,7 @@ impl LdapTable {
             Box::new(PagedResults::new(page.min(sizelimit))),
         ];
         let stream = l
-            .streaming_search_with(adapters, base, scope, filter, attrs)
+            .streaming_search_with(adapters, base, scope, filter, attrs.to_vec())
             .await;
         let mut stream = self.transport(&c, stream).await?;
         let mut entries = Vec::new();
@@ -393,9 +400,9 @@ impl LdapTable {
                     &m.base,
                     m.subtree,
                     &format!("(&{classes}{f})"),
-                    std::iter::once(m.id_attr.clone())
+                    &std::iter::once(m.id_attr.clone())
                         .chain(value.map(str::to_owned))
-                        .collect(),
+                        .collect::<Vec<_>>(),
                     chunk.len(),
                 )
                 .await?;
@@ -433,12 +440,12 @@ impl LdapTable {
                 f.push_str(&format!("({by}={})", filter_value(dn.as_bytes())));
             }
             f.push(')');
-            let attrs = std::iter::once(m.id_attr.clone())
+            let attrs: Vec<String> = std::iter::once(m.id_attr.clone())
                 .chain(value.map(str::to_owned))
                 .collect();
             // A value may name several entries (two entries with one uid): at most all.
             let found = self
-                .find_in(&m.base, m.subtree, &f, attrs, self.max_results)
+                .find_in(&m.base, m.subtree, &f, &attrs, self.max_results)
                 .await?;
             for e in found {
                 if let Some(id) = id_of(&e, &m.id_attr) {
@@ -579,7 +586,7 @@ impl LdapTable {
                     &m.member.base,
                     m.member.subtree,
                     &f,
-                    vec!["1.1".into()],
+                    &no_attrs(),
                     chunk.len(),
                 )
                 .await?;
@@ -785,7 +792,7 @@ impl LdapTable {
                 &g.group.base,
                 g.group.subtree,
                 &f,
-                vec!["1.1".into()],
+                &no_attrs(),
                 self.max_results,
             )
             .await
@@ -894,9 +901,18 @@ impl LdapTable {
 
     /// The attributes a read asks for: the id, the mapped ones, and the member attribute
     /// only when `members` (a group's member list can be long; most reads do not show it).
-    fn attrs_for(&self, members: bool) -> Vec<String> {
+    fn attrs_for(&self, members: bool) -> &[String] {
+        if members {
+            &self.wanted
+        } else {
+            &self.wanted_plain
+        }
+    }
+
+    /// `wanted` without the member attribute (with its range option, on AD).
+    fn plain_attrs(&self) -> Vec<String> {
         match &self.members {
-            Some(m) if !members => self
+            Some(m) => self
                 .wanted
                 .iter()
                 .filter(|w| {
@@ -905,7 +921,7 @@ impl LdapTable {
                 })
                 .cloned()
                 .collect(),
-            _ => self.wanted.clone(),
+            None => self.wanted.clone(),
         }
     }
 
@@ -915,7 +931,7 @@ impl LdapTable {
         &self,
         filter: &str,
         limit: usize,
-        attrs: Vec<String>,
+        attrs: &[String],
         vr: Option<String>,
     ) -> Result<Vec<SearchEntry>, BackendError> {
         let entries = self
@@ -972,7 +988,7 @@ impl LdapTable {
     async fn lookup_entry(
         &self,
         key: &str,
-        attrs: Vec<String>,
+        attrs: &[String],
         vr: Option<String>,
     ) -> Result<Option<SearchEntry>, BackendError> {
         let f = filter::compile(
@@ -1118,7 +1134,7 @@ impl LdapTable {
                 cond.push_str(&format!("(!{not_this})"));
             }
             let found = self
-                .find(&self.full_filter(&cond), 1, vec!["1.1".into()], None)
+                .find(&self.full_filter(&cond), 1, &no_attrs(), None)
                 .await;
             match found {
                 Ok(v) if v.is_empty() => {}
@@ -1333,6 +1349,11 @@ impl LdapTable {
         }
         Ok(format!("{}={}", self.res.rdn_attr, dn_value(&text)))
     }
+}
+
+/// The attribute list of a search that needs no attributes, only DNs (RFC 4511 §4.5.1.8).
+fn no_attrs() -> [String; 1] {
+    ["1.1".to_owned()]
 }
 
 /// The SCIM id of an entry whose id attribute is `id_attr` (an AD objectGUID as its string).
@@ -1735,7 +1756,7 @@ impl Table for LdapTable {
         // from a read of those values ([`Self::listed`]). Only the placeholder's presence is
         // read with the entry (a Matched Values filter naming it, and every other attribute
         // read in full by a presence item).
-        let mut attrs = self.attrs_for(false);
+        let mut attrs = self.attrs_for(false).to_vec();
         let mut vr = None;
         let optimistic = self.ad.is_none() && self.members.is_some();
         if let (true, Some(m)) = (optimistic, &self.members) {
@@ -1749,7 +1770,7 @@ impl Table for LdapTable {
                 attrs.push(m.attr.clone());
             }
         }
-        let Some(entry) = self.lookup_entry(key, attrs, vr).await? else {
+        let Some(entry) = self.lookup_entry(key, &attrs, vr).await? else {
             return Err(BackendError::NotFound);
         };
         let guess: Option<HashSet<String>> = match (optimistic, &self.members) {
@@ -2048,7 +2069,7 @@ impl Table for LdapTable {
                     retired,
                     false,
                     &self.full_filter(&f),
-                    vec![self.res.id_attr.clone()],
+                    std::slice::from_ref(&self.res.id_attr),
                     1,
                 )
                 .await?;
@@ -2079,7 +2100,7 @@ impl Table for LdapTable {
                 &self.attrs,
                 &self.res.id_attr,
             )?;
-            let attrs = vec![self.res.id_attr.clone()];
+            let attrs = std::slice::from_ref(&self.res.id_attr);
             for e in self
                 .find(&self.full_filter(&f), chunk.len(), attrs, None)
                 .await?
