@@ -87,10 +87,9 @@ pub struct ClientInfo {
     pub peer: SocketAddr,
     /// Whether the client connection was TLS-terminated by us.
     pub tls: bool,
-    /// Our end of the connection: the address the client reached.
-    pub local: Option<SocketAddr>,
-    /// `local` as a URL's host and port (`localhost` when unknown), formatted once per
-    /// connection: SCIM responses name it in their URLs unless the `Host` is allowed.
+    /// Our end of the connection, the address the client reached, as a URL's host and port
+    /// (`localhost` when unknown): SCIM responses name it in their URLs unless the `Host` is
+    /// allowed. Formatted once per connection.
     pub local_host: String,
     /// The peer's IP as a header value, formatted once per connection (IPv4-mapped IPv6
     /// addresses shown as IPv4), for `X-Forwarded-For`.
@@ -117,7 +116,6 @@ impl ClientInfo {
         ClientInfo {
             peer,
             tls,
-            local: None,
             local_host: "localhost".to_owned(),
             peer_ip,
             hold: None,
@@ -127,11 +125,7 @@ impl ClientInfo {
     /// The same, reached at `local`.
     pub fn at(self, local: Option<SocketAddr>) -> Self {
         let local_host = local.map_or_else(|| "localhost".to_owned(), |a| a.to_string());
-        ClientInfo {
-            local,
-            local_host,
-            ..self
-        }
+        ClientInfo { local_host, ..self }
     }
 
     /// The same, holding `hold` for as long as the connection or a tunnel from it lives.

@@ -479,14 +479,14 @@ fn base_url(
         .and_then(|v| v.to_str().ok())
         .or_else(|| parts.uri.authority().map(|a| a.as_str()));
     let allowed = asked.filter(|h| host_allowed(h, &limits.allowed_hosts));
-    let host = allowed.unwrap_or(&client.local_host);
-    let mut url = String::with_capacity(8 + host.len() + app.base_path.len());
+    let host_len = allowed.map_or(client.local_host.len(), str::len);
+    let mut url = String::with_capacity(scheme.len() + 3 + host_len + app.base_path.len());
     url.push_str(scheme);
     url.push_str("://");
     match allowed {
         // Host names are case-insensitive: one spelling in every URL.
         Some(h) => url.extend(h.chars().map(|c| c.to_ascii_lowercase())),
-        None => url.push_str(host),
+        None => url.push_str(&client.local_host),
     }
     url.push_str(&app.base_path);
     url
