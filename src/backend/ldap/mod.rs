@@ -34,6 +34,8 @@
 pub mod ad;
 #[cfg(test)]
 mod ber_tests;
+#[cfg(test)]
+mod entry_tests;
 pub mod escape;
 pub mod filter;
 #[cfg(test)]

@@ -106,7 +106,7 @@ pub fn parse_tag(input: &[u8]) -> Result<Option<(StructureTag, &[u8])>, Malforme
 
 /// The first byte, the contents and what follows of the element at the start of `input`, or
 /// `None` when `input` does not hold all of it.
-fn split_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(crate) fn split_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&first, rest) = input.split_first()?;
     let (&len_byte, mut rest) = rest.split_first()?;
     let len = if len_byte < 0x80 {

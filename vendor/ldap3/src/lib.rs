@@ -220,6 +220,8 @@ pub mod controls {
     pub use crate::controls_impl::{PostRead, PostReadResp, PreRead, PreReadResp, ReadEntryResp};
 }
 mod controls_impl;
+#[doc(hidden)]
+pub mod entry;
 mod exop_impl;
 pub mod exop {
     //! Extended operation construction and parsing.

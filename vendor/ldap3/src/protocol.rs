@@ -49,7 +49,22 @@ pub enum LdapOp {
 }
 
 #[allow(clippy::type_complexity)]
-fn decode_inner(buf: &mut BytesMut) -> Result<Option<(RequestId, (Tag, Vec<Control>))>, io::Error> {
+pub(crate) fn decode_inner(buf: &mut BytesMut) -> Result<Option<(RequestId, (Tag, Vec<Control>))>, io::Error> {
+    // Patched: a search entry in the usual shape is passed on unread, and read once, by
+    // `SearchEntry::construct` (PATCHED.md, change 10).
+    if let Some((id, entry, consumed)) = crate::entry::usual_entry(buf) {
+        if let Ok((_, msgid)) = parse_uint(id) {
+            let tag = crate::entry::unread(entry);
+            buf.advance(consumed);
+            return Ok(Some((msgid as i32, (Tag::StructureTag(tag), vec![]))));
+        }
+    }
+    decode_tree(buf)
+}
+
+/// Decodes the message at the start of `buf` the general way: a tree of tags, checked.
+#[allow(clippy::type_complexity)]
+pub(crate) fn decode_tree(buf: &mut BytesMut) -> Result<Option<(RequestId, (Tag, Vec<Control>))>, io::Error> {
     let decoding_error = || io::Error::new(io::ErrorKind::Other, "decoding error");
     let (consumed, tag) = match crate::ber::parse_tag(buf) {
         Err(_) => return Err(decoding_error()),

@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::time;
 
 use lber::common::TagClass;
-use lber::structure::StructureTag;
+use lber::structure::{PL, StructureTag};
 use lber::structures::{Boolean, Enumerated, Integer, OctetString, Sequence, Tag};
 
 /// Possible values for search scope.
@@ -150,6 +150,21 @@ impl SearchEntry {
     ///
     /// __Note__: this function will panic on parsing error.
     pub fn construct(re: ResultEntry) -> SearchEntry {
+        // Patched: an entry the decoder passed on unread is read from its bytes (PATCHED.md,
+        // change 10).
+        if let StructureTag {
+            id: 4,
+            payload: PL::P(contents),
+            ..
+        } = &re.0
+        {
+            let (dn, count, attrs) = crate::entry::read(contents);
+            return SearchEntry::build(
+                dn.to_owned(),
+                count,
+                attrs.map(|(kind, values)| (kind.to_owned(), values.map(<[u8]>::to_vec))),
+            );
+        }
         let mut tags =
             re.0.match_id(4)
                 .and_then(|t| t.expect_constructed())
@@ -168,10 +183,8 @@ impl SearchEntry {
             .expect_constructed()
             .expect("attrs")
             .into_iter();
-        // Sized once for the attributes that came (patched; see PATCHED.md).
-        let mut attr_vals = HashMap::with_capacity(attrs.len());
-        let mut bin_attr_vals = HashMap::new();
-        for a_v in attrs {
+        let count = attrs.len();
+        let attrs = attrs.map(|a_v| {
             let mut part_attr = a_v
                 .expect_constructed()
                 .expect("partial attribute")
@@ -184,14 +197,32 @@ impl SearchEntry {
                     .expect("octet string"),
             )
             .expect("attribute type");
-            let mut any_binary = false;
             let values = part_attr
                 .next()
                 .expect("element")
                 .expect_constructed()
                 .expect("values")
                 .into_iter()
-                .map(|t| t.expect_primitive().expect("octet string"))
+                .map(|t| t.expect_primitive().expect("octet string"));
+            (a_type, values)
+        });
+        SearchEntry::build(dn, count, attrs)
+    }
+
+    /// The entry from its DN and its `count` attributes, each a type and its values: values
+    /// that are UTF-8 go to `attrs`, and an attribute with any value that is not goes to
+    /// `bin_attrs` whole.
+    fn build<V: Iterator<Item = Vec<u8>>>(
+        dn: String,
+        count: usize,
+        attrs: impl Iterator<Item = (String, V)>,
+    ) -> SearchEntry {
+        // Sized once for the attributes that came (patched; see PATCHED.md).
+        let mut attr_vals = HashMap::with_capacity(count);
+        let mut bin_attr_vals = HashMap::new();
+        for (a_type, values) in attrs {
+            let mut any_binary = false;
+            let values = values
                 .filter_map(|s| {
                     let s = match String::from_utf8(s) {
                         Ok(s) => return Some(s),
