@@ -1058,24 +1058,18 @@ impl LdapTable {
         attrs: impl Iterator<Item = (K, Cow<'a, [String]>)>,
         bin_attrs: impl Iterator<Item = (K, Cow<'a, [Vec<u8>]>)>,
     ) -> Row {
-        let mut slots: Vec<Vec<Value>> = self.fields.iter().map(|_| Vec::new()).collect();
+        // Each field's values go straight into its place in the row: most fields have one
+        // value, and a list of one per field would be an allocation each.
+        let mut values = vec![Value::Null; self.fields.len()];
         for (k, vs) in attrs {
-            self.fill(k.as_ref(), vs, &mut slots, |f, v| match f.loc.binary {
+            self.fill(k.as_ref(), vs, &mut values, |f, v| match f.loc.binary {
                 true => Value::Bytes(v.into_bytes()),
                 false => Value::Text(v),
             });
         }
         for (k, vs) in bin_attrs {
-            self.fill(k.as_ref(), vs, &mut slots, |_, v| Value::Bytes(v));
+            self.fill(k.as_ref(), vs, &mut values, |_, v| Value::Bytes(v));
         }
-        let values = slots
-            .into_iter()
-            .map(|mut vs| match vs.len() {
-                0 => Value::Null,
-                1 => vs.swap_remove(0),
-                _ => Value::List(vs),
-            })
-            .collect();
         Row {
             key,
             values,
@@ -1083,27 +1077,32 @@ impl LdapTable {
         }
     }
 
-    /// Adds the values `vs` of the entry's attribute `k` to the slot of every field mapping
-    /// it: moved into the last such slot, copied into any before it.
+    /// Adds the values `vs` of the entry's attribute `k` to the row's value of every field
+    /// mapping it: moved into the last such field's, copied into any before it. A field
+    /// with one value holds it; with more, a list of them in the entry's order.
     fn fill<T: Clone>(
         &self,
         k: &str,
         vs: Cow<'_, [T]>,
-        slots: &mut [Vec<Value>],
+        values: &mut [Value],
         value: impl Fn(&Field, T) -> Value,
     ) {
         let base = attr_base(k);
         let mut matching = self
             .fields
             .iter()
-            .zip(slots.iter_mut())
+            .zip(values.iter_mut())
             .filter(|(f, _)| names_attr(k, base, &f.loc.attr))
             .peekable();
         while let Some((f, slot)) = matching.next() {
             if matching.peek().is_some() {
-                slot.extend(vs.iter().cloned().map(|v| value(f, v)));
+                for v in vs.iter() {
+                    add_value(slot, value(f, v.clone()));
+                }
             } else {
-                slot.extend(vs.into_owned().into_iter().map(|v| value(f, v)));
+                for v in vs.into_owned() {
+                    add_value(slot, value(f, v));
+                }
                 return;
             }
         }
@@ -1393,6 +1392,19 @@ fn attr_base(k: &str) -> &str {
         .iter()
         .position(|&b| b == b';')
         .map_or(k, |i| &k[..i])
+}
+
+/// Adds one value read from the directory to a field's value: `Null` becomes the value, one
+/// value becomes a list of two, a list grows.
+fn add_value(slot: &mut Value, v: Value) {
+    match slot {
+        Value::Null => *slot = v,
+        Value::List(list) => list.push(v),
+        one => {
+            let first = std::mem::replace(one, Value::Null);
+            *one = Value::List(vec![first, v]);
+        }
+    }
 }
 
 /// Whether the entry's attribute `k` (`base` without its options) is the mapping's `attr`,
