@@ -634,7 +634,15 @@ pub fn version(attrs: &Object) -> String {
     }
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     let _ = serde_json::to_writer(&mut h, attrs);
-    format!("W/\"{:016x}\"", h.0)
+    // `W/"{:016x}"`, without the formatting machinery (a tenth of this function's cost).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut tag = String::with_capacity(20);
+    tag.push_str("W/\"");
+    for shift in (0..16).rev() {
+        tag.push(char::from(HEX[(h.0 >> (shift * 4)) as usize & 0xf]));
+    }
+    tag.push('"');
+    tag
 }
 
 /// The pieces of a response URL: `https://host/scim/v2`.
