@@ -1,50 +1,203 @@
 //! BER for the connection's own messages: encoding in one pass over one buffer, and decoding
 //! without nom's bit-level combinators.
 //!
-//! Not upstream (see `PATCHED.md`, changes 3 and 4). `lber::write::encode_into` encodes every
-//! constructed tag into a `Vec` of its own, byte by byte through `dyn Write`, and then copies
-//! it into its parent's: a search request went through about ten such buffers before it
+//! Not upstream (see `PATCHED.md`, changes 3, 4 and 9). `lber::write::encode_into` encodes
+//! every constructed tag into a `Vec` of its own, byte by byte through `dyn Write`, and then
+//! copies it into its parent's: a search request went through about ten such buffers before it
 //! reached the socket's. Here each tag is written straight into the connection's write buffer.
 //! A constructed tag's length is not known until its contents are written, so one byte is
 //! kept for it, and when the contents turn out to need the long form (128 bytes or more) they
-//! are moved up by the length's extra bytes. [`parse_tag`] builds the same tree as lber's
-//! parser, reading each header byte directly, and refuses two inputs lber would hang or crash
-//! on (change 6).
+//! are moved up by the length's extra bytes. [`encode_message`] writes an outgoing message
+//! straight from the request's `Tag` tree, where upstream first copied it into a
+//! `StructureTag` tree. [`parse_tag`] builds the same tree as lber's parser, reading each
+//! header byte directly, and refuses two inputs lber would hang or crash on (change 6).
 //!
 //! Both give the same results as lber's (definite lengths, minimal long form, base-128 tag
-//! numbers above 30 when encoding; lber's own reading of every other input when decoding):
-//! the sidecar's unit tests (`src/backend/ldap/ber_tests.rs`) compare the two, as this
-//! crate's own tests do not run in its CI.
+//! numbers above 30 and lber's own integer encoding when encoding; lber's own reading of every
+//! other input when decoding): the sidecar's unit tests (`src/backend/ldap/ber_tests.rs`)
+//! compare the two, as this crate's own tests do not run in its CI.
 
 use bytes::{BufMut, BytesMut};
 use lber::common::{TagClass, TagStructure};
 use lber::structure::{PL, StructureTag};
+use lber::structures::Tag;
+use lber::universal::Types;
+
+use crate::RequestId;
+use crate::controls::RawControl;
 
 /// Append the BER encoding of `tag` to `buf`.
 pub fn encode_into(buf: &mut BytesMut, tag: &StructureTag) {
     match &tag.payload {
-        PL::P(value) => {
-            write_type(buf, tag.class, TagStructure::Primitive, tag.id);
-            let (octets, n) = length_octets(value.len());
-            buf.extend_from_slice(&octets[..n]);
-            buf.extend_from_slice(value);
-        }
-        PL::C(children) => {
-            write_type(buf, tag.class, TagStructure::Constructed, tag.id);
-            let at = buf.len();
-            buf.put_u8(0);
+        PL::P(value) => write_primitive(buf, tag.class, tag.id, value),
+        PL::C(children) => write_constructed(buf, tag.class, tag.id, |buf| {
             for child in children {
                 encode_into(buf, child);
             }
-            let (octets, n) = length_octets(buf.len() - at - 1);
-            if n > 1 {
-                let end = buf.len();
-                buf.resize(end + n - 1, 0);
-                buf.copy_within(at + 1..end, at + n);
-            }
-            buf[at..at + n].copy_from_slice(&octets[..n]);
-        }
+        }),
     }
+}
+
+/// Append the BER encoding of `tag` to `buf`: the bytes `encode_into(buf,
+/// &tag.clone().into_structure())` writes, for every tag, without building that
+/// `StructureTag` copy of the tree (a `Vec` per node and a `Vec<u8>` per primitive, change 9).
+/// Each variant's contents are what its `into_structure` in lber 0.5.1 makes of them, under its
+/// own class and tag number.
+pub fn encode_tag_into(buf: &mut BytesMut, tag: &Tag) {
+    match tag {
+        Tag::Integer(i) => write_integer(buf, i.class, i.id, i.inner),
+        Tag::Enumerated(e) => write_integer(buf, e.class, e.id, e.inner),
+        Tag::Sequence(s) => write_constructed(buf, s.class, s.id, |buf| {
+            for child in &s.inner {
+                encode_tag_into(buf, child);
+            }
+        }),
+        Tag::Set(s) => write_constructed(buf, s.class, s.id, |buf| {
+            for child in &s.inner {
+                encode_tag_into(buf, child);
+            }
+        }),
+        Tag::OctetString(o) => write_primitive(buf, o.class, o.id, &o.inner),
+        // lber writes true as 0xFF (X.690 §11.1, DER's choice), false as 0x00.
+        Tag::Boolean(b) => {
+            write_primitive(buf, b.class, b.id, &[if b.inner { 0xFF } else { 0x00 }])
+        }
+        Tag::Null(n) => write_primitive(buf, n.class, n.id, &[]),
+        // lber's explicit tag is a constructed element of the tag's own class and number
+        // around the whole encoding of the inner tag.
+        Tag::ExplicitTag(e) => {
+            write_constructed(buf, e.class, e.id, |buf| encode_tag_into(buf, &e.inner))
+        }
+        Tag::StructureTag(s) => encode_into(buf, s),
+    }
+}
+
+/// Append an LDAPMessage (RFC 4511 §4.1.1: messageID, protocolOp, and the controls as
+/// `[0]` when there are any) to `buf`: the bytes upstream's `LdapCodec::encode` wrote by
+/// wrapping them in a `Tag::Sequence` with `build_tag` for each control and encoding its
+/// `into_structure()` (kept as [`message_reference`] for the sidecar's tests), written
+/// straight from the request's tag tree.
+pub fn encode_message(
+    buf: &mut BytesMut,
+    id: RequestId,
+    op: &Tag,
+    controls: Option<&[RawControl]>,
+) {
+    use TagClass::{Context, Universal};
+    const SEQUENCE: u64 = Types::Sequence as u64;
+    const STRING: u64 = Types::OctetString as u64;
+    write_constructed(buf, Universal, SEQUENCE, |buf| {
+        write_integer(buf, Universal, Types::Integer as u64, i64::from(id));
+        encode_tag_into(buf, op);
+        let Some(controls) = controls else {
+            return;
+        };
+        write_constructed(buf, Context, 0, |buf| {
+            for control in controls {
+                // As `build_tag` builds it: the criticality only when true, the value only
+                // when there is one.
+                write_constructed(buf, Universal, SEQUENCE, |buf| {
+                    write_primitive(buf, Universal, STRING, control.ctype.as_bytes());
+                    if control.crit {
+                        write_primitive(buf, Universal, Types::Boolean as u64, &[0xFF]);
+                    }
+                    if let Some(value) = &control.val {
+                        write_primitive(buf, Universal, STRING, value);
+                    }
+                });
+            }
+        });
+    });
+}
+
+/// The tree upstream's `LdapCodec::encode` built for a message and encoded, for the sidecar's
+/// tests, which check that [`encode_message`] writes the same bytes.
+#[doc(hidden)]
+pub fn message_reference(
+    id: RequestId,
+    op: Tag,
+    controls: Option<Vec<RawControl>>,
+) -> StructureTag {
+    use lber::structures::{ASNTag, Integer, Sequence};
+    let mut msg = vec![
+        Tag::Integer(Integer {
+            inner: id as i64,
+            ..Default::default()
+        }),
+        op,
+    ];
+    if let Some(controls) = controls {
+        msg.push(Tag::StructureTag(StructureTag {
+            id: 0,
+            class: TagClass::Context,
+            payload: PL::C(
+                controls
+                    .into_iter()
+                    .map(crate::controls_impl::build_tag)
+                    .collect(),
+            ),
+        }));
+    }
+    Tag::Sequence(Sequence {
+        inner: msg,
+        ..Default::default()
+    })
+    .into_structure()
+}
+
+fn write_primitive(buf: &mut BytesMut, class: TagClass, id: u64, value: &[u8]) {
+    write_type(buf, class, TagStructure::Primitive, id);
+    let (octets, n) = length_octets(value.len());
+    buf.extend_from_slice(&octets[..n]);
+    buf.extend_from_slice(value);
+}
+
+/// A constructed element whose contents `write_contents` appends. Its length is not known
+/// until they are written: one byte is kept for it, and when the contents need the long form
+/// they are moved up by its extra bytes.
+fn write_constructed(
+    buf: &mut BytesMut,
+    class: TagClass,
+    id: u64,
+    write_contents: impl FnOnce(&mut BytesMut),
+) {
+    write_type(buf, class, TagStructure::Constructed, id);
+    let at = buf.len();
+    buf.put_u8(0);
+    write_contents(buf);
+    let (octets, n) = length_octets(buf.len() - at - 1);
+    if n > 1 {
+        let end = buf.len();
+        buf.resize(end + n - 1, 0);
+        buf.copy_within(at + 1..end, at + n);
+    }
+    buf[at..at + n].copy_from_slice(&octets[..n]);
+}
+
+/// An INTEGER or ENUMERATED as lber's `i_e_into_structure` writes it: the last bytes of the
+/// two's complement, as many as the magnitude needs, plus a zero byte before a positive number
+/// whose top bit is set. A negative number gets no such byte, so one from -129 to -255, from
+/// -32,769 to -65,535 and so on loses its sign: -129 is written as 0x7F (127), -255 as 0x01.
+/// lber's magnitude is `-value`, which for `i64::MIN` wraps to itself in a release build and
+/// takes one byte: 0x00 (a build with overflow checks panics there). Kept as lber writes them,
+/// so that a directory reads the same numbers as before; the ones ldap3 sends for the sidecar
+/// (message ids, scopes, size limits) are not negative anyway.
+fn write_integer(buf: &mut BytesMut, class: TagClass, id: u64, value: i64) {
+    let magnitude = if value >= 0 {
+        value
+    } else {
+        value.wrapping_neg()
+    };
+    let mut len = if magnitude > 0 {
+        (64 - magnitude.leading_zeros()).div_ceil(8) as usize
+    } else {
+        1
+    };
+    if value > 0 && value >> (8 * len - 1) == 1 {
+        len += 1;
+    }
+    // At most 8: a positive i64's top bit is clear, so it never needs the extra byte at 8.
+    write_primitive(buf, class, id, &value.to_be_bytes()[8 - len..]);
 }
 
 /// The identifier octets: class, primitive/constructed, and the tag number (base 128, most

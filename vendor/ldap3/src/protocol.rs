@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use crate::RequestId;
 use crate::controls::{Control, RawControl};
-use crate::controls_impl::{build_tag, parse_controls};
+use crate::controls_impl::parse_controls;
 use crate::search::SearchItem;
 
 use lber::common::TagClass;
 use lber::parse::parse_uint;
 use lber::structure::{PL, StructureTag};
-use lber::structures::{ASNTag, Integer, Sequence, Tag};
+use lber::structures::Tag;
 use lber::universal::Types;
 
 use bytes::{Buf, BytesMut};
@@ -179,21 +179,21 @@ impl Decoder for LdapCodec {
 #[inline]
 fn maybe_wrap(
     _codec: &mut LdapCodec,
-    outstruct: StructureTag,
+    (id, op, controls): (RequestId, Tag, MaybeControls),
     into: &mut BytesMut,
 ) -> io::Result<()> {
-    crate::ber::encode_into(into, &outstruct);
+    crate::ber::encode_message(into, id, &op, controls.as_deref());
     Ok(())
 }
 
 #[cfg(feature = "gssapi")]
 fn maybe_wrap(
     codec: &mut LdapCodec,
-    outstruct: StructureTag,
+    (id, op, controls): (RequestId, Tag, MaybeControls),
     into: &mut BytesMut,
 ) -> io::Result<()> {
     let mut out_buf = BytesMut::new();
-    crate::ber::encode_into(&mut out_buf, &outstruct);
+    crate::ber::encode_message(&mut out_buf, id, &op, controls.as_deref());
     let (sasl_wrap, sasl_send_max) = {
         let sasl_param = codec.sasl_param.read().expect("sasl param");
         (sasl_param.0, sasl_param.1)
@@ -231,29 +231,9 @@ impl Encoder<(RequestId, Tag, MaybeControls)> for LdapCodec {
         msg: (RequestId, Tag, MaybeControls),
         into: &mut BytesMut,
     ) -> io::Result<()> {
-        let (id, tag, controls) = msg;
-        let outstruct = {
-            let mut msg = vec![
-                Tag::Integer(Integer {
-                    inner: id as i64,
-                    ..Default::default()
-                }),
-                tag,
-            ];
-            if let Some(controls) = controls {
-                msg.push(Tag::StructureTag(StructureTag {
-                    id: 0,
-                    class: TagClass::Context,
-                    payload: PL::C(controls.into_iter().map(build_tag).collect()),
-                }));
-            }
-            Tag::Sequence(Sequence {
-                inner: msg,
-                ..Default::default()
-            })
-            .into_structure()
-        };
-        maybe_wrap(self, outstruct, into)?;
+        // Patched (PATCHED.md, change 9): written straight from the request's tag tree;
+        // upstream wrapped it in a `Tag::Sequence` and encoded its `into_structure()` copy.
+        maybe_wrap(self, msg, into)?;
         Ok(())
     }
 }
