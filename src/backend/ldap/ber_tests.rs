@@ -31,7 +31,7 @@ fn ours(tag: &StructureTag) -> BytesMut {
     buf.split_off(6)
 }
 
-fn prim(class: TagClass, id: u64, value: &[u8]) -> StructureTag {
+pub(super) fn prim(class: TagClass, id: u64, value: &[u8]) -> StructureTag {
     StructureTag {
         class,
         id,
@@ -39,7 +39,7 @@ fn prim(class: TagClass, id: u64, value: &[u8]) -> StructureTag {
     }
 }
 
-fn cons(class: TagClass, id: u64, children: Vec<StructureTag>) -> StructureTag {
+pub(super) fn cons(class: TagClass, id: u64, children: Vec<StructureTag>) -> StructureTag {
     StructureTag {
         class,
         id,
@@ -48,9 +48,9 @@ fn cons(class: TagClass, id: u64, children: Vec<StructureTag>) -> StructureTag {
 }
 
 /// A small deterministic generator, so that a failure repeats.
-struct Lcg(u64);
+pub(super) struct Lcg(pub(super) u64);
 impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
+    pub(super) fn next(&mut self, below: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)

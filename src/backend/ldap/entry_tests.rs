@@ -8,36 +8,11 @@ use ldap3::asn1::{PL, StructureTag, Tag, TagClass};
 use ldap3::entry::{Decoded, decode, decode_tree};
 use ldap3::{ResultEntry, SearchEntry};
 
-/// A small deterministic generator, so that a failure repeats.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
+use super::ber_tests::{Lcg, cons, prim};
 
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.next(items.len() as u64) as usize]
-    }
-}
-
-fn prim(class: TagClass, id: u64, value: &[u8]) -> StructureTag {
-    StructureTag {
-        class,
-        id,
-        payload: PL::P(value.to_vec()),
-    }
-}
-
-fn cons(class: TagClass, id: u64, children: Vec<StructureTag>) -> StructureTag {
-    StructureTag {
-        class,
-        id,
-        payload: PL::C(children),
-    }
+/// A random one of `items`.
+fn pick<T: Copy>(rng: &mut Lcg, items: &[T]) -> T {
+    items[rng.next(items.len() as u64) as usize]
 }
 
 fn octets(v: &[u8]) -> StructureTag {
@@ -87,13 +62,16 @@ fn encode(out: &mut Vec<u8>, t: &StructureTag, rng: &mut Lcg, odd: bool) {
 /// or type that is not UTF-8, values that are not (binary attributes), empty and repeated
 /// attributes, long values (every length form), an extra element.
 fn entry(rng: &mut Lcg) -> StructureTag {
-    let dn = rng.pick::<&[u8]>(&[
-        &b"uid=alice,ou=people,dc=example,dc=org"[..],
-        "cn=J\u{fc}rgen M\u{fc}ller,ou=people".as_bytes(),
-        b"",
-        b"cn=a\\2Cb,ou=x",
-        &[b'c', b'n', b'=', 0xff],
-    ]);
+    let dn = pick::<&[u8]>(
+        rng,
+        &[
+            &b"uid=alice,ou=people,dc=example,dc=org"[..],
+            "cn=J\u{fc}rgen M\u{fc}ller,ou=people".as_bytes(),
+            b"",
+            b"cn=a\\2Cb,ou=x",
+            &[b'c', b'n', b'=', 0xff],
+        ],
+    );
     let kinds: &[&[u8]] = &[
         b"cn",
         b"CN",
@@ -124,7 +102,7 @@ fn entry(rng: &mut Lcg) -> StructureTag {
             values.push(octets(&value));
         }
         let mut attr = vec![
-            octets(rng.pick(kinds)),
+            octets(pick(rng, kinds)),
             cons(TagClass::Universal, 17, values),
         ];
         if rng.next(40) == 0 {
@@ -163,15 +141,18 @@ fn other(rng: &mut Lcg) -> StructureTag {
 /// An LDAPMessage around `op`: the message id's contents (minimal, or odd), and now and then
 /// controls after the operation.
 fn message(rng: &mut Lcg, op: StructureTag) -> StructureTag {
-    let id = rng.pick::<&[u8]>(&[
-        &[1][..],
-        &[0],
-        &[0x7f],
-        &[0, 0x80],
-        &[0x7f, 0xff, 0xff, 0xff],
-        &[0x01, 0, 0, 0, 5],
-        &[],
-    ]);
+    let id = pick::<&[u8]>(
+        rng,
+        &[
+            &[1][..],
+            &[0],
+            &[0x7f],
+            &[0, 0x80],
+            &[0x7f, 0xff, 0xff, 0xff],
+            &[0x01, 0, 0, 0, 5],
+            &[],
+        ],
+    );
     let mut items = vec![prim(TagClass::Universal, 2, id), op];
     if rng.next(10) == 0 {
         items.push(cons(
@@ -328,7 +309,10 @@ fn both_paths_read_every_message_alike() {
                 1 => {
                     bad.remove(at);
                 }
-                2 => bad.insert(at, rng.pick(&[0x04, 0x30, 0x31, 0x64, 0x80, 0x81, 0xff])),
+                2 => bad.insert(
+                    at,
+                    pick(&mut rng, &[0x04, 0x30, 0x31, 0x64, 0x80, 0x81, 0xff]),
+                ),
                 _ => bad.truncate(at),
             }
             same(&bad);
