@@ -38,6 +38,7 @@ use hyper::body::Incoming;
 use super::App;
 use super::conn::Stage;
 use crate::proxy::{Body, ClientFault, ClientInfo, full};
+use crate::scim::resource::push_hex;
 use crate::scim::{self, BaseUrl, ScimError};
 
 const SCIM_JSON: HeaderValue = HeaderValue::from_static("application/scim+json");
@@ -70,16 +71,6 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     let mut len = push_hex(&mut buf, 0, start, 16);
     len = push_hex(&mut buf, len, n, 8);
     HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static("-"))
-}
-
-/// Writes `v` in lower-case hex, at least `min` digits, into `buf` at `at`; the new length.
-fn push_hex(buf: &mut [u8; 32], at: usize, v: u64, min: usize) -> usize {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digits = ((64 - v.leading_zeros() as usize).div_ceil(4)).max(min);
-    for i in 0..digits {
-        buf[at + i] = DIGITS[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
-    }
-    at + digits
 }
 
 /// What the router knows of the listener a request came in on (from `[listen]` and
