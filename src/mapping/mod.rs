@@ -13,6 +13,7 @@ pub mod paging;
 pub mod spec;
 pub mod template;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::Value as Json;
@@ -25,11 +26,12 @@ use crate::backend::{
 };
 use crate::scim::filter::eval;
 use crate::scim::patch::MemberOp;
-use crate::scim::resource::{Member, Object, Stored, UnknownPolicy};
+use crate::scim::resource::{BaseUrl, Member, Object, Stored, UnknownPolicy};
 use crate::scim::schema::{
     self, AttrType, Attribute, Extension, Home, Mutability, ResourceType, Returned, Schema,
     Uniqueness,
 };
+use crate::scim::shape::{self, Entries, JsonPage, Node, Scratch, Shape};
 use crate::scim::{Check, Edit, Page, Provider, Query, ScimError};
 pub use convert::Conv;
 pub use spec::{
@@ -1544,12 +1546,9 @@ impl Inner {
         Ok(k.and_then(|k| list.iter().filter(|e| type_of(e).is_none()).nth(k)))
     }
 
-    /// The resource for a row.
-    fn stored(&self, row: Row) -> Stored {
-        // At most one top-level attribute per binding (sub-attributes share their parent's),
-        // and room for the `schemas` and `id` the rendering adds to this same map.
-        let mut attrs = Object::with_capacity(self.bindings.len() + 2);
-        for (b, v) in self.bindings.iter().zip(row.values) {
+    /// Puts the values of a row's fields into `sink`, as the attributes they are bound to.
+    fn fill<'m>(&'m self, values: Vec<Value>, sink: &mut impl Sink<'m>) {
+        for (b, v) in self.bindings.iter().zip(values) {
             if b.hidden {
                 continue;
             }
@@ -1558,72 +1557,44 @@ impl Inner {
             };
             match &b.target {
                 Target::Attr { ext, attr, sub } => {
-                    let Some(c) = container_mut(&mut attrs, ext.as_deref()) else {
-                        continue;
-                    };
-                    match sub {
-                        None => {
-                            c.insert(attr.clone(), json);
-                        }
-                        Some(s) => {
-                            if let Some(o) = c
-                                .entry(attr.clone())
-                                .or_insert_with(|| Json::Object(Object::new()))
-                                .as_object_mut()
-                            {
-                                o.insert(s.clone(), json);
-                            }
-                        }
-                    }
+                    sink.attr(ext.as_deref(), attr, sub.as_deref(), json);
                 }
                 Target::Typed {
                     ext,
                     attr,
                     type_value,
                     sub,
-                } => {
-                    let Some(c) = container_mut(&mut attrs, ext.as_deref()) else {
-                        continue;
-                    };
-                    let Some(list) = c
-                        .entry(attr.clone())
-                        .or_insert_with(|| Json::Array(vec![]))
-                        .as_array_mut()
-                    else {
-                        continue;
-                    };
-                    let pos = list
-                        .iter()
-                        .position(|e| e.get("type").and_then(Json::as_str) == Some(type_value));
-                    let i = pos.unwrap_or_else(|| {
-                        let mut o = Object::new();
-                        o.insert("type".into(), Json::String(type_value.clone()));
-                        list.push(Json::Object(o));
-                        list.len() - 1
-                    });
-                    if let Some(o) = list[i].as_object_mut() {
-                        o.insert(sub.clone(), json);
-                    }
-                }
-                Target::Created | Target::LastModified => {
-                    let key = if b.target == Target::Created {
-                        "created"
-                    } else {
-                        "lastModified"
-                    };
-                    // Sized for the three attributes the rendering adds.
-                    if let Some(m) = attrs
-                        .entry("meta")
-                        .or_insert_with(|| Json::Object(Object::with_capacity(5)))
-                        .as_object_mut()
-                    {
-                        m.insert(key.into(), json);
-                    }
-                }
+                } => sink.typed(ext.as_deref(), attr, type_value, sub, json),
+                Target::Created => sink.meta("created", json),
+                Target::LastModified => sink.meta("lastModified", json),
                 // Computed columns are written, never read back.
                 Target::Template(_) => {}
             }
         }
+    }
+
+    /// Marks the values of the multi-valued attributes kept in one field as primary.
+    fn mark_primary<'m>(&'m self, sink: &mut impl Sink<'m>) {
+        for (ext, attr) in &self.primary {
+            sink.primary(ext.as_deref(), attr);
+        }
+    }
+
+    /// A row's attributes as a [`Shape`], to be written straight to a list response. For a
+    /// mapping without attributes computed on read (a template reads the [`Object`]).
+    fn shape(&self, values: Vec<Value>) -> Shape<'_> {
+        let mut shape = Shape::with_capacity(self.bindings.len());
+        self.fill(values, &mut shape);
+        self.mark_primary(&mut shape);
+        shape
+    }
+
+    /// The resource for a row.
+    fn stored(&self, row: Row) -> Stored {
+        // At most one top-level attribute per binding (sub-attributes share their parent's),
+        // and room for the `schemas` and `id` the rendering adds to this same map.
+        let mut attrs = Object::with_capacity(self.bindings.len() + 2);
+        self.fill(row.values, &mut attrs);
         for d in &self.derived {
             let text = d.template.render(&attrs);
             let Target::Attr { ext, attr, sub } = &d.target else {
@@ -1648,16 +1619,7 @@ impl Inner {
                 }
             }
         }
-        for (ext, attr) in &self.primary {
-            let list = container_mut(&mut attrs, ext.as_deref())
-                .and_then(|c| c.get_mut(attr))
-                .and_then(Json::as_array_mut);
-            for e in list.into_iter().flatten() {
-                if let Some(o) = e.as_object_mut() {
-                    o.insert("primary".into(), Json::Bool(true));
-                }
-            }
-        }
+        self.mark_primary(&mut attrs);
         let members = row.members.map(|ids| {
             ids.into_iter()
                 .map(|value| Member {
@@ -1701,6 +1663,180 @@ fn container<'a>(attrs: &'a Object, ext: Option<&str>) -> Option<&'a Object> {
     match ext {
         None => Some(attrs),
         Some(u) => attrs.get(u).and_then(Json::as_object),
+    }
+}
+
+/// Where [`Inner::fill`] puts a row's values: an [`Object`], or a [`Shape`] written straight
+/// to a list response. Both hold the same entries in the same order.
+trait Sink<'m> {
+    /// Attribute `attr` (or its sub-attribute `sub`).
+    fn attr(&mut self, ext: Option<&'m str>, attr: &'m str, sub: Option<&'m str>, v: Json);
+    /// Sub-attribute `sub` of the value of `attr` whose `type` is `type_value`.
+    fn typed(
+        &mut self,
+        ext: Option<&'m str>,
+        attr: &'m str,
+        type_value: &'m str,
+        sub: &'m str,
+        v: Json,
+    );
+    /// `meta.created` or `meta.lastModified`.
+    fn meta(&mut self, key: &'static str, v: Json);
+    /// Marks each value of `attr` as primary.
+    fn primary(&mut self, ext: Option<&'m str>, attr: &'m str);
+}
+
+impl<'m> Sink<'m> for Object {
+    fn attr(&mut self, ext: Option<&'m str>, attr: &'m str, sub: Option<&'m str>, v: Json) {
+        let Some(c) = container_mut(self, ext) else {
+            return;
+        };
+        match sub {
+            None => {
+                c.insert(attr.to_owned(), v);
+            }
+            Some(s) => {
+                if let Some(o) = c
+                    .entry(attr)
+                    .or_insert_with(|| Json::Object(Object::new()))
+                    .as_object_mut()
+                {
+                    o.insert(s.to_owned(), v);
+                }
+            }
+        }
+    }
+
+    fn typed(
+        &mut self,
+        ext: Option<&'m str>,
+        attr: &'m str,
+        type_value: &'m str,
+        sub: &'m str,
+        v: Json,
+    ) {
+        let Some(list) = container_mut(self, ext).and_then(|c| {
+            c.entry(attr)
+                .or_insert_with(|| Json::Array(vec![]))
+                .as_array_mut()
+        }) else {
+            return;
+        };
+        let pos = list
+            .iter()
+            .position(|e| e.get("type").and_then(Json::as_str) == Some(type_value));
+        let i = pos.unwrap_or_else(|| {
+            let mut o = Object::new();
+            o.insert("type".into(), Json::String(type_value.to_owned()));
+            list.push(Json::Object(o));
+            list.len() - 1
+        });
+        if let Some(o) = list[i].as_object_mut() {
+            o.insert(sub.to_owned(), v);
+        }
+    }
+
+    fn meta(&mut self, key: &'static str, v: Json) {
+        // Sized for the three attributes the rendering adds.
+        if let Some(m) = self
+            .entry("meta")
+            .or_insert_with(|| Json::Object(Object::with_capacity(5)))
+            .as_object_mut()
+        {
+            m.insert(key.into(), v);
+        }
+    }
+
+    fn primary(&mut self, ext: Option<&'m str>, attr: &'m str) {
+        let list = container_mut(self, ext)
+            .and_then(|c| c.get_mut(attr))
+            .and_then(Json::as_array_mut);
+        for e in list.into_iter().flatten() {
+            if let Some(o) = e.as_object_mut() {
+                o.insert("primary".into(), Json::Bool(true));
+            }
+        }
+    }
+}
+
+/// [`container_mut`] of a [`Shape`].
+fn shape_container<'e, 'm>(
+    entries: &'e mut Entries<'m>,
+    ext: Option<&'m str>,
+) -> Option<&'e mut Entries<'m>> {
+    match ext {
+        None => Some(entries),
+        Some(u) => {
+            let slot = shape::slot(entries, u, || Node::Object(Vec::with_capacity(4)));
+            if slot.as_object_mut().is_none() {
+                *slot = Node::Object(Vec::with_capacity(4));
+            }
+            slot.as_object_mut()
+        }
+    }
+}
+
+impl<'m> Sink<'m> for Shape<'m> {
+    fn attr(&mut self, ext: Option<&'m str>, attr: &'m str, sub: Option<&'m str>, v: Json) {
+        let Some(c) = shape_container(&mut self.entries, ext) else {
+            return;
+        };
+        match sub {
+            None => shape::insert(c, attr, Node::Value(v)),
+            Some(s) => {
+                if let Some(o) =
+                    shape::slot(c, attr, || Node::Object(Vec::with_capacity(4))).as_object_mut()
+                {
+                    shape::insert(o, s, Node::Value(v));
+                }
+            }
+        }
+    }
+
+    fn typed(
+        &mut self,
+        ext: Option<&'m str>,
+        attr: &'m str,
+        type_value: &'m str,
+        sub: &'m str,
+        v: Json,
+    ) {
+        let Some(list) = shape_container(&mut self.entries, ext)
+            .and_then(|c| shape::slot(c, attr, || Node::List(Vec::with_capacity(2))).as_list_mut())
+        else {
+            return;
+        };
+        let pos = list
+            .iter()
+            .position(|e| e.str_of("type") == Some(type_value));
+        let i = pos.unwrap_or_else(|| {
+            let t = Node::Value(Json::String(type_value.to_owned()));
+            list.push(Node::Object(vec![(Cow::Borrowed("type"), t)]));
+            list.len() - 1
+        });
+        if let Some(o) = list[i].as_object_mut() {
+            shape::insert(o, sub, Node::Value(v));
+        }
+    }
+
+    fn meta(&mut self, key: &'static str, v: Json) {
+        let meta = shape::slot(&mut self.entries, "meta", || {
+            Node::Object(Vec::with_capacity(4))
+        });
+        if let Some(m) = meta.as_object_mut() {
+            shape::insert(m, key, Node::Value(v));
+        }
+    }
+
+    fn primary(&mut self, ext: Option<&'m str>, attr: &'m str) {
+        let list = shape_container(&mut self.entries, ext)
+            .and_then(|c| c.iter_mut().find(|(k, _)| k == attr))
+            .and_then(|(_, n)| n.as_list_mut());
+        for e in list.into_iter().flatten() {
+            if let Some(o) = e.as_object_mut() {
+                shape::insert(o, "primary", Node::Value(Json::Bool(true)));
+            }
+        }
     }
 }
 
@@ -1751,6 +1887,37 @@ impl MappedResource {
     }
 }
 
+impl MappedResource {
+    /// The rows of a list query: the total and the page.
+    async fn rows(&self, q: Query) -> Result<(u64, Vec<Row>), ScimError> {
+        let inner = &self.inner;
+        let predicate = match &q.filter {
+            Some(f) => inner.compile(f)?,
+            None => crate::backend::Predicate::True,
+        };
+        let sort = match &q.sort_by {
+            Some(p) => inner.sort_for(p, q.descending)?,
+            None => Sort {
+                field: None,
+                fold_case: false,
+                descending: q.descending,
+                ranks: Vec::new(),
+            },
+        };
+        inner
+            .bounded(paging::page(
+                inner.table.as_ref(),
+                predicate,
+                sort,
+                q.offset,
+                q.limit,
+                q.members,
+            ))
+            .await
+            .map_err(|e| inner.fail(e, None))
+    }
+}
+
 impl Provider for MappedResource {
     fn resource_type(&self) -> &ResourceType {
         &self.inner.rt
@@ -1786,34 +1953,28 @@ impl Provider for MappedResource {
 
     async fn list(&self, q: Query) -> Result<Page, ScimError> {
         let inner = &self.inner;
-        let predicate = match &q.filter {
-            Some(f) => inner.compile(f)?,
-            None => crate::backend::Predicate::True,
-        };
-        let sort = match &q.sort_by {
-            Some(p) => inner.sort_for(p, q.descending)?,
-            None => Sort {
-                field: None,
-                fold_case: false,
-                descending: q.descending,
-                ranks: Vec::new(),
-            },
-        };
-        let (total, rows) = inner
-            .bounded(paging::page(
-                inner.table.as_ref(),
-                predicate,
-                sort,
-                q.offset,
-                q.limit,
-                q.members,
-            ))
-            .await
-            .map_err(|e| inner.fail(e, None))?;
+        let (total, rows) = self.rows(q).await?;
         Ok(Page {
             total,
             resources: rows.into_iter().map(|r| inner.stored(r)).collect(),
         })
+    }
+
+    async fn list_json(&self, q: Query, base: &BaseUrl) -> Result<JsonPage, ScimError> {
+        let inner = &self.inner;
+        let (total, rows) = self.rows(q).await?;
+        let mut page = JsonPage::new(total);
+        let mut scratch = Scratch::default();
+        for row in rows {
+            // A template reads the attributes as an object.
+            if inner.derived.is_empty() {
+                let shape = inner.shape(row.values);
+                page.push_shape(&inner.rt, row.key, shape, base, &mut scratch);
+            } else {
+                page.push_stored(&inner.rt, inner.stored(row), base);
+            }
+        }
+        Ok(page)
     }
 
     async fn update(&self, id: &str, load_members: bool, edit: Edit) -> Result<Stored, ScimError> {

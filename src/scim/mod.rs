@@ -11,6 +11,7 @@
 //! | [`filter`] | filter and PATCH path syntax, value-filter evaluation |
 //! | [`dialect`] | the one place where Entra ID and Okta request shapes become RFC 7644 |
 //! | [`resource`] | normalising request bodies, rendering responses, versions |
+//! | [`shape`] | list pages written straight from what the store returned |
 //! | [`text`] | what a string value may contain; NFC |
 //! | [`patch`] | PatchOp parsing and application |
 //! | [`list`], [`projection`] | list parameters, `attributes`/`excludedAttributes` |
@@ -30,6 +31,7 @@ pub mod projection;
 pub mod resource;
 pub mod schema;
 pub mod service;
+pub mod shape;
 pub mod text;
 
 pub use error::{ScimError, ScimType};

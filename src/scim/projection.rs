@@ -52,6 +52,18 @@ impl Projection {
         Self::new(rt, Some(&attributes.join(",")), Some(&excluded.join(",")))
     }
 
+    /// Whether this shows each attribute as its `returned` says, once `name` (a top-level
+    /// attribute the resource is read without) is left out: no `attributes`, and
+    /// `excludedAttributes` naming at most `name` (Entra reads groups with
+    /// `excludedAttributes=members`).
+    pub fn is_default_without(&self, name: Option<&str>) -> bool {
+        self.include.is_empty()
+            && self
+                .exclude
+                .iter()
+                .all(|s| s.ext_attr.is_none() && Some(s.key.as_str()) == name)
+    }
+
     /// Whether the attribute `name` (top level) will be in the output: lets callers skip
     /// loading what nobody will see, such as a group's member list.
     pub fn wants(&self, rt: &ResourceType, name: &str) -> bool {
@@ -306,5 +318,21 @@ mod tests {
         assert!(p.wants(&rt, "userName"));
         let p = Projection::new(&rt, Some("userName"), None).expect("p");
         assert!(!p.wants(&rt, "emails"));
+    }
+
+    /// Only no selection, or the exclusion of just the attribute a read leaves out, counts
+    /// as the default.
+    #[test]
+    fn default_without() {
+        let rt = crate::scim::resource::tests::user_type();
+        let p = |a: Option<&str>, e: Option<&str>| Projection::new(&rt, a, e).expect("p");
+        assert!(p(None, None).is_default_without(None));
+        assert!(p(None, None).is_default_without(Some("emails")));
+        assert!(p(None, Some("EMAILS")).is_default_without(Some("emails")));
+        assert!(!p(None, Some("emails")).is_default_without(None));
+        assert!(!p(None, Some("emails,userName")).is_default_without(Some("emails")));
+        assert!(!p(Some("emails"), None).is_default_without(Some("emails")));
+        let dept = format!("{ENT}:department");
+        assert!(!p(None, Some(&dept)).is_default_without(Some("department")));
     }
 }

@@ -616,30 +616,46 @@ fn required_error(home: Home<'_>, attr: &Attribute) -> ScimError {
 /// directory, a member's deletion) does not. So a GET that returns a group's members is never
 /// answered 304, and `If-Match` on a group does not see membership changes.
 pub fn version(attrs: &Object) -> String {
-    // FNV-1a over the canonical serialisation: stable across processes and releases, which
-    // std's SipHash keys are not. Collisions only cost a spurious 304/412 on one resource.
     // Hashed as it is serialised: no buffer to grow and copy.
-    struct Fnv(u64);
-    impl std::io::Write for Fnv {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            for b in buf {
-                self.0 ^= u64::from(*b);
-                self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+    let mut h = Fnv::new();
+    let _ = serde_json::to_writer(&mut h, attrs);
+    h.version()
+}
+
+/// FNV-1a over the canonical (compact) serialisation: stable across processes and releases,
+/// which std's SipHash keys are not. Collisions only cost a spurious 304/412 on one resource.
+pub(crate) struct Fnv(u64);
+
+impl Fnv {
+    pub(crate) fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    pub(crate) fn eat(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
-    let _ = serde_json::to_writer(&mut h, attrs);
-    // `W/"{:016x}"`, without the formatting machinery (a tenth of this function's cost).
-    let mut buf = [0u8; 32];
-    buf[..3].copy_from_slice(b"W/\"");
-    let len = push_hex(&mut buf, 3, h.0, 16);
-    buf[len] = b'"';
-    String::from_utf8_lossy(&buf[..=len]).into_owned()
+
+    /// The version: `W/"{:016x}"`, without the formatting machinery (a tenth of the cost).
+    pub(crate) fn version(&self) -> String {
+        let mut buf = [0u8; 32];
+        buf[..3].copy_from_slice(b"W/\"");
+        let len = push_hex(&mut buf, 3, self.0, 16);
+        buf[len] = b'"';
+        String::from_utf8_lossy(&buf[..=len]).into_owned()
+    }
+}
+
+impl std::io::Write for Fnv {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.eat(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes `v` in lower-case hex, at least `min` digits, into `buf` at `at`; the new length.

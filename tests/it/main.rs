@@ -33,6 +33,7 @@ mod postgres;
 mod proxy;
 mod redmine;
 mod reload;
+mod rendering;
 mod replicas;
 mod rest;
 mod schema_fuzz;
