@@ -1589,6 +1589,17 @@ impl Inner {
         shape
     }
 
+    /// Adds the resource of `row` to a response `page`; its version.
+    fn push(&self, page: &mut JsonPage, row: Row, base: &BaseUrl, scratch: &mut Scratch) -> String {
+        // A template reads the attributes as an object.
+        if self.derived.is_empty() {
+            let shape = self.shape(row.values);
+            page.push_shape(&self.rt, row.key, shape, base, scratch)
+        } else {
+            page.push_stored(&self.rt, self.stored(row), base)
+        }
+    }
+
     /// The resource for a row.
     fn stored(&self, row: Row) -> Stored {
         // At most one top-level attribute per binding (sub-attributes share their parent's),
@@ -1960,19 +1971,25 @@ impl Provider for MappedResource {
         })
     }
 
+    async fn get_json(&self, id: &str, base: &BaseUrl) -> Result<(Vec<u8>, String), ScimError> {
+        let inner = &self.inner;
+        let row = match inner.bounded(inner.table.fetch(id, false)).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return Err(inner.fail(BackendError::NotFound, Some(id))),
+            Err(e) => return Err(inner.fail(e, Some(id))),
+        };
+        let mut page = JsonPage::new(1);
+        let version = inner.push(&mut page, row, base, &mut Scratch::default());
+        Ok((page.json, version))
+    }
+
     async fn list_json(&self, q: Query, base: &BaseUrl) -> Result<JsonPage, ScimError> {
         let inner = &self.inner;
         let (total, rows) = self.rows(q).await?;
         let mut page = JsonPage::new(total);
         let mut scratch = Scratch::default();
         for row in rows {
-            // A template reads the attributes as an object.
-            if inner.derived.is_empty() {
-                let shape = inner.shape(row.values);
-                page.push_shape(&inner.rt, row.key, shape, base, &mut scratch);
-            } else {
-                page.push_stored(&inner.rt, inner.stored(row), base);
-            }
+            inner.push(&mut page, row, base, &mut scratch);
         }
         Ok(page)
     }

@@ -95,6 +95,22 @@ pub trait Provider: Send + Sync + 'static {
     /// `invalidFilter`.
     fn list(&self, query: Query) -> impl Future<Output = Result<Page, ScimError>> + Send;
 
+    /// [`Self::get`] without members, for a resource sent with the default projection and
+    /// nothing added: its JSON as the response carries it, and its version. This default
+    /// renders what `get` returns; a provider that reads rows writes them straight.
+    fn get_json(
+        &self,
+        id: &str,
+        base: &BaseUrl,
+    ) -> impl Future<Output = Result<(Vec<u8>, String), ScimError>> + Send {
+        async move {
+            let stored = self.get(id, false).await?;
+            let mut out = JsonPage::new(1);
+            let version = out.push_stored(self.resource_type(), stored, base);
+            Ok((out.json, version))
+        }
+    }
+
     /// [`Self::list`] for a page sent with the default projection, without members and with
     /// nothing added to its resources: their JSON as the response carries it. This default
     /// renders what `list` returns; a provider that reads rows writes them straight
@@ -637,6 +653,18 @@ impl<P: Provider> Service<P> {
         let (a, e) = list::projection_params(req.query);
         let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
         let load = self.loads_members(rt, &proj);
+        if !load && rt.groups_from.is_none() && proj.is_default_without(rt.membership.as_deref()) {
+            let (body, etag) = p.get_json(id, &req.base).await?;
+            if req.if_none_match.is_some_and(|h| etag_matches(h, &etag)) {
+                let mut r = Response::empty(StatusCode::NOT_MODIFIED);
+                r.etag = Some(etag);
+                return Ok(r);
+            }
+            let mut r = Response::empty(StatusCode::OK);
+            r.body = Some(body);
+            r.etag = Some(etag);
+            return Ok(r);
+        }
         let hold = self.reserve(load).await?;
         let mut stored = p.get(id, load).await?;
         let hold = keep(hold, members_of(&stored));

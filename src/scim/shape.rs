@@ -248,16 +248,19 @@ impl JsonPage {
     }
 
     /// Adds a resource read as an [`Object`]: rendered, projected and serialised as the
-    /// service does for any response.
-    pub fn push_stored(&mut self, rt: &ResourceType, stored: Stored, base: &BaseUrl) {
+    /// service does for any response; its version.
+    pub fn push_stored(&mut self, rt: &ResourceType, stored: Stored, base: &BaseUrl) -> String {
         self.next();
         let version = super::resource::version(&stored.attrs);
-        let mut obj = super::resource::render_attrs(rt, &stored.id, stored.attrs, version, base);
+        let attrs = stored.attrs;
+        let mut obj = super::resource::render_attrs(rt, &stored.id, attrs, version.clone(), base);
         Projection::default().apply(rt, &mut obj);
         json(&mut self.json, &obj);
+        version
     }
 
-    /// Adds resource `id` from its attributes as the row gave them (see [`write_resource`]).
+    /// Adds resource `id` from its attributes as the row gave them (see [`write_resource`]);
+    /// its version.
     pub fn push_shape(
         &mut self,
         rt: &ResourceType,
@@ -265,7 +268,7 @@ impl JsonPage {
         shape: Shape<'_>,
         base: &BaseUrl,
         scratch: &mut Scratch,
-    ) {
+    ) -> String {
         if shape
             .entries
             .iter()
@@ -276,7 +279,7 @@ impl JsonPage {
             return self.push_stored(rt, Stored { id, attrs, members }, base);
         }
         self.next();
-        write_resource(rt, &id, shape, base, scratch, &mut self.json);
+        write_resource(rt, &id, shape, base, scratch, &mut self.json)
     }
 
     /// The `ListResponse` body (RFC 7644 §3.4.2) with this page at `start_index`.
@@ -300,8 +303,8 @@ impl JsonPage {
 /// Writes resource `id` with attributes `shape` as the list response sends it with the
 /// default projection (no `attributes`/`excludedAttributes`, nothing added after rendering)
 /// to `out`: `schemas`, `id`, the attributes, then `meta` with `resourceType`, `location`
-/// and `version`. For a shape that holds neither `schemas` nor `id` (which [`render_attrs`]
-/// would move).
+/// and `version`; the version. For a shape that holds neither `schemas` nor `id` (which
+/// [`render_attrs`] would move).
 ///
 /// [`render_attrs`]: super::resource::render_attrs
 fn write_resource(
@@ -311,7 +314,7 @@ fn write_resource(
     base: &BaseUrl,
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
-) {
+) -> String {
     // A JSON object from the store is an object like one built from fields: its entries are
     // what `meta` and an extension are made of.
     for (_, n) in &mut shape.entries {
@@ -472,6 +475,7 @@ fn write_resource(
         out.push(b'}');
     }
     out.push(b'}');
+    version
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! A list page shows each resource exactly as a GET of it does, on every store. A list with
-//! the default projection writes its resources straight from the store's rows
-//! (`scim::shape`); a GET renders them from an object. Both must give the same attributes in
-//! the same order, the same `schemas`, the same `meta` and the same version (the GET's ETag).
+//! A resource reads the same whichever way the service writes it, on every store. A GET or
+//! a list with the default projection writes resources straight from the store's rows
+//! (`scim::shape`); with any `attributes`/`excludedAttributes` they are rendered from an
+//! object and projected. `excludedAttributes=id` changes nothing a client sees (`id` is
+//! returned always) but takes the second path: both must give the same attributes in the
+//! same order, the same `schemas`, the same `meta` and the same version (and ETag).
 
 use serde_json::{Value, json};
 
@@ -10,7 +12,21 @@ use crate::support::idp::Target;
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-per_target!(list_shows_what_get_shows);
+per_target!(written_straight_as_rendered);
+
+/// Compact JSON in the order received: equal texts are equal bytes on the wire.
+fn text(v: &Value) -> String {
+    serde_json::to_string(v).expect("json")
+}
+
+/// `path` with `id` added to its `excludedAttributes`.
+fn rendered(path: &str) -> String {
+    if path.contains("excludedAttributes=") {
+        return path.replace("excludedAttributes=", "excludedAttributes=id,");
+    }
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}excludedAttributes=id")
+}
 
 /// A user with every attribute the example apps have a place for; each app keeps its own.
 fn body(name: &str, given: &str) -> Value {
@@ -31,54 +47,43 @@ fn body(name: &str, given: &str) -> Value {
     })
 }
 
-/// Compact JSON in the order received: equal texts are equal bytes on the wire.
-fn text(v: &Value) -> String {
-    serde_json::to_string(v).expect("json")
+/// The same text both ways; for a single resource, the same ETag as well.
+async fn same_both_ways(s: &crate::support::Sidecar, t: Target, path: &str) -> Value {
+    let straight = s.client.get(path).await.expect(200);
+    let general = s.client.get(&rendered(path)).await.expect(200);
+    assert_eq!(
+        straight.header("etag"),
+        general.header("etag"),
+        "{t:?} {path}"
+    );
+    let (straight, general) = (straight.json(), general.json());
+    assert_eq!(text(&straight), text(&general), "{t:?} {path}");
+    straight
 }
 
-async fn list_shows_what_get_shows(t: Target) {
+async fn written_straight_as_rendered(t: Target) {
     let s = start_target!(t);
-    let mut users = Vec::new();
     for (name, given) in [
         ("render-a@example.com", "Barbara"),
         ("render-b@example.com", "Zoë"),
     ] {
         let r = s.client.post("/scim/v2/Users", &body(name, given)).await;
         let id = r.expect(201).json()["id"].as_str().expect("id").to_owned();
-        users.push((name, id));
-    }
-    for (name, id) in &users {
-        let one = s
-            .client
-            .get(&format!("/scim/v2/Users/{id}"))
-            .await
-            .expect(200);
-        let etag = one.header("etag");
-        let one = one.json();
+        let path = format!("/scim/v2/Users/{id}");
+        let one = same_both_ways(&s, t, &path).await;
+        let etag = s.client.get(&path).await.expect(200).header("etag");
+        assert_eq!(one["meta"]["version"].as_str(), etag.as_deref(), "{t:?}");
+        assert_eq!(one["userName"], name, "{t:?}");
         let path = format!("/scim/v2/Users?filter=userName+eq+%22{name}%22");
-        let page = s.client.get(&path).await.expect(200).json();
+        let page = same_both_ways(&s, t, &path).await;
         assert_eq!(page["totalResults"], 1, "{t:?}: {page}");
-        let listed = &page["Resources"][0];
-        assert_eq!(text(listed), text(&one), "{t:?}");
-        assert_eq!(listed["meta"]["version"].as_str(), etag.as_deref(), "{t:?}");
-        assert_eq!(listed["userName"], *name, "{t:?}");
+        assert_eq!(text(&page["Resources"][0]), text(&one), "{t:?}");
     }
-
     // Every user on a page, the app's own included.
-    let page = s
-        .client
-        .get("/scim/v2/Users?count=20")
-        .await
-        .expect(200)
-        .json();
+    let page = same_both_ways(&s, t, "/scim/v2/Users?count=20").await;
     let listed = page["Resources"].as_array().expect("Resources");
     assert!(listed.len() >= 2, "{t:?}: {page}");
     assert_eq!(page["itemsPerPage"], listed.len());
-    for r in listed {
-        let id = r["id"].as_str().expect("id");
-        let one = s.client.get(&format!("/scim/v2/Users/{id}")).await;
-        assert_eq!(text(r), text(&one.expect(200).json()), "{t:?}");
-    }
 
     // Groups as Entra reads them: without their members.
     let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
@@ -86,11 +91,11 @@ async fn list_shows_what_get_shows(t: Target) {
     let r = s.client.post("/scim/v2/Groups", &group).await.expect(201);
     let id = r.json()["id"].as_str().expect("id").to_owned();
     let path = format!("/scim/v2/Groups/{id}?excludedAttributes=members");
-    let one = s.client.get(&path).await.expect(200).json();
+    let one = same_both_ways(&s, t, &path).await;
+    assert!(one.get("members").is_none(), "{t:?}: {one}");
     let path =
         "/scim/v2/Groups?excludedAttributes=members&filter=displayName+eq+%22Render+Group%22";
-    let page = s.client.get(path).await.expect(200).json();
+    let page = same_both_ways(&s, t, path).await;
     assert_eq!(page["totalResults"], 1, "{t:?}: {page}");
     assert_eq!(text(&page["Resources"][0]), text(&one), "{t:?}");
-    assert!(one.get("members").is_none(), "{t:?}: {one}");
 }
