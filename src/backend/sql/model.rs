@@ -693,6 +693,9 @@ pub struct Model {
     returning: std::sync::OnceLock<InsertReturning>,
     /// [`Model::select_list`], built on first use (likewise).
     select_list: std::sync::OnceLock<Sql>,
+    /// [`Model::returning_list`], built on first use (likewise): a PATCH formatted it anew,
+    /// 5 % of its instructions.
+    returning_list: std::sync::OnceLock<Option<String>>,
 }
 
 /// The fixed text of a create that writes its child rows and reads the row back in one
@@ -1288,6 +1291,7 @@ impl Model {
             select: std::sync::OnceLock::new(),
             returning: std::sync::OnceLock::new(),
             select_list: std::sync::OnceLock::new(),
+            returning_list: std::sync::OnceLock::new(),
         };
         Ok((model, infos, warnings))
     }
@@ -1479,9 +1483,16 @@ impl Model {
         }
     }
 
+    /// [`Self::column_list`] over `t`, built once.
+    pub fn returning_list(&self) -> Option<&str> {
+        self.returning_list
+            .get_or_init(|| self.column_list("t"))
+            .as_deref()
+    }
+
     /// `key, column…` over `alias` when every field is a column of the table (for `RETURNING`);
     /// `None` when a field lives in another table.
-    pub fn column_list(&self, alias: &str) -> Option<String> {
+    fn column_list(&self, alias: &str) -> Option<String> {
         let mut out = self.key_expr(alias);
         for f in &self.fields {
             match f {

@@ -387,9 +387,9 @@ pub(crate) async fn update<C: Conn>(
     let mut row = None;
     if let Some(mut upd) = m.update(&set, key, touched) {
         // One UPDATE that returns the row as it now reads, when nothing else changes it.
-        match m.column_list("t") {
+        match m.returning_list() {
             Some(list) if m.d.returning_updates() && !children => {
-                upd.push(" RETURNING ").push(&list);
+                upd.push(" RETURNING ").push(list);
                 row = read_back(&upd).await?.into_iter().next();
             }
             // With child fields (read by subqueries), in a CTE: one round trip fewer than
