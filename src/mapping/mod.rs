@@ -1594,9 +1594,10 @@ impl Inner {
         // A template reads the attributes as an object.
         if self.derived.is_empty() {
             let shape = self.shape(row.values);
-            page.push_shape(&self.rt, row.key, shape, base, scratch)
+            page.push_shape(&self.rt, &row.key, shape, base, scratch)
         } else {
-            page.push_stored(&self.rt, self.stored(row), base)
+            let stored = self.stored(row);
+            page.push_stored(&self.rt, &stored.id, stored.attrs, base)
         }
     }
 

@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 
 use super::list::LIST_URN;
 use super::projection::Projection;
-use super::resource::{BaseUrl, Fnv, Object, Stored};
+use super::resource::{BaseUrl, Fnv, Object};
 use super::schema::{Attribute, ResourceType, Returned};
 
 /// A key: the mapping's own name, or a key of a JSON object a store value held.
@@ -154,6 +154,18 @@ fn into_object(entries: Entries<'_>) -> Object {
     o
 }
 
+impl From<Object> for Shape<'static> {
+    /// The entries of `attrs`, moved (not copied).
+    fn from(attrs: Object) -> Self {
+        Shape {
+            entries: attrs
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k), Node::Value(v)))
+                .collect(),
+        }
+    }
+}
+
 impl Shape<'_> {
     /// Room for `n` top-level entries.
     pub fn with_capacity(n: usize) -> Self {
@@ -247,16 +259,16 @@ impl JsonPage {
         self.count += 1;
     }
 
-    /// Adds a resource read as an [`Object`]: rendered, projected and serialised as the
-    /// service does for any response; its version.
-    pub fn push_stored(&mut self, rt: &ResourceType, stored: Stored, base: &BaseUrl) -> String {
-        self.next();
-        let version = super::resource::version(&stored.attrs);
-        let attrs = stored.attrs;
-        let mut obj = super::resource::render_attrs(rt, &stored.id, attrs, version.clone(), base);
-        Projection::default().apply(rt, &mut obj);
-        json(&mut self.json, &obj);
-        version
+    /// Adds resource `id` with attributes `attrs` (see [`write_resource`]); its version.
+    pub fn push_stored(
+        &mut self,
+        rt: &ResourceType,
+        id: &str,
+        attrs: Object,
+        base: &BaseUrl,
+    ) -> String {
+        let shape = Shape::from(attrs);
+        self.push_shape(rt, id, shape, base, &mut Scratch::default())
     }
 
     /// Adds resource `id` from its attributes as the row gave them (see [`write_resource`]);
@@ -264,22 +276,26 @@ impl JsonPage {
     pub fn push_shape(
         &mut self,
         rt: &ResourceType,
-        id: String,
+        id: &str,
         shape: Shape<'_>,
         base: &BaseUrl,
         scratch: &mut Scratch,
     ) -> String {
-        if shape
+        self.next();
+        if !shape
             .entries
             .iter()
             .any(|(k, _)| k == "schemas" || k == "id")
         {
-            let attrs = shape.into_object();
-            let members = None;
-            return self.push_stored(rt, Stored { id, attrs, members }, base);
+            return write_resource(rt, id, shape, base, scratch, &mut self.json);
         }
-        self.next();
-        write_resource(rt, &id, shape, base, scratch, &mut self.json)
+        // Rendered, projected and serialised as the service does with any other projection.
+        let attrs = shape.into_object();
+        let version = super::resource::version(&attrs);
+        let mut obj = super::resource::render_attrs(rt, id, attrs, version.clone(), base);
+        Projection::default().apply(rt, &mut obj);
+        json(&mut self.json, &obj);
+        version
     }
 
     /// The `ListResponse` body (RFC 7644 §3.4.2) with this page at `start_index`.
@@ -528,18 +544,21 @@ mod tests {
         let base = BaseUrl("https://idm.example/scim/v2".into());
         let mut direct = JsonPage::new(3);
         let mut scratch = Scratch::default();
-        direct.push_shape(rt, id.into(), shape.clone(), &base, &mut scratch);
-        // A second resource through the same scratch buffers.
-        direct.push_shape(rt, format!("{id}-2"), shape.clone(), &base, &mut scratch);
+        let second = format!("{id}-2");
+        let v1 = direct.push_shape(rt, id, shape.clone(), &base, &mut scratch);
+        // A second resource through the same scratch buffers, and one from an object.
+        let v2 = direct.push_shape(rt, &second, shape.clone(), &base, &mut scratch);
+        let v3 = direct.push_stored(rt, id, shape.clone().into_object(), &base);
+        // The general path: rendered, projected, serialised.
         let mut general = JsonPage::new(3);
-        for id in [id.to_owned(), format!("{id}-2")] {
+        for id in [id, &second, id] {
             let attrs = shape.clone().into_object();
-            let stored = Stored {
-                id,
-                attrs,
-                members: None,
-            };
-            general.push_stored(rt, stored, &base);
+            let version = crate::scim::resource::version(&attrs);
+            assert_eq!([&v1, &v2, &v3].map(|v| v == &version), [true; 3]);
+            let mut obj = crate::scim::resource::render_attrs(rt, id, attrs, version, &base);
+            Projection::default().apply(rt, &mut obj);
+            general.next();
+            json(&mut general.json, &obj);
         }
         let text = |p: JsonPage| String::from_utf8(p.list_response(1)).expect("utf-8");
         (text(direct), text(general))
@@ -603,7 +622,7 @@ mod tests {
             r["meta"]["location"],
             "https://idm.example/scim/v2/Users/7%2F%C3%A4"
         );
-        assert_eq!(page["itemsPerPage"], 2);
+        assert_eq!(page["itemsPerPage"], 3);
         assert_eq!(page["totalResults"], 3);
     }
 

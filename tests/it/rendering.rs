@@ -1,12 +1,13 @@
 //! A resource reads the same whichever way the service writes it, on every store. A GET or
-//! a list with the default projection writes resources straight from the store's rows
-//! (`scim::shape`); with any `attributes`/`excludedAttributes` they are rendered from an
-//! object and projected. `excludedAttributes=id` changes nothing a client sees (`id` is
+//! a list with the default projection writes resources straight from the store's rows, and
+//! a create or a PATCH from the object it read back (`scim::shape`); with any
+//! `attributes`/`excludedAttributes` they are rendered from an object and projected. `excludedAttributes=id` changes nothing a client sees (`id` is
 //! returned always) but takes the second path: both must give the same attributes in the
 //! same order, the same `schemas`, the same `meta` and the same version (and ETag).
 
 use serde_json::{Value, json};
 
+use crate::support::client::patch_body;
 use crate::support::idp::Target;
 
 const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -67,9 +68,19 @@ async fn written_straight_as_rendered(t: Target) {
         ("render-a@example.com", "Barbara"),
         ("render-b@example.com", "Zoë"),
     ] {
-        let r = s.client.post("/scim/v2/Users", &body(name, given)).await;
-        let id = r.expect(201).json()["id"].as_str().expect("id").to_owned();
+        // What a create and a PATCH answer is what a GET shows afterwards.
+        let created = s.client.post("/scim/v2/Users", &body(name, given)).await;
+        let created = created.expect(201);
+        let id = created.json()["id"].as_str().expect("id").to_owned();
         let path = format!("/scim/v2/Users/{id}");
+        let general = s.client.get(&rendered(&path)).await.expect(200);
+        assert_eq!(created.header("etag"), general.header("etag"), "{t:?}");
+        assert_eq!(text(&created.json()), text(&general.json()), "{t:?}");
+        let ops = patch_body(json!([{"op": "replace", "path": "title", "value": "Guide"}]));
+        let patched = s.client.patch(&path, &ops).await.expect(200);
+        let general = s.client.get(&rendered(&path)).await.expect(200);
+        assert_eq!(patched.header("etag"), general.header("etag"), "{t:?}");
+        assert_eq!(text(&patched.json()), text(&general.json()), "{t:?}");
         let one = same_both_ways(&s, t, &path).await;
         let etag = s.client.get(&path).await.expect(200).header("etag");
         assert_eq!(one["meta"]["version"].as_str(), etag.as_deref(), "{t:?}");
