@@ -1557,14 +1557,24 @@ impl Inner {
             };
             match &b.target {
                 Target::Attr { ext, attr, sub } => {
-                    sink.attr(ext.as_deref(), attr, sub.as_deref(), json);
+                    let at = At {
+                        ext: ext.as_deref(),
+                        attr,
+                    };
+                    sink.attr(at, sub.as_deref(), json);
                 }
                 Target::Typed {
                     ext,
                     attr,
                     type_value,
                     sub,
-                } => sink.typed(ext.as_deref(), attr, type_value, sub, json),
+                } => {
+                    let at = At {
+                        ext: ext.as_deref(),
+                        attr,
+                    };
+                    sink.typed(at, type_value, sub, json);
+                }
                 Target::Created => sink.meta("created", json),
                 Target::LastModified => sink.meta("lastModified", json),
                 // Computed columns are written, never read back.
@@ -1576,7 +1586,10 @@ impl Inner {
     /// Marks the values of the multi-valued attributes kept in one field as primary.
     fn mark_primary<'m>(&'m self, sink: &mut impl Sink<'m>) {
         for (ext, attr) in &self.primary {
-            sink.primary(ext.as_deref(), attr);
+            sink.primary(At {
+                ext: ext.as_deref(),
+                attr,
+            });
         }
     }
 
@@ -1681,25 +1694,25 @@ fn container<'a>(attrs: &'a Object, ext: Option<&str>) -> Option<&'a Object> {
 /// Where [`Inner::fill`] puts a row's values: an [`Object`], or a [`Shape`] written straight
 /// to a list response. Both hold the same entries in the same order.
 trait Sink<'m> {
-    /// Attribute `attr` (or its sub-attribute `sub`).
-    fn attr(&mut self, ext: Option<&'m str>, attr: &'m str, sub: Option<&'m str>, v: Json);
-    /// Sub-attribute `sub` of the value of `attr` whose `type` is `type_value`.
-    fn typed(
-        &mut self,
-        ext: Option<&'m str>,
-        attr: &'m str,
-        type_value: &'m str,
-        sub: &'m str,
-        v: Json,
-    );
+    /// Attribute `at` (or its sub-attribute `sub`).
+    fn attr(&mut self, at: At<'m>, sub: Option<&'m str>, v: Json);
+    /// Sub-attribute `sub` of the value of `at` whose `type` is `type_value`.
+    fn typed(&mut self, at: At<'m>, type_value: &'m str, sub: &'m str, v: Json);
     /// `meta.created` or `meta.lastModified`.
     fn meta(&mut self, key: &'static str, v: Json);
-    /// Marks each value of `attr` as primary.
-    fn primary(&mut self, ext: Option<&'m str>, attr: &'m str);
+    /// Marks each value of `at` as primary.
+    fn primary(&mut self, at: At<'m>);
+}
+
+/// A top-level attribute: its extension's URN (`None` for the core schema) and its name.
+#[derive(Clone, Copy)]
+struct At<'m> {
+    ext: Option<&'m str>,
+    attr: &'m str,
 }
 
 impl<'m> Sink<'m> for Object {
-    fn attr(&mut self, ext: Option<&'m str>, attr: &'m str, sub: Option<&'m str>, v: Json) {
+    fn attr(&mut self, At { ext, attr }: At<'m>, sub: Option<&'m str>, v: Json) {
         let Some(c) = container_mut(self, ext) else {
             return;
         };
@@ -1719,14 +1732,7 @@ impl<'m> Sink<'m> for Object {
         }
     }
 
-    fn typed(
-        &mut self,
-        ext: Option<&'m str>,
-        attr: &'m str,
-        type_value: &'m str,
-        sub: &'m str,
-        v: Json,
-    ) {
+    fn typed(&mut self, At { ext, attr }: At<'m>, type_value: &'m str, sub: &'m str, v: Json) {
         let Some(list) = container_mut(self, ext).and_then(|c| {
             c.entry(attr)
                 .or_insert_with(|| Json::Array(vec![]))
@@ -1759,7 +1765,7 @@ impl<'m> Sink<'m> for Object {
         }
     }
 
-    fn primary(&mut self, ext: Option<&'m str>, attr: &'m str) {
+    fn primary(&mut self, At { ext, attr }: At<'m>) {
         let list = container_mut(self, ext)
             .and_then(|c| c.get_mut(attr))
             .and_then(Json::as_array_mut);
@@ -1789,7 +1795,7 @@ fn shape_container<'e, 'm>(
 }
 
 impl<'m> Sink<'m> for Shape<'m> {
-    fn attr(&mut self, ext: Option<&'m str>, attr: &'m str, sub: Option<&'m str>, v: Json) {
+    fn attr(&mut self, At { ext, attr }: At<'m>, sub: Option<&'m str>, v: Json) {
         let Some(c) = shape_container(&mut self.entries, ext) else {
             return;
         };
@@ -1805,14 +1811,7 @@ impl<'m> Sink<'m> for Shape<'m> {
         }
     }
 
-    fn typed(
-        &mut self,
-        ext: Option<&'m str>,
-        attr: &'m str,
-        type_value: &'m str,
-        sub: &'m str,
-        v: Json,
-    ) {
+    fn typed(&mut self, At { ext, attr }: At<'m>, type_value: &'m str, sub: &'m str, v: Json) {
         let Some(list) = shape_container(&mut self.entries, ext)
             .and_then(|c| shape::slot(c, attr, || Node::List(Vec::with_capacity(2))).as_list_mut())
         else {
@@ -1840,7 +1839,7 @@ impl<'m> Sink<'m> for Shape<'m> {
         }
     }
 
-    fn primary(&mut self, ext: Option<&'m str>, attr: &'m str) {
+    fn primary(&mut self, At { ext, attr }: At<'m>) {
         let list = shape_container(&mut self.entries, ext)
             .and_then(|c| c.iter_mut().find(|(k, _)| k == attr))
             .and_then(|(_, n)| n.as_list_mut());

@@ -201,15 +201,24 @@ fn from_ref(v: ValueRef<'_>) -> Value {
         ValueRef::Null => Value::Null,
         ValueRef::Integer(i) => Value::Int(i),
         ValueRef::Real(f) => Value::Real(f),
-        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Text(t) => Value::Text(text(t)),
         ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+    }
+}
+
+/// SQLite text as a `String`; bytes that are not UTF-8 (SQLite does not check) become U+FFFD.
+/// Checked with `from_utf8` first: `from_utf8_lossy`'s chunked walk cost 2 % of a filter.
+fn text(t: &[u8]) -> String {
+    match std::str::from_utf8(t) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(t).into_owned(),
     }
 }
 
 fn key_string(v: ValueRef<'_>) -> String {
     match v {
         ValueRef::Null => String::new(),
-        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+        ValueRef::Text(t) | ValueRef::Blob(t) => text(t),
         other => model::value_text(&from_ref(other)),
     }
 }
@@ -1145,6 +1154,14 @@ impl Table for SqliteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Text reads as stored; bytes SQLite let in that are not UTF-8 read as U+FFFD.
+    #[test]
+    fn text_values() {
+        assert_eq!(text("Zoë".as_bytes()), "Zoë");
+        assert_eq!(text(b"a\xffb"), "a\u{FFFD}b");
+        assert_eq!(key_string(ValueRef::Text(b"k\xc3")), "k\u{FFFD}");
+    }
 
     /// Declared SQLite types map to field types, with varchar lengths; NOCASE columns and
     /// lower() indexes are recognised.
