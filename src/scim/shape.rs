@@ -119,14 +119,14 @@ impl<'k> Node<'k> {
     /// Compact JSON, as `serde_json` writes the same value.
     fn write(&self, out: &mut Vec<u8>) {
         match self {
-            Node::Value(v) => json(out, v),
+            Node::Value(v) => value(out, v),
             Node::Object(entries) => {
                 out.push(b'{');
                 for (i, (k, n)) in entries.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
-                    json(out, k.as_ref());
+                    string(out, k);
                     out.push(b':');
                     n.write(out);
                 }
@@ -183,6 +183,54 @@ impl Shape<'_> {
 /// Appends `v` as compact JSON (writing to a `Vec` cannot fail).
 fn json(out: &mut Vec<u8>, v: &(impl serde::Serialize + ?Sized)) {
     let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// `v` as compact JSON, as `serde_json` writes it; strings and literals without its
+/// serialiser.
+fn value(out: &mut Vec<u8>, v: &Json) {
+    match v {
+        Json::String(s) => string(out, s),
+        Json::Bool(true) => out.extend_from_slice(b"true"),
+        Json::Bool(false) => out.extend_from_slice(b"false"),
+        Json::Null => out.extend_from_slice(b"null"),
+        v => json(out, v),
+    }
+}
+
+/// `s` as a JSON string, byte for byte as `serde_json` writes it: copied whole when it holds
+/// nothing to escape (no `"`, `\` or control character), as nearly every attribute value
+/// and key does; else through `serde_json`. Its escaping, one byte at a time behind a
+/// serialiser set up for each string, was half of writing a resource.
+fn string(out: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        return json(out, s);
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// Whether `b` holds a byte JSON escapes: below 0x20, `"` or `\`. Eight bytes at a time:
+/// `(x - 0x20…) & !x & 0x80…` is non-zero exactly when some byte of `x` is below 0x20, and
+/// the same over `x ^ 0x22…` (`x ^ 0x5c…`) when some byte is `"` (`\`).
+fn needs_escape(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH != 0;
+    let mut chunks = b.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let x = u64::from_le_bytes(w);
+        if below(x, 0x20) || below(x ^ (ONES * 0x22), 1) || below(x ^ (ONES * 0x5c), 1) {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&c| c < 0x20 || c == b'"' || c == b'\\')
 }
 
 /// A byte range of the canonical serialisation: one `"key":value` entry.
@@ -355,7 +403,7 @@ fn write_resource(
             canon.push(b',');
         }
         let start = canon.len();
-        json(canon, k.as_ref());
+        string(canon, k);
         canon.push(b':');
         let first = inner.len();
         match n {
@@ -366,7 +414,7 @@ fn write_resource(
                         canon.push(b',');
                     }
                     let start = canon.len();
-                    json(canon, k.as_ref());
+                    string(canon, k);
                     canon.push(b':');
                     n.write(canon);
                     inner.push(Span {
@@ -431,11 +479,11 @@ fn write_resource(
             if i > 0 {
                 out.push(b',');
             }
-            json(out, urn);
+            string(out, urn);
         }
     }
     out.extend_from_slice(b"],\"id\":");
-    json(out, id);
+    string(out, id);
     let mut meta = None;
     for (i, (k, n)) in shape.entries.iter().enumerate() {
         let span = top[i];
@@ -454,7 +502,7 @@ fn write_resource(
                     continue;
                 };
                 out.push(b',');
-                json(out, k.as_ref());
+                string(out, k);
                 out.extend_from_slice(b":{");
                 let (first, last) = nested[i];
                 let mut any = false;
@@ -476,7 +524,7 @@ fn write_resource(
             .or_else(|| rt.schema.attribute("meta")),
     ) {
         out.extend_from_slice(b",\"meta\":{\"resourceType\":");
-        json(out, &rt.name);
+        string(out, &rt.name);
         if let Some((i, Node::Object(_))) = meta {
             let (first, last) = nested[i];
             for s in &inner[first..last] {
@@ -485,9 +533,9 @@ fn write_resource(
             }
         }
         out.extend_from_slice(b",\"location\":");
-        json(out, &base.location(&rt.endpoint, id));
+        string(out, &base.location(&rt.endpoint, id));
         out.extend_from_slice(b",\"version\":");
-        json(out, &version);
+        string(out, &version);
         out.push(b'}');
     }
     out.push(b'}');
@@ -710,5 +758,42 @@ mod tests {
         let mut l = v(json!([1]));
         l.as_list_mut().expect("list").push(v(json!(2)));
         assert_eq!(l.into_json(), json!([1, 2]));
+    }
+
+    /// Strings and values are written exactly as `serde_json` writes them: every ASCII byte
+    /// at every position of an eight-byte word and in the tail, and non-ASCII text.
+    #[test]
+    fn strings_as_serde_json_writes_them() {
+        let mut cases: Vec<String> = vec![
+            String::new(),
+            "userName".into(),
+            "Zoë Ünïcode ✓ 𝄞".into(),
+            "W/\"0123456789abcdef\"".into(),
+            "\u{7f}\u{80}\u{ff}\u{2028}".into(),
+        ];
+        for c in 0u8..0x80 {
+            for at in [0, 3, 7, 8, 12] {
+                let mut t = "abcdefghijklm".to_owned();
+                t.replace_range(at..at + 1, &char::from(c).to_string());
+                cases.push(t);
+            }
+        }
+        for t in &cases {
+            let mut ours = Vec::new();
+            string(&mut ours, t);
+            assert_eq!(ours, serde_json::to_vec(t).expect("json"), "{t:?}");
+        }
+        for v in [
+            json!(true),
+            json!(false),
+            json!(null),
+            json!(1.5),
+            json!(-3),
+            json!("a\"b"),
+        ] {
+            let mut ours = Vec::new();
+            value(&mut ours, &v);
+            assert_eq!(ours, serde_json::to_vec(&v).expect("json"), "{v}");
+        }
     }
 }
