@@ -1,9 +1,10 @@
 //! A resource reads the same whichever way the service writes it, on every store. A GET or
 //! a list with the default projection writes resources straight from the store's rows, and
 //! a create or a PATCH from the object it read back (`scim::shape`); with any
-//! `attributes`/`excludedAttributes` they are rendered from an object and projected. `excludedAttributes=id` changes nothing a client sees (`id` is
-//! returned always) but takes the second path: both must give the same attributes in the
-//! same order, the same `schemas`, the same `meta` and the same version (and ETag).
+//! `attributes`/`excludedAttributes` they are rendered from an object and projected.
+//! `excludedAttributes=id` changes nothing a client sees (`id` is returned always) but takes
+//! the second path: both must give the same attributes in the same order, the same
+//! `schemas`, the same `meta` and the same version (and ETag).
 
 use serde_json::{Value, json};
 
