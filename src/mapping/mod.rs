@@ -1896,9 +1896,17 @@ impl MappedResource {
     pub fn field(&self, key: &str) -> Option<usize> {
         self.inner.bindings.iter().position(|b| b.conv.shown == key)
     }
-}
 
-impl MappedResource {
+    /// The row of resource `id`; 404 when there is none.
+    async fn row(&self, id: &str, load_members: bool) -> Result<Row, ScimError> {
+        let inner = &self.inner;
+        match inner.bounded(inner.table.fetch(id, load_members)).await {
+            Ok(Some(row)) => Ok(row),
+            Ok(None) => Err(inner.fail(BackendError::NotFound, Some(id))),
+            Err(e) => Err(inner.fail(e, Some(id))),
+        }
+    }
+
     /// The rows of a list query: the total and the page.
     async fn rows(&self, q: Query) -> Result<(u64, Vec<Row>), ScimError> {
         let inner = &self.inner;
@@ -1954,12 +1962,7 @@ impl Provider for MappedResource {
     }
 
     async fn get(&self, id: &str, load_members: bool) -> Result<Stored, ScimError> {
-        let inner = &self.inner;
-        match inner.bounded(inner.table.fetch(id, load_members)).await {
-            Ok(Some(row)) => Ok(inner.stored(row)),
-            Ok(None) => Err(inner.fail(BackendError::NotFound, Some(id))),
-            Err(e) => Err(inner.fail(e, Some(id))),
-        }
+        Ok(self.inner.stored(self.row(id, load_members).await?))
     }
 
     async fn list(&self, q: Query) -> Result<Page, ScimError> {
@@ -1972,14 +1975,11 @@ impl Provider for MappedResource {
     }
 
     async fn get_json(&self, id: &str, base: &BaseUrl) -> Result<(Vec<u8>, String), ScimError> {
-        let inner = &self.inner;
-        let row = match inner.bounded(inner.table.fetch(id, false)).await {
-            Ok(Some(row)) => row,
-            Ok(None) => return Err(inner.fail(BackendError::NotFound, Some(id))),
-            Err(e) => return Err(inner.fail(e, Some(id))),
-        };
+        let row = self.row(id, false).await?;
         let mut page = JsonPage::new(1);
-        let version = inner.push(&mut page, row, base, &mut Scratch::default());
+        let version = self
+            .inner
+            .push(&mut page, row, base, &mut Scratch::default());
         Ok((page.json, version))
     }
 

@@ -644,7 +644,7 @@ impl Fnv {
         buf[..3].copy_from_slice(b"W/\"");
         let len = push_hex(&mut buf, 3, self.0, 16);
         buf[len] = b'"';
-        String::from_utf8_lossy(&buf[..=len]).into_owned()
+        buf[..=len].iter().copied().map(char::from).collect()
     }
 }
 

@@ -651,7 +651,7 @@ impl<P: Provider> Service<P> {
         let (a, e) = list::projection_params(req.query);
         let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
         let load = self.loads_members(rt, &proj);
-        if !load && rt.groups_from.is_none() && proj.is_default_without(rt.membership.as_deref()) {
+        if straight(rt, &proj, load) {
             let (body, etag) = p.get_json(id, &req.base).await?;
             if req.if_none_match.is_some_and(|h| etag_matches(h, &etag)) {
                 let mut r = Response::empty(StatusCode::NOT_MODIFIED);
@@ -715,8 +715,7 @@ impl<P: Provider> Service<P> {
             limit,
             members: self.loads_members(rt, &proj),
         };
-        let plain = !query.members && rt.groups_from.is_none();
-        if plain && proj.is_default_without(rt.membership.as_deref()) {
+        if straight(rt, &proj, query.members) {
             let page = p.list_json(query, &req.base).await?;
             return Ok(Response {
                 body: Some(page.list_response(params.start_index)),
@@ -988,6 +987,13 @@ impl<P: Provider> Service<P> {
     fn loads_members(&self, rt: &ResourceType, proj: &Projection) -> bool {
         rt.membership.as_deref().is_some_and(|m| proj.wants(rt, m))
     }
+}
+
+/// Whether a read is answered with resources written straight from the store's rows
+/// ([`Provider::get_json`], [`Provider::list_json`]): the default projection (the membership
+/// at most excluded), no members loaded, no `groups` computed.
+fn straight(rt: &ResourceType, proj: &Projection, load_members: bool) -> bool {
+    !load_members && rt.groups_from.is_none() && proj.is_default_without(rt.membership.as_deref())
 }
 
 /// What an edit saw and made, for the audit log: the attributes before, and the update.

@@ -120,18 +120,7 @@ impl<'k> Node<'k> {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             Node::Value(v) => value(out, v),
-            Node::Object(entries) => {
-                out.push(b'{');
-                for (i, (k, n)) in entries.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    string(out, k);
-                    out.push(b':');
-                    n.write(out);
-                }
-                out.push(b'}');
-            }
+            Node::Object(entries) => write_entries(out, entries, None),
             Node::List(items) => {
                 out.push(b'[');
                 for (i, n) in items.iter().enumerate() {
@@ -144,6 +133,27 @@ impl<'k> Node<'k> {
             }
         }
     }
+}
+
+/// `{"key":value,…}`; with `spans`, where each `"key":value` is in `out`.
+fn write_entries(out: &mut Vec<u8>, entries: &Entries<'_>, mut spans: Option<&mut Vec<Span>>) {
+    out.push(b'{');
+    for (i, (k, n)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let start = out.len();
+        string(out, k);
+        out.push(b':');
+        n.write(out);
+        if let Some(spans) = spans.as_deref_mut() {
+            spans.push(Span {
+                start,
+                end: out.len(),
+            });
+        }
+    }
+    out.push(b'}');
 }
 
 fn into_object(entries: Entries<'_>) -> Object {
@@ -247,6 +257,8 @@ pub struct Scratch {
     /// For each top-level entry, where its object's entries are in `inner` (`first..last`).
     nested: Vec<(usize, usize)>,
     inner: Vec<Span>,
+    /// What the default projection keeps of each top-level entry.
+    kept: Vec<Kept>,
 }
 
 impl Default for Scratch {
@@ -257,6 +269,7 @@ impl Default for Scratch {
             top: Vec::with_capacity(16),
             nested: Vec::with_capacity(16),
             inner: Vec::with_capacity(16),
+            kept: Vec::with_capacity(16),
         }
     }
 }
@@ -392,11 +405,13 @@ fn write_resource(
         top,
         nested,
         inner,
+        kept,
     } = scratch;
     canon.clear();
     top.clear();
     nested.clear();
     inner.clear();
+    kept.clear();
     canon.push(b'{');
     for (i, (k, n)) in shape.entries.iter().enumerate() {
         if i > 0 {
@@ -407,23 +422,7 @@ fn write_resource(
         canon.push(b':');
         let first = inner.len();
         match n {
-            Node::Object(entries) => {
-                canon.push(b'{');
-                for (j, (k, n)) in entries.iter().enumerate() {
-                    if j > 0 {
-                        canon.push(b',');
-                    }
-                    let start = canon.len();
-                    string(canon, k);
-                    canon.push(b':');
-                    n.write(canon);
-                    inner.push(Span {
-                        start,
-                        end: canon.len(),
-                    });
-                }
-                canon.push(b'}');
-            }
+            Node::Object(entries) => write_entries(canon, entries, Some(inner)),
             n => n.write(canon),
         }
         top.push(Span {
@@ -438,38 +437,39 @@ fn write_resource(
     let version = h.version();
 
     // What the default projection keeps.
-    let kept: Vec<Kept> = shape
-        .entries
-        .iter()
-        .map(|(k, n)| match (rt.extension(k), n) {
-            (Some(ext), Node::Object(entries)) => {
-                let keep = entries
-                    .iter()
-                    .filter(|(name, _)| shown(ext.schema.attribute(name)))
-                    .count();
-                if keep == 0 {
-                    Kept::Nothing
-                } else if keep == entries.len() {
-                    Kept::All
-                } else {
-                    Kept::Some
+    kept.extend(
+        shape
+            .entries
+            .iter()
+            .map(|(k, n)| match (rt.extension(k), n) {
+                (Some(ext), Node::Object(entries)) => {
+                    let keep = entries
+                        .iter()
+                        .filter(|(name, _)| shown(ext.schema.attribute(name)))
+                        .count();
+                    if keep == 0 {
+                        Kept::Nothing
+                    } else if keep == entries.len() {
+                        Kept::All
+                    } else {
+                        Kept::Some
+                    }
                 }
-            }
-            (Some(_), _) => Kept::All,
-            (None, _) => {
-                if shown(rt.common_attribute(k).or_else(|| rt.schema.attribute(k))) {
-                    Kept::All
-                } else {
-                    Kept::Nothing
+                (Some(_), _) => Kept::All,
+                (None, _) => {
+                    if shown(rt.common_attribute(k).or_else(|| rt.schema.attribute(k))) {
+                        Kept::All
+                    } else {
+                        Kept::Nothing
+                    }
                 }
-            }
-        })
-        .collect();
+            }),
+    );
     let present = |urn: &str| {
         shape
             .entries
             .iter()
-            .zip(&kept)
+            .zip(kept.iter())
             .any(|((k, _), kept)| k == urn && !matches!(kept, Kept::Nothing))
     };
 
@@ -556,13 +556,15 @@ mod tests {
         Node::Value(j)
     }
 
+    fn shape(entries: Vec<(&'static str, Node<'static>)>) -> Shape<'static> {
+        let entries = entries.into_iter().map(|(k, n)| (Cow::Borrowed(k), n));
+        Shape {
+            entries: entries.collect(),
+        }
+    }
+
     fn obj(entries: Vec<(&'static str, Node<'static>)>) -> Node<'static> {
-        Node::Object(
-            entries
-                .into_iter()
-                .map(|(k, n)| (Cow::Borrowed(k), n))
-                .collect(),
-        )
+        Node::Object(shape(entries).entries)
     }
 
     /// A User type that also stores `password` (never returned), `nickName` (returned only
@@ -618,47 +620,39 @@ mod tests {
     #[test]
     fn same_bytes_as_the_rendered_object() {
         let rt = user_type_with_secrets();
-        let shape = Shape {
-            entries: vec![
-                (
-                    Cow::Borrowed("userName"),
-                    v(json!("bjensen \"B\" \\ é\u{1}")),
-                ),
-                (
-                    Cow::Borrowed("meta"),
+        let shape = shape(vec![
+            ("userName", v(json!("bjensen \"B\" \\ é\u{1}"))),
+            (
+                "meta",
+                obj(vec![
+                    ("created", v(json!("2024-05-01T10:00:00Z"))),
+                    ("lastModified", v(json!("2024-05-02T10:00:00Z"))),
+                ]),
+            ),
+            ("password", v(json!("secret"))),
+            ("name", obj(vec![("familyName", v(json!("Jensen")))])),
+            ("nickName", v(json!("Babs"))),
+            ("active", v(json!(true))),
+            (
+                "emails",
+                Node::List(vec![
                     obj(vec![
-                        ("created", v(json!("2024-05-01T10:00:00Z"))),
-                        ("lastModified", v(json!("2024-05-02T10:00:00Z"))),
+                        ("type", v(json!("work"))),
+                        ("value", v(json!("b@example.com"))),
+                        ("primary", v(json!(true))),
                     ]),
-                ),
-                (Cow::Borrowed("password"), v(json!("secret"))),
-                (
-                    Cow::Borrowed("name"),
-                    obj(vec![("familyName", v(json!("Jensen")))]),
-                ),
-                (Cow::Borrowed("nickName"), v(json!("Babs"))),
-                (Cow::Borrowed("active"), v(json!(true))),
-                (
-                    Cow::Borrowed("emails"),
-                    Node::List(vec![
-                        obj(vec![
-                            ("type", v(json!("work"))),
-                            ("value", v(json!("b@example.com"))),
-                            ("primary", v(json!(true))),
-                        ]),
-                        v(json!({"type": "home", "value": 1.5})),
-                    ]),
-                ),
-                (
-                    Cow::Borrowed(ENT),
-                    obj(vec![
-                        ("employeeNumber", v(json!("701984"))),
-                        ("department", v(json!("Tours"))),
-                    ]),
-                ),
-                (Cow::Borrowed("x-unknown"), v(json!([null, {"a": []}]))),
-            ],
-        };
+                    v(json!({"type": "home", "value": 1.5})),
+                ]),
+            ),
+            (
+                ENT,
+                obj(vec![
+                    ("employeeNumber", v(json!("701984"))),
+                    ("department", v(json!("Tours"))),
+                ]),
+            ),
+            ("x-unknown", v(json!([null, {"a": []}]))),
+        ]);
         let (direct, general) = both(&rt, "7/ä", shape);
         assert_eq!(direct, general);
         let page: Json = serde_json::from_str(&direct).expect("json");
@@ -680,39 +674,24 @@ mod tests {
     #[test]
     fn extensions_and_meta_in_every_form() {
         let rt = user_type_with_secrets();
-        let hidden = Shape {
-            entries: vec![
-                (Cow::Borrowed("userName"), v(json!("a"))),
-                (
-                    Cow::Borrowed(ENT),
-                    obj(vec![("employeeNumber", v(json!("1")))]),
-                ),
-            ],
-        };
+        let hidden = shape(vec![
+            ("userName", v(json!("a"))),
+            (ENT, obj(vec![("employeeNumber", v(json!("1")))])),
+        ]);
         let (direct, general) = both(&rt, "1", hidden);
         assert_eq!(direct, general);
         assert!(!direct.contains(ENT));
-        let odd = Shape {
-            entries: vec![
-                (Cow::Borrowed(ENT), v(json!("not an object"))),
-                (
-                    Cow::Borrowed("meta"),
-                    v(json!({"created": "2024-05-01T10:00:00Z"})),
-                ),
-                (Cow::Borrowed("userName"), v(json!("b"))),
-            ],
-        };
+        let odd = shape(vec![
+            (ENT, v(json!("not an object"))),
+            ("meta", v(json!({"created": "2024-05-01T10:00:00Z"}))),
+            ("userName", v(json!("b"))),
+        ]);
         let (direct, general) = both(&rt, "2", odd);
         assert_eq!(direct, general);
-        let json_ext = Shape {
-            entries: vec![
-                (Cow::Borrowed("meta"), v(json!(7))),
-                (
-                    Cow::Borrowed(ENT),
-                    v(json!({"employeeNumber": "1", "department": "D"})),
-                ),
-            ],
-        };
+        let json_ext = shape(vec![
+            ("meta", v(json!(7))),
+            (ENT, v(json!({"employeeNumber": "1", "department": "D"}))),
+        ]);
         let (direct, general) = both(&rt, "3", json_ext);
         assert_eq!(direct, general);
         let (direct, general) = both(&rt, "4", Shape::default());
@@ -724,12 +703,10 @@ mod tests {
     #[test]
     fn reserved_keys_take_the_general_path() {
         let rt = user_type();
-        let shape = Shape {
-            entries: vec![
-                (Cow::Borrowed("userName"), v(json!("a"))),
-                (Cow::Borrowed("id"), v(json!("spoofed"))),
-            ],
-        };
+        let shape = shape(vec![
+            ("userName", v(json!("a"))),
+            ("id", v(json!("spoofed"))),
+        ]);
         let (direct, general) = both(&rt, "5", shape);
         assert_eq!(direct, general);
     }
