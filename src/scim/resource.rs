@@ -644,7 +644,10 @@ impl Fnv {
         buf[..3].copy_from_slice(b"W/\"");
         let len = push_hex(&mut buf, 3, self.0, 16);
         buf[len] = b'"';
-        buf[..=len].iter().copied().map(char::from).collect()
+        // ASCII by construction.
+        std::str::from_utf8(&buf[..=len])
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
