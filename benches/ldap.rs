@@ -18,7 +18,9 @@
 //! - **filter**: `GET /Users?filter=userName eq "…"` over the users created, vs. one
 //!   one-level search `(&(objectClass=inetOrgPerson)(uid=…))`;
 //! - **member add**: `PATCH /Groups/{id}` adding one member (each pair once), vs. one modify
-//!   adding one `member` DN to a groupOfNames.
+//!   adding one `member` DN to a groupOfNames. Each run of each side adds to groups of its
+//!   own, created empty before the phases and filled round robin, so every run sees groups of
+//!   the same sizes (slapd's modify gets slower as a group grows).
 //!
 //! The sidecar's request does more than the one LDAP operation (a create: a uniqueness search,
 //! the add, a read-back, the kept `externalId` in SQLite; a member add: the group read by id
@@ -48,8 +50,7 @@ use support::{CONNS, Load, Sidecar, WARMUP};
 /// Interleaved (sidecar, direct) rounds at the highest concurrency; the verdict takes their
 /// median ratio.
 const ROUNDS: usize = 3;
-/// Groups for the member phases, for each side: enough that no (group, user) pair is added
-/// twice in all the rounds.
+/// Groups for the member phases, for each side and run: requests go round robin over them.
 const GROUPS: u64 = 24;
 
 /// The concurrency of each run of a phase, in order: every level of [`CONNS`] once, the
@@ -212,38 +213,42 @@ fn main() {
     let rt = support::runtime();
     let mut results: Vec<(String, usize, f64, f64)> = Vec::new();
 
-    // Groups for the member phases: GROUPS for the sidecar, GROUPS for the direct runs
-    // (empty, so holding the placeholder DN the example names).
+    // Groups for the member phases: for every run, GROUPS for the sidecar and GROUPS for the
+    // direct side, all empty (holding the placeholder DN the example names). Fresh groups per
+    // run keep the runs alike: slapd's modify of a groupOfNames costs more as the group grows,
+    // so two sides adding to groups of different sizes would measure the sizes, not the sides.
     let placeholder = format!("cn=nobody,{base}");
-    let mut sidecar_groups = Vec::new();
+    let runs = levels().len();
+    let mut sidecar_groups = vec![Vec::new(); runs];
     rt.block_on(async {
         let mut l = bind(&env).await;
-        for (who, i) in (0..GROUPS)
-            .map(|i| ("s", i))
-            .chain((0..GROUPS).map(|i| ("d", i)))
-        {
-            let dn = format!("cn=bench-{who}{i},{groups}");
-            let attrs = vec![
-                ("objectClass", HashSet::from(["groupOfNames"])),
-                ("cn", HashSet::from([&dn[3..dn.find(',').unwrap_or(3)]])),
-                ("member", HashSet::from([placeholder.as_str()])),
-            ];
-            l.add(&dn, attrs)
-                .await
-                .and_then(|r| r.success())
-                .expect("group");
-            if who == "s" {
-                let (rs, _) = l
-                    .search(&dn, Scope::Base, "(objectClass=*)", vec!["entryUUID"])
+        for run in 0..runs {
+            for (who, i) in (0..GROUPS)
+                .map(|i| ("s", i))
+                .chain((0..GROUPS).map(|i| ("d", i)))
+            {
+                let dn = format!("cn=bench-{who}{run}-{i},{groups}");
+                let attrs = vec![
+                    ("objectClass", HashSet::from(["groupOfNames"])),
+                    ("cn", HashSet::from([&dn[3..dn.find(',').unwrap_or(3)]])),
+                    ("member", HashSet::from([placeholder.as_str()])),
+                ];
+                l.add(&dn, attrs)
                     .await
                     .and_then(|r| r.success())
-                    .expect("group id");
-                let e = ldap3::SearchEntry::construct(rs.into_iter().next().expect("group"));
-                sidecar_groups.push(e.attrs["entryUUID"][0].clone());
+                    .expect("group");
+                if who == "s" {
+                    let (rs, _) = l
+                        .search(&dn, Scope::Base, "(objectClass=*)", vec!["entryUUID"])
+                        .await
+                        .and_then(|r| r.success())
+                        .expect("group id");
+                    let e = ldap3::SearchEntry::construct(rs.into_iter().next().expect("group"));
+                    sidecar_groups[run].push(e.attrs["entryUUID"][0].clone());
+                }
             }
         }
     });
-    let sidecar_groups = Arc::new(sidecar_groups);
 
     let mut created: Vec<(u64, String)> = Vec::new();
     let mut seq_base = 0u64;
@@ -344,23 +349,20 @@ fn main() {
         results.push(("filter".into(), conns, stats.rps, ops));
     }
 
-    // === member add === each (group, user) pair once: request n adds user n % users to
-    // group (n / users) % GROUPS.
+    // === member add === each run into its own fresh groups, round robin: request n adds
+    // user (n / GROUPS) % users to group n % GROUPS, so no pair is added twice and the groups
+    // grow evenly, the same way on both sides.
     let users = names.len() as u64;
-    let mut member_seq = 0u64;
-    // The direct runs add to groups of their own, with a sequence of their own, so that no
-    // pair is added twice (a second add fails and would not count).
-    let mut direct_seq = 0u64;
-    for conns in levels() {
+    for (run, conns) in levels().into_iter().enumerate() {
         let host = support::host_header(s.addr);
-        let (ids, gids) = (names.clone(), sidecar_groups.clone());
+        let (ids, gids) = (names.clone(), Arc::new(sidecar_groups[run].clone()));
         let load = Load::new(
             "member  PATCH /Groups/{id} add",
             s.addr,
             conns,
             Arc::new(move |n| {
-                let id = &ids[(n % users) as usize].1;
-                let g = &gids[((n / users) % GROUPS) as usize];
+                let id = &ids[((n / GROUPS) % users) as usize].1;
+                let g = &gids[(n % GROUPS) as usize];
                 let body = format!(
                     r#"{{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{{"op":"add","path":"members","value":[{{"value":"{id}"}}]}}]}}"#
                 );
@@ -374,20 +376,20 @@ fn main() {
             }),
         )
         .server(s.proc.pid);
-        let seq = Arc::new(AtomicU64::new(member_seq));
-        let stats = rt.block_on(support::run_phase(&load, &seq, window));
-        member_seq = seq.load(Ordering::Relaxed) + 1;
+        let stats = rt.block_on(support::run_phase(
+            &load,
+            &Arc::new(AtomicU64::new(0)),
+            window,
+        ));
         let (dns, groups2) = (names.clone(), groups.clone());
         let people2 = people.clone();
-        let start = direct_seq;
-        let (ops, failed, used) = rt.block_on(direct(
+        let (ops, failed, _) = rt.block_on(direct(
             &env,
             conns,
             window,
             Arc::new(move |mut l, n| {
-                let n = n + start;
-                let dn = format!("uid={},{people2}", dns[(n % users) as usize].0);
-                let g = format!("cn=bench-d{},{groups2}", (n / users) % GROUPS);
+                let dn = format!("uid={},{people2}", dns[((n / GROUPS) % users) as usize].0);
+                let g = format!("cn=bench-d{run}-{},{groups2}", n % GROUPS);
                 Box::pin(async move {
                     l.modify(&g, vec![Mod::Add("member".to_owned(), HashSet::from([dn]))])
                         .await
@@ -395,7 +397,6 @@ fn main() {
                 })
             }),
         ));
-        direct_seq += used;
         println!(
             "  direct  member  ldap3 modify add   {conns:>3} conns  {ops:>9.0} ops/s  {failed} failed"
         );
