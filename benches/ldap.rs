@@ -218,11 +218,10 @@ fn main() {
     // run keep the runs alike: slapd's modify of a groupOfNames costs more as the group grows,
     // so two sides adding to groups of different sizes would measure the sizes, not the sides.
     let placeholder = format!("cn=nobody,{base}");
-    let runs = levels().len();
-    let mut sidecar_groups = vec![Vec::new(); runs];
+    let mut sidecar_groups: Vec<Vec<String>> = vec![Vec::new(); levels().len()];
     rt.block_on(async {
         let mut l = bind(&env).await;
-        for run in 0..runs {
+        for (run, ids) in sidecar_groups.iter_mut().enumerate() {
             for (who, i) in (0..GROUPS)
                 .map(|i| ("s", i))
                 .chain((0..GROUPS).map(|i| ("d", i)))
@@ -244,7 +243,7 @@ fn main() {
                         .and_then(|r| r.success())
                         .expect("group id");
                     let e = ldap3::SearchEntry::construct(rs.into_iter().next().expect("group"));
-                    sidecar_groups[run].push(e.attrs["entryUUID"][0].clone());
+                    ids.push(e.attrs["entryUUID"][0].clone());
                 }
             }
         }
