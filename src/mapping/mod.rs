@@ -1610,7 +1610,7 @@ impl Inner {
             page.push_shape(&self.rt, &row.key, shape, base, scratch)
         } else {
             let stored = self.stored(row);
-            page.push_stored(&self.rt, &stored.id, stored.attrs, base)
+            page.push_stored(&self.rt, &stored.id, stored.attrs, base, scratch)
         }
     }
 

@@ -23,7 +23,7 @@ use super::resource::{
     self, BaseUrl, MembersOut, Normalizer, Object, Rendered, Stored, UnknownPolicy,
 };
 use super::schema::ResourceType;
-use super::shape::JsonPage;
+use super::shape::{JsonPage, Scratch};
 
 /// Changes a resource inside the store's transaction: gets the current state (without
 /// members) and the provider's resource type, returns the new attributes and membership
@@ -106,7 +106,8 @@ pub trait Provider: Send + Sync + 'static {
         async move {
             let stored = self.get(id, false).await?;
             let mut out = JsonPage::new(1);
-            let version = out.push_stored(self.resource_type(), &stored.id, stored.attrs, base);
+            let (rt, scratch) = (self.resource_type(), &mut Scratch::default());
+            let version = out.push_stored(rt, &stored.id, stored.attrs, base, scratch);
             Ok((out.json, version))
         }
     }
@@ -124,8 +125,9 @@ pub trait Provider: Send + Sync + 'static {
             let rt = self.resource_type();
             let page = self.list(query).await?;
             let mut out = JsonPage::new(page.total);
+            let mut scratch = Scratch::default();
             for stored in page.resources {
-                out.push_stored(rt, &stored.id, stored.attrs, base);
+                out.push_stored(rt, &stored.id, stored.attrs, base, &mut scratch);
             }
             Ok(out)
         }
@@ -857,7 +859,7 @@ impl<P: Provider> Service<P> {
         if stored.members.is_none() && proj.is_default_without(rt.membership.as_deref()) {
             let mut page = JsonPage::new(1);
             let attrs = std::mem::take(&mut stored.attrs);
-            let version = page.push_stored(rt, &stored.id, attrs, base);
+            let version = page.push_stored(rt, &stored.id, attrs, base, &mut Scratch::default());
             return (page.json, version);
         }
         let etag = resource::version(&stored.attrs);

@@ -327,9 +327,9 @@ impl JsonPage {
         id: &str,
         attrs: Object,
         base: &BaseUrl,
+        scratch: &mut Scratch,
     ) -> String {
-        let shape = Shape::from(attrs);
-        self.push_shape(rt, id, shape, base, &mut Scratch::default())
+        self.push_shape(rt, id, Shape::from(attrs), base, scratch)
     }
 
     /// Adds resource `id` from its attributes as the row gave them (see [`write_resource`]);
@@ -598,7 +598,7 @@ mod tests {
         let v1 = direct.push_shape(rt, id, shape.clone(), &base, &mut scratch);
         // A second resource through the same scratch buffers, and one from an object.
         let v2 = direct.push_shape(rt, &second, shape.clone(), &base, &mut scratch);
-        let v3 = direct.push_stored(rt, id, shape.clone().into_object(), &base);
+        let v3 = direct.push_stored(rt, id, shape.clone().into_object(), &base, &mut scratch);
         // The general path: rendered, projected, serialised.
         let mut general = JsonPage::new(3);
         for id in [id, &second, id] {
