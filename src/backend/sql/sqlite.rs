@@ -1155,6 +1155,45 @@ impl Table for SqliteTable {
 mod tests {
     use super::*;
 
+    /// A loaded config's SQLite settings: a relative `path` is read from the config file's
+    /// directory, and a table's key is `id` unless the mapping names another.
+    #[test]
+    fn config_file_path_and_key() {
+        let src = r#"
+[listen]
+addr = "127.0.0.1:8080"
+
+[auth]
+bearer_tokens = ["${SCIM_TOKEN}"]
+
+[backend.app]
+type = "sqlite"
+path = "app.db"
+
+[resource.User]
+backend = "app"
+table = "accounts"
+
+[resource.User.map]
+userName = "login"
+"#;
+        let env: std::collections::HashMap<String, String> =
+            [("SCIM_TOKEN".to_owned(), "0123456789abcdef0123".to_owned())].into();
+        let c =
+            crate::config::validate::from_str(src, Arc::from("t.toml"), Path::new("/tmp"), &env)
+                .expect("valid");
+        let store = c.backends[0].store.as_any().downcast_ref::<SqliteConfig>();
+        assert_eq!(
+            store.map(|s| s.path.as_path()),
+            Some(Path::new("/tmp/app.db"))
+        );
+        let table = c.resources[0]
+            .store
+            .as_any()
+            .downcast_ref::<super::super::config::SqlResource>();
+        assert_eq!(table.map(|t| t.key.as_str()), Some("id"));
+    }
+
     /// Text reads as stored; bytes SQLite let in that are not UTF-8 read as U+FFFD.
     #[test]
     fn text_values() {
