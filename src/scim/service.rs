@@ -106,8 +106,9 @@ pub trait Provider: Send + Sync + 'static {
         async move {
             let stored = self.get(id, false).await?;
             let mut out = JsonPage::new(1);
-            let (rt, scratch) = (self.resource_type(), &mut Scratch::default());
-            let version = out.push_stored(rt, &stored.id, stored.attrs, base, scratch);
+            let rt = self.resource_type();
+            let mut scratch = Scratch::default();
+            let version = out.push_stored(rt, &stored.id, stored.attrs, base, &mut scratch);
             Ok((out.json, version))
         }
     }
