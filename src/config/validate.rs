@@ -1172,7 +1172,7 @@ fn loops_back(listen: &str, upstream: &http::uri::Authority) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
@@ -1215,13 +1215,15 @@ mod tests {
         );
     }
 
-    fn load(src: &str) -> Result<Config, Vec<Problem>> {
+    /// `src` validated as if read from `/tmp/t.toml`, with `SCIM_TOKEN` set.
+    pub(crate) fn load(src: &str) -> Result<Config, Vec<Problem>> {
         let env: HashMap<String, String> =
             [("SCIM_TOKEN".to_string(), "0123456789abcdef0123".to_string())].into();
         from_str(src, Arc::from("t.toml"), Path::new("/tmp"), &env)
     }
 
-    const GOOD: &str = r#"
+    /// A valid file: one SQLite store, one mapped resource.
+    pub(crate) const GOOD: &str = r#"
 [listen]
 addr = "${LISTEN:-127.0.0.1:8080}"
 

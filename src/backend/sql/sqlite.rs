@@ -1155,33 +1155,13 @@ impl Table for SqliteTable {
 mod tests {
     use super::*;
 
-    /// A loaded config's SQLite settings: a relative `path` is read from the config file's
-    /// directory, and a table's key is `id` unless the mapping names another.
+    /// A loaded config's SQLite settings (the config layer's own test file): a relative
+    /// `path` is read from the config file's directory, and a table's key is `id` unless the
+    /// mapping names another.
     #[test]
     fn config_file_path_and_key() {
-        let src = r#"
-[listen]
-addr = "127.0.0.1:8080"
-
-[auth]
-bearer_tokens = ["${SCIM_TOKEN}"]
-
-[backend.app]
-type = "sqlite"
-path = "app.db"
-
-[resource.User]
-backend = "app"
-table = "accounts"
-
-[resource.User.map]
-userName = "login"
-"#;
-        let env: std::collections::HashMap<String, String> =
-            [("SCIM_TOKEN".to_owned(), "0123456789abcdef0123".to_owned())].into();
-        let c =
-            crate::config::validate::from_str(src, Arc::from("t.toml"), Path::new("/tmp"), &env)
-                .expect("valid");
+        use crate::config::validate::tests::{GOOD, load};
+        let c = load(GOOD).expect("valid");
         let store = c.backends[0].store.as_any().downcast_ref::<SqliteConfig>();
         assert_eq!(
             store.map(|s| s.path.as_path()),
