@@ -42,6 +42,7 @@ pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod explain;
+pub mod http_client;
 pub mod k8s;
 pub mod mapping;
 pub mod memory;

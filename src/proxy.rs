@@ -54,6 +54,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use crate::http_client::Driver;
+
 /// Boxed error type carried by [`Body`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -369,7 +371,7 @@ impl Proxy {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             // The upgrade completes when the connection hands its socket over: drive it to
             // that point in a task of its own; it never returns to the pool.
-            let driver = conn.take_driver();
+            let driver = conn.driver.take();
             tokio::spawn(async move {
                 if let Some(d) = driver {
                     let _ = d.await;
@@ -649,7 +651,7 @@ enum Checkout {
 /// A connection to the app: the handle to send on, and the future that does its I/O.
 struct Conn {
     sender: http1::SendRequest<Body>,
-    driver: Option<Pin<Box<dyn Future<Output = hyper::Result<()>> + Send + Sync>>>,
+    driver: Driver,
     /// Taken from the pool rather than just opened.
     reused: bool,
     /// The thread that opened it: on a single-threaded runtime (a server shard) its
@@ -663,30 +665,12 @@ impl Conn {
     /// Lets the connection do its I/O (write what is queued, read what has arrived). `false`
     /// once it has ended.
     fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(d) = &mut self.driver else {
-            return false;
-        };
-        match d.as_mut().poll(cx) {
-            Poll::Pending => true,
-            Poll::Ready(r) => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "upstream connection ended with an error");
-                }
-                self.driver = None;
-                false
-            }
-        }
+        self.driver.drive(cx)
     }
 
     /// Whether an idle connection can take a request: alive, and done with the last one.
     fn usable(&mut self, cx: &mut Context<'_>) -> bool {
         self.drive(cx) && matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
-    }
-
-    fn take_driver(
-        &mut self,
-    ) -> Option<Pin<Box<dyn Future<Output = hyper::Result<()>> + Send + Sync>>> {
-        self.driver.take()
     }
 }
 
@@ -768,7 +752,7 @@ impl Pool {
         self.start_reaper();
         Ok(Conn {
             sender,
-            driver: Some(Box::pin(conn.with_upgrades())),
+            driver: Driver::new(conn.with_upgrades()),
             reused: false,
             home: std::thread::current().id(),
             idle_since: Instant::now(),
@@ -778,7 +762,7 @@ impl Pool {
 
     /// Takes back a connection whose last response has been read to its end.
     fn put(&self, mut c: Conn) {
-        if c.driver.is_none() {
+        if c.driver.ended() {
             return;
         }
         c.idle_since = Instant::now();

@@ -1245,7 +1245,7 @@ async fn location_only_creates_and_patch_updates_of_every_field() {
 /// allowed three reach an app that takes 50 ms per request as at most three requests in
 /// flight on at most three connections, and every read is answered.
 #[tokio::test]
-async fn max_concurrency_bounds_requests_and_connections_to_the_app() {
+async fn max_concurrency_bounds_requests_and_connections_to_the_app_and_reuses_them() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -1306,6 +1306,18 @@ async fn max_concurrency_bounds_requests_and_connections_to_the_app() {
         "the reads were not sent in parallel (peak {peak})"
     );
     assert!(conns <= 3, "the app saw {conns} connections");
+    // Idle connections are reused: reads one after another open none.
+    for i in 1..=10 {
+        s.client
+            .get(&format!("/scim/v2/Users/{i}"))
+            .await
+            .expect(200);
+    }
+    assert_eq!(
+        server.connection_count(),
+        conns,
+        "reads one after another opened connections"
+    );
 }
 
 /// Soft-deleted users stay out of filtered reads without the sidecar reading every

@@ -1,16 +1,20 @@
 //! The REST store's HTTP client: the sidecar's own hyper stack (HTTP/1.1 connections over
 //! TCP, or TLS through rustls with the ring provider), no second HTTP library.
 //!
-//! - **Connections**: idle ones are kept and reused; each connection's I/O runs in a task of
-//!   its own, on the runtime that opened it. At most `max_concurrency` requests are in flight
-//!   (a semaphore), so a burst of SCIM requests cannot flood the application, and at most
-//!   `max_concurrency` connections are open.
-//! - **Affinity**: the server serves on shard threads, each a single-threaded runtime. A
-//!   request takes an idle connection opened on its own thread; with none, it opens one there
-//!   while fewer than `max_concurrency` are open, and else takes another thread's. A
-//!   connection used from another thread hands every request and answer across threads, a
-//!   wake-up and a context switch each way (the PostgreSQL pool, `sql::pg_pool`, does the
-//!   same for the same reason).
+//! - **Connections**: idle ones are kept and reused. A connection's I/O is done by the request
+//!   using it, polled next to the answer it waits for ([`crate::http_client`]), not by a task
+//!   of its own: no hand-off between tasks per network event. At most `max_concurrency`
+//!   requests are in flight (a semaphore), so a burst of SCIM requests cannot flood the
+//!   application, and at most `max_concurrency` connections are open.
+//! - **Affinity**: the server serves on shard threads, each a single-threaded runtime, and a
+//!   connection's readiness events arrive on the thread that opened it. A request takes an
+//!   idle connection opened on its own thread; with none, it opens one there while fewer than
+//!   `max_concurrency` are open, and else takes another thread's. A connection used from
+//!   another thread wakes the request across threads, a context switch each way (the
+//!   PostgreSQL pool, `sql::pg_pool`, does the same for the same reason). A connection opened
+//!   off the shards (by `check` at start-up, on the multi-threaded runtime) is closed once a
+//!   shard has used it, rather than kept: it would otherwise serve shard requests across
+//!   threads for as long as the process runs.
 //! - **Time**: connecting is bounded by `connect_timeout`, each attempt (request sent to
 //!   response body read) by `timeout`.
 //! - **Retries**: idempotent requests (GET, PUT, DELETE) are sent again, at most `retries`
@@ -20,8 +24,11 @@
 //! - **Status mapping** ([`status_error`]): the one place where the app's answers become
 //!   [`BackendError`]s.
 
+use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::thread::ThreadId;
 use std::time::Duration;
 
@@ -38,6 +45,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::backend::BackendError;
+use crate::http_client::Driver;
 
 /// The largest response body read (a list page of a few hundred users fits many times).
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -68,15 +76,17 @@ pub struct ClientConfig {
     pub retries: u32,
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 
 type Sender = http1::SendRequest<Full<Bytes>>;
 
-/// An open connection: its request handle, the thread whose runtime runs its I/O (`None` on
-/// a multi-threaded runtime), and its place in the count of open connections.
+/// An open connection: its request handle, its I/O, the thread whose runtime gets its
+/// readiness events (`None` on a multi-threaded runtime), and its place in the count of open
+/// connections.
 struct Conn {
     sender: Sender,
+    driver: Driver,
     home: Option<ThreadId>,
     _open: Open,
 }
@@ -400,7 +410,13 @@ impl Client {
         let request = b
             .body(Full::new(body))
             .map_err(|e| Failure::NotSent(format!("bad request: {e}")))?;
-        let resp = match conn.sender.try_send_request(request).await {
+        let mut sent = pin!(conn.sender.try_send_request(request));
+        let answer = poll_fn(|cx| {
+            conn.driver.drive(cx);
+            sent.as_mut().poll(cx)
+        })
+        .await;
+        let resp = match answer {
             Ok(r) => r,
             Err(mut e) => {
                 let sent = e.take_message().is_none();
@@ -415,12 +431,21 @@ impl Client {
             }
         };
         let (parts, body) = resp.into_parts();
-        let body = http_body_util::Limited::new(body, MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| Failure::Failed(format!("reading the answer: {e}")))?
-            .to_bytes();
-        if !conn.sender.is_closed() {
+        let mut collect = pin!(http_body_util::Limited::new(body, MAX_BODY).collect());
+        let body = poll_fn(|cx| {
+            // The body first: polling it tells the connection that more is wanted.
+            if let Poll::Ready(r) = collect.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            conn.driver.drive(cx);
+            collect.as_mut().poll(cx)
+        })
+        .await
+        .map_err(|e| Failure::Failed(format!("reading the answer: {e}")))?
+        .to_bytes();
+        // A connection opened off the shards is not kept once a shard has used it.
+        let homeless = conn.home.is_none() && crate::backend::home_thread().is_some();
+        if !conn.driver.ended() && !conn.sender.is_closed() && !homeless {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < self.cfg.max_concurrency {
                 idle.push(conn);
@@ -448,10 +473,15 @@ impl Client {
                     .map(|i| idle.remove(i))
             };
             let Some(mut c) = next else { break };
-            if c.sender.is_closed() {
-                continue;
-            }
-            if c.sender.ready().await.is_ok() {
+            // Alive (what the app sent while it was idle, a close, is read now) and done
+            // with its last request.
+            let usable = poll_fn(|cx| {
+                Poll::Ready(
+                    c.driver.drive(cx) && matches!(c.sender.poll_ready(cx), Poll::Ready(Ok(()))),
+                )
+            })
+            .await;
+            if usable {
                 return Ok((c, true));
             }
         }
@@ -473,17 +503,13 @@ impl Client {
             let (sender, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(io))
                 .await
                 .map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "REST connection ended with an error");
-                }
-            });
-            Ok::<_, String>(sender)
+            Ok::<_, String>((sender, Driver::new(conn)))
         };
         match tokio::time::timeout(self.cfg.connect_timeout, connect).await {
-            Ok(Ok(sender)) => Ok((
+            Ok(Ok((sender, driver))) => Ok((
                 Conn {
                     sender,
+                    driver,
                     home,
                     _open: open,
                 },

@@ -1,0 +1,83 @@
+//! The I/O half of an HTTP/1.1 client connection to the app, driven by the requests that use
+//! it instead of by a task of its own.
+//!
+//! hyper splits a client connection into a handle that sends requests and a future that does
+//! the connection's I/O. Spawned as a task, that future hands every request and every answer
+//! to the waiting request through a channel: a task wake-up per network event in each
+//! direction. Polled by the request's own future while it sends and reads, it costs none, and
+//! a connection opened on a server shard keeps all of its events on that shard's thread.
+//! Callers: the pass-through's pool ([`crate::proxy`]) and the REST store's client
+//! (`backend::rest::client`), which poll [`Driver::drive`] next to the response they wait for
+//! and before they reuse an idle connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// The connection future, boxed. `Sync` so that a response body holding it can be one too.
+pub type ConnFuture = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send + Sync>>;
+
+/// A connection's I/O future until it ends.
+pub struct Driver(Option<ConnFuture>);
+
+impl Driver {
+    /// Drives `io` (hyper's `Connection`, or its `with_upgrades()`).
+    pub fn new(io: impl Future<Output = hyper::Result<()>> + Send + Sync + 'static) -> Driver {
+        Driver(Some(Box::pin(io)))
+    }
+
+    /// Lets the connection do its I/O: write what is queued, read what has arrived. `false`
+    /// once it has ended (the app closed it, or it failed: logged at debug).
+    pub fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(io) = &mut self.0 else {
+            return false;
+        };
+        match io.as_mut().poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(r) => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "a connection to the app ended with an error");
+                }
+                self.0 = None;
+                false
+            }
+        }
+    }
+
+    /// Whether the connection has ended.
+    pub fn ended(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// The future itself, for a caller that must drive it elsewhere (an upgrade completes
+    /// only when the connection hands its socket over).
+    pub fn take(&mut self) -> Option<ConnFuture> {
+        self.0.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ends_once_and_stays_ended() {
+        let mut d = Driver::new(std::future::ready(Ok(())));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(!d.ended());
+        assert!(!d.drive(&mut cx));
+        assert!(d.ended());
+        assert!(!d.drive(&mut cx));
+        assert!(d.take().is_none());
+    }
+
+    #[test]
+    fn pending_io_keeps_the_connection() {
+        let mut d = Driver::new(std::future::pending());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(d.drive(&mut cx));
+        assert!(!d.ended());
+        assert!(d.take().is_some());
+        assert!(d.ended());
+    }
+}
