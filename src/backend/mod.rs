@@ -408,6 +408,19 @@ pub trait Table: Send + Sync {
         load_members: bool,
         edit: EditFn,
     ) -> Result<Row, BackendError>;
+    /// [`Table::update`] for a request that names, before `edit` runs, every member id its
+    /// change may add or set (`named`, possibly more): a table that checks members ahead of
+    /// the write (the state store's tombstones, [`state::Overlay`]) reads those only.
+    async fn update_named(
+        &self,
+        key: &str,
+        load_members: bool,
+        named: &[String],
+        edit: EditFn,
+    ) -> Result<Row, BackendError> {
+        let _ = named;
+        self.update(key, load_members, edit).await
+    }
     /// Locks the row, calls `check`, and deletes it as `mode` says.
     async fn delete(&self, key: &str, mode: DeleteMode, check: CheckFn)
     -> Result<(), BackendError>;

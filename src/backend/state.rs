@@ -19,6 +19,7 @@
 //!   always writes every kept attribute (absent ones as removals), so values left behind by
 //!   a resource deleted earlier under a reused id never resurface.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -109,6 +110,10 @@ pub struct Overlay {
 /// How many holders of a create's unique values are read to find a tombstoned one among them
 /// (a unique value has one live holder at most; more than this many is not expected).
 const CLASH_CANDIDATES: u64 = 16;
+
+/// The most member ids a request may name for [`Table::update_named`] to read their
+/// tombstones one by one (bound parameters of one query) instead of every tombstone.
+const NAMED_LOOKUP_MAX: usize = 1000;
 
 /// The name of a tombstone among a resource's kept values.
 pub const TOMBSTONE: &str = "meta.deleted";
@@ -418,6 +423,105 @@ impl Overlay {
             .collect();
         Ok(self.merge(row, &kept))
     }
+
+    /// Every tombstoned member id, for an update that may add any member.
+    async fn all_dead_members(&self) -> Result<HashSet<String>, BackendError> {
+        Ok(match &self.member_tombstones {
+            Some(t) => self
+                .state
+                .find(t, TOMBSTONE, None)
+                .await?
+                .into_iter()
+                .collect(),
+            None => HashSet::new(),
+        })
+    }
+
+    /// [`Table::update`] refusing to add any of `dead_members` (tombstoned: no one), and,
+    /// when the request `named` its members ahead, any member it did not name.
+    async fn update_checking(
+        &self,
+        key: &str,
+        load_members: bool,
+        dead_members: HashSet<String>,
+        named: Option<HashSet<String>>,
+        edit: EditFn,
+    ) -> Result<Row, BackendError> {
+        let kept = self.load(&[key.to_owned()]).await?;
+        if self.dead(key, &kept) {
+            return Err(BackendError::NotFound);
+        }
+        let slots = self.slots.clone();
+        let kept_set: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let out = kept_set.clone();
+        let merged_kept = kept.clone();
+        let overlay_slots = slots.clone();
+        let wrapped: EditFn = Box::new(move |row: &Row| {
+            let merged = merge_with(&overlay_slots, row.clone(), &merged_kept);
+            let Change { set, members } = edit(&merged)?;
+            let added = members.iter().flat_map(|m| match m {
+                super::MemberChange::Add(ids) | super::MemberChange::Replace(ids) => ids.as_slice(),
+                _ => &[],
+            });
+            if let Some(named) = &named {
+                if let Some(id) = added.clone().find(|i| !named.contains(*i)) {
+                    // Its tombstone was not read: refused rather than added unchecked.
+                    return Err(BackendError::Internal(format!(
+                        "member '{id}' was not named before the update"
+                    )));
+                }
+            }
+            let gone: Vec<String> = added
+                .filter(|i| dead_members.contains(*i))
+                .cloned()
+                .collect();
+            if !gone.is_empty() {
+                return Err(super::missing_members(&gone));
+            }
+            let mut inner_set = Vec::new();
+            let mut kept = Vec::new();
+            for (f, v) in set {
+                match slots.get(f) {
+                    Some(Slot::Inner(i)) => inner_set.push((*i, v)),
+                    Some(Slot::Kept(n)) => kept.push((n.clone(), v)),
+                    None => {}
+                }
+            }
+            if let Ok(mut o) = out.lock() {
+                *o = kept;
+            }
+            Ok(Change {
+                set: inner_set,
+                members,
+            })
+        });
+        let row = self
+            .inner
+            .update(key, load_members, wrapped)
+            .await
+            .map_err(|e| self.lift(e))?;
+        let changed: Vec<(String, Value)> = kept_set
+            .lock()
+            .map(|mut k| std::mem::take(&mut *k))
+            .unwrap_or_default();
+        if !changed.is_empty() {
+            self.state
+                .save(&self.resource_type, &row.key, &changed)
+                .await
+                .map_err(|e| match e {
+                    BackendError::Unavailable(d) => BackendError::Unavailable(d),
+                    other => BackendError::Unavailable(format!(
+                        "the resource was updated but its kept values were not ({other}); a retry completes it"
+                    )),
+                })?;
+        }
+        let mut now: Vec<(String, String, Value)> = kept
+            .into_iter()
+            .filter(|(_, n, _)| !changed.iter().any(|(c, _)| c == n))
+            .collect();
+        now.extend(changed.into_iter().map(|(n, v)| (row.key.clone(), n, v)));
+        Ok(self.merge(row, &now))
+    }
 }
 
 #[async_trait]
@@ -567,79 +671,45 @@ impl Table for Overlay {
         load_members: bool,
         edit: EditFn,
     ) -> Result<Row, BackendError> {
-        let kept = self.load(&[key.to_owned()]).await?;
-        if self.dead(key, &kept) {
-            return Err(BackendError::NotFound);
-        }
-        let slots = self.slots.clone();
-        let kept_set: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
-        let out = kept_set.clone();
-        let merged_kept = kept.clone();
-        let overlay_slots = slots.clone();
-        let dead_members = match &self.member_tombstones {
-            Some(t) => self.state.find(t, TOMBSTONE, None).await?,
-            None => Vec::new(),
-        };
-        let wrapped: EditFn = Box::new(move |row: &Row| {
-            let merged = merge_with(&overlay_slots, row.clone(), &merged_kept);
-            let Change { set, members } = edit(&merged)?;
-            let gone: Vec<String> = members
-                .iter()
-                .flat_map(|m| match m {
-                    super::MemberChange::Add(ids) | super::MemberChange::Replace(ids) => {
-                        ids.as_slice()
-                    }
-                    _ => &[],
-                })
-                .filter(|i| dead_members.contains(i))
-                .cloned()
-                .collect();
-            if !gone.is_empty() {
-                return Err(super::missing_members(&gone));
-            }
-            let mut inner_set = Vec::new();
-            let mut kept = Vec::new();
-            for (f, v) in set {
-                match slots.get(f) {
-                    Some(Slot::Inner(i)) => inner_set.push((*i, v)),
-                    Some(Slot::Kept(n)) => kept.push((n.clone(), v)),
-                    None => {}
-                }
-            }
-            if let Ok(mut o) = out.lock() {
-                *o = kept;
-            }
-            Ok(Change {
-                set: inner_set,
-                members,
-            })
-        });
-        let row = self
-            .inner
-            .update(key, load_members, wrapped)
+        let dead_members = self.all_dead_members().await?;
+        self.update_checking(key, load_members, dead_members, None, edit)
             .await
-            .map_err(|e| self.lift(e))?;
-        let changed: Vec<(String, Value)> = kept_set
-            .lock()
-            .map(|mut k| std::mem::take(&mut *k))
-            .unwrap_or_default();
-        if !changed.is_empty() {
-            self.state
-                .save(&self.resource_type, &row.key, &changed)
-                .await
-                .map_err(|e| match e {
-                    BackendError::Unavailable(d) => BackendError::Unavailable(d),
-                    other => BackendError::Unavailable(format!(
-                        "the resource was updated but its kept values were not ({other}); a retry completes it"
-                    )),
-                })?;
+    }
+
+    async fn update_named(
+        &self,
+        key: &str,
+        load_members: bool,
+        named: &[String],
+        edit: EditFn,
+    ) -> Result<Row, BackendError> {
+        let Some(member_type) = &self.member_tombstones else {
+            return self
+                .update_checking(key, load_members, HashSet::new(), None, edit)
+                .await;
+        };
+        if named.len() > NAMED_LOOKUP_MAX {
+            // A request naming thousands (a group's whole member list): one read of every
+            // tombstone costs less than a lookup of each.
+            let dead_members = self.all_dead_members().await?;
+            return self
+                .update_checking(key, load_members, dead_members, None, edit)
+                .await;
         }
-        let mut now: Vec<(String, String, Value)> = kept
-            .into_iter()
-            .filter(|(_, n, _)| !changed.iter().any(|(c, _)| c == n))
-            .collect();
-        now.extend(changed.into_iter().map(|(n, v)| (row.key.clone(), n, v)));
-        Ok(self.merge(row, &now))
+        // Only the ids the request names can be added: their tombstones only.
+        let dead_members = if named.is_empty() {
+            HashSet::new()
+        } else {
+            self.state
+                .load(member_type, named, &[TOMBSTONE.to_owned()])
+                .await?
+                .into_iter()
+                .map(|(id, _, _)| id)
+                .collect()
+        };
+        let named = Some(named.iter().cloned().collect());
+        self.update_checking(key, load_members, dead_members, named, edit)
+            .await
     }
 
     async fn delete(
@@ -736,5 +806,195 @@ fn merge_with(slots: &[Slot], row: Row, kept: &[(String, String, Value)]) -> Row
         key: row.key,
         values,
         members: row.members,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::backend::MemberChange;
+
+    /// Kept values in memory; counts the reads of every holder of a name (`find`).
+    #[derive(Default)]
+    struct Kept {
+        values: Mutex<Vec<(String, String, String, Value)>>,
+        finds: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl StateStore for Kept {
+        fn describe(&self) -> String {
+            "kept values in memory".into()
+        }
+        async fn load(
+            &self,
+            resource_type: &str,
+            ids: &[String],
+            names: &[String],
+        ) -> Result<Vec<(String, String, Value)>, BackendError> {
+            let v = self.values.lock().expect("lock");
+            Ok(v.iter()
+                .filter(|(t, id, n, _)| t == resource_type && ids.contains(id) && names.contains(n))
+                .map(|(_, id, n, v)| (id.clone(), n.clone(), v.clone()))
+                .collect())
+        }
+        async fn save(
+            &self,
+            resource_type: &str,
+            id: &str,
+            values: &[(String, Value)],
+        ) -> Result<(), BackendError> {
+            let mut v = self.values.lock().expect("lock");
+            for (name, value) in values {
+                v.retain(|(t, i, n, _)| !(t == resource_type && i == id && n == name));
+                if !value.is_null() {
+                    v.push((resource_type.into(), id.into(), name.clone(), value.clone()));
+                }
+            }
+            Ok(())
+        }
+        async fn forget(&self, resource_type: &str, id: &str) -> Result<(), BackendError> {
+            let mut v = self.values.lock().expect("lock");
+            v.retain(|(t, i, _, _)| !(t == resource_type && i == id));
+            Ok(())
+        }
+        async fn owners(&self, _: &str) -> Result<Vec<String>, BackendError> {
+            Ok(Vec::new())
+        }
+        async fn find(
+            &self,
+            resource_type: &str,
+            name: &str,
+            _: Option<&Cond>,
+        ) -> Result<Vec<String>, BackendError> {
+            self.finds.fetch_add(1, Ordering::SeqCst);
+            let v = self.values.lock().expect("lock");
+            Ok(v.iter()
+                .filter(|(t, _, n, _)| t == resource_type && n == name)
+                .map(|(_, id, _, _)| id.clone())
+                .collect())
+        }
+    }
+
+    /// One group, key `g`, with no fields; an update applies the change's member adds.
+    #[derive(Default)]
+    struct Group {
+        members: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Table for Group {
+        async fn insert(
+            &self,
+            _: Vec<Value>,
+            _: Vec<String>,
+            _: bool,
+        ) -> Result<Row, BackendError> {
+            Err(BackendError::Internal("one group only".into()))
+        }
+        async fn fetch(&self, key: &str, _: bool) -> Result<Option<Row>, BackendError> {
+            Ok((key == "g").then(|| Row {
+                key: "g".into(),
+                values: vec![],
+                members: None,
+            }))
+        }
+        async fn search(&self, _: Search) -> Result<Found, BackendError> {
+            Ok(Found {
+                total: Some(0),
+                rows: vec![],
+                next: None,
+            })
+        }
+        async fn update(&self, key: &str, _: bool, edit: EditFn) -> Result<Row, BackendError> {
+            let row = self
+                .fetch(key, false)
+                .await?
+                .ok_or(BackendError::NotFound)?;
+            let change = edit(&row)?;
+            let mut m = self.members.lock().expect("lock");
+            for c in change.members {
+                if let MemberChange::Add(ids) = c {
+                    m.extend(ids);
+                }
+            }
+            Ok(row)
+        }
+        async fn delete(&self, _: &str, _: DeleteMode, _: CheckFn) -> Result<(), BackendError> {
+            Err(BackendError::NotFound)
+        }
+    }
+
+    fn add(ids: &[&str]) -> EditFn {
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        Box::new(move |_| {
+            Ok(Change {
+                set: vec![],
+                members: vec![MemberChange::Add(ids)],
+            })
+        })
+    }
+
+    fn ids(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A member add that names its members ahead reads their tombstones only, not every
+    /// soft-deleted user's, and still refuses a tombstoned one; an add of a member it did
+    /// not name is refused rather than made unchecked.
+    #[tokio::test]
+    async fn named_member_adds_read_only_their_own_tombstones() {
+        let kept = Arc::new(Kept::default());
+        for gone in ["u1", "u2", "u3"] {
+            kept.save(
+                "User",
+                gone,
+                &[(TOMBSTONE.into(), Value::Text("2026-12-05".into()))],
+            )
+            .await
+            .expect("save");
+        }
+        let group = Arc::new(Group::default());
+        let o = Overlay::new(group.clone(), kept.clone(), "Group", vec![])
+            .with_members(Some("User".into()));
+
+        o.update_named("g", false, &ids(&["u9"]), add(&["u9"]))
+            .await
+            .expect("a live user is added");
+        let refused = o
+            .update_named("g", false, &ids(&["u8", "u2"]), add(&["u8", "u2"]))
+            .await
+            .expect_err("a tombstoned user is no one to add");
+        assert!(refused.to_string().contains("u2"), "{refused}");
+        assert_eq!(
+            kept.finds.load(Ordering::SeqCst),
+            0,
+            "every tombstone was read"
+        );
+        let unnamed = o
+            .update_named("g", false, &ids(&["u7"]), add(&["u3"]))
+            .await
+            .expect_err("an unnamed member is not added unchecked");
+        assert!(matches!(unnamed, BackendError::Internal(_)), "{unnamed}");
+
+        // A request naming thousands reads every tombstone once instead.
+        let many: Vec<String> = (0..=NAMED_LOOKUP_MAX).map(|i| format!("n{i}")).collect();
+        o.update_named("g", false, &many, add(&["n5"]))
+            .await
+            .expect("added");
+        assert_eq!(kept.finds.load(Ordering::SeqCst), 1);
+
+        // Without names, every tombstone is read, and the same checks hold.
+        o.update("g", false, add(&["u6"])).await.expect("added");
+        o.update("g", false, add(&["u1"]))
+            .await
+            .expect_err("tombstoned");
+        assert_eq!(kept.finds.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            *group.members.lock().expect("lock"),
+            ids(&["u9", "n5", "u6"])
+        );
     }
 }

@@ -1994,7 +1994,13 @@ impl Provider for MappedResource {
         Ok(page)
     }
 
-    async fn update(&self, id: &str, load_members: bool, edit: Edit) -> Result<Stored, ScimError> {
+    async fn update(
+        &self,
+        id: &str,
+        load_members: bool,
+        named: &[String],
+        edit: Edit,
+    ) -> Result<Stored, ScimError> {
         let inner = self.inner.clone();
         let f: EditFn = Box::new(move |row: &Row| {
             let abort = |e: ScimError| BackendError::Aborted(Box::new(e));
@@ -2030,7 +2036,7 @@ impl Provider for MappedResource {
         });
         let row = self
             .inner
-            .bounded(self.inner.table.update(id, load_members, f))
+            .bounded(self.inner.table.update_named(id, load_members, named, f))
             .await
             .map_err(|e| self.inner.fail(e, Some(id)))?;
         Ok(self.inner.stored(row))

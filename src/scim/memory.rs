@@ -150,7 +150,13 @@ impl Provider for Memory {
         })
     }
 
-    async fn update(&self, id: &str, load_members: bool, edit: Edit) -> Result<Stored, ScimError> {
+    async fn update(
+        &self,
+        id: &str,
+        load_members: bool,
+        _named: &[String],
+        edit: Edit,
+    ) -> Result<Stored, ScimError> {
         let mut g = self.rows.lock().expect("lock");
         let key: u64 = id.parse().map_err(|_| ScimError::not_found("no such id"))?;
         let (attrs, members) =
@@ -224,8 +230,14 @@ impl Provider for Either {
     async fn list(&self, q: Query) -> Result<Page, ScimError> {
         self.inner().list(q).await
     }
-    async fn update(&self, id: &str, load_members: bool, edit: Edit) -> Result<Stored, ScimError> {
-        self.inner().update(id, load_members, edit).await
+    async fn update(
+        &self,
+        id: &str,
+        load_members: bool,
+        named: &[String],
+        edit: Edit,
+    ) -> Result<Stored, ScimError> {
+        self.inner().update(id, load_members, named, edit).await
     }
     async fn delete(&self, id: &str, check: Check) -> Result<(), ScimError> {
         self.inner().delete(id, check).await

@@ -333,6 +333,31 @@ fn extension_path(
     apply_pathless(rt, attrs, &whole, n, members)
 }
 
+/// Every string in the values of the `add` and `replace` operations: a superset of the member
+/// ids they can add or set, whatever form names them (`members` with a path, in a path-less
+/// value, as objects or bare strings), known before the operations run.
+pub fn named_ids(ops: &[PatchOp]) -> Vec<String> {
+    fn strings(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|i| strings(i, out)),
+            Value::Object(o) => o.values().for_each(|i| strings(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for op in ops {
+        if matches!(op.op, OpKind::Add | OpKind::Replace) {
+            if let Some(v) = &op.value {
+                strings(v, &mut out);
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The membership attribute: `members` (add, replace, remove all, or remove a value array as
 /// Entra does) or `members[value eq "id" or …]` (remove).
 fn member_op(op: &PatchOp, p: &PatchPath) -> Result<MemberOp, ScimError> {
@@ -859,6 +884,43 @@ mod tests {
         )
         .expect_err("only by value");
         assert_eq!(e.scim_type, Some(ScimType::InvalidFilter));
+    }
+
+    /// Every member id an `add` or `replace` can set, in each shape it can be sent in, is
+    /// among the ids named before the operations run.
+    #[test]
+    fn named_ids_hold_every_member_added_or_set() {
+        let rt = group_type();
+        for ops in [
+            json!([{"op": "Add", "path": "members", "value": [{"value": "1"}, {"value": "2", "display": "b"}]}]),
+            json!([{"op": "replace", "path": "members", "value": [{"value": "3"}]}]),
+            json!([{"op": "add", "path": "members", "value": ["4", "5"]}]),
+            json!([{"op": "add", "value": {"members": [{"value": "6"}], "displayName": "G"}}]),
+            json!([{"op": "replace", "value": {"members": ["7"]}}]),
+            json!([{"op": "remove", "path": "members[value eq \"8\"]"},
+                   {"op": "add", "path": "members", "value": {"value": "9"}}]),
+        ] {
+            let named = named_ids(&parse(body(ops.clone())).expect("parses"));
+            let (_, applied) = run(&rt, json!({"displayName": "G"}), ops.clone()).expect("applies");
+            let set: Vec<&String> = applied
+                .members
+                .iter()
+                .flat_map(|m| match m {
+                    MemberOp::Add(ids) | MemberOp::Replace(ids) => ids.iter().collect(),
+                    _ => vec![],
+                })
+                .collect();
+            assert!(!set.is_empty(), "{ops}");
+            for id in set {
+                assert!(named.contains(id), "{id} not named in {named:?} for {ops}");
+            }
+        }
+        // A removal names nothing to check.
+        let ops = parse(body(
+            json!([{"op": "remove", "path": "members", "value": [{"value": "1"}]}]),
+        ))
+        .expect("parses");
+        assert!(named_ids(&ops).is_empty());
     }
 
     /// Malformed PATCH bodies get precise errors.

@@ -135,11 +135,14 @@ pub trait Provider: Send + Sync + 'static {
     }
 
     /// Loads the resource (locked), runs `edit` on it, writes what changed and the membership
-    /// changes, and returns the result; 404 when there is none with this id.
+    /// changes, and returns the result; 404 when there is none with this id. `named` holds
+    /// every member id the edit may add or set (and possibly more), known from the request
+    /// before the edit runs: a store checks those ahead of the write instead of every one.
     fn update(
         &self,
         id: &str,
         load_members: bool,
+        named: &[String],
         edit: Edit,
     ) -> impl Future<Output = Result<Stored, ScimError>> + Send;
 
@@ -766,6 +769,7 @@ impl<P: Provider> Service<P> {
         let (a, e) = list::projection_params(req.query);
         let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
         let if_match = req.if_match.map(str::to_owned);
+        let named = input.members.clone().unwrap_or_default();
         let edit: Edit = Box::new(move |current: Stored, rt: &ResourceType| {
             check_if_match(if_match.as_deref(), &current)?;
             patch::check_immutable(rt, &current.attrs, &input.attrs)?;
@@ -781,7 +785,7 @@ impl<P: Provider> Service<P> {
         let load = self.loads_members(rt, &proj);
         let hold = self.reserve(load).await?;
         let (edit, seen) = witnessed(edit, req.audit);
-        let mut stored = p.update(id, load, edit).await?;
+        let mut stored = p.update(id, load, &named, edit).await?;
         let change = changed(rt, seen, &stored);
         let hold = keep(hold, members_of(&stored));
         let mut r = self.updated(rt, &mut stored, req, &proj);
@@ -793,6 +797,7 @@ impl<P: Provider> Service<P> {
     async fn patch(&self, p: &P, id: &str, req: &Request<'_>) -> Result<Response, ScimError> {
         let rt = p.resource_type();
         let ops = patch::parse(json_body(&req.body)?)?;
+        let named = patch::named_ids(&ops);
         let (a, e) = list::projection_params(req.query);
         let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
         let if_match = req.if_match.map(str::to_owned);
@@ -818,7 +823,7 @@ impl<P: Provider> Service<P> {
         let load = !quiet && self.loads_members(rt, &proj);
         let hold = self.reserve(load).await?;
         let (edit, seen) = witnessed(edit, req.audit);
-        let mut stored = p.update(id, load, edit).await?;
+        let mut stored = p.update(id, load, &named, edit).await?;
         let change = changed(rt, seen, &stored);
         if quiet {
             let mut r = Response::empty(StatusCode::NO_CONTENT);
