@@ -249,43 +249,27 @@ fn main() {
             &Arc::new(AtomicU64::new(0)),
             window,
         ));
-        // The app's own request through the sidecar's pass-through: what one proxy hop in
-        // front of this app costs on this machine, the ceiling of any translation there.
-        let (via, ids4) = (s.addr, direct_ids.clone());
-        let passed = direct(
-            "get     GET /users/{id}.json (passed through)",
-            via,
-            conns,
-            Arc::new(move |n| {
-                let id = &ids4[(n % ids4.len() as u64) as usize];
-                app_request(Method::GET, via, &format!("/users/{id}.json"), None)
-            }),
-            StatusCode::OK,
-            false,
-        )
-        .server(s.proc.pid);
-        let p = rt.block_on(support::run_phase(
-            &passed,
-            &Arc::new(AtomicU64::new(0)),
-            window,
-        ));
-        let (addr, ids3) = (app.addr, direct_ids.clone());
-        let load = direct(
-            "get     GET /users/{id}.json (direct)",
-            addr,
-            conns,
-            Arc::new(move |n| {
-                let id = &ids3[(n % ids3.len() as u64) as usize];
+        // The app's own GET, straight to it and through the sidecar's pass-through: what one
+        // proxy hop in front of this app costs on this machine, the ceiling of any
+        // translation there.
+        let app_get = |name: &str, addr: SocketAddr| {
+            let ids = direct_ids.clone();
+            let make: Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync> = Arc::new(move |n| {
+                let id = &ids[(n % ids.len() as u64) as usize];
                 app_request(Method::GET, addr, &format!("/users/{id}.json"), None)
-            }),
-            StatusCode::OK,
-            false,
-        );
-        let d = rt.block_on(support::run_phase(
-            &load,
-            &Arc::new(AtomicU64::new(0)),
-            window,
-        ));
+            });
+            let mut load = direct(name, addr, conns, make, StatusCode::OK, false);
+            if addr == s.addr {
+                load = load.server(s.proc.pid);
+            }
+            rt.block_on(support::run_phase(
+                &load,
+                &Arc::new(AtomicU64::new(0)),
+                window,
+            ))
+        };
+        let p = app_get("get     GET /users/{id}.json (passed through)", s.addr);
+        let d = app_get("get     GET /users/{id}.json (direct)", app.addr);
         results.push(("get".into(), conns, stats.rps, d.rps, true));
         results.push(("pass-through".into(), conns, p.rps, d.rps, false));
     }

@@ -797,7 +797,11 @@ impl<P: Provider> Service<P> {
     async fn patch(&self, p: &P, id: &str, req: &Request<'_>) -> Result<Response, ScimError> {
         let rt = p.resource_type();
         let ops = patch::parse(json_body(&req.body)?)?;
-        let named = patch::named_ids(&ops);
+        // Only a resource with members has members to name ahead.
+        let named = match rt.membership {
+            Some(_) => patch::named_ids(&ops),
+            None => Vec::new(),
+        };
         let (a, e) = list::projection_params(req.query);
         let proj = Projection::new(rt, a.as_deref(), e.as_deref())?;
         let if_match = req.if_match.map(str::to_owned);
