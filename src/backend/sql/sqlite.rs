@@ -5,7 +5,8 @@
 //! writes, and writes are serialised by the sidecar (no `SQLITE_BUSY` storms between its own
 //! connections). Every write is one `BEGIN IMMEDIATE` transaction, so a check-then-write (a
 //! uniqueness check without an index, a member existence check) cannot race another write of
-//! the sidecar. rusqlite is synchronous, so each operation runs on tokio's blocking pool.
+//! the sidecar. rusqlite is synchronous: writes run on the writer's own thread, in order,
+//! and reads on tokio's blocking pool (or inline, for the quick ones: [`Pool::read_here`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -225,12 +226,47 @@ fn key_string(v: ValueRef<'_>) -> String {
 
 // === Pool ===
 
-/// One writer and `n` readers, each behind a semaphore so waiting is async.
+/// One writer thread and `n` reader connections (behind a semaphore, so waiting is async).
 struct Pool {
-    writer: Arc<Mutex<Connection>>,
-    write_gate: Arc<Semaphore>,
+    writer: Writer,
     readers: Arc<Mutex<Vec<Connection>>>,
     read_gate: Arc<Semaphore>,
+}
+
+/// A write: runs on the writer thread with its connection.
+type WriteJob = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// The thread that owns the writer connection and runs the writes in the order they were
+/// queued, back to back.
+///
+/// Why a thread of its own: writes are serialised, so the next one can only start when the
+/// one before it has finished. With the connection behind a semaphore and each write on
+/// tokio's blocking pool, the gap between two writes was a wake-up of the next writer's
+/// request on its shard, which had to wait its turn among that shard's connections before
+/// it handed its write to a blocking thread: on one busy shard that gap cost PATCH a fifth
+/// of its throughput (`benches/load.rs`). Here the next write is already queued when the
+/// last one commits. The thread ends when the pool is dropped, after the queued writes.
+struct Writer {
+    jobs: std::sync::mpsc::Sender<WriteJob>,
+}
+
+impl Writer {
+    fn start(mut conn: Connection) -> std::io::Result<Writer> {
+        let (jobs, queue) = std::sync::mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("scim-sidecar-sqlite-writer".into())
+            .spawn(move || {
+                for job in queue {
+                    let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+                    if std::panic::catch_unwind(run).is_err() && !conn.is_autocommit() {
+                        // The write panicked inside its transaction (its caller gets an
+                        // error): end it, so that the next write starts clean.
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                }
+            })?;
+        Ok(Writer { jobs })
+    }
 }
 
 impl Pool {
@@ -239,22 +275,14 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, BackendError> + Send + 'static,
     {
-        let permit = self
-            .write_gate
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| closed())?;
-        let conn = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let mut c = conn
-                .lock()
-                .map_err(|_| BackendError::Internal("writer connection poisoned".into()))?;
-            f(&mut c)
-        })
-        .await
-        .map_err(|e| BackendError::Internal(format!("store task failed: {e}")))?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: WriteJob = Box::new(move |c| {
+            // The request may have gone away meanwhile: its answer is then dropped.
+            let _ = tx.send(f(c));
+        });
+        self.writer.jobs.send(job).map_err(|_| closed())?;
+        rx.await
+            .map_err(|_| BackendError::Internal("store task failed: the write panicked".into()))?
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, BackendError>
@@ -464,22 +492,20 @@ impl SqliteBackend {
             )?);
         }
         let n = pool.len();
-        let pool = Arc::new(Pool {
-            writer: Arc::new(Mutex::new(writer)),
-            write_gate: Arc::new(Semaphore::new(1)),
-            readers: Arc::new(Mutex::new(pool)),
-            read_gate: Arc::new(Semaphore::new(n)),
-        });
         // SQLite's automatic checkpoint (every 1000 WAL pages) stays: it runs in the commit
         // that crosses the threshold, completes, and lets the WAL restart, so the WAL stays
         // ~4 MiB. (A background PASSIVE checkpointer was measured: it cannot finish while
         // writes keep coming, and tails got no better.) After an unusually large transaction
         // the file is truncated back to this size.
-        if let Ok(w) = pool.writer.lock() {
-            let _ = w.pragma_update_and_check(None, "journal_size_limit", 64 << 20, |r| {
-                r.get::<_, i64>(0)
-            });
-        }
+        let _ = writer
+            .pragma_update_and_check(None, "journal_size_limit", 64 << 20, |r| r.get::<_, i64>(0));
+        let writer = Writer::start(writer)
+            .map_err(|e| format!("cannot start the SQLite writer thread: {e}"))?;
+        let pool = Arc::new(Pool {
+            writer,
+            readers: Arc::new(Mutex::new(pool)),
+            read_gate: Arc::new(Semaphore::new(n)),
+        });
         Ok(SqliteBackend {
             name: name.to_owned(),
             path: path.to_owned(),
