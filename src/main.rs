@@ -26,9 +26,9 @@ enum Command {
         /// Log format (overrides [log].format).
         #[arg(long, value_enum)]
         log_format: Option<Format>,
-        /// Threads serving connections, each with its own event loop (default: the CPUs
-        /// available to the process, cgroup limits included). A sidecar given one CPU or
-        /// less does best with 1.
+        /// Threads serving connections, each with its own event loop (default: 1). One
+        /// loop costs the least CPU per request while the sidecar is not what limits its
+        /// app; more pass through more than one core's worth of traffic.
         #[arg(long, env = "SCIM_SIDECAR_WORKERS")]
         workers: Option<usize>,
     },
@@ -101,10 +101,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         // Connections are served on shard threads (server::shard); this runtime only
-        // accepts, serves the admin port and runs background work.
-        shards = workers.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        });
+        // accepts, serves the admin port and runs background work. One shard unless told
+        // otherwise: a sidecar's load is its app's, and two loops on the cores the app and
+        // its database use each wake up for less work (README, "Threads").
+        shards = workers.unwrap_or(1);
         builder.worker_threads(1);
     }
     let runtime = match builder.enable_all().build() {

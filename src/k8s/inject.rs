@@ -487,7 +487,7 @@ fn env(s: &Settings) -> Value {
         {"name": "SCIM_SIDECAR_LISTEN", "value": format!("0.0.0.0:{}", s.port)},
         {"name": "SCIM_SIDECAR_ADMIN_LISTEN", "value": format!("0.0.0.0:{}", s.admin_port)},
         {"name": "UPSTREAM_URL", "value": format!("http://127.0.0.1:{}", s.app_port)},
-        {"name": "SCIM_SIDECAR_WORKERS", "value": "2"},
+        {"name": "SCIM_SIDECAR_WORKERS", "value": "1"},
         {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {
             "name": s.secret, "key": DATABASE_URL_KEY, "optional": true}}}
     ])

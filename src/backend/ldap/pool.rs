@@ -4,8 +4,8 @@
 //! Each connection's I/O runs in a task on the runtime that opened it, and the server serves
 //! on shard threads, each a single-threaded runtime: a request sent on a connection of
 //! another thread crosses threads twice (a wake-up and a context switch each way). So each
-//! thread has connections of its own, opened when it first needs them: `pool_size` in all,
-//! spread over the machine's cores, at least one per thread ([`crate::backend::home_thread`]).
+//! thread has connections of its own, opened when it first needs them: `pool_size` shared
+//! out between the shard threads, at least one per thread ([`crate::backend::home_thread`]).
 //!
 //! A connection that is closed (the directory restarted, a network cut) or that failed an
 //! operation is dropped and a new one connected and bound on the next use: the sidecar recovers from a directory
@@ -35,8 +35,8 @@ pub struct Pool {
     pub op_timeout: Duration,
     /// Each thread's connection slots (`None`: a multi-threaded runtime's).
     homes: std::sync::Mutex<Vec<(Option<ThreadId>, Slots)>>,
-    /// Slots per thread.
-    per_home: usize,
+    /// `pool_size`: shared out between the shard threads ([`Pool::slots_here`]).
+    size: usize,
     next: AtomicUsize,
     /// Entries per page of a search with the Simple Paged Results control (RFC 2696); 0 when
     /// searches are sent without it (`page_size = 0`, or a directory that does not offer it).
@@ -70,9 +70,7 @@ impl Pool {
             connect_timeout: c.connect_timeout,
             op_timeout: c.operation_timeout,
             homes: std::sync::Mutex::new(Vec::new()),
-            per_home: c.pool_size.div_ceil(
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
-            ),
+            size: c.pool_size,
             next: AtomicUsize::new(0),
             page_size: AtomicI32::new(0),
         })
@@ -142,9 +140,8 @@ impl Pool {
         if let Some((_, s)) = homes.iter().find(|(h, _)| *h == home) {
             return s.clone();
         }
-        let s: Slots = (0..self.per_home.max(1))
-            .map(|_| Mutex::new(None))
-            .collect();
+        let per_home = self.size.div_ceil(crate::server::shard::count());
+        let s: Slots = (0..per_home.max(1)).map(|_| Mutex::new(None)).collect();
         homes.push((home, s.clone()));
         s
     }
