@@ -277,8 +277,12 @@ impl Pool {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: WriteJob = Box::new(move |c| {
-            // The request may have gone away meanwhile: its answer is then dropped.
-            let _ = tx.send(f(c));
+            // A request that stopped waiting while its write was queued (its deadline passed
+            // and it answered 503, or its client went away) has its write skipped: what the
+            // client was told failed is not written after all.
+            if !tx.is_closed() {
+                let _ = tx.send(f(c));
+            }
         });
         self.writer.jobs.send(job).map_err(|_| closed())?;
         rx.await
@@ -1180,6 +1184,100 @@ impl Table for SqliteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pool on an in-memory database with a table `t (n)`, and no readers.
+    fn writer_pool() -> Arc<Pool> {
+        let conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch("CREATE TABLE t (n INTEGER)")
+            .expect("table");
+        Arc::new(Pool {
+            writer: Writer::start(conn).expect("writer"),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            read_gate: Arc::new(Semaphore::new(0)),
+        })
+    }
+
+    fn count(c: &Connection) -> i64 {
+        c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count")
+    }
+
+    /// A write queued behind a slow one, whose request stops waiting (a deadline passed, the
+    /// client went away), is never run: what the client was told failed is not written
+    /// later. The writes before and after it run, in order.
+    #[tokio::test]
+    async fn a_write_whose_request_stopped_waiting_is_skipped() {
+        let pool = writer_pool();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.write(move |c| {
+                    let _ = started_tx.send(());
+                    let _ = release_rx.recv();
+                    c.execute("INSERT INTO t VALUES (1)", [])
+                        .map_err(|e| BackendError::Internal(e.to_string()))
+                })
+                .await
+            }
+        });
+        started_rx.await.expect("the first write runs");
+        let queued = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.write(|c| {
+                    c.execute("INSERT INTO t VALUES (2)", [])
+                        .map_err(|e| BackendError::Internal(e.to_string()))
+                })
+                .await
+            }
+        });
+        // Queued behind the first; then its request gives up.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        queued.abort();
+        assert!(queued.await.expect_err("aborted").is_cancelled());
+        release_tx.send(()).expect("release");
+        assert_eq!(first.await.expect("task").expect("written"), 1);
+        let rows = pool
+            .write(|c| {
+                c.execute("INSERT INTO t VALUES (3)", [])
+                    .map_err(|e| BackendError::Internal(e.to_string()))?;
+                let ns: Vec<i64> = c
+                    .prepare("SELECT n FROM t ORDER BY rowid")
+                    .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+                    .map_err(|e| BackendError::Internal(e.to_string()))?;
+                Ok(ns)
+            })
+            .await
+            .expect("written");
+        assert_eq!(rows, vec![1, 3], "the abandoned write (2) was skipped");
+    }
+
+    /// A write that panics mid-transaction answers its request with an error, its
+    /// transaction is rolled back, and the writer goes on with the next write.
+    #[tokio::test]
+    async fn a_panicking_write_is_an_error_and_leaves_nothing_behind() {
+        let pool = writer_pool();
+        let err = pool
+            .write(|c| -> Result<(), BackendError> {
+                c.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+                    .expect("insert");
+                panic!("a bug in a write");
+            })
+            .await
+            .expect_err("the panic is an error");
+        assert!(matches!(err, BackendError::Internal(_)), "{err:?}");
+        let n = pool
+            .write(|c| {
+                c.execute("INSERT INTO t VALUES (2)", [])
+                    .map_err(|e| BackendError::Internal(e.to_string()))?;
+                Ok(count(c))
+            })
+            .await
+            .expect("the next write runs");
+        assert_eq!(n, 1, "the panicked write's row was rolled back");
+    }
 
     /// A loaded config's SQLite settings (the config layer's own test file): a relative
     /// `path` is read from the config file's directory, and a table's key is `id` unless the
