@@ -739,6 +739,22 @@ pub fn home_thread() -> Option<std::thread::ThreadId> {
         .then(|| std::thread::current().id())
 }
 
+/// Shard threads serving connections in this process (0 until the server starts them).
+static SHARD_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Records how many shard threads the server started (`server::shard`).
+pub fn set_shard_threads(n: usize) {
+    SHARD_THREADS.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many threads [`home_thread`] can return: what a pool shares its connections out
+/// between (at least 1; 1 when the server runs on the caller's runtime).
+pub fn shard_threads() -> usize {
+    SHARD_THREADS
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .max(1)
+}
+
 /// The current time as a field of type `ty` keeps it: seconds for integers, the canonical text
 /// form otherwise (PostgreSQL casts it to its timestamp types).
 pub fn now(ty: &FieldType) -> Value {

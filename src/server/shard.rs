@@ -20,15 +20,6 @@ use tokio::sync::mpsc;
 /// Work for a shard: runs on the shard's runtime, where it spawns the connection's task.
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Shard threads started in this process (0 until [`Shards::start`]).
-static STARTED: AtomicUsize = AtomicUsize::new(0);
-
-/// How many shard threads serve connections: what pools divide their connections by
-/// (at least 1; 1 when the server runs on the caller's runtime).
-pub fn count() -> usize {
-    STARTED.load(Ordering::Relaxed).max(1)
-}
-
 /// The shard threads, and the round-robin hand-off to them.
 pub struct Shards {
     senders: Vec<mpsc::UnboundedSender<Job>>,
@@ -56,7 +47,7 @@ impl Shards {
                 })?;
             senders.push(tx);
         }
-        STARTED.store(senders.len(), Ordering::Relaxed);
+        crate::backend::set_shard_threads(senders.len());
         Ok(Shards {
             senders,
             next: AtomicUsize::new(0),

@@ -140,7 +140,7 @@ impl Pool {
         if let Some((_, s)) = homes.iter().find(|(h, _)| *h == home) {
             return s.clone();
         }
-        let per_home = self.size.div_ceil(crate::server::shard::count());
+        let per_home = self.size.div_ceil(crate::backend::shard_threads());
         let s: Slots = (0..per_home.max(1)).map(|_| Mutex::new(None)).collect();
         homes.push((home, s.clone()));
         s
