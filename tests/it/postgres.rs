@@ -465,6 +465,8 @@ async fn large_group_membership() {
     let count = format!("SELECT count(*) FROM group_members WHERE group_id = {g}");
     let values: Vec<_> = fresh.iter().map(|id| json!({"value": id})).collect();
     let path = format!("/scim/v2/Groups/{g}");
+    let stamp = format!("SELECT updated_at::text FROM principals WHERE id = {g}");
+    let before = db.rows(&stamp).await;
     let mut bad = values.clone();
     bad.push(json!({"value": "987654321"}));
     let d = s
@@ -476,7 +478,9 @@ async fn large_group_membership() {
         .await
         .scim_error(400, Some("invalidValue"));
     assert!(d.contains("987654321"), "{d}");
+    // Refused whole: no member added, and the group's own row not touched either.
     assert_eq!(db.rows(&count).await, vec![vec!["100000"]]);
+    assert_eq!(db.rows(&stamp).await, before);
     let r = s
         .client
         .send(
@@ -495,6 +499,7 @@ async fn large_group_membership() {
         .expect(200);
     assert!(r.json().get("members").is_none());
     assert_eq!(db.rows(&count).await, vec![vec!["101000"]]);
+    assert_ne!(db.rows(&stamp).await, before);
     let r = s
         .client
         .get("/scim/v2/Groups?filter=displayName%20eq%20%22Everyone%22&excludedAttributes=members")
