@@ -5,8 +5,9 @@
 //! writes, and writes are serialised by the sidecar (no `SQLITE_BUSY` storms between its own
 //! connections). Every write is one `BEGIN IMMEDIATE` transaction, so a check-then-write (a
 //! uniqueness check without an index, a member existence check) cannot race another write of
-//! the sidecar. rusqlite is synchronous: writes run on the writer's own thread, in order,
-//! and reads on tokio's blocking pool (or inline, for the quick ones: [`Pool::read_here`]).
+//! the sidecar. rusqlite is synchronous: writes run on the writer's own thread, in order;
+//! reads run on the request's own thread while they stay quick, else on tokio's blocking
+//! pool ([`Pool::read`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -289,7 +290,39 @@ impl Pool {
             .map_err(|_| BackendError::Internal("store task failed: the write panicked".into()))?
     }
 
+    /// Runs a read on the caller's thread when a reader connection is free, and stops it
+    /// there once it has run about [`INLINE_BUDGET`] SQLite instructions (its statement
+    /// fails with `SQLITE_INTERRUPT`, and is rolled back): then it runs again, from the start, on
+    /// tokio's blocking pool, without a limit. A read answered from an index (a filter by
+    /// userName, a read by id) costs less than the hand-off to another thread, which is a
+    /// wake-up and two context switches: that hand-off was a fifth of the quickstart
+    /// filter's CPU (`benches/load.rs`). A scan or a large group is stopped after a fraction
+    /// of a millisecond, so the shard's other connections never wait longer than that.
     async fn read<T, F>(&self, f: F) -> Result<T, BackendError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Connection) -> Result<T, BackendError> + Send + 'static,
+    {
+        if let Ok(permit) = self.read_gate.clone().try_acquire_owned() {
+            let taken = self.readers.lock().map_err(|_| poisoned())?.pop();
+            if let Some(mut conn) = taken {
+                let (out, stopped) = Budget::run(|| f(&mut conn));
+                // A stop may have come in the ROLLBACK that ended the read, too.
+                if stopped && !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                self.readers.lock().map_err(|_| poisoned())?.push(conn);
+                drop(permit);
+                if !stopped {
+                    return out;
+                }
+            }
+        }
+        self.read_elsewhere(f).await
+    }
+
+    /// Runs a read on tokio's blocking pool, without an instruction budget.
+    async fn read_elsewhere<T, F>(&self, f: F) -> Result<T, BackendError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, BackendError> + Send + 'static,
@@ -314,27 +347,58 @@ impl Pool {
         .await
         .map_err(|e| BackendError::Internal(format!("store task failed: {e}")))?
     }
+}
 
-    /// [`Pool::read`] for a read answered from an index in microseconds: run on the caller's
-    /// thread with a free reader connection, else handed to the blocking pool as usual. The
-    /// hand-off (a wake-up and two context switches) costs more than such a read: it was a
-    /// third of the sidecar's CPU on a `GET` that reads one kept `externalId`
-    /// (`benches/rest.rs`). In WAL mode a reader does not wait for the writer.
-    async fn read_here<T, F>(&self, f: F) -> Result<T, BackendError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, BackendError> + Send + 'static,
-    {
-        if let Ok(permit) = self.read_gate.clone().try_acquire_owned() {
-            let taken = self.readers.lock().map_err(|_| poisoned())?.pop();
-            if let Some(mut conn) = taken {
-                let out = f(&mut conn);
-                self.readers.lock().map_err(|_| poisoned())?.push(conn);
-                drop(permit);
-                return out;
+/// How many SQLite virtual-machine instructions a read may run on the request's own thread
+/// ([`Pool::read`]): a lookup by an index runs a few hundred; this many take 0.1–0.3 ms.
+const INLINE_BUDGET: u32 = 20_000;
+
+/// Every reader connection calls [`Budget::check`] every this many instructions of a
+/// statement. SQLite counts a cached statement's instructions across its runs, so a quick
+/// statement calls it now and then too: the budget counts the calls of the whole read, and
+/// one such call does not stop it.
+const CHECK_EVERY: u32 = 1_000;
+
+thread_local! {
+    /// The read on this thread under [`INLINE_BUDGET`]: checks left (`None`: no budget),
+    /// and whether it ran over.
+    static BUDGET: std::cell::Cell<(Option<u32>, bool)> = const { std::cell::Cell::new((None, false)) };
+}
+
+/// The instruction budget of reads run on the request's thread. Only on a thread inside
+/// [`Budget::run`] does [`Budget::check`] stop a statement.
+struct Budget;
+
+impl Budget {
+    /// Runs `f` under the budget: its result, and whether a statement was stopped.
+    fn run<T>(f: impl FnOnce() -> T) -> (T, bool) {
+        struct Off;
+        impl Drop for Off {
+            fn drop(&mut self) {
+                BUDGET.with(|b| b.set((None, false)));
             }
         }
-        self.read(f).await
+        BUDGET.with(|b| b.set((Some(INLINE_BUDGET / CHECK_EVERY), false)));
+        let off = Off;
+        let out = f();
+        let stopped = BUDGET.with(|b| b.get().1);
+        drop(off);
+        (out, stopped)
+    }
+
+    /// SQLite's progress handler: `true` stops the statement.
+    fn check() -> bool {
+        BUDGET.with(|b| match b.get() {
+            (Some(0), _) => {
+                b.set((Some(0), true));
+                true
+            }
+            (Some(n), _) => {
+                b.set((Some(n - 1), false));
+                false
+            }
+            (None, _) => false,
+        })
     }
 }
 
@@ -520,8 +584,11 @@ impl SqliteBackend {
 }
 
 fn connect(path: &Path, flags: OpenFlags, busy_timeout: Duration) -> rusqlite::Result<Connection> {
-    let c = Connection::open_with_flags(path, flags)?;
+    let mut c = Connection::open_with_flags(path, flags)?;
     c.busy_timeout(busy_timeout)?;
+    if flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+        c.progress_handler(CHECK_EVERY as std::ffi::c_int, Some(Budget::check))?;
+    }
     if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
         // WAL: readers do not block the writer; NORMAL sync is durable across app crashes.
         c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
@@ -559,7 +626,7 @@ impl Backend for SqliteBackend {
         let names: Vec<String> = spec.fields.iter().map(|f| f.column().to_owned()).collect();
         let cat = self
             .pool
-            .read(move |c| {
+            .read_elsewhere(move |c| {
                 catalog(c, &spec, &path)
                     .map(|cat| (cat, spec))
                     .map_err(|e| error(e, &[]))
@@ -577,7 +644,7 @@ impl Backend for SqliteBackend {
         let stmts = model::hook_statements(Dialect::Sqlite, &spec);
         let problems = self
             .pool
-            .read(move |c| {
+            .read_elsewhere(move |c| {
                 Ok(stmts
                     .into_iter()
                     .filter_map(|(origin, sql, shown)| {
@@ -605,7 +672,7 @@ impl Backend for SqliteBackend {
         // Advice only: a failure here must not keep the sidecar down.
         let counts = self
             .pool
-            .read(move |c| {
+            .read_elsewhere(move |c| {
                 Ok(checks
                     .into_iter()
                     .map(|(i, sql)| {
@@ -719,7 +786,7 @@ impl Exec for SqliteExec {
         if let Some(t) = Tap::current(&self.store) {
             t.sql(&sql);
         }
-        self.pool.read_here(move |c| strings(c, &sql, &[])).await
+        self.pool.read(move |c| strings(c, &sql, &[])).await
     }
 }
 
@@ -1089,25 +1156,30 @@ impl SqliteTable {
             .await
     }
 
-    /// Runs `f` in a read transaction (one snapshot for a page and its count).
+    /// Runs `f` in a read transaction (one snapshot for a page and its count), maybe twice
+    /// ([`Pool::read`]).
     async fn read<T, F>(&self, f: F) -> Result<T, BackendError>
     where
         T: Send + 'static,
-        F: FnOnce(&SqliteConn<'_>) -> Result<T, BackendError> + Send + 'static,
+        F: Fn(&SqliteConn<'_>) -> Result<T, BackendError> + Send + 'static,
     {
         let (m, names) = (self.m.clone(), self.names.clone());
         let tap = Tap::current(&self.store);
-        self.pool
-            .read(move |c| {
-                let tx = Tx::begin(c, false).map_err(|e| error(e, &names))?;
-                f(&SqliteConn {
-                    c: &tx,
-                    m: &m,
-                    names: &names,
-                    tap: tap.as_ref(),
-                })
+        // Under `explain`, run once: a read stopped and run again would show twice.
+        let recorded = tap.is_some();
+        let read = move |c: &mut Connection| {
+            let tx = Tx::begin(c, false).map_err(|e| error(e, &names))?;
+            f(&SqliteConn {
+                c: &tx,
+                m: &m,
+                names: &names,
+                tap: tap.as_ref(),
             })
-            .await
+        };
+        match recorded {
+            true => self.pool.read_elsewhere(read).await,
+            false => self.pool.read(read).await,
+        }
     }
 }
 
@@ -1195,6 +1267,63 @@ mod tests {
             readers: Arc::new(Mutex::new(Vec::new())),
             read_gate: Arc::new(Semaphore::new(0)),
         })
+    }
+
+    /// A read answered from an index runs on the caller's thread; a scan is stopped there
+    /// at the instruction budget and runs again on another thread, with the whole answer.
+    #[tokio::test(flavor = "current_thread")]
+    async fn reads_over_the_budget_run_on_another_thread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.db");
+        Connection::open(&path)
+            .and_then(|c| {
+                c.execute_batch(
+                    "CREATE TABLE t (n INTEGER PRIMARY KEY);
+                     WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 50000)
+                     INSERT INTO t SELECT n FROM s;",
+                )
+            })
+            .expect("database");
+        let db = SqliteBackend::open("t", &path, None, 2, Duration::from_secs(1)).expect("open");
+        let here = std::thread::current().id();
+        let read = |sql: &'static str| {
+            db.pool.read(move |c| {
+                let n = c
+                    .query_row(sql, [], |r| r.get::<_, i64>(0))
+                    .map_err(|e| error(e, &[]))?;
+                Ok((std::thread::current().id() == here, n))
+            })
+        };
+        let lookup = read("SELECT n FROM t WHERE n = 4242").await;
+        assert_eq!(lookup.expect("lookup"), (true, 4242));
+        let scan = read("SELECT sum(n % 7) FROM t").await;
+        let sum = (1..=50_000i64).map(|n| n % 7).sum::<i64>();
+        assert_eq!(scan.expect("scan"), (false, sum));
+        // The reader connection that was stopped serves the next read as before.
+        let again = read("SELECT n FROM t WHERE n = 7").await;
+        assert_eq!(again.expect("lookup after a stop"), (true, 7));
+
+        // Reads in a transaction, quick and stopped ones mixed. A stopped read whose
+        // transaction is still open (its ROLLBACK may be stopped too; here it has none) does
+        // not leave it open on the connection: the next read's BEGIN would fail.
+        for i in 0..60i64 {
+            let upto = if i % 3 == 0 { 50_000 } else { 10 + i };
+            let sum = db
+                .pool
+                .read(move |c| {
+                    let sql = |e| error(e, &[]);
+                    c.execute_batch("BEGIN").map_err(sql)?;
+                    let sum = c
+                        .prepare_cached("SELECT sum(n % 7) FROM t WHERE n <= ?1")
+                        .and_then(|mut st| st.query_row([upto], |r| r.get::<_, i64>(0)))
+                        .map_err(sql)?;
+                    c.execute_batch("COMMIT").map_err(sql)?;
+                    Ok(sum)
+                })
+                .await
+                .unwrap_or_else(|e| panic!("read {i}: {e}"));
+            assert_eq!(sum, (1..=upto).map(|n| n % 7).sum::<i64>(), "read {i}");
+        }
     }
 
     fn count(c: &Connection) -> i64 {
