@@ -8,6 +8,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use scim_sidecar::config::{self, Config, LogFormat, ProcessEnv};
 use scim_sidecar::{app, reload, server};
 
+/// mimalloc, not glibc's malloc: see the README, "Memory allocator".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A reverse-proxy sidecar that adds SCIM 2.0 provisioning to applications that have none.
 #[derive(Parser)]
 #[command(version, about)]
