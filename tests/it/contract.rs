@@ -855,14 +855,15 @@ async fn membership_changes(s: &Subject) {
             .collect::<BTreeSet<_>>(),
         set(&[&ann.key, &bob.key])
     );
-    let change = |changes: Vec<MemberChange>| {
+    // `read_back`: the members are read back with the row (a PATCH answered 200).
+    let update = |read_back: bool, changes: Vec<MemberChange>| {
         let groups = s.groups.clone();
         let key = team.key.clone();
         async move {
             groups
                 .update(
                     &key,
-                    true,
+                    read_back,
                     Box::new(move |_| {
                         Ok(Change {
                             set: vec![],
@@ -873,6 +874,7 @@ async fn membership_changes(s: &Subject) {
                 .await
         }
     };
+    let change = |changes| update(true, changes);
     change(vec![MemberChange::Add(vec![
         carol.key.clone(),
         ann.key.clone(),
@@ -902,24 +904,7 @@ async fn membership_changes(s: &Subject) {
     // The same without the members read back (a PATCH answered 204), a flow of its own: on
     // PostgreSQL its last statement commits with it, so a refused add must write nothing
     // before it.
-    let quiet = |changes: Vec<MemberChange>| {
-        let groups = s.groups.clone();
-        let key = team.key.clone();
-        async move {
-            groups
-                .update(
-                    &key,
-                    false,
-                    Box::new(move |_| {
-                        Ok(Change {
-                            set: vec![],
-                            members: changes,
-                        })
-                    }),
-                )
-                .await
-        }
-    };
+    let quiet = |changes| update(false, changes);
     let row = quiet(vec![MemberChange::Add(vec![bob.key.clone()])])
         .await
         .expect("add, members not read back");
