@@ -292,12 +292,12 @@ impl Pool {
 
     /// Runs a read on the caller's thread when a reader connection is free, and stops it
     /// there once it has run about [`INLINE_BUDGET`] SQLite instructions (its statement
-    /// fails with `SQLITE_INTERRUPT`, and is rolled back): then it runs again, from the start, on
-    /// tokio's blocking pool, without a limit. A read answered from an index (a filter by
-    /// userName, a read by id) costs less than the hand-off to another thread, which is a
-    /// wake-up and two context switches: that hand-off was a fifth of the quickstart
-    /// filter's CPU (`benches/load.rs`). A scan or a large group is stopped after a fraction
-    /// of a millisecond, so the shard's other connections never wait longer than that.
+    /// fails with `SQLITE_INTERRUPT`, and is rolled back): then it runs again, from the
+    /// start, on tokio's blocking pool, without a limit. A read answered from an index (a
+    /// filter by userName, a read by id) costs less than the hand-off to another thread,
+    /// which is a wake-up and two context switches: that hand-off was a fifth of the
+    /// quickstart filter's CPU (`benches/load.rs`). A scan or a large group is stopped after
+    /// a fraction of a millisecond, so the shard's other connections never wait longer.
     async fn read<T, F>(&self, f: F) -> Result<T, BackendError>
     where
         T: Send + 'static,
