@@ -360,9 +360,9 @@ const INLINE_BUDGET: u32 = 20_000;
 const CHECK_EVERY: u32 = 1_000;
 
 thread_local! {
-    /// The read on this thread under [`INLINE_BUDGET`]: checks left (`None`: no budget),
-    /// and whether it ran over.
-    static BUDGET: std::cell::Cell<(Option<u32>, bool)> = const { std::cell::Cell::new((None, false)) };
+    /// The read on this thread under [`INLINE_BUDGET`]: the checks it has made (`None`: no
+    /// budget). Past [`INLINE_BUDGET`] / [`CHECK_EVERY`], every check stops its statement.
+    static CHECKS: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
 }
 
 /// The instruction budget of reads run on the request's thread. Only on a thread inside
@@ -375,30 +375,28 @@ impl Budget {
         struct Off;
         impl Drop for Off {
             fn drop(&mut self) {
-                BUDGET.with(|b| b.set((None, false)));
+                CHECKS.set(None);
             }
         }
-        BUDGET.with(|b| b.set((Some(INLINE_BUDGET / CHECK_EVERY), false)));
+        CHECKS.set(Some(0));
         let off = Off;
         let out = f();
-        let stopped = BUDGET.with(|b| b.get().1);
+        let stopped = CHECKS.get().is_some_and(Self::over);
         drop(off);
         (out, stopped)
     }
 
     /// SQLite's progress handler: `true` stops the statement.
     fn check() -> bool {
-        BUDGET.with(|b| match b.get() {
-            (Some(0), _) => {
-                b.set((Some(0), true));
-                true
-            }
-            (Some(n), _) => {
-                b.set((Some(n - 1), false));
-                false
-            }
-            (None, _) => false,
-        })
+        let Some(n) = CHECKS.get() else {
+            return false;
+        };
+        CHECKS.set(Some(n + 1));
+        Self::over(n + 1)
+    }
+
+    fn over(checks: u32) -> bool {
+        checks > INLINE_BUDGET / CHECK_EVERY
     }
 }
 
@@ -588,8 +586,7 @@ fn connect(path: &Path, flags: OpenFlags, busy_timeout: Duration) -> rusqlite::R
     c.busy_timeout(busy_timeout)?;
     if flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
         c.progress_handler(CHECK_EVERY as std::ffi::c_int, Some(Budget::check))?;
-    }
-    if !flags.contains(OpenFlags::SQLITE_OPEN_READ_ONLY) {
+    } else {
         // WAL: readers do not block the writer; NORMAL sync is durable across app crashes.
         c.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
         c.pragma_update(None, "synchronous", "NORMAL")?;
