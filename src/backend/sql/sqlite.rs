@@ -3,11 +3,12 @@
 //!
 //! One writer connection and a few reader connections in WAL mode: reads never wait for
 //! writes, and writes are serialised by the sidecar (no `SQLITE_BUSY` storms between its own
-//! connections). Every write is one `BEGIN IMMEDIATE` transaction, so a check-then-write (a
-//! uniqueness check without an index, a member existence check) cannot race another write of
-//! the sidecar. rusqlite is synchronous: writes run on the writer's own thread, in order;
-//! reads run on the request's own thread while they stay quick, else on tokio's blocking
-//! pool ([`Pool::read`]).
+//! connections). Every write runs inside a `BEGIN IMMEDIATE` transaction, so a
+//! check-then-write (a uniqueness check without an index, a member existence check) cannot
+//! race another write of the sidecar; writes queued together share one, each in a savepoint
+//! of its own ([`Writer`]). rusqlite is synchronous: writes run on the writer's own thread,
+//! in order; reads run on the request's own thread while they stay quick, else on tokio's
+//! blocking pool ([`Pool::read`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -235,7 +236,29 @@ struct Pool {
 }
 
 /// A write: runs on the writer thread with its connection.
-type WriteJob = Box<dyn FnOnce(&mut Connection) + Send>;
+type WriteJob = Box<dyn FnOnce(&mut Connection) -> Done + Send>;
+
+/// What a write leaves the writer: whether it succeeded (a failed one's changes are undone
+/// before the next write runs), and how to answer its caller once the transaction it ran in
+/// has committed, or failed to (`Err` says why).
+struct Done {
+    ok: bool,
+    answer: Answer,
+}
+
+/// Answers a write's caller, given whether its transaction committed (`Err` says why not).
+type Answer = Box<dyn FnOnce(Result<(), &str>) + Send>;
+
+/// At most this many queued writes share one transaction.
+const BATCH: usize = 32;
+
+/// The savepoint each write of a shared transaction runs in ([`Writer`]): begun, released,
+/// and rolled back to.
+macro_rules! savepoint {
+    ($verb:literal) => {
+        concat!($verb, " scim_sidecar_write")
+    };
+}
 
 /// The thread that owns the writer connection and runs the writes in the order they were
 /// queued, back to back.
@@ -247,6 +270,17 @@ type WriteJob = Box<dyn FnOnce(&mut Connection) + Send>;
 /// it handed its write to a blocking thread: on one busy shard that gap cost PATCH a fifth
 /// of its throughput (`benches/load.rs`). Here the next write is already queued when the
 /// last one commits. The thread ends when the pool is dropped, after the queued writes.
+///
+/// A write found alone in the queue runs in its own transaction ([`Tx`]). Writes queued
+/// together (up to [`BATCH`]) share one: `BEGIN IMMEDIATE`, each write in a savepoint of its
+/// own, released when it succeeds and rolled back when it fails or panics, then one
+/// `COMMIT`, and only then are their callers answered. Each write still sees the ones before
+/// it and is refused or kept on its own: a failed write undoes only itself, and [`Tx::commit`]
+/// checks the deferred foreign keys a `COMMIT` of its own would have. Under load most
+/// commits were of one row's few pages, each a WAL append with its checksums, a wal-index
+/// update and a wake-up of this thread: shared, they cost the writer a fraction of that per
+/// write (`benches/load.rs`). A batch whose `COMMIT` fails (a full disk) answers each of its
+/// writes with that error, and nothing of any of them is kept.
 struct Writer {
     jobs: std::sync::mpsc::Sender<WriteJob>,
 }
@@ -257,17 +291,64 @@ impl Writer {
         std::thread::Builder::new()
             .name("scim-sidecar-sqlite-writer".into())
             .spawn(move || {
-                for job in queue {
-                    let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
-                    if std::panic::catch_unwind(run).is_err() && !conn.is_autocommit() {
-                        // The write panicked inside its transaction (its caller gets an
-                        // error): end it, so that the next write starts clean.
-                        let _ = conn.execute_batch("ROLLBACK");
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match queue.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
                     }
+                    run_batch(&mut conn, batch);
                 }
             })?;
         Ok(Writer { jobs })
     }
+}
+
+/// Runs queued writes, in one transaction when there are several ([`Writer`]). When that
+/// transaction cannot start (another process holds the write lock past the busy timeout),
+/// each write runs in its own, and reports its own error.
+fn run_batch(conn: &mut Connection, jobs: Vec<WriteJob>) {
+    let shared = jobs.len() > 1 && run(conn, "BEGIN IMMEDIATE").is_ok();
+    let mut answers = Vec::with_capacity(if shared { jobs.len() } else { 0 });
+    for job in jobs {
+        if shared && run(conn, savepoint!("SAVEPOINT")).is_err() {
+            // Cannot happen with the transaction open; the job's sender drops: an error.
+            continue;
+        }
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(conn)));
+        let ok = matches!(&ran, Ok(done) if done.ok);
+        if shared {
+            // A write that failed or panicked (its caller gets an error) is undone alone.
+            if !ok {
+                let _ = run(conn, savepoint!("ROLLBACK TO"));
+            }
+            let _ = run(conn, savepoint!("RELEASE"));
+        } else if ran.is_err() && !conn.is_autocommit() {
+            // It panicked inside its own transaction: end it, so the next write starts clean.
+            let _ = run(conn, "ROLLBACK");
+        }
+        match ran {
+            Ok(done) if shared => answers.push(done.answer),
+            Ok(done) => (done.answer)(Ok(())),
+            Err(_) => {}
+        }
+    }
+    if shared {
+        let committed = run(conn, "COMMIT").map_err(|e| {
+            let _ = run(conn, "ROLLBACK");
+            e.to_string()
+        });
+        for answer in answers {
+            answer(committed.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+}
+
+/// Runs one of the writer's own statements (cached: the same few, on every batch).
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 impl Pool {
@@ -281,8 +362,24 @@ impl Pool {
             // A request that stopped waiting while its write was queued (its deadline passed
             // and it answered 503, or its client went away) has its write skipped: what the
             // client was told failed is not written after all.
-            if !tx.is_closed() {
-                let _ = tx.send(f(c));
+            if tx.is_closed() {
+                return Done {
+                    ok: true,
+                    answer: Box::new(|_| {}),
+                };
+            }
+            let out = f(c);
+            Done {
+                ok: out.is_ok(),
+                answer: Box::new(move |committed| {
+                    let out = match committed {
+                        Err(why) if out.is_ok() => Err(BackendError::Unavailable(format!(
+                            "the write was not committed: {why}"
+                        ))),
+                        _ => out,
+                    };
+                    let _ = tx.send(out);
+                }),
             }
         });
         self.writer.jobs.send(job).map_err(|_| closed())?;
@@ -457,28 +554,72 @@ fn error(e: rusqlite::Error, columns: &[String]) -> BackendError {
 /// A transaction on a pooled connection, with `BEGIN`/`COMMIT`/`ROLLBACK` as cached
 /// statements (rusqlite's own `Transaction` re-parses them on every call). Dropped without
 /// [`Tx::commit`], it rolls back: an error anywhere leaves the store as it was.
+///
+/// Begun inside the writer's shared transaction ([`Writer`]), it is the write's savepoint
+/// there: committing it checks what a `COMMIT` would, and dropping it uncommitted rolls the
+/// write back to its savepoint.
 struct Tx<'c> {
     conn: &'c Connection,
     open: bool,
+    /// In the writer's shared transaction, not a transaction of its own.
+    shared: bool,
 }
 
 impl<'c> Tx<'c> {
     /// `BEGIN IMMEDIATE` for writes (take the write lock now, so check-then-write cannot race
     /// another writer), `BEGIN` for reads (one snapshot for the page and its count).
     fn begin(conn: &'c Connection, immediate: bool) -> rusqlite::Result<Self> {
-        let sql = if immediate {
-            "BEGIN IMMEDIATE"
-        } else {
-            "BEGIN"
-        };
-        conn.prepare_cached(sql)?.execute([])?;
-        Ok(Tx { conn, open: true })
+        let shared = !conn.is_autocommit();
+        if !shared {
+            run(
+                conn,
+                if immediate {
+                    "BEGIN IMMEDIATE"
+                } else {
+                    "BEGIN"
+                },
+            )?;
+        }
+        Ok(Tx {
+            conn,
+            open: true,
+            shared,
+        })
     }
 
     fn commit(mut self) -> rusqlite::Result<()> {
-        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        if !self.shared {
+            run(self.conn, "COMMIT")?;
+        } else if deferred_violations(self.conn) > 0 {
+            // What this write's own COMMIT would have refused (the count was 0 before it).
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                Some("FOREIGN KEY constraint failed".into()),
+            ));
+        }
         self.open = false;
         Ok(())
+    }
+}
+
+/// The open transaction's deferred foreign-key violations: what its `COMMIT` would refuse.
+fn deferred_violations(conn: &Connection) -> i32 {
+    let (mut now, mut high) = (0, 0);
+    // SAFETY: the handle is `conn`'s open database, used on this thread only for the call;
+    // sqlite3_db_status reads a counter into the two integers it is given.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_status(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBSTATUS_DEFERRED_FKS,
+            &mut now,
+            &mut high,
+            0,
+        )
+    };
+    if rc == rusqlite::ffi::SQLITE_OK {
+        now
+    } else {
+        0
     }
 }
 
@@ -492,10 +633,11 @@ impl std::ops::Deref for Tx<'_> {
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if self.open {
-            let _ = self
-                .conn
-                .prepare_cached("ROLLBACK")
-                .and_then(|mut st| st.execute([]));
+            let _ = if self.shared {
+                run(self.conn, savepoint!("ROLLBACK TO"))
+            } else {
+                run(self.conn, "ROLLBACK")
+            };
         }
     }
 }
@@ -1378,6 +1520,149 @@ mod tests {
             .await
             .expect("written");
         assert_eq!(rows, vec![1, 3], "the abandoned write (2) was skipped");
+    }
+
+    /// Writes queued behind a running one share one transaction: one `COMMIT` for all of
+    /// them, after which each is answered. Each is still kept or refused on its own: one
+    /// that fails (an error, a deferred foreign key its own `COMMIT` would have refused, a
+    /// panic) is undone alone, and the writes around it are kept.
+    #[tokio::test(flavor = "current_thread")]
+    async fn queued_writes_share_one_commit_and_fail_alone() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let mut conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE t (n INTEGER);
+             CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (p INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .expect("tables");
+        let commits = Arc::new(AtomicUsize::new(0));
+        conn.commit_hook(Some({
+            let commits = commits.clone();
+            move || {
+                commits.fetch_add(1, Ordering::SeqCst);
+                false
+            }
+        }))
+        .expect("commit hook");
+        let pool = Arc::new(Pool {
+            writer: Writer::start(conn).expect("writer"),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            read_gate: Arc::new(Semaphore::new(0)),
+        });
+        let sql = |e| error(e, &[]);
+
+        // The first write holds the writer until the others are queued behind it.
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.write(move |c| {
+                    let _ = started_tx.send(());
+                    let _ = release_rx.recv();
+                    c.execute("INSERT INTO t VALUES (1)", []).map_err(sql)
+                })
+                .await
+            }
+        });
+        started_rx.await.expect("the first write runs");
+
+        type Write = Box<dyn FnOnce(&mut Connection) -> Result<(), BackendError> + Send>;
+        let writes: Vec<Write> = vec![
+            // Kept.
+            Box::new(move |c| {
+                let tx = Tx::begin(c, true).map_err(sql)?;
+                tx.execute("INSERT INTO t VALUES (2)", []).map_err(sql)?;
+                tx.commit().map_err(sql)
+            }),
+            // Refused after a change, in a transaction: its change is undone.
+            Box::new(move |c| {
+                let tx = Tx::begin(c, true).map_err(sql)?;
+                tx.execute("INSERT INTO t VALUES (3)", []).map_err(sql)?;
+                Err(BackendError::NotFound)
+            }),
+            // Refused after a change made outside one: undone all the same.
+            Box::new(move |c| {
+                c.execute("INSERT INTO t VALUES (4)", []).map_err(sql)?;
+                Err(BackendError::NotFound)
+            }),
+            // A row that refers to no parent, under a deferred foreign key.
+            Box::new(move |c| {
+                let tx = Tx::begin(c, true).map_err(sql)?;
+                tx.execute("INSERT INTO t VALUES (5)", []).map_err(sql)?;
+                tx.execute("INSERT INTO child VALUES (99)", [])
+                    .map_err(sql)?;
+                tx.commit().map_err(sql)
+            }),
+            // A bug.
+            Box::new(move |c| {
+                c.execute("INSERT INTO t VALUES (6)", []).map_err(sql)?;
+                panic!("a bug in a write");
+            }),
+            // Kept, with a parent and its child.
+            Box::new(move |c| {
+                let tx = Tx::begin(c, true).map_err(sql)?;
+                tx.execute("INSERT INTO t VALUES (7)", []).map_err(sql)?;
+                tx.execute("INSERT INTO child VALUES (1)", [])
+                    .map_err(sql)?;
+                tx.execute("INSERT INTO parent VALUES (1)", [])
+                    .map_err(sql)?;
+                tx.commit().map_err(sql)
+            }),
+        ];
+        let mut queued = Vec::new();
+        for w in writes {
+            let pool = pool.clone();
+            queued.push(tokio::spawn(async move { pool.write(w).await }));
+            // Let it queue its write, in this order.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        release_tx.send(()).expect("release");
+        assert_eq!(first.await.expect("task").expect("written"), 1);
+        let mut answers = Vec::new();
+        for q in queued {
+            answers.push(q.await.expect("task"));
+        }
+        let shown: Vec<String> = answers
+            .iter()
+            .map(|a| match a {
+                Ok(()) => "ok".to_owned(),
+                Err(BackendError::NotFound) => "not found".to_owned(),
+                Err(BackendError::Rejected { detail, .. }) => format!("rejected: {detail}"),
+                Err(BackendError::Internal(m)) => format!("internal: {m}"),
+                Err(e) => format!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(shown[..3], ["ok", "not found", "not found"]);
+        assert!(
+            shown[3].starts_with("rejected: ") && shown[3].contains("does not exist"),
+            "{}",
+            shown[3]
+        );
+        assert!(shown[4].contains("panicked"), "{}", shown[4]);
+        assert_eq!(shown[5], "ok");
+        assert_eq!(
+            commits.load(Ordering::SeqCst),
+            2,
+            "the first write alone, then the six queued behind it together"
+        );
+
+        let kept = pool
+            .write(move |c| {
+                let ns: Vec<i64> = c
+                    .prepare("SELECT n FROM t ORDER BY rowid")
+                    .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+                    .map_err(sql)?;
+                let children: i64 = c
+                    .query_row("SELECT count(*) FROM child", [], |r| r.get(0))
+                    .map_err(sql)?;
+                Ok((ns, children))
+            })
+            .await
+            .expect("read back");
+        assert_eq!(kept, (vec![1, 2, 7], 1), "only the writes that succeeded");
     }
 
     /// A write that panics mid-transaction answers its request with an error, its
