@@ -1401,11 +1401,42 @@ mod tests {
         let conn = Connection::open_in_memory().expect("db");
         conn.execute_batch("CREATE TABLE t (n INTEGER)")
             .expect("table");
+        pool_on(conn)
+    }
+
+    /// A pool whose writer is `conn`, and no readers.
+    fn pool_on(conn: Connection) -> Arc<Pool> {
         Arc::new(Pool {
             writer: Writer::start(conn).expect("writer"),
             readers: Arc::new(Mutex::new(Vec::new())),
             read_gate: Arc::new(Semaphore::new(0)),
         })
+    }
+
+    /// Starts a write that inserts 1 into `t` and holds the writer until the sender is used,
+    /// so that the writes after it queue up behind it.
+    async fn hold_writer(
+        pool: &Arc<Pool>,
+    ) -> (
+        tokio::task::JoinHandle<Result<usize, BackendError>>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.write(move |c| {
+                    let _ = started_tx.send(());
+                    let _ = release_rx.recv();
+                    c.execute("INSERT INTO t VALUES (1)", [])
+                        .map_err(|e| BackendError::Internal(e.to_string()))
+                })
+                .await
+            }
+        });
+        started_rx.await.expect("the first write runs");
+        (first, release_tx)
     }
 
     /// A read answered from an index runs on the caller's thread; a scan is stopped there
@@ -1476,21 +1507,7 @@ mod tests {
     #[tokio::test]
     async fn a_write_whose_request_stopped_waiting_is_skipped() {
         let pool = writer_pool();
-        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let first = tokio::spawn({
-            let pool = pool.clone();
-            async move {
-                pool.write(move |c| {
-                    let _ = started_tx.send(());
-                    let _ = release_rx.recv();
-                    c.execute("INSERT INTO t VALUES (1)", [])
-                        .map_err(|e| BackendError::Internal(e.to_string()))
-                })
-                .await
-            }
-        });
-        started_rx.await.expect("the first write runs");
+        let (first, release_tx) = hold_writer(&pool).await;
         let queued = tokio::spawn({
             let pool = pool.clone();
             async move {
@@ -1546,28 +1563,9 @@ mod tests {
             }
         }))
         .expect("commit hook");
-        let pool = Arc::new(Pool {
-            writer: Writer::start(conn).expect("writer"),
-            readers: Arc::new(Mutex::new(Vec::new())),
-            read_gate: Arc::new(Semaphore::new(0)),
-        });
+        let pool = pool_on(conn);
         let sql = |e| error(e, &[]);
-
-        // The first write holds the writer until the others are queued behind it.
-        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let first = tokio::spawn({
-            let pool = pool.clone();
-            async move {
-                pool.write(move |c| {
-                    let _ = started_tx.send(());
-                    let _ = release_rx.recv();
-                    c.execute("INSERT INTO t VALUES (1)", []).map_err(sql)
-                })
-                .await
-            }
-        });
-        started_rx.await.expect("the first write runs");
+        let (first, release_tx) = hold_writer(&pool).await;
 
         type Write = Box<dyn FnOnce(&mut Connection) -> Result<(), BackendError> + Send>;
         let writes: Vec<Write> = vec![
