@@ -406,7 +406,7 @@ impl Pool {
                 let (out, stopped) = Budget::run(|| f(&mut conn));
                 // A stop may have come in the ROLLBACK that ended the read, too.
                 if stopped && !conn.is_autocommit() {
-                    let _ = conn.execute_batch("ROLLBACK");
+                    let _ = run(&conn, "ROLLBACK");
                 }
                 self.readers.lock().map_err(|_| poisoned())?.push(conn);
                 drop(permit);
