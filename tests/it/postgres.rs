@@ -517,6 +517,64 @@ async fn large_group_membership() {
     assert_eq!(db.rows(&count).await, vec![vec!["100000"]]);
 }
 
+/// A group's member add or remove goes out on the wire with the group row's own `UPDATE` and
+/// `COMMIT`, before the change is answered. When the store refuses the add itself (here a
+/// constraint of the app's), nothing of the PATCH is written: not the member, not the group's
+/// `updated_at`. A refused add leaves nothing behind on the connection: the next add and the
+/// remove write both.
+#[tokio::test]
+async fn a_member_add_the_store_refuses_writes_nothing() {
+    let Some(s) = Sidecar::postgres("postgres", None).await else {
+        return;
+    };
+    let db = s.pg.as_ref().expect("pg");
+    let group = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Night shift"});
+    let g = s.created("/scim/v2/Groups", &group).await;
+    let ann = s.created("/scim/v2/Users", &user("ann")).await;
+    let bob = s.created("/scim/v2/Users", &user("bob")).await;
+    db.exec(&format!(
+        "ALTER TABLE group_members ADD CONSTRAINT no_bob CHECK (member_id <> {bob})"
+    ))
+    .await;
+    let path = format!("/scim/v2/Groups/{g}");
+    let stamp = format!("SELECT updated_at::text FROM principals WHERE id = {g}");
+    let members =
+        format!("SELECT string_agg(member_id::text, ',') FROM group_members WHERE group_id = {g}");
+    let change = |op: &str, id: &str| {
+        patch_body(json!([{"op": op, "path": "members", "value": [{"value": id}]}]))
+    };
+    let before = db.rows(&stamp).await;
+    let refused = s.client.patch(&path, &change("Add", &bob)).await;
+    assert!(refused.status.is_client_error(), "{}", refused.text());
+    assert_eq!(db.rows(&stamp).await, before);
+    assert_eq!(db.rows(&members).await, vec![vec!["NULL"]]);
+    // An unknown member: refused by the sidecar's own check, sent the same way.
+    s.client
+        .patch(&path, &change("Add", "987654321"))
+        .await
+        .scim_error(400, Some("invalidValue"));
+    assert_eq!(db.rows(&stamp).await, before);
+    assert_eq!(db.rows(&members).await, vec![vec!["NULL"]]);
+
+    // `updated_at` is written to the millisecond: each write below gets a new one.
+    let tick = || tokio::time::sleep(Duration::from_millis(3));
+    tick().await;
+    s.client
+        .patch(&path, &change("Add", &ann))
+        .await
+        .expect(204);
+    let added = db.rows(&stamp).await;
+    assert_ne!(added, before);
+    assert_eq!(db.rows(&members).await, vec![vec![ann.as_str()]]);
+    tick().await;
+    s.client
+        .patch(&path, &change("Remove", &ann))
+        .await
+        .expect(204);
+    assert_ne!(db.rows(&stamp).await, added);
+    assert_eq!(db.rows(&members).await, vec![vec!["NULL"]]);
+}
+
 /// Thaws a frozen cluster when the test ends, even by a failed assertion (a stopped server
 /// would not stop when the cluster is dropped).
 struct Thaw<'a>(&'a Cluster);

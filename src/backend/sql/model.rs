@@ -588,6 +588,15 @@ pub struct Constant {
     pub on: When,
 }
 
+/// Marks the transaction refused: a setting of the transaction alone, gone at its end
+/// (PostgreSQL), evaluated once per row of the statement that selects it.
+pub const REFUSE: &str = "set_config('scim_sidecar.refused', 'on', true)";
+
+/// True until [`REFUSE`] runs in the transaction: the condition of a write sent on the
+/// wire together with a statement that may refuse the change, and so run whatever that
+/// statement finds (PostgreSQL).
+pub const NOT_REFUSED: &str = "current_setting('scim_sidecar.refused', true) IS DISTINCT FROM 'on'";
+
 /// Membership, compiled.
 #[derive(Clone, Debug)]
 pub enum Members {

@@ -50,6 +50,29 @@ pub(crate) trait Conn {
     }
     /// Runs a query; every column as text (`NULL` as empty).
     fn strings(&self, sql: &Sql) -> impl Future<Output = Result<Vec<Vec<String>>, BackendError>>;
+    /// [`Conn::strings`] of `first`, then [`Conn::rows`] (or [`Conn::rows_last`], when
+    /// `last`) of `then`. `then` must change nothing when `first` returns rows, or fails:
+    /// where the store can, both go out together (PostgreSQL: in one write, answered in one
+    /// round trip), so `then` runs whatever `first` returned. Here, one after the other, and
+    /// `then` not at all after rows.
+    fn strings_then_rows(
+        &self,
+        first: &Sql,
+        then: &Sql,
+        last: bool,
+    ) -> impl Future<Output = Result<(Vec<Vec<String>>, Vec<Row>), BackendError>> {
+        async move {
+            let before = self.strings(first).await?;
+            if !before.is_empty() {
+                return Ok((before, Vec::new()));
+            }
+            let rows = match last {
+                true => self.rows_last(then).await?,
+                false => self.rows(then).await?,
+            };
+            Ok((before, rows))
+        }
+    }
     /// Serialises writers of one value until the transaction ends, where the store does not
     /// already serialise every write (PostgreSQL: a transaction-scoped advisory lock).
     fn lock(&self, key: &str) -> impl Future<Output = Result<(), BackendError>>;
@@ -372,7 +395,14 @@ pub(crate) async fn update<C: Conn>(
     // changes first, so that the UPDATE can be the last statement (below).
     let members_first =
         !members.is_empty() && m.hooks.is_empty() && m.d.returning_updates() && !children;
-    if members_first {
+    let mut upd = m.update(&set, key, touched);
+    // One add or one remove (Entra's and Okta's incremental PATCH of a group) goes out with
+    // the UPDATE (PostgreSQL): one round trip fewer. Any other change runs first, alone.
+    let ahead = match upd.as_mut() {
+        Some(u) if members_first => members_ahead(m, key, &members, u),
+        _ => None,
+    };
+    if members_first && ahead.is_none() {
         change_members(c, key, &members, Some(&current)).await?;
     }
     // Nothing runs after an UPDATE that reads the row back: it may commit with it (a PATCH
@@ -380,12 +410,17 @@ pub(crate) async fn update<C: Conn>(
     let last = (members.is_empty() || members_first)
         && !load_members
         && m.hooks_on(Event::Update).next().is_none();
-    let read_back = async |sql: &Sql| match last {
-        true => c.rows_last(sql).await,
-        false => c.rows(sql).await,
+    let read_back = async |sql: &Sql| match &ahead {
+        Some(first) => {
+            let (missing, rows) = c.strings_then_rows(first, sql, last).await?;
+            refuse_missing(first_column(missing).collect())?;
+            Ok(rows)
+        }
+        None if last => c.rows_last(sql).await,
+        None => c.rows(sql).await,
     };
     let mut row = None;
-    if let Some(mut upd) = m.update(&set, key, touched) {
+    if let Some(mut upd) = upd {
         // One UPDATE that returns the row as it now reads, when nothing else changes it.
         match m.returning_list() {
             Some(list) if m.d.returning_updates() && !children => {
@@ -402,6 +437,9 @@ pub(crate) async fn update<C: Conn>(
                 row = read_back(&m.returning_rows(&upd)).await?.into_iter().next();
             }
             _ => {
+                if let Some(first) = &ahead {
+                    refuse_missing(first_column(c.strings(first).await?).collect())?;
+                }
                 c.exec(&upd).await?;
             }
         }
@@ -425,6 +463,29 @@ pub(crate) async fn update<C: Conn>(
         members_after_write(c, &mut row).await?;
     }
     Ok(row)
+}
+
+/// The statement of a group's membership change that can go out with `upd`, the UPDATE of
+/// the group's own row (PostgreSQL): one add, or one remove, of ids that can all be keys.
+/// An add's statement returns the ids that are not members-to-be, and writes nothing then;
+/// `upd` is made to write nothing then too (its transaction may commit with it).
+fn members_ahead(m: &Model, key: &Value, members: &[MemberChange], upd: &mut Sql) -> Option<Sql> {
+    let mm = m.members.as_ref().filter(|_| m.d.writable_ctes())?;
+    match members {
+        [MemberChange::Add(ids)] => {
+            let (valid, invalid) = super::split_ids(mm.member_key(), ids);
+            if valid.is_empty() || !invalid.is_empty() {
+                return None;
+            }
+            upd.push(" AND ").push(model::NOT_REFUSED);
+            Some(add_members_statement(m, mm, key, &valid))
+        }
+        [MemberChange::Remove(ids)] => {
+            let (valid, _) = super::split_ids(mm.member_key(), ids);
+            (!valid.is_empty()).then(|| m.members_remove(mm, key, &valid))
+        }
+        _ => None,
+    }
 }
 
 /// Locks the row, runs `check`, and deletes it as `mode` says.
@@ -773,35 +834,47 @@ async fn add_members<C: Conn>(
         if m.d == Dialect::Mysql {
             missing.extend(add_members_listed(c, mm, key, &valid).await?);
         } else if m.d.writable_ctes() {
-            let mut sql = Sql::default();
-            sql.push("WITH missing AS (");
-            sql.append(&m.missing_members(mm, &valid));
-            sql.push("), ins AS (");
-            sql.append(&m.members_add(mm, key, &valid, Some("NOT EXISTS (SELECT 1 FROM missing)")));
-            sql.push(" RETURNING 1) SELECT * FROM missing");
-            missing.extend(
-                c.strings(&sql)
-                    .await?
-                    .into_iter()
-                    .filter_map(|r| r.into_iter().next()),
-            );
+            let sql = add_members_statement(m, mm, key, &valid);
+            missing.extend(first_column(c.strings(&sql).await?));
         } else {
-            missing.extend(
-                c.strings(&m.missing_members(mm, &valid))
-                    .await?
-                    .into_iter()
-                    .filter_map(|r| r.into_iter().next()),
-            );
+            let sql = m.missing_members(mm, &valid);
+            missing.extend(first_column(c.strings(&sql).await?));
             if missing.is_empty() {
                 c.exec(&m.members_add(mm, key, &valid, None)).await?;
             }
         }
     }
+    refuse_missing(missing)
+}
+
+/// PostgreSQL's member add, in one statement: it finds the ids of `valid` that are not
+/// members-to-be and inserts only when there are none. It returns those ids, each also
+/// marking the transaction refused ([`model::NOT_REFUSED`]), so that a statement sent along
+/// with it writes nothing either.
+fn add_members_statement(m: &Model, mm: &Members, key: &Value, valid: &[String]) -> Sql {
+    let mut sql = Sql::default();
+    sql.push("WITH missing AS (");
+    sql.append_owned(m.missing_members(mm, valid));
+    sql.push("), ins AS (");
+    sql.append_owned(m.members_add(mm, key, valid, Some("NOT EXISTS (SELECT 1 FROM missing)")));
+    sql.push(" RETURNING 1) SELECT v, ")
+        .push(model::REFUSE)
+        .push(" FROM missing");
+    sql
+}
+
+/// The refusal naming `missing` members, if any.
+fn refuse_missing(missing: Vec<String>) -> Result<(), BackendError> {
     if missing.is_empty() {
         Ok(())
     } else {
         Err(super::missing_members(&missing))
     }
+}
+
+/// The first column of each row.
+fn first_column(rows: Vec<Vec<String>>) -> impl Iterator<Item = String> {
+    rows.into_iter().filter_map(|r| r.into_iter().next())
 }
 
 /// MySQL's member add, without a row source for a bound list: the ids that are members-to-be

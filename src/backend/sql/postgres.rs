@@ -991,6 +991,55 @@ impl Conn for PgConn<'_> {
 
     /// A transaction-scoped advisory lock on the value: concurrent writers of one value
     /// queue instead of racing between their check and their write.
+    /// Both on the wire together, inside a transaction: `then` (and `COMMIT`, when `last`)
+    /// goes out before `first` is answered. When `first` fails, the server refuses `then`
+    /// and ends the transaction with a `ROLLBACK` ([`PgTx::last`]); `first`'s error is the
+    /// answer. Outside a transaction, one after the other.
+    async fn strings_then_rows(
+        &self,
+        first: &Sql,
+        then: &Sql,
+        last: bool,
+    ) -> Result<(Vec<Vec<String>>, Vec<Row>), BackendError> {
+        let together = matches!(self.c, Session::Tx(_));
+        if let Some(t) = self.tap {
+            t.sql(first);
+        }
+        let st = self
+            .c
+            .prepare_cached(first.text())
+            .await
+            .map_err(|e| error(&e, self.names))?;
+        let params = refs(first);
+        let mut before = std::pin::pin!(self.c.query(&st, &params, false));
+        // Sent on its first poll; answered (or refused) at once only when it was not sent.
+        let sent = match together {
+            true => poll_once(before.as_mut()),
+            false => std::task::Poll::Ready(before.as_mut().await),
+        };
+        if let std::task::Poll::Ready(r) = sent {
+            let before: Vec<Vec<String>> = r
+                .map_err(|e| error(&e, self.names))?
+                .iter()
+                .map(row_strings)
+                .collect();
+            if !before.is_empty() {
+                return Ok((before, Vec::new()));
+            }
+            return Ok((before, self.rows_of(then, last).await?));
+        }
+        let mut rows = std::pin::pin!(self.rows_of(then, last));
+        let rows_sent = poll_once(rows.as_mut());
+        // The first answer is read first: the connection hands each answer over in order.
+        let before = before.await;
+        let rows = match rows_sent {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => rows.await,
+        };
+        let before = before.map_err(|e| error(&e, self.names))?;
+        Ok((before.iter().map(row_strings).collect(), rows?))
+    }
+
     async fn lock(&self, key: &str) -> Result<(), BackendError> {
         let mut lock = Sql::default();
         lock.push("SELECT pg_advisory_xact_lock(hashtext(")
