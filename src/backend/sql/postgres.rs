@@ -914,17 +914,21 @@ struct PgConn<'a> {
 }
 
 impl PgConn<'_> {
-    /// Runs `sql`; as the transaction's `last` statement, it commits with it (never under
-    /// `explain`, which rolls back).
-    async fn query(&self, sql: &Sql, last: bool) -> Result<Vec<tokio_postgres::Row>, BackendError> {
+    /// `sql`'s prepared statement (shown by `explain`, which records it).
+    async fn prepare(&self, sql: &Sql) -> Result<tokio_postgres::Statement, BackendError> {
         if let Some(t) = self.tap {
             t.sql(sql);
         }
-        let st = self
-            .c
+        self.c
             .prepare_cached(sql.text())
             .await
-            .map_err(|e| error(&e, self.names))?;
+            .map_err(|e| error(&e, self.names))
+    }
+
+    /// Runs `sql`; as the transaction's `last` statement, it commits with it (never under
+    /// `explain`, which rolls back).
+    async fn query(&self, sql: &Sql, last: bool) -> Result<Vec<tokio_postgres::Row>, BackendError> {
+        let st = self.prepare(sql).await?;
         self.c
             .query(&st, &refs(sql), last && self.tap.is_none())
             .await
@@ -953,14 +957,7 @@ impl Conn for PgConn<'_> {
     }
 
     async fn exec(&self, sql: &Sql) -> Result<u64, BackendError> {
-        if let Some(t) = self.tap {
-            t.sql(sql);
-        }
-        let st = self
-            .c
-            .prepare_cached(sql.text())
-            .await
-            .map_err(|e| error(&e, self.names))?;
+        let st = self.prepare(sql).await?;
         self.c
             .execute(&st, &refs(sql))
             .await
@@ -1002,14 +999,7 @@ impl Conn for PgConn<'_> {
         last: bool,
     ) -> Result<(Vec<Vec<String>>, Vec<Row>), BackendError> {
         let together = matches!(self.c, Session::Tx(_));
-        if let Some(t) = self.tap {
-            t.sql(first);
-        }
-        let st = self
-            .c
-            .prepare_cached(first.text())
-            .await
-            .map_err(|e| error(&e, self.names))?;
+        let st = self.prepare(first).await?;
         let params = refs(first);
         let mut before = std::pin::pin!(self.c.query(&st, &params, false));
         // Sent on its first poll; answered (or refused) at once only when it was not sent.
