@@ -437,6 +437,8 @@ pub(crate) async fn update<C: Conn>(
                 row = read_back(&m.returning_rows(&upd)).await?.into_iter().next();
             }
             _ => {
+                // Not reached with `ahead` (it is PostgreSQL's, which reads the row back);
+                // were it, the membership change still runs, before the UPDATE.
                 if let Some(first) = &ahead {
                     refuse_missing(first_column(c.strings(first).await?).collect())?;
                 }

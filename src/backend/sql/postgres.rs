@@ -986,8 +986,6 @@ impl Conn for PgConn<'_> {
             .collect())
     }
 
-    /// A transaction-scoped advisory lock on the value: concurrent writers of one value
-    /// queue instead of racing between their check and their write.
     /// Both on the wire together, inside a transaction: `then` (and `COMMIT`, when `last`)
     /// goes out before `first` is answered. When `first` fails, the server refuses `then`
     /// and ends the transaction with a `ROLLBACK` ([`PgTx::last`]); `first`'s error is the
@@ -1030,6 +1028,8 @@ impl Conn for PgConn<'_> {
         Ok((before.iter().map(row_strings).collect(), rows?))
     }
 
+    /// A transaction-scoped advisory lock on the value: concurrent writers of one value
+    /// queue instead of racing between their check and their write.
     async fn lock(&self, key: &str) -> Result<(), BackendError> {
         let mut lock = Sql::default();
         lock.push("SELECT pg_advisory_xact_lock(hashtext(")
