@@ -887,3 +887,141 @@ async fn a_request_waits_for_a_connection_and_gives_up_after_the_pool_wait() {
         .expect("its task")
         .expect("a connection");
 }
+
+/// The backend pid of `c`'s connection.
+async fn pid(c: &tokio_postgres::Client) -> i32 {
+    c.query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pg_backend_pid()")
+        .get(0)
+}
+
+/// Statements that run alone (reads, a one-statement create) share a connection when every
+/// one is in use, instead of waiting for one to come back: their statements are pipelined
+/// on it, and one that fails leaves the others as they were.
+#[tokio::test]
+async fn statements_that_run_alone_share_a_connection_when_every_one_is_in_use() {
+    let Some(cluster) = postgres::cluster() else {
+        return;
+    };
+    let db = cluster.database("pool_shared").await;
+    let pool = pool_on(&db, 1, Duration::from_secs(5));
+
+    let a = pool.shared().await.expect("a connection");
+    let b = tokio::time::timeout(Duration::from_secs(1), pool.shared())
+        .await
+        .expect("the second read joined the busy connection instead of waiting")
+        .expect("a connection");
+    assert_eq!(pid(&a).await, pid(&b).await, "not the same connection");
+
+    let started = Instant::now();
+    let (slow, failed, fast) = tokio::join!(
+        a.query_one("SELECT pg_sleep(0.2)::text", &[]),
+        b.query_one("SELECT 1 / 0", &[]),
+        b.query_one("SELECT 'fast'::text", &[]),
+    );
+    slow.expect("the slow statement");
+    let e = failed.expect_err("division by zero fails");
+    let message = e.as_db_error().map(|d| d.message().to_owned());
+    assert_eq!(message.as_deref(), Some("division by zero"), "{e:?}");
+    assert_eq!(
+        fast.expect("the statement after the failed one")
+            .get::<_, String>(0),
+        "fast"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
+    // Given back once both are done: a transaction gets it at once.
+    drop((a, b));
+    let own = tokio::time::timeout(Duration::from_secs(1), pool.get())
+        .await
+        .expect("the connection came back when its last reader finished")
+        .expect("a connection");
+    drop(own);
+}
+
+/// A connection is shared by at most `SHARED_DEPTH` statements: the next one waits, and
+/// takes the place the first of them to finish leaves.
+#[tokio::test]
+async fn a_shared_connection_takes_at_most_its_depth_and_hands_freed_places_on() {
+    let Some(cluster) = postgres::cluster() else {
+        return;
+    };
+    let db = cluster.database("pool_shared_depth").await;
+    let pool = pool_on(&db, 1, Duration::from_secs(5));
+
+    let mut held = Vec::new();
+    for _ in 0..scim_sidecar::backend::sql::pg_pool::SHARED_DEPTH {
+        held.push(pool.shared().await.expect("a connection"));
+    }
+    let first = pid(&held[0]).await;
+    let next = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let c = pool.shared().await.expect("a connection");
+            pid(&c).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!next.is_finished(), "a statement joined a full connection");
+
+    held.pop();
+    let got = tokio::time::timeout(Duration::from_secs(1), next)
+        .await
+        .expect("the waiting statement took the freed place")
+        .expect("its task");
+    assert_eq!(got, first, "not the shared connection");
+}
+
+/// Reads that keep arriving do not keep a transaction from its connection: while a request
+/// waits for a connection of its own, reads stop joining the lent one, it comes back, and the
+/// transaction gets it before the reads that came after it.
+#[tokio::test]
+async fn a_transaction_waiting_for_a_connection_is_not_kept_out_by_reads() {
+    let Some(cluster) = postgres::cluster() else {
+        return;
+    };
+    let db = cluster.database("pool_shared_writer").await;
+    let pool = pool_on(&db, 1, Duration::from_secs(5));
+
+    let reader = pool.shared().await.expect("a connection");
+    let writer = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.get().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!writer.is_finished(), "the transaction did not wait");
+    let late = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let c = pool.shared().await.expect("a connection");
+            pid(&c).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !late.is_finished(),
+        "a read joined while a transaction waited"
+    );
+
+    let reader_pid = pid(&reader).await;
+    drop(reader);
+    let writer = tokio::time::timeout(Duration::from_secs(1), writer)
+        .await
+        .expect("the transaction got the connection when the read finished")
+        .expect("its task")
+        .expect("a connection");
+    assert_eq!(pid(&writer).await, reader_pid);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !late.is_finished(),
+        "a read shared the transaction's connection"
+    );
+
+    drop(writer);
+    let late_pid = tokio::time::timeout(Duration::from_secs(1), late)
+        .await
+        .expect("the read got the connection after the transaction")
+        .expect("its task");
+    assert_eq!(late_pid, reader_pid);
+}

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::config::{RawServerKeys, RawTls, RelSpec, server_keys};
 use super::model::{self, Catalog, ColumnInfo, Model, TableInfo, UniqueInfo};
 use super::ops::{self, Conn};
-use super::pg_pool::{PgClient, PgPool, PoolError};
+use super::pg_pool::{PgClient, PgPool, PoolError, SharedClient};
 use super::state::{Exec, SqlStateStore};
 use super::{Dialect, Param, Sql, Tap, quote_ident};
 use crate::backend::state::StateStore;
@@ -1071,6 +1071,11 @@ impl PgTable {
         self.pool.get().await.map_err(pool_error)
     }
 
+    /// A connection for statements that each run alone (outside a transaction).
+    async fn shared(&self) -> Result<SharedClient, BackendError> {
+        self.pool.shared().await.map_err(pool_error)
+    }
+
     fn conn<'a>(&'a self, c: Session<'a>, tap: Option<&'a Tap>) -> PgConn<'a> {
         PgConn {
             c,
@@ -1112,7 +1117,7 @@ macro_rules! in_tx {
 macro_rules! read {
     ($table:expr, |$conn:ident| $flow:expr) => {{
         let tap = Tap::current(&$table.store);
-        let client = $table.client().await?;
+        let client = $table.shared().await?;
         let $conn = $table.conn(Session::Client(&client), tap.as_ref());
         $flow.await
     }};
@@ -1130,7 +1135,7 @@ impl Table for PgTable {
             && crate::explain::current().is_none()
         {
             // Atomic by itself, unless a soft-deleted resource is to be revived.
-            let client = self.client().await?;
+            let client = self.shared().await?;
             let c = self.conn(Session::Client(&client), None);
             if let Some(row) = ops::insert_unless_tombstoned(&c, &values).await? {
                 return Ok(row);
@@ -1241,7 +1246,7 @@ impl Exec for PgExec {
         if let Some(t) = Tap::current(&self.store) {
             t.sql(&sql);
         }
-        let client = self.pool.get().await.map_err(pool_error)?;
+        let client = self.pool.shared().await.map_err(pool_error)?;
         let st = client
             .prepare_cached(sql.text())
             .await
