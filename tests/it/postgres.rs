@@ -888,6 +888,13 @@ async fn a_request_waits_for_a_connection_and_gives_up_after_the_pool_wait() {
         .expect("a connection");
 }
 
+/// A throwaway database `name` and a pool of one connection to it (`None`: no PostgreSQL).
+async fn one_connection(name: &str) -> Option<(postgres::Db, PgPool)> {
+    let db = postgres::cluster()?.database(name).await;
+    let pool = pool_on(&db, 1, Duration::from_secs(5));
+    Some((db, pool))
+}
+
 /// The backend pid of `c`'s connection.
 async fn pid(c: &tokio_postgres::Client) -> i32 {
     c.query_one("SELECT pg_backend_pid()", &[])
@@ -896,16 +903,23 @@ async fn pid(c: &tokio_postgres::Client) -> i32 {
         .get(0)
 }
 
+/// A task that reads its connection's backend pid on a shared connection of `pool`.
+fn read_pid(pool: &PgPool) -> tokio::task::JoinHandle<i32> {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let c = pool.shared().await.expect("a connection");
+        pid(&c).await
+    })
+}
+
 /// Statements that run alone (reads, a one-statement create) share a connection when every
 /// one is in use, instead of waiting for one to come back: their statements are pipelined
 /// on it, and one that fails leaves the others as they were.
 #[tokio::test]
 async fn statements_that_run_alone_share_a_connection_when_every_one_is_in_use() {
-    let Some(cluster) = postgres::cluster() else {
+    let Some((_db, pool)) = one_connection("pool_shared").await else {
         return;
     };
-    let db = cluster.database("pool_shared").await;
-    let pool = pool_on(&db, 1, Duration::from_secs(5));
 
     let a = pool.shared().await.expect("a connection");
     let b = tokio::time::timeout(Duration::from_secs(1), pool.shared())
@@ -944,24 +958,16 @@ async fn statements_that_run_alone_share_a_connection_when_every_one_is_in_use()
 /// takes the place the first of them to finish leaves.
 #[tokio::test]
 async fn a_shared_connection_takes_at_most_its_depth_and_hands_freed_places_on() {
-    let Some(cluster) = postgres::cluster() else {
+    let Some((_db, pool)) = one_connection("pool_shared_depth").await else {
         return;
     };
-    let db = cluster.database("pool_shared_depth").await;
-    let pool = pool_on(&db, 1, Duration::from_secs(5));
 
     let mut held = Vec::new();
     for _ in 0..scim_sidecar::backend::sql::pg_pool::SHARED_DEPTH {
         held.push(pool.shared().await.expect("a connection"));
     }
     let first = pid(&held[0]).await;
-    let next = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let c = pool.shared().await.expect("a connection");
-            pid(&c).await
-        })
-    };
+    let next = read_pid(&pool);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!next.is_finished(), "a statement joined a full connection");
 
@@ -978,11 +984,9 @@ async fn a_shared_connection_takes_at_most_its_depth_and_hands_freed_places_on()
 /// transaction gets it before the reads that came after it.
 #[tokio::test]
 async fn a_transaction_waiting_for_a_connection_is_not_kept_out_by_reads() {
-    let Some(cluster) = postgres::cluster() else {
+    let Some((_db, pool)) = one_connection("pool_shared_writer").await else {
         return;
     };
-    let db = cluster.database("pool_shared_writer").await;
-    let pool = pool_on(&db, 1, Duration::from_secs(5));
 
     let reader = pool.shared().await.expect("a connection");
     let writer = {
@@ -991,13 +995,7 @@ async fn a_transaction_waiting_for_a_connection_is_not_kept_out_by_reads() {
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!writer.is_finished(), "the transaction did not wait");
-    let late = {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let c = pool.shared().await.expect("a connection");
-            pid(&c).await
-        })
-    };
+    let late = read_pid(&pool);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
         !late.is_finished(),

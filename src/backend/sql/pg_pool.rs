@@ -31,10 +31,10 @@
 //! one goes to the longest waiting of them. tokio-postgres pipelines the statements sharing
 //! a connection: they go out in one write, and their answers come back in one read. At 32
 //! clients on 8 connections (`cargo bench --bench postgres`), creates went from 9,000–9,600
-//! to 12,900 per second, at 40 µs of sidecar CPU per request instead of 46–50 and 100 µs of
-//! PostgreSQL's instead of 131–142; searches gained a sixth. The price is the tail at that
-//! saturation: p99 10 ms instead of 6 for creates, 15 instead of 8 for searches (each
-//! waits for its neighbour's statement as well as its own). Each statement keeps its own
+//! to 11,200–12,900 per second, with PostgreSQL's CPU per create at 100–112 µs instead of
+//! 131–142; searches gained a tenth. The price is the tail at that saturation: p99 10–11 ms
+//! instead of 6 for creates, 15–16 instead of 8 for searches (each waits for its
+//! neighbour's statement as well as its own). Each statement keeps its own
 //! `Sync`, so one that fails leaves the others untouched. While a request waits for a
 //! connection of its own (a transaction), no statement joins: the lent connections drain
 //! and come back to it rather than stay busy for as long as reads keep arriving.
