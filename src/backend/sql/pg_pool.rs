@@ -33,11 +33,11 @@
 //! clients on 8 connections (`cargo bench --bench postgres`), creates went from 9,000–9,600
 //! to 11,200–12,900 per second, with PostgreSQL's CPU per create at 100–112 µs instead of
 //! 131–142; searches gained a tenth. The price is the tail at that saturation: p99 10–11 ms
-//! instead of 6 for creates, 15–16 instead of 8 for searches (each waits for its
-//! neighbour's statement as well as its own). Each statement keeps its own
-//! `Sync`, so one that fails leaves the others untouched. While a request waits for a
-//! connection of its own (a transaction), no statement joins: the lent connections drain
-//! and come back to it rather than stay busy for as long as reads keep arriving.
+//! instead of 6 for creates, 15–16 instead of 8 for searches (the README's "Performance"
+//! says what is known of why). Each statement keeps its own `Sync`, so one that fails
+//! leaves the others untouched. While a request waits for a connection of its own (a
+//! transaction), no statement joins: the lent connections drain and come back to it rather
+//! than stay busy for as long as reads keep arriving.
 //!
 //! On a multi-threaded runtime (`server::start` on the caller's runtime, the admin port)
 //! tasks move between threads anyway: connections opened there have no home, and step 1
