@@ -186,7 +186,7 @@ impl PgPool {
     /// kept).
     pub async fn get(&self) -> Result<PgClient, PoolError> {
         loop {
-            match self.checkout(false).await? {
+            match self.checkout(false, crate::backend::home_thread()).await? {
                 Lent::Own(c) => return Ok(c),
                 // Not given to a request for a connection of its own; asked again if it were.
                 Lent::Joined(_) => {}
@@ -213,7 +213,7 @@ impl PgPool {
             // Dropped here, outside the lock: it may be the last hold on the connection.
             _ => drop(joined),
         }
-        let c = match self.checkout(true).await? {
+        let c = match self.checkout(true, home).await? {
             Lent::Joined(c) => return Ok(SharedClient(c)),
             Lent::Own(c) => Arc::new(c),
         };
@@ -225,9 +225,9 @@ impl PgPool {
         Ok(SharedClient(c))
     }
 
-    /// [`PgPool::get`], for statements that run `alone` or not.
-    async fn checkout(&self, alone: bool) -> Result<Lent, PoolError> {
-        let home = crate::backend::home_thread();
+    /// [`PgPool::get`], for statements that run `alone` or not, from the caller's thread
+    /// (`home`, as [`crate::backend::home_thread`] gives it).
+    async fn checkout(&self, alone: bool, home: Option<ThreadId>) -> Result<Lent, PoolError> {
         if home.is_some() && !self.inner.homed.load(Ordering::Relaxed) {
             self.inner.homed.store(true, Ordering::Relaxed);
         }
