@@ -979,6 +979,99 @@ async fn a_shared_connection_takes_at_most_its_depth_and_hands_freed_places_on()
     assert_eq!(got, first, "not the shared connection");
 }
 
+/// Statements that run alone spread over at most half the pool: beyond that they share the
+/// connections they have (and wait for a place on one), and the other half stays for
+/// transactions, which hold a connection across round trips.
+#[tokio::test]
+async fn statements_that_run_alone_take_at_most_half_the_pool() {
+    let Some(db) = postgres::cluster() else {
+        return;
+    };
+    let db = db.database("pool_shared_half").await;
+    // Lent connections never count as stuck here: the test holds them without statements.
+    let pool = pool_on(&db, 4, Duration::from_secs(5)).stuck_after(Duration::from_secs(60));
+    assert_eq!(scim_sidecar::backend::sql::pg_pool::alone_limit(4), 2);
+
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(pool.shared().await.expect("a connection"));
+    }
+    let mut pids = Vec::new();
+    for c in &held {
+        pids.push(pid(c).await);
+    }
+    let mut distinct = pids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        2,
+        "four reads on {pids:?}: not two connections"
+    );
+
+    // Both lent connections are full: the next read waits for a place, though the pool has
+    // room for two more connections...
+    let next = read_pid(&pool);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!next.is_finished(), "a fifth read took a third connection");
+    // ...which a transaction gets at once.
+    let own = tokio::time::timeout(Duration::from_secs(1), pool.get())
+        .await
+        .expect("a transaction waited behind reads")
+        .expect("a connection");
+    assert!(!distinct.contains(&pid(&own).await), "a lent connection");
+
+    let freed = pids[3];
+    held.pop();
+    let got = tokio::time::timeout(Duration::from_secs(1), next)
+        .await
+        .expect("the waiting read took the freed place")
+        .expect("its task");
+    assert_eq!(got, freed, "not the place that was freed");
+    drop(own);
+}
+
+/// A statement is not pipelined behind slow ones: a lent connection on which nothing has
+/// finished for a while is running one, so it is neither joined nor counted towards the
+/// half of the pool, and the next read takes a connection of its own.
+#[tokio::test]
+async fn statements_that_run_alone_are_not_queued_behind_slow_ones() {
+    let Some(db) = postgres::cluster() else {
+        return;
+    };
+    let db = db.database("pool_shared_slow").await;
+    let pool = pool_on(&db, 4, Duration::from_secs(5)).stuck_after(Duration::from_millis(50));
+
+    let mut slow = Vec::new();
+    let mut slow_pids = Vec::new();
+    for _ in 0..2 {
+        let c = pool.shared().await.expect("a connection");
+        slow_pids.push(pid(&c).await);
+        slow.push(tokio::spawn(async move {
+            c.query_one("SELECT pg_sleep(3)::text", &[])
+                .await
+                .map(|_| ())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let fast = tokio::time::timeout(Duration::from_secs(2), read_pid(&pool))
+        .await
+        .expect("a read queued behind the slow statements")
+        .expect("its task");
+    assert!(
+        !slow_pids.contains(&fast),
+        "pipelined on a connection running pg_sleep: {fast} in {slow_pids:?}"
+    );
+    assert!(
+        slow.iter().all(|t| !t.is_finished()),
+        "the slow statements ended first"
+    );
+    for t in slow {
+        t.await.expect("its task").expect("the slow statement");
+    }
+}
+
 /// Reads that keep arriving do not keep a transaction from its connection: while a request
 /// waits for a connection of its own, reads stop joining the lent one, it comes back, and the
 /// transaction gets it before the reads that came after it.

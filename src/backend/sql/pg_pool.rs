@@ -24,20 +24,29 @@
 //!    statement of half the requests.
 //!
 //! A statement that runs alone, outside a transaction (a read, a one-statement create), asks
-//! with [`PgPool::shared`] instead. It takes a connection the same way while one is idle or
-//! the pool has room. When every connection is in use, it joins a connection already lent
-//! to such statements that has fewer than [`SHARED_DEPTH`] of them, the least busy of its
-//! own thread first, instead of waiting for a connection to come back; and a place freed on
-//! one goes to the longest waiting of them. tokio-postgres pipelines the statements sharing
-//! a connection: they go out in one write, and their answers come back in one read. At 32
-//! clients on 8 connections (`cargo bench --bench postgres`), creates went from 9,000–9,600
-//! to 11,200–12,900 per second, with PostgreSQL's CPU per create at 100–112 µs instead of
-//! 131–142; searches gained a tenth. The price is the tail at that saturation: p99 10–11 ms
-//! instead of 6 for creates, 15–16 instead of 8 for searches (the README's "Performance"
-//! says what is known of why). Each statement keeps its own `Sync`, so one that fails
-//! leaves the others untouched. While a request waits for a connection of its own (a
-//! transaction), no statement joins: the lent connections drain and come back to it rather
-//! than stay busy for as long as reads keep arriving.
+//! with [`PgPool::shared`] instead. It takes a connection the same way while such statements
+//! hold fewer than half the pool's connections ([`alone_limit`]) and one is idle or the pool
+//! has room. Beyond that (half the pool lent to them, or every connection in use) it joins a
+//! connection already lent to such statements that has fewer than [`SHARED_DEPTH`] of them,
+//! the least busy of its own thread first; when none has room, it waits for a place on one,
+//! and a place freed goes to the longest waiting of them. tokio-postgres pipelines the
+//! statements sharing a connection: they go out in one write, and their answers come back in
+//! one read. Each keeps its own `Sync`, so one that fails leaves the others untouched.
+//!
+//! - **Half the pool stays for transactions.** However many reads and creates arrive, they
+//!   use at most half the connections, and a PATCH, a delete or a member change, which holds
+//!   its connection across round trips, finds the rest. While a request waits for a
+//!   connection of its own, no statement joins: the lent connections drain and come back to
+//!   it rather than stay busy for as long as reads keep arriving.
+//! - **Not behind a slow statement.** A lent connection on which nothing has finished for
+//!   [`STUCK`] is running a slow statement (a scan): it is not joined, and does not count
+//!   towards the half, so the next read takes a connection of its own.
+//! - **What it buys** (`cargo bench --bench postgres`, 32 clients, 2 cores): on 8
+//!   connections, sharing took creates from 9,000–9,600 to 11,200–12,900 per second, with
+//!   PostgreSQL's CPU per create at 100–112 µs instead of 131–142. On the default 16, reads
+//!   spread over all of them cost PostgreSQL more per statement and had a p99 of 22–32 ms;
+//!   held to half, they run as on a pool of 8, and PATCHes and member adds get the other
+//!   half (the README's "Performance" has the figures, and the price in tail latency).
 //!
 //! On a multi-threaded runtime (`server::start` on the caller's runtime, the admin port)
 //! tasks move between threads anyway: connections opened there have no home, and step 1
@@ -99,7 +108,25 @@ struct Inner {
     connect: Duration,
     /// A caller on a shard thread (a connection home) has used the pool.
     homed: AtomicBool,
+    /// At most this many connections are lent to statements that run alone while they keep
+    /// answering ([`alone_limit`]).
+    alone: usize,
+    /// [`STUCK`], unless [`PgPool::stuck_after`] says otherwise.
+    stuck: Duration,
 }
+
+/// How many connections statements that run alone may spread over before they share them:
+/// half the pool, at least one (the module documentation says why).
+pub fn alone_limit(size: usize) -> usize {
+    (size / 2).max(1)
+}
+
+/// A connection lent to statements that run alone on which none has finished for this long
+/// is running a slow one: no statement joins it, and it does not count towards
+/// [`alone_limit`]. At 10 ms, busy moments at 32 clients on 2 cores (PostgreSQL's backends
+/// waiting for a core) passed for slow statements and spread reads over more connections:
+/// the p99 of creates was 17–18 ms instead of 11–14 at 50.
+pub const STUCK: Duration = Duration::from_millis(50);
 
 /// How long a request waiting for a connection lets connections coming back go to later
 /// requests of their own thread before it takes one from any thread.
@@ -111,8 +138,24 @@ struct State {
     /// Requests waiting for a connection to come back, the longest waiting first.
     waiters: VecDeque<Waiter>,
     /// Connections lent to statements that run alone ([`PgPool::shared`]), which more such
-    /// statements may join, with each one's home. An entry is stale once no one holds it.
-    shared: Vec<(Option<ThreadId>, Weak<PgClient>)>,
+    /// statements may join. An entry is stale once no one holds it.
+    shared: Vec<Lending>,
+}
+
+/// A connection lent to statements that run alone.
+struct Lending {
+    /// Its home, as [`Idle::home`].
+    home: Option<ThreadId>,
+    client: Weak<PgClient>,
+    /// When it was lent, or a statement on it last finished.
+    progress: Instant,
+}
+
+impl Lending {
+    /// Held, and answering its statements: one finished within `stuck` ([`STUCK`]).
+    fn answering(&self, now: Instant, stuck: Duration) -> bool {
+        self.client.strong_count() > 0 && now.duration_since(self.progress) < stuck
+    }
 }
 
 /// A request waiting for a connection to come back.
@@ -130,6 +173,16 @@ struct Waiter {
 enum Handed {
     Own(Idle),
     Joined(Arc<PgClient>),
+}
+
+/// What [`PgPool::shared`] does next.
+enum Next {
+    /// Joins this lent connection.
+    Join(Arc<PgClient>),
+    /// Takes a connection as [`PgPool::checkout`] gives one.
+    Take,
+    /// Waits in the queue for a place on a lent connection.
+    Wait(oneshot::Receiver<Handed>),
 }
 
 /// What [`PgPool::checkout`] gives, as [`Handed`].
@@ -177,8 +230,19 @@ impl PgPool {
                 wait,
                 connect,
                 homed: AtomicBool::new(false),
+                alone: alone_limit(size),
+                stuck: STUCK,
             }),
         }
+    }
+
+    /// The pool, with lent connections counted as running a slow statement after `stuck`
+    /// instead of [`STUCK`] (for tests). Only before the pool is cloned.
+    pub fn stuck_after(mut self, stuck: Duration) -> PgPool {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.stuck = stuck;
+        }
+        self
     }
 
     /// A connection for the caller's work, in the order the module documentation gives.
@@ -199,30 +263,94 @@ impl PgPool {
     /// goes back to the pool when the last [`SharedClient`] holding it is dropped.
     pub async fn shared(&self) -> Result<SharedClient, PoolError> {
         let home = crate::backend::home_thread();
-        let joined = {
+        let deadline = tokio::time::Instant::now() + self.inner.wait;
+        let next = {
             let mut state = self.inner.lock();
-            if state.has_idle(home.map(Some)) || self.inner.room.available_permits() > 0 {
-                None
+            let now = Instant::now();
+            if state.answering(now, self.inner.stuck) >= self.inner.alone {
+                match state.join(home, true, now, self.inner.stuck) {
+                    Some(c) => Next::Join(c),
+                    None => Next::Wait(state.enqueue(home, true)),
+                }
+            } else if state.has_idle(home.map(Some)) || self.inner.room.available_permits() > 0 {
+                Next::Take
             } else {
                 let any_thread = !state.has_idle(None);
-                state.join(home, any_thread)
+                let stuck = self.inner.stuck;
+                state
+                    .join(home, any_thread, now, stuck)
+                    .map_or(Next::Take, Next::Join)
             }
         };
-        match joined {
-            Some(c) if !c.is_closed() => return Ok(SharedClient(c)),
+        match next {
+            Next::Join(c) if !c.is_closed() => return Ok(SharedClient(c)),
             // Dropped here, outside the lock: it may be the last hold on the connection.
-            _ => drop(joined),
+            Next::Join(c) => drop(c),
+            Next::Take => {}
+            Next::Wait(rx) => match self.wait_for_place(rx, deadline).await? {
+                Some(Handed::Joined(c)) => return Ok(SharedClient(c)),
+                Some(Handed::Own(c)) => return Ok(self.share(self.lend(c))),
+                // The lent connections stopped answering (slow statements): not behind
+                // them.
+                None => {}
+            },
         }
-        let c = match self.checkout(true, home).await? {
-            Lent::Joined(c) => return Ok(SharedClient(c)),
-            Lent::Own(c) => Arc::new(c),
-        };
+        match self.checkout(true, home).await? {
+            Lent::Joined(c) => Ok(SharedClient(c)),
+            Lent::Own(c) => Ok(self.share(c)),
+        }
+    }
+
+    /// Lends `c` to statements that run alone, and to those waiting for a place on one.
+    fn share(&self, c: PgClient) -> SharedClient {
+        let c = Arc::new(c);
         let mut state = self.inner.lock();
-        state.shared.retain(|(_, w)| w.strong_count() > 0);
-        state.shared.push((c.conn.home, Arc::downgrade(&c)));
+        state.shared.retain(|l| l.client.strong_count() > 0);
+        state.shared.push(Lending {
+            home: c.conn.home,
+            client: Arc::downgrade(&c),
+            progress: Instant::now(),
+        });
         state.hand_out(&c, 0);
         drop(state);
-        Ok(SharedClient(c))
+        SharedClient(c)
+    }
+
+    /// Waits in the queue (`rx`) for a place on a connection lent to statements that run
+    /// alone, for as long as [`alone_limit`] of them keep answering. `None` once fewer do
+    /// (their statements are slow): the caller then takes a connection as
+    /// [`PgPool::checkout`] gives one.
+    async fn wait_for_place(
+        &self,
+        mut rx: oneshot::Receiver<Handed>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<Handed>, PoolError> {
+        loop {
+            let check = (tokio::time::Instant::now() + self.inner.stuck).min(deadline);
+            tokio::select! {
+                c = &mut rx => return Ok(c.ok()),
+                () = tokio::time::sleep_until(check) => {}
+            }
+            let answering = self
+                .inner
+                .lock()
+                .answering(Instant::now(), self.inner.stuck);
+            let capped = answering >= self.inner.alone;
+            let late = tokio::time::Instant::now() >= deadline;
+            if capped && !late {
+                continue;
+            }
+            // A place handed over meanwhile is used rather than lost with `rx`.
+            rx.close();
+            return match rx.try_recv() {
+                Ok(c) => Ok(Some(c)),
+                Err(_) if late => Err(PoolError::Timeout {
+                    size: self.inner.size,
+                    wait: self.inner.wait,
+                }),
+                Err(_) => Ok(None),
+            };
+        }
     }
 
     /// [`PgPool::get`], for statements that run `alone` or not, from the caller's thread
@@ -253,15 +381,7 @@ impl PgPool {
                 if let Some(c) = state.take(None) {
                     return Ok(Lent::Own(self.lend(c)));
                 }
-                let (tx, rx) = oneshot::channel();
-                state.waiters.retain(|w| !w.tx.is_closed());
-                state.waiters.push_back(Waiter {
-                    home,
-                    alone,
-                    since: Instant::now(),
-                    tx,
-                });
-                rx
+                state.enqueue(home, alone)
             };
             let room = tokio::select! {
                 c = &mut rx => match c {
@@ -372,6 +492,29 @@ impl State {
         self.waiters.remove(i)
     }
 
+    /// Queues a request of `home`'s for a connection, for statements that run `alone` or
+    /// not; it is handed one on the channel.
+    fn enqueue(&mut self, home: Option<ThreadId>, alone: bool) -> oneshot::Receiver<Handed> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.retain(|w| !w.tx.is_closed());
+        self.waiters.push_back(Waiter {
+            home,
+            alone,
+            since: Instant::now(),
+            tx,
+        });
+        rx
+    }
+
+    /// How many connections lent to statements that run alone are answering them.
+    fn answering(&mut self, now: Instant, stuck: Duration) -> usize {
+        self.shared.retain(|l| l.client.strong_count() > 0);
+        self.shared
+            .iter()
+            .filter(|l| l.answering(now, stuck))
+            .count()
+    }
+
     /// Whether an open idle connection has home `home` (`None`: any home).
     fn has_idle(&self, home: Option<Option<ThreadId>>) -> bool {
         self.idle
@@ -379,20 +522,39 @@ impl State {
             .any(|c| home.is_none_or(|h| c.home == h) && !c.client.is_closed())
     }
 
-    /// The least busy connection lent to statements that run alone, of the caller's thread
-    /// (`home`) or, with `any_thread`, of any thread, the caller's first. None while a
-    /// request waits for a connection of its own: lent connections are left to drain for it.
-    fn join(&mut self, home: Option<ThreadId>, any_thread: bool) -> Option<Arc<PgClient>> {
+    /// The least busy connection lent to statements that run alone and answering them at
+    /// `now` (one finished within `stuck`), of the caller's thread (`home`) or, with
+    /// `any_thread`, of any thread, the caller's first. None while a request waits for a
+    /// connection of its own: lent connections are left to drain for it.
+    fn join(
+        &mut self,
+        home: Option<ThreadId>,
+        any_thread: bool,
+        now: Instant,
+        stuck: Duration,
+    ) -> Option<Arc<PgClient>> {
         if self.waiters.iter().any(|w| !w.alone && !w.tx.is_closed()) {
             return None;
         }
-        self.shared.retain(|(_, w)| w.strong_count() > 0);
-        let (_, w) = self
+        self.shared.retain(|l| l.client.strong_count() > 0);
+        let l = self
             .shared
             .iter()
-            .filter(|(h, w)| (any_thread || *h == home) && w.strong_count() < SHARED_DEPTH)
-            .min_by_key(|(h, w)| (*h != home, w.strong_count()))?;
-        w.upgrade()
+            .filter(|l| (any_thread || l.home == home) && l.answering(now, stuck))
+            .filter(|l| l.client.strong_count() < SHARED_DEPTH)
+            .min_by_key(|l| (l.home != home, l.client.strong_count()))?;
+        l.client.upgrade()
+    }
+
+    /// A statement on `c`, a connection lent to statements that run alone, has finished.
+    fn finished(&mut self, c: &Arc<PgClient>, now: Instant) {
+        if let Some(l) = self
+            .shared
+            .iter_mut()
+            .find(|l| std::ptr::eq(l.client.as_ptr(), Arc::as_ptr(c)))
+        {
+            l.progress = now;
+        }
     }
 
     /// Lends `c`, a connection lent to statements that run alone, to the requests for such
@@ -465,7 +627,9 @@ impl Drop for SharedClient {
         // Its place on the connection goes to a request waiting for one. (The last holder
         // gives the connection back instead, through `PgClient`'s drop.)
         if Arc::strong_count(&self.0) > 1 {
-            self.0.pool.lock().hand_out(&self.0, 1);
+            let mut state = self.0.pool.lock();
+            state.finished(&self.0, Instant::now());
+            state.hand_out(&self.0, 1);
         }
     }
 }
