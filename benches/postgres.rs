@@ -6,7 +6,7 @@
 //! ```text
 //! cargo bench --bench postgres                        # 1 s warm-up + 5 s measured per phase
 //! BENCH_SECS=10 cargo bench --bench postgres          # a longer measured window
-//! DATABASE_POOL_SIZE=16 cargo bench --bench postgres  # another sidecar pool size (default 8)
+//! DATABASE_POOL_SIZE=8 cargo bench --bench postgres   # another sidecar pool size (default 16)
 //! ```
 //!
 //! It needs PostgreSQL's server programs (`initdb`, `postgres` and `pgbench` in
@@ -16,9 +16,11 @@
 //! users and a group with 100,000 of them straight in SQL (`generate_series`: the app has users
 //! already, and section 4 needs them), runs `scim-sidecar migrate` and then `scim-sidecar run
 //! --config examples/postgres/scim-sidecar.toml` (the release binary) on loopback ports, with a
-//! pool of 8 connections (`DATABASE_POOL_SIZE`: at 32 clients on 2 cores, 4, 8 and 16 came out
-//! within run-to-run noise of each other; 8 was never the worst, and requests of 5 to 7 round
-//! trips need a few connections in flight per core). Then:
+//! pool of 16 connections, the example's default (`DATABASE_POOL_SIZE`). Reads and creates use
+//! at most half of it (`pg_pool::alone_limit`), so they run as they did on the pool of 8 this
+//! bench used before, while PATCHes and member adds may use all 16: at 8 they waited for
+//! connections (PATCH 0.76–0.84× pgbench, member add 100–103 µs of sidecar CPU, against
+//! 0.84–0.91× and 82–98 µs on 16). Then:
 //!
 //! 1. **Trial**: one request of each kind, checked in full, with `log_min_duration_statement = 0`.
 //!    The statements the server logged for each request are printed: that is what the sidecar
@@ -101,7 +103,7 @@ use support::{
 };
 
 /// The sidecar's pool size unless `DATABASE_POOL_SIZE` says otherwise.
-const DEFAULT_POOL_SIZE: usize = 8;
+const DEFAULT_POOL_SIZE: usize = 16;
 /// Groups the member-add phase rotates over.
 const GROUPS: usize = 8;
 /// `n` of the trial requests; odd, so that its PATCH turns `active` off and changes every
