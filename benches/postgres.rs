@@ -19,8 +19,8 @@
 //! pool of 16 connections, the example's default (`DATABASE_POOL_SIZE`). Reads and creates use
 //! at most half of it (`pg_pool::alone_limit`), so they run as they did on the pool of 8 this
 //! bench used before, while PATCHes and member adds may use all 16: at 8 they waited for
-//! connections (PATCH 0.76–0.84× pgbench, member add 100–103 µs of sidecar CPU, against
-//! 0.84–0.91× and 82–98 µs on 16). Then:
+//! connections (PATCH 0.76–0.84× pgbench, member add 101–103 µs of sidecar CPU, against
+//! 0.83–0.90× and 85–98 µs on 16, four runs each). Then:
 //!
 //! 1. **Trial**: one request of each kind, checked in full, with `log_min_duration_statement = 0`.
 //!    The statements the server logged for each request are printed: that is what the sidecar

@@ -895,6 +895,14 @@ async fn one_connection(name: &str) -> Option<(postgres::Db, PgPool)> {
     Some((db, pool))
 }
 
+/// A pool of four connections on a database of its own, whose lent connections count as
+/// running a slow statement after `stuck`.
+async fn four_connections(name: &str, stuck: Duration) -> Option<(postgres::Db, PgPool)> {
+    let db = postgres::cluster()?.database(name).await;
+    let pool = pool_on(&db, 4, Duration::from_secs(5)).stuck_after(stuck);
+    Some((db, pool))
+}
+
 /// The backend pid of `c`'s connection.
 async fn pid(c: &tokio_postgres::Client) -> i32 {
     c.query_one("SELECT pg_backend_pid()", &[])
@@ -910,6 +918,19 @@ fn read_pid(pool: &PgPool) -> tokio::task::JoinHandle<i32> {
         let c = pool.shared().await.expect("a connection");
         pid(&c).await
     })
+}
+
+/// Drops the last of `held` and returns the pid `next` (a [`read_pid`] waiting for a place)
+/// read on the place it took.
+async fn free_a_place(
+    held: &mut Vec<scim_sidecar::backend::sql::pg_pool::SharedClient>,
+    next: tokio::task::JoinHandle<i32>,
+) -> i32 {
+    held.pop();
+    tokio::time::timeout(Duration::from_secs(1), next)
+        .await
+        .expect("the waiting statement took the freed place")
+        .expect("its task")
 }
 
 /// Statements that run alone (reads, a one-statement create) share a connection when every
@@ -971,11 +992,7 @@ async fn a_shared_connection_takes_at_most_its_depth_and_hands_freed_places_on()
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!next.is_finished(), "a statement joined a full connection");
 
-    held.pop();
-    let got = tokio::time::timeout(Duration::from_secs(1), next)
-        .await
-        .expect("the waiting statement took the freed place")
-        .expect("its task");
+    let got = free_a_place(&mut held, next).await;
     assert_eq!(got, first, "not the shared connection");
 }
 
@@ -984,12 +1001,11 @@ async fn a_shared_connection_takes_at_most_its_depth_and_hands_freed_places_on()
 /// transactions, which hold a connection across round trips.
 #[tokio::test]
 async fn statements_that_run_alone_take_at_most_half_the_pool() {
-    let Some(db) = postgres::cluster() else {
+    // Lent connections never count as stuck here: the test holds them without statements.
+    let Some((_db, pool)) = four_connections("pool_shared_half", Duration::from_secs(60)).await
+    else {
         return;
     };
-    let db = db.database("pool_shared_half").await;
-    // Lent connections never count as stuck here: the test holds them without statements.
-    let pool = pool_on(&db, 4, Duration::from_secs(5)).stuck_after(Duration::from_secs(60));
     assert_eq!(scim_sidecar::backend::sql::pg_pool::alone_limit(4), 2);
 
     let mut held = Vec::new();
@@ -1021,13 +1037,8 @@ async fn statements_that_run_alone_take_at_most_half_the_pool() {
         .expect("a connection");
     assert!(!distinct.contains(&pid(&own).await), "a lent connection");
 
-    let freed = pids[3];
-    held.pop();
-    let got = tokio::time::timeout(Duration::from_secs(1), next)
-        .await
-        .expect("the waiting read took the freed place")
-        .expect("its task");
-    assert_eq!(got, freed, "not the place that was freed");
+    let got = free_a_place(&mut held, next).await;
+    assert_eq!(got, pids[3], "not the place that was freed");
     drop(own);
 }
 
@@ -1036,11 +1047,10 @@ async fn statements_that_run_alone_take_at_most_half_the_pool() {
 /// half of the pool, and the next read takes a connection of its own.
 #[tokio::test]
 async fn statements_that_run_alone_are_not_queued_behind_slow_ones() {
-    let Some(db) = postgres::cluster() else {
+    let Some((_db, pool)) = four_connections("pool_shared_slow", Duration::from_millis(50)).await
+    else {
         return;
     };
-    let db = db.database("pool_shared_slow").await;
-    let pool = pool_on(&db, 4, Duration::from_secs(5)).stuck_after(Duration::from_millis(50));
 
     let mut slow = Vec::new();
     let mut slow_pids = Vec::new();
