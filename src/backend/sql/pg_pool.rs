@@ -34,10 +34,12 @@
 //! one read. Each keeps its own `Sync`, so one that fails leaves the others untouched.
 //!
 //! - **Half the pool stays for transactions.** However many reads and creates arrive, they
-//!   use at most half the connections, and a PATCH, a delete or a member change, which holds
-//!   its connection across round trips, finds the rest. While a request waits for a
-//!   connection of its own, no statement joins: the lent connections drain and come back to
-//!   it rather than stay busy for as long as reads keep arriving.
+//!   take or open no connection beyond half the pool while those they have keep answering
+//!   (a connection coming back still goes to the longest waiting request, which may be one
+//!   of them), so a PATCH, a delete or a member change, which holds its connection across
+//!   round trips, finds the rest. While a request waits for a connection of its own, no
+//!   statement joins: the lent connections drain and come back to it rather than stay busy
+//!   for as long as reads keep arriving.
 //! - **Not behind a slow statement.** A lent connection on which nothing has finished for
 //!   [`STUCK`] is running a slow statement (a scan): it is not joined, and does not count
 //!   towards the half, so the next read takes a connection of its own.
