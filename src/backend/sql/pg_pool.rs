@@ -113,8 +113,6 @@ struct Inner {
     /// At most this many connections are lent to statements that run alone while they keep
     /// answering ([`alone_limit`]).
     alone: usize,
-    /// [`STUCK`], unless [`PgPool::stuck_after`] says otherwise.
-    stuck: Duration,
 }
 
 /// How many connections statements that run alone may spread over before they share them:
@@ -142,6 +140,8 @@ struct State {
     /// Connections lent to statements that run alone ([`PgPool::shared`]), which more such
     /// statements may join. An entry is stale once no one holds it.
     shared: Vec<Lending>,
+    /// [`STUCK`], unless [`PgPool::stuck_after`] says otherwise.
+    stuck: Duration,
 }
 
 /// A connection lent to statements that run alone.
@@ -227,23 +227,21 @@ impl PgPool {
                     idle: Vec::new(),
                     waiters: VecDeque::new(),
                     shared: Vec::new(),
+                    stuck: STUCK,
                 }),
                 room: Arc::new(Semaphore::new(size)),
                 wait,
                 connect,
                 homed: AtomicBool::new(false),
                 alone: alone_limit(size),
-                stuck: STUCK,
             }),
         }
     }
 
     /// The pool, with lent connections counted as running a slow statement after `stuck`
-    /// instead of [`STUCK`] (for tests). Only before the pool is cloned.
-    pub fn stuck_after(mut self, stuck: Duration) -> PgPool {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.stuck = stuck;
-        }
+    /// instead of [`STUCK`] (for tests).
+    pub fn stuck_after(self, stuck: Duration) -> PgPool {
+        self.inner.lock().stuck = stuck;
         self
     }
 
@@ -251,8 +249,12 @@ impl PgPool {
     /// It goes back to the pool when the [`PgClient`] is dropped (closed by then: it is not
     /// kept).
     pub async fn get(&self) -> Result<PgClient, PoolError> {
+        let deadline = tokio::time::Instant::now() + self.inner.wait;
         loop {
-            match self.checkout(false, crate::backend::home_thread()).await? {
+            match self
+                .checkout(false, crate::backend::home_thread(), deadline)
+                .await?
+            {
                 Lent::Own(c) => return Ok(c),
                 // Not given to a request for a connection of its own; asked again if it were.
                 Lent::Joined(_) => {}
@@ -269,8 +271,8 @@ impl PgPool {
         let next = {
             let mut state = self.inner.lock();
             let now = Instant::now();
-            if state.answering(now, self.inner.stuck) >= self.inner.alone {
-                match state.join(home, true, now, self.inner.stuck) {
+            if state.answering(now) >= self.inner.alone {
+                match state.join(home, true, now) {
                     Some(c) => Next::Join(c),
                     None => Next::Wait(state.enqueue(home, true)),
                 }
@@ -278,9 +280,8 @@ impl PgPool {
                 Next::Take
             } else {
                 let any_thread = !state.has_idle(None);
-                let stuck = self.inner.stuck;
                 state
-                    .join(home, any_thread, now, stuck)
+                    .join(home, any_thread, now)
                     .map_or(Next::Take, Next::Join)
             }
         };
@@ -297,7 +298,7 @@ impl PgPool {
                 None => {}
             },
         }
-        match self.checkout(true, home).await? {
+        match self.checkout(true, home, deadline).await? {
             Lent::Joined(c) => Ok(SharedClient(c)),
             Lent::Own(c) => Ok(self.share(c)),
         }
@@ -327,17 +328,14 @@ impl PgPool {
         mut rx: oneshot::Receiver<Handed>,
         deadline: tokio::time::Instant,
     ) -> Result<Option<Handed>, PoolError> {
+        let stuck = self.inner.lock().stuck;
         loop {
-            let check = (tokio::time::Instant::now() + self.inner.stuck).min(deadline);
+            let check = (tokio::time::Instant::now() + stuck).min(deadline);
             tokio::select! {
                 c = &mut rx => return Ok(c.ok()),
                 () = tokio::time::sleep_until(check) => {}
             }
-            let answering = self
-                .inner
-                .lock()
-                .answering(Instant::now(), self.inner.stuck);
-            let capped = answering >= self.inner.alone;
+            let capped = self.inner.lock().answering(Instant::now()) >= self.inner.alone;
             let late = tokio::time::Instant::now() >= deadline;
             if capped && !late {
                 continue;
@@ -356,12 +354,16 @@ impl PgPool {
     }
 
     /// [`PgPool::get`], for statements that run `alone` or not, from the caller's thread
-    /// (`home`, as [`crate::backend::home_thread`] gives it).
-    async fn checkout(&self, alone: bool, home: Option<ThreadId>) -> Result<Lent, PoolError> {
+    /// (`home`, as [`crate::backend::home_thread`] gives it), waiting until `deadline`.
+    async fn checkout(
+        &self,
+        alone: bool,
+        home: Option<ThreadId>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Lent, PoolError> {
         if home.is_some() && !self.inner.homed.load(Ordering::Relaxed) {
             self.inner.homed.store(true, Ordering::Relaxed);
         }
-        let deadline = tokio::time::Instant::now() + self.inner.wait;
         loop {
             {
                 let mut state = self.inner.lock();
@@ -509,8 +511,9 @@ impl State {
     }
 
     /// How many connections lent to statements that run alone are answering them.
-    fn answering(&mut self, now: Instant, stuck: Duration) -> usize {
+    fn answering(&mut self, now: Instant) -> usize {
         self.shared.retain(|l| l.client.strong_count() > 0);
+        let stuck = self.stuck;
         self.shared
             .iter()
             .filter(|l| l.answering(now, stuck))
@@ -525,7 +528,7 @@ impl State {
     }
 
     /// The least busy connection lent to statements that run alone and answering them at
-    /// `now` (one finished within `stuck`), of the caller's thread (`home`) or, with
+    /// `now` (one finished within [`State::stuck`]), of the caller's thread (`home`) or, with
     /// `any_thread`, of any thread, the caller's first. None while a request waits for a
     /// connection of its own: lent connections are left to drain for it.
     fn join(
@@ -533,12 +536,12 @@ impl State {
         home: Option<ThreadId>,
         any_thread: bool,
         now: Instant,
-        stuck: Duration,
     ) -> Option<Arc<PgClient>> {
         if self.waiters.iter().any(|w| !w.alone && !w.tx.is_closed()) {
             return None;
         }
         self.shared.retain(|l| l.client.strong_count() > 0);
+        let stuck = self.stuck;
         let l = self
             .shared
             .iter()
@@ -678,6 +681,7 @@ mod tests {
             idle: Vec::new(),
             waiters,
             shared: Vec::new(),
+            stuck: STUCK,
         };
         (state, rxs)
     }
