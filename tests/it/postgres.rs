@@ -35,6 +35,28 @@ fn private_cluster() -> Option<Cluster> {
     Some(Cluster::start().expect("a second cluster"))
 }
 
+/// A server restarted by a test finds its port taken for a moment (another socket of the run
+/// was given it while the server was down): it is started again until it binds, and what
+/// answers on the port afterwards is that server, with its data.
+#[tokio::test]
+async fn a_restart_waits_for_its_port() {
+    let Some(cluster) = private_cluster() else {
+        return;
+    };
+    let db = cluster.database("restart").await;
+    db.exec("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before')")
+        .await;
+    cluster.stop();
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", cluster.port)).expect("the port");
+    let gone = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        drop(squatter);
+    });
+    cluster.run().expect("restart once the port is free");
+    gone.join().expect("squatter");
+    assert_eq!(db.rows("SELECT v FROM kept").await, vec![vec!["before"]]);
+}
+
 /// A statement that outlives `statement_timeout` (here: waiting on a table the app locked) is
 /// 503 with Retry-After and writes nothing; once the lock is gone the same request succeeds.
 #[tokio::test]

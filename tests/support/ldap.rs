@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ldap3::{LdapConnAsync, Scope, SearchEntry};
 
-use super::postgres::{as_user, free_port, spawn_kept};
+use super::postgres::{as_user, free_port, start_on_port};
 
 /// The directory's suffix.
 pub const SUFFIX: &str = "dc=example,dc=test";
@@ -257,37 +257,34 @@ impl Server {
     }
 
     fn run(&self, bin: &Path) -> Result<(), String> {
-        let mut cmd = as_user(Command::new(bin), None);
-        cmd.arg("-f")
-            .arg(self.dir.join("slapd.conf"))
-            .arg("-h")
-            .arg(match &self.ldaps_url {
-                Some(s) => format!("ldap://127.0.0.1:{}/ {s}/", self.port),
-                None => format!("ldap://127.0.0.1:{}/", self.port),
-            })
-            .args(["-d", "0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(self.dir.join("slapd.log"))
-                    .map(Stdio::from)
-                    .unwrap_or(Stdio::null()),
-            );
-        let child = spawn_kept(cmd).map_err(|e| format!("cannot start slapd: {e}"))?;
-        *self.child.lock().expect("child") = Some(child);
-        // Ready when it accepts connections: poll every 50 ms for up to 10 s.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!(
-            "slapd did not listen on port {} within 10 s; see {}",
-            self.port,
-            self.dir.join("slapd.log").display()
-        ))
+        let command = || {
+            let mut cmd = as_user(Command::new(bin), None);
+            cmd.arg("-f")
+                .arg(self.dir.join("slapd.conf"))
+                .arg("-h")
+                .arg(match &self.ldaps_url {
+                    Some(s) => format!("ldap://127.0.0.1:{}/ {s}/", self.port),
+                    None => format!("ldap://127.0.0.1:{}/", self.port),
+                })
+                .args(["-d", "0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::File::create(self.dir.join("slapd.log"))
+                        .map(Stdio::from)
+                        .unwrap_or(Stdio::null()),
+                );
+            cmd
+        };
+        // Ready when it accepts connections.
+        start_on_port(
+            "slapd",
+            &self.child,
+            command,
+            || std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+            &self.dir.join("slapd.log"),
+            Duration::from_secs(10),
+        )
     }
 
     /// Stops slapd (SIGTERM, then waits): the directory "goes down".

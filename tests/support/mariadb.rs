@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 
-use super::postgres::{as_user, free_port, spawn_kept};
+use super::postgres::{as_user, free_port, start_on_port};
 
 /// A running server.
 pub struct Server {
@@ -155,53 +155,49 @@ impl Server {
 
     /// Starts the server (again) and waits until it answers on its socket.
     pub fn run(&self) -> Result<(), String> {
-        let mut cmd = as_user(Command::new(&self.bin), self.user);
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", self.dir.join("data").display()))
-            .arg(format!("--socket={}", self.socket().display()))
-            .arg(format!(
-                "--pid-file={}",
-                self.dir.join("mysqld.pid").display()
-            ))
-            .arg(format!(
-                "--log-error={}",
-                self.dir.join("error.log").display()
-            ))
-            .arg(format!("--port={}", self.port))
-            // Its internal temporary tables in its own directory, not the shared /tmp: one
-            // vanished from /tmp under a catalog query in a full run ("Error on delete of
-            // '/tmp/#sql-temptable-…MAI'").
-            .arg(format!("--tmpdir={}", self.dir.display()))
-            .args([
-                "--bind-address=127.0.0.1",
-                "--skip-name-resolve",
-                "--skip-log-bin",
-                // Fast and small: nothing here has to survive a power cut.
-                "--innodb-flush-log-at-trx-commit=0",
-                "--innodb-doublewrite=0",
-                "--innodb-buffer-pool-size=64M",
-                "--innodb-log-file-size=32M",
-                "--max-connections=500",
-                "--performance-schema=0",
-            ])
-            .args(self.args.lock().map(|a| a.clone()).unwrap_or_default())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = spawn_kept(cmd).map_err(|e| format!("cannot start mariadbd: {e}"))?;
-        if let Ok(mut slot) = self.child.lock() {
-            *slot = Some(child);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if self.admin_sync(&["SELECT 1"]).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
-                return Err(format!("mariadbd did not become ready within 30 s:\n{log}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let command = || {
+            let mut cmd = as_user(Command::new(&self.bin), self.user);
+            cmd.arg("--no-defaults")
+                .arg(format!("--datadir={}", self.dir.join("data").display()))
+                .arg(format!("--socket={}", self.socket().display()))
+                .arg(format!(
+                    "--pid-file={}",
+                    self.dir.join("mysqld.pid").display()
+                ))
+                .arg(format!(
+                    "--log-error={}",
+                    self.dir.join("error.log").display()
+                ))
+                .arg(format!("--port={}", self.port))
+                // Its internal temporary tables in its own directory, not the shared /tmp: one
+                // vanished from /tmp under a catalog query in a full run ("Error on delete of
+                // '/tmp/#sql-temptable-…MAI'").
+                .arg(format!("--tmpdir={}", self.dir.display()))
+                .args([
+                    "--bind-address=127.0.0.1",
+                    "--skip-name-resolve",
+                    "--skip-log-bin",
+                    // Fast and small: nothing here has to survive a power cut.
+                    "--innodb-flush-log-at-trx-commit=0",
+                    "--innodb-doublewrite=0",
+                    "--innodb-buffer-pool-size=64M",
+                    "--innodb-log-file-size=32M",
+                    "--max-connections=500",
+                    "--performance-schema=0",
+                ])
+                .args(self.args.lock().map(|a| a.clone()).unwrap_or_default())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            cmd
+        };
+        start_on_port(
+            "mariadbd",
+            &self.child,
+            command,
+            || self.admin_sync(&["SELECT 1"]).is_ok(),
+            &self.dir.join("error.log"),
+            Duration::from_secs(30),
+        )
     }
 
     /// Runs statements as root over the socket, from a thread of its own (the harness calls

@@ -89,11 +89,75 @@ fn postgres_user() -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
+/// A loopback port that was free a moment ago, and that no other caller in this test run has
+/// been given: a server stopped for a restart leaves its port free, and the kernel could hand
+/// it to the next server started meanwhile.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(55432)
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..100 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no loopback port left that this test run has not given out")
+}
+
+/// Starts a server on its fixed loopback port and waits until `ready` says it answers.
+///
+/// A server started again on its port (a restart) can find it taken for a moment: while it
+/// was down, any socket of this test run (an outgoing connection, a listener on port 0) may
+/// have been given that port, and a server that cannot bind exits. One that exits is started
+/// again until it stays up or `within` has passed; the error then carries its log. `ready`
+/// counts only while the server still runs, so another listener on the port is never taken
+/// for it.
+pub fn start_on_port(
+    what: &str,
+    slot: &Mutex<Option<Child>>,
+    mut command: impl FnMut() -> Command,
+    mut ready: impl FnMut() -> bool,
+    log: &Path,
+    within: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    loop {
+        let child = spawn_kept(command()).map_err(|e| format!("cannot start {what}: {e}"))?;
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        let exited = loop {
+            let exited = slot
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() {
+                break exited;
+            }
+            if ready() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{what} did not become ready within {within:?}:\n{}",
+                    log_text()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{what} exited ({}) and did not stay up within {within:?}:\n{}",
+                exited.map(|s| s.to_string()).unwrap_or_default(),
+                log_text()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 impl Cluster {
@@ -151,59 +215,44 @@ impl Cluster {
 
     /// Starts the server (again) and waits until it accepts connections.
     pub fn run(&self) -> Result<(), String> {
-        let mut cmd = as_user(Command::new(self.bin.join("postgres")), self.user);
-        cmd.arg("-D")
-            .arg(self.dir.join("data"))
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-k",
-            ])
-            .arg(&self.dir)
-            .args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
-            .args(["-c", "max_connections=300", "-c", "shared_buffers=32MB"])
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(self.dir.join("server.log"))
-                    .map(Stdio::from)
-                    .unwrap_or(Stdio::null()),
-            );
-        let child = spawn_kept(cmd).map_err(|e| format!("cannot start postgres: {e}"))?;
-        if let Ok(mut slot) = self.child.lock() {
-            *slot = Some(child);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = Command::new(self.bin.join("pg_isready"))
+        let port = self.port.to_string();
+        let command = || {
+            let mut cmd = as_user(Command::new(self.bin.join("postgres")), self.user);
+            cmd.arg("-D")
+                .arg(self.dir.join("data"))
+                .args(["-c", "listen_addresses=127.0.0.1", "-p", &port, "-k"])
+                .arg(&self.dir)
                 .args([
-                    "-q",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "postgres",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
                 ])
+                .args(["-c", "max_connections=300", "-c", "shared_buffers=32MB"])
+                .stdout(Stdio::null())
+                .stderr(
+                    std::fs::File::create(self.dir.join("server.log"))
+                        .map(Stdio::from)
+                        .unwrap_or(Stdio::null()),
+                );
+            cmd
+        };
+        let ready = || {
+            Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port, "-U", "postgres"])
                 .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-                return Err(format!("postgres did not become ready within 30 s:\n{log}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                .is_ok_and(|s| s.success())
+        };
+        start_on_port(
+            "postgres",
+            &self.child,
+            command,
+            ready,
+            &self.dir.join("server.log"),
+            Duration::from_secs(30),
+        )
     }
 
     /// Stops the server (fast shutdown: clients are disconnected) and waits for it to exit.
