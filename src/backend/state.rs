@@ -77,6 +77,12 @@ pub trait StateStore: Send + Sync {
         name: &str,
         cond: Option<&Cond>,
     ) -> Result<Vec<String>, BackendError>;
+
+    /// Whether any resource of `resource_type` has a value kept for `name`: [`Self::find`]
+    /// stopped at the first one.
+    async fn any(&self, resource_type: &str, name: &str) -> Result<bool, BackendError> {
+        Ok(!self.find(resource_type, name, None).await?.is_empty())
+    }
 }
 
 /// Where one field of an [`Overlay`] lives.
@@ -313,7 +319,7 @@ impl Overlay {
         if !self.tombstones || self.unique.is_empty() {
             return Ok(None);
         }
-        let conds: Vec<Predicate> = self
+        let mut conds: Vec<Predicate> = self
             .unique
             .iter()
             .filter_map(|&(f, fold)| {
@@ -329,11 +335,21 @@ impl Overlay {
         if conds.is_empty() {
             return Ok(None);
         }
+        // Most creates come where nothing was ever soft-deleted (an identity provider's first
+        // cycle): one look at the state store's index saves them a search in the store.
+        if !self.state.any(&self.resource_type, TOMBSTONE).await? {
+            return Ok(None);
+        }
         // The few resources holding one of these values, tombstoned or not, and of those the
         // tombstoned one: a cost that does not grow with the number of soft deletes. A store
         // that cannot search on such a field (or finds more holders than expected) is asked
         // among the tombstoned ids instead.
-        let lowered = self.lower(&Predicate::Or(conds)).await?;
+        let either = if conds.len() == 1 {
+            conds.remove(0)
+        } else {
+            Predicate::Or(conds)
+        };
+        let lowered = self.lower(&either).await?;
         let holders = self
             .inner
             .search_retired(Search {

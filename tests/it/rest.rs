@@ -1438,3 +1438,44 @@ async fn filters_skip_soft_deleted_users_without_reading_every_tombstone() {
         "a tombstone search: {steps:#?}"
     );
 }
+
+/// With `on_delete = "soft"`, a create must find a soft-deleted user of the same userName to
+/// bring it back. Where nothing was ever soft-deleted (an identity provider's first cycle) a
+/// create is the app's POST alone; once something is, a create asks the app once by
+/// userName (its own search, narrowed to the exact match), not every tombstoned user by id,
+/// and a create of a tombstoned name in other case brings that user back.
+#[tokio::test]
+async fn a_create_looks_for_soft_deleted_users_only_when_there_are_some() {
+    let (r, _, _) = soft_rig().await;
+    r.create_user("first").await;
+    r.app.reset_hits();
+    r.create_user("second").await;
+    assert_eq!(r.app.hits("POST /users.json"), 1);
+    assert_eq!(
+        r.app.hits("GET /users.json"),
+        0,
+        "a search with no tombstone"
+    );
+
+    let gone = r.create_user("gone").await;
+    let other = r.create_user("gone.too").await;
+    for id in [&gone, &other] {
+        r.s.client
+            .delete(&format!("/scim/v2/Users/{id}"))
+            .await
+            .expect(204);
+    }
+    r.app.reset_hits();
+    r.create_user("third").await;
+    assert_eq!(r.app.hits("GET /users.json"), 1);
+    assert_eq!(
+        r.app.hits("GET /users/{id}.json"),
+        0,
+        "tombstoned users read one by one"
+    );
+    r.app.reset_hits();
+    assert_eq!(r.create_user("GONE").await, gone);
+    assert_eq!(r.app.hits("POST /users.json"), 0, "a second app user");
+    assert_eq!(r.app_user(&gone)[0], "GONE");
+    assert_eq!(r.app_user(&gone)[4], "1");
+}

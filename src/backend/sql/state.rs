@@ -218,6 +218,19 @@ impl<E: Exec> StateStore for SqlStateStore<E> {
             .filter_map(|r| r.into_iter().next())
             .collect())
     }
+
+    async fn any(&self, resource_type: &str, name: &str) -> Result<bool, BackendError> {
+        // One probe of the `(resource_type, name, value)` index.
+        let mut sql = Sql::default();
+        sql.push("SELECT 1 FROM ")
+            .push(&self.table)
+            .push(" WHERE resource_type = ")
+            .param(self.d, Value::Text(resource_type.to_owned()))
+            .push(" AND name = ")
+            .param(self.d, Value::Text(name.to_owned()))
+            .push(" AND value IS NOT NULL AND value <> '' LIMIT 1");
+        Ok(!self.exec.read_by_key(sql).await?.is_empty())
+    }
 }
 
 impl<E> SqlStateStore<E> {
