@@ -233,10 +233,21 @@ impl Sidecar {
     }
 }
 
-/// A loopback port that was free a moment ago (bound, read, released).
+/// A loopback port that was free a moment ago (bound, read, released), and not given out
+/// before in this run: the kernel may hand a just-released port out again, and the sidecar's
+/// listen and admin addresses once came out the same ("admin.addr and listen.addr are the
+/// same address").
 pub fn free_port() -> SocketAddr {
-    let l = StdListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr")
+    static GIVEN: std::sync::Mutex<Vec<SocketAddr>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let l = StdListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = l.local_addr().expect("local_addr");
+        if !given.contains(&addr) {
+            given.push(addr);
+            return addr;
+        }
+    }
 }
 
 /// One blocking `GET` with `Connection: close`; the status, or `None` if there is no answer.
