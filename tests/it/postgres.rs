@@ -1029,9 +1029,10 @@ async fn statements_that_run_alone_take_at_most_half_the_pool() {
         return;
     };
     assert_eq!(scim_sidecar::backend::sql::pg_pool::alone_limit(4), 2);
+    let full = 2 * scim_sidecar::backend::sql::pg_pool::SHARED_DEPTH;
 
     let mut held = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..full {
         held.push(pool.shared().await.expect("a connection"));
     }
     let mut pids = Vec::new();
@@ -1044,14 +1045,14 @@ async fn statements_that_run_alone_take_at_most_half_the_pool() {
     assert_eq!(
         distinct.len(),
         2,
-        "four reads on {pids:?}: not two connections"
+        "{full} reads on {pids:?}: not two connections"
     );
 
     // Both lent connections are full: the next read waits for a place, though the pool has
     // room for two more connections...
     let next = read_pid(&pool);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!next.is_finished(), "a fifth read took a third connection");
+    assert!(!next.is_finished(), "one read more took a third connection");
     // ...which a transaction gets at once.
     let own = tokio::time::timeout(Duration::from_secs(1), pool.get())
         .await
@@ -1060,7 +1061,7 @@ async fn statements_that_run_alone_take_at_most_half_the_pool() {
     assert!(!distinct.contains(&pid(&own).await), "a lent connection");
 
     let got = free_a_place(&mut held, next).await;
-    assert_eq!(got, pids[3], "not the place that was freed");
+    assert_eq!(got, pids[full - 1], "not the place that was freed");
     drop(own);
 }
 

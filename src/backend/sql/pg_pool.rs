@@ -194,9 +194,12 @@ enum Lent {
 }
 
 /// At most this many statements that run alone use one connection at once ([`PgPool::shared`]).
-/// Deeper pipelines measured no cheaper per request, and a longer tail: at 4, the p99 of
-/// creates at 32 clients was twice that at 2.
-pub const SHARED_DEPTH: usize = 2;
+/// At 4 rather than 2 (`cargo bench --bench postgres`, 32 clients, the pool of 16, alternating
+/// runs), PostgreSQL spent 71–76 µs of CPU per create instead of 73–99, and creates reached
+/// 0.88–1.01× pgbench instead of 0.74–0.86×; the price is the create's p99, 12–16 ms instead
+/// of 8–13. On the VM these benches ran on before, with the pool of 8, 4 was no cheaper than 2
+/// and doubled that tail.
+pub const SHARED_DEPTH: usize = 4;
 
 /// An open connection, with its place in the pool.
 struct Idle {
