@@ -22,8 +22,9 @@
 //! pass-through (the app is its upstream as well): one proxy hop and no SCIM, a reference
 //! for what any translation in front of this app can reach on this machine (no goal).
 //!
-//! The sidecar's request does more than the one call (a create: the uniqueness lookup by
-//! `userName`, the create, the kept `externalId` written to the state store), so the ratio is
+//! The sidecar's request does more than the one call (a create: the app's create, then the
+//! kept `externalId` written to the state store; the app itself refuses a taken login, and
+//! with `on_delete = "hard"` there is no soft-deleted user to look for), so the ratio is
 //! what an IdP gets of what the app alone does on this machine. Goal: ≥ 0.8 for each phase at
 //! 32 clients; reported (PASS/MISS), never asserted. Each phase is bounded by `BENCH_SECS`
 //! (+1 s warm-up) and [`support::MAX_REQUESTS`]; everything shares the machine's cores.
