@@ -198,14 +198,7 @@ impl<E: Exec> StateStore for SqlStateStore<E> {
         name: &str,
         cond: Option<&Cond>,
     ) -> Result<Vec<String>, BackendError> {
-        let mut sql = Sql::default();
-        sql.push("SELECT resource_id FROM ")
-            .push(&self.table)
-            .push(" WHERE resource_type = ")
-            .param(self.d, Value::Text(resource_type.to_owned()))
-            .push(" AND name = ")
-            .param(self.d, Value::Text(name.to_owned()))
-            .push(" AND value IS NOT NULL AND value <> ''");
+        let mut sql = self.having("resource_id", resource_type, name);
         if let Some(c) = cond {
             sql.push(" AND ");
             self.compare(&mut sql, c)?;
@@ -221,19 +214,28 @@ impl<E: Exec> StateStore for SqlStateStore<E> {
 
     async fn any(&self, resource_type: &str, name: &str) -> Result<bool, BackendError> {
         // One probe of the `(resource_type, name, value)` index.
-        let mut sql = Sql::default();
-        sql.push("SELECT 1 FROM ")
-            .push(&self.table)
-            .push(" WHERE resource_type = ")
-            .param(self.d, Value::Text(resource_type.to_owned()))
-            .push(" AND name = ")
-            .param(self.d, Value::Text(name.to_owned()))
-            .push(" AND value IS NOT NULL AND value <> '' LIMIT 1");
+        let mut sql = self.having("1", resource_type, name);
+        sql.push(" LIMIT 1");
         Ok(!self.exec.read_by_key(sql).await?.is_empty())
     }
 }
 
 impl<E> SqlStateStore<E> {
+    /// `SELECT <what>` of the rows of `resource_type` with a value kept for `name`.
+    fn having(&self, what: &str, resource_type: &str, name: &str) -> Sql {
+        let mut sql = Sql::default();
+        sql.push("SELECT ")
+            .push(what)
+            .push(" FROM ")
+            .push(&self.table)
+            .push(" WHERE resource_type = ")
+            .param(self.d, Value::Text(resource_type.to_owned()))
+            .push(" AND name = ")
+            .param(self.d, Value::Text(name.to_owned()))
+            .push(" AND value IS NOT NULL AND value <> ''");
+        sql
+    }
+
     /// `value <op> ?` on the text column, as the predicate compiler compares text.
     fn compare(&self, sql: &mut Sql, c: &Cond) -> Result<(), BackendError> {
         let col = super::model::Col {
