@@ -154,9 +154,9 @@ struct Lending {
 }
 
 impl Lending {
-    /// Held, and answering its statements: one finished within `stuck` ([`STUCK`]).
+    /// Answering its statements: one finished within `stuck` ([`STUCK`]).
     fn answering(&self, now: Instant, stuck: Duration) -> bool {
-        self.client.strong_count() > 0 && now.duration_since(self.progress) < stuck
+        now.duration_since(self.progress) < stuck
     }
 }
 
@@ -311,7 +311,7 @@ impl PgPool {
     fn share(&self, c: PgClient) -> SharedClient {
         let c = Arc::new(c);
         let mut state = self.inner.lock();
-        state.shared.retain(|l| l.client.strong_count() > 0);
+        state.prune();
         state.shared.push(Lending {
             home: c.conn.home,
             client: Arc::downgrade(&c),
@@ -513,9 +513,14 @@ impl State {
         rx
     }
 
+    /// Forgets the lent connections no one holds any more.
+    fn prune(&mut self) {
+        self.shared.retain(|l| l.client.strong_count() > 0);
+    }
+
     /// How many connections lent to statements that run alone are answering them.
     fn answering(&mut self, now: Instant) -> usize {
-        self.shared.retain(|l| l.client.strong_count() > 0);
+        self.prune();
         let stuck = self.stuck;
         self.shared
             .iter()
@@ -543,7 +548,7 @@ impl State {
         if self.waiters.iter().any(|w| !w.alone && !w.tx.is_closed()) {
             return None;
         }
-        self.shared.retain(|l| l.client.strong_count() > 0);
+        self.prune();
         let stuck = self.stuck;
         let l = self
             .shared
