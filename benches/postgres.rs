@@ -43,7 +43,11 @@
 //!    add* (`PATCH /Groups/{id}`, `add` of one member, rotating over the users created and over
 //!    8 groups created beforehand). Before every run (sidecar or pgbench) the 8 groups are
 //!    emptied and the database is vacuumed, analyzed and checkpointed, with autovacuum off, so
-//!    that runs start alike and no background work falls into one.
+//!    that runs start alike and no background work falls into one. At 32 clients, where the
+//!    targets apply, each phase runs in three rounds (sidecar, pgbench, sidecar, pgbench, …),
+//!    and the summary judges the median round: PostgreSQL's own CPU per request drifts by up
+//!    to a fifth within one bench on a shared VM, and one round's ratio moved with it by as
+//!    much as the margin it was judged on (PATCH 0.93, 0.92, 0.75 in one run).
 //! 4. **A 100,000-member group**: one `PATCH` through the sidecar adding the other 1,000 users
 //!    in one `add` operation, timed (target < 1 s) and checked with `SELECT count(*)` (101,000);
 //!    then a `PATCH` removing them again (Entra's shape: `remove`, `path: members`, a `value`
@@ -59,17 +63,19 @@
 //!   generator); for the pgbench line, `-` and pgbench's own CPU. `db CPU us/req`: CPU of
 //!   PostgreSQL (postmaster and backends) per request. `other cores`: what every other process
 //!   used meanwhile (noise).
-//! - The summary gives per phase the ratio sidecar req/s / pgbench tps, with targets at 32
+//! - The summary gives per phase the ratio sidecar req/s / pgbench tps (at 32 clients: the
+//!   median round's, every round's ratio after it), with targets at 32
 //!   clients: create ≥ 0.8, filter ≥ 0.9, patch ≥ 0.8 (member add: reported, no target); and
 //!   the sidecar's CPU per request at 32 clients, with targets: create ≤ 60 µs, filter ≤ 40,
-//!   patch and member add ≤ 90 (issue #15). pgbench replays the statements the sidecar sends,
+//!   patch and member add ≤ 90 (issue #15), as the median of the rounds. pgbench replays the statements the sidecar sends,
 //!   so a request made of fewer statements lowers the sidecar's CPU and pgbench's time alike.
 //!
 //! Targets are reported (PASS/MISS), never asserted: the bench fails only on request errors, on
 //! pgbench errors (a script that does not replay) or if the sidecar does not start. Everything
 //! shares the machine's cores (2 on the reference VM), so the ratios say how much of what
-//! PostgreSQL can do the sidecar delivers on this machine, not what either does alone. Each phase
-//! is bounded: `BENCH_SECS` (default 5) seconds plus 1 s warm-up, at most 2,000,000 requests.
+//! PostgreSQL can do the sidecar delivers on this machine, not what either does alone. Each run
+//! is bounded: `BENCH_SECS` (default 5) seconds plus 1 s warm-up, at most 2,000,000 requests;
+//! the whole bench takes about 4 minutes on the reference VM.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -97,9 +103,9 @@ use pg::{
     span,
 };
 use support::{
-    CONNS, Report, RssSampler, Summary, at_least, at_most, connect, create_body, create_load,
-    filter_load, filter_path, host_header, mib, ms, patch_body, patch_load, request, run_phase,
-    user_name, verdict,
+    CONNS, Report, RssSampler, Stats, Summary, at_least, at_most, connect, create_body,
+    create_load, filter_load, filter_path, host_header, mib, ms, patch_body, patch_load, request,
+    run_phase, user_name, verdict,
 };
 
 /// The sidecar's pool size unless `DATABASE_POOL_SIZE` says otherwise.
@@ -120,6 +126,16 @@ const ID_BASE: u64 = 1_000_000;
 
 /// Target: adding 1,000 members to the big group takes less than this.
 const TARGET_BIG_ADD_SECS: f64 = 1.0;
+/// Rounds (sidecar, then pgbench) of each phase at 32 clients, where the targets apply; the
+/// summary judges the median round. On a shared 2-core VM PostgreSQL's own CPU per request
+/// drifts by a fifth between runs a minute apart, which moved a single round's ratio by as
+/// much as the margin it was judged on.
+const ROUNDS: usize = 3;
+
+/// How many rounds a phase runs with `conns` clients.
+fn rounds_at(conns: usize) -> usize {
+    if conns == 32 { ROUNDS } else { 1 }
+}
 
 fn main() {
     let Some(setup) = Setup::start(
@@ -177,7 +193,13 @@ fn main() {
         let names: Arc<Vec<String>> =
             Arc::new(created.iter().map(|(n, _)| user_name(*n)).collect());
         let ids: Arc<Vec<String>> = Arc::new(created.iter().map(|(_, id)| id.clone()).collect());
-        for conns in CONNS {
+        for (conns, round) in CONNS
+            .into_iter()
+            .flat_map(|c| (0..rounds_at(c)).map(move |r| (c, r)))
+        {
+            if round > 0 {
+                println!("  (round {} of {ROUNDS})", round + 1);
+            }
             let load = match phase {
                 Phase::Create => create_load(sidecar.addr, conns, true),
                 Phase::Filter => filter_load(sidecar.addr, conns, names.clone()),
@@ -225,6 +247,63 @@ fn main() {
     drop(db);
     rt.shutdown_timeout(Duration::from_secs(2));
     setup.stop();
+}
+
+/// The rounds of one phase at one client count, judged by their median.
+struct Rounds {
+    phase: Phase,
+    conns: usize,
+    /// The median round's ratio, and its figure with every round's ratio after it.
+    ratio: f64,
+    value: String,
+    /// The median of the rounds' sidecar CPU and PostgreSQL CPU per request.
+    cpu_us: Option<f64>,
+    db_cpu_us: Option<f64>,
+    /// ` [median of N]`, or nothing for a single round.
+    of: String,
+}
+
+/// `pairs` grouped by phase and client count, in the order they ran.
+fn median_rounds(report: &Report, pairs: &[Pair<Phase>]) -> Vec<Rounds> {
+    let mut out: Vec<Rounds> = Vec::new();
+    for p in pairs {
+        if out.iter().any(|r| r.phase == p.phase && r.conns == p.conns) {
+            continue;
+        }
+        let same: Vec<&Pair<Phase>> = pairs
+            .iter()
+            .filter(|q| q.phase == p.phase && q.conns == p.conns)
+            .collect();
+        let mut judged: Vec<(f64, String)> = same.iter().map(|q| q.versus(report)).collect();
+        let ratios: Vec<String> = judged.iter().map(|(r, _)| format!("{r:.2}")).collect();
+        judged.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (ratio, value) = judged.swap_remove(judged.len() / 2);
+        let median = |f: &dyn Fn(&Stats) -> Option<f64>| {
+            let mut v: Vec<f64> = same
+                .iter()
+                .filter_map(|q| f(&report.phases[q.sidecar]))
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied()
+        };
+        let (value, of) = match same.len() {
+            1 => (value, String::new()),
+            n => (
+                format!("{value} [median of {n}: {}]", ratios.join(", ")),
+                format!(" [median of {n}]"),
+            ),
+        };
+        out.push(Rounds {
+            phase: p.phase,
+            conns: p.conns,
+            ratio,
+            value,
+            cpu_us: median(&|s| s.server_cpu_us),
+            db_cpu_us: median(&|s| s.db_cpu_us),
+            of,
+        });
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -632,27 +711,29 @@ async fn patch_big_group(db: &postgres::Db, addr: SocketAddr, target: &BigGroup)
 fn summary(report: &Report, pairs: &[Pair<Phase>], big: &BigTimes, pool: usize, rss: [u64; 2]) {
     let mut table = Summary::default();
     table.info("sidecar pool size (DATABASE_POOL_SIZE)", pool.to_string());
-    for p in pairs {
-        let (ratio, value) = p.versus(report);
-        let figure = format!("{} @{}: sidecar / pgbench", p.phase.label(), p.conns);
-        match p.phase.target() {
-            Some(t) if p.conns == 32 => {
-                table.row(&figure, value, format!(">= {t:.2}"), at_least(ratio, t))
-            }
-            _ => table.info(&figure, value),
+    let rounds = median_rounds(report, pairs);
+    for r in &rounds {
+        let figure = format!("{} @{}: sidecar / pgbench", r.phase.label(), r.conns);
+        match r.phase.target() {
+            Some(t) if r.conns == 32 => table.row(
+                &figure,
+                r.value.clone(),
+                format!(">= {t:.2}"),
+                at_least(r.ratio, t),
+            ),
+            _ => table.info(&figure, r.value.clone()),
         }
     }
-    for p in pairs.iter().filter(|p| p.conns == 32) {
-        let run = &report.phases[p.sidecar];
-        let (Some(us), t) = (run.server_cpu_us, p.phase.cpu_target()) else {
+    for r in rounds.iter().filter(|r| r.conns == 32) {
+        let (Some(us), t) = (r.cpu_us, r.phase.cpu_target()) else {
             continue;
         };
-        let db = run
+        let db = r
             .db_cpu_us
             .map_or(String::new(), |d| format!(" (PostgreSQL {d:.0} us)"));
         table.row(
-            &format!("{} @32: sidecar CPU per request", p.phase.label()),
-            format!("{us:.0} us{db}"),
+            &format!("{} @32: sidecar CPU per request", r.phase.label()),
+            format!("{us:.0} us{db}{}", r.of),
             format!("<= {t:.0} us"),
             at_most(us, t),
         );
