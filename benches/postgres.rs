@@ -67,15 +67,16 @@
 //!   median round's, every round's ratio after it), with targets at 32
 //!   clients: create ≥ 0.8, filter ≥ 0.9, patch ≥ 0.8 (member add: reported, no target); and
 //!   the sidecar's CPU per request at 32 clients, with targets: create ≤ 60 µs, filter ≤ 40,
-//!   patch and member add ≤ 90 (issue #15), as the median of the rounds. pgbench replays the statements the sidecar sends,
-//!   so a request made of fewer statements lowers the sidecar's CPU and pgbench's time alike.
+//!   patch and member add ≤ 90 (issue #15), as the median of the rounds. pgbench replays the
+//!   statements the sidecar sends, so a request made of fewer statements lowers the sidecar's
+//!   CPU and pgbench's time alike.
 //!
 //! Targets are reported (PASS/MISS), never asserted: the bench fails only on request errors, on
 //! pgbench errors (a script that does not replay) or if the sidecar does not start. Everything
 //! shares the machine's cores (2 on the reference VM), so the ratios say how much of what
 //! PostgreSQL can do the sidecar delivers on this machine, not what either does alone. Each run
 //! is bounded: `BENCH_SECS` (default 5) seconds plus 1 s warm-up, at most 2,000,000 requests;
-//! the whole bench takes about 4 minutes on the reference VM.
+//! the whole bench takes about 3.5 minutes on the reference VM.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
