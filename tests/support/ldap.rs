@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use ldap3::{LdapConnAsync, Scope, SearchEntry};
 
-use super::postgres::{as_user, free_port, start_on_port};
+use super::postgres::{as_user, free_port, log_file, start_on_port};
 
 /// The directory's suffix.
 pub const SUFFIX: &str = "dc=example,dc=test";
@@ -269,11 +269,7 @@ impl Server {
                 .args(["-d", "0"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(
-                    std::fs::File::create(self.dir.join("slapd.log"))
-                        .map(Stdio::from)
-                        .unwrap_or(Stdio::null()),
-                );
+                .stderr(log_file(&self.dir.join("slapd.log")));
             cmd
         };
         // Ready when it accepts connections.

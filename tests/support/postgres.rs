@@ -108,6 +108,14 @@ pub fn free_port() -> u16 {
     panic!("no loopback port left that this test run has not given out")
 }
 
+/// A server's output written to the file `path` (nowhere if it cannot be created), where
+/// [`start_on_port`]'s error and a failing test can show it.
+pub fn log_file(path: &Path) -> Stdio {
+    std::fs::File::create(path)
+        .map(Stdio::from)
+        .unwrap_or(Stdio::null())
+}
+
 /// Starts a server on its fixed loopback port and waits until `ready` says it answers.
 ///
 /// A server started again on its port (a restart) can find it taken for a moment: while it
@@ -232,11 +240,7 @@ impl Cluster {
                 ])
                 .args(["-c", "max_connections=300", "-c", "shared_buffers=32MB"])
                 .stdout(Stdio::null())
-                .stderr(
-                    std::fs::File::create(self.dir.join("server.log"))
-                        .map(Stdio::from)
-                        .unwrap_or(Stdio::null()),
-                );
+                .stderr(log_file(&self.dir.join("server.log")));
             cmd
         };
         let ready = || {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use ldap3::{LdapConnAsync, LdapConnSettings, Mod, Scope, SearchEntry};
 use tokio::sync::OnceCell;
 
-use super::postgres::spawn_kept;
+use super::postgres::{log_file, spawn_kept};
 
 /// The domain's naming context.
 pub const SUFFIX: &str = "DC=example,DC=test";
@@ -181,11 +181,7 @@ impl Dc {
             .args(["--foreground", "--no-process-group"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(dir.join("samba.out"))
-                    .map(Stdio::from)
-                    .unwrap_or(Stdio::null()),
-            );
+            .stderr(log_file(&dir.join("samba.out")));
         // SAFETY: only async-signal-safe calls between fork and exec. Samba stops cleanly on
         // SIGTERM, also when the test process dies without running its exit handlers.
         unsafe {
