@@ -253,8 +253,7 @@ impl Authenticator {
     /// own JWTs, even from the same issuer, are for another audience, so they pass. Cost:
     /// nothing for requests without `Authorization: Bearer`; one SHA-256 and, for a JWT,
     /// one base64 and JSON parse of its claims.
-    pub fn is_scim_credential(&self, header: &HeaderValue) -> bool {
-        let h = header.as_bytes();
+    pub fn is_scim_credential(&self, h: &[u8]) -> bool {
         if h.len() < 7 || !h[..7].eq_ignore_ascii_case(b"bearer ") {
             return false;
         }

@@ -173,11 +173,11 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-const MSG_UNAVAILABLE: &str = "upstream unavailable";
-const MSG_TIMEOUT: &str = "upstream timed out";
-const MSG_BUSY: &str = "upstream busy: every connection to it is in use";
-const MSG_BODY_TIMEOUT: &str = "the request body stopped arriving";
-const MSG_BAD_BODY: &str = "the request body could not be read";
+pub(crate) const MSG_UNAVAILABLE: &str = "upstream unavailable";
+pub(crate) const MSG_TIMEOUT: &str = "upstream timed out";
+pub(crate) const MSG_BUSY: &str = "upstream busy: every connection to it is in use";
+pub(crate) const MSG_BODY_TIMEOUT: &str = "the request body stopped arriving";
+pub(crate) const MSG_BAD_BODY: &str = "the request body could not be read";
 const MSG_LOOP: &str =
     "the request came back to the sidecar: upstream.url leads to the sidecar itself";
 
@@ -202,6 +202,7 @@ impl Proxy {
                     idle_timeout: cfg.pool_idle_timeout,
                     max_idle: cfg.pool_max_idle_per_host,
                     idle: Mutex::new(Vec::new()),
+                    raw: Mutex::new(Vec::new()),
                     slots: OnceLock::new(),
                     returned: Notify::new(),
                     reaper: AtomicBool::new(false),
@@ -231,6 +232,47 @@ impl Proxy {
             .pool
             .slots
             .set(Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS))));
+    }
+
+    // === for the HTTP/1.1 fast path (crate::server::fast) ===
+
+    /// Whether the upstream URL is usable (an `http` URL with an authority).
+    pub(crate) fn usable(&self) -> bool {
+        self.inner.pool.authority.is_some()
+    }
+
+    /// The app's time to answer, once the request body has been forwarded.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// How long a client may pause in the middle of a request body.
+    pub(crate) fn body_idle(&self) -> Duration {
+        self.inner.body_idle
+    }
+
+    /// The `Host` to send the app for a request that came with `original`.
+    pub(crate) fn host_for<'a>(&'a self, original: &'a [u8]) -> &'a [u8] {
+        match (&self.inner.preserve_host, &self.inner.upstream_host) {
+            (false, Some(h)) => h.as_bytes(),
+            _ => original,
+        }
+    }
+
+    /// This proxy's name in `Via`, and its `Via` entry for an HTTP/1.1 request.
+    pub(crate) fn via(&self) -> (&str, &[u8]) {
+        (&self.inner.via_name, self.inner.via[1].as_bytes())
+    }
+
+    /// A raw connection to the app: an idle one, or a new one when there is room, waiting
+    /// for room until `deadline`.
+    pub(crate) async fn checkout_raw(&self, deadline: Instant) -> Result<RawConn, Checkout> {
+        self.inner.pool.checkout_raw(deadline).await
+    }
+
+    /// Takes back a raw connection whose last response has been read to its end.
+    pub(crate) fn put_raw(&self, c: RawConn) {
+        self.inner.pool.put_raw(c);
     }
 
     /// Forwards one request to the upstream and returns its response with a streaming body.
@@ -633,6 +675,8 @@ struct Pool {
     max_idle: usize,
     /// Idle connections, the most recently used last.
     idle: Mutex<Vec<Conn>>,
+    /// Idle raw connections (the fast path's), the most recently used last.
+    raw: Mutex<Vec<RawConn>>,
     /// Open connections allowed, once [`Proxy::limit_connections`] has been called.
     slots: OnceLock<Arc<Semaphore>>,
     /// Signalled when a connection goes back to the pool (for requests waiting at the cap).
@@ -640,12 +684,48 @@ struct Pool {
     reaper: AtomicBool,
 }
 
+/// What [`Pool::room`] found.
+enum Room {
+    /// Room for a new connection, holding its place under the cap (if any).
+    Slot(Option<OwnedSemaphorePermit>),
+    /// A connection came back to the pool: look there again.
+    Returned,
+}
+
+/// Whether a single-threaded runtime (a server shard) runs this task: connections are then
+/// best used on the thread that opened them, where their readiness events arrive.
+fn on_shard() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+}
+
+/// Whether an idle connection is still open: nothing to read (an idle connection has no
+/// answer pending; bytes or an end mean it is unusable). Costs no system call unless the
+/// reactor has seen the socket become readable: the fast path reads through `AsyncRead`,
+/// whose short reads leave the socket marked as drained.
+fn raw_open(tcp: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(tcp.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
 /// Why no connection could be had.
-enum Checkout {
+pub(crate) enum Checkout {
     /// Every allowed connection stayed in use until the deadline.
     Busy,
     /// Connecting failed.
     Connect(String),
+}
+
+/// A plain TCP connection to the app for the HTTP/1.1 fast path (`crate::server::fast`),
+/// which reads and writes the messages itself.
+pub(crate) struct RawConn {
+    /// The socket.
+    pub(crate) tcp: TcpStream,
+    /// Taken from the pool rather than just opened.
+    pub(crate) reused: bool,
+    home: std::thread::ThreadId,
+    idle_since: Instant,
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 /// A connection to the app: the handle to send on, and the future that does its I/O.
@@ -688,22 +768,85 @@ impl Pool {
                     return Ok(c);
                 }
             }
-            let slot = match self.slots.get() {
-                None => None,
-                Some(slots) => match slots.clone().try_acquire_owned() {
-                    Ok(p) => Some(p),
-                    Err(_) => {
-                        tokio::select! {
-                            p = slots.clone().acquire_owned() => p.ok(),
-                            () = self.returned.notified() => continue,
-                            () = tokio::time::sleep_until(deadline.into()) => return Err(Checkout::Busy),
-                        }
-                    }
-                },
-            };
-            // Boxed: connecting is the cold path, and its future would otherwise swell
-            // every request's future, which hyper moves on each request.
-            return Box::pin(self.connect(slot)).await;
+            match self.room(deadline).await? {
+                Room::Returned => continue,
+                // Boxed: connecting is the cold path, and its future would otherwise swell
+                // every request's future, which hyper moves on each request.
+                Room::Slot(slot) => return Box::pin(self.connect(slot)).await,
+            }
+        }
+    }
+
+    /// Room for one more open connection: a place under the cap (when there is one), or
+    /// word that a connection came back to the pool meanwhile; `Busy` at `deadline`.
+    async fn room(&self, deadline: Instant) -> Result<Room, Checkout> {
+        let Some(slots) = self.slots.get() else {
+            return Ok(Room::Slot(None));
+        };
+        if let Ok(p) = slots.clone().try_acquire_owned() {
+            return Ok(Room::Slot(Some(p)));
+        }
+        tokio::select! {
+            p = slots.clone().acquire_owned() => Ok(Room::Slot(p.ok())),
+            () = self.returned.notified() => Ok(Room::Returned),
+            () = tokio::time::sleep_until(deadline.into()) => Err(Checkout::Busy),
+        }
+    }
+
+    /// An idle raw connection (see [`RawConn`]), or a new one when there is room, waiting
+    /// for room until `deadline`.
+    async fn checkout_raw(self: &Arc<Self>, deadline: Instant) -> Result<RawConn, Checkout> {
+        loop {
+            while let Some(mut c) = self.pop_raw() {
+                // The app may have closed it meanwhile (a close that races the request is
+                // answered by the fast path's retry, crate::server::fast).
+                if c.idle_since.elapsed() >= self.idle_timeout || !raw_open(&c.tcp) {
+                    continue;
+                }
+                c.reused = true;
+                return Ok(c);
+            }
+            match self.room(deadline).await? {
+                Room::Returned => continue,
+                Room::Slot(slot) => return Box::pin(self.connect_raw(slot)).await,
+            }
+        }
+    }
+
+    async fn connect_raw(
+        self: &Arc<Self>,
+        slot: Option<OwnedSemaphorePermit>,
+    ) -> Result<RawConn, Checkout> {
+        let tcp = self.open().await?;
+        self.start_reaper();
+        Ok(RawConn {
+            tcp,
+            reused: false,
+            home: std::thread::current().id(),
+            idle_since: Instant::now(),
+            _slot: slot,
+        })
+    }
+
+    /// As [`Pool::pop`], for raw connections.
+    fn pop_raw(&self) -> Option<RawConn> {
+        let mut idle = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        if !on_shard() {
+            return idle.pop();
+        }
+        let me = std::thread::current().id();
+        let i = idle.iter().rposition(|c| c.home == me)?;
+        Some(idle.remove(i))
+    }
+
+    /// Takes back a raw connection whose last response has been read to its end.
+    fn put_raw(&self, mut c: RawConn) {
+        c.idle_since = Instant::now();
+        let mut idle = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(c);
+            drop(idle);
+            self.returned.notify_one();
         }
     }
 
@@ -712,9 +855,7 @@ impl Pool {
     /// that waits for them stay on one thread.
     fn pop(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let single = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
-        if !single {
+        if !on_shard() {
             return idle.pop();
         }
         let me = std::thread::current().id();
@@ -726,6 +867,24 @@ impl Pool {
         self: &Arc<Self>,
         slot: Option<OwnedSemaphorePermit>,
     ) -> Result<Conn, Checkout> {
+        let tcp = self.open().await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake::<_, Body>(TokioIo::new(tcp))
+            .await
+            .map_err(|e| Checkout::Connect(e.to_string()))?;
+        self.start_reaper();
+        Ok(Conn {
+            sender,
+            driver: Driver::new(conn.with_upgrades()),
+            reused: false,
+            home: std::thread::current().id(),
+            idle_since: Instant::now(),
+            _slot: slot,
+        })
+    }
+
+    /// A new TCP connection to the app, within `connect_timeout`.
+    async fn open(&self) -> Result<TcpStream, Checkout> {
         let Some(authority) = &self.authority else {
             return Err(Checkout::Connect("no upstream address".into()));
         };
@@ -745,19 +904,7 @@ impl Pool {
             Err(_) => return Err(Checkout::Connect("connect timed out".into())),
         };
         let _ = tcp.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .handshake::<_, Body>(TokioIo::new(tcp))
-            .await
-            .map_err(|e| Checkout::Connect(e.to_string()))?;
-        self.start_reaper();
-        Ok(Conn {
-            sender,
-            driver: Driver::new(conn.with_upgrades()),
-            reused: false,
-            home: std::thread::current().id(),
-            idle_since: Instant::now(),
-            _slot: slot,
-        })
+        Ok(tcp)
     }
 
     /// Takes back a connection whose last response has been read to its end.
@@ -790,6 +937,9 @@ impl Pool {
                 let mut idle = pool.idle.lock().unwrap_or_else(|p| p.into_inner());
                 let limit = pool.idle_timeout;
                 idle.retain_mut(|c| c.idle_since.elapsed() < limit && c.drive(&mut cx));
+                drop(idle);
+                let mut raw = pool.raw.lock().unwrap_or_else(|p| p.into_inner());
+                raw.retain(|c| c.idle_since.elapsed() < limit && raw_open(&c.tcp));
             }
         });
     }
@@ -1024,8 +1174,8 @@ fn via_name() -> String {
 }
 
 /// Whether a `Via` value names this proxy (`name`): the request has been forwarded by it.
-fn names(via: &HeaderValue, name: &str) -> bool {
-    via.as_bytes().split(|b| *b == b',').any(|entry| {
+pub(crate) fn names(via: &[u8], name: &str) -> bool {
+    via.split(|b| *b == b',').any(|entry| {
         entry
             .split(|b| b.is_ascii_whitespace())
             .any(|w| w == name.as_bytes())
@@ -1041,7 +1191,7 @@ fn add_via(headers: &mut HeaderMap, ours: &HeaderValue, name: &str) -> Result<()
             e.insert(ours.clone());
         }
         header::Entry::Occupied(mut e) => {
-            if e.iter().any(|v| names(v, name)) {
+            if e.iter().any(|v| names(v.as_bytes(), name)) {
                 return Err(());
             }
             if let Some(v) = appended(e.iter(), ours) {

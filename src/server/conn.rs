@@ -360,16 +360,16 @@ enum Event<T> {
 /// connection gets `close_grace` to finish, then it is dropped. `waiting_since` is when the
 /// connection became able to send its first request (accept, or the end of the TLS
 /// handshake).
-pub async fn drive<C, E>(
+pub async fn drive<C, T, E>(
     conn: C,
     shutdown: impl Fn(Pin<&mut C>),
     activity: &Activity,
     deadlines: &Deadlines,
     waiting_since: Instant,
     stop: &mut watch::Receiver<bool>,
-) -> Option<Result<(), E>>
+) -> Option<Result<T, E>>
 where
-    C: Future<Output = Result<(), E>>,
+    C: Future<Output = Result<T, E>>,
 {
     let mut conn = pin!(conn);
     let first = waiting_since + deadlines.first_request;

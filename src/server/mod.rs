@@ -12,6 +12,7 @@
 //! `listen.shutdown_timeout`, and returns.
 
 pub mod conn;
+pub mod fast;
 pub mod forwarded;
 pub mod router;
 pub mod shard;
@@ -259,6 +260,7 @@ async fn serve(
                 .at(tcp.local_addr().ok())
                 .held_by(activity.clone()),
         );
+        let (fast_current, fast_client) = (current.clone(), client.clone());
         let requests = current.clone();
         let act = activity.clone();
         let svc = hyper::service::service_fn(move |req| {
@@ -274,6 +276,20 @@ async fn serve(
         let task = move |tcp: tokio::net::TcpStream| async move {
             match tls {
                 None => {
+                    // Plain HTTP/1.1 pass-through is relayed without hyper until a request
+                    // needs it (fast.rs); hyper serves the connection from there on.
+                    let Some(tcp) = fast::serve(
+                        tcp,
+                        &fast_current,
+                        &fast_client,
+                        &activity,
+                        &deadlines,
+                        &mut stop,
+                    )
+                    .await
+                    else {
+                        return;
+                    };
                     serve_io(
                         tcp,
                         &builder,

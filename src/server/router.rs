@@ -43,19 +43,29 @@ use crate::scim::{self, BaseUrl, ScimError};
 
 const SCIM_JSON: HeaderValue = HeaderValue::from_static("application/scim+json");
 
-const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
 /// The request's id: the client's `X-Request-Id` when it is 1 to 128 visible ASCII
 /// characters, else a new one, unique in this process (a random start, then a counter).
 fn request_id(headers: &http::HeaderMap) -> HeaderValue {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
     if let Some(v) = headers.get(&REQUEST_ID) {
-        let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic()) {
+        if is_request_id(v.as_bytes()) {
             return v.clone();
         }
     }
+    let (buf, len) = fresh_request_id();
+    HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// Whether a client's `X-Request-Id` is kept: 1 to 128 visible ASCII characters.
+pub(crate) fn is_request_id(b: &[u8]) -> bool {
+    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+/// A new request id, unique in this process: hex digits, the first `len` bytes of the array.
+pub(crate) fn fresh_request_id() -> ([u8; 32], usize) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
     static START: OnceLock<u64> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let start = *START.get_or_init(|| {
@@ -68,9 +78,9 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     // `{start:016x}{n:08x}`, written by hand: the formatting machinery cost more than the
     // rest of a pass-through request's own work.
     let mut buf = [0u8; 32];
-    let mut len = push_hex(&mut buf, 0, start, 16);
-    len = push_hex(&mut buf, len, n, 8);
-    HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let len = push_hex(&mut buf, 0, start, 16);
+    let len = push_hex(&mut buf, len, n, 8);
+    (buf, len)
 }
 
 /// What the router knows of the listener a request came in on (from `[listen]` and
@@ -196,7 +206,7 @@ fn strip_scim_credentials(app: &App, headers: &mut http::HeaderMap) {
         let kept: Vec<HeaderValue> = headers
             .get_all(header::AUTHORIZATION)
             .iter()
-            .filter(|v| !app.auth.is_scim_credential(v))
+            .filter(|v| !app.auth.is_scim_credential(v.as_bytes()))
             .cloned()
             .collect();
         headers.remove(header::AUTHORIZATION);
@@ -205,7 +215,7 @@ fn strip_scim_credentials(app: &App, headers: &mut http::HeaderMap) {
         }
         return;
     };
-    if app.auth.is_scim_credential(first) {
+    if app.auth.is_scim_credential(first.as_bytes()) {
         headers.remove(header::AUTHORIZATION);
     }
 }

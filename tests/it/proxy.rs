@@ -873,3 +873,253 @@ async fn r14_scim_credentials_are_not_passed_to_the_app() {
         assert_eq!(seen(theirs.clone()).await.as_deref(), Some(theirs.as_str()));
     }
 }
+
+/// Reads one response from a raw connection: its head, and its body by `Content-Length` or
+/// `chunked` framing (decoded). Bytes past it stay in `pending` for the next response.
+async fn raw_response(tcp: &mut TcpStream, pending: &mut Vec<u8>) -> (String, Vec<u8>) {
+    async fn fill(tcp: &mut TcpStream, pending: &mut Vec<u8>) {
+        let mut buf = [0u8; 16384];
+        let n = tokio::time::timeout(GUARD, tcp.read(&mut buf))
+            .await
+            .expect("the rest of the response within the guard")
+            .expect("read");
+        assert!(n > 0, "the connection ended inside a response");
+        pending.extend_from_slice(&buf[..n]);
+    }
+    let end = loop {
+        if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        fill(tcp, pending).await;
+    };
+    let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+    pending.drain(..end);
+    let mut body = Vec::new();
+    let chunked = head.lines().any(|l| {
+        l.strip_prefix("transfer-encoding:")
+            .is_some_and(|v| v.trim_end().ends_with("chunked"))
+    });
+    if chunked {
+        loop {
+            let line = loop {
+                if let Some(i) = pending.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                fill(tcp, pending).await;
+            };
+            let size = usize::from_str_radix(&String::from_utf8_lossy(&pending[..line]), 16)
+                .expect("a chunk size");
+            while pending.len() < line + 2 + size + 2 {
+                fill(tcp, pending).await;
+            }
+            body.extend_from_slice(&pending[line + 2..line + 2 + size]);
+            pending.drain(..line + 2 + size + 2);
+            if size == 0 {
+                break;
+            }
+        }
+    } else if let Some(n) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        while pending.len() < n {
+            fill(tcp, pending).await;
+        }
+        body = pending.drain(..n).collect();
+    }
+    (head, body)
+}
+
+/// One keep-alive connection carries pass-through requests (two of them pipelined in one
+/// write), then a SCIM request, then pass-through again, each answered in order and in
+/// full: a connection moves from the sidecar's own HTTP/1.1 relay to hyper's server in the
+/// middle without losing a byte or mixing answers up. See: issue #14.
+#[tokio::test]
+async fn r14_one_connection_serves_pass_through_then_scim_then_pass_through() {
+    let s = Sidecar::quickstart().await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let mut pending = Vec::new();
+    let host = s.addr;
+    tcp.write_all(
+        format!(
+            "GET /echo/one HTTP/1.1\r\nHost: {host}\r\n\r\nGET /echo/two HTTP/1.1\r\nHost: {host}\r\nX-Request-Id: mine-2\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    for (path, id) in [("/echo/one", None), ("/echo/two", Some("mine-2"))] {
+        let (head, body) = raw_response(&mut tcp, &mut pending).await;
+        assert!(head.starts_with("http/1.1 200 "), "{head}");
+        assert!(head.contains("\r\ndate: "), "{head}");
+        let v: Value = serde_json::from_slice(&body).expect("echo JSON");
+        assert_eq!(v["path"], path);
+        let sent = v["headers"]["x-request-id"]
+            .as_str()
+            .expect("an id for the app");
+        assert!(
+            head.contains(&format!("\r\nx-request-id: {sent}\r\n")),
+            "the client gets the id the app got: {head}"
+        );
+        if let Some(id) = id {
+            assert_eq!(sent, id);
+        }
+    }
+
+    tcp.write_all(
+        format!(
+            "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\r\n",
+            crate::support::TOKEN
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let (head, body) = raw_response(&mut tcp, &mut pending).await;
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    let v: Value = serde_json::from_slice(&body).expect("SCIM JSON");
+    assert_eq!(
+        v["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+    );
+
+    tcp.write_all(
+        format!("POST /echo/three HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\r\nhello")
+            .as_bytes(),
+    )
+    .await
+    .expect("write");
+    let (head, body) = raw_response(&mut tcp, &mut pending).await;
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    let v: Value = serde_json::from_slice(&body).expect("echo JSON");
+    assert_eq!(v["path"], "/echo/three");
+    assert_eq!(v["method"], "POST");
+    assert!(pending.is_empty(), "nothing after the last answer");
+}
+
+/// A plain request (no header that needs hyper) gets every rewrite: hop-by-hop headers
+/// dropped, `X-Forwarded-For` appended to the client's chain, `-Proto` and `-Host` set,
+/// `Via` appended, the client's `Host` kept, a SCIM token removed while the app's own
+/// headers pass, and the request's body sent whole. See: issue #14.
+#[tokio::test]
+async fn r14_plain_requests_get_the_same_rewrites() {
+    let s = Sidecar::quickstart().await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let mut pending = Vec::new();
+    for auth in [
+        format!("Bearer {}", crate::support::TOKEN),
+        "Bearer the-apps-own".to_string(),
+    ] {
+        tcp.write_all(
+            format!(
+                "PUT /echo/x?q=1 HTTP/1.1\r\nHost: app.example.test\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nVia: 1.1 edge\r\nAuthorization: {auth}\r\nX-End-To-End: kept\r\nContent-Length: 3\r\n\r\nabc"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+        let (head, body) = raw_response(&mut tcp, &mut pending).await;
+        assert!(head.starts_with("http/1.1 200 "), "{head}");
+        let v: Value = serde_json::from_slice(&body).expect("echo JSON");
+        assert_eq!(v["method"], "PUT");
+        assert_eq!(v["path"], "/echo/x?q=1");
+        let hs = &v["headers"];
+        for hop in ["connection", "keep-alive", "te", "proxy-authorization"] {
+            assert!(hs.get(hop).is_none(), "{hop} was forwarded: {hs}");
+        }
+        assert_eq!(hs["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+        assert_eq!(hs["x-forwarded-proto"], "http");
+        assert_eq!(hs["x-forwarded-host"], "app.example.test");
+        assert_eq!(hs["host"], "app.example.test");
+        assert_eq!(hs["x-end-to-end"], "kept");
+        assert_eq!(hs["content-length"], "3");
+        let via = hs["via"].as_str().expect("via");
+        assert!(via.starts_with("1.1 edge, 1.1 scim-sidecar-"), "{via}");
+        if auth.contains(crate::support::TOKEN) {
+            assert!(
+                hs.get("authorization").is_none(),
+                "SCIM token sent on: {hs}"
+            );
+        } else {
+            assert_eq!(hs["authorization"], "Bearer the-apps-own");
+        }
+        assert_eq!(v["body"], "abc", "{v}");
+    }
+}
+
+/// A chunked response (the app streams 300,000 bytes of unknown length) arrives whole with
+/// its framing, and the app's connection then carries the next request: the relay found the
+/// body's end. See: issue #14.
+#[tokio::test]
+async fn r14_chunked_responses_are_relayed_whole_and_the_connection_reused() {
+    let s = Sidecar::quickstart().await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let mut pending = Vec::new();
+    for n in [300_000usize, 10] {
+        tcp.write_all(format!("GET /stream/{n} HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).as_bytes())
+            .await
+            .expect("write");
+        let (head, body) = raw_response(&mut tcp, &mut pending).await;
+        assert!(head.starts_with("http/1.1 200 "), "{head}");
+        assert!(
+            head.contains("\r\ntransfer-encoding: chunked\r\n"),
+            "{head}"
+        );
+        assert_eq!(body.len(), n);
+    }
+    assert_eq!(s.upstream.connection_count(), 1);
+}
+
+/// An app that closes a keep-alive connection after each answer without saying so
+/// (no `Connection: close`) leaves closed connections in the sidecar's pool. The next
+/// request, a POST that cannot be sent twice, must go out on a new connection and get the
+/// app's answer, not a 502 from the dead one. See: issue #14.
+#[tokio::test]
+async fn r14_a_pooled_connection_the_app_closed_is_not_used() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let app = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                // One request: the head and a 3-byte body.
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"abc") {
+                    match c.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = c
+                    .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            });
+        }
+    });
+    let s = Sidecar::start(Options {
+        env: vec![("UPSTREAM_URL", format!("http://{app}"))],
+        ..Options::default()
+    })
+    .await;
+    let client = http1_client();
+    for i in 0..3 {
+        let req = Request::post(format!("http://{}/orders", s.addr))
+            .body(full("abc"))
+            .expect("request");
+        let (parts, body) = send(&client, req).await;
+        assert_eq!(parts.status, StatusCode::CREATED, "request {i}: {body:?}");
+        assert_eq!(&body[..], b"ok");
+        // The app closes its end meanwhile.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(accepted.load(Ordering::Relaxed), 3);
+}

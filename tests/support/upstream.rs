@@ -177,6 +177,10 @@ pub async fn handle(req: Request<Incoming>) -> Response<Body> {
             }
             Err(_) => status(StatusCode::BAD_REQUEST, "bad n"),
         },
+        ("GET", ["stream", n]) => match n.parse::<u64>() {
+            Ok(n) => Response::new(ByteStream::untold(n).boxed()),
+            Err(_) => status(StatusCode::BAD_REQUEST, "bad n"),
+        },
         ("POST", ["upload"]) => {
             let mut body = req.into_body();
             let mut total: u64 = 0;
@@ -340,6 +344,8 @@ pub fn base64(data: &[u8]) -> String {
 pub struct ByteStream {
     remaining: u64,
     chunk: Bytes,
+    /// Whether its length is told (as `Content-Length`), or left to the framing (`chunked`).
+    told: bool,
 }
 
 impl ByteStream {
@@ -348,6 +354,15 @@ impl ByteStream {
         ByteStream {
             remaining: n,
             chunk: Bytes::from(vec![b'x'; CHUNK]),
+            told: true,
+        }
+    }
+
+    /// The same, of a length it does not tell: sent `chunked`.
+    pub fn untold(n: u64) -> ByteStream {
+        ByteStream {
+            told: false,
+            ..ByteStream::new(n)
         }
     }
 
@@ -378,6 +393,10 @@ impl hyper::body::Body for ByteStream {
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        if self.told {
+            SizeHint::with_exact(self.remaining)
+        } else {
+            SizeHint::default()
+        }
     }
 }
