@@ -264,15 +264,21 @@ impl Proxy {
         (&self.inner.via_name, self.inner.via[1].as_bytes())
     }
 
-    /// A raw connection to the app: an idle one, or a new one when there is room, waiting
-    /// for room until `deadline`.
-    pub(crate) async fn checkout_raw(&self, deadline: Instant) -> Result<RawConn, Checkout> {
-        self.inner.pool.checkout_raw(deadline).await
+    /// A raw connection to the app for a request that started at `now`: an idle one, or a
+    /// new one when there is room, waiting for room until `deadline`.
+    pub(crate) async fn checkout_raw(
+        &self,
+        now: Instant,
+        deadline: Instant,
+    ) -> Result<RawConn, Checkout> {
+        self.inner.pool.checkout_raw(now, deadline).await
     }
 
-    /// Takes back a raw connection whose last response has been read to its end.
-    pub(crate) fn put_raw(&self, c: RawConn) {
-        self.inner.pool.put_raw(c);
+    /// Takes back a raw connection whose last response, to a request that started at
+    /// `started`, has been read to its end. Its idle time counts from then (a clock read
+    /// fewer per request; a long request only makes it count as idle sooner).
+    pub(crate) fn put_raw(&self, c: RawConn, started: Instant) {
+        self.inner.pool.put_raw(c, started);
     }
 
     /// Forwards one request to the upstream and returns its response with a streaming body.
@@ -795,12 +801,17 @@ impl Pool {
 
     /// An idle raw connection (see [`RawConn`]), or a new one when there is room, waiting
     /// for room until `deadline`.
-    async fn checkout_raw(self: &Arc<Self>, deadline: Instant) -> Result<RawConn, Checkout> {
+    async fn checkout_raw(
+        self: &Arc<Self>,
+        now: Instant,
+        deadline: Instant,
+    ) -> Result<RawConn, Checkout> {
         loop {
             while let Some(mut c) = self.pop_raw() {
                 // The app may have closed it meanwhile (a close that races the request is
                 // answered by the fast path's retry, crate::server::fast).
-                if c.idle_since.elapsed() >= self.idle_timeout || !raw_open(&c.tcp) {
+                let idle = now.saturating_duration_since(c.idle_since);
+                if idle >= self.idle_timeout || !raw_open(&c.tcp) {
                     continue;
                 }
                 c.reused = true;
@@ -840,8 +851,8 @@ impl Pool {
     }
 
     /// Takes back a raw connection whose last response has been read to its end.
-    fn put_raw(&self, mut c: RawConn) {
-        c.idle_since = Instant::now();
+    fn put_raw(&self, mut c: RawConn, since: Instant) {
+        c.idle_since = since;
         let mut idle = self.raw.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < self.max_idle {
             idle.push(c);

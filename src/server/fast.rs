@@ -46,7 +46,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -164,19 +164,19 @@ async fn relay(
     activity: &Arc<Activity>,
     stopping: &AtomicBool,
 ) -> io::Result<Option<Prefixed>> {
+    let mut bufs = Buffers {
+        out: Vec::with_capacity(1024),
+        rbuf: BytesMut::with_capacity(READ_SIZE),
+        back: Vec::with_capacity(1024),
+        clock: AnswerClock::new(),
+    };
     let mut buf = BytesMut::with_capacity(READ_SIZE);
-    // The request as sent to the app (kept for a retry), and the response head as sent to
-    // the client.
-    let mut out = Vec::with_capacity(1024);
-    let mut back = Vec::with_capacity(1024);
-    // The app's bytes.
-    let mut rbuf = BytesMut::with_capacity(READ_SIZE);
     loop {
         // 1. Head.
         let (app, head) = loop {
             if !buf.is_empty() {
                 let app = current.load();
-                match plan(&buf, &app, client, &mut out) {
+                match plan(&buf, &app, client, &mut bufs.out) {
                     Plan::Relay(head) => break (app, head),
                     Plan::Incomplete if buf.len() < MAX_HEAD => {}
                     Plan::Incomplete | Plan::Hyper => {
@@ -196,10 +196,7 @@ async fn relay(
             return Ok(None);
         };
         buf.advance(head.len);
-        let keep = exchange(
-            &mut tcp, &mut buf, &mut out, &mut rbuf, &mut back, &app, proxy, &head, stopping,
-        )
-        .await?;
+        let keep = exchange(&mut tcp, &mut buf, &mut bufs, &app, proxy, &head, stopping).await?;
         if !keep || head.close || stopping.load(Ordering::Relaxed) {
             let _ = tcp.shutdown().await;
             return Ok(None);
@@ -240,6 +237,17 @@ async fn read_into(
 }
 
 // === phase 1: the request head ===
+
+/// What a connection keeps from one request to the next, so as not to allocate it again.
+struct Buffers {
+    /// The request as sent to the app (kept for a retry).
+    out: Vec<u8>,
+    /// The app's bytes.
+    rbuf: BytesMut,
+    /// The response head as sent to the client.
+    back: Vec<u8>,
+    clock: AnswerClock,
+}
 
 /// What to do with the bytes read so far.
 enum Plan {
@@ -508,18 +516,21 @@ enum ClientFault {
 
 /// Relays one request and its response. `Ok(false)` when the client connection must close
 /// afterwards; `Err` when it failed in a way only closing it can answer.
-#[allow(clippy::too_many_arguments)] // the connection's buffers, passed down to be reused
 async fn exchange(
     tcp: &mut TcpStream,
     buf: &mut BytesMut,
-    out: &mut Vec<u8>,
-    rbuf: &mut BytesMut,
-    back: &mut Vec<u8>,
+    bufs: &mut Buffers,
     app: &App,
     proxy: &Proxy,
     head: &Head,
     stopping: &AtomicBool,
 ) -> io::Result<bool> {
+    let Buffers {
+        out,
+        rbuf,
+        back,
+        clock,
+    } = bufs;
     let started = Instant::now();
     // 3 (first part). The body bytes that came with the head go with it.
     let with_head = usize::try_from(head.body)
@@ -539,7 +550,7 @@ async fn exchange(
     let (mut up, parsed) = loop {
         attempt += 1;
         // 2. Connection.
-        let mut up = match proxy.checkout_raw(started + proxy.timeout()).await {
+        let mut up = match proxy.checkout_raw(started, started + proxy.timeout()).await {
             Ok(c) => c,
             Err(Checkout::Busy) => {
                 tracing::warn!(target: "scim_sidecar::proxy", method = method(out), path = path(out), "every connection to the upstream is in use");
@@ -551,7 +562,11 @@ async fn exchange(
             }
         };
         rbuf.clear();
-        match send(tcp, buf, &mut up, out, streamed, proxy, rbuf).await {
+        match send(
+            tcp, buf, &mut up, out, streamed, proxy, rbuf, clock, started,
+        )
+        .await
+        {
             Ok(parsed) => break (up, parsed),
             Err(Failure::Closed { written })
                 if up.reused
@@ -595,7 +610,7 @@ async fn exchange(
     // shutdown does).
     let close =
         head.close || matches!(framing, Framing::UntilClose) || stopping.load(Ordering::Relaxed);
-    respond_head(&rbuf[..len], head, out, close, back);
+    respond_head(&rbuf[..len], head, out, close, back, started);
     rbuf.advance(len);
     app.metrics.proxied(status, started.elapsed());
     let mut body = Relay::new(framing);
@@ -624,13 +639,14 @@ async fn exchange(
         tcp.write_all(&rbuf[..taken]).await?;
     }
     if reusable && clean && !matches!(framing, Framing::UntilClose) {
-        proxy.put_raw(up);
+        proxy.put_raw(up, started);
     }
     Ok(!close)
 }
 
 /// Phases 3 and 4 on one connection: writes the request (streaming the rest of its body
 /// from the client) and reads the response head into `rbuf`.
+#[allow(clippy::too_many_arguments)] // the connection's buffers and clock, passed down
 async fn send(
     tcp: &mut TcpStream,
     buf: &mut BytesMut,
@@ -639,12 +655,14 @@ async fn send(
     mut streamed: u64,
     proxy: &Proxy,
     rbuf: &mut BytesMut,
+    timer: &mut AnswerClock,
+    started: Instant,
 ) -> Result<Response, Failure> {
     let timeout = proxy.timeout();
-    match tokio::time::timeout(timeout, up.tcp.write_all(out)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => return Err(Failure::Closed { written: false }),
-        Err(_) => return Err(Failure::Timeout),
+    match write_timed(&mut up.tcp, out, timeout).await {
+        Some(Ok(())) => {}
+        Some(Err(_)) => return Err(Failure::Closed { written: false }),
+        None => return Err(Failure::Timeout),
     }
     while streamed > 0 {
         if buf.is_empty() {
@@ -657,10 +675,10 @@ async fn send(
         let n = usize::try_from(streamed)
             .unwrap_or(usize::MAX)
             .min(buf.len());
-        match tokio::time::timeout(timeout, up.tcp.write_all(&buf[..n])).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Failure::Broken(e)),
-            Err(_) => return Err(Failure::Timeout),
+        match write_timed(&mut up.tcp, &buf[..n], timeout).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Failure::Broken(e)),
+            None => return Err(Failure::Timeout),
         }
         buf.advance(n);
         streamed -= n as u64;
@@ -693,9 +711,60 @@ async fn send(
             }
         }
     };
-    match tokio::time::timeout(timeout, head).await {
-        Ok(r) => r,
-        Err(_) => Err(Failure::Timeout),
+    let mut head = pin!(head);
+    let deadline = started + timeout;
+    poll_fn(|cx| {
+        if let Poll::Ready(r) = head.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        if timer.expired(cx, deadline) {
+            return Poll::Ready(Err(Failure::Timeout));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Writes all of `data`; `None` when the socket stays full for `timeout`. Nearly every
+/// write completes at once, and then no timer is set.
+async fn write_timed(
+    tcp: &mut TcpStream,
+    data: &[u8],
+    timeout: Duration,
+) -> Option<io::Result<()>> {
+    let mut write = pin!(tcp.write_all(data));
+    if let Poll::Ready(r) = poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+        return Some(r);
+    }
+    tokio::time::timeout(timeout, write).await.ok()
+}
+
+/// The clock on the app's answer (phase 4), one timer per connection. A tokio timer set
+/// and cleared for every request cost a clock read and two updates of the timer wheel
+/// each; this one is set once and moved only when it fires before the current request's
+/// deadline (deadlines only move later, so that happens once per `timeout` at most).
+struct AnswerClock {
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl AnswerClock {
+    fn new() -> AnswerClock {
+        AnswerClock { sleep: None }
+    }
+
+    /// Whether `deadline` has passed; otherwise the task is woken when the timer fires.
+    fn expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        while sleep.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return true;
+            }
+            sleep.as_mut().reset(deadline);
+        }
+        false
     }
 }
 
@@ -786,7 +855,14 @@ fn parse_response(rbuf: &[u8]) -> Result<Parsed, Failure> {
 /// Writes the response head for the client into `back`: the app's, without its hop-by-hop
 /// headers, with the request's id and a `Date` when it has none, and `Connection: close`
 /// when the client connection closes after it.
-fn respond_head(raw: &[u8], head: &Head, out: &[u8], close: bool, back: &mut Vec<u8>) {
+fn respond_head(
+    raw: &[u8],
+    head: &Head,
+    out: &[u8],
+    close: bool,
+    back: &mut Vec<u8>,
+    now: Instant,
+) {
     let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     // Parsed before (parse_response): it cannot fail now.
@@ -835,7 +911,7 @@ fn respond_head(raw: &[u8], head: &Head, out: &[u8], close: bool, back: &mut Vec
     }
     if !date {
         back.extend_from_slice(b"date: ");
-        push_date(back);
+        push_date(back, now);
         back.extend_from_slice(b"\r\n");
     }
     if close {
@@ -880,7 +956,7 @@ async fn answer(
     }
     push_header(&mut a, b"x-request-id", &req.out[req.head.id.clone()]);
     a.extend_from_slice(b"date: ");
-    push_date(&mut a);
+    push_date(&mut a, req.started);
     a.extend_from_slice(b"\r\n");
     let close = close || req.head.close;
     if close {
@@ -1076,21 +1152,32 @@ impl Relay {
 
 // === Date ===
 
-/// Appends the current time as an HTTP date (RFC 9110 §5.6.7), formatted once a second.
-fn push_date(out: &mut Vec<u8>) {
+/// Appends the time as an HTTP date (RFC 9110 §5.6.7): the wall clock's second at `now`
+/// (a moment just read from the monotonic clock), read and formatted once a second.
+fn push_date(out: &mut Vec<u8>, now: Instant) {
     use std::cell::RefCell;
-    thread_local! {
-        static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((0, [0; 29])) };
+    /// The formatted date, and the moment its second ends.
+    struct Cached {
+        until: Option<Instant>,
+        text: [u8; 29],
     }
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    thread_local! {
+        static CACHE: RefCell<Cached> = const { RefCell::new(Cached { until: None, text: [0; 29] }) };
+    }
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if c.0 != now {
-            *c = (now, http_date(now));
+        if c.until.is_none_or(|u| now >= u) {
+            let wall = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default();
+            let left = Duration::from_secs(1)
+                .saturating_sub(Duration::from_nanos(u64::from(wall.subsec_nanos())));
+            *c = Cached {
+                until: Some(Instant::now() + left),
+                text: http_date(wall.as_secs()),
+            };
         }
-        out.extend_from_slice(&c.1);
+        out.extend_from_slice(&c.text);
     });
 }
 

@@ -1123,3 +1123,47 @@ async fn r14_a_pooled_connection_the_app_closed_is_not_used() {
     }
     assert_eq!(accepted.load(Ordering::Relaxed), 3);
 }
+
+/// Each request on a keep-alive connection gets the whole `upstream.timeout` for the app's
+/// answer, counted from its own start: a slow request after a fast one is answered 504 only
+/// once its own timeout has passed, and one just within it gets the app's answer. The relay
+/// keeps one timer per connection and moves it forward, so this is what proves the timer
+/// is moved rather than left at an earlier request's deadline. See: issue #14.
+#[tokio::test]
+async fn r14_every_request_on_a_connection_gets_the_whole_upstream_timeout() {
+    let s = Sidecar::start(Options {
+        tweak: Some(Box::new(|c| {
+            c.upstream.as_mut().expect("[upstream]").timeout = Duration::from_millis(600);
+        })),
+        ..Options::default()
+    })
+    .await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let mut pending = Vec::new();
+    let host = s.addr;
+    for (path, pause, status) in [
+        ("/echo", 0, "200"),
+        // Started 400 ms after the first: the first one's deadline passes while the app
+        // works on this one, which still has 600 ms.
+        ("/slow?ms=350", 400, "200"),
+        ("/slow?ms=5000", 0, "504"),
+    ] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let t0 = std::time::Instant::now();
+        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let (head, _) = raw_response(&mut tcp, &mut pending).await;
+        assert!(
+            head.starts_with(&format!("http/1.1 {status} ")),
+            "{path}: {head}"
+        );
+        if status == "504" {
+            let took = t0.elapsed();
+            assert!(
+                took >= Duration::from_millis(600),
+                "504 after {took:?}, before the request's own timeout"
+            );
+        }
+    }
+}
