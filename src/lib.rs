@@ -19,6 +19,8 @@
 //! ```
 //!
 //! - [`server::router`] reads as the request flow; [`server`] owns listeners and shutdown.
+//!   Plain HTTP/1.1 pass-through is relayed before hyper sees it ([`server::fast`]); the
+//!   first request that needs more hands its connection to hyper and the router.
 //! - [`scim`] is usable as a library with any store; [`backend`] is testable without HTTP.
 //!   Each kind of store parses and checks its own part of the config ([`backend::kind`]).
 //! - [`k8s`] adds the sidecar to Kubernetes pods: `inject` for manifests, `webhook` at

@@ -3,8 +3,13 @@
 //! Responsibility: take one inbound request that is *not* a SCIM request and hand it to the
 //! upstream app over a pooled HTTP/1.1 connection, streaming the bodies in both directions
 //! without buffering them. Caller: the router calls [`Proxy::forward`] for every request
-//! outside `/scim/v2`. The server that feeds the router must serve connections with
-//! `serve_connection_with_upgrades`, or WebSocket upgrades cannot complete.
+//! outside `/scim/v2` that hyper serves. The server that feeds the router must serve
+//! connections with `serve_connection_with_upgrades`, or WebSocket upgrades cannot complete.
+//!
+//! Most plain-TCP HTTP/1.1 traffic never reaches [`Proxy::forward`]: `crate::server::fast`
+//! relays it without hyper, on raw connections from this module's pool (`RawConn`, under
+//! the same cap), with the rewriting described here. What it hands to hyper (TLS, HTTP/2,
+//! chunked uploads, upgrades, and the other cases its module doc lists) comes here.
 //!
 //! # How a request is forwarded
 //!

@@ -1,9 +1,9 @@
 //! The fast path for pass-through: plain HTTP/1.1 requests for the app, relayed without
-//! hyper. Called by [`super::serve`] for every plain-TCP connection of the main listener.
+//! hyper. Called by `server::serve` for every plain-TCP connection of the main listener.
 //!
 //! A request that is plainly HTTP/1.1, outside the SCIM base path and the token endpoint,
 //! with a `Content-Length` body or none, is read with httparse and relayed on a raw pooled
-//! connection to the app ([`crate::proxy::RawConn`]), rewritten as [`crate::proxy`] rewrites
+//! connection to the app (`crate::proxy::RawConn`), rewritten as [`crate::proxy`] rewrites
 //! it: hop-by-hop headers dropped (RFC 9110 §7.6.1), `X-Forwarded-For` (appended to the
 //! client's chain), `-Proto` and `-Host` set, this proxy appended to `Via`, the request's
 //! `X-Request-Id` sent to the app and returned to the client, and an `Authorization` that
