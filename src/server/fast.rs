@@ -66,8 +66,10 @@ const MAX_HEADERS: usize = 64;
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Response headers read from the app (hyper's client default).
 const MAX_RESPONSE_HEADERS: usize = 100;
-/// Bytes read at a time.
-const READ_SIZE: usize = 16 * 1024;
+/// Room made for reading from the client (hyper's first buffer is as large) and from the
+/// app, when what is left is under 1 KiB.
+const CLIENT_READ: usize = 8 * 1024;
+const APP_READ: usize = 16 * 1024;
 /// Attempts at one request when reused connections turn out closed by the app.
 const ATTEMPTS: usize = 3;
 
@@ -164,13 +166,14 @@ async fn relay(
     activity: &Arc<Activity>,
     stopping: &AtomicBool,
 ) -> io::Result<Option<Prefixed>> {
+    // Allocated when first needed: a connection that sends nothing holds no buffer.
     let mut bufs = Buffers {
-        out: Vec::with_capacity(1024),
-        rbuf: BytesMut::with_capacity(READ_SIZE),
-        back: Vec::with_capacity(1024),
+        out: Vec::new(),
+        rbuf: BytesMut::new(),
+        back: Vec::new(),
         clock: AnswerClock::new(),
     };
-    let mut buf = BytesMut::with_capacity(READ_SIZE);
+    let mut buf = BytesMut::new();
     loop {
         // 1. Head.
         let (app, head) = loop {
@@ -211,7 +214,21 @@ async fn read_more(
     buf: &mut BytesMut,
     stopping: Option<&AtomicBool>,
 ) -> io::Result<bool> {
-    Ok(read_into(tcp, buf, stopping).await? > 0)
+    if buf.capacity() == 0 {
+        // Nothing allocated until the client sends something.
+        let mut ready = pin!(tcp.readable());
+        let woke = poll_fn(|cx| {
+            if stopping.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                return Poll::Ready(Ok(false));
+            }
+            ready.as_mut().poll(cx).map_ok(|()| true)
+        })
+        .await?;
+        if !woke {
+            return Ok(false);
+        }
+    }
+    Ok(read_into(tcp, buf, CLIENT_READ, stopping).await? > 0)
 }
 
 /// Reads what has arrived into `buf`: 0 at the connection's end, or when `stopping` is set
@@ -221,10 +238,11 @@ async fn read_more(
 async fn read_into(
     tcp: &mut TcpStream,
     buf: &mut BytesMut,
+    size: usize,
     stopping: Option<&AtomicBool>,
 ) -> io::Result<usize> {
     if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(READ_SIZE);
+        buf.reserve(size);
     }
     let mut read = pin!(tcp.read_buf(buf));
     poll_fn(|cx| {
@@ -620,10 +638,7 @@ async fn exchange(
     tcp.write_all(back).await?;
     while !done {
         rbuf.clear();
-        if rbuf.capacity() < READ_SIZE {
-            rbuf.reserve(READ_SIZE);
-        }
-        let n = read_into(&mut up.tcp, rbuf, None).await?;
+        let n = read_into(&mut up.tcp, rbuf, APP_READ, None).await?;
         if n == 0 {
             if matches!(framing, Framing::UntilClose) {
                 break;
@@ -698,7 +713,7 @@ async fn send(
                     Parsed::Partial => return Err(Failure::Bad("response head too large")),
                 }
             }
-            match read_into(&mut up.tcp, rbuf, None).await {
+            match read_into(&mut up.tcp, rbuf, APP_READ, None).await {
                 Ok(0) if rbuf.is_empty() => return Err(Failure::Closed { written: true }),
                 Ok(0) => {
                     return Err(Failure::Bad(
