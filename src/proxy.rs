@@ -710,6 +710,20 @@ fn on_shard() -> bool {
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
 }
 
+/// The most recently used of `idle` connections; on a shard, the most recent one this
+/// thread opened (`home`), or none.
+fn take_for_this_thread<T>(
+    idle: &mut Vec<T>,
+    home: impl Fn(&T) -> std::thread::ThreadId,
+) -> Option<T> {
+    if !on_shard() {
+        return idle.pop();
+    }
+    let me = std::thread::current().id();
+    let i = idle.iter().rposition(|c| home(c) == me)?;
+    Some(idle.remove(i))
+}
+
 /// Whether an idle connection is still open: nothing to read (an idle connection has no
 /// answer pending; bytes or an end mean it is unusable). Costs no system call unless the
 /// reactor has seen the socket become readable: the fast path reads through `AsyncRead`,
@@ -847,12 +861,7 @@ impl Pool {
     /// As [`Pool::pop`], for raw connections.
     fn pop_raw(&self) -> Option<RawConn> {
         let mut idle = self.raw.lock().unwrap_or_else(|p| p.into_inner());
-        if !on_shard() {
-            return idle.pop();
-        }
-        let me = std::thread::current().id();
-        let i = idle.iter().rposition(|c| c.home == me)?;
-        Some(idle.remove(i))
+        take_for_this_thread(&mut idle, |c| c.home)
     }
 
     /// Takes back a raw connection whose last response has been read to its end.
@@ -871,12 +880,7 @@ impl Pool {
     /// that waits for them stay on one thread.
     fn pop(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if !on_shard() {
-            return idle.pop();
-        }
-        let me = std::thread::current().id();
-        let i = idle.iter().rposition(|c| c.home == me)?;
-        Some(idle.remove(i))
+        take_for_this_thread(&mut idle, |c| c.home)
     }
 
     async fn connect(

@@ -931,6 +931,15 @@ async fn raw_response(tcp: &mut TcpStream, pending: &mut Vec<u8>) -> (String, Ve
     (head, body)
 }
 
+/// Sends `request` on `tcp` and reads the answer ([`raw_response`]); asserts a 200 and
+/// returns the body as JSON.
+async fn raw_json(tcp: &mut TcpStream, pending: &mut Vec<u8>, request: &str) -> Value {
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let (head, body) = raw_response(tcp, pending).await;
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    serde_json::from_slice(&body).expect("a JSON body")
+}
+
 /// One keep-alive connection carries pass-through requests (two of them pipelined in one
 /// write), then a SCIM request, then pass-through again, each answered in order and in
 /// full: a connection moves from the sidecar's own HTTP/1.1 relay to hyper's server in the
@@ -967,32 +976,19 @@ async fn r14_one_connection_serves_pass_through_then_scim_then_pass_through() {
         }
     }
 
-    tcp.write_all(
-        format!(
-            "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\r\n",
-            crate::support::TOKEN
-        )
-        .as_bytes(),
-    )
-    .await
-    .expect("write");
-    let (head, body) = raw_response(&mut tcp, &mut pending).await;
-    assert!(head.starts_with("http/1.1 200 "), "{head}");
-    let v: Value = serde_json::from_slice(&body).expect("SCIM JSON");
+    let scim = format!(
+        "GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n\r\n",
+        crate::support::TOKEN
+    );
+    let v = raw_json(&mut tcp, &mut pending, &scim).await;
     assert_eq!(
         v["schemas"][0],
         "urn:ietf:params:scim:api:messages:2.0:ListResponse"
     );
 
-    tcp.write_all(
-        format!("POST /echo/three HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\r\nhello")
-            .as_bytes(),
-    )
-    .await
-    .expect("write");
-    let (head, body) = raw_response(&mut tcp, &mut pending).await;
-    assert!(head.starts_with("http/1.1 200 "), "{head}");
-    let v: Value = serde_json::from_slice(&body).expect("echo JSON");
+    let post =
+        format!("POST /echo/three HTTP/1.1\r\nHost: {host}\r\nContent-Length: 5\r\n\r\nhello");
+    let v = raw_json(&mut tcp, &mut pending, &post).await;
     assert_eq!(v["path"], "/echo/three");
     assert_eq!(v["method"], "POST");
     assert!(pending.is_empty(), "nothing after the last answer");
@@ -1011,17 +1007,10 @@ async fn r14_plain_requests_get_the_same_rewrites() {
         format!("Bearer {}", crate::support::TOKEN),
         "Bearer the-apps-own".to_string(),
     ] {
-        tcp.write_all(
-            format!(
-                "PUT /echo/x?q=1 HTTP/1.1\r\nHost: app.example.test\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nVia: 1.1 edge\r\nAuthorization: {auth}\r\nX-End-To-End: kept\r\nContent-Length: 3\r\n\r\nabc"
-            )
-            .as_bytes(),
-        )
-        .await
-        .expect("write");
-        let (head, body) = raw_response(&mut tcp, &mut pending).await;
-        assert!(head.starts_with("http/1.1 200 "), "{head}");
-        let v: Value = serde_json::from_slice(&body).expect("echo JSON");
+        let put = format!(
+            "PUT /echo/x?q=1 HTTP/1.1\r\nHost: app.example.test\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nVia: 1.1 edge\r\nAuthorization: {auth}\r\nX-End-To-End: kept\r\nContent-Length: 3\r\n\r\nabc"
+        );
+        let v = raw_json(&mut tcp, &mut pending, &put).await;
         assert_eq!(v["method"], "PUT");
         assert_eq!(v["path"], "/echo/x?q=1");
         let hs = &v["headers"];
