@@ -1156,3 +1156,221 @@ async fn r14_every_request_on_a_connection_gets_the_whole_upstream_timeout() {
         }
     }
 }
+
+/// A lenient HTTP/1.1 app, as some legacy servers are: any `Transfer-Encoding` that
+/// mentions chunked wins over `Content-Length`, and a length is read leniently. It answers
+/// each request with `path=<path> auth=<its Authorization header>`.
+async fn lenient_app() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((c, _)) = listener.accept().await {
+            tokio::spawn(lenient_connection(c));
+        }
+    });
+    addr
+}
+
+/// Reads from `c` until `got` holds `n` bytes; false when the connection ends first.
+async fn need(c: &mut TcpStream, got: &mut Vec<u8>, n: usize) -> bool {
+    let mut buf = [0u8; 16384];
+    while got.len() < n {
+        match c.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(k) => got.extend_from_slice(&buf[..k]),
+        }
+    }
+    true
+}
+
+/// Reads from `c` until `got` holds `pattern`; its position, or `None` at the end.
+async fn need_pattern(c: &mut TcpStream, got: &mut Vec<u8>, pattern: &[u8]) -> Option<usize> {
+    loop {
+        if let Some(i) = got.windows(pattern.len()).position(|w| w == pattern) {
+            return Some(i);
+        }
+        let want = got.len() + 1;
+        if !need(c, got, want).await {
+            return None;
+        }
+    }
+}
+
+async fn lenient_connection(mut c: TcpStream) {
+    let mut got: Vec<u8> = Vec::new();
+    loop {
+        let Some(end) = need_pattern(&mut c, &mut got, b"\r\n\r\n").await else {
+            return;
+        };
+        let head = String::from_utf8_lossy(&got[..end]).into_owned();
+        got.drain(..end + 4);
+        let mut lines = head.split("\r\n");
+        let path = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap_or("")
+            .to_owned();
+        let (mut chunked, mut length, mut auth) = (false, 0usize, "-".to_owned());
+        for l in lines {
+            let Some((name, value)) = l.split_once(':') else {
+                continue;
+            };
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            match name.as_str() {
+                "transfer-encoding" => chunked |= value.to_ascii_lowercase().contains("chunked"),
+                "content-length" => {
+                    length = value
+                        .trim_start_matches('+')
+                        .split(',')
+                        .next()
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0)
+                }
+                "authorization" => auth = value.to_owned(),
+                _ => {}
+            }
+        }
+        if chunked {
+            loop {
+                let Some(line) = need_pattern(&mut c, &mut got, b"\r\n").await else {
+                    return;
+                };
+                let size = usize::from_str_radix(String::from_utf8_lossy(&got[..line]).trim(), 16)
+                    .unwrap_or(0);
+                if !need(&mut c, &mut got, line + 2 + size + 2).await {
+                    return;
+                }
+                got.drain(..line + 2 + size + 2);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            if !need(&mut c, &mut got, length).await {
+                return;
+            }
+            got.drain(..length);
+        }
+        let body = format!("path={path} auth={auth}");
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if c.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Request smuggling: heads whose body length a front end and the app could read
+/// differently (`Content-Length` with `Transfer-Encoding`, duplicated or malformed lengths,
+/// disguised codings, bare LF, HTTP/1.0) each carry, where a confused reader would see it,
+/// a request that holds the sidecar's SCIM token, followed by an honest canary. Whether the
+/// sidecar's own relay or hyper reads them, a lenient app ([`lenient_app`]) never reads that
+/// request (its answer would show the token), the canary
+/// (when answered) gets its own answer, and a new connection afterwards gets its own: no
+/// request reaches the app that the sidecar did not read as one, and no answer is left
+/// behind on a pooled connection. See: issue #14.
+#[tokio::test]
+async fn r14_no_request_is_smuggled_past_the_sidecar() {
+    let app = lenient_app().await;
+    let s = Sidecar::start(Options {
+        env: vec![("UPSTREAM_URL", format!("http://{app}"))],
+        ..Options::default()
+    })
+    .await;
+    let token = crate::support::TOKEN;
+    let hidden =
+        format!("GET /echo/smuggled HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let chunked_hidden = format!("0\r\n\r\n{hidden}");
+    let n = hidden.len();
+    let m = chunked_hidden.len();
+    let heads: Vec<String> = vec![
+        format!(
+            "POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: {m}\r\nTransfer-Encoding: chunked\r\n\r\n{chunked_hidden}"
+        ),
+        format!(
+            "POST /echo/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: {m}\r\n\r\n{chunked_hidden}"
+        ),
+        format!(
+            "POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: {n}\r\n\r\n{hidden}"
+        ),
+        format!(
+            "POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\nContent-Length: 0\r\n\r\n{hidden}"
+        ),
+        format!("POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: +{n}\r\n\r\n{hidden}"),
+        format!("POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0x{n:x}\r\n\r\n{hidden}"),
+        format!("POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: {n}, {n}\r\n\r\n{hidden}"),
+        format!("POST /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length : {n}\r\n\r\n{hidden}"),
+        format!(
+            "POST /echo/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\nContent-Length: {m}\r\n\r\n{chunked_hidden}"
+        ),
+        format!(
+            "POST /echo/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n{chunked_hidden}"
+        ),
+        format!(
+            "POST /echo/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\tchunked\r\nContent-Length: {m}\r\n\r\n{chunked_hidden}"
+        ),
+        format!(
+            "POST /echo/a HTTP/1.1\r\nHost: x\r\n Transfer-Encoding: chunked\r\nContent-Length: {m}\r\n\r\n{chunked_hidden}"
+        ),
+        format!("POST /echo/a HTTP/1.1\nHost: x\nContent-Length: {n}\n\n{hidden}"),
+        format!(
+            "POST /echo/a HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nContent-Length: {n}\r\n\r\n{hidden}"
+        ),
+        format!("GET /echo/a HTTP/1.1\r\nHost: x\r\nContent-Length: {n}\r\n\r\n{hidden}"),
+        format!(
+            "POST /echo/a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {n}\r\n\r\n{hidden}"
+        ),
+    ];
+    let canary = "GET /echo/canary HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (i, head) in heads.iter().enumerate() {
+        let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+        tcp.write_all(format!("{head}{canary}").as_bytes())
+            .await
+            .expect("write");
+        // Everything the sidecar sends until it closes or falls silent.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 16384];
+        while let Ok(Ok(k)) =
+            tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut buf)).await
+        {
+            if k == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..k]);
+        }
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            {
+                // An interim 100 (for `Expect`) may come first.
+                let answer = out.trim_start_matches("HTTP/1.1 100 Continue\r\n\r\n");
+                answer.starts_with("HTTP/1.") && matches!(answer.get(9..12), Some("200" | "400"))
+            },
+            "case {i}: {head:?} -> {out}"
+        );
+        assert!(
+            !out.contains(token),
+            "case {i}: the app read the hidden request: {out}"
+        );
+        // The answers' paths, in order: the canary's (if answered) is its own.
+        let paths: Vec<&str> = out
+            .split("path=")
+            .skip(1)
+            .filter_map(|p| p.split(' ').next())
+            .collect();
+        if let Some(last) = paths.last().filter(|_| paths.len() > 1) {
+            assert_eq!(*last, "/echo/canary", "case {i}: {head:?} -> {paths:?}");
+        }
+        // A new connection afterwards gets its own answer (no answer left on a pooled
+        // connection to the app).
+        let r = s
+            .anonymous()
+            .get(&format!("/echo/after-{i}"))
+            .await
+            .expect(200);
+        assert_eq!(r.text(), format!("path=/echo/after-{i} auth=-"), "case {i}");
+    }
+}
