@@ -1100,21 +1100,22 @@ fn original_host(version: &Version, uri: &Uri, headers: &HeaderMap) -> Option<He
     }
 }
 
-/// Whether a header (named in lower case, as `HeaderName`s are) describes a single
-/// connection: one never forwarded (RFC 9110 §7.6.1), besides those `Connection` names.
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+/// Whether a header (named in any case) describes a single connection: one never
+/// forwarded (RFC 9110 §7.6.1), besides those `Connection` names.
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ]
+    .iter()
+    .any(|h| h.eq_ignore_ascii_case(name))
 }
 
 /// Removes the fixed hop-by-hop headers and every header the `Connection`

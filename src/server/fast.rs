@@ -558,6 +558,12 @@ async fn exchange(
     buf.advance(with_head);
     let streamed = head.body - with_head as u64;
     let out: &[u8] = out;
+    let reply = Reply {
+        head,
+        out,
+        now: started,
+        stopping,
+    };
     let req = Req {
         app,
         started,
@@ -581,7 +587,7 @@ async fn exchange(
         };
         rbuf.clear();
         match send(
-            tcp, buf, &mut up, out, streamed, proxy, rbuf, clock, started,
+            tcp, buf, &mut up, &reply, streamed, proxy, rbuf, clock, back,
         )
         .await
         {
@@ -621,14 +627,8 @@ async fn exchange(
         status,
         framing,
         reusable,
+        close,
     } = parsed;
-    // RFC 9112 §6.3: a response to HEAD has no body, whatever its headers say.
-    let framing = if head.head { Framing::None } else { framing };
-    // Shutdown, or a deadline, asked the connection to close: say so (as hyper's graceful
-    // shutdown does).
-    let close =
-        head.close || matches!(framing, Framing::UntilClose) || stopping.load(Ordering::Relaxed);
-    respond_head(&rbuf[..len], head, out, close, back, started);
     rbuf.advance(len);
     app.metrics.proxied(status, started.elapsed());
     let mut body = Relay::new(framing);
@@ -660,19 +660,21 @@ async fn exchange(
 }
 
 /// Phases 3 and 4 on one connection: writes the request (streaming the rest of its body
-/// from the client) and reads the response head into `rbuf`.
+/// from the client), reads the response head into `rbuf` and writes the client's into
+/// `back`.
 #[allow(clippy::too_many_arguments)] // the connection's buffers and clock, passed down
 async fn send(
     tcp: &mut TcpStream,
     buf: &mut BytesMut,
     up: &mut RawConn,
-    out: &[u8],
+    reply: &Reply<'_>,
     mut streamed: u64,
     proxy: &Proxy,
     rbuf: &mut BytesMut,
     timer: &mut AnswerClock,
-    started: Instant,
+    back: &mut Vec<u8>,
 ) -> Result<Response, Failure> {
+    let (out, started) = (reply.out, reply.now);
     let timeout = proxy.timeout();
     match write_timed(&mut up.tcp, out, timeout).await {
         Some(Ok(())) => {}
@@ -701,7 +703,7 @@ async fn send(
     let head = async {
         loop {
             if !rbuf.is_empty() {
-                match parse_response(rbuf)? {
+                match parse_response(rbuf, reply, back)? {
                     Parsed::Final(r) => return Ok(r),
                     Parsed::Informational(n) => {
                         // 1xx before the answer (RFC 9110 §15.2): not relayed, as hyper's
@@ -799,9 +801,12 @@ struct Response {
     /// Its length.
     len: usize,
     status: u16,
+    /// How its body ends (none for a response to `HEAD`).
     framing: Framing,
     /// HTTP/1.1 without `Connection: close`: the connection may carry another request.
     reusable: bool,
+    /// The client connection closes after it.
+    close: bool,
 }
 
 enum Parsed {
@@ -811,9 +816,22 @@ enum Parsed {
     Partial,
 }
 
-/// Reads the app's response head at the start of `rbuf` (the request's method is taken
-/// into account later, in [`respond_head`]).
-fn parse_response(rbuf: &[u8]) -> Result<Parsed, Failure> {
+/// What the client's response head takes from the request.
+struct Reply<'a> {
+    head: &'a Head,
+    /// The request as sent to the app (its id).
+    out: &'a [u8],
+    /// When the request started (the `Date` added).
+    now: Instant,
+    /// Set when shutdown or a deadline asked the connection to close.
+    stopping: &'a AtomicBool,
+}
+
+/// Reads the app's response head at the start of `rbuf` and, when it is the final one,
+/// writes the client's into `back`: the app's, without its hop-by-hop headers, with the
+/// request's id and a `Date` when it has none, and `Connection: close` when the client
+/// connection closes after it.
+fn parse_response(rbuf: &[u8], reply: &Reply<'_>, back: &mut Vec<u8>) -> Result<Parsed, Failure> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut res = httparse::Response::new(&mut headers);
     let len = match res.parse(rbuf) {
@@ -830,7 +848,7 @@ fn parse_response(rbuf: &[u8]) -> Result<Parsed, Failure> {
     }
     let mut length: Option<u64> = None;
     let mut chunked = None;
-    let mut close = res.version != Some(1);
+    let mut upstream_close = res.version != Some(1);
     for h in res.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             let n = parse_length(h.value).ok_or(Failure::Bad("invalid Content-Length"))?;
@@ -843,13 +861,15 @@ fn parse_response(rbuf: &[u8]) -> Result<Parsed, Failure> {
             let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if h.name.eq_ignore_ascii_case("connection") {
-            close |= h
+            upstream_close |= h
                 .value
                 .split(|b| *b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         }
     }
-    let framing = if status == 204 || status == 304 {
+    // RFC 9112 §6.3: a response to HEAD, a 204 and a 304 have no body, whatever their
+    // headers say.
+    let framing = if reply.head.head || status == 204 || status == 304 {
         Framing::None
     } else {
         match (chunked, length) {
@@ -859,62 +879,38 @@ fn parse_response(rbuf: &[u8]) -> Result<Parsed, Failure> {
             (None, None) => Framing::UntilClose,
         }
     };
-    Ok(Parsed::Final(Response {
-        len,
-        status,
-        framing,
-        reusable: !close,
-    }))
-}
+    // Shutdown, or a deadline, asked the connection to close: say so (as hyper's graceful
+    // shutdown does).
+    let close = reply.head.close
+        || framing == Framing::UntilClose
+        || reply.stopping.load(Ordering::Relaxed);
 
-/// Writes the response head for the client into `back`: the app's, without its hop-by-hop
-/// headers, with the request's id and a `Date` when it has none, and `Connection: close`
-/// when the client connection closes after it.
-fn respond_head(
-    raw: &[u8],
-    head: &Head,
-    out: &[u8],
-    close: bool,
-    back: &mut Vec<u8>,
-    now: Instant,
-) {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut res = httparse::Response::new(&mut headers);
-    // Parsed before (parse_response): it cannot fail now.
-    let _ = res.parse(raw);
     back.clear();
     back.extend_from_slice(b"HTTP/1.1 ");
-    back.extend_from_slice(
-        itoa::Buffer::new()
-            .format(res.code.unwrap_or(502))
-            .as_bytes(),
-    );
+    back.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     back.push(b' ');
     back.extend_from_slice(res.reason.unwrap_or("").as_bytes());
     back.extend_from_slice(b"\r\n");
-    // Headers the app's `Connection` names are hop-by-hop too.
-    let named = res
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii);
-    let named: Vec<&[u8]> = named.filter(|t| !t.is_empty()).collect();
-    let chunked = res
-        .headers
-        .iter()
-        .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
     let (mut id, mut date) = (false, false);
+    let connection = res
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("connection"));
     for h in res.headers.iter() {
         let name = h.name;
-        let hop = matches!(classify(name), Class::HopByHop | Class::Connection)
-            || name.eq_ignore_ascii_case("upgrade")
-            || name.eq_ignore_ascii_case("http2-settings");
-        if hop
-            || named.iter().any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+        // Kept: the body is relayed with its transfer coding.
+        let coding = name.eq_ignore_ascii_case("transfer-encoding");
+        let hop = (proxy::is_hop_by_hop(name) && !coding)
+            // Headers the app's `Connection` names are hop-by-hop too.
+            || connection && res.headers.iter().any(|c| {
+                c.name.eq_ignore_ascii_case("connection")
+                    && c.value
+                        .split(|b| *b == b',')
+                        .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+            })
             // A message with a transfer coding has no Content-Length (RFC 9112 §6.2).
-            || (chunked && name.eq_ignore_ascii_case("content-length"))
-        {
+            || (chunked.is_some() && name.eq_ignore_ascii_case("content-length"));
+        if hop {
             continue;
         }
         id |= name.eq_ignore_ascii_case("x-request-id");
@@ -922,17 +918,24 @@ fn respond_head(
         push_header(back, name.as_bytes(), h.value);
     }
     if !id {
-        push_header(back, b"x-request-id", &out[head.id.clone()]);
+        push_header(back, b"x-request-id", &reply.out[reply.head.id.clone()]);
     }
     if !date {
         back.extend_from_slice(b"date: ");
-        push_date(back, now);
+        push_date(back, reply.now);
         back.extend_from_slice(b"\r\n");
     }
     if close {
         back.extend_from_slice(b"connection: close\r\n");
     }
     back.extend_from_slice(b"\r\n");
+    Ok(Parsed::Final(Response {
+        len,
+        status,
+        framing,
+        reusable: !upstream_close,
+        close,
+    }))
 }
 
 /// The request being relayed, for the sidecar's own answers.
@@ -1298,13 +1301,42 @@ mod tests {
         assert_eq!(&http_date(1_796_083_200), b"Tue, 01 Dec 2026 00:00:00 GMT");
     }
 
-    /// Response heads: framing by RFC 9112 §6.3, 1xx skipped, 101 refused.
+    fn head(is_head: bool, close: bool) -> Head {
+        Head {
+            len: 0,
+            body: 0,
+            close,
+            head: is_head,
+            idempotent: true,
+            id: 0..3,
+        }
+    }
+
+    /// Reads `raw` as the app's answer to a request (`HEAD` or not) and returns the framing,
+    /// whether the app's connection may be reused, and the client's head.
+    fn respond(raw: &[u8], is_head: bool) -> Option<(Framing, bool, String)> {
+        let (h, stopping, mut back) = (head(is_head, false), AtomicBool::new(false), Vec::new());
+        let reply = Reply {
+            head: &h,
+            out: b"id1",
+            now: Instant::now(),
+            stopping: &stopping,
+        };
+        match parse_response(raw, &reply, &mut back) {
+            Ok(Parsed::Final(r)) => Some((
+                r.framing,
+                r.reusable,
+                String::from_utf8_lossy(&back).into_owned(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Response heads: framing by RFC 9112 §6.3 (no body for HEAD, 204 and 304), 1xx
+    /// skipped, 101 and conflicting lengths refused.
     #[test]
     fn response_framing() {
-        let framing = |raw: &[u8]| match parse_response(raw) {
-            Ok(Parsed::Final(r)) => Some((r.framing, r.reusable)),
-            _ => None,
-        };
+        let framing = |raw: &[u8]| respond(raw, false).map(|(f, reusable, _)| (f, reusable));
         assert_eq!(
             framing(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
             Some((Framing::Length(5), true))
@@ -1327,14 +1359,60 @@ mod tests {
             framing(b"HTTP/1.0 204 No Content\r\n\r\n"),
             Some((Framing::None, false))
         );
+        assert_eq!(
+            respond(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).map(|r| r.0),
+            Some(Framing::None)
+        );
+        let (h, stopping) = (head(false, false), AtomicBool::new(false));
+        let reply = Reply {
+            head: &h,
+            out: b"id1",
+            now: Instant::now(),
+            stopping: &stopping,
+        };
+        let parse = |raw: &[u8]| parse_response(raw, &reply, &mut Vec::new());
         assert!(matches!(
-            parse_response(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"),
+            parse(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"),
             Ok(Parsed::Informational(25))
         ));
-        assert!(parse_response(b"HTTP/1.1 101 Switching Protocols\r\n\r\n").is_err());
+        assert!(parse(b"HTTP/1.1 101 Switching Protocols\r\n\r\n").is_err());
         assert!(
-            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
-                .is_err()
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").is_err()
         );
+    }
+
+    /// The client's head: the app's hop-by-hop headers (fixed ones and those its
+    /// `Connection` names) dropped, `Transfer-Encoding` kept without `Content-Length`, the
+    /// request's id and a `Date` added when the app sent none, and the app's own kept.
+    #[test]
+    fn response_head_for_the_client() {
+        let (_, _, back) = respond(
+            b"HTTP/1.1 201 Made\r\nConnection: x-secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\nSet-Cookie: a=1\r\n\r\n",
+            false,
+        )
+        .expect("a final response");
+        assert!(back.starts_with("HTTP/1.1 201 Made\r\n"), "{back}");
+        assert!(back.ends_with("\r\n\r\n"), "{back}");
+        let names: Vec<String> = back
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_ascii_lowercase()))
+            .collect();
+        assert_eq!(
+            names,
+            ["transfer-encoding", "set-cookie", "x-request-id", "date"],
+            "{back}"
+        );
+        assert!(back.contains("\r\nx-request-id: id1\r\n"), "{back}");
+        let (_, _, back) = respond(
+            b"HTTP/1.1 200 OK\r\nX-Request-Id: app\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n",
+            false,
+        )
+        .expect("a final response");
+        assert!(
+            back.contains("X-Request-Id: app\r\n") && !back.contains("id1"),
+            "{back}"
+        );
+        assert_eq!(back.matches("ate: ").count(), 1, "{back}");
     }
 }
