@@ -54,7 +54,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::conn::{self, Activity, Deadlines, Stage};
-use super::router::{fresh_request_id, is_request_id};
+use super::router::{below_base_path, fresh_request_id, is_request_id};
 use crate::app::{App, Current};
 use crate::proxy::{self, Checkout, ClientInfo, Proxy, RawConn};
 
@@ -315,9 +315,7 @@ fn plan(buf: &[u8], app: &App, client: &ClientInfo, out: &mut Vec<u8>) -> Plan {
         return Plan::Hyper;
     }
     let path = target.split(['?', '#']).next().unwrap_or(target);
-    let scim = path
-        .strip_prefix(app.base_path.as_str())
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    let scim = below_base_path(app, path).is_some();
     if scim || app.oauth.as_ref().is_some_and(|o| o.path == path) {
         return Plan::Hyper;
     }

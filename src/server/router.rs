@@ -43,7 +43,7 @@ use crate::scim::{self, BaseUrl, ScimError};
 
 const SCIM_JSON: HeaderValue = HeaderValue::from_static("application/scim+json");
 
-pub(crate) const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+const REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
 
 /// The request's id: the client's `X-Request-Id` when it is 1 to 128 visible ASCII
 /// characters, else a new one, unique in this process (a random start, then a counter).
@@ -83,6 +83,13 @@ pub(crate) fn fresh_request_id() -> ([u8; 32], usize) {
     (buf, len)
 }
 
+/// The part of `path` below the SCIM base path, when it is there (the base path itself or
+/// a segment under it, not `/scim/v2x`): a SCIM request.
+pub(crate) fn below_base_path<'a>(app: &App, path: &'a str) -> Option<&'a str> {
+    path.strip_prefix(app.base_path.as_str())
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 /// What the router knows of the listener a request came in on (from `[listen]` and
 /// `[scim]`): deadlines, and whom to believe about the client.
 #[derive(Clone, Debug)]
@@ -118,11 +125,7 @@ pub async fn handle(
         }
     }
     let id = request_id(req.headers());
-    let below = req
-        .uri()
-        .path()
-        .strip_prefix(app.base_path.as_str())
-        .filter(|rest| rest.is_empty() || rest.starts_with('/'));
+    let below = below_base_path(&app, req.uri().path());
     let mut resp = match below {
         Some(rest) => {
             let rest = rest.to_owned();
