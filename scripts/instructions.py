@@ -6,7 +6,8 @@ Usage: instructions.py drive <port> <token> <phase> <n> <tag>
 
 `drive` sends `n` requests of one phase over one keep-alive connection, one at a time, and
 exits non-zero on the first answer that is not a success. The phases are the bench's:
-`create` (an Entra-shaped user), `filter` (userName eq), `patch` (Entra's Replace of title
+`create` (an Entra-shaped user), `filter` (userName eq), `get` (a user by id, of those listed
+by `ids`), `patch` (Entra's Replace of title
 and active on users listed by `ids`), `ids` (writes the first 100 user ids for `patch`),
 `groups` (creates the empty groups that `n` member adds need, their ids written beside
 `ids`), `member` (Entra's PATCH adding one member: request i adds user i mod u to group
@@ -51,7 +52,7 @@ def drive(port, token, phase, n, tag, ids_file):
             if r.status != 200:
                 sys.exit(f"GET /api/items/{i}: {r.status} {data[:300]!r}")
         return
-    ids = json.load(open(ids_file)) if phase in ("patch", "member", "groups") else []
+    ids = json.load(open(ids_file)) if phase in ("get", "patch", "member", "groups") else []
     groups_file = ids_file + ".groups"
     groups = json.load(open(groups_file)) if phase == "member" else []
     if phase == "member" and n > len(ids) * len(groups):
@@ -80,6 +81,8 @@ def drive(port, token, phase, n, tag, ids_file):
             })
         elif phase == "filter":
             send("GET", f"/scim/v2/Users?filter=userName%20eq%20%22{name}%22")
+        elif phase == "get":
+            send("GET", f"/scim/v2/Users/{ids[i % len(ids)]}")
         elif phase == "patch":
             send("PATCH", f"/scim/v2/Users/{ids[i % len(ids)]}", {
                 "schemas": [PATCH],

@@ -15,10 +15,13 @@
 #        TOP=K                               the K functions that cost most (default 12)
 #        EXAMPLE=ldap scripts/instructions.sh  examples/ldap instead, against a throwaway
 #                                            slapd (examples/ldap/slapd.sh; needs slapd)
+#        EXAMPLE=rest scripts/instructions.sh  examples/rest instead, against the legacy admin
+#                                            API of examples/legacy-admin-api (built here)
 #
 # Starts the binary under callgrind with one shard (SCIM_SIDECAR_WORKERS=1) on free loopback
 # ports and a database in a temp dir, warms it up with 50 requests per phase, then counts
-# each phase on its own (callgrind_control zeroes the counters and dumps after it). Installs
+# each phase on its own (callgrind_control zeroes the counters and dumps after it). A get by
+# id is counted too, on the users the create phase made. Installs
 # valgrind with apt-get when it is missing. Needs python3 (standard library only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +30,8 @@ n=${1:-300}
 top=${TOP:-12}
 example=${EXAMPLE:-quickstart}
 case "$example" in
-quickstart | ldap) ;;
-*) echo "instructions: EXAMPLE is quickstart or ldap, not $example" >&2; exit 2 ;;
+quickstart | ldap | rest) ;;
+*) echo "instructions: EXAMPLE is quickstart, ldap or rest, not $example" >&2; exit 2 ;;
 esac
 
 if ! command -v valgrind >/dev/null || ! command -v callgrind_control >/dev/null; then
@@ -42,14 +45,20 @@ if [ -z "${BINARY:-}" ]; then
     BINARY=$root/target/release/scim-sidecar
 fi
 
+if [ "$example" = rest ]; then
+    cargo build --release --quiet --example legacy-admin-api
+fi
+
 dir=$(mktemp -d)
 pid=""
 app=""
+api=""
 SLAPD_STOP=""
 cleanup() {
     if [ -n "$SLAPD_STOP" ]; then eval "$SLAPD_STOP" || true; fi
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
     if [ -n "$app" ]; then kill "$app" 2>/dev/null || true; wait "$app" 2>/dev/null || true; fi
+    if [ -n "$api" ]; then kill "$api" 2>/dev/null || true; wait "$api" 2>/dev/null || true; fi
     rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -69,8 +78,22 @@ config=examples/$example/scim-sidecar.toml
 export SCIM_SIDECAR_LISTEN=127.0.0.1:$port SCIM_SIDECAR_ADMIN_LISTEN=127.0.0.1:$admin \
     UPSTREAM_URL=http://127.0.0.1:$(cat "$dir/app.port") QUICKSTART_DB=$dir/app.db \
     SCIM_SIDECAR_STATE=$dir/state.db SCIM_TOKEN=$token RUST_LOG=warn SCIM_SIDECAR_WORKERS=1
+if [ "$example" = rest ]; then
+    api_port=$(free_port)
+    export REST_API_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+    export REST_BASE_URL=http://127.0.0.1:$api_port
+    LEGACY_API_LISTEN=127.0.0.1:$api_port target/release/examples/legacy-admin-api \
+        >"$dir/api.log" 2>&1 &
+    api=$!
+    for _ in $(seq 100); do
+        curl -fsS -o /dev/null -H "X-API-Key: $REST_API_KEY" "$REST_BASE_URL/users.json" && break
+        sleep 0.1
+    done
+fi
 if [ "$example" = ldap ]; then
     eval "$(examples/ldap/slapd.sh)"
+fi
+if [ "$example" != quickstart ]; then
     "$BINARY" migrate --config "$config" >"$dir/migrate.log" 2>&1 ||
         { cat "$dir/migrate.log" >&2; exit 1; }
 fi
@@ -94,13 +117,14 @@ drive() { python3 scripts/instructions.py drive "$port" "$token" "$1" "$2" "$3" 
 drive create 50 warm
 drive filter 50 warm
 drive ids 1 warm
+drive get 50 warm
 drive patch 50 warm
 drive groups 50 warm
 drive member 50 warm
 drive pass 50 warm
 
 echo "== $BINARY, $n requests per phase, $example, one shard"
-for phase in create filter patch member pass; do
+for phase in create filter get patch member pass; do
     # The member phase's groups are made before the count starts.
     if [ "$phase" = member ]; then drive groups "$n" run; fi
     callgrind_control -z "$pid" >/dev/null 2>&1
