@@ -4,7 +4,15 @@
 //! ```text
 //! cargo bench --bench rest                 # 1 s warm-up + 5 s measured per phase
 //! BENCH_SECS=10 cargo bench --bench rest   # a longer measured window
+//! eval "$(scripts/redmine-rest.sh)"; BENCH_APP=redmine cargo bench --bench rest
 //! ```
+//!
+//! `BENCH_APP=redmine` runs the same phases against a real Redmine already running on
+//! loopback (`REST_BASE_URL`, `REST_API_KEY`: what `scripts/redmine-rest.sh` exports) with
+//! `examples/redmine-rest`, the direct calls being Redmine's own (`X-Redmine-API-Key`,
+//! `?name=` for the search). Users are named after the clock, so the bench can run again on
+//! the same instance. It shows what the sidecar costs in front of an app of the kind it is
+//! built for, where the fixture's figures show what it costs in front of a very fast one.
 //!
 //! The app runs in this process on a runtime of its own (one worker thread: it serialises on
 //! its SQLite database anyway) on a loopback port; the sidecar is the release binary (`run
@@ -51,6 +59,65 @@ use support::{CONNS, Load, Sidecar};
 
 const API_KEY: &str = "bench-api-key-0123456789abcdef";
 
+/// The app the phases run against, and how its own requests are written.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    key_header: &'static str,
+    key: HeaderValue,
+    /// The app's fuzzy search parameter.
+    search: &'static str,
+    /// Concurrent clients per phase.
+    conns: &'static [usize],
+}
+
+impl Target {
+    /// From `BENCH_APP`: the fixture app (started here, returned to be kept alive) or a
+    /// running Redmine; with the mapping file for it.
+    fn pick() -> (Target, Option<App>, &'static str) {
+        match std::env::var("BENCH_APP").as_deref() {
+            Err(_) | Ok("" | "fixture") => {
+                let app = App::start();
+                let t = Target {
+                    addr: app.addr,
+                    key_header: "x-api-key",
+                    key: HeaderValue::from_static(API_KEY),
+                    search: "search",
+                    conns: &CONNS,
+                };
+                (t, Some(app), "examples/rest/scim-sidecar.toml")
+            }
+            Ok("redmine") => {
+                let var = |name: &str| {
+                    std::env::var(name).unwrap_or_else(|_| {
+                        panic!("BENCH_APP=redmine needs {name}: eval \"$(scripts/redmine-rest.sh)\" first")
+                    })
+                };
+                let url = var("REST_BASE_URL");
+                let addr: SocketAddr = url
+                    .strip_prefix("http://")
+                    .and_then(|a| a.trim_end_matches('/').parse().ok())
+                    .filter(|a: &SocketAddr| a.ip().is_loopback())
+                    .unwrap_or_else(|| {
+                        panic!("REST_BASE_URL must be http://<loopback ip>:<port>, not {url}")
+                    });
+                let t = Target {
+                    addr,
+                    key_header: "x-redmine-api-key",
+                    key: HeaderValue::from_str(&var("REST_API_KEY")).expect("REST_API_KEY"),
+                    search: "name",
+                    // One client: Redmine on SQLite (scripts/redmine-rest.sh) deadlocks on
+                    // concurrent creates (its log: 500 after 5-20 s waiting for the database
+                    // lock, direct as well), so only one-at-a-time figures mean anything.
+                    conns: &[1],
+                };
+                (t, None, "examples/redmine-rest/scim-sidecar.toml")
+            }
+            Ok(other) => panic!("BENCH_APP is fixture or redmine, not {other}"),
+        }
+    }
+}
+
 /// The app, served on its own runtime in a thread of its own until dropped.
 struct App {
     addr: SocketAddr,
@@ -95,9 +162,10 @@ impl Drop for App {
     }
 }
 
-/// A request to the app, with its key.
+/// A request to the app `t` (or to `addr`, the sidecar passing it through), with its key.
 fn app_request(
     method: Method,
+    t: &Target,
     addr: SocketAddr,
     path: &str,
     body: Option<String>,
@@ -106,7 +174,7 @@ fn app_request(
         .method(method)
         .uri(path)
         .header(header::HOST, support::host_header(addr))
-        .header("x-api-key", HeaderValue::from_static(API_KEY));
+        .header(t.key_header, t.key.clone());
     if body.is_some() {
         b = b.header(header::CONTENT_TYPE, "application/json");
     }
@@ -153,19 +221,20 @@ fn direct(
 }
 
 fn main() {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rest/scim-sidecar.toml");
+    let (target, app, config) = Target::pick();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join(config);
     support::print_intro(
         "scim-sidecar REST bench (vs. the same calls straight to the app)",
         &config,
     );
-    let app = App::start();
-    let base_url = format!("http://{}", app.addr);
+    let base_url = format!("http://{}", target.addr);
+    let key = target.key.to_str().expect("key").to_owned();
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state.db");
     std::fs::write(&state, "").expect("state db");
     let vars: Vec<(&str, &OsStr)> = vec![
         ("REST_BASE_URL", OsStr::new(base_url.as_str())),
-        ("REST_API_KEY", OsStr::new(API_KEY)),
+        ("REST_API_KEY", OsStr::new(key.as_str())),
         ("SCIM_SIDECAR_STATE", state.as_os_str()),
     ];
     let migrate = std::process::Command::new(support::binary())
@@ -191,8 +260,15 @@ fn main() {
     // === create ===
     let mut created: Vec<(u64, String)> = Vec::new();
     let mut direct_ids: Vec<String> = Vec::new();
-    let (mut seq_base, mut direct_base) = (0u64, 0u64);
-    for &conns in &CONNS {
+    // Names a running app may hold from an earlier run are not taken again.
+    let first = if app.is_some() {
+        0
+    } else {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.expect("clock").as_secs() * 1000
+    };
+    let (mut seq_base, mut direct_base) = (first, first);
+    for &conns in target.conns {
         let seq = Arc::new(AtomicU64::new(seq_base));
         let stats = rt.block_on(support::run_phase(
             &support::create_load(s.addr, conns, true).server(s.proc.pid),
@@ -201,13 +277,14 @@ fn main() {
         ));
         seq_base = seq.load(Ordering::Relaxed) + 1;
         created.extend(stats.collected.iter().cloned());
-        let addr = app.addr;
+        let t = target.clone();
         let load = direct(
             "create  POST /users.json (direct)",
-            addr,
+            t.addr,
             conns,
             Arc::new(move |n| {
-                app_request(Method::POST, addr, "/users.json", Some(app_create_body(n)))
+                let body = Some(app_create_body(n));
+                app_request(Method::POST, &t, t.addr, "/users.json", body)
             }),
             StatusCode::CREATED,
             true,
@@ -226,7 +303,7 @@ fn main() {
     // === get ===
     let ids = Arc::new(created.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>());
     let direct_ids = Arc::new(direct_ids);
-    for &conns in &CONNS {
+    for &conns in target.conns {
         let host = support::host_header(s.addr);
         let ids2 = ids.clone();
         let load = Load::new(
@@ -254,10 +331,10 @@ fn main() {
         // proxy hop in front of this app costs on this machine, the ceiling of any
         // translation there.
         let app_get = |name: &str, addr: SocketAddr| {
-            let ids = direct_ids.clone();
+            let (ids, t) = (direct_ids.clone(), target.clone());
             let make: Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync> = Arc::new(move |n| {
                 let id = &ids[(n % ids.len() as u64) as usize];
-                app_request(Method::GET, addr, &format!("/users/{id}.json"), None)
+                app_request(Method::GET, &t, addr, &format!("/users/{id}.json"), None)
             });
             let mut load = direct(name, addr, conns, make, StatusCode::OK, false);
             if addr == s.addr {
@@ -270,7 +347,7 @@ fn main() {
             ))
         };
         let p = app_get("get     GET /users/{id}.json (passed through)", s.addr);
-        let d = app_get("get     GET /users/{id}.json (direct)", app.addr);
+        let d = app_get("get     GET /users/{id}.json (direct)", target.addr);
         results.push(("get".into(), conns, stats.rps, d.rps, true));
         results.push(("pass-through".into(), conns, p.rps, d.rps, false));
     }
@@ -282,21 +359,22 @@ fn main() {
             .map(|(n, _)| support::user_name(*n))
             .collect::<Vec<_>>(),
     );
-    for &conns in &CONNS {
+    for &conns in target.conns {
         let stats = rt.block_on(support::run_phase(
             &support::filter_load(s.addr, conns, names.clone()).server(s.proc.pid),
             &Arc::new(AtomicU64::new(0)),
             window,
         ));
-        let (addr, names2) = (app.addr, names.clone());
+        let (t, names2) = (target.clone(), names.clone());
         let load = direct(
             "filter  GET /users.json?search (direct)",
-            addr,
+            t.addr,
             conns,
             Arc::new(move |n| {
                 let name = &names2[(n % names2.len() as u64) as usize];
                 let q: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
-                app_request(Method::GET, addr, &format!("/users.json?search={q}"), None)
+                let path = format!("/users.json?{}={q}", t.search);
+                app_request(Method::GET, &t, t.addr, &path, None)
             }),
             StatusCode::OK,
             false,
@@ -313,12 +391,12 @@ fn main() {
     println!(
         "summary (goal: sidecar ≥ 0.8 × direct at {} clients; pass-through: the app's own GET \
          through the sidecar's proxy, for reference)",
-        CONNS[CONNS.len() - 1]
+        target.conns[target.conns.len() - 1]
     );
     println!("  phase        clients  sidecar req/s  direct req/s  ratio  verdict");
     for (phase, conns, rps, direct, goal) in &results {
         let ratio = if *direct > 0.0 { rps / direct } else { 0.0 };
-        let verdict = if *goal && *conns == CONNS[CONNS.len() - 1] {
+        let verdict = if *goal && *conns == target.conns[target.conns.len() - 1] {
             if ratio >= 0.8 { "PASS" } else { "MISS" }
         } else {
             "-"
