@@ -579,15 +579,19 @@ impl Table for Overlay {
     }
 
     async fn fetch(&self, key: &str, members: bool) -> Result<Option<Row>, BackendError> {
-        let Some(row) = self
-            .inner
-            .fetch(key, members)
-            .await
-            .map_err(|e| self.lift(e))?
-        else {
+        // The kept values are read while the store answers (two round trips at once when the
+        // state is a database server). A store that answers under another spelling of the
+        // key has them read again under its own.
+        let ids = [key.to_owned()];
+        let (row, kept) = tokio::join!(self.inner.fetch(key, members), self.load(&ids));
+        let Some(row) = row.map_err(|e| self.lift(e))? else {
             return Ok(None);
         };
-        let kept = self.load(std::slice::from_ref(&row.key)).await?;
+        let kept = if row.key == key {
+            kept?
+        } else {
+            self.load(std::slice::from_ref(&row.key)).await?
+        };
         if self.dead(&row.key, &kept) {
             return Ok(None);
         }
