@@ -470,6 +470,7 @@ impl Proxy {
             body,
             conn: Some(conn),
             pool: inner.pool.clone(),
+            acked: false,
         };
         let mut out = Response::new(body.boxed());
         *out.status_mut() = parts.status;
@@ -757,6 +758,8 @@ pub(crate) struct RawConn {
 struct Conn {
     sender: http1::SendRequest<Body>,
     driver: Driver,
+    /// The socket, for [`crate::http_client::quick_ack`].
+    fd: std::os::fd::RawFd,
     /// Taken from the pool rather than just opened.
     reused: bool,
     /// The thread that opened it: on a single-threaded runtime (a server shard) its
@@ -888,6 +891,7 @@ impl Pool {
         slot: Option<OwnedSemaphorePermit>,
     ) -> Result<Conn, Checkout> {
         let tcp = self.open().await?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
         let (sender, conn) = http1::Builder::new()
             .handshake::<_, Body>(TokioIo::new(tcp))
             .await
@@ -896,6 +900,7 @@ impl Pool {
         Ok(Conn {
             sender,
             driver: Driver::new(conn.with_upgrades()),
+            fd,
             reused: false,
             home: std::thread::current().id(),
             idle_since: Instant::now(),
@@ -971,6 +976,8 @@ struct UpstreamBody {
     body: Incoming,
     conn: Option<Conn>,
     pool: Arc<Pool>,
+    /// What had come of the body was acknowledged when the rest was not there.
+    acked: bool,
 }
 
 impl hyper::body::Body for UpstreamBody {
@@ -1003,6 +1010,13 @@ impl hyper::body::Body for UpstreamBody {
                 Some(c) if !drove => {
                     drove = true;
                     c.drive(cx);
+                }
+                Some(c) if !this.acked => {
+                    // The app may be holding the rest back until what it sent is
+                    // acknowledged; once per response is enough for that.
+                    this.acked = true;
+                    crate::http_client::quick_ack(c.fd);
+                    return Poll::Pending;
                 }
                 _ => return Poll::Pending,
             }

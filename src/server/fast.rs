@@ -42,6 +42,7 @@
 
 use std::future::poll_fn;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -250,6 +251,24 @@ async fn read_into(
             return Poll::Ready(Ok(0));
         }
         read.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// [`read_into`] on the app's connection when part of its answer has come and the rest is
+/// due: if nothing more is there yet, what came is acknowledged first
+/// ([`crate::http_client::quick_ack`]).
+async fn read_rest(tcp: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let fd = tcp.as_raw_fd();
+    let mut read = pin!(read_into(tcp, buf, APP_READ, None));
+    let mut acked = false;
+    poll_fn(|cx| {
+        let r = read.as_mut().poll(cx);
+        if r.is_pending() && !acked {
+            acked = true;
+            crate::http_client::quick_ack(fd);
+        }
+        r
     })
     .await
 }
@@ -636,7 +655,7 @@ async fn exchange(
     tcp.write_all(back).await?;
     while !done {
         rbuf.clear();
-        let n = read_into(&mut up.tcp, rbuf, APP_READ, None).await?;
+        let n = read_rest(&mut up.tcp, rbuf).await?;
         if n == 0 {
             if matches!(framing, Framing::UntilClose) {
                 break;
@@ -713,7 +732,12 @@ async fn send(
                     Parsed::Partial => return Err(Failure::Bad("response head too large")),
                 }
             }
-            match read_into(&mut up.tcp, rbuf, APP_READ, None).await {
+            let read = if rbuf.is_empty() {
+                read_into(&mut up.tcp, rbuf, APP_READ, None).await
+            } else {
+                read_rest(&mut up.tcp, rbuf).await
+            };
+            match read {
                 Ok(0) if rbuf.is_empty() => return Err(Failure::Closed { written: true }),
                 Ok(0) => {
                     return Err(Failure::Bad(

@@ -1113,6 +1113,90 @@ async fn r14_a_pooled_connection_the_app_closed_is_not_used() {
     assert_eq!(accepted.load(Ordering::Relaxed), 3);
 }
 
+/// An app that writes its answers in pieces, as one without `TCP_NODELAY` that writes head
+/// and body separately does (Python's http.server, Ruby's WEBrick): the head cut inside a
+/// header and the body cut in two, each piece a separate write after a pause. Every answer
+/// on a kept-alive connection arrives whole, through the relay and through hyper's path
+/// (after a SCIM request on the same connection), and each path keeps its one connection to
+/// the app (raw and hyper connections are pooled apart). The relay reads the rest of such an answer with `read_rest`, which also
+/// acknowledges the first piece at once; the 40 ms that saves per answer is the REST
+/// bench's to show (`BENCH_APP=redmine`), not a test's.
+#[tokio::test]
+async fn answers_written_in_pieces_arrive_whole() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let app = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        got.drain(..end + 4);
+                        for piece in [
+                            &b"HTTP/1.1 200 OK\r\nContent-Le"[..],
+                            b"ngth: 11\r\nContent-Type: text/plain\r\n\r\nhello",
+                            b" world",
+                        ] {
+                            if c.write_all(piece).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
+                    match c.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    let s = Sidecar::start(Options {
+        env: vec![("UPSTREAM_URL", format!("http://{app}"))],
+        ..Options::default()
+    })
+    .await;
+    let mut tcp = TcpStream::connect(s.addr).await.expect("connect");
+    let mut pending = Vec::new();
+    let ask = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr);
+    for i in 0..3 {
+        if i == 2 {
+            // hyper serves the connection from here on.
+            let users = raw_json(
+                &mut tcp,
+                &mut pending,
+                &format!(
+                    "GET /scim/v2/Users HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+                    s.addr,
+                    crate::support::TOKEN
+                ),
+            )
+            .await;
+            assert!(users["totalResults"].is_u64(), "{users}");
+        }
+        tcp.write_all(ask(&format!("/pieces/{i}")).as_bytes())
+            .await
+            .expect("write");
+        let (head, body) = raw_response(&mut tcp, &mut pending).await;
+        assert!(head.starts_with("http/1.1 200 "), "answer {i}: {head}");
+        assert_eq!(body, b"hello world", "answer {i}");
+    }
+    tcp.write_all(ask("/pieces/3").as_bytes())
+        .await
+        .expect("write");
+    let (_, body) = raw_response(&mut tcp, &mut pending).await;
+    assert_eq!(body, b"hello world", "answer 3");
+    assert_eq!(accepted.load(Ordering::Relaxed), 2);
+}
+
 /// Each request on a keep-alive connection gets the whole `upstream.timeout` for the app's
 /// answer, counted from its own start: a slow request after a fast one is answered 504 only
 /// once its own timeout has passed, and one just within it gets the app's answer. The relay

@@ -25,6 +25,7 @@
 //!   [`BackendError`]s.
 
 use std::future::poll_fn;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,6 +88,8 @@ type Sender = http1::SendRequest<Full<Bytes>>;
 struct Conn {
     sender: Sender,
     driver: Driver,
+    /// The TCP socket under it (TLS or not), for [`crate::http_client::quick_ack`].
+    fd: RawFd,
     home: Option<ThreadId>,
     _open: Open,
 }
@@ -432,13 +435,21 @@ impl Client {
         };
         let (parts, body) = resp.into_parts();
         let mut collect = pin!(http_body_util::Limited::new(body, MAX_BODY).collect());
+        let mut acked = false;
         let body = poll_fn(|cx| {
             // The body first: polling it tells the connection that more is wanted.
             if let Poll::Ready(r) = collect.as_mut().poll(cx) {
                 return Poll::Ready(r);
             }
             conn.driver.drive(cx);
-            collect.as_mut().poll(cx)
+            let r = collect.as_mut().poll(cx);
+            if r.is_pending() && !acked {
+                // The head came without all of the body: the app may be waiting for an
+                // acknowledgement before it sends the rest.
+                acked = true;
+                crate::http_client::quick_ack(conn.fd);
+            }
+            r
         })
         .await
         .map_err(|e| Failure::Failed(format!("reading the answer: {e}")))?
@@ -492,6 +503,7 @@ impl Client {
                 .await
                 .map_err(|e| format!("cannot connect to {}: {e}", self.cfg.host))?;
             let _ = tcp.set_nodelay(true);
+            let fd = tcp.as_raw_fd();
             let io: Box<dyn Io> = match &self.tls {
                 Some((c, name)) => Box::new(
                     c.connect(name.clone(), tcp)
@@ -503,13 +515,14 @@ impl Client {
             let (sender, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(io))
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok::<_, String>((sender, Driver::new(conn)))
+            Ok::<_, String>((sender, Driver::new(conn), fd))
         };
         match tokio::time::timeout(self.cfg.connect_timeout, connect).await {
-            Ok(Ok((sender, driver))) => Ok((
+            Ok(Ok((sender, driver, fd))) => Ok((
                 Conn {
                     sender,
                     driver,
+                    fd,
                     home,
                     _open: open,
                 },
