@@ -403,6 +403,15 @@ fn main() {
         };
         println!("  {phase:<12} {conns:>7} {rps:>14.0} {direct:>13.0} {ratio:>6.2}  {verdict}");
     }
+    if app.is_none() {
+        println!(
+            "  (direct: this bench's client acknowledges the app's segments the kernel's way, so \
+             an app that writes head and body apart without TCP_NODELAY, as Redmine's WEBrick \
+             does, makes each direct answer wait about 40 ms for the acknowledgement; the \
+             sidecar acknowledges at once, see http_client::quick_ack. Its cost is the gap \
+             between the get's and the pass-through's latencies.)"
+        );
+    }
     s.print_log();
     drop(s);
     drop(app);
