@@ -1060,40 +1060,51 @@ async fn r14_chunked_responses_are_relayed_whole_and_the_connection_reused() {
     assert_eq!(s.upstream.connection_count(), 1);
 }
 
+/// An app on a loopback port that serves each connection it accepts with `serve`, and the
+/// count of connections accepted.
+async fn raw_app<F, Fut>(serve: F) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let app = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((c, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::spawn(serve(c));
+        }
+    });
+    (app, accepted)
+}
+
 /// An app that closes a keep-alive connection after each answer without saying so
 /// (no `Connection: close`) leaves closed connections in the sidecar's pool. The next
 /// request, a POST that cannot be sent twice, must go out on a new connection and get the
 /// app's answer, not a 502 from the dead one. See: issue #14.
 #[tokio::test]
 async fn r14_a_pooled_connection_the_app_closed_is_not_used() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let app = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut c, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                // One request: the head and a 3-byte body.
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"abc") {
-                    match c.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = c
-                    .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
-                    .await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            });
+    use std::sync::atomic::Ordering;
+    let (app, accepted) = raw_app(|mut c| async move {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // One request: the head and a 3-byte body.
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"abc") {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
         }
-    });
+        let _ = c
+            .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok")
+            .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    })
+    .await;
     let s = Sidecar::start(Options {
         env: vec![("UPSTREAM_URL", format!("http://{app}"))],
         ..Options::default()
@@ -1118,47 +1129,36 @@ async fn r14_a_pooled_connection_the_app_closed_is_not_used() {
 /// header and the body cut in two, each piece a separate write after a pause. Every answer
 /// on a kept-alive connection arrives whole, through the relay and through hyper's path
 /// (after a SCIM request on the same connection), and each path keeps its one connection to
-/// the app (raw and hyper connections are pooled apart). The relay reads the rest of such an answer with `read_rest`, which also
-/// acknowledges the first piece at once; the 40 ms that saves per answer is the REST
-/// bench's to show (`BENCH_APP=redmine`), not a test's.
+/// the app (raw and hyper connections are pooled apart). The relay reads the rest of such
+/// an answer with `read_rest`, which also acknowledges the first piece at once; the 40 ms
+/// that saves per answer is the REST bench's to show (`BENCH_APP=redmine`), not a test's.
 #[tokio::test]
 async fn answers_written_in_pieces_arrive_whole() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let app = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut c, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                let mut buf = [0u8; 4096];
-                loop {
-                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-                        got.drain(..end + 4);
-                        for piece in [
-                            &b"HTTP/1.1 200 OK\r\nContent-Le"[..],
-                            b"ngth: 11\r\nContent-Type: text/plain\r\n\r\nhello",
-                            b" world",
-                        ] {
-                            if c.write_all(piece).await.is_err() {
-                                return;
-                            }
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
+    use std::sync::atomic::Ordering;
+    let (app, accepted) = raw_app(|mut c| async move {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                got.drain(..end + 4);
+                for piece in [
+                    &b"HTTP/1.1 200 OK\r\nContent-Le"[..],
+                    b"ngth: 11\r\nContent-Type: text/plain\r\n\r\nhello",
+                    b" world",
+                ] {
+                    if c.write_all(piece).await.is_err() {
+                        return;
                     }
-                    match c.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-            });
+            }
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
         }
-    });
+    })
+    .await;
     let s = Sidecar::start(Options {
         env: vec![("UPSTREAM_URL", format!("http://{app}"))],
         ..Options::default()
