@@ -11,7 +11,10 @@
 //! loopback (`REST_BASE_URL`, `REST_API_KEY`: what `scripts/redmine-rest.sh` exports) with
 //! `examples/redmine-rest`, the direct calls being Redmine's own (`X-Redmine-API-Key`,
 //! `?name=` for the search). Users are named after the clock, so the bench can run again on
-//! the same instance. It shows what the sidecar costs in front of an app of the kind it is
+//! the same instance. Redmine's WEBrick writes head and body apart without `TCP_NODELAY`; the
+//! sidecar acknowledges such answers at once (`http_client::quick_ack`), and so does the
+//! bench's client in this mode ([`support::QUICK_ACK`]), or every direct answer would wait
+//! 40 ms for the kernel's delayed acknowledgement. It shows what the sidecar costs in front of an app of the kind it is
 //! built for, where the fixture's figures show what it costs in front of a very fast one.
 //!
 //! The app runs in this process on a runtime of its own (one worker thread: it serialises on
@@ -111,6 +114,7 @@ impl Target {
                     // lock, direct as well), so only one-at-a-time figures mean anything.
                     conns: &[1],
                 };
+                support::QUICK_ACK.store(true, Ordering::Relaxed);
                 (t, None, "examples/redmine-rest/scim-sidecar.toml")
             }
             Ok(other) => panic!("BENCH_APP is fixture or redmine, not {other}"),
@@ -402,15 +406,6 @@ fn main() {
             "-"
         };
         println!("  {phase:<12} {conns:>7} {rps:>14.0} {direct:>13.0} {ratio:>6.2}  {verdict}");
-    }
-    if app.is_none() {
-        println!(
-            "  (direct: this bench's client acknowledges the app's segments the kernel's way, so \
-             an app that writes head and body apart without TCP_NODELAY, as Redmine's WEBrick \
-             does, makes each direct answer wait about 40 ms for the acknowledgement; the \
-             sidecar acknowledges at once, see http_client::quick_ack. Its cost is the gap \
-             between the get's and the pass-through's latencies.)"
-        );
     }
     s.print_log();
     drop(s);

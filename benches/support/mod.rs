@@ -510,6 +510,62 @@ struct TaskOut {
     collected: Vec<(u64, String)>,
 }
 
+/// Set by a bench whose app writes its answers in pieces (Redmine's WEBrick): the load's
+/// connections then acknowledge every read at once, as the sidecar does with such an app
+/// (`http_client::quick_ack`), so that the direct figures are the app's and not the
+/// kernel's delayed acknowledgement (40 ms per answer).
+pub static QUICK_ACK: AtomicBool = AtomicBool::new(false);
+
+/// A TCP stream that sets `TCP_QUICKACK` after every read (see [`QUICK_ACK`]).
+struct AckEveryRead(TcpStream);
+
+impl tokio::io::AsyncRead for AckEveryRead {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        if r.is_ready() {
+            use std::os::fd::AsRawFd;
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt reads the one c_int it is given.
+            unsafe {
+                libc::setsockopt(
+                    self.0.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_QUICKACK,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for AckEveryRead {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 /// An HTTP/1.1 connection (`TCP_NODELAY`) to `addr`, within [`CONNECT_TIMEOUT`].
 pub async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
@@ -517,9 +573,19 @@ pub async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, Strin
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| format!("connect: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
+    if QUICK_ACK.load(Ordering::Relaxed) {
+        return handshake(AckEveryRead(tcp)).await;
+    }
+    handshake(tcp).await
+}
+
+async fn handshake<T>(io: T) -> Result<SendRequest<Full<Bytes>>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let (sender, conn) = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)),
+        hyper::client::conn::http1::handshake(TokioIo::new(io)),
     )
     .await
     .map_err(|_| "handshake timed out".to_string())?
