@@ -470,7 +470,6 @@ impl Proxy {
             body,
             conn: Some(conn),
             pool: inner.pool.clone(),
-            acked: false,
         };
         let mut out = Response::new(body.boxed());
         *out.status_mut() = parts.status;
@@ -976,8 +975,6 @@ struct UpstreamBody {
     body: Incoming,
     conn: Option<Conn>,
     pool: Arc<Pool>,
-    /// What had come of the body was acknowledged when the rest was not there.
-    acked: bool,
 }
 
 impl hyper::body::Body for UpstreamBody {
@@ -1011,14 +1008,13 @@ impl hyper::body::Body for UpstreamBody {
                     drove = true;
                     c.drive(cx);
                 }
-                Some(c) if !this.acked => {
-                    // The app may be holding the rest back until what it sent is
-                    // acknowledged; once per response is enough for that.
-                    this.acked = true;
+                Some(c) => {
+                    // The rest is not there: the app may be holding it back until what it
+                    // sent is acknowledged.
                     crate::http_client::quick_ack(c.fd);
                     return Poll::Pending;
                 }
-                _ => return Poll::Pending,
+                None => return Poll::Pending,
             }
         }
     }

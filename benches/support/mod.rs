@@ -527,18 +527,7 @@ impl tokio::io::AsyncRead for AckEveryRead {
     ) -> std::task::Poll<std::io::Result<()>> {
         let r = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
         if r.is_ready() {
-            use std::os::fd::AsRawFd;
-            let on: libc::c_int = 1;
-            // SAFETY: setsockopt reads the one c_int it is given.
-            unsafe {
-                libc::setsockopt(
-                    self.0.as_raw_fd(),
-                    libc::IPPROTO_TCP,
-                    libc::TCP_QUICKACK,
-                    (&on as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
+            scim_sidecar::http_client::quick_ack(std::os::fd::AsRawFd::as_raw_fd(&self.0));
         }
         r
     }

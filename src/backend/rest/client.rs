@@ -435,7 +435,6 @@ impl Client {
         };
         let (parts, body) = resp.into_parts();
         let mut collect = pin!(http_body_util::Limited::new(body, MAX_BODY).collect());
-        let mut acked = false;
         let body = poll_fn(|cx| {
             // The body first: polling it tells the connection that more is wanted.
             if let Poll::Ready(r) = collect.as_mut().poll(cx) {
@@ -443,10 +442,9 @@ impl Client {
             }
             conn.driver.drive(cx);
             let r = collect.as_mut().poll(cx);
-            if r.is_pending() && !acked {
+            if r.is_pending() {
                 // The head came without all of the body: the app may be waiting for an
                 // acknowledgement before it sends the rest.
-                acked = true;
                 crate::http_client::quick_ack(conn.fd);
             }
             r
