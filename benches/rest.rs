@@ -14,8 +14,9 @@
 //! the same instance. Redmine's WEBrick writes head and body apart without `TCP_NODELAY`; the
 //! sidecar acknowledges such answers at once (`http_client::quick_ack`), and so does the
 //! bench's client in this mode ([`support::QUICK_ACK`]), or every direct answer would wait
-//! 40 ms for the kernel's delayed acknowledgement. It shows what the sidecar costs in front of an app of the kind it is
-//! built for, where the fixture's figures show what it costs in front of a very fast one.
+//! 40 ms for the kernel's delayed acknowledgement. It shows what the sidecar costs in front
+//! of an app of the kind it is built for, where the fixture's figures show what it costs in
+//! front of a very fast one.
 //!
 //! The app runs in this process on a runtime of its own (one worker thread: it serialises on
 //! its SQLite database anyway) on a loopback port; the sidecar is the release binary (`run

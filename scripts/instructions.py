@@ -7,8 +7,8 @@ Usage: instructions.py drive <port> <token> <phase> <n> <tag>
 `drive` sends `n` requests of one phase over one keep-alive connection, one at a time, and
 exits non-zero on the first answer that is not a success. The phases are the bench's:
 `create` (an Entra-shaped user), `filter` (userName eq), `get` (a user by id, of those listed
-by `ids`), `patch` (Entra's Replace of title
-and active on users listed by `ids`), `ids` (writes the first 100 user ids for `patch`),
+by `ids`), `patch` (Entra's Replace of title and active on users listed by `ids`), `ids`
+(writes the first 100 user ids for `get` and `patch`),
 `groups` (creates the empty groups that `n` member adds need, their ids written beside
 `ids`), `member` (Entra's PATCH adding one member: request i adds user i mod u to group
 i div u, u being the users in `ids`, so each pair once) and `pass` (a GET of the app's own,

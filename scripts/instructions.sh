@@ -21,8 +21,8 @@
 # Starts the binary under callgrind with one shard (SCIM_SIDECAR_WORKERS=1) on free loopback
 # ports and a database in a temp dir, warms it up with 50 requests per phase, then counts
 # each phase on its own (callgrind_control zeroes the counters and dumps after it). A get by
-# id is counted too, on the users the create phase made. Installs
-# valgrind with apt-get when it is missing. Needs python3 (standard library only).
+# id is counted too, on the users the create phase made. Installs valgrind with apt-get when
+# it is missing. Needs python3 (standard library only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD

@@ -1241,22 +1241,6 @@ async fn r14_every_request_on_a_connection_gets_the_whole_upstream_timeout() {
     }
 }
 
-/// A lenient HTTP/1.1 app, as some legacy servers are: any `Transfer-Encoding` that
-/// mentions chunked wins over `Content-Length`, and a length is read leniently. It answers
-/// each request with `path=<path> auth=<its Authorization header>`.
-async fn lenient_app() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((c, _)) = listener.accept().await {
-            tokio::spawn(lenient_connection(c));
-        }
-    });
-    addr
-}
-
 /// Reads from `c` until `got` holds `n` bytes; false when the connection ends first.
 async fn need(c: &mut TcpStream, got: &mut Vec<u8>, n: usize) -> bool {
     let mut buf = [0u8; 16384];
@@ -1282,6 +1266,10 @@ async fn need_pattern(c: &mut TcpStream, got: &mut Vec<u8>, pattern: &[u8]) -> O
     }
 }
 
+/// One connection of a lenient HTTP/1.1 app, as some legacy servers are: any
+/// `Transfer-Encoding` that mentions chunked wins over `Content-Length`, and a length is
+/// read leniently. It answers each request with `path=<path> auth=<its Authorization
+/// header>`.
 async fn lenient_connection(mut c: TcpStream) {
     let mut got: Vec<u8> = Vec::new();
     loop {
@@ -1359,7 +1347,7 @@ async fn lenient_connection(mut c: TcpStream) {
 /// behind on a pooled connection. See: issue #14.
 #[tokio::test]
 async fn r14_no_request_is_smuggled_past_the_sidecar() {
-    let app = lenient_app().await;
+    let (app, _) = raw_app(lenient_connection).await;
     let s = Sidecar::start(Options {
         env: vec![("UPSTREAM_URL", format!("http://{app}"))],
         ..Options::default()
