@@ -45,13 +45,11 @@
 //!
 
 use std::convert::Infallible;
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -65,10 +63,9 @@ use tokio::net::TcpListener;
 mod support;
 
 use support::{
-    CONNS, Load, Proc, READY_DEADLINE, Report, RssSampler, Sidecar, Stats, Summary, WARMUP,
-    at_least, at_most, connect, create_body, create_load, exchange, filter_load, filter_path,
-    free_port, get_status, host_header, mib, ms, patch_body, patch_load, proc_status_kib, request,
-    run_phase, unexpected, user_name,
+    CONNS, Load, Nginx, Report, RssSampler, Sidecar, Stats, Summary, WARMUP, at_least, at_most,
+    connect, create_body, create_load, exchange, filter_load, filter_path, host_header, mib, ms,
+    patch_body, patch_load, proc_status_kib, request, run_phase, unexpected, user_name,
 };
 
 /// What the app answers to every request.
@@ -179,7 +176,7 @@ fn main() {
         println!("== pass-through (GET /hello, {} byte body) ==", HELLO.len());
         Report::header(false);
         let mut targets = vec![("direct", app, None), ("sidecar", sidecar.addr, Some(pid))];
-        let nginx = Nginx::start(app);
+        let nginx = Nginx::start(app, "/hello");
         if let Some(n) = &nginx {
             targets.push(("nginx", n.addr, Some(n.proc.pid)));
         }
@@ -223,100 +220,18 @@ fn main() {
     sidecar.stop();
     println!();
 
-    summary(&report, ready_median, rss_idle, rss_load, nginx_present());
+    summary(
+        &report,
+        ready_median,
+        rss_idle,
+        rss_load,
+        support::nginx_path().is_some(),
+    );
     rt.shutdown_timeout(Duration::from_secs(2));
 }
 
 // ---------------------------------------------------------------------------------------------
 // Processes
-
-/// nginx as a reverse proxy to the same app, if it is installed.
-struct Nginx {
-    proc: Proc,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-fn nginx_present() -> bool {
-    nginx_path().is_some()
-}
-
-fn nginx_path() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("nginx"))
-        .find(|p| p.is_file())
-}
-
-impl Nginx {
-    fn start(app: SocketAddr) -> Option<Nginx> {
-        let bin = nginx_path()?;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tmp = dir.path().display().to_string();
-        let addr = free_port();
-        let conf = dir.path().join("nginx.conf");
-        let text = format!(
-            "daemon off;\n\
-             worker_processes 1;\n\
-             error_log stderr;\n\
-             pid {tmp}/nginx.pid;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n\
-             \x20   access_log off;\n\
-             \x20   keepalive_requests 1000000;\n\
-             \x20   client_body_temp_path {tmp}/client_body;\n\
-             \x20   proxy_temp_path {tmp}/proxy;\n\
-             \x20   fastcgi_temp_path {tmp}/fastcgi;\n\
-             \x20   uwsgi_temp_path {tmp}/uwsgi;\n\
-             \x20   scgi_temp_path {tmp}/scgi;\n\
-             \x20   upstream app {{ server {app}; keepalive 64; keepalive_requests 1000000; }}\n\
-             \x20   server {{\n\
-             \x20       listen {addr};\n\
-             \x20       location / {{\n\
-             \x20           proxy_pass http://app;\n\
-             \x20           proxy_http_version 1.1;\n\
-             \x20           proxy_set_header Connection \"\";\n\
-             \x20       }}\n\
-             \x20   }}\n\
-             }}\n"
-        );
-        std::fs::write(&conf, text).expect("write nginx.conf");
-        let log = File::create(dir.path().join("nginx.log")).expect("nginx log");
-        let child = Command::new(&bin)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(format!("{tmp}/"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("nginx log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn nginx");
-        let mut n = Nginx {
-            proc: Proc::new(child, "nginx"),
-            addr,
-            dir,
-        };
-        let t0 = Instant::now();
-        loop {
-            if let Some(status) = n.proc.exited() {
-                let log = std::fs::read_to_string(n.dir.path().join("nginx.log"));
-                panic!(
-                    "nginx exited at start ({status}): {}",
-                    log.unwrap_or_default()
-                );
-            }
-            if get_status(addr, "/hello") == Some(200) {
-                return Some(n);
-            }
-            assert!(
-                t0.elapsed() < READY_DEADLINE,
-                "nginx did not answer within {READY_DEADLINE:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
 
 /// Starts the sidecar with the quickstart config on a fresh database file (the sidecar creates
 /// it from `schema.sql`); returns it and the time from spawning to ready.

@@ -1200,3 +1200,90 @@ pub fn ms(d: Duration) -> f64 {
 pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
+
+/// nginx as a reverse proxy to the same app, if it is installed.
+pub struct Nginx {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+/// nginx on `PATH`, if it is installed.
+pub fn nginx_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("nginx"))
+        .find(|p| p.is_file())
+}
+
+impl Nginx {
+    /// Starts nginx (one worker, `keepalive 64` to `app`) on a free loopback port and waits
+    /// until it answers `probe` with any status; `None` if nginx is not installed.
+    pub fn start(app: SocketAddr, probe: &str) -> Option<Nginx> {
+        let bin = nginx_path()?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tmp = dir.path().display().to_string();
+        let addr = free_port();
+        let conf = dir.path().join("nginx.conf");
+        let text = format!(
+            "daemon off;\n\
+             worker_processes 1;\n\
+             error_log stderr;\n\
+             pid {tmp}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n\
+             \x20   access_log off;\n\
+             \x20   keepalive_requests 1000000;\n\
+             \x20   client_body_temp_path {tmp}/client_body;\n\
+             \x20   proxy_temp_path {tmp}/proxy;\n\
+             \x20   fastcgi_temp_path {tmp}/fastcgi;\n\
+             \x20   uwsgi_temp_path {tmp}/uwsgi;\n\
+             \x20   scgi_temp_path {tmp}/scgi;\n\
+             \x20   upstream app {{ server {app}; keepalive 64; keepalive_requests 1000000; }}\n\
+             \x20   server {{\n\
+             \x20       listen {addr};\n\
+             \x20       location / {{\n\
+             \x20           proxy_pass http://app;\n\
+             \x20           proxy_http_version 1.1;\n\
+             \x20           proxy_set_header Connection \"\";\n\
+             \x20       }}\n\
+             \x20   }}\n\
+             }}\n"
+        );
+        std::fs::write(&conf, text).expect("write nginx.conf");
+        let log = File::create(dir.path().join("nginx.log")).expect("nginx log");
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(format!("{tmp}/"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("nginx log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn nginx");
+        let mut n = Nginx {
+            proc: Proc::new(child, "nginx"),
+            addr,
+            dir,
+        };
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = n.proc.exited() {
+                let log = std::fs::read_to_string(n.dir.path().join("nginx.log"));
+                panic!(
+                    "nginx exited at start ({status}): {}",
+                    log.unwrap_or_default()
+                );
+            }
+            if get_status(addr, probe).is_some() {
+                return Some(n);
+            }
+            assert!(
+                t0.elapsed() < READY_DEADLINE,
+                "nginx did not answer within {READY_DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
