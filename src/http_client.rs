@@ -10,12 +10,14 @@
 //! (`backend::rest::client`), which poll [`Driver::drive`] next to the response they wait for
 //! and before they reuse an idle connection.
 //!
-//! Also here: [`quick_ack`], for the app's answers that arrive in pieces.
+//! Also here: [`quick_ack`], for the app's answers that arrive in pieces, and [`AnswerClock`],
+//! the deadline on them.
 
 use std::future::Future;
 use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 /// Acknowledges at once what the app has sent on socket `fd`. Called when an answer is known
 /// to be incomplete and nothing more has arrived.
@@ -111,5 +113,39 @@ mod tests {
         assert!(!d.ended());
         assert!(d.take().is_some());
         assert!(d.ended());
+    }
+}
+
+/// The clock on the app's answers, one timer per connection to the app: the relay's
+/// (`server::fast`) and the REST store's. A tokio timer set and cleared for every request
+/// costs two updates of the timer wheel each, and, on a runtime with no other timer armed
+/// (one request at a time), a wake-up of its own driver: tokio unparks the driver for a
+/// timer earlier than its next wake-up, an `eventfd` write and one more `epoll_wait` per
+/// request. This one is set once and moved only when it fires before the current request's
+/// deadline (deadlines only move later, so that happens once per `timeout` at most).
+#[derive(Default)]
+pub struct AnswerClock {
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl AnswerClock {
+    /// A clock with no timer yet (it is made on the first [`AnswerClock::expired`]).
+    pub fn new() -> AnswerClock {
+        AnswerClock { sleep: None }
+    }
+
+    /// Whether `deadline` has passed; otherwise the task is woken when the timer fires.
+    pub fn expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        while sleep.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return true;
+            }
+            sleep.as_mut().reset(deadline);
+        }
+        false
     }
 }

@@ -57,6 +57,7 @@ use tokio::sync::watch;
 use super::conn::{self, Activity, Deadlines, Stage};
 use super::router::{below_base_path, fresh_request_id, is_request_id};
 use crate::app::{App, Current};
+use crate::http_client::AnswerClock;
 use crate::proxy::{self, Checkout, ClientInfo, Proxy, RawConn};
 
 /// A request head larger than this goes to hyper (which allows more).
@@ -776,35 +777,6 @@ async fn write_timed(
         return Some(r);
     }
     tokio::time::timeout(timeout, write).await.ok()
-}
-
-/// The clock on the app's answer (phase 4), one timer per connection. A tokio timer set
-/// and cleared for every request cost a clock read and two updates of the timer wheel
-/// each; this one is set once and moved only when it fires before the current request's
-/// deadline (deadlines only move later, so that happens once per `timeout` at most).
-struct AnswerClock {
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl AnswerClock {
-    fn new() -> AnswerClock {
-        AnswerClock { sleep: None }
-    }
-
-    /// Whether `deadline` has passed; otherwise the task is woken when the timer fires.
-    fn expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
-        let deadline = tokio::time::Instant::from_std(deadline);
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        while sleep.as_mut().poll(cx).is_ready() {
-            if tokio::time::Instant::now() >= deadline {
-                return true;
-            }
-            sleep.as_mut().reset(deadline);
-        }
-        false
-    }
 }
 
 /// How the app's response body ends (RFC 9112 §6.3).

@@ -16,7 +16,8 @@
 //!   shard has used it, rather than kept: it would otherwise serve shard requests across
 //!   threads for as long as the process runs.
 //! - **Time**: connecting is bounded by `connect_timeout`, each attempt (request sent to
-//!   response body read) by `timeout`.
+//!   response body read) by `timeout`, on one timer per connection
+//!   ([`crate::http_client::AnswerClock`]) rather than a new one per request.
 //! - **Retries**: idempotent requests (GET, PUT, DELETE) are sent again, at most `retries`
 //!   times with a doubling pause, when the connection fails or the app answers 502, 503 or
 //!   504. A POST is sent once, except when a reused connection turns out closed before the
@@ -31,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -46,7 +47,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::backend::BackendError;
-use crate::http_client::Driver;
+use crate::http_client::{AnswerClock, Driver};
 
 /// The largest response body read (a list page of a few hundred users fits many times).
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -91,6 +92,8 @@ struct Conn {
     /// The TCP socket under it (TLS or not), for [`crate::http_client::quick_ack`].
     fd: RawFd,
     home: Option<ThreadId>,
+    /// The deadline on its answers, one timer for all of its requests.
+    clock: AnswerClock,
     _open: Open,
 }
 
@@ -248,6 +251,8 @@ enum Failure {
     NotSent(String),
     /// The request may have reached the app.
     Failed(String),
+    /// No whole answer within `timeout`.
+    Late,
 }
 
 /// A pooled client for one app.
@@ -332,9 +337,9 @@ impl Client {
         let mut attempt = 0;
         loop {
             let last = !idempotent || attempt >= self.cfg.retries;
-            let outcome = tokio::time::timeout(self.cfg.timeout, self.once(req)).await;
+            let outcome = self.once(req).await;
             let retry_reason = match &outcome {
-                Ok(Ok(r))
+                Ok(r)
                     if matches!(
                         r.status,
                         StatusCode::BAD_GATEWAY
@@ -344,14 +349,14 @@ impl Client {
                 {
                     format!("the app answered {}", r.status)
                 }
-                Ok(Ok(_)) => String::new(),
-                Ok(Err(Failure::NotSent(e))) | Ok(Err(Failure::Failed(e))) => e.clone(),
-                Err(_) => format!("no answer within {:?}", self.cfg.timeout),
+                Ok(_) => String::new(),
+                Err(Failure::NotSent(e)) | Err(Failure::Failed(e)) => e.clone(),
+                Err(Failure::Late) => format!("no answer within {:?}", self.cfg.timeout),
             };
-            let not_sent = matches!(outcome, Ok(Err(Failure::NotSent(_))));
+            let not_sent = matches!(outcome, Err(Failure::NotSent(_)));
             if retry_reason.is_empty() || (last && !(not_sent && attempt == 0)) {
                 return match outcome {
-                    Ok(Ok(r)) => Ok(r),
+                    Ok(r) => Ok(r),
                     _ => Err(BackendError::Unavailable(format!(
                         "{} {}: {retry_reason}",
                         req.method,
@@ -413,12 +418,20 @@ impl Client {
         let request = b
             .body(Full::new(body))
             .map_err(|e| Failure::NotSent(format!("bad request: {e}")))?;
+        let deadline = Instant::now() + self.cfg.timeout;
         let mut sent = pin!(conn.sender.try_send_request(request));
         let answer = poll_fn(|cx| {
             conn.driver.drive(cx);
-            sent.as_mut().poll(cx)
+            match sent.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending if conn.clock.expired(cx, deadline) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
         })
         .await;
+        let Some(answer) = answer else {
+            return Err(Failure::Late);
+        };
         let resp = match answer {
             Ok(r) => r,
             Err(mut e) => {
@@ -438,7 +451,7 @@ impl Client {
         let body = poll_fn(|cx| {
             // The body first: polling it tells the connection that more is wanted.
             if let Poll::Ready(r) = collect.as_mut().poll(cx) {
-                return Poll::Ready(r);
+                return Poll::Ready(r.map_err(Some));
             }
             conn.driver.drive(cx);
             let r = collect.as_mut().poll(cx);
@@ -446,11 +459,17 @@ impl Client {
                 // The head came without all of the body: the app may be waiting for an
                 // acknowledgement before it sends the rest.
                 crate::http_client::quick_ack(conn.fd);
+                if conn.clock.expired(cx, deadline) {
+                    return Poll::Ready(Err(None));
+                }
             }
-            r
+            r.map_err(Some)
         })
         .await
-        .map_err(|e| Failure::Failed(format!("reading the answer: {e}")))?
+        .map_err(|e| match e {
+            Some(e) => Failure::Failed(format!("reading the answer: {e}")),
+            None => Failure::Late,
+        })?
         .to_bytes();
         // A connection opened off the shards is not kept once a shard has used it.
         let homeless = conn.home.is_none() && crate::backend::home_thread().is_some();
@@ -522,6 +541,7 @@ impl Client {
                     driver,
                     fd,
                     home,
+                    clock: AnswerClock::new(),
                     _open: open,
                 },
                 false,
