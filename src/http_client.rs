@@ -90,32 +90,6 @@ impl Driver {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ends_once_and_stays_ended() {
-        let mut d = Driver::new(std::future::ready(Ok(())));
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        assert!(!d.ended());
-        assert!(!d.drive(&mut cx));
-        assert!(d.ended());
-        assert!(!d.drive(&mut cx));
-        assert!(d.take().is_none());
-    }
-
-    #[test]
-    fn pending_io_keeps_the_connection() {
-        let mut d = Driver::new(std::future::pending());
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        assert!(d.drive(&mut cx));
-        assert!(!d.ended());
-        assert!(d.take().is_some());
-        assert!(d.ended());
-    }
-}
-
 /// The clock on the app's answers, one timer per connection to the app: the relay's
 /// (`server::fast`) and the REST store's. A tokio timer set and cleared for every request
 /// costs two updates of the timer wheel each, and, on a runtime with no other timer armed
@@ -147,5 +121,31 @@ impl AnswerClock {
             sleep.as_mut().reset(deadline);
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ends_once_and_stays_ended() {
+        let mut d = Driver::new(std::future::ready(Ok(())));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(!d.ended());
+        assert!(!d.drive(&mut cx));
+        assert!(d.ended());
+        assert!(!d.drive(&mut cx));
+        assert!(d.take().is_none());
+    }
+
+    #[test]
+    fn pending_io_keeps_the_connection() {
+        let mut d = Driver::new(std::future::pending());
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(d.drive(&mut cx));
+        assert!(!d.ended());
+        assert!(d.take().is_some());
+        assert!(d.ended());
     }
 }
