@@ -195,7 +195,11 @@ fn app_request(
 
 /// The app's create body for the user the sidecar's bench user `n` becomes.
 fn app_create_body(n: u64) -> String {
-    let name = format!("direct.user{n}@example.com");
+    app_user_body(&format!("direct.user{n}@example.com"), n)
+}
+
+/// The app's create body for user `n` with login and mail `name`.
+fn app_user_body(name: &str, n: u64) -> String {
     serde_json::json!({"user": {
         "login": name, "firstname": format!("Given{n}"), "lastname": format!("Family{n}"),
         "mail": name, "status": 1,
@@ -338,17 +342,8 @@ async fn seed(t: &Target, n: u64) {
     let mut sender = support::connect(t.addr).await.expect("connect to the app");
     for i in 0..n {
         let name = support::user_name(i);
-        let body = serde_json::json!({"user": {
-            "login": name, "firstname": format!("Given{i}"), "lastname": format!("Family{i}"),
-            "mail": name, "status": 1,
-        }});
-        let req = app_request(
-            Method::POST,
-            t,
-            t.addr,
-            "/users.json",
-            Some(body.to_string()),
-        );
+        let body = Some(app_user_body(&name, i));
+        let req = app_request(Method::POST, t, t.addr, "/users.json", body);
         let (parts, body) = support::exchange(&mut sender, req).await.expect("seed");
         assert_eq!(
             parts.status,

@@ -97,17 +97,13 @@ impl Driver {
 /// timer earlier than its next wake-up, an `eventfd` write and one more `epoll_wait` per
 /// request. This one is set once and moved only when it fires before the current request's
 /// deadline (deadlines only move later, so that happens once per `timeout` at most).
+/// `default()` has no timer yet: it is made on the first [`AnswerClock::expired`].
 #[derive(Default)]
 pub struct AnswerClock {
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl AnswerClock {
-    /// A clock with no timer yet (it is made on the first [`AnswerClock::expired`]).
-    pub fn new() -> AnswerClock {
-        AnswerClock { sleep: None }
-    }
-
     /// Whether `deadline` has passed; otherwise the task is woken when the timer fires.
     pub fn expired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
         let deadline = tokio::time::Instant::from_std(deadline);

@@ -173,7 +173,7 @@ async fn relay(
         out: Vec::new(),
         rbuf: BytesMut::new(),
         back: Vec::new(),
-        clock: AnswerClock::new(),
+        clock: AnswerClock::default(),
     };
     let mut buf = BytesMut::new();
     loop {

@@ -541,7 +541,7 @@ impl Client {
                     driver,
                     fd,
                     home,
-                    clock: AnswerClock::new(),
+                    clock: AnswerClock::default(),
                     _open: open,
                 },
                 false,
