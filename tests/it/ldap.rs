@@ -1790,11 +1790,65 @@ async fn a_garbled_directory_answer_is_an_error_and_the_next_is_served() {
     }
 }
 
+/// A directory that stops answering: a request that meets it is a 503 after
+/// `operation_timeout`, not before and not much after, and a create writes nothing. Each
+/// connection keeps its timers for all of its operations and moves one on only when it fires
+/// before the current operation's deadline, so a quick request after a pause longer than the
+/// timeout (the timer fired while the connection was idle) is served, and each stalled one
+/// is cut at its own deadline.
+#[tokio::test]
+async fn a_directory_that_stops_answering_is_503_after_the_timeout() {
+    let Some(tree) = ldap::subtree("stalled").await else {
+        return;
+    };
+    let relay = Garbler::start(&tree.url).await;
+    let relayed = ldap::Subtree {
+        url: relay.url.clone(),
+        ..tree.clone()
+    };
+    // One connection per shard thread: the requests of one client share it, and its timers.
+    let backend = "operation_timeout = \"300ms\"\nconnect_timeout = \"300ms\"\npool_size = 1";
+    let (s, _dir) = serve_with(&relayed, backend, &resources(&tree.people)).await;
+    let c = &s.client;
+    c.post("/scim/v2/Users", &support::client::user("steady"))
+        .await
+        .expect(201);
+    let found = |r: support::client::Resp| r.expect(200).json()["totalResults"].clone();
+    let list = |name: &str| format!("/scim/v2/Users?filter=userName%20eq%20%22{name}%22");
+    for pause_ms in [0, 400, 0] {
+        assert_eq!(found(c.get(&list("steady")).await), 1);
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        assert_eq!(found(c.get(&list("steady")).await), 1);
+        relay.stall(true);
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), c.get(&list("steady")))
+            .await
+            .expect("the stalled request was cut by the operation timeout")
+            .scim_error(503, None);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+            "an operation timeout of 300 ms took {took:?}"
+        );
+        relay.stall(false);
+    }
+    relay.stall(true);
+    c.post("/scim/v2/Users", &support::client::user("stalled"))
+        .await
+        .scim_error(503, None);
+    relay.stall(false);
+    assert_eq!(found(c.get(&list("stalled")).await), 0);
+    assert_eq!(found(c.get(&list("steady")).await), 1);
+}
+
 /// A TCP relay to slapd that passes every byte, except that once armed it replaces the
-/// operation of the next search result entry from the directory (its message id kept).
+/// operation of the next search result entry from the directory (its message id kept), and
+/// that while stalled it drops what the sidecar sends (a directory that has stopped
+/// answering, which has seen none of it).
 struct Garbler {
     url: String,
     next: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -1815,21 +1869,51 @@ impl Garbler {
             .expect("bind");
         let url = format!("ldap://{}", listener.local_addr().expect("addr"));
         let next: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
-        let armed = next.clone();
+        let stalled: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let (armed, stall) = (next.clone(), stalled.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
                     continue;
                 };
-                let (mut from_client, to_client) = client.into_split();
-                let (from_server, mut to_server) = server.into_split();
-                tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
-                });
+                let (from_client, to_client) = client.into_split();
+                let (from_server, to_server) = server.into_split();
+                tokio::spawn(Self::requests(from_client, to_server, stall.clone()));
                 tokio::spawn(Self::answers(from_server, to_client, armed.clone()));
             }
         });
-        Garbler { url, next, task }
+        Garbler {
+            url,
+            next,
+            stalled,
+            task,
+        }
+    }
+
+    /// Drops what the sidecar sends from now on (`true`), or passes it again.
+    fn stall(&self, on: bool) {
+        self.stalled.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Copies the sidecar's requests to the directory, except while stalled.
+    async fn requests(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        stalled: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if !stalled.load(std::sync::atomic::Ordering::SeqCst)
+                && to.write_all(&chunk[..n]).await.is_err()
+            {
+                return;
+            }
+        }
     }
 
     /// Replaces the operation of the next search result entry with `op`.

@@ -699,6 +699,7 @@ impl LdapConnAsync {
             #[cfg(any(feature = "gssapi", feature = "ntlm"))]
             tls_endpoint_token: Arc::new(None),
             has_tls: false,
+            clocks: Default::default(),
             last_id: 0,
             timeout: None,
             controls: None,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::RequestId;
 use crate::adapters::{EntriesOnly, IntoAdapterVec};
+use crate::clock::Clocks;
 use crate::controls_impl::IntoRawControlVec;
 use crate::exop::Exop;
 use crate::exop_impl::construct_exop;
@@ -22,7 +23,6 @@ use lber::structures::{Boolean, Enumerated, Integer, Null, OctetString, Sequence
 #[cfg(feature = "gssapi")]
 use cross_krb5::{ClientCtx, Cred, InitiateFlags, K5Ctx, Step};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time;
 
 /// SASL bind exchange wrapper.
 #[allow(dead_code)]
@@ -86,6 +86,8 @@ pub struct Ldap {
     #[cfg(any(feature = "gssapi", feature = "ntlm"))]
     pub(crate) tls_endpoint_token: Arc<Option<Vec<u8>>>,
     pub(crate) has_tls: bool,
+    /// The connection's timers for operation deadlines, shared by its handles.
+    pub(crate) clocks: Clocks,
     pub timeout: Option<Duration>,
     pub controls: MaybeControls,
     pub search_opts: Option<SearchOptions>,
@@ -105,6 +107,7 @@ impl Clone for Ldap {
             #[cfg(any(feature = "gssapi", feature = "ntlm"))]
             tls_endpoint_token: self.tls_endpoint_token.clone(),
             has_tls: self.has_tls,
+            clocks: self.clocks.clone(),
             last_id: 0,
             timeout: None,
             controls: None,
@@ -185,7 +188,7 @@ impl Ldap {
         let (tx, rx) = oneshot::channel();
         self.tx.send((id, op, req, self.controls.take(), tx))?;
         let response = if let Some(timeout) = self.timeout.take() {
-            let res = time::timeout(timeout, rx).await;
+            let res = self.clocks.take().within(timeout, rx).await;
             if res.is_err() {
                 self.id_scrub_tx.send(self.last_id)?;
             }

@@ -146,6 +146,7 @@ pub mod asn1 {
     pub use lber::universal::Types;
     pub use lber::write;
 }
+mod clock;
 mod conn;
 pub mod controls {
     //! Control construction and parsing.

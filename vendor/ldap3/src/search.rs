@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::adapters::Adapter;
+use crate::clock::Clock;
 use crate::controls::Control;
 use crate::ldap::Ldap;
 use crate::parse_filter;
@@ -11,7 +12,6 @@ use crate::protocol::LdapOp;
 use crate::result::{LdapError, LdapResult, Result};
 
 use tokio::sync::{Mutex, mpsc};
-use tokio::time;
 
 use lber::common::TagClass;
 use lber::structure::{PL, StructureTag};
@@ -615,6 +615,8 @@ pub struct SearchStream<'a, S, A> {
     adapters: Vec<Arc<Mutex<Box<dyn Adapter<'a, S, A> + 'a>>>>,
     ax: usize,
     timeout: Option<Duration>,
+    /// The timer of the replies' deadlines, taken from the connection's on the first one.
+    clock: Option<Clock>,
     pub res: Option<LdapResult>,
 }
 
@@ -631,6 +633,7 @@ where
             adapters: adapters.into_iter().map(Mutex::new).map(Arc::new).collect(),
             ax: 0,
             timeout: None,
+            clock: None,
             res: None,
         }
     }
@@ -706,7 +709,10 @@ where
 
     pub(crate) async fn next_inner(&mut self) -> Result<Option<ResultEntry>> {
         let item = if let Some(timeout) = self.timeout {
-            let res = time::timeout(timeout, self.rx.as_mut().unwrap().recv()).await;
+            let clock = self.clock.get_or_insert_with(|| self.ldap.clocks.take());
+            let res = clock
+                .within(timeout, self.rx.as_mut().unwrap().recv())
+                .await;
             if res.is_err() {
                 let last_id = self.ldap.last_id;
                 self.ldap.id_scrub_tx.send(last_id)?;
