@@ -26,6 +26,7 @@
 //! Kept values (`externalId`) and soft-delete tombstones live in the `[state] backend` (an
 //! SQL store), through [`crate::backend::state::Overlay`]: an API has no place for them.
 
+mod answer;
 pub mod client;
 mod table;
 pub mod template;

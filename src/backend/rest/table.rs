@@ -29,8 +29,9 @@ use http::header::{HeaderName, HeaderValue};
 use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 
+use super::answer::Doc;
 use super::client::{Client, Reply, Req, StatusRules, status_error};
-use super::template::{self, BodyT, Part, Vars, at, text_of};
+use super::template::{self, BodyT, Part, Vars, text_of};
 use super::{FilterRule, MemberOp, Op, RestMembers, RestResource, Style};
 use crate::backend::{
     BackendError, CheckFn, CmpOp, ConstValue, DeleteMode, EditFn, FieldInfo, FieldType, Found,
@@ -166,16 +167,16 @@ impl RestTable {
                 "read",
             )
             .await?;
-        let doc = reply.json().unwrap_or(Json::Null);
+        let doc = Doc::parse(&reply.body).unwrap_or(Doc::Null);
         let gids: Vec<String> = self
             .single(&doc)
-            .and_then(|o| at(o, &mo.read))
-            .and_then(Json::as_array)
+            .and_then(|o| o.at(&mo.read))
+            .and_then(Doc::as_array)
             .map(|a| {
                 a.iter()
                     .filter_map(|g| {
                         if g.is_object() {
-                            at(g, &mo.id).and_then(id_text)
+                            g.at(&mo.id).and_then(id_text)
                         } else {
                             id_text(g)
                         }
@@ -317,8 +318,8 @@ impl RestTable {
     }
 
     /// The row of a resource object.
-    fn row_of(&self, obj: &Json, members: bool) -> Result<Row, BackendError> {
-        let key = at(obj, &self.res.id).and_then(id_text).ok_or_else(|| {
+    fn row_of(&self, obj: &Doc<'_>, members: bool) -> Result<Row, BackendError> {
+        let key = obj.at(&self.res.id).and_then(id_text).ok_or_else(|| {
             BackendError::Internal(format!(
                 "a {} from the API has no id at '{}'",
                 self.rt,
@@ -328,18 +329,18 @@ impl RestTable {
         let values = self
             .fields
             .iter()
-            .map(|f| at(obj, &f.path).map_or(Value::Null, |j| value_of(j, &f.ty)))
+            .map(|f| obj.at(&f.path).map_or(Value::Null, |j| value_of(j, &f.ty)))
             .collect();
         let members = match (&self.members, members) {
             (Some(m), true) => Some(
-                at(obj, &m.read)
-                    .and_then(Json::as_array)
+                obj.at(&m.read)
+                    .and_then(Doc::as_array)
                     .map(|items| {
                         items
                             .iter()
                             .filter_map(|item| {
                                 if item.is_object() {
-                                    at(item, &m.id).and_then(id_text)
+                                    item.at(&m.id).and_then(id_text)
                                 } else {
                                     id_text(item)
                                 }
@@ -358,8 +359,8 @@ impl RestTable {
     }
 
     /// The resource in a single answer (under `wrap`).
-    fn single<'j>(&self, doc: &'j Json) -> Option<&'j Json> {
-        at(doc, &self.res.wrap).filter(|j| j.is_object())
+    fn single<'j, 'a>(&self, doc: &'j Doc<'a>) -> Option<&'j Doc<'a>> {
+        doc.at(&self.res.wrap).filter(|j| j.is_object())
     }
 
     /// Reads one resource; `None` when the app answers 404.
@@ -399,7 +400,7 @@ impl RestTable {
                 &self.rules,
             ));
         }
-        let doc = reply.json().unwrap_or(Json::Null);
+        let doc = Doc::parse(&reply.body).unwrap_or(Doc::Null);
         let obj = self.single(&doc).ok_or_else(|| {
             BackendError::Internal(format!(
                 "the API's answer for a {} holds no object at '{}' (the resource's wrap)",
@@ -473,9 +474,10 @@ impl RestTable {
                 r
             }
         };
-        let doc = reply.json().unwrap_or(Json::Null);
-        let items = at(&doc, &self.res.items)
-            .and_then(Json::as_array)
+        let doc = Doc::parse(&reply.body).unwrap_or(Doc::Null);
+        let items = doc
+            .at(&self.res.items)
+            .and_then(Doc::as_array)
             .ok_or_else(|| {
                 BackendError::Internal(format!(
                     "the list answer holds no array at '{}'",
@@ -489,10 +491,10 @@ impl RestTable {
         let total = p
             .total
             .as_ref()
-            .and_then(|t| at(&doc, t))
-            .and_then(Json::as_u64);
+            .and_then(|t| doc.at(t))
+            .and_then(Doc::as_u64);
         let next = match (&p.style, &p.next) {
-            (Style::Cursor | Style::Next, Some(path)) => at(&doc, path).and_then(id_text),
+            (Style::Cursor | Style::Next, Some(path)) => doc.at(path).and_then(id_text),
             (Style::Next, None) => reply
                 .headers
                 .get_all(http::header::LINK)
@@ -906,7 +908,7 @@ impl RestTable {
 
     /// The resource a create answered with: its body, or what its `Location` points at.
     async fn created(&self, reply: &Reply) -> Result<Row, BackendError> {
-        if let Some(doc) = reply.json() {
+        if let Some(doc) = Doc::parse(&reply.body) {
             if let Some(obj) = self.single(&doc) {
                 return self.row_of(obj, false);
             }
@@ -939,7 +941,7 @@ impl RestTable {
                 &self.rules,
             ));
         }
-        let doc = again.json().unwrap_or(Json::Null);
+        let doc = Doc::parse(&again.body).unwrap_or(Doc::Null);
         let obj = self.single(&doc).ok_or_else(|| {
             BackendError::Internal(format!("the created {} could not be read back", self.rt))
         })?;
@@ -989,7 +991,7 @@ impl RestTable {
                 &self.rules,
             )));
         }
-        if let Some(doc) = reply.json() {
+        if let Some(doc) = Doc::parse(&reply.body) {
             if let Some(obj) = self.single(&doc) {
                 return self.row_of(obj, false);
             }
@@ -1132,49 +1134,49 @@ fn render_text(parts: &[Part], vars: &Vars<'_>) -> String {
 }
 
 /// An id as text: strings as they are, numbers in decimal.
-fn id_text(j: &Json) -> Option<String> {
+fn id_text(j: &Doc<'_>) -> Option<String> {
     match j {
-        Json::String(s) if !s.is_empty() => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
+        Doc::String(s) if !s.is_empty() => Some(s.to_string()),
+        Doc::Number(n) => Some(n.to_string()),
         _ => None,
     }
 }
 
 /// A JSON value as a field of type `ty` holds it.
-pub fn value_of(j: &Json, ty: &FieldType) -> Value {
+pub fn value_of(j: &Doc<'_>, ty: &FieldType) -> Value {
     match (j, ty) {
-        (Json::Null, _) => Value::Null,
-        (Json::Array(a), _) => Value::List(
+        (Doc::Null, _) => Value::Null,
+        (Doc::Array(a), _) => Value::List(
             a.iter()
                 .map(|x| value_of(x, ty))
                 .filter(|v| !v.is_null())
                 .collect(),
         ),
-        (Json::Number(n), FieldType::Integer) => n
+        (Doc::Number(n), FieldType::Integer) => n
             .as_i64()
             .map(Value::Int)
             .unwrap_or_else(|| Value::Real(n.as_f64().unwrap_or_default())),
-        (Json::Number(n), FieldType::Real) => Value::Real(n.as_f64().unwrap_or_default()),
-        (Json::String(s), FieldType::Integer) => s
+        (Doc::Number(n), FieldType::Real) => Value::Real(n.as_f64().unwrap_or_default()),
+        (Doc::String(s), FieldType::Integer) => s
             .trim()
             .parse()
-            .map_or_else(|_| Value::Text(s.clone()), Value::Int),
-        (Json::String(s), FieldType::Real) => s
+            .map_or_else(|_| Value::Text(s.to_string()), Value::Int),
+        (Doc::String(s), FieldType::Real) => s
             .trim()
             .parse()
-            .map_or_else(|_| Value::Text(s.clone()), Value::Real),
-        (Json::Bool(b), FieldType::Boolean) => Value::Bool(*b),
-        (Json::String(s), FieldType::Boolean) => match s.as_str() {
+            .map_or_else(|_| Value::Text(s.to_string()), Value::Real),
+        (Doc::Bool(b), FieldType::Boolean) => Value::Bool(*b),
+        (Doc::String(s), FieldType::Boolean) => match s.as_ref() {
             "true" | "1" => Value::Bool(true),
             "false" | "0" => Value::Bool(false),
-            _ => Value::Text(s.clone()),
+            _ => Value::Text(s.to_string()),
         },
-        (Json::Number(n), FieldType::Boolean) => Value::Bool(n.as_i64() != Some(0)),
-        (Json::Bool(b), FieldType::Integer) => Value::Int(i64::from(*b)),
-        (Json::String(s), _) => Value::Text(s.clone()),
-        (Json::Number(n), _) => Value::Text(n.to_string()),
-        (Json::Bool(b), _) => Value::Text(b.to_string()),
-        (Json::Object(_), _) => Value::Text(j.to_string()),
+        (Doc::Number(n), FieldType::Boolean) => Value::Bool(n.as_i64() != Some(0)),
+        (Doc::Bool(b), FieldType::Integer) => Value::Int(i64::from(*b)),
+        (Doc::String(s), _) => Value::Text(s.to_string()),
+        (Doc::Number(n), _) => Value::Text(n.to_string()),
+        (Doc::Bool(b), _) => Value::Text(b.to_string()),
+        (Doc::Object(_), _) => Value::Text(j.to_json().to_string()),
     }
 }
 
@@ -1589,29 +1591,25 @@ mod tests {
 
     #[test]
     fn json_values_take_the_declared_type() {
+        let doc = |text: &'static str| Doc::parse(text.as_bytes()).expect(text);
         let text = FieldType::Text { max_len: None };
+        assert_eq!(value_of(&doc("7"), &text), Value::Text("7".into()));
+        assert_eq!(value_of(&doc("3"), &FieldType::Integer), Value::Int(3));
+        assert_eq!(value_of(&doc(r#""3""#), &FieldType::Integer), Value::Int(3));
         assert_eq!(
-            value_of(&serde_json::json!(7), &text),
-            Value::Text("7".into())
-        );
-        assert_eq!(
-            value_of(&serde_json::json!(3), &FieldType::Integer),
-            Value::Int(3)
-        );
-        assert_eq!(
-            value_of(&serde_json::json!("3"), &FieldType::Integer),
-            Value::Int(3)
-        );
-        assert_eq!(
-            value_of(&serde_json::json!(true), &FieldType::Boolean),
+            value_of(&doc("true"), &FieldType::Boolean),
             Value::Bool(true)
         );
-        assert_eq!(value_of(&serde_json::json!(null), &text), Value::Null);
+        assert_eq!(value_of(&doc("null"), &text), Value::Null);
         assert_eq!(
-            value_of(&serde_json::json!(["a", null]), &text),
+            value_of(&doc(r#"["a", null]"#), &text),
             Value::List(vec![Value::Text("a".into())])
         );
-        assert_eq!(id_text(&serde_json::json!(12)), Some("12".into()));
-        assert_eq!(id_text(&serde_json::json!("")), None);
+        assert_eq!(id_text(&doc("12")), Some("12".into()));
+        assert_eq!(id_text(&doc(r#""""#)), None);
+        assert_eq!(
+            value_of(&doc(r#"{"b": 1, "a": "x"}"#), &text),
+            Value::Text(r#"{"b":1,"a":"x"}"#.into())
+        );
     }
 }
