@@ -1742,21 +1742,11 @@ cn = {{ template = "{{userName}}" }}
 /// fresh connection, is served.
 #[tokio::test]
 async fn a_garbled_directory_answer_is_an_error_and_the_next_is_served() {
-    let Some(tree) = ldap::subtree("garbled").await else {
+    // Long enough that an answer within the client's wait cannot be the timeout's.
+    let backend = "operation_timeout = \"120s\"";
+    let Some((relay, s, _dir)) = serve_relayed("garbled", backend).await else {
         return;
     };
-    let relay = Garbler::start(&tree.url).await;
-    let relayed = ldap::Subtree {
-        url: relay.url.clone(),
-        ..tree.clone()
-    };
-    // Long enough that an answer within the client's wait cannot be the timeout's.
-    let (s, _dir) = serve_with(
-        &relayed,
-        "operation_timeout = \"120s\"",
-        &resources(&tree.people),
-    )
-    .await;
     let c = &s.client;
     c.post("/scim/v2/Users", &support::client::user("garbled"))
         .await
@@ -1798,17 +1788,11 @@ async fn a_garbled_directory_answer_is_an_error_and_the_next_is_served() {
 /// is cut at its own deadline.
 #[tokio::test]
 async fn a_directory_that_stops_answering_is_503_after_the_timeout() {
-    let Some(tree) = ldap::subtree("stalled").await else {
-        return;
-    };
-    let relay = Garbler::start(&tree.url).await;
-    let relayed = ldap::Subtree {
-        url: relay.url.clone(),
-        ..tree.clone()
-    };
     // One connection per shard thread: the requests of one client share it, and its timers.
     let backend = "operation_timeout = \"300ms\"\nconnect_timeout = \"300ms\"\npool_size = 1";
-    let (s, _dir) = serve_with(&relayed, backend, &resources(&tree.people)).await;
+    let Some((relay, s, _dir)) = serve_relayed("stalled", backend).await else {
+        return;
+    };
     let c = &s.client;
     c.post("/scim/v2/Users", &support::client::user("steady"))
         .await
@@ -1839,6 +1823,22 @@ async fn a_directory_that_stops_answering_is_503_after_the_timeout() {
     relay.stall(false);
     assert_eq!(found(c.get(&list("stalled")).await), 0);
     assert_eq!(found(c.get(&list("steady")).await), 1);
+}
+
+/// The users of a fresh subtree `name` served through a [`Garbler`] in front of slapd, with
+/// `backend` added to the directory's settings; `None` without slapd.
+async fn serve_relayed(
+    name: &str,
+    backend: &str,
+) -> Option<(Garbler, support::Sidecar, tempfile::TempDir)> {
+    let tree = ldap::subtree(name).await?;
+    let relay = Garbler::start(&tree.url).await;
+    let relayed = ldap::Subtree {
+        url: relay.url.clone(),
+        ..tree.clone()
+    };
+    let (s, dir) = serve_with(&relayed, backend, &resources(&tree.people)).await;
+    Some((relay, s, dir))
 }
 
 /// A TCP relay to slapd that passes every byte, except that once armed it replaces the
